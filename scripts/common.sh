@@ -1,0 +1,97 @@
+# Shared by the scripts: idempotent set-up and a throwaway cluster run as the postgres user.
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+PG_BIN=/usr/lib/postgresql/15/bin
+PG_CONFIG="$PG_BIN/pg_config"
+PGRX_VERSION=0.18.0
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo postgresql-15-hypopg)
+export PATH="$HOME/.cargo/bin:$PATH"
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+ensure_packages() {
+    local missing=()
+    for p in "${APT_PACKAGES[@]}"; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+    done
+    if [ ${#missing[@]} -gt 0 ]; then
+        log "installing ${missing[*]}"
+        as_root apt-get update -qq
+        as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+ensure_pgrx() {
+    if [ "$(cargo pgrx --version 2>/dev/null | awk '{print $2}')" != "$PGRX_VERSION" ]; then
+        log "installing cargo-pgrx $PGRX_VERSION (a few minutes, once)"
+        cargo install cargo-pgrx --version "$PGRX_VERSION" --locked
+    fi
+    if ! grep -qs "^pg15 *= *\"$PG_CONFIG\"" "${PGRX_HOME:-$HOME/.pgrx}/config.toml"; then
+        log "registering PostgreSQL 15 with pgrx"
+        cargo pgrx init --pg15 "$PG_CONFIG"
+    fi
+}
+
+setup() {
+    ensure_packages
+    ensure_pgrx
+}
+
+# install_extension [--release]: build and copy the extension into PostgreSQL 15's directories.
+install_extension() {
+    log "building and installing booking_engine $*"
+    local out=/tmp/booking_engine/install.log
+    mkdir -p /tmp/booking_engine
+    if ! (cd "$REPO" && as_root env "PATH=$PATH" cargo pgrx install --pg-config "$PG_CONFIG" "$@" >"$out" 2>&1); then
+        cat "$out" >&2
+        return 1
+    fi
+}
+
+# start_cluster NAME PORT: a private cluster in /tmp/booking_engine/NAME on PORT, socket in its
+# own directory, booking_engine preloaded. Reused if already running.
+start_cluster() {
+    local name=$1 port=$2
+    CLUSTER_DIR=/tmp/booking_engine/$name
+    PGDATA_DIR=$CLUSTER_DIR/data
+    export PGHOST=$CLUSTER_DIR PGPORT=$port PGUSER=postgres
+    mkdir -p "$CLUSTER_DIR"
+    chown postgres "$CLUSTER_DIR" /tmp/booking_engine
+    if [ ! -s "$PGDATA_DIR/PG_VERSION" ]; then
+        log "creating cluster $name"
+        runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        cat >> "$PGDATA_DIR/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$CLUSTER_DIR'
+shared_preload_libraries = 'booking_engine'
+max_connections = 100
+shared_buffers = 256MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+CONF
+    fi
+    if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+        log "restarting cluster $name to load the installed library"
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast restart -l "$CLUSTER_DIR/log" >/dev/null
+    else
+        log "starting cluster $name on port $port"
+        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w start -l "$CLUSTER_DIR/log" >/dev/null
+    fi
+}
+
+stop_cluster() {
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast stop >/dev/null 2>&1 || true
+}
+
+# fresh_database NAME: drop and create NAME with booking_engine installed.
+fresh_database() {
+    "$PG_BIN/psql" -X -q -d postgres -c "SET client_min_messages = warning" \
+        -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+    "$PG_BIN/psql" -X -q -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION booking_engine CASCADE"
+}

@@ -1,0 +1,323 @@
+-- Core schema: tenants, staff, services, schedules, holidays, policies, customers, appointments.
+-- The `booking` schema is the extension's own (control file `schema`); `booking_admin` is
+-- created in bootstrap.sql.
+
+-- Every child row carries its tenant; when the caller leaves it out, take it from the parent so
+-- that inserts stay short, and let the composite foreign keys prove parent and child agree.
+CREATE FUNCTION booking.fill_tenant_from_staff() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF NEW.tenant_id IS NULL THEN
+        SELECT s.tenant_id INTO NEW.tenant_id FROM booking.staff s WHERE s.id = NEW.staff_id;
+    END IF;
+    RETURN NEW;
+END $$;
+
+CREATE FUNCTION booking.touch_updated_at() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+
+CREATE TABLE booking.tenants (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name                  text NOT NULL,
+    timezone              text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone)),
+    opening_hours         jsonb NOT NULL DEFAULT '{
+        "0": {"is_open": false, "start_time": "09:00", "end_time": "17:00"},
+        "1": {"is_open": true,  "start_time": "09:00", "end_time": "17:00"},
+        "2": {"is_open": true,  "start_time": "09:00", "end_time": "17:00"},
+        "3": {"is_open": true,  "start_time": "09:00", "end_time": "17:00"},
+        "4": {"is_open": true,  "start_time": "09:00", "end_time": "17:00"},
+        "5": {"is_open": true,  "start_time": "09:00", "end_time": "17:00"},
+        "6": {"is_open": false, "start_time": "09:00", "end_time": "17:00"}}'
+        CHECK (booking.is_valid_opening_hours(opening_hours)),
+    buffer_time_minutes   integer NOT NULL DEFAULT 0 CHECK (buffer_time_minutes BETWEEN 0 AND 720),
+    slot_interval_minutes integer NOT NULL DEFAULT 15 CHECK (slot_interval_minutes BETWEEN 1 AND 1440),
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON COLUMN booking.tenants.opening_hours IS
+    'Weekday "0" (Sunday) .. "6" -> {is_open, start_time "HH:MM", end_time "HH:MM" (24:00 allowed)}; a missing day is closed.';
+COMMENT ON COLUMN booking.tenants.buffer_time_minutes IS
+    'Turnover time kept free after every appointment of this tenant, on top of the service''s own buffers.';
+
+CREATE TABLE booking.staff (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id  uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    name       text NOT NULL,
+    email      text,
+    timezone   text NOT NULL CHECK (booking.is_valid_timezone(timezone)),
+    is_active  boolean NOT NULL DEFAULT true,
+    user_id    uuid,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, id)
+);
+CREATE INDEX staff_tenant_idx ON booking.staff (tenant_id);
+CREATE INDEX staff_user_idx ON booking.staff (user_id) WHERE user_id IS NOT NULL;
+COMMENT ON COLUMN booking.staff.timezone IS 'Defaults to the tenant''s time zone.';
+
+CREATE FUNCTION booking.staff_default_timezone() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF NEW.timezone IS NULL THEN
+        SELECT t.timezone INTO NEW.timezone FROM booking.tenants t WHERE t.id = NEW.tenant_id;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER staff_default_timezone BEFORE INSERT ON booking.staff
+    FOR EACH ROW EXECUTE FUNCTION booking.staff_default_timezone();
+
+CREATE TABLE booking.services (
+    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id             uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    name                  text NOT NULL,
+    description           text,
+    duration_minutes      integer NOT NULL CHECK (duration_minutes BETWEEN 1 AND 1440),
+    buffer_before_minutes integer NOT NULL DEFAULT 0 CHECK (buffer_before_minutes BETWEEN 0 AND 720),
+    buffer_after_minutes  integer NOT NULL DEFAULT 0 CHECK (buffer_after_minutes BETWEEN 0 AND 720),
+    price                 numeric(12, 2) NOT NULL DEFAULT 0 CHECK (price >= 0),
+    is_active             boolean NOT NULL DEFAULT true,
+    created_at            timestamptz NOT NULL DEFAULT now(),
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, id)
+);
+CREATE INDEX services_tenant_idx ON booking.services (tenant_id);
+
+CREATE TABLE booking.staff_services (
+    tenant_id  uuid NOT NULL,
+    staff_id   uuid NOT NULL,
+    service_id uuid NOT NULL,
+    PRIMARY KEY (staff_id, service_id),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX staff_services_service_idx ON booking.staff_services (service_id);
+CREATE TRIGGER staff_services_tenant BEFORE INSERT ON booking.staff_services
+    FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
+
+CREATE TABLE booking.staff_schedules (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id   uuid NOT NULL,
+    staff_id    uuid NOT NULL,
+    day_of_week integer NOT NULL CHECK (day_of_week BETWEEN 0 AND 6),
+    start_time  time NOT NULL,
+    end_time    time NOT NULL,
+    timezone    text CHECK (timezone IS NULL OR booking.is_valid_timezone(timezone)),
+    is_active   boolean NOT NULL DEFAULT true,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    CHECK (start_time < end_time),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX staff_schedules_staff_idx ON booking.staff_schedules (staff_id, day_of_week) WHERE is_active;
+COMMENT ON TABLE booking.staff_schedules IS
+    'Weekly wall-clock working hours; several rows a day are allowed, gaps between them are breaks. day_of_week as extract(dow): 0 = Sunday.';
+COMMENT ON COLUMN booking.staff_schedules.timezone IS 'NULL: the staff member''s time zone.';
+CREATE TRIGGER staff_schedules_tenant BEFORE INSERT ON booking.staff_schedules
+    FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
+
+CREATE TABLE booking.schedule_overrides (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id    uuid NOT NULL,
+    staff_id     uuid NOT NULL,
+    date         date NOT NULL,
+    start_time   time,
+    end_time     time,
+    is_available boolean NOT NULL DEFAULT false,
+    reason       text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK ((start_time IS NULL) = (end_time IS NULL)),
+    CHECK (start_time IS NULL OR start_time < end_time),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX schedule_overrides_staff_date_idx ON booking.schedule_overrides (staff_id, date);
+COMMENT ON TABLE booking.schedule_overrides IS
+    'One-off changes to a day (staff member''s zone): available rows replace that day''s weekly hours (no times: the whole day); an unavailable row without times is a day off, with times it cuts that time out.';
+CREATE TRIGGER schedule_overrides_tenant BEFORE INSERT ON booking.schedule_overrides
+    FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
+
+CREATE TABLE booking.staff_time_off (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id  uuid NOT NULL,
+    staff_id   uuid NOT NULL,
+    period     tstzrange NOT NULL CHECK (NOT isempty(period) AND NOT lower_inf(period) AND NOT upper_inf(period)),
+    reason     text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX staff_time_off_period_idx ON booking.staff_time_off USING gist (staff_id, period);
+CREATE TRIGGER staff_time_off_tenant BEFORE INSERT ON booking.staff_time_off
+    FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
+
+CREATE TABLE booking.holidays (
+    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id          uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    name               text NOT NULL,
+    date               date,
+    is_recurring       boolean NOT NULL DEFAULT false,
+    recurring_month    integer CHECK (recurring_month BETWEEN 1 AND 12),
+    recurring_day      integer CHECK (recurring_day BETWEEN 1 AND 31),
+    type               text NOT NULL DEFAULT 'public_holiday'
+                       CHECK (type IN ('public_holiday', 'company_holiday', 'maintenance', 'closure', 'other')),
+    affects_all_staff  boolean NOT NULL DEFAULT true,
+    affected_staff_ids uuid[] NOT NULL DEFAULT '{}',
+    description        text,
+    created_at         timestamptz NOT NULL DEFAULT now(),
+    CHECK (CASE WHEN is_recurring
+                THEN recurring_month IS NOT NULL AND recurring_day IS NOT NULL
+                     AND make_date(2000, recurring_month, recurring_day) IS NOT NULL
+                ELSE date IS NOT NULL END),
+    CHECK (affects_all_staff OR cardinality(affected_staff_ids) > 0)
+);
+CREATE INDEX holidays_tenant_date_idx ON booking.holidays (tenant_id, date);
+CREATE INDEX holidays_tenant_recurring_idx ON booking.holidays (tenant_id) WHERE is_recurring;
+COMMENT ON TABLE booking.holidays IS
+    'Closed days in the tenant''s time zone: one-off (date) or every year (recurring_month, recurring_day; 29 February only in leap years).';
+
+CREATE TABLE booking.booking_policies (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id    uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    policy_key   text NOT NULL CHECK (policy_key IN (
+                     'cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
+                     'advance_booking_limit_days', 'minimum_booking_notice_hours',
+                     'waitlist_notification_hours', 'double_booking_prevention')),
+    policy_value jsonb NOT NULL,
+    description  text,
+    is_builtin   boolean NOT NULL DEFAULT false,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK (CASE WHEN policy_key = 'double_booking_prevention'
+                THEN jsonb_typeof(policy_value) = 'boolean'
+                ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),
+    CHECK (NOT is_builtin OR tenant_id IS NULL)
+);
+-- The builtin defaults may sit beside an operator's global override of the same key.
+CREATE UNIQUE INDEX booking_policies_key_idx
+    ON booking.booking_policies (coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), policy_key, is_builtin);
+COMMENT ON TABLE booking.booking_policies IS
+    'Per-tenant policies; tenant_id NULL = global. Precedence: the tenant''s row, then a global row, then the builtin default. Builtin rows are read-only.';
+
+CREATE FUNCTION booking.protect_builtin_policies() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF OLD.is_builtin THEN
+        RAISE EXCEPTION 'builtin policy "%" is read-only', OLD.policy_key
+            USING ERRCODE = '42501',
+                  HINT = 'Insert a row with tenant_id NULL (global) or a tenant id to override it.';
+    END IF;
+    RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
+END $$;
+CREATE TRIGGER booking_policies_builtin BEFORE UPDATE OR DELETE ON booking.booking_policies
+    FOR EACH ROW EXECUTE FUNCTION booking.protect_builtin_policies();
+
+INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value, description, is_builtin) VALUES
+    (NULL, 'cancellation_deadline_hours', '24', 'Hours before the appointment after which it can no longer be cancelled', true),
+    (NULL, 'reschedule_deadline_hours', '2', 'Hours before the appointment after which it can no longer be rescheduled', true),
+    (NULL, 'max_reschedules', '3', 'How often one appointment may be rescheduled', true),
+    (NULL, 'advance_booking_limit_days', '90', 'How many days ahead an appointment may start', true),
+    (NULL, 'minimum_booking_notice_hours', '2', 'How many hours ahead an appointment must start at the earliest', true),
+    (NULL, 'waitlist_notification_hours', '48', 'Freed slots starting within this many hours are offered to the waitlist', true),
+    (NULL, 'double_booking_prevention', 'true', 'Refuse overlapping appointments of one staff member', true);
+
+-- A policy's value for a tenant, by the precedence above.
+CREATE FUNCTION booking.policy_value(p_tenant_id uuid, p_key text) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT p.policy_value FROM booking.booking_policies p
+    WHERE p.policy_key = p_key AND (p.tenant_id = p_tenant_id OR p.tenant_id IS NULL)
+    ORDER BY p.tenant_id IS NULL, p.is_builtin
+    LIMIT 1
+$$;
+
+CREATE TABLE booking.customers (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id  uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    user_id    uuid,
+    name       text NOT NULL,
+    email      text,
+    phone      text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (tenant_id, id)
+);
+CREATE INDEX customers_tenant_idx ON booking.customers (tenant_id);
+CREATE INDEX customers_user_idx ON booking.customers (user_id) WHERE user_id IS NOT NULL;
+
+CREATE TABLE booking.appointments (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id        uuid NOT NULL,
+    staff_id         uuid NOT NULL,
+    service_id       uuid NOT NULL,
+    customer_id      uuid NOT NULL,
+    starts_at        timestamptz NOT NULL,
+    ends_at          timestamptz NOT NULL,
+    status           text NOT NULL DEFAULT 'pending'
+                     CHECK (status IN ('pending', 'confirmed', 'active', 'completed', 'cancelled', 'no_show', 'expired')),
+    price            numeric(12, 2) CHECK (price >= 0),
+    notes            text,
+    reschedule_count integer NOT NULL DEFAULT 0 CHECK (reschedule_count >= 0),
+    blocked          tstzrange NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    CHECK (ends_at > starts_at),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id),
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id),
+    FOREIGN KEY (tenant_id, customer_id) REFERENCES booking.customers (tenant_id, id),
+    CONSTRAINT appointments_no_double_booking
+        EXCLUDE USING gist (staff_id WITH =, blocked WITH &&)
+        WHERE (status IN ('pending', 'confirmed', 'active'))
+);
+CREATE INDEX appointments_staff_starts_idx ON booking.appointments (staff_id, starts_at);
+CREATE INDEX appointments_customer_idx ON booking.appointments (customer_id, starts_at);
+CREATE INDEX appointments_tenant_starts_idx ON booking.appointments (tenant_id, starts_at);
+COMMENT ON COLUMN booking.appointments.blocked IS
+    'Set by trigger: [starts_at - service buffer_before, ends_at + service buffer_after + tenant buffer_time_minutes).';
+
+-- The blocked range is derived here, in one place, so the exclusion constraint and the slot
+-- engine agree on what an appointment occupies.
+CREATE FUNCTION booking.appointments_derive() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    svc booking.services;
+    turnover integer;
+BEGIN
+    SELECT * INTO svc FROM booking.services WHERE id = NEW.service_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service % does not exist', NEW.service_id USING ERRCODE = 'P0002';
+    END IF;
+    NEW.tenant_id := coalesce(NEW.tenant_id, svc.tenant_id);
+    NEW.ends_at := coalesce(NEW.ends_at, NEW.starts_at + make_interval(mins => svc.duration_minutes));
+    SELECT t.buffer_time_minutes INTO turnover FROM booking.tenants t WHERE t.id = NEW.tenant_id;
+    NEW.blocked := tstzrange(
+        NEW.starts_at - make_interval(mins => svc.buffer_before_minutes),
+        NEW.ends_at + make_interval(mins => svc.buffer_after_minutes + coalesce(turnover, 0)),
+        '[)');
+    RETURN NEW;
+END $$;
+CREATE TRIGGER appointments_derive BEFORE INSERT OR UPDATE OF starts_at, ends_at, service_id, tenant_id
+    ON booking.appointments FOR EACH ROW EXECUTE FUNCTION booking.appointments_derive();
+
+CREATE TRIGGER tenants_touch BEFORE UPDATE ON booking.tenants FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER staff_touch BEFORE UPDATE ON booking.staff FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER services_touch BEFORE UPDATE ON booking.services FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER staff_schedules_touch BEFORE UPDATE ON booking.staff_schedules FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER customers_touch BEFORE UPDATE ON booking.customers FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER appointments_touch BEFORE UPDATE ON booking.appointments FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER booking_policies_touch BEFORE UPDATE ON booking.booking_policies FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+
+-- These tables hold the users' data, not the extension's: pg_dump must keep their rows.
+SELECT pg_catalog.pg_extension_config_dump('booking.tenants', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.staff', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.services', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.staff_services', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.staff_schedules', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.schedule_overrides', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.staff_time_off', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.holidays', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.booking_policies', 'WHERE NOT is_builtin');
+SELECT pg_catalog.pg_extension_config_dump('booking.customers', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.appointments', '');
+
+GRANT USAGE ON SCHEMA booking TO PUBLIC;

@@ -1,0 +1,435 @@
+//! SQL-facing adapters of the availability engine: check arguments, read every input in one
+//! query, hand them to the pure core, return rows or JSON.
+
+use std::collections::HashMap;
+use std::ffi::CString;
+
+use chrono::{Days, NaiveDate};
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid as PgUuid};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+use super::engine::{
+    available_slots, Calendar, Clock, DayHours, DayOverride, Holiday, HolidayDate, Service, Staff, Tenant, TimeOff,
+    WeeklyWindow,
+};
+use super::intervals::Interval;
+use super::opening_hours;
+use super::zone::{Micros, Zone, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND};
+use crate::errors::{DomainError, DomainResult};
+
+/// Longest span one call may cover; keeps a single call's work and result bounded.
+pub const MAX_RANGE_DAYS: i64 = 366;
+
+/// Microseconds between the Unix epoch and Postgres's (2000-01-01).
+const PG_EPOCH_OFFSET: Micros = 946_684_800 * MICROS_PER_SECOND;
+
+pub fn to_micros(ts: TimestampWithTimeZone) -> DomainResult<Micros> {
+    if !ts.is_finite() {
+        return Err(DomainError::DatetimeOverflow("timestamp must be finite".into()));
+    }
+    Ok(pg_sys::TimestampTz::from(ts) + PG_EPOCH_OFFSET)
+}
+
+pub fn from_micros(t: Micros) -> TimestampWithTimeZone {
+    TimestampWithTimeZone::try_from(t - PG_EPOCH_OFFSET).expect("slot instants are within Postgres's range")
+}
+
+fn to_naive_date(d: Date, what: &str) -> DomainResult<NaiveDate> {
+    if !d.is_finite() {
+        return Err(DomainError::DatetimeOverflow(format!("{what} must be a finite date")));
+    }
+    NaiveDate::from_ymd_opt(d.year(), d.month() as u32, d.day() as u32)
+        .filter(|nd| (1..=9999).contains(&chrono::Datelike::year(nd)))
+        .ok_or_else(|| DomainError::DatetimeOverflow(format!("{what} {d} is outside the supported years 1..9999")))
+}
+
+fn to_pg_date(d: NaiveDate) -> DomainResult<Date> {
+    use chrono::Datelike;
+    Date::new(d.year(), d.month() as u8, d.day() as u8).map_err(|e| DomainError::DatetimeOverflow(e.to_string()))
+}
+
+fn to_uuid(id: PgUuid) -> Uuid {
+    Uuid::from_bytes(*id.as_bytes())
+}
+
+fn to_pg_uuid(id: Uuid) -> PgUuid {
+    PgUuid::from_bytes(*id.as_bytes())
+}
+
+fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {
+    value.ok_or_else(|| DomainError::InvalidParameter(format!("{name} must not be NULL")))
+}
+
+/// The UTC offsets of `name` from `from` to `to`, read from Postgres's own tz data so that every
+/// conversion agrees with `AT TIME ZONE`.
+pub fn load_zone(name: &str, from: Micros, to: Micros) -> DomainResult<Zone> {
+    let unknown = || DomainError::InvalidParameter(format!("time zone \"{name}\" not recognized"));
+    let cname = CString::new(name).map_err(|_| unknown())?;
+    // SAFETY: pg_tzset takes a NUL-terminated name and returns a cached zone or NULL.
+    let tz = unsafe { pg_sys::pg_tzset(cname.as_ptr()) };
+    if tz.is_null() {
+        return Err(unknown());
+    }
+    let mut at: pg_sys::pg_time_t = from.div_euclid(MICROS_PER_SECOND);
+    let end: pg_sys::pg_time_t = to.div_euclid(MICROS_PER_SECOND);
+    let mut zone: Option<Zone> = None;
+    loop {
+        let (mut before, mut before_dst, mut boundary, mut after, mut after_dst) = (0, 0, 0, 0, 0);
+        // SAFETY: all out-pointers are valid locals; tz came from pg_tzset.
+        let found = unsafe {
+            pg_sys::pg_next_dst_boundary(&at, &mut before, &mut before_dst, &mut boundary, &mut after, &mut after_dst, tz)
+        };
+        let z = zone.get_or_insert_with(|| Zone::fixed(before as i32));
+        if found != 1 || boundary > end {
+            break;
+        }
+        z.transitions.push((boundary * MICROS_PER_SECOND, after as i32));
+        at = boundary;
+    }
+    Ok(zone.expect("first iteration sets it"))
+}
+
+#[derive(Deserialize)]
+struct ServiceRow {
+    tenant_id: Uuid,
+    duration: i64,
+    buffer_before: i64,
+    buffer_after: i64,
+}
+
+#[derive(Deserialize)]
+struct TenantRow {
+    timezone: String,
+    opening_hours: serde_json::Value,
+    buffer: i64,
+    interval: i64,
+}
+
+/// Everything one availability question needs, as read by `INPUTS_SQL`.
+#[derive(Deserialize)]
+struct Inputs {
+    service: Option<ServiceRow>,
+    tenant: Option<TenantRow>,
+    /// The tenant of the staff member asked for, if one was and exists.
+    staff_tenant: Option<Uuid>,
+    min_notice_hours: f64,
+    advance_days: f64,
+    now: Micros,
+    staff: Vec<(Uuid, String, bool)>,
+    schedules: Vec<(Uuid, u32, u32, u32, Option<String>)>,
+    overrides: Vec<(Uuid, NaiveDate, Option<u32>, Option<u32>, bool)>,
+    time_off: Vec<(Uuid, Micros, Micros, Option<String>)>,
+    blocked: Vec<(Uuid, Micros, Micros)>,
+    holidays: Vec<(String, Option<NaiveDate>, bool, Option<u32>, Option<u32>, bool, Vec<Uuid>)>,
+}
+
+/// One read of every input: $1 service, $2 staff member or NULL for all, $3..$4 the local date
+/// range, $5 an appointment to leave out (its own slot when rescheduling), $6 whether to keep
+/// staff who do not offer the service (validation reports them; slot search skips them).
+const INPUTS_SQL: &str = r#"
+WITH svc AS (
+    SELECT s.id, s.tenant_id, s.duration_minutes AS duration, s.buffer_before_minutes AS buffer_before,
+           s.buffer_after_minutes AS buffer_after, s.is_active
+    FROM booking.services s WHERE s.id = $1
+), span AS (
+    SELECT tstzrange(($3::date - 2)::timestamp AT TIME ZONE 'UTC', ($4::date + 3)::timestamp AT TIME ZONE 'UTC') AS r
+), st AS (
+    SELECT f.id, f.timezone,
+           f.is_active AND svc.is_active AND EXISTS (
+               SELECT 1 FROM booking.staff_services ss WHERE ss.staff_id = f.id AND ss.service_id = svc.id) AS offers
+    FROM booking.staff f JOIN svc ON f.tenant_id = svc.tenant_id
+    WHERE ($2::uuid IS NULL OR f.id = $2)
+)
+SELECT json_build_object(
+    'service', (SELECT row_to_json(svc) FROM svc),
+    'tenant', (SELECT json_build_object('timezone', t.timezone, 'opening_hours', t.opening_hours,
+                                        'buffer', t.buffer_time_minutes, 'interval', t.slot_interval_minutes)
+               FROM booking.tenants t JOIN svc ON t.id = svc.tenant_id),
+    'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2),
+    'min_notice_hours', coalesce((SELECT booking.policy_value(tenant_id, 'minimum_booking_notice_hours') FROM svc), '0'),
+    'advance_days', coalesce((SELECT booking.policy_value(tenant_id, 'advance_booking_limit_days') FROM svc), '36500'),
+    'now', (extract(epoch FROM booking.clock_now()) * 1000000)::int8,
+    'staff', coalesce((SELECT json_agg(json_build_array(st.id, st.timezone, st.offers))
+                       FROM st WHERE st.offers OR $6), '[]'),
+    'schedules', coalesce((SELECT json_agg(json_build_array(s.staff_id, s.day_of_week,
+                               extract(epoch FROM s.start_time)::int, extract(epoch FROM s.end_time)::int, s.timezone))
+                           FROM booking.staff_schedules s JOIN st ON st.id = s.staff_id WHERE s.is_active), '[]'),
+    'overrides', coalesce((SELECT json_agg(json_build_array(o.staff_id, o.date,
+                               extract(epoch FROM o.start_time)::int, extract(epoch FROM o.end_time)::int, o.is_available))
+                           FROM booking.schedule_overrides o JOIN st ON st.id = o.staff_id
+                           WHERE o.date BETWEEN $3::date - 2 AND $4::date + 2), '[]'),
+    'time_off', coalesce((SELECT json_agg(json_build_array(x.staff_id,
+                              (extract(epoch FROM lower(x.period)) * 1000000)::int8,
+                              (extract(epoch FROM upper(x.period)) * 1000000)::int8, x.reason))
+                          FROM booking.staff_time_off x JOIN st ON st.id = x.staff_id, span
+                          WHERE x.period && span.r), '[]'),
+    'blocked', coalesce((SELECT json_agg(json_build_array(a.staff_id,
+                             (extract(epoch FROM lower(a.blocked)) * 1000000)::int8,
+                             (extract(epoch FROM upper(a.blocked)) * 1000000)::int8))
+                         FROM booking.appointments a, span
+                         WHERE a.staff_id IN (SELECT id FROM st)
+                           AND a.status IN ('pending', 'confirmed', 'active')
+                           AND a.blocked && span.r
+                           AND a.id IS DISTINCT FROM $5), '[]'),
+    'holidays', coalesce((SELECT json_agg(json_build_array(h.name, h.date, h.is_recurring, h.recurring_month,
+                              h.recurring_day, h.affects_all_staff, h.affected_staff_ids))
+                          FROM booking.holidays h JOIN svc ON h.tenant_id = svc.tenant_id
+                          WHERE h.is_recurring OR h.date BETWEEN $3::date - 2 AND $4::date + 2), '[]')
+)::text
+"#;
+
+/// The core's view of one question, built from `Inputs`.
+pub struct Model {
+    pub tenant: Tenant,
+    pub service: Service,
+    pub staff: Vec<Staff>,
+    pub holidays: Vec<Holiday>,
+    pub clock: Clock,
+}
+
+pub struct Query {
+    pub service_id: Uuid,
+    pub staff_id: Option<Uuid>,
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+    pub exclude_appointment: Option<Uuid>,
+    pub include_non_offering: bool,
+}
+
+pub fn load_model(q: &Query) -> DomainResult<Model> {
+    let args: [pgrx::datum::DatumWithOid; 6] = [
+        to_pg_uuid(q.service_id).into(),
+        q.staff_id.map(to_pg_uuid).into(),
+        to_pg_date(q.from)?.into(),
+        to_pg_date(q.to)?.into(),
+        q.exclude_appointment.map(to_pg_uuid).into(),
+        q.include_non_offering.into(),
+    ];
+    let text: String = Spi::get_one_with_args(INPUTS_SQL, &args)?
+        .ok_or_else(|| DomainError::Internal("availability inputs query returned NULL".into()))?;
+    let inputs: Inputs = serde_json::from_str(&text)?;
+    let service = inputs
+        .service
+        .ok_or_else(|| DomainError::NotFound(format!("service {} does not exist", q.service_id)))?;
+    if let Some(staff_id) = q.staff_id {
+        match inputs.staff_tenant {
+            None => return Err(DomainError::NotFound(format!("staff member {staff_id} does not exist"))),
+            Some(t) if t != service.tenant_id => {
+                return Err(DomainError::InvalidParameter(format!(
+                    "staff member {staff_id} does not belong to the tenant of service {}",
+                    q.service_id
+                )))
+            }
+            Some(_) => {}
+        }
+    }
+    let tenant_row = inputs.tenant.ok_or_else(|| {
+        DomainError::Internal(format!("tenant {} of service {} is missing", service.tenant_id, q.service_id))
+    })?;
+
+    let span_from = crate::availability::zone::date_micros(q.from - Days::new(3));
+    let span_to = crate::availability::zone::date_micros(q.to + Days::new(4));
+    let mut zones: HashMap<String, Zone> = HashMap::new();
+    let mut zone = |name: &str| -> DomainResult<Zone> {
+        if let Some(z) = zones.get(name) {
+            return Ok(z.clone());
+        }
+        let z = load_zone(name, span_from, span_to)?;
+        zones.insert(name.to_string(), z.clone());
+        Ok(z)
+    };
+
+    let opening = opening_hours::parse(&tenant_row.opening_hours).map_err(DomainError::Internal)?;
+    let tenant = Tenant {
+        zone: zone(&tenant_row.timezone)?,
+        opening,
+        slot_interval: tenant_row.interval * MICROS_PER_MINUTE,
+        turnover: tenant_row.buffer * MICROS_PER_MINUTE,
+    };
+
+    let mut staff: Vec<Staff> = Vec::with_capacity(inputs.staff.len());
+    let mut index: HashMap<Uuid, usize> = HashMap::new();
+    for (id, tz, offers) in inputs.staff {
+        index.insert(id, staff.len());
+        staff.push(Staff {
+            id,
+            zone: zone(&tz)?,
+            offers_service: offers,
+            weekly: Vec::new(),
+            overrides: Vec::new(),
+            time_off: Vec::new(),
+            blocked: Vec::new(),
+        });
+    }
+    for (sid, dow, start, end, tz) in inputs.schedules {
+        let Some(&i) = index.get(&sid) else { continue };
+        let z = match tz {
+            Some(name) => zone(&name)?,
+            None => staff[i].zone.clone(),
+        };
+        staff[i].weekly.push(WeeklyWindow { dow, hours: DayHours { start, end }, zone: z });
+    }
+    for (sid, date, start, end, available) in inputs.overrides {
+        let Some(&i) = index.get(&sid) else { continue };
+        let hours = start.zip(end).map(|(start, end)| DayHours { start, end });
+        staff[i].overrides.push(DayOverride { date, hours, available });
+    }
+    for (sid, lo, hi, reason) in inputs.time_off {
+        let Some(&i) = index.get(&sid) else { continue };
+        staff[i].time_off.push(TimeOff { period: Interval::new(lo, hi), reason });
+    }
+    for (sid, lo, hi) in inputs.blocked {
+        let Some(&i) = index.get(&sid) else { continue };
+        staff[i].blocked.push(Interval::new(lo, hi));
+    }
+    let holidays = inputs
+        .holidays
+        .into_iter()
+        .filter_map(|(name, date, recurring, month, day, all, ids)| {
+            let date = match (recurring, date, month, day) {
+                (true, _, Some(month), Some(day)) => HolidayDate::Yearly { month, day },
+                (false, Some(d), _, _) => HolidayDate::Once(d),
+                _ => return None,
+            };
+            Some(Holiday { name, date, staff: (!all).then_some(ids) })
+        })
+        .collect();
+
+    let clock = Clock {
+        now: inputs.now,
+        min_notice: (inputs.min_notice_hours * MICROS_PER_HOUR as f64) as Micros,
+        max_advance: (inputs.advance_days * MICROS_PER_DAY as f64) as Micros,
+    };
+    let service = Service {
+        duration: service.duration * MICROS_PER_MINUTE,
+        buffer_before: service.buffer_before * MICROS_PER_MINUTE,
+        buffer_after: service.buffer_after * MICROS_PER_MINUTE,
+    };
+    Ok(Model { tenant, service, staff, holidays, clock })
+}
+
+fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
+    if from > to {
+        return Err(DomainError::InvalidParameter(format!("from_date {from} is after to_date {to}")));
+    }
+    let days = (to - from).num_days() + 1;
+    if days > MAX_RANGE_DAYS {
+        return Err(DomainError::InvalidParameter(format!(
+            "date range of {days} days is longer than the maximum of {MAX_RANGE_DAYS}"
+        )));
+    }
+    Ok(())
+}
+
+/// Bookable slots for a service between two local dates (inclusive), for one staff member or
+/// all who offer it, ordered by start then staff id. SECURITY DEFINER so that a booking page
+/// can show availability without reading other customers' appointments.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn get_available_slots(
+    service_id: Option<PgUuid>,
+    from_date: Option<Date>,
+    to_date: Option<Date>,
+    staff_id: default!(Option<PgUuid>, "NULL"),
+) -> Result<
+    TableIterator<
+        'static,
+        (name!(staff_id, PgUuid), name!(starts_at, TimestampWithTimeZone), name!(ends_at, TimestampWithTimeZone)),
+    >,
+    pgrx::pg_sys::panic::ErrorReport,
+> {
+    let service_id = to_uuid(require(service_id, "service_id")?);
+    let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
+    let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
+    check_range(from, to)?;
+    let model = load_model(&Query {
+        service_id,
+        staff_id: staff_id.map(to_uuid),
+        from,
+        to,
+        exclude_appointment: None,
+        include_non_offering: false,
+    })?;
+    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
+    Ok(TableIterator::new(
+        slots.into_iter().map(|s| (to_pg_uuid(s.staff), from_micros(s.start), from_micros(s.end))),
+    ))
+}
+
+/// Checks every availability rule for one proposed start and says which ones fail.
+pub fn explain_timing(
+    staff_id: Uuid,
+    service_id: Uuid,
+    starts_at: Micros,
+    exclude_appointment: Option<Uuid>,
+) -> DomainResult<serde_json::Value> {
+    let day = chrono::DateTime::from_timestamp_micros(starts_at)
+        .ok_or_else(|| DomainError::DatetimeOverflow("starts_at is out of range".into()))?
+        .date_naive();
+    let model = load_model(&Query {
+        service_id,
+        staff_id: Some(staff_id),
+        from: day - Days::new(1),
+        to: day + Days::new(1),
+        exclude_appointment,
+        include_non_offering: true,
+    })?;
+    let staff = &model.staff[0];
+    let cal = Calendar::new(&model.tenant, &model.service, staff, &model.holidays, &model.clock, day - Days::new(1), day + Days::new(1));
+    let violations: Vec<serde_json::Value> = cal
+        .explain(starts_at)
+        .into_iter()
+        .map(|v| json!({"code": v.rule.code(), "message": v.message}))
+        .collect();
+    Ok(json!({"valid": violations.is_empty(), "violations": violations}))
+}
+
+/// `{"valid": bool, "violations": [{"code", "message"}]}` for booking `service_id` with
+/// `staff_id` at `starts_at`.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn validate_appointment_timing(
+    p_staff_id: Option<PgUuid>,
+    p_service_id: Option<PgUuid>,
+    p_starts_at: Option<TimestampWithTimeZone>,
+) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
+    let staff_id = to_uuid(require(p_staff_id, "p_staff_id")?);
+    let service_id = to_uuid(require(p_service_id, "p_service_id")?);
+    let starts_at = to_micros(require(p_starts_at, "p_starts_at")?)?;
+    Ok(JsonB(explain_timing(staff_id, service_id, starts_at, None)?))
+}
+
+/// Whether Postgres knows the time zone name (an IANA name such as 'Europe/Zurich', or 'UTC').
+#[pg_extern(stable, strict, parallel_safe)]
+pub fn is_valid_timezone(name: &str) -> bool {
+    CString::new(name).is_ok_and(|c| !unsafe { pg_sys::pg_tzset(c.as_ptr()) }.is_null())
+}
+
+/// Whether a document has the `tenants.opening_hours` shape; used by its CHECK constraint.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn is_valid_opening_hours(doc: JsonB) -> bool {
+    opening_hours::parse(&doc.0).is_ok()
+}
+
+/// The instant the clock-based rules (notice, advance limit) treat as now: the setting
+/// `booking_engine.now` when a superuser set it (tests, demos), else the transaction's now().
+#[pg_extern(stable, parallel_safe)]
+pub fn clock_now() -> Result<TimestampWithTimeZone, pgrx::pg_sys::panic::ErrorReport> {
+    match crate::gucs::NOW_OVERRIDE.get() {
+        Some(text) if !text.as_bytes().is_empty() => {
+            // SAFETY: timestamptz_in takes a NUL-terminated string, a type oid and a typmod.
+            let ts = unsafe {
+                pgrx::direct_function_call::<TimestampWithTimeZone>(
+                    pg_sys::timestamptz_in,
+                    &[text.as_c_str().into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
+                )
+            };
+            Ok(ts.ok_or_else(|| DomainError::InvalidDatetimeFormat("booking_engine.now is not a timestamp".into()))?)
+        }
+        _ => Ok(unsafe { TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp()) }
+            .map_err(|_| DomainError::Internal("transaction start time out of range".into()))?),
+    }
+}

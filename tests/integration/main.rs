@@ -1,0 +1,6 @@
+//! Integration tests over real connections to the cluster `make test` starts
+//! (`BOOKING_ENGINE_TEST_DSN`). Built only with `--features integration`, so that
+//! `cargo test --lib` and `cargo pgrx test` do not need a cluster.
+
+mod availability;
+mod common;

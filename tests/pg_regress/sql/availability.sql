@@ -1,0 +1,172 @@
+-- Availability rules, one at a time, on a small salon in Europe/Zurich.
+-- The clock is fixed so the result does not depend on today's date.
+SET booking_engine.now = '2026-03-01 00:00+01';
+SET timezone = 'Europe/Zurich';
+SET datestyle = 'ISO';
+
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN others THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- Local start times of one day's slots, as one line per staff member.
+CREATE FUNCTION pg_temp.day(p_service uuid, p_date date, p_staff uuid DEFAULT NULL) RETURNS TABLE (staff text, starts text)
+LANGUAGE sql AS $$
+    SELECT st.name, string_agg(to_char(s.starts_at, 'HH24:MI'), ' ' ORDER BY s.starts_at)
+    FROM booking.get_available_slots(p_service, p_date, p_date, p_staff) s JOIN booking.staff st ON st.id = s.staff_id
+    GROUP BY st.name ORDER BY st.name
+$$;
+
+INSERT INTO booking.tenants (id, name, timezone, slot_interval_minutes, opening_hours) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'Salon Zurich', 'Europe/Zurich', 30,
+     '{"0": {"is_open": true, "start_time": "00:00", "end_time": "24:00"},
+       "1": {"is_open": true, "start_time": "09:00", "end_time": "18:00"},
+       "2": {"is_open": true, "start_time": "09:00", "end_time": "18:00"},
+       "3": {"is_open": true, "start_time": "09:00", "end_time": "18:00"},
+       "4": {"is_open": true, "start_time": "09:00", "end_time": "18:00"},
+       "5": {"is_open": true, "start_time": "09:00", "end_time": "18:00"},
+       "6": {"is_open": true, "start_time": "08:00", "end_time": "16:00"}}');
+INSERT INTO booking.staff (id, tenant_id, name) VALUES
+    ('20000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 'Anna'),
+    ('20000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000001', 'Ben');
+INSERT INTO booking.services (id, tenant_id, name, duration_minutes, buffer_before_minutes, buffer_after_minutes) VALUES
+    ('30000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 'Cut', 60, 0, 0),
+    ('30000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000001', 'Colour', 30, 15, 15),
+    ('30000000-0000-0000-0000-000000000003', '10000000-0000-0000-0000-000000000001', 'Beard', 30, 0, 0);
+INSERT INTO booking.staff_services (staff_id, service_id) VALUES
+    ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001'),
+    ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000002'),
+    ('20000000-0000-0000-0000-000000000002', '30000000-0000-0000-0000-000000000001');
+-- Anna: every day 09:00-12:00 and 13:00-15:00 (a lunch break). Ben: Monday to Friday 14:00-17:00.
+INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+    SELECT '20000000-0000-0000-0000-000000000001', d, t.s, t.e
+    FROM generate_series(0, 6) d, (VALUES ('09:00'::time, '12:00'::time), ('13:00', '15:00')) t(s, e);
+INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+    SELECT '20000000-0000-0000-0000-000000000002', d, '14:00', '17:00' FROM generate_series(1, 5) d;
+INSERT INTO booking.customers (id, tenant_id, name) VALUES
+    ('40000000-0000-0000-0000-000000000001', '10000000-0000-0000-0000-000000000001', 'Carla');
+
+-- A plain Monday: the break splits Anna's day, Ben starts at 14:00, 30-minute steps.
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-23');
+-- One staff member only.
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-23', '20000000-0000-0000-0000-000000000002');
+-- Ben does not offer Colour.
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000002', '2026-03-23', '20000000-0000-0000-0000-000000000002');
+
+-- Daylight saving: 09:00 stays 09:00 local on the Saturday before, the Sunday of and the Monday
+-- after each change, while the UTC offset moves. (A tenant policy lets October be booked.)
+INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'advance_booking_limit_days', '365');
+SELECT d, count(*) AS slots, min(s.starts_at) AS first_slot, min(s.starts_at) AT TIME ZONE 'UTC' AS first_utc
+FROM unnest('{2026-03-28,2026-03-29,2026-03-30,2026-10-24,2026-10-25,2026-10-26}'::date[]) d,
+     booking.get_available_slots('30000000-0000-0000-0000-000000000001', d, d, '20000000-0000-0000-0000-000000000001') s
+GROUP BY d ORDER BY d;
+-- A night shift over the change (Sunday is open all day): in spring 02:00 and 02:30 do not
+-- exist and are skipped; in autumn they happen twice and are offered once, at the instant
+-- Postgres's AT TIME ZONE gives them (the second, +01).
+INSERT INTO booking.schedule_overrides (staff_id, date, start_time, end_time, is_available) VALUES
+    ('20000000-0000-0000-0000-000000000001', '2026-03-29', '01:00', '04:00', true),
+    ('20000000-0000-0000-0000-000000000001', '2026-10-25', '01:00', '04:00', true);
+SELECT d, string_agg(to_char(s.starts_at, 'HH24:MI OF'), ', ' ORDER BY s.starts_at) AS starts
+FROM unnest('{2026-03-29,2026-10-25}'::date[]) d,
+     booking.get_available_slots('30000000-0000-0000-0000-000000000001', d, d, '20000000-0000-0000-0000-000000000001') s
+GROUP BY d ORDER BY d;
+SELECT '2026-10-25 02:00'::timestamp AT TIME ZONE 'Europe/Zurich' AS postgres_reads_0200_as;
+DELETE FROM booking.schedule_overrides;
+DELETE FROM booking.booking_policies WHERE tenant_id IS NOT NULL;
+
+-- Opening hours clip the schedule: with Saturday hours of 10:00-14:00, Anna's 09:00 and 09:30
+-- starts and her 13:30 and 14:00 starts go; on a day the salon is closed nobody is offered.
+UPDATE booking.tenants SET opening_hours = jsonb_set(opening_hours, '{6}', '{"is_open": true, "start_time": "10:00", "end_time": "14:00"}')
+WHERE id = '10000000-0000-0000-0000-000000000001';
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-28');
+UPDATE booking.tenants SET opening_hours = jsonb_set(opening_hours, '{6}', '{"is_open": false}')
+WHERE id = '10000000-0000-0000-0000-000000000001';
+SELECT count(*) AS saturday_slots FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-28', '2026-03-28');
+
+-- Holidays: a one-off closure for everybody, a yearly one, and one for Ben only.
+INSERT INTO booking.holidays (tenant_id, name, date) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'Inventory', '2026-03-24');
+INSERT INTO booking.holidays (tenant_id, name, is_recurring, recurring_month, recurring_day) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'Sechselaeuten', true, 4, 20);
+INSERT INTO booking.holidays (tenant_id, name, date, affects_all_staff, affected_staff_ids) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'Ben''s training', '2026-03-25', false, '{20000000-0000-0000-0000-000000000002}');
+SELECT count(*) AS slots_on_inventory_day FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-24', '2026-03-24');
+SELECT count(*) AS slots_on_yearly_holiday FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-04-20', '2026-04-20');
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-25');
+
+-- Time off removes only the hours it covers.
+INSERT INTO booking.staff_time_off (staff_id, period, reason) VALUES
+    ('20000000-0000-0000-0000-000000000001', '[2026-03-26 09:00+01, 2026-03-26 11:00+01)', 'dentist');
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-26', '20000000-0000-0000-0000-000000000001');
+
+-- Overrides: Anna works only 16:00-18:00 on the 27th; a day off on the 30th; the 31st loses 09:00-10:00.
+INSERT INTO booking.schedule_overrides (staff_id, date, start_time, end_time, is_available) VALUES
+    ('20000000-0000-0000-0000-000000000001', '2026-03-27', '16:00', '18:00', true),
+    ('20000000-0000-0000-0000-000000000001', '2026-03-31', '09:00', '10:00', false);
+INSERT INTO booking.schedule_overrides (staff_id, date, is_available) VALUES
+    ('20000000-0000-0000-0000-000000000001', '2026-03-30', false);
+SELECT d, (SELECT starts FROM pg_temp.day('30000000-0000-0000-0000-000000000001', d, '20000000-0000-0000-0000-000000000001'))
+FROM unnest('{2026-03-27,2026-03-30,2026-03-31}'::date[]) d;
+
+-- Buffers stack: Colour has 15 minutes before and after. An existing Colour at 10:00-10:30
+-- blocks 09:45-10:45, so a new Colour (which needs its own 15 minutes either side) cannot start
+-- at 09:30 (it would block 09:15-10:15) nor at 10:30, but can at 09:00 and 11:00.
+INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status) VALUES
+    ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000002',
+     '40000000-0000-0000-0000-000000000001', '2026-04-01 10:00+02', 'confirmed');
+SELECT lower(blocked) AS blocked_from, upper(blocked) AS blocked_until FROM booking.appointments;
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000002', '2026-04-01', '20000000-0000-0000-0000-000000000001');
+-- A cancelled appointment blocks nothing.
+UPDATE booking.appointments SET status = 'cancelled';
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000002', '2026-04-01', '20000000-0000-0000-0000-000000000001');
+UPDATE booking.appointments SET status = 'confirmed';
+-- The database itself refuses an overlapping booking.
+SELECT pg_temp.sqlstate_of($$INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at)
+    VALUES ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001',
+            '40000000-0000-0000-0000-000000000001', '2026-04-01 10:30+02')$$);
+
+-- Notice and advance limits come from the policies and the fixed clock.
+SET booking_engine.now = '2026-04-02 08:30+02';
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-04-02', '20000000-0000-0000-0000-000000000001');
+INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value) VALUES
+    ('10000000-0000-0000-0000-000000000001', 'minimum_booking_notice_hours', '0'),
+    ('10000000-0000-0000-0000-000000000001', 'advance_booking_limit_days', '1');
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-04-02', '20000000-0000-0000-0000-000000000001');
+SELECT count(*) AS beyond_advance_limit FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-04-04', '2026-04-06');
+DELETE FROM booking.booking_policies WHERE tenant_id IS NOT NULL;
+SET booking_engine.now = '2026-03-01 00:00+01';
+
+-- Validation names every broken rule.
+SELECT booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', '2026-03-23 10:00+01');
+SELECT jsonb_pretty(booking.validate_appointment_timing('20000000-0000-0000-0000-000000000002', '30000000-0000-0000-0000-000000000002', '2026-03-24 07:00+01'));
+SELECT jsonb_pretty(booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', '2026-04-01 10:00+02'));
+SELECT jsonb_pretty(booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', '2026-03-26 09:30+01'));
+SELECT jsonb_pretty(booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', '2026-02-28 09:00+01'));
+SELECT jsonb_pretty(booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', '2026-12-01 09:00+01'));
+
+-- The JSON RPC for one day.
+SELECT jsonb_array_length(booking.rpc_get_available_slots_enhanced('2026-03-23', '30000000-0000-0000-0000-000000000001')) AS slots,
+       booking.rpc_get_available_slots_enhanced('2026-03-23', '30000000-0000-0000-0000-000000000001', '20000000-0000-0000-0000-000000000002') -> 0 AS first;
+
+-- Bad input: each with its SQLSTATE.
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots(NULL, '2026-03-01', '2026-03-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', NULL, '2026-03-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-05', '2026-03-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-01-01', '2027-01-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '-infinity', '2026-01-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-13-01', '2026-01-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('99999999-0000-0000-0000-000000000001', '2026-03-01', '2026-03-02')$$);
+SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-01', '2026-03-02', '99999999-0000-0000-0000-000000000001')$$);
+SELECT pg_temp.sqlstate_of($$SELECT booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', 'infinity')$$);
+SELECT pg_temp.sqlstate_of($$SELECT booking.validate_appointment_timing(NULL, '30000000-0000-0000-0000-000000000001', now())$$);
+SELECT pg_temp.sqlstate_of($$INSERT INTO booking.tenants (name, timezone) VALUES ('x', 'Mars/Olympus_Mons')$$);
+SELECT pg_temp.sqlstate_of($$INSERT INTO booking.tenants (name, opening_hours) VALUES ('x', '{"1": {"is_open": true, "start_time": "18:00", "end_time": "09:00"}}')$$);
+SELECT pg_temp.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+    VALUES ('20000000-0000-0000-0000-000000000001', 1, '17:00', '09:00')$$);
+SELECT pg_temp.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
+SELECT pg_temp.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
+SELECT pg_temp.sqlstate_of($$SELECT booking.clock_now()$$);
