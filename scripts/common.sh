@@ -2,8 +2,18 @@
 set -euo pipefail
 
 REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-PG_BIN=/usr/lib/postgresql/15/bin
+# Overridable so that several checkouts can work side by side: BOOKING_PG_ROOT points at a
+# relocated copy of Debian's PostgreSQL 15 tree (with its own PGRX_HOME), BOOKING_TMP and
+# BOOKING_PORT_BASE keep clusters apart. The defaults are what CI and users get.
+PG_ROOT=${BOOKING_PG_ROOT:-}
+PG_BIN=$PG_ROOT/usr/lib/postgresql/15/bin
 PG_CONFIG="$PG_BIN/pg_config"
+PG_REGRESS=$PG_ROOT/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+BOOKING_TMP=${BOOKING_TMP:-/tmp/booking_engine}
+PORT_BASE=${BOOKING_PORT_BASE:-28814}
+DEMO_PORT=$PORT_BASE
+TEST_PORT=$((PORT_BASE + 1))
+BENCH_PORT=$((PORT_BASE + 2))
 PGRX_VERSION=0.18.0
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo postgresql-15-hypopg)
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -43,23 +53,23 @@ setup() {
 # install_extension [--release]: build and copy the extension into PostgreSQL 15's directories.
 install_extension() {
     log "building and installing booking_engine $*"
-    local out=/tmp/booking_engine/install.log
-    mkdir -p /tmp/booking_engine
+    local out=$BOOKING_TMP/install.log
+    mkdir -p "$BOOKING_TMP"
     if ! (cd "$REPO" && as_root env "PATH=$PATH" cargo pgrx install --pg-config "$PG_CONFIG" "$@" >"$out" 2>&1); then
         cat "$out" >&2
         return 1
     fi
 }
 
-# start_cluster NAME PORT: a private cluster in /tmp/booking_engine/NAME on PORT, socket in its
+# start_cluster NAME PORT: a private cluster in $BOOKING_TMP/NAME on PORT, socket in its
 # own directory, booking_engine preloaded. Reused if already running.
 start_cluster() {
     local name=$1 port=$2
-    CLUSTER_DIR=/tmp/booking_engine/$name
+    CLUSTER_DIR=$BOOKING_TMP/$name
     PGDATA_DIR=$CLUSTER_DIR/data
     export PGHOST=$CLUSTER_DIR PGPORT=$port PGUSER=postgres
     mkdir -p "$CLUSTER_DIR"
-    chown postgres "$CLUSTER_DIR" /tmp/booking_engine
+    chown postgres "$CLUSTER_DIR" "$BOOKING_TMP"
     if [ ! -s "$PGDATA_DIR/PG_VERSION" ]; then
         log "creating cluster $name"
         runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null

@@ -3,9 +3,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup
 install_extension --release
-start_cluster demo 28814
+start_cluster demo "$DEMO_PORT"
 fresh_database booking_demo
-psql() { /usr/lib/postgresql/15/bin/psql -X -q -d booking_demo "$@"; }
+psql() { "$PG_BIN/psql" -X -q -d booking_demo "$@"; }
 psql -f "$REPO/examples/salon.sql"
 psql -f "$REPO/examples/demo.sql"
 echo

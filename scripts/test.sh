@@ -9,20 +9,20 @@ log "level 1: unit tests of the pure core (cargo test --lib)"
 cargo test --lib
 
 log "level 2: in-database tests (cargo pgrx test)"
-mkdir -p /tmp/booking_engine/pgrx-test
-chown postgres /tmp/booking_engine /tmp/booking_engine/pgrx-test
-cargo pgrx test pg15 --runas postgres --pgdata /tmp/booking_engine/pgrx-test/data
+mkdir -p "$BOOKING_TMP/pgrx-test"
+chown postgres "$BOOKING_TMP" "$BOOKING_TMP/pgrx-test"
+cargo pgrx test pg15 --runas postgres --pgdata "$BOOKING_TMP/pgrx-test/data"
 
 log "level 3: a real cluster"
 install_extension
-start_cluster test 28815
+start_cluster test "$TEST_PORT"
 trap stop_cluster EXIT
 
-regress_out=/tmp/booking_engine/test/regress
+regress_out=$BOOKING_TMP/test/regress
 rm -rf "$regress_out" && mkdir -p "$regress_out"
 tests=$(cd tests/pg_regress/sql && ls *.sql | sed 's/\.sql$//' | sort)
 fresh_database booking_regress
-if ! /usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress \
+if ! "$PG_REGRESS" \
         --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=booking_regress \
         --inputdir=tests/pg_regress --outputdir="$regress_out" \
         $tests; then

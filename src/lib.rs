@@ -18,6 +18,7 @@ extension_sql_file!(
         availability::api::is_valid_opening_hours,
     ]
 );
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",

@@ -170,3 +170,8 @@ SELECT pg_temp.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_
 SELECT pg_temp.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
 SELECT pg_temp.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
 SELECT pg_temp.sqlstate_of($$SELECT booking.clock_now()$$);
+
+-- The outbox: an event row (the notification is checked by the integration tests).
+SELECT booking.emit_event('10000000-0000-0000-0000-000000000001', 'booking.created', '{"appointment_id": "x"}') IS NOT NULL AS emitted;
+SELECT event_type, payload, dispatched_at FROM booking.events;
+SELECT pg_temp.sqlstate_of($$SELECT booking.emit_event(NULL, 'Not A Type')$$);

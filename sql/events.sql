@@ -1,0 +1,33 @@
+-- The outbox: every booking change writes an event in the same transaction, and wakes
+-- listeners at once with a small notification; consumers mark what they dispatched.
+CREATE TABLE booking.events (
+    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id     uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    event_type    text NOT NULL CHECK (event_type ~ '^[a-z_]+\.[a-z_]+$'),
+    payload       jsonb NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    dispatched_at timestamptz
+);
+CREATE INDEX events_undispatched_idx ON booking.events (created_at) WHERE dispatched_at IS NULL;
+CREATE INDEX events_tenant_created_idx ON booking.events (tenant_id, created_at);
+COMMENT ON TABLE booking.events IS
+    'Outbox of booking.created, booking.rescheduled, booking.cancelled, waitlist.notified, conflict.detected and the maintenance transitions; NOTIFY booking_events carries {"id", "type"}.';
+SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
+
+CREATE FUNCTION booking.emit_event(p_tenant_id uuid, p_event_type text, p_payload jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    INSERT INTO booking.events (tenant_id, event_type, payload)
+    VALUES (p_tenant_id, p_event_type, coalesce(p_payload, '{}'))
+    RETURNING id INTO v_id;
+    PERFORM pg_notify('booking_events', json_build_object('id', v_id, 'type', p_event_type)::text);
+    RETURN v_id;
+END $$;
+REVOKE ALL ON FUNCTION booking.emit_event(uuid, text, jsonb) FROM PUBLIC;
+
+-- When the customer arrived; the no-show sweep looks for confirmed appointments without it.
+ALTER TABLE booking.appointments ADD COLUMN checked_in_at timestamptz;
