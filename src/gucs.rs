@@ -8,6 +8,18 @@ use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 /// the notice period by moving the clock.
 pub static NOW_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
+/// Whether the background workers do any work (they stay registered either way).
+pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// The database the background workers connect to.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// How many job runner workers start with the server.
+pub static JOB_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
+/// How long an idle worker sleeps before looking for work again, in milliseconds.
+pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"booking_engine.now",
@@ -16,5 +28,41 @@ pub fn register() {
         &NOW_OVERRIDE,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_bool_guc(
+        c"booking_engine.enabled",
+        c"Whether booking_engine's background workers run jobs and maintenance.",
+        c"Off: the workers stay up but idle. Reloaded on SIGHUP.",
+        &ENABLED,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.database",
+        c"The database booking_engine's background workers serve.",
+        c"It must have the booking_engine extension installed. Read at server start.",
+        &DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.job_workers",
+        c"Number of job runner background workers.",
+        c"Read at server start.",
+        &JOB_WORKERS,
+        0,
+        32,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.poll_interval_ms",
+        c"How long an idle background worker waits before looking for work again.",
+        c"Workers are also woken at once when work is enqueued. Reloaded on SIGHUP.",
+        &POLL_INTERVAL_MS,
+        10,
+        600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
     );
 }

@@ -24,6 +24,7 @@ extension_sql_file!(
     name = "availability",
     requires = ["schema", availability::api::get_available_slots]
 );
+extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
