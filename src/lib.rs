@@ -19,6 +19,13 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
+extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", "events"]);
+extension_sql_file!(
+    "../sql/waitlist.sql",
+    name = "waitlist",
+    requires = ["access", availability::api::rpc_validate_appointment_slot, availability::api::clock_now]
+);
+extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlist"]);
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",

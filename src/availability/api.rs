@@ -359,26 +359,32 @@ pub fn get_available_slots(
     ))
 }
 
-/// Checks every availability rule for one proposed start and says which ones fail.
+/// Checks every availability rule for one proposed booking and says which ones fail.
+/// `duration` overrides the service's (a booking with an explicit end); `exclude_appointment`
+/// leaves that appointment out (its own old slot when rescheduling).
 pub fn explain_timing(
     staff_id: Uuid,
     service_id: Uuid,
     starts_at: Micros,
+    duration: Option<Micros>,
     exclude_appointment: Option<Uuid>,
 ) -> DomainResult<serde_json::Value> {
     let day = chrono::DateTime::from_timestamp_micros(starts_at)
         .ok_or_else(|| DomainError::DatetimeOverflow("starts_at is out of range".into()))?
         .date_naive();
-    let model = load_model(&Query {
+    let (first, last) = (day - Days::new(1), day + Days::new(1));
+    let mut model = load_model(&Query {
         service_id,
         staff_id: Some(staff_id),
-        from: day - Days::new(1),
-        to: day + Days::new(1),
+        from: first,
+        to: last,
         exclude_appointment,
         include_non_offering: true,
     })?;
-    let staff = &model.staff[0];
-    let cal = Calendar::new(&model.tenant, &model.service, staff, &model.holidays, &model.clock, day - Days::new(1), day + Days::new(1));
+    if let Some(d) = duration {
+        model.service.duration = d;
+    }
+    let cal = Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clock, first, last);
     let violations: Vec<serde_json::Value> = cal
         .explain(starts_at)
         .into_iter()
@@ -399,7 +405,34 @@ pub fn validate_appointment_timing(
     let staff_id = to_uuid(require(p_staff_id, "p_staff_id")?);
     let service_id = to_uuid(require(p_service_id, "p_service_id")?);
     let starts_at = to_micros(require(p_starts_at, "p_starts_at")?)?;
-    Ok(JsonB(explain_timing(staff_id, service_id, starts_at, None)?))
+    Ok(JsonB(explain_timing(staff_id, service_id, starts_at, None, None)?))
+}
+
+/// The seed-004 slot check: like `validate_appointment_timing`, with an optional end (default:
+/// start + the service's duration) and an appointment to leave out of the conflict check.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn rpc_validate_appointment_slot(
+    p_staff_id: Option<PgUuid>,
+    p_service_id: Option<PgUuid>,
+    p_starts_at: Option<TimestampWithTimeZone>,
+    p_ends_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    p_exclude_appointment_id: default!(Option<PgUuid>, "NULL"),
+) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
+    let staff_id = to_uuid(require(p_staff_id, "p_staff_id")?);
+    let service_id = to_uuid(require(p_service_id, "p_service_id")?);
+    let starts_at = to_micros(require(p_starts_at, "p_starts_at")?)?;
+    let duration = match p_ends_at {
+        Some(end) => {
+            let end = to_micros(end)?;
+            if end <= starts_at {
+                return Err(DomainError::InvalidParameter("p_ends_at must be after p_starts_at".into()).into());
+            }
+            Some(end - starts_at)
+        }
+        None => None,
+    };
+    Ok(JsonB(explain_timing(staff_id, service_id, starts_at, duration, p_exclude_appointment_id.map(to_uuid))?))
 }
 
 /// Whether Postgres knows the time zone name (an IANA name such as 'Europe/Zurich', or 'UTC').

@@ -63,24 +63,43 @@ fn parallel_readers_get_the_same_month() {
 }
 
 #[test]
-fn a_role_without_table_access_can_read_slots_but_not_appointments() {
+fn a_caller_without_rows_of_its_own_reads_slots_but_no_appointments() {
     let mut c = connect();
     let s = salon(&mut c, 1);
+    c.execute(
+        "INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status)
+         VALUES ($1, $2, $3, '2026-03-24 09:00+01', 'confirmed')",
+        &[&s.staff[0], &s.service, &s.customer],
+    )
+    .unwrap();
     c.batch_execute(
         "DO $$ BEGIN
-             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'booking_it_anon') THEN
-                 CREATE ROLE booking_it_anon NOLOGIN;
+             IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'booking_it_web') THEN
+                 CREATE ROLE booking_it_web NOLOGIN;
              END IF;
          END $$;",
     )
     .unwrap();
+    // As PostgREST does it: a role without table privileges and the request's JWT claims.
     let mut tx = c.transaction().unwrap();
-    tx.batch_execute("SET LOCAL ROLE booking_it_anon").unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL ROLE booking_it_web; SET LOCAL request.jwt.claims = '{{\"sub\": \"{}\", \"role\": \"authenticated\"}}'",
+        Uuid::new_v4()
+    ))
+    .unwrap();
     let n: i64 = tx
         .query_one("SELECT count(*) FROM booking.get_available_slots($1, '2026-03-23', '2026-03-23')", &[&s.service])
         .unwrap()
         .get(0);
     assert_eq!(n, 29);
-    let err = tx.query("SELECT count(*) FROM booking.appointments", &[]).unwrap_err();
-    assert_eq!(err.code().unwrap().code(), "42501");
+    let seen: i64 = tx.query_one("SELECT count(*) FROM booking.appointments", &[]).unwrap().get(0);
+    assert_eq!(seen, 0, "row-level security hides other people's appointments");
+    let err = tx
+        .query_one(
+            "SELECT booking.create_booking_idempotent('it-web', jsonb_build_object('customer_id', $1::uuid,
+                 'staff_id', $2::uuid, 'service_id', $3::uuid, 'starts_at', '2026-03-23 09:00+01'))",
+            &[&s.customer, &s.staff[0], &s.service],
+        )
+        .unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "42501", "{err}");
 }

@@ -16,6 +16,7 @@ pub fn connect() -> Client {
     c
 }
 
+#[derive(Clone)]
 pub struct Salon {
     pub tenant: Uuid,
     pub staff: Vec<Uuid>,

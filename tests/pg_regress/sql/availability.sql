@@ -118,12 +118,14 @@ FROM unnest('{2026-03-27,2026-03-30,2026-03-31}'::date[]) d;
 INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status) VALUES
     ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000002',
      '40000000-0000-0000-0000-000000000001', '2026-04-01 10:00+02', 'confirmed');
-SELECT lower(blocked) AS blocked_from, upper(blocked) AS blocked_until FROM booking.appointments;
+SELECT lower(blocked) AS blocked_from, upper(blocked) AS blocked_until FROM booking.appointments WHERE status = 'confirmed';
 SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000002', '2026-04-01', '20000000-0000-0000-0000-000000000001');
--- A cancelled appointment blocks nothing.
+-- A cancelled appointment blocks nothing, neither slots nor a new booking at its time.
 UPDATE booking.appointments SET status = 'cancelled';
 SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000002', '2026-04-01', '20000000-0000-0000-0000-000000000001');
-UPDATE booking.appointments SET status = 'confirmed';
+INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status) VALUES
+    ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000002',
+     '40000000-0000-0000-0000-000000000001', '2026-04-01 10:00+02', 'confirmed');
 -- The database itself refuses an overlapping booking.
 SELECT pg_temp.sqlstate_of($$INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at)
     VALUES ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001',

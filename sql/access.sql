@@ -1,0 +1,92 @@
+-- Who is calling. Behind PostgREST/Supabase the identity is the request's JWT claims
+-- (`request.jwt.claims`: `sub` = the auth user, `role`); claims are trusted as PostgREST sets
+-- them. A direct connection without claims is identified by its login role (session_user:
+-- inside a SECURITY DEFINER function current_user is the owner, not the caller).
+--
+-- Operators see and change everything: a JWT with role 'service_role', or a login role that is
+-- a superuser or a member of the role `booking_operator` (created by the DBA, not by the
+-- extension: CREATE ROLE booking_operator NOLOGIN; GRANT booking_operator TO app_backend;).
+
+CREATE FUNCTION booking.jwt_claims() RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+    SELECT nullif(current_setting('request.jwt.claims', true), '')::jsonb
+$$;
+
+-- The auth user id (`sub`) when it is a uuid, else NULL.
+CREATE FUNCTION booking.caller_user_id() RETURNS uuid
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT CASE WHEN c ->> 'sub' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                THEN (c ->> 'sub')::uuid END
+    FROM (SELECT booking.jwt_claims() AS c) claims
+$$;
+
+CREATE FUNCTION booking.caller_is_operator() RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT CASE
+        WHEN booking.jwt_claims() IS NOT NULL THEN coalesce(booking.jwt_claims() ->> 'role' = 'service_role', false)
+        ELSE EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = session_user AND r.rolsuper)
+          OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'booking_operator'
+                                                AND pg_has_role(session_user, r.oid, 'MEMBER'))
+    END
+$$;
+
+-- The customer records and the tenants (as staff) of the calling auth user. SECURITY DEFINER:
+-- row-level security policies call them, and the caller cannot read these tables itself.
+CREATE FUNCTION booking.caller_customer_ids() RETURNS uuid[]
+LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT coalesce(array_agg(c.id), '{}') FROM booking.customers c
+    WHERE c.user_id = booking.caller_user_id()
+$$;
+
+CREATE FUNCTION booking.caller_staff_tenant_ids() RETURNS uuid[]
+LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT coalesce(array_agg(DISTINCT s.tenant_id), '{}') FROM booking.staff s
+    WHERE s.user_id = booking.caller_user_id() AND s.is_active
+$$;
+
+-- Whether the caller may act on a row of this tenant and customer: operators always, staff of
+-- the tenant, and the customer themself.
+CREATE FUNCTION booking.caller_may_act_for(p_tenant_id uuid, p_customer_id uuid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.caller_is_operator()
+        OR p_tenant_id = ANY (booking.caller_staff_tenant_ids())
+        OR p_customer_id = ANY (booking.caller_customer_ids())
+$$;
+
+-- Every table in the exposed schema has row-level security: tables with no policy below are
+-- readable only by their owner and through the extension's functions.
+ALTER TABLE booking.tenants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.staff ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.services ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.staff_services ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.staff_schedules ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.schedule_overrides ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.staff_time_off ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.holidays ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.booking_policies ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.customers ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.appointments ENABLE ROW LEVEL SECURITY;
+
+-- A booking page may read the tenant's services, and customers their own data; writes go
+-- through the functions, which check the caller.
+CREATE POLICY services_public_read ON booking.services FOR SELECT USING (is_active);
+GRANT SELECT ON booking.services TO PUBLIC;
+
+CREATE POLICY customers_read ON booking.customers FOR SELECT
+    USING ((SELECT booking.caller_is_operator())
+           OR id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
+           OR tenant_id = ANY ((SELECT booking.caller_staff_tenant_ids())::uuid[]));
+GRANT SELECT ON booking.customers TO PUBLIC;
+
+CREATE POLICY appointments_read ON booking.appointments FOR SELECT
+    USING ((SELECT booking.caller_is_operator())
+           OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
+           OR tenant_id = ANY ((SELECT booking.caller_staff_tenant_ids())::uuid[]));
+GRANT SELECT ON booking.appointments TO PUBLIC;

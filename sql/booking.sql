@@ -1,0 +1,388 @@
+-- The booking lifecycle: idempotent create, reschedule and cancel under the tenant's policies.
+--
+-- Idempotency works as payment APIs do: the first call with a key runs and its result is
+-- stored; a later call with the same key and the same request gets that result back with
+-- "replayed": true; the same key with another request fails with SQLSTATE PT422 (PostgREST
+-- answers HTTP 422). Two concurrent calls with one key meet on the unique index: the second
+-- waits for the first to commit and then replays its result. Input that fails validation
+-- raises an error, which rolls the operation row back, so the key can be used again.
+
+ALTER TABLE booking.appointments
+    ADD COLUMN cancelled_at timestamptz,
+    ADD COLUMN cancellation_reason text;
+
+CREATE TABLE booking.booking_operations (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id       uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    idempotency_key text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 255),
+    operation_type  text NOT NULL CHECK (operation_type IN ('create', 'reschedule', 'cancel')),
+    request_hash    text NOT NULL,
+    request         jsonb NOT NULL,
+    status          text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'completed', 'failed')),
+    result          jsonb,
+    error_message   text,
+    appointment_id  uuid,
+    customer_id     uuid,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now(),
+    expires_at      timestamptz NOT NULL DEFAULT now() + interval '24 hours',
+    UNIQUE (tenant_id, idempotency_key)
+);
+CREATE INDEX booking_operations_expires_idx ON booking.booking_operations (expires_at);
+CREATE INDEX booking_operations_appointment_idx ON booking.booking_operations (appointment_id);
+CREATE TRIGGER booking_operations_touch BEFORE UPDATE ON booking.booking_operations
+    FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+SELECT pg_catalog.pg_extension_config_dump('booking.booking_operations', '');
+
+ALTER TABLE booking.booking_operations ENABLE ROW LEVEL SECURITY;
+CREATE POLICY booking_operations_read ON booking.booking_operations FOR SELECT
+    USING ((SELECT booking.caller_is_operator())
+           OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
+           OR tenant_id = ANY ((SELECT booking.caller_staff_tenant_ids())::uuid[]));
+GRANT SELECT ON booking.booking_operations TO PUBLIC;
+
+-- The only status changes an appointment may make; everything else is refused (SQLSTATE 55000).
+CREATE FUNCTION booking.status_transition_allowed(p_from text, p_to text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT (p_from, p_to) IN (
+        ('pending', 'confirmed'), ('pending', 'cancelled'), ('pending', 'expired'),
+        ('confirmed', 'active'), ('confirmed', 'cancelled'), ('confirmed', 'no_show'),
+        ('active', 'completed'))
+$$;
+
+CREATE FUNCTION booking.check_status_transition() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF NEW.status IS DISTINCT FROM OLD.status AND NOT booking.status_transition_allowed(OLD.status, NEW.status) THEN
+        RAISE EXCEPTION 'appointment % cannot go from % to %', OLD.id, OLD.status, NEW.status
+            USING ERRCODE = '55000';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER appointments_status_transition BEFORE UPDATE OF status ON booking.appointments
+    FOR EACH ROW EXECUTE FUNCTION booking.check_status_transition();
+
+-- Starts an idempotent operation. Returns the new operation's id, or NULL and the stored
+-- result (marked replayed) when the key was already used for the same request.
+CREATE FUNCTION booking.begin_operation(
+    p_tenant_id uuid, p_key text, p_type text, p_request jsonb, p_customer_id uuid,
+    OUT operation_id uuid, OUT replayed_result jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_hash text := encode(sha256(convert_to(p_request::text, 'UTF8')), 'hex');
+    v_op booking.booking_operations;
+BEGIN
+    IF p_key IS NULL OR length(p_key) = 0 OR length(p_key) > 255 THEN
+        RAISE EXCEPTION 'the idempotency key must be 1 to 255 characters' USING ERRCODE = '22023';
+    END IF;
+    -- An expired key may start over.
+    DELETE FROM booking.booking_operations o
+    WHERE o.tenant_id = p_tenant_id AND o.idempotency_key = p_key AND o.expires_at < now();
+    INSERT INTO booking.booking_operations (tenant_id, idempotency_key, operation_type, request_hash, request, customer_id)
+    VALUES (p_tenant_id, p_key, p_type, v_hash, p_request, p_customer_id)
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    RETURNING id INTO operation_id;
+    IF operation_id IS NOT NULL THEN
+        RETURN;
+    END IF;
+    SELECT * INTO v_op FROM booking.booking_operations o WHERE o.tenant_id = p_tenant_id AND o.idempotency_key = p_key;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'idempotency key "%" was released while in use; retry', p_key USING ERRCODE = '40001';
+    END IF;
+    IF v_op.request_hash <> v_hash OR v_op.operation_type <> p_type THEN
+        RAISE EXCEPTION 'idempotency key "%" was already used with a different request', p_key
+            USING ERRCODE = 'PT422',
+                  DETAIL = format('The key belongs to a %s operation created at %s.', v_op.operation_type, v_op.created_at),
+                  HINT = 'Use a new idempotency key for a new request.';
+    END IF;
+    IF v_op.status = 'pending' THEN
+        RAISE EXCEPTION 'idempotency key "%" is in use by an operation of this same transaction', p_key
+            USING ERRCODE = '55006';
+    END IF;
+    replayed_result := v_op.result || '{"replayed": true}';
+END $$;
+REVOKE ALL ON FUNCTION booking.begin_operation(uuid, text, text, jsonb, uuid) FROM PUBLIC;
+
+-- Records the outcome of an operation (when it has one) and returns the result for the caller.
+CREATE FUNCTION booking.finish_operation(p_operation_id uuid, p_result jsonb, p_appointment_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_operation_id IS NOT NULL THEN
+        UPDATE booking.booking_operations SET
+            status = CASE WHEN (p_result ->> 'success')::boolean THEN 'completed' ELSE 'failed' END,
+            result = p_result,
+            error_message = p_result ->> 'error',
+            appointment_id = coalesce(p_appointment_id, appointment_id)
+        WHERE id = p_operation_id;
+    END IF;
+    RETURN p_result || '{"replayed": false}';
+END $$;
+REVOKE ALL ON FUNCTION booking.finish_operation(uuid, jsonb, uuid) FROM PUBLIC;
+
+CREATE FUNCTION booking.appointment_json(a booking.appointments) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
+    SELECT to_jsonb(a) - 'blocked'
+$$;
+
+CREATE FUNCTION booking.policy_failure(p_code text, p_error text, p_operation_id uuid, p_details jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT jsonb_build_object('success', false, 'code', p_code, 'error', p_error,
+                              'details', p_details, 'operation_id', p_operation_id)
+$$;
+
+-- Books an appointment. p_booking: {customer_id, staff_id, service_id, starts_at, ends_at?,
+-- price?, notes?, status? ('pending' | 'confirmed', default 'confirmed')}.
+CREATE FUNCTION booking.create_booking_idempotent(p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+    v_service booking.services;
+    v_customer booking.customers;
+    v_starts timestamptz;
+    v_ends timestamptz;
+    v_price numeric;
+    v_status text := coalesce(p_booking ->> 'status', 'confirmed');
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_check jsonb;
+    v_appt booking.appointments;
+    v_missing text;
+BEGIN
+    IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
+        RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'staff_id', 'service_id', 'starts_at']) f
+    WHERE p_booking ->> f IS NULL LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
+    END IF;
+    IF v_status NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service % does not exist', p_booking ->> 'service_id' USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'staff member % does not exist', p_booking ->> 'staff_id' USING ERRCODE = 'P0002';
+    END IF;
+    SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', p_booking ->> 'customer_id' USING ERRCODE = 'P0002';
+    END IF;
+    IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
+        RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
+    END IF;
+    IF NOT booking.caller_may_act_for(v_service.tenant_id, v_customer.id) THEN
+        RAISE EXCEPTION 'not allowed to book for customer %', v_customer.id USING ERRCODE = '42501';
+    END IF;
+    v_starts := (p_booking ->> 'starts_at')::timestamptz;
+    v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
+    IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
+        RAISE EXCEPTION 'starts_at and ends_at must be finite' USING ERRCODE = '22008';
+    END IF;
+    IF v_ends <= v_starts THEN
+        RAISE EXCEPTION 'ends_at must be after starts_at' USING ERRCODE = '22023';
+    END IF;
+    v_price := coalesce((p_booking ->> 'price')::numeric, v_service.price);
+    IF v_price < 0 THEN
+        RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
+    END IF;
+
+    -- The canonical request: the same booking however its JSON was spelled.
+    v_request := jsonb_build_object(
+        'customer_id', v_customer.id, 'staff_id', v_staff.id, 'service_id', v_service.id,
+        'starts_at', to_char(v_starts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'ends_at', to_char(v_ends AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'price', trim_scale(v_price), 'notes', p_booking ->> 'notes', 'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+
+    v_check := booking.rpc_validate_appointment_slot(v_staff.id, v_service.id, v_starts, v_ends);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation(v_op, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', v_check -> 'violations', 'operation_id', v_op), NULL);
+    END IF;
+
+    -- Validation cannot see a booking another transaction is making right now; the exclusion
+    -- constraint can, and decides who wins.
+    BEGIN
+        INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
+        VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
+        RETURNING * INTO v_appt;
+    EXCEPTION WHEN exclusion_violation THEN
+        PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
+            'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
+        RETURN booking.finish_operation(v_op, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', v_op), NULL);
+    END;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    RETURN booking.finish_operation(v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
+-- Loads an appointment for a change by the caller, locked, or raises.
+CREATE FUNCTION booking.appointment_for_change(p_appointment_id uuid) RETURNS booking.appointments
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments;
+BEGIN
+    IF p_appointment_id IS NULL THEN
+        RAISE EXCEPTION 'p_appointment_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_appt FROM booking.appointments WHERE id = p_appointment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'appointment % does not exist', p_appointment_id USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT booking.caller_may_act_for(v_appt.tenant_id, v_appt.customer_id) THEN
+        RAISE EXCEPTION 'not allowed to change appointment %', p_appointment_id USING ERRCODE = '42501';
+    END IF;
+    RETURN v_appt;
+END $$;
+REVOKE ALL ON FUNCTION booking.appointment_for_change(uuid) FROM PUBLIC;
+
+-- The deadline a policy sets before an appointment, as a failure result when it has passed.
+CREATE FUNCTION booking.deadline_failure(p_appt booking.appointments, p_policy text, p_action text, p_operation_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_hours numeric := (booking.policy_value(p_appt.tenant_id, p_policy))::numeric;
+    v_deadline timestamptz := p_appt.starts_at - make_interval(secs => v_hours * 3600);
+BEGIN
+    IF booking.clock_now() <= v_deadline THEN
+        RETURN NULL;
+    END IF;
+    RETURN booking.policy_failure(p_policy || '_passed',
+        format('%s is possible until %s hours before the appointment (%s policy): the deadline was %s',
+               p_action, trim_scale(v_hours), p_policy, v_deadline),
+        p_operation_id, jsonb_build_object('policy', p_policy, 'hours', v_hours, 'deadline', v_deadline));
+END $$;
+
+CREATE FUNCTION booking.reschedule_appointment(p_appointment_id uuid, p_new_starts_at timestamptz, p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id);
+    v_new booking.appointments;
+    v_new_ends timestamptz;
+    v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
+    v_op uuid;
+    v_replay jsonb;
+    v_fail jsonb;
+    v_check jsonb;
+BEGIN
+    IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
+        RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
+    END IF;
+    IF p_idempotency_key IS NOT NULL THEN
+        SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+        FROM booking.begin_operation(v_old.tenant_id, p_idempotency_key, 'reschedule',
+            jsonb_build_object('appointment_id', v_old.id,
+                               'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+            v_old.customer_id) b;
+        IF v_replay IS NOT NULL THEN
+            RETURN v_replay;
+        END IF;
+    END IF;
+    IF v_old.status NOT IN ('pending', 'confirmed') THEN
+        RETURN booking.finish_operation(v_op, booking.policy_failure('invalid_status',
+            format('A %s appointment cannot be rescheduled', v_old.status), v_op,
+            jsonb_build_object('status', v_old.status)), NULL);
+    END IF;
+    v_fail := booking.deadline_failure(v_old, 'reschedule_deadline_hours', 'Rescheduling', v_op);
+    IF v_fail IS NOT NULL THEN
+        RETURN booking.finish_operation(v_op, v_fail, NULL);
+    END IF;
+    IF v_old.reschedule_count >= v_max THEN
+        RETURN booking.finish_operation(v_op, booking.policy_failure('max_reschedules_reached',
+            format('The appointment was already rescheduled %s times, the most the max_reschedules policy allows (%s)',
+                   v_old.reschedule_count, trim_scale(v_max)),
+            v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), NULL);
+    END IF;
+    v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
+    v_check := booking.rpc_validate_appointment_slot(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation(v_op, booking.policy_failure('slot_unavailable',
+            'The new time violates booking rules', v_op, v_check -> 'violations'), NULL);
+    END IF;
+    BEGIN
+        UPDATE booking.appointments
+        SET starts_at = p_new_starts_at, ends_at = v_new_ends, reschedule_count = reschedule_count + 1
+        WHERE id = v_old.id
+        RETURNING * INTO v_new;
+    EXCEPTION WHEN exclusion_violation THEN
+        PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
+            'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
+        RETURN booking.finish_operation(v_op, booking.policy_failure('conflict',
+            'Time slot conflicts with another appointment', v_op), NULL);
+    END;
+    PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
+        'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
+        'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,
+        'starts_at', v_new.starts_at, 'ends_at', v_new.ends_at, 'reschedule_count', v_new.reschedule_count));
+    PERFORM booking.offer_freed_slot(v_old);
+    RETURN booking.finish_operation(v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_new)), v_new.id);
+END $$;
+
+CREATE FUNCTION booking.cancel_appointment(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id);
+    v_op uuid;
+    v_replay jsonb;
+    v_fail jsonb;
+BEGIN
+    IF p_idempotency_key IS NOT NULL THEN
+        SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+        FROM booking.begin_operation(v_appt.tenant_id, p_idempotency_key, 'cancel',
+            jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason), v_appt.customer_id) b;
+        IF v_replay IS NOT NULL THEN
+            RETURN v_replay;
+        END IF;
+    END IF;
+    IF NOT booking.status_transition_allowed(v_appt.status, 'cancelled') THEN
+        RETURN booking.finish_operation(v_op, booking.policy_failure('invalid_status',
+            format('A %s appointment cannot be cancelled', v_appt.status), v_op,
+            jsonb_build_object('status', v_appt.status)), NULL);
+    END IF;
+    v_fail := booking.deadline_failure(v_appt, 'cancellation_deadline_hours', 'Cancelling', v_op);
+    IF v_fail IS NOT NULL THEN
+        RETURN booking.finish_operation(v_op, v_fail, NULL);
+    END IF;
+    UPDATE booking.appointments
+    SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
+    WHERE id = v_appt.id
+    RETURNING * INTO v_appt;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));
+    PERFORM booking.offer_freed_slot(v_appt);
+    RETURN booking.finish_operation(v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
+-- Internal building blocks are not part of the API.
+REVOKE ALL ON FUNCTION booking.deadline_failure(booking.appointments, text, text, uuid) FROM PUBLIC;

@@ -1,0 +1,207 @@
+-- Customers waiting for a slot; a freed slot is offered to the best matching entry.
+
+CREATE TABLE booking.waitlist (
+    id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id            uuid NOT NULL,
+    customer_id          uuid NOT NULL,
+    service_id           uuid NOT NULL,
+    staff_id             uuid,
+    preferred_start_date date,
+    preferred_end_date   date,
+    preferred_times      time[] NOT NULL DEFAULT '{}',
+    preferred_days       integer[] NOT NULL DEFAULT '{}' CHECK (preferred_days <@ '{0,1,2,3,4,5,6}'),
+    priority             integer NOT NULL DEFAULT 0,
+    status               text NOT NULL DEFAULT 'waiting'
+                         CHECK (status IN ('waiting', 'notified', 'booked', 'expired', 'cancelled')),
+    notes                text,
+    notified_at          timestamptz,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    CHECK (preferred_end_date IS NULL OR preferred_start_date IS NULL OR preferred_start_date <= preferred_end_date),
+    FOREIGN KEY (tenant_id, customer_id) REFERENCES booking.customers (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX waitlist_match_idx ON booking.waitlist (service_id, priority DESC, created_at) WHERE status = 'waiting';
+CREATE INDEX waitlist_customer_idx ON booking.waitlist (customer_id);
+COMMENT ON TABLE booking.waitlist IS
+    'preferred_days as extract(dow) (0 = Sunday); preferred_times are local start times, matched within 30 minutes; higher priority first, then oldest.';
+CREATE TRIGGER waitlist_touch BEFORE UPDATE ON booking.waitlist FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+SELECT pg_catalog.pg_extension_config_dump('booking.waitlist', '');
+
+-- One row per (entry, freed slot) offered, so no entry is told twice about the same slot.
+CREATE TABLE booking.waitlist_notifications (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id   uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    waitlist_id uuid NOT NULL REFERENCES booking.waitlist (id) ON DELETE CASCADE,
+    staff_id    uuid NOT NULL,
+    starts_at   timestamptz NOT NULL,
+    ends_at     timestamptz NOT NULL,
+    event_id    uuid,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE (waitlist_id, staff_id, starts_at)
+);
+SELECT pg_catalog.pg_extension_config_dump('booking.waitlist_notifications', '');
+
+ALTER TABLE booking.waitlist ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.waitlist_notifications ENABLE ROW LEVEL SECURITY;
+CREATE POLICY waitlist_read ON booking.waitlist FOR SELECT
+    USING ((SELECT booking.caller_is_operator())
+           OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
+           OR tenant_id = ANY ((SELECT booking.caller_staff_tenant_ids())::uuid[]));
+GRANT SELECT ON booking.waitlist TO PUBLIC;
+
+-- Adds an entry: {customer_id, service_id, staff_id?, preferred_start_date?, preferred_end_date?,
+-- preferred_times? ["10:00", ...], preferred_days? [1, 2, ...], priority?, notes?}.
+CREATE FUNCTION booking.add_to_waitlist(p_entry jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_customer booking.customers;
+    v_service booking.services;
+    v_row booking.waitlist;
+BEGIN
+    IF p_entry IS NULL OR jsonb_typeof(p_entry) <> 'object' THEN
+        RAISE EXCEPTION 'p_entry must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF p_entry ->> 'customer_id' IS NULL OR p_entry ->> 'service_id' IS NULL THEN
+        RAISE EXCEPTION 'p_entry needs customer_id and service_id' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_customer FROM booking.customers WHERE id = (p_entry ->> 'customer_id')::uuid;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'customer % does not exist', p_entry ->> 'customer_id' USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        RAISE EXCEPTION 'not allowed to add waitlist entries for customer %', v_customer.id USING ERRCODE = '42501';
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE id = (p_entry ->> 'service_id')::uuid AND tenant_id = v_customer.tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service % does not exist for this customer''s tenant', p_entry ->> 'service_id' USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO booking.waitlist (tenant_id, customer_id, service_id, staff_id, preferred_start_date, preferred_end_date,
+                                  preferred_times, preferred_days, priority, notes)
+    VALUES (v_customer.tenant_id, v_customer.id, v_service.id, (p_entry ->> 'staff_id')::uuid,
+            (p_entry ->> 'preferred_start_date')::date, (p_entry ->> 'preferred_end_date')::date,
+            coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_times')::time), '{}'),
+            coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_days')::int), '{}'),
+            coalesce((p_entry ->> 'priority')::int, 0), p_entry ->> 'notes')
+    RETURNING * INTO v_row;
+    RETURN to_jsonb(v_row);
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'staff member % does not exist for this tenant', p_entry ->> 'staff_id' USING ERRCODE = 'P0002';
+END $$;
+
+-- Changes the preferences, priority or notes of an entry (keys as in add_to_waitlist; status
+-- may be set back to 'waiting' or to 'cancelled').
+CREATE FUNCTION booking.update_waitlist_entry(p_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_row booking.waitlist;
+    v_unknown text;
+BEGIN
+    IF p_id IS NULL OR p_changes IS NULL OR jsonb_typeof(p_changes) <> 'object' THEN
+        RAISE EXCEPTION 'p_id and a JSON object of changes are required' USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_unknown FROM jsonb_object_keys(p_changes) k
+    WHERE k NOT IN ('staff_id', 'preferred_start_date', 'preferred_end_date', 'preferred_times', 'preferred_days',
+                    'priority', 'notes', 'status')
+    LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'waitlist field "%" cannot be changed', v_unknown USING ERRCODE = '22023';
+    END IF;
+    IF p_changes ? 'status' AND p_changes ->> 'status' NOT IN ('waiting', 'cancelled') THEN
+        RAISE EXCEPTION 'status can only be set to waiting or cancelled' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_row FROM booking.waitlist WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'waitlist entry % does not exist', p_id USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
+        RAISE EXCEPTION 'not allowed to change waitlist entry %', p_id USING ERRCODE = '42501';
+    END IF;
+    UPDATE booking.waitlist w SET
+        staff_id = CASE WHEN p_changes ? 'staff_id' THEN (p_changes ->> 'staff_id')::uuid ELSE w.staff_id END,
+        preferred_start_date = CASE WHEN p_changes ? 'preferred_start_date' THEN (p_changes ->> 'preferred_start_date')::date ELSE w.preferred_start_date END,
+        preferred_end_date = CASE WHEN p_changes ? 'preferred_end_date' THEN (p_changes ->> 'preferred_end_date')::date ELSE w.preferred_end_date END,
+        preferred_times = CASE WHEN p_changes ? 'preferred_times'
+                               THEN coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_times')::time), '{}')
+                               ELSE w.preferred_times END,
+        preferred_days = CASE WHEN p_changes ? 'preferred_days'
+                              THEN coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_days')::int), '{}')
+                              ELSE w.preferred_days END,
+        priority = coalesce((p_changes ->> 'priority')::int, w.priority),
+        notes = CASE WHEN p_changes ? 'notes' THEN p_changes ->> 'notes' ELSE w.notes END,
+        status = coalesce(p_changes ->> 'status', w.status)
+    WHERE w.id = p_id
+    RETURNING * INTO v_row;
+    RETURN to_jsonb(v_row);
+END $$;
+
+CREATE FUNCTION booking.remove_from_waitlist(p_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.update_waitlist_entry(p_id, '{"status": "cancelled"}') IS NOT NULL
+$$;
+
+-- The caller's visible entries (row-level security applies), best first.
+CREATE FUNCTION booking.list_waitlist(p_service_id uuid DEFAULT NULL, p_status text DEFAULT 'waiting')
+RETURNS SETOF booking.waitlist
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT * FROM booking.waitlist w
+    WHERE (p_service_id IS NULL OR w.service_id = p_service_id)
+      AND (p_status IS NULL OR w.status = p_status)
+    ORDER BY w.priority DESC, w.created_at
+$$;
+
+-- Offers a freed slot (what appointment `p_freed` occupied) to the best waiting entry: same
+-- service, the staff member if the entry names one, the local date within the entry's range, a
+-- preferred weekday and a preferred time (within 30 minutes) when the entry has any. Only slots
+-- starting within `waitlist_notification_hours` from now and still bookable are offered.
+-- Called by cancel and reschedule in their own transaction; returns the entries notified.
+CREATE FUNCTION booking.offer_freed_slot(p_freed booking.appointments) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_now timestamptz := booking.clock_now();
+    v_horizon numeric := (booking.policy_value(p_freed.tenant_id, 'waitlist_notification_hours'))::numeric;
+    v_local timestamp;
+    v_entry booking.waitlist;
+    v_event uuid;
+BEGIN
+    IF p_freed.starts_at <= v_now OR p_freed.starts_at > v_now + make_interval(secs => v_horizon * 3600) THEN
+        RETURN 0;
+    END IF;
+    IF NOT (booking.rpc_validate_appointment_slot(p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
+        RETURN 0;
+    END IF;
+    SELECT p_freed.starts_at AT TIME ZONE s.timezone INTO v_local FROM booking.staff s WHERE s.id = p_freed.staff_id;
+    SELECT w.* INTO v_entry
+    FROM booking.waitlist w
+    WHERE w.tenant_id = p_freed.tenant_id
+      AND w.status = 'waiting'
+      AND w.service_id = p_freed.service_id
+      AND (w.staff_id IS NULL OR w.staff_id = p_freed.staff_id)
+      AND v_local::date BETWEEN coalesce(w.preferred_start_date, '-infinity') AND coalesce(w.preferred_end_date, 'infinity')
+      AND (cardinality(w.preferred_days) = 0 OR extract(dow FROM v_local)::int = ANY (w.preferred_days))
+      AND (cardinality(w.preferred_times) = 0 OR EXISTS (
+              SELECT 1 FROM unnest(w.preferred_times) t
+              WHERE abs(extract(epoch FROM (v_local::time - t))) <= 1800))
+      AND NOT EXISTS (SELECT 1 FROM booking.waitlist_notifications n
+                      WHERE n.waitlist_id = w.id AND n.staff_id = p_freed.staff_id AND n.starts_at = p_freed.starts_at)
+    ORDER BY w.priority DESC, w.created_at, w.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    UPDATE booking.waitlist SET status = 'notified', notified_at = v_now WHERE id = v_entry.id;
+    v_event := booking.emit_event(p_freed.tenant_id, 'waitlist.notified', jsonb_build_object(
+        'waitlist_id', v_entry.id, 'customer_id', v_entry.customer_id, 'service_id', p_freed.service_id,
+        'staff_id', p_freed.staff_id, 'starts_at', p_freed.starts_at, 'ends_at', p_freed.ends_at));
+    INSERT INTO booking.waitlist_notifications (tenant_id, waitlist_id, staff_id, starts_at, ends_at, event_id)
+    VALUES (p_freed.tenant_id, v_entry.id, p_freed.staff_id, p_freed.starts_at, p_freed.ends_at, v_event);
+    RETURN 1;
+END $$;
+REVOKE ALL ON FUNCTION booking.offer_freed_slot(booking.appointments) FROM PUBLIC;
