@@ -25,12 +25,13 @@ $$;
 CREATE FUNCTION booking.caller_is_operator() RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, booking, pg_temp AS $$
+    -- pg_has_role counts a superuser as a member of every role.
     SELECT CASE
-        WHEN booking.jwt_claims() IS NOT NULL THEN coalesce(booking.jwt_claims() ->> 'role' = 'service_role', false)
-        ELSE EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = session_user AND r.rolsuper)
-          OR EXISTS (SELECT 1 FROM pg_roles r WHERE r.rolname = 'booking_operator'
-                                                AND pg_has_role(session_user, r.oid, 'MEMBER'))
+        WHEN c IS NOT NULL THEN coalesce(c ->> 'role' = 'service_role', false)
+        ELSE coalesce(pg_has_role(session_user, to_regrole('booking_operator'), 'MEMBER'), false)
+          OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user)
     END
+    FROM (SELECT booking.jwt_claims() AS c) claims
 $$;
 
 -- The customer records and the tenants (as staff) of the calling auth user. SECURITY DEFINER:

@@ -128,14 +128,20 @@ struct Inputs {
 
 /// One read of every input: $1 service, $2 staff member or NULL for all, $3..$4 the local date
 /// range, $5 an appointment to leave out (its own slot when rescheduling), $6 whether to keep
-/// staff who do not offer the service (validation reports them; slot search skips them).
+/// staff who do not offer the service (validation reports them; slot search skips them), $7 the
+/// booking's length in minutes when it is not the service's (0 otherwise).
 const INPUTS_SQL: &str = r#"
 WITH svc AS (
     SELECT s.id, s.tenant_id, s.duration_minutes AS duration, s.buffer_before_minutes AS buffer_before,
            s.buffer_after_minutes AS buffer_after, s.is_active
     FROM booking.services s WHERE s.id = $1
 ), span AS (
-    SELECT tstzrange(($3::date - 2)::timestamp AT TIME ZONE 'UTC', ($4::date + 3)::timestamp AT TIME ZONE 'UTC') AS r
+    -- Every appointment or time off that a slot on these local dates (any zone is within 14
+    -- hours of UTC) could touch, buffers and the tenant's turnover included.
+    SELECT tstzrange(($3::date - 3)::timestamp AT TIME ZONE 'UTC',
+                     ($4::date + 3)::timestamp AT TIME ZONE 'UTC'
+                     + make_interval(mins => greatest(svc.duration, $7) + svc.buffer_after + t.buffer_time_minutes)) AS r
+    FROM svc JOIN booking.tenants t ON t.id = svc.tenant_id
 ), st AS (
     SELECT f.id, f.timezone,
            f.is_active AND svc.is_active AND EXISTS (
@@ -160,15 +166,16 @@ SELECT json_build_object(
     'overrides', coalesce((SELECT json_agg(json_build_array(o.staff_id, o.date,
                                extract(epoch FROM o.start_time)::int, extract(epoch FROM o.end_time)::int, o.is_available))
                            FROM booking.schedule_overrides o JOIN st ON st.id = o.staff_id
-                           WHERE o.date BETWEEN $3::date - 2 AND $4::date + 2), '[]'),
+                           WHERE o.date BETWEEN $3::date - 3 AND $4::date + 3), '[]'),
+    -- Ranges are read as half-open [lower, upper), whatever bounds they were written with.
     'time_off', coalesce((SELECT json_agg(json_build_array(x.staff_id,
-                              (extract(epoch FROM lower(x.period)) * 1000000)::int8,
-                              (extract(epoch FROM upper(x.period)) * 1000000)::int8, x.reason))
+                              (extract(epoch FROM lower(x.period)) * 1000000)::int8 + (NOT lower_inc(x.period))::int,
+                              (extract(epoch FROM upper(x.period)) * 1000000)::int8 + upper_inc(x.period)::int, x.reason))
                           FROM booking.staff_time_off x JOIN st ON st.id = x.staff_id, span
                           WHERE x.period && span.r), '[]'),
     'blocked', coalesce((SELECT json_agg(json_build_array(a.staff_id,
-                             (extract(epoch FROM lower(a.blocked)) * 1000000)::int8,
-                             (extract(epoch FROM upper(a.blocked)) * 1000000)::int8))
+                             (extract(epoch FROM lower(a.blocked)) * 1000000)::int8 + (NOT lower_inc(a.blocked))::int,
+                             (extract(epoch FROM upper(a.blocked)) * 1000000)::int8 + upper_inc(a.blocked)::int))
                          FROM booking.appointments a, span
                          WHERE a.staff_id IN (SELECT id FROM st)
                            AND a.status IN ('pending', 'confirmed', 'active')
@@ -177,9 +184,34 @@ SELECT json_build_object(
     'holidays', coalesce((SELECT json_agg(json_build_array(h.name, h.date, h.is_recurring, h.recurring_month,
                               h.recurring_day, h.affects_all_staff, h.affected_staff_ids))
                           FROM booking.holidays h JOIN svc ON h.tenant_id = svc.tenant_id
-                          WHERE h.is_recurring OR h.date BETWEEN $3::date - 2 AND $4::date + 2), '[]')
+                          WHERE h.is_recurring OR h.date BETWEEN $3::date - 3 AND $4::date + 3), '[]')
 )::text
 "#;
+
+thread_local! {
+    /// `INPUTS_SQL` prepared once per backend: planning it costs more than running it.
+    static INPUTS_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn read_inputs(args: &[pgrx::datum::DatumWithOid]) -> DomainResult<String> {
+    Spi::connect(|client| {
+        INPUTS_PLAN.with(|cell| {
+            let mut plan = cell.borrow_mut();
+            if plan.is_none() {
+                let types = [pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::DATEOID, pg_sys::DATEOID, pg_sys::UUIDOID, pg_sys::BOOLOID, pg_sys::INT4OID]
+                    .map(pgrx::PgOid::from);
+                *plan = Some(client.prepare(INPUTS_SQL, &types)?.keep());
+            }
+            let stmt = plan.as_ref().expect("prepared above");
+            client
+                .select(stmt, Some(1), args)?
+                .first()
+                .get_one::<String>()?
+                .ok_or_else(|| DomainError::Internal("availability inputs query returned NULL".into()))
+        })
+    })
+}
 
 /// The core's view of one question, built from `Inputs`.
 pub struct Model {
@@ -197,19 +229,21 @@ pub struct Query {
     pub to: NaiveDate,
     pub exclude_appointment: Option<Uuid>,
     pub include_non_offering: bool,
+    /// A booking length other than the service's, for validation of an explicit end.
+    pub duration: Option<Micros>,
 }
 
 pub fn load_model(q: &Query) -> DomainResult<Model> {
-    let args: [pgrx::datum::DatumWithOid; 6] = [
+    let args: [pgrx::datum::DatumWithOid; 7] = [
         to_pg_uuid(q.service_id).into(),
         q.staff_id.map(to_pg_uuid).into(),
         to_pg_date(q.from)?.into(),
         to_pg_date(q.to)?.into(),
         q.exclude_appointment.map(to_pg_uuid).into(),
         q.include_non_offering.into(),
+        (((q.duration.unwrap_or(0) + MICROS_PER_MINUTE - 1) / MICROS_PER_MINUTE) as i32).into(),
     ];
-    let text: String = Spi::get_one_with_args(INPUTS_SQL, &args)?
-        .ok_or_else(|| DomainError::Internal("availability inputs query returned NULL".into()))?;
+    let text = read_inputs(&args)?;
     let inputs: Inputs = serde_json::from_str(&text)?;
     let service = inputs
         .service
@@ -230,8 +264,8 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         DomainError::Internal(format!("tenant {} of service {} is missing", service.tenant_id, q.service_id))
     })?;
 
-    let span_from = crate::availability::zone::date_micros(q.from - Days::new(3));
-    let span_to = crate::availability::zone::date_micros(q.to + Days::new(4));
+    let span_from = crate::availability::zone::date_micros(q.from - Days::new(4));
+    let span_to = crate::availability::zone::date_micros(q.to + Days::new(5));
     let mut zones: HashMap<String, Zone> = HashMap::new();
     let mut zone = |name: &str| -> DomainResult<Zone> {
         if let Some(z) = zones.get(name) {
@@ -304,7 +338,7 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         max_advance: (inputs.advance_days * MICROS_PER_DAY as f64) as Micros,
     };
     let service = Service {
-        duration: service.duration * MICROS_PER_MINUTE,
+        duration: q.duration.unwrap_or(service.duration * MICROS_PER_MINUTE),
         buffer_before: service.buffer_before * MICROS_PER_MINUTE,
         buffer_after: service.buffer_after * MICROS_PER_MINUTE,
     };
@@ -352,6 +386,7 @@ pub fn get_available_slots(
         to,
         exclude_appointment: None,
         include_non_offering: false,
+        duration: None,
     })?;
     let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
     Ok(TableIterator::new(
@@ -373,17 +408,15 @@ pub fn explain_timing(
         .ok_or_else(|| DomainError::DatetimeOverflow("starts_at is out of range".into()))?
         .date_naive();
     let (first, last) = (day - Days::new(1), day + Days::new(1));
-    let mut model = load_model(&Query {
+    let model = load_model(&Query {
         service_id,
         staff_id: Some(staff_id),
         from: first,
         to: last,
         exclude_appointment,
         include_non_offering: true,
+        duration,
     })?;
-    if let Some(d) = duration {
-        model.service.duration = d;
-    }
     let cal = Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clock, first, last);
     let violations: Vec<serde_json::Value> = cal
         .explain(starts_at)

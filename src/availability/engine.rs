@@ -235,8 +235,8 @@ pub struct Calendar<'a> {
 }
 
 impl<'a> Calendar<'a> {
-    /// Covers local dates `from..=to`, plus a day either side so that zones other than the
-    /// staff member's cannot cut a window short.
+    /// Covers local dates `from..=to`, plus two days either side: the tenant's and a schedule
+    /// row's zones may be up to 26 hours away from the staff member's.
     pub fn new(
         tenant: &'a Tenant,
         service: &'a Service,
@@ -246,8 +246,8 @@ impl<'a> Calendar<'a> {
         from: NaiveDate,
         to: NaiveDate,
     ) -> Calendar<'a> {
-        let first = from - Days::new(1);
-        let last = to + Days::new(1);
+        let first = from - Days::new(2);
+        let last = to + Days::new(2);
         let opening = normalize(
             day_range(first, last)
                 .filter_map(|d| tenant.opening[dow(d)].map(|h| hours_interval(&tenant.zone, d, h)))
@@ -604,6 +604,21 @@ mod tests {
         assert_eq!(starts(&autumn, &z), ["10-25 01:00", "10-25 01:30", "10-25 02:00", "10-25 02:30", "10-25 03:00", "10-25 03:30"]);
         // The repeated 02:00 is offered at the later instant, as `'02:00' AT TIME ZONE` gives.
         assert_eq!(autumn[2].start, utc("2026-10-25 01:00"));
+    }
+
+    #[test]
+    fn zones_26_hours_apart_still_give_the_whole_first_day() {
+        // Tenant at UTC-12 open all day, staff at UTC+14 working all day: the staff member's
+        // first local day starts 26 hours before the tenant's day of the same date.
+        let mut t = tenant(Zone::fixed(-12 * 3600));
+        t.opening = [Some(hours("00:00", "24:00")); 7];
+        t.slot_interval = 60 * MICROS_PER_MINUTE;
+        let all_week: Vec<(u32, &str, &str)> = (0..7).map(|d| (d, "00:00", "24:00")).collect();
+        let s = staff(Zone::fixed(14 * 3600), &all_week);
+        let c = clock("2026-03-01 00:00");
+        let got = run(&t, &service(60), &s, &[], &c, "2026-03-24");
+        assert_eq!(got.len(), 24);
+        assert_eq!(got[0], "03-24 00:00");
     }
 
     #[test]

@@ -103,6 +103,12 @@ INSERT INTO booking.staff_time_off (staff_id, period, reason) VALUES
     ('20000000-0000-0000-0000-000000000001', '[2026-03-26 09:00+01, 2026-03-26 11:00+01)', 'dentist');
 SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-26', '20000000-0000-0000-0000-000000000001');
 
+-- A period written with an inclusive end covers its last instant too.
+INSERT INTO booking.staff_time_off (staff_id, period, reason) VALUES
+    ('20000000-0000-0000-0000-000000000001', '[2026-03-23 09:00+01, 2026-03-23 10:00+01]', 'meeting');
+SELECT * FROM pg_temp.day('30000000-0000-0000-0000-000000000001', '2026-03-23', '20000000-0000-0000-0000-000000000001');
+DELETE FROM booking.staff_time_off WHERE reason = 'meeting';
+
 -- Overrides: Anna works only 16:00-18:00 on the 27th; a day off on the 30th; the 31st loses 09:00-10:00.
 INSERT INTO booking.schedule_overrides (staff_id, date, start_time, end_time, is_available) VALUES
     ('20000000-0000-0000-0000-000000000001', '2026-03-27', '16:00', '18:00', true),
@@ -172,6 +178,46 @@ SELECT pg_temp.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_
 SELECT pg_temp.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
 SELECT pg_temp.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
 SELECT pg_temp.sqlstate_of($$SELECT booking.clock_now()$$);
+
+-- The answer for a day does not depend on the range asked for, even far from UTC with long
+-- services: a day-long retreat plus half a day of buffers and turnover at UTC-12 reaches three
+-- days past its start, and a staff member at UTC+14 starts her day 26 hours before the tenant's.
+SET booking_engine.now = '2026-03-01 00:00+00';
+INSERT INTO booking.tenants (id, name, timezone, slot_interval_minutes, buffer_time_minutes, opening_hours) VALUES
+    ('10000000-0000-0000-0000-000000000002', 'West', 'Etc/GMT+12', 60, 720,
+     (SELECT jsonb_object_agg(d::text, '{"is_open": true, "start_time": "00:00", "end_time": "24:00"}'::jsonb) FROM generate_series(0, 6) d));
+INSERT INTO booking.staff (id, tenant_id, name) VALUES
+    ('20000000-0000-0000-0000-000000000003', '10000000-0000-0000-0000-000000000002', 'Wes');
+INSERT INTO booking.staff (id, tenant_id, name, timezone) VALUES
+    ('20000000-0000-0000-0000-000000000004', '10000000-0000-0000-0000-000000000002', 'Kiri', 'Pacific/Kiritimati');
+INSERT INTO booking.services (id, tenant_id, name, duration_minutes, buffer_after_minutes) VALUES
+    ('30000000-0000-0000-0000-000000000004', '10000000-0000-0000-0000-000000000002', 'Retreat', 1440, 720),
+    ('30000000-0000-0000-0000-000000000005', '10000000-0000-0000-0000-000000000002', 'Call', 60, 0);
+INSERT INTO booking.staff_services (staff_id, service_id) VALUES
+    ('20000000-0000-0000-0000-000000000003', '30000000-0000-0000-0000-000000000004'),
+    ('20000000-0000-0000-0000-000000000003', '30000000-0000-0000-0000-000000000005'),
+    ('20000000-0000-0000-0000-000000000004', '30000000-0000-0000-0000-000000000005');
+INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+    SELECT s, d, '00:00', '24:00' FROM generate_series(0, 6) d,
+        unnest('{20000000-0000-0000-0000-000000000003,20000000-0000-0000-0000-000000000004}'::uuid[]) s;
+INSERT INTO booking.customers (id, tenant_id, name) VALUES
+    ('40000000-0000-0000-0000-000000000002', '10000000-0000-0000-0000-000000000002', 'Cy');
+INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status) VALUES
+    ('20000000-0000-0000-0000-000000000003', '30000000-0000-0000-0000-000000000005',
+     '40000000-0000-0000-0000-000000000002', '2026-03-27 01:00+00', 'confirmed');
+SELECT r AS asked, count(*) AS retreat_slots_on_the_24th
+FROM unnest(ARRAY['24..24', '24..26']) r,
+     booking.get_available_slots('30000000-0000-0000-0000-000000000004', '2026-03-24',
+                                 CASE r WHEN '24..24' THEN date '2026-03-24' ELSE date '2026-03-26' END) s
+WHERE (s.starts_at AT TIME ZONE 'Etc/GMT+12')::date = '2026-03-24'
+GROUP BY r ORDER BY r;
+SELECT r AS asked, count(*) AS kiri_slots_on_her_24th, min(s.starts_at AT TIME ZONE 'Pacific/Kiritimati') AS first
+FROM unnest(ARRAY['23..24', '24..24']) r,
+     booking.get_available_slots('30000000-0000-0000-0000-000000000005',
+                                 CASE r WHEN '23..24' THEN date '2026-03-23' ELSE date '2026-03-24' END, '2026-03-24',
+                                 '20000000-0000-0000-0000-000000000004') s
+WHERE (s.starts_at AT TIME ZONE 'Pacific/Kiritimati')::date = '2026-03-24'
+GROUP BY r ORDER BY r;
 
 -- The outbox: an event row (the notification is checked by the integration tests).
 SELECT booking.emit_event('10000000-0000-0000-0000-000000000001', 'booking.created', '{"appointment_id": "x"}') IS NOT NULL AS emitted;

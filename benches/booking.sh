@@ -1,0 +1,92 @@
+#!/usr/bin/env bash
+# Bookings per second with 32 clients: booking.create_booking_idempotent against plain INSERTs
+# into the same constrained table (the ceiling: the trigger and the exclusion constraint, no
+# validation, no idempotency record, no event), plus the latency of one call.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+setup
+install_extension --release
+start_cluster bench_booking $((BENCH_PORT + 1))
+trap stop_cluster EXIT
+fresh_database booking_bench
+psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d booking_bench "$@"; }
+DURATION=${BENCH_SECONDS:-20}
+CLIENTS=32
+work=$BOOKING_TMP/bench_booking/work
+rm -rf "$work" && mkdir -p "$work" && chown postgres "$work"
+
+log "loading 50 staff who work around the clock"
+psql <<'SQL'
+ALTER DATABASE booking_bench SET booking_engine.now = '2026-12-01 00:00+00';
+INSERT INTO booking.tenants (id, name, timezone, opening_hours) VALUES ('b0000000-0000-0000-0000-000000000001', 'bench', 'Europe/Zurich',
+    (SELECT jsonb_object_agg(d::text, '{"is_open": true, "start_time": "00:00", "end_time": "24:00"}'::jsonb) FROM generate_series(0, 6) d));
+INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
+    VALUES ('b0000000-0000-0000-0000-000000000001', 'advance_booking_limit_days', '3650');
+INSERT INTO booking.services (id, tenant_id, name, duration_minutes, buffer_before_minutes, buffer_after_minutes)
+    VALUES ('b1000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000001', 'Cut', 30, 10, 10);
+INSERT INTO booking.customers (id, tenant_id, name) VALUES ('b2000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000001', 'Client');
+CREATE TABLE public.bench_staff (ix int PRIMARY KEY, id uuid NOT NULL);
+INSERT INTO public.bench_staff SELECT i, gen_random_uuid() FROM generate_series(0, 49) i;
+INSERT INTO booking.staff (id, tenant_id, name) SELECT id, 'b0000000-0000-0000-0000-000000000001', 'staff ' || ix FROM public.bench_staff;
+INSERT INTO booking.staff_services (staff_id, service_id) SELECT id, 'b1000000-0000-0000-0000-000000000001' FROM public.bench_staff;
+INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+    SELECT s.id, d, '00:00', '24:00' FROM public.bench_staff s, generate_series(0, 6) d;
+-- Slot n of a run: a free hour of a staff member, spread pseudo-randomly over two years by a
+-- permutation (multiplying by a prime coprime to the number of slots), so no two calls collide.
+CREATE SEQUENCE public.bench_n;
+CREATE FUNCTION public.bench_slot(n bigint, base timestamptz, OUT staff_id uuid, OUT starts_at timestamptz)
+LANGUAGE sql STABLE AS $$
+    SELECT s.id, base + ((n * 104729) % (50 * 24 * 730) / 50) * interval '1 hour'
+    FROM public.bench_staff s WHERE s.ix = (n * 104729) % (50 * 24 * 730) % 50
+$$;
+SQL
+
+cat > "$work/create.sql" <<'SQL'
+SELECT booking.create_booking_idempotent('bench-' || n, jsonb_build_object('customer_id', 'b2000000-0000-0000-0000-000000000001',
+           'staff_id', b.staff_id, 'service_id', 'b1000000-0000-0000-0000-000000000001', 'starts_at', b.starts_at)) ->> 'success'
+FROM (SELECT nextval('public.bench_n') AS n) s, public.bench_slot(s.n, '2027-01-01 00:00+00') b;
+SQL
+cat > "$work/insert.sql" <<'SQL'
+INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status)
+SELECT b.staff_id, 'b1000000-0000-0000-0000-000000000001', 'b2000000-0000-0000-0000-000000000001', b.starts_at, 'confirmed'
+FROM (SELECT nextval('public.bench_n') AS n) s, public.bench_slot(s.n, '2030-01-01 00:00+00') b;
+SQL
+
+# run NAME SCRIPT CLIENTS: pgbench for $DURATION seconds with per-transaction latency logs.
+run() {
+    local name=$1 script=$2 clients=$3
+    (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n \
+        -c "$clients" -j 2 -T "$DURATION" -l --log-prefix="$name" -f "$script" booking_bench > "$name.out" 2>&1) \
+        || { cat "$work/$name.out" >&2; exit 1; }
+    local tps p50 p99
+    tps=$(awk '/^tps = /{printf "%.0f", $3}' "$work/$name.out")
+    read -r p50 p99 < <(cat "$work/$name".* | awk '{print $3}' | sort -n | awk '{v[NR]=$1} END {printf "%.2f %.2f\n", v[int(NR*0.5)]/1000, v[int(NR*0.99)]/1000}')
+    echo "$tps $p50 $p99"
+}
+
+log "create_booking_idempotent, $CLIENTS clients, ${DURATION}s"
+read -r c_tps c_p50 c_p99 < <(run create create.sql $CLIENTS)
+log "plain INSERT, $CLIENTS clients, ${DURATION}s"
+read -r i_tps i_p50 i_p99 < <(run insert insert.sql $CLIENTS)
+log "create_booking_idempotent, 1 client"
+read -r s_tps s_p50 s_p99 < <(DURATION=$((DURATION / 2)) run single create.sql 1)
+
+failed=$(psql -At -c "SELECT count(*) FROM booking.booking_operations WHERE status <> 'completed'")
+overlaps=$(psql -At -c "SELECT count(*) FROM booking.appointments a JOIN booking.appointments b
+    ON a.staff_id = b.staff_id AND a.id < b.id AND a.blocked && b.blocked")
+if [ "$failed" != 0 ] || [ "$overlaps" != 0 ]; then
+    echo "benchmark bookings went wrong: $failed not completed, $overlaps overlaps" >&2
+    exit 1
+fi
+ratio=$(awk -v a="$c_tps" -v b="$i_tps" 'BEGIN {printf "%.0f%%", 100 * a / b}')
+cat <<TABLE
+
+### Booking throughput ($CLIENTS clients, ${DURATION} s each, 50 staff, pseudo-random free hours over two years)
+
+| measurement | create_booking_idempotent | plain INSERT (ceiling) | ratio |
+|---|---|---|---|
+| bookings/s, $CLIENTS clients | $c_tps | $i_tps | $ratio (target ≥ 60%) |
+| latency p50 / p99, $CLIENTS clients (ms) | $c_p50 / $c_p99 | $i_p50 / $i_p99 | |
+| latency p50 / p99, 1 client (ms) | $s_p50 / $s_p99 | | |
+
+Every benchmark booking completed; no overlapping blocked ranges.
+TABLE
