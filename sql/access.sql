@@ -7,58 +7,70 @@
 -- a superuser or a member of the role `booking_operator` (created by the DBA, not by the
 -- extension: CREATE ROLE booking_operator NOLOGIN; GRANT booking_operator TO app_backend;).
 
+-- PL/pgSQL rather than SQL: these run in every booking call, and PL/pgSQL keeps its plans for
+-- the session while a SQL function with a SET clause is planned anew on each call.
 CREATE FUNCTION booking.jwt_claims() RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE
+LANGUAGE plpgsql STABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp AS $$
-    SELECT nullif(current_setting('request.jwt.claims', true), '')::jsonb
-$$;
+BEGIN
+    RETURN nullif(current_setting('request.jwt.claims', true), '')::jsonb;
+END $$;
 
 -- The auth user id (`sub`) when it is a uuid, else NULL.
 CREATE FUNCTION booking.caller_user_id() RETURNS uuid
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT CASE WHEN c ->> 'sub' ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
-                THEN (c ->> 'sub')::uuid END
-    FROM (SELECT booking.jwt_claims() AS c) claims
-$$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_sub text := booking.jwt_claims() ->> 'sub';
+BEGIN
+    IF v_sub ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RETURN v_sub::uuid;
+    END IF;
+    RETURN NULL;
+END $$;
 
 CREATE FUNCTION booking.caller_is_operator() RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, booking, pg_temp AS $$
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_claims jsonb := booking.jwt_claims();
+BEGIN
+    IF v_claims IS NOT NULL THEN
+        RETURN coalesce(v_claims ->> 'role' = 'service_role', false);
+    END IF;
     -- pg_has_role counts a superuser as a member of every role.
-    SELECT CASE
-        WHEN c IS NOT NULL THEN coalesce(c ->> 'role' = 'service_role', false)
-        ELSE coalesce(pg_has_role(session_user, to_regrole('booking_operator'), 'MEMBER'), false)
-          OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user)
-    END
-    FROM (SELECT booking.jwt_claims() AS c) claims
-$$;
+    RETURN coalesce(pg_has_role(session_user, to_regrole('booking_operator'), 'MEMBER'), false)
+        OR (SELECT r.rolsuper FROM pg_roles r WHERE r.rolname = session_user);
+END $$;
 
 -- The customer records and the tenants (as staff) of the calling auth user. SECURITY DEFINER:
 -- row-level security policies call them, and the caller cannot read these tables itself.
 CREATE FUNCTION booking.caller_customer_ids() RETURNS uuid[]
-LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT coalesce(array_agg(c.id), '{}') FROM booking.customers c
-    WHERE c.user_id = booking.caller_user_id()
-$$;
+BEGIN
+    RETURN (SELECT coalesce(array_agg(c.id), '{}') FROM booking.customers c
+            WHERE c.user_id = booking.caller_user_id());
+END $$;
 
 CREATE FUNCTION booking.caller_staff_tenant_ids() RETURNS uuid[]
-LANGUAGE sql STABLE SECURITY DEFINER PARALLEL SAFE
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT coalesce(array_agg(DISTINCT s.tenant_id), '{}') FROM booking.staff s
-    WHERE s.user_id = booking.caller_user_id() AND s.is_active
-$$;
+BEGIN
+    RETURN (SELECT coalesce(array_agg(DISTINCT s.tenant_id), '{}') FROM booking.staff s
+            WHERE s.user_id = booking.caller_user_id() AND s.is_active);
+END $$;
 
 -- Whether the caller may act on a row of this tenant and customer: operators always, staff of
 -- the tenant, and the customer themself.
 CREATE FUNCTION booking.caller_may_act_for(p_tenant_id uuid, p_customer_id uuid) RETURNS boolean
-LANGUAGE sql STABLE PARALLEL SAFE
-SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.caller_is_operator()
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN booking.caller_is_operator()
         OR p_tenant_id = ANY (booking.caller_staff_tenant_ids())
-        OR p_customer_id = ANY (booking.caller_customer_ids())
-$$;
+        OR p_customer_id = ANY (booking.caller_customer_ids());
+END $$;
 
 -- Every table in the exposed schema has row-level security: tables with no policy below are
 -- readable only by their owner and through the extension's functions.

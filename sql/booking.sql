@@ -76,18 +76,22 @@ BEGIN
     IF p_key IS NULL OR length(p_key) = 0 OR length(p_key) > 255 THEN
         RAISE EXCEPTION 'the idempotency key must be 1 to 255 characters' USING ERRCODE = '22023';
     END IF;
-    -- An expired key may start over.
-    DELETE FROM booking.booking_operations o
-    WHERE o.tenant_id = p_tenant_id AND o.idempotency_key = p_key AND o.expires_at < now();
-    INSERT INTO booking.booking_operations (tenant_id, idempotency_key, operation_type, request_hash, request, customer_id)
+    -- A new key, or an expired one starting over, gets a fresh pending operation; a live key
+    -- returns nothing here and is looked at below.
+    INSERT INTO booking.booking_operations AS o (tenant_id, idempotency_key, operation_type, request_hash, request, customer_id)
     VALUES (p_tenant_id, p_key, p_type, v_hash, p_request, p_customer_id)
-    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
-    RETURNING id INTO operation_id;
+    ON CONFLICT (tenant_id, idempotency_key) DO UPDATE
+        SET id = gen_random_uuid(), operation_type = excluded.operation_type, request_hash = excluded.request_hash,
+            request = excluded.request, customer_id = excluded.customer_id, status = 'pending', result = NULL,
+            error_message = NULL, appointment_id = NULL, created_at = now(), expires_at = now() + interval '24 hours'
+        WHERE o.expires_at < now()
+    RETURNING o.id INTO operation_id;
     IF operation_id IS NOT NULL THEN
         RETURN;
     END IF;
     SELECT * INTO v_op FROM booking.booking_operations o WHERE o.tenant_id = p_tenant_id AND o.idempotency_key = p_key;
     IF NOT FOUND THEN
+        -- Deleted by the retention clean-up between our insert attempt and this read.
         RAISE EXCEPTION 'idempotency key "%" was released while in use; retry', p_key USING ERRCODE = '40001';
     END IF;
     IF v_op.request_hash <> v_hash OR v_op.operation_type <> p_type THEN
@@ -216,12 +220,13 @@ BEGIN
     END IF;
 
     -- Validation cannot see a booking another transaction is making right now; the exclusion
-    -- constraint can, and decides who wins.
-    BEGIN
-        INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
-        VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
-        RETURNING * INTO v_appt;
-    EXCEPTION WHEN exclusion_violation THEN
+    -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
+    -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
+    INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
+    VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
+    ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
+    RETURNING * INTO v_appt;
+    IF v_appt.id IS NULL THEN
         PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
             'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
             'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
@@ -230,7 +235,7 @@ BEGIN
             'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
                 'message', 'Time slot conflicts with another appointment')),
             'operation_id', v_op), NULL);
-    END;
+    END IF;
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
         'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));

@@ -222,14 +222,16 @@ INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value, descr
     (NULL, 'waitlist_notification_hours', '48', 'Freed slots starting within this many hours are offered to the waitlist', true),
     (NULL, 'double_booking_prevention', 'true', 'Refuse overlapping appointments of one staff member', true);
 
--- A policy's value for a tenant, by the precedence above.
+-- A policy's value for a tenant, by the precedence above. PL/pgSQL for its cached plan: every
+-- booking call reads several policies.
 CREATE FUNCTION booking.policy_value(p_tenant_id uuid, p_key text) RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT p.policy_value FROM booking.booking_policies p
-    WHERE p.policy_key = p_key AND (p.tenant_id = p_tenant_id OR p.tenant_id IS NULL)
-    ORDER BY p.tenant_id IS NULL, p.is_builtin
-    LIMIT 1
-$$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN (SELECT p.policy_value FROM booking.booking_policies p
+            WHERE p.policy_key = p_key AND (p.tenant_id = p_tenant_id OR p.tenant_id IS NULL)
+            ORDER BY p.tenant_id IS NULL, p.is_builtin
+            LIMIT 1);
+END $$;
 
 CREATE TABLE booking.customers (
     id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
