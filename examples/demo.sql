@@ -21,19 +21,35 @@ SELECT string_agg(to_char(starts_at, 'HH24:MI'), ' ' ORDER BY starts_at) AS star
 FROM booking.get_available_slots('c0000000-0000-0000-0000-000000000001', :'monday', :'monday', 'b0000000-0000-0000-0000-000000000001')
 WHERE starts_at < (:'monday'::date + time '12:30') AT TIME ZONE 'Europe/Zurich';
 
-\echo 'Booking Carla with Anna, Monday 10:00:'
-INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status, price)
-VALUES ('b0000000-0000-0000-0000-000000000001', 'c0000000-0000-0000-0000-000000000001',
-        'd0000000-0000-0000-0000-000000000001', (:'monday'::date + time '10:00') AT TIME ZONE 'Europe/Zurich', 'confirmed', 65)
-RETURNING to_char(starts_at, 'Dy DD.MM HH24:MI') AS starts, to_char(ends_at, 'HH24:MI') AS ends,
-          to_char(lower(blocked), 'HH24:MI') || '-' || to_char(upper(blocked), 'HH24:MI') AS blocked;
+\echo 'Booking Carla with Anna, Monday 10:00, with an idempotency key:'
+SELECT r ->> 'success' AS success, r ->> 'replayed' AS replayed, r -> 'appointment' ->> 'status' AS status,
+       r -> 'appointment' ->> 'starts_at' AS starts_at, r -> 'appointment' ->> 'ends_at' AS ends_at,
+       r -> 'appointment' ->> 'price' AS price
+FROM booking.create_booking_idempotent('demo-carla-1', jsonb_build_object(
+    'customer_id', 'd0000000-0000-0000-0000-000000000001', 'staff_id', 'b0000000-0000-0000-0000-000000000001',
+    'service_id', 'c0000000-0000-0000-0000-000000000001',
+    'starts_at', (:'monday'::date + time '10:00') AT TIME ZONE 'Europe/Zurich')) r;
 
 \echo 'Anna''s Monday morning after booking (10:00 and every start that would overlap it, plus the salon''s 5 min turnover, are gone):'
 SELECT string_agg(to_char(starts_at, 'HH24:MI'), ' ' ORDER BY starts_at) AS starts
 FROM booking.get_available_slots('c0000000-0000-0000-0000-000000000001', :'monday', :'monday', 'b0000000-0000-0000-0000-000000000001')
 WHERE starts_at < (:'monday'::date + time '12:30') AT TIME ZONE 'Europe/Zurich';
 
-\echo 'The database itself refuses a second booking on top of it:'
+\echo 'The client retries the same request (say, after a timeout): the stored result comes back, nothing is booked twice:'
+SELECT r ->> 'success' AS success, r ->> 'replayed' AS replayed, r -> 'appointment' ->> 'starts_at' AS starts_at,
+       (SELECT count(*) FROM booking.appointments) AS appointments
+FROM booking.create_booking_idempotent('demo-carla-1', jsonb_build_object(
+    'customer_id', 'd0000000-0000-0000-0000-000000000001', 'staff_id', 'b0000000-0000-0000-0000-000000000001',
+    'service_id', 'c0000000-0000-0000-0000-000000000001',
+    'starts_at', (:'monday'::date + time '10:00') AT TIME ZONE 'Europe/Zurich')) r;
+
+\echo 'A second booking with Anna at 10:15 is refused, with the reason:'
+SELECT booking.create_booking_idempotent('demo-other-1', jsonb_build_object(
+    'customer_id', 'd0000000-0000-0000-0000-000000000001', 'staff_id', 'b0000000-0000-0000-0000-000000000001',
+    'service_id', 'c0000000-0000-0000-0000-000000000001',
+    'starts_at', (:'monday'::date + time '10:15') AT TIME ZONE 'Europe/Zurich')) -> 'details' AS refused;
+
+\echo 'And the database itself refuses an overlapping row written directly:'
 \set ON_ERROR_STOP off
 INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status)
 VALUES ('b0000000-0000-0000-0000-000000000001', 'c0000000-0000-0000-0000-000000000001',

@@ -71,6 +71,10 @@ SELECT pg_temp.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', j
     'service_id', '30000000-0000-0000-0000-000000000001', 'starts_at', '2026-03-23 12:00+01', 'ends_at', '2026-03-23 11:00+01'))$$);
 SELECT count(*) AS stored_for_key_3 FROM booking.booking_operations WHERE idempotency_key = 'key-3';
 SELECT pg_temp.shape(pg_temp.book('key-3', '40000000-0000-0000-0000-000000000002', '2026-03-23 13:00+01')) ->> 'success' AS key_3_usable;
+-- After 24 hours a key expires and may start over with a new request.
+UPDATE booking.booking_operations SET expires_at = now() - interval '1 second' WHERE idempotency_key = 'key-2';
+SELECT pg_temp.shape(pg_temp.book('key-2', '40000000-0000-0000-0000-000000000003', '2026-03-25 16:00+01')) ->> 'success' AS expired_key_reused;
+SELECT count(*) AS operations_for_key_2, min(status) AS status FROM booking.booking_operations WHERE idempotency_key = 'key-2';
 -- Rules are checked before booking.
 SELECT pg_temp.shape(pg_temp.book('key-4', '40000000-0000-0000-0000-000000000003', '2026-03-22 10:00+01'));
 SELECT pg_temp.shape(booking.rpc_validate_appointment_slot('20000000-0000-0000-0000-000000000001',
