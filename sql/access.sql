@@ -72,21 +72,6 @@ BEGIN
         OR p_customer_id = ANY (booking.caller_customer_ids());
 END $$;
 
--- Every table in the exposed schema has row-level security: tables with no policy below are
--- readable only by their owner and through the extension's functions.
-ALTER TABLE booking.tenants ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.staff ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.services ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.staff_services ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.staff_schedules ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.schedule_overrides ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.staff_time_off ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.holidays ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.booking_policies ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.events ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.customers ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.appointments ENABLE ROW LEVEL SECURITY;
-
 -- A booking page may read the tenant's services, and customers their own data; writes go
 -- through the functions, which check the caller.
 CREATE POLICY services_public_read ON booking.services FOR SELECT USING (is_active);

@@ -34,7 +34,6 @@ CREATE TRIGGER booking_operations_touch BEFORE UPDATE ON booking.booking_operati
     FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
 SELECT pg_catalog.pg_extension_config_dump('booking.booking_operations', '');
 
-ALTER TABLE booking.booking_operations ENABLE ROW LEVEL SECURITY;
 CREATE POLICY booking_operations_read ON booking.booking_operations FOR SELECT
     USING ((SELECT booking.caller_is_operator())
            OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
@@ -264,23 +263,38 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking.appointment_for_change(uuid) FROM PUBLIC;
 
--- The deadline a policy sets before an appointment, as a failure result when it has passed.
-CREATE FUNCTION booking.deadline_failure(p_appt booking.appointments, p_policy text, p_action text, p_operation_id uuid)
-RETURNS jsonb
-LANGUAGE plpgsql STABLE
+-- The common start of a change to an existing appointment: claim the idempotency key (if any),
+-- then refuse a status that cannot change or a policy deadline that has passed. Returns the
+-- operation (NULL without a key) and, when the change must not go ahead, the result to return.
+CREATE FUNCTION booking.start_change(
+    p_appt booking.appointments, p_key text, p_type text, p_request jsonb,
+    p_action text, p_past_tense text, p_deadline_policy text,
+    OUT operation_id uuid, OUT early_result jsonb)
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_hours numeric := (booking.policy_value(p_appt.tenant_id, p_policy))::numeric;
+    v_hours numeric := (booking.policy_value(p_appt.tenant_id, p_deadline_policy))::numeric;
     v_deadline timestamptz := p_appt.starts_at - make_interval(secs => v_hours * 3600);
 BEGIN
-    IF booking.clock_now() <= v_deadline THEN
-        RETURN NULL;
+    IF p_key IS NOT NULL THEN
+        SELECT b.operation_id, b.replayed_result INTO operation_id, early_result
+        FROM booking.begin_operation(p_appt.tenant_id, p_key, p_type, p_request, p_appt.customer_id) b;
+        IF early_result IS NOT NULL THEN
+            RETURN;
+        END IF;
     END IF;
-    RETURN booking.policy_failure(p_policy || '_passed',
-        format('%s is possible until %s hours before the appointment (%s policy): the deadline was %s',
-               p_action, trim_scale(v_hours), p_policy, v_deadline),
-        p_operation_id, jsonb_build_object('policy', p_policy, 'hours', v_hours, 'deadline', v_deadline));
+    IF p_appt.status NOT IN ('pending', 'confirmed') THEN
+        early_result := booking.finish_operation(operation_id, booking.policy_failure('invalid_status',
+            format('A %s appointment cannot be %s', p_appt.status, p_past_tense), operation_id,
+            jsonb_build_object('status', p_appt.status)), NULL);
+    ELSIF booking.clock_now() > v_deadline THEN
+        early_result := booking.finish_operation(operation_id, booking.policy_failure(p_deadline_policy || '_passed',
+            format('%s is possible until %s hours before the appointment (%s policy): the deadline was %s',
+                   p_action, trim_scale(v_hours), p_deadline_policy, v_deadline),
+            operation_id, jsonb_build_object('policy', p_deadline_policy, 'hours', v_hours, 'deadline', v_deadline)), NULL);
+    END IF;
 END $$;
+REVOKE ALL ON FUNCTION booking.start_change(booking.appointments, text, text, jsonb, text, text, text) FROM PUBLIC;
 
 CREATE FUNCTION booking.reschedule_appointment(p_appointment_id uuid, p_new_starts_at timestamptz, p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
@@ -292,31 +306,19 @@ DECLARE
     v_new_ends timestamptz;
     v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
     v_op uuid;
-    v_replay jsonb;
-    v_fail jsonb;
+    v_early jsonb;
     v_check jsonb;
 BEGIN
     IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
         RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
     END IF;
-    IF p_idempotency_key IS NOT NULL THEN
-        SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
-        FROM booking.begin_operation(v_old.tenant_id, p_idempotency_key, 'reschedule',
-            jsonb_build_object('appointment_id', v_old.id,
-                               'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
-            v_old.customer_id) b;
-        IF v_replay IS NOT NULL THEN
-            RETURN v_replay;
-        END IF;
-    END IF;
-    IF v_old.status NOT IN ('pending', 'confirmed') THEN
-        RETURN booking.finish_operation(v_op, booking.policy_failure('invalid_status',
-            format('A %s appointment cannot be rescheduled', v_old.status), v_op,
-            jsonb_build_object('status', v_old.status)), NULL);
-    END IF;
-    v_fail := booking.deadline_failure(v_old, 'reschedule_deadline_hours', 'Rescheduling', v_op);
-    IF v_fail IS NOT NULL THEN
-        RETURN booking.finish_operation(v_op, v_fail, NULL);
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_old, p_idempotency_key, 'reschedule',
+        jsonb_build_object('appointment_id', v_old.id,
+                           'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+        'Rescheduling', 'rescheduled', 'reschedule_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        RETURN v_early;
     END IF;
     IF v_old.reschedule_count >= v_max THEN
         RETURN booking.finish_operation(v_op, booking.policy_failure('max_reschedules_reached',
@@ -357,25 +359,14 @@ SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_appt booking.appointments := booking.appointment_for_change(p_appointment_id);
     v_op uuid;
-    v_replay jsonb;
-    v_fail jsonb;
+    v_early jsonb;
 BEGIN
-    IF p_idempotency_key IS NOT NULL THEN
-        SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
-        FROM booking.begin_operation(v_appt.tenant_id, p_idempotency_key, 'cancel',
-            jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason), v_appt.customer_id) b;
-        IF v_replay IS NOT NULL THEN
-            RETURN v_replay;
-        END IF;
-    END IF;
-    IF NOT booking.status_transition_allowed(v_appt.status, 'cancelled') THEN
-        RETURN booking.finish_operation(v_op, booking.policy_failure('invalid_status',
-            format('A %s appointment cannot be cancelled', v_appt.status), v_op,
-            jsonb_build_object('status', v_appt.status)), NULL);
-    END IF;
-    v_fail := booking.deadline_failure(v_appt, 'cancellation_deadline_hours', 'Cancelling', v_op);
-    IF v_fail IS NOT NULL THEN
-        RETURN booking.finish_operation(v_op, v_fail, NULL);
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_appt, p_idempotency_key, 'cancel',
+        jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason),
+        'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        RETURN v_early;
     END IF;
     UPDATE booking.appointments
     SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
@@ -388,6 +379,3 @@ BEGIN
     RETURN booking.finish_operation(v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
 END $$;
-
--- Internal building blocks are not part of the API.
-REVOKE ALL ON FUNCTION booking.deadline_failure(booking.appointments, text, text, uuid) FROM PUBLIC;

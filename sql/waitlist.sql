@@ -43,8 +43,6 @@ CREATE TABLE booking.waitlist_notifications (
 );
 SELECT pg_catalog.pg_extension_config_dump('booking.waitlist_notifications', '');
 
-ALTER TABLE booking.waitlist ENABLE ROW LEVEL SECURITY;
-ALTER TABLE booking.waitlist_notifications ENABLE ROW LEVEL SECURITY;
 CREATE POLICY waitlist_read ON booking.waitlist FOR SELECT
     USING ((SELECT booking.caller_is_operator())
            OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
