@@ -171,16 +171,23 @@ SELECT json_build_object(
     'time_off', coalesce((SELECT json_agg(json_build_array(x.staff_id,
                               (extract(epoch FROM lower(x.period)) * 1000000)::int8 + (NOT lower_inc(x.period))::int,
                               (extract(epoch FROM upper(x.period)) * 1000000)::int8 + upper_inc(x.period)::int, x.reason))
-                          FROM booking.staff_time_off x JOIN st ON st.id = x.staff_id, span
-                          WHERE x.period && span.r), '[]'),
+                          FROM st, span, LATERAL (
+                              SELECT x.staff_id, x.period, x.reason FROM booking.staff_time_off x
+                              WHERE x.staff_id = st.id AND x.period && span.r
+                              OFFSET 0) x), '[]'),
+    -- LATERAL per staff member (OFFSET 0 keeps the planner from flattening it), so that even the
+    -- cached generic plan searches the exclusion constraint's index by (staff_id, blocked)
+    -- rather than by time across all staff.
     'blocked', coalesce((SELECT json_agg(json_build_array(a.staff_id,
                              (extract(epoch FROM lower(a.blocked)) * 1000000)::int8 + (NOT lower_inc(a.blocked))::int,
                              (extract(epoch FROM upper(a.blocked)) * 1000000)::int8 + upper_inc(a.blocked)::int))
-                         FROM booking.appointments a, span
-                         WHERE a.staff_id IN (SELECT id FROM st)
-                           AND a.status IN ('pending', 'confirmed', 'active')
-                           AND a.blocked && span.r
-                           AND a.id IS DISTINCT FROM $5), '[]'),
+                         FROM st, span, LATERAL (
+                             SELECT a.staff_id, a.blocked FROM booking.appointments a
+                             WHERE a.staff_id = st.id
+                               AND a.status IN ('pending', 'confirmed', 'active')
+                               AND a.blocked && span.r
+                               AND a.id IS DISTINCT FROM $5
+                             OFFSET 0) a), '[]'),
     'holidays', coalesce((SELECT json_agg(json_build_array(h.name, h.date, h.is_recurring, h.recurring_month,
                               h.recurring_day, h.affects_all_staff, h.affected_staff_ids))
                           FROM booking.holidays h JOIN svc ON h.tenant_id = svc.tenant_id

@@ -104,6 +104,17 @@ pub enum Rule {
 }
 
 impl Rule {
+    pub const ALL: [Rule; 8] = [
+        Rule::ServiceNotOffered,
+        Rule::OutsideBusinessHours,
+        Rule::OutsideStaffSchedule,
+        Rule::Holiday,
+        Rule::TimeOff,
+        Rule::MinNotice,
+        Rule::MaxAdvance,
+        Rule::Conflict,
+    ];
+
     pub fn code(self) -> &'static str {
         match self {
             Rule::ServiceNotOffered => "service_not_offered",
@@ -277,36 +288,28 @@ impl<'a> Calendar<'a> {
         )
     }
 
+    /// Every rule a booking starting at `start` breaks, as a set of `Rule` bits: the one
+    /// predicate behind both the slots offered and the violations explained.
+    fn broken(&self, start: Micros) -> u16 {
+        let end = start + self.service.duration;
+        let b = self.blocked_range(start);
+        let checks = [
+            (Rule::ServiceNotOffered, !self.staff.offers_service),
+            (Rule::OutsideBusinessHours, !contains(&self.opening, start, end)),
+            (Rule::OutsideStaffSchedule, !contains(&self.schedule, start, end)),
+            (Rule::Holiday, self.holiday_at(start, end).is_some()),
+            (Rule::TimeOff, first_overlap(&self.time_off, start, end).is_some()),
+            (Rule::MinNotice, start < self.clock.now + self.clock.min_notice),
+            (Rule::MaxAdvance, start > self.clock.now + self.clock.max_advance),
+            (Rule::Conflict, first_overlap(&self.blocked, b.start, b.end).is_some()),
+        ];
+        checks.iter().filter(|(_, broken)| *broken).fold(0, |set, (rule, _)| set | (1 << *rule as u16))
+    }
+
     /// Every rule a booking starting at `start` breaks, in a fixed order.
     pub fn violations(&self, start: Micros) -> Vec<Rule> {
-        let end = start + self.service.duration;
-        let mut broken = Vec::new();
-        if !self.staff.offers_service {
-            broken.push(Rule::ServiceNotOffered);
-        }
-        if !contains(&self.opening, start, end) {
-            broken.push(Rule::OutsideBusinessHours);
-        }
-        if !contains(&self.schedule, start, end) {
-            broken.push(Rule::OutsideStaffSchedule);
-        }
-        if self.holiday_at(start, end).is_some() {
-            broken.push(Rule::Holiday);
-        }
-        if first_overlap(&self.time_off, start, end).is_some() {
-            broken.push(Rule::TimeOff);
-        }
-        if start < self.clock.now + self.clock.min_notice {
-            broken.push(Rule::MinNotice);
-        }
-        if start > self.clock.now + self.clock.max_advance {
-            broken.push(Rule::MaxAdvance);
-        }
-        let b = self.blocked_range(start);
-        if first_overlap(&self.blocked, b.start, b.end).is_some() {
-            broken.push(Rule::Conflict);
-        }
-        broken
+        let set = self.broken(start);
+        Rule::ALL.into_iter().filter(|r| set & (1 << *r as u16) != 0).collect()
     }
 
     fn holiday_at(&self, start: Micros, end: Micros) -> Option<&'a str> {
@@ -334,7 +337,7 @@ impl<'a> Calendar<'a> {
                     break;
                 }
                 let date = zone.to_local(start).date();
-                if date < from || date > to || !self.violations(start).is_empty() {
+                if date < from || date > to || self.broken(start) != 0 {
                     continue;
                 }
                 out.push(Slot { start, staff: self.staff.id, end: start + self.service.duration });

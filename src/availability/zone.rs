@@ -76,30 +76,26 @@ impl Zone {
     /// Resolves a wall-clock time, counted as microseconds on a UTC-like local axis.
     pub fn resolve_micros(&self, local: Micros) -> LocalTime {
         // Each offset that could apply gives one candidate instant; a candidate is real when the
-        // zone actually has that offset at that instant. Offsets near `local` are the initial one
-        // and those of transitions within a day (no zone shifts by more than that).
-        let mut offsets: Vec<i32> = Vec::with_capacity(3);
+        // zone actually has that offset at that instant. Offsets near `local` are the one in
+        // force two days before and those of transitions within two days (no zone shifts by
+        // more than a day). Called for every candidate slot, so it does not allocate.
         let lo = local - 2 * MICROS_PER_DAY;
         let hi = local + 2 * MICROS_PER_DAY;
         let first = self.transitions.partition_point(|&(at, _)| at < lo);
-        offsets.push(if first == 0 { self.initial_offset } else { self.transitions[first - 1].1 });
-        for &(at, off) in &self.transitions[first..] {
-            if at > hi {
-                break;
+        let near = self.transitions[first..].iter().take_while(|&&(at, _)| at <= hi).map(|&(_, off)| off);
+        let before = if first == 0 { self.initial_offset } else { self.transitions[first - 1].1 };
+        let (mut earliest, mut latest): (Option<Micros>, Option<Micros>) = (None, None);
+        for off in std::iter::once(before).chain(near) {
+            let t = local - off as Micros * MICROS_PER_SECOND;
+            if local - self.offset_at(t) as Micros * MICROS_PER_SECOND == t {
+                earliest = Some(earliest.map_or(t, |e| e.min(t)));
+                latest = Some(latest.map_or(t, |l| l.max(t)));
             }
-            offsets.push(off);
         }
-        let mut real: Vec<Micros> = offsets
-            .iter()
-            .map(|&off| local - off as Micros * MICROS_PER_SECOND)
-            .filter(|&t| local - self.offset_at(t) as Micros * MICROS_PER_SECOND == t)
-            .collect();
-        real.sort_unstable();
-        real.dedup();
-        match real.as_slice() {
-            [t] => LocalTime::Unique(*t),
-            [a, .., b] => LocalTime::Ambiguous(*a, *b),
-            [] => {
+        match (earliest, latest) {
+            (Some(a), Some(b)) if a == b => LocalTime::Unique(a),
+            (Some(a), Some(b)) => LocalTime::Ambiguous(a, b),
+            _ => {
                 // In a gap: use the offset in force just before it.
                 let transition = self
                     .transitions
