@@ -29,7 +29,7 @@ extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlis
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",
-    requires = ["schema", availability::api::get_available_slots]
+    requires = ["schema", availability::api::available_slot_arrays]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

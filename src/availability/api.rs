@@ -366,11 +366,13 @@ fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
 }
 
 /// Bookable slots for a service between two local dates (inclusive), for one staff member or
-/// all who offer it, ordered by start then staff id. SECURITY DEFINER so that a booking page
-/// can show availability without reading other customers' appointments.
+/// all who offer it, ordered by start then staff id, as three parallel arrays in one row.
+/// `booking.get_available_slots` unnests them: arrays leave the function several times faster
+/// than rows returned one call at a time. SECURITY DEFINER so that a booking page can show
+/// availability without reading other customers' appointments.
 #[pg_extern(stable, security_definer, parallel_restricted)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
-pub fn get_available_slots(
+pub fn available_slot_arrays(
     service_id: Option<PgUuid>,
     from_date: Option<Date>,
     to_date: Option<Date>,
@@ -378,7 +380,11 @@ pub fn get_available_slots(
 ) -> Result<
     TableIterator<
         'static,
-        (name!(staff_id, PgUuid), name!(starts_at, TimestampWithTimeZone), name!(ends_at, TimestampWithTimeZone)),
+        (
+            name!(staff_ids, Vec<PgUuid>),
+            name!(starts, Vec<TimestampWithTimeZone>),
+            name!(ends, Vec<TimestampWithTimeZone>),
+        ),
     >,
     pgrx::pg_sys::panic::ErrorReport,
 > {
@@ -396,9 +402,10 @@ pub fn get_available_slots(
         duration: None,
     })?;
     let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
-    Ok(TableIterator::new(
-        slots.into_iter().map(|s| (to_pg_uuid(s.staff), from_micros(s.start), from_micros(s.end))),
-    ))
+    let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
+    let starts = slots.iter().map(|s| from_micros(s.start)).collect();
+    let ends = slots.iter().map(|s| from_micros(s.end)).collect();
+    Ok(TableIterator::once((staff_ids, starts, ends)))
 }
 
 /// Checks every availability rule for one proposed booking and says which ones fail.
