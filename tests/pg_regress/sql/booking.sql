@@ -139,6 +139,21 @@ JOIN booking.waitlist w ON w.id = n.waitlist_id JOIN booking.customers c ON c.id
 SELECT pg_temp.shape(pg_temp.book('far', '40000000-0000-0000-0000-000000000003', '2026-03-27 13:00+01')) ->> 'success' AS booked_friday;
 SELECT pg_temp.shape(booking.cancel_appointment((SELECT id FROM booking.appointments WHERE status = 'confirmed' AND starts_at = '2026-03-27 13:00+01'))) ->> 'success' AS cancelled_friday;
 SELECT count(*) AS notifications FROM booking.waitlist_notifications;
+-- Between entries that both match, the higher priority wins, then the older one.
+UPDATE booking.waitlist SET status = 'cancelled';
+SELECT booking.add_to_waitlist('{"customer_id": "40000000-0000-0000-0000-000000000003", "service_id": "30000000-0000-0000-0000-000000000001", "priority": 2}') ->> 'priority' AS eva_first_in_line;
+SELECT booking.add_to_waitlist('{"customer_id": "40000000-0000-0000-0000-000000000001", "service_id": "30000000-0000-0000-0000-000000000001", "priority": 7,
+    "staff_id": "20000000-0000-0000-0000-000000000001"}') ->> 'priority' AS carla_higher_for_anna;
+SELECT booking.add_to_waitlist('{"customer_id": "40000000-0000-0000-0000-000000000002", "service_id": "30000000-0000-0000-0000-000000000001", "priority": 7}') ->> 'priority' AS dario_same_but_later;
+SELECT pg_temp.book('tue-15', '40000000-0000-0000-0000-000000000003', '2026-03-24 15:00+01') ->> 'success' AS booked;
+SELECT pg_temp.shape(booking.cancel_appointment((SELECT id FROM booking.appointments WHERE status = 'confirmed' AND starts_at = '2026-03-24 15:00+01'))) ->> 'success' AS cancelled;
+SELECT c.name, w.priority, w.status FROM booking.waitlist w JOIN booking.customers c ON c.id = w.customer_id
+WHERE w.status <> 'cancelled' ORDER BY c.name;
+SELECT pg_temp.book('tue-15b', '40000000-0000-0000-0000-000000000003', '2026-03-24 15:00+01') ->> 'success' AS booked_again;
+SELECT pg_temp.shape(booking.cancel_appointment((SELECT id FROM booking.appointments WHERE status = 'confirmed' AND starts_at = '2026-03-24 15:00+01'))) ->> 'success' AS cancelled_again;
+SELECT c.name, w.priority, w.status FROM booking.waitlist w JOIN booking.customers c ON c.id = w.customer_id
+WHERE w.status <> 'cancelled' ORDER BY c.name;
+
 -- Entry management.
 SELECT booking.remove_from_waitlist(id) FROM booking.waitlist WHERE customer_id = '40000000-0000-0000-0000-000000000001';
 SELECT count(*) AS waiting FROM booking.list_waitlist();
