@@ -47,7 +47,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT (p_from, p_to) IN (
         ('pending', 'confirmed'), ('pending', 'cancelled'), ('pending', 'expired'),
         ('confirmed', 'active'), ('confirmed', 'cancelled'), ('confirmed', 'no_show'),
-        ('active', 'completed'))
+        -- Appointments become active when their start passes; one nobody checked in to is a no-show.
+        ('active', 'completed'), ('active', 'no_show'))
 $$;
 
 CREATE FUNCTION booking.check_status_transition() RETURNS trigger
