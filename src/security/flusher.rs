@@ -1,0 +1,56 @@
+//! The audit flusher: a background worker per database, started on demand by the first entry
+//! queued for it, that writes queued entries in its own transactions and stops once the queue
+//! has stayed empty for a while (so it never holds a database open for long).
+
+use std::time::Duration;
+
+use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
+use pgrx::prelude::*;
+use pgrx::JsonB;
+
+use super::shmem::AUDIT_QUEUE;
+
+const BATCH: usize = 64;
+const POLL: Duration = Duration::from_millis(50);
+/// Idle polls before stopping.
+const LINGER: u32 = 40;
+
+const WRITE_SQL: &str = "INSERT INTO booking_admin.security_audit_log
+    SELECT * FROM jsonb_populate_recordset(NULL::booking_admin.security_audit_log, $1)
+    ON CONFLICT (id) DO NOTHING";
+
+#[pg_guard]
+#[no_mangle]
+pub extern "C-unwind" fn booking_engine_audit_flusher(arg: pg_sys::Datum) {
+    let db = arg.value() as u32;
+    BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
+    let mut idle = 0;
+    loop {
+        let batch = AUDIT_QUEUE.share().pending(db, BATCH);
+        if batch.is_empty() {
+            idle += 1;
+            // Stop when idle long enough or asked to; the release happens under the queue's
+            // lock, so an entry queued a moment later starts a new flusher.
+            if (idle >= LINGER || BackgroundWorker::sigterm_received()) && AUDIT_QUEUE.exclusive().release_if_idle(db) {
+                return;
+            }
+            BackgroundWorker::wait_latch(Some(POLL));
+            continue;
+        }
+        idle = 0;
+        let rows: Vec<serde_json::Value> =
+            batch.iter().filter_map(|t| serde_json::from_slice(&t.row).ok()).collect();
+        BackgroundWorker::transaction(|| {
+            let installed = Spi::get_one::<bool>("SELECT to_regclass('booking_admin.security_audit_log') IS NOT NULL")
+                .expect("catalog lookup")
+                .unwrap_or(false);
+            if installed {
+                Spi::run_with_args(WRITE_SQL, &[JsonB(serde_json::Value::Array(rows)).into()]).expect("audit write");
+            } else {
+                pgrx::warning!("booking_engine audit flusher: booking_engine is not installed here; {} entries dropped", batch.len());
+            }
+        });
+        AUDIT_QUEUE.exclusive().remove(&batch);
+    }
+}

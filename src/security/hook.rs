@@ -1,0 +1,142 @@
+//! Automatic audit entries for every call of a `booking_admin` function, through Postgres's
+//! function-manager hooks: a function is hooked when it lives in schema `booking_admin`, so a
+//! new admin function is covered without touching it. Entries go through the durable queue,
+//! so a call that fails (and rolls its transaction back) is recorded all the same.
+
+use std::cell::RefCell;
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+
+use super::api::{current_context, now_micros};
+use super::audit::AuditEntry;
+use super::shmem::enqueue;
+
+static mut PREV_NEEDS_HOOK: pg_sys::needs_fmgr_hook_type = None;
+static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
+
+/// Bits kept in the hook's per-call-site `private` word (zeroed by Postgres).
+const ADMIN: usize = 1;
+const LOGGED: usize = 2;
+
+struct Call {
+    entry: AuditEntry,
+}
+
+thread_local! {
+    /// Outermost admin call in progress; nested admin calls (a rule calling a helper) are part
+    /// of it and are not logged on their own.
+    static DEPTH: RefCell<(usize, Option<Call>)> = const { RefCell::new((0, None)) };
+}
+
+pub fn install() {
+    // SAFETY: called once from _PG_init in the postmaster, before any backend exists.
+    unsafe {
+        PREV_NEEDS_HOOK = pg_sys::needs_fmgr_hook;
+        PREV_HOOK = pg_sys::fmgr_hook;
+        pg_sys::needs_fmgr_hook = Some(needs_hook);
+        pg_sys::fmgr_hook = Some(hook);
+    }
+}
+
+fn is_admin_function(fn_oid: pg_sys::Oid) -> bool {
+    // SAFETY: both are syscache lookups that return InvalidOid when nothing is found.
+    unsafe {
+        let ns = pg_sys::get_namespace_oid(c"booking_admin".as_ptr(), true);
+        ns != pg_sys::InvalidOid && pg_sys::get_func_namespace(fn_oid) == ns
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn needs_hook(fn_oid: pg_sys::Oid) -> bool {
+    // SAFETY: the previous hook, if any, has the same contract.
+    let prev = unsafe { PREV_NEEDS_HOOK }.is_some_and(|f| unsafe { f(fn_oid) });
+    prev || is_admin_function(fn_oid)
+}
+
+fn function_name(fn_oid: pg_sys::Oid) -> String {
+    // SAFETY: get_func_name returns a palloc'd name or NULL.
+    let name = unsafe { pg_sys::get_func_name(fn_oid) };
+    if name.is_null() {
+        return fn_oid.to_u32().to_string();
+    }
+    format!("booking_admin.{}", unsafe { CStr::from_ptr(name) }.to_string_lossy())
+}
+
+/// The message of the error being thrown, read while it is still on Postgres's error stack.
+fn current_error_message() -> String {
+    // SAFETY: called from the hook's FHET_ABORT event, inside fmgr's PG_CATCH, where the error
+    // is still on the stack; CopyErrorData must not run in ErrorContext, hence the switch.
+    unsafe {
+        let old = pg_sys::MemoryContextSwitchTo(pg_sys::TopTransactionContext);
+        let edata = pg_sys::CopyErrorData();
+        pg_sys::MemoryContextSwitchTo(old);
+        let msg = if (*edata).message.is_null() {
+            "error".to_string()
+        } else {
+            CStr::from_ptr((*edata).message).to_string_lossy().into_owned()
+        };
+        pg_sys::FreeErrorData(edata);
+        msg
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo: *mut pg_sys::FmgrInfo, private: *mut pg_sys::Datum) {
+    // SAFETY: Postgres passes a valid flinfo and a private word that lives as long as the
+    // call site; the previous hook shares that word (documented limitation).
+    unsafe {
+        if let Some(prev) = PREV_HOOK {
+            prev(event, flinfo, private);
+        }
+        let fn_oid = (*flinfo).fn_oid;
+        let mut state = (*private).value();
+        if event == pg_sys::FmgrHookEventType::FHET_START && state & ADMIN == 0 && is_admin_function(fn_oid) {
+            state |= ADMIN;
+        }
+        if state & ADMIN == 0 {
+            return;
+        }
+        match event {
+            pg_sys::FmgrHookEventType::FHET_START => DEPTH.with_borrow_mut(|(depth, call)| {
+                if *depth == 0 {
+                    *call = Some(Call {
+                        entry: AuditEntry {
+                            id: uuid::Uuid::new_v4(),
+                            context: current_context(),
+                            tenant_id: None,
+                            action: "call".into(),
+                            resource_type: "booking_admin_function".into(),
+                            resource_id: Some(function_name(fn_oid)),
+                            success: true,
+                            failure_reason: None,
+                            sensitive_data_accessed: false,
+                            at: now_micros(),
+                        },
+                    });
+                }
+                *depth += 1;
+            }),
+            pg_sys::FmgrHookEventType::FHET_END | pg_sys::FmgrHookEventType::FHET_ABORT => {
+                let failed = event == pg_sys::FmgrHookEventType::FHET_ABORT;
+                let finished = DEPTH.with_borrow_mut(|(depth, call)| {
+                    *depth = depth.saturating_sub(1);
+                    if *depth == 0 { call.take() } else { None }
+                });
+                // A set-returning function ends once per row: log its first row only.
+                if let Some(Call { mut entry }) = finished.filter(|_| failed || state & LOGGED == 0) {
+                    if failed {
+                        entry.success = false;
+                        entry.failure_reason = Some(current_error_message());
+                    }
+                    state |= LOGGED;
+                    if let Err(e) = enqueue(&entry) {
+                        pgrx::warning!("booking_engine: audit entry for {} not recorded: {e}", entry.resource_id.unwrap_or_default());
+                    }
+                }
+            }
+            _ => {}
+        }
+        *private = pg_sys::Datum::from(state);
+    }
+}
