@@ -252,13 +252,15 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
               AND n.nspname = ANY (string_to_array(replace(current_setting('booking_engine.exposed_schemas'), ' ', ''), ','))$r$,
          'ALTER TABLE ... ENABLE ROW LEVEL SECURITY and add policies, or stop exposing the schema.'),
         ('lint_security_definer_search_path', 'lint', 'high',
-         $r$SELECT p.oid::regprocedure::text AS object, n.nspname AS schema, p.proname AS function
+         $r$SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object,
+                   n.nspname AS schema, p.proname AS function
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
               AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')$r$,
          'ALTER FUNCTION ... SET search_path = pg_catalog, <schema>, pg_temp.'),
         ('lint_public_execute_on_admin', 'lint', 'critical',
-         $r$SELECT p.oid::regprocedure::text AS object, p.proname AS function
+         $r$SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object,
+                   p.proname AS function
             FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
             WHERE n.nspname = 'booking_admin' AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')$r$,
          'REVOKE EXECUTE ON FUNCTION ... FROM PUBLIC and grant it to operator roles only.')
