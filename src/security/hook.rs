@@ -39,9 +39,14 @@ pub fn install() {
     }
 }
 
+/// Parallel workers run pieces of a call their leader already records.
 fn is_admin_function(fn_oid: pg_sys::Oid) -> bool {
-    // SAFETY: both are syscache lookups that return InvalidOid when nothing is found.
+    // SAFETY: a backend-global, then two syscache lookups that return InvalidOid when nothing
+    // is found.
     unsafe {
+        if pg_sys::ParallelWorkerNumber >= 0 {
+            return false;
+        }
         let ns = pg_sys::get_namespace_oid(c"booking_admin".as_ptr(), true);
         ns != pg_sys::InvalidOid && pg_sys::get_func_namespace(fn_oid) == ns
     }

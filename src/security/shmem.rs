@@ -90,3 +90,15 @@ pub fn enqueue(entry: &AuditEntry) -> DomainResult<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use pgrx::PgSqlErrorCode;
+
+    #[test]
+    fn without_preloading_the_error_says_what_to_do() {
+        let e = super::require_preloaded("booking.check_rate_limit").unwrap_err();
+        assert_eq!(e.sqlstate(), PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE);
+        assert!(e.message().contains("shared_preload_libraries"), "{}", e.message());
+    }
+}
