@@ -43,24 +43,29 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"booking_engine.database",
-        c"The database booking_engine's background workers serve.",
-        c"It must have the booking_engine extension installed. Read at server start.",
-        &DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"booking_engine.job_workers",
-        c"Number of job runner background workers.",
-        c"Read at server start.",
-        &JOB_WORKERS,
-        0,
-        32,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // Postgres refuses (FATAL) restart-only settings from a library loaded after startup; they
+    // only matter to the background workers, which exist only when preloaded anyway.
+    // SAFETY: reading a flag the postmaster sets while it loads shared_preload_libraries.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"booking_engine.database",
+            c"The database booking_engine's background workers serve.",
+            c"It must have the booking_engine extension installed. Read at server start.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+        GucRegistry::define_int_guc(
+            c"booking_engine.job_workers",
+            c"Number of job runner background workers.",
+            c"Read at server start.",
+            &JOB_WORKERS,
+            0,
+            32,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_int_guc(
         c"booking_engine.poll_interval_ms",
         c"How long an idle background worker waits before looking for work again.",

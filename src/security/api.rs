@@ -63,6 +63,16 @@ fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {
     value.ok_or_else(|| DomainError::InvalidParameter(format!("{name} must not be NULL")))
 }
 
+/// A label of 1..255 characters, as the audit log's CHECK constraints want it.
+fn require_label(value: Option<String>, name: &str) -> DomainResult<String> {
+    let value = require(value, name)?;
+    if (1..=255).contains(&value.chars().count()) {
+        Ok(value)
+    } else {
+        Err(DomainError::InvalidParameter(format!("{name} must have 1 to 255 characters")))
+    }
+}
+
 /// Longest rate window: a day keeps every counter's meaning obvious and bounded.
 const MAX_WINDOW_SECONDS: i32 = 86_400;
 
@@ -159,8 +169,8 @@ pub fn audit_event(
         id: Uuid::new_v4(),
         context: current_context(),
         tenant_id: p_tenant_id.map(|t| Uuid::from_bytes(*t.as_bytes())),
-        action: require(p_action, "p_action")?,
-        resource_type: require(p_resource_type, "p_resource_type")?,
+        action: require_label(p_action, "p_action")?,
+        resource_type: require_label(p_resource_type, "p_resource_type")?,
         resource_id: p_resource_id,
         success: p_success.unwrap_or(true),
         failure_reason: p_failure_reason,

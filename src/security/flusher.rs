@@ -8,6 +8,7 @@ use pgrx::bgworkers::{BackgroundWorker, SignalWakeFlags};
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
+use super::sandbox::caught_message;
 use super::shmem::AUDIT_QUEUE;
 
 const BATCH: usize = 64;
@@ -41,16 +42,42 @@ pub extern "C-unwind" fn booking_engine_audit_flusher(arg: pg_sys::Datum) {
         idle = 0;
         let rows: Vec<serde_json::Value> =
             batch.iter().filter_map(|t| serde_json::from_slice(&t.row).ok()).collect();
-        BackgroundWorker::transaction(|| {
+        if let Err(e) = write(rows.clone()) {
+            // One entry the table refuses must not hold back the others (nor crash-loop the
+            // worker): write them one by one and leave the refused ones in the server log.
+            pgrx::warning!("booking_engine audit flusher: batch refused ({e}); writing entries one by one");
+            for row in rows {
+                if let Err(e) = write(vec![row.clone()]) {
+                    pgrx::warning!("booking_engine audit flusher: entry refused ({e}), not recorded: {row}");
+                }
+            }
+        }
+        AUDIT_QUEUE.exclusive().remove(&batch);
+    }
+}
+
+/// Writes rows in a transaction of their own; Err with the message when it fails, after
+/// aborting that transaction.
+fn write(rows: Vec<serde_json::Value>) -> Result<(), String> {
+    let n = rows.len();
+    PgTryBuilder::new(move || {
+        BackgroundWorker::transaction(move || {
             let installed = Spi::get_one::<bool>("SELECT to_regclass('booking_admin.security_audit_log') IS NOT NULL")
                 .expect("catalog lookup")
                 .unwrap_or(false);
             if installed {
                 Spi::run_with_args(WRITE_SQL, &[JsonB(serde_json::Value::Array(rows)).into()]).expect("audit write");
             } else {
-                pgrx::warning!("booking_engine audit flusher: booking_engine is not installed here; {} entries dropped", batch.len());
+                pgrx::warning!("booking_engine audit flusher: booking_engine is not installed here; {n} entries dropped");
             }
         });
-        AUDIT_QUEUE.exclusive().remove(&batch);
-    }
+        Ok(())
+    })
+    .catch_others(|e| {
+        // SAFETY: the failed transaction is still open; abort it as the backend's own error
+        // recovery would.
+        unsafe { pg_sys::AbortCurrentTransaction() };
+        Err(caught_message(e))
+    })
+    .execute()
 }

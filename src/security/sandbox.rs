@@ -90,7 +90,8 @@ impl Drop for Timer {
     }
 }
 
-fn message(e: CaughtError) -> String {
+/// The message of a caught Postgres error or Rust panic.
+pub fn caught_message(e: CaughtError) -> String {
     match e {
         CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) => r.message().to_string(),
         CaughtError::RustPanic { ereport, .. } => ereport.message().to_string(),
@@ -125,7 +126,7 @@ pub fn run_rule(sql: &str, timeout_ms: i32) -> Result<Vec<Value>, String> {
                 Ok(out)
             })
         })
-        .catch_others(|e| Err(message(e)))
+        .catch_others(|e| Err(caught_message(e)))
         .execute();
         pg_sys::XactReadOnly = read_only;
         pg_sys::MemoryContextSwitchTo(cxt);

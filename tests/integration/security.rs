@@ -136,3 +136,28 @@ fn a_failed_admin_call_is_recorded_even_when_rolled_back() {
         thread::sleep(Duration::from_millis(50));
     }
 }
+
+#[test]
+fn an_entry_the_table_refuses_does_not_hold_back_the_others() {
+    let mut c = connect();
+    let poison = format!("poison_{}", Uuid::new_v4().simple());
+    c.batch_execute(&format!(
+        "ALTER TABLE booking_admin.security_audit_log ADD CONSTRAINT it_{poison} CHECK (action <> '{poison}')"
+    ))
+    .unwrap();
+    let mut tx = c.transaction().unwrap();
+    let refused: Uuid =
+        tx.query_one("SELECT booking.log_security_event($1, 'test', NULL, false)", &[&poison]).unwrap().get(0);
+    let kept: Uuid =
+        tx.query_one("SELECT booking.log_security_event('after-poison', 'test', NULL, false)", &[]).unwrap().get(0);
+    tx.rollback().unwrap();
+    assert!(await_entry(&mut c, kept), "the good entry of the same batch is written");
+    c.batch_execute(&format!("ALTER TABLE booking_admin.security_audit_log DROP CONSTRAINT it_{poison}")).unwrap();
+    let n: i64 =
+        c.query_one("SELECT count(*) FROM booking_admin.security_audit_log WHERE id = $1", &[&refused]).unwrap().get(0);
+    assert_eq!(n, 0);
+    // The flusher is still working.
+    let later: Uuid =
+        c.query_one("SELECT booking.log_security_event('after-poison', 'test', NULL, false)", &[]).unwrap().get(0);
+    assert!(await_entry(&mut c, later));
+}

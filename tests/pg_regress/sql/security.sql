@@ -76,6 +76,7 @@ RESET request.headers;
 SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event('booking.created', 'appointment')$$);
 SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event('call', 'booking_admin_function')$$);
 SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event(NULL, 'auth')$$);
+SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event(repeat('x', 256), 'auth')$$);
 -- Nobody alters the trail, its owner included.
 SELECT pg_temp.sqlstate_of($$UPDATE booking_admin.security_audit_log SET success = NOT success$$);
 SELECT pg_temp.sqlstate_of($$DELETE FROM booking_admin.security_audit_log$$);
