@@ -2,6 +2,9 @@
 //! function-manager hooks: a function is hooked when it lives in schema `booking_admin`, so a
 //! new admin function is covered without touching it. Entries go through the durable queue,
 //! so a call that fails (and rolls its transaction back) is recorded all the same.
+//!
+//! A role without access to schema `booking_admin` is refused before any function runs, so
+//! the log hook records those refusals ("permission denied for schema booking_admin") too.
 
 use std::cell::RefCell;
 use std::ffi::CStr;
@@ -14,6 +17,7 @@ use super::shmem::enqueue;
 
 static mut PREV_NEEDS_HOOK: pg_sys::needs_fmgr_hook_type = None;
 static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
+static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
 /// Bits kept in the hook's per-call-site `private` word (zeroed by Postgres).
 const ADMIN: usize = 1;
@@ -36,6 +40,73 @@ pub fn install() {
         PREV_HOOK = pg_sys::fmgr_hook;
         pg_sys::needs_fmgr_hook = Some(needs_hook);
         pg_sys::fmgr_hook = Some(hook);
+        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
+        pg_sys::emit_log_hook = Some(emit_log);
+    }
+}
+
+/// An automatic entry about `booking_admin`, with the request's context, as of now.
+fn admin_entry(resource_id: String) -> AuditEntry {
+    AuditEntry {
+        id: uuid::Uuid::new_v4(),
+        context: current_context(),
+        tenant_id: None,
+        action: "call".into(),
+        resource_type: "booking_admin_function".into(),
+        resource_id: Some(resource_id),
+        success: true,
+        failure_reason: None,
+        sensitive_data_accessed: false,
+        at: now_micros(),
+    }
+}
+
+/// Marks the `booking_admin` call in progress as one that read personal data.
+pub fn mark_sensitive() {
+    DEPTH.with_borrow_mut(|(_, call)| {
+        if let Some(c) = call {
+            c.entry.sensitive_data_accessed = true;
+        }
+    });
+}
+
+fn record_durably(entry: &AuditEntry) {
+    if let Err(e) = enqueue(entry) {
+        pgrx::warning!("booking_engine: audit entry for {} not recorded: {e}", entry.resource_id.as_deref().unwrap_or(""));
+    }
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
+    // SAFETY: Postgres passes the error being reported; every global read here is set for the
+    // life of the backend, and IsTransactionState guards the catalog lookups of the context.
+    unsafe {
+        if let Some(prev) = PREV_EMIT_LOG_HOOK {
+            prev(edata);
+        }
+        let e = &*edata;
+        if e.elevel != pg_sys::PGERROR as i32
+            || e.sqlerrcode != pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32
+            || e.message.is_null()
+            || pg_sys::MyDatabaseId == pg_sys::InvalidOid
+            || pg_sys::ParallelWorkerNumber >= 0
+            || !pg_sys::IsTransactionState()
+        {
+            return;
+        }
+        let message = CStr::from_ptr(e.message).to_string_lossy();
+        if !message.contains("schema booking_admin") {
+            return;
+        }
+        let statement = (!pg_sys::debug_query_string.is_null())
+            .then(|| CStr::from_ptr(pg_sys::debug_query_string).to_string_lossy().into_owned());
+        let mut entry = admin_entry("booking_admin".into());
+        entry.success = false;
+        entry.failure_reason = Some(match statement {
+            Some(sql) => format!("{message}: {sql}"),
+            None => message.into_owned(),
+        });
+        record_durably(&entry);
     }
 }
 
@@ -105,20 +176,7 @@ unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo:
         match event {
             pg_sys::FmgrHookEventType::FHET_START => DEPTH.with_borrow_mut(|(depth, call)| {
                 if *depth == 0 {
-                    *call = Some(Call {
-                        entry: AuditEntry {
-                            id: uuid::Uuid::new_v4(),
-                            context: current_context(),
-                            tenant_id: None,
-                            action: "call".into(),
-                            resource_type: "booking_admin_function".into(),
-                            resource_id: Some(function_name(fn_oid)),
-                            success: true,
-                            failure_reason: None,
-                            sensitive_data_accessed: false,
-                            at: now_micros(),
-                        },
-                    });
+                    *call = Some(Call { entry: admin_entry(function_name(fn_oid)) });
                 }
                 *depth += 1;
             }),
@@ -135,9 +193,7 @@ unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo:
                         entry.failure_reason = Some(current_error_message());
                     }
                     state |= LOGGED;
-                    if let Err(e) = enqueue(&entry) {
-                        pgrx::warning!("booking_engine: audit entry for {} not recorded: {e}", entry.resource_id.unwrap_or_default());
-                    }
+                    record_durably(&entry);
                 }
             }
             _ => {}

@@ -161,3 +161,35 @@ fn an_entry_the_table_refuses_does_not_hold_back_the_others() {
         c.query_one("SELECT booking.log_security_event('after-poison', 'test', NULL, false)", &[]).unwrap().get(0);
     assert!(await_entry(&mut c, later));
 }
+
+#[test]
+fn a_role_refused_at_the_booking_admin_schema_is_recorded() {
+    let mut admin = connect();
+    let role = format!("it_outsider_{}", Uuid::new_v4().simple());
+    admin.batch_execute(&format!("CREATE ROLE {role} LOGIN")).unwrap();
+    let mut outsider =
+        postgres::Client::connect(&format!("{} user={role}", crate::common::dsn()), postgres::NoTls).unwrap();
+    let err = outsider.query_one("SELECT booking_admin.evaluate_security_rules()", &[]).unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("42501"));
+    drop(outsider);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = admin
+            .query(
+                "SELECT success, failure_reason FROM booking_admin.security_audit_log
+                 WHERE db_user = $1 AND resource_type = 'booking_admin_function'",
+                &[&role],
+            )
+            .unwrap();
+        if let Some(r) = rows.first() {
+            assert!(!r.get::<_, bool>(0));
+            let reason: String = r.get(1);
+            assert!(reason.contains("permission denied for schema booking_admin"), "{reason}");
+            assert!(reason.contains("evaluate_security_rules"), "the statement is kept: {reason}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "no audit entry for the refused statement");
+        thread::sleep(Duration::from_millis(50));
+    }
+    admin.batch_execute(&format!("DROP ROLE {role}")).unwrap();
+}

@@ -155,6 +155,8 @@ SELECT 'patient' || i || '@example.org',
        decode(md5(i::text), 'hex')
 FROM generate_series(1, 20) i;
 SELECT (booking_admin.scan_pii())->'new_columns' AS new_columns;
+-- The scan read personal data: its automatic audit entry says so.
+SELECT pg_temp.await_audit($$resource_id = 'booking_admin.scan_pii' AND success AND sensitive_data_accessed$$);
 SELECT column_name, data_type, encryption_method, is_encrypted FROM booking_admin.get_pii_registry()
 WHERE table_name = 'public.patients' ORDER BY column_name;
 -- An operator's choices survive later scans.
