@@ -127,8 +127,9 @@ pub fn check_rate_limit_json(
 }
 
 /// `{user_id, db_user, tenant_id, ip_address, user_agent, request_id, mfa}` of the current
-/// request (PostgREST's `request.jwt.claims` / `request.headers`, else the session).
-#[pg_extern(stable, parallel_safe)]
+/// request (PostgREST's `request.jwt.claims` / `request.headers`, else the session). Parallel
+/// restricted: a parallel worker has no client connection to read the address from.
+#[pg_extern(stable, parallel_restricted)]
 pub fn request_context() -> JsonB {
     JsonB(current_context().to_json())
 }
@@ -197,8 +198,9 @@ pub fn is_within_opening_hours(opening_hours: JsonB, local_time: Timestamp) -> R
 }
 
 /// Whether `sql` is exactly one plain SELECT (Postgres's own parser decides): the CHECK on
-/// `security_rules.condition_sql`.
-#[pg_extern(immutable, strict, parallel_safe)]
+/// `security_rules.condition_sql`. Stable, not immutable: how string literals are read
+/// depends on `standard_conforming_strings`.
+#[pg_extern(stable, strict, parallel_safe)]
 pub fn is_single_select(sql: &str) -> bool {
     sandbox::check_single_select(sql).is_ok()
 }
