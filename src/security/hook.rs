@@ -110,12 +110,13 @@ unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
     }
 }
 
-/// Parallel workers run pieces of a call their leader already records.
+/// Parallel workers run pieces of a call their leader already records; outside a transaction
+/// there is no catalog to ask (and no SQL function call to record).
 fn is_admin_function(fn_oid: pg_sys::Oid) -> bool {
-    // SAFETY: a backend-global, then two syscache lookups that return InvalidOid when nothing
-    // is found.
+    // SAFETY: backend-globals, then two syscache lookups (inside a transaction) that return
+    // InvalidOid when nothing is found.
     unsafe {
-        if pg_sys::ParallelWorkerNumber >= 0 {
+        if pg_sys::ParallelWorkerNumber >= 0 || !pg_sys::IsTransactionState() {
             return false;
         }
         let ns = pg_sys::get_namespace_oid(c"booking_admin".as_ptr(), true);
