@@ -111,6 +111,10 @@ pub enum Push {
     Waiting,
 }
 
+/// Every slot of the queue is taken.
+#[derive(Debug, PartialEq, Eq)]
+pub struct QueueFull;
+
 /// One entry taken for writing: where it sits and which version of the slot it was.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Taken {
@@ -120,9 +124,9 @@ pub struct Taken {
 }
 
 impl Queue {
-    pub fn push(&mut self, db: u32, row: &[u8]) -> Result<Push, ()> {
+    pub fn push(&mut self, db: u32, row: &[u8]) -> Result<Push, QueueFull> {
         assert!(db != 0 && row.len() <= ENTRY_BYTES);
-        let slot = self.slots.iter_mut().find(|s| s.db == 0).ok_or(())?;
+        let slot = self.slots.iter_mut().find(|s| s.db == 0).ok_or(QueueFull)?;
         slot.db = db;
         slot.len = row.len() as u16;
         slot.seq = self.next_seq;
@@ -235,7 +239,7 @@ mod tests {
         for _ in 0..CAPACITY {
             q.push(1, b"x").unwrap();
         }
-        assert_eq!(q.push(1, b"y"), Err(()));
+        assert_eq!(q.push(1, b"y"), Err(QueueFull));
         let old = q.pending(1, 1);
         q.remove(&old);
         q.push(1, b"new").unwrap();

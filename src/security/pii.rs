@@ -91,7 +91,7 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
             if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// 13 to 19 digits, optionally grouped by spaces or dashes, with a valid Luhn checksum.
@@ -243,10 +243,10 @@ pub fn looks_encrypted(v: &str) -> bool {
         return true;
     }
     if let Some(hex) = v.strip_prefix("\\x") {
-        return hex.len() >= 32 && hex.len() % 2 == 0 && hex.bytes().all(|b| b.is_ascii_hexdigit());
+        return hex.len() >= 32 && hex.len().is_multiple_of(2) && hex.bytes().all(|b| b.is_ascii_hexdigit());
     }
     v.len() >= 32
-        && v.len() % 4 == 0
+        && v.len().is_multiple_of(4)
         && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/' || b == b'=')
         && v.bytes().any(|b| b.is_ascii_digit())
         && v.bytes().any(|b| b.is_ascii_uppercase())

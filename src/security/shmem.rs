@@ -71,7 +71,7 @@ pub fn enqueue(entry: &AuditEntry) -> DomainResult<()> {
     let pushed = AUDIT_QUEUE
         .exclusive()
         .push(db, &entry.encode())
-        .map_err(|()| DomainError::NotPreloaded("the audit queue is full".into()))?;
+        .map_err(|_| DomainError::NotPreloaded("the audit queue is full".into()))?;
     if pushed == Push::StartFlusher {
         let started = BackgroundWorkerBuilder::new("booking_engine audit flusher")
             .set_type("booking_engine audit flusher")
