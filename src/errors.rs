@@ -18,6 +18,11 @@ pub enum DomainError {
     NotFound(String),
     /// XX000: stored data the extension itself should have prevented (a bug, not bad input).
     Internal(String),
+    /// 55000: a feature that needs the library in shared_preload_libraries (or shared memory
+    /// that is exhausted).
+    NotPreloaded(String),
+    /// 2F003: a rule's condition_sql that is not exactly one plain SELECT.
+    ProhibitedStatement(String),
 }
 
 impl DomainError {
@@ -28,6 +33,10 @@ impl DomainError {
             DomainError::DatetimeOverflow(_) => PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
             DomainError::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             DomainError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            DomainError::NotPreloaded(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
+            DomainError::ProhibitedStatement(_) => {
+                PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED
+            }
         }
     }
 
@@ -37,7 +46,9 @@ impl DomainError {
             | DomainError::InvalidDatetimeFormat(m)
             | DomainError::DatetimeOverflow(m)
             | DomainError::NotFound(m)
-            | DomainError::Internal(m) => m,
+            | DomainError::Internal(m)
+            | DomainError::NotPreloaded(m)
+            | DomainError::ProhibitedStatement(m) => m,
         }
     }
 }

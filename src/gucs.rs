@@ -20,6 +20,12 @@ pub static JOB_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// How long an idle worker sleeps before looking for work again, in milliseconds.
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// How long one security rule's condition_sql may run, in milliseconds.
+pub static RULE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
+
+/// Schemas an API exposes (PostgREST's db-schemas); the RLS lint checks their tables.
+pub static EXPOSED_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public, booking"));
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"booking_engine.now",
@@ -37,24 +43,29 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    GucRegistry::define_string_guc(
-        c"booking_engine.database",
-        c"The database booking_engine's background workers serve.",
-        c"It must have the booking_engine extension installed. Read at server start.",
-        &DATABASE,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
-    GucRegistry::define_int_guc(
-        c"booking_engine.job_workers",
-        c"Number of job runner background workers.",
-        c"Read at server start.",
-        &JOB_WORKERS,
-        0,
-        32,
-        GucContext::Postmaster,
-        GucFlags::default(),
-    );
+    // Postgres refuses (FATAL) restart-only settings from a library loaded after startup; they
+    // only matter to the background workers, which exist only when preloaded anyway.
+    // SAFETY: reading a flag the postmaster sets while it loads shared_preload_libraries.
+    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+        GucRegistry::define_string_guc(
+            c"booking_engine.database",
+            c"The database booking_engine's background workers serve.",
+            c"It must have the booking_engine extension installed. Read at server start.",
+            &DATABASE,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+        GucRegistry::define_int_guc(
+            c"booking_engine.job_workers",
+            c"Number of job runner background workers.",
+            c"Read at server start.",
+            &JOB_WORKERS,
+            0,
+            32,
+            GucContext::Postmaster,
+            GucFlags::default(),
+        );
+    }
     GucRegistry::define_int_guc(
         c"booking_engine.poll_interval_ms",
         c"How long an idle background worker waits before looking for work again.",
@@ -64,5 +75,23 @@ pub fn register() {
         600_000,
         GucContext::Sighup,
         GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.rule_timeout_ms",
+        c"How long one security rule's condition_sql may run.",
+        c"A rule that runs longer is stopped and reported in evaluate_security_rules' errors.",
+        &RULE_TIMEOUT_MS,
+        10,
+        600_000,
+        GucContext::Suset,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.exposed_schemas",
+        c"Schemas an API such as PostgREST exposes, comma-separated.",
+        c"The RLS lint flags tables without row level security in these schemas.",
+        &EXPOSED_SCHEMAS,
+        GucContext::Suset,
+        GucFlags::default(),
     );
 }

@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 pub mod availability;
 pub mod errors;
 pub mod gucs;
+pub mod security;
 
 ::pgrx::pg_module_magic!();
 
@@ -31,11 +32,24 @@ extension_sql_file!(
     name = "availability",
     requires = ["schema", availability::api::available_slot_arrays]
 );
+extension_sql_file!(
+    "../sql/security.sql",
+    name = "security",
+    requires = [
+        "schema",
+        security::api::is_single_select,
+        security::api::audit_event,
+        security::api::is_within_opening_hours,
+        security::api::request_context,
+        availability::api::clock_now,
+    ]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    security::init();
 }
 
 /// Settings the `#[pg_test]` cluster starts with.

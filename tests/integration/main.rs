@@ -5,3 +5,4 @@
 mod availability;
 mod booking;
 mod common;
+mod security;

@@ -1,0 +1,303 @@
+-- Security automation: the audit log, the PII registry, the rule engine and its default rules,
+-- the compliance report. Everything is in booking_admin (not for PUBLIC) except the one audit
+-- entry point applications call, booking.log_security_event.
+
+-- The audit trail. No foreign keys: it must outlive the tenants and users it mentions.
+CREATE TABLE booking_admin.security_audit_log (
+    id                      uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id               uuid,
+    user_id                 uuid,
+    db_user                 text,
+    action                  text NOT NULL CHECK (length(action) BETWEEN 1 AND 255),
+    resource_type           text NOT NULL CHECK (length(resource_type) BETWEEN 1 AND 255),
+    resource_id             text,
+    ip_address              inet,
+    user_agent              text,
+    request_id              text,
+    success                 boolean NOT NULL,
+    failure_reason          text,
+    sensitive_data_accessed boolean NOT NULL DEFAULT false,
+    mfa                     boolean,
+    created_at              timestamptz NOT NULL DEFAULT booking.clock_now()
+);
+CREATE INDEX security_audit_log_created_idx ON booking_admin.security_audit_log (created_at);
+CREATE INDEX security_audit_log_failures_idx ON booking_admin.security_audit_log (action, created_at) WHERE NOT success;
+CREATE INDEX security_audit_log_tenant_idx ON booking_admin.security_audit_log (tenant_id, created_at);
+COMMENT ON TABLE booking_admin.security_audit_log IS
+    'Append-only audit trail. Context columns left NULL on insert are filled from the request (request.jwt.claims, request.headers) or the session. mfa: NULL without JWT claims.';
+COMMENT ON COLUMN booking_admin.security_audit_log.db_user IS 'The database role the session acted as (outside SECURITY DEFINER functions).';
+
+-- Whoever inserts, the context comes from the request, so a direct INSERT is as good as
+-- booking.log_security_event.
+CREATE FUNCTION booking.security_audit_fill() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    ctx jsonb := booking.request_context();
+BEGIN
+    NEW.user_id    := coalesce(NEW.user_id, (ctx->>'user_id')::uuid);
+    NEW.db_user    := coalesce(NEW.db_user, ctx->>'db_user');
+    NEW.tenant_id  := coalesce(NEW.tenant_id, (ctx->>'tenant_id')::uuid);
+    NEW.ip_address := coalesce(NEW.ip_address, (ctx->>'ip_address')::inet);
+    NEW.user_agent := coalesce(NEW.user_agent, ctx->>'user_agent');
+    NEW.request_id := coalesce(NEW.request_id, ctx->>'request_id');
+    NEW.mfa        := coalesce(NEW.mfa, (ctx->>'mfa')::boolean);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER security_audit_fill BEFORE INSERT ON booking_admin.security_audit_log
+    FOR EACH ROW EXECUTE FUNCTION booking.security_audit_fill();
+
+-- A trail that can be edited proves nothing: no role, the owner included, updates, deletes or
+-- truncates it while this trigger is enabled (retention needs a superuser to disable it).
+CREATE FUNCTION booking.security_audit_append_only() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RAISE EXCEPTION 'security_audit_log is append-only: % is not allowed', TG_OP USING ERRCODE = '42501';
+END $$;
+CREATE TRIGGER security_audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON booking_admin.security_audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.security_audit_append_only();
+
+-- What applications call. The extension's own kinds of entries cannot be forged through it.
+CREATE FUNCTION booking.log_security_event(
+    p_action text, p_resource_type text, p_resource_id text DEFAULT NULL, p_success boolean DEFAULT true,
+    p_failure_reason text DEFAULT NULL, p_sensitive_data_accessed boolean DEFAULT false, p_tenant_id uuid DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_resource_type = 'booking_admin_function' OR p_action LIKE 'booking.%' THEN
+        RAISE EXCEPTION 'audit entries of resource type "booking_admin_function" and actions "booking.*" are written by booking_engine itself'
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN booking.audit_event(p_action, p_resource_type, p_resource_id, p_success, p_failure_reason,
+                               p_sensitive_data_accessed, p_tenant_id);
+END $$;
+REVOKE ALL ON FUNCTION booking.audit_event(text, text, text, boolean, text, boolean, uuid) FROM PUBLIC;
+
+-- PII columns. operator_set lists the fields an operator chose (insert or update outside a
+-- scan); scans never overwrite those.
+CREATE TABLE booking_admin.pii_data_registry (
+    table_name        text NOT NULL,
+    column_name       text NOT NULL,
+    data_type         text NOT NULL,
+    encryption_method text,
+    retention_days    integer CHECK (retention_days > 0),
+    compliance_level  text NOT NULL CHECK (compliance_level IN ('public', 'internal', 'confidential', 'restricted')),
+    last_scan_at      timestamptz DEFAULT now(),
+    operator_set      text[] NOT NULL DEFAULT '{}',
+    PRIMARY KEY (table_name, column_name)
+);
+COMMENT ON TABLE booking_admin.pii_data_registry IS
+    'Columns holding personal data: found by booking_admin.scan_pii() or entered by an operator. table_name is schema-qualified and quoted as format(''%I.%I'') writes it.';
+
+CREATE FUNCTION booking.pii_registry_track_operator() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF current_setting('booking_admin.pii_scan', true) IS DISTINCT FROM 'on' THEN
+        NEW.operator_set := ARRAY(
+            SELECT DISTINCT f FROM unnest(coalesce(NEW.operator_set, '{}') || ARRAY[
+                CASE WHEN TG_OP = 'INSERT' OR NEW.data_type IS DISTINCT FROM OLD.data_type THEN 'data_type' END,
+                CASE WHEN (TG_OP = 'INSERT' AND NEW.encryption_method IS NOT NULL)
+                       OR (TG_OP = 'UPDATE' AND NEW.encryption_method IS DISTINCT FROM OLD.encryption_method) THEN 'encryption_method' END,
+                CASE WHEN TG_OP = 'INSERT' OR NEW.compliance_level IS DISTINCT FROM OLD.compliance_level THEN 'compliance_level' END]) f
+            WHERE f IS NOT NULL ORDER BY f);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER pii_registry_track_operator BEFORE INSERT OR UPDATE ON booking_admin.pii_data_registry
+    FOR EACH ROW EXECUTE FUNCTION booking.pii_registry_track_operator();
+
+-- The scan's write: new columns inserted, known ones refreshed except where an operator chose.
+CREATE FUNCTION booking_admin.record_pii_columns(p_found jsonb) RETURNS bigint
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_new bigint;
+BEGIN
+    PERFORM set_config('booking_admin.pii_scan', 'on', true);
+    WITH up AS (
+        INSERT INTO booking_admin.pii_data_registry AS r
+            (table_name, column_name, data_type, compliance_level, encryption_method, last_scan_at)
+        SELECT f.table_name, f.column_name, f.data_type, f.compliance_level, f.encryption_method, booking.clock_now()
+        FROM jsonb_to_recordset(p_found) AS f(table_name text, column_name text, data_type text,
+                                             compliance_level text, encryption_method text)
+        ON CONFLICT (table_name, column_name) DO UPDATE SET
+            data_type = CASE WHEN 'data_type' = ANY (r.operator_set) THEN r.data_type ELSE EXCLUDED.data_type END,
+            compliance_level = CASE WHEN 'compliance_level' = ANY (r.operator_set) THEN r.compliance_level ELSE EXCLUDED.compliance_level END,
+            encryption_method = CASE WHEN 'encryption_method' = ANY (r.operator_set) THEN r.encryption_method ELSE EXCLUDED.encryption_method END,
+            last_scan_at = EXCLUDED.last_scan_at
+        RETURNING (xmax = 0) AS inserted)
+    SELECT count(*) FILTER (WHERE inserted) INTO v_new FROM up;
+    PERFORM set_config('booking_admin.pii_scan', '', true);
+    RETURN v_new;
+END $$;
+
+-- The registry with each column's current type; bytea and recorded encryption count as encrypted.
+CREATE FUNCTION booking_admin.get_pii_registry()
+RETURNS TABLE (table_name text, column_name text, data_type text, column_type text, encryption_method text,
+               is_encrypted boolean, retention_days integer, compliance_level text, last_scan_at timestamptz,
+               operator_set text[])
+LANGUAGE sql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT r.table_name, r.column_name, r.data_type, format_type(a.atttypid, a.atttypmod),
+           coalesce(r.encryption_method, CASE WHEN a.atttypid = 'bytea'::regtype THEN 'bytea' END),
+           r.encryption_method IS NOT NULL OR a.atttypid IS NOT DISTINCT FROM 'bytea'::regtype,
+           r.retention_days, r.compliance_level, r.last_scan_at, r.operator_set
+    FROM booking_admin.pii_data_registry r
+    LEFT JOIN pg_catalog.pg_attribute a
+           ON a.attrelid = to_regclass(r.table_name) AND a.attname = r.column_name AND NOT a.attisdropped
+    ORDER BY r.table_name, r.column_name
+$$;
+
+CREATE TABLE booking_admin.security_rules (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    rule_name        text NOT NULL UNIQUE,
+    rule_type        text NOT NULL,
+    severity         text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+    condition_sql    text NOT NULL CHECK (booking.is_single_select(condition_sql)),
+    remediation_text text NOT NULL,
+    is_active        boolean NOT NULL DEFAULT true,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE TRIGGER security_rules_touch BEFORE UPDATE ON booking_admin.security_rules
+    FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+COMMENT ON COLUMN booking_admin.security_rules.condition_sql IS
+    'One SELECT; every row is a violation and its columns its details. Return an "object" column naming the offending object (one open violation per rule and object) and optionally "tenant_id".';
+
+CREATE TABLE booking_admin.security_violations (
+    id                uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    rule_id           uuid NOT NULL REFERENCES booking_admin.security_rules (id) ON DELETE CASCADE,
+    tenant_id         uuid,
+    object_key        text NOT NULL,
+    violation_details jsonb NOT NULL,
+    severity          text NOT NULL CHECK (severity IN ('low', 'medium', 'high', 'critical')),
+    status            text NOT NULL DEFAULT 'open' CHECK (status IN ('open', 'acknowledged', 'resolved')),
+    detected_at       timestamptz NOT NULL,
+    resolved_at       timestamptz,
+    created_at        timestamptz NOT NULL DEFAULT now(),
+    CHECK ((status = 'resolved') = (resolved_at IS NOT NULL))
+);
+CREATE UNIQUE INDEX security_violations_one_open_idx
+    ON booking_admin.security_violations (rule_id, object_key) WHERE status <> 'resolved';
+CREATE INDEX security_violations_open_idx ON booking_admin.security_violations (severity, detected_at) WHERE status <> 'resolved';
+
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.security_audit_log', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.pii_data_registry', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.security_rules', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.security_violations', '');
+
+-- Registered tables with rows older than their retention (by their created_at column).
+CREATE FUNCTION booking_admin.retention_overdue()
+RETURNS TABLE (table_name text, retention_days integer, overdue_rows bigint)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN
+        SELECT to_regclass(p.table_name) AS rel, p.table_name, min(p.retention_days) AS days
+        FROM booking_admin.pii_data_registry p
+        WHERE p.retention_days IS NOT NULL
+          AND EXISTS (SELECT 1 FROM pg_catalog.pg_attribute a
+                      WHERE a.attrelid = to_regclass(p.table_name) AND a.attname = 'created_at' AND NOT a.attisdropped)
+        GROUP BY p.table_name
+    LOOP
+        EXECUTE format('SELECT count(*) FROM %s WHERE created_at < $1', r.rel)
+            INTO overdue_rows USING booking.clock_now() - make_interval(days => r.days);
+        IF overdue_rows > 0 THEN
+            table_name := r.table_name;
+            retention_days := r.days;
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END $$;
+
+-- The five seed rules and the database lints; existing rules (an operator may have changed
+-- them) are left alone. Returns how many were added.
+CREATE FUNCTION booking_admin.init_default_security_rules() RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+    WITH ins AS (
+        INSERT INTO booking_admin.security_rules (rule_name, rule_type, severity, condition_sql, remediation_text)
+        VALUES
+        ('unencrypted_pii', 'data_protection', 'high',
+         $r$SELECT r.table_name || '.' || r.column_name AS object, r.table_name, r.column_name, r.data_type, r.compliance_level
+            FROM booking_admin.get_pii_registry() r
+            WHERE NOT r.is_encrypted AND r.compliance_level IN ('confidential', 'restricted')$r$,
+         'Encrypt the column (pgcrypto or bytea ciphertext) or lower its compliance level if it is not personal data.'),
+        ('excessive_failed_logins', 'authentication', 'medium',
+         $r$SELECT k.object, k.kind, k.value, count(*) AS failures, max(a.created_at) AS last_failure
+            FROM booking_admin.security_audit_log a
+            CROSS JOIN LATERAL (VALUES ('ip:' || host(a.ip_address), 'ip', host(a.ip_address)),
+                                       ('user:' || a.resource_id, 'user', a.resource_id)) k (object, kind, value)
+            WHERE a.action = 'login' AND NOT a.success AND k.value IS NOT NULL
+              AND a.created_at > booking.clock_now() - interval '15 minutes' AND a.created_at <= booking.clock_now()
+            GROUP BY k.object, k.kind, k.value HAVING count(*) >= 5$r$,
+         'Block the IP address or lock the account for a while, and check whether the attempts come from an attack.'),
+        ('privileged_action_without_mfa', 'access_control', 'critical',
+         $r$SELECT a.id::text AS object, a.id AS audit_id, a.tenant_id, a.user_id, a.db_user, a.resource_id AS function, a.created_at
+            FROM booking_admin.security_audit_log a
+            WHERE a.resource_type = 'booking_admin_function' AND a.mfa = false
+              AND a.created_at > booking.clock_now() - interval '24 hours'$r$,
+         'Require a second factor (aal2) for operators before granting them booking_admin functions.'),
+        ('data_retention_violation', 'data_retention', 'medium',
+         $r$SELECT o.table_name AS object, o.retention_days, o.overdue_rows FROM booking_admin.retention_overdue() o$r$,
+         'Archive or delete the rows older than the registry''s retention_days.'),
+        ('off_hours_sensitive_access', 'monitoring', 'medium',
+         $r$SELECT a.id::text AS object, a.id AS audit_id, a.tenant_id, a.user_id, a.db_user, a.action, a.resource_type,
+                   a.resource_id, a.created_at, t.timezone
+            FROM booking_admin.security_audit_log a JOIN booking.tenants t ON t.id = a.tenant_id
+            WHERE a.sensitive_data_accessed AND a.created_at > booking.clock_now() - interval '7 days'
+              AND NOT booking.is_within_opening_hours(t.opening_hours, a.created_at AT TIME ZONE t.timezone)$r$,
+         'Review the business reason for reading personal data outside opening hours.'),
+        ('lint_rls_disabled', 'lint', 'high',
+         $r$SELECT format('%I.%I', n.nspname, c.relname) AS object, n.nspname AS schema, c.relname AS table_name
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
+              AND n.nspname = ANY (string_to_array(replace(current_setting('booking_engine.exposed_schemas'), ' ', ''), ','))$r$,
+         'ALTER TABLE ... ENABLE ROW LEVEL SECURITY and add policies, or stop exposing the schema.'),
+        ('lint_security_definer_search_path', 'lint', 'high',
+         $r$SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object,
+                   n.nspname AS schema, p.proname AS function
+            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')$r$,
+         'ALTER FUNCTION ... SET search_path = pg_catalog, <schema>, pg_temp.'),
+        ('lint_public_execute_on_admin', 'lint', 'critical',
+         $r$SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object,
+                   p.proname AS function
+            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'booking_admin' AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')$r$,
+         'REVOKE EXECUTE ON FUNCTION ... FROM PUBLIC and grant it to operator roles only.')
+        ON CONFLICT (rule_name) DO NOTHING
+        RETURNING 1)
+    SELECT count(*)::integer FROM ins
+$$;
+
+-- The seed's GET /api/security/evaluate report.
+CREATE FUNCTION booking_admin.compliance_report() RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+    WITH reg AS (SELECT * FROM booking_admin.get_pii_registry()),
+         open AS (SELECT v.*, r.rule_name FROM booking_admin.security_violations v
+                  JOIN booking_admin.security_rules r ON r.id = v.rule_id WHERE v.status <> 'resolved')
+    SELECT jsonb_build_object(
+        'generated_at', booking.clock_now(),
+        'pii_summary', jsonb_build_object(
+            'columns', (SELECT count(*) FROM reg),
+            'by_compliance_level', (SELECT jsonb_object_agg(l, (SELECT count(*) FROM reg WHERE reg.compliance_level = l))
+                                    FROM unnest(ARRAY['public', 'internal', 'confidential', 'restricted']) l),
+            'last_scan_at', (SELECT max(last_scan_at) FROM reg)),
+        'encryption_coverage_pct', (SELECT CASE WHEN count(*) = 0 THEN 100
+                                                ELSE round(100.0 * count(*) FILTER (WHERE is_encrypted) / count(*), 1) END
+                                    FROM reg),
+        'open_violations', jsonb_build_object(
+            'total', (SELECT count(*) FROM open),
+            'by_severity', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM open WHERE open.severity = s))
+                            FROM unnest(ARRAY['low', 'medium', 'high', 'critical']) s)),
+        'oldest_unresolved_violation', (SELECT jsonb_build_object('id', o.id, 'rule', o.rule_name, 'severity', o.severity,
+                                                                  'object', o.object_key, 'detected_at', o.detected_at)
+                                        FROM open o ORDER BY o.detected_at, o.id LIMIT 1),
+        'audit', (SELECT jsonb_build_object(
+                      'last_24h', count(*) FILTER (WHERE a.created_at > booking.clock_now() - interval '24 hours'),
+                      'failures_last_24h', count(*) FILTER (WHERE NOT a.success AND a.created_at > booking.clock_now() - interval '24 hours'),
+                      'last_30d', count(*) FILTER (WHERE a.created_at > booking.clock_now() - interval '30 days'),
+                      'total', count(*))
+                  FROM booking_admin.security_audit_log a),
+        'rules', (SELECT jsonb_build_object('active', count(*) FILTER (WHERE is_active), 'total', count(*))
+                  FROM booking_admin.security_rules))
+$$;

@@ -1,0 +1,378 @@
+//! SQL-facing adapters of the security module: rate limiting, audit entries, PII discovery and
+//! the rule engine. Argument checks and set-based reads here; the decisions are in the pure
+//! modules next door.
+
+use std::ffi::CStr;
+
+use pgrx::prelude::*;
+use pgrx::{JsonB, Uuid as PgUuid};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use super::audit::AuditEntry;
+use super::context::{self, RequestContext, Session};
+use super::{pii, rules, sandbox, shmem};
+use crate::availability::api::to_micros;
+use crate::errors::{DomainError, DomainResult};
+
+type Report = pgrx::pg_sys::panic::ErrorReport;
+
+/// Microseconds since the Unix epoch: `booking_engine.now` when set (tests), else the real
+/// clock (not the transaction's start: a rate window must move during a long transaction).
+pub fn now_micros() -> i64 {
+    match crate::gucs::NOW_OVERRIDE.get() {
+        Some(text) if !text.as_bytes().is_empty() => crate::availability::api::clock_now()
+            .ok()
+            .and_then(|t| to_micros(t).ok())
+            .unwrap_or_default(),
+        // SAFETY: reads the system clock.
+        _ => (unsafe { pg_sys::GetCurrentTimestamp() }) + 946_684_800_000_000,
+    }
+}
+
+fn guc(name: &CStr) -> Option<String> {
+    // SAFETY: GetConfigOption returns NULL for an unknown option when missing_ok, else a
+    // NUL-terminated string owned by the GUC machinery, copied at once.
+    unsafe {
+        let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
+        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+    }
+}
+
+fn client_addr() -> Option<String> {
+    // SAFETY: inet_client_addr takes no arguments and returns NULL for Unix sockets.
+    let datum = unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]) }?;
+    // SAFETY: inet_out turns an inet datum into a cstring.
+    let text = unsafe { pgrx::direct_function_call::<&CStr>(pg_sys::inet_out, &[Some(datum)]) }?;
+    Some(text.to_string_lossy().into_owned())
+}
+
+/// The request's context as `context::from_request` reads it; no SQL, so it is safe in hooks.
+pub fn current_context() -> RequestContext {
+    // SAFETY: GetOuterUserId is the role the session acts as outside any SECURITY DEFINER
+    // function; GetUserNameFromId with noerr returns NULL for a dropped role.
+    let db_user = unsafe {
+        let p = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), true);
+        if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+    };
+    let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
+    context::from_request(guc(c"request.jwt.claims").as_deref(), guc(c"request.headers").as_deref(), &session)
+}
+
+fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {
+    value.ok_or_else(|| DomainError::InvalidParameter(format!("{name} must not be NULL")))
+}
+
+/// A label of 1..255 characters, as the audit log's CHECK constraints want it.
+fn require_label(value: Option<String>, name: &str) -> DomainResult<String> {
+    let value = require(value, name)?;
+    if (1..=255).contains(&value.chars().count()) {
+        Ok(value)
+    } else {
+        Err(DomainError::InvalidParameter(format!("{name} must have 1 to 255 characters")))
+    }
+}
+
+/// Longest rate window: a day keeps every counter's meaning obvious and bounded.
+const MAX_WINDOW_SECONDS: i32 = 86_400;
+
+fn rate_check(
+    identifier: Option<String>,
+    bucket: Option<String>,
+    max_requests: Option<i32>,
+    window_seconds: Option<i32>,
+) -> DomainResult<(String, String, u32, super::ratelimit::Decision)> {
+    let identifier = require(identifier, "identifier")?;
+    let bucket = require(bucket, "bucket")?;
+    let max = require(max_requests, "max_requests")?;
+    let window = require(window_seconds, "window_seconds")?;
+    if identifier.is_empty() {
+        return Err(DomainError::InvalidParameter("identifier must not be empty".into()));
+    }
+    if max < 0 {
+        return Err(DomainError::InvalidParameter(format!("max_requests must be 0 or more, not {max}")));
+    }
+    if !(1..=MAX_WINDOW_SECONDS).contains(&window) {
+        return Err(DomainError::InvalidParameter(format!(
+            "window_seconds must be between 1 and {MAX_WINDOW_SECONDS}, not {window}"
+        )));
+    }
+    let d = shmem::rate_hit(&bucket, &identifier, now_micros(), max as u32, window as i64 * 1_000_000)?;
+    Ok((identifier, bucket, max as u32, d))
+}
+
+/// Counts one request of `identifier` in `bucket` and says whether it is admitted: at most
+/// `max_requests` per `window_seconds`, counted in shared memory (reset on restart).
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn check_rate_limit(
+    identifier: Option<String>,
+    bucket: default!(Option<String>, "'api'"),
+    max_requests: default!(Option<i32>, 100),
+    window_seconds: default!(Option<i32>, 900),
+) -> Result<bool, Report> {
+    Ok(rate_check(identifier, bucket, max_requests, window_seconds)?.3.allowed)
+}
+
+/// The same check, as `{allowed, limit, remaining, reset_at, bucket}`.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn check_rate_limit_json(
+    identifier: Option<String>,
+    bucket: default!(Option<String>, "'api'"),
+    max_requests: default!(Option<i32>, 100),
+    window_seconds: default!(Option<i32>, 900),
+) -> Result<JsonB, Report> {
+    let (_, bucket, max, d) = rate_check(identifier, bucket, max_requests, window_seconds)?;
+    let reset_at = chrono::DateTime::from_timestamp_micros(d.reset_at).map(|t| t.to_rfc3339());
+    Ok(JsonB(json!({"allowed": d.allowed, "limit": max, "remaining": d.remaining, "reset_at": reset_at, "bucket": bucket})))
+}
+
+/// `{user_id, db_user, tenant_id, ip_address, user_agent, request_id, mfa}` of the current
+/// request (PostgREST's `request.jwt.claims` / `request.headers`, else the session). Parallel
+/// restricted: a parallel worker has no client connection to read the address from.
+#[pg_extern(stable, parallel_restricted)]
+pub fn request_context() -> JsonB {
+    JsonB(current_context().to_json())
+}
+
+/// Records one audit event: a success in the caller's transaction (it stands or falls with
+/// what it describes), a failure through the durable queue (it survives a rollback).
+pub fn record(mut entry: AuditEntry) -> DomainResult<Uuid> {
+    if !entry.success {
+        match shmem::enqueue(&entry) {
+            Ok(()) => return Ok(entry.id),
+            Err(e) => pgrx::warning!("booking_engine: {e}; the failure entry is written in this transaction instead"),
+        }
+    }
+    entry.at = now_micros();
+    Spi::run_with_args(
+        "INSERT INTO booking_admin.security_audit_log
+         SELECT * FROM jsonb_populate_record(NULL::booking_admin.security_audit_log, $1)",
+        &[JsonB(entry.to_row()).into()],
+    )?;
+    Ok(entry.id)
+}
+
+/// The internal audit writer: other SECURITY DEFINER code of the extension calls it for
+/// booking changes and PII reads. Not for PUBLIC (see `booking.log_security_event`).
+#[allow(clippy::too_many_arguments)]
+#[pg_extern(volatile, security_definer, parallel_unsafe)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn audit_event(
+    p_action: Option<String>,
+    p_resource_type: Option<String>,
+    p_resource_id: default!(Option<String>, "NULL"),
+    p_success: default!(Option<bool>, true),
+    p_failure_reason: default!(Option<String>, "NULL"),
+    p_sensitive_data_accessed: default!(Option<bool>, false),
+    p_tenant_id: default!(Option<PgUuid>, "NULL"),
+) -> Result<PgUuid, Report> {
+    let entry = AuditEntry {
+        id: Uuid::new_v4(),
+        context: current_context(),
+        tenant_id: p_tenant_id.map(|t| Uuid::from_bytes(*t.as_bytes())),
+        action: require_label(p_action, "p_action")?,
+        resource_type: require_label(p_resource_type, "p_resource_type")?,
+        resource_id: p_resource_id,
+        success: p_success.unwrap_or(true),
+        failure_reason: p_failure_reason,
+        sensitive_data_accessed: p_sensitive_data_accessed.unwrap_or(false),
+        at: now_micros(),
+    };
+    Ok(PgUuid::from_bytes(*record(entry)?.as_bytes()))
+}
+
+/// Whether `local_time` (already in the tenant's zone) is within `opening_hours`.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn is_within_opening_hours(opening_hours: JsonB, local_time: Timestamp) -> Result<bool, Report> {
+    let week = crate::availability::opening_hours::parse(&opening_hours.0).map_err(DomainError::InvalidParameter)?;
+    if !local_time.is_finite() {
+        return Err(DomainError::DatetimeOverflow("local_time must be finite".into()).into());
+    }
+    let (h, m, s) = (local_time.hour() as u32, local_time.minute() as u32, local_time.second() as u32);
+    let dow = chrono::Datelike::weekday(
+        &chrono::NaiveDate::from_ymd_opt(local_time.year(), local_time.month() as u32, local_time.day() as u32)
+            .ok_or_else(|| DomainError::DatetimeOverflow(format!("{local_time} is outside the supported years")))?,
+    )
+    .num_days_from_sunday() as usize;
+    Ok(rules::within_opening_hours(&week, dow, h * 3600 + m * 60 + s))
+}
+
+/// Whether `sql` is exactly one plain SELECT (Postgres's own parser decides): the CHECK on
+/// `security_rules.condition_sql`. Stable, not immutable: how string literals are read
+/// depends on `standard_conforming_strings`.
+#[pg_extern(stable, strict, parallel_safe)]
+pub fn is_single_select(sql: &str) -> bool {
+    sandbox::check_single_select(sql).is_ok()
+}
+
+#[pgrx::pg_schema]
+pub mod booking_admin {
+    use super::*;
+
+    /// The PII kind of one value (`email`, `phone`, `payment_card`, `iban`) or NULL.
+    #[pg_extern(immutable, strict, parallel_safe)]
+    pub fn classify_pii_value(value: &str) -> Option<&'static str> {
+        pii::classify_value(value).map(pii::Kind::as_str)
+    }
+
+    /// Scans every user table the caller may read and records PII columns in
+    /// `pii_data_registry`; `{tables_scanned, columns_scanned, pii_columns_found, new_columns}`.
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn scan_pii(sample_rows: default!(Option<i32>, 1000)) -> Result<JsonB, Report> {
+        let sample_rows = require(sample_rows, "sample_rows")?;
+        if !(1..=1_000_000).contains(&sample_rows) {
+            return Err(DomainError::InvalidParameter(format!("sample_rows must be between 1 and 1000000, not {sample_rows}")).into());
+        }
+        Ok(JsonB(super::scan(sample_rows)?))
+    }
+
+    /// Runs every active rule (see the README) and keeps `security_violations` current:
+    /// `{rules_evaluated, violations_found, new_violations, violations_resolved, errors}`.
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn evaluate_security_rules() -> Result<JsonB, Report> {
+        Ok(JsonB(super::evaluate()?))
+    }
+}
+
+/// Column types whose values are sampled; bytea columns are only noted as encrypted.
+const TABLES_SQL: &str = r#"
+SELECT coalesce(json_agg(json_build_object(
+           'table', format('%I.%I', n.nspname, c.relname),
+           'columns', (SELECT coalesce(json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
+                                                ORDER BY a.attnum), '[]')
+                       FROM pg_catalog.pg_attribute a
+                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
+                         AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'bytea'::regtype,
+                                            'int8'::regtype, 'numeric'::regtype)))
+       ORDER BY n.nspname, c.relname), '[]')::text
+FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'booking_admin') AND n.nspname NOT LIKE 'pg\_%'
+  AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
+"#;
+
+#[derive(serde::Deserialize)]
+struct Column {
+    name: String,
+    #[serde(rename = "type")]
+    type_name: String,
+}
+
+#[derive(serde::Deserialize)]
+struct Table {
+    table: String,
+    columns: Vec<Column>,
+}
+
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+fn scan(sample_rows: i32) -> DomainResult<Value> {
+    let text: String = Spi::get_one(TABLES_SQL)?.ok_or_else(|| DomainError::Internal("table list query returned NULL".into()))?;
+    let tables: Vec<Table> = serde_json::from_str(&text)?;
+    // The scan reads samples of every table: its audit entry says it touched personal data.
+    super::hook::mark_sensitive();
+    let mut found = Vec::new();
+    let mut columns_scanned = 0;
+    for t in &tables {
+        let sampled: Vec<&Column> = t.columns.iter().filter(|c| c.type_name != "bytea").collect();
+        columns_scanned += t.columns.len();
+        let values: Vec<Vec<Option<String>>> = if sampled.is_empty() {
+            Vec::new()
+        } else {
+            let list = sampled.iter().map(|c| format!("{}::text", quote_ident(&c.name))).collect::<Vec<_>>().join(", ");
+            let sql = format!("SELECT json_agg(json_build_array({list}))::text FROM (SELECT * FROM {} LIMIT $1) s", t.table);
+            let rows: Option<String> = Spi::get_one_with_args(&sql, &[sample_rows.into()])?;
+            rows.map(|r| serde_json::from_str(&r)).transpose()?.unwrap_or_default()
+        };
+        let samples: Vec<pii::Sample> = (0..sampled.len())
+            .map(|i| pii::Sample::of(values.iter().filter_map(|row| row.get(i).and_then(|v| v.as_deref()))))
+            .collect();
+        let has_value_pii = samples.iter().any(|s| s.verdict().is_some());
+        for (i, c) in sampled.iter().enumerate() {
+            if let Some(kind) = pii::classify_column(&c.name, &samples[i], has_value_pii) {
+                let encrypted = values
+                    .iter()
+                    .filter_map(|row| row.get(i).and_then(|v| v.as_deref()))
+                    .filter(|v| !v.trim().is_empty())
+                    .all(pii::looks_encrypted)
+                    && samples[i].non_empty > 0;
+                found.push(json!({"table_name": t.table, "column_name": c.name, "data_type": kind.as_str(),
+                                  "compliance_level": kind.compliance_level(),
+                                  "encryption_method": encrypted.then_some("pgcrypto")}));
+            }
+        }
+        for c in t.columns.iter().filter(|c| c.type_name == "bytea") {
+            if let Some(kind) = pii::name_hint(&c.name) {
+                found.push(json!({"table_name": t.table, "column_name": c.name, "data_type": kind.as_str(),
+                                  "compliance_level": kind.compliance_level(), "encryption_method": "bytea"}));
+            }
+        }
+    }
+    let new_columns: i64 = Spi::get_one_with_args("SELECT booking_admin.record_pii_columns($1)", &[JsonB(Value::Array(found.clone())).into()])?
+        .unwrap_or(0);
+    Ok(json!({"tables_scanned": tables.len(), "columns_scanned": columns_scanned,
+              "pii_columns_found": found.len(), "new_columns": new_columns}))
+}
+
+#[derive(serde::Deserialize)]
+struct Rule {
+    id: Uuid,
+    rule_name: String,
+    condition_sql: String,
+}
+
+const MERGE_SQL: &str = r#"
+WITH found AS (
+    SELECT e->>'key' AS object_key, e->'details' AS details,
+           CASE WHEN e->'details'->>'tenant_id' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$'
+                THEN (e->'details'->>'tenant_id')::uuid END AS tenant_id
+    FROM jsonb_array_elements($2) e
+), ins AS (
+    INSERT INTO booking_admin.security_violations (rule_id, tenant_id, object_key, violation_details, severity, detected_at)
+    SELECT DISTINCT ON (f.object_key) $1, f.tenant_id, f.object_key, f.details, r.severity, booking.clock_now()
+    FROM found f, booking_admin.security_rules r WHERE r.id = $1
+    ON CONFLICT (rule_id, object_key) WHERE status <> 'resolved'
+    DO UPDATE SET violation_details = EXCLUDED.violation_details
+    RETURNING (xmax = 0) AS inserted
+), res AS (
+    UPDATE booking_admin.security_violations v SET status = 'resolved', resolved_at = booking.clock_now()
+    WHERE v.rule_id = $1 AND v.status <> 'resolved' AND v.object_key NOT IN (SELECT object_key FROM found)
+    RETURNING 1
+)
+SELECT json_build_array((SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM res))::text
+"#;
+
+fn evaluate() -> DomainResult<Value> {
+    let text: String = Spi::get_one(
+        "SELECT coalesce(json_agg(json_build_object('id', id, 'rule_name', rule_name, 'condition_sql', condition_sql)
+                 ORDER BY rule_name), '[]')::text
+         FROM booking_admin.security_rules WHERE is_active",
+    )?
+    .ok_or_else(|| DomainError::Internal("rule list query returned NULL".into()))?;
+    let rules: Vec<Rule> = serde_json::from_str(&text)?;
+    let timeout = crate::gucs::RULE_TIMEOUT_MS.get();
+    let (mut found, mut new, mut resolved) = (0i64, 0i64, 0i64);
+    let mut errors = Vec::new();
+    for rule in &rules {
+        match sandbox::run_rule(&rule.condition_sql, timeout) {
+            Ok(rows) => {
+                found += rows.len() as i64;
+                let items: Vec<Value> =
+                    rows.into_iter().map(|r| json!({"key": rules::violation_key(&r), "details": r})).collect();
+                let counts: String = Spi::get_one_with_args(
+                    MERGE_SQL,
+                    &[PgUuid::from_bytes(*rule.id.as_bytes()).into(), JsonB(Value::Array(items)).into()],
+                )?
+                .unwrap_or_default();
+                let (n, r): (i64, i64) = serde_json::from_str(&counts)?;
+                new += n;
+                resolved += r;
+            }
+            Err(message) => errors.push(json!({"rule": rule.rule_name, "error": message})),
+        }
+    }
+    Ok(json!({"rules_evaluated": rules.len(), "violations_found": found, "new_violations": new,
+              "violations_resolved": resolved, "errors": errors}))
+}
