@@ -55,6 +55,9 @@ install_extension() {
     log "building and installing booking_engine $*"
     local out=$BOOKING_TMP/install.log
     mkdir -p "$BOOKING_TMP"
+    # A running server has the library mapped: overwriting it in place would crash it. Unlinked,
+    # the old file lives on for those servers and the next start loads the new one.
+    as_root rm -f "$("$PG_CONFIG" --pkglibdir)/booking_engine.so"
     if ! (cd "$REPO" && as_root env "PATH=$PATH" cargo pgrx install --pg-config "$PG_CONFIG" "$@" >"$out" 2>&1); then
         cat "$out" >&2
         return 1

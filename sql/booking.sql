@@ -109,23 +109,30 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking.begin_operation(uuid, text, text, jsonb, uuid) FROM PUBLIC;
 
--- Records the outcome of an operation (when it has one) and returns the result for the caller.
-CREATE FUNCTION booking.finish_operation(p_operation_id uuid, p_result jsonb, p_appointment_id uuid)
+-- Every outcome of a create, reschedule or cancel passes here: it is recorded in the operation
+-- (when there is one) and in the security audit log (a refusal there survives a rollback), and
+-- returned to the caller.
+CREATE FUNCTION booking.finish_operation(
+    p_action text, p_tenant_id uuid, p_operation_id uuid, p_result jsonb, p_appointment_id uuid)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_success boolean := (p_result ->> 'success')::boolean;
 BEGIN
     IF p_operation_id IS NOT NULL THEN
         UPDATE booking.booking_operations SET
-            status = CASE WHEN (p_result ->> 'success')::boolean THEN 'completed' ELSE 'failed' END,
+            status = CASE WHEN v_success THEN 'completed' ELSE 'failed' END,
             result = p_result,
             error_message = p_result ->> 'error',
             appointment_id = coalesce(p_appointment_id, appointment_id)
         WHERE id = p_operation_id;
     END IF;
+    PERFORM booking.audit_event(p_action, 'appointment', p_appointment_id::text, v_success,
+                                p_result ->> 'error', false, p_tenant_id);
     RETURN p_result || '{"replayed": false}';
 END $$;
-REVOKE ALL ON FUNCTION booking.finish_operation(uuid, jsonb, uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.finish_operation(text, uuid, uuid, jsonb, uuid) FROM PUBLIC;
 
 CREATE FUNCTION booking.appointment_json(a booking.appointments) RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL SAFE AS $$
@@ -215,7 +222,7 @@ BEGIN
 
     v_check := booking.rpc_validate_appointment_slot(v_staff.id, v_service.id, v_starts, v_ends);
     IF NOT (v_check ->> 'valid')::boolean THEN
-        RETURN booking.finish_operation(v_op, jsonb_build_object(
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
             'success', false, 'error', 'Appointment violates booking rules',
             'details', v_check -> 'violations', 'operation_id', v_op), NULL);
     END IF;
@@ -231,7 +238,7 @@ BEGIN
         PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
             'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
             'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
-        RETURN booking.finish_operation(v_op, jsonb_build_object(
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
             'success', false, 'error', 'Time slot conflicts with another appointment',
             'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
                 'message', 'Time slot conflicts with another appointment')),
@@ -240,7 +247,7 @@ BEGIN
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
         'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
-    RETURN booking.finish_operation(v_op, jsonb_build_object(
+    RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
 END $$;
 
@@ -286,14 +293,14 @@ BEGIN
         END IF;
     END IF;
     IF p_appt.status NOT IN ('pending', 'confirmed') THEN
-        early_result := booking.finish_operation(operation_id, booking.policy_failure('invalid_status',
+        early_result := booking.finish_operation('booking.' || p_type, p_appt.tenant_id, operation_id, booking.policy_failure('invalid_status',
             format('A %s appointment cannot be %s', p_appt.status, p_past_tense), operation_id,
-            jsonb_build_object('status', p_appt.status)), NULL);
+            jsonb_build_object('status', p_appt.status)), p_appt.id);
     ELSIF booking.clock_now() > v_deadline THEN
-        early_result := booking.finish_operation(operation_id, booking.policy_failure(p_deadline_policy || '_passed',
+        early_result := booking.finish_operation('booking.' || p_type, p_appt.tenant_id, operation_id, booking.policy_failure(p_deadline_policy || '_passed',
             format('%s is possible until %s hours before the appointment (%s policy): the deadline was %s',
                    p_action, trim_scale(v_hours), p_deadline_policy, v_deadline),
-            operation_id, jsonb_build_object('policy', p_deadline_policy, 'hours', v_hours, 'deadline', v_deadline)), NULL);
+            operation_id, jsonb_build_object('policy', p_deadline_policy, 'hours', v_hours, 'deadline', v_deadline)), p_appt.id);
     END IF;
 END $$;
 REVOKE ALL ON FUNCTION booking.start_change(booking.appointments, text, text, jsonb, text, text, text) FROM PUBLIC;
@@ -323,16 +330,16 @@ BEGIN
         RETURN v_early;
     END IF;
     IF v_old.reschedule_count >= v_max THEN
-        RETURN booking.finish_operation(v_op, booking.policy_failure('max_reschedules_reached',
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('max_reschedules_reached',
             format('The appointment was already rescheduled %s times, the most the max_reschedules policy allows (%s)',
                    v_old.reschedule_count, trim_scale(v_max)),
-            v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), NULL);
+            v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
     END IF;
     v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
     v_check := booking.rpc_validate_appointment_slot(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
     IF NOT (v_check ->> 'valid')::boolean THEN
-        RETURN booking.finish_operation(v_op, booking.policy_failure('slot_unavailable',
-            'The new time violates booking rules', v_op, v_check -> 'violations'), NULL);
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
+            'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
     END IF;
     BEGIN
         UPDATE booking.appointments
@@ -342,15 +349,15 @@ BEGIN
     EXCEPTION WHEN exclusion_violation THEN
         PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
             'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
-        RETURN booking.finish_operation(v_op, booking.policy_failure('conflict',
-            'Time slot conflicts with another appointment', v_op), NULL);
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('conflict',
+            'Time slot conflicts with another appointment', v_op), v_old.id);
     END;
     PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
         'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
         'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,
         'starts_at', v_new.starts_at, 'ends_at', v_new.ends_at, 'reschedule_count', v_new.reschedule_count));
     PERFORM booking.offer_freed_slot(v_old);
-    RETURN booking.finish_operation(v_op, jsonb_build_object(
+    RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_new)), v_new.id);
 END $$;
 
@@ -378,6 +385,6 @@ BEGIN
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
         'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));
     PERFORM booking.offer_freed_slot(v_appt);
-    RETURN booking.finish_operation(v_op, jsonb_build_object(
+    RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
 END $$;

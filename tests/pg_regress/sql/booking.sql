@@ -197,3 +197,22 @@ SELECT count(*) AS operator_sees_all FROM booking.appointments;
 RESET request.jwt.claims;
 RESET ROLE;
 DROP ROLE booking_regress_web;
+
+-- 6. Every create, reschedule and cancel is in the security audit log, refusals included (those
+-- are written by the audit flusher outside the caller's transaction: wait until it is done).
+DO $$
+DECLARE
+    last bigint := -1;
+    n bigint;
+BEGIN
+    FOR i IN 1..200 LOOP
+        SELECT count(*) INTO n FROM booking_admin.security_audit_log WHERE action LIKE 'booking.%';
+        EXIT WHEN n = last;
+        last := n;
+        PERFORM pg_sleep(0.1);
+    END LOOP;
+END $$;
+SELECT action, success, count(*), count(resource_id) AS with_appointment
+FROM booking_admin.security_audit_log WHERE action LIKE 'booking.%' GROUP BY 1, 2 ORDER BY 1, 2;
+SELECT action, failure_reason FROM booking_admin.security_audit_log
+WHERE action = 'booking.cancel' AND NOT success ORDER BY failure_reason LIMIT 2;

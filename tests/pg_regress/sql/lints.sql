@@ -1,0 +1,16 @@
+-- booking_engine's own objects pass its own security lints: every exposed table has row-level
+-- security, every SECURITY DEFINER function pins its search_path, no booking_admin function is
+-- executable by PUBLIC. And the lints are not blind: an unprotected table is caught.
+SELECT booking_admin.init_default_security_rules() AS rules_installed;
+SELECT rule_name, severity FROM booking_admin.security_rules ORDER BY rule_name;
+SELECT booking_admin.evaluate_security_rules() - 'errors' AS fresh_database, booking_admin.evaluate_security_rules() -> 'errors' AS errors;
+SELECT count(*) AS open_violations FROM booking_admin.security_violations WHERE status = 'open';
+
+CREATE TABLE booking.lint_probe (id int);
+CREATE FUNCTION booking.lint_probe_fn() RETURNS int LANGUAGE sql SECURITY DEFINER AS 'SELECT 1';
+SELECT (booking_admin.evaluate_security_rules() ->> 'violations_found')::int AS found_after_adding_open_objects;
+SELECT r.rule_name FROM booking_admin.security_violations v JOIN booking_admin.security_rules r ON r.id = v.rule_id
+WHERE v.status = 'open' ORDER BY 1;
+DROP TABLE booking.lint_probe;
+DROP FUNCTION booking.lint_probe_fn();
+SELECT (booking_admin.evaluate_security_rules() ->> 'violations_resolved')::int AS resolved_after_removing_them;
