@@ -5,6 +5,7 @@ use pgrx::prelude::*;
 pub mod availability;
 pub mod errors;
 pub mod gucs;
+pub mod jobs;
 
 ::pgrx::pg_module_magic!();
 
@@ -24,11 +25,22 @@ extension_sql_file!(
     name = "availability",
     requires = ["schema", availability::api::get_available_slots]
 );
+extension_sql_file!(
+    "../sql/jobs.sql",
+    name = "jobs",
+    requires = [
+        "events",
+        jobs::api::booking_admin::retry_delay_ms,
+        jobs::api::booking_admin::wake_workers_at_commit,
+        jobs::api::booking_admin::worker_status,
+    ]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    jobs::init();
 }
 
 /// Settings the `#[pg_test]` cluster starts with.

@@ -1,0 +1,1 @@
+//! In-database tests of the job queue and scheduler SQL API.
