@@ -31,5 +31,11 @@ if ! "$PG_REGRESS" \
 fi
 
 fresh_database booking_it
+# The background workers serve the integration database (read at server start).
+"$PG_BIN/psql" -X -q -d postgres -c "ALTER SYSTEM SET booking_engine.database = 'booking_it'"
+start_cluster test "$TEST_PORT"
 export BOOKING_ENGINE_TEST_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=booking_it"
+export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_BIN"
 cargo test --features integration --test integration
+# Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
+cargo test --features integration --test integration -- --ignored --test-threads=1

@@ -47,9 +47,11 @@ CREATE TABLE booking_admin.jobs (
 );
 COMMENT ON COLUMN booking_admin.jobs.status IS
     'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue).';
-COMMENT ON COLUMN booking_admin.jobs.last_errors IS 'Every failure so far: [{"attempt", "at", "error"}].';
+COMMENT ON COLUMN booking_admin.jobs.last_errors IS 'Every failure so far: [{"attempt", "at", "error", "retry_at" (NULL: dead)}].';
 -- What claim_jobs scans: runnable jobs in the order they run.
 CREATE INDEX jobs_runnable_idx ON booking_admin.jobs (priority, scheduled_at) WHERE status IN ('pending', 'failed');
+-- What an idle runner asks: when is the next retry or future job due.
+CREATE INDEX jobs_scheduled_idx ON booking_admin.jobs (scheduled_at) WHERE status IN ('pending', 'failed');
 CREATE INDEX jobs_running_idx ON booking_admin.jobs (heartbeat_at) WHERE status = 'running';
 CREATE INDEX jobs_dead_idx ON booking_admin.jobs (updated_at) WHERE status = 'dead';
 CREATE INDEX jobs_completed_idx ON booking_admin.jobs (completed_at) WHERE status = 'completed';
@@ -156,17 +158,19 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_dead boolean := v.retry_count >= v.max_retries;
+    v_now timestamptz := clock_timestamp();
+    v_retry_at timestamptz := CASE WHEN NOT v_dead THEN v_now + make_interval(secs => booking_admin.retry_delay_ms(
+                                  v.retry_delay_ms, v.retry_backoff_multiplier::float8, v.retry_count,
+                                  v.max_delay_ms, CASE WHEN v.jitter THEN random() END) / 1000.0) END;
 BEGIN
     UPDATE booking_admin.jobs
     SET status = CASE WHEN v_dead THEN 'dead' ELSE 'failed' END,
         retry_count = v.retry_count + 1,
-        scheduled_at = CASE WHEN v_dead THEN v.scheduled_at
-                            ELSE clock_timestamp() + make_interval(secs => booking_admin.retry_delay_ms(
-                                     v.retry_delay_ms, v.retry_backoff_multiplier::float8, v.retry_count,
-                                     v.max_delay_ms, CASE WHEN v.jitter THEN random() END) / 1000.0) END,
-        completed_at = CASE WHEN v_dead THEN clock_timestamp() END,
+        scheduled_at = coalesce(v_retry_at, v.scheduled_at),
+        completed_at = CASE WHEN v_dead THEN v_now END,
         error_message = p_error,
-        last_errors = last_errors || jsonb_build_object('attempt', v.retry_count + 1, 'at', clock_timestamp(), 'error', p_error),
+        last_errors = last_errors || jsonb_build_object('attempt', v.retry_count + 1, 'at', v_now, 'error', p_error,
+                                                        'retry_at', v_retry_at),
         locked_by = NULL, locked_pid = NULL, updated_at = now()
     WHERE id = v.id;
     RETURN CASE WHEN v_dead THEN 'dead' ELSE 'failed' END;
@@ -358,44 +362,48 @@ CREATE INDEX maintenance_executions_executed_idx ON booking_admin.maintenance_ex
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.maintenance_executions', '');
 
 -- One appointment status transition, with one event per changed row.
-CREATE FUNCTION booking_admin.transition_appointments(p_from text, p_to text, p_due_before timestamptz,
+CREATE FUNCTION booking_admin.transition_appointments(p_from text[], p_to text, p_due_before timestamptz,
                                                       p_by_end boolean, p_unchecked_only boolean, p_event text)
 RETURNS integer
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    WITH changed AS (
-        UPDATE booking.appointments a SET status = p_to
-        WHERE a.status = p_from
+    WITH due AS (
+        SELECT a.id, a.status FROM booking.appointments a
+        WHERE a.status = ANY (p_from)
           AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
           AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
-        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at
+        FOR UPDATE
+    ), changed AS (
+        UPDATE booking.appointments a SET status = p_to FROM due WHERE a.id = due.id
+        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at, due.status AS old_status
     )
     SELECT count(booking.emit_event(c.tenant_id, p_event, jsonb_build_object(
-               'appointment_id', c.id, 'from', p_from, 'to', p_to,
+               'appointment_id', c.id, 'from', c.old_status, 'to', p_to,
                'starts_at', c.starts_at, 'ends_at', c.ends_at)))::integer
     FROM changed c
 $$;
 
 CREATE FUNCTION booking_admin.op_activate_due(p_settings jsonb) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('confirmed', 'active', booking.clock_now(), false, false, 'booking.activated')
+    SELECT booking_admin.transition_appointments('{confirmed}', 'active', booking.clock_now(), false, false, 'booking.activated')
 $$;
 
 CREATE FUNCTION booking_admin.op_update_completed(p_settings jsonb) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('active', 'completed', booking.clock_now(), true, false, 'booking.completed')
+    SELECT booking_admin.transition_appointments('{active}', 'completed', booking.clock_now(), true, false, 'booking.completed')
 $$;
 
 CREATE FUNCTION booking_admin.op_update_expired(p_settings jsonb) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('pending', 'expired', booking.clock_now(), false, false, 'booking.expired')
+    SELECT booking_admin.transition_appointments('{pending}', 'expired', booking.clock_now(), false, false, 'booking.expired')
 $$;
 
--- settings.grace_minutes (default 15): how long after the start a confirmed appointment
--- without check-in waits before it counts as a no-show.
+-- settings.grace_minutes (default 15): how long after the start an appointment without
+-- check-in waits before it counts as a no-show. Active ones count too: activate-due turns every
+-- started appointment active, checked in or not.
 CREATE FUNCTION booking_admin.op_cancel_no_shows(p_settings jsonb) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('confirmed', 'no_show',
+    SELECT booking_admin.transition_appointments('{confirmed,active}', 'no_show',
         booking.clock_now() - make_interval(mins => coalesce((p_settings->>'grace_minutes')::int, 15)),
         false, true, 'booking.no_show')
 $$;
@@ -528,6 +536,10 @@ CREATE FUNCTION booking_admin.configure_scheduler_job(p_name text, p_delay_ms in
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
+    IF p_delay_ms < 100 OR p_max_retries < 0 OR p_timeout_ms < 1 THEN
+        RAISE EXCEPTION 'delay_ms must be at least 100, max_retries at least 0, timeout_ms at least 1'
+            USING ERRCODE = '22023';
+    END IF;
     UPDATE booking_admin.scheduler_job_info
     SET delay_ms = coalesce(p_delay_ms, delay_ms),
         max_retries = coalesce(p_max_retries, max_retries),

@@ -17,9 +17,10 @@ pub fn top_level_sql(payload: &serde_json::Value) -> Result<&str, String> {
     }
 }
 
-/// How long the scheduler may sleep: until the next operation is due, but never longer than the
-/// poll interval (so configuration changes made without a wake-up are still seen).
-pub fn scheduler_wait_ms(poll_interval_ms: i32, next_due_in_ms: Option<i64>) -> i64 {
+/// How long an idle worker may sleep: until its next piece of work is due (a retry, an
+/// operation), but never longer than the poll interval, so that changes made without a wake-up
+/// (configuration, jobs inserted by hand) are still seen.
+pub fn idle_wait_ms(poll_interval_ms: i32, next_due_in_ms: Option<i64>) -> i64 {
     let poll = i64::from(poll_interval_ms.max(1));
     match next_due_in_ms {
         Some(due) => due.clamp(1, poll),
@@ -48,10 +49,10 @@ mod tests {
     }
 
     #[test]
-    fn scheduler_sleeps_until_due_but_at_most_one_poll_interval() {
-        assert_eq!(scheduler_wait_ms(1000, None), 1000);
-        assert_eq!(scheduler_wait_ms(1000, Some(250)), 250);
-        assert_eq!(scheduler_wait_ms(1000, Some(60_000)), 1000);
-        assert_eq!(scheduler_wait_ms(1000, Some(-40)), 1, "an overdue operation runs at once");
+    fn idle_workers_sleep_until_due_but_at_most_one_poll_interval() {
+        assert_eq!(idle_wait_ms(1000, None), 1000);
+        assert_eq!(idle_wait_ms(1000, Some(250)), 250);
+        assert_eq!(idle_wait_ms(1000, Some(60_000)), 1000);
+        assert_eq!(idle_wait_ms(1000, Some(-40)), 1, "overdue work runs at once");
     }
 }

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::exec::{in_subtransaction, in_transaction, run_top_level};
-use super::naming::{runner_name, scheduler_wait_ms, top_level_sql, SCHEDULER_NAME};
+use super::naming::{runner_name, idle_wait_ms, top_level_sql, SCHEDULER_NAME};
 use super::wake;
 use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, POLL_INTERVAL_MS};
 
@@ -149,7 +149,7 @@ fn scheduler_round() -> i64 {
         .ok()
         .flatten()
     });
-    scheduler_wait_ms(POLL_INTERVAL_MS.get(), next)
+    idle_wait_ms(POLL_INTERVAL_MS.get(), next)
 }
 
 #[pg_guard]
@@ -159,10 +159,10 @@ pub extern "C-unwind" fn booking_engine_runner_main(arg: pg_sys::Datum) {
     let name = runner_name(n);
     start(n as usize);
     loop {
-        let claimed = if ENABLED.get() { run_batch(&name) } else { 0 };
+        let (claimed, next_due) = if ENABLED.get() { run_batch(&name) } else { (0, None) };
         // A full batch means more may be waiting: look again at once.
         if claimed < BATCH_SIZE as usize {
-            wait(i64::from(POLL_INTERVAL_MS.get()));
+            wait(idle_wait_ms(POLL_INTERVAL_MS.get(), next_due));
         } else {
             pg_sys::check_for_interrupts!();
         }
@@ -181,13 +181,14 @@ struct Claimed {
 /// Claims up to a batch of jobs whose handler is registered in this database and runs them:
 /// function handlers together in one transaction, each in its own subtransaction; top-level
 /// statements one by one. The claim commits first, so a runner that dies leaves its jobs
-/// `running` under its name and pid, for booking_admin.recover_stale_jobs.
-fn run_batch(name: &str) -> usize {
-    let claimed: Vec<Claimed> = in_transaction(|| {
+/// `running` under its name and pid, for booking_admin.recover_stale_jobs. Also returns in how
+/// many milliseconds the next scheduled job (a retry, a run_at in the future) becomes due.
+fn run_batch(name: &str) -> (usize, Option<i64>) {
+    let (claimed, next_due): (Vec<Claimed>, Option<i64>) = in_transaction(|| {
         if !extension_installed() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
-        Spi::connect_mut(|c| {
+        let claimed = Spi::connect_mut(|c| {
             c.update(
                 "SELECT j.id, h.kind = 'top_level', coalesce(h.function::text, ''), j.payload, j.timeout_ms, j.created_by::oid
                  FROM booking_admin.claim_jobs($1, $2::int, ARRAY(SELECT handler FROM booking_admin.job_handlers)) j
@@ -208,7 +209,15 @@ fn run_batch(name: &str) -> usize {
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         })
-        .expect("claim jobs")
+        .expect("claim jobs");
+        let next_due = Spi::get_one::<i64>(
+            "SELECT (extract(epoch FROM min(scheduled_at) - clock_timestamp()) * 1000)::int8
+             FROM booking_admin.jobs
+             WHERE status IN ('pending', 'failed') AND scheduled_at > now()
+               AND handler IN (SELECT handler FROM booking_admin.job_handlers)",
+        )
+        .expect("next scheduled job");
+        (claimed, next_due)
     });
     let count = claimed.len();
     let (top_level, functions): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.top_level);
@@ -218,7 +227,7 @@ fn run_batch(name: &str) -> usize {
     for job in top_level {
         run_top_level_job(job);
     }
-    count
+    (count, next_due)
 }
 
 fn run_functions(jobs: Vec<Claimed>) {

@@ -3,4 +3,5 @@
 //! `cargo test --lib` and `cargo pgrx test` do not need a cluster.
 
 mod availability;
+mod jobs;
 mod common;
