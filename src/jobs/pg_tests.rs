@@ -53,7 +53,7 @@ mod tests {
         let first = one::<String>(&format!("SELECT booking_admin.fail_job('{id}', 'smtp down')"));
         assert_eq!(first, "failed");
         let wait = one::<f64>(&format!(
-            "SELECT extract(epoch FROM scheduled_at - clock_timestamp()) FROM booking_admin.jobs WHERE id = '{id}'"
+            "SELECT extract(epoch FROM scheduled_at - clock_timestamp())::float8 FROM booking_admin.jobs WHERE id = '{id}'"
         ));
         assert!((59.0..=60.0).contains(&wait), "retry in 60 s, got {wait}");
         Spi::run(&format!("UPDATE booking_admin.jobs SET scheduled_at = now() WHERE id = '{id}'")).unwrap();
@@ -87,7 +87,7 @@ mod tests {
         Spi::run(&format!("UPDATE booking_admin.jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = '{id}'")).unwrap();
         Spi::run(&format!("SELECT booking_admin.heartbeat_job('{id}')")).unwrap();
         let age = one::<f64>(&format!(
-            "SELECT extract(epoch FROM clock_timestamp() - heartbeat_at) FROM booking_admin.jobs WHERE id = '{id}'"
+            "SELECT extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 FROM booking_admin.jobs WHERE id = '{id}'"
         ));
         assert!(age < 60.0, "heartbeat moved to now, age {age}");
     }
