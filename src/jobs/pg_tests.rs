@@ -130,4 +130,35 @@ mod tests {
     fn an_unknown_operation_is_refused() {
         Spi::run("SELECT booking_admin.run_maintenance('reindex-everything')").unwrap();
     }
+
+    #[pg_test]
+    fn outbox_dispatch_marks_undispatched_events() {
+        let id = one::<String>("SELECT booking.emit_event(NULL, 'booking.created', '{}')::text");
+        let r = one::<JsonB>("SELECT booking_admin.handle_outbox_dispatch('{}')");
+        assert!(r.0["dispatched"].as_i64().unwrap() >= 1, "{}", r.0);
+        let done = one::<bool>(&format!("SELECT dispatched_at IS NOT NULL FROM booking.events WHERE id = '{id}'"));
+        assert!(done);
+        let again = one::<JsonB>("SELECT booking_admin.handle_outbox_dispatch('{}')");
+        assert_eq!(again.0["dispatched"], 0, "each event once");
+    }
+
+    #[pg_test]
+    fn data_cleanup_deletes_only_what_is_past_retention() {
+        Spi::run(
+            "INSERT INTO booking_admin.jobs (name, handler, status, completed_at) VALUES
+                 ('old', 'x', 'completed', now() - interval '10 days'),
+                 ('recent', 'x', 'completed', now() - interval '1 day'),
+                 ('waiting', 'x', 'pending', NULL)",
+        )
+        .unwrap();
+        Spi::run(
+            "INSERT INTO booking_admin.maintenance_executions (operation, executed_at, status, execution_time_ms, triggered_by)
+             VALUES ('update-expired', now() - interval '40 days', 'SUCCESS', 1, 'manual')",
+        )
+        .unwrap();
+        let r = one::<JsonB>("SELECT booking_admin.handle_data_cleanup('{\"completed_jobs_days\": 7}')");
+        assert_eq!(r.0, serde_json::json!({"completed_jobs": 1, "dead_jobs": 0, "maintenance_history": 1}));
+        let left = one::<Vec<String>>("SELECT array_agg(name ORDER BY name) FROM booking_admin.jobs WHERE handler = 'x'");
+        assert_eq!(left, vec!["recent", "waiting"]);
+    }
 }

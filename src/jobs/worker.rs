@@ -188,6 +188,9 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
         if !extension_installed() {
             return (Vec::new(), None);
         }
+        // The claim must survive a crash even under synchronous_commit = off: if it were lost,
+        // a job that crashes the server would be retried forever without counting attempts.
+        Spi::run("SET LOCAL synchronous_commit = on").expect("durable claim");
         let claimed = Spi::connect_mut(|c| {
             c.update(
                 "SELECT j.id, h.kind = 'top_level', coalesce(h.function::text, ''), j.payload, j.timeout_ms, j.created_by::oid

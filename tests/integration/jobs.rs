@@ -319,14 +319,17 @@ fn a_configured_delay_takes_effect_without_restart() {
 
 // Tests that kill workers or the server.
 
-fn runner_running(c: &mut Client, id: Uuid) -> i32 {
+/// A job sleeping 2 s, and the pid of the runner that is running it.
+fn sleeping_job_on_a_runner(c: &mut Client) -> (Uuid, i32) {
+    let h = handler(c, "PERFORM pg_sleep(2); RETURN p;");
+    let id = enqueue(c, &h, serde_json::json!({}), ", p_retry_delay_ms => 100, p_jitter => false");
     wait_for(c, id, "running", Duration::from_secs(10));
     let (pid, by): (i32, String) = c
         .query_one("SELECT locked_pid, locked_by FROM booking_admin.jobs WHERE id = $1", &[&id])
         .map(|r| (r.get(0), r.get(1)))
         .unwrap();
     assert!(by.starts_with("booking_engine runner "), "{by}");
-    pid
+    (id, pid)
 }
 
 /// The test cluster commits asynchronously; a crash test's own setup must be durable first.
@@ -361,9 +364,7 @@ fn assert_retried_after_death(c: &mut Client, id: Uuid) {
 #[ignore = "terminates a runner; run alone by scripts/test.sh"]
 fn a_terminated_runner_loses_no_job() {
     let mut c = connect();
-    let h = handler(&mut c, "PERFORM pg_sleep(2); RETURN p;");
-    let id = enqueue(&mut c, &h, serde_json::json!({}), ", p_retry_delay_ms => 100, p_jitter => false");
-    let pid = runner_running(&mut c, id);
+    let (id, pid) = sleeping_job_on_a_runner(&mut c);
     let killed: bool = c.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get(0);
     assert!(killed);
     assert_retried_after_death(&mut c, id);
@@ -373,9 +374,7 @@ fn a_terminated_runner_loses_no_job() {
 #[ignore = "crashes the server; run alone by scripts/test.sh"]
 fn a_runner_killed_with_sigkill_loses_no_job() {
     let mut c = durable_connection();
-    let h = handler(&mut c, "PERFORM pg_sleep(2); RETURN p;");
-    let id = enqueue(&mut c, &h, serde_json::json!({}), ", p_retry_delay_ms => 100, p_jitter => false");
-    let pid = runner_running(&mut c, id);
+    let (id, pid) = sleeping_job_on_a_runner(&mut c);
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
     drop(c);
     let mut c = reconnect();
