@@ -190,9 +190,11 @@ BEGIN
     UPDATE booking_admin.jobs SET heartbeat_at = clock_timestamp() WHERE id = p_id;
 END $$;
 
--- Running jobs whose worker is gone: the in-database runner's process has exited, the server
--- restarted since the claim, or the heartbeat is older than the job's timeout (plus a
--- 5-second grace for clock steps between heartbeats). Each counts as a failed attempt, so a job
+-- Running jobs whose worker is gone: the server restarted since the claim, an in-database
+-- runner's process has exited, or an external worker's heartbeat is older than the job's
+-- timeout (plus a 5-second grace for the gap between heartbeats). In-database runners do not
+-- heartbeat: they enforce each job's timeout themselves, and a job waiting its turn in a batch
+-- must not be taken away from a live runner. Each recovery counts as a failed attempt, so a job
 -- that kills its worker ends up dead instead of running forever.
 CREATE FUNCTION booking_admin.recover_stale_jobs() RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -204,11 +206,11 @@ BEGIN
     FOR v IN
         SELECT j.* FROM booking_admin.jobs j
         WHERE j.status = 'running'
-          AND (j.heartbeat_at < clock_timestamp() - make_interval(secs => j.timeout_ms / 1000.0 + 5)
-               OR j.locked_at < pg_postmaster_start_time()
-               OR (j.locked_by LIKE 'booking_engine runner %'
-                   AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = j.locked_pid
-                                   AND a.backend_type = j.locked_by)))
+          AND (j.locked_at < pg_postmaster_start_time()
+               OR CASE WHEN j.locked_by LIKE 'booking_engine runner %'
+                       THEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = j.locked_pid
+                                        AND a.backend_type = j.locked_by)
+                       ELSE j.heartbeat_at < clock_timestamp() - make_interval(secs => j.timeout_ms / 1000.0 + 5) END)
         FOR UPDATE SKIP LOCKED
     LOOP
         PERFORM booking_admin.record_failure(v, format('worker %s (pid %s) died or stopped answering', v.locked_by, v.locked_pid));

@@ -161,4 +161,27 @@ mod tests {
         let left = one::<Vec<String>>("SELECT array_agg(name ORDER BY name) FROM booking_admin.jobs WHERE handler = 'x'");
         assert_eq!(left, vec!["recent", "waiting"]);
     }
+
+    /// The test cluster preloads the library, so runner 1 is a live process here.
+    #[pg_test]
+    fn stale_jobs_go_back_but_a_live_runners_batch_stays() {
+        let external = enqueue("external", ", p_timeout_ms => 1000");
+        let live = enqueue("live runner", "");
+        let dead = enqueue("dead runner", "");
+        Spi::run("SELECT booking_admin.claim_jobs('mailer', 10, ARRAY['it_external'])").unwrap();
+        Spi::run(&format!(
+            "UPDATE booking_admin.jobs SET heartbeat_at = clock_timestamp() - interval '1 hour',
+                    locked_by = CASE WHEN id = '{external}' THEN 'mailer' ELSE 'booking_engine runner 1' END,
+                    locked_pid = CASE WHEN id = '{live}'
+                                      THEN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine runner 1')
+                                      ELSE 0 END"
+        ))
+        .unwrap();
+        assert_eq!(one::<i32>("SELECT booking_admin.recover_stale_jobs()"), 2);
+        let states = one::<Vec<String>>(&format!(
+            "SELECT array_agg(status || ':' || retry_count ORDER BY id = '{external}' DESC, id = '{live}' DESC)
+             FROM booking_admin.jobs WHERE id IN ('{external}', '{live}', '{dead}')"
+        ));
+        assert_eq!(states, vec!["failed:1", "running:0", "failed:1"], "external, live runner, dead runner");
+    }
 }
