@@ -140,15 +140,28 @@ BEGIN
     RETURN v;
 END $$;
 
+-- Completes the given running jobs at once (the in-database runners record a whole batch with
+-- one call); jobs no longer running are skipped. Returns how many were completed.
+CREATE FUNCTION booking_admin.record_completions(p_ids uuid[], p_results jsonb[]) RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    WITH done AS (
+        UPDATE booking_admin.jobs j
+        SET status = 'completed', completed_at = clock_timestamp(), result = r.result, error_message = NULL,
+            locked_by = NULL, locked_pid = NULL, updated_at = now()
+        FROM unnest(p_ids, p_results) AS r(id, result)
+        WHERE j.id = r.id AND j.status = 'running'
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM done
+$$;
+
 CREATE FUNCTION booking_admin.complete_job(p_id uuid, p_result jsonb DEFAULT NULL) RETURNS void
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
     PERFORM booking_admin.running_job(p_id);
-    UPDATE booking_admin.jobs
-    SET status = 'completed', completed_at = clock_timestamp(), result = p_result, error_message = NULL,
-        locked_by = NULL, locked_pid = NULL, updated_at = now()
-    WHERE id = p_id;
+    PERFORM booking_admin.record_completions(ARRAY[p_id], ARRAY[p_result]);
 END $$;
 
 -- One failed attempt: retry after the backoff, or dead after max_retries. Also used for jobs
@@ -512,7 +525,7 @@ BEGIN
 END $$;
 
 CREATE FUNCTION booking_admin.scheduler_status() RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
     SELECT jsonb_build_object(
         'workers', booking_admin.worker_status(),

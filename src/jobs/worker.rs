@@ -249,20 +249,24 @@ fn run_functions(jobs: Vec<Claimed>) {
             Err(message) => fail(job.id, &message),
         }
     }
-    // One statement for every success keeps the per-job cost at one subtransaction and one call.
-    Spi::run_with_args(
-        "UPDATE booking_admin.jobs j
-         SET status = 'completed', completed_at = clock_timestamp(), result = r.result, error_message = NULL,
-             locked_by = NULL, locked_pid = NULL, updated_at = now()
-         FROM unnest($1::uuid[], $2::jsonb[]) AS r(id, result)
-         WHERE j.id = r.id AND j.status = 'running'",
-        &[done_ids.into(), done_results.into()],
-    )
-    .expect("record completed jobs");
+    complete(done_ids, done_results);
+}
+
+/// One call for every success keeps the per-job cost at one subtransaction and one call. A job
+/// that is no longer running (taken back, deleted by an operator) is skipped rather than
+/// failing the batch; the same holds for `fail`.
+fn complete(ids: Vec<pgrx::Uuid>, results: Vec<JsonB>) {
+    Spi::run_with_args("SELECT booking_admin.record_completions($1, $2)", &[ids.into(), results.into()])
+        .expect("record completed jobs");
 }
 
 fn fail(id: pgrx::Uuid, message: &str) {
-    Spi::run_with_args("SELECT booking_admin.fail_job($1, $2)", &[id.into(), message.into()]).expect("record a failed job");
+    Spi::run_with_args(
+        "SELECT booking_admin.record_failure(j, $2) FROM booking_admin.jobs j
+         WHERE j.id = $1 AND j.status = 'running' FOR UPDATE",
+        &[id.into(), message.into()],
+    )
+    .expect("record a failed job");
 }
 
 fn run_top_level_job(job: Claimed) {
@@ -271,8 +275,7 @@ fn run_top_level_job(job: Claimed) {
         Err(e) => Err(e),
     };
     in_transaction(|| match outcome {
-        Ok(()) => Spi::run_with_args("SELECT booking_admin.complete_job($1, NULL)", &[job.id.into()])
-            .expect("record a completed job"),
+        Ok(()) => complete(vec![job.id], vec![JsonB(serde_json::Value::Null)]),
         Err(message) => fail(job.id, &message),
     });
 }

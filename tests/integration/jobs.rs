@@ -410,12 +410,14 @@ fn an_immediate_shutdown_mid_batch_loses_no_job() {
         .iter()
         .map(|r| r.get(0))
         .collect();
+    let completed = |c: &mut Client| -> i64 {
+        c.query_one("SELECT count(*) FROM booking_admin.jobs WHERE id = ANY($1) AND status = 'completed'", &[&ids])
+            .unwrap()
+            .get(0)
+    };
     let start = Instant::now();
     loop {
-        let done: i64 = c
-            .query_one("SELECT count(*) FROM booking_admin.jobs WHERE id = ANY($1) AND status = 'completed'", &[&ids])
-            .unwrap()
-            .get(0);
+        let done = completed(&mut c);
         if done > 0 {
             assert!(done < 400, "stopped too late to be mid-batch");
             break;
@@ -429,10 +431,7 @@ fn an_immediate_shutdown_mid_batch_loses_no_job() {
     let mut c = reconnect();
     let start = Instant::now();
     loop {
-        let done: i64 = c
-            .query_one("SELECT count(*) FROM booking_admin.jobs WHERE id = ANY($1) AND status = 'completed'", &[&ids])
-            .unwrap()
-            .get(0);
+        let done = completed(&mut c);
         if done == 400 {
             break;
         }
