@@ -36,5 +36,14 @@ if [ ${#failed[@]} -gt 0 ]; then
 fi
 
 fresh_database booking_it
+# The whole database, its background workers included, shares the tests' fixed clock: the
+# maintenance scheduler must not move the tests' appointments as real time passes them.
+"$PG_BIN/psql" -X -q -d postgres -c "ALTER DATABASE booking_it SET booking_engine.now = '2026-03-01 00:00+01'"
+# The background workers serve the integration database (read at server start).
+"$PG_BIN/psql" -X -q -d postgres -c "ALTER SYSTEM SET booking_engine.database = 'booking_it'"
+start_cluster test "$TEST_PORT"
 export BOOKING_ENGINE_TEST_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=booking_it"
+export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_BIN"
 cargo test --features integration --test integration
+# Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
+cargo test --features integration --test integration -- --ignored --test-threads=1

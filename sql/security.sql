@@ -293,9 +293,9 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
                                                                   'object', o.object_key, 'detected_at', o.detected_at)
                                         FROM open o ORDER BY o.detected_at, o.id LIMIT 1),
         'audit', (SELECT jsonb_build_object(
-                      'last_24h', count(*) FILTER (WHERE a.created_at > booking.clock_now() - interval '24 hours'),
-                      'failures_last_24h', count(*) FILTER (WHERE NOT a.success AND a.created_at > booking.clock_now() - interval '24 hours'),
-                      'last_30d', count(*) FILTER (WHERE a.created_at > booking.clock_now() - interval '30 days'),
+                      'last_24h', count(*) FILTER (WHERE a.created_at > booking.clock_now() - interval '24 hours' AND a.created_at <= booking.clock_now()),
+                      'failures_last_24h', count(*) FILTER (WHERE NOT a.success AND a.created_at > booking.clock_now() - interval '24 hours' AND a.created_at <= booking.clock_now()),
+                      'last_30d', count(*) FILTER (WHERE a.created_at > booking.clock_now() - interval '30 days' AND a.created_at <= booking.clock_now()),
                       'total', count(*))
                   FROM booking_admin.security_audit_log a),
         'rules', (SELECT jsonb_build_object('active', count(*) FILTER (WHERE is_active), 'total', count(*))

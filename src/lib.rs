@@ -5,6 +5,8 @@ use pgrx::prelude::*;
 pub mod availability;
 pub mod errors;
 pub mod gucs;
+pub mod jobs;
+pub mod pg_timeout;
 pub mod security;
 
 ::pgrx::pg_module_magic!();
@@ -44,11 +46,22 @@ extension_sql_file!(
         availability::api::clock_now,
     ]
 );
+extension_sql_file!(
+    "../sql/jobs.sql",
+    name = "jobs",
+    requires = [
+        "booking",
+        jobs::api::booking_admin::retry_delay_ms,
+        jobs::api::booking_admin::wake_workers_at_commit,
+        jobs::api::booking_admin::worker_status,
+    ]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    jobs::init();
     security::init();
 }
 

@@ -11,15 +11,10 @@ use serde_json::Value;
 
 use crate::errors::{DomainError, DomainResult};
 
-// utils/timeout.h, which pgrx does not bind.
-const STATEMENT_TIMEOUT: u32 = 3;
-extern "C-unwind" {
-    fn enable_timeout_after(id: u32, delay_ms: std::ffi::c_int);
-    fn enable_timeout_at(id: u32, fin_time: pg_sys::TimestampTz);
-    fn disable_timeout(id: u32, keep_indicator: bool);
-    fn get_timeout_active(id: u32) -> bool;
-    fn get_timeout_finish_time(id: u32) -> pg_sys::TimestampTz;
-}
+use crate::pg_timeout::{
+    disable_timeout, enable_timeout_after, enable_timeout_at, get_timeout_active, get_timeout_finish_time,
+    STATEMENT_TIMEOUT,
+};
 
 fn refuse(why: &str) -> DomainError {
     DomainError::ProhibitedStatement(format!("condition_sql {why}"))

@@ -5,4 +5,5 @@
 mod availability;
 mod booking;
 mod common;
+mod jobs;
 mod security;

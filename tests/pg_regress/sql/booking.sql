@@ -154,6 +154,13 @@ SELECT pg_temp.shape(booking.cancel_appointment((SELECT id FROM booking.appointm
 SELECT c.name, w.priority, w.status FROM booking.waitlist w JOIN booking.customers c ON c.id = w.customer_id
 WHERE w.status <> 'cancelled' ORDER BY c.name;
 
+-- The waitlist sweep (a scheduled maintenance operation) offers slots freed earlier that are
+-- still free to entries that were not told yet: Eva, still waiting, hears of one; once.
+SELECT booking_admin.op_waitlist_sweep('{}') AS notified_by_sweep;
+SELECT c.name, w.status FROM booking.waitlist w JOIN booking.customers c ON c.id = w.customer_id
+WHERE w.status <> 'cancelled' ORDER BY c.name;
+SELECT booking_admin.op_waitlist_sweep('{}') AS notified_by_second_sweep;
+
 -- Entry management.
 SELECT booking.remove_from_waitlist(id) FROM booking.waitlist WHERE customer_id = '40000000-0000-0000-0000-000000000001';
 SELECT count(*) AS waiting FROM booking.list_waitlist();

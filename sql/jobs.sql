@@ -1,0 +1,615 @@
+-- Durable job queue (seed 000), in-database handlers, and the maintenance scheduler (seed 001).
+-- Claiming, completing and failing are plain SQL so external workers and the in-database
+-- runners share one code path; the retry delay and runner wake-up are Rust
+-- (booking_admin.retry_delay_ms, booking_admin.wake_workers_at_commit).
+
+CREATE TABLE booking_admin.job_handlers (
+    handler     text PRIMARY KEY CHECK (handler ~ '^[a-z][a-z0-9_]*$'),
+    kind        text NOT NULL CHECK (kind IN ('function', 'top_level')),
+    function    regproc,
+    description text,
+    -- A function handler names its SQL function; a top-level handler runs its payload's "sql".
+    CHECK ((kind = 'function') = (function IS NOT NULL))
+);
+COMMENT ON TABLE booking_admin.job_handlers IS
+    'Handlers the in-database runners execute: kind function calls function(payload jsonb) RETURNS jsonb in a subtransaction; kind top_level runs payload->>''sql'' as one top-level statement outside any transaction block. Jobs whose handler is not listed are left to external workers (claim_jobs).';
+
+CREATE TABLE booking_admin.jobs (
+    id                       uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name                     text NOT NULL,
+    handler                  text NOT NULL,
+    payload                  jsonb NOT NULL DEFAULT '{}',
+    tenant_id                uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    priority                 integer NOT NULL DEFAULT 5,
+    max_retries              integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
+    retry_delay_ms           integer NOT NULL DEFAULT 1000 CHECK (retry_delay_ms >= 0),
+    retry_backoff_multiplier numeric(4, 2) NOT NULL DEFAULT 2.0 CHECK (retry_backoff_multiplier >= 1),
+    max_delay_ms             integer NOT NULL DEFAULT 300000 CHECK (max_delay_ms >= 0),
+    jitter                   boolean NOT NULL DEFAULT true,
+    timeout_ms               integer NOT NULL DEFAULT 30000 CHECK (timeout_ms > 0),
+    unique_key               text,
+    status                   text NOT NULL DEFAULT 'pending'
+                             CHECK (status IN ('pending', 'running', 'completed', 'failed', 'dead')),
+    scheduled_at             timestamptz NOT NULL DEFAULT now(),
+    started_at               timestamptz,
+    completed_at             timestamptz,
+    locked_by                text,
+    locked_pid               integer,
+    locked_at                timestamptz,
+    heartbeat_at             timestamptz,
+    result                   jsonb,
+    error_message            text,
+    last_errors              jsonb NOT NULL DEFAULT '[]',
+    retry_count              integer NOT NULL DEFAULT 0,
+    created_by               regrole NOT NULL DEFAULT current_user::regrole,
+    created_at               timestamptz NOT NULL DEFAULT now(),
+    updated_at               timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON COLUMN booking_admin.jobs.status IS
+    'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue).';
+COMMENT ON COLUMN booking_admin.jobs.last_errors IS 'Every failure so far: [{"attempt", "at", "error", "retry_at" (NULL: dead)}].';
+-- What claim_jobs scans: runnable jobs in the order they run.
+CREATE INDEX jobs_runnable_idx ON booking_admin.jobs (priority, scheduled_at) WHERE status IN ('pending', 'failed');
+-- What an idle runner asks: when is the next retry or future job due.
+CREATE INDEX jobs_scheduled_idx ON booking_admin.jobs (scheduled_at) WHERE status IN ('pending', 'failed');
+CREATE INDEX jobs_running_idx ON booking_admin.jobs (heartbeat_at) WHERE status = 'running';
+CREATE INDEX jobs_dead_idx ON booking_admin.jobs (updated_at) WHERE status = 'dead';
+CREATE INDEX jobs_completed_idx ON booking_admin.jobs (completed_at) WHERE status = 'completed';
+-- One logical job at a time: a key is free again once its job has finished (completed or dead).
+CREATE UNIQUE INDEX jobs_unique_key_idx ON booking_admin.jobs (unique_key)
+    WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.jobs', '');
+
+CREATE FUNCTION booking_admin.enqueue_job(
+    p_name text,
+    p_handler text,
+    p_payload jsonb DEFAULT '{}',
+    p_priority integer DEFAULT 5,
+    p_run_at timestamptz DEFAULT now(),
+    p_max_retries integer DEFAULT 3,
+    p_retry_delay_ms integer DEFAULT 1000,
+    p_retry_backoff_multiplier numeric DEFAULT 2.0,
+    p_max_delay_ms integer DEFAULT 300000,
+    p_jitter boolean DEFAULT true,
+    p_timeout_ms integer DEFAULT 30000,
+    p_tenant_id uuid DEFAULT NULL,
+    p_unique_key text DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    IF p_name IS NULL OR p_handler IS NULL THEN
+        RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO booking_admin.jobs (name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                    retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                    unique_key)
+    VALUES (p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id, coalesce(p_priority, 5),
+            coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms, p_retry_backoff_multiplier,
+            p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+    DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        -- The same logical job is already queued: hand back its id instead of a second copy.
+        SELECT j.id INTO v_id FROM booking_admin.jobs j
+        WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed');
+        RETURN v_id;
+    END IF;
+    PERFORM booking_admin.wake_workers_at_commit();
+    RETURN v_id;
+END $$;
+
+-- For external workers and the in-database runners alike.
+CREATE FUNCTION booking_admin.claim_jobs(p_worker_id text, p_batch_size integer, p_handlers text[] DEFAULT NULL)
+RETURNS SETOF booking_admin.jobs
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    WITH picked AS (
+        SELECT j.id FROM booking_admin.jobs j
+        WHERE j.status IN ('pending', 'failed') AND j.scheduled_at <= now()
+          AND (p_handlers IS NULL OR j.handler = ANY (p_handlers))
+        ORDER BY j.priority, j.scheduled_at
+        LIMIT greatest(p_batch_size, 0)
+        FOR UPDATE SKIP LOCKED
+    )
+    UPDATE booking_admin.jobs j
+    SET status = 'running', locked_by = p_worker_id, locked_pid = pg_backend_pid(), locked_at = now(),
+        heartbeat_at = now(), started_at = clock_timestamp(), updated_at = now()
+    FROM picked WHERE j.id = picked.id
+    RETURNING j.*
+$$;
+
+-- A running job's row, locked, or the documented error for an unknown or finished one.
+CREATE FUNCTION booking_admin.running_job(p_id uuid) RETURNS booking_admin.jobs
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+BEGIN
+    SELECT * INTO v FROM booking_admin.jobs WHERE id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'job % does not exist', p_id USING ERRCODE = 'P0002';
+    END IF;
+    IF v.status <> 'running' THEN
+        RAISE EXCEPTION 'job % is %, not running', p_id, v.status USING ERRCODE = '55000',
+            HINT = 'Its worker took too long and it was put back in the queue, or it was already finished.';
+    END IF;
+    RETURN v;
+END $$;
+
+-- Completes the given running jobs at once (the in-database runners record a whole batch with
+-- one call); jobs no longer running are skipped. Returns how many were completed.
+CREATE FUNCTION booking_admin.record_completions(p_ids uuid[], p_results jsonb[]) RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    WITH done AS (
+        UPDATE booking_admin.jobs j
+        SET status = 'completed', completed_at = clock_timestamp(), result = r.result, error_message = NULL,
+            locked_by = NULL, locked_pid = NULL, updated_at = now()
+        FROM unnest(p_ids, p_results) AS r(id, result)
+        WHERE j.id = r.id AND j.status = 'running'
+        RETURNING 1
+    )
+    SELECT count(*)::integer FROM done
+$$;
+
+CREATE FUNCTION booking_admin.complete_job(p_id uuid, p_result jsonb DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.running_job(p_id);
+    PERFORM booking_admin.record_completions(ARRAY[p_id], ARRAY[p_result]);
+END $$;
+
+-- One failed attempt: retry after the backoff, or dead after max_retries. Also used for jobs
+-- whose worker died (booking_admin.recover_stale_jobs).
+CREATE FUNCTION booking_admin.record_failure(v booking_admin.jobs, p_error text) RETURNS text
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_dead boolean := v.retry_count >= v.max_retries;
+    v_now timestamptz := clock_timestamp();
+    v_retry_at timestamptz := CASE WHEN NOT v_dead THEN v_now + make_interval(secs => booking_admin.retry_delay_ms(
+                                  v.retry_delay_ms, v.retry_backoff_multiplier::float8, v.retry_count,
+                                  v.max_delay_ms, CASE WHEN v.jitter THEN random() END) / 1000.0) END;
+BEGIN
+    UPDATE booking_admin.jobs
+    SET status = CASE WHEN v_dead THEN 'dead' ELSE 'failed' END,
+        retry_count = v.retry_count + 1,
+        scheduled_at = coalesce(v_retry_at, v.scheduled_at),
+        completed_at = CASE WHEN v_dead THEN v_now END,
+        error_message = p_error,
+        last_errors = last_errors || jsonb_build_object('attempt', v.retry_count + 1, 'at', v_now, 'error', p_error,
+                                                        'retry_at', v_retry_at),
+        locked_by = NULL, locked_pid = NULL, updated_at = now()
+    WHERE id = v.id;
+    RETURN CASE WHEN v_dead THEN 'dead' ELSE 'failed' END;
+END $$;
+
+CREATE FUNCTION booking_admin.fail_job(p_id uuid, p_error text) RETURNS text
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT booking_admin.record_failure(booking_admin.running_job(p_id), coalesce(p_error, 'failed'))
+$$;
+
+CREATE FUNCTION booking_admin.heartbeat_job(p_id uuid) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.running_job(p_id);
+    UPDATE booking_admin.jobs SET heartbeat_at = clock_timestamp() WHERE id = p_id;
+END $$;
+
+-- Running jobs whose worker is gone: the server restarted since the claim, an in-database
+-- runner's process has exited, or an external worker's heartbeat is older than the job's
+-- timeout (plus a 5-second grace for the gap between heartbeats). In-database runners do not
+-- heartbeat: they enforce each job's timeout themselves, and a job waiting its turn in a batch
+-- must not be taken away from a live runner. Each recovery counts as a failed attempt, so a job
+-- that kills its worker ends up dead instead of running forever.
+CREATE FUNCTION booking_admin.recover_stale_jobs() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+    n integer := 0;
+BEGIN
+    FOR v IN
+        SELECT j.* FROM booking_admin.jobs j
+        WHERE j.status = 'running'
+          AND (j.locked_at < pg_postmaster_start_time()
+               OR CASE WHEN j.locked_by LIKE 'booking_engine runner %'
+                       THEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = j.locked_pid
+                                        AND a.backend_type = j.locked_by)
+                       ELSE j.heartbeat_at < clock_timestamp() - make_interval(secs => j.timeout_ms / 1000.0 + 5) END)
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM booking_admin.record_failure(v, format('worker %s (pid %s) died or stopped answering', v.locked_by, v.locked_pid));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION booking_admin.job_stats() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s))
+                      FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead']) s),
+        'avg_duration_ms', (SELECT round(avg(extract(epoch FROM completed_at - started_at) * 1000)::numeric, 1)
+                            FROM booking_admin.jobs WHERE status = 'completed'),
+        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (
+                                ORDER BY extract(epoch FROM completed_at - started_at) * 1000))::numeric, 1)
+                            FROM booking_admin.jobs WHERE status = 'completed'),
+        'oldest_pending_age_ms', (SELECT round((extract(epoch FROM now() - min(scheduled_at)) * 1000)::numeric)
+                                  FROM booking_admin.jobs WHERE status IN ('pending', 'failed') AND scheduled_at <= now()))
+$$;
+
+CREATE FUNCTION booking_admin.dead_letter_jobs(p_limit integer DEFAULT 50, p_offset integer DEFAULT 0)
+RETURNS SETOF booking_admin.jobs
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT * FROM booking_admin.jobs WHERE status = 'dead'
+    ORDER BY updated_at DESC, id
+    LIMIT greatest(coalesce(p_limit, 50), 0) OFFSET greatest(coalesce(p_offset, 0), 0)
+$$;
+
+CREATE FUNCTION booking_admin.process_dead_letter(p_action text, p_batch_size integer DEFAULT 100) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    IF p_action IS NULL OR p_action NOT IN ('retry', 'delete') THEN
+        RAISE EXCEPTION 'action must be ''retry'' or ''delete'', not %', coalesce(quote_literal(p_action), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_batch_size IS NULL OR p_batch_size < 1 THEN
+        RAISE EXCEPTION 'batch_size must be at least 1' USING ERRCODE = '22023';
+    END IF;
+    IF p_action = 'retry' THEN
+        WITH batch AS (SELECT id FROM booking_admin.jobs WHERE status = 'dead' ORDER BY updated_at, id
+                       LIMIT p_batch_size FOR UPDATE SKIP LOCKED)
+        UPDATE booking_admin.jobs j
+        SET status = 'pending', retry_count = 0, scheduled_at = now(), completed_at = NULL, updated_at = now()
+        FROM batch WHERE j.id = batch.id;
+        GET DIAGNOSTICS n = ROW_COUNT;
+        IF n > 0 THEN
+            PERFORM booking_admin.wake_workers_at_commit();
+        END IF;
+        RETURN jsonb_build_object('requeued', n, 'deleted', 0);
+    END IF;
+    WITH batch AS (SELECT id FROM booking_admin.jobs WHERE status = 'dead' ORDER BY updated_at, id
+                   LIMIT p_batch_size FOR UPDATE SKIP LOCKED)
+    DELETE FROM booking_admin.jobs j USING batch WHERE j.id = batch.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN jsonb_build_object('requeued', 0, 'deleted', n);
+END $$;
+
+-- Built-in handlers ---------------------------------------------------------------------------
+
+-- Retention: completed jobs older than completed_jobs_days (default 7), dead ones older than
+-- dead_jobs_days (30), maintenance history older than history_days (30), and idempotency
+-- records past their expiry (they can no longer be replayed).
+CREATE FUNCTION booking_admin.handle_data_cleanup(p_payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_jobs integer;
+    v_dead integer;
+    v_history integer;
+    v_operations integer;
+BEGIN
+    DELETE FROM booking_admin.jobs WHERE status = 'completed'
+        AND completed_at < now() - make_interval(days => coalesce((p_payload->>'completed_jobs_days')::int, 7));
+    GET DIAGNOSTICS v_jobs = ROW_COUNT;
+    DELETE FROM booking_admin.jobs WHERE status = 'dead'
+        AND updated_at < now() - make_interval(days => coalesce((p_payload->>'dead_jobs_days')::int, 30));
+    GET DIAGNOSTICS v_dead = ROW_COUNT;
+    DELETE FROM booking_admin.maintenance_executions
+    WHERE executed_at < now() - make_interval(days => coalesce((p_payload->>'history_days')::int, 30));
+    GET DIAGNOSTICS v_history = ROW_COUNT;
+    DELETE FROM booking.booking_operations WHERE expires_at < now();
+    GET DIAGNOSTICS v_operations = ROW_COUNT;
+    RETURN jsonb_build_object('completed_jobs', v_jobs, 'dead_jobs', v_dead, 'maintenance_history', v_history,
+                              'expired_booking_operations', v_operations);
+END $$;
+
+-- Waitlist sweep: slots freed (cancelled, or rescheduled away) in the last lookback_hours
+-- (default 48) that are still free are offered again, so customers who joined the waitlist after
+-- a slot was freed hear of it too. booking.offer_freed_slot applies the matching rules and
+-- never tells an entry about the same slot twice.
+CREATE FUNCTION booking_admin.op_waitlist_sweep(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    r record;
+    v_freed booking.appointments;
+    v_notified integer := 0;
+BEGIN
+    FOR r IN
+        SELECT e.payload, a AS appointment
+        FROM booking.events e JOIN booking.appointments a ON a.id = (e.payload ->> 'appointment_id')::uuid
+        WHERE e.event_type IN ('booking.cancelled', 'booking.rescheduled')
+          AND e.created_at > now() - make_interval(hours => coalesce((p_settings ->> 'lookback_hours')::int, 48))
+        ORDER BY e.created_at
+    LOOP
+        v_freed := r.appointment;
+        v_freed.starts_at := coalesce(r.payload ->> 'old_starts_at', r.payload ->> 'starts_at')::timestamptz;
+        v_freed.ends_at := coalesce(r.payload ->> 'old_ends_at', r.payload ->> 'ends_at')::timestamptz;
+        v_notified := v_notified + booking.offer_freed_slot(v_freed);
+    END LOOP;
+    RETURN v_notified;
+END $$;
+
+CREATE FUNCTION booking_admin.handle_waitlist_notify(p_payload jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object('notified', booking_admin.op_waitlist_sweep(p_payload))
+$$;
+
+-- Outbox: notify each undispatched event on booking_events (again, for listeners that were
+-- away) and mark it dispatched, at most batch_size (default 1000) per run.
+CREATE FUNCTION booking_admin.handle_outbox_dispatch(p_payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH batch AS (
+        SELECT e.id, e.event_type FROM booking.events e WHERE e.dispatched_at IS NULL
+        ORDER BY e.created_at LIMIT coalesce((p_payload->>'batch_size')::int, 1000)
+        FOR UPDATE SKIP LOCKED
+    ), sent AS (
+        SELECT b.id, pg_notify('booking_events', json_build_object('id', b.id, 'type', b.event_type)::text) FROM batch b
+    )
+    UPDATE booking.events e SET dispatched_at = clock_timestamp() FROM sent WHERE e.id = sent.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN jsonb_build_object('dispatched', n);
+END $$;
+
+INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VALUES
+    ('data_cleanup', 'function', 'booking_admin.handle_data_cleanup', 'Retention of old jobs and maintenance history'),
+    ('outbox_dispatch', 'function', 'booking_admin.handle_outbox_dispatch', 'Notify and mark undispatched booking.events'),
+    ('waitlist_notify', 'function', 'booking_admin.handle_waitlist_notify', 'Offer still-free slots freed in the last lookback_hours (48) to the waitlist'),
+    ('top_level_sql', 'top_level', NULL, 'payload {"sql": "..."}: one statement run at top level outside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, ...)');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_handlers',
+    'WHERE handler NOT IN (''data_cleanup'', ''outbox_dispatch'', ''waitlist_notify'', ''top_level_sql'')');
+
+-- Maintenance scheduler (seed 001) ------------------------------------------------------------
+
+CREATE TABLE booking_admin.scheduler_job_info (
+    job_name             text PRIMARY KEY,
+    description          text NOT NULL,
+    function             regproc NOT NULL,
+    settings             jsonb NOT NULL DEFAULT '{}',
+    delay_ms             integer NOT NULL CHECK (delay_ms >= 100),
+    max_retries          integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
+    timeout_ms           integer NOT NULL DEFAULT 30000 CHECK (timeout_ms > 0),
+    enabled              boolean NOT NULL DEFAULT true,
+    status               text NOT NULL DEFAULT 'idle' CHECK (status IN ('idle', 'running', 'failed')),
+    last_run_at          timestamptz,
+    next_run_at          timestamptz NOT NULL DEFAULT now(),
+    last_duration_ms     integer,
+    last_error           text,
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    run_count            bigint NOT NULL DEFAULT 0,
+    server_instance      text
+);
+COMMENT ON TABLE booking_admin.scheduler_job_info IS
+    'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms. Insert a row to schedule a new operation.';
+-- The extension seeds the builtin operations itself, so pg_dump keeps only operations added by
+-- an operator (a restore would otherwise collide with the seeded rows; builtin settings changed
+-- with configure_scheduler_job return to their defaults after a restore).
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.scheduler_job_info',
+    'WHERE job_name NOT IN (''activate-due'', ''update-completed'', ''update-expired'', ''cancel-no-shows'', ''cleanup-history'', ''waitlist-sweep'')');
+
+CREATE TABLE booking_admin.maintenance_executions (
+    id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    operation         text NOT NULL,
+    executed_at       timestamptz NOT NULL DEFAULT clock_timestamp(),
+    status            text NOT NULL CHECK (status IN ('SUCCESS', 'FAILED')),
+    processed_count   integer NOT NULL DEFAULT 0,
+    error_message     text,
+    execution_time_ms integer NOT NULL,
+    triggered_by      text NOT NULL CHECK (triggered_by IN ('scheduler', 'manual'))
+);
+CREATE INDEX maintenance_executions_executed_idx ON booking_admin.maintenance_executions (executed_at DESC);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.maintenance_executions', '');
+
+-- One appointment status transition, with one event per changed row.
+CREATE FUNCTION booking_admin.transition_appointments(p_from text[], p_to text, p_due_before timestamptz,
+                                                      p_by_end boolean, p_unchecked_only boolean, p_event text)
+RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    WITH due AS (
+        SELECT a.id, a.status FROM booking.appointments a
+        WHERE a.status = ANY (p_from)
+          AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
+          AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
+        FOR UPDATE
+    ), changed AS (
+        UPDATE booking.appointments a SET status = p_to FROM due WHERE a.id = due.id
+        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at, due.status AS old_status
+    )
+    SELECT count(booking.emit_event(c.tenant_id, p_event, jsonb_build_object(
+               'appointment_id', c.id, 'from', c.old_status, 'to', p_to,
+               'starts_at', c.starts_at, 'ends_at', c.ends_at)))::integer
+    FROM changed c
+$$;
+
+CREATE FUNCTION booking_admin.op_activate_due(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{confirmed}', 'active', booking.clock_now(), false, false, 'booking.activated')
+$$;
+
+CREATE FUNCTION booking_admin.op_update_completed(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{active}', 'completed', booking.clock_now(), true, false, 'booking.completed')
+$$;
+
+CREATE FUNCTION booking_admin.op_update_expired(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{pending}', 'expired', booking.clock_now(), false, false, 'booking.expired')
+$$;
+
+-- settings.grace_minutes (default 15): how long after the start an appointment without
+-- check-in waits before it counts as a no-show. Active ones count too: activate-due turns every
+-- started appointment active, checked in or not.
+CREATE FUNCTION booking_admin.op_cancel_no_shows(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{confirmed,active}', 'no_show',
+        booking.clock_now() - make_interval(mins => coalesce((p_settings->>'grace_minutes')::int, 15)),
+        false, true, 'booking.no_show')
+$$;
+
+-- settings.retention_days and settings.max_records bound the execution history.
+CREATE FUNCTION booking_admin.op_cleanup_history(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+    m integer;
+BEGIN
+    DELETE FROM booking_admin.maintenance_executions
+    WHERE executed_at < booking.clock_now() - make_interval(days => coalesce((p_settings->>'retention_days')::int, 30));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM booking_admin.maintenance_executions WHERE id IN (
+        SELECT id FROM booking_admin.maintenance_executions ORDER BY executed_at DESC, id DESC
+        OFFSET coalesce((p_settings->>'max_records')::int, 10000));
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('activate-due', 'Activate confirmed bookings whose start has passed', 'booking_admin.op_activate_due', '{}', 30000, 3, 30000),
+    ('update-completed', 'Complete active bookings whose end has passed', 'booking_admin.op_update_completed', '{}', 30000, 3, 30000),
+    ('update-expired', 'Update expired bookings', 'booking_admin.op_update_expired', '{}', 30000, 3, 30000),
+    ('cancel-no-shows', 'Mark confirmed bookings without check-in as no-shows', 'booking_admin.op_cancel_no_shows', '{"grace_minutes": 15}', 60000, 3, 30000),
+    ('cleanup-history', 'Delete old maintenance history', 'booking_admin.op_cleanup_history', '{"retention_days": 30, "max_records": 10000}', 86400000, 3, 30000),
+    ('waitlist-sweep', 'Offer slots freed recently and still free to the waitlist', 'booking_admin.op_waitlist_sweep', '{"lookback_hours": 48}', 300000, 3, 30000);
+
+CREATE FUNCTION booking_admin.maintenance_json(e booking_admin.maintenance_executions, p_description text) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'operation', e.operation, 'description', p_description,
+        'executedAt', to_char(e.executed_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+        'status', e.status, 'processedCount', e.processed_count, 'errorMessage', e.error_message,
+        'executionTimeMs', e.execution_time_ms)
+$$;
+
+-- Runs one operation now, recorded in maintenance_executions. Holds a transaction-level
+-- advisory lock per operation, so a manual run and the scheduler never overlap.
+CREATE FUNCTION booking_admin.run_maintenance(p_operation text, p_triggered_by text DEFAULT 'manual') RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    j booking_admin.scheduler_job_info;
+    e booking_admin.maintenance_executions;
+    v_started timestamptz := clock_timestamp();
+    v_count integer := 0;
+    v_error text;
+BEGIN
+    IF p_triggered_by IS NULL OR p_triggered_by NOT IN ('scheduler', 'manual') THEN
+        RAISE EXCEPTION 'triggered_by must be ''scheduler'' or ''manual''' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO j FROM booking_admin.scheduler_job_info WHERE job_name = p_operation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown maintenance operation %', coalesce(quote_literal(p_operation), 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'One of: ' || (SELECT string_agg(job_name, ', ' ORDER BY job_name) FROM booking_admin.scheduler_job_info);
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtext('booking_engine.maintenance'), hashtext(p_operation)) THEN
+        RETURN jsonb_build_object('success', false, 'message', format('Operation %s is already running', p_operation),
+                                  'data', NULL);
+    END IF;
+    BEGIN
+        EXECUTE format('SELECT %s($1)', j.function) INTO v_count USING j.settings;
+    EXCEPTION WHEN query_canceled OR others THEN
+        v_error := SQLERRM;
+    END;
+    INSERT INTO booking_admin.maintenance_executions (operation, executed_at, status, processed_count, error_message,
+                                                      execution_time_ms, triggered_by)
+    VALUES (p_operation, v_started, CASE WHEN v_error IS NULL THEN 'SUCCESS' ELSE 'FAILED' END,
+            coalesce(v_count, 0), v_error,
+            round(extract(epoch FROM clock_timestamp() - v_started) * 1000)::integer, p_triggered_by)
+    RETURNING * INTO e;
+    UPDATE booking_admin.scheduler_job_info
+    SET status = CASE WHEN v_error IS NULL THEN 'idle' ELSE 'failed' END,
+        last_run_at = v_started, last_duration_ms = e.execution_time_ms, last_error = v_error,
+        consecutive_failures = CASE WHEN v_error IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+        run_count = run_count + 1,
+        server_instance = coalesce(inet_server_addr()::text, 'local') || ':' || current_setting('port'),
+        -- A failure is retried sooner, with backoff, up to max_retries times in a row.
+        next_run_at = clock_timestamp() + make_interval(secs => (CASE
+            WHEN v_error IS NOT NULL AND consecutive_failures < max_retries
+            THEN booking_admin.retry_delay_ms(1000, 2, consecutive_failures, delay_ms, NULL)
+            ELSE delay_ms END) / 1000.0)
+    WHERE job_name = p_operation;
+    RETURN jsonb_build_object(
+        'success', v_error IS NULL,
+        'message', CASE WHEN v_error IS NULL THEN 'Operation completed successfully' ELSE 'Operation failed' END,
+        'data', booking_admin.maintenance_json(e, j.description));
+END $$;
+
+CREATE FUNCTION booking_admin.scheduler_job(p_name text) RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    SELECT to_jsonb(j) - 'function' || jsonb_build_object('function', j.function::text) INTO v
+    FROM booking_admin.scheduler_job_info j WHERE j.job_name = p_name;
+    IF v IS NULL THEN
+        RAISE EXCEPTION 'unknown scheduler job %', coalesce(quote_literal(p_name), 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    RETURN v;
+END $$;
+
+CREATE FUNCTION booking_admin.scheduler_status() RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'workers', booking_admin.worker_status(),
+        'jobs', coalesce((SELECT jsonb_agg(booking_admin.scheduler_job(job_name) ORDER BY job_name)
+                          FROM booking_admin.scheduler_job_info), '[]'))
+$$;
+
+CREATE FUNCTION booking_admin.maintenance_history(p_limit integer DEFAULT 50, p_offset integer DEFAULT 0)
+RETURNS SETOF booking_admin.maintenance_executions
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT * FROM booking_admin.maintenance_executions
+    ORDER BY executed_at DESC, id DESC
+    LIMIT greatest(coalesce(p_limit, 50), 0) OFFSET greatest(coalesce(p_offset, 0), 0)
+$$;
+
+-- NULL leaves a setting as it is. The scheduler reads the table every loop, so a change takes
+-- effect at its next wake-up; the worker is woken at commit.
+CREATE FUNCTION booking_admin.configure_scheduler_job(p_name text, p_delay_ms integer DEFAULT NULL,
+                                                      p_max_retries integer DEFAULT NULL,
+                                                      p_timeout_ms integer DEFAULT NULL,
+                                                      p_enabled boolean DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    IF p_delay_ms < 100 OR p_max_retries < 0 OR p_timeout_ms < 1 THEN
+        RAISE EXCEPTION 'delay_ms must be at least 100, max_retries at least 0, timeout_ms at least 1'
+            USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.scheduler_job_info
+    SET delay_ms = coalesce(p_delay_ms, delay_ms),
+        max_retries = coalesce(p_max_retries, max_retries),
+        timeout_ms = coalesce(p_timeout_ms, timeout_ms),
+        enabled = coalesce(p_enabled, enabled),
+        -- A shorter delay applies from now, not after the old, longer wait.
+        next_run_at = least(next_run_at, clock_timestamp() + make_interval(secs => coalesce(p_delay_ms, delay_ms) / 1000.0))
+    WHERE job_name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown scheduler job %', coalesce(quote_literal(p_name), 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM booking_admin.wake_workers_at_commit();
+    RETURN booking_admin.scheduler_job(p_name);
+END $$;

@@ -1,0 +1,157 @@
+//! How a runner executes one job: a handler function inside a subtransaction, or one statement
+//! at top level the way postgres.c's exec_simple_query runs a client's query. Both arm the
+//! statement timeout themselves: background workers have no client loop that would.
+
+use std::ffi::CString;
+use std::panic::AssertUnwindSafe;
+
+use pgrx::pg_sys::panic::CaughtError;
+use pgrx::prelude::*;
+use pgrx::PgLogLevel;
+
+use crate::pg_timeout::{disable_timeout, enable_timeout_after, STATEMENT_TIMEOUT};
+
+/// The message of an ERROR; anything more severe keeps unwinding (the process must exit).
+fn error_message(e: CaughtError) -> String {
+    let report = match &e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r,
+    };
+    if report.level() != PgLogLevel::ERROR {
+        e.rethrow();
+    }
+    report.message().to_string()
+}
+
+/// Runs `f` in a subtransaction under a statement timeout, as `role` when given. An ERROR rolls
+/// back only the subtransaction and comes back as its message; the caller's transaction goes on.
+pub fn in_subtransaction<R>(timeout_ms: i32, role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> Result<R, String> {
+    // SAFETY: the same sequence PL/pgSQL uses for an exception block (pl_exec.c).
+    unsafe {
+        let old_context = pg_sys::CurrentMemoryContext;
+        let old_owner = pg_sys::CurrentResourceOwner;
+        let (mut user, mut sec) = (pg_sys::Oid::INVALID, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+        pg_sys::BeginInternalSubTransaction(std::ptr::null());
+        pg_sys::MemoryContextSwitchTo(old_context);
+        let result = PgTryBuilder::new(AssertUnwindSafe(|| {
+            if let Some(role) = role {
+                pg_sys::SetUserIdAndSecContext(role, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+            }
+            enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+            let r = f();
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            Ok(r)
+        }))
+        .catch_others(|e| Err(error_message(e)))
+        .execute();
+        if result.is_ok() {
+            pg_sys::ReleaseCurrentSubTransaction();
+        } else {
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            pg_sys::RollbackAndReleaseCurrentSubTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(old_context);
+        pg_sys::CurrentResourceOwner = old_owner;
+        pg_sys::SetUserIdAndSecContext(user, sec);
+        result
+    }
+}
+
+/// One transaction command around `f`, with a snapshot for its queries.
+pub fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: called between transactions, from the worker's main loop.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let r = f();
+    unsafe {
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+    }
+    r
+}
+
+/// Runs exactly one SQL statement at top level, outside any transaction block, as `role`: the
+/// statement may be VACUUM, CREATE INDEX CONCURRENTLY or anything else that refuses to run
+/// inside a function or transaction. Call it between transactions. An ERROR aborts the
+/// transaction and comes back as its message.
+pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid) -> Result<(), String> {
+    let query = CString::new(sql).map_err(|_| "sql must not contain NUL bytes".to_string())?;
+    // SAFETY: follows exec_simple_query (tcop/postgres.c) for a single statement. The parse and
+    // plan trees live in a context of their own because multi-transaction utility statements
+    // (VACUUM, CONCURRENTLY) commit the transaction that was current when they started.
+    unsafe {
+        let old_context = pg_sys::CurrentMemoryContext;
+        let context = pg_sys::AllocSetContextCreateInternal(
+            pg_sys::TopMemoryContext,
+            c"booking_engine top-level job".as_ptr(),
+            pg_sys::ALLOCSET_DEFAULT_MINSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_INITSIZE as usize,
+            pg_sys::ALLOCSET_DEFAULT_MAXSIZE as usize,
+        );
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        let (mut user, mut sec) = (pg_sys::Oid::INVALID, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+        let result = PgTryBuilder::new(AssertUnwindSafe(|| {
+            pg_sys::MemoryContextSwitchTo(context);
+            pg_sys::SetUserIdAndSecContext(role, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+            enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+            let parsed = pg_sys::pg_parse_query(query.as_ptr());
+            let n = if parsed.is_null() { 0 } else { (*parsed).length };
+            if n != 1 {
+                ereport!(
+                    PgLogLevel::ERROR,
+                    PgSqlErrorCode::ERRCODE_INVALID_PARAMETER_VALUE,
+                    format!("a top_level_sql job runs exactly one statement, not {n}")
+                );
+            }
+            let raw = (*(*parsed).elements).ptr_value as *mut pg_sys::RawStmt;
+            let tag = pg_sys::CreateCommandTag((*raw).stmt);
+            let snapshot = pg_sys::analyze_requires_snapshot(raw);
+            if snapshot {
+                pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+            }
+            let queries = pg_sys::pg_analyze_and_rewrite_fixedparams(
+                raw,
+                query.as_ptr(),
+                std::ptr::null(),
+                0,
+                std::ptr::null_mut(),
+            );
+            let plans = pg_sys::pg_plan_queries(
+                queries,
+                query.as_ptr(),
+                pg_sys::CURSOR_OPT_PARALLEL_OK as i32,
+                std::ptr::null_mut(),
+            );
+            if snapshot {
+                pg_sys::PopActiveSnapshot();
+            }
+            let portal = pg_sys::CreatePortal(c"".as_ptr(), true, true);
+            (*portal).visible = false;
+            pg_sys::PortalDefineQuery(portal, std::ptr::null(), query.as_ptr(), tag, plans, std::ptr::null_mut());
+            pg_sys::PortalStart(portal, std::ptr::null_mut(), 0, std::ptr::null_mut());
+            let dest = pg_sys::CreateDestReceiver(pg_sys::CommandDest::DestNone);
+            let mut qc: pg_sys::QueryCompletion = std::mem::zeroed();
+            pg_sys::PortalRun(portal, std::ffi::c_long::MAX, true, true, dest, dest, &mut qc);
+            ((*dest).rDestroy.expect("DestNone has rDestroy"))(dest);
+            pg_sys::PortalDrop(portal, false);
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            pg_sys::SetUserIdAndSecContext(user, sec);
+            pg_sys::CommitTransactionCommand();
+            Ok(())
+        }))
+        .catch_others(|e| Err(error_message(e)))
+        .execute();
+        if result.is_err() {
+            disable_timeout(STATEMENT_TIMEOUT, false);
+            pg_sys::AbortCurrentTransaction();
+        }
+        pg_sys::MemoryContextSwitchTo(old_context);
+        pg_sys::MemoryContextDelete(context);
+        result
+    }
+}
