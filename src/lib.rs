@@ -56,6 +56,11 @@ extension_sql_file!(
         jobs::api::booking_admin::worker_status,
     ]
 );
+extension_sql_file!(
+    "../sql/security_schedule.sql",
+    name = "security_schedule",
+    requires = ["security", "jobs", security::api::booking_admin::scan_pii, security::api::booking_admin::evaluate_security_rules]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -14,3 +14,14 @@ WHERE v.status = 'open' ORDER BY 1;
 DROP TABLE booking.lint_probe;
 DROP FUNCTION booking.lint_probe_fn();
 SELECT (booking_admin.evaluate_security_rules() ->> 'violations_resolved')::int AS resolved_after_removing_them;
+
+-- The scans are scheduled maintenance operations, runnable by hand as well.
+SELECT job_name, delay_ms, enabled FROM booking_admin.scheduler_job_info
+WHERE job_name IN ('security-evaluate', 'pii-scan') ORDER BY job_name;
+SELECT r -> 'success' AS success, r -> 'data' -> 'status' AS status, r -> 'data' -> 'processedCount' AS violations
+FROM booking_admin.run_maintenance('security-evaluate') r;
+CREATE TABLE public.signups (id int, contact text);
+INSERT INTO public.signups SELECT g, 'user' || g || '@example.com' FROM generate_series(1, 20) g;
+SELECT r -> 'success' AS success, r -> 'data' -> 'processedCount' AS pii_columns
+FROM booking_admin.run_maintenance('pii-scan') r;
+SELECT table_name, column_name, data_type FROM booking_admin.pii_data_registry WHERE table_name = 'public.signups';
