@@ -77,7 +77,7 @@ start_cluster() {
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$CLUSTER_DIR'
-shared_preload_libraries = 'booking_engine'
+shared_preload_libraries = 'booking_engine,pg_stat_statements'
 max_connections = 100
 shared_buffers = 256MB
 fsync = off

@@ -2,6 +2,7 @@
 
 use pgrx::prelude::*;
 
+pub mod admin;
 pub mod availability;
 pub mod errors;
 pub mod gucs;
@@ -24,11 +25,13 @@ extension_sql_file!(
     name = "availability",
     requires = ["schema", availability::api::get_available_slots]
 );
+extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["bootstrap", "schema"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    admin::init();
 }
 
 /// Settings the `#[pg_test]` cluster starts with.

@@ -1,0 +1,262 @@
+//! Postgres's own parser and catalog, for the sandbox and the query analysis: raw parse trees
+//! turned into the pure descriptions of `sandbox` and `rules`, and the facts about the
+//! objects a statement names.
+
+use std::ffi::{c_char, c_void, CStr, CString};
+
+use pgrx::pg_sys;
+use pgrx::pg_sys::submodules::ffi::pg_guard_ffi_boundary;
+use pgrx::prelude::*;
+use pgrx::PgList;
+
+use super::sandbox::{FuncFacts, RelFacts, RelName, ReindexTarget, Statement};
+use crate::errors::{DomainError, DomainResult};
+
+/// One statement of the input: its raw parse tree and its own text.
+pub struct RawStatement {
+    pub node: *mut pg_sys::Node,
+    pub text: String,
+}
+
+/// Every statement of `sql`, parsed by `raw_parser`. A syntax error is raised as Postgres's
+/// own error (42601).
+pub fn parse(sql: &str) -> DomainResult<Vec<RawStatement>> {
+    let c = CString::new(sql).map_err(|_| DomainError::InvalidParameter("the text contains a NUL byte".into()))?;
+    // SAFETY: raw_parser reads a NUL-terminated string and returns a List of RawStmt in the
+    // current memory context; errors arrive as Rust panics through pgrx's guard.
+    let list = unsafe { PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)) };
+    Ok(list
+        .iter_ptr()
+        .map(|raw| {
+            // SAFETY: every element of raw_parser's list is a RawStmt.
+            let raw = unsafe { &*raw };
+            RawStatement {
+                node: raw.stmt,
+                text: super::sandbox::statement_text(sql, raw.stmt_location.max(0) as usize, raw.stmt_len.max(0) as usize),
+            }
+        })
+        .collect())
+}
+
+unsafe fn cstr(p: *const c_char) -> Option<String> {
+    (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
+}
+
+unsafe fn range_var(rv: *mut pg_sys::RangeVar) -> Option<RelName> {
+    let rv = rv.as_ref()?;
+    Some(RelName { schema: cstr(rv.schemaname), name: cstr(rv.relname)? })
+}
+
+/// A qualified name given as a List of String nodes (DROP's objects): the last two parts.
+unsafe fn name_list(list: *mut pg_sys::List) -> RelName {
+    let parts: Vec<String> = PgList::<pg_sys::String>::from_pg(list)
+        .iter_ptr()
+        .filter_map(|s| cstr((*s).sval))
+        .collect();
+    let n = parts.len();
+    RelName { schema: (n > 1).then(|| parts[n - 2].clone()), name: parts.last().cloned().unwrap_or_default() }
+}
+
+/// The names of an option list's DefElems, and whether the one called `flag` is on (`FULL`,
+/// `(FULL)`, `(FULL true)`; `(FULL false)` is off). Only that one is read as a boolean: other
+/// options (TABLESPACE x) have other values.
+unsafe fn options(list: *mut pg_sys::List, flag: &str) -> (Vec<String>, bool) {
+    let mut names = Vec::new();
+    let mut on = false;
+    for d in PgList::<pg_sys::DefElem>::from_pg(list).iter_ptr() {
+        let name = cstr((*d).defname).unwrap_or_default();
+        if name == flag {
+            on = (*d).arg.is_null() || pg_sys::defGetBoolean(d);
+        }
+        names.push(name);
+    }
+    (names, on)
+}
+
+/// The command tag of any statement, for refusals ("DROP TABLE", "SELECT", ...).
+pub unsafe fn command_tag(node: *mut pg_sys::Node) -> String {
+    cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).unwrap_or_else(|| "this statement".into())
+}
+
+/// The sandbox's view of one raw statement.
+pub fn describe(node: *mut pg_sys::Node) -> Statement {
+    // SAFETY: `node` is a raw parse tree from `parse`; each cast follows its node tag.
+    unsafe {
+        match (*node).type_ {
+            pg_sys::NodeTag::T_IndexStmt => {
+                let s = &*(node as *mut pg_sys::IndexStmt);
+                match range_var(s.relation) {
+                    Some(table) => Statement::CreateIndex { table, concurrent: s.concurrent },
+                    None => Statement::Other(command_tag(node)),
+                }
+            }
+            pg_sys::NodeTag::T_DropStmt => {
+                let s = &*(node as *mut pg_sys::DropStmt);
+                if s.removeType != pg_sys::ObjectType::OBJECT_INDEX {
+                    return Statement::Other(command_tag(node));
+                }
+                Statement::DropIndex {
+                    indexes: PgList::<pg_sys::List>::from_pg(s.objects).iter_ptr().map(|l| name_list(l)).collect(),
+                    concurrent: s.concurrent,
+                    missing_ok: s.missing_ok,
+                    cascade: s.behavior == pg_sys::DropBehavior::DROP_CASCADE,
+                }
+            }
+            pg_sys::NodeTag::T_VacuumStmt => {
+                let s = &*(node as *mut pg_sys::VacuumStmt);
+                let tables = PgList::<pg_sys::VacuumRelation>::from_pg(s.rels)
+                    .iter_ptr()
+                    .filter_map(|r| range_var((*r).relation))
+                    .collect();
+                if s.is_vacuumcmd {
+                    Statement::Vacuum { tables, full: options(s.options, "full").1 }
+                } else {
+                    Statement::Analyze { tables }
+                }
+            }
+            pg_sys::NodeTag::T_ReindexStmt => {
+                let s = &*(node as *mut pg_sys::ReindexStmt);
+                let target = match s.kind {
+                    pg_sys::ReindexObjectType::REINDEX_OBJECT_INDEX => ReindexTarget::Index,
+                    pg_sys::ReindexObjectType::REINDEX_OBJECT_TABLE => ReindexTarget::Table,
+                    pg_sys::ReindexObjectType::REINDEX_OBJECT_SCHEMA => ReindexTarget::Wide("SCHEMA"),
+                    pg_sys::ReindexObjectType::REINDEX_OBJECT_SYSTEM => ReindexTarget::Wide("SYSTEM"),
+                    _ => ReindexTarget::Wide("DATABASE"),
+                };
+                let (names, concurrent) = options(s.params, "concurrently");
+                Statement::Reindex {
+                    target,
+                    relation: range_var(s.relation),
+                    concurrent,
+                    other_options: names.into_iter().filter(|n| n != "concurrently" && n != "verbose").collect(),
+                }
+            }
+            _ => Statement::Other(command_tag(node)),
+        }
+    }
+}
+
+/// The relations a statement names, resolved with the caller's search_path and locked
+/// (AccessShareLock until the end of the transaction, so what was checked is what runs).
+/// `None` for a name that resolves to nothing.
+pub fn resolve(names: &[&RelName]) -> Vec<Option<pg_sys::Oid>> {
+    names
+        .iter()
+        .map(|n| {
+            let schema = n.schema.as_deref().map(|s| CString::new(s).unwrap_or_default());
+            let rel = CString::new(n.name.as_str()).unwrap_or_default();
+            // SAFETY: makeRangeVar copies nothing but keeps the pointers, which live until the
+            // lookup returns; RVR_MISSING_OK turns "does not exist" into InvalidOid.
+            let oid = unsafe {
+                let rv = pg_sys::makeRangeVar(
+                    schema.as_ref().map_or(std::ptr::null_mut(), |s| s.as_ptr() as *mut c_char),
+                    rel.as_ptr() as *mut c_char,
+                    -1,
+                );
+                pg_sys::RangeVarGetRelidExtended(
+                    rv,
+                    pg_sys::AccessShareLock as pg_sys::LOCKMODE,
+                    pg_sys::RVROption::RVR_MISSING_OK,
+                    None,
+                    std::ptr::null_mut(),
+                )
+            };
+            (oid != pg_sys::InvalidOid).then_some(oid)
+        })
+        .collect()
+}
+
+const REL_FACTS_SQL: &str = "
+    SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text, n.nspname::text,
+           n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\\_toast%'
+               OR c.oid < 16384,
+           pg_has_role(c.relowner, 'USAGE')
+    FROM unnest($1::oid[]) WITH ORDINALITY u(oid, i)
+    JOIN pg_catalog.pg_class c ON c.oid = u.oid
+    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    ORDER BY u.i";
+
+/// Catalog facts for resolved relations, in one read.
+pub fn rel_facts(oids: &[Option<pg_sys::Oid>]) -> DomainResult<Vec<Option<RelFacts>>> {
+    let present: Vec<pg_sys::Oid> = oids.iter().flatten().copied().collect();
+    let mut found = Spi::connect(|client| -> DomainResult<Vec<RelFacts>> {
+        let rows = client.select(REL_FACTS_SQL, None, &[present.into()])?;
+        let mut out = Vec::new();
+        for row in rows {
+            out.push(RelFacts {
+                qualified: row.get::<String>(1)?.unwrap_or_default(),
+                relkind: row.get::<String>(2)?.and_then(|k| k.chars().next()).unwrap_or('?'),
+                schema: row.get::<String>(3)?.unwrap_or_default(),
+                system: row.get::<bool>(4)?.unwrap_or(true),
+                owned: row.get::<bool>(5)?.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    })?
+    .into_iter();
+    Ok(oids.iter().map(|o| o.and_then(|_| found.next())).collect())
+}
+
+unsafe extern "C-unwind" {
+    fn transformIndexStmt(relid: pg_sys::Oid, stmt: *mut pg_sys::IndexStmt, query: *const c_char) -> *mut pg_sys::IndexStmt;
+}
+
+unsafe extern "C-unwind" fn record_function(func: pg_sys::Oid, ctx: *mut c_void) -> bool {
+    (*(ctx as *mut Vec<pg_sys::Oid>)).push(func);
+    false
+}
+
+unsafe extern "C-unwind" fn collect_functions(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    pg_sys::check_functions_in_node(node, Some(record_function), ctx);
+    pg_sys::expression_tree_walker(node, Some(collect_functions), ctx)
+}
+
+/// Every function a CREATE INDEX's expressions and predicate would call (operators and casts
+/// included), found the way Postgres itself resolves them: by analysing a copy of the
+/// statement against the (locked) table.
+pub fn index_functions(node: *mut pg_sys::Node, table: pg_sys::Oid, text: &str) -> Vec<pg_sys::Oid> {
+    let query = CString::new(text).unwrap_or_default();
+    let mut funcs: Vec<pg_sys::Oid> = Vec::new();
+    // SAFETY: node is an IndexStmt (checked by the caller through `describe`); the copy is
+    // analysed in place and only read afterwards.
+    unsafe {
+        let copy = pg_sys::copyObjectImpl(node as *const c_void) as *mut pg_sys::IndexStmt;
+        let stmt = pg_guard_ffi_boundary(|| transformIndexStmt(table, copy, query.as_ptr()));
+        let ctx = &mut funcs as *mut Vec<pg_sys::Oid> as *mut c_void;
+        collect_functions((*stmt).whereClause, ctx);
+        for elem in PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams).iter_ptr() {
+            collect_functions((*elem).expr, ctx);
+        }
+    }
+    funcs.sort_unstable_by_key(|o| o.to_u32());
+    funcs.dedup();
+    funcs
+}
+
+const FUNC_FACTS_SQL: &str = "
+    SELECT format('%s(%s)', p.oid::regproc, pg_get_function_identity_arguments(p.oid)),
+           p.oid < 16384 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                                      AND d.deptype = 'e'),
+           p.provolatile = 'i'
+    FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($1::oid[]) ORDER BY p.oid";
+
+pub fn func_facts(oids: Vec<pg_sys::Oid>) -> DomainResult<Vec<FuncFacts>> {
+    if oids.is_empty() {
+        return Ok(vec![]);
+    }
+    Spi::connect(|client| {
+        let mut out = Vec::new();
+        for row in client.select(FUNC_FACTS_SQL, None, &[oids.into()])? {
+            out.push(FuncFacts {
+                signature: row.get::<String>(1)?.unwrap_or_default(),
+                trusted: row.get::<bool>(2)?.unwrap_or(false),
+                immutable: row.get::<bool>(3)?.unwrap_or(false),
+            });
+        }
+        Ok(out)
+    })
+}

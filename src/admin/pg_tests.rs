@@ -1,0 +1,1 @@
+//! In-database tests of the admin area.

@@ -1,0 +1,191 @@
+-- booking_admin: statistics on a database made to show each condition, and the admin SQL
+-- sandbox against every sneaky form we could think of.
+SET client_min_messages = warning;
+\set VERBOSITY terse
+
+CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
+BEGIN
+    EXECUTE q;
+    RETURN 'ok';
+EXCEPTION WHEN others THEN
+    RETURN SQLSTATE || ': ' || SQLERRM;
+END $$;
+
+-- Nothing in booking_admin is for PUBLIC.
+DROP ROLE IF EXISTS regress_admin_nobody;
+CREATE ROLE regress_admin_nobody;
+SELECT p.proname
+FROM pg_proc p
+WHERE p.pronamespace = 'booking_admin'::regnamespace
+  AND has_function_privilege('regress_admin_nobody', p.oid, 'EXECUTE')
+ORDER BY 1;
+
+-- Every statistics function answers on a database without user tables of its own.
+SELECT count(*) >= 0 AS ok FROM booking_admin.get_table_stats();
+SELECT count(*) >= 0 AS ok FROM booking_admin.get_index_stats();
+SELECT count(*) >= 0 AS ok FROM booking_admin.get_table_vacuum_stats();
+SELECT booking_admin.get_cache_hit_ratio() BETWEEN 0 AND 1 AS ok;
+SELECT coalesce(booking_admin.get_index_hit_ratio() BETWEEN 0 AND 1, true) AS ok;
+SELECT count(*) AS partition_candidates FROM booking_admin.analyze_partitioning_candidates();
+
+-- A table with an unused index, two duplicates and dead tuples (autovacuum kept away).
+CREATE SCHEMA stats_demo;
+CREATE TABLE stats_demo.visits (
+    id         int PRIMARY KEY,
+    customer   int NOT NULL,
+    shop       int NOT NULL,
+    visited_at timestamptz NOT NULL
+) WITH (autovacuum_enabled = off);
+INSERT INTO stats_demo.visits
+SELECT g, g % 500, g % 7, timestamptz '2026-01-01 00:00+00' + g * interval '1 minute'
+FROM generate_series(1, 20000) g;
+-- No index on customer yet: the delete scans the table and touches no index statistics.
+DELETE FROM stats_demo.visits WHERE customer < 125;
+CREATE INDEX visits_customer_idx ON stats_demo.visits (customer);
+CREATE INDEX visits_customer_shop_idx ON stats_demo.visits (customer, shop);
+CREATE INDEX visits_customer_again_idx ON stats_demo.visits (customer);
+CREATE UNIQUE INDEX visits_id_again_idx ON stats_demo.visits (id);
+CREATE INDEX visits_shop_part_idx ON stats_demo.visits (shop) WHERE shop > 3;
+CREATE INDEX visits_at_idx ON stats_demo.visits (visited_at);
+ANALYZE stats_demo.visits;
+SET enable_seqscan = off;
+SET enable_bitmapscan = off;
+SELECT count(*) FROM stats_demo.visits WHERE visited_at >= '2026-01-10';
+SELECT count(*) FROM stats_demo.visits WHERE visited_at >= '2026-01-12';
+RESET enable_seqscan;
+RESET enable_bitmapscan;
+SELECT pg_stat_force_next_flush();
+
+SELECT table_name, row_estimate, n_tup_ins, n_tup_del, n_dead_tup, idx_scan, total_bytes = table_bytes + index_bytes + toast_bytes AS sizes_add_up
+FROM booking_admin.get_table_stats() WHERE schema_name = 'stats_demo';
+
+SELECT index_name, idx_scan, is_unique, is_primary, unused, duplicate_of, stats_age >= interval '0' AS has_age
+FROM booking_admin.get_index_stats() WHERE schema_name = 'stats_demo' ORDER BY index_name;
+
+SELECT table_name, n_dead_tup, dead_tuple_ratio > 0 AS has_dead_ratio, autovacuum_due, xid_age > 0 AS has_xid_age,
+       xids_to_wraparound > 2000000000 AS far_from_wraparound
+FROM booking_admin.get_table_vacuum_stats() WHERE schema_name = 'stats_demo';
+
+SELECT table_name, partition_key, key_type, time_index_scan_share, suggested_interval, reason
+FROM booking_admin.analyze_partitioning_candidates(min_rows => 1000);
+
+SELECT total_connections >= 1 AS me, max_connections > 0 AS has_max, active >= 1 AS me_active,
+       by_state ? 'active' AS by_state, oldest_xact_pid IS NOT NULL AS oldest
+FROM booking_admin.get_connection_stats();
+
+-- Slow queries: a clear error naming the extension until it is installed.
+SELECT pg_temp.sqlstate_of('SELECT * FROM booking_admin.get_slow_queries()');
+SELECT pg_temp.sqlstate_of('SELECT * FROM booking_admin.get_slow_queries(0)');
+CREATE EXTENSION pg_stat_statements;
+SELECT count(*) > 0 AS has_rows, bool_and(mean_ms >= 0) AS means FROM booking_admin.get_slow_queries(5);
+SELECT count(*) AS none_that_slow FROM booking_admin.get_slow_queries(5, 1e9);
+DROP EXTENSION pg_stat_statements;
+
+-- The sandbox. Accepted immediate statements run and report themselves.
+SELECT booking_admin.execute_admin_sql('CREATE INDEX visits_shop_idx ON stats_demo.visits (shop)') - 'audit_id';
+SELECT booking_admin.execute_admin_sql('CREATE INDEX IF NOT EXISTS visits_lower_idx ON stats_demo.visits ((lower(customer::text)))') - 'audit_id';
+SELECT booking_admin.execute_admin_sql('ANALYZE stats_demo.visits') - 'audit_id';
+SELECT booking_admin.execute_admin_sql('REINDEX INDEX stats_demo.visits_shop_idx') - 'audit_id';
+SELECT booking_admin.execute_admin_sql('REINDEX TABLE stats_demo.visits') - 'audit_id';
+SELECT booking_admin.execute_admin_sql('DROP INDEX stats_demo.visits_shop_idx') - 'audit_id';
+SELECT booking_admin.execute_admin_sql('DROP INDEX IF EXISTS stats_demo.no_such_idx') - 'audit_id';
+
+-- Everything else is refused, and a refused statement never runs.
+CREATE FUNCTION stats_demo.evil(int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    DELETE FROM stats_demo.visits;
+    RETURN $1;
+END $$;
+CREATE FUNCTION stats_demo.touchy(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1';
+CREATE FUNCTION stats_demo.evil_plus(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
+CREATE OPERATOR stats_demo.## (LEFTARG = int, RIGHTARG = int, FUNCTION = stats_demo.evil_plus);
+SELECT q, pg_temp.sqlstate_of(format('SELECT booking_admin.execute_admin_sql(%L)', q))
+FROM unnest(ARRAY[
+    'CREATE INDEX ON stats_demo.visits (shop); DROP TABLE stats_demo.visits',
+    'CREATE INDEX ON stats_demo.visits (shop) /* ; */; DROP TABLE stats_demo.visits -- ;',
+    'CREATE INDEX ON stats_demo.visits (shop); -- ; DROP TABLE stats_demo.visits',
+    '',
+    '   ;  ',
+    'DROP TABLE stats_demo.visits',
+    'DROP INDEX stats_demo.visits_customer_idx CASCADE',
+    'DROP INDEX stats_demo.visits_customer_idx, stats_demo.visits_at_idx CASCADE',
+    'DROP INDEX pg_catalog.pg_class_oid_index',
+    'CREATE INDEX ON pg_catalog.pg_class (relname)',
+    'CREATE INDEX ON pg_class (relname)',
+    'CREATE INDEX ON information_schema.sql_features (feature_name)',
+    'CREATE INDEX ON stats_demo.visits ((stats_demo.evil(customer)))',
+    'CREATE INDEX ON stats_demo.visits (customer) WHERE stats_demo.evil(shop) > 0',
+    'CREATE INDEX ON stats_demo.visits ((customer OPERATOR(stats_demo.##) shop))',
+    'CREATE INDEX ON stats_demo.visits ((stats_demo.touchy(customer)))',
+    'CREATE INDEX ON stats_demo.visits ((random()))',
+    'VACUUM FULL stats_demo.visits',
+    'VACUUM (FULL, ANALYZE) stats_demo.visits',
+    'VACUUM (FULL true) stats_demo.visits',
+    'VACUUM',
+    'ANALYZE',
+    'REINDEX DATABASE regression',
+    'REINDEX SCHEMA stats_demo',
+    'REINDEX SYSTEM regression',
+    'REINDEX (TABLESPACE pg_default) TABLE stats_demo.visits',
+    'ANALYZE stats_demo.nope',
+    'TRUNCATE stats_demo.visits',
+    'SELECT stats_demo.evil(1)',
+    'DO $$ BEGIN DELETE FROM stats_demo.visits; END $$',
+    'CREATE INDEX ON stats_demo.visits (shop); $$; DROP TABLE stats_demo.visits; $$',
+    'CREATE INDEX ON stats_demo.visits (shop) WHERE $x$; DROP TABLE stats_demo.visits; $x$ = ''a''',
+    'CREATE INDEX "x; DROP TABLE stats_demo.visits" ON stats_demo.visits (shop); SELECT 1',
+    'CREATE INDEX ON "stats_demo"."visits" (shop);DROP TABLE "stats_demo"."visits"',
+    E'CREATE INDEX ON stats_demo.visits (shop)\n;\nGRANT ALL ON stats_demo.visits TO PUBLIC',
+    'ALTER TABLE stats_demo.visits DROP COLUMN shop',
+    'CREATE TABLE stats_demo.other (x int)',
+    'COPY stats_demo.visits TO ''/tmp/x''',
+    'CREATE INDX ON stats_demo.visits (shop)'
+]) q;
+-- Nothing of that ran: the rows, the indexes and the table are all still there.
+SELECT count(*) AS rows_left FROM stats_demo.visits;
+SELECT count(*) AS demo_indexes FROM pg_indexes WHERE schemaname = 'stats_demo';
+SELECT count(*) AS other_tables FROM pg_tables WHERE schemaname = 'stats_demo' AND tablename <> 'visits';
+
+-- VACUUM FULL is accepted when explicitly allowed; VACUUM and CONCURRENTLY run through the
+-- job runner (queued mode), which this build does not have: checked, audited, not run.
+SELECT booking_admin.check_admin_sql('VACUUM FULL stats_demo.visits', allow_vacuum_full => true) - 'job_payload';
+SELECT booking_admin.check_admin_sql('CREATE INDEX CONCURRENTLY IF NOT EXISTS v_c ON stats_demo.visits (customer)');
+SELECT booking_admin.check_admin_sql('DROP INDEX CONCURRENTLY stats_demo.visits_at_idx') -> 'mode';
+SELECT booking_admin.check_admin_sql('REINDEX (CONCURRENTLY) INDEX stats_demo.visits_at_idx') -> 'mode';
+SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_admin_sql(''VACUUM stats_demo.visits'')');
+
+-- A caller that does not own the table is refused even with EXECUTE granted.
+DROP ROLE IF EXISTS regress_admin_operator;
+CREATE ROLE regress_admin_operator;
+GRANT USAGE ON SCHEMA booking_admin TO regress_admin_operator;
+-- CREATE INDEX itself needs CREATE on the table's schema.
+GRANT USAGE, CREATE ON SCHEMA stats_demo TO regress_admin_operator;
+GRANT EXECUTE ON FUNCTION booking_admin.execute_admin_sql(text, boolean) TO regress_admin_operator;
+CREATE TABLE stats_demo.mine (x int);
+ALTER TABLE stats_demo.mine OWNER TO regress_admin_operator;
+SET ROLE regress_admin_operator;
+SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_admin_sql(''CREATE INDEX ON stats_demo.visits (shop)'')');
+SELECT booking_admin.execute_admin_sql('CREATE INDEX mine_x_idx ON stats_demo.mine (x)') ->> 'accepted' AS own_table;
+RESET ROLE;
+
+-- The audit survives the caller's rollback: the attempt and its outcome stay recorded while
+-- the index it created is gone.
+BEGIN;
+SELECT booking_admin.execute_admin_sql('CREATE INDEX rolled_back_idx ON stats_demo.visits (shop)') ->> 'accepted' AS accepted;
+ROLLBACK;
+SELECT to_regclass('stats_demo.rolled_back_idx') AS index_after_rollback;
+SELECT role_name, statement_kind, decision, mode, outcome
+FROM booking_admin.admin_audit WHERE statement LIKE '%rolled_back_idx%';
+
+-- One row per attempt above, with the decision, the SQLSTATE of refusals and the outcome.
+SELECT decision, sqlstate, outcome, count(*)
+FROM booking_admin.admin_audit GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
+SELECT statement, reason FROM booking_admin.admin_audit
+WHERE statement IN ('CREATE INDEX ON stats_demo.visits ((stats_demo.evil(customer)))', 'VACUUM stats_demo.visits')
+ORDER BY statement;
+
+DROP SCHEMA stats_demo CASCADE;
+DROP ROLE regress_admin_nobody;
+REVOKE ALL ON SCHEMA booking_admin FROM regress_admin_operator;
+REVOKE ALL ON FUNCTION booking_admin.execute_admin_sql(text, boolean) FROM regress_admin_operator;
+DROP ROLE regress_admin_operator;
