@@ -20,6 +20,9 @@ pub static JOB_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
 /// How long an idle worker sleeps before looking for work again, in milliseconds.
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+/// The statement deadline of booking_admin.execute_explain_query and analyze_query, in ms.
+pub static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"booking_engine.now",
@@ -63,6 +66,16 @@ pub fn register() {
         10,
         600_000,
         GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.explain_timeout_ms",
+        c"Statement deadline of booking_admin.execute_explain_query and analyze_query.",
+        c"The statement explained (and, with ANALYZE, run then rolled back) is cancelled after this long.",
+        &EXPLAIN_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Userset,
         GucFlags::UNIT_MS,
     );
 }

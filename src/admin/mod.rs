@@ -8,7 +8,10 @@
 
 pub mod api;
 pub mod audit;
+pub mod plan;
+pub mod query_api;
 pub mod parse;
+pub mod rules;
 pub mod sandbox;
 pub mod txn;
 

@@ -9,6 +9,7 @@ use pgrx::pg_sys::submodules::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use super::rules::{ColumnUse, FilterOp, QueryFacts, QueryKind, RelRef};
 use super::sandbox::{FuncFacts, RelFacts, RelName, ReindexTarget, Statement};
 use crate::errors::{DomainError, DomainResult};
 
@@ -259,4 +260,220 @@ pub fn func_facts(oids: Vec<pg_sys::Oid>) -> DomainResult<Vec<FuncFacts>> {
         }
         Ok(out)
     })
+}
+
+/// The last name of a qualified-name List of String nodes ("pg_catalog.lower" -> "lower").
+unsafe fn last_name(list: *mut pg_sys::List) -> String {
+    name_list(list).name
+}
+
+/// A column reference as (qualifier, column); `None` for `*` or anything that is not one.
+unsafe fn column_ref(node: *mut pg_sys::Node) -> Option<(Option<String>, String)> {
+    if !pgrx::is_a(node, pg_sys::NodeTag::T_ColumnRef) {
+        return None;
+    }
+    let fields: Vec<*mut pg_sys::Node> = PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::ColumnRef)).fields).iter_ptr().collect();
+    let name = |n: *mut pg_sys::Node| {
+        pgrx::is_a(n, pg_sys::NodeTag::T_String).then(|| cstr((*(n as *mut pg_sys::String)).sval)).flatten()
+    };
+    let column = name(*fields.last()?)?;
+    let qualifier = (fields.len() >= 2).then(|| name(fields[fields.len() - 2])).flatten();
+    Some((qualifier, column))
+}
+
+unsafe fn is_star(node: *mut pg_sys::Node) -> bool {
+    pgrx::is_a(node, pg_sys::NodeTag::T_ColumnRef)
+        && PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::ColumnRef)).fields)
+            .iter_ptr()
+            .last()
+            .is_some_and(|n| pgrx::is_a(n, pg_sys::NodeTag::T_A_Star))
+}
+
+/// A constant, a parameter, or a cast of one: what an index can compare a column with.
+unsafe fn is_value(node: *mut pg_sys::Node) -> bool {
+    if pgrx::is_a(node, pg_sys::NodeTag::T_TypeCast) {
+        return is_value((*(node as *mut pg_sys::TypeCast)).arg);
+    }
+    pgrx::is_a(node, pg_sys::NodeTag::T_A_Const) || pgrx::is_a(node, pg_sys::NodeTag::T_ParamRef)
+}
+
+unsafe fn string_const(node: *mut pg_sys::Node) -> Option<String> {
+    if pgrx::is_a(node, pg_sys::NodeTag::T_TypeCast) {
+        return string_const((*(node as *mut pg_sys::TypeCast)).arg);
+    }
+    if !pgrx::is_a(node, pg_sys::NodeTag::T_A_Const) {
+        return None;
+    }
+    let c = &*(node as *mut pg_sys::A_Const);
+    (!c.isnull && c.val.node.type_ == pg_sys::NodeTag::T_String).then(|| cstr(c.val.sval.sval)).flatten()
+}
+
+/// `f(col)`: the call as text when a function wraps a column.
+unsafe fn function_on_column(node: *mut pg_sys::Node) -> Option<String> {
+    if !pgrx::is_a(node, pg_sys::NodeTag::T_FuncCall) {
+        return None;
+    }
+    let call = &*(node as *mut pg_sys::FuncCall);
+    let column = PgList::<pg_sys::Node>::from_pg(call.args).iter_ptr().find_map(|a| column_ref(a))?;
+    Some(format!("{}({})", last_name(call.funcname), column.1))
+}
+
+/// The conditions of a WHERE or JOIN ... ON, down through AND.
+unsafe fn predicates(node: *mut pg_sys::Node, f: &mut QueryFacts) {
+    if node.is_null() {
+        return;
+    }
+    match (*node).type_ {
+        pg_sys::NodeTag::T_BoolExpr => {
+            let b = &*(node as *mut pg_sys::BoolExpr);
+            let args: Vec<*mut pg_sys::Node> = PgList::<pg_sys::Node>::from_pg(b.args).iter_ptr().collect();
+            match b.boolop {
+                pg_sys::BoolExprType::AND_EXPR => args.into_iter().for_each(|a| predicates(a, f)),
+                pg_sys::BoolExprType::OR_EXPR => f.or_in_where = true,
+                _ => {
+                    let sub = args.first().copied().unwrap_or(std::ptr::null_mut());
+                    if pgrx::is_a(sub, pg_sys::NodeTag::T_SubLink)
+                        && (*(sub as *mut pg_sys::SubLink)).subLinkType == pg_sys::SubLinkType::ANY_SUBLINK
+                    {
+                        f.not_in_subqueries += 1;
+                    }
+                }
+            }
+        }
+        pg_sys::NodeTag::T_A_Expr => {
+            let e = &*(node as *mut pg_sys::A_Expr);
+            let op = last_name(e.name);
+            let (l, r) = (e.lexpr, e.rexpr);
+            for side in [l, r] {
+                if let Some(call) = function_on_column(side) {
+                    f.functions_on_columns.push(call);
+                }
+            }
+            let use_of = |col: (Option<String>, String), op| ColumnUse { qualifier: col.0, column: col.1, op };
+            match e.kind {
+                pg_sys::A_Expr_Kind::AEXPR_LIKE | pg_sys::A_Expr_Kind::AEXPR_ILIKE => {
+                    let pattern = string_const(r);
+                    if pattern.as_deref().is_some_and(|p| p.starts_with('%') || p.starts_with('_')) {
+                        f.leading_wildcard_likes.push(format!("'{}'", pattern.unwrap_or_default()));
+                    } else if let (Some(col), true, pg_sys::A_Expr_Kind::AEXPR_LIKE) = (column_ref(l), pattern.is_some(), e.kind) {
+                        f.filters.push(use_of(col, FilterOp::Range));
+                    }
+                }
+                pg_sys::A_Expr_Kind::AEXPR_IN if op == "=" => {
+                    if let Some(col) = column_ref(l) {
+                        f.filters.push(use_of(col, FilterOp::Eq));
+                    }
+                }
+                pg_sys::A_Expr_Kind::AEXPR_BETWEEN => {
+                    if let Some(col) = column_ref(l) {
+                        f.filters.push(use_of(col, FilterOp::Range));
+                    }
+                }
+                pg_sys::A_Expr_Kind::AEXPR_OP if ["=", "<", ">", "<=", ">="].contains(&op.as_str()) => {
+                    let kind = if op == "=" { FilterOp::Eq } else { FilterOp::Range };
+                    match (column_ref(l), column_ref(r)) {
+                        (Some(a), Some(b)) if op == "=" => {
+                            f.join_columns.push(use_of(a, FilterOp::Eq));
+                            f.join_columns.push(use_of(b, FilterOp::Eq));
+                        }
+                        (Some(col), None) if is_value(r) => f.filters.push(use_of(col, kind)),
+                        (None, Some(col)) if is_value(l) => f.filters.push(use_of(col, kind)),
+                        _ => {}
+                    }
+                }
+                _ => {}
+            }
+        }
+        _ => {}
+    }
+}
+
+unsafe fn select_facts(s: &pg_sys::SelectStmt, f: &mut QueryFacts) {
+    f.modifies |= !s.intoClause.is_null() || !s.lockingClause.is_null();
+    if s.op != pg_sys::SetOperation::SETOP_NONE {
+        f.set_operations += 1;
+        return;
+    }
+    let from: Vec<*mut pg_sys::Node> = PgList::<pg_sys::Node>::from_pg(s.fromClause).iter_ptr().collect();
+    f.joins += from.len().saturating_sub(1);
+    if s.whereClause.is_null() && s.limitCount.is_null() && s.groupClause.is_null() {
+        for item in &from {
+            if pgrx::is_a(*item, pg_sys::NodeTag::T_RangeVar) {
+                if let Some(r) = range_var(*item as *mut pg_sys::RangeVar) {
+                    f.unfiltered_selects.push(r.to_string());
+                }
+            }
+        }
+    }
+    predicates(s.whereClause, f);
+    for sort in PgList::<pg_sys::SortBy>::from_pg(s.sortClause).iter_ptr() {
+        let key = (*sort).node;
+        if pgrx::is_a(key, pg_sys::NodeTag::T_FuncCall) && last_name((*(key as *mut pg_sys::FuncCall)).funcname) == "random" {
+            f.order_by_random = true;
+        }
+    }
+    if pgrx::is_a(s.limitOffset, pg_sys::NodeTag::T_A_Const) {
+        let c = &*(s.limitOffset as *mut pg_sys::A_Const);
+        if !c.isnull && c.val.node.type_ == pg_sys::NodeTag::T_Integer && i64::from(c.val.ival.ival) > super::rules::LARGE_OFFSET {
+            f.large_offset = Some(i64::from(c.val.ival.ival));
+        }
+    }
+}
+
+unsafe extern "C-unwind" fn facts_walker(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+    if node.is_null() {
+        return false;
+    }
+    let f = &mut *(ctx as *mut QueryFacts);
+    match (*node).type_ {
+        pg_sys::NodeTag::T_SelectStmt => select_facts(&*(node as *mut pg_sys::SelectStmt), f),
+        pg_sys::NodeTag::T_UpdateStmt | pg_sys::NodeTag::T_DeleteStmt => {
+            let (relation, where_clause) = if (*node).type_ == pg_sys::NodeTag::T_UpdateStmt {
+                let u = &*(node as *mut pg_sys::UpdateStmt);
+                (u.relation, u.whereClause)
+            } else {
+                let d = &*(node as *mut pg_sys::DeleteStmt);
+                (d.relation, d.whereClause)
+            };
+            f.modifies = true;
+            if where_clause.is_null() {
+                f.unfiltered_write = range_var(relation).map(|r| r.to_string());
+            }
+            predicates(where_clause, f);
+        }
+        pg_sys::NodeTag::T_JoinExpr => {
+            f.joins += 1;
+            predicates((*(node as *mut pg_sys::JoinExpr)).quals, f);
+        }
+        pg_sys::NodeTag::T_RangeVar => {
+            let rv = &*(node as *mut pg_sys::RangeVar);
+            if let Some(r) = range_var(node as *mut pg_sys::RangeVar) {
+                let alias = rv.alias.as_ref().and_then(|a| cstr(a.aliasname));
+                f.relations.push(RelRef { schema: r.schema, name: r.name, alias });
+            }
+        }
+        pg_sys::NodeTag::T_RangeSubselect | pg_sys::NodeTag::T_SubLink => f.subqueries += 1,
+        pg_sys::NodeTag::T_CommonTableExpr => f.ctes += 1,
+        pg_sys::NodeTag::T_ColumnRef if is_star(node) => f.select_star = true,
+        pg_sys::NodeTag::T_ParamRef => f.params = f.params.max((*(node as *mut pg_sys::ParamRef)).number),
+        pg_sys::NodeTag::T_InsertStmt | pg_sys::NodeTag::T_MergeStmt => f.modifies = true,
+        _ => {}
+    }
+    pg_sys::raw_expression_tree_walker(node, Some(facts_walker), ctx)
+}
+
+/// The facts the analysis rules read, from one raw DML statement.
+pub fn query_facts(node: *mut pg_sys::Node) -> QueryFacts {
+    let mut f = QueryFacts::default();
+    // SAFETY: node is a raw parse tree; the walker only reads it.
+    unsafe {
+        f.kind = match (*node).type_ {
+            pg_sys::NodeTag::T_InsertStmt => QueryKind::Insert,
+            pg_sys::NodeTag::T_UpdateStmt => QueryKind::Update,
+            pg_sys::NodeTag::T_DeleteStmt => QueryKind::Delete,
+            _ => QueryKind::Select,
+        };
+        facts_walker(node, &mut f as *mut QueryFacts as *mut c_void);
+    }
+    f
 }
