@@ -7,7 +7,7 @@ CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
 BEGIN
     EXECUTE q;
     RETURN 'ok';
-EXCEPTION WHEN others THEN
+EXCEPTION WHEN others OR query_canceled THEN
     RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
 
@@ -183,6 +183,75 @@ FROM booking_admin.admin_audit GROUP BY 1, 2, 3 ORDER BY 1, 2, 3;
 SELECT statement, reason FROM booking_admin.admin_audit
 WHERE statement IN ('CREATE INDEX ON stats_demo.visits ((stats_demo.evil(customer)))', 'VACUUM stats_demo.visits')
 ORDER BY statement;
+
+-- Query analysis. Three tables, no index beyond the keys, fresh statistics.
+CREATE TABLE stats_demo.customers (id int PRIMARY KEY, email text NOT NULL);
+CREATE TABLE stats_demo.orders (id int PRIMARY KEY, customer_id int NOT NULL, status text NOT NULL, created_at timestamptz NOT NULL);
+CREATE TABLE stats_demo.items (order_id int NOT NULL, sku text NOT NULL, qty int NOT NULL);
+INSERT INTO stats_demo.customers SELECT g, 'c' || g || '@example.com' FROM generate_series(1, 5000) g;
+INSERT INTO stats_demo.orders
+SELECT g, g % 5000 + 1, (ARRAY['new', 'paid', 'sent'])[g % 3 + 1], timestamptz '2026-01-01 00:00+00' + g * interval '1 minute'
+FROM generate_series(1, 50000) g;
+INSERT INTO stats_demo.items SELECT g % 50000 + 1, 's' || g % 100, 1 FROM generate_series(1, 100000) g;
+ANALYZE stats_demo.customers, stats_demo.orders, stats_demo.items;
+
+-- The rules read the parse tree: a keyword inside a string or a comment is not a clause.
+SELECT f ->> 'rule' AS rule, f ->> 'severity' AS severity, f ->> 'description' AS description
+FROM jsonb_array_elements(booking_admin.analyze_query($$
+    SELECT * FROM stats_demo.orders o
+    WHERE o.status LIKE '%aid' AND lower(o.status) = 'paid' AND o.customer_id NOT IN (SELECT id FROM stats_demo.customers)
+    ORDER BY random() OFFSET 5000$$) -> 'findings') f;
+SELECT f ->> 'rule' AS rule, f ->> 'description' AS description
+FROM jsonb_array_elements(booking_admin.analyze_query('DELETE FROM stats_demo.items') -> 'findings') f;
+SELECT booking_admin.analyze_query($$SELECT id FROM stats_demo.orders WHERE status = 'paid' /* SELECT * FROM x */$$) -> 'findings' AS no_findings;
+SELECT booking_admin.analyze_query($$SELECT 'SELECT * FROM t WHERE x LIKE ''%a''' AS text_only$$) -> 'findings' AS no_findings;
+SELECT q, booking_admin.analyze_query(q) ->> 'complexity' AS complexity
+FROM unnest(ARRAY[
+    'SELECT 1',
+    'SELECT o.id FROM stats_demo.orders o JOIN stats_demo.customers c ON c.id = o.customer_id WHERE o.id = 1',
+    'SELECT id FROM stats_demo.orders WHERE customer_id IN (SELECT id FROM stats_demo.customers WHERE email = $1) UNION SELECT 1'
+]) q;
+
+-- Without hypopg, recommendations are unverified and the improvement is a heuristic.
+SELECT a -> 'recommendations' -> 0 ->> 'index_sql' AS index_sql, a -> 'recommendations' -> 0 -> 'verified' AS verified,
+       a ->> 'improvement_basis' AS basis, (a ->> 'estimated_improvement_pct')::numeric BETWEEN 0 AND 90 AS capped,
+       a -> 'bottlenecks' -> 0 ->> 'kind' AS bottleneck
+FROM booking_admin.analyze_query('SELECT id FROM stats_demo.orders WHERE customer_id = $1') a;
+
+-- With hypopg, each recommendation is planned with a hypothetical index and its real cost shown.
+CREATE EXTENSION hypopg;
+SELECT r ->> 'index_sql' AS index_sql, r -> 'verified' AS verified,
+       (r ->> 'estimated_cost_after')::float8 < (r ->> 'estimated_cost_before')::float8 AS cheaper,
+       (r ->> 'improvement_pct')::numeric BETWEEN 1 AND 90 AS capped_gain
+FROM jsonb_array_elements(booking_admin.analyze_query($$
+    SELECT o.id, i.sku FROM stats_demo.orders o
+    JOIN stats_demo.customers c ON c.id = o.customer_id
+    JOIN stats_demo.items i ON i.order_id = o.id
+    WHERE o.customer_id = 42 AND o.created_at >= '2026-01-10'$$) -> 'recommendations') r;
+SELECT count(*) AS hypothetical_indexes_left FROM hypopg_list_indexes;
+SELECT booking_admin.analyze_query('SELECT id FROM stats_demo.orders WHERE customer_id = 7') ->> 'improvement_basis' AS basis;
+DROP EXTENSION hypopg;
+
+-- EXPLAIN: plans as JSON; ANALYZE only for read-only queries, rolled back, under a deadline.
+SELECT booking_admin.execute_explain_query('SELECT count(*) FROM stats_demo.orders') -> 'Plan' ->> 'Node Type' AS node;
+SELECT booking_admin.execute_explain_query('SELECT count(*) FROM stats_demo.orders', true) -> 'Plan' -> 'Actual Rows' AS actual_rows;
+SELECT booking_admin.execute_explain_query('VALUES (1), (2)', true) -> 'Plan' -> 'Actual Rows' AS values_rows;
+SELECT booking_admin.execute_explain_query('DELETE FROM stats_demo.items') -> 'Plan' ->> 'Node Type' AS plain_explain_of_delete;
+SELECT q, pg_temp.sqlstate_of(format('SELECT booking_admin.execute_explain_query(%L, true)', q))
+FROM unnest(ARRAY[
+    'DELETE FROM stats_demo.items',
+    'WITH gone AS (DELETE FROM stats_demo.items RETURNING *) SELECT count(*) FROM gone',
+    'SELECT * INTO stats_demo.copy FROM stats_demo.items',
+    'SELECT * FROM stats_demo.items FOR UPDATE',
+    'SELECT 1; DELETE FROM stats_demo.items',
+    'SELECT id FROM stats_demo.orders WHERE id = $1',
+    'VACUUM stats_demo.items'
+]) q;
+SELECT count(*) AS items_left FROM stats_demo.items;
+SET booking_engine.explain_timeout_ms = 200;
+SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_explain_query(''SELECT pg_sleep(3)'', true)');
+RESET booking_engine.explain_timeout_ms;
+SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_explain_query(NULL)');
 
 DROP SCHEMA stats_demo CASCADE;
 DROP ROLE regress_admin_nobody;
