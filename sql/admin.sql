@@ -286,3 +286,49 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     SET outcome = doc ->> 'outcome', outcome_detail = doc ->> 'outcome_detail', finished_at = clock_timestamp()
     WHERE a.id = (doc ->> 'id')::uuid AND doc ? 'outcome';
 $$;
+
+-- The auto-tuner's settings: one row. performance_threshold_ms NULL means the
+-- aggressiveness's own threshold (conservative 50 ms, moderate 35, aggressive 20).
+CREATE TABLE booking_admin.auto_tuner_config (
+    id                          boolean PRIMARY KEY DEFAULT true CHECK (id),
+    enabled                     boolean NOT NULL DEFAULT false,
+    aggressiveness              text NOT NULL DEFAULT 'conservative'
+                                CHECK (aggressiveness IN ('conservative', 'moderate', 'aggressive')),
+    auto_apply_indexes          boolean NOT NULL DEFAULT false,
+    performance_threshold_ms    float8 CHECK (performance_threshold_ms > 0),
+    monitoring_interval_minutes integer NOT NULL DEFAULT 60 CHECK (monitoring_interval_minutes BETWEEN 1 AND 10080),
+    max_indexes_per_table       integer NOT NULL DEFAULT 10 CHECK (max_indexes_per_table BETWEEN 1 AND 100),
+    freeze_windows              jsonb NOT NULL DEFAULT '[]' CHECK (booking.is_valid_freeze_windows(freeze_windows)),
+    freeze_timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(freeze_timezone)),
+    last_cycle_at               timestamptz,
+    updated_at                  timestamptz NOT NULL DEFAULT now()
+);
+COMMENT ON COLUMN booking_admin.auto_tuner_config.freeze_windows IS
+    'No change is applied inside these: [{"days": [6], "start": "00:00", "end": "24:00"}] (days 0 = Sunday .. 6, times in freeze_timezone, end after start).';
+INSERT INTO booking_admin.auto_tuner_config DEFAULT VALUES;
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.auto_tuner_config', '');
+
+CREATE TABLE booking_admin.tuning_actions (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    action         text NOT NULL CHECK (action = 'create_index'),
+    table_name     text NOT NULL,
+    index_name     text,
+    definition     text NOT NULL,
+    sql            text NOT NULL,
+    rollback_sql   text,
+    reason         text NOT NULL,
+    query          text,
+    status         text NOT NULL CHECK (status IN ('proposed', 'applied', 'rolled_back', 'skipped')),
+    status_reason  text,
+    cost_before    float8,
+    cost_after     float8,
+    applied_at     timestamptz,
+    rolled_back_at timestamptz
+);
+CREATE INDEX tuning_actions_definition_idx ON booking_admin.tuning_actions (definition, status);
+COMMENT ON TABLE booking_admin.tuning_actions IS
+    'What the auto-tuner proposed, applied, skipped or rolled back, with the planner''s cost of the query before and after.';
+COMMENT ON COLUMN booking_admin.tuning_actions.definition IS
+    'The index without its name (CREATE INDEX ON table (columns)): a definition already proposed or applied is not proposed again.';
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.tuning_actions', '');

@@ -25,7 +25,11 @@ extension_sql_file!(
     name = "availability",
     requires = ["schema", availability::api::get_available_slots]
 );
-extension_sql_file!("../sql/admin.sql", name = "admin", requires = ["bootstrap", "schema"]);
+extension_sql_file!(
+    "../sql/admin.sql",
+    name = "admin",
+    requires = ["bootstrap", "schema", admin::tuner_api::is_valid_freeze_windows]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

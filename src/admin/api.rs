@@ -115,6 +115,48 @@ fn refuse(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, refused: 
     }
 }
 
+/// The sandbox end to end: judge, audit, run in a subtransaction, audit the outcome. A
+/// refusal or failure comes back as the error to raise (already audited).
+pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::pg_sys::panic::ErrorReport> {
+    let who = caller()?;
+    let id = uuid::Uuid::new_v4();
+    let audited_text: String = sql.chars().take(MAX_STATEMENT_BYTES / 4).collect();
+    let accepted = match judge(sql, allow_vacuum_full) {
+        Ok(a) => a,
+        Err(refused) => return Err(refuse(id, &who, &audited_text, None, refused)),
+    };
+    let kind = accepted.statement.kind();
+    if accepted.mode == Mode::Queued {
+        let e = DomainError::Unsupported(format!(
+            "{kind} in queued mode ({}) needs the job runner, which this build does not have yet; nothing was run",
+            accepted.text
+        ));
+        return Err(refuse(id, &who, sql, Some(kind), Refused::Rule(e)));
+    }
+    let mut doc = audit_row(id, &who, sql, Some(kind), "accepted");
+    doc["row"]["mode"] = json!(accepted.mode.as_str());
+    audit::write(&doc)?;
+    let text = accepted.text.clone();
+    let ran = txn::subtransaction(true, move || Spi::run(&text));
+    let (outcome, detail) = match &ran {
+        Ok(Ok(())) => ("succeeded", None),
+        Ok(Err(e)) => ("failed", Some(e.to_string())),
+        Err(caught) => {
+            let (state, message) = txn::describe_error(caught);
+            ("failed", Some(format!("{state}: {message}")))
+        }
+    };
+    audit::write(&json!({"id": id, "outcome": outcome, "outcome_detail": detail}))?;
+    match ran {
+        Ok(Ok(())) => Ok(json!({
+            "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
+            "job_id": null, "audit_id": id, "statement": accepted.text,
+        })),
+        Ok(Err(e)) => Err(DomainError::from(e).into()),
+        Err(caught) => Err(txn::reraise(caught)),
+    }
+}
+
 #[pg_schema]
 mod booking_admin {
     use super::*;
@@ -126,44 +168,7 @@ mod booking_admin {
         sql_text: Option<&str>,
         allow_vacuum_full: default!(bool, false),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
-        let sql = require(sql_text, "sql_text")?;
-        let who = caller()?;
-        let id = uuid::Uuid::new_v4();
-        let audited_text: String = sql.chars().take(MAX_STATEMENT_BYTES / 4).collect();
-        let accepted = match judge(sql, allow_vacuum_full) {
-            Ok(a) => a,
-            Err(refused) => return Err(refuse(id, &who, &audited_text, None, refused)),
-        };
-        let kind = accepted.statement.kind();
-        if accepted.mode == Mode::Queued {
-            let e = DomainError::Unsupported(format!(
-                "{kind} in queued mode ({}) needs the job runner, which this build does not have yet; nothing was run",
-                accepted.text
-            ));
-            return Err(refuse(id, &who, sql, Some(kind), Refused::Rule(e)));
-        }
-        let mut doc = audit_row(id, &who, sql, Some(kind), "accepted");
-        doc["row"]["mode"] = json!(accepted.mode.as_str());
-        audit::write(&doc)?;
-        let text = accepted.text.clone();
-        let ran = txn::subtransaction(true, move || Spi::run(&text));
-        let (outcome, detail) = match &ran {
-            Ok(Ok(())) => ("succeeded", None),
-            Ok(Err(e)) => ("failed", Some(e.to_string())),
-            Err(caught) => {
-                let (state, message) = txn::describe_error(caught);
-                ("failed", Some(format!("{state}: {message}")))
-            }
-        };
-        audit::write(&json!({"id": id, "outcome": outcome, "outcome_detail": detail}))?;
-        match ran {
-            Ok(Ok(())) => Ok(JsonB(json!({
-                "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
-                "job_id": null, "audit_id": id, "statement": accepted.text,
-            }))),
-            Ok(Err(e)) => Err(DomainError::from(e).into()),
-            Err(caught) => Err(txn::reraise(caught)),
-        }
+        run_admin_sql(require(sql_text, "sql_text")?, allow_vacuum_full).map(JsonB)
     }
 
     /// The sandbox's verdict on a statement without running or auditing it: the kind, the

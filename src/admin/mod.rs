@@ -13,6 +13,8 @@ pub mod query_api;
 pub mod parse;
 pub mod rules;
 pub mod sandbox;
+pub mod tuner;
+pub mod tuner_api;
 pub mod txn;
 
 #[cfg(feature = "pg_test")]

@@ -134,19 +134,27 @@ fn hypothetical_cost(hypopg: &str, candidate: &Candidate, text: &str, params: i3
     cost
 }
 
-/// The whole analysis of one statement, as analyze_query returns it.
-pub fn analyze(sql: Option<&str>) -> Result<Value, ErrorReport> {
+/// One recommended index and what the planner says it is worth.
+pub struct Recommendation {
+    pub candidate: Candidate,
+    pub cost_before: f64,
+    /// With the index as a hypothetical one (hypopg); None when unverified.
+    pub cost_after: Option<f64>,
+    pub gain_pct: Option<f64>,
+}
+
+/// The whole analysis of one statement: analyze_query's document, and the recommendations
+/// for the tuner.
+pub fn analyze(sql: Option<&str>) -> Result<(Value, Vec<Recommendation>), ErrorReport> {
     let (text, facts) = dml_statement(sql)?;
     let findings = rules::findings(&facts);
-    let explained = explain(&text, facts.params, "VERBOSE");
-    let (plan_doc, plan_error) = match explained {
+    let (plan_doc, plan_error) = match explain(&text, facts.params, "VERBOSE") {
         Ok(p) => (Some(p), None),
         Err(e) => (None, Some(e.message().to_string())),
     };
     let hypopg = hypopg_schema()?;
     let mut bottlenecks = Vec::new();
     let mut recommendations = Vec::new();
-    let mut best_measured: Option<f64> = None;
     if let Some(p) = &plan_doc {
         let scans = plan::seq_scans(p);
         let (infos, rows) = tables(&scans)?;
@@ -154,38 +162,48 @@ pub fn analyze(sql: Option<&str>) -> Result<Value, ErrorReport> {
             .map_err(DomainError::from)?
             .unwrap_or(4 << 20);
         bottlenecks = plan::bottlenecks(p, &rows, work_mem as f64);
+        let large: Vec<plan::SeqScan> = scans
+            .into_iter()
+            .filter(|s| rows.get(&s.relation).is_some_and(|r| *r >= plan::LARGE_TABLE_ROWS))
+            .collect();
         let before = plan::total_cost(p).unwrap_or(0.0);
-        for c in plan::candidates(&facts, &scans, &infos) {
-            let after = match &hypopg {
-                Some(schema) => hypothetical_cost(schema, &c, &text, facts.params)?,
+        for candidate in plan::candidates(&facts, &large, &infos) {
+            let cost_after = match &hypopg {
+                Some(schema) => hypothetical_cost(schema, &candidate, &text, facts.params)?,
                 None => None,
             };
-            let pct = after.map(|a| plan::improvement_pct(before, a));
-            if let Some(pct) = pct {
-                best_measured = Some(best_measured.map_or(pct, |b: f64| b.max(pct)));
-            }
-            recommendations.push(json!({
-                "index_sql": c.sql(), "reason": c.reason, "verified": after.is_some(),
-                "estimated_cost_before": before, "estimated_cost_after": after, "improvement_pct": pct,
-            }));
+            let gain_pct = cost_after.map(|a| plan::improvement_pct(before, a));
+            recommendations.push(Recommendation { candidate, cost_before: before, cost_after, gain_pct });
         }
     }
     let count = |sev: &str| findings.iter().filter(|f| f.severity == sev).count();
-    let (pct, basis) = match best_measured {
+    let best = recommendations.iter().filter_map(|r| r.gain_pct).reduce(f64::max);
+    let (pct, basis) = match best {
         Some(p) => (p, "measured"),
         None if bottlenecks.is_empty() && findings.is_empty() => (0.0, "none"),
         None => (plan::heuristic_improvement_pct(bottlenecks.len(), count("high"), count("medium")), "heuristic"),
     };
-    Ok(json!({
+    let recs: Vec<Value> = recommendations
+        .iter()
+        .map(|r| {
+            json!({
+                "index_sql": r.candidate.sql(), "reason": r.candidate.reason, "verified": r.cost_after.is_some(),
+                "estimated_cost_before": r.cost_before, "estimated_cost_after": r.cost_after,
+                "improvement_pct": r.gain_pct,
+            })
+        })
+        .collect();
+    let doc = json!({
         "complexity": rules::complexity(&facts),
         "findings": findings,
         "bottlenecks": bottlenecks,
-        "recommendations": recommendations,
+        "recommendations": recs,
         "estimated_improvement_pct": pct,
         "improvement_basis": basis,
         "hypopg": hypopg.is_some(),
         "plan_error": plan_error,
-    }))
+    });
+    Ok((doc, recommendations))
 }
 
 #[pg_schema]
@@ -213,6 +231,6 @@ mod booking_admin {
     /// Rules on the parse tree, plan bottlenecks and index recommendations for one statement.
     #[pg_extern(volatile, parallel_unsafe)]
     fn analyze_query(sql: Option<&str>) -> Result<JsonB, ErrorReport> {
-        Ok(JsonB(analyze(sql)?))
+        Ok(JsonB(analyze(sql)?.0))
     }
 }

@@ -253,6 +253,62 @@ SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_explain_query(''SELECT 
 RESET booking_engine.explain_timeout_ms;
 SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_explain_query(NULL)');
 
+-- The auto-tuner. Without pg_stat_statements it has nothing to read, and says so.
+SELECT booking_admin.perform_tuning_cycle() -> 'notes' AS notes;
+SELECT q, pg_temp.sqlstate_of(q) FROM unnest(ARRAY[
+    $$UPDATE booking_admin.auto_tuner_config SET freeze_windows = '[{"days": [7], "start": "00:00", "end": "01:00"}]'$$,
+    $$UPDATE booking_admin.auto_tuner_config SET freeze_windows = '[{"days": [1], "start": "10:00", "end": "09:00"}]'$$,
+    $$UPDATE booking_admin.auto_tuner_config SET aggressiveness = 'reckless'$$,
+    'SELECT booking_admin.rollback_tuning_action(424242)'
+]) q;
+-- Wednesday 10:00 UTC; every statement counts as slow.
+SET booking_engine.now = '2026-03-04 10:00+00';
+CREATE EXTENSION pg_stat_statements;
+CREATE EXTENSION hypopg;
+UPDATE booking_admin.auto_tuner_config SET performance_threshold_ms = 0.000001;
+SELECT pg_stat_statements_reset();
+SELECT count(*) FROM stats_demo.orders WHERE customer_id = 42;
+SELECT count(*) FROM stats_demo.items WHERE order_id = 4242;
+-- Auto-apply off: verified indexes are proposed, nothing is created.
+SELECT a ->> 'status' AS status, a ->> 'index_sql' AS index_sql, a ->> 'reason' AS reason
+FROM jsonb_array_elements(booking_admin.perform_tuning_cycle() -> 'actions') a ORDER BY 2;
+-- Enabled, but inside a freeze window (Wednesdays 09:00-11:00): still nothing is applied.
+UPDATE booking_admin.auto_tuner_config
+SET enabled = true, auto_apply_indexes = true, max_indexes_per_table = 1,
+    freeze_windows = '[{"days": [3], "start": "09:00", "end": "11:00"}]';
+SELECT c -> 'frozen' AS frozen, a ->> 'status' AS status, a ->> 'index_sql' AS index_sql, a ->> 'reason' AS reason
+FROM booking_admin.perform_tuning_cycle() c, jsonb_array_elements(c -> 'actions') a ORDER BY 3;
+-- After the window: the table with no index gets one; orders is at its limit of 1 (its key).
+SET booking_engine.now = '2026-03-04 12:00+00';
+SELECT c -> 'frozen' AS frozen, a ->> 'status' AS status, a ->> 'index_sql' AS index_sql, a ->> 'reason' AS reason
+FROM booking_admin.perform_tuning_cycle() c, jsonb_array_elements(c -> 'actions') a ORDER BY 3;
+UPDATE booking_admin.auto_tuner_config SET max_indexes_per_table = 10;
+SELECT a ->> 'status' AS status, a ->> 'index_sql' AS index_sql
+FROM jsonb_array_elements(booking_admin.perform_tuning_cycle() -> 'actions') a ORDER BY 2;
+SELECT table_name, status, index_name, rollback_sql, cost_after < cost_before AS cheaper
+FROM booking_admin.tuning_actions ORDER BY id;
+SELECT statement, decision, outcome FROM booking_admin.admin_audit WHERE statement LIKE '%tuning_action%' ORDER BY attempted_at;
+-- The items index is used, the orders one is not; an hour later (the monitoring interval)
+-- the next cycle rolls back the unused one and does not propose it again.
+SET enable_seqscan = off;
+SELECT count(*) FROM stats_demo.items WHERE order_id = 4242;
+RESET enable_seqscan;
+SELECT pg_stat_force_next_flush();
+SET booking_engine.now = '2026-03-04 13:30+00';
+SELECT r ->> 'reason' AS rolled_back, c -> 'actions' AS new_actions
+FROM booking_admin.perform_tuning_cycle() c, jsonb_array_elements(c -> 'rolled_back') r;
+SELECT table_name, status, status_reason FROM booking_admin.tuning_actions ORDER BY id;
+SELECT to_regclass(index_name) IS NOT NULL AS index_exists, status FROM booking_admin.tuning_actions ORDER BY id;
+-- An operator rolls back the other one by hand, once.
+SELECT booking_admin.rollback_tuning_action(id) ->> 'statement' AS dropped
+FROM booking_admin.tuning_actions WHERE status = 'applied';
+SELECT pg_temp.sqlstate_of(format('SELECT booking_admin.rollback_tuning_action(%s)', id))
+FROM booking_admin.tuning_actions ORDER BY id LIMIT 1;
+SELECT count(*) AS tuner_indexes_left FROM pg_indexes WHERE schemaname = 'stats_demo' AND indexname LIKE 'tuning\_action\_%';
+DROP EXTENSION hypopg;
+DROP EXTENSION pg_stat_statements;
+RESET booking_engine.now;
+
 DROP SCHEMA stats_demo CASCADE;
 DROP ROLE regress_admin_nobody;
 REVOKE ALL ON SCHEMA booking_admin FROM regress_admin_operator;
