@@ -51,6 +51,8 @@ struct Slot {
     state: SlotState,
     attempts: u8,
     db: u32,
+    /// The writer writing it now (pid), 0 while it waits: two writers never take one record.
+    taker: i32,
     waiter: usize,
     len: u32,
     payload: [u8; PAYLOAD_BYTES],
@@ -77,7 +79,8 @@ unsafe impl PGRXSharedMemory for AuditQueue {}
 
 impl Default for AuditQueue {
     fn default() -> Self {
-        let slot = Slot { state: SlotState::Free, attempts: 0, db: 0, waiter: 0, len: 0, payload: [0; PAYLOAD_BYTES] };
+        let slot =
+            Slot { state: SlotState::Free, attempts: 0, db: 0, taker: 0, waiter: 0, len: 0, payload: [0; PAYLOAD_BYTES] };
         AuditQueue { slots: [slot; SLOTS], writers: [Writer { db: 0, latch: 0, requested_ms: 0 }; WRITERS] }
     }
 }
@@ -139,6 +142,7 @@ fn claim(db: u32, bytes: &[u8]) -> Option<usize> {
     s.state = SlotState::Queued;
     s.attempts = 0;
     s.db = db;
+    s.taker = 0;
     // SAFETY: MyLatch is this backend's PGPROC latch.
     s.waiter = unsafe { pg_sys::MyLatch as usize };
     s.len = bytes.len() as u32;
@@ -204,11 +208,18 @@ fn wait_or_give_up(started: Instant, what: &str) -> DomainResult<()> {
 fn start_writer(db: u32) -> DomainResult<()> {
     {
         let mut q = QUEUE.exclusive();
-        let stale = |w: &Writer| w.db == db || w.db == 0;
-        let Some(w) = q.writers.iter_mut().find(|w| stale(w)) else {
-            return Err(DomainError::NotReady("too many databases with an active admin audit writer".into()));
+        // Another caller may have asked for it a moment ago: one launch per grace period.
+        let recent = |w: &Writer| {
+            w.latch != 0 || epoch_ms().saturating_sub(w.requested_ms) < START_GRACE.as_millis() as u64
         };
-        *w = Writer { db, latch: 0, requested_ms: epoch_ms() };
+        let i = match q.writers.iter().position(|w| w.db == db) {
+            Some(i) if recent(&q.writers[i]) => return Ok(()),
+            Some(i) => i,
+            None => q.writers.iter().position(|w| w.db == 0).ok_or_else(|| {
+                DomainError::NotReady("too many databases with an active admin audit writer".into())
+            })?,
+        };
+        q.writers[i] = Writer { db, latch: 0, requested_ms: epoch_ms() };
     }
     let launched = BackgroundWorkerBuilder::new("booking_engine admin audit writer")
         .set_type("booking_engine admin audit writer")
@@ -235,9 +246,20 @@ fn forget_writer(db: u32) {
     }
 }
 
+/// However the writer leaves (idle, SIGTERM, an error): records it had taken go back to the
+/// queue for the next writer, and its registration is cleared.
 #[pg_guard]
-unsafe extern "C-unwind" fn writer_exit(_code: i32, arg: pg_sys::Datum) {
-    forget_writer(arg.value() as u32);
+unsafe extern "C-unwind" fn writer_exit(_code: i32, _arg: pg_sys::Datum) {
+    let (pid, latch) = (pg_sys::MyProcPid, pg_sys::MyLatch as usize);
+    // An error raised while the queue lock was held must not deadlock the exit.
+    pg_sys::LWLockReleaseAll();
+    let mut q = QUEUE.exclusive();
+    for s in q.slots.iter_mut().filter(|s| s.taker == pid) {
+        s.taker = 0;
+    }
+    for w in q.writers.iter_mut().filter(|w| w.latch == latch) {
+        *w = Writer { db: 0, latch: 0, requested_ms: 0 };
+    }
 }
 
 /// The audit writer: one per database, started by `write`.
@@ -247,15 +269,15 @@ pub extern "C-unwind" fn booking_admin_audit_writer(arg: pg_sys::Datum) {
     let db = arg.value() as u32;
     BackgroundWorker::attach_signal_handlers(SignalWakeFlags::SIGHUP | SignalWakeFlags::SIGTERM);
     BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
-    // SAFETY: registers a plain callback that clears this writer's entry however it exits.
+    // SAFETY: registers a plain callback, run however the process exits.
     unsafe { pg_sys::before_shmem_exit(Some(writer_exit), arg) };
     {
         let mut q = QUEUE.exclusive();
         match q.writers.iter_mut().find(|w| w.db == db) {
             // SAFETY: MyLatch is this process's PGPROC latch.
-            Some(w) => w.latch = unsafe { pg_sys::MyLatch as usize },
-            // Another writer took over or the entry was reused: leave.
-            None => return,
+            Some(w) if w.latch == 0 => w.latch = unsafe { pg_sys::MyLatch as usize },
+            // Another writer serves this database already, or nobody asked any more: leave.
+            _ => return,
         }
     }
     let mut idle_since = Instant::now();
@@ -284,16 +306,19 @@ pub extern "C-unwind" fn booking_admin_audit_writer(arg: pg_sys::Datum) {
 /// Queued records of this database, counted as one more attempt each; a record that already
 /// failed MAX_ATTEMPTS times (the writer died on it) is marked failed instead.
 fn take_batch(db: u32) -> Vec<(usize, serde_json::Value)> {
+    // SAFETY: MyProcPid is this process's pid.
+    let pid = unsafe { pg_sys::MyProcPid };
     let mut q = QUEUE.exclusive();
     let mut out = Vec::new();
     for (i, s) in q.slots.iter_mut().enumerate() {
-        if s.db != db || !matches!(s.state, SlotState::Queued | SlotState::Orphaned) {
+        if s.db != db || s.taker != 0 || !matches!(s.state, SlotState::Queued | SlotState::Orphaned) {
             continue;
         }
         let doc = serde_json::from_slice(&s.payload[..s.len as usize]).ok();
         match doc {
             Some(doc) if s.attempts < MAX_ATTEMPTS => {
                 s.attempts += 1;
+                s.taker = pid;
                 out.push((i, doc));
             }
             _ => {
@@ -314,6 +339,7 @@ fn finish_batch(batch: &[(usize, serde_json::Value)]) {
     let mut q = QUEUE.exclusive();
     for (i, _) in batch {
         let s = &mut q.slots[*i];
+        s.taker = 0;
         s.state = if s.state == SlotState::Orphaned { SlotState::Free } else { SlotState::Written };
         set_latch(s.waiter);
     }

@@ -238,7 +238,7 @@ pub fn index_functions(node: *mut pg_sys::Node, table: pg_sys::Oid, text: &str) 
 }
 
 const FUNC_FACTS_SQL: &str = "
-    SELECT format('%s(%s)', p.oid::regproc, pg_get_function_identity_arguments(p.oid)),
+    SELECT p.oid::regprocedure::text,
            p.oid < 16384 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
                                       AND d.deptype = 'e'),
