@@ -276,16 +276,6 @@ COMMENT ON TABLE booking_admin.admin_audit IS
     'execute_admin_sql attempts: who, when, the statement, the decision and why, and how it ended. Survives the caller''s rollback.';
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.admin_audit', '');
 
--- What the audit writer applies: {"row": {...}} inserts an attempt, {"id", "outcome",
--- "outcome_detail"} records how it ended.
-CREATE FUNCTION booking_admin.audit_apply(doc jsonb) RETURNS void
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    INSERT INTO booking_admin.admin_audit
-    SELECT * FROM jsonb_populate_record(NULL::booking_admin.admin_audit, doc -> 'row') WHERE doc ? 'row';
-    UPDATE booking_admin.admin_audit a
-    SET outcome = doc ->> 'outcome', outcome_detail = doc ->> 'outcome_detail', finished_at = clock_timestamp()
-    WHERE a.id = (doc ->> 'id')::uuid AND doc ? 'outcome';
-$$;
 
 -- The auto-tuner's settings: one row. performance_threshold_ms NULL means the
 -- aggressiveness's own threshold (conservative 50 ms, moderate 35, aggressive 20).
