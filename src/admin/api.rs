@@ -39,6 +39,8 @@ pub struct Accepted {
     pub statement: Statement,
     pub mode: Mode,
     pub text: String,
+    /// For CREATE INDEX: the checked tree, which is what runs.
+    pub index: Option<parse::AnalysedIndex>,
 }
 
 /// Why a statement was refused: our own rule, or an error Postgres raised while we parsed or
@@ -89,11 +91,15 @@ fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
     let oids = parse::resolve(&statement.relations());
     let rels = parse::rel_facts(&oids)?;
     sandbox::check_objects(&statement, &rels, &[])?;
-    if let (Statement::CreateIndex { .. }, Some(Some(table))) = (&statement, oids.first()) {
-        let funcs = parse::func_facts(parse::index_functions(node, *table, &text))?;
-        sandbox::check_objects(&statement, &rels, &funcs)?;
-    }
-    Ok(Accepted { statement, mode, text })
+    let index = match (&statement, oids.first()) {
+        (Statement::CreateIndex { .. }, Some(Some(table))) => {
+            let index = parse::analyse_index(node, *table, &text);
+            sandbox::check_objects(&statement, &rels, &parse::func_facts(index.functions.clone())?)?;
+            Some(index)
+        }
+        _ => None,
+    };
+    Ok(Accepted { statement, mode, text, index })
 }
 
 fn audit_row(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, decision: &str) -> Value {
@@ -136,8 +142,13 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     let mut doc = audit_row(id, &who, sql, Some(kind), "accepted");
     doc["row"]["mode"] = json!(accepted.mode.as_str());
     audit::write(&doc)?;
-    let text = accepted.text.clone();
-    let ran = txn::subtransaction(true, move || Spi::run(&text));
+    let ran = txn::subtransaction(true, || match &accepted.index {
+        Some(index) => {
+            parse::run_index_statement(index, &accepted.text);
+            Ok(())
+        }
+        None => Spi::run(&accepted.text),
+    });
     let (outcome, detail) = match &ran {
         Ok(Ok(())) => ("succeeded", None),
         Ok(Err(e)) => ("failed", Some(e.to_string())),

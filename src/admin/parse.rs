@@ -215,26 +215,59 @@ unsafe extern "C-unwind" fn collect_functions(node: *mut pg_sys::Node, ctx: *mut
     pg_sys::expression_tree_walker(node, Some(collect_functions), ctx)
 }
 
-/// Every function a CREATE INDEX's expressions and predicate would call (operators and casts
-/// included), found the way Postgres itself resolves them: by analysing a copy of the
-/// statement against the (locked) table.
-pub fn index_functions(node: *mut pg_sys::Node, table: pg_sys::Oid, text: &str) -> Vec<pg_sys::Oid> {
+/// A CREATE INDEX analysed against its (locked) table, the way Postgres itself does before
+/// building: functions, operators and casts resolved to the exact functions that will run, and
+/// the table named by its schema. Running this tree (`run_index_statement`), not the text, is
+/// what makes the check hold: nothing is looked up by name again.
+pub struct AnalysedIndex {
+    stmt: *mut pg_sys::IndexStmt,
+    pub functions: Vec<pg_sys::Oid>,
+}
+
+pub fn analyse_index(node: *mut pg_sys::Node, table: pg_sys::Oid, text: &str) -> AnalysedIndex {
     let query = CString::new(text).unwrap_or_default();
-    let mut funcs: Vec<pg_sys::Oid> = Vec::new();
+    let mut functions: Vec<pg_sys::Oid> = Vec::new();
     // SAFETY: node is an IndexStmt (checked by the caller through `describe`); the copy is
-    // analysed in place and only read afterwards.
-    unsafe {
+    // analysed in place, in the current memory context, which outlives the call.
+    let stmt = unsafe {
         let copy = pg_sys::copyObjectImpl(node as *const c_void) as *mut pg_sys::IndexStmt;
+        (*(*copy).relation).schemaname = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
         let stmt = pg_guard_ffi_boundary(|| transformIndexStmt(table, copy, query.as_ptr()));
-        let ctx = &mut funcs as *mut Vec<pg_sys::Oid> as *mut c_void;
+        let ctx = &mut functions as *mut Vec<pg_sys::Oid> as *mut c_void;
         collect_functions((*stmt).whereClause, ctx);
         for elem in PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams).iter_ptr() {
             collect_functions((*elem).expr, ctx);
         }
+        stmt
+    };
+    functions.sort_unstable_by_key(|o| o.to_u32());
+    functions.dedup();
+    AnalysedIndex { stmt, functions }
+}
+
+/// Build the index from the analysed tree, as a statement of the current transaction.
+pub fn run_index_statement(index: &AnalysedIndex, text: &str) {
+    let query = CString::new(text).unwrap_or_default();
+    // SAFETY: a PlannedStmt wrapping a transformed IndexStmt is what ProcessUtility receives
+    // for CREATE INDEX; PROCESS_UTILITY_QUERY is the context SPI uses for a non-top-level query.
+    unsafe {
+        let mut planned = pgrx::PgBox::<pg_sys::PlannedStmt>::alloc_node(pg_sys::NodeTag::T_PlannedStmt);
+        planned.commandType = pg_sys::CmdType::CMD_UTILITY;
+        planned.canSetTag = true;
+        planned.utilityStmt = index.stmt as *mut pg_sys::Node;
+        planned.stmt_location = -1;
+        pg_sys::ProcessUtility(
+            planned.into_pg(),
+            query.as_ptr(),
+            false,
+            pg_sys::ProcessUtilityContext::PROCESS_UTILITY_QUERY,
+            std::ptr::null_mut(),
+            std::ptr::null_mut(),
+            pg_sys::None_Receiver,
+            std::ptr::null_mut(),
+        );
+        pg_sys::CommandCounterIncrement();
     }
-    funcs.sort_unstable_by_key(|o| o.to_u32());
-    funcs.dedup();
-    funcs
 }
 
 const FUNC_FACTS_SQL: &str = "

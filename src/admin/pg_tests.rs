@@ -5,7 +5,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::admin::parse::{describe, func_facts, index_functions, parse, query_facts, rel_facts, resolve};
+    use crate::admin::parse::{analyse_index, describe, func_facts, parse, query_facts, rel_facts, resolve};
     use crate::admin::rules::{FilterOp, QueryKind};
     use crate::admin::sandbox::{ReindexTarget, RelName, Statement};
 
@@ -63,7 +63,7 @@ mod tests {
         let sql = "CREATE INDEX ON public.sandbox_f ((lower(b))) WHERE public.sneaky(a) > 0";
         let node = parse(sql).unwrap()[0].node;
         let table = resolve(&[&rel(Some("public"), "sandbox_f")])[0].unwrap();
-        let facts = func_facts(index_functions(node, table, sql)).unwrap();
+        let facts = func_facts(analyse_index(node, table, sql).functions).unwrap();
         let sneaky = facts.iter().find(|f| f.signature.starts_with("sneaky(") || f.signature.contains(".sneaky(")).unwrap();
         assert!(!sneaky.trusted && sneaky.immutable);
         let lower = facts.iter().find(|f| f.signature == "lower(text)").unwrap();
