@@ -86,6 +86,9 @@ full_page_writes = off
 log_min_messages = warning
 CONF
     fi
+    # Clusters created before the admin tests needed pg_stat_statements get it on their next start.
+    runuser -u postgres -- sed -i "s/^shared_preload_libraries = 'booking_engine'$/shared_preload_libraries = 'booking_engine,pg_stat_statements'/" \
+        "$PGDATA_DIR/postgresql.conf"
     if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
         log "restarting cluster $name to load the installed library"
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast restart -l "$CLUSTER_DIR/log" >/dev/null
