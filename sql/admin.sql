@@ -322,3 +322,19 @@ COMMENT ON TABLE booking_admin.tuning_actions IS
 COMMENT ON COLUMN booking_admin.tuning_actions.definition IS
     'The index without its name (CREATE INDEX ON table (columns)): a definition already proposed or applied is not proposed again.';
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.tuning_actions', '');
+
+-- How one execute_admin_sql attempt ended, by the audit_id it returned (or that its error
+-- was recorded under): the audit row as a document.
+-- VOLATILE: the writer commits rows during the caller's statement, which a STABLE function's
+-- snapshot would not see.
+CREATE FUNCTION booking_admin.admin_sql_status(p_audit_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    doc jsonb;
+BEGIN
+    SELECT to_jsonb(a) INTO doc FROM booking_admin.admin_audit a WHERE a.id = p_audit_id;
+    IF doc IS NULL THEN
+        RAISE EXCEPTION 'no admin statement with audit id %', coalesce(p_audit_id::text, 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    RETURN doc;
+END $$;

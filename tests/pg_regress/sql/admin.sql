@@ -160,6 +160,11 @@ SELECT booking_admin.check_admin_sql('DROP INDEX CONCURRENTLY stats_demo.visits_
 SELECT booking_admin.check_admin_sql('REINDEX (CONCURRENTLY) INDEX stats_demo.visits_at_idx') -> 'mode';
 SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_admin_sql(''VACUUM stats_demo.visits'')');
 
+-- How a statement ended, by its audit id.
+SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s ->> 'finished_at' IS NOT NULL AS has_end
+FROM booking_admin.admin_sql_status((booking_admin.execute_admin_sql('ANALYZE stats_demo.visits') ->> 'audit_id')::uuid) s;
+SELECT pg_temp.sqlstate_of('SELECT booking_admin.admin_sql_status(''00000000-0000-0000-0000-000000000000'')');
+
 -- A caller that does not own the table is refused even with EXECUTE granted.
 DROP ROLE IF EXISTS regress_admin_operator;
 CREATE ROLE regress_admin_operator;
