@@ -24,9 +24,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
            s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_live_tup, s.n_dead_tup
     FROM pg_stat_user_tables s
     JOIN pg_class c ON c.oid = s.relid
-    CROSS JOIN LATERAL (SELECT pg_total_relation_size(c.oid) AS total, pg_table_size(c.oid) AS main,
-                               pg_indexes_size(c.oid) AS indexes,
-                               coalesce(pg_total_relation_size(nullif(c.reltoastrelid, 0)), 0) AS toast) z
+    -- Each size function reads the files' sizes from disk: call each once per table.
+    CROSS JOIN LATERAL (SELECT pg_table_size(c.oid) AS main, pg_indexes_size(c.oid) AS indexes,
+                               CASE WHEN c.reltoastrelid <> 0 THEN pg_total_relation_size(c.reltoastrelid) ELSE 0 END AS toast) z0
+    CROSS JOIN LATERAL (SELECT z0.main + z0.indexes AS total, z0.main, z0.indexes, z0.toast) z
     ORDER BY z.total DESC, s.schemaname, s.relname
 $$;
 
@@ -53,32 +54,27 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
         FROM pg_stat_user_indexes s
         JOIN pg_index i ON i.indexrelid = s.indexrelid
         JOIN pg_class c ON c.oid = s.indexrelid
+    ), dup AS (
+        -- One hash join of the indexes with their table's other indexes, the best match kept.
+        SELECT DISTINCT ON (a.indexrelid) a.indexrelid, b.indexrelname AS duplicate_of
+        FROM ix a
+        JOIN ix b ON b.relid = a.relid AND b.indexrelid <> a.indexrelid AND b.indisvalid AND b.relam = a.relam
+        WHERE b.exprs IS NOT DISTINCT FROM a.exprs
+          AND b.pred IS NOT DISTINCT FROM a.pred
+          AND (b.keys = a.keys AND b.classes = a.classes AND b.colls = a.colls
+               OR b.keys LIKE a.keys || ' %' AND b.classes LIKE a.classes || ' %' AND b.colls LIKE a.colls || ' %')
+          AND (NOT a.indisunique OR (b.indisunique AND b.keys = a.keys))
+          AND (b.keys <> a.keys
+               OR (b.indisprimary, b.indisunique, a.indexrelid) > (a.indisprimary, a.indisunique, b.indexrelid))
+        ORDER BY a.indexrelid, b.indisprimary DESC, b.indisunique DESC, b.indexrelid
     ), since AS (SELECT booking_admin.stats_since() AS t)
     SELECT ix.schemaname, ix.relname, ix.indexrelname, pg_relation_size(ix.indexrelid),
            ix.idx_scan, ix.idx_tup_read, ix.idx_tup_fetch,
            ix.indisunique, ix.indisprimary, ix.indisvalid,
            ix.idx_scan = 0 AND NOT ix.indisunique AND NOT ix.indisprimary,
-           dup.relname, since.t, now() - since.t
+           dup.duplicate_of, since.t, now() - since.t
     FROM ix CROSS JOIN since
-    LEFT JOIN LATERAL (
-        SELECT oc.relname
-        FROM pg_index o JOIN pg_class oc ON oc.oid = o.indexrelid
-        CROSS JOIN LATERAL (
-            SELECT array_to_string((o.indkey::int2[])[0:o.indnkeyatts - 1], ' ') AS keys,
-                   array_to_string((o.indclass::oid[])[0:o.indnkeyatts - 1], ' ') AS classes,
-                   array_to_string((o.indcollation::oid[])[0:o.indnkeyatts - 1], ' ') AS colls) ok
-        WHERE o.indrelid = ix.relid AND o.indexrelid <> ix.indexrelid AND o.indisvalid
-          AND oc.relam = ix.relam
-          AND pg_get_expr(o.indexprs, o.indrelid) IS NOT DISTINCT FROM ix.exprs
-          AND pg_get_expr(o.indpred, o.indrelid) IS NOT DISTINCT FROM ix.pred
-          AND (ok.keys = ix.keys AND ok.classes = ix.classes AND ok.colls = ix.colls
-               OR ok.keys LIKE ix.keys || ' %' AND ok.classes LIKE ix.classes || ' %' AND ok.colls LIKE ix.colls || ' %')
-          AND (NOT ix.indisunique OR (o.indisunique AND ok.keys = ix.keys))
-          AND (ok.keys <> ix.keys
-               OR (o.indisprimary, o.indisunique, ix.indexrelid) > (ix.indisprimary, ix.indisunique, o.indexrelid))
-        ORDER BY o.indisprimary DESC, o.indisunique DESC, o.indexrelid
-        LIMIT 1
-    ) dup ON true
+    LEFT JOIN dup ON dup.indexrelid = ix.indexrelid
     ORDER BY ix.schemaname, ix.relname, ix.indexrelname
 $$;
 
