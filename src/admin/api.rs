@@ -94,7 +94,7 @@ fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
     let index = match (&statement, oids.first()) {
         (Statement::CreateIndex { .. }, Some(Some(table))) => {
             let index = parse::analyse_index(node, *table, &text);
-            sandbox::check_objects(&statement, &rels, &parse::func_facts(index.functions.clone())?)?;
+            sandbox::check_objects(&statement, &rels, &parse::call_facts(&index)?)?;
             Some(index)
         }
         _ => None,

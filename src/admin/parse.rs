@@ -202,17 +202,28 @@ unsafe extern "C-unwind" {
     fn transformIndexStmt(relid: pg_sys::Oid, stmt: *mut pg_sys::IndexStmt, query: *const c_char) -> *mut pg_sys::IndexStmt;
 }
 
+/// What an analysed index expression can call: functions (operators and casts included) and
+/// domains, whose CHECK constraints run on every coercion and may call anything.
+#[derive(Default)]
+struct Calls {
+    functions: Vec<pg_sys::Oid>,
+    domains: Vec<pg_sys::Oid>,
+}
+
 unsafe extern "C-unwind" fn record_function(func: pg_sys::Oid, ctx: *mut c_void) -> bool {
-    (*(ctx as *mut Vec<pg_sys::Oid>)).push(func);
+    (*(ctx as *mut Calls)).functions.push(func);
     false
 }
 
-unsafe extern "C-unwind" fn collect_functions(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
+unsafe extern "C-unwind" fn collect_calls(node: *mut pg_sys::Node, ctx: *mut c_void) -> bool {
     if node.is_null() {
         return false;
     }
+    if pgrx::is_a(node, pg_sys::NodeTag::T_CoerceToDomain) {
+        (*(ctx as *mut Calls)).domains.push((*(node as *mut pg_sys::CoerceToDomain)).resulttype);
+    }
     pg_sys::check_functions_in_node(node, Some(record_function), ctx);
-    pg_sys::expression_tree_walker(node, Some(collect_functions), ctx)
+    pg_sys::expression_tree_walker(node, Some(collect_calls), ctx)
 }
 
 /// A CREATE INDEX analysed against its (locked) table, the way Postgres itself does before
@@ -222,27 +233,30 @@ unsafe extern "C-unwind" fn collect_functions(node: *mut pg_sys::Node, ctx: *mut
 pub struct AnalysedIndex {
     stmt: *mut pg_sys::IndexStmt,
     pub functions: Vec<pg_sys::Oid>,
+    pub domains: Vec<pg_sys::Oid>,
 }
 
 pub fn analyse_index(node: *mut pg_sys::Node, table: pg_sys::Oid, text: &str) -> AnalysedIndex {
     let query = CString::new(text).unwrap_or_default();
-    let mut functions: Vec<pg_sys::Oid> = Vec::new();
+    let mut calls = Calls::default();
     // SAFETY: node is an IndexStmt (checked by the caller through `describe`); the copy is
     // analysed in place, in the current memory context, which outlives the call.
     let stmt = unsafe {
         let copy = pg_sys::copyObjectImpl(node as *const c_void) as *mut pg_sys::IndexStmt;
         (*(*copy).relation).schemaname = pg_sys::get_namespace_name(pg_sys::get_rel_namespace(table));
         let stmt = pg_guard_ffi_boundary(|| transformIndexStmt(table, copy, query.as_ptr()));
-        let ctx = &mut functions as *mut Vec<pg_sys::Oid> as *mut c_void;
-        collect_functions((*stmt).whereClause, ctx);
+        let ctx = &mut calls as *mut Calls as *mut c_void;
+        collect_calls((*stmt).whereClause, ctx);
         for elem in PgList::<pg_sys::IndexElem>::from_pg((*stmt).indexParams).iter_ptr() {
-            collect_functions((*elem).expr, ctx);
+            collect_calls((*elem).expr, ctx);
         }
         stmt
     };
-    functions.sort_unstable_by_key(|o| o.to_u32());
-    functions.dedup();
-    AnalysedIndex { stmt, functions }
+    for list in [&mut calls.functions, &mut calls.domains] {
+        list.sort_unstable_by_key(|o| o.to_u32());
+        list.dedup();
+    }
+    AnalysedIndex { stmt, functions: calls.functions, domains: calls.domains }
 }
 
 /// Build the index from the analysed tree, as a statement of the current transaction.
@@ -270,21 +284,32 @@ pub fn run_index_statement(index: &AnalysedIndex, text: &str) {
     }
 }
 
-const FUNC_FACTS_SQL: &str = "
+/// Functions as `name(args)` and domains as `domain name`: trusted when created by initdb or
+/// by an extension (both installed by a superuser); domains count as immutable, their
+/// constraints being what the trust is about.
+const CALL_FACTS_SQL: &str = "
     SELECT p.oid::regprocedure::text,
            p.oid < 16384 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
                                     WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
                                       AND d.deptype = 'e'),
            p.provolatile = 'i'
-    FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($1::oid[]) ORDER BY p.oid";
+    FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($1::oid[])
+    UNION ALL
+    SELECT 'domain ' || t.oid::regtype::text,
+           t.oid < 16384 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
+                                    WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid
+                                      AND d.deptype = 'e'),
+           true
+    FROM pg_catalog.pg_type t WHERE t.oid = ANY ($2::oid[])";
 
-pub fn func_facts(oids: Vec<pg_sys::Oid>) -> DomainResult<Vec<FuncFacts>> {
-    if oids.is_empty() {
+pub fn call_facts(index: &AnalysedIndex) -> DomainResult<Vec<FuncFacts>> {
+    if index.functions.is_empty() && index.domains.is_empty() {
         return Ok(vec![]);
     }
     Spi::connect(|client| {
         let mut out = Vec::new();
-        for row in client.select(FUNC_FACTS_SQL, None, &[oids.into()])? {
+        let args = [index.functions.clone().into(), index.domains.clone().into()];
+        for row in client.select(CALL_FACTS_SQL, None, &args)? {
             out.push(FuncFacts {
                 signature: row.get::<String>(1)?.unwrap_or_default(),
                 trusted: row.get::<bool>(2)?.unwrap_or(false),

@@ -5,7 +5,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::admin::parse::{analyse_index, describe, func_facts, parse, query_facts, rel_facts, resolve};
+    use crate::admin::parse::{analyse_index, call_facts, describe, parse, query_facts, rel_facts, resolve};
     use crate::admin::rules::{FilterOp, QueryKind};
     use crate::admin::sandbox::{ReindexTarget, RelName, Statement};
 
@@ -63,11 +63,16 @@ mod tests {
         let sql = "CREATE INDEX ON public.sandbox_f ((lower(b))) WHERE public.sneaky(a) > 0";
         let node = parse(sql).unwrap()[0].node;
         let table = resolve(&[&rel(Some("public"), "sandbox_f")])[0].unwrap();
-        let facts = func_facts(analyse_index(node, table, sql).functions).unwrap();
+        let facts = call_facts(&analyse_index(node, table, sql)).unwrap();
         let sneaky = facts.iter().find(|f| f.signature.starts_with("sneaky(") || f.signature.contains(".sneaky(")).unwrap();
         assert!(!sneaky.trusted && sneaky.immutable);
         let lower = facts.iter().find(|f| f.signature == "lower(text)").unwrap();
         assert!(lower.trusted && lower.immutable);
+        // A domain's CHECK runs on every coercion: the domain is a call too.
+        Spi::run("CREATE DOMAIN public.sneaky_dom AS int CHECK (public.sneaky(VALUE) > 0)").unwrap();
+        let sql = "CREATE INDEX ON public.sandbox_f ((a::public.sneaky_dom))";
+        let facts = call_facts(&analyse_index(parse(sql).unwrap()[0].node, table, sql)).unwrap();
+        assert!(facts.iter().any(|f| f.signature == "domain sneaky_dom" && !f.trusted), "{:?}", facts);
     }
 
     #[pg_test]

@@ -152,7 +152,8 @@ pub struct RelFacts {
     pub owned: bool,
 }
 
-/// A function an index expression or predicate would call.
+/// A function an index expression or predicate would call, or a domain it coerces to (whose
+/// constraints are calls too).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FuncFacts {
     pub signature: String,

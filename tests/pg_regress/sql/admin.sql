@@ -105,6 +105,12 @@ END $$;
 CREATE FUNCTION stats_demo.touchy(int) RETURNS int LANGUAGE sql VOLATILE AS 'SELECT $1';
 CREATE FUNCTION stats_demo.evil_plus(int, int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + $2';
 CREATE OPERATOR stats_demo.## (LEFTARG = int, RIGHTARG = int, FUNCTION = stats_demo.evil_plus);
+CREATE FUNCTION stats_demo.evil_check(int) RETURNS boolean LANGUAGE plpgsql IMMUTABLE AS $$
+BEGIN
+    DELETE FROM stats_demo.visits;
+    RETURN true;
+END $$;
+CREATE DOMAIN stats_demo.sneaky_int AS int CHECK (stats_demo.evil_check(VALUE));
 SELECT q, pg_temp.sqlstate_of(format('SELECT booking_admin.execute_admin_sql(%L)', q))
 FROM unnest(ARRAY[
     'CREATE INDEX ON stats_demo.visits (shop); DROP TABLE stats_demo.visits',
@@ -123,6 +129,8 @@ FROM unnest(ARRAY[
     'CREATE INDEX ON stats_demo.visits (customer) WHERE stats_demo.evil(shop) > 0',
     'CREATE INDEX ON stats_demo.visits ((customer OPERATOR(stats_demo.##) shop))',
     'CREATE INDEX ON stats_demo.visits ((stats_demo.touchy(customer)))',
+    'CREATE INDEX ON stats_demo.visits ((customer::stats_demo.sneaky_int))',
+    'CREATE INDEX ON stats_demo.visits (customer) WHERE customer::stats_demo.sneaky_int > 0',
     'CREATE INDEX ON stats_demo.visits ((random()))',
     'VACUUM FULL stats_demo.visits',
     'VACUUM (FULL, ANALYZE) stats_demo.visits',
