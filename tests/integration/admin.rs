@@ -91,3 +91,35 @@ fn many_callers_at_once_lose_no_audit_record() {
     assert_eq!(rows.len(), THREADS * CALLS, "one record per call, more calls than queue slots");
     assert!(rows.iter().all(|(d, o)| d == "accepted" && o == "succeeded"));
 }
+
+#[test]
+fn a_caller_cancelled_while_waiting_for_the_audit_still_gets_recorded_and_runs_nothing() {
+    let mut a = connect();
+    let mut blocker = connect();
+    let mut watcher = connect();
+    let t = table(&mut a);
+    let pid: i32 = a.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0);
+    // Hold the audit table so the writer cannot commit: the caller waits for it.
+    let mut hold = blocker.transaction().unwrap();
+    hold.batch_execute("LOCK TABLE booking_admin.admin_audit IN ACCESS EXCLUSIVE MODE").unwrap();
+    let sql = format!("CREATE INDEX {t}_cancelled_idx ON public.{t} (a)");
+    let caller = thread::spawn(move || a.query_one("SELECT booking_admin.execute_admin_sql($1)", &[&sql]).map(|_| ()));
+    thread::sleep(std::time::Duration::from_millis(500));
+    watcher.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
+    let err = caller.join().unwrap().unwrap_err();
+    assert_eq!(err.code().unwrap().code(), "57014", "{err}");
+    hold.rollback().unwrap();
+    // The queued record is written once the table is free, though nobody waits for it any more.
+    let mut rows = vec![];
+    for _ in 0..100 {
+        rows = audit_rows(&mut watcher, &format!("%{t}_cancelled_idx%"));
+        if !rows.is_empty() {
+            break;
+        }
+        thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(rows, [("accepted".to_string(), "pending".to_string())], "accepted, never run");
+    let index: Option<String> =
+        watcher.query_one(&format!("SELECT to_regclass('public.{t}_cancelled_idx')::text"), &[]).unwrap().get(0);
+    assert_eq!(index, None);
+}
