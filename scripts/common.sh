@@ -76,11 +76,17 @@ start_cluster() {
     if [ ! -s "$PGDATA_DIR/PG_VERSION" ]; then
         log "creating cluster $name"
         runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-        cat >> "$PGDATA_DIR/postgresql.conf" <<CONF
+        echo "include 'booking_engine.conf'" >> "$PGDATA_DIR/postgresql.conf"
+    fi
+    # Rewritten at every start, so a cluster made by an older checkout gets today's settings.
+    # Workers: the scheduler, the job runners, and one audit flusher and one admin audit writer
+    # per active database.
+    cat > "$PGDATA_DIR/booking_engine.conf" <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$CLUSTER_DIR'
-shared_preload_libraries = 'booking_engine'
+shared_preload_libraries = 'booking_engine,pg_stat_statements'
+max_worker_processes = 32
 max_connections = 100
 shared_buffers = 256MB
 fsync = off
@@ -88,7 +94,7 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 CONF
-    fi
+    chown postgres "$PGDATA_DIR/booking_engine.conf"
     if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
         log "restarting cluster $name to load the installed library"
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast restart -l "$CLUSTER_DIR/log" >/dev/null

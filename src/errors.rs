@@ -18,11 +18,16 @@ pub enum DomainError {
     NotFound(String),
     /// XX000: stored data the extension itself should have prevented (a bug, not bad input).
     Internal(String),
-    /// 55000: a feature that needs the library in shared_preload_libraries (or shared memory
-    /// that is exhausted).
-    NotPreloaded(String),
     /// 2F003: a rule's condition_sql that is not exactly one plain SELECT.
     ProhibitedStatement(String),
+    /// 42501: the caller may not do this to this object (admin sandbox: not owned, system
+    /// schema, unsafe function in an index expression).
+    Forbidden(String),
+    /// 0A000: a statement or option the admin functions do not accept at all.
+    Unsupported(String),
+    /// 55000: something the function needs is not set up (an extension, the library in
+    /// shared_preload_libraries, shared memory that is exhausted).
+    NotReady(String),
 }
 
 impl DomainError {
@@ -33,10 +38,12 @@ impl DomainError {
             DomainError::DatetimeOverflow(_) => PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
             DomainError::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             DomainError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            DomainError::NotPreloaded(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
             DomainError::ProhibitedStatement(_) => {
                 PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED
             }
+            DomainError::Forbidden(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
+            DomainError::Unsupported(_) => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
+            DomainError::NotReady(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,
         }
     }
 
@@ -47,8 +54,10 @@ impl DomainError {
             | DomainError::DatetimeOverflow(m)
             | DomainError::NotFound(m)
             | DomainError::Internal(m)
-            | DomainError::NotPreloaded(m)
-            | DomainError::ProhibitedStatement(m) => m,
+            | DomainError::ProhibitedStatement(m)
+            | DomainError::Forbidden(m)
+            | DomainError::Unsupported(m)
+            | DomainError::NotReady(m) => m,
         }
     }
 }
@@ -82,3 +91,21 @@ impl From<serde_json::Error> for DomainError {
 }
 
 pub type DomainResult<T> = Result<T, DomainError>;
+
+/// The five-character SQLSTATE of an error code, as Postgres prints it (`unpack_sql_state`).
+pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
+    let packed = code as i32;
+    (0..5).map(|i| char::from(((packed >> (6 * i)) & 0x3F) as u8 + b'0')).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sqlstates_unpack_like_postgres() {
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE), "42501");
+        assert_eq!(sqlstate_text(PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED), "0A000");
+        assert_eq!(sqlstate_text(DomainError::NotReady(String::new()).sqlstate()), "55000");
+    }
+}

@@ -26,6 +26,9 @@ pub static RULE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// Schemas an API exposes (PostgREST's db-schemas); the RLS lint checks their tables.
 pub static EXPOSED_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public, booking"));
 
+/// The statement deadline of booking_admin.execute_explain_query and analyze_query, in ms.
+pub static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+
 pub fn register() {
     GucRegistry::define_string_guc(
         c"booking_engine.now",
@@ -93,5 +96,15 @@ pub fn register() {
         &EXPOSED_SCHEMAS,
         GucContext::Suset,
         GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.explain_timeout_ms",
+        c"Statement deadline of booking_admin.execute_explain_query and analyze_query.",
+        c"The statement explained (and, with ANALYZE, run then rolled back) is cancelled after this long.",
+        &EXPLAIN_TIMEOUT_MS,
+        100,
+        3_600_000,
+        GucContext::Userset,
+        GucFlags::UNIT_MS,
     );
 }

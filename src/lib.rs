@@ -2,6 +2,7 @@
 
 use pgrx::prelude::*;
 
+pub mod admin;
 pub mod availability;
 pub mod errors;
 pub mod gucs;
@@ -61,11 +62,17 @@ extension_sql_file!(
     name = "security_schedule",
     requires = ["security", "jobs", security::api::booking_admin::scan_pii, security::api::booking_admin::evaluate_security_rules]
 );
+extension_sql_file!(
+    "../sql/admin.sql",
+    name = "admin",
+    requires = ["bootstrap", "schema", admin::tuner_api::is_valid_freeze_windows]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     gucs::register();
+    admin::init();
     jobs::init();
     security::init();
 }

@@ -49,7 +49,7 @@ fn require_preloaded(what: &str) -> DomainResult<()> {
     if PRELOADED.load(Ordering::Relaxed) {
         Ok(())
     } else {
-        Err(DomainError::NotPreloaded(format!(
+        Err(DomainError::NotReady(format!(
             "{what} needs shared memory: add booking_engine to shared_preload_libraries and restart the server"
         )))
     }
@@ -71,7 +71,7 @@ pub fn enqueue(entry: &AuditEntry) -> DomainResult<()> {
     let pushed = AUDIT_QUEUE
         .exclusive()
         .push(db, &entry.encode())
-        .map_err(|_| DomainError::NotPreloaded("the audit queue is full".into()))?;
+        .map_err(|_| DomainError::NotReady("the audit queue is full".into()))?;
     if pushed == Push::StartFlusher {
         let started = BackgroundWorkerBuilder::new("booking_engine audit flusher")
             .set_type("booking_engine audit flusher")

@@ -2,6 +2,7 @@
 //! (`BOOKING_ENGINE_TEST_DSN`). Built only with `--features integration`, so that
 //! `cargo test --lib` and `cargo pgrx test` do not need a cluster.
 
+mod admin;
 mod availability;
 mod booking;
 mod common;

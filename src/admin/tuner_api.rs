@@ -1,0 +1,314 @@
+//! SQL-facing adapters of the auto-tuner: one cycle reads the configuration, rolls back
+//! applied indexes that went unused or made their query dearer, analyses the slow queries and
+//! records (and, when allowed, applies through the sandbox) the indexes the planner verified.
+
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::query_api::{self, Recommendation};
+use super::tuner::{self, Aggressiveness, Decision, Proposal, Settings};
+use super::{api, plan, txn};
+use crate::errors::{DomainError, DomainResult};
+
+/// Whether a document has the auto_tuner_config.freeze_windows shape; used by its CHECK.
+#[pg_extern(immutable, strict, parallel_safe)]
+pub fn is_valid_freeze_windows(doc: JsonB) -> bool {
+    tuner::parse_windows(&doc.0).is_ok()
+}
+
+#[derive(Deserialize)]
+struct Config {
+    enabled: bool,
+    aggressiveness: String,
+    auto_apply_indexes: bool,
+    performance_threshold_ms: Option<f64>,
+    monitoring_interval_minutes: i32,
+    max_indexes_per_table: i32,
+    freeze_windows: Value,
+    /// Local weekday (0 = Sunday) and minute of the day of booking.clock_now() in freeze_timezone.
+    dow: u32,
+    minute: u32,
+    stats_statements: bool,
+}
+
+const CONFIG_SQL: &str = "
+    SELECT to_jsonb(c) || jsonb_build_object(
+               'dow', extract(dow FROM booking.clock_now() AT TIME ZONE c.freeze_timezone)::int,
+               'minute', (extract(hour FROM booking.clock_now() AT TIME ZONE c.freeze_timezone) * 60
+                          + extract(minute FROM booking.clock_now() AT TIME ZONE c.freeze_timezone))::int,
+               'stats_statements', EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_stat_statements'))
+    FROM booking_admin.auto_tuner_config c";
+
+fn json_query<T: serde::de::DeserializeOwned>(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> DomainResult<T> {
+    let doc = Spi::get_one_with_args::<JsonB>(sql, args)?
+        .ok_or_else(|| DomainError::Internal(format!("no row from: {sql}")))?;
+    Ok(serde_json::from_value(doc.0)?)
+}
+
+#[derive(Deserialize)]
+struct Applied {
+    id: i64,
+    rollback_sql: String,
+    query: Option<String>,
+    cost_before: Option<f64>,
+    minutes: f64,
+    idx_scan: i64,
+    exists: bool,
+}
+
+const APPLIED_SQL: &str = "
+    SELECT coalesce(jsonb_agg(jsonb_build_object(
+               'id', a.id, 'rollback_sql', a.rollback_sql, 'query', a.query, 'cost_before', a.cost_before,
+               'minutes', extract(epoch FROM booking.clock_now() - a.applied_at) / 60,
+               'idx_scan', coalesce(s.idx_scan, 0), 'exists', to_regclass(a.index_name) IS NOT NULL) ORDER BY a.id), '[]')
+    FROM booking_admin.tuning_actions a
+    LEFT JOIN pg_catalog.pg_stat_user_indexes s ON s.indexrelid = to_regclass(a.index_name)
+    WHERE a.status = 'applied'";
+
+fn set_status(id: i64, status: &str, reason: Option<&str>) -> DomainResult<()> {
+    Spi::run_with_args(
+        "UPDATE booking_admin.tuning_actions
+         SET status = $2, status_reason = $3,
+             rolled_back_at = CASE WHEN $2 = 'rolled_back' THEN booking.clock_now() END
+         WHERE id = $1",
+        &[id.into(), status.into(), reason.into()],
+    )?;
+    Ok(())
+}
+
+/// The plan cost of `query` as things are now; None when it cannot be planned any more.
+fn cost_now(query: &str) -> Option<f64> {
+    let (text, facts) = query_api::dml_statement(Some(query)).ok()?;
+    query_api::explain(&text, facts.params, "COSTS").ok().and_then(|p| plan::total_cost(&p))
+}
+
+fn roll_back(id: i64, rollback_sql: &str, reason: &str) -> Result<(), ErrorReport> {
+    api::run_admin_sql(rollback_sql, false)?;
+    set_status(id, "rolled_back", Some(reason))?;
+    Ok(())
+}
+
+fn rollback_pass(cfg: &Config, frozen: bool, report: &mut Vec<Value>) -> Result<(), ErrorReport> {
+    let applied: Vec<Applied> = json_query(APPLIED_SQL, &[])?;
+    for a in applied {
+        if !a.exists {
+            set_status(a.id, "rolled_back", Some("the index no longer exists"))?;
+            report.push(json!({"id": a.id, "reason": "the index no longer exists"}));
+            continue;
+        }
+        let now = a.query.as_deref().and_then(cost_now);
+        let Some(reason) =
+            tuner::rollback_reason(a.idx_scan, a.minutes, cfg.monitoring_interval_minutes.into(), a.cost_before, now)
+        else {
+            continue;
+        };
+        if frozen {
+            report.push(json!({"id": a.id, "reason": reason, "deferred": "inside a freeze window"}));
+            continue;
+        }
+        match roll_back(a.id, &a.rollback_sql, &reason) {
+            Ok(()) => report.push(json!({"id": a.id, "reason": reason})),
+            Err(e) => report.push(json!({"id": a.id, "reason": reason, "error": e.message()})),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct SlowQuery {
+    query: String,
+    mean_ms: f64,
+}
+
+fn slow_queries(threshold_ms: f64) -> DomainResult<Vec<SlowQuery>> {
+    json_query(
+        "SELECT coalesce(jsonb_agg(jsonb_build_object('query', s.query, 'mean_ms', s.mean_ms)), '[]')
+         FROM booking_admin.get_slow_queries(20, $1) s",
+        &[threshold_ms.into()],
+    )
+}
+
+#[derive(Deserialize)]
+struct Live {
+    id: i64,
+    status: String,
+}
+
+/// Record one recommendation as an action and carry out the decision. A definition has at
+/// most one live action: a proposal is updated rather than repeated, and one that was applied
+/// or rolled back is left alone (delete its row to let the tuner try it again).
+fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Value>, ErrorReport> {
+    let definition = r.candidate.sql();
+    let live = Spi::get_one_with_args::<JsonB>(
+        "SELECT (SELECT jsonb_build_object('id', id, 'status', status) FROM booking_admin.tuning_actions
+                 WHERE definition = $1 AND status IN ('proposed', 'applied', 'rolled_back') ORDER BY id DESC LIMIT 1)",
+        &[definition.as_str().into()],
+    )
+    .map_err(DomainError::from)?
+    .map(|d| serde_json::from_value::<Live>(d.0))
+    .transpose()
+    .map_err(DomainError::from)?;
+    if live.as_ref().is_some_and(|l| l.status != "proposed") {
+        return Ok(None);
+    }
+    let table_indexes = Spi::get_one_with_args::<i64>(
+        "SELECT count(*) FROM pg_catalog.pg_index WHERE indrelid = $1::regclass",
+        &[r.candidate.table.as_str().into()],
+    )
+    .map_err(DomainError::from)?
+    .unwrap_or(0);
+    let decision = tuner::decide(
+        settings,
+        &Proposal { verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes },
+    );
+    let (status, reason) = match (&decision, &live) {
+        (Decision::Skip(why), None) => ("skipped", Some(why.as_str())),
+        (Decision::Apply, _) => ("proposed", None),
+        (Decision::Propose(why) | Decision::Skip(why), _) => ("proposed", Some(why.as_str())),
+    };
+    let id = match &live {
+        Some(l) => {
+            Spi::run_with_args(
+                "UPDATE booking_admin.tuning_actions SET status_reason = $2, cost_before = $3, cost_after = $4 WHERE id = $1",
+                &[l.id.into(), reason.into(), r.cost_before.into(), r.cost_after.into()],
+            )
+            .map_err(DomainError::from)?;
+            l.id
+        }
+        None => Spi::get_one_with_args::<i64>(
+            "INSERT INTO booking_admin.tuning_actions
+                 (action, table_name, definition, sql, reason, query, status, status_reason, cost_before, cost_after)
+             VALUES ('create_index', $1, $2, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+            &[
+                r.candidate.table.as_str().into(),
+                definition.as_str().into(),
+                r.candidate.reason.as_str().into(),
+                query.into(),
+                status.into(),
+                reason.into(),
+                r.cost_before.into(),
+                r.cost_after.into(),
+            ],
+        )
+        .map_err(DomainError::from)?
+        .ok_or_else(|| DomainError::Internal("tuning action insert returned no id".into()))?,
+    };
+    let mut out = json!({"id": id, "index_sql": definition, "status": status, "reason": reason});
+    if decision != Decision::Apply {
+        return Ok(Some(out));
+    }
+    let name = format!("tuning_action_{id}_idx");
+    let sql = format!("CREATE INDEX {name} ON {} ({})", r.candidate.table, r.candidate.columns.join(", "));
+    match api::run_admin_sql(&sql, false) {
+        Ok(_) => {
+            Spi::run_with_args(
+                "UPDATE booking_admin.tuning_actions a
+                 SET status = 'applied', status_reason = NULL, applied_at = booking.clock_now(), sql = $2,
+                     index_name = format('%I.%I', n.nspname, $3::text),
+                     rollback_sql = format('DROP INDEX %I.%I', n.nspname, $3::text)
+                 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                 WHERE a.id = $1 AND c.oid = a.table_name::regclass",
+                &[id.into(), sql.as_str().into(), name.as_str().into()],
+            )
+            .map_err(DomainError::from)?;
+            out["status"] = json!("applied");
+            out["index_sql"] = json!(sql);
+        }
+        Err(e) => {
+            set_status(id, "skipped", Some(e.message()))?;
+            out["status"] = json!("skipped");
+            out["reason"] = json!(e.message());
+        }
+    }
+    Ok(Some(out))
+}
+
+pub fn cycle() -> Result<Value, ErrorReport> {
+    let cfg: Config = json_query(CONFIG_SQL, &[])?;
+    let aggressiveness = Aggressiveness::parse(&cfg.aggressiveness)?;
+    let windows = tuner::parse_windows(&cfg.freeze_windows)?;
+    let frozen = tuner::frozen(&windows, cfg.dow, cfg.minute);
+    let threshold = cfg.performance_threshold_ms.unwrap_or(aggressiveness.threshold_ms());
+    let settings = Settings {
+        enabled: cfg.enabled,
+        auto_apply: cfg.auto_apply_indexes,
+        aggressiveness,
+        max_indexes_per_table: cfg.max_indexes_per_table.into(),
+        frozen,
+    };
+    let mut rolled_back = Vec::new();
+    rollback_pass(&cfg, frozen, &mut rolled_back)?;
+    let mut notes = Vec::new();
+    let queries = if cfg.stats_statements {
+        slow_queries(threshold)?
+    } else {
+        notes.push("pg_stat_statements is not installed: no slow queries to analyse".to_string());
+        vec![]
+    };
+    let mut actions = Vec::new();
+    let mut analysed = 0;
+    for q in &queries {
+        // A statement the analysis does not take (utility, unplannable) is passed over.
+        let Ok(Ok((_, recs))) = txn::subtransaction(false, || query_api::analyze(Some(q.query.as_str()))) else {
+            continue;
+        };
+        analysed += 1;
+        for r in &recs {
+            if let Some(a) = act(r, &q.query, &settings)? {
+                actions.push(a);
+            }
+        }
+    }
+    Spi::run("UPDATE booking_admin.auto_tuner_config SET last_cycle_at = booking.clock_now()").map_err(DomainError::from)?;
+    let slowest = queries.iter().map(|q| q.mean_ms).fold(0.0, f64::max);
+    Ok(json!({
+        "frozen": frozen, "enabled": cfg.enabled, "auto_apply_indexes": cfg.auto_apply_indexes,
+        "threshold_ms": threshold, "slow_queries": queries.len(), "analysed": analysed,
+        "slowest_mean_ms": slowest, "actions": actions, "rolled_back": rolled_back, "notes": notes,
+    }))
+}
+
+#[pg_schema]
+mod booking_admin {
+    use super::*;
+
+    /// One auto-tuner cycle; see the README ("Auto-tuner").
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn perform_tuning_cycle() -> Result<JsonB, ErrorReport> {
+        cycle().map(JsonB)
+    }
+
+    /// Drop the index an applied action created (through the sandbox) and mark it rolled back.
+    #[pg_extern(volatile, parallel_unsafe)]
+    fn rollback_tuning_action(id: Option<i64>) -> Result<JsonB, ErrorReport> {
+        let id = id.ok_or_else(|| DomainError::InvalidParameter("id must not be NULL".into()))?;
+        #[derive(Deserialize)]
+        struct Row {
+            status: String,
+            rollback_sql: Option<String>,
+        }
+        let doc = Spi::get_one_with_args::<JsonB>(
+            "SELECT (SELECT to_jsonb(a) FROM booking_admin.tuning_actions a WHERE a.id = $1)",
+            &[id.into()],
+        )
+        .map_err(DomainError::from)?
+        .ok_or_else(|| DomainError::NotFound(format!("tuning action {id} does not exist")))?;
+        let row: Row = serde_json::from_value(doc.0).map_err(DomainError::from)?;
+        let sql = match (row.status.as_str(), row.rollback_sql) {
+            ("applied", Some(sql)) => sql,
+            (status, _) => {
+                return Err(DomainError::InvalidParameter(format!(
+                    "tuning action {id} is {status}: only applied actions can be rolled back"
+                ))
+                .into())
+            }
+        };
+        let result = api::run_admin_sql(&sql, false)?;
+        let who = Spi::get_one::<String>("SELECT current_user::text").map_err(DomainError::from)?.unwrap_or_default();
+        set_status(id, "rolled_back", Some(&format!("rolled back by {who}")))?;
+        Ok(JsonB(json!({"id": id, "status": "rolled_back", "statement": result["statement"]})))
+    }
+}
