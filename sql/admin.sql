@@ -265,7 +265,9 @@ CREATE TABLE booking_admin.admin_audit (
     mode           text CHECK (mode IN ('immediate', 'queued')),
     outcome        text NOT NULL CHECK (outcome IN ('pending', 'succeeded', 'failed', 'refused')),
     outcome_detail text,
-    finished_at    timestamptz
+    finished_at    timestamptz,
+    -- The job that runs a queued statement (no foreign key: job retention may remove it).
+    job_id         uuid
 );
 CREATE INDEX admin_audit_attempted_idx ON booking_admin.admin_audit (attempted_at);
 COMMENT ON TABLE booking_admin.admin_audit IS
@@ -327,10 +329,24 @@ CREATE FUNCTION booking_admin.admin_sql_status(p_audit_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     doc jsonb;
+    job booking_admin.jobs;
 BEGIN
     SELECT to_jsonb(a) INTO doc FROM booking_admin.admin_audit a WHERE a.id = p_audit_id;
     IF doc IS NULL THEN
         RAISE EXCEPTION 'no admin statement with audit id %', coalesce(p_audit_id::text, 'NULL') USING ERRCODE = 'P0002';
     END IF;
-    RETURN doc;
+    IF doc ->> 'job_id' IS NULL THEN
+        RETURN doc;
+    END IF;
+    -- A queued statement ends when its job does.
+    SELECT * INTO job FROM booking_admin.jobs j WHERE j.id = (doc ->> 'job_id')::uuid;
+    IF NOT FOUND THEN
+        RETURN doc || jsonb_build_object('outcome', 'failed', 'outcome_detail',
+            'its job is gone: the enqueuing transaction rolled back, or job retention removed it');
+    END IF;
+    RETURN doc || jsonb_build_object(
+        'outcome', CASE job.status WHEN 'completed' THEN 'succeeded' WHEN 'dead' THEN 'failed' ELSE 'pending' END,
+        'outcome_detail', job.error_message,
+        'finished_at', job.completed_at,
+        'job', jsonb_build_object('status', job.status, 'retry_count', job.retry_count, 'started_at', job.started_at));
 END $$;

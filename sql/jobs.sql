@@ -405,7 +405,7 @@ COMMENT ON TABLE booking_admin.scheduler_job_info IS
 -- with configure_scheduler_job return to their defaults after a restore).
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.scheduler_job_info',
     'WHERE job_name NOT IN (''activate-due'', ''update-completed'', ''update-expired'', ''cancel-no-shows'', ''cleanup-history'',
-                            ''waitlist-sweep'', ''security-evaluate'', ''pii-scan'')');
+                            ''waitlist-sweep'', ''security-evaluate'', ''pii-scan'', ''auto-tune'')');
 
 CREATE TABLE booking_admin.maintenance_executions (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

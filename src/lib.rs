@@ -58,14 +58,21 @@ extension_sql_file!(
     ]
 );
 extension_sql_file!(
-    "../sql/security_schedule.sql",
-    name = "security_schedule",
-    requires = ["security", "jobs", security::api::booking_admin::scan_pii, security::api::booking_admin::evaluate_security_rules]
-);
-extension_sql_file!(
     "../sql/admin.sql",
     name = "admin",
     requires = ["bootstrap", "schema", admin::tuner_api::is_valid_freeze_windows]
+);
+extension_sql_file!(
+    "../sql/schedule.sql",
+    name = "schedule",
+    requires = [
+        "security",
+        "jobs",
+        "admin",
+        security::api::booking_admin::scan_pii,
+        security::api::booking_admin::evaluate_security_rules,
+        admin::tuner_api::booking_admin::perform_tuning_cycle,
+    ]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

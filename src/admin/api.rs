@@ -132,15 +132,17 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         Err(refused) => return Err(refuse(id, &who, &audited_text, None, refused)),
     };
     let kind = accepted.statement.kind();
-    if accepted.mode == Mode::Queued {
-        let e = DomainError::Unsupported(format!(
-            "{kind} in queued mode ({}) needs the job runner, which this build does not have yet; nothing was run",
-            accepted.text
-        ));
-        return Err(refuse(id, &who, sql, Some(kind), Refused::Rule(e)));
-    }
     let mut doc = audit_row(id, &who, sql, Some(kind), "accepted");
     doc["row"]["mode"] = json!(accepted.mode.as_str());
+    if accepted.mode == Mode::Queued {
+        let job_id = enqueue_top_level(kind, &sandbox::queued_payload(&accepted.text, &who.role, &who.search_path))?;
+        doc["row"]["job_id"] = json!(job_id);
+        audit::write(&doc)?;
+        return Ok(json!({
+            "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
+            "job_id": job_id, "audit_id": id, "statement": accepted.text,
+        }));
+    }
     audit::write(&doc)?;
     let ran = txn::subtransaction(true, || match &accepted.index {
         Some(index) => {
@@ -166,6 +168,19 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         Ok(Err(e)) => Err(DomainError::from(e).into()),
         Err(caught) => Err(txn::reraise(caught)),
     }
+}
+
+/// Hands a checked statement that cannot run inside a transaction (VACUUM, the CONCURRENTLY
+/// forms) to the job runner, which runs it at top level as the caller with the caller's
+/// search_path. Once only: a half-done CONCURRENTLY build would not succeed on a retry.
+fn enqueue_top_level(kind: &str, payload: &Value) -> DomainResult<uuid::Uuid> {
+    let id = Spi::get_one_with_args::<pgrx::Uuid>(
+        "SELECT booking_admin.enqueue_job('admin_sql ' || $1, 'top_level_sql', $2,
+                                          p_max_retries => 0, p_timeout_ms => 3600000)",
+        &[kind.into(), JsonB(payload.clone()).into()],
+    )?
+    .ok_or_else(|| DomainError::Internal("enqueue_job returned NULL".into()))?;
+    Ok(uuid::Uuid::from_bytes(*id.as_bytes()))
 }
 
 #[pg_schema]

@@ -73,12 +73,16 @@ pub fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
     r
 }
 
-/// Runs exactly one SQL statement at top level, outside any transaction block, as `role`: the
-/// statement may be VACUUM, CREATE INDEX CONCURRENTLY or anything else that refuses to run
-/// inside a function or transaction. Call it between transactions. An ERROR aborts the
-/// transaction and comes back as its message.
-pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid) -> Result<(), String> {
+/// Runs exactly one SQL statement at top level, outside any transaction block, as `role` and,
+/// when given, with `search_path` (for this statement only): the statement may be VACUUM,
+/// CREATE INDEX CONCURRENTLY or anything else that refuses to run inside a function or
+/// transaction. Call it between transactions. An ERROR aborts the transaction and comes back
+/// as its message.
+pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid, search_path: Option<&str>) -> Result<(), String> {
     let query = CString::new(sql).map_err(|_| "sql must not contain NUL bytes".to_string())?;
+    let path = search_path
+        .map(|p| CString::new(p).map_err(|_| "search_path must not contain NUL bytes".to_string()))
+        .transpose()?;
     // SAFETY: follows exec_simple_query (tcop/postgres.c) for a single statement. The parse and
     // plan trees live in a context of their own because multi-transaction utility statements
     // (VACUUM, CONCURRENTLY) commit the transaction that was current when they started.
@@ -98,6 +102,20 @@ pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid) -> Result<()
         let result = PgTryBuilder::new(AssertUnwindSafe(|| {
             pg_sys::MemoryContextSwitchTo(context);
             pg_sys::SetUserIdAndSecContext(role, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
+            if let Some(path) = &path {
+                // Like SET LOCAL: names are resolved in this first transaction, and the worker's
+                // own setting is back when it ends.
+                pg_sys::set_config_option(
+                    c"search_path".as_ptr(),
+                    path.as_ptr(),
+                    pg_sys::GucContext::PGC_USERSET,
+                    pg_sys::GucSource::PGC_S_SESSION,
+                    pg_sys::GucAction::GUC_ACTION_LOCAL,
+                    true,
+                    PgLogLevel::ERROR as i32,
+                    false,
+                );
+            }
             enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
             let parsed = pg_sys::pg_parse_query(query.as_ptr());
             let n = if parsed.is_null() { 0 } else { (*parsed).length };

@@ -17,6 +17,16 @@ pub fn top_level_sql(payload: &serde_json::Value) -> Result<&str, String> {
     }
 }
 
+/// The search_path a `top_level` statement's names are resolved with: the payload's optional
+/// `"search_path"` string (the enqueuer's, so that `VACUUM t` means the table it meant).
+pub fn top_level_search_path(payload: &serde_json::Value) -> Result<Option<&str>, String> {
+    match payload.get("search_path") {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(serde_json::Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err("payload \"search_path\" must be a string".into()),
+    }
+}
+
 /// How long an idle worker may sleep: until its next piece of work is due (a retry, an
 /// operation), but never longer than the poll interval, so that changes made without a wake-up
 /// (configuration, jobs inserted by hand) are still seen.
@@ -44,6 +54,13 @@ mod tests {
         assert_eq!(top_level_sql(&json!({"sql": "VACUUM booking.events"})), Ok("VACUUM booking.events"));
         assert!(top_level_sql(&json!({"sql": "  "})).is_err());
         assert!(top_level_sql(&json!({"sql": 5})).is_err());
+    }
+
+    #[test]
+    fn top_level_search_path_is_optional_text() {
+        assert_eq!(top_level_search_path(&json!({"sql": "VACUUM t"})), Ok(None));
+        assert_eq!(top_level_search_path(&json!({"sql": "VACUUM t", "search_path": "app, public"})), Ok(Some("app, public")));
+        assert!(top_level_search_path(&json!({"sql": "VACUUM t", "search_path": 1})).is_err());
         assert!(top_level_sql(&json!({"statement": "VACUUM"})).is_err());
         assert!(top_level_sql(&json!("VACUUM")).is_err());
     }

@@ -8,7 +8,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::exec::{in_subtransaction, in_transaction, run_top_level};
-use super::naming::{runner_name, idle_wait_ms, top_level_sql, SCHEDULER_NAME};
+use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql, SCHEDULER_NAME};
 use super::wake;
 use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, POLL_INTERVAL_MS};
 
@@ -270,10 +270,10 @@ fn fail(id: pgrx::Uuid, message: &str) {
 }
 
 fn run_top_level_job(job: Claimed) {
-    let outcome = match top_level_sql(&job.payload.0) {
-        Ok(sql) => run_top_level(sql, job.timeout_ms, job.role),
-        Err(e) => Err(e),
-    };
+    let payload = &job.payload.0;
+    let outcome = top_level_sql(payload)
+        .and_then(|sql| Ok((sql, top_level_search_path(payload)?)))
+        .and_then(|(sql, path)| run_top_level(sql, job.timeout_ms, job.role, path));
     in_transaction(|| match outcome {
         Ok(()) => complete(vec![job.id], vec![JsonB(serde_json::Value::Null)]),
         Err(message) => fail(job.id, &message),

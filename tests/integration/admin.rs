@@ -123,3 +123,64 @@ fn a_caller_cancelled_while_waiting_for_the_audit_still_gets_recorded_and_runs_n
         watcher.query_one(&format!("SELECT to_regclass('public.{t}_cancelled_idx')::text"), &[]).unwrap().get(0);
     assert_eq!(index, None);
 }
+
+/// Polls admin_sql_status until the queued statement has ended.
+fn ended(c: &mut Client, audit_id: &str) -> serde_json::Value {
+    let started = std::time::Instant::now();
+    loop {
+        let s: serde_json::Value = c
+            .query_one("SELECT booking_admin.admin_sql_status($1::text::uuid)", &[&audit_id])
+            .unwrap()
+            .get(0);
+        if s["outcome"] != "pending" || started.elapsed() > std::time::Duration::from_secs(30) {
+            return s;
+        }
+        thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn queued_statements_run_at_top_level_on_the_job_runner() {
+    let mut c = connect();
+    let t = table(&mut c);
+    // Unqualified: the runner resolves it with the caller's search_path.
+    c.batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS it_admin_queued; CREATE TABLE it_admin_queued.{t} (x int);
+                              INSERT INTO it_admin_queued.{t} SELECT generate_series(1, 1000); SET search_path = it_admin_queued, public"))
+        .unwrap();
+    let r: serde_json::Value = c
+        .query_one(&format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX CONCURRENTLY {t}_x ON {t} (x)')"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(r["mode"], "queued", "{r}");
+    assert!(r["job_id"].is_string(), "{r}");
+    let s = ended(&mut c, r["audit_id"].as_str().unwrap());
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    let valid: bool = c
+        .query_one(
+            "SELECT i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+             WHERE c.relname = $1 AND c.relnamespace = 'it_admin_queued'::regnamespace",
+            &[&format!("{t}_x")],
+        )
+        .unwrap()
+        .get(0);
+    assert!(valid, "the concurrently built index is valid");
+
+    let r: serde_json::Value =
+        c.query_one(&format!("SELECT booking_admin.execute_admin_sql('VACUUM {t}')"), &[]).unwrap().get(0);
+    let s = ended(&mut c, r["audit_id"].as_str().unwrap());
+    assert_eq!(s["outcome"], "succeeded", "{s}");
+    let vacuums: i64 = c
+        .query_one(&format!("SELECT pg_stat_get_vacuum_count('it_admin_queued.{t}'::regclass)"), &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(vacuums, 1);
+
+    // A queued statement that fails at run time ends failed, with Postgres's reason.
+    let r: serde_json::Value = c
+        .query_one(&format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX CONCURRENTLY {t}_x ON {t} (x)')"), &[])
+        .unwrap()
+        .get(0);
+    let s = ended(&mut c, r["audit_id"].as_str().unwrap());
+    assert_eq!(s["outcome"], "failed", "{s}");
+    assert!(s["outcome_detail"].as_str().unwrap().contains("already exists"), "{s}");
+}
