@@ -75,13 +75,17 @@ unsafe fn options(list: *mut pg_sys::List, flag: &str) -> (Vec<String>, bool) {
 }
 
 /// The command tag of any statement, for refusals ("DROP TABLE", "SELECT", ...).
+/// # Safety
+/// `node` must be a valid parse or plan tree node.
 pub unsafe fn command_tag(node: *mut pg_sys::Node) -> String {
     cstr(pg_sys::GetCommandTagName(pg_sys::CreateCommandTag(node))).unwrap_or_else(|| "this statement".into())
 }
 
 /// The sandbox's view of one raw statement.
-pub fn describe(node: *mut pg_sys::Node) -> Statement {
-    // SAFETY: `node` is a raw parse tree from `parse`; each cast follows its node tag.
+///
+/// # Safety
+/// `node` must be a raw parse tree from `parse`, alive for the call; each cast follows its tag.
+pub unsafe fn describe(node: *mut pg_sys::Node) -> Statement {
     unsafe {
         match (*node).type_ {
             pg_sys::NodeTag::T_IndexStmt => {
@@ -521,9 +525,11 @@ unsafe extern "C-unwind" fn facts_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
 }
 
 /// The facts the analysis rules read, from one raw DML statement.
-pub fn query_facts(node: *mut pg_sys::Node) -> QueryFacts {
+///
+/// # Safety
+/// `node` must be a raw parse tree from `parse`, alive for the call; the walker only reads it.
+pub unsafe fn query_facts(node: *mut pg_sys::Node) -> QueryFacts {
     let mut f = QueryFacts::default();
-    // SAFETY: node is a raw parse tree; the walker only reads it.
     unsafe {
         f.kind = match (*node).type_ {
             pg_sys::NodeTag::T_InsertStmt => QueryKind::Insert,

@@ -12,7 +12,8 @@ mod tests {
     fn one(sql: &str) -> Statement {
         let stmts = parse(sql).unwrap();
         assert_eq!(stmts.len(), 1, "{sql}");
-        describe(stmts[0].node)
+        // SAFETY: the tree comes straight from `parse` and is only read.
+        unsafe { describe(stmts[0].node) }
     }
 
     fn rel(schema: Option<&str>, name: &str) -> RelName {
@@ -77,13 +78,11 @@ mod tests {
 
     #[pg_test]
     fn query_facts_come_from_the_tree() {
-        let f = query_facts(
-            parse(
-                "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id
-                 WHERE o.status = $1 AND o.created_at BETWEEN $2 AND $3 AND c.email LIKE 'abc%'",
-            )
-            .unwrap()[0]
-                .node,
+        // SAFETY: each tree comes straight from `parse` and is only read.
+        let facts = |sql: &str| unsafe { query_facts(parse(sql).unwrap()[0].node) };
+        let f = facts(
+            "SELECT o.id FROM orders o JOIN customers c ON c.id = o.customer_id
+             WHERE o.status = $1 AND o.created_at BETWEEN $2 AND $3 AND c.email LIKE 'abc%'",
         );
         assert_eq!(f.kind, QueryKind::Select);
         assert_eq!(f.relations.len(), 2);
@@ -97,7 +96,7 @@ mod tests {
         );
         assert_eq!(f.join_columns.len(), 2);
         assert!(!f.select_star && !f.modifies && f.unfiltered_selects.is_empty());
-        let w = query_facts(parse("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x").unwrap()[0].node);
+        let w = facts("WITH x AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM x");
         assert!(w.modifies && w.select_star && w.ctes == 1);
     }
 

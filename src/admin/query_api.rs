@@ -33,7 +33,8 @@ pub fn dml_statement(sql: Option<&str>) -> DomainResult<(String, QueryFacts)> {
             "only SELECT, VALUES, INSERT, UPDATE and DELETE can be explained, not {what}"
         )));
     }
-    Ok((st.text, parse::query_facts(st.node)))
+    // SAFETY: st.node is the raw parse tree `parse` just returned.
+    Ok((st.text, unsafe { parse::query_facts(st.node) }))
 }
 
 /// EXPLAIN (FORMAT JSON, `options`) of one statement, inside a subtransaction that is always

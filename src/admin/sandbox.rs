@@ -281,7 +281,7 @@ mod tests {
         let ci = Statement::CreateIndex { table: rel("t"), concurrent: false };
         assert!(check_objects(&ci, &[facts('r', false, true)], &[]).is_ok());
         for bad in [None, facts('r', true, true), facts('r', false, false)] {
-            assert!(matches!(check_objects(&ci, &[bad.clone()], &[]), Err(DomainError::Forbidden(_))), "{bad:?}");
+            assert!(matches!(check_objects(&ci, std::slice::from_ref(&bad), &[]), Err(DomainError::Forbidden(_))), "{bad:?}");
         }
         assert!(matches!(check_objects(&ci, &[facts('v', false, true)], &[]), Err(DomainError::Unsupported(_))));
         let drop = |missing_ok| Statement::DropIndex { indexes: vec![rel("i")], concurrent: false, missing_ok, cascade: false };

@@ -539,7 +539,7 @@ mod tests {
         let yearly = Holiday { name: "Founders".into(), date: HolidayDate::Yearly { month: 3, day: 23 }, staff: None };
         assert!(run(&t, &service(60), &s, &[yearly], &c, "2026-03-23").is_empty());
         let other = Holiday { name: "Other".into(), date: HolidayDate::Once(date("2026-03-23")), staff: Some(vec![Uuid::from_u128(2)]) };
-        assert_eq!(run(&t, &service(60), &s, &[other.clone()], &c, "2026-03-23").len(), 8);
+        assert_eq!(run(&t, &service(60), &s, std::slice::from_ref(&other), &c, "2026-03-23").len(), 8);
         let mine = Holiday { staff: Some(vec![Uuid::from_u128(1)]), ..other };
         assert!(run(&t, &service(60), &s, &[mine], &c, "2026-03-23").is_empty());
     }
@@ -587,9 +587,9 @@ mod tests {
             assert_eq!(got, expect(&d[5..]), "day {d}");
         }
         // The instants differ by the offset: 09:00 is 08:00 UTC in winter, 07:00 UTC in summer.
-        let spring = available_slots(&t, &service(60), &[s.clone()], &[], &c, date("2026-03-29"), date("2026-03-29"));
+        let spring = available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date("2026-03-29"), date("2026-03-29"));
         assert_eq!(spring[0].start, utc("2026-03-29 07:00"));
-        let before = available_slots(&t, &service(60), &[s.clone()], &[], &c, date("2026-03-28"), date("2026-03-28"));
+        let before = available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date("2026-03-28"), date("2026-03-28"));
         assert_eq!(before[0].start, utc("2026-03-28 08:00"));
     }
 
@@ -601,9 +601,9 @@ mod tests {
         t.slot_interval = 30 * MICROS_PER_MINUTE;
         let s = staff(z.clone(), &[(0, "01:00", "04:00")]);
         let c = Clock { max_advance: 365 * MICROS_PER_DAY, ..clock("2026-01-01 00:00") };
-        let spring = available_slots(&t, &service(30), &[s.clone()], &[], &c, date("2026-03-29"), date("2026-03-29"));
+        let spring = available_slots(&t, &service(30), std::slice::from_ref(&s), &[], &c, date("2026-03-29"), date("2026-03-29"));
         assert_eq!(starts(&spring, &z), ["03-29 01:00", "03-29 01:30", "03-29 03:00", "03-29 03:30"]);
-        let autumn = available_slots(&t, &service(30), &[s.clone()], &[], &c, date("2026-10-25"), date("2026-10-25"));
+        let autumn = available_slots(&t, &service(30), std::slice::from_ref(&s), &[], &c, date("2026-10-25"), date("2026-10-25"));
         assert_eq!(starts(&autumn, &z), ["10-25 01:00", "10-25 01:30", "10-25 02:00", "10-25 02:30", "10-25 03:00", "10-25 03:30"]);
         // The repeated 02:00 is offered at the later instant, as `'02:00' AT TIME ZONE` gives.
         assert_eq!(autumn[2].start, utc("2026-10-25 01:00"));

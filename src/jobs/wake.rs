@@ -62,11 +62,7 @@ fn wake_all() {
 unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: *mut std::ffi::c_void) {
     use pg_sys::XactEvent::*;
     match event {
-        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT => {
-            if WAKE_AT_COMMIT.swap(false, Ordering::SeqCst) {
-                wake_all();
-            }
-        }
+        XACT_EVENT_COMMIT | XACT_EVENT_PARALLEL_COMMIT if WAKE_AT_COMMIT.swap(false, Ordering::SeqCst) => wake_all(),
         XACT_EVENT_ABORT | XACT_EVENT_PARALLEL_ABORT => WAKE_AT_COMMIT.store(false, Ordering::SeqCst),
         _ => {}
     }
