@@ -294,6 +294,22 @@ CREATE TABLE booking_admin.auto_tuner_config (
 COMMENT ON COLUMN booking_admin.auto_tuner_config.freeze_windows IS
     'No change is applied inside these: [{"days": [6], "start": "00:00", "end": "24:00"}] (days 0 = Sunday .. 6, times in freeze_timezone, end after start).';
 INSERT INTO booking_admin.auto_tuner_config DEFAULT VALUES;
+-- The extension seeds the one row itself; a restore of the dumped row updates it instead of
+-- failing on the duplicate key, so the operator's settings survive a dump and restore.
+CREATE FUNCTION booking_admin.auto_tuner_config_restore() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    UPDATE booking_admin.auto_tuner_config c
+    SET enabled = NEW.enabled, aggressiveness = NEW.aggressiveness, auto_apply_indexes = NEW.auto_apply_indexes,
+        performance_threshold_ms = NEW.performance_threshold_ms,
+        monitoring_interval_minutes = NEW.monitoring_interval_minutes,
+        max_indexes_per_table = NEW.max_indexes_per_table, freeze_windows = NEW.freeze_windows,
+        freeze_timezone = NEW.freeze_timezone, last_cycle_at = NEW.last_cycle_at
+    WHERE c.id = NEW.id;
+    RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
+END $$;
+CREATE TRIGGER auto_tuner_config_restore BEFORE INSERT ON booking_admin.auto_tuner_config
+    FOR EACH ROW EXECUTE FUNCTION booking_admin.auto_tuner_config_restore();
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.auto_tuner_config', '');
 
 CREATE TABLE booking_admin.tuning_actions (

@@ -6,5 +6,6 @@ mod admin;
 mod availability;
 mod booking;
 mod common;
+mod dump;
 mod jobs;
 mod security;
