@@ -189,8 +189,10 @@ CREATE TABLE booking.booking_policies (
     is_builtin   boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
+    -- Double booking is refused by the appointments' exclusion constraint, always: the seed's
+    -- switch can only say so.
     CHECK (CASE WHEN policy_key = 'double_booking_prevention'
-                THEN jsonb_typeof(policy_value) = 'boolean'
+                THEN policy_value = 'true'::jsonb
                 ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),
     CHECK (NOT is_builtin OR tenant_id IS NULL)
 );

@@ -176,6 +176,8 @@ SELECT pg_temp.sqlstate_of($$INSERT INTO booking.tenants (name, opening_hours) V
 SELECT pg_temp.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
     VALUES ('20000000-0000-0000-0000-000000000001', 1, '17:00', '09:00')$$);
 SELECT pg_temp.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
+SELECT pg_temp.sqlstate_of($$INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
+    VALUES ('10000000-0000-0000-0000-000000000001', 'double_booking_prevention', 'false')$$);
 SELECT pg_temp.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
 SELECT pg_temp.sqlstate_of($$SELECT booking.clock_now()$$);
 
