@@ -171,3 +171,47 @@ fn a_lost_race_is_caught_by_the_exclusion_constraint() {
         .get(0);
     assert_eq!(detected, 1, "the lost race is recorded as a conflict event");
 }
+
+#[test]
+fn a_reschedule_that_loses_a_race_keeps_its_old_slot() {
+    let mut c = connect();
+    let s = Arc::new(salon(&mut c, 1));
+    let moved = book(&mut c, &s, &format!("move-{}", Uuid::new_v4()), "2026-03-23 09:00+01");
+    assert_eq!(moved["success"], true);
+    let moved_id = moved["appointment"]["id"].as_str().unwrap().to_string();
+    // Someone books 14:00 and has not committed yet; the reschedule into 14:00 cannot see it.
+    let mut first = connect();
+    let mut tx = first.transaction().unwrap();
+    let won: Value = tx
+        .query_one(
+            "SELECT booking.create_booking_idempotent($1, jsonb_build_object('customer_id', $2::uuid, 'staff_id', $3::uuid,
+                 'service_id', $4::uuid, 'starts_at', '2026-03-23 14:00+01'))",
+            &[&format!("race-r-{}", Uuid::new_v4()), &s.customer, &s.staff[0], &s.service],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(won["success"], true);
+    let id = moved_id.clone();
+    let second = thread::spawn(move || -> Value {
+        connect()
+            .query_one("SELECT booking.reschedule_appointment($1::text::uuid, '2026-03-23 14:00+01')", &[&id])
+            .unwrap()
+            .get(0)
+    });
+    thread::sleep(std::time::Duration::from_millis(500));
+    tx.commit().unwrap();
+    let lost = second.join().unwrap();
+    assert_eq!(lost["success"], false, "{lost}");
+    assert_eq!(lost["code"], "conflict", "{lost}");
+    let (starts, count): (String, i32) = {
+        let row = c
+            .query_one(
+                "SELECT to_char(starts_at AT TIME ZONE 'Europe/Zurich', 'HH24:MI'), reschedule_count
+                 FROM booking.appointments WHERE id = $1::text::uuid",
+                &[&moved_id],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!((starts.as_str(), count), ("09:00", 0), "the old booking is intact");
+}
