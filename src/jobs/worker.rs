@@ -48,9 +48,18 @@ unsafe extern "C-unwind" {
     fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
 }
 
+/// Set in the scheduler and runner processes: their own routine calls of booking_admin functions
+/// (claiming, recovering, recording) are not people's actions and stay out of the audit log.
+static IN_JOB_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+pub fn in_job_worker() -> bool {
+    IN_JOB_WORKER.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// SIGTERM uses Postgres's own `die`, so that a job in progress is interrupted at its next
 /// interrupt check (pg_terminate_backend and shutdown are prompt); SIGHUP flags a reload.
 fn start(slot: usize) {
+    IN_JOB_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: standard background worker start-up, before any transaction.
     unsafe {
         pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));

@@ -128,7 +128,8 @@ fn is_admin_function(fn_oid: pg_sys::Oid) -> bool {
 unsafe extern "C-unwind" fn needs_hook(fn_oid: pg_sys::Oid) -> bool {
     // SAFETY: the previous hook, if any, has the same contract.
     let prev = unsafe { PREV_NEEDS_HOOK }.is_some_and(|f| unsafe { f(fn_oid) });
-    prev || is_admin_function(fn_oid)
+    // A job worker's calls are its own bookkeeping; the enqueue that caused them was audited.
+    prev || (!crate::jobs::worker::in_job_worker() && is_admin_function(fn_oid))
 }
 
 fn function_name(fn_oid: pg_sys::Oid) -> String {
@@ -168,7 +169,12 @@ unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo:
         }
         let fn_oid = (*flinfo).fn_oid;
         let mut state = (*private).value();
-        if event == pg_sys::FmgrHookEventType::FHET_START && state & ADMIN == 0 && is_admin_function(fn_oid) {
+        // Functions with SET or SECURITY DEFINER reach this hook whatever needs_hook said.
+        if event == pg_sys::FmgrHookEventType::FHET_START
+            && state & ADMIN == 0
+            && !crate::jobs::worker::in_job_worker()
+            && is_admin_function(fn_oid)
+        {
             state |= ADMIN;
         }
         if state & ADMIN == 0 {
