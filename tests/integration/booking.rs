@@ -4,21 +4,10 @@
 use std::sync::{Arc, Barrier};
 use std::thread;
 
-use postgres::Client;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{connect, salon, Salon};
-
-fn book(c: &mut Client, s: &Salon, key: &str, starts_at: &str) -> Value {
-    c.query_one(
-        "SELECT booking.create_booking_idempotent($1, jsonb_build_object('customer_id', $2::uuid, 'staff_id', $3::uuid,
-             'service_id', $4::uuid, 'starts_at', $5::text))",
-        &[&key, &s.customer, &s.staff[0], &s.service, &starts_at],
-    )
-    .unwrap()
-    .get(0)
-}
+use crate::common::{book, connect, salon};
 
 fn without_replayed(mut v: Value) -> Value {
     v.as_object_mut().unwrap().remove("replayed");
@@ -148,14 +137,7 @@ fn a_lost_race_is_caught_by_the_exclusion_constraint() {
     // the constraint can, once the first commits.
     let mut first = connect();
     let mut tx = first.transaction().unwrap();
-    let won: Value = tx
-        .query_one(
-            "SELECT booking.create_booking_idempotent($1, jsonb_build_object('customer_id', $2::uuid, 'staff_id', $3::uuid,
-                 'service_id', $4::uuid, 'starts_at', '2026-03-23 09:00+01'))",
-            &[&format!("race-a-{}", Uuid::new_v4()), &s.customer, &s.staff[0], &s.service],
-        )
-        .unwrap()
-        .get(0);
+    let won = book(&mut tx, &s, &format!("race-a-{}", Uuid::new_v4()), "2026-03-23 09:00+01");
     assert_eq!(won["success"], true);
     let s2 = s.clone();
     let second = thread::spawn(move || book(&mut connect(), &s2, &format!("race-b-{}", Uuid::new_v4()), "2026-03-23 09:30+01"));
@@ -182,14 +164,7 @@ fn a_reschedule_that_loses_a_race_keeps_its_old_slot() {
     // Someone books 14:00 and has not committed yet; the reschedule into 14:00 cannot see it.
     let mut first = connect();
     let mut tx = first.transaction().unwrap();
-    let won: Value = tx
-        .query_one(
-            "SELECT booking.create_booking_idempotent($1, jsonb_build_object('customer_id', $2::uuid, 'staff_id', $3::uuid,
-                 'service_id', $4::uuid, 'starts_at', '2026-03-23 14:00+01'))",
-            &[&format!("race-r-{}", Uuid::new_v4()), &s.customer, &s.staff[0], &s.service],
-        )
-        .unwrap()
-        .get(0);
+    let won = book(&mut tx, &s, &format!("race-r-{}", Uuid::new_v4()), "2026-03-23 14:00+01");
     assert_eq!(won["success"], true);
     let id = moved_id.clone();
     let second = thread::spawn(move || -> Value {

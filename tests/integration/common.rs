@@ -1,7 +1,7 @@
 //! Shared by the integration tests: a connection to the cluster the test command started, and a
 //! small salon with fresh ids so tests never see each other's rows.
 
-use postgres::{Client, NoTls};
+use postgres::{Client, GenericClient, NoTls};
 use uuid::Uuid;
 
 pub fn dsn() -> String {
@@ -54,4 +54,16 @@ pub fn salon(c: &mut Client, staff: usize) -> Salon {
         .unwrap();
     }
     Salon { tenant, staff: ids, service, customer }
+}
+
+/// Books the salon's first staff member for its customer through create_booking_idempotent, on a
+/// connection or inside a transaction, and returns the function's JSON answer.
+pub fn book(c: &mut impl GenericClient, s: &Salon, key: &str, starts_at: &str) -> serde_json::Value {
+    c.query_one(
+        "SELECT booking.create_booking_idempotent($1, jsonb_build_object('customer_id', $2::uuid, 'staff_id', $3::uuid,
+             'service_id', $4::uuid, 'starts_at', $5::text))",
+        &[&key, &s.customer, &s.staff[0], &s.service, &starts_at],
+    )
+    .unwrap()
+    .get(0)
 }

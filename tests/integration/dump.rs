@@ -7,7 +7,7 @@ use std::process::Command;
 use postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use crate::common::{connect, dsn, salon};
+use crate::common::{book, connect, dsn, salon};
 
 /// The test cluster's connection string, for another database.
 fn with_db(db: &str) -> String {
@@ -60,14 +60,7 @@ fn a_dump_restores_every_users_row_once() {
     let mut c = open(&src);
     c.batch_execute("CREATE EXTENSION booking_engine CASCADE").unwrap();
     let s = salon(&mut c, 2);
-    let booked: serde_json::Value = c
-        .query_one(
-            "SELECT booking.create_booking_idempotent('dump-1', jsonb_build_object('customer_id', $1::uuid,
-                 'staff_id', $2::uuid, 'service_id', $3::uuid, 'starts_at', '2026-03-23 10:00+01'))",
-            &[&s.customer, &s.staff[0], &s.service],
-        )
-        .unwrap()
-        .get(0);
+    let booked = book(&mut c, &s, "dump-1", "2026-03-23 10:00+01");
     assert_eq!(booked["success"], true);
     c.batch_execute(
         "INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value) VALUES (NULL, 'max_reschedules', '5');
@@ -91,14 +84,7 @@ fn a_dump_restores_every_users_row_once() {
     let mut r = open(&dst);
     assert_eq!(counts(&mut r), before, "every table has the same rows after the restore");
     assert_eq!(month(&mut r, s.service), slots_before, "the restored database offers the same slots");
-    let replay: serde_json::Value = r
-        .query_one(
-            "SELECT booking.create_booking_idempotent('dump-1', jsonb_build_object('customer_id', $1::uuid,
-                 'staff_id', $2::uuid, 'service_id', $3::uuid, 'starts_at', '2026-03-23 10:00+01'))",
-            &[&s.customer, &s.staff[0], &s.service],
-        )
-        .unwrap()
-        .get(0);
+    let replay = book(&mut r, &s, "dump-1", "2026-03-23 10:00+01");
     assert_eq!(replay["replayed"], true, "idempotency keys survive the restore");
     assert_eq!(replay["appointment"]["id"], booked["appointment"]["id"]);
     let kept: (i32, String, i32) = {
