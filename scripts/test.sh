@@ -24,6 +24,7 @@ rm -rf "$regress_out" && mkdir -p "$regress_out"
 failed=()
 for t in $(cd tests/pg_regress/sql && ls *.sql | sed 's/\.sql$//' | sort); do
     fresh_database booking_regress
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d booking_regress -f tests/pg_regress/fixtures.sql
     if ! "$PG_REGRESS" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres --dbname=booking_regress \
             --inputdir=tests/pg_regress --outputdir="$regress_out/$t" "$t"; then
         cat "$regress_out/$t/regression.diffs" >&2 || true

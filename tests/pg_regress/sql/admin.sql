@@ -3,14 +3,6 @@
 SET client_min_messages = warning;
 \set VERBOSITY terse
 
-CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN others OR query_canceled THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-
 -- Nothing in booking_admin is for PUBLIC.
 DROP ROLE IF EXISTS regress_admin_nobody;
 CREATE ROLE regress_admin_nobody;
@@ -74,8 +66,8 @@ SELECT total_connections >= 1 AS me, max_connections > 0 AS has_max, active >= 1
 FROM booking_admin.get_connection_stats();
 
 -- Slow queries: a clear error naming the extension until it is installed.
-SELECT pg_temp.sqlstate_of('SELECT * FROM booking_admin.get_slow_queries()');
-SELECT pg_temp.sqlstate_of('SELECT * FROM booking_admin.get_slow_queries(0)');
+SELECT regress.sqlstate_of('SELECT * FROM booking_admin.get_slow_queries()');
+SELECT regress.sqlstate_of('SELECT * FROM booking_admin.get_slow_queries(0)');
 CREATE EXTENSION pg_stat_statements;
 SELECT count(*) > 0 AS has_rows, bool_and(mean_ms >= 0) AS means FROM booking_admin.get_slow_queries(5);
 SELECT count(*) AS none_that_slow FROM booking_admin.get_slow_queries(5, 1e9);
@@ -111,7 +103,7 @@ BEGIN
     RETURN true;
 END $$;
 CREATE DOMAIN stats_demo.sneaky_int AS int CHECK (stats_demo.evil_check(VALUE));
-SELECT q, pg_temp.sqlstate_of(format('SELECT booking_admin.execute_admin_sql(%L)', q))
+SELECT q, regress.sqlstate_of(format('SELECT booking_admin.execute_admin_sql(%L)', q))
 FROM unnest(ARRAY[
     'CREATE INDEX ON stats_demo.visits (shop); DROP TABLE stats_demo.visits',
     'CREATE INDEX ON stats_demo.visits (shop) /* ; */; DROP TABLE stats_demo.visits -- ;',
@@ -177,7 +169,7 @@ FROM booking_admin.admin_sql_status((:'queued'::jsonb ->> 'audit_id')::uuid) s;
 -- How a statement ended, by its audit id.
 SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s ->> 'finished_at' IS NOT NULL AS has_end
 FROM booking_admin.admin_sql_status((booking_admin.execute_admin_sql('ANALYZE stats_demo.visits') ->> 'audit_id')::uuid) s;
-SELECT pg_temp.sqlstate_of('SELECT booking_admin.admin_sql_status(''00000000-0000-0000-0000-000000000000'')');
+SELECT regress.sqlstate_of('SELECT booking_admin.admin_sql_status(''00000000-0000-0000-0000-000000000000'')');
 
 -- A caller that does not own the table is refused even with EXECUTE granted.
 DROP ROLE IF EXISTS regress_admin_operator;
@@ -189,7 +181,7 @@ GRANT EXECUTE ON FUNCTION booking_admin.execute_admin_sql(text, boolean) TO regr
 CREATE TABLE stats_demo.mine (x int);
 ALTER TABLE stats_demo.mine OWNER TO regress_admin_operator;
 SET ROLE regress_admin_operator;
-SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_admin_sql(''CREATE INDEX ON stats_demo.visits (shop)'')');
+SELECT regress.sqlstate_of('SELECT booking_admin.execute_admin_sql(''CREATE INDEX ON stats_demo.visits (shop)'')');
 SELECT booking_admin.execute_admin_sql('CREATE INDEX mine_x_idx ON stats_demo.mine (x)') ->> 'accepted' AS own_table;
 RESET ROLE;
 
@@ -262,7 +254,7 @@ SELECT booking_admin.execute_explain_query('SELECT count(*) FROM stats_demo.orde
 SELECT booking_admin.execute_explain_query('SELECT count(*) FROM stats_demo.orders', true) -> 'Plan' -> 'Actual Rows' AS actual_rows;
 SELECT booking_admin.execute_explain_query('VALUES (1), (2)', true) -> 'Plan' -> 'Actual Rows' AS values_rows;
 SELECT booking_admin.execute_explain_query('DELETE FROM stats_demo.items') -> 'Plan' ->> 'Node Type' AS plain_explain_of_delete;
-SELECT q, pg_temp.sqlstate_of(format('SELECT booking_admin.execute_explain_query(%L, true)', q))
+SELECT q, regress.sqlstate_of(format('SELECT booking_admin.execute_explain_query(%L, true)', q))
 FROM unnest(ARRAY[
     'DELETE FROM stats_demo.items',
     'WITH gone AS (DELETE FROM stats_demo.items RETURNING *) SELECT count(*) FROM gone',
@@ -274,9 +266,9 @@ FROM unnest(ARRAY[
 ]) q;
 SELECT count(*) AS items_left FROM stats_demo.items;
 SET booking_engine.explain_timeout_ms = 200;
-SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_explain_query(''SELECT pg_sleep(3)'', true)');
+SELECT regress.sqlstate_of('SELECT booking_admin.execute_explain_query(''SELECT pg_sleep(3)'', true)');
 RESET booking_engine.explain_timeout_ms;
-SELECT pg_temp.sqlstate_of('SELECT booking_admin.execute_explain_query(NULL)');
+SELECT regress.sqlstate_of('SELECT booking_admin.execute_explain_query(NULL)');
 
 -- The auto-tuner. Without pg_stat_statements it has nothing to read, and says so.
 SELECT booking_admin.perform_tuning_cycle() -> 'notes' AS notes;
@@ -292,7 +284,7 @@ UPDATE booking_admin.auto_tuner_config SET last_cycle_at = booking.clock_now() -
 SELECT r -> 'data' ->> 'status' AS status FROM booking_admin.run_maintenance('auto-tune') r;
 SELECT last_cycle_at < booking.clock_now() - interval '4 minutes' AS not_run_again_within_the_interval FROM booking_admin.auto_tuner_config;
 UPDATE booking_admin.auto_tuner_config SET enabled = false, last_cycle_at = NULL;
-SELECT q, pg_temp.sqlstate_of(q) FROM unnest(ARRAY[
+SELECT q, regress.sqlstate_of(q) FROM unnest(ARRAY[
     $$UPDATE booking_admin.auto_tuner_config SET freeze_windows = '[{"days": [7], "start": "00:00", "end": "01:00"}]'$$,
     $$UPDATE booking_admin.auto_tuner_config SET freeze_windows = '[{"days": [1], "start": "10:00", "end": "09:00"}]'$$,
     $$UPDATE booking_admin.auto_tuner_config SET aggressiveness = 'reckless'$$,
@@ -342,7 +334,7 @@ SELECT table_name, to_regclass(index_name) IS NOT NULL AS index_exists, status F
 -- An operator rolls back the other one by hand, once.
 SELECT regexp_replace(booking_admin.rollback_tuning_action(id) ->> 'statement', 'tuning_action_[0-9]+_idx', 'tuning_action_N_idx') AS dropped
 FROM booking_admin.tuning_actions WHERE status = 'applied';
-SELECT regexp_replace(pg_temp.sqlstate_of(format('SELECT booking_admin.rollback_tuning_action(%s)', id)), '[0-9]+ is', 'N is')
+SELECT regexp_replace(regress.sqlstate_of(format('SELECT booking_admin.rollback_tuning_action(%s)', id)), '[0-9]+ is', 'N is')
 FROM booking_admin.tuning_actions WHERE table_name = 'stats_demo.orders';
 SELECT count(*) AS tuner_indexes_left FROM pg_indexes WHERE schemaname = 'stats_demo' AND indexname LIKE 'tuning\_action\_%';
 DROP EXTENSION hypopg;

@@ -4,14 +4,6 @@ SET booking_engine.now = '2026-03-01 00:00+01';
 SET timezone = 'Europe/Zurich';
 SET datestyle = 'ISO';
 
-CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN others THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-
 -- Local start times of one day's slots, as one line per staff member.
 CREATE FUNCTION pg_temp.day(p_service uuid, p_date date, p_staff uuid DEFAULT NULL) RETURNS TABLE (staff text, starts text)
 LANGUAGE sql AS $$
@@ -133,7 +125,7 @@ INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, 
     ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000002',
      '40000000-0000-0000-0000-000000000001', '2026-04-01 10:00+02', 'confirmed');
 -- The database itself refuses an overlapping booking.
-SELECT pg_temp.sqlstate_of($$INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at)
+SELECT regress.sqlstate_of($$INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at)
     VALUES ('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001',
             '40000000-0000-0000-0000-000000000001', '2026-04-01 10:30+02')$$);
 
@@ -161,25 +153,25 @@ SELECT jsonb_array_length(booking.rpc_get_available_slots_enhanced('2026-03-23',
        booking.rpc_get_available_slots_enhanced('2026-03-23', '30000000-0000-0000-0000-000000000001', '20000000-0000-0000-0000-000000000002') -> 0 AS first;
 
 -- Bad input: each with its SQLSTATE.
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots(NULL, '2026-03-01', '2026-03-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', NULL, '2026-03-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-05', '2026-03-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-01-01', '2027-01-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '-infinity', '2026-01-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-13-01', '2026-01-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('99999999-0000-0000-0000-000000000001', '2026-03-01', '2026-03-02')$$);
-SELECT pg_temp.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-01', '2026-03-02', '99999999-0000-0000-0000-000000000001')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', 'infinity')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.validate_appointment_timing(NULL, '30000000-0000-0000-0000-000000000001', now())$$);
-SELECT pg_temp.sqlstate_of($$INSERT INTO booking.tenants (name, timezone) VALUES ('x', 'Mars/Olympus_Mons')$$);
-SELECT pg_temp.sqlstate_of($$INSERT INTO booking.tenants (name, opening_hours) VALUES ('x', '{"1": {"is_open": true, "start_time": "18:00", "end_time": "09:00"}}')$$);
-SELECT pg_temp.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots(NULL, '2026-03-01', '2026-03-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', NULL, '2026-03-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-05', '2026-03-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-01-01', '2027-01-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '-infinity', '2026-01-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-13-01', '2026-01-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('99999999-0000-0000-0000-000000000001', '2026-03-01', '2026-03-02')$$);
+SELECT regress.sqlstate_of($$SELECT * FROM booking.get_available_slots('30000000-0000-0000-0000-000000000001', '2026-03-01', '2026-03-02', '99999999-0000-0000-0000-000000000001')$$);
+SELECT regress.sqlstate_of($$SELECT booking.validate_appointment_timing('20000000-0000-0000-0000-000000000001', '30000000-0000-0000-0000-000000000001', 'infinity')$$);
+SELECT regress.sqlstate_of($$SELECT booking.validate_appointment_timing(NULL, '30000000-0000-0000-0000-000000000001', now())$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking.tenants (name, timezone) VALUES ('x', 'Mars/Olympus_Mons')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking.tenants (name, opening_hours) VALUES ('x', '{"1": {"is_open": true, "start_time": "18:00", "end_time": "09:00"}}')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
     VALUES ('20000000-0000-0000-0000-000000000001', 1, '17:00', '09:00')$$);
-SELECT pg_temp.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
-SELECT pg_temp.sqlstate_of($$INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
+SELECT regress.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
     VALUES ('10000000-0000-0000-0000-000000000001', 'double_booking_prevention', 'false')$$);
-SELECT pg_temp.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.clock_now()$$);
+SELECT regress.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
+SELECT regress.sqlstate_of($$SELECT booking.clock_now()$$);
 
 -- The answer for a day does not depend on the range asked for, even far from UTC with long
 -- services: a day-long retreat plus half a day of buffers and turnover at UTC-12 reaches three
@@ -224,4 +216,4 @@ GROUP BY r ORDER BY r;
 -- The outbox: an event row (the notification is checked by the integration tests).
 SELECT booking.emit_event('10000000-0000-0000-0000-000000000001', 'booking.created', '{"appointment_id": "x"}') IS NOT NULL AS emitted;
 SELECT event_type, payload, dispatched_at FROM booking.events;
-SELECT pg_temp.sqlstate_of($$SELECT booking.emit_event(NULL, 'Not A Type')$$);
+SELECT regress.sqlstate_of($$SELECT booking.emit_event(NULL, 'Not A Type')$$);

@@ -4,14 +4,6 @@ SET booking_engine.now = '2026-03-20 12:00+01';
 SET timezone = 'Europe/Zurich';
 SET datestyle = 'ISO';
 
-CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN others THEN
-    RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}', '<id>', 'g');
-END $$;
-
 -- Result without the ids that change from run to run.
 CREATE FUNCTION pg_temp.shape(r jsonb) RETURNS jsonb LANGUAGE sql AS $$
     SELECT (r - 'operation_id' - 'appointment') || CASE WHEN r ? 'appointment'
@@ -52,7 +44,7 @@ SELECT (pg_temp.book('key-1', '40000000-0000-0000-0000-000000000001', '2026-03-2
      = (SELECT appointment_id FROM booking.booking_operations WHERE idempotency_key = 'key-1') AS same_appointment;
 SELECT count(*) AS appointments FROM booking.appointments;
 -- The same key with another request is refused.
-SELECT pg_temp.sqlstate_of($$SELECT pg_temp.book('key-1', '40000000-0000-0000-0000-000000000001', '2026-03-23 11:00+01')$$);
+SELECT regress.sqlstate_of($$SELECT pg_temp.book('key-1', '40000000-0000-0000-0000-000000000001', '2026-03-23 11:00+01')$$);
 -- Another key for the taken slot fails on the rules, and the failure is stored too.
 SELECT pg_temp.shape(pg_temp.book('key-2', '40000000-0000-0000-0000-000000000002', '2026-03-23 10:30+01'));
 SELECT pg_temp.shape(pg_temp.book('key-2', '40000000-0000-0000-0000-000000000002', '2026-03-23 10:30+01'));
@@ -60,13 +52,13 @@ SELECT idempotency_key, operation_type, status, error_message, appointment_id IS
        expires_at - created_at AS keeps_for
 FROM booking.booking_operations ORDER BY created_at, idempotency_key;
 -- Bad input raises and stores nothing, so the key stays free.
-SELECT pg_temp.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', '{"staff_id": "20000000-0000-0000-0000-000000000001"}')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', '[1, 2]')$$);
-SELECT pg_temp.sqlstate_of($$SELECT pg_temp.book('key-3', '40000000-0000-0000-0000-000000000001', 'next tuesday-ish')$$);
-SELECT pg_temp.sqlstate_of($$SELECT pg_temp.book('key-3', 'not-a-uuid', '2026-03-23 12:00+01')$$);
-SELECT pg_temp.sqlstate_of($$SELECT pg_temp.book('key-3', '99999999-0000-0000-0000-000000000001', '2026-03-23 12:00+01')$$);
-SELECT pg_temp.sqlstate_of($$SELECT pg_temp.book(NULL, '40000000-0000-0000-0000-000000000001', '2026-03-23 12:00+01')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', jsonb_build_object(
+SELECT regress.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', '{"staff_id": "20000000-0000-0000-0000-000000000001"}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', '[1, 2]')$$);
+SELECT regress.sqlstate_of($$SELECT pg_temp.book('key-3', '40000000-0000-0000-0000-000000000001', 'next tuesday-ish')$$);
+SELECT regress.sqlstate_of($$SELECT pg_temp.book('key-3', 'not-a-uuid', '2026-03-23 12:00+01')$$);
+SELECT regress.sqlstate_of($$SELECT pg_temp.book('key-3', '99999999-0000-0000-0000-000000000001', '2026-03-23 12:00+01')$$);
+SELECT regress.sqlstate_of($$SELECT pg_temp.book(NULL, '40000000-0000-0000-0000-000000000001', '2026-03-23 12:00+01')$$);
+SELECT regress.sqlstate_of($$SELECT booking.create_booking_idempotent('key-3', jsonb_build_object(
     'customer_id', '40000000-0000-0000-0000-000000000001', 'staff_id', '20000000-0000-0000-0000-000000000001',
     'service_id', '30000000-0000-0000-0000-000000000001', 'starts_at', '2026-03-23 12:00+01', 'ends_at', '2026-03-23 11:00+01'))$$);
 SELECT count(*) AS stored_for_key_3 FROM booking.booking_operations WHERE idempotency_key = 'key-3';
@@ -107,10 +99,10 @@ SELECT pg_temp.shape(booking.cancel_appointment(:'dario', 'ill'));
 SELECT pg_temp.shape(booking.reschedule_appointment(:'dario', '2026-03-26 10:00+01'));
 SELECT status, cancellation_reason, cancelled_at IS NOT NULL AS has_time FROM booking.appointments WHERE id = :'dario';
 -- Status changes outside the functions are checked too.
-SELECT pg_temp.sqlstate_of(format($$UPDATE booking.appointments SET status = 'confirmed' WHERE id = %L$$, :'dario'));
-SELECT pg_temp.sqlstate_of(format($$UPDATE booking.appointments SET status = 'completed' WHERE id = %L$$, :'carla'));
-SELECT pg_temp.sqlstate_of($$SELECT booking.cancel_appointment('99999999-0000-0000-0000-000000000001')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.reschedule_appointment(NULL, now())$$);
+SELECT regress.sqlstate_of(format($$UPDATE booking.appointments SET status = 'confirmed' WHERE id = %L$$, :'dario'));
+SELECT regress.sqlstate_of(format($$UPDATE booking.appointments SET status = 'completed' WHERE id = %L$$, :'carla'));
+SELECT regress.sqlstate_of($$SELECT booking.cancel_appointment('99999999-0000-0000-0000-000000000001')$$);
+SELECT regress.sqlstate_of($$SELECT booking.reschedule_appointment(NULL, now())$$);
 
 -- 3. Waitlist.
 SET booking_engine.now = '2026-03-23 08:00+01';
@@ -164,9 +156,9 @@ SELECT booking_admin.op_waitlist_sweep('{}') AS notified_by_second_sweep;
 -- Entry management.
 SELECT booking.remove_from_waitlist(id) FROM booking.waitlist WHERE customer_id = '40000000-0000-0000-0000-000000000001';
 SELECT count(*) AS waiting FROM booking.list_waitlist();
-SELECT pg_temp.sqlstate_of($$SELECT booking.update_waitlist_entry((SELECT id FROM booking.waitlist LIMIT 1), '{"status": "booked"}')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.update_waitlist_entry((SELECT id FROM booking.waitlist LIMIT 1), '{"tenant_id": null}')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.add_to_waitlist('{"customer_id": "40000000-0000-0000-0000-000000000001"}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.update_waitlist_entry((SELECT id FROM booking.waitlist LIMIT 1), '{"status": "booked"}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.update_waitlist_entry((SELECT id FROM booking.waitlist LIMIT 1), '{"tenant_id": null}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.add_to_waitlist('{"customer_id": "40000000-0000-0000-0000-000000000001"}')$$);
 
 -- 4. Events, in order.
 SELECT event_type, count(*) FROM booking.events GROUP BY event_type ORDER BY event_type;
@@ -189,10 +181,10 @@ SET ROLE booking_regress_web;
 SET request.jwt.claims = '{"sub": "c2000000-0000-0000-0000-000000000002", "role": "authenticated"}';
 -- Dario sees his own appointments only, and cannot touch Carla's.
 SELECT c.name, count(*) FROM booking.appointments a JOIN booking.customers c ON c.id = a.customer_id GROUP BY c.name;
-SELECT pg_temp.sqlstate_of(format($$SELECT booking.cancel_appointment(%L)$$, :'carla_thu'));
-SELECT pg_temp.sqlstate_of(format($$SELECT booking.reschedule_appointment(%L, '2026-03-26 11:00+01')$$, :'carla_thu'));
-SELECT pg_temp.sqlstate_of($$SELECT pg_temp.book('iso-2', '40000000-0000-0000-0000-000000000001', '2026-03-26 14:00+01')$$);
-SELECT pg_temp.sqlstate_of($$UPDATE booking.appointments SET notes = 'x'$$);
+SELECT regress.sqlstate_of(format($$SELECT booking.cancel_appointment(%L)$$, :'carla_thu'));
+SELECT regress.sqlstate_of(format($$SELECT booking.reschedule_appointment(%L, '2026-03-26 11:00+01')$$, :'carla_thu'));
+SELECT regress.sqlstate_of($$SELECT pg_temp.book('iso-2', '40000000-0000-0000-0000-000000000001', '2026-03-26 14:00+01')$$);
+SELECT regress.sqlstate_of($$UPDATE booking.appointments SET notes = 'x'$$);
 -- Dario books for himself.
 SELECT pg_temp.book('iso-3', '40000000-0000-0000-0000-000000000002', '2026-03-26 14:00+01') ->> 'success' AS dario_books;
 -- Staff of the tenant see the whole tenant.
@@ -206,19 +198,10 @@ RESET ROLE;
 DROP ROLE booking_regress_web;
 
 -- 6. Every create, reschedule and cancel is in the security audit log, refusals included (those
--- are written by the audit flusher outside the caller's transaction: wait until it is done).
-DO $$
-DECLARE
-    last bigint := -1;
-    n bigint;
-BEGIN
-    FOR i IN 1..200 LOOP
-        SELECT count(*) INTO n FROM booking_admin.security_audit_log WHERE action LIKE 'booking.%';
-        EXIT WHEN n = last;
-        last := n;
-        PERFORM pg_sleep(0.1);
-    END LOOP;
-END $$;
+-- are written by the audit flusher outside the caller's transaction, oldest first: once a marker
+-- queued after them is in, they are too).
+SELECT booking.log_security_event('regress.marker', 'test', NULL, false) IS NOT NULL AS marker_queued;
+SELECT regress.await_audit($$action = 'regress.marker'$$) AS flushed;
 SELECT action, success, count(*), count(resource_id) AS with_appointment
 FROM booking_admin.security_audit_log WHERE action LIKE 'booking.%' GROUP BY 1, 2 ORDER BY 1, 2;
 SELECT action, failure_reason FROM booking_admin.security_audit_log

@@ -4,27 +4,6 @@ SET booking_engine.now = '2026-03-02 10:00+01';
 SET timezone = 'Europe/Zurich';
 SET datestyle = 'ISO';
 
-CREATE FUNCTION pg_temp.sqlstate_of(q text) RETURNS text LANGUAGE plpgsql AS $$
-BEGIN
-    EXECUTE q;
-    RETURN 'ok';
-EXCEPTION WHEN others THEN
-    RETURN SQLSTATE || ': ' || SQLERRM;
-END $$;
-
--- Waits (up to 10 s) until the audit flusher has written entries matching a condition.
-CREATE FUNCTION pg_temp.await_audit(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
-DECLARE
-    found boolean;
-BEGIN
-    FOR i IN 1..200 LOOP
-        EXECUTE 'SELECT EXISTS (SELECT 1 FROM booking_admin.security_audit_log WHERE ' || cond || ')' INTO found;
-        IF found THEN RETURN true; END IF;
-        PERFORM pg_sleep(0.05);
-    END LOOP;
-    RETURN false;
-END $$;
-
 -- Open violations of one rule, as their objects.
 CREATE FUNCTION pg_temp.open_violations(p_rule text, p_like text DEFAULT '%') RETURNS TABLE (object text, severity text)
 LANGUAGE sql AS $$
@@ -48,10 +27,10 @@ SELECT booking.check_rate_limit_json('198.51.100.3');
 SET booking_engine.now = '2026-03-02 10:15:00+01';
 SELECT booking.check_rate_limit('198.51.100.1', 'auth', 5, 900);
 SET booking_engine.now = '2026-03-02 10:00+01';
-SELECT pg_temp.sqlstate_of($$SELECT booking.check_rate_limit(NULL)$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.check_rate_limit('x', 'api', -1)$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.check_rate_limit('x', 'api', 10, 0)$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.check_rate_limit('', 'api')$$);
+SELECT regress.sqlstate_of($$SELECT booking.check_rate_limit(NULL)$$);
+SELECT regress.sqlstate_of($$SELECT booking.check_rate_limit('x', 'api', -1)$$);
+SELECT regress.sqlstate_of($$SELECT booking.check_rate_limit('x', 'api', 10, 0)$$);
+SELECT regress.sqlstate_of($$SELECT booking.check_rate_limit('', 'api')$$);
 -- max_requests 0 refuses everything.
 SELECT booking.check_rate_limit('198.51.100.4', 'api', 0);
 
@@ -73,25 +52,25 @@ SELECT ip_address, request_id, mfa FROM booking_admin.security_audit_log WHERE a
 RESET request.jwt.claims;
 RESET request.headers;
 -- The extension's own kinds of entries cannot be forged through the application entry point.
-SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event('booking.created', 'appointment')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event('call', 'booking_admin_function')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event(NULL, 'auth')$$);
-SELECT pg_temp.sqlstate_of($$SELECT booking.log_security_event(repeat('x', 256), 'auth')$$);
+SELECT regress.sqlstate_of($$SELECT booking.log_security_event('booking.created', 'appointment')$$);
+SELECT regress.sqlstate_of($$SELECT booking.log_security_event('call', 'booking_admin_function')$$);
+SELECT regress.sqlstate_of($$SELECT booking.log_security_event(NULL, 'auth')$$);
+SELECT regress.sqlstate_of($$SELECT booking.log_security_event(repeat('x', 256), 'auth')$$);
 -- Nobody alters the trail, its owner included.
-SELECT pg_temp.sqlstate_of($$UPDATE booking_admin.security_audit_log SET success = NOT success$$);
-SELECT pg_temp.sqlstate_of($$DELETE FROM booking_admin.security_audit_log$$);
-SELECT pg_temp.sqlstate_of($$TRUNCATE booking_admin.security_audit_log$$);
+SELECT regress.sqlstate_of($$UPDATE booking_admin.security_audit_log SET success = NOT success$$);
+SELECT regress.sqlstate_of($$DELETE FROM booking_admin.security_audit_log$$);
+SELECT regress.sqlstate_of($$TRUNCATE booking_admin.security_audit_log$$);
 -- A failure survives the caller's rollback.
 BEGIN;
 SELECT booking.log_security_event('login', 'auth', 'mallory@example.com', false, 'wrong password') AS failed_id \gset
 ROLLBACK;
-SELECT pg_temp.await_audit(format('id = %L', :'failed_id'));
+SELECT regress.await_audit(format('id = %L', :'failed_id'));
 SELECT action, resource_id, success, failure_reason, created_at FROM booking_admin.security_audit_log WHERE id = :'failed_id';
 -- Every booking_admin call is recorded on its own, failed ones too, even when rolled back.
 BEGIN;
-SELECT pg_temp.sqlstate_of($$SELECT booking_admin.scan_pii(0)$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.scan_pii(0)$$);
 ROLLBACK;
-SELECT pg_temp.await_audit($$resource_id = 'booking_admin.scan_pii' AND NOT success$$);
+SELECT regress.await_audit($$resource_id = 'booking_admin.scan_pii' AND NOT success$$);
 SELECT action, resource_type, resource_id, success, failure_reason FROM booking_admin.security_audit_log
 WHERE resource_id = 'booking_admin.scan_pii' AND NOT success;
 
@@ -156,7 +135,7 @@ SELECT 'patient' || i || '@example.org',
 FROM generate_series(1, 20) i;
 SELECT (booking_admin.scan_pii())->'new_columns' AS new_columns;
 -- The scan read personal data: its automatic audit entry says so.
-SELECT pg_temp.await_audit($$resource_id = 'booking_admin.scan_pii' AND success AND sensitive_data_accessed$$);
+SELECT regress.await_audit($$resource_id = 'booking_admin.scan_pii' AND success AND sensitive_data_accessed$$);
 SELECT column_name, data_type, encryption_method, is_encrypted FROM booking_admin.get_pii_registry()
 WHERE table_name = 'public.patients' ORDER BY column_name;
 -- An operator's choices survive later scans.
@@ -165,7 +144,7 @@ WHERE table_name = 'public.patients' AND column_name = 'email';
 SELECT (booking_admin.scan_pii())->'new_columns' AS new_columns;
 SELECT column_name, compliance_level, retention_days, operator_set FROM booking_admin.pii_data_registry
 WHERE table_name = 'public.patients' AND column_name = 'email';
-SELECT pg_temp.sqlstate_of($$SELECT booking_admin.scan_pii(0)$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.scan_pii(0)$$);
 
 ------------------------------------------------------------------------------------------
 -- Rule engine: each default rule fires on data made for it and resolves when fixed
@@ -248,7 +227,7 @@ BEGIN
 END $$;
 CREATE SEQUENCE public.rule_seq;
 -- Refused when stored: not exactly one plain SELECT.
-SELECT pg_temp.sqlstate_of(format($q$INSERT INTO booking_admin.security_rules (rule_name, rule_type, severity, condition_sql, remediation_text)
+SELECT regress.sqlstate_of(format($q$INSERT INTO booking_admin.security_rules (rule_name, rule_type, severity, condition_sql, remediation_text)
                                      VALUES ('bad', 'test', 'low', %L, 'none')$q$, s)) AS refused
 FROM (VALUES ('INSERT INTO public.victim VALUES (2)'), ('DELETE FROM public.victim'),
              ('SELECT 1; DELETE FROM public.victim'), ('WITH d AS (DELETE FROM public.victim RETURNING *) SELECT * FROM d'),
