@@ -296,20 +296,8 @@ COMMENT ON COLUMN booking_admin.auto_tuner_config.freeze_windows IS
 INSERT INTO booking_admin.auto_tuner_config DEFAULT VALUES;
 -- The extension seeds the one row itself; a restore of the dumped row updates it instead of
 -- failing on the duplicate key, so the operator's settings survive a dump and restore.
-CREATE FUNCTION booking_admin.auto_tuner_config_restore() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-BEGIN
-    UPDATE booking_admin.auto_tuner_config c
-    SET enabled = NEW.enabled, aggressiveness = NEW.aggressiveness, auto_apply_indexes = NEW.auto_apply_indexes,
-        performance_threshold_ms = NEW.performance_threshold_ms,
-        monitoring_interval_minutes = NEW.monitoring_interval_minutes,
-        max_indexes_per_table = NEW.max_indexes_per_table, freeze_windows = NEW.freeze_windows,
-        freeze_timezone = NEW.freeze_timezone, last_cycle_at = NEW.last_cycle_at
-    WHERE c.id = NEW.id;
-    RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
-END $$;
 CREATE TRIGGER auto_tuner_config_restore BEFORE INSERT ON booking_admin.auto_tuner_config
-    FOR EACH ROW EXECUTE FUNCTION booking_admin.auto_tuner_config_restore();
+    FOR EACH ROW EXECUTE FUNCTION booking.update_seed_instead('id');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.auto_tuner_config', '');
 
 CREATE TABLE booking_admin.tuning_actions (

@@ -401,19 +401,10 @@ CREATE TABLE booking_admin.scheduler_job_info (
 COMMENT ON TABLE booking_admin.scheduler_job_info IS
     'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms. Insert a row to schedule a new operation.';
 -- The extension seeds the builtin operations itself. pg_dump keeps every row, and a restore
--- that meets a seeded row updates its settings instead of failing on the duplicate name, so an
--- operator's changes to builtin operations survive a dump and restore.
-CREATE FUNCTION booking_admin.scheduler_job_info_restore() RETURNS trigger
-LANGUAGE plpgsql SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-BEGIN
-    UPDATE booking_admin.scheduler_job_info j
-    SET description = NEW.description, function = NEW.function, settings = NEW.settings,
-        delay_ms = NEW.delay_ms, max_retries = NEW.max_retries, timeout_ms = NEW.timeout_ms, enabled = NEW.enabled
-    WHERE j.job_name = NEW.job_name;
-    RETURN CASE WHEN FOUND THEN NULL ELSE NEW END;
-END $$;
+-- that meets a seeded row updates it instead of failing on the duplicate name, so an operator's
+-- changes to builtin operations survive a dump and restore.
 CREATE TRIGGER scheduler_job_info_restore BEFORE INSERT ON booking_admin.scheduler_job_info
-    FOR EACH ROW EXECUTE FUNCTION booking_admin.scheduler_job_info_restore();
+    FOR EACH ROW EXECUTE FUNCTION booking.update_seed_instead('job_name');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.scheduler_job_info', '');
 
 CREATE TABLE booking_admin.maintenance_executions (

@@ -20,6 +20,24 @@ BEGIN
     RETURN NEW;
 END $$;
 
+-- For the tables the extension seeds itself: an insert that meets an existing row (pg_restore
+-- loading the dumped seed, typically) updates that row instead of failing on its key, so the
+-- values a dump carried (an operator's settings) win. TG_ARGV[0] names the key column.
+CREATE FUNCTION booking.update_seed_instead() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    key name := TG_ARGV[0];
+    assignments text;
+    updated integer;
+BEGIN
+    SELECT string_agg(format('%I = ($1).%I', a.attname, a.attname), ', ') INTO assignments
+    FROM pg_attribute a
+    WHERE a.attrelid = TG_RELID AND a.attnum > 0 AND NOT a.attisdropped AND a.attname <> key;
+    EXECUTE format('UPDATE %s SET %s WHERE %I = ($1).%I', TG_RELID::regclass, assignments, key, key) USING NEW;
+    GET DIAGNOSTICS updated = ROW_COUNT;
+    RETURN CASE WHEN updated > 0 THEN NULL ELSE NEW END;
+END $$;
+
 CREATE TABLE booking.tenants (
     id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name                  text NOT NULL,
