@@ -48,8 +48,7 @@ pub fn register() {
     );
     // Postgres refuses (FATAL) restart-only settings from a library loaded after startup; they
     // only matter to the background workers, which exist only when preloaded anyway.
-    // SAFETY: reading a flag the postmaster sets while it loads shared_preload_libraries.
-    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
+    if crate::pg::preload::preloaded() {
         GucRegistry::define_string_guc(
             c"booking_engine.database",
             c"The database booking_engine's background workers serve.",

@@ -6,12 +6,18 @@
 
 use pgrx::prelude::*;
 
-pub mod admin;
-pub mod availability;
+// The shared layer every feature builds on: Postgres plumbing, the clock, the errors, the
+// settings, and the writer for rows that must survive a rollback.
+pub mod clock;
 pub mod errors;
 pub mod gucs;
+pub mod pg;
+pub mod writer;
+
+// The features; each depends on the shared layer, never on another feature's adapters.
+pub mod admin;
+pub mod availability;
 pub mod jobs;
-pub mod pg_timeout;
 pub mod security;
 
 ::pgrx::pg_module_magic!();
@@ -31,7 +37,7 @@ extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", 
 extension_sql_file!(
     "../sql/waitlist.sql",
     name = "waitlist",
-    requires = ["access", availability::api::rpc_validate_appointment_slot, availability::api::clock_now]
+    requires = ["access", availability::api::rpc_validate_appointment_slot, clock::clock_now]
 );
 extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlist"]);
 extension_sql_file!(
@@ -48,7 +54,7 @@ extension_sql_file!(
         security::api::audit_event,
         security::api::is_within_opening_hours,
         security::api::request_context,
-        availability::api::clock_now,
+        clock::clock_now,
     ]
 );
 extension_sql_file!(
@@ -82,10 +88,14 @@ extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
+    let preloaded = pg::preload::detect();
     gucs::register();
-    admin::init();
-    jobs::init();
-    security::init();
+    // Shared memory, hooks and workers can only be asked for while preloading.
+    if preloaded {
+        writer::init();
+        jobs::init();
+        security::init();
+    }
 }
 
 /// Settings the `#[pg_test]` cluster starts with.

@@ -7,15 +7,14 @@ use serde_json::{json, Value};
 
 use super::parse::{self, RawStatement};
 use super::sandbox::{self, Mode, Statement};
-use super::{audit, txn};
-use crate::errors::{sqlstate_text, DomainError, DomainResult};
+use crate::errors::{DomainError, DomainResult};
+use crate::pg::convert::require;
+use crate::pg::error::{sqlstate_text, Caught};
+use crate::pg::subxact::Subxact;
+use crate::writer::{self, Sink};
 
 /// Longest statement the sandbox takes (its audit record must fit the writer's queue).
 pub const MAX_STATEMENT_BYTES: usize = 8000;
-
-fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {
-    value.ok_or_else(|| DomainError::InvalidParameter(format!("{name} must not be NULL")))
-}
 
 /// Who asks, when, and with which search_path, read once.
 struct Caller {
@@ -47,21 +46,21 @@ pub struct Accepted {
 /// analysed it (a syntax error, an unknown column in an index expression).
 pub enum Refused {
     Rule(DomainError),
-    Postgres(pgrx::pg_sys::panic::CaughtError),
+    Postgres(Caught),
 }
 
 impl Refused {
     fn sqlstate_and_reason(&self) -> (String, String) {
         match self {
-            Refused::Rule(e) => (sqlstate_text(e.sqlstate()), e.message().to_string()),
-            Refused::Postgres(e) => txn::describe_error(e),
+            Refused::Rule(e) => (sqlstate_text(e.sqlstate()), e.to_string()),
+            Refused::Postgres(e) => (e.sqlstate(), e.message.clone()),
         }
     }
 
     fn raise(self) -> pgrx::pg_sys::panic::ErrorReport {
         match self {
             Refused::Rule(e) => e.into(),
-            Refused::Postgres(e) => txn::reraise(e),
+            Refused::Postgres(e) => e.reraise(),
         }
     }
 }
@@ -75,7 +74,7 @@ pub fn judge(sql: &str, allow_vacuum_full: bool) -> Result<Accepted, Refused> {
             sql.len()
         ))));
     }
-    match txn::subtransaction(true, || judge_parsed(sql, allow_vacuum_full)) {
+    match Subxact::kept().run(|| judge_parsed(sql, allow_vacuum_full)) {
         Ok(Ok(a)) => Ok(a),
         Ok(Err(e)) => Err(Refused::Rule(e)),
         Err(caught) => Err(Refused::Postgres(caught)),
@@ -103,20 +102,32 @@ fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
     Ok(Accepted { statement, mode, text, index })
 }
 
+/// How long a caller waits for its audit record to be committed before giving up (and not
+/// running the statement).
+const AUDIT_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+
 fn audit_row(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, decision: &str) -> Value {
-    json!({"row": {
+    json!({
         "id": id, "attempted_at": who.at, "role_name": who.role, "session_role": who.session_role,
         "statement": sql, "statement_kind": kind, "decision": decision, "outcome": "pending"
-    }})
+    })
+}
+
+/// Commits an audit document outside the caller's transaction before going on: nothing runs
+/// unaudited, and the record stays whatever the caller does next.
+fn audit(sink: Sink, doc: &Value) -> DomainResult<()> {
+    writer::submit_and_wait(sink, doc, AUDIT_WAIT).map_err(|e| {
+        DomainError::NotReady(format!("the admin audit record was not stored ({e}); the statement was not run"))
+    })
 }
 
 fn refuse(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, refused: Refused) -> pgrx::pg_sys::panic::ErrorReport {
     let (sqlstate, reason) = refused.sqlstate_and_reason();
-    let mut doc = audit_row(id, who, sql, kind, "refused");
-    doc["row"]["reason"] = json!(reason);
-    doc["row"]["sqlstate"] = json!(sqlstate);
-    doc["row"]["outcome"] = json!("refused");
-    match audit::write(&doc) {
+    let mut row = audit_row(id, who, sql, kind, "refused");
+    row["reason"] = json!(reason);
+    row["sqlstate"] = json!(sqlstate);
+    row["outcome"] = json!("refused");
+    match audit(Sink::AdminAttempt, &row) {
         Ok(()) => refused.raise(),
         Err(e) => e.into(),
     }
@@ -133,19 +144,19 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         Err(refused) => return Err(refuse(id, &who, &audited_text, None, refused)),
     };
     let kind = accepted.statement.kind();
-    let mut doc = audit_row(id, &who, sql, Some(kind), "accepted");
-    doc["row"]["mode"] = json!(accepted.mode.as_str());
+    let mut row = audit_row(id, &who, sql, Some(kind), "accepted");
+    row["mode"] = json!(accepted.mode.as_str());
     if accepted.mode == Mode::Queued {
         let job_id = enqueue_top_level(kind, &sandbox::queued_payload(&accepted.text, &who.role, &who.search_path))?;
-        doc["row"]["job_id"] = json!(job_id);
-        audit::write(&doc)?;
+        row["job_id"] = json!(job_id);
+        audit(Sink::AdminAttempt, &row)?;
         return Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
             "job_id": job_id, "audit_id": id, "statement": accepted.text,
         }));
     }
-    audit::write(&doc)?;
-    let ran = txn::subtransaction(true, || match &accepted.index {
+    audit(Sink::AdminAttempt, &row)?;
+    let ran = Subxact::kept().run(|| match &accepted.index {
         Some(index) => {
             parse::run_index_statement(index, &accepted.text);
             Ok(())
@@ -155,19 +166,16 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     let (outcome, detail) = match &ran {
         Ok(Ok(())) => ("succeeded", None),
         Ok(Err(e)) => ("failed", Some(e.to_string())),
-        Err(caught) => {
-            let (state, message) = txn::describe_error(caught);
-            ("failed", Some(format!("{state}: {message}")))
-        }
+        Err(caught) => ("failed", Some(format!("{}: {caught}", caught.sqlstate()))),
     };
-    audit::write(&json!({"id": id, "outcome": outcome, "outcome_detail": detail}))?;
+    audit(Sink::AdminOutcome, &json!({"id": id, "outcome": outcome, "outcome_detail": detail}))?;
     match ran {
         Ok(Ok(())) => Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
             "job_id": null, "audit_id": id, "statement": accepted.text,
         })),
         Ok(Err(e)) => Err(DomainError::from(e).into()),
-        Err(caught) => Err(txn::reraise(caught)),
+        Err(caught) => Err(caught.reraise()),
     }
 }
 

@@ -11,7 +11,7 @@ use pgrx::PgList;
 
 use super::rules::{ColumnUse, FilterOp, QueryFacts, QueryKind, RelRef};
 use super::sandbox::{FuncFacts, RelFacts, RelName, ReindexTarget, Statement};
-use crate::errors::{DomainError, DomainResult};
+use crate::errors::DomainResult;
 
 /// One statement of the input: its raw parse tree and its own text.
 pub struct RawStatement {
@@ -19,23 +19,12 @@ pub struct RawStatement {
     pub text: String,
 }
 
-/// Every statement of `sql`, parsed by `raw_parser`. A syntax error is raised as Postgres's
-/// own error (42601).
+/// Every statement of `sql`, parsed by Postgres's raw parser, each with its own text. A
+/// syntax error is raised as Postgres's own error (42601).
 pub fn parse(sql: &str) -> DomainResult<Vec<RawStatement>> {
-    let c = CString::new(sql).map_err(|_| DomainError::InvalidParameter("the text contains a NUL byte".into()))?;
-    // SAFETY: raw_parser reads a NUL-terminated string and returns a List of RawStmt in the
-    // current memory context; errors arrive as Rust panics through pgrx's guard.
-    let list = unsafe { PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)) };
-    Ok(list
-        .iter_ptr()
-        .map(|raw| {
-            // SAFETY: every element of raw_parser's list is a RawStmt.
-            let raw = unsafe { &*raw };
-            RawStatement {
-                node: raw.stmt,
-                text: super::sandbox::statement_text(sql, raw.stmt_location.max(0) as usize, raw.stmt_len.max(0) as usize),
-            }
-        })
+    Ok(crate::pg::parser::parse(sql, "the text")?
+        .into_iter()
+        .map(|s| RawStatement { node: s.node, text: super::sandbox::statement_text(sql, s.location, s.len) })
         .collect())
 }
 
@@ -86,6 +75,7 @@ pub unsafe fn command_tag(node: *mut pg_sys::Node) -> String {
 /// # Safety
 /// `node` must be a raw parse tree from `parse`, alive for the call; each cast follows its tag.
 pub unsafe fn describe(node: *mut pg_sys::Node) -> Statement {
+    // SAFETY: the caller's contract above.
     unsafe {
         match (*node).type_ {
             pg_sys::NodeTag::T_IndexStmt => {
@@ -530,6 +520,7 @@ unsafe extern "C-unwind" fn facts_walker(node: *mut pg_sys::Node, ctx: *mut c_vo
 /// `node` must be a raw parse tree from `parse`, alive for the call; the walker only reads it.
 pub unsafe fn query_facts(node: *mut pg_sys::Node) -> QueryFacts {
     let mut f = QueryFacts::default();
+    // SAFETY: the caller's contract above.
     unsafe {
         f.kind = match (*node).type_ {
             pg_sys::NodeTag::T_InsertStmt => QueryKind::Insert,

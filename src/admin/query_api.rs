@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use super::parse;
 use super::plan::{self, Candidate, TableInfo};
 use super::rules::{self, QueryFacts};
-use super::txn;
+use crate::pg::subxact::Subxact;
 use crate::errors::{DomainError, DomainResult};
 use crate::gucs;
 
@@ -55,7 +55,7 @@ pub fn explain(text: &str, params: i32, options: &str) -> Result<Value, ErrorRep
         Spi::run(&format!("DEALLOCATE {name}"))?;
         Ok(plan?)
     };
-    let ran = txn::with_deadline(gucs::EXPLAIN_TIMEOUT_MS.get(), || txn::subtransaction(false, body));
+    let ran = Subxact::rolled_back().deadline_ms(gucs::EXPLAIN_TIMEOUT_MS.get()).run(body);
     // A prepared statement outlives a rolled-back subtransaction.
     if params > 0 {
         let left = Spi::get_one_with_args::<bool>(
@@ -71,7 +71,7 @@ pub fn explain(text: &str, params: i32, options: &str) -> Result<Value, ErrorRep
         Ok(Ok(Some(Json(Value::Array(mut docs))))) if !docs.is_empty() => Ok(docs.swap_remove(0)),
         Ok(Ok(_)) => Err(DomainError::Internal("EXPLAIN returned no plan".into()).into()),
         Ok(Err(e)) => Err(e.into()),
-        Err(caught) => Err(txn::reraise(caught)),
+        Err(caught) => Err(caught.reraise()),
     }
 }
 
@@ -125,7 +125,7 @@ fn hypopg_schema() -> DomainResult<Option<String>> {
 /// cannot be created.
 fn hypothetical_cost(hypopg: &str, candidate: &Candidate, text: &str, params: i32) -> Result<Option<f64>, ErrorReport> {
     let create = format!("SELECT {hypopg}.hypopg_create_index($1)");
-    let made = txn::subtransaction(true, || Spi::run_with_args(&create, &[candidate.sql().as_str().into()]));
+    let made = Subxact::kept().run(|| Spi::run_with_args(&create, &[candidate.sql().as_str().into()]));
     let cost = match made {
         Ok(Ok(())) => explain(text, params, "COSTS").map(|p| plan::total_cost(&p)),
         _ => Ok(None),
@@ -151,7 +151,7 @@ pub fn analyze(sql: Option<&str>) -> Result<(Value, Vec<Recommendation>), ErrorR
     let findings = rules::findings(&facts);
     let (plan_doc, plan_error) = match explain(&text, facts.params, "VERBOSE") {
         Ok(p) => (Some(p), None),
-        Err(e) => (None, Some(e.message().to_string())),
+        Err(e) => (None, Some(e.to_string())),
     };
     let hypopg = hypopg_schema()?;
     let mut bottlenecks = Vec::new();

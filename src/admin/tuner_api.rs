@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::query_api::{self, Recommendation};
 use super::tuner::{self, Aggressiveness, Decision, Proposal, Settings};
-use super::{api, plan, txn};
+use super::{api, plan};
+use crate::pg::subxact::Subxact;
 use crate::errors::{DomainError, DomainResult};
 
 /// Whether a document has the auto_tuner_config.freeze_windows shape; used by its CHECK.
@@ -111,7 +112,7 @@ fn rollback_pass(cfg: &Config, frozen: bool, report: &mut Vec<Value>) -> Result<
         }
         match roll_back(a.id, &a.rollback_sql, &reason) {
             Ok(()) => report.push(json!({"id": a.id, "reason": reason})),
-            Err(e) => report.push(json!({"id": a.id, "reason": reason, "error": e.message()})),
+            Err(e) => report.push(json!({"id": a.id, "reason": reason, "error": e.to_string()})),
         }
     }
     Ok(())
@@ -218,9 +219,9 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
             out["index_sql"] = json!(sql);
         }
         Err(e) => {
-            set_status(id, "skipped", Some(e.message()))?;
+            set_status(id, "skipped", Some(&e.to_string()))?;
             out["status"] = json!("skipped");
-            out["reason"] = json!(e.message());
+            out["reason"] = json!(e.to_string());
         }
     }
     Ok(Some(out))
@@ -252,7 +253,7 @@ pub fn cycle() -> Result<Value, ErrorReport> {
     let mut analysed = 0;
     for q in &queries {
         // A statement the analysis does not take (utility, unplannable) is passed over.
-        let Ok(Ok((_, recs))) = txn::subtransaction(false, || query_api::analyze(Some(q.query.as_str()))) else {
+        let Ok(Ok((_, recs))) = Subxact::rolled_back().run(|| query_api::analyze(Some(q.query.as_str()))) else {
             continue;
         };
         analysed += 1;

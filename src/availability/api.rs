@@ -19,49 +19,13 @@ use super::intervals::Interval;
 use super::opening_hours;
 use super::zone::{Micros, Zone, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND};
 use crate::errors::{DomainError, DomainResult};
+use crate::pg::convert::{require, to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 
 /// Longest span one call may cover; keeps a single call's work and result bounded.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
-/// Microseconds between the Unix epoch and Postgres's (2000-01-01).
-const PG_EPOCH_OFFSET: Micros = 946_684_800 * MICROS_PER_SECOND;
-
-pub fn to_micros(ts: TimestampWithTimeZone) -> DomainResult<Micros> {
-    if !ts.is_finite() {
-        return Err(DomainError::DatetimeOverflow("timestamp must be finite".into()));
-    }
-    Ok(pg_sys::TimestampTz::from(ts) + PG_EPOCH_OFFSET)
-}
-
-pub fn from_micros(t: Micros) -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(t - PG_EPOCH_OFFSET).expect("slot instants are within Postgres's range")
-}
-
-fn to_naive_date(d: Date, what: &str) -> DomainResult<NaiveDate> {
-    if !d.is_finite() {
-        return Err(DomainError::DatetimeOverflow(format!("{what} must be a finite date")));
-    }
-    NaiveDate::from_ymd_opt(d.year(), d.month() as u32, d.day() as u32)
-        .filter(|nd| (1..=9999).contains(&chrono::Datelike::year(nd)))
-        .ok_or_else(|| DomainError::DatetimeOverflow(format!("{what} {d} is outside the supported years 1..9999")))
-}
-
-fn to_pg_date(d: NaiveDate) -> DomainResult<Date> {
-    use chrono::Datelike;
-    Date::new(d.year(), d.month() as u8, d.day() as u8).map_err(|e| DomainError::DatetimeOverflow(e.to_string()))
-}
-
-fn to_uuid(id: PgUuid) -> Uuid {
-    Uuid::from_bytes(*id.as_bytes())
-}
-
-fn to_pg_uuid(id: Uuid) -> PgUuid {
-    PgUuid::from_bytes(*id.as_bytes())
-}
-
-fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {
-    value.ok_or_else(|| DomainError::InvalidParameter(format!("{name} must not be NULL")))
-}
+/// The engine's instants are Unix microseconds; these read and write timestamptz, checked.
+pub use crate::pg::convert::{from_unix_micros as from_micros, to_unix_micros as to_micros};
 
 /// The UTC offsets of `name` from `from` to `to`, read from Postgres's own tz data so that every
 /// conversion agrees with `AT TIME ZONE`.
@@ -120,80 +84,22 @@ struct Inputs {
     now: Micros,
     staff: Vec<(Uuid, String, bool)>,
     schedules: Vec<(Uuid, u32, u32, u32, Option<String>)>,
-    overrides: Vec<(Uuid, NaiveDate, Option<u32>, Option<u32>, bool)>,
+    overrides: Vec<OverrideRow>,
     time_off: Vec<(Uuid, Micros, Micros, Option<String>)>,
     blocked: Vec<(Uuid, Micros, Micros)>,
-    holidays: Vec<(String, Option<NaiveDate>, bool, Option<u32>, Option<u32>, bool, Vec<Uuid>)>,
+    holidays: Vec<HolidayRow>,
 }
+
+/// (staff, date, start second, end second, available), as the inputs query writes it.
+type OverrideRow = (Uuid, NaiveDate, Option<u32>, Option<u32>, bool);
+/// (name, date, recurring, month, day, affects all staff, affected staff), likewise.
+type HolidayRow = (String, Option<NaiveDate>, bool, Option<u32>, Option<u32>, bool, Vec<Uuid>);
 
 /// One read of every input: $1 service, $2 staff member or NULL for all, $3..$4 the local date
 /// range, $5 an appointment to leave out (its own slot when rescheduling), $6 whether to keep
 /// staff who do not offer the service (validation reports them; slot search skips them), $7 the
 /// booking's length in minutes when it is not the service's (0 otherwise).
-const INPUTS_SQL: &str = r#"
-WITH svc AS (
-    SELECT s.id, s.tenant_id, s.duration_minutes AS duration, s.buffer_before_minutes AS buffer_before,
-           s.buffer_after_minutes AS buffer_after, s.is_active
-    FROM booking.services s WHERE s.id = $1
-), span AS (
-    -- Every appointment or time off that a slot on these local dates (any zone is within 14
-    -- hours of UTC) could touch, buffers and the tenant's turnover included.
-    SELECT tstzrange(($3::date - 3)::timestamp AT TIME ZONE 'UTC',
-                     ($4::date + 3)::timestamp AT TIME ZONE 'UTC'
-                     + make_interval(mins => greatest(svc.duration, $7) + svc.buffer_after + t.buffer_time_minutes)) AS r
-    FROM svc JOIN booking.tenants t ON t.id = svc.tenant_id
-), st AS (
-    SELECT f.id, f.timezone,
-           f.is_active AND svc.is_active AND EXISTS (
-               SELECT 1 FROM booking.staff_services ss WHERE ss.staff_id = f.id AND ss.service_id = svc.id) AS offers
-    FROM booking.staff f JOIN svc ON f.tenant_id = svc.tenant_id
-    WHERE ($2::uuid IS NULL OR f.id = $2)
-)
-SELECT json_build_object(
-    'service', (SELECT row_to_json(svc) FROM svc),
-    'tenant', (SELECT json_build_object('timezone', t.timezone, 'opening_hours', t.opening_hours,
-                                        'buffer', t.buffer_time_minutes, 'interval', t.slot_interval_minutes)
-               FROM booking.tenants t JOIN svc ON t.id = svc.tenant_id),
-    'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2),
-    'min_notice_hours', coalesce((SELECT booking.policy_value(tenant_id, 'minimum_booking_notice_hours') FROM svc), '0'),
-    'advance_days', coalesce((SELECT booking.policy_value(tenant_id, 'advance_booking_limit_days') FROM svc), '36500'),
-    'now', (extract(epoch FROM booking.clock_now()) * 1000000)::int8,
-    'staff', coalesce((SELECT json_agg(json_build_array(st.id, st.timezone, st.offers))
-                       FROM st WHERE st.offers OR $6), '[]'),
-    'schedules', coalesce((SELECT json_agg(json_build_array(s.staff_id, s.day_of_week,
-                               extract(epoch FROM s.start_time)::int, extract(epoch FROM s.end_time)::int, s.timezone))
-                           FROM booking.staff_schedules s JOIN st ON st.id = s.staff_id WHERE s.is_active), '[]'),
-    'overrides', coalesce((SELECT json_agg(json_build_array(o.staff_id, o.date,
-                               extract(epoch FROM o.start_time)::int, extract(epoch FROM o.end_time)::int, o.is_available))
-                           FROM booking.schedule_overrides o JOIN st ON st.id = o.staff_id
-                           WHERE o.date BETWEEN $3::date - 3 AND $4::date + 3), '[]'),
-    -- Ranges are read as half-open [lower, upper), whatever bounds they were written with.
-    'time_off', coalesce((SELECT json_agg(json_build_array(x.staff_id,
-                              (extract(epoch FROM lower(x.period)) * 1000000)::int8 + (NOT lower_inc(x.period))::int,
-                              (extract(epoch FROM upper(x.period)) * 1000000)::int8 + upper_inc(x.period)::int, x.reason))
-                          FROM st, span, LATERAL (
-                              SELECT x.staff_id, x.period, x.reason FROM booking.staff_time_off x
-                              WHERE x.staff_id = st.id AND x.period && span.r
-                              OFFSET 0) x), '[]'),
-    -- LATERAL per staff member (OFFSET 0 keeps the planner from flattening it), so that even the
-    -- cached generic plan searches the exclusion constraint's index by (staff_id, blocked)
-    -- rather than by time across all staff.
-    'blocked', coalesce((SELECT json_agg(json_build_array(a.staff_id,
-                             (extract(epoch FROM lower(a.blocked)) * 1000000)::int8 + (NOT lower_inc(a.blocked))::int,
-                             (extract(epoch FROM upper(a.blocked)) * 1000000)::int8 + upper_inc(a.blocked)::int))
-                         FROM st, span, LATERAL (
-                             SELECT a.staff_id, a.blocked FROM booking.appointments a
-                             WHERE a.staff_id = st.id
-                               AND a.status IN ('pending', 'confirmed', 'active')
-                               AND a.blocked && span.r
-                               AND a.id IS DISTINCT FROM $5
-                             OFFSET 0) a), '[]'),
-    'holidays', coalesce((SELECT json_agg(json_build_array(h.name, h.date, h.is_recurring, h.recurring_month,
-                              h.recurring_day, h.affects_all_staff, h.affected_staff_ids))
-                          FROM booking.holidays h JOIN svc ON h.tenant_id = svc.tenant_id
-                          WHERE h.is_recurring OR h.date BETWEEN $3::date - 3 AND $4::date + 3), '[]')
-)::text
-"#;
+const INPUTS_SQL: &str = include_str!("../../sql/queries/availability_inputs.sql");
 
 thread_local! {
     /// `INPUTS_SQL` prepared once per backend: planning it costs more than running it.
@@ -372,6 +278,8 @@ fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
 /// availability without reading other customers' appointments.
 #[pg_extern(stable, security_definer, parallel_restricted)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
+// pgrx reads the result columns' names from this signature, so it cannot be an alias.
+#[allow(clippy::type_complexity)]
 pub fn available_slot_arrays(
     service_id: Option<PgUuid>,
     from_date: Option<Date>,
@@ -403,8 +311,8 @@ pub fn available_slot_arrays(
     })?;
     let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
-    let starts = slots.iter().map(|s| from_micros(s.start)).collect();
-    let ends = slots.iter().map(|s| from_micros(s.end)).collect();
+    let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
+    let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
     Ok(TableIterator::once((staff_ids, starts, ends)))
 }
 
@@ -485,6 +393,7 @@ pub fn rpc_validate_appointment_slot(
 /// Whether Postgres knows the time zone name (an IANA name such as 'Europe/Zurich', or 'UTC').
 #[pg_extern(stable, strict, parallel_safe)]
 pub fn is_valid_timezone(name: &str) -> bool {
+    // SAFETY: pg_tzset reads a NUL-terminated name and returns NULL for an unknown zone.
     CString::new(name).is_ok_and(|c| !unsafe { pg_sys::pg_tzset(c.as_ptr()) }.is_null())
 }
 
@@ -492,24 +401,4 @@ pub fn is_valid_timezone(name: &str) -> bool {
 #[pg_extern(immutable, strict, parallel_safe)]
 pub fn is_valid_opening_hours(doc: JsonB) -> bool {
     opening_hours::parse(&doc.0).is_ok()
-}
-
-/// The instant the clock-based rules (notice, advance limit) treat as now: the setting
-/// `booking_engine.now` when a superuser set it (tests, demos), else the transaction's now().
-#[pg_extern(stable, parallel_safe)]
-pub fn clock_now() -> Result<TimestampWithTimeZone, pgrx::pg_sys::panic::ErrorReport> {
-    match crate::gucs::NOW_OVERRIDE.get() {
-        Some(text) if !text.as_bytes().is_empty() => {
-            // SAFETY: timestamptz_in takes a NUL-terminated string, a type oid and a typmod.
-            let ts = unsafe {
-                pgrx::direct_function_call::<TimestampWithTimeZone>(
-                    pg_sys::timestamptz_in,
-                    &[text.as_c_str().into_datum(), pg_sys::InvalidOid.into_datum(), (-1i32).into_datum()],
-                )
-            };
-            Ok(ts.ok_or_else(|| DomainError::InvalidDatetimeFormat("booking_engine.now is not a timestamp".into()))?)
-        }
-        _ => Ok(unsafe { TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp()) }
-            .map_err(|_| DomainError::Internal("transaction start time out of range".into()))?),
-    }
 }

@@ -42,11 +42,12 @@ pub mod booking_admin {
     /// `other_database` (they serve another database) or `starting` (none visible yet).
     #[pg_extern(volatile)]
     pub fn worker_status() -> Result<JsonB, ErrorReport> {
-        let preloaded = wake::preloaded();
+        let preloaded = crate::pg::preload::preloaded();
         let database = DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default();
         let workers = Spi::get_one::<JsonB>(
             "SELECT coalesce(jsonb_agg(jsonb_build_object('name', backend_type, 'pid', pid,
-                        'backend_start', backend_start, 'state', state, 'wait_event', wait_event)
+                        'backend_start', backend_start, 'state', state, 'wait_event', wait_event,
+                        'activity', CASE WHEN state = 'active' THEN query END)
                      ORDER BY backend_type), '[]')
              FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE 'booking_engine %'",
         )

@@ -5,72 +5,22 @@
 use std::ffi::CString;
 use std::panic::AssertUnwindSafe;
 
-use pgrx::pg_sys::panic::CaughtError;
 use pgrx::prelude::*;
 use pgrx::PgLogLevel;
 
-use crate::pg_timeout::{disable_timeout, enable_timeout_after, STATEMENT_TIMEOUT};
-
-/// The message of an ERROR; anything more severe keeps unwinding (the process must exit).
-fn error_message(e: CaughtError) -> String {
-    let report = match &e {
-        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => r,
-    };
-    if report.level() != PgLogLevel::ERROR {
-        e.rethrow();
-    }
-    report.message().to_string()
-}
+use crate::pg::deadline::Deadline;
+use crate::pg::error::Caught;
+use crate::pg::subxact::Subxact;
 
 /// Runs `f` in a subtransaction under a statement timeout, as `role` when given. An ERROR rolls
 /// back only the subtransaction and comes back as its message; the caller's transaction goes on.
 pub fn in_subtransaction<R>(timeout_ms: i32, role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> Result<R, String> {
-    // SAFETY: the same sequence PL/pgSQL uses for an exception block (pl_exec.c).
-    unsafe {
-        let old_context = pg_sys::CurrentMemoryContext;
-        let old_owner = pg_sys::CurrentResourceOwner;
-        let (mut user, mut sec) = (pg_sys::Oid::INVALID, 0);
-        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
-        pg_sys::BeginInternalSubTransaction(std::ptr::null());
-        pg_sys::MemoryContextSwitchTo(old_context);
-        let result = PgTryBuilder::new(AssertUnwindSafe(|| {
-            if let Some(role) = role {
-                pg_sys::SetUserIdAndSecContext(role, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32);
-            }
-            enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
-            let r = f();
-            disable_timeout(STATEMENT_TIMEOUT, false);
-            Ok(r)
-        }))
-        .catch_others(|e| Err(error_message(e)))
-        .execute();
-        if result.is_ok() {
-            pg_sys::ReleaseCurrentSubTransaction();
-        } else {
-            disable_timeout(STATEMENT_TIMEOUT, false);
-            pg_sys::RollbackAndReleaseCurrentSubTransaction();
-        }
-        pg_sys::MemoryContextSwitchTo(old_context);
-        pg_sys::CurrentResourceOwner = old_owner;
-        pg_sys::SetUserIdAndSecContext(user, sec);
-        result
-    }
-}
-
-/// One transaction command around `f`, with a snapshot for its queries.
-pub fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
-    // SAFETY: called between transactions, from the worker's main loop.
-    unsafe {
-        pg_sys::SetCurrentStatementStartTimestamp();
-        pg_sys::StartTransactionCommand();
-        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
-    }
-    let r = f();
-    unsafe {
-        pg_sys::PopActiveSnapshot();
-        pg_sys::CommitTransactionCommand();
-    }
-    r
+    let options = Subxact::kept().deadline_ms(timeout_ms);
+    let options = match role {
+        Some(role) => options.as_role(role),
+        None => options,
+    };
+    options.run(f).map_err(|caught| caught.message)
 }
 
 /// Runs exactly one SQL statement at top level, outside any transaction block, as `role` and,
@@ -116,7 +66,7 @@ pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid, search_path:
                     false,
                 );
             }
-            enable_timeout_after(STATEMENT_TIMEOUT, timeout_ms);
+            let deadline = Deadline::arm(timeout_ms);
             let parsed = pg_sys::pg_parse_query(query.as_ptr());
             let n = if parsed.is_null() { 0 } else { (*parsed).length };
             if n != 1 {
@@ -157,15 +107,21 @@ pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid, search_path:
             pg_sys::PortalRun(portal, std::ffi::c_long::MAX, true, true, dest, dest, &mut qc);
             ((*dest).rDestroy.expect("DestNone has rDestroy"))(dest);
             pg_sys::PortalDrop(portal, false);
-            disable_timeout(STATEMENT_TIMEOUT, false);
+            drop(deadline);
             pg_sys::SetUserIdAndSecContext(user, sec);
             pg_sys::CommitTransactionCommand();
             Ok(())
         }))
-        .catch_others(|e| Err(error_message(e)))
+        .catch_others(|e| {
+            // Anything above ERROR (termination, FATAL) must still end the process.
+            let caught = Caught::from(&e);
+            if caught.level > PgLogLevel::ERROR {
+                e.rethrow();
+            }
+            Err(caught.message)
+        })
         .execute();
         if result.is_err() {
-            disable_timeout(STATEMENT_TIMEOUT, false);
             pg_sys::AbortCurrentTransaction();
         }
         pg_sys::MemoryContextSwitchTo(old_context);

@@ -4,6 +4,8 @@
 
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 
+use crate::pg::preload::preloaded;
+
 use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgAtomic};
 
@@ -18,22 +20,15 @@ pub struct Registry {
 // SAFETY: only atomics, no pointers; valid in every process that maps the segment.
 unsafe impl PGRXSharedMemory for Registry {}
 
+// SAFETY: named shared memory, initialised once by pg_shmem_init! while preloading.
 static REGISTRY: PgAtomic<Registry> = unsafe { PgAtomic::new(c"booking_engine_workers") };
-
-/// Set in the postmaster while preloading, inherited by every backend it forks.
-static PRELOADED: AtomicBool = AtomicBool::new(false);
 
 /// Backend-local: this transaction enqueued work; the callback is registered once per backend.
 static WAKE_AT_COMMIT: AtomicBool = AtomicBool::new(false);
 static CALLBACK_REGISTERED: AtomicBool = AtomicBool::new(false);
 
 pub fn init_shmem() {
-    PRELOADED.store(true, Ordering::SeqCst);
     pg_shmem_init!(REGISTRY = Registry { procnos: std::array::from_fn(|_| AtomicI32::new(0)) });
-}
-
-pub fn preloaded() -> bool {
-    PRELOADED.load(Ordering::SeqCst)
 }
 
 /// Publish the calling worker's latch in `slot`.

@@ -7,10 +7,11 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTi
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::exec::{in_subtransaction, in_transaction, run_top_level};
+use super::exec::{in_subtransaction, run_top_level};
 use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql, SCHEDULER_NAME};
 use super::wake;
 use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, POLL_INTERVAL_MS};
+use crate::pg::bgworker::{attach_signals, in_transaction, report_activity, wait};
 
 /// Jobs one runner claims at a time. A runner that dies mid-batch sends the whole batch back
 /// for another attempt, so this trades throughput against repeated work.
@@ -19,12 +20,8 @@ const BATCH_SIZE: i64 = 100;
 /// Postgres restarts a worker that exited with an error after this long.
 const RESTART_AFTER: Duration = Duration::from_secs(1);
 
-/// Registers the workers; only possible while the library is being preloaded.
+/// Registers the workers; called from `_PG_init` when preloaded.
 pub fn init() {
-    // SAFETY: a plain global read in the postmaster.
-    if !unsafe { pg_sys::process_shared_preload_libraries_in_progress } {
-        return;
-    }
     wake::init_shmem();
     let register = |name: &str, function: &str, arg: i32| {
         BackgroundWorkerBuilder::new(name)
@@ -42,55 +39,14 @@ pub fn init() {
     }
 }
 
-// The C symbols themselves: pgrx's pg_sys wrappers are Rust functions and cannot be handlers.
-unsafe extern "C-unwind" {
-    fn die(signal: std::ffi::c_int);
-    fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
-}
-
-/// Set in the scheduler and runner processes: their own routine calls of booking_admin functions
-/// (claiming, recovering, recording) are not people's actions and stay out of the audit log.
-static IN_JOB_WORKER: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-pub fn in_job_worker() -> bool {
-    IN_JOB_WORKER.load(std::sync::atomic::Ordering::Relaxed)
-}
-
-/// SIGTERM uses Postgres's own `die`, so that a job in progress is interrupted at its next
-/// interrupt check (pg_terminate_backend and shutdown are prompt); SIGHUP flags a reload.
+/// Connects to booking_engine.database. The workers' own calls of booking_admin functions
+/// (claiming, recovering, recording) are not people's actions: they stay out of the audit log.
 fn start(slot: usize) {
-    IN_JOB_WORKER.store(true, std::sync::atomic::Ordering::Relaxed);
-    // SAFETY: standard background worker start-up, before any transaction.
-    unsafe {
-        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));
-        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
-        pg_sys::BackgroundWorkerUnblockSignals();
-    }
+    crate::writer::exempt_this_process();
+    attach_signals();
     let database = DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_else(|| "postgres".into());
     BackgroundWorker::connect_worker_to_spi(Some(&database), None);
     wake::register_self(slot);
-}
-
-/// Sleeps until woken or `ms` pass, then handles signals: exits on SIGTERM, reloads on SIGHUP.
-fn wait(ms: i64) {
-    // SAFETY: MyLatch is this process's latch; the flags are the documented wait events.
-    unsafe {
-        pg_sys::WaitLatch(
-            pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-            ms.max(1) as std::ffi::c_long,
-            pg_sys::PG_WAIT_EXTENSION,
-        );
-        pg_sys::ResetLatch(pg_sys::MyLatch);
-    }
-    pg_sys::check_for_interrupts!();
-    // SAFETY: set by the SIGHUP handler, read and cleared here only.
-    unsafe {
-        if pg_sys::ConfigReloadPending != 0 {
-            pg_sys::ConfigReloadPending = 0;
-            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
-        }
-    }
 }
 
 /// The workers start with the server, possibly before CREATE EXTENSION in their database.
@@ -141,6 +97,7 @@ fn scheduler_round() -> i64 {
     for (operation, timeout_ms) in due {
         // run_maintenance records the operation's own failures; this catches the rest (a
         // timeout outside the operation, a dropped function) so the scheduler keeps going.
+        report_activity(Some(&format!("maintenance operation {operation}")));
         in_transaction(|| {
             let outcome = in_subtransaction(timeout_ms, None, || {
                 Spi::run_with_args("SELECT booking_admin.run_maintenance($1, 'scheduler')", &[operation.as_str().into()])
@@ -150,6 +107,7 @@ fn scheduler_round() -> i64 {
             }
         });
     }
+    report_activity(None);
     let next = in_transaction(|| {
         Spi::get_one::<i64>(
             "SELECT (extract(epoch FROM min(next_run_at) - clock_timestamp()) * 1000)::int8
@@ -180,6 +138,8 @@ pub extern "C-unwind" fn booking_engine_runner_main(arg: pg_sys::Datum) {
 
 struct Claimed {
     id: pgrx::Uuid,
+    name: String,
+    handler: String,
     top_level: bool,
     function: String,
     payload: JsonB,
@@ -202,7 +162,8 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
         Spi::run("SET LOCAL synchronous_commit = on").expect("durable claim");
         let claimed = Spi::connect_mut(|c| {
             c.update(
-                "SELECT j.id, h.kind = 'top_level', coalesce(h.function::text, ''), j.payload, j.timeout_ms, j.created_by::oid
+                "SELECT j.id, h.kind = 'top_level', coalesce(h.function::text, ''), j.payload, j.timeout_ms, j.created_by::oid,
+                        j.name, j.handler
                  FROM booking_admin.claim_jobs($1, $2::int, ARRAY(SELECT handler FROM booking_admin.job_handlers)) j
                  JOIN booking_admin.job_handlers h USING (handler)
                  ORDER BY j.priority, j.scheduled_at",
@@ -217,6 +178,8 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
                     payload: row.get(4)?.unwrap_or(JsonB(serde_json::Value::Null)),
                     timeout_ms: row.get(5)?.unwrap_or(30_000),
                     role: row.get(6)?.unwrap_or(pg_sys::Oid::INVALID),
+                    name: row.get(7)?.unwrap_or_default(),
+                    handler: row.get(8)?.unwrap_or_default(),
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -239,6 +202,9 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
     for job in top_level {
         run_top_level_job(job);
     }
+    if count > 0 {
+        report_activity(None);
+    }
     (count, next_due)
 }
 
@@ -246,6 +212,7 @@ fn run_functions(jobs: Vec<Claimed>) {
     let mut done_ids = Vec::with_capacity(jobs.len());
     let mut done_results = Vec::with_capacity(jobs.len());
     for job in jobs {
+        report_activity(Some(&activity(&job)));
         let sql = format!("SELECT {}($1)", job.function);
         let outcome = in_subtransaction(job.timeout_ms, Some(job.role), || {
             Spi::get_one_with_args::<JsonB>(&sql, &[JsonB(job.payload.0.clone()).into()])
@@ -278,7 +245,13 @@ fn fail(id: pgrx::Uuid, message: &str) {
     .expect("record a failed job");
 }
 
+/// What `pg_stat_activity.query` shows while a job runs.
+fn activity(job: &Claimed) -> String {
+    format!("job {} ({}, handler {})", job.id, job.name, job.handler)
+}
+
 fn run_top_level_job(job: Claimed) {
+    report_activity(Some(&activity(&job)));
     let payload = &job.payload.0;
     let outcome = top_level_sql(payload)
         .and_then(|sql| Ok((sql, top_level_search_path(payload)?)))

@@ -2,66 +2,20 @@
 //! the rule engine. Argument checks and set-based reads here; the decisions are in the pure
 //! modules next door.
 
-use std::ffi::CStr;
-
 use pgrx::prelude::*;
 use pgrx::{JsonB, Uuid as PgUuid};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use super::audit::AuditEntry;
-use super::context::{self, RequestContext, Session};
+use super::request::current_context;
 use super::{pii, rules, sandbox, shmem};
-use crate::availability::api::to_micros;
+use crate::clock::now_micros;
 use crate::errors::{DomainError, DomainResult};
+use crate::pg::convert::{require, to_pg_uuid, to_uuid};
+use crate::writer::{self, Sink};
 
 type Report = pgrx::pg_sys::panic::ErrorReport;
-
-/// Microseconds since the Unix epoch: `booking_engine.now` when set (tests), else the real
-/// clock (not the transaction's start: a rate window must move during a long transaction).
-pub fn now_micros() -> i64 {
-    match crate::gucs::NOW_OVERRIDE.get() {
-        Some(text) if !text.as_bytes().is_empty() => crate::availability::api::clock_now()
-            .ok()
-            .and_then(|t| to_micros(t).ok())
-            .unwrap_or_default(),
-        // SAFETY: reads the system clock.
-        _ => (unsafe { pg_sys::GetCurrentTimestamp() }) + 946_684_800_000_000,
-    }
-}
-
-fn guc(name: &CStr) -> Option<String> {
-    // SAFETY: GetConfigOption returns NULL for an unknown option when missing_ok, else a
-    // NUL-terminated string owned by the GUC machinery, copied at once.
-    unsafe {
-        let p = pg_sys::GetConfigOption(name.as_ptr(), true, false);
-        (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())
-    }
-}
-
-fn client_addr() -> Option<String> {
-    // SAFETY: inet_client_addr takes no arguments and returns NULL for Unix sockets.
-    let datum = unsafe { pgrx::direct_function_call_as_datum(pg_sys::inet_client_addr, &[]) }?;
-    // SAFETY: inet_out turns an inet datum into a cstring.
-    let text = unsafe { pgrx::direct_function_call::<&CStr>(pg_sys::inet_out, &[Some(datum)]) }?;
-    Some(text.to_string_lossy().into_owned())
-}
-
-/// The request's context as `context::from_request` reads it; no SQL, so it is safe in hooks.
-pub fn current_context() -> RequestContext {
-    // SAFETY: GetOuterUserId is the role the session acts as outside any SECURITY DEFINER
-    // function; GetUserNameFromId with noerr returns NULL for a dropped role.
-    let db_user = unsafe {
-        let p = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), true);
-        if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
-    };
-    let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
-    context::from_request(guc(c"request.jwt.claims").as_deref(), guc(c"request.headers").as_deref(), &session)
-}
-
-fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {
-    value.ok_or_else(|| DomainError::InvalidParameter(format!("{name} must not be NULL")))
-}
 
 /// A label of 1..255 characters, as the audit log's CHECK constraints want it.
 fn require_label(value: Option<String>, name: &str) -> DomainResult<String> {
@@ -138,7 +92,7 @@ pub fn request_context() -> JsonB {
 /// what it describes), a failure through the durable queue (it survives a rollback).
 pub fn record(mut entry: AuditEntry) -> DomainResult<Uuid> {
     if !entry.success {
-        match shmem::enqueue(&entry) {
+        match writer::submit(Sink::SecurityAudit, &entry.compact_row()) {
             Ok(()) => return Ok(entry.id),
             Err(e) => pgrx::warning!("booking_engine: {e}; the failure entry is written in this transaction instead"),
         }
@@ -169,7 +123,7 @@ pub fn audit_event(
     let entry = AuditEntry {
         id: Uuid::new_v4(),
         context: current_context(),
-        tenant_id: p_tenant_id.map(|t| Uuid::from_bytes(*t.as_bytes())),
+        tenant_id: p_tenant_id.map(to_uuid),
         action: require_label(p_action, "p_action")?,
         resource_type: require_label(p_resource_type, "p_resource_type")?,
         resource_id: p_resource_id,
@@ -178,7 +132,7 @@ pub fn audit_event(
         sensitive_data_accessed: p_sensitive_data_accessed.unwrap_or(false),
         at: now_micros(),
     };
-    Ok(PgUuid::from_bytes(*record(entry)?.as_bytes()))
+    Ok(to_pg_uuid(record(entry)?))
 }
 
 /// Whether `local_time` (already in the tenant's zone) is within `opening_hours`.
@@ -264,10 +218,6 @@ struct Table {
     columns: Vec<Column>,
 }
 
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
 fn scan(sample_rows: i32) -> DomainResult<Value> {
     let text: String = Spi::get_one(TABLES_SQL)?.ok_or_else(|| DomainError::Internal("table list query returned NULL".into()))?;
     let tables: Vec<Table> = serde_json::from_str(&text)?;
@@ -281,7 +231,7 @@ fn scan(sample_rows: i32) -> DomainResult<Value> {
         let values: Vec<Vec<Option<String>>> = if sampled.is_empty() {
             Vec::new()
         } else {
-            let list = sampled.iter().map(|c| format!("{}::text", quote_ident(&c.name))).collect::<Vec<_>>().join(", ");
+            let list = sampled.iter().map(|c| format!("{}::text", pgrx::spi::quote_identifier(&c.name))).collect::<Vec<_>>().join(", ");
             let sql = format!("SELECT json_agg(json_build_array({list}))::text FROM (SELECT * FROM {} LIMIT $1) s", t.table);
             let rows: Option<String> = Spi::get_one_with_args(&sql, &[sample_rows.into()])?;
             rows.map(|r| serde_json::from_str(&r)).transpose()?.unwrap_or_default()
@@ -363,7 +313,7 @@ fn evaluate() -> DomainResult<Value> {
                     rows.into_iter().map(|r| json!({"key": rules::violation_key(&r), "details": r})).collect();
                 let counts: String = Spi::get_one_with_args(
                     MERGE_SQL,
-                    &[PgUuid::from_bytes(*rule.id.as_bytes()).into(), JsonB(Value::Array(items)).into()],
+                    &[to_pg_uuid(rule.id).into(), JsonB(Value::Array(items)).into()],
                 )?
                 .unwrap_or_default();
                 let (n, r): (i64, i64) = serde_json::from_str(&counts)?;

@@ -11,9 +11,10 @@ use std::ffi::CStr;
 
 use pgrx::prelude::*;
 
-use super::api::{current_context, now_micros};
 use super::audit::AuditEntry;
-use super::shmem::enqueue;
+use super::request::current_context;
+use crate::clock::now_micros;
+use crate::writer::{self, Sink};
 
 static mut PREV_NEEDS_HOOK: pg_sys::needs_fmgr_hook_type = None;
 static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
@@ -71,7 +72,7 @@ pub fn mark_sensitive() {
 }
 
 fn record_durably(entry: &AuditEntry) {
-    if let Err(e) = enqueue(entry) {
+    if let Err(e) = writer::submit(Sink::SecurityAudit, &entry.compact_row()) {
         pgrx::warning!("booking_engine: audit entry for {} not recorded: {e}", entry.resource_id.as_deref().unwrap_or(""));
     }
 }
@@ -129,7 +130,7 @@ unsafe extern "C-unwind" fn needs_hook(fn_oid: pg_sys::Oid) -> bool {
     // SAFETY: the previous hook, if any, has the same contract.
     let prev = unsafe { PREV_NEEDS_HOOK }.is_some_and(|f| unsafe { f(fn_oid) });
     // A job worker's calls are its own bookkeeping; the enqueue that caused them was audited.
-    prev || (!crate::jobs::worker::in_job_worker() && is_admin_function(fn_oid))
+    prev || (!writer::is_exempt() && is_admin_function(fn_oid))
 }
 
 fn function_name(fn_oid: pg_sys::Oid) -> String {
@@ -138,6 +139,7 @@ fn function_name(fn_oid: pg_sys::Oid) -> String {
     if name.is_null() {
         return fn_oid.to_u32().to_string();
     }
+    // SAFETY: a non-NULL result of get_func_name is a NUL-terminated string.
     format!("booking_admin.{}", unsafe { CStr::from_ptr(name) }.to_string_lossy())
 }
 
@@ -172,7 +174,7 @@ unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo:
         // Functions with SET or SECURITY DEFINER reach this hook whatever needs_hook said.
         if event == pg_sys::FmgrHookEventType::FHET_START
             && state & ADMIN == 0
-            && !crate::jobs::worker::in_job_worker()
+            && !writer::is_exempt()
             && is_admin_function(fn_oid)
         {
             state |= ADMIN;

@@ -1,17 +1,17 @@
 //! Security automation: rate limiting, the audit log, PII discovery and the rule engine.
 //!
 //! `ratelimit`, `context`, `pii`, `audit` and `rules` are the pure core (plain `cargo test`);
-//! `shmem`, `flusher`, `hook` and `sandbox` are the Postgres machinery (shared memory, the
-//! audit flusher worker, the function-manager hook, the rule sandbox); `api` holds the SQL
-//! functions.
+//! `shmem`, `request`, `hook` and `sandbox` are the Postgres machinery (the rate counters in
+//! shared memory, the request context, the function-manager hook, the rule sandbox); `api`
+//! holds the SQL functions. Entries that must outlive a rollback go through `crate::writer`.
 
 pub mod api;
 pub mod audit;
 pub mod context;
-pub mod flusher;
 pub mod hook;
 pub mod pii;
 pub mod ratelimit;
+pub mod request;
 pub mod rules;
 pub mod sandbox;
 pub mod shmem;
@@ -19,11 +19,8 @@ pub mod shmem;
 #[cfg(feature = "pg_test")]
 mod pg_tests;
 
-/// Sets up shared memory and the audit hook; only when preloaded (called from `_PG_init`).
+/// Sets up the rate counters and the audit hook; called from `_PG_init` when preloaded.
 pub fn init() {
-    // SAFETY: reading a flag the postmaster sets while it loads shared_preload_libraries.
-    if unsafe { pgrx::pg_sys::process_shared_preload_libraries_in_progress } {
-        shmem::init();
-        hook::install();
-    }
+    shmem::init();
+    hook::install();
 }

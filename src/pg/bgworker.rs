@@ -1,0 +1,99 @@
+//! What every background worker of the extension does the same way: signals, waiting on its
+//! latch, and one transaction command around a unit of work.
+
+use std::panic::AssertUnwindSafe;
+
+use pgrx::prelude::*;
+use pgrx::PgLogLevel;
+
+use super::error::Caught;
+
+// The C symbols themselves: pgrx's pg_sys wrappers are Rust functions and cannot be handlers.
+unsafe extern "C-unwind" {
+    fn die(signal: std::ffi::c_int);
+    fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
+}
+
+/// SIGTERM uses Postgres's own `die`, so work in progress is interrupted at its next interrupt
+/// check (pg_terminate_backend and shutdown are prompt, and the exit runs the process's
+/// cleanup callbacks); SIGHUP flags a configuration reload for `wait`.
+pub fn attach_signals() {
+    // SAFETY: standard background worker start-up, before any transaction.
+    unsafe {
+        pg_sys::pqsignal(pg_sys::SIGHUP as i32, Some(SignalHandlerForConfigReload));
+        pg_sys::pqsignal(pg_sys::SIGTERM as i32, Some(die));
+        pg_sys::BackgroundWorkerUnblockSignals();
+    }
+}
+
+/// Sleeps until the latch is set or `ms` pass, then handles signals: exits on SIGTERM (through
+/// `die`), reloads the configuration on SIGHUP. Exits with the postmaster.
+pub fn wait(ms: i64) {
+    // SAFETY: MyLatch is this process's latch; the flags are the documented wait events.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            ms.clamp(1, i64::from(i32::MAX)) as std::ffi::c_long,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+    // SAFETY: set by the SIGHUP handler, read and cleared here only.
+    unsafe {
+        if pg_sys::ConfigReloadPending != 0 {
+            pg_sys::ConfigReloadPending = 0;
+            pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+        }
+    }
+}
+
+/// One transaction command around `f`, with a snapshot for its queries. Called between
+/// transactions, from a worker's main loop. An error aborts it and exits the worker (the
+/// postmaster restarts the ones registered to restart): callers catch what they can handle.
+pub fn in_transaction<R>(f: impl FnOnce() -> R) -> R {
+    // SAFETY: called between transactions, as the worker loops of Postgres's own workers do.
+    unsafe {
+        pg_sys::SetCurrentStatementStartTimestamp();
+        pg_sys::StartTransactionCommand();
+        pg_sys::PushActiveSnapshot(pg_sys::GetTransactionSnapshot());
+    }
+    let r = f();
+    // SAFETY: as above; the snapshot pushed above is still the active one.
+    unsafe {
+        pg_sys::PopActiveSnapshot();
+        pg_sys::CommitTransactionCommand();
+    }
+    r
+}
+
+/// Shows what the worker is doing in `pg_stat_activity.query` (state `active`), or that it is
+/// idle when `activity` is None.
+pub fn report_activity(activity: Option<&str>) {
+    let text = activity.and_then(|a| std::ffi::CString::new(a).ok());
+    // SAFETY: pgstat_report_activity copies the string into the process's shared entry.
+    unsafe {
+        match &text {
+            Some(t) => pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_RUNNING, t.as_ptr()),
+            None => pg_sys::pgstat_report_activity(pg_sys::BackendState::STATE_IDLE, std::ptr::null()),
+        }
+    }
+}
+
+/// `in_transaction`, but an ERROR aborts the transaction and comes back as a value, so the
+/// worker goes on; anything above ERROR still ends the process.
+pub fn try_in_transaction<R>(f: impl FnOnce() -> R) -> Result<R, Caught> {
+    PgTryBuilder::new(AssertUnwindSafe(|| Ok(in_transaction(f))))
+        .catch_others(|e| {
+            let caught = Caught::from(&e);
+            if caught.level > PgLogLevel::ERROR {
+                e.rethrow();
+            }
+            // SAFETY: the failed transaction is still open; abort it as the backend's own
+            // error recovery would.
+            unsafe { pg_sys::AbortCurrentTransaction() };
+            Err(caught)
+        })
+        .execute()
+}

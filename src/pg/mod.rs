@@ -1,0 +1,17 @@
+//! The shared Postgres layer: each mechanism that reaches into Postgres's internals exists once
+//! here, and every feature builds on it rather than on another feature.
+//!
+//! `subxact` runs work in a subtransaction (kept or rolled back, read-only, as a role, under a
+//! deadline) with one policy for errors that must not be swallowed; `deadline` is the statement
+//! timer guard; `error` turns a caught error into text or raises it again; `parser` is the one
+//! entry to Postgres's raw parser; `preload` says whether the library was preloaded; `convert`
+//! holds the small conversions (uuids, instants, required arguments); `bgworker` the latch wait,
+//! signals and transactions every background worker uses.
+
+pub mod bgworker;
+pub mod convert;
+pub mod deadline;
+pub mod error;
+pub mod parser;
+pub mod preload;
+pub mod subxact;

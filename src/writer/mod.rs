@@ -1,0 +1,206 @@
+//! The one out-of-transaction writer: rows that must survive their producer's rollback (audit
+//! entries of refusals and failures, admin statements before they run; later deliveries and
+//! alerts). Postgres has no autonomous transactions and a second connection would need
+//! credentials, so a producer puts the row in a queue in shared memory (`queue`, the pure state
+//! machine) and a background writer connected to the same database (`worker`) commits it in a
+//! transaction of its own.
+//!
+//! Each record names its sink, and each sink is one constant statement (`sql/queries/writer_*`):
+//! no SQL function writes these tables on a caller's say-so, so no role granted the schema's
+//! functions can forge rows. Producers either `submit` (fire and forget: written even if the
+//! producer rolls back or exits) or `submit_and_wait` (return only once committed, e.g. an
+//! admin statement that must not run unaudited).
+
+pub mod queue;
+pub mod worker;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use serde_json::Value;
+
+use crate::errors::{DomainError, DomainResult};
+use queue::{PushError, Queue, State, Ticket, WriterCall};
+
+/// Where a record goes: each is one constant statement taking a jsonb array of records.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Sink {
+    SecurityAudit = 1,
+    AdminAttempt = 2,
+    AdminOutcome = 3,
+}
+
+impl Sink {
+    /// The order a writer applies one batch in: an outcome after its attempt.
+    pub const ALL: [Sink; 3] = [Sink::SecurityAudit, Sink::AdminAttempt, Sink::AdminOutcome];
+
+    fn code(self) -> u8 {
+        self as u8
+    }
+
+    pub fn from_code(code: u8) -> Option<Sink> {
+        Sink::ALL.into_iter().find(|s| s.code() == code)
+    }
+
+    pub fn statement(self) -> &'static str {
+        match self {
+            Sink::SecurityAudit => include_str!("../../sql/queries/writer_security_audit.sql"),
+            Sink::AdminAttempt => include_str!("../../sql/queries/writer_admin_attempt.sql"),
+            Sink::AdminOutcome => include_str!("../../sql/queries/writer_admin_outcome.sql"),
+        }
+    }
+
+    /// The table the statement writes: when it is missing (the extension was dropped since the
+    /// record was queued) the records are dropped with a warning.
+    pub fn table(self) -> &'static str {
+        match self {
+            Sink::SecurityAudit => "booking_admin.security_audit_log",
+            Sink::AdminAttempt | Sink::AdminOutcome => "booking_admin.admin_audit",
+        }
+    }
+}
+
+// SAFETY: plain old data (integers, enums without payload, byte arrays); the addresses stored
+// are latches in shared memory, valid in every process.
+unsafe impl PGRXSharedMemory for Queue {}
+
+// SAFETY: a named lock in shared memory, initialised once by pg_shmem_init! while preloading.
+static QUEUE: PgLwLock<Queue> = unsafe { PgLwLock::new(c"booking_engine_writer_queue") };
+
+/// Called from `_PG_init` while preloading.
+pub fn init() {
+    pg_shmem_init!(QUEUE);
+}
+
+/// Processes whose own calls are not people's actions (the job workers' claiming, recovering,
+/// recording): the audit hook leaves them out. Set by those processes at start.
+static EXEMPT: AtomicBool = AtomicBool::new(false);
+
+pub fn exempt_this_process() {
+    EXEMPT.store(true, Ordering::Relaxed);
+}
+
+pub fn is_exempt() -> bool {
+    EXEMPT.load(Ordering::Relaxed)
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn my_db() -> u32 {
+    // SAFETY: MyDatabaseId is set for every backend connected to a database.
+    unsafe { pg_sys::MyDatabaseId.to_u32() }
+}
+
+fn set_latch(latch: usize) {
+    if latch != 0 {
+        // SAFETY: latches stored in the queue are PGPROC latches, which live in shared memory
+        // for the life of the server.
+        unsafe { pg_sys::SetLatch(latch as *mut pg_sys::Latch) }
+    }
+}
+
+fn push(sink: Sink, doc: &Value, waiter: usize) -> DomainResult<Ticket> {
+    crate::pg::preload::require("a record that survives the transaction")?;
+    let bytes = serde_json::to_vec(doc)?;
+    let db = my_db();
+    let pushed = QUEUE.exclusive().push(db, sink.code(), &bytes, waiter, epoch_ms());
+    let (ticket, call) = pushed.map_err(|e| match e {
+        PushError::Full => DomainError::NotReady("the writer queue is full; the record was not queued".into()),
+        PushError::TooLarge(n) => {
+            DomainError::Internal(format!("a record of {n} bytes exceeds the writer's largest slot ({} bytes)", queue::LARGE_BYTES))
+        }
+    })?;
+    act(db, call);
+    Ok(ticket)
+}
+
+/// Makes sure the database's writer will see new records.
+fn act(db: u32, call: WriterCall) {
+    match call {
+        WriterCall::Wake(latch) => set_latch(latch),
+        WriterCall::Starting => {}
+        WriterCall::Start => {
+            if !worker::launch(db) {
+                QUEUE.exclusive().launch_failed(db);
+                pgrx::warning!(
+                    "booking_engine: no background worker slot for the writer (raise max_worker_processes); records wait in shared memory"
+                );
+            }
+        }
+        WriterCall::NoRoom => pgrx::warning!(
+            "booking_engine: every writer slot serves another database; records wait until one frees up"
+        ),
+    }
+}
+
+/// Queues `doc` for `sink`; it is written even if this transaction rolls back.
+pub fn submit(sink: Sink, doc: &Value) -> DomainResult<()> {
+    push(sink, doc, 0).map(|_| ())
+}
+
+/// Queues `doc` for `sink` and returns once it is committed. Err (55000) when the writer
+/// refused it or `limit` passed first; a cancel while waiting still leaves it to be written.
+pub fn submit_and_wait(sink: Sink, doc: &Value, limit: Duration) -> DomainResult<()> {
+    // SAFETY: MyLatch is this backend's PGPROC latch.
+    let ticket = push(sink, doc, unsafe { pg_sys::MyLatch as usize })?;
+    let started = Instant::now();
+    let db = my_db();
+    // A cancel while waiting must not leave the slot claimed forever: abandon it either way.
+    PgTryBuilder::new(|| wait_settled(db, ticket, started, limit))
+        .finally(|| QUEUE.exclusive().abandon(ticket))
+        .execute()
+}
+
+fn wait_settled(db: u32, ticket: Ticket, started: Instant, limit: Duration) -> DomainResult<()> {
+    loop {
+        match QUEUE.share().state(ticket) {
+            State::Written => return Ok(()),
+            State::Failed => {
+                return Err(DomainError::NotReady("the writer could not store the record (see the server log)".into()))
+            }
+            _ => {}
+        }
+        if started.elapsed() > limit {
+            return Err(DomainError::NotReady(format!("gave up after {} s waiting for the writer", limit.as_secs())));
+        }
+        // The writer sets our latch when it settles the record; the timeout only re-checks that
+        // a writer exists (one that died is started again).
+        // SAFETY: waiting on our own latch; interrupts (cancel) are honoured.
+        unsafe {
+            pg_sys::WaitLatch(
+                pg_sys::MyLatch,
+                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+                250,
+                pg_sys::PG_WAIT_EXTENSION,
+            );
+            pg_sys::ResetLatch(pg_sys::MyLatch);
+        }
+        pg_sys::check_for_interrupts!();
+        let call = QUEUE.exclusive().writer_for(db, epoch_ms());
+        act(db, call);
+    }
+}
+
+/// Records pending in the queue and its capacity, for health and metrics.
+pub fn depth() -> Option<(usize, usize)> {
+    crate::pg::preload::preloaded().then(|| QUEUE.share().depth())
+}
+
+/// Starts a background worker for the writer; BgWorkerStartTime and restart policy are the
+/// writer's (it is started on demand, never restarted by the postmaster).
+fn builder(db: u32) -> BackgroundWorkerBuilder {
+    BackgroundWorkerBuilder::new("booking_engine writer")
+        .set_type("booking_engine writer")
+        .set_library("booking_engine")
+        .set_function("booking_engine_writer_main")
+        .set_argument(Some(pg_sys::Datum::from(db)))
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(None)
+}
