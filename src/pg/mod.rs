@@ -14,4 +14,5 @@ pub mod deadline;
 pub mod error;
 pub mod parser;
 pub mod preload;
+pub mod shmem;
 pub mod subxact;

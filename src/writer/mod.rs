@@ -23,6 +23,7 @@ use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use serde_json::Value;
 
 use crate::errors::{DomainError, DomainResult};
+use crate::pg::shmem::Arena;
 use queue::{PushError, Queue, State, Ticket, WriterCall};
 
 /// Where a record goes: each is one constant statement taking a jsonb array of records.
@@ -70,10 +71,21 @@ unsafe impl PGRXSharedMemory for Queue {}
 
 // SAFETY: a named lock in shared memory, initialised once by pg_shmem_init! while preloading.
 static QUEUE: PgLwLock<Queue> = unsafe { PgLwLock::new(c"booking_engine_writer_queue") };
+/// The records' bytes; read and written only while holding QUEUE's lock.
+static ARENA: Arena = Arena::new(c"booking_engine_writer_arena", queue::ARENA_BYTES);
 
 /// Called from `_PG_init` while preloading.
 pub fn init() {
     pg_shmem_init!(QUEUE);
+    ARENA.request();
+}
+
+/// The arena's bytes. Callers hold QUEUE's lock (shared to read, exclusive to write), which is
+/// what makes handing out the slice sound.
+fn arena() -> &'static mut [u8] {
+    // SAFETY: the segment is ARENA_BYTES long, set up before any backend exists, and every
+    // access happens under QUEUE's lock (see the callers).
+    unsafe { std::slice::from_raw_parts_mut(ARENA.base(), ARENA.size()) }
 }
 
 /// Processes whose own calls are not people's actions (the job workers' claiming, recovering,
@@ -109,7 +121,10 @@ fn push(sink: Sink, doc: &Value, waiter: usize) -> DomainResult<Ticket> {
     crate::pg::preload::require("a record that survives the transaction")?;
     let bytes = serde_json::to_vec(doc)?;
     let db = my_db();
-    let pushed = QUEUE.exclusive().push(db, sink.code(), &bytes, waiter, epoch_ms());
+    let pushed = {
+        let mut q = QUEUE.exclusive();
+        q.push(arena(), db, sink.code(), &bytes, waiter, epoch_ms())
+    };
     let (ticket, call) = pushed.map_err(|e| match e {
         PushError::Full => DomainError::NotReady("the writer queue is full; the record was not queued".into()),
         PushError::TooLarge(n) => {
@@ -147,10 +162,18 @@ pub fn submit(sink: Sink, doc: &Value) -> DomainResult<()> {
 /// Queues `doc` for `sink` and returns once it is committed. Err (55000) when the writer
 /// refused it or `limit` passed first; a cancel while waiting still leaves it to be written.
 pub fn submit_and_wait(sink: Sink, doc: &Value, limit: Duration) -> DomainResult<()> {
-    // SAFETY: MyLatch is this backend's PGPROC latch.
-    let ticket = push(sink, doc, unsafe { pg_sys::MyLatch as usize })?;
     let started = Instant::now();
     let db = my_db();
+    // A full queue frees up as writers commit: wait for a slot within the same limit.
+    let ticket = loop {
+        // SAFETY: MyLatch is this backend's PGPROC latch.
+        match push(sink, doc, unsafe { pg_sys::MyLatch as usize }) {
+            Err(DomainError::NotReady(m)) if m.starts_with("the writer queue is full") && started.elapsed() < limit => {
+                sleep_on_latch(db)
+            }
+            other => break other?,
+        }
+    };
     // A cancel while waiting must not leave the slot claimed forever: abandon it either way.
     PgTryBuilder::new(|| wait_settled(db, ticket, started, limit))
         .finally(|| QUEUE.exclusive().abandon(ticket))
@@ -169,22 +192,27 @@ fn wait_settled(db: u32, ticket: Ticket, started: Instant, limit: Duration) -> D
         if started.elapsed() > limit {
             return Err(DomainError::NotReady(format!("gave up after {} s waiting for the writer", limit.as_secs())));
         }
-        // The writer sets our latch when it settles the record; the timeout only re-checks that
-        // a writer exists (one that died is started again).
-        // SAFETY: waiting on our own latch; interrupts (cancel) are honoured.
-        unsafe {
-            pg_sys::WaitLatch(
-                pg_sys::MyLatch,
-                (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
-                250,
-                pg_sys::PG_WAIT_EXTENSION,
-            );
-            pg_sys::ResetLatch(pg_sys::MyLatch);
-        }
-        pg_sys::check_for_interrupts!();
-        let call = QUEUE.exclusive().writer_for(db, epoch_ms());
-        act(db, call);
+        sleep_on_latch(db);
     }
+}
+
+/// Waits for the writer to set our latch (it does when it settles a record); the timeout only
+/// re-checks that the database has a writer (one that died is started again). A cancel or
+/// termination request is honoured here.
+fn sleep_on_latch(db: u32) {
+    // SAFETY: waiting on our own latch.
+    unsafe {
+        pg_sys::WaitLatch(
+            pg_sys::MyLatch,
+            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            250,
+            pg_sys::PG_WAIT_EXTENSION,
+        );
+        pg_sys::ResetLatch(pg_sys::MyLatch);
+    }
+    pg_sys::check_for_interrupts!();
+    let call = QUEUE.exclusive().writer_for(db, epoch_ms());
+    act(db, call);
 }
 
 /// Records pending in the queue and its capacity, for health and metrics.

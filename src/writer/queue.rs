@@ -3,7 +3,9 @@
 //! transaction until a writer of their database has committed them.
 //!
 //! Two size classes share the lock: many small slots (audit entries) and a few large ones (an
-//! admin statement with its text). A record is free, queued, orphaned (queued, but its waiting
+//! admin statement with its text). The headers live here; the records' bytes live in an arena
+//! of `ARENA_BYTES` passed in by the caller (shared memory, or a vector in the tests), which
+//! is only touched under the same lock. A record is free, queued, orphaned (queued, but its waiting
 //! producer gave up: write it, then free it), written or failed (kept until its waiting
 //! producer reads the outcome). A writer takes records (marking them with its pid, so two
 //! writers never write one record), and frees or settles them only after its transaction
@@ -21,6 +23,8 @@ pub const MAX_WRITERS: usize = 16;
 pub const MAX_ATTEMPTS: u8 = 3;
 /// A writer that was asked to start but has not registered is asked again after this long.
 pub const START_GRACE_MS: u64 = 5_000;
+/// The payload arena: the small slots, then the large ones.
+pub const ARENA_BYTES: usize = SMALL_SLOTS * SMALL_BYTES + LARGE_SLOTS * LARGE_BYTES;
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -48,13 +52,6 @@ struct Header {
 }
 
 const FREE_HEADER: Header = Header { state: State::Free, sink: 0, attempts: 0, db: 0, taker: 0, waiter: 0, seq: 0, len: 0 };
-
-#[derive(Copy, Clone)]
-#[repr(C)]
-struct Slot<const N: usize> {
-    h: Header,
-    bytes: [u8; N],
-}
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -112,8 +109,8 @@ pub struct Taken {
 #[repr(C)]
 pub struct Queue {
     next_seq: u64,
-    small: [Slot<SMALL_BYTES>; SMALL_SLOTS],
-    large: [Slot<LARGE_BYTES>; LARGE_SLOTS],
+    small: [Header; SMALL_SLOTS],
+    large: [Header; LARGE_SLOTS],
     writers: [Writer; MAX_WRITERS],
 }
 
@@ -121,11 +118,20 @@ impl Default for Queue {
     fn default() -> Self {
         Queue {
             next_seq: 1,
-            small: [Slot { h: FREE_HEADER, bytes: [0; SMALL_BYTES] }; SMALL_SLOTS],
-            large: [Slot { h: FREE_HEADER, bytes: [0; LARGE_BYTES] }; LARGE_SLOTS],
+            small: [FREE_HEADER; SMALL_SLOTS],
+            large: [FREE_HEADER; LARGE_SLOTS],
             writers: [Writer::default(); MAX_WRITERS],
         }
     }
+}
+
+/// Where a slot's bytes sit in the arena.
+fn span(class: Class, index: usize) -> std::ops::Range<usize> {
+    let start = match class {
+        Class::Small => index * SMALL_BYTES,
+        Class::Large => SMALL_SLOTS * SMALL_BYTES + index * LARGE_BYTES,
+    };
+    start..start + if class == Class::Small { SMALL_BYTES } else { LARGE_BYTES }
 }
 
 fn pending(h: &Header) -> bool {
@@ -134,23 +140,15 @@ fn pending(h: &Header) -> bool {
 
 impl Queue {
     fn headers(&self) -> impl Iterator<Item = (Class, usize, &Header)> {
-        let small = self.small.iter().enumerate().map(|(i, s)| (Class::Small, i, &s.h));
-        small.chain(self.large.iter().enumerate().map(|(i, s)| (Class::Large, i, &s.h)))
+        let small = self.small.iter().enumerate().map(|(i, h)| (Class::Small, i, h));
+        small.chain(self.large.iter().enumerate().map(|(i, h)| (Class::Large, i, h)))
     }
 
     fn header_mut(&mut self, class: Class, index: usize) -> &mut Header {
         match class {
-            Class::Small => &mut self.small[index].h,
-            Class::Large => &mut self.large[index].h,
+            Class::Small => &mut self.small[index],
+            Class::Large => &mut self.large[index],
         }
-    }
-
-    fn bytes(&self, class: Class, index: usize) -> &[u8] {
-        let (h, bytes): (&Header, &[u8]) = match class {
-            Class::Small => (&self.small[index].h, &self.small[index].bytes),
-            Class::Large => (&self.large[index].h, &self.large[index].bytes),
-        };
-        &bytes[..h.len as usize]
     }
 
     /// The header of `t` if the slot still holds that record.
@@ -160,29 +158,31 @@ impl Queue {
 
     /// Queues `bytes` for `db`'s writer to apply to `sink`; `waiter` is the latch to set when it
     /// is settled (0: nobody waits, the slot is freed once written).
-    pub fn push(&mut self, db: u32, sink: u8, bytes: &[u8], waiter: usize, now_ms: u64) -> Result<(Ticket, WriterCall), PushError> {
-        assert!(db != 0);
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        arena: &mut [u8],
+        db: u32,
+        sink: u8,
+        bytes: &[u8],
+        waiter: usize,
+        now_ms: u64,
+    ) -> Result<(Ticket, WriterCall), PushError> {
+        assert!(db != 0 && arena.len() == ARENA_BYTES);
         if bytes.len() > LARGE_BYTES {
             return Err(PushError::TooLarge(bytes.len()));
         }
-        let free_small = (bytes.len() <= SMALL_BYTES).then(|| self.small.iter().position(|s| s.h.state == State::Free)).flatten();
+        let free_small = (bytes.len() <= SMALL_BYTES).then(|| self.small.iter().position(|h| h.state == State::Free)).flatten();
         let (class, index) = match free_small {
             Some(i) => (Class::Small, i),
-            None => (Class::Large, self.large.iter().position(|s| s.h.state == State::Free).ok_or(PushError::Full)?),
+            None => (Class::Large, self.large.iter().position(|h| h.state == State::Free).ok_or(PushError::Full)?),
         };
         let seq = self.next_seq;
         self.next_seq += 1;
-        let h = Header { state: State::Queued, sink, attempts: 0, db, taker: 0, waiter, seq, len: bytes.len() as u32 };
-        match class {
-            Class::Small => {
-                self.small[index].h = h;
-                self.small[index].bytes[..bytes.len()].copy_from_slice(bytes);
-            }
-            Class::Large => {
-                self.large[index].h = h;
-                self.large[index].bytes[..bytes.len()].copy_from_slice(bytes);
-            }
-        }
+        *self.header_mut(class, index) =
+            Header { state: State::Queued, sink, attempts: 0, db, taker: 0, waiter, seq, len: bytes.len() as u32 };
+        let at = span(class, index).start;
+        arena[at..at + bytes.len()].copy_from_slice(bytes);
         Ok((Ticket { class, index, seq }, self.writer_for(db, now_ms)))
     }
 
@@ -230,7 +230,7 @@ impl Queue {
     /// Up to `max` of `db`'s pending records, oldest first, marked as taken by `pid`. Records
     /// already taken `MAX_ATTEMPTS` times are given up instead: they come back as the second
     /// list (for the server log), with the latches to set of producers waiting on them.
-    pub fn take(&mut self, db: u32, pid: i32, max: usize) -> (Vec<Taken>, Vec<(Taken, usize)>) {
+    pub fn take(&mut self, arena: &[u8], db: u32, pid: i32, max: usize) -> (Vec<Taken>, Vec<(Taken, usize)>) {
         let mut candidates: Vec<(Class, usize, u64)> = self
             .headers()
             .filter(|(_, _, h)| h.db == db && h.taker == 0 && pending(h))
@@ -242,9 +242,10 @@ impl Queue {
             if taken.len() >= max {
                 break;
             }
-            let record = Taken { ticket: Ticket { class, index, seq }, sink: 0, bytes: self.bytes(class, index).to_vec() };
             let h = self.header_mut(class, index);
-            let record = Taken { sink: h.sink, ..record };
+            let at = span(class, index).start;
+            let record =
+                Taken { ticket: Ticket { class, index, seq }, sink: h.sink, bytes: arena[at..at + h.len as usize].to_vec() };
             if h.attempts >= MAX_ATTEMPTS {
                 let waiter = h.waiter;
                 h.state = if h.state == State::Orphaned || waiter == 0 { State::Free } else { State::Failed };
@@ -276,8 +277,8 @@ impl Queue {
     /// happens after the producer gave up).
     pub fn state(&self, t: Ticket) -> State {
         let h = match t.class {
-            Class::Small => &self.small[t.index].h,
-            Class::Large => &self.large[t.index].h,
+            Class::Small => &self.small[t.index],
+            Class::Large => &self.large[t.index],
         };
         if h.seq == t.seq { h.state } else { State::Free }
     }
@@ -297,8 +298,7 @@ impl Queue {
     /// A writer process exits, however: what it had taken goes back to the queue, and its
     /// entry is cleared.
     pub fn writer_exited(&mut self, pid: i32) {
-        let small = self.small.iter_mut().map(|s| &mut s.h);
-        for h in small.chain(self.large.iter_mut().map(|s| &mut s.h)).filter(|h| h.taker == pid) {
+        for h in self.small.iter_mut().chain(self.large.iter_mut()).filter(|h| h.taker == pid) {
             h.taker = 0;
         }
         for w in self.writers.iter_mut().filter(|w| w.pid == pid && w.latch != 0) {
@@ -328,12 +328,37 @@ impl Queue {
 mod tests {
     use super::*;
 
-    /// Built on the heap: the queue is larger than a test thread's stack.
-    fn queue() -> Box<Queue> {
-        // SAFETY: all zeroes is a valid, empty queue (State::Free is 0, the rest integers).
-        let mut q: Box<Queue> = unsafe { Box::new_zeroed().assume_init() };
-        q.next_seq = 1;
-        q
+    /// A queue and its arena, on the heap like the shared memory they stand for.
+    struct Fixture {
+        q: Box<Queue>,
+        arena: Vec<u8>,
+    }
+
+    fn queue() -> Fixture {
+        Fixture { q: Box::default(), arena: vec![0; ARENA_BYTES] }
+    }
+
+    impl std::ops::Deref for Fixture {
+        type Target = Queue;
+        fn deref(&self) -> &Queue {
+            &self.q
+        }
+    }
+
+    impl std::ops::DerefMut for Fixture {
+        fn deref_mut(&mut self) -> &mut Queue {
+            &mut self.q
+        }
+    }
+
+    impl Fixture {
+        fn push(&mut self, db: u32, sink: u8, bytes: &[u8], waiter: usize, now: u64) -> Result<(Ticket, WriterCall), PushError> {
+            self.q.push(&mut self.arena, db, sink, bytes, waiter, now)
+        }
+
+        fn take(&mut self, db: u32, pid: i32, max: usize) -> (Vec<Taken>, Vec<(Taken, usize)>) {
+            self.q.take(&self.arena, db, pid, max)
+        }
     }
 
     const DB: u32 = 5;

@@ -53,7 +53,10 @@ pub extern "C-unwind" fn booking_engine_writer_main(arg: pg_sys::Datum) {
     }
     let mut idle_since = Instant::now();
     loop {
-        let (batch, dropped) = QUEUE.exclusive().take(db, pid, BATCH);
+        let (batch, dropped) = {
+            let mut q = QUEUE.exclusive();
+            q.take(super::arena(), db, pid, BATCH)
+        };
         for (record, waiter) in dropped {
             pgrx::warning!(
                 "booking_engine writer: record dropped after its writer failed {} times: {}",
