@@ -9,6 +9,7 @@ PG_ROOT=${BOOKING_PG_ROOT:-}
 PG_BIN=$PG_ROOT/usr/lib/postgresql/15/bin
 PG_CONFIG="$PG_BIN/pg_config"
 PG_REGRESS=$PG_ROOT/usr/lib/postgresql/15/lib/pgxs/src/test/regress/pg_regress
+PG_ISOLATION_REGRESS=$PG_ROOT/usr/lib/postgresql/15/lib/pgxs/src/test/isolation/pg_isolation_regress
 BOOKING_TMP=${BOOKING_TMP:-/tmp/booking_engine}
 PORT_BASE=${BOOKING_PORT_BASE:-28814}
 DEMO_PORT=$PORT_BASE

@@ -5,6 +5,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup
 cd "$REPO"
 
+log "level 0: formatting and lints (cargo fmt --check, cargo clippy -D warnings)"
+cargo fmt --check
+cargo clippy --all-targets --features "pg_test integration" -- -D warnings
+
 log "level 1: unit tests of the pure core (cargo test --lib)"
 cargo test --lib
 
@@ -29,6 +33,18 @@ for t in $(cd tests/pg_regress/sql && ls *.sql | sed 's/\.sql$//' | sort); do
             --inputdir=tests/pg_regress --outputdir="$regress_out/$t" "$t"; then
         cat "$regress_out/$t/regression.diffs" >&2 || true
         failed+=("$t")
+    fi
+done
+# Races, ordered by PostgreSQL's isolation tester: a step that waits on another session's lock
+# is seen as blocked, so the interleavings are exact, with no sleeps.
+isolation_out=$BOOKING_TMP/test/isolation
+rm -rf "$isolation_out" && mkdir -p "$isolation_out"
+for t in $(cd tests/isolation/specs && ls *.spec | sed 's/\.spec$//' | sort); do
+    fresh_database booking_isolation
+    if ! "$PG_ISOLATION_REGRESS" --use-existing --host="$PGHOST" --port="$PGPORT" --user=postgres \
+            --dbname=booking_isolation --inputdir=tests/isolation --outputdir="$isolation_out/$t" "$t"; then
+        cat "$isolation_out/$t/regression.diffs" >&2 || true
+        failed+=("isolation/$t")
     fi
 done
 if [ ${#failed[@]} -gt 0 ]; then

@@ -4,7 +4,7 @@
 
 use std::thread;
 
-use crate::common::connect;
+use crate::common::{await_parked, connect, Parked};
 use postgres::Client;
 use uuid::Uuid;
 
@@ -104,7 +104,8 @@ fn a_caller_cancelled_while_waiting_for_the_audit_still_gets_recorded_and_runs_n
     hold.batch_execute("LOCK TABLE booking_admin.admin_audit IN ACCESS EXCLUSIVE MODE").unwrap();
     let sql = format!("CREATE INDEX {t}_cancelled_idx ON public.{t} (a)");
     let caller = thread::spawn(move || a.query_one("SELECT booking_admin.execute_admin_sql($1)", &[&sql]).map(|_| ()));
-    thread::sleep(std::time::Duration::from_millis(500));
+    // The caller is parked on its latch, waiting for the writer that cannot commit.
+    await_parked(&mut watcher, pid, Parked::InExtension);
     watcher.execute("SELECT pg_cancel_backend($1)", &[&pid]).unwrap();
     let err = caller.join().unwrap().unwrap_err();
     assert_eq!(err.code().unwrap().code(), "57014", "{err}");

@@ -7,7 +7,7 @@ use std::thread;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{book, connect, salon};
+use crate::common::{await_parked, backend_pid, book, connect, salon, Parked};
 
 fn without_replayed(mut v: Value) -> Value {
     v.as_object_mut().unwrap().remove("replayed");
@@ -140,9 +140,11 @@ fn a_lost_race_is_caught_by_the_exclusion_constraint() {
     let won = book(&mut tx, &s, &format!("race-a-{}", Uuid::new_v4()), "2026-03-23 09:00+01");
     assert_eq!(won["success"], true);
     let s2 = s.clone();
-    let second = thread::spawn(move || book(&mut connect(), &s2, &format!("race-b-{}", Uuid::new_v4()), "2026-03-23 09:30+01"));
-    // Let the second call reach the insert and wait on the first transaction's row.
-    thread::sleep(std::time::Duration::from_millis(500));
+    let mut other = connect();
+    let other_pid = backend_pid(&mut other);
+    let second = thread::spawn(move || book(&mut other, &s2, &format!("race-b-{}", Uuid::new_v4()), "2026-03-23 09:30+01"));
+    // The second call reaches the insert and waits on the first transaction's row.
+    await_parked(&mut c, other_pid, Parked::OnLock);
     tx.commit().unwrap();
     let lost = second.join().unwrap();
     assert_eq!(lost["success"], false);
@@ -167,13 +169,15 @@ fn a_reschedule_that_loses_a_race_keeps_its_old_slot() {
     let won = book(&mut tx, &s, &format!("race-r-{}", Uuid::new_v4()), "2026-03-23 14:00+01");
     assert_eq!(won["success"], true);
     let id = moved_id.clone();
+    let mut other = connect();
+    let other_pid = backend_pid(&mut other);
     let second = thread::spawn(move || -> Value {
-        connect()
+        other
             .query_one("SELECT booking.reschedule_appointment($1::text::uuid, '2026-03-23 14:00+01')", &[&id])
             .unwrap()
             .get(0)
     });
-    thread::sleep(std::time::Duration::from_millis(500));
+    await_parked(&mut c, other_pid, Parked::OnLock);
     tx.commit().unwrap();
     let lost = second.join().unwrap();
     assert_eq!(lost["success"], false, "{lost}");

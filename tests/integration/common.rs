@@ -67,3 +67,32 @@ pub fn book(c: &mut impl GenericClient, s: &Salon, key: &str, starts_at: &str) -
     .unwrap()
     .get(0)
 }
+
+/// Where another session's backend is parked, as the server itself reports it.
+pub enum Parked {
+    /// Waiting on a lock another session holds (`pg_blocking_pids`).
+    OnLock,
+    /// Waiting on its latch inside the extension (`wait_event_type = 'Extension'`).
+    InExtension,
+}
+
+/// Waits until backend `pid` is parked as `how` says. Race tests order their steps on this
+/// state, as PostgreSQL's isolation tester does, instead of sleeping and hoping.
+pub fn await_parked(c: &mut Client, pid: i32, how: Parked) {
+    let sql = match how {
+        Parked::OnLock => "SELECT cardinality(pg_blocking_pids($1)) > 0",
+        Parked::InExtension => {
+            "SELECT coalesce(bool_or(wait_event_type = 'Extension' AND state = 'active'), false)
+             FROM pg_stat_activity WHERE pid = $1"
+        }
+    };
+    let start = std::time::Instant::now();
+    while !c.query_one(sql, &[&pid]).unwrap().get::<_, bool>(0) {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "backend {pid} never got parked");
+    }
+}
+
+/// The backend pid of a connection.
+pub fn backend_pid(c: &mut Client) -> i32 {
+    c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
+}
