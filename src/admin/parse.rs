@@ -161,15 +161,7 @@ pub fn resolve(names: &[&RelName]) -> Vec<Option<pg_sys::Oid>> {
         .collect()
 }
 
-const REL_FACTS_SQL: &str = "
-    SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text, n.nspname::text,
-           n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\\_toast%'
-               OR c.oid < 16384,
-           pg_has_role(c.relowner, 'USAGE')
-    FROM unnest($1::oid[]) WITH ORDINALITY u(oid, i)
-    JOIN pg_catalog.pg_class c ON c.oid = u.oid
-    JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-    ORDER BY u.i";
+const REL_FACTS_SQL: &str = include_str!("../../sql/queries/admin_relation_facts.sql");
 
 /// Catalog facts for resolved relations, in one read.
 pub fn rel_facts(oids: &[Option<pg_sys::Oid>]) -> DomainResult<Vec<Option<RelFacts>>> {
@@ -281,20 +273,7 @@ pub fn run_index_statement(index: &AnalysedIndex, text: &str) {
 /// Functions as `name(args)` and domains as `domain name`: trusted when created by initdb or
 /// by an extension (both installed by a superuser); domains count as immutable, their
 /// constraints being what the trust is about.
-const CALL_FACTS_SQL: &str = "
-    SELECT p.oid::regprocedure::text,
-           p.oid < 16384 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                    WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
-                                      AND d.deptype = 'e'),
-           p.provolatile = 'i'
-    FROM pg_catalog.pg_proc p WHERE p.oid = ANY ($1::oid[])
-    UNION ALL
-    SELECT 'domain ' || t.oid::regtype::text,
-           t.oid < 16384 OR EXISTS (SELECT 1 FROM pg_catalog.pg_depend d
-                                    WHERE d.classid = 'pg_catalog.pg_type'::regclass AND d.objid = t.oid
-                                      AND d.deptype = 'e'),
-           true
-    FROM pg_catalog.pg_type t WHERE t.oid = ANY ($2::oid[])";
+const CALL_FACTS_SQL: &str = include_str!("../../sql/queries/admin_call_facts.sql");
 
 pub fn call_facts(index: &AnalysedIndex) -> DomainResult<Vec<FuncFacts>> {
     if index.functions.is_empty() && index.domains.is_empty() {

@@ -35,13 +35,7 @@ struct Config {
     stats_statements: bool,
 }
 
-const CONFIG_SQL: &str = "
-    SELECT to_jsonb(c) || jsonb_build_object(
-               'dow', extract(dow FROM booking.clock_now() AT TIME ZONE c.freeze_timezone)::int,
-               'minute', (extract(hour FROM booking.clock_now() AT TIME ZONE c.freeze_timezone) * 60
-                          + extract(minute FROM booking.clock_now() AT TIME ZONE c.freeze_timezone))::int,
-               'stats_statements', EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'pg_stat_statements'))
-    FROM booking_admin.auto_tuner_config c";
+const CONFIG_SQL: &str = include_str!("../../sql/queries/admin_tuner_config.sql");
 
 fn json_query<T: serde::de::DeserializeOwned>(sql: &str, args: &[pgrx::datum::DatumWithOid]) -> DomainResult<T> {
     let doc = Spi::get_one_with_args::<JsonB>(sql, args)?
@@ -60,14 +54,7 @@ struct Applied {
     exists: bool,
 }
 
-const APPLIED_SQL: &str = "
-    SELECT coalesce(jsonb_agg(jsonb_build_object(
-               'id', a.id, 'rollback_sql', a.rollback_sql, 'query', a.query, 'cost_before', a.cost_before,
-               'minutes', extract(epoch FROM booking.clock_now() - a.applied_at) / 60,
-               'idx_scan', coalesce(s.idx_scan, 0), 'exists', to_regclass(a.index_name) IS NOT NULL) ORDER BY a.id), '[]')
-    FROM booking_admin.tuning_actions a
-    LEFT JOIN pg_catalog.pg_stat_user_indexes s ON s.indexrelid = to_regclass(a.index_name)
-    WHERE a.status = 'applied'";
+const APPLIED_SQL: &str = include_str!("../../sql/queries/admin_tuner_applied.sql");
 
 fn set_status(id: i64, status: &str, reason: Option<&str>) -> DomainResult<()> {
     Spi::run_with_args(

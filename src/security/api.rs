@@ -189,21 +189,7 @@ pub mod booking_admin {
 }
 
 /// Column types whose values are sampled; bytea columns are only noted as encrypted.
-const TABLES_SQL: &str = r#"
-SELECT coalesce(json_agg(json_build_object(
-           'table', format('%I.%I', n.nspname, c.relname),
-           'columns', (SELECT coalesce(json_agg(json_build_object('name', a.attname, 'type', format_type(a.atttypid, a.atttypmod))
-                                                ORDER BY a.attnum), '[]')
-                       FROM pg_catalog.pg_attribute a
-                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                         AND a.atttypid IN ('text'::regtype, 'varchar'::regtype, 'bpchar'::regtype, 'bytea'::regtype,
-                                            'int8'::regtype, 'numeric'::regtype)))
-       ORDER BY n.nspname, c.relname), '[]')::text
-FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'booking_admin') AND n.nspname NOT LIKE 'pg\_%'
-  AND pg_catalog.has_table_privilege(c.oid, 'SELECT')
-"#;
+const TABLES_SQL: &str = include_str!("../../sql/queries/security_pii_tables.sql");
 
 #[derive(serde::Deserialize)]
 struct Column {
@@ -273,26 +259,7 @@ struct Rule {
     condition_sql: String,
 }
 
-const MERGE_SQL: &str = r#"
-WITH found AS (
-    SELECT e->>'key' AS object_key, e->'details' AS details,
-           CASE WHEN e->'details'->>'tenant_id' ~* '^[0-9a-f]{8}-([0-9a-f]{4}-){3}[0-9a-f]{12}$'
-                THEN (e->'details'->>'tenant_id')::uuid END AS tenant_id
-    FROM jsonb_array_elements($2) e
-), ins AS (
-    INSERT INTO booking_admin.security_violations (rule_id, tenant_id, object_key, violation_details, severity, detected_at)
-    SELECT DISTINCT ON (f.object_key) $1, f.tenant_id, f.object_key, f.details, r.severity, booking.clock_now()
-    FROM found f, booking_admin.security_rules r WHERE r.id = $1
-    ON CONFLICT (rule_id, object_key) WHERE status <> 'resolved'
-    DO UPDATE SET violation_details = EXCLUDED.violation_details
-    RETURNING (xmax = 0) AS inserted
-), res AS (
-    UPDATE booking_admin.security_violations v SET status = 'resolved', resolved_at = booking.clock_now()
-    WHERE v.rule_id = $1 AND v.status <> 'resolved' AND v.object_key NOT IN (SELECT object_key FROM found)
-    RETURNING 1
-)
-SELECT json_build_array((SELECT count(*) FROM ins WHERE inserted), (SELECT count(*) FROM res))::text
-"#;
+const MERGE_SQL: &str = include_str!("../../sql/queries/security_violations_merge.sql");
 
 fn evaluate() -> DomainResult<Value> {
     let text: String = Spi::get_one(
