@@ -53,7 +53,9 @@ impl DomainError {
             DomainError::InvalidDatetimeFormat(_) => PgSqlErrorCode::ERRCODE_INVALID_DATETIME_FORMAT,
             DomainError::DatetimeOverflow(_) => PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
             DomainError::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
-            DomainError::Internal(_) | DomainError::Spi(_) | DomainError::Json(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
+            DomainError::Internal(_) | DomainError::Spi(_) | DomainError::Json(_) => {
+                PgSqlErrorCode::ERRCODE_INTERNAL_ERROR
+            }
             DomainError::ProhibitedStatement(_) => PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED,
             DomainError::Forbidden(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             DomainError::Unsupported(_) => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,

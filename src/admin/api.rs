@@ -121,7 +121,13 @@ fn audit(sink: Sink, doc: &Value) -> DomainResult<()> {
     })
 }
 
-fn refuse(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, refused: Refused) -> pgrx::pg_sys::panic::ErrorReport {
+fn refuse(
+    id: uuid::Uuid,
+    who: &Caller,
+    sql: &str,
+    kind: Option<&str>,
+    refused: Refused,
+) -> pgrx::pg_sys::panic::ErrorReport {
     let (sqlstate, reason) = refused.sqlstate_and_reason();
     let mut row = audit_row(id, who, sql, kind, "refused");
     row["reason"] = json!(reason);

@@ -7,9 +7,9 @@
 //! outside the caller's transaction by `crate::writer`.
 
 pub mod api;
+pub mod parse;
 pub mod plan;
 pub mod query_api;
-pub mod parse;
 pub mod rules;
 pub mod sandbox;
 pub mod tuner;

@@ -11,8 +11,8 @@ use serde_json::{json, Value};
 use super::query_api::{self, Recommendation};
 use super::tuner::{self, Aggressiveness, Decision, Proposal, Settings};
 use super::{api, plan};
-use crate::pg::subxact::Subxact;
 use crate::errors::{DomainError, DomainResult};
+use crate::pg::subxact::Subxact;
 
 /// Whether a document has the auto_tuner_config.freeze_windows shape; used by its CHECK.
 #[pg_extern(immutable, strict, parallel_safe)]
@@ -148,10 +148,8 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
     )
     .map_err(DomainError::from)?
     .unwrap_or(0);
-    let decision = tuner::decide(
-        settings,
-        &Proposal { verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes },
-    );
+    let decision =
+        tuner::decide(settings, &Proposal { verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes });
     let (status, reason) = match (&decision, &live) {
         (Decision::Skip(why), None) => ("skipped", Some(why.as_str())),
         (Decision::Apply, _) => ("proposed", None),
@@ -250,7 +248,8 @@ pub fn cycle() -> Result<Value, ErrorReport> {
             }
         }
     }
-    Spi::run("UPDATE booking_admin.auto_tuner_config SET last_cycle_at = booking.clock_now()").map_err(DomainError::from)?;
+    Spi::run("UPDATE booking_admin.auto_tuner_config SET last_cycle_at = booking.clock_now()")
+        .map_err(DomainError::from)?;
     let slowest = queries.iter().map(|q| q.mean_ms).fold(0.0, f64::max);
     Ok(json!({
         "frozen": frozen, "enabled": cfg.enabled, "auto_apply_indexes": cfg.auto_apply_indexes,

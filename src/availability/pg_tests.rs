@@ -5,8 +5,8 @@ mod tests {
     use pgrx::prelude::*;
 
     use crate::availability::api::{from_micros, load_zone, to_micros};
-    use crate::pg::convert::PG_EPOCH_OFFSET;
     use crate::availability::zone::{local_micros, MICROS_PER_DAY, MICROS_PER_MINUTE};
+    use crate::pg::convert::PG_EPOCH_OFFSET;
 
     /// Every quarter hour of local wall-clock time from 2 days before to 2 days after each
     /// 2026 change in Europe/Zurich converts exactly as Postgres's `AT TIME ZONE` does.
@@ -73,8 +73,21 @@ mod tests {
         .unwrap()
         .unwrap();
         // Friday before the spring change, the weekend off, and Monday after: still 09:00 local.
-        assert_eq!(starts, ["03-27 09:00", "03-27 09:30", "03-27 10:00", "03-27 10:30", "03-27 11:00",
-                            "03-30 09:00", "03-30 09:30", "03-30 10:00", "03-30 10:30", "03-30 11:00"]);
+        assert_eq!(
+            starts,
+            [
+                "03-27 09:00",
+                "03-27 09:30",
+                "03-27 10:00",
+                "03-27 10:30",
+                "03-27 11:00",
+                "03-30 09:00",
+                "03-30 09:30",
+                "03-30 10:00",
+                "03-30 10:30",
+                "03-30 11:00"
+            ]
+        );
     }
 
     #[pg_test]

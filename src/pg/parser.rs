@@ -30,7 +30,11 @@ pub fn parse(sql: &str, what: &str) -> DomainResult<Vec<RawStatement>> {
         .map(|raw| {
             // SAFETY: every element of raw_parser's list is a RawStmt.
             let raw = unsafe { &*raw };
-            RawStatement { node: raw.stmt, location: raw.stmt_location.max(0) as usize, len: raw.stmt_len.max(0) as usize }
+            RawStatement {
+                node: raw.stmt,
+                location: raw.stmt_location.max(0) as usize,
+                len: raw.stmt_len.max(0) as usize,
+            }
         })
         .collect())
 }

@@ -77,7 +77,9 @@ pub fn check_rate_limit_json(
 ) -> Result<JsonB, Report> {
     let (_, bucket, max, d) = rate_check(identifier, bucket, max_requests, window_seconds)?;
     let reset_at = chrono::DateTime::from_timestamp_micros(d.reset_at).map(|t| t.to_rfc3339());
-    Ok(JsonB(json!({"allowed": d.allowed, "limit": max, "remaining": d.remaining, "reset_at": reset_at, "bucket": bucket})))
+    Ok(JsonB(
+        json!({"allowed": d.allowed, "limit": max, "remaining": d.remaining, "reset_at": reset_at, "bucket": bucket}),
+    ))
 }
 
 /// `{user_id, db_user, tenant_id, ip_address, user_agent, request_id, mfa}` of the current
@@ -175,7 +177,10 @@ pub mod booking_admin {
     pub fn scan_pii(sample_rows: default!(Option<i32>, 1000)) -> Result<JsonB, Report> {
         let sample_rows = require(sample_rows, "sample_rows")?;
         if !(1..=1_000_000).contains(&sample_rows) {
-            return Err(DomainError::InvalidParameter(format!("sample_rows must be between 1 and 1000000, not {sample_rows}")).into());
+            return Err(DomainError::InvalidParameter(format!(
+                "sample_rows must be between 1 and 1000000, not {sample_rows}"
+            ))
+            .into());
         }
         Ok(JsonB(super::scan(sample_rows)?))
     }
@@ -205,7 +210,8 @@ struct Table {
 }
 
 fn scan(sample_rows: i32) -> DomainResult<Value> {
-    let text: String = Spi::get_one(TABLES_SQL)?.ok_or_else(|| DomainError::Internal("table list query returned NULL".into()))?;
+    let text: String =
+        Spi::get_one(TABLES_SQL)?.ok_or_else(|| DomainError::Internal("table list query returned NULL".into()))?;
     let tables: Vec<Table> = serde_json::from_str(&text)?;
     // The scan reads samples of every table: its audit entry says it touched personal data.
     super::hook::mark_sensitive();
@@ -217,8 +223,13 @@ fn scan(sample_rows: i32) -> DomainResult<Value> {
         let values: Vec<Vec<Option<String>>> = if sampled.is_empty() {
             Vec::new()
         } else {
-            let list = sampled.iter().map(|c| format!("{}::text", pgrx::spi::quote_identifier(&c.name))).collect::<Vec<_>>().join(", ");
-            let sql = format!("SELECT json_agg(json_build_array({list}))::text FROM (SELECT * FROM {} LIMIT $1) s", t.table);
+            let list = sampled
+                .iter()
+                .map(|c| format!("{}::text", pgrx::spi::quote_identifier(&c.name)))
+                .collect::<Vec<_>>()
+                .join(", ");
+            let sql =
+                format!("SELECT json_agg(json_build_array({list}))::text FROM (SELECT * FROM {} LIMIT $1) s", t.table);
             let rows: Option<String> = Spi::get_one_with_args(&sql, &[sample_rows.into()])?;
             rows.map(|r| serde_json::from_str(&r)).transpose()?.unwrap_or_default()
         };
@@ -246,8 +257,11 @@ fn scan(sample_rows: i32) -> DomainResult<Value> {
             }
         }
     }
-    let new_columns: i64 = Spi::get_one_with_args("SELECT booking_admin.record_pii_columns($1)", &[JsonB(Value::Array(found.clone())).into()])?
-        .unwrap_or(0);
+    let new_columns: i64 = Spi::get_one_with_args(
+        "SELECT booking_admin.record_pii_columns($1)",
+        &[JsonB(Value::Array(found.clone())).into()],
+    )?
+    .unwrap_or(0);
     Ok(json!({"tables_scanned": tables.len(), "columns_scanned": columns_scanned,
               "pii_columns_found": found.len(), "new_columns": new_columns}))
 }

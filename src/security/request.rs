@@ -30,7 +30,11 @@ pub fn current_context() -> RequestContext {
     // function; GetUserNameFromId with noerr returns NULL for a dropped role.
     let db_user = unsafe {
         let p = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), true);
-        if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
     };
     let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
     context::from_request(guc(c"request.jwt.claims").as_deref(), guc(c"request.headers").as_deref(), &session)

@@ -127,9 +127,10 @@ fn push(sink: Sink, doc: &Value, waiter: usize) -> DomainResult<Ticket> {
     };
     let (ticket, call) = pushed.map_err(|e| match e {
         PushError::Full => DomainError::NotReady("the writer queue is full; the record was not queued".into()),
-        PushError::TooLarge(n) => {
-            DomainError::Internal(format!("a record of {n} bytes exceeds the writer's largest slot ({} bytes)", queue::LARGE_BYTES))
-        }
+        PushError::TooLarge(n) => DomainError::Internal(format!(
+            "a record of {n} bytes exceeds the writer's largest slot ({} bytes)",
+            queue::LARGE_BYTES
+        )),
     })?;
     act(db, call);
     Ok(ticket)
@@ -148,9 +149,9 @@ fn act(db: u32, call: WriterCall) {
                 );
             }
         }
-        WriterCall::NoRoom => pgrx::warning!(
-            "booking_engine: every writer slot serves another database; records wait until one frees up"
-        ),
+        WriterCall::NoRoom => {
+            pgrx::warning!("booking_engine: every writer slot serves another database; records wait until one frees up")
+        }
     }
 }
 

@@ -51,7 +51,8 @@ struct Header {
     len: u32,
 }
 
-const FREE_HEADER: Header = Header { state: State::Free, sink: 0, attempts: 0, db: 0, taker: 0, waiter: 0, seq: 0, len: 0 };
+const FREE_HEADER: Header =
+    Header { state: State::Free, sink: 0, attempts: 0, db: 0, taker: 0, waiter: 0, seq: 0, len: 0 };
 
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 #[repr(C)]
@@ -172,7 +173,8 @@ impl Queue {
         if bytes.len() > LARGE_BYTES {
             return Err(PushError::TooLarge(bytes.len()));
         }
-        let free_small = (bytes.len() <= SMALL_BYTES).then(|| self.small.iter().position(|h| h.state == State::Free)).flatten();
+        let free_small =
+            (bytes.len() <= SMALL_BYTES).then(|| self.small.iter().position(|h| h.state == State::Free)).flatten();
         let (class, index) = match free_small {
             Some(i) => (Class::Small, i),
             None => (Class::Large, self.large.iter().position(|h| h.state == State::Free).ok_or(PushError::Full)?),
@@ -244,8 +246,11 @@ impl Queue {
             }
             let h = self.header_mut(class, index);
             let at = span(class, index).start;
-            let record =
-                Taken { ticket: Ticket { class, index, seq }, sink: h.sink, bytes: arena[at..at + h.len as usize].to_vec() };
+            let record = Taken {
+                ticket: Ticket { class, index, seq },
+                sink: h.sink,
+                bytes: arena[at..at + h.len as usize].to_vec(),
+            };
             if h.attempts >= MAX_ATTEMPTS {
                 let waiter = h.waiter;
                 h.state = if h.state == State::Orphaned || waiter == 0 { State::Free } else { State::Failed };
@@ -280,7 +285,11 @@ impl Queue {
             Class::Small => &self.small[t.index],
             Class::Large => &self.large[t.index],
         };
-        if h.seq == t.seq { h.state } else { State::Free }
+        if h.seq == t.seq {
+            h.state
+        } else {
+            State::Free
+        }
     }
 
     /// The producer stops waiting: a settled record is freed; one still pending becomes an
@@ -352,7 +361,14 @@ mod tests {
     }
 
     impl Fixture {
-        fn push(&mut self, db: u32, sink: u8, bytes: &[u8], waiter: usize, now: u64) -> Result<(Ticket, WriterCall), PushError> {
+        fn push(
+            &mut self,
+            db: u32,
+            sink: u8,
+            bytes: &[u8],
+            waiter: usize,
+            now: u64,
+        ) -> Result<(Ticket, WriterCall), PushError> {
             self.q.push(&mut self.arena, db, sink, bytes, waiter, now)
         }
 
@@ -385,7 +401,10 @@ mod tests {
         q.register(DB, 0xAA, 42);
         let (taken, dropped) = q.take(DB, 42, 10);
         assert!(dropped.is_empty());
-        assert_eq!(taken.iter().map(|t| (t.sink, t.bytes.clone())).collect::<Vec<_>>(), [(1, b"a".to_vec()), (2, b"b".to_vec())]);
+        assert_eq!(
+            taken.iter().map(|t| (t.sink, t.bytes.clone())).collect::<Vec<_>>(),
+            [(1, b"a".to_vec()), (2, b"b".to_vec())]
+        );
         assert!(q.take(DB, 43, 10).0.is_empty(), "a taken record is not taken twice");
         assert!(!q.retire_if_idle(DB, 42), "pending records keep the writer");
         for t in &taken {

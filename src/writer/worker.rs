@@ -129,7 +129,10 @@ fn write(batch: &[Taken]) -> Vec<bool> {
             .zip(batch)
             .map(|(doc, t)| {
                 let Some((sink, row)) = doc else {
-                    pgrx::warning!("booking_engine writer: unreadable record dropped: {}", String::from_utf8_lossy(&t.bytes));
+                    pgrx::warning!(
+                        "booking_engine writer: unreadable record dropped: {}",
+                        String::from_utf8_lossy(&t.bytes)
+                    );
                     return false;
                 };
                 let ran = Subxact::kept().run(|| installed(*sink) && apply(*sink, vec![row.clone()]).is_ok());
