@@ -11,6 +11,7 @@ pub mod availability;
 pub mod errors;
 pub mod gucs;
 pub mod jobs;
+pub mod json_doc;
 pub mod pg_timeout;
 pub mod security;
 
@@ -76,6 +77,17 @@ extension_sql_file!(
         security::api::booking_admin::scan_pii,
         security::api::booking_admin::evaluate_security_rules,
         admin::tuner_api::booking_admin::perform_tuning_cycle,
+    ]
+);
+extension_sql_file!(
+    "../sql/operator.sql",
+    name = "operator",
+    requires = [
+        "schedule",
+        admin::api::booking_admin::execute_admin_sql,
+        admin::api::booking_admin::check_admin_sql,
+        admin::query_api::booking_admin::execute_explain_query,
+        admin::query_api::booking_admin::analyze_query,
     ]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);

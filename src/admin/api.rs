@@ -1,6 +1,7 @@
 //! SQL-facing adapters of the admin area (schema booking_admin): the sandbox, the query
 //! analysis and the tuner. Each reads what it needs set-based, calls the pure core, returns.
 
+use pgrx::pg_sys;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -92,6 +93,7 @@ fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
     let oids = parse::resolve(&statement.relations());
     let rels = parse::rel_facts(&oids)?;
     sandbox::check_objects(&statement, &rels, &[])?;
+    let mode = sandbox::mode_for(&statement, mode, &rels);
     let index = match (&statement, oids.first()) {
         (Statement::CreateIndex { .. }, Some(Some(table))) => {
             let index = parse::analyse_index(node, *table, &text);
@@ -136,7 +138,18 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     let mut doc = audit_row(id, &who, sql, Some(kind), "accepted");
     doc["row"]["mode"] = json!(accepted.mode.as_str());
     if accepted.mode == Mode::Queued {
-        let job_id = enqueue_top_level(kind, &sandbox::queued_payload(&accepted.text, &who.role, &who.search_path))?;
+        let payload = sandbox::queued_payload(&accepted.text, &who.role, &who.search_path);
+        let job_id = match enqueue_top_level(kind, &payload) {
+            Ok(job_id) => job_id,
+            Err(e) => {
+                // Every attempt is audited, the ones that could not be queued too.
+                doc["row"]["outcome"] = json!("failed");
+                audit::write(&doc)?;
+                let detail = format!("{}: {}", sqlstate_text(e.sqlstate()), e.message());
+                audit::write(&json!({"id": id, "outcome": "failed", "outcome_detail": detail}))?;
+                return Err(e.into());
+            }
+        };
         doc["row"]["job_id"] = json!(job_id);
         audit::write(&doc)?;
         return Ok(json!({
@@ -174,13 +187,40 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
 /// Hands a checked statement that cannot run inside a transaction (VACUUM, the CONCURRENTLY
 /// forms) to the job runner, which runs it at top level as the caller with the caller's
 /// search_path. Once only: a half-done CONCURRENTLY build would not succeed on a retry.
+///
+/// The caller needs no rights on the job queue: the row is written with the extension owner's
+/// rights, for exactly this payload, and names the caller (current_user now) as the role the
+/// job runs as, which the owner may do (booking_admin.jobs_identity). The query names every
+/// object with its schema, since it runs with the caller's search_path.
 fn enqueue_top_level(kind: &str, payload: &Value) -> DomainResult<uuid::Uuid> {
-    let id = Spi::get_one_with_args::<pgrx::Uuid>(
-        "SELECT booking_admin.enqueue_job('admin_sql ' || $1, 'top_level_sql', $2,
-                                          p_max_retries => 0, p_timeout_ms => 3600000)",
-        &[kind.into(), JsonB(payload.clone()).into()],
+    // SAFETY: reads the current user and security context of this backend.
+    let (caller, sec) = unsafe {
+        let (mut user, mut sec) = (pg_sys::Oid::INVALID, 0);
+        pg_sys::GetUserIdAndSecContext(&mut user, &mut sec);
+        (user, sec)
+    };
+    let owner = Spi::get_one::<pg_sys::Oid>(
+        "SELECT e.extowner FROM pg_catalog.pg_extension e WHERE e.extname OPERATOR(pg_catalog.=) 'booking_engine'",
     )?
-    .ok_or_else(|| DomainError::Internal("enqueue_job returned NULL".into()))?;
+    .ok_or_else(|| DomainError::NotReady("the booking_engine extension is not installed in this database".into()))?;
+    /// Puts the caller back however the block below is left (an ERROR unwinds through it too).
+    struct Restore(pg_sys::Oid, i32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            // SAFETY: restores what GetUserIdAndSecContext returned above.
+            unsafe { pg_sys::SetUserIdAndSecContext(self.0, self.1) }
+        }
+    }
+    let _restore = Restore(caller, sec);
+    // SAFETY: a local user-id change like SECURITY DEFINER's, undone by `_restore`.
+    unsafe { pg_sys::SetUserIdAndSecContext(owner, sec | pg_sys::SECURITY_LOCAL_USERID_CHANGE as i32) };
+    let id = Spi::get_one_with_args::<pgrx::Uuid>(
+        "INSERT INTO booking_admin.jobs (name, handler, payload, max_retries, timeout_ms, created_by)
+         VALUES ($1, 'top_level_sql', $2, 0, 3600000, $3) RETURNING id",
+        &[format!("admin_sql {kind}").into(), JsonB(payload.clone()).into(), caller.into()],
+    )?
+    .ok_or_else(|| DomainError::Internal("the job insert returned no id".into()))?;
+    Spi::run("SELECT booking_admin.wake_workers_at_commit()")?;
     Ok(uuid::Uuid::from_bytes(*id.as_bytes()))
 }
 
@@ -193,8 +233,9 @@ mod booking_admin {
     #[pg_extern(volatile, parallel_unsafe)]
     fn execute_admin_sql(
         sql_text: Option<&str>,
-        allow_vacuum_full: default!(bool, false),
+        allow_vacuum_full: default!(Option<bool>, false),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
+        let allow_vacuum_full = require(allow_vacuum_full, "allow_vacuum_full")?;
         run_admin_sql(require(sql_text, "sql_text")?, allow_vacuum_full).map(JsonB)
     }
 
@@ -203,9 +244,10 @@ mod booking_admin {
     #[pg_extern(volatile, parallel_unsafe)]
     fn check_admin_sql(
         sql_text: Option<&str>,
-        allow_vacuum_full: default!(bool, false),
+        allow_vacuum_full: default!(Option<bool>, false),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
         let sql = require(sql_text, "sql_text")?;
+        let allow_vacuum_full = require(allow_vacuum_full, "allow_vacuum_full")?;
         match judge(sql, allow_vacuum_full) {
             Ok(a) => {
                 let who = caller()?;

@@ -175,7 +175,13 @@ const REL_FACTS_SQL: &str = "
     SELECT format('%I.%I', n.nspname, c.relname), c.relkind::text, n.nspname::text,
            n.nspname IN ('pg_catalog', 'information_schema') OR n.nspname LIKE 'pg\\_toast%'
                OR c.oid < 16384,
-           pg_has_role(c.relowner, 'USAGE')
+           pg_has_role(c.relowner, 'USAGE'),
+           (SELECT format('%I.%I', pn.nspname, pc.relname)
+            FROM pg_catalog.pg_partition_tree(c.oid) t
+            JOIN pg_catalog.pg_class pc ON pc.oid = t.relid
+            JOIN pg_catalog.pg_namespace pn ON pn.oid = pc.relnamespace
+            WHERE c.relkind IN ('p', 'I') AND NOT pg_has_role(pc.relowner, 'USAGE')
+            ORDER BY t.level, pc.relname LIMIT 1)
     FROM unnest($1::oid[]) WITH ORDINALITY u(oid, i)
     JOIN pg_catalog.pg_class c ON c.oid = u.oid
     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
@@ -194,6 +200,7 @@ pub fn rel_facts(oids: &[Option<pg_sys::Oid>]) -> DomainResult<Vec<Option<RelFac
                 schema: row.get::<String>(3)?.unwrap_or_default(),
                 system: row.get::<bool>(4)?.unwrap_or(true),
                 owned: row.get::<bool>(5)?.unwrap_or(false),
+                foreign_partition: row.get::<String>(6)?,
             });
         }
         Ok(out)

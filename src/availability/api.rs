@@ -26,15 +26,35 @@ pub const MAX_RANGE_DAYS: i64 = 366;
 /// Microseconds between the Unix epoch and Postgres's (2000-01-01).
 const PG_EPOCH_OFFSET: Micros = 946_684_800 * MICROS_PER_SECOND;
 
+/// Microseconds since the Unix epoch (UTC) of 0001-01-01 and of 10000-01-01: the engine works
+/// on years 1..9999 only, so none of its sums of instants and durations can overflow.
+const MIN_MICROS: Micros = -62_135_596_800 * MICROS_PER_SECOND;
+const MAX_MICROS: Micros = 253_402_300_800 * MICROS_PER_SECOND;
+
+/// The one conversion from Postgres's microseconds (since 2000-01-01) to the engine's (since
+/// 1970-01-01): checked, and only for instants in years 1..9999 (None otherwise).
+pub fn micros_from_pg(pg: i64) -> Option<Micros> {
+    pg.checked_add(PG_EPOCH_OFFSET).filter(|m| (MIN_MICROS..MAX_MICROS).contains(m))
+}
+
+/// The inverse of `micros_from_pg`, checked the same way.
+pub fn micros_to_pg(t: Micros) -> Option<i64> {
+    (MIN_MICROS..MAX_MICROS).contains(&t).then(|| t - PG_EPOCH_OFFSET)
+}
+
+/// 22008 for an infinite timestamp or one outside years 1..9999.
 pub fn to_micros(ts: TimestampWithTimeZone) -> DomainResult<Micros> {
     if !ts.is_finite() {
         return Err(DomainError::DatetimeOverflow("timestamp must be finite".into()));
     }
-    Ok(pg_sys::TimestampTz::from(ts) + PG_EPOCH_OFFSET)
+    micros_from_pg(pg_sys::TimestampTz::from(ts))
+        .ok_or_else(|| DomainError::DatetimeOverflow(format!("timestamp {ts} is outside the supported years 1..9999")))
 }
 
-pub fn from_micros(t: Micros) -> TimestampWithTimeZone {
-    TimestampWithTimeZone::try_from(t - PG_EPOCH_OFFSET).expect("slot instants are within Postgres's range")
+pub fn from_micros(t: Micros) -> DomainResult<TimestampWithTimeZone> {
+    micros_to_pg(t)
+        .and_then(|pg| TimestampWithTimeZone::try_from(pg).ok())
+        .ok_or_else(|| DomainError::DatetimeOverflow(format!("instant {t} µs is outside the supported years 1..9999")))
 }
 
 fn to_naive_date(d: Date, what: &str) -> DomainResult<NaiveDate> {
@@ -248,7 +268,12 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         to_pg_date(q.to)?.into(),
         q.exclude_appointment.map(to_pg_uuid).into(),
         q.include_non_offering.into(),
-        (((q.duration.unwrap_or(0) + MICROS_PER_MINUTE - 1) / MICROS_PER_MINUTE) as i32).into(),
+        q.duration
+            .unwrap_or(0)
+            .checked_add(MICROS_PER_MINUTE - 1)
+            .and_then(|d| i32::try_from(d / MICROS_PER_MINUTE).ok())
+            .ok_or_else(|| DomainError::DatetimeOverflow("the booking is too long".into()))?
+            .into(),
     ];
     let text = read_inputs(&args)?;
     let inputs: Inputs = serde_json::from_str(&text)?;
@@ -403,8 +428,8 @@ pub fn available_slot_arrays(
     })?;
     let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
-    let starts = slots.iter().map(|s| from_micros(s.start)).collect();
-    let ends = slots.iter().map(|s| from_micros(s.end)).collect();
+    let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
+    let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
     Ok(TableIterator::once((staff_ids, starts, ends)))
 }
 
@@ -490,8 +515,8 @@ pub fn is_valid_timezone(name: &str) -> bool {
 
 /// Whether a document has the `tenants.opening_hours` shape; used by its CHECK constraint.
 #[pg_extern(immutable, strict, parallel_safe)]
-pub fn is_valid_opening_hours(doc: JsonB) -> bool {
-    opening_hours::parse(&doc.0).is_ok()
+pub fn is_valid_opening_hours(doc: crate::json_doc::JsonDoc) -> bool {
+    doc.0.is_ok_and(|d| opening_hours::parse(&d).is_ok())
 }
 
 /// The instant the clock-based rules (notice, advance limit) treat as now: the setting
@@ -511,5 +536,25 @@ pub fn clock_now() -> Result<TimestampWithTimeZone, pgrx::pg_sys::panic::ErrorRe
         }
         _ => Ok(unsafe { TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp()) }
             .map_err(|_| DomainError::Internal("transaction start time out of range".into()))?),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instants_outside_years_1_to_9999_are_refused_not_wrapped() {
+        assert_eq!(micros_from_pg(0), Some(PG_EPOCH_OFFSET));
+        // Postgres's last instant (294276-12-31 23:59:59 UTC) overflowed the old unchecked sum.
+        assert_eq!(micros_from_pg(9_223_371_331_199_000_000), None);
+        assert_eq!(micros_from_pg(i64::MAX), None);
+        assert_eq!(micros_from_pg(i64::MIN), None);
+        assert_eq!(micros_from_pg(MIN_MICROS - PG_EPOCH_OFFSET), Some(MIN_MICROS));
+        assert_eq!(micros_from_pg(MIN_MICROS - PG_EPOCH_OFFSET - 1), None);
+        assert_eq!(micros_from_pg(MAX_MICROS - PG_EPOCH_OFFSET), None);
+        assert_eq!(micros_to_pg(PG_EPOCH_OFFSET), Some(0));
+        assert_eq!(micros_to_pg(i64::MAX), None);
+        assert_eq!(micros_to_pg(i64::MIN), None);
     }
 }

@@ -22,6 +22,17 @@ fn error_message(e: CaughtError) -> String {
     report.message().to_string()
 }
 
+/// The same as "SQLSTATE: message", how a top-level statement's failure is recorded (the admin
+/// sandbox's callers read it back through admin_sql_status).
+fn error_with_sqlstate(e: CaughtError) -> String {
+    let state = match &e {
+        CaughtError::PostgresError(r) | CaughtError::ErrorReport(r) | CaughtError::RustPanic { ereport: r, .. } => {
+            crate::errors::sqlstate_text(r.sql_error_code())
+        }
+    };
+    format!("{state}: {}", error_message(e))
+}
+
 /// Runs `f` in a subtransaction under a statement timeout, as `role` when given. An ERROR rolls
 /// back only the subtransaction and comes back as its message; the caller's transaction goes on.
 pub fn in_subtransaction<R>(timeout_ms: i32, role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> Result<R, String> {
@@ -162,11 +173,15 @@ pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid, search_path:
             pg_sys::CommitTransactionCommand();
             Ok(())
         }))
-        .catch_others(|e| Err(error_message(e)))
+        .catch_others(|e| Err(error_with_sqlstate(e)))
         .execute();
         if result.is_err() {
             disable_timeout(STATEMENT_TIMEOUT, false);
             pg_sys::AbortCurrentTransaction();
+            // The abort restores the user of the transaction it ends, which for a statement
+            // that commits along the way (VACUUM, CONCURRENTLY) was started as `role`: the
+            // failure must be recorded with the worker's own rights, not the job's.
+            pg_sys::SetUserIdAndSecContext(user, sec);
         }
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::MemoryContextDelete(context);

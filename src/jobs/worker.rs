@@ -185,6 +185,9 @@ struct Claimed {
     payload: JsonB,
     timeout_ms: i32,
     role: pg_sys::Oid,
+    /// Why the job must not run at all (an unresolvable handler function, a role the enqueuer
+    /// could not act as): recorded as its failure instead.
+    refused: Option<String>,
 }
 
 /// Claims up to a batch of jobs whose handler is registered in this database and runs them:
@@ -202,9 +205,21 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
         Spi::run("SET LOCAL synchronous_commit = on").expect("durable claim");
         let claimed = Spi::connect_mut(|c| {
             c.update(
-                "SELECT j.id, h.kind = 'top_level', coalesce(h.function::text, ''), j.payload, j.timeout_ms, j.created_by::oid
+                "SELECT j.id, h.kind = 'top_level', f.name, j.payload, j.timeout_ms, j.created_by::oid,
+                        CASE WHEN h.kind = 'function' AND f.name IS NULL
+                             THEN format('42883: handler function %s(jsonb) does not exist', h.function)
+                             WHEN NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = j.created_by)
+                               OR NOT EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.oid = j.enqueued_by)
+                             THEN format('42501: refused: the role the job runs as (%s) or that enqueued it (%s) no longer exists',
+                                         j.created_by::oid, j.enqueued_by::oid)
+                             WHEN NOT pg_catalog.pg_has_role(j.enqueued_by, j.created_by, 'MEMBER')
+                             THEN format('42501: refused: %s enqueued the job but cannot act as %s', j.enqueued_by, j.created_by)
+                        END
                  FROM booking_admin.claim_jobs($1, $2::int, ARRAY(SELECT handler FROM booking_admin.job_handlers)) j
                  JOIN booking_admin.job_handlers h USING (handler)
+                 -- Resolved now, qualified: a name, not an oid, is stored (see job_handlers.function).
+                 -- (textcat is strict: no function, no lookup).
+                 CROSS JOIN LATERAL (SELECT pg_catalog.to_regprocedure(pg_catalog.textcat(h.function, '(jsonb)'))::oid::regproc::text AS name) f
                  ORDER BY j.priority, j.scheduled_at",
                 None,
                 &[name.into(), BATCH_SIZE.into()],
@@ -217,6 +232,7 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
                     payload: row.get(4)?.unwrap_or(JsonB(serde_json::Value::Null)),
                     timeout_ms: row.get(5)?.unwrap_or(30_000),
                     role: row.get(6)?.unwrap_or(pg_sys::Oid::INVALID),
+                    refused: row.get(7)?,
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -232,6 +248,14 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
         (claimed, next_due)
     });
     let count = claimed.len();
+    let (refused, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.refused.is_some());
+    if !refused.is_empty() {
+        in_transaction(|| {
+            for job in &refused {
+                fail(job.id, job.refused.as_deref().unwrap_or_default());
+            }
+        });
+    }
     let (top_level, functions): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.top_level);
     if !functions.is_empty() {
         in_transaction(|| run_functions(functions));
