@@ -61,6 +61,8 @@ CREATE INDEX jobs_scheduled_idx ON booking_admin.jobs (scheduled_at) WHERE statu
 CREATE INDEX jobs_running_idx ON booking_admin.jobs (heartbeat_at) WHERE status = 'running';
 CREATE INDEX jobs_dead_idx ON booking_admin.jobs (updated_at) WHERE status = 'dead';
 CREATE INDEX jobs_completed_idx ON booking_admin.jobs (completed_at) WHERE status = 'completed';
+-- The foreign key's side: deleting a tenant finds its jobs without a scan.
+CREATE INDEX jobs_tenant_idx ON booking_admin.jobs (tenant_id);
 -- One logical job at a time: a key is free again once its job has finished (completed or dead).
 CREATE UNIQUE INDEX jobs_unique_key_idx ON booking_admin.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed');
