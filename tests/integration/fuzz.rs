@@ -184,7 +184,10 @@ fn every_function_answers_hostile_arguments_without_an_internal_error() {
             tx.batch_execute("SET LOCAL statement_timeout = '3s'").unwrap();
             let outcome = tx.batch_execute(&sql);
             drop(tx);
-            let state = outcome.as_ref().err().map_or("ok".to_string(), |e| e.code().map_or("none".into(), |s| s.code().into()));
+            let state = outcome
+                .as_ref()
+                .err()
+                .map_or("ok".to_string(), |e| e.code().map_or("none".into(), |s| s.code().into()));
             *states.entry(state).or_default() += 1;
             if let Err(e) = outcome {
                 match e.code().map(|s| s.code()) {

@@ -111,12 +111,17 @@ fn no_write_to_the_job_queue_runs_code_as_a_role_the_writer_cannot_act_as() {
     let e = op
         .conn
         .execute(
-            &format!("UPDATE booking_admin.jobs SET payload = '{{\"sql\": \"ALTER ROLE {r} SUPERUSER\"}}' WHERE id = $1"),
+            &format!(
+                "UPDATE booking_admin.jobs SET payload = '{{\"sql\": \"ALTER ROLE {r} SUPERUSER\"}}' WHERE id = $1"
+            ),
             &[&theirs],
         )
         .unwrap_err();
     assert_eq!(code(&e), "42501", "{e}");
-    let e = op.conn.execute("UPDATE booking_admin.jobs SET handler = 'data_cleanup' WHERE id = $1", &[&theirs]).unwrap_err();
+    let e = op
+        .conn
+        .execute("UPDATE booking_admin.jobs SET handler = 'data_cleanup' WHERE id = $1", &[&theirs])
+        .unwrap_err();
     assert_eq!(code(&e), "42501", "{e}");
     let mine: Uuid = op
         .conn
@@ -126,9 +131,11 @@ fn no_write_to_the_job_queue_runs_code_as_a_role_the_writer_cannot_act_as() {
         )
         .unwrap()
         .get(0);
-    let e = op.conn.execute("UPDATE booking_admin.jobs SET created_by = 'postgres' WHERE id = $1", &[&mine]).unwrap_err();
+    let e =
+        op.conn.execute("UPDATE booking_admin.jobs SET created_by = 'postgres' WHERE id = $1", &[&mine]).unwrap_err();
     assert_eq!(code(&e), "42501", "{e}");
-    let e = op.conn.execute("UPDATE booking_admin.jobs SET enqueued_by = 'postgres' WHERE id = $1", &[&mine]).unwrap_err();
+    let e =
+        op.conn.execute("UPDATE booking_admin.jobs SET enqueued_by = 'postgres' WHERE id = $1", &[&mine]).unwrap_err();
     assert_eq!(code(&e), "42501", "{e}");
     admin.execute("DELETE FROM booking_admin.jobs WHERE id IN ($1, $2)", &[&theirs, &mine]).unwrap();
 
@@ -206,7 +213,10 @@ fn the_runner_refuses_a_job_whose_enqueuer_cannot_act_as_its_role() {
     tx.commit().unwrap();
     let (status, error) = finished(&mut admin, id);
     assert_eq!(status, "dead");
-    assert_eq!(error.as_deref(), Some(format!("42501: refused: {r} enqueued the job but cannot act as postgres").as_str()));
+    assert_eq!(
+        error.as_deref(),
+        Some(format!("42501: refused: {r} enqueued the job but cannot act as postgres").as_str())
+    );
     assert!(!is_superuser(&mut admin, &r), "{r} became superuser");
 }
 
@@ -245,7 +255,10 @@ fn an_operator_with_only_the_booking_operator_role_uses_the_whole_admin_surface(
         assert_eq!(st["outcome"], "succeeded", "{st}");
     }
     let ran_as: String = admin
-        .query_one("SELECT created_by::text FROM booking_admin.jobs WHERE payload ->> 'sql' = $1", &[&format!("VACUUM (ANALYZE) {s}.t")])
+        .query_one(
+            "SELECT created_by::text FROM booking_admin.jobs WHERE payload ->> 'sql' = $1",
+            &[&format!("VACUUM (ANALYZE) {s}.t")],
+        )
         .unwrap()
         .get(0);
     assert_eq!(ran_as, r, "the queued statement ran as the operator");
@@ -274,7 +287,9 @@ fn an_operator_with_only_the_booking_operator_role_uses_the_whole_admin_surface(
     assert_eq!(v["mode"], "queued", "{v}");
     assert_eq!(finished(&mut admin, uuid_of(&v, "job_id")).0, "completed");
     admin.batch_execute(&format!("CREATE TABLE {s}.p2 PARTITION OF {s}.p FOR VALUES FROM (100) TO (200)")).unwrap();
-    for sql in [format!("CREATE INDEX ON {s}.p (a)"), format!("DROP INDEX {s}.p_a_idx"), format!("REINDEX INDEX {s}.p_a_idx")] {
+    for sql in
+        [format!("CREATE INDEX ON {s}.p (a)"), format!("DROP INDEX {s}.p_a_idx"), format!("REINDEX INDEX {s}.p_a_idx")]
+    {
         let e = c.query_one("SELECT booking_admin.execute_admin_sql($1)", &[&sql]).unwrap_err();
         calls += 1;
         assert_eq!(code(&e), "42501", "{sql}: {e}");
@@ -283,10 +298,8 @@ fn an_operator_with_only_the_booking_operator_role_uses_the_whole_admin_surface(
     }
 
     // Every attempt is in the audit, written whatever the caller's rights.
-    let audited: i64 = admin
-        .query_one("SELECT count(*) FROM booking_admin.admin_audit WHERE role_name = $1", &[&r])
-        .unwrap()
-        .get(0);
+    let audited: i64 =
+        admin.query_one("SELECT count(*) FROM booking_admin.admin_audit WHERE role_name = $1", &[&r]).unwrap().get(0);
     assert_eq!(audited, calls);
 
     // The rest of the surface.
@@ -366,10 +379,14 @@ fn null_flags_and_deep_documents_and_far_times_get_their_documented_sqlstate() {
         let v: bool = c.query_one(&sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0);
         assert_eq!(v, want, "{sql}");
     }
-    let e = c.query_one(&format!("SELECT booking.is_within_opening_hours({deep}, '2026-03-02 10:00')"), &[]).unwrap_err();
+    let e =
+        c.query_one(&format!("SELECT booking.is_within_opening_hours({deep}, '2026-03-02 10:00')"), &[]).unwrap_err();
     assert_eq!(code(&e), "22023", "{e}");
     let e = c
-        .execute(&format!("INSERT INTO booking.tenants (name, timezone, opening_hours) VALUES ('deep', 'UTC', {deep})"), &[])
+        .execute(
+            &format!("INSERT INTO booking.tenants (name, timezone, opening_hours) VALUES ('deep', 'UTC', {deep})"),
+            &[],
+        )
         .unwrap_err();
     assert_eq!(code(&e), "23514", "{e}");
 
