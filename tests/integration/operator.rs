@@ -80,10 +80,12 @@ fn no_write_to_the_job_queue_runs_code_as_a_role_the_writer_cannot_act_as() {
     let mut op = operator(&mut admin);
     let r = op.role.clone();
     // Even a role granted far more than booking_operator gets (write access to the queue and
-    // the handler registry) cannot borrow another role's identity.
+    // the handler registry, granted here explicitly) cannot borrow another role's identity.
     admin
         .batch_execute(&format!(
-            "GRANT INSERT, UPDATE, DELETE ON booking_admin.jobs, booking_admin.job_handlers TO {r}"
+            "GRANT USAGE ON SCHEMA booking_admin TO {r};
+             GRANT EXECUTE ON FUNCTION booking_admin.enqueue_job, booking_admin.wake_workers_at_commit TO {r};
+             GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.jobs, booking_admin.job_handlers TO {r};"
         ))
         .unwrap();
 
@@ -99,6 +101,7 @@ fn no_write_to_the_job_queue_runs_code_as_a_role_the_writer_cannot_act_as() {
         )
         .unwrap_err();
     assert_eq!(code(&e), "42501", "{e}");
+    assert!(e.as_db_error().unwrap().message().contains("cannot act as postgres"), "{e:?}");
 
     // 2. Its variants: taking over a superuser's queued job, or re-labelling one's own job.
     let theirs: Uuid = admin
