@@ -73,7 +73,9 @@ SELECT pg_catalog.pg_extension_config_dump('booking_admin.jobs', '');
 -- another role only if current_user can act as it (is a member of it, as SET ROLE requires),
 -- neither ever changes, and what a job runs (handler, payload) may only be changed by a role
 -- that could run it itself. Not SECURITY DEFINER: current_user must be the inserter. The
--- update trigger fires only for those columns, so the runners' status updates skip it.
+-- insert trigger fires only when a row names a role other than the inserter (the defaults name
+-- the inserter), the update trigger only for those columns: the common enqueue and the
+-- runners' status updates never pay for a PL/pgSQL call.
 CREATE FUNCTION booking_admin.jobs_identity() RETURNS trigger
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp AS $$
@@ -97,7 +99,9 @@ BEGIN
     RETURN NEW;
 END $$;
 CREATE TRIGGER jobs_identity_insert BEFORE INSERT ON booking_admin.jobs
-    FOR EACH ROW EXECUTE FUNCTION booking_admin.jobs_identity();
+    FOR EACH ROW
+    WHEN (NEW.created_by IS DISTINCT FROM current_user::regrole OR NEW.enqueued_by IS DISTINCT FROM current_user::regrole)
+    EXECUTE FUNCTION booking_admin.jobs_identity();
 CREATE TRIGGER jobs_identity_update BEFORE UPDATE OF created_by, enqueued_by, handler, payload ON booking_admin.jobs
     FOR EACH ROW EXECUTE FUNCTION booking_admin.jobs_identity();
 
