@@ -360,6 +360,37 @@ fn an_operator_with_only_the_booking_operator_role_uses_the_whole_admin_surface(
     assert!(!is_superuser(&mut admin, &r));
 }
 
+/// The issue's first report: a role with nothing but EXECUTE on execute_admin_sql (and USAGE
+/// on the schema to reach it) could not queue VACUUM ("permission denied for function
+/// enqueue_job", then "for table jobs") and left no audit row.
+#[test]
+fn execute_on_execute_admin_sql_alone_is_enough_to_queue_a_statement() {
+    let mut admin = connect();
+    let role = format!("op_it_{}", &Uuid::new_v4().simple().to_string()[..12]);
+    admin
+        .batch_execute(&format!(
+            "CREATE ROLE {role} LOGIN;
+             GRANT USAGE ON SCHEMA booking_admin TO {role};
+             GRANT EXECUTE ON FUNCTION booking_admin.execute_admin_sql TO {role};
+             CREATE SCHEMA {role} AUTHORIZATION {role};"
+        ))
+        .unwrap();
+    let mut c = Client::connect(&format!("{} user={role}", dsn()), NoTls).unwrap();
+    c.batch_execute(&format!("CREATE TABLE {role}.t (a int); INSERT INTO {role}.t SELECT generate_series(1, 100)"))
+        .unwrap();
+    let v = json(&mut c, &format!("booking_admin.execute_admin_sql('VACUUM {role}.t')"));
+    assert_eq!(v["mode"], "queued", "{v}");
+    assert_eq!(finished(&mut admin, uuid_of(&v, "job_id")), ("completed".to_string(), None));
+    let audited: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM booking_admin.admin_audit WHERE role_name = $1 AND decision = 'accepted'",
+            &[&role],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(audited, 1);
+}
+
 #[test]
 fn null_flags_and_deep_documents_and_far_times_get_their_documented_sqlstate() {
     let mut c = connect();
