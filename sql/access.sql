@@ -4,8 +4,8 @@
 -- inside a SECURITY DEFINER function current_user is the owner, not the caller).
 --
 -- Operators see and change everything: a JWT with role 'service_role', or a login role that is
--- a superuser or a member of the role `booking_operator` (created by the DBA, not by the
--- extension: CREATE ROLE booking_operator NOLOGIN; GRANT booking_operator TO app_backend;).
+-- a superuser or a member of the role `booking_operator` (created by the extension when missing,
+-- see operator.sql: GRANT booking_operator TO app_backend;).
 
 -- PL/pgSQL rather than SQL: these run in every booking call, and PL/pgSQL keeps its plans for
 -- the session while a SQL function with a SET clause is planned anew on each call.

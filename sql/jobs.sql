@@ -6,7 +6,9 @@
 CREATE TABLE booking_admin.job_handlers (
     handler     text PRIMARY KEY CHECK (handler ~ '^[a-z][a-z0-9_]*$'),
     kind        text NOT NULL CHECK (kind IN ('function', 'top_level')),
-    function    regproc,
+    -- A schema-qualified name, resolved to function(jsonb) when a job runs (text rather than
+    -- regproc: pg_upgrade refuses clusters with reg* columns in user tables).
+    function    text CHECK (function ~ '^([a-z_][a-z0-9_$]*|"[^"]+")\.([a-z_][a-z0-9_$]*|"[^"]+")$'),
     description text,
     -- A function handler names its SQL function; a top-level handler runs its payload's "sql".
     CHECK ((kind = 'function') = (function IS NOT NULL))
@@ -41,9 +43,13 @@ CREATE TABLE booking_admin.jobs (
     error_message            text,
     last_errors              jsonb NOT NULL DEFAULT '[]',
     retry_count              integer NOT NULL DEFAULT 0,
+    -- The role the job runs as: by default whoever inserted the row; another role only if the
+    -- inserter can act as it (booking_admin.jobs_identity). Never changes afterwards.
     created_by               regrole NOT NULL DEFAULT current_user::regrole,
     created_at               timestamptz NOT NULL DEFAULT now(),
-    updated_at               timestamptz NOT NULL DEFAULT now()
+    updated_at               timestamptz NOT NULL DEFAULT now(),
+    -- Who inserted the row, set by the database whatever the insert says.
+    enqueued_by              regrole NOT NULL DEFAULT current_user::regrole
 );
 COMMENT ON COLUMN booking_admin.jobs.status IS
     'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue).';
@@ -55,10 +61,49 @@ CREATE INDEX jobs_scheduled_idx ON booking_admin.jobs (scheduled_at) WHERE statu
 CREATE INDEX jobs_running_idx ON booking_admin.jobs (heartbeat_at) WHERE status = 'running';
 CREATE INDEX jobs_dead_idx ON booking_admin.jobs (updated_at) WHERE status = 'dead';
 CREATE INDEX jobs_completed_idx ON booking_admin.jobs (completed_at) WHERE status = 'completed';
+-- The foreign key's side: deleting a tenant finds its jobs without a scan.
+CREATE INDEX jobs_tenant_idx ON booking_admin.jobs (tenant_id);
 -- One logical job at a time: a key is free again once its job has finished (completed or dead).
 CREATE UNIQUE INDEX jobs_unique_key_idx ON booking_admin.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.jobs', '');
+
+-- The runners execute a job as created_by, so who a job runs as is set by the database from the
+-- inserting session, not by the caller: enqueued_by is always current_user, created_by may name
+-- another role only if current_user can act as it (is a member of it, as SET ROLE requires),
+-- neither ever changes, and what a job runs (handler, payload) may only be changed by a role
+-- that could run it itself. Not SECURITY DEFINER: current_user must be the inserter. The
+-- insert trigger fires only when a row names a role other than the inserter (the defaults name
+-- the inserter), the update trigger only for those columns: the common enqueue and the
+-- runners' status updates never pay for a PL/pgSQL call.
+CREATE FUNCTION booking_admin.jobs_identity() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        NEW.enqueued_by := current_user::regrole;
+        IF NOT pg_has_role(current_user, NEW.created_by, 'MEMBER') THEN
+            RAISE EXCEPTION 'a job may only run as a role you can act as: % cannot act as %', current_user, NEW.created_by
+                USING ERRCODE = '42501';
+        END IF;
+        RETURN NEW;
+    END IF;
+    IF NEW.created_by IS DISTINCT FROM OLD.created_by OR NEW.enqueued_by IS DISTINCT FROM OLD.enqueued_by THEN
+        RAISE EXCEPTION 'the role a job runs as (created_by, enqueued_by) cannot be changed' USING ERRCODE = '42501';
+    END IF;
+    IF (NEW.handler, NEW.payload) IS DISTINCT FROM (OLD.handler, OLD.payload)
+       AND NOT pg_has_role(current_user, OLD.created_by, 'MEMBER') THEN
+        RAISE EXCEPTION 'only a role that can act as % may change the handler or payload of its job', OLD.created_by
+            USING ERRCODE = '42501';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER jobs_identity_insert BEFORE INSERT ON booking_admin.jobs
+    FOR EACH ROW
+    WHEN (NEW.created_by IS DISTINCT FROM current_user::regrole OR NEW.enqueued_by IS DISTINCT FROM current_user::regrole)
+    EXECUTE FUNCTION booking_admin.jobs_identity();
+CREATE TRIGGER jobs_identity_update BEFORE UPDATE OF created_by, enqueued_by, handler, payload ON booking_admin.jobs
+    FOR EACH ROW EXECUTE FUNCTION booking_admin.jobs_identity();
 
 CREATE FUNCTION booking_admin.enqueue_job(
     p_name text,
@@ -383,7 +428,9 @@ SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_handlers',
 CREATE TABLE booking_admin.scheduler_job_info (
     job_name             text PRIMARY KEY,
     description          text NOT NULL,
-    function             regproc NOT NULL,
+    -- function(settings jsonb) RETURNS integer, schema-qualified, resolved when it runs (text:
+    -- pg_upgrade refuses reg* columns in user tables).
+    function             text NOT NULL CHECK (function ~ '^([a-z_][a-z0-9_$]*|"[^"]+")\.([a-z_][a-z0-9_$]*|"[^"]+")$'),
     settings             jsonb NOT NULL DEFAULT '{}',
     delay_ms             integer NOT NULL CHECK (delay_ms >= 100),
     max_retries          integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
@@ -509,6 +556,7 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     j booking_admin.scheduler_job_info;
     e booking_admin.maintenance_executions;
+    v_function regprocedure;
     v_started timestamptz := clock_timestamp();
     v_count integer := 0;
     v_error text;
@@ -527,7 +575,11 @@ BEGIN
                                   'data', NULL);
     END IF;
     BEGIN
-        EXECUTE format('SELECT %s($1)', j.function) INTO v_count USING j.settings;
+        v_function := to_regprocedure(j.function || '(jsonb)');
+        IF v_function IS NULL THEN
+            RAISE EXCEPTION 'function %(jsonb) does not exist', j.function USING ERRCODE = '42883';
+        END IF;
+        EXECUTE format('SELECT %s($1)', v_function::oid::regproc) INTO v_count USING j.settings;
     EXCEPTION WHEN query_canceled OR others THEN
         v_error := SQLERRM;
     END;
@@ -561,7 +613,7 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v jsonb;
 BEGIN
-    SELECT to_jsonb(j) - 'function' || jsonb_build_object('function', j.function::text) INTO v
+    SELECT to_jsonb(j) INTO v
     FROM booking_admin.scheduler_job_info j WHERE j.job_name = p_name;
     IF v IS NULL THEN
         RAISE EXCEPTION 'unknown scheduler job %', coalesce(quote_literal(p_name), 'NULL') USING ERRCODE = 'P0002';

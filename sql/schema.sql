@@ -131,6 +131,8 @@ CREATE TABLE booking.staff_schedules (
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX staff_schedules_staff_idx ON booking.staff_schedules (staff_id, day_of_week) WHERE is_active;
+-- The foreign key's side (the partial index above skips inactive rows).
+CREATE INDEX staff_schedules_staff_fk_idx ON booking.staff_schedules (staff_id);
 COMMENT ON TABLE booking.staff_schedules IS
     'Weekly wall-clock working hours; several rows a day are allowed, gaps between them are breaks. day_of_week as extract(dow): 0 = Sunday.';
 COMMENT ON COLUMN booking.staff_schedules.timezone IS 'NULL: the staff member''s time zone.';
@@ -217,6 +219,9 @@ CREATE TABLE booking.booking_policies (
 -- The builtin defaults may sit beside an operator's global override of the same key.
 CREATE UNIQUE INDEX booking_policies_key_idx
     ON booking.booking_policies (coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), policy_key, is_builtin);
+-- Foreign keys are indexed on the referencing side, so deleting a tenant, service or staff
+-- member does not scan every row of the tables that point at it (lints.sql checks them all).
+CREATE INDEX booking_policies_tenant_idx ON booking.booking_policies (tenant_id);
 COMMENT ON TABLE booking.booking_policies IS
     'Per-tenant policies; tenant_id NULL = global. Precedence: the tenant''s row, then a global row, then the builtin default. Builtin rows are read-only.';
 
@@ -294,6 +299,7 @@ CREATE TABLE booking.appointments (
 CREATE INDEX appointments_staff_starts_idx ON booking.appointments (staff_id, starts_at);
 CREATE INDEX appointments_customer_idx ON booking.appointments (customer_id, starts_at);
 CREATE INDEX appointments_tenant_starts_idx ON booking.appointments (tenant_id, starts_at);
+CREATE INDEX appointments_service_idx ON booking.appointments (service_id);
 COMMENT ON COLUMN booking.appointments.blocked IS
     'Set by trigger: [starts_at - service buffer_before, ends_at + service buffer_after + tenant buffer_time_minutes).';
 

@@ -177,6 +177,8 @@ CREATE TABLE booking_admin.security_violations (
 CREATE UNIQUE INDEX security_violations_one_open_idx
     ON booking_admin.security_violations (rule_id, object_key) WHERE status <> 'resolved';
 CREATE INDEX security_violations_open_idx ON booking_admin.security_violations (severity, detected_at) WHERE status <> 'resolved';
+-- The foreign key's side: deleting a rule finds its resolved violations too.
+CREATE INDEX security_violations_rule_idx ON booking_admin.security_violations (rule_id);
 
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.security_audit_log', '');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.pii_data_registry', '');

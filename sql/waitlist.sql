@@ -24,6 +24,9 @@ CREATE TABLE booking.waitlist (
 );
 CREATE INDEX waitlist_match_idx ON booking.waitlist (service_id, priority DESC, created_at) WHERE status = 'waiting';
 CREATE INDEX waitlist_customer_idx ON booking.waitlist (customer_id);
+-- The foreign keys' side (waitlist_match_idx covers waiting entries only).
+CREATE INDEX waitlist_service_idx ON booking.waitlist (service_id);
+CREATE INDEX waitlist_staff_idx ON booking.waitlist (staff_id);
 COMMENT ON TABLE booking.waitlist IS
     'preferred_days as extract(dow) (0 = Sunday); preferred_times are local start times, matched within 30 minutes; higher priority first, then oldest.';
 CREATE TRIGGER waitlist_touch BEFORE UPDATE ON booking.waitlist FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
@@ -41,6 +44,7 @@ CREATE TABLE booking.waitlist_notifications (
     created_at  timestamptz NOT NULL DEFAULT now(),
     UNIQUE (waitlist_id, staff_id, starts_at)
 );
+CREATE INDEX waitlist_notifications_tenant_idx ON booking.waitlist_notifications (tenant_id);
 SELECT pg_catalog.pg_extension_config_dump('booking.waitlist_notifications', '');
 
 CREATE POLICY waitlist_read ON booking.waitlist FOR SELECT

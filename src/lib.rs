@@ -80,6 +80,17 @@ extension_sql_file!(
         admin::tuner_api::booking_admin::perform_tuning_cycle,
     ]
 );
+extension_sql_file!(
+    "../sql/operator.sql",
+    name = "operator",
+    requires = [
+        "schedule",
+        admin::api::booking_admin::execute_admin_sql,
+        admin::api::booking_admin::check_admin_sql,
+        admin::query_api::booking_admin::execute_explain_query,
+        admin::query_api::booking_admin::analyze_query,
+    ]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

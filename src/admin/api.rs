@@ -8,8 +8,9 @@ use serde_json::{json, Value};
 use super::parse::{self, RawStatement};
 use super::sandbox::{self, Mode, Statement};
 use crate::errors::{DomainError, DomainResult};
-use crate::pg::convert::require;
+use crate::pg::convert::{require, to_uuid};
 use crate::pg::error::{sqlstate_text, Caught};
+use crate::pg::role;
 use crate::pg::subxact::Subxact;
 use crate::writer::{self, Sink};
 
@@ -91,6 +92,7 @@ fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
     let oids = parse::resolve(&statement.relations());
     let rels = parse::rel_facts(&oids)?;
     sandbox::check_objects(&statement, &rels, &[])?;
+    let mode = sandbox::mode_for(&statement, mode, &rels);
     let index = match (&statement, oids.first()) {
         (Statement::CreateIndex { .. }, Some(Some(table))) => {
             let index = parse::analyse_index(node, *table, &text);
@@ -153,7 +155,18 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     let mut row = audit_row(id, &who, sql, Some(kind), "accepted");
     row["mode"] = json!(accepted.mode.as_str());
     if accepted.mode == Mode::Queued {
-        let job_id = enqueue_top_level(kind, &sandbox::queued_payload(&accepted.text, &who.role, &who.search_path))?;
+        let payload = sandbox::queued_payload(&accepted.text, &who.role, &who.search_path);
+        let job_id = match enqueue_top_level(kind, &payload) {
+            Ok(job_id) => job_id,
+            Err(e) => {
+                // Every attempt is audited, the ones that could not be queued too.
+                row["outcome"] = json!("failed");
+                audit(Sink::AdminAttempt, &row)?;
+                let detail = format!("{}: {e}", sqlstate_text(e.sqlstate()));
+                audit(Sink::AdminOutcome, &json!({"id": id, "outcome": "failed", "outcome_detail": detail}))?;
+                return Err(e.into());
+            }
+        };
         row["job_id"] = json!(job_id);
         audit(Sink::AdminAttempt, &row)?;
         return Ok(json!({
@@ -188,14 +201,23 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
 /// Hands a checked statement that cannot run inside a transaction (VACUUM, the CONCURRENTLY
 /// forms) to the job runner, which runs it at top level as the caller with the caller's
 /// search_path. Once only: a half-done CONCURRENTLY build would not succeed on a retry.
+///
+/// The caller needs no rights on the job queue: the row is written with the extension owner's
+/// rights, for exactly this payload, and names the caller (current_user now) as the role the
+/// job runs as, which the owner may do (booking_admin.jobs_identity). The query names every
+/// object with its schema, since it runs with the caller's search_path.
 fn enqueue_top_level(kind: &str, payload: &Value) -> DomainResult<uuid::Uuid> {
-    let id = Spi::get_one_with_args::<pgrx::Uuid>(
-        "SELECT booking_admin.enqueue_job('admin_sql ' || $1, 'top_level_sql', $2,
-                                          p_max_retries => 0, p_timeout_ms => 3600000)",
-        &[kind.into(), JsonB(payload.clone()).into()],
-    )?
-    .ok_or_else(|| DomainError::Internal("enqueue_job returned NULL".into()))?;
-    Ok(uuid::Uuid::from_bytes(*id.as_bytes()))
+    let caller = role::current_user();
+    let id = role::run_as(role::extension_owner()?, || {
+        Spi::get_one_with_args::<pgrx::Uuid>(
+            "INSERT INTO booking_admin.jobs (name, handler, payload, max_retries, timeout_ms, created_by)
+             VALUES ($1, 'top_level_sql', $2, 0, 3600000, $3) RETURNING id",
+            &[format!("admin_sql {kind}").into(), JsonB(payload.clone()).into(), caller.into()],
+        )
+    })?
+    .ok_or_else(|| DomainError::Internal("the job insert returned no id".into()))?;
+    Spi::run("SELECT booking_admin.wake_workers_at_commit()")?;
+    Ok(to_uuid(id))
 }
 
 #[pg_schema]
@@ -207,8 +229,9 @@ mod booking_admin {
     #[pg_extern(volatile, parallel_unsafe)]
     fn execute_admin_sql(
         sql_text: Option<&str>,
-        allow_vacuum_full: default!(bool, false),
+        allow_vacuum_full: default!(Option<bool>, false),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
+        let allow_vacuum_full = require(allow_vacuum_full, "allow_vacuum_full")?;
         run_admin_sql(require(sql_text, "sql_text")?, allow_vacuum_full).map(JsonB)
     }
 
@@ -217,9 +240,10 @@ mod booking_admin {
     #[pg_extern(volatile, parallel_unsafe)]
     fn check_admin_sql(
         sql_text: Option<&str>,
-        allow_vacuum_full: default!(bool, false),
+        allow_vacuum_full: default!(Option<bool>, false),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
         let sql = require(sql_text, "sql_text")?;
+        let allow_vacuum_full = require(allow_vacuum_full, "allow_vacuum_full")?;
         match judge(sql, allow_vacuum_full) {
             Ok(a) => {
                 let who = caller()?;

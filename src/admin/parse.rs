@@ -174,6 +174,7 @@ pub fn rel_facts(oids: &[Option<pg_sys::Oid>]) -> DomainResult<Vec<Option<RelFac
                 schema: row.get::<String>(3)?.unwrap_or_default(),
                 system: row.get::<bool>(4)?.unwrap_or(true),
                 owned: row.get::<bool>(5)?.unwrap_or(false),
+                foreign_partition: row.get::<String>(6)?,
             });
         }
         Ok(out)

@@ -200,7 +200,8 @@ mod booking_admin {
     /// The plan of one statement as JSON. With `analyze` only a read-only SELECT (or VALUES,
     /// WITH ... SELECT) is accepted; it runs under the deadline and is rolled back.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn execute_explain_query(sql: Option<&str>, analyze: default!(bool, false)) -> Result<JsonB, ErrorReport> {
+    fn execute_explain_query(sql: Option<&str>, analyze: default!(Option<bool>, false)) -> Result<JsonB, ErrorReport> {
+        let analyze = analyze.ok_or_else(|| DomainError::InvalidParameter("analyze must not be NULL".into()))?;
         let (text, facts) = dml_statement(sql)?;
         if analyze && (facts.kind != rules::QueryKind::Select || facts.modifies) {
             return Err(DomainError::Unsupported(

@@ -166,6 +166,9 @@ pub struct RelFacts {
     pub system: bool,
     /// The caller owns it or is a member of its owner role.
     pub owned: bool,
+    /// For a partitioned table or index: a partition (at any depth) the caller does not own.
+    /// CREATE INDEX, DROP INDEX, REINDEX, VACUUM and ANALYZE of the parent act on it too.
+    pub foreign_partition: Option<String>,
 }
 
 /// A function an index expression or predicate would call, or a domain it coerces to (whose
@@ -198,6 +201,12 @@ pub fn check_objects(stmt: &Statement, rels: &[Option<RelFacts>], funcs: &[FuncF
         if !f.owned {
             return Err(DomainError::Forbidden(format!("you do not own {}", f.qualified)));
         }
+        if let Some(p) = &f.foreign_partition {
+            return Err(DomainError::Forbidden(format!(
+                "you do not own {p}, a partition of {}: the statement would act on it too",
+                f.qualified
+            )));
+        }
         if !kinds.contains(f.relkind) {
             return Err(DomainError::Unsupported(format!("{} is not {kind_name}", f.qualified)));
         }
@@ -217,6 +226,17 @@ pub fn check_objects(stmt: &Statement, rels: &[Option<RelFacts>], funcs: &[FuncF
         }
     }
     Ok(())
+}
+
+/// How an accepted statement runs, now that the catalog is known: REINDEX of a partitioned
+/// table or index processes each partition in a transaction of its own, so it cannot run
+/// inside the caller's transaction either and is queued like the CONCURRENTLY forms.
+pub fn mode_for(stmt: &Statement, mode: Mode, rels: &[Option<RelFacts>]) -> Mode {
+    let partitioned = rels.iter().flatten().any(|f| matches!(f.relkind, 'p' | 'I'));
+    match stmt {
+        Statement::Reindex { .. } if partitioned => Mode::Queued,
+        _ => mode,
+    }
 }
 
 /// The text of one statement out of the whole input: Postgres reports where each statement
@@ -242,7 +262,14 @@ mod tests {
     }
 
     fn facts(relkind: char, system: bool, owned: bool) -> Option<RelFacts> {
-        Some(RelFacts { qualified: "public.t".into(), relkind, schema: "public".into(), system, owned })
+        Some(RelFacts {
+            qualified: "public.t".into(),
+            relkind,
+            schema: "public".into(),
+            system,
+            owned,
+            foreign_partition: None,
+        })
     }
 
     #[test]
@@ -321,6 +348,33 @@ mod tests {
             Err(DomainError::Unsupported(_))
         ));
         assert!(check_objects(&drop(false), &[facts('i', false, true)], &[]).is_ok());
+    }
+
+    #[test]
+    fn a_partition_of_another_role_is_refused() {
+        let mut parent = facts('p', false, true);
+        parent.as_mut().unwrap().foreign_partition = Some("public.t_2024".into());
+        for stmt in [
+            Statement::CreateIndex { table: rel("t"), concurrent: false },
+            Statement::Analyze { tables: vec![rel("t")] },
+            Statement::Vacuum { tables: vec![rel("t")], full: false },
+        ] {
+            let err = check_objects(&stmt, std::slice::from_ref(&parent), &[]).unwrap_err();
+            assert!(matches!(&err, DomainError::Forbidden(m) if m.contains("public.t_2024")), "{stmt:?}: {err:?}");
+        }
+        assert!(check_objects(&Statement::Analyze { tables: vec![rel("t")] }, &[facts('p', false, true)], &[]).is_ok());
+    }
+
+    #[test]
+    fn reindex_of_a_partitioned_relation_is_queued() {
+        let reindex =
+            |target| Statement::Reindex { target, relation: Some(rel("t")), concurrent: false, other_options: vec![] };
+        let table = reindex(ReindexTarget::Table);
+        assert_eq!(mode_for(&table, Mode::Immediate, &[facts('r', false, true)]), Mode::Immediate);
+        assert_eq!(mode_for(&table, Mode::Immediate, &[facts('p', false, true)]), Mode::Queued);
+        assert_eq!(mode_for(&reindex(ReindexTarget::Index), Mode::Immediate, &[facts('I', false, true)]), Mode::Queued);
+        let analyze = Statement::Analyze { tables: vec![rel("t")] };
+        assert_eq!(mode_for(&analyze, Mode::Immediate, &[facts('p', false, true)]), Mode::Immediate);
     }
 
     #[test]

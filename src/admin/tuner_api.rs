@@ -16,8 +16,8 @@ use crate::pg::subxact::Subxact;
 
 /// Whether a document has the auto_tuner_config.freeze_windows shape; used by its CHECK.
 #[pg_extern(immutable, strict, parallel_safe)]
-pub fn is_valid_freeze_windows(doc: JsonB) -> bool {
-    tuner::parse_windows(&doc.0).is_ok()
+pub fn is_valid_freeze_windows(doc: crate::pg::json_doc::JsonDoc) -> bool {
+    doc.0.is_ok_and(|d| tuner::parse_windows(&d).is_ok())
 }
 
 #[derive(Deserialize)]

@@ -19,13 +19,33 @@ use super::intervals::Interval;
 use super::opening_hours;
 use super::zone::{Micros, Zone, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND};
 use crate::errors::{DomainError, DomainResult};
-use crate::pg::convert::{require, to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
+use crate::pg::convert::{self, require, to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 
 /// Longest span one call may cover; keeps a single call's work and result bounded.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
-/// The engine's instants are Unix microseconds; these read and write timestamptz, checked.
-pub use crate::pg::convert::{from_unix_micros as from_micros, to_unix_micros as to_micros};
+/// Microseconds since the Unix epoch (UTC) of 0001-01-01 and of 10000-01-01: the engine works
+/// on years 1..9999 only, so none of its sums of instants and durations can overflow.
+const MIN_MICROS: Micros = -62_135_596_800 * MICROS_PER_SECOND;
+const MAX_MICROS: Micros = 253_402_300_800 * MICROS_PER_SECOND;
+
+fn in_engine_range(t: Micros) -> Option<Micros> {
+    (MIN_MICROS..MAX_MICROS).contains(&t).then_some(t)
+}
+
+/// An instant as the engine reads it: 22008 for an infinite timestamp or one outside years
+/// 1..9999.
+pub fn to_micros(ts: TimestampWithTimeZone) -> DomainResult<Micros> {
+    in_engine_range(convert::to_unix_micros(ts)?)
+        .ok_or_else(|| DomainError::DatetimeOverflow(format!("timestamp {ts} is outside the supported years 1..9999")))
+}
+
+/// The inverse of `to_micros`, checked the same way.
+pub fn from_micros(t: Micros) -> DomainResult<TimestampWithTimeZone> {
+    in_engine_range(t)
+        .ok_or_else(|| DomainError::DatetimeOverflow(format!("instant {t} µs is outside the supported years 1..9999")))
+        .and_then(convert::from_unix_micros)
+}
 
 /// The UTC offsets of `name` from `from` to `to`, read from Postgres's own tz data so that every
 /// conversion agrees with `AT TIME ZONE`.
@@ -170,7 +190,12 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         to_pg_date(q.to)?.into(),
         q.exclude_appointment.map(to_pg_uuid).into(),
         q.include_non_offering.into(),
-        (((q.duration.unwrap_or(0) + MICROS_PER_MINUTE - 1) / MICROS_PER_MINUTE) as i32).into(),
+        q.duration
+            .unwrap_or(0)
+            .checked_add(MICROS_PER_MINUTE - 1)
+            .and_then(|d| i32::try_from(d / MICROS_PER_MINUTE).ok())
+            .ok_or_else(|| DomainError::DatetimeOverflow("the booking is too long".into()))?
+            .into(),
     ];
     let text = read_inputs(&args)?;
     let inputs: Inputs = serde_json::from_str(&text)?;
@@ -411,6 +436,24 @@ pub fn is_valid_timezone(name: &str) -> bool {
 
 /// Whether a document has the `tenants.opening_hours` shape; used by its CHECK constraint.
 #[pg_extern(immutable, strict, parallel_safe)]
-pub fn is_valid_opening_hours(doc: JsonB) -> bool {
-    opening_hours::parse(&doc.0).is_ok()
+pub fn is_valid_opening_hours(doc: crate::pg::json_doc::JsonDoc) -> bool {
+    doc.0.is_ok_and(|d| opening_hours::parse(&d).is_ok())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pg::convert::PG_EPOCH_OFFSET;
+
+    #[test]
+    fn instants_outside_years_1_to_9999_are_refused_not_wrapped() {
+        assert_eq!(in_engine_range(0), Some(0));
+        assert_eq!(in_engine_range(MIN_MICROS), Some(MIN_MICROS));
+        assert_eq!(in_engine_range(MIN_MICROS - 1), None);
+        assert_eq!(in_engine_range(MAX_MICROS), None);
+        // Postgres's last instant (294276-12-31 23:59:59 UTC) overflowed the old unchecked sum.
+        assert!(convert::pg_micros_to_unix(9_223_371_331_199_000_000).map_or(true, |t| in_engine_range(t).is_none()));
+        assert!(convert::pg_micros_to_unix(i64::MAX).is_err());
+        assert_eq!(convert::pg_micros_to_unix(0).ok(), Some(PG_EPOCH_OFFSET));
+    }
 }

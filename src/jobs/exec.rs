@@ -118,11 +118,16 @@ pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid, search_path:
             if caught.level > PgLogLevel::ERROR {
                 e.rethrow();
             }
-            Err(caught.message)
+            // "SQLSTATE: message", as the admin sandbox's callers read it in admin_sql_status.
+            Err(format!("{}: {}", caught.sqlstate(), caught.message))
         })
         .execute();
         if result.is_err() {
             pg_sys::AbortCurrentTransaction();
+            // The abort restores the user of the transaction it ends, which for a statement
+            // that commits along the way (VACUUM, CONCURRENTLY) was started as `role`: the
+            // failure must be recorded with the worker's own rights, not the job's.
+            pg_sys::SetUserIdAndSecContext(user, sec);
         }
         pg_sys::MemoryContextSwitchTo(old_context);
         pg_sys::MemoryContextDelete(context);

@@ -148,7 +148,12 @@ struct Claimed {
     payload: JsonB,
     timeout_ms: i32,
     role: pg_sys::Oid,
+    /// Why the job must not run at all (an unresolvable handler function, a role the enqueuer
+    /// could not act as): recorded as its failure instead.
+    refused: Option<String>,
 }
+
+const CLAIM_SQL: &str = include_str!("../../sql/queries/jobs_claim.sql");
 
 /// Claims up to a batch of jobs whose handler is registered in this database and runs them:
 /// function handlers together in one transaction, each in its own subtransaction; top-level
@@ -164,28 +169,21 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
         // a job that crashes the server would be retried forever without counting attempts.
         Spi::run("SET LOCAL synchronous_commit = on").expect("durable claim");
         let claimed = Spi::connect_mut(|c| {
-            c.update(
-                "SELECT j.id, h.kind = 'top_level', coalesce(h.function::text, ''), j.payload, j.timeout_ms, j.created_by::oid,
-                        j.name, j.handler
-                 FROM booking_admin.claim_jobs($1, $2::int, ARRAY(SELECT handler FROM booking_admin.job_handlers)) j
-                 JOIN booking_admin.job_handlers h USING (handler)
-                 ORDER BY j.priority, j.scheduled_at",
-                None,
-                &[name.into(), BATCH_SIZE.into()],
-            )?
-            .map(|row| {
-                Ok(Claimed {
-                    id: row.get(1)?.expect("id"),
-                    top_level: row.get(2)?.unwrap_or(false),
-                    function: row.get(3)?.unwrap_or_default(),
-                    payload: row.get(4)?.unwrap_or(JsonB(serde_json::Value::Null)),
-                    timeout_ms: row.get(5)?.unwrap_or(30_000),
-                    role: row.get(6)?.unwrap_or(pg_sys::Oid::INVALID),
-                    name: row.get(7)?.unwrap_or_default(),
-                    handler: row.get(8)?.unwrap_or_default(),
+            c.update(CLAIM_SQL, None, &[name.into(), BATCH_SIZE.into()])?
+                .map(|row| {
+                    Ok(Claimed {
+                        id: row.get(1)?.expect("id"),
+                        top_level: row.get(2)?.unwrap_or(false),
+                        function: row.get(3)?.unwrap_or_default(),
+                        payload: row.get(4)?.unwrap_or(JsonB(serde_json::Value::Null)),
+                        timeout_ms: row.get(5)?.unwrap_or(30_000),
+                        role: row.get(6)?.unwrap_or(pg_sys::Oid::INVALID),
+                        name: row.get(7)?.unwrap_or_default(),
+                        handler: row.get(8)?.unwrap_or_default(),
+                        refused: row.get(9)?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
         })
         .expect("claim jobs");
         let next_due = Spi::get_one::<i64>(
@@ -198,6 +196,14 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
         (claimed, next_due)
     });
     let count = claimed.len();
+    let (refused, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.refused.is_some());
+    if !refused.is_empty() {
+        in_transaction(|| {
+            for job in &refused {
+                fail(job.id, job.refused.as_deref().unwrap_or_default());
+            }
+        });
+    }
     let (top_level, functions): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.top_level);
     if !functions.is_empty() {
         in_transaction(|| run_functions(functions));

@@ -139,8 +139,12 @@ pub fn audit_event(
 
 /// Whether `local_time` (already in the tenant's zone) is within `opening_hours`.
 #[pg_extern(immutable, strict, parallel_safe)]
-pub fn is_within_opening_hours(opening_hours: JsonB, local_time: Timestamp) -> Result<bool, Report> {
-    let week = crate::availability::opening_hours::parse(&opening_hours.0).map_err(DomainError::InvalidParameter)?;
+pub fn is_within_opening_hours(
+    opening_hours: crate::pg::json_doc::JsonDoc,
+    local_time: Timestamp,
+) -> Result<bool, Report> {
+    let week = crate::availability::opening_hours::parse(opening_hours.value("opening_hours")?)
+        .map_err(DomainError::InvalidParameter)?;
     if !local_time.is_finite() {
         return Err(DomainError::DatetimeOverflow("local_time must be finite".into()).into());
     }

@@ -241,7 +241,7 @@ fn top_level_statements_run_outside_a_transaction_block() {
     let e = last_errors(&mut c, bad);
     assert!(e[0]["error"].as_str().unwrap().contains("no_such_table_here"), "{e:?}");
     let e = last_errors(&mut c, two);
-    assert_eq!(e[0]["error"], "a top_level_sql job runs exactly one statement, not 2");
+    assert_eq!(e[0]["error"], "22023: a top_level_sql job runs exactly one statement, not 2");
 }
 
 /// Every operation moves exactly the rows it names and writes one event each; the run is in

@@ -7,5 +7,7 @@ mod availability;
 mod booking;
 mod common;
 mod dump;
+mod fuzz;
 mod jobs;
+mod operator;
 mod security;

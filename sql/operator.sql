@@ -1,0 +1,42 @@
+-- The operator role: everything a non-superuser operator needs is membership in
+-- booking_operator (GRANT booking_operator TO my_ops_login). The extension creates the role
+-- when it does not exist yet (a cluster-wide role: it stays after DROP EXTENSION) and grants it
+-- exactly the admin surface below. booking.caller_is_operator() counts its members as
+-- operators too.
+--
+-- Left out on purpose: the runners' own functions (claim_jobs, complete_job, fail_job,
+-- heartbeat_job, record_*, running_job, recover_stale_jobs), run_maintenance and the functions
+-- it schedules (they act on every tenant's rows as the scheduler), the tuner and the security
+-- scans, and any write to job_handlers or scheduler_job_info.function: the scheduler runs those
+-- functions with its own rights. The job queue is safe to write: a job runs as a role its
+-- writer can act as (booking_admin.jobs_identity).
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'booking_operator') THEN
+        CREATE ROLE booking_operator NOLOGIN;
+    END IF;
+END $$;
+
+GRANT USAGE ON SCHEMA booking_admin TO booking_operator;
+GRANT EXECUTE ON FUNCTION
+    -- Statistics (the caller's rights: add pg_monitor to see other users' sessions and queries).
+    booking_admin.stats_since, booking_admin.get_table_stats, booking_admin.get_index_stats,
+    booking_admin.get_table_vacuum_stats, booking_admin.get_cache_hit_ratio, booking_admin.get_index_hit_ratio,
+    booking_admin.get_connection_stats, booking_admin.get_slow_queries, booking_admin.analyze_partitioning_candidates,
+    -- The admin SQL sandbox and query analysis.
+    booking_admin.execute_admin_sql, booking_admin.check_admin_sql, booking_admin.admin_sql_status,
+    booking_admin.execute_explain_query, booking_admin.analyze_query,
+    -- The job queue as a producer and its dead-letter queue.
+    booking_admin.enqueue_job, booking_admin.wake_workers_at_commit, booking_admin.job_stats,
+    booking_admin.dead_letter_jobs, booking_admin.process_dead_letter, booking_admin.worker_status,
+    -- The scheduler's state and settings (not the function it calls).
+    booking_admin.scheduler_status, booking_admin.scheduler_job, booking_admin.maintenance_history,
+    booking_admin.configure_scheduler_job
+TO booking_operator;
+GRANT SELECT ON booking_admin.jobs, booking_admin.admin_audit, booking_admin.scheduler_job_info,
+    booking_admin.maintenance_executions, booking_admin.tuning_actions, booking_admin.auto_tuner_config
+TO booking_operator;
+GRANT INSERT, DELETE ON booking_admin.jobs TO booking_operator;
+-- process_dead_letter's requeue; handler, payload and the identity columns stay read-only.
+GRANT UPDATE (status, retry_count, scheduled_at, completed_at, updated_at) ON booking_admin.jobs TO booking_operator;
+GRANT UPDATE (delay_ms, max_retries, timeout_ms, enabled, next_run_at) ON booking_admin.scheduler_job_info TO booking_operator;
