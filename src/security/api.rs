@@ -56,7 +56,13 @@ pub fn current_context() -> RequestContext {
         if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
     };
     let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
-    context::from_request(guc(c"request.jwt.claims").as_deref(), guc(c"request.headers").as_deref(), &session)
+    let trusted_proxies = crate::gucs::TRUSTED_PROXIES.get().max(0) as usize;
+    context::from_request(
+        guc(c"request.jwt.claims").as_deref(),
+        guc(c"request.headers").as_deref(),
+        &session,
+        trusted_proxies,
+    )
 }
 
 fn require<T>(value: Option<T>, name: &str) -> DomainResult<T> {

@@ -8,4 +8,5 @@ mod booking;
 mod common;
 mod dump;
 mod jobs;
+mod postgrest;
 mod security;
