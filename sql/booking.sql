@@ -181,14 +181,14 @@ BEGIN
     END IF;
     -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
     SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
-    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
+    v_insider := FOUND AND booking.caller_is_insider(v_service.tenant_id);
+    IF v_service.id IS NULL OR NOT (v_service.is_active OR v_insider) THEN
         PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
                                format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
     SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
-    IF NOT FOUND OR NOT (booking.caller_is_operator()
-                         OR (v_staff.tenant_id = v_service.tenant_id
-                             AND (v_staff.is_active OR booking.caller_is_insider(v_staff.tenant_id)))) THEN
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_insider))
+                         OR booking.caller_is_operator()) THEN
         PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
                                format('staff member %s does not exist', p_booking ->> 'staff_id'));
     END IF;
@@ -200,7 +200,6 @@ BEGIN
     IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
         RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
     END IF;
-    v_insider := booking.caller_is_insider(v_service.tenant_id);
     v_starts := (p_booking ->> 'starts_at')::timestamptz;
     v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
     IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
@@ -239,7 +238,8 @@ BEGIN
         RETURN v_replay;
     END IF;
 
-    v_check := booking.rpc_validate_appointment_slot(v_staff.id, v_service.id, v_starts, v_ends);
+    -- The engine itself: what the caller may see was checked above.
+    v_check := booking.slot_violations(v_staff.id, v_service.id, v_starts, v_ends);
     IF NOT (v_check ->> 'valid')::boolean THEN
         RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
             'success', false, 'error', 'Appointment violates booking rules',
@@ -361,7 +361,7 @@ BEGIN
             v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
     END IF;
     v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
-    v_check := booking.rpc_validate_appointment_slot(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
+    v_check := booking.slot_violations(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
     IF NOT (v_check ->> 'valid')::boolean THEN
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
             'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);

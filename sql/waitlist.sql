@@ -179,7 +179,7 @@ BEGIN
     IF p_freed.starts_at <= v_now OR p_freed.starts_at > v_now + make_interval(secs => v_horizon * 3600) THEN
         RETURN 0;
     END IF;
-    IF NOT (booking.rpc_validate_appointment_slot(p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
+    IF NOT (booking.slot_violations(p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
         RETURN 0;
     END IF;
     SELECT p_freed.starts_at AT TIME ZONE s.timezone INTO v_local FROM booking.staff s WHERE s.id = p_freed.staff_id;

@@ -625,3 +625,35 @@ fn staff_mark_a_started_appointment_without_check_in_as_no_show() {
     let r = rest.rpc(&staff, "check_in_appointment", &on).unwrap();
     assert_eq!(r["code"], "invalid_status", "{r}");
 }
+
+/// The visibility checks guard what callers ask for, not the extension's own follow-up work:
+/// cancelling a booking of a service the tenant has since retired still works (the freed slot
+/// is checked by the engine directly, not refused as invisible).
+#[test]
+fn a_customer_cancels_a_booking_of_a_retired_service() {
+    let shop = shop();
+    let mut rest = PostgRest::connect();
+    let a = Caller::User(shop.user_a);
+    let r = book(
+        &mut rest,
+        &a,
+        "retired",
+        json!({"customer_id": shop.s.customer, "staff_id": shop.s.staff[0],
+        "service_id": shop.s.service, "starts_at": "2026-03-04T10:00:00+01:00"}),
+    )
+    .unwrap();
+    let id = r["appointment"]["id"].as_str().unwrap().to_string();
+    connect().execute("UPDATE booking.services SET is_active = false WHERE id = $1", &[&shop.s.service]).unwrap();
+    // Retired: the booking page no longer offers it.
+    let err = book(
+        &mut rest,
+        &a,
+        "retired-2",
+        json!({"customer_id": shop.s.customer, "staff_id": shop.s.staff[0],
+        "service_id": shop.s.service, "starts_at": "2026-03-05T10:00:00+01:00"}),
+    )
+    .unwrap_err();
+    assert_eq!(err.code, "PT404");
+    let r = rest.rpc(&a, "cancel_appointment", &[id_arg("p_appointment_id", &id)]).unwrap();
+    assert_eq!((r["success"].as_bool(), r["appointment"]["status"].as_str()), (Some(true), Some("cancelled")), "{r}");
+}
