@@ -166,7 +166,6 @@ DECLARE
     v_check jsonb;
     v_appt booking.appointments;
     v_missing text;
-    v_insider boolean;
 BEGIN
     IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
         RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
@@ -180,14 +179,16 @@ BEGIN
         RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
     END IF;
     -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
+    -- (OR and AND stop at the first operand that decides them: the caller checks below run only
+    -- when their answer matters.)
     SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
-    v_insider := FOUND AND booking.caller_is_insider(v_service.tenant_id);
-    IF v_service.id IS NULL OR NOT (v_service.is_active OR v_insider) THEN
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
         PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
                                format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
     SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
-    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_insider))
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id
+                          AND (v_staff.is_active OR booking.caller_is_insider(v_service.tenant_id)))
                          OR booking.caller_is_operator()) THEN
         PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
                                format('staff member %s does not exist', p_booking ->> 'staff_id'));
@@ -215,12 +216,12 @@ BEGIN
     -- Length and price are the service's for customers and anonymous callers: only the tenant's
     -- own people may book a different end or price. A mismatch is refused, never ignored, so a
     -- client learns its request was not what it will get.
-    IF NOT v_insider AND v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) THEN
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
         PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
                                format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
                                       v_service.duration_minutes));
     END IF;
-    IF NOT v_insider AND v_price <> v_service.price THEN
+    IF v_price <> v_service.price AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
         PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
                                format('price must be the service''s price %s; only the tenant''s staff may set another price',
                                       v_service.price));

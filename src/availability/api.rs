@@ -12,8 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::engine::{
-    available_slots, Calendar, Clock, DayHours, DayOverride, Holiday, HolidayDate, Service, Staff, Tenant, TimeOff,
-    WeeklyWindow,
+    available_slots, Calendar, Clock, DayHours, DayOverride, Holiday, HolidayDate, Rule, Service, Staff, Tenant,
+    TimeOff, WeeklyWindow,
 };
 use super::intervals::Interval;
 use super::opening_hours;
@@ -443,10 +443,15 @@ pub fn explain_timing(
         include_non_offering: true,
         duration,
     })?;
-    let show_private = caller_sees_private(model.tenant_id)?;
     let cal = Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clock, first, last);
-    let violations: Vec<serde_json::Value> = cal
-        .explain(starts_at, show_private)
+    // Who is asking matters only when a staff member is away: most checks skip the query.
+    let mut explained = cal.explain(starts_at, false);
+    if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))
+        && caller_sees_private(model.tenant_id)?
+    {
+        explained = cal.explain(starts_at, true);
+    }
+    let violations: Vec<serde_json::Value> = explained
         .into_iter()
         .map(|v| json!({"code": v.rule.code(), "message": v.message}))
         .collect();
