@@ -38,9 +38,7 @@ impl DomainError {
             DomainError::DatetimeOverflow(_) => PgSqlErrorCode::ERRCODE_DATETIME_FIELD_OVERFLOW,
             DomainError::NotFound(_) => PgSqlErrorCode::ERRCODE_NO_DATA_FOUND,
             DomainError::Internal(_) => PgSqlErrorCode::ERRCODE_INTERNAL_ERROR,
-            DomainError::ProhibitedStatement(_) => {
-                PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED
-            }
+            DomainError::ProhibitedStatement(_) => PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED,
             DomainError::Forbidden(_) => PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE,
             DomainError::Unsupported(_) => PgSqlErrorCode::ERRCODE_FEATURE_NOT_SUPPORTED,
             DomainError::NotReady(_) => PgSqlErrorCode::ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE,

@@ -20,11 +20,7 @@ extension_sql_file!("../sql/bootstrap.sql", name = "bootstrap", bootstrap);
 extension_sql_file!(
     "../sql/schema.sql",
     name = "schema",
-    requires = [
-        "bootstrap",
-        availability::api::is_valid_timezone,
-        availability::api::is_valid_opening_hours,
-    ]
+    requires = ["bootstrap", availability::api::is_valid_timezone, availability::api::is_valid_opening_hours,]
 );
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
 extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", "events"]);

@@ -110,7 +110,13 @@ fn audit_row(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, decisi
     }})
 }
 
-fn refuse(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, refused: Refused) -> pgrx::pg_sys::panic::ErrorReport {
+fn refuse(
+    id: uuid::Uuid,
+    who: &Caller,
+    sql: &str,
+    kind: Option<&str>,
+    refused: Refused,
+) -> pgrx::pg_sys::panic::ErrorReport {
     let (sqlstate, reason) = refused.sqlstate_and_reason();
     let mut doc = audit_row(id, who, sql, kind, "refused");
     doc["row"]["reason"] = json!(reason);

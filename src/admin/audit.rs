@@ -95,8 +95,15 @@ unsafe impl PGRXSharedMemory for AuditQueue {}
 
 impl Default for AuditQueue {
     fn default() -> Self {
-        let slot =
-            Slot { state: SlotState::Free, attempts: 0, db: 0, taker: 0, waiter: 0, len: 0, payload: [0; PAYLOAD_BYTES] };
+        let slot = Slot {
+            state: SlotState::Free,
+            attempts: 0,
+            db: 0,
+            taker: 0,
+            waiter: 0,
+            len: 0,
+            payload: [0; PAYLOAD_BYTES],
+        };
         AuditQueue { slots: [slot; SLOTS], writers: [Writer { db: 0, latch: 0, requested_ms: 0 }; WRITERS] }
     }
 }
@@ -186,7 +193,8 @@ fn wait_written(db: u32, slot: usize, started: Instant) -> DomainResult<()> {
             SlotState::Written => return Ok(()),
             SlotState::Failed => {
                 return Err(DomainError::NotReady(
-                    "the admin audit writer could not store the record (see the server log); the statement was not run".into(),
+                    "the admin audit writer could not store the record (see the server log); the statement was not run"
+                        .into(),
                 ))
             }
             _ => {}
@@ -225,16 +233,16 @@ fn start_writer(db: u32) -> DomainResult<()> {
     {
         let mut q = QUEUE.exclusive();
         // Another caller may have asked for it a moment ago: one launch per grace period.
-        let recent = |w: &Writer| {
-            w.latch != 0 || epoch_ms().saturating_sub(w.requested_ms) < START_GRACE.as_millis() as u64
-        };
-        let i = match q.writers.iter().position(|w| w.db == db) {
-            Some(i) if recent(&q.writers[i]) => return Ok(()),
-            Some(i) => i,
-            None => q.writers.iter().position(|w| w.db == 0).ok_or_else(|| {
-                DomainError::NotReady("too many databases with an active admin audit writer".into())
-            })?,
-        };
+        let recent =
+            |w: &Writer| w.latch != 0 || epoch_ms().saturating_sub(w.requested_ms) < START_GRACE.as_millis() as u64;
+        let i =
+            match q.writers.iter().position(|w| w.db == db) {
+                Some(i) if recent(&q.writers[i]) => return Ok(()),
+                Some(i) => i,
+                None => q.writers.iter().position(|w| w.db == 0).ok_or_else(|| {
+                    DomainError::NotReady("too many databases with an active admin audit writer".into())
+                })?,
+            };
         q.writers[i] = Writer { db, latch: 0, requested_ms: epoch_ms() };
     }
     let launched = BackgroundWorkerBuilder::new("booking_engine admin audit writer")
@@ -249,7 +257,8 @@ fn start_writer(db: u32) -> DomainResult<()> {
     if launched.is_err() {
         forget_writer(db);
         return Err(DomainError::NotReady(
-            "could not start the admin audit writer (no free background worker slot: raise max_worker_processes)".into(),
+            "could not start the admin audit writer (no free background worker slot: raise max_worker_processes)"
+                .into(),
         ));
     }
     Ok(())

@@ -8,9 +8,9 @@
 
 pub mod api;
 pub mod audit;
+pub mod parse;
 pub mod plan;
 pub mod query_api;
-pub mod parse;
 pub mod rules;
 pub mod sandbox;
 pub mod tuner;

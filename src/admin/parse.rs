@@ -10,7 +10,7 @@ use pgrx::prelude::*;
 use pgrx::PgList;
 
 use super::rules::{ColumnUse, FilterOp, QueryFacts, QueryKind, RelRef};
-use super::sandbox::{FuncFacts, RelFacts, RelName, ReindexTarget, Statement};
+use super::sandbox::{FuncFacts, ReindexTarget, RelFacts, RelName, Statement};
 use crate::errors::{DomainError, DomainResult};
 
 /// One statement of the input: its raw parse tree and its own text.
@@ -25,7 +25,9 @@ pub fn parse(sql: &str) -> DomainResult<Vec<RawStatement>> {
     let c = CString::new(sql).map_err(|_| DomainError::InvalidParameter("the text contains a NUL byte".into()))?;
     // SAFETY: raw_parser reads a NUL-terminated string and returns a List of RawStmt in the
     // current memory context; errors arrive as Rust panics through pgrx's guard.
-    let list = unsafe { PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT)) };
+    let list = unsafe {
+        PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(c.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT))
+    };
     Ok(list
         .iter_ptr()
         .map(|raw| {
@@ -33,7 +35,11 @@ pub fn parse(sql: &str) -> DomainResult<Vec<RawStatement>> {
             let raw = unsafe { &*raw };
             RawStatement {
                 node: raw.stmt,
-                text: super::sandbox::statement_text(sql, raw.stmt_location.max(0) as usize, raw.stmt_len.max(0) as usize),
+                text: super::sandbox::statement_text(
+                    sql,
+                    raw.stmt_location.max(0) as usize,
+                    raw.stmt_len.max(0) as usize,
+                ),
             }
         })
         .collect())
@@ -50,10 +56,8 @@ unsafe fn range_var(rv: *mut pg_sys::RangeVar) -> Option<RelName> {
 
 /// A qualified name given as a List of String nodes (DROP's objects): the last two parts.
 unsafe fn name_list(list: *mut pg_sys::List) -> RelName {
-    let parts: Vec<String> = PgList::<pg_sys::String>::from_pg(list)
-        .iter_ptr()
-        .filter_map(|s| cstr((*s).sval))
-        .collect();
+    let parts: Vec<String> =
+        PgList::<pg_sys::String>::from_pg(list).iter_ptr().filter_map(|s| cstr((*s).sval)).collect();
     let n = parts.len();
     RelName { schema: (n > 1).then(|| parts[n - 2].clone()), name: parts.last().cloned().unwrap_or_default() }
 }
@@ -203,7 +207,11 @@ pub fn rel_facts(oids: &[Option<pg_sys::Oid>]) -> DomainResult<Vec<Option<RelFac
 }
 
 unsafe extern "C-unwind" {
-    fn transformIndexStmt(relid: pg_sys::Oid, stmt: *mut pg_sys::IndexStmt, query: *const c_char) -> *mut pg_sys::IndexStmt;
+    fn transformIndexStmt(
+        relid: pg_sys::Oid,
+        stmt: *mut pg_sys::IndexStmt,
+        query: *const c_char,
+    ) -> *mut pg_sys::IndexStmt;
 }
 
 /// What an analysed index expression can call: functions (operators and casts included) and
@@ -334,7 +342,8 @@ unsafe fn column_ref(node: *mut pg_sys::Node) -> Option<(Option<String>, String)
     if !pgrx::is_a(node, pg_sys::NodeTag::T_ColumnRef) {
         return None;
     }
-    let fields: Vec<*mut pg_sys::Node> = PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::ColumnRef)).fields).iter_ptr().collect();
+    let fields: Vec<*mut pg_sys::Node> =
+        PgList::<pg_sys::Node>::from_pg((*(node as *mut pg_sys::ColumnRef)).fields).iter_ptr().collect();
     let name = |n: *mut pg_sys::Node| {
         pgrx::is_a(n, pg_sys::NodeTag::T_String).then(|| cstr((*(n as *mut pg_sys::String)).sval)).flatten()
     };
@@ -417,7 +426,9 @@ unsafe fn predicates(node: *mut pg_sys::Node, f: &mut QueryFacts) {
                     let pattern = string_const(r);
                     if pattern.as_deref().is_some_and(|p| p.starts_with('%') || p.starts_with('_')) {
                         f.leading_wildcard_likes.push(format!("'{}'", pattern.unwrap_or_default()));
-                    } else if let (Some(col), true, pg_sys::A_Expr_Kind::AEXPR_LIKE) = (column_ref(l), pattern.is_some(), e.kind) {
+                    } else if let (Some(col), true, pg_sys::A_Expr_Kind::AEXPR_LIKE) =
+                        (column_ref(l), pattern.is_some(), e.kind)
+                    {
                         f.filters.push(use_of(col, FilterOp::Range));
                     }
                 }
@@ -470,13 +481,18 @@ unsafe fn select_facts(s: &pg_sys::SelectStmt, f: &mut QueryFacts) {
     predicates(s.whereClause, f);
     for sort in PgList::<pg_sys::SortBy>::from_pg(s.sortClause).iter_ptr() {
         let key = (*sort).node;
-        if pgrx::is_a(key, pg_sys::NodeTag::T_FuncCall) && last_name((*(key as *mut pg_sys::FuncCall)).funcname) == "random" {
+        if pgrx::is_a(key, pg_sys::NodeTag::T_FuncCall)
+            && last_name((*(key as *mut pg_sys::FuncCall)).funcname) == "random"
+        {
             f.order_by_random = true;
         }
     }
     if pgrx::is_a(s.limitOffset, pg_sys::NodeTag::T_A_Const) {
         let c = &*(s.limitOffset as *mut pg_sys::A_Const);
-        if !c.isnull && c.val.node.type_ == pg_sys::NodeTag::T_Integer && i64::from(c.val.ival.ival) > super::rules::LARGE_OFFSET {
+        if !c.isnull
+            && c.val.node.type_ == pg_sys::NodeTag::T_Integer
+            && i64::from(c.val.ival.ival) > super::rules::LARGE_OFFSET
+        {
             f.large_offset = Some(i64::from(c.val.ival.ival));
         }
     }

@@ -22,17 +22,33 @@ mod tests {
 
     #[pg_test]
     fn the_parser_tells_the_statement_kinds_apart() {
-        assert_eq!(one("create index concurrently on s.t (a)"), Statement::CreateIndex { table: rel(Some("s"), "t"), concurrent: true });
+        assert_eq!(
+            one("create index concurrently on s.t (a)"),
+            Statement::CreateIndex { table: rel(Some("s"), "t"), concurrent: true }
+        );
         assert_eq!(
             one("DROP INDEX IF EXISTS a, s.b CASCADE"),
-            Statement::DropIndex { indexes: vec![rel(None, "a"), rel(Some("s"), "b")], concurrent: false, missing_ok: true, cascade: true }
+            Statement::DropIndex {
+                indexes: vec![rel(None, "a"), rel(Some("s"), "b")],
+                concurrent: false,
+                missing_ok: true,
+                cascade: true
+            }
         );
-        assert_eq!(one("VACUUM (FULL false, ANALYZE) t"), Statement::Vacuum { tables: vec![rel(None, "t")], full: false });
+        assert_eq!(
+            one("VACUUM (FULL false, ANALYZE) t"),
+            Statement::Vacuum { tables: vec![rel(None, "t")], full: false }
+        );
         assert_eq!(one("VACUUM FULL t"), Statement::Vacuum { tables: vec![rel(None, "t")], full: true });
         assert_eq!(one("ANALYZE a, b"), Statement::Analyze { tables: vec![rel(None, "a"), rel(None, "b")] });
         assert_eq!(
             one("REINDEX (CONCURRENTLY, VERBOSE) INDEX i"),
-            Statement::Reindex { target: ReindexTarget::Index, relation: Some(rel(None, "i")), concurrent: true, other_options: vec![] }
+            Statement::Reindex {
+                target: ReindexTarget::Index,
+                relation: Some(rel(None, "i")),
+                concurrent: true,
+                other_options: vec![]
+            }
         );
         assert_eq!(one("DROP TABLE t"), Statement::Other("DROP TABLE".into()));
         assert_eq!(one("SELECT 1"), Statement::Other("SELECT".into()));
@@ -65,7 +81,8 @@ mod tests {
         let node = parse(sql).unwrap()[0].node;
         let table = resolve(&[&rel(Some("public"), "sandbox_f")])[0].unwrap();
         let facts = call_facts(&analyse_index(node, table, sql)).unwrap();
-        let sneaky = facts.iter().find(|f| f.signature.starts_with("sneaky(") || f.signature.contains(".sneaky(")).unwrap();
+        let sneaky =
+            facts.iter().find(|f| f.signature.starts_with("sneaky(") || f.signature.contains(".sneaky(")).unwrap();
         assert!(!sneaky.trusted && sneaky.immutable);
         let lower = facts.iter().find(|f| f.signature == "lower(text)").unwrap();
         assert!(lower.trusted && lower.immutable);
@@ -92,7 +109,11 @@ mod tests {
             f.filters.iter().map(|u| (u.qualifier.as_deref(), u.column.as_str(), u.op)).collect();
         assert_eq!(
             filters,
-            [(Some("o"), "status", FilterOp::Eq), (Some("o"), "created_at", FilterOp::Range), (Some("c"), "email", FilterOp::Range)]
+            [
+                (Some("o"), "status", FilterOp::Eq),
+                (Some("o"), "created_at", FilterOp::Range),
+                (Some("c"), "email", FilterOp::Range)
+            ]
         );
         assert_eq!(f.join_columns.len(), 2);
         assert!(!f.select_star && !f.modifies && f.unfiltered_selects.is_empty());
@@ -100,7 +121,9 @@ mod tests {
         assert!(w.modifies && w.select_star && w.ctes == 1);
     }
 
-    #[pg_test(error = "get_slow_queries needs the pg_stat_statements extension, which is not installed in database pgrx_tests")]
+    #[pg_test(
+        error = "get_slow_queries needs the pg_stat_statements extension, which is not installed in database pgrx_tests"
+    )]
     fn slow_queries_name_the_missing_extension() {
         Spi::run("SELECT * FROM booking_admin.get_slow_queries()").unwrap();
     }
@@ -108,9 +131,11 @@ mod tests {
     #[pg_test]
     fn the_audit_row_is_committed_before_the_function_returns() {
         Spi::run("CREATE TABLE public.sandbox_a (a int)").unwrap();
-        let result = Spi::get_one::<pgrx::JsonB>("SELECT booking_admin.execute_admin_sql('CREATE INDEX ON public.sandbox_a (a)')")
-            .unwrap()
-            .unwrap();
+        let result = Spi::get_one::<pgrx::JsonB>(
+            "SELECT booking_admin.execute_admin_sql('CREATE INDEX ON public.sandbox_a (a)')",
+        )
+        .unwrap()
+        .unwrap();
         let id = result.0["audit_id"].as_str().unwrap().to_string();
         // The writer committed it in its own transaction: visible here, and it would stay if
         // this test's transaction (rolled back at the end) were the caller's.

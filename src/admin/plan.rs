@@ -115,7 +115,10 @@ pub fn bottlenecks(explain: &Value, table_rows: &HashMap<String, f64>, work_mem_
         if let (Some(actual), Some(planned)) = (num(n, "Actual Rows"), num(n, "Plan Rows")) {
             let ratio = actual.max(1.0) / planned.max(1.0);
             if !(1.0 / MISESTIMATE_FACTOR..=MISESTIMATE_FACTOR).contains(&ratio) {
-                push("row_misestimate", format!("estimated {planned:.0} rows, got {actual:.0}: run ANALYZE or add extended statistics"));
+                push(
+                    "row_misestimate",
+                    format!("estimated {planned:.0} rows, got {actual:.0}: run ANALYZE or add extended statistics"),
+                );
             }
         }
     }
@@ -215,14 +218,14 @@ mod tests {
 
     fn plan() -> Value {
         json!({"Plan": {
-            "Node Type": "Nested Loop", "Plan Rows": 5000, "Total Cost": 900.0,
-            "Plans": [
-                {"Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "o",
-                 "Plan Rows": 4000, "Actual Rows": 4000, "Actual Loops": 1},
-                {"Node Type": "Sort", "Plan Rows": 10, "Plan Width": 8, "Sort Space Type": "Disk",
-                 "Actual Rows": 500, "Actual Loops": 4000,
-                 "Plans": [{"Node Type": "Seq Scan", "Relation Name": "small", "Alias": "s", "Plan Rows": 10}]}
-            ]}})
+        "Node Type": "Nested Loop", "Plan Rows": 5000, "Total Cost": 900.0,
+        "Plans": [
+            {"Node Type": "Seq Scan", "Relation Name": "orders", "Schema": "public", "Alias": "o",
+             "Plan Rows": 4000, "Actual Rows": 4000, "Actual Loops": 1},
+            {"Node Type": "Sort", "Plan Rows": 10, "Plan Width": 8, "Sort Space Type": "Disk",
+             "Actual Rows": 500, "Actual Loops": 4000,
+             "Plans": [{"Node Type": "Seq Scan", "Relation Name": "small", "Alias": "s", "Plan Rows": 10}]}
+        ]}})
     }
 
     #[test]
@@ -242,7 +245,8 @@ mod tests {
     }
 
     fn orders() -> HashMap<String, TableInfo> {
-        let columns = ["customer_id", "status", "created_at", "id"].iter().map(|c| (c.to_string(), c.to_string())).collect();
+        let columns =
+            ["customer_id", "status", "created_at", "id"].iter().map(|c| (c.to_string(), c.to_string())).collect();
         HashMap::from([(
             "orders".to_string(),
             TableInfo { qualified: "public.orders".into(), columns, index_leads: vec!["id".into()] },
@@ -251,7 +255,11 @@ mod tests {
 
     fn uses(list: &[(&str, &str, FilterOp)]) -> Vec<ColumnUse> {
         list.iter()
-            .map(|(q, c, op)| ColumnUse { qualifier: (!q.is_empty()).then(|| q.to_string()), column: c.to_string(), op: *op })
+            .map(|(q, c, op)| ColumnUse {
+                qualifier: (!q.is_empty()).then(|| q.to_string()),
+                column: c.to_string(),
+                op: *op,
+            })
             .collect()
     }
 

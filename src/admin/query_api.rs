@@ -163,10 +163,8 @@ pub fn analyze(sql: Option<&str>) -> Result<(Value, Vec<Recommendation>), ErrorR
             .map_err(DomainError::from)?
             .unwrap_or(4 << 20);
         bottlenecks = plan::bottlenecks(p, &rows, work_mem as f64);
-        let large: Vec<plan::SeqScan> = scans
-            .into_iter()
-            .filter(|s| rows.get(&s.relation).is_some_and(|r| *r >= plan::LARGE_TABLE_ROWS))
-            .collect();
+        let large: Vec<plan::SeqScan> =
+            scans.into_iter().filter(|s| rows.get(&s.relation).is_some_and(|r| *r >= plan::LARGE_TABLE_ROWS)).collect();
         let before = plan::total_cost(p).unwrap_or(0.0);
         for candidate in plan::candidates(&facts, &large, &infos) {
             let cost_after = match &hypopg {
@@ -223,7 +221,10 @@ mod booking_admin {
             .into());
         }
         if analyze && facts.params > 0 {
-            return Err(DomainError::Unsupported("EXPLAIN ANALYZE needs values: the statement has $n parameters".into()).into());
+            return Err(DomainError::Unsupported(
+                "EXPLAIN ANALYZE needs values: the statement has $n parameters".into(),
+            )
+            .into());
         }
         let options = if analyze { "ANALYZE, BUFFERS" } else { "COSTS" };
         Ok(JsonB(explain(&text, facts.params, options)?))

@@ -86,7 +86,10 @@ pub fn findings(f: &QueryFacts) -> Vec<Finding> {
         out.push(finding(
             "missing_where_clause",
             "high",
-            format!("{} of {table} without a WHERE clause changes every row", if f.kind == QueryKind::Update { "UPDATE" } else { "DELETE" }),
+            format!(
+                "{} of {table} without a WHERE clause changes every row",
+                if f.kind == QueryKind::Update { "UPDATE" } else { "DELETE" }
+            ),
             "Add a WHERE clause, or use TRUNCATE if emptying the table is the intent",
         ));
     }

@@ -39,11 +39,29 @@ pub enum ReindexTarget {
 /// What one parsed statement asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Statement {
-    CreateIndex { table: RelName, concurrent: bool },
-    DropIndex { indexes: Vec<RelName>, concurrent: bool, missing_ok: bool, cascade: bool },
-    Analyze { tables: Vec<RelName> },
-    Vacuum { tables: Vec<RelName>, full: bool },
-    Reindex { target: ReindexTarget, relation: Option<RelName>, concurrent: bool, other_options: Vec<String> },
+    CreateIndex {
+        table: RelName,
+        concurrent: bool,
+    },
+    DropIndex {
+        indexes: Vec<RelName>,
+        concurrent: bool,
+        missing_ok: bool,
+        cascade: bool,
+    },
+    Analyze {
+        tables: Vec<RelName>,
+    },
+    Vacuum {
+        tables: Vec<RelName>,
+        full: bool,
+    },
+    Reindex {
+        target: ReindexTarget,
+        relation: Option<RelName>,
+        concurrent: bool,
+        other_options: Vec<String>,
+    },
     /// Anything else, named by its command tag ("DROP TABLE", "SELECT", ...).
     Other(String),
 }
@@ -103,9 +121,7 @@ pub fn check_count(n: usize) -> DomainResult<()> {
     match n {
         1 => Ok(()),
         0 => Err(DomainError::Unsupported("the text holds no statement".into())),
-        n => Err(DomainError::Unsupported(format!(
-            "exactly one statement is allowed, the text holds {n}"
-        ))),
+        n => Err(DomainError::Unsupported(format!("exactly one statement is allowed, the text holds {n}"))),
     }
 }
 
@@ -261,7 +277,12 @@ mod tests {
             Statement::Vacuum { tables: vec![rel("t")], full: true },
             Statement::Vacuum { tables: vec![], full: false },
             Statement::Analyze { tables: vec![] },
-            Statement::Reindex { target: ReindexTarget::Wide("DATABASE"), relation: None, concurrent: false, other_options: vec![] },
+            Statement::Reindex {
+                target: ReindexTarget::Wide("DATABASE"),
+                relation: None,
+                concurrent: false,
+                other_options: vec![],
+            },
             Statement::Reindex {
                 target: ReindexTarget::Index,
                 relation: Some(rel("i")),
@@ -281,13 +302,24 @@ mod tests {
         let ci = Statement::CreateIndex { table: rel("t"), concurrent: false };
         assert!(check_objects(&ci, &[facts('r', false, true)], &[]).is_ok());
         for bad in [None, facts('r', true, true), facts('r', false, false)] {
-            assert!(matches!(check_objects(&ci, std::slice::from_ref(&bad), &[]), Err(DomainError::Forbidden(_))), "{bad:?}");
+            assert!(
+                matches!(check_objects(&ci, std::slice::from_ref(&bad), &[]), Err(DomainError::Forbidden(_))),
+                "{bad:?}"
+            );
         }
         assert!(matches!(check_objects(&ci, &[facts('v', false, true)], &[]), Err(DomainError::Unsupported(_))));
-        let drop = |missing_ok| Statement::DropIndex { indexes: vec![rel("i")], concurrent: false, missing_ok, cascade: false };
+        let drop = |missing_ok| Statement::DropIndex {
+            indexes: vec![rel("i")],
+            concurrent: false,
+            missing_ok,
+            cascade: false,
+        };
         assert!(check_objects(&drop(true), &[None], &[]).is_ok());
         assert!(check_objects(&drop(false), &[None], &[]).is_err());
-        assert!(matches!(check_objects(&drop(false), &[facts('r', false, true)], &[]), Err(DomainError::Unsupported(_))));
+        assert!(matches!(
+            check_objects(&drop(false), &[facts('r', false, true)], &[]),
+            Err(DomainError::Unsupported(_))
+        ));
         assert!(check_objects(&drop(false), &[facts('i', false, true)], &[]).is_ok());
     }
 
@@ -298,7 +330,10 @@ mod tests {
         assert!(check_objects(&ci, &[facts('r', false, true)], &[f(true, true)]).is_ok());
         let err = check_objects(&ci, &[facts('r', false, true)], &[f(false, true)]).unwrap_err();
         assert!(matches!(&err, DomainError::Forbidden(m) if m.contains("user-defined")));
-        assert!(matches!(check_objects(&ci, &[facts('r', false, true)], &[f(true, false)]), Err(DomainError::Forbidden(_))));
+        assert!(matches!(
+            check_objects(&ci, &[facts('r', false, true)], &[f(true, false)]),
+            Err(DomainError::Forbidden(_))
+        ));
     }
 
     #[test]

@@ -63,16 +63,17 @@ fn minutes(v: Option<&Value>, what: &str) -> DomainResult<u32> {
 
 /// `[{"days": [6], "start": "00:00", "end": "24:00"}, ...]`.
 pub fn parse_windows(doc: &Value) -> DomainResult<Vec<FreezeWindow>> {
-    let list = doc
-        .as_array()
-        .ok_or_else(|| DomainError::InvalidParameter("freeze_windows must be a JSON array".into()))?;
+    let list =
+        doc.as_array().ok_or_else(|| DomainError::InvalidParameter("freeze_windows must be a JSON array".into()))?;
     list.iter()
         .map(|w| {
             let days: Vec<u32> = w
                 .get("days")
                 .and_then(Value::as_array)
                 .filter(|d| !d.is_empty())
-                .ok_or_else(|| DomainError::InvalidParameter("freeze window days must be a non-empty array of 0..6".into()))?
+                .ok_or_else(|| {
+                    DomainError::InvalidParameter("freeze window days must be a non-empty array of 0..6".into())
+                })?
                 .iter()
                 .map(|d| d.as_u64().filter(|d| *d <= 6).map(|d| d as u32))
                 .collect::<Option<_>>()
@@ -126,7 +127,10 @@ pub fn decide(s: &Settings, p: &Proposal) -> Decision {
         return Decision::Skip(format!("verified gain {gain}% is below {}%", s.aggressiveness.min_gain_pct()));
     }
     if p.table_indexes >= s.max_indexes_per_table {
-        return Decision::Skip(format!("the table already has {} indexes (limit {})", p.table_indexes, s.max_indexes_per_table));
+        return Decision::Skip(format!(
+            "the table already has {} indexes (limit {})",
+            p.table_indexes, s.max_indexes_per_table
+        ));
     }
     if s.frozen {
         return Decision::Skip("inside a freeze window".into());
@@ -176,17 +180,26 @@ mod tests {
         assert!(frozen(&w, 6, 0) && frozen(&w, 6, 1439));
         assert!(frozen(&w, 2, 8 * 60 + 30) && !frozen(&w, 2, 9 * 60) && !frozen(&w, 3, 8 * 60 + 45));
         assert!(!frozen(&[], 6, 0));
-        for bad in [json!({}), json!([{"days": [7], "start": "00:00", "end": "01:00"}]),
-                    json!([{"days": [], "start": "00:00", "end": "01:00"}]),
-                    json!([{"days": [1], "start": "10:00", "end": "09:00"}]),
-                    json!([{"days": [1], "start": "9:00", "end": "10:00"}]),
-                    json!([{"days": [1], "start": "24:30", "end": "10:00"}])] {
+        for bad in [
+            json!({}),
+            json!([{"days": [7], "start": "00:00", "end": "01:00"}]),
+            json!([{"days": [], "start": "00:00", "end": "01:00"}]),
+            json!([{"days": [1], "start": "10:00", "end": "09:00"}]),
+            json!([{"days": [1], "start": "9:00", "end": "10:00"}]),
+            json!([{"days": [1], "start": "24:30", "end": "10:00"}]),
+        ] {
             assert!(parse_windows(&bad).is_err(), "{bad}");
         }
     }
 
     fn settings() -> Settings {
-        Settings { enabled: true, auto_apply: true, aggressiveness: Aggressiveness::Moderate, max_indexes_per_table: 10, frozen: false }
+        Settings {
+            enabled: true,
+            auto_apply: true,
+            aggressiveness: Aggressiveness::Moderate,
+            max_indexes_per_table: 10,
+            frozen: false,
+        }
     }
 
     fn proposal() -> Proposal {
@@ -196,10 +209,17 @@ mod tests {
     #[test]
     fn only_verified_worthwhile_indexes_are_applied() {
         assert_eq!(decide(&settings(), &proposal()), Decision::Apply);
-        assert!(matches!(decide(&settings(), &Proposal { verified: false, gain_pct: None, ..proposal() }), Decision::Propose(_)));
+        assert!(matches!(
+            decide(&settings(), &Proposal { verified: false, gain_pct: None, ..proposal() }),
+            Decision::Propose(_)
+        ));
         assert!(matches!(decide(&settings(), &Proposal { gain_pct: Some(5.0), ..proposal() }), Decision::Skip(_)));
-        assert!(matches!(decide(&settings(), &Proposal { table_indexes: 10, ..proposal() }), Decision::Skip(m) if m.contains("limit 10")));
-        assert!(matches!(decide(&Settings { frozen: true, ..settings() }, &proposal()), Decision::Skip(m) if m.contains("freeze")));
+        assert!(
+            matches!(decide(&settings(), &Proposal { table_indexes: 10, ..proposal() }), Decision::Skip(m) if m.contains("limit 10"))
+        );
+        assert!(
+            matches!(decide(&Settings { frozen: true, ..settings() }, &proposal()), Decision::Skip(m) if m.contains("freeze"))
+        );
         assert!(matches!(decide(&Settings { auto_apply: false, ..settings() }, &proposal()), Decision::Propose(_)));
         assert!(matches!(decide(&Settings { enabled: false, ..settings() }, &proposal()), Decision::Propose(_)));
     }

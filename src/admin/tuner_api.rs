@@ -160,10 +160,8 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
     )
     .map_err(DomainError::from)?
     .unwrap_or(0);
-    let decision = tuner::decide(
-        settings,
-        &Proposal { verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes },
-    );
+    let decision =
+        tuner::decide(settings, &Proposal { verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes });
     let (status, reason) = match (&decision, &live) {
         (Decision::Skip(why), None) => ("skipped", Some(why.as_str())),
         (Decision::Apply, _) => ("proposed", None),
@@ -262,7 +260,8 @@ pub fn cycle() -> Result<Value, ErrorReport> {
             }
         }
     }
-    Spi::run("UPDATE booking_admin.auto_tuner_config SET last_cycle_at = booking.clock_now()").map_err(DomainError::from)?;
+    Spi::run("UPDATE booking_admin.auto_tuner_config SET last_cycle_at = booking.clock_now()")
+        .map_err(DomainError::from)?;
     let slowest = queries.iter().map(|q| q.mean_ms).fold(0.0, f64::max);
     Ok(json!({
         "frozen": frozen, "enabled": cfg.enabled, "auto_apply_indexes": cfg.auto_apply_indexes,

@@ -91,7 +91,9 @@ pub fn with_deadline<R>(ms: i32, f: impl FnOnce() -> R) -> R {
     }
     // SAFETY: as above.
     let outer = unsafe {
-        pg_guard_ffi_boundary(|| get_timeout_active(STATEMENT_TIMEOUT).then(|| get_timeout_finish_time(STATEMENT_TIMEOUT)))
+        pg_guard_ffi_boundary(|| {
+            get_timeout_active(STATEMENT_TIMEOUT).then(|| get_timeout_finish_time(STATEMENT_TIMEOUT))
+        })
     };
     let ours = unsafe { pg_sys::GetCurrentTimestamp() } + i64::from(ms) * 1000;
     if outer.is_none_or(|o| ours < o) {

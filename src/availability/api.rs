@@ -80,7 +80,15 @@ pub fn load_zone(name: &str, from: Micros, to: Micros) -> DomainResult<Zone> {
         let (mut before, mut before_dst, mut boundary, mut after, mut after_dst) = (0, 0, 0, 0, 0);
         // SAFETY: all out-pointers are valid locals; tz came from pg_tzset.
         let found = unsafe {
-            pg_sys::pg_next_dst_boundary(&at, &mut before, &mut before_dst, &mut boundary, &mut after, &mut after_dst, tz)
+            pg_sys::pg_next_dst_boundary(
+                &at,
+                &mut before,
+                &mut before_dst,
+                &mut boundary,
+                &mut after,
+                &mut after_dst,
+                tz,
+            )
         };
         let z = zone.get_or_insert_with(|| Zone::fixed(before as i32));
         if found != 1 || boundary > end {
@@ -206,8 +214,16 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid]) -> DomainResult<String> {
         INPUTS_PLAN.with(|cell| {
             let mut plan = cell.borrow_mut();
             if plan.is_none() {
-                let types = [pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::DATEOID, pg_sys::DATEOID, pg_sys::UUIDOID, pg_sys::BOOLOID, pg_sys::INT4OID]
-                    .map(pgrx::PgOid::from);
+                let types = [
+                    pg_sys::UUIDOID,
+                    pg_sys::UUIDOID,
+                    pg_sys::DATEOID,
+                    pg_sys::DATEOID,
+                    pg_sys::UUIDOID,
+                    pg_sys::BOOLOID,
+                    pg_sys::INT4OID,
+                ]
+                .map(pgrx::PgOid::from);
                 *plan = Some(client.prepare(INPUTS_SQL, &types)?.keep());
             }
             let stmt = plan.as_ref().expect("prepared above");
@@ -253,9 +269,8 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
     ];
     let text = read_inputs(&args)?;
     let inputs: Inputs = serde_json::from_str(&text)?;
-    let service = inputs
-        .service
-        .ok_or_else(|| DomainError::NotFound(format!("service {} does not exist", q.service_id)))?;
+    let service =
+        inputs.service.ok_or_else(|| DomainError::NotFound(format!("service {} does not exist", q.service_id)))?;
     if let Some(staff_id) = q.staff_id {
         match inputs.staff_tenant {
             None => return Err(DomainError::NotFound(format!("staff member {staff_id} does not exist"))),
@@ -451,10 +466,8 @@ pub fn explain_timing(
     {
         explained = cal.explain(starts_at, true);
     }
-    let violations: Vec<serde_json::Value> = explained
-        .into_iter()
-        .map(|v| json!({"code": v.rule.code(), "message": v.message}))
-        .collect();
+    let violations: Vec<serde_json::Value> =
+        explained.into_iter().map(|v| json!({"code": v.rule.code(), "message": v.message})).collect();
     Ok(json!({"valid": violations.is_empty(), "violations": violations}))
 }
 

@@ -455,7 +455,12 @@ mod tests {
 
     fn tenant(zone: Zone) -> Tenant {
         let open = Some(hours("08:00", "18:00"));
-        Tenant { zone, opening: [None, open, open, open, open, open, Some(hours("00:00", "24:00"))], slot_interval: 30 * MICROS_PER_MINUTE, turnover: 0 }
+        Tenant {
+            zone,
+            opening: [None, open, open, open, open, open, Some(hours("00:00", "24:00"))],
+            slot_interval: 30 * MICROS_PER_MINUTE,
+            turnover: 0,
+        }
     }
 
     fn service(minutes: i64) -> Service {
@@ -467,7 +472,10 @@ mod tests {
             id: Uuid::from_u128(1),
             zone: zone.clone(),
             offers_service: true,
-            weekly: weekly.iter().map(|&(d, a, b)| WeeklyWindow { dow: d, hours: hours(a, b), zone: zone.clone() }).collect(),
+            weekly: weekly
+                .iter()
+                .map(|&(d, a, b)| WeeklyWindow { dow: d, hours: hours(a, b), zone: zone.clone() })
+                .collect(),
             overrides: vec![],
             time_off: vec![],
             blocked: vec![],
@@ -495,7 +503,19 @@ mod tests {
     fn slots_step_from_each_window_start_and_respect_breaks() {
         let t = tenant(Zone::fixed(0));
         let got = run(&t, &service(60), &monday_staff(), &[], &clock("2026-03-01 00:00"), "2026-03-23");
-        assert_eq!(got, ["03-23 09:00", "03-23 09:30", "03-23 10:00", "03-23 10:30", "03-23 11:00", "03-23 13:00", "03-23 13:30", "03-23 14:00"]);
+        assert_eq!(
+            got,
+            [
+                "03-23 09:00",
+                "03-23 09:30",
+                "03-23 10:00",
+                "03-23 10:30",
+                "03-23 11:00",
+                "03-23 13:00",
+                "03-23 13:30",
+                "03-23 14:00"
+            ]
+        );
     }
 
     #[test]
@@ -519,7 +539,8 @@ mod tests {
         // 09:30 would end at 10:00, touching the other appointment: fine (half-open). 10:30 would
         // need 10:15-11:00 free, overlapping the blocked 10:00-10:45; 11:00 needs 10:45 on: fine.
         assert_eq!(&got[..4], ["03-23 09:00", "03-23 09:30", "03-23 11:00", "03-23 11:30"]);
-        let svc_after = Service { duration: 30 * MICROS_PER_MINUTE, buffer_before: 0, buffer_after: 15 * MICROS_PER_MINUTE };
+        let svc_after =
+            Service { duration: 30 * MICROS_PER_MINUTE, buffer_before: 0, buffer_after: 15 * MICROS_PER_MINUTE };
         let got = run(&t, &svc_after, &s, &[], &clock("2026-03-01 00:00"), "2026-03-23");
         // 09:30 + 30 min + 15 min after-buffer runs into 10:00: refused.
         assert_eq!(&got[..3], ["03-23 09:00", "03-23 11:00", "03-23 11:30"]);
@@ -544,7 +565,11 @@ mod tests {
         assert!(run(&t, &service(60), &s, &[once], &c, "2026-03-23").is_empty());
         let yearly = Holiday { name: "Founders".into(), date: HolidayDate::Yearly { month: 3, day: 23 }, staff: None };
         assert!(run(&t, &service(60), &s, &[yearly], &c, "2026-03-23").is_empty());
-        let other = Holiday { name: "Other".into(), date: HolidayDate::Once(date("2026-03-23")), staff: Some(vec![Uuid::from_u128(2)]) };
+        let other = Holiday {
+            name: "Other".into(),
+            date: HolidayDate::Once(date("2026-03-23")),
+            staff: Some(vec![Uuid::from_u128(2)]),
+        };
         assert_eq!(run(&t, &service(60), &s, std::slice::from_ref(&other), &c, "2026-03-23").len(), 8);
         let mine = Holiday { staff: Some(vec![Uuid::from_u128(1)]), ..other };
         assert!(run(&t, &service(60), &s, &[mine], &c, "2026-03-23").is_empty());
@@ -555,13 +580,22 @@ mod tests {
         let t = tenant(Zone::fixed(0));
         let c = clock("2026-03-01 00:00");
         let mut s = monday_staff();
-        s.time_off.push(TimeOff { period: Interval::new(utc("2026-03-23 09:00"), utc("2026-03-23 12:00")), reason: None });
+        s.time_off
+            .push(TimeOff { period: Interval::new(utc("2026-03-23 09:00"), utc("2026-03-23 12:00")), reason: None });
         assert_eq!(run(&t, &service(60), &s, &[], &c, "2026-03-23"), ["03-23 13:00", "03-23 13:30", "03-23 14:00"]);
         let mut s = monday_staff();
-        s.overrides.push(DayOverride { date: date("2026-03-23"), hours: Some(hours("16:00", "17:00")), available: true });
+        s.overrides.push(DayOverride {
+            date: date("2026-03-23"),
+            hours: Some(hours("16:00", "17:00")),
+            available: true,
+        });
         assert_eq!(run(&t, &service(60), &s, &[], &c, "2026-03-23"), ["03-23 16:00"]);
         let mut s = monday_staff();
-        s.overrides.push(DayOverride { date: date("2026-03-23"), hours: Some(hours("09:00", "11:00")), available: false });
+        s.overrides.push(DayOverride {
+            date: date("2026-03-23"),
+            hours: Some(hours("09:00", "11:00")),
+            available: false,
+        });
         assert_eq!(run(&t, &service(60), &s, &[], &c, "2026-03-23")[0], "03-23 11:00");
         let mut s = monday_staff();
         s.overrides.push(DayOverride { date: date("2026-03-23"), hours: None, available: false });
@@ -589,13 +623,30 @@ mod tests {
         let expect = |d: &str| vec![format!("{d} 09:00"), format!("{d} 09:30"), format!("{d} 10:00")];
         // Saturday before, Sunday of, and Monday after each change.
         for d in ["2026-03-28", "2026-03-29", "2026-03-30", "2026-10-24", "2026-10-25", "2026-10-26"] {
-            let got = starts(&available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date(d), date(d)), &z);
+            let got =
+                starts(&available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date(d), date(d)), &z);
             assert_eq!(got, expect(&d[5..]), "day {d}");
         }
         // The instants differ by the offset: 09:00 is 08:00 UTC in winter, 07:00 UTC in summer.
-        let spring = available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date("2026-03-29"), date("2026-03-29"));
+        let spring = available_slots(
+            &t,
+            &service(60),
+            std::slice::from_ref(&s),
+            &[],
+            &c,
+            date("2026-03-29"),
+            date("2026-03-29"),
+        );
         assert_eq!(spring[0].start, utc("2026-03-29 07:00"));
-        let before = available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date("2026-03-28"), date("2026-03-28"));
+        let before = available_slots(
+            &t,
+            &service(60),
+            std::slice::from_ref(&s),
+            &[],
+            &c,
+            date("2026-03-28"),
+            date("2026-03-28"),
+        );
         assert_eq!(before[0].start, utc("2026-03-28 08:00"));
     }
 
@@ -607,10 +658,29 @@ mod tests {
         t.slot_interval = 30 * MICROS_PER_MINUTE;
         let s = staff(z.clone(), &[(0, "01:00", "04:00")]);
         let c = Clock { max_advance: 365 * MICROS_PER_DAY, ..clock("2026-01-01 00:00") };
-        let spring = available_slots(&t, &service(30), std::slice::from_ref(&s), &[], &c, date("2026-03-29"), date("2026-03-29"));
+        let spring = available_slots(
+            &t,
+            &service(30),
+            std::slice::from_ref(&s),
+            &[],
+            &c,
+            date("2026-03-29"),
+            date("2026-03-29"),
+        );
         assert_eq!(starts(&spring, &z), ["03-29 01:00", "03-29 01:30", "03-29 03:00", "03-29 03:30"]);
-        let autumn = available_slots(&t, &service(30), std::slice::from_ref(&s), &[], &c, date("2026-10-25"), date("2026-10-25"));
-        assert_eq!(starts(&autumn, &z), ["10-25 01:00", "10-25 01:30", "10-25 02:00", "10-25 02:30", "10-25 03:00", "10-25 03:30"]);
+        let autumn = available_slots(
+            &t,
+            &service(30),
+            std::slice::from_ref(&s),
+            &[],
+            &c,
+            date("2026-10-25"),
+            date("2026-10-25"),
+        );
+        assert_eq!(
+            starts(&autumn, &z),
+            ["10-25 01:00", "10-25 01:30", "10-25 02:00", "10-25 02:30", "10-25 03:00", "10-25 03:30"]
+        );
         // The repeated 02:00 is offered at the later instant, as `'02:00' AT TIME ZONE` gives.
         assert_eq!(autumn[2].start, utc("2026-10-25 01:00"));
     }
@@ -642,7 +712,10 @@ mod tests {
         let codes: Vec<&str> = v.iter().map(|v| v.rule.code()).collect();
         assert_eq!(codes, ["outside_business_hours", "outside_staff_schedule", "min_notice"]);
         assert_eq!(v[0].message, "Appointment time is outside business hours (08:00 - 18:00)");
-        assert_eq!(v[1].message, "Appointment time is outside the staff member's schedule (09:00 - 12:00, 13:00 - 15:00)");
+        assert_eq!(
+            v[1].message,
+            "Appointment time is outside the staff member's schedule (09:00 - 12:00, 13:00 - 15:00)"
+        );
         let v = cal.explain(utc("2026-03-23 09:30"), true);
         assert_eq!(v.iter().map(|v| v.rule).collect::<Vec<_>>(), [Rule::MinNotice, Rule::Conflict]);
         assert!(cal.explain(utc("2026-03-23 10:30"), true).is_empty());
@@ -656,7 +729,8 @@ mod tests {
             period: Interval::new(utc("2026-03-23 09:00"), utc("2026-03-23 12:00")),
             reason: Some("medical: surgery".into()),
         });
-        let holidays = [Holiday { name: "Staff party".into(), date: HolidayDate::Once(date("2026-03-24")), staff: None }];
+        let holidays =
+            [Holiday { name: "Staff party".into(), date: HolidayDate::Once(date("2026-03-24")), staff: None }];
         let svc = service(60);
         let c = clock("2026-03-01 00:00");
         let cal = Calendar::new(&t, &svc, &s, &holidays, &c, date("2026-03-23"), date("2026-03-24"));
@@ -684,7 +758,15 @@ mod tests {
         let t = tenant(Zone::fixed(0));
         let a = Staff { id: Uuid::from_u128(9), ..monday_staff() };
         let b = Staff { id: Uuid::from_u128(3), ..monday_staff() };
-        let slots = available_slots(&t, &service(60), &[a, b], &[], &clock("2026-03-01 00:00"), date("2026-03-23"), date("2026-03-23"));
+        let slots = available_slots(
+            &t,
+            &service(60),
+            &[a, b],
+            &[],
+            &clock("2026-03-01 00:00"),
+            date("2026-03-23"),
+            date("2026-03-23"),
+        );
         assert_eq!(slots.len(), 16);
         assert!(slots.windows(2).all(|w| (w[0].start, w[0].staff) < (w[1].start, w[1].staff)));
         assert_eq!(slots[0].staff, Uuid::from_u128(3));

@@ -68,9 +68,7 @@ impl Zone {
 
     pub fn to_local(&self, instant: Micros) -> NaiveDateTime {
         let shifted = instant + self.offset_at(instant) as Micros * MICROS_PER_SECOND;
-        chrono::DateTime::from_timestamp_micros(shifted)
-            .expect("instant within chrono's range")
-            .naive_utc()
+        chrono::DateTime::from_timestamp_micros(shifted).expect("instant within chrono's range").naive_utc()
     }
 
     /// Resolves a wall-clock time, counted as microseconds on a UTC-like local axis.
@@ -100,8 +98,10 @@ impl Zone {
                 let transition = self
                     .transitions
                     .iter()
-                    .find(|&&(at, off)| local - off as Micros * MICROS_PER_SECOND < at
-                        && local - self.offset_at(at - 1) as Micros * MICROS_PER_SECOND >= at)
+                    .find(|&&(at, off)| {
+                        local - off as Micros * MICROS_PER_SECOND < at
+                            && local - self.offset_at(at - 1) as Micros * MICROS_PER_SECOND >= at
+                    })
                     .map(|&(at, _)| at);
                 let before = transition.map_or(self.initial_offset, |at| self.offset_at(at - 1));
                 LocalTime::Nonexistent(local - before as Micros * MICROS_PER_SECOND)
@@ -115,8 +115,7 @@ impl Zone {
 
     /// `date + time AT TIME ZONE zone`, allowing `time` = 24:00 for the end of a day.
     pub fn at(&self, date: NaiveDate, seconds_of_day: u32) -> Micros {
-        self.resolve_micros(date_micros(date) + seconds_of_day as Micros * MICROS_PER_SECOND)
-            .as_postgres()
+        self.resolve_micros(date_micros(date) + seconds_of_day as Micros * MICROS_PER_SECOND).as_postgres()
     }
 }
 

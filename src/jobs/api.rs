@@ -21,8 +21,11 @@ pub mod booking_admin {
         max_delay_ms: Option<i32>,
         jitter: default!(Option<f64>, "NULL"),
     ) -> Result<i64, ErrorReport> {
-        let missing = || DomainError::InvalidParameter("base_ms, multiplier, retry_count and max_delay_ms must not be NULL".into());
-        let (Some(base), Some(multiplier), Some(n), Some(max)) = (base_ms, multiplier, retry_count, max_delay_ms) else {
+        let missing = || {
+            DomainError::InvalidParameter("base_ms, multiplier, retry_count and max_delay_ms must not be NULL".into())
+        };
+        let (Some(base), Some(multiplier), Some(n), Some(max)) = (base_ms, multiplier, retry_count, max_delay_ms)
+        else {
             return Err(missing().into());
         };
         if !multiplier.is_finite() {

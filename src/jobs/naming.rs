@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn top_level_search_path_is_optional_text() {
         assert_eq!(top_level_search_path(&json!({"sql": "VACUUM t"})), Ok(None));
-        assert_eq!(top_level_search_path(&json!({"sql": "VACUUM t", "search_path": "app, public"})), Ok(Some("app, public")));
+        assert_eq!(
+            top_level_search_path(&json!({"sql": "VACUUM t", "search_path": "app, public"})),
+            Ok(Some("app, public"))
+        );
         assert!(top_level_search_path(&json!({"sql": "VACUUM t", "search_path": 1})).is_err());
         assert!(top_level_sql(&json!({"statement": "VACUUM"})).is_err());
         assert!(top_level_sql(&json!("VACUUM")).is_err());

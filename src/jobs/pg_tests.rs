@@ -62,7 +62,8 @@ mod tests {
         assert_eq!(second, "dead");
         let stats = one::<JsonB>("SELECT booking_admin.job_stats()");
         assert_eq!(stats.0["by_status"]["dead"], 1);
-        let listed = one::<i64>(&format!("SELECT count(*) FROM booking_admin.dead_letter_jobs(10, 0) WHERE id = '{id}'"));
+        let listed =
+            one::<i64>(&format!("SELECT count(*) FROM booking_admin.dead_letter_jobs(10, 0) WHERE id = '{id}'"));
         assert_eq!(listed, 1);
         let requeued = one::<JsonB>("SELECT booking_admin.process_dead_letter('retry', 10)");
         assert_eq!(requeued.0, serde_json::json!({"requeued": 1, "deleted": 0}));
@@ -84,7 +85,8 @@ mod tests {
         ))
         .unwrap();
         Spi::run("SELECT booking_admin.claim_jobs('w', 10, ARRAY['it_external'])").unwrap();
-        Spi::run(&format!("UPDATE booking_admin.jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = '{id}'")).unwrap();
+        Spi::run(&format!("UPDATE booking_admin.jobs SET heartbeat_at = now() - interval '1 hour' WHERE id = '{id}'"))
+            .unwrap();
         Spi::run(&format!("SELECT booking_admin.heartbeat_job('{id}')")).unwrap();
         let age = one::<f64>(&format!(
             "SELECT extract(epoch FROM clock_timestamp() - heartbeat_at)::float8 FROM booking_admin.jobs WHERE id = '{id}'"
@@ -108,9 +110,7 @@ mod tests {
 
     #[pg_test]
     fn every_seed_operation_is_scheduled_with_the_seed_defaults() {
-        let rows = one::<JsonB>(
-            "SELECT jsonb_object_agg(job_name, delay_ms) FROM booking_admin.scheduler_job_info",
-        );
+        let rows = one::<JsonB>("SELECT jsonb_object_agg(job_name, delay_ms) FROM booking_admin.scheduler_job_info");
         assert_eq!(
             rows.0,
             serde_json::json!({"activate-due": 30000, "update-completed": 30000, "update-expired": 30000,
@@ -171,7 +171,8 @@ mod tests {
         );
         let keys = one::<Vec<String>>("SELECT array_agg(idempotency_key) FROM booking.booking_operations");
         assert_eq!(keys, vec!["live"]);
-        let left = one::<Vec<String>>("SELECT array_agg(name ORDER BY name) FROM booking_admin.jobs WHERE handler = 'x'");
+        let left =
+            one::<Vec<String>>("SELECT array_agg(name ORDER BY name) FROM booking_admin.jobs WHERE handler = 'x'");
         assert_eq!(left, vec!["recent", "waiting"]);
     }
 

@@ -143,7 +143,10 @@ fn scheduler_round() -> i64 {
         // timeout outside the operation, a dropped function) so the scheduler keeps going.
         in_transaction(|| {
             let outcome = in_subtransaction(timeout_ms, None, || {
-                Spi::run_with_args("SELECT booking_admin.run_maintenance($1, 'scheduler')", &[operation.as_str().into()])
+                Spi::run_with_args(
+                    "SELECT booking_admin.run_maintenance($1, 'scheduler')",
+                    &[operation.as_str().into()],
+                )
             });
             if let Err(e) = flatten(outcome) {
                 pgrx::warning!("booking_engine scheduler: maintenance operation {operation} failed: {e}");

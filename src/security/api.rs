@@ -21,10 +21,9 @@ type Report = pgrx::pg_sys::panic::ErrorReport;
 /// clock (not the transaction's start: a rate window must move during a long transaction).
 pub fn now_micros() -> i64 {
     match crate::gucs::NOW_OVERRIDE.get() {
-        Some(text) if !text.as_bytes().is_empty() => crate::availability::api::clock_now()
-            .ok()
-            .and_then(|t| to_micros(t).ok())
-            .unwrap_or_default(),
+        Some(text) if !text.as_bytes().is_empty() => {
+            crate::availability::api::clock_now().ok().and_then(|t| to_micros(t).ok()).unwrap_or_default()
+        }
         // SAFETY: reads the system clock.
         _ => (unsafe { pg_sys::GetCurrentTimestamp() }) + 946_684_800_000_000,
     }
@@ -53,7 +52,11 @@ pub fn current_context() -> RequestContext {
     // function; GetUserNameFromId with noerr returns NULL for a dropped role.
     let db_user = unsafe {
         let p = pg_sys::GetUserNameFromId(pg_sys::GetOuterUserId(), true);
-        if p.is_null() { String::new() } else { CStr::from_ptr(p).to_string_lossy().into_owned() }
+        if p.is_null() {
+            String::new()
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
     };
     let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
     let trusted_proxies = crate::gucs::TRUSTED_PROXIES.get().max(0) as usize;
@@ -129,7 +132,9 @@ pub fn check_rate_limit_json(
 ) -> Result<JsonB, Report> {
     let (_, bucket, max, d) = rate_check(identifier, bucket, max_requests, window_seconds)?;
     let reset_at = chrono::DateTime::from_timestamp_micros(d.reset_at).map(|t| t.to_rfc3339());
-    Ok(JsonB(json!({"allowed": d.allowed, "limit": max, "remaining": d.remaining, "reset_at": reset_at, "bucket": bucket})))
+    Ok(JsonB(
+        json!({"allowed": d.allowed, "limit": max, "remaining": d.remaining, "reset_at": reset_at, "bucket": bucket}),
+    ))
 }
 
 /// `{user_id, db_user, tenant_id, ip_address, user_agent, request_id, mfa}` of the current
@@ -227,7 +232,10 @@ pub mod booking_admin {
     pub fn scan_pii(sample_rows: default!(Option<i32>, 1000)) -> Result<JsonB, Report> {
         let sample_rows = require(sample_rows, "sample_rows")?;
         if !(1..=1_000_000).contains(&sample_rows) {
-            return Err(DomainError::InvalidParameter(format!("sample_rows must be between 1 and 1000000, not {sample_rows}")).into());
+            return Err(DomainError::InvalidParameter(format!(
+                "sample_rows must be between 1 and 1000000, not {sample_rows}"
+            ))
+            .into());
         }
         Ok(JsonB(super::scan(sample_rows)?))
     }
@@ -275,7 +283,8 @@ fn quote_ident(name: &str) -> String {
 }
 
 fn scan(sample_rows: i32) -> DomainResult<Value> {
-    let text: String = Spi::get_one(TABLES_SQL)?.ok_or_else(|| DomainError::Internal("table list query returned NULL".into()))?;
+    let text: String =
+        Spi::get_one(TABLES_SQL)?.ok_or_else(|| DomainError::Internal("table list query returned NULL".into()))?;
     let tables: Vec<Table> = serde_json::from_str(&text)?;
     // The scan reads samples of every table: its audit entry says it touched personal data.
     super::hook::mark_sensitive();
@@ -288,7 +297,8 @@ fn scan(sample_rows: i32) -> DomainResult<Value> {
             Vec::new()
         } else {
             let list = sampled.iter().map(|c| format!("{}::text", quote_ident(&c.name))).collect::<Vec<_>>().join(", ");
-            let sql = format!("SELECT json_agg(json_build_array({list}))::text FROM (SELECT * FROM {} LIMIT $1) s", t.table);
+            let sql =
+                format!("SELECT json_agg(json_build_array({list}))::text FROM (SELECT * FROM {} LIMIT $1) s", t.table);
             let rows: Option<String> = Spi::get_one_with_args(&sql, &[sample_rows.into()])?;
             rows.map(|r| serde_json::from_str(&r)).transpose()?.unwrap_or_default()
         };
@@ -316,8 +326,11 @@ fn scan(sample_rows: i32) -> DomainResult<Value> {
             }
         }
     }
-    let new_columns: i64 = Spi::get_one_with_args("SELECT booking_admin.record_pii_columns($1)", &[JsonB(Value::Array(found.clone())).into()])?
-        .unwrap_or(0);
+    let new_columns: i64 = Spi::get_one_with_args(
+        "SELECT booking_admin.record_pii_columns($1)",
+        &[JsonB(Value::Array(found.clone())).into()],
+    )?
+    .unwrap_or(0);
     Ok(json!({"tables_scanned": tables.len(), "columns_scanned": columns_scanned,
               "pii_columns_found": found.len(), "new_columns": new_columns}))
 }

@@ -126,9 +126,13 @@ mod tests {
     #[test]
     fn postgrest_request_wins_over_the_session() {
         let c = from_request(
-            Some(r#"{"sub": "6f1c2a4e-8b9d-4c3e-9f00-112233445566", "role": "authenticated", "aal": "aal1",
-                     "amr": [{"method": "password", "timestamp": 1}], "app_metadata": {"tenant_id": "00000000-0000-0000-0000-0000000000a1"}}"#),
-            Some(r#"{"x-forwarded-for": "203.0.113.7, 10.0.0.1", "user-agent": "Mozilla/5.0", "x-request-id": "req-42"}"#),
+            Some(
+                r#"{"sub": "6f1c2a4e-8b9d-4c3e-9f00-112233445566", "role": "authenticated", "aal": "aal1",
+                     "amr": [{"method": "password", "timestamp": 1}], "app_metadata": {"tenant_id": "00000000-0000-0000-0000-0000000000a1"}}"#,
+            ),
+            Some(
+                r#"{"x-forwarded-for": "203.0.113.7, 10.0.0.1", "user-agent": "Mozilla/5.0", "x-request-id": "req-42"}"#,
+            ),
             &session(),
             2,
         );

@@ -40,8 +40,7 @@ pub extern "C-unwind" fn booking_engine_audit_flusher(arg: pg_sys::Datum) {
             continue;
         }
         idle = 0;
-        let rows: Vec<serde_json::Value> =
-            batch.iter().filter_map(|t| serde_json::from_slice(&t.row).ok()).collect();
+        let rows: Vec<serde_json::Value> = batch.iter().filter_map(|t| serde_json::from_slice(&t.row).ok()).collect();
         if let Err(e) = write(rows.clone()) {
             // One entry the table refuses must not hold back the others (nor crash-loop the
             // worker): write them one by one and leave the refused ones in the server log.
@@ -68,7 +67,9 @@ fn write(rows: Vec<serde_json::Value>) -> Result<(), String> {
             if installed {
                 Spi::run_with_args(WRITE_SQL, &[JsonB(serde_json::Value::Array(rows)).into()]).expect("audit write");
             } else {
-                pgrx::warning!("booking_engine audit flusher: booking_engine is not installed here; {n} entries dropped");
+                pgrx::warning!(
+                    "booking_engine audit flusher: booking_engine is not installed here; {n} entries dropped"
+                );
             }
         });
         Ok(())

@@ -72,7 +72,10 @@ pub fn mark_sensitive() {
 
 fn record_durably(entry: &AuditEntry) {
     if let Err(e) = enqueue(entry) {
-        pgrx::warning!("booking_engine: audit entry for {} not recorded: {e}", entry.resource_id.as_deref().unwrap_or(""));
+        pgrx::warning!(
+            "booking_engine: audit entry for {} not recorded: {e}",
+            entry.resource_id.as_deref().unwrap_or("")
+        );
     }
 }
 
@@ -160,7 +163,11 @@ fn current_error_message() -> String {
 }
 
 #[pg_guard]
-unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo: *mut pg_sys::FmgrInfo, private: *mut pg_sys::Datum) {
+unsafe extern "C-unwind" fn hook(
+    event: pg_sys::FmgrHookEventType::Type,
+    flinfo: *mut pg_sys::FmgrInfo,
+    private: *mut pg_sys::Datum,
+) {
     // SAFETY: Postgres passes a valid flinfo and a private word that lives as long as the
     // call site; the previous hook shares that word (documented limitation).
     unsafe {
@@ -191,7 +198,11 @@ unsafe extern "C-unwind" fn hook(event: pg_sys::FmgrHookEventType::Type, flinfo:
                 let failed = event == pg_sys::FmgrHookEventType::FHET_ABORT;
                 let finished = DEPTH.with_borrow_mut(|(depth, call)| {
                     *depth = depth.saturating_sub(1);
-                    if *depth == 0 { call.take() } else { None }
+                    if *depth == 0 {
+                        call.take()
+                    } else {
+                        None
+                    }
                 });
                 // A set-returning function ends once per row: log its first row only.
                 if let Some(Call { mut entry }) = finished.filter(|_| failed || state & LOGGED == 0) {

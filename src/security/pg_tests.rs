@@ -29,7 +29,11 @@ mod tests {
             "",
         ] {
             let e = check_single_select(refused).expect_err(refused);
-            assert_eq!(e.sqlstate(), pgrx::PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED, "{refused}");
+            assert_eq!(
+                e.sqlstate(),
+                pgrx::PgSqlErrorCode::ERRCODE_S_R_E_PROHIBITED_SQL_STATEMENT_ATTEMPTED,
+                "{refused}"
+            );
         }
     }
 
@@ -42,12 +46,15 @@ mod tests {
         )
         .unwrap();
         // A setting changed by the rule (allowed in read-only mode) is undone with it.
-        let rows = run_rule("SELECT set_config('booking_engine.rule_timeout_ms', '4321', false) AS object", 1000).unwrap();
+        let rows =
+            run_rule("SELECT set_config('booking_engine.rule_timeout_ms', '4321', false) AS object", 1000).unwrap();
         assert_eq!(rows, vec![serde_json::json!({"object": "4321ms"})]);
         assert_eq!(Spi::get_one::<String>("SHOW booking_engine.rule_timeout_ms").unwrap().as_deref(), Some("5s"));
         let err = run_rule("SELECT public.sandbox_writer()", 1000).unwrap_err();
         assert!(err.contains("read-only"), "{err}");
-        assert!(run_rule("INSERT INTO public.sandbox_victim VALUES (3)", 1000).unwrap_err().contains("must be a SELECT"));
+        assert!(run_rule("INSERT INTO public.sandbox_victim VALUES (3)", 1000)
+            .unwrap_err()
+            .contains("must be a SELECT"));
         assert_eq!(Spi::get_one::<i64>("SELECT count(*) FROM public.sandbox_victim").unwrap(), Some(1));
         // The caller's transaction is still read-write and usable.
         Spi::run("INSERT INTO public.sandbox_victim VALUES (4)").unwrap();
@@ -93,7 +100,10 @@ mod tests {
         );
         assert_eq!(r["encryption_coverage_pct"], 50.0);
         assert_eq!(r["open_violations"]["total"], 2);
-        assert_eq!(r["open_violations"]["by_severity"], serde_json::json!({"low": 0, "medium": 0, "high": 1, "critical": 1}));
+        assert_eq!(
+            r["open_violations"]["by_severity"],
+            serde_json::json!({"low": 0, "medium": 0, "high": 1, "critical": 1})
+        );
         assert_eq!(r["oldest_unresolved_violation"]["object"], "y");
         // The log is shared with concurrently running tests (their entries carry the real date, so
         // they fall outside the windows of this fixed clock but count in the total).

@@ -88,7 +88,15 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
         .enumerate()
         .map(|(i, &d)| {
             let d = d as u32;
-            if i % 2 == 1 { if d * 2 > 9 { d * 2 - 9 } else { d * 2 } } else { d }
+            if i % 2 == 1 {
+                if d * 2 > 9 {
+                    d * 2 - 9
+                } else {
+                    d * 2
+                }
+            } else {
+                d
+            }
         })
         .sum();
     sum.is_multiple_of(10)
@@ -229,9 +237,10 @@ impl Sample {
 /// A column's PII kind: its values decide when they are conclusive, else its name; a bare
 /// `name` column counts only in a table where another column holds PII by its values.
 pub fn classify_column(column: &str, sample: &Sample, table_has_value_pii: bool) -> Option<Kind> {
-    sample.verdict().or_else(|| name_hint(column)).or_else(|| {
-        (column.eq_ignore_ascii_case("name") && table_has_value_pii).then_some(Kind::Name)
-    })
+    sample
+        .verdict()
+        .or_else(|| name_hint(column))
+        .or_else(|| (column.eq_ignore_ascii_case("name") && table_has_value_pii).then_some(Kind::Name))
 }
 
 /// Whether stored text looks like ciphertext: PGP armour as pgcrypto's `armor()` writes it, or
@@ -292,7 +301,9 @@ mod tests {
         for ok in ["+41 79 123 45 67", "+1 (415) 555-0100", "044 668 18 00", "(044) 668 1800", "+4915112345678"] {
             assert!(is_phone(ok), "{ok}");
         }
-        for bad in ["2026-03-01", "12345", "+0 12 345 678", "1234567890", "call 044 668 18 00", "+41 79 123 45 67 89 01 23"] {
+        for bad in
+            ["2026-03-01", "12345", "+0 12 345 678", "1234567890", "call 044 668 18 00", "+41 79 123 45 67 89 01 23"]
+        {
             assert!(!is_phone(bad), "{bad}");
         }
     }

@@ -27,7 +27,10 @@ pub fn check_single_select(sql: &str) -> DomainResult<()> {
     // SAFETY: raw_parser reads a NUL-terminated string and returns a List of RawStmt (or
     // raises a syntax error); the nodes live in the current memory context.
     unsafe {
-        let stmts = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(text.as_ptr(), pg_sys::RawParseMode::RAW_PARSE_DEFAULT));
+        let stmts = PgList::<pg_sys::RawStmt>::from_pg(pg_sys::raw_parser(
+            text.as_ptr(),
+            pg_sys::RawParseMode::RAW_PARSE_DEFAULT,
+        ));
         if stmts.len() != 1 {
             return Err(refuse(&format!("must be exactly one statement, not {}", stmts.len())));
         }

@@ -34,7 +34,10 @@ fn the_audit_is_committed_before_the_caller_commits_and_survives_its_rollback() 
     let t = table(&mut a);
     let mut tx = a.transaction().unwrap();
     let row = tx
-        .query_one(&format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX {t}_a_idx ON public.{t} (a)')::text"), &[])
+        .query_one(
+            &format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX {t}_a_idx ON public.{t} (a)')::text"),
+            &[],
+        )
         .unwrap();
     let result: serde_json::Value = serde_json::from_str(row.get::<_, &str>(0)).unwrap();
     assert_eq!(result["accepted"], true);
@@ -128,10 +131,8 @@ fn a_caller_cancelled_while_waiting_for_the_audit_still_gets_recorded_and_runs_n
 fn ended(c: &mut Client, audit_id: &str) -> serde_json::Value {
     let started = std::time::Instant::now();
     loop {
-        let s: serde_json::Value = c
-            .query_one("SELECT booking_admin.admin_sql_status($1::text::uuid)", &[&audit_id])
-            .unwrap()
-            .get(0);
+        let s: serde_json::Value =
+            c.query_one("SELECT booking_admin.admin_sql_status($1::text::uuid)", &[&audit_id]).unwrap().get(0);
         if s["outcome"] != "pending" || started.elapsed() > std::time::Duration::from_secs(30) {
             return s;
         }
@@ -148,7 +149,10 @@ fn queued_statements_run_at_top_level_on_the_job_runner() {
                               INSERT INTO it_admin_queued.{t} SELECT generate_series(1, 1000); SET search_path = it_admin_queued, public"))
         .unwrap();
     let r: serde_json::Value = c
-        .query_one(&format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX CONCURRENTLY {t}_x ON {t} (x)')"), &[])
+        .query_one(
+            &format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX CONCURRENTLY {t}_x ON {t} (x)')"),
+            &[],
+        )
         .unwrap()
         .get(0);
     assert_eq!(r["mode"], "queued", "{r}");
@@ -169,15 +173,16 @@ fn queued_statements_run_at_top_level_on_the_job_runner() {
         c.query_one(&format!("SELECT booking_admin.execute_admin_sql('VACUUM {t}')"), &[]).unwrap().get(0);
     let s = ended(&mut c, r["audit_id"].as_str().unwrap());
     assert_eq!(s["outcome"], "succeeded", "{s}");
-    let vacuums: i64 = c
-        .query_one(&format!("SELECT pg_stat_get_vacuum_count('it_admin_queued.{t}'::regclass)"), &[])
-        .unwrap()
-        .get(0);
+    let vacuums: i64 =
+        c.query_one(&format!("SELECT pg_stat_get_vacuum_count('it_admin_queued.{t}'::regclass)"), &[]).unwrap().get(0);
     assert_eq!(vacuums, 1);
 
     // A queued statement that fails at run time ends failed, with Postgres's reason.
     let r: serde_json::Value = c
-        .query_one(&format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX CONCURRENTLY {t}_x ON {t} (x)')"), &[])
+        .query_one(
+            &format!("SELECT booking_admin.execute_admin_sql('CREATE INDEX CONCURRENTLY {t}_x ON {t} (x)')"),
+            &[],
+        )
         .unwrap()
         .get(0);
     let s = ended(&mut c, r["audit_id"].as_str().unwrap());

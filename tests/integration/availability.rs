@@ -3,8 +3,8 @@
 
 use std::thread;
 
-use chrono::{DateTime, NaiveDate, Utc};
 use crate::common::{connect, salon};
+use chrono::{DateTime, NaiveDate, Utc};
 use uuid::Uuid;
 
 type Slot = (Uuid, DateTime<Utc>, DateTime<Utc>);

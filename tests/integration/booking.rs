@@ -15,8 +15,16 @@ fn without_replayed(mut v: Value) -> Value {
 }
 
 const SLOTS: [&str; 10] = [
-    "2026-03-23 09:00+01", "2026-03-23 10:30+01", "2026-03-23 12:00+01", "2026-03-23 13:30+01", "2026-03-23 15:00+01",
-    "2026-03-24 09:00+01", "2026-03-24 10:30+01", "2026-03-24 12:00+01", "2026-03-24 13:30+01", "2026-03-24 15:00+01",
+    "2026-03-23 09:00+01",
+    "2026-03-23 10:30+01",
+    "2026-03-23 12:00+01",
+    "2026-03-23 13:30+01",
+    "2026-03-23 15:00+01",
+    "2026-03-24 09:00+01",
+    "2026-03-24 10:30+01",
+    "2026-03-24 12:00+01",
+    "2026-03-24 13:30+01",
+    "2026-03-24 15:00+01",
 ];
 
 #[test]
@@ -53,7 +61,8 @@ fn thirty_two_clients_racing_for_ten_slots_book_each_once() {
             match first["success"].as_bool() {
                 Some(true) => *won.entry(slot).or_insert(0) += 1,
                 Some(false) => {
-                    let codes: Vec<&str> = first["details"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+                    let codes: Vec<&str> =
+                        first["details"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
                     assert_eq!(codes, ["conflict"], "a loser is told it lost to another booking: {first}");
                 }
                 None => panic!("no definite answer: {first}"),
@@ -73,7 +82,8 @@ fn thirty_two_clients_racing_for_ten_slots_book_each_once() {
         .unwrap()
         .get(0);
     assert_eq!(overlaps, 0);
-    let booked: i64 = c.query_one("SELECT count(*) FROM booking.appointments WHERE tenant_id = $1", &[&s.tenant]).unwrap().get(0);
+    let booked: i64 =
+        c.query_one("SELECT count(*) FROM booking.appointments WHERE tenant_id = $1", &[&s.tenant]).unwrap().get(0);
     assert_eq!(booked, SLOTS.len() as i64);
 }
 
@@ -100,7 +110,8 @@ fn one_key_sent_by_sixteen_clients_at_once_books_once() {
         results.iter().map(|r| r["appointment"]["id"].as_str().expect("every caller gets the booking")).collect();
     assert_eq!(ids.len(), 1, "all callers got the same appointment");
     assert_eq!(results.iter().filter(|r| r["replayed"] == false).count(), 1, "it ran once");
-    let booked: i64 = c.query_one("SELECT count(*) FROM booking.appointments WHERE tenant_id = $1", &[&s.tenant]).unwrap().get(0);
+    let booked: i64 =
+        c.query_one("SELECT count(*) FROM booking.appointments WHERE tenant_id = $1", &[&s.tenant]).unwrap().get(0);
     assert_eq!(booked, 1);
 }
 
@@ -114,16 +125,16 @@ fn a_listener_is_woken_by_a_booking() {
     assert_eq!(result["success"], true);
     use postgres::fallible_iterator::FallibleIterator;
     let mut notifications = listener.notifications();
-    let n = notifications
-        .timeout_iter(std::time::Duration::from_secs(5))
-        .next()
-        .unwrap()
-        .expect("a notification arrives");
+    let n =
+        notifications.timeout_iter(std::time::Duration::from_secs(5)).next().unwrap().expect("a notification arrives");
     assert_eq!(n.channel(), "booking_events");
     let payload: Value = serde_json::from_str(n.payload()).unwrap();
     assert_eq!(payload["type"], "booking.created");
     let stored: String = c
-        .query_one("SELECT event_type FROM booking.events WHERE id = $1::text::uuid", &[&payload["id"].as_str().unwrap()])
+        .query_one(
+            "SELECT event_type FROM booking.events WHERE id = $1::text::uuid",
+            &[&payload["id"].as_str().unwrap()],
+        )
         .unwrap()
         .get(0);
     assert_eq!(stored, "booking.created");
@@ -140,7 +151,8 @@ fn a_lost_race_is_caught_by_the_exclusion_constraint() {
     let won = book(&mut tx, &s, &format!("race-a-{}", Uuid::new_v4()), "2026-03-23 09:00+01");
     assert_eq!(won["success"], true);
     let s2 = s.clone();
-    let second = thread::spawn(move || book(&mut connect(), &s2, &format!("race-b-{}", Uuid::new_v4()), "2026-03-23 09:30+01"));
+    let second =
+        thread::spawn(move || book(&mut connect(), &s2, &format!("race-b-{}", Uuid::new_v4()), "2026-03-23 09:30+01"));
     // Let the second call reach the insert and wait on the first transaction's row.
     thread::sleep(std::time::Duration::from_millis(500));
     tx.commit().unwrap();
@@ -148,7 +160,10 @@ fn a_lost_race_is_caught_by_the_exclusion_constraint() {
     assert_eq!(lost["success"], false);
     assert_eq!(lost["error"], "Time slot conflicts with another appointment");
     let detected: i64 = c
-        .query_one("SELECT count(*) FROM booking.events WHERE tenant_id = $1 AND event_type = 'conflict.detected'", &[&s.tenant])
+        .query_one(
+            "SELECT count(*) FROM booking.events WHERE tenant_id = $1 AND event_type = 'conflict.detected'",
+            &[&s.tenant],
+        )
         .unwrap()
         .get(0);
     assert_eq!(detected, 1, "the lost race is recorded as a conflict event");

@@ -45,7 +45,8 @@ pub fn salon(c: &mut Client, staff: usize) -> Salon {
     let ids: Vec<Uuid> = (0..staff).map(|_| Uuid::new_v4()).collect();
     for id in &ids {
         c.execute("INSERT INTO booking.staff (id, tenant_id, name) VALUES ($1, $2, 'Staff')", &[id, &tenant]).unwrap();
-        c.execute("INSERT INTO booking.staff_services (staff_id, service_id) VALUES ($1, $2)", &[id, &service]).unwrap();
+        c.execute("INSERT INTO booking.staff_services (staff_id, service_id) VALUES ($1, $2)", &[id, &service])
+            .unwrap();
         c.execute(
             "INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
              SELECT $1, d, '09:00', '17:00' FROM generate_series(1, 5) d",

@@ -11,7 +11,8 @@ use crate::common::{book, connect, dsn, salon};
 
 /// The test cluster's connection string, for another database.
 fn with_db(db: &str) -> String {
-    let rest: Vec<String> = dsn().split_whitespace().filter(|kv| !kv.starts_with("dbname=")).map(str::to_string).collect();
+    let rest: Vec<String> =
+        dsn().split_whitespace().filter(|kv| !kv.starts_with("dbname=")).map(str::to_string).collect();
     format!("{} dbname={db}", rest.join(" "))
 }
 
@@ -28,9 +29,18 @@ fn tool(name: &str, args: &[&str]) {
 }
 
 const COUNTED: [&str; 12] = [
-    "booking.tenants", "booking.staff", "booking.services", "booking.staff_schedules", "booking.customers",
-    "booking.appointments", "booking.booking_operations", "booking.booking_policies", "booking.events",
-    "booking_admin.scheduler_job_info", "booking_admin.job_handlers", "booking_admin.security_rules",
+    "booking.tenants",
+    "booking.staff",
+    "booking.services",
+    "booking.staff_schedules",
+    "booking.customers",
+    "booking.appointments",
+    "booking.booking_operations",
+    "booking.booking_policies",
+    "booking.events",
+    "booking_admin.scheduler_job_info",
+    "booking_admin.job_handlers",
+    "booking_admin.security_rules",
 ];
 
 fn counts(c: &mut Client) -> Vec<(String, i64)> {

@@ -62,10 +62,7 @@ fn at(v: &Value, key: &str) -> DateTime<Utc> {
 }
 
 fn poll_interval(c: &mut Client) -> Duration {
-    let v: i32 = c
-        .query_one("SELECT (booking_admin.worker_status()->>'poll_interval_ms')::int", &[])
-        .unwrap()
-        .get(0);
+    let v: i32 = c.query_one("SELECT (booking_admin.worker_status()->>'poll_interval_ms')::int", &[]).unwrap().get(0);
     Duration::from_millis(v as u64)
 }
 
@@ -106,7 +103,11 @@ fn the_workers_own_calls_are_not_audited() {
         assert!(started.elapsed() < Duration::from_secs(10), "the marker call was audited");
         sleep(Duration::from_millis(50));
     }
-    assert_eq!(count(&mut c, "booking_admin.record_completions"), completions, "the runner's completion is not audited");
+    assert_eq!(
+        count(&mut c, "booking_admin.record_completions"),
+        completions,
+        "the runner's completion is not audited"
+    );
 }
 
 /// Five jobs in a row are each done in under half a poll interval: the runners are woken at
@@ -164,7 +165,12 @@ fn a_job_past_its_timeout_is_cancelled_and_retried() {
     let mut c = connect();
     let h = handler(&mut c, "PERFORM pg_sleep(30); RETURN p;");
     let started = Instant::now();
-    let id = enqueue(&mut c, &h, serde_json::json!({}), ", p_timeout_ms => 300, p_max_retries => 1, p_retry_delay_ms => 100");
+    let id = enqueue(
+        &mut c,
+        &h,
+        serde_json::json!({}),
+        ", p_timeout_ms => 300, p_max_retries => 1, p_retry_delay_ms => 100",
+    );
     wait_for(&mut c, id, "dead", Duration::from_secs(15));
     assert!(started.elapsed() < Duration::from_secs(10), "cancelled long before the 30 s sleep ended");
     let errors = last_errors(&mut c, id);
@@ -186,12 +192,8 @@ fn a_failed_job_rolls_back_only_its_own_work() {
     wait_for(&mut c, ids[0], "completed", Duration::from_secs(10));
     wait_for(&mut c, ids[1], "dead", Duration::from_secs(10));
     wait_for(&mut c, ids[2], "completed", Duration::from_secs(10));
-    let ks: Vec<i32> = c
-        .query(&format!("SELECT k FROM public.{table} ORDER BY k"), &[])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
+    let ks: Vec<i32> =
+        c.query(&format!("SELECT k FROM public.{table} ORDER BY k"), &[]).unwrap().iter().map(|r| r.get(0)).collect();
     assert_eq!(ks, vec![1, 3]);
 }
 
@@ -199,8 +201,10 @@ fn a_failed_job_rolls_back_only_its_own_work() {
 fn top_level_statements_run_outside_a_transaction_block() {
     let mut c = connect();
     let table = format!("it_tl_{}", Uuid::new_v4().simple());
-    c.batch_execute(&format!("CREATE TABLE public.{table} (k int); INSERT INTO public.{table} SELECT generate_series(1, 1000)"))
-        .unwrap();
+    c.batch_execute(&format!(
+        "CREATE TABLE public.{table} (k int); INSERT INTO public.{table} SELECT generate_series(1, 1000)"
+    ))
+    .unwrap();
     let index = format!("{table}_k");
     let create = enqueue(
         &mut c,
@@ -208,11 +212,20 @@ fn top_level_statements_run_outside_a_transaction_block() {
         serde_json::json!({ "sql": format!("CREATE INDEX CONCURRENTLY {index} ON public.{table} (k)") }),
         "",
     );
-    let bad = enqueue(&mut c, "top_level_sql", serde_json::json!({ "sql": "VACUUM no_such_table_here" }), ", p_max_retries => 0");
-    let two = enqueue(&mut c, "top_level_sql", serde_json::json!({ "sql": "SELECT 1; SELECT 2" }), ", p_max_retries => 0");
+    let bad = enqueue(
+        &mut c,
+        "top_level_sql",
+        serde_json::json!({ "sql": "VACUUM no_such_table_here" }),
+        ", p_max_retries => 0",
+    );
+    let two =
+        enqueue(&mut c, "top_level_sql", serde_json::json!({ "sql": "SELECT 1; SELECT 2" }), ", p_max_retries => 0");
     wait_for(&mut c, create, "completed", Duration::from_secs(20));
     let valid: bool = c
-        .query_one("SELECT indisvalid FROM pg_index WHERE indexrelid = $1::text::regclass", &[&format!("public.{index}")])
+        .query_one(
+            "SELECT indisvalid FROM pg_index WHERE indexrelid = $1::text::regclass",
+            &[&format!("public.{index}")],
+        )
         .unwrap()
         .get(0);
     assert!(valid, "the concurrently built index is valid");
@@ -300,7 +313,8 @@ fn maintenance_transitions_each_status_and_writes_history() {
             .get(0);
         assert!(history >= 1, "{op} recorded");
     }
-    let untouched: String = c.query_one("SELECT status FROM booking.appointments WHERE id = $1", &[&future]).unwrap().get(0);
+    let untouched: String =
+        c.query_one("SELECT status FROM booking.appointments WHERE id = $1", &[&future]).unwrap().get(0);
     assert_eq!(untouched, "confirmed");
 }
 
@@ -410,7 +424,8 @@ fn a_runner_killed_with_sigkill_loses_no_job() {
 
 fn pg_ctl(args: &[&str]) {
     let bin = std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN (set by scripts/test.sh)");
-    let data = std::env::var("BOOKING_ENGINE_TEST_PGDATA").expect("BOOKING_ENGINE_TEST_PGDATA (set by scripts/test.sh)");
+    let data =
+        std::env::var("BOOKING_ENGINE_TEST_PGDATA").expect("BOOKING_ENGINE_TEST_PGDATA (set by scripts/test.sh)");
     let log = format!("{data}/../log");
     let pg_ctl = format!("{bin}/pg_ctl");
     let mut full = vec!["-u", "postgres", "--", pg_ctl.as_str(), "-D", data.as_str(), "-l", log.as_str(), "-w"];
@@ -427,7 +442,10 @@ fn an_immediate_shutdown_mid_batch_loses_no_job() {
     let mut c = durable_connection();
     let table = format!("it_done_{}", Uuid::new_v4().simple());
     c.batch_execute(&format!("CREATE TABLE public.{table} (job int PRIMARY KEY)")).unwrap();
-    let h = handler(&mut c, &format!("PERFORM pg_sleep(0.01); INSERT INTO public.{table} VALUES ((p->>'k')::int); RETURN p;"));
+    let h = handler(
+        &mut c,
+        &format!("PERFORM pg_sleep(0.01); INSERT INTO public.{table} VALUES ((p->>'k')::int); RETURN p;"),
+    );
     let ids: Vec<Uuid> = c
         .query(
             "SELECT booking_admin.enqueue_job('it', $1, jsonb_build_object('k', k)) FROM generate_series(1, 400) k",

@@ -59,8 +59,10 @@ fn a_failure_entry_survives_the_callers_rollback_and_a_success_does_not() {
         tx.query_one("SELECT booking.log_security_event('login', 'auth', 'it@example.com', true)", &[]).unwrap().get(0);
     tx.rollback().unwrap();
     assert!(await_entry(&mut c, failed), "the failed login is recorded although its transaction rolled back");
-    let n: i64 =
-        c.query_one("SELECT count(*) FROM booking_admin.security_audit_log WHERE id = $1", &[&succeeded]).unwrap().get(0);
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM booking_admin.security_audit_log WHERE id = $1", &[&succeeded])
+        .unwrap()
+        .get(0);
     assert_eq!(n, 0, "a success stands or falls with its transaction");
 }
 
