@@ -72,6 +72,31 @@ BEGIN
         OR p_customer_id = ANY (booking.caller_customer_ids());
 END $$;
 
+-- The tenant's own people: operators and its active staff. They see private details (time-off
+-- reasons), set prices and priorities, and run the day (confirm, check in, complete).
+CREATE FUNCTION booking.caller_is_insider(p_tenant_id uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN booking.caller_is_operator() OR p_tenant_id = ANY (booking.caller_staff_tenant_ids());
+END $$;
+
+-- Refuses a call on behalf of the caller: the refusal goes into the security audit log (as a
+-- failure, through the durable queue, so it survives the rollback the error causes, with the
+-- caller's identity and request id), then the error is raised. Application-facing functions use
+-- PT404 (PostgREST: HTTP 404) both for what does not exist and for what the caller may not see,
+-- so that the answer does not tell which; 42501 only when the caller sees the object but may not
+-- do this to it.
+CREATE FUNCTION booking.refuse(p_action text, p_resource_type text, p_resource_id text, p_tenant_id uuid,
+                               p_sqlstate text, p_message text) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking.audit_event(p_action, p_resource_type, p_resource_id, false,
+                                p_sqlstate || ': ' || p_message, false, p_tenant_id);
+    RAISE EXCEPTION USING MESSAGE = p_message, ERRCODE = p_sqlstate;
+END $$;
+
 -- A booking page may read the tenant's services, and customers their own data; writes go
 -- through the functions, which check the caller.
 CREATE POLICY services_public_read ON booking.services FOR SELECT USING (is_active);

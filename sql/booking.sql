@@ -147,7 +147,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
 $$;
 
 -- Books an appointment. p_booking: {customer_id, staff_id, service_id, starts_at, ends_at?,
--- price?, notes?, status? ('pending' | 'confirmed', default 'confirmed')}.
+-- price?, notes?, status? ('pending' | 'confirmed', default 'confirmed')}. ends_at and price
+-- default to the service's; only the tenant's staff and operators may set others.
 CREATE FUNCTION booking.create_booking_idempotent(p_idempotency_key text, p_booking jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
@@ -177,23 +178,28 @@ BEGIN
     IF v_status NOT IN ('pending', 'confirmed') THEN
         RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
     END IF;
+    -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
+    -- (OR and AND stop at the first operand that decides them: the caller checks below run only
+    -- when their answer matters.)
     SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'service % does not exist', p_booking ->> 'service_id' USING ERRCODE = 'P0002';
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
+        PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
+                               format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
     SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'staff member % does not exist', p_booking ->> 'staff_id' USING ERRCODE = 'P0002';
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id
+                          AND (v_staff.is_active OR booking.caller_is_insider(v_service.tenant_id)))
+                         OR booking.caller_is_operator()) THEN
+        PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
+                               format('staff member %s does not exist', p_booking ->> 'staff_id'));
     END IF;
     SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'customer % does not exist', p_booking ->> 'customer_id' USING ERRCODE = 'P0002';
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', p_booking ->> 'customer_id', v_service.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_booking ->> 'customer_id'));
     END IF;
     IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
         RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
-    END IF;
-    IF NOT booking.caller_may_act_for(v_service.tenant_id, v_customer.id) THEN
-        RAISE EXCEPTION 'not allowed to book for customer %', v_customer.id USING ERRCODE = '42501';
     END IF;
     v_starts := (p_booking ->> 'starts_at')::timestamptz;
     v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
@@ -206,6 +212,19 @@ BEGIN
     v_price := coalesce((p_booking ->> 'price')::numeric, v_service.price);
     IF v_price < 0 THEN
         RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- Length and price are the service's for customers and anonymous callers: only the tenant's
+    -- own people may book a different end or price. A mismatch is refused, never ignored, so a
+    -- client learns its request was not what it will get.
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
+                                      v_service.duration_minutes));
+    END IF;
+    IF v_price <> v_service.price AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('price must be the service''s price %s; only the tenant''s staff may set another price',
+                                      v_service.price));
     END IF;
 
     -- The canonical request: the same booking however its JSON was spelled.
@@ -220,7 +239,8 @@ BEGIN
         RETURN v_replay;
     END IF;
 
-    v_check := booking.rpc_validate_appointment_slot(v_staff.id, v_service.id, v_starts, v_ends);
+    -- The engine itself: what the caller may see was checked above.
+    v_check := booking.slot_violations(v_staff.id, v_service.id, v_starts, v_ends);
     IF NOT (v_check ->> 'valid')::boolean THEN
         RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
             'success', false, 'error', 'Appointment violates booking rules',
@@ -252,7 +272,11 @@ BEGIN
 END $$;
 
 -- Loads an appointment for a change by the caller, locked, or raises.
-CREATE FUNCTION booking.appointment_for_change(p_appointment_id uuid) RETURNS booking.appointments
+-- An appointment the caller may not see is PT404, as one that does not exist; with
+-- p_staff_only, one the caller sees (their own) but may not change this way is 42501. Both
+-- refusals are audited under p_action.
+CREATE FUNCTION booking.appointment_for_change(p_appointment_id uuid, p_action text, p_staff_only boolean DEFAULT false)
+RETURNS booking.appointments
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -262,15 +286,17 @@ BEGIN
         RAISE EXCEPTION 'p_appointment_id must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO v_appt FROM booking.appointments WHERE id = p_appointment_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'appointment % does not exist', p_appointment_id USING ERRCODE = 'P0002';
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_appt.tenant_id, v_appt.customer_id) THEN
+        PERFORM booking.refuse(p_action, 'appointment', p_appointment_id::text, v_appt.tenant_id, 'PT404',
+                               format('appointment %s does not exist', p_appointment_id));
     END IF;
-    IF NOT booking.caller_may_act_for(v_appt.tenant_id, v_appt.customer_id) THEN
-        RAISE EXCEPTION 'not allowed to change appointment %', p_appointment_id USING ERRCODE = '42501';
+    IF p_staff_only AND NOT booking.caller_is_insider(v_appt.tenant_id) THEN
+        PERFORM booking.refuse(p_action, 'appointment', p_appointment_id::text, v_appt.tenant_id, '42501',
+                               format('only the tenant''s staff may %s an appointment', split_part(p_action, '.', 2)));
     END IF;
     RETURN v_appt;
 END $$;
-REVOKE ALL ON FUNCTION booking.appointment_for_change(uuid) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.appointment_for_change(uuid, text, boolean) FROM PUBLIC;
 
 -- The common start of a change to an existing appointment: claim the idempotency key (if any),
 -- then refuse a status that cannot change or a policy deadline that has passed. Returns the
@@ -310,7 +336,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_old booking.appointments := booking.appointment_for_change(p_appointment_id);
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule');
     v_new booking.appointments;
     v_new_ends timestamptz;
     v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
@@ -336,7 +362,7 @@ BEGIN
             v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
     END IF;
     v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
-    v_check := booking.rpc_validate_appointment_slot(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
+    v_check := booking.slot_violations(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
     IF NOT (v_check ->> 'valid')::boolean THEN
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
             'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
@@ -366,7 +392,7 @@ RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id);
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel');
     v_op uuid;
     v_early jsonb;
 BEGIN
@@ -387,4 +413,119 @@ BEGIN
     PERFORM booking.offer_freed_slot(v_appt);
     RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
+-- Running the day: the tenant's staff (and operators) confirm pending bookings, check customers
+-- in, complete appointments and mark no-shows. Each is idempotent (doing it again answers
+-- success with "changed": false), moves the status only as booking.status_transition_allowed
+-- permits, writes an event like the maintenance transitions ({appointment_id, from, to,
+-- starts_at, ends_at}) and is audited; a customer is refused with 42501 on their own
+-- appointment, anyone else with PT404. A status that does not allow the step is a business
+-- refusal: {"success": false, "code": ..., "error": ...}.
+CREATE FUNCTION booking.staff_step_result(p_action text, p_appt booking.appointments, p_changed boolean,
+                                          p_from text, p_event text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_changed THEN
+        PERFORM booking.emit_event(p_appt.tenant_id, p_event, jsonb_build_object(
+            'appointment_id', p_appt.id, 'from', p_from, 'to', p_appt.status,
+            'starts_at', p_appt.starts_at, 'ends_at', p_appt.ends_at, 'checked_in_at', p_appt.checked_in_at));
+    END IF;
+    RETURN booking.finish_operation(p_action, p_appt.tenant_id, NULL, jsonb_build_object(
+        'success', true, 'changed', p_changed, 'appointment', booking.appointment_json(p_appt)), p_appt.id);
+END $$;
+REVOKE ALL ON FUNCTION booking.staff_step_result(text, booking.appointments, boolean, text, text) FROM PUBLIC;
+
+CREATE FUNCTION booking.staff_step_refused(p_action text, p_appt booking.appointments, p_code text, p_error text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.finish_operation(p_action, p_appt.tenant_id, NULL,
+        booking.policy_failure(p_code, p_error, NULL, jsonb_build_object('status', p_appt.status)), p_appt.id)
+$$;
+REVOKE ALL ON FUNCTION booking.staff_step_refused(text, booking.appointments, text, text) FROM PUBLIC;
+
+-- pending -> confirmed. Already confirmed (or further on: active, completed): unchanged.
+CREATE FUNCTION booking.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.confirm', true);
+BEGIN
+    IF v_appt.status IN ('confirmed', 'active', 'completed') THEN
+        RETURN booking.staff_step_result('booking.confirm', v_appt, false, v_appt.status, NULL);
+    ELSIF v_appt.status <> 'pending' THEN
+        RETURN booking.staff_step_refused('booking.confirm', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be confirmed', v_appt.status));
+    END IF;
+    UPDATE booking.appointments SET status = 'confirmed' WHERE id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.confirm', v_appt, true, 'pending', 'booking.confirmed');
+END $$;
+
+-- Records the customer's arrival (checked_in_at), which keeps the no-show sweep away. For
+-- confirmed and active appointments; the status itself moves on with the clock (activate-due).
+CREATE FUNCTION booking.check_in_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.check_in', true);
+BEGIN
+    IF v_appt.checked_in_at IS NOT NULL AND v_appt.status IN ('confirmed', 'active', 'completed') THEN
+        RETURN booking.staff_step_result('booking.check_in', v_appt, false, v_appt.status, NULL);
+    ELSIF v_appt.status NOT IN ('confirmed', 'active') THEN
+        RETURN booking.staff_step_refused('booking.check_in', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be checked in', v_appt.status));
+    END IF;
+    UPDATE booking.appointments SET checked_in_at = booking.clock_now() WHERE id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.check_in', v_appt, true, v_appt.status, 'booking.checked_in');
+END $$;
+
+-- active -> completed, or early: a checked-in confirmed appointment goes confirmed -> active ->
+-- completed (the two steps the transition rules allow).
+CREATE FUNCTION booking.complete_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.complete', true);
+    v_from text := v_appt.status;
+BEGIN
+    IF v_appt.status = 'completed' THEN
+        RETURN booking.staff_step_result('booking.complete', v_appt, false, v_from, NULL);
+    ELSIF v_appt.status = 'confirmed' AND v_appt.checked_in_at IS NULL THEN
+        RETURN booking.staff_step_refused('booking.complete', v_appt, 'not_checked_in',
+                                          'A confirmed appointment can be completed once the customer is checked in');
+    ELSIF v_appt.status NOT IN ('confirmed', 'active') THEN
+        RETURN booking.staff_step_refused('booking.complete', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be completed', v_appt.status));
+    END IF;
+    IF v_appt.status = 'confirmed' THEN
+        UPDATE booking.appointments SET status = 'active' WHERE id = v_appt.id;
+    END IF;
+    UPDATE booking.appointments SET status = 'completed' WHERE id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.complete', v_appt, true, v_from, 'booking.completed');
+END $$;
+
+-- confirmed/active -> no_show, once the appointment has started and only without a check-in.
+CREATE FUNCTION booking.mark_no_show(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.no_show', true);
+    v_from text := v_appt.status;
+BEGIN
+    IF v_appt.status = 'no_show' THEN
+        RETURN booking.staff_step_result('booking.no_show', v_appt, false, v_from, NULL);
+    ELSIF v_appt.status NOT IN ('confirmed', 'active') THEN
+        RETURN booking.staff_step_refused('booking.no_show', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be marked as a no-show', v_appt.status));
+    ELSIF v_appt.checked_in_at IS NOT NULL THEN
+        RETURN booking.staff_step_refused('booking.no_show', v_appt, 'checked_in',
+                                          'The customer was checked in: not a no-show');
+    ELSIF booking.clock_now() < v_appt.starts_at THEN
+        RETURN booking.staff_step_refused('booking.no_show', v_appt, 'not_started',
+                                          'An appointment that has not started is not a no-show yet');
+    END IF;
+    UPDATE booking.appointments SET status = 'no_show' WHERE id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.no_show', v_appt, true, v_from, 'booking.no_show');
 END $$;

@@ -11,6 +11,64 @@ BEGIN
     END LOOP;
 END $$;
 
+
+-- Applications (PostgREST's anon and authenticated, any login role) may call only what an
+-- untrusted caller must: every other function of the schema is for the extension itself, its
+-- SECURITY DEFINER functions (which run as the owner) and the roles granted below. Granted to
+-- PUBLIC rather than to anon/authenticated so that it works on a plain PostgreSQL without
+-- Supabase's roles too.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- Row-level security policies and CHECK constraints call these as the querying role.
+    booking.jwt_claims(), booking.caller_user_id(), booking.caller_is_operator(), booking.caller_customer_ids(),
+    booking.caller_staff_tenant_ids(), booking.caller_may_act_for(uuid, uuid), booking.caller_is_insider(uuid),
+    booking.clock_now(), booking.is_valid_timezone(text), booking.is_valid_opening_hours(jsonb),
+    booking.is_within_opening_hours(jsonb, timestamp), booking.is_single_select(text), booking.request_context(),
+    -- The booking page: public profile, slots (get_available_slots is inlined into the caller's
+    -- query, so the two functions it calls must be executable too), slot checks.
+    booking.get_booking_page(uuid), booking.require_bookable(uuid, uuid),
+    booking.available_slot_arrays(uuid, date, date, uuid), booking.get_available_slots(uuid, date, date, uuid),
+    booking.rpc_get_available_slots_enhanced(date, uuid, uuid),
+    booking.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking.validate_appointment_timing(uuid, uuid, timestamptz),
+    -- Customers: sign-up, bookings, waitlist. Each checks its caller.
+    booking.register_customer(uuid, text, text, text),
+    booking.create_booking_idempotent(text, jsonb), booking.reschedule_appointment(uuid, timestamptz, text),
+    booking.cancel_appointment(uuid, text, text),
+    booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
+    booking.list_waitlist(uuid, text),
+    -- The tenant's staff running the day (customers get 42501, others PT404).
+    booking.confirm_appointment(uuid), booking.check_in_appointment(uuid), booking.complete_appointment(uuid),
+    booking.mark_no_show(uuid)
+TO PUBLIC;
+
+-- What Supabase's trusted roles get, granted to whichever of them exist (the roles are not the
+-- extension's: on a plain PostgreSQL there are none). service_role is Supabase's back end
+-- (BYPASSRLS): it manages tenants, staff, services, schedules and customers directly, writes
+-- application audit entries and uses the rate limiter. booking_operator (created by the DBA)
+-- may do the latter two as well. Run it again after creating either role later.
+CREATE FUNCTION booking_admin.grant_api_roles() RETURNS text[]
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_granted text[] := '{}';
+BEGIN
+    IF to_regrole('service_role') IS NOT NULL THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA booking TO service_role;
+        GRANT EXECUTE ON FUNCTION booking.log_security_event(text, text, text, boolean, text, boolean, uuid),
+            booking.check_rate_limit(text, text, integer, integer), booking.check_rate_limit_json(text, text, integer, integer)
+        TO service_role;
+        v_granted := v_granted || 'service_role'::text;
+    END IF;
+    IF to_regrole('booking_operator') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION booking.log_security_event(text, text, text, boolean, text, boolean, uuid),
+            booking.check_rate_limit(text, text, integer, integer), booking.check_rate_limit_json(text, text, integer, integer)
+        TO booking_operator;
+        v_granted := v_granted || 'booking_operator'::text;
+    END IF;
+    RETURN v_granted;
+END $$;
+SELECT booking_admin.grant_api_roles();
+
 -- Operators' functions are not for PUBLIC: grant EXECUTE (or membership in a role that has it)
 -- to the operators who need them.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;

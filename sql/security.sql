@@ -1,6 +1,7 @@
 -- Security automation: the audit log, the PII registry, the rule engine and its default rules,
--- the compliance report. Everything is in booking_admin (not for PUBLIC) except the one audit
--- entry point applications call, booking.log_security_event.
+-- the compliance report. Everything is in booking_admin (not for PUBLIC) except the audit entry
+-- point of trusted back ends, booking.log_security_event (not for PUBLIC either: see
+-- booking_admin.grant_api_roles in finalize.sql).
 
 -- The audit trail. No foreign keys: it must outlive the tenants and users it mentions.
 CREATE TABLE booking_admin.security_audit_log (
@@ -56,7 +57,9 @@ END $$;
 CREATE TRIGGER security_audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON booking_admin.security_audit_log
     FOR EACH STATEMENT EXECUTE FUNCTION booking.security_audit_append_only();
 
--- What applications call. The extension's own kinds of entries cannot be forged through it.
+-- What trusted back ends call (service_role, operators): untrusted callers could forge failed
+-- logins or other tenants' entries, so it is not executable by PUBLIC. The extension's own kinds
+-- of entries cannot be forged through it either.
 CREATE FUNCTION booking.log_security_event(
     p_action text, p_resource_type text, p_resource_id text DEFAULT NULL, p_success boolean DEFAULT true,
     p_failure_reason text DEFAULT NULL, p_sensitive_data_accessed boolean DEFAULT false, p_tenant_id uuid DEFAULT NULL)

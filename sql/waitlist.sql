@@ -54,7 +54,8 @@ CREATE POLICY waitlist_read ON booking.waitlist FOR SELECT
 GRANT SELECT ON booking.waitlist TO PUBLIC;
 
 -- Adds an entry: {customer_id, service_id, staff_id?, preferred_start_date?, preferred_end_date?,
--- preferred_times? ["10:00", ...], preferred_days? [1, 2, ...], priority?, notes?}.
+-- preferred_times? ["10:00", ...], preferred_days? [1, 2, ...], priority? (the tenant's staff
+-- and operators only), notes?}.
 CREATE FUNCTION booking.add_to_waitlist(p_entry jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
@@ -70,15 +71,19 @@ BEGIN
         RAISE EXCEPTION 'p_entry needs customer_id and service_id' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO v_customer FROM booking.customers WHERE id = (p_entry ->> 'customer_id')::uuid;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'customer % does not exist', p_entry ->> 'customer_id' USING ERRCODE = 'P0002';
-    END IF;
-    IF NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
-        RAISE EXCEPTION 'not allowed to add waitlist entries for customer %', v_customer.id USING ERRCODE = '42501';
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'customer', p_entry ->> 'customer_id', v_customer.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_entry ->> 'customer_id'));
     END IF;
     SELECT * INTO v_service FROM booking.services WHERE id = (p_entry ->> 'service_id')::uuid AND tenant_id = v_customer.tenant_id;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'service % does not exist for this customer''s tenant', p_entry ->> 'service_id' USING ERRCODE = 'P0002';
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_customer.tenant_id)) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'service', p_entry ->> 'service_id', v_customer.tenant_id, 'PT404',
+                               format('service %s does not exist for this customer''s tenant', p_entry ->> 'service_id'));
+    END IF;
+    -- The queue's order is the tenant's to set: a customer's entry gets the default priority.
+    IF p_entry ->> 'priority' IS NOT NULL AND NOT booking.caller_is_insider(v_customer.tenant_id) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'waitlist', NULL, v_customer.tenant_id, '42501',
+                               'only the tenant''s staff may set a waitlist priority');
     END IF;
     INSERT INTO booking.waitlist (tenant_id, customer_id, service_id, staff_id, preferred_start_date, preferred_end_date,
                                   preferred_times, preferred_days, priority, notes)
@@ -90,7 +95,7 @@ BEGIN
     RETURNING * INTO v_row;
     RETURN to_jsonb(v_row);
 EXCEPTION WHEN foreign_key_violation THEN
-    RAISE EXCEPTION 'staff member % does not exist for this tenant', p_entry ->> 'staff_id' USING ERRCODE = 'P0002';
+    RAISE EXCEPTION 'staff member % does not exist for this tenant', p_entry ->> 'staff_id' USING ERRCODE = 'PT404';
 END $$;
 
 -- Changes the preferences, priority or notes of an entry (keys as in add_to_waitlist; status
@@ -116,11 +121,14 @@ BEGIN
         RAISE EXCEPTION 'status can only be set to waiting or cancelled' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO v_row FROM booking.waitlist WHERE id = p_id FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'waitlist entry % does not exist', p_id USING ERRCODE = 'P0002';
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
+        PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, 'PT404',
+                               format('waitlist entry %s does not exist', p_id));
     END IF;
-    IF NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
-        RAISE EXCEPTION 'not allowed to change waitlist entry %', p_id USING ERRCODE = '42501';
+    IF p_changes ->> 'priority' IS NOT NULL AND (p_changes ->> 'priority')::int IS DISTINCT FROM v_row.priority
+       AND NOT booking.caller_is_insider(v_row.tenant_id) THEN
+        PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, '42501',
+                               'only the tenant''s staff may set a waitlist priority');
     END IF;
     UPDATE booking.waitlist w SET
         staff_id = CASE WHEN p_changes ? 'staff_id' THEN (p_changes ->> 'staff_id')::uuid ELSE w.staff_id END,
@@ -175,7 +183,7 @@ BEGIN
     IF p_freed.starts_at <= v_now OR p_freed.starts_at > v_now + make_interval(secs => v_horizon * 3600) THEN
         RETURN 0;
     END IF;
-    IF NOT (booking.rpc_validate_appointment_slot(p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
+    IF NOT (booking.slot_violations(p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
         RETURN 0;
     END IF;
     SELECT p_freed.starts_at AT TIME ZONE s.timezone INTO v_local FROM booking.staff s WHERE s.id = p_freed.staff_id;

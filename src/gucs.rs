@@ -26,6 +26,12 @@ pub static RULE_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(5000);
 /// Schemas an API exposes (PostgREST's db-schemas); the RLS lint checks their tables.
 pub static EXPOSED_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"public, booking"));
 
+/// How many proxies in front of PostgREST append to `X-Forwarded-For` and are trusted: the
+/// client address is the entry the outermost of them wrote (the N-th from the right); entries
+/// left of it were written by the client and can say anything. 0: headers are ignored. Default
+/// 1: Supabase's API gateway is one proxy in front of PostgREST.
+pub static TRUSTED_PROXIES: GucSetting<i32> = GucSetting::<i32>::new(1);
+
 /// The statement deadline of booking_admin.execute_explain_query and analyze_query, in ms.
 pub static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
@@ -93,6 +99,17 @@ pub fn register() {
         c"Schemas an API such as PostgREST exposes, comma-separated.",
         c"The RLS lint flags tables without row level security in these schemas.",
         &EXPOSED_SCHEMAS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    // Superuser-only: a session that could raise it could choose its own audited address.
+    GucRegistry::define_int_guc(
+        c"booking_engine.trusted_proxies",
+        c"How many proxies in front of the database's API append to X-Forwarded-For.",
+        c"The audited client address is the X-Forwarded-For entry the outermost trusted proxy wrote; 0 ignores the proxy headers.",
+        &TRUSTED_PROXIES,
+        0,
+        16,
         GucContext::Suset,
         GucFlags::default(),
     );

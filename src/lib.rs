@@ -33,13 +33,13 @@ extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", 
 extension_sql_file!(
     "../sql/waitlist.sql",
     name = "waitlist",
-    requires = ["access", availability::api::rpc_validate_appointment_slot, clock::clock_now]
+    requires = ["access", availability::api::slot_violations, clock::clock_now]
 );
 extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlist"]);
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",
-    requires = ["schema", availability::api::available_slot_arrays]
+    requires = ["access", availability::api::available_slot_arrays, availability::api::slot_violations]
 );
 extension_sql_file!(
     "../sql/security.sql",
@@ -80,6 +80,7 @@ extension_sql_file!(
         admin::tuner_api::booking_admin::perform_tuning_cycle,
     ]
 );
+extension_sql_file!("../sql/portal.sql", name = "portal", requires = ["booking", "availability", "security"]);
 extension_sql_file!(
     "../sql/operator.sql",
     name = "operator",

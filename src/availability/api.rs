@@ -12,8 +12,8 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::engine::{
-    available_slots, Calendar, Clock, DayHours, DayOverride, Holiday, HolidayDate, Service, Staff, Tenant, TimeOff,
-    WeeklyWindow,
+    available_slots, Calendar, Clock, DayHours, DayOverride, Holiday, HolidayDate, Rule, Service, Staff, Tenant,
+    TimeOff, WeeklyWindow,
 };
 use super::intervals::Interval;
 use super::opening_hours;
@@ -164,6 +164,7 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid]) -> DomainResult<String> {
 
 /// The core's view of one question, built from `Inputs`.
 pub struct Model {
+    pub tenant_id: Uuid,
     pub tenant: Tenant,
     pub service: Service,
     pub staff: Vec<Staff>,
@@ -213,6 +214,7 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
             Some(_) => {}
         }
     }
+    let tenant_id = service.tenant_id;
     let tenant_row = inputs.tenant.ok_or_else(|| {
         DomainError::Internal(format!("tenant {} of service {} is missing", service.tenant_id, q.service_id))
     })?;
@@ -295,7 +297,7 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         buffer_before: service.buffer_before * MICROS_PER_MINUTE,
         buffer_after: service.buffer_after * MICROS_PER_MINUTE,
     };
-    Ok(Model { tenant, service, staff, holidays, clock })
+    Ok(Model { tenant_id, tenant, service, staff, holidays, clock })
 }
 
 fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
@@ -356,6 +358,16 @@ pub fn available_slot_arrays(
     Ok(TableIterator::once((staff_ids, starts, ends)))
 }
 
+/// Whether the caller is one of the tenant's own people (an operator or its active staff), who
+/// may read why a staff member is away.
+fn caller_sees_private(tenant_id: Uuid) -> DomainResult<bool> {
+    Ok(Spi::get_one_with_args::<bool>(
+        "SELECT booking.caller_is_operator() OR $1 = ANY (booking.caller_staff_tenant_ids())",
+        &[to_pg_uuid(tenant_id).into()],
+    )?
+    .unwrap_or(false))
+}
+
 /// Checks every availability rule for one proposed booking and says which ones fail.
 /// `duration` overrides the service's (a booking with an explicit end); `exclude_appointment`
 /// leaves that appointment out (its own old slot when rescheduling).
@@ -380,31 +392,27 @@ pub fn explain_timing(
         duration,
     })?;
     let cal = Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clock, first, last);
+    // Who is asking matters only when a staff member is away: most checks skip the query.
+    let mut explained = cal.explain(starts_at, false);
+    if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))
+        && caller_sees_private(model.tenant_id)?
+    {
+        explained = cal.explain(starts_at, true);
+    }
     let violations: Vec<serde_json::Value> =
-        cal.explain(starts_at).into_iter().map(|v| json!({"code": v.rule.code(), "message": v.message})).collect();
+        explained.into_iter().map(|v| json!({"code": v.rule.code(), "message": v.message})).collect();
     Ok(json!({"valid": violations.is_empty(), "violations": violations}))
 }
 
 /// `{"valid": bool, "violations": [{"code", "message"}]}` for booking `service_id` with
-/// `staff_id` at `starts_at`.
+/// `staff_id` from `p_starts_at` to `p_ends_at` (default: start + the service's duration),
+/// leaving `p_exclude_appointment_id` out of the conflict check. Internal: applications call
+/// `booking.validate_appointment_timing` / `booking.rpc_validate_appointment_slot` (sql/
+/// availability.sql), which first answer PT404 for what the caller may not see; Rust cannot
+/// raise that SQLSTATE.
 #[pg_extern(stable, security_definer, parallel_restricted)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
-pub fn validate_appointment_timing(
-    p_staff_id: Option<PgUuid>,
-    p_service_id: Option<PgUuid>,
-    p_starts_at: Option<TimestampWithTimeZone>,
-) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
-    let staff_id = to_uuid(require(p_staff_id, "p_staff_id")?);
-    let service_id = to_uuid(require(p_service_id, "p_service_id")?);
-    let starts_at = to_micros(require(p_starts_at, "p_starts_at")?)?;
-    Ok(JsonB(explain_timing(staff_id, service_id, starts_at, None, None)?))
-}
-
-/// The seed-004 slot check: like `validate_appointment_timing`, with an optional end (default:
-/// start + the service's duration) and an appointment to leave out of the conflict check.
-#[pg_extern(stable, security_definer, parallel_restricted)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
-pub fn rpc_validate_appointment_slot(
+pub fn slot_violations(
     p_staff_id: Option<PgUuid>,
     p_service_id: Option<PgUuid>,
     p_starts_at: Option<TimestampWithTimeZone>,

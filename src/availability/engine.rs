@@ -129,6 +129,9 @@ impl Rule {
     }
 }
 
+/// What a caller outside the tenant learns about time off and holidays.
+pub const UNAVAILABLE: &str = "The staff member is unavailable at this time";
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
     pub rule: Rule,
@@ -345,8 +348,10 @@ impl<'a> Calendar<'a> {
         }
     }
 
-    /// A message for each broken rule, naming the hours or dates involved.
-    pub fn explain(&self, start: Micros) -> Vec<Violation> {
+    /// A message for each broken rule, naming the hours or dates involved. Why a staff member
+    /// is away (the time off's reason, the holiday's name) is for the tenant's own people:
+    /// without `show_private` those messages say only that the staff member is unavailable.
+    pub fn explain(&self, start: Micros, show_private: bool) -> Vec<Violation> {
         let end = start + self.service.duration;
         let tenant_date = self.tenant.zone.to_local(start).date();
         let staff_date = self.staff.zone.to_local(start).date();
@@ -366,6 +371,7 @@ impl<'a> Calendar<'a> {
                         "Appointment time is outside the staff member's schedule ({})",
                         self.staff.describe_hours_on(staff_date)
                     ),
+                    Rule::Holiday | Rule::TimeOff if !show_private => UNAVAILABLE.to_string(),
                     Rule::Holiday => format!(
                         "Appointment date {} is a holiday ({})",
                         tenant_date,
@@ -702,7 +708,7 @@ mod tests {
         let svc = service(60);
         let c = clock("2026-03-23 08:00");
         let cal = Calendar::new(&t, &svc, &s, &[], &c, date("2026-03-23"), date("2026-03-23"));
-        let v = cal.explain(utc("2026-03-23 07:00"));
+        let v = cal.explain(utc("2026-03-23 07:00"), true);
         let codes: Vec<&str> = v.iter().map(|v| v.rule.code()).collect();
         assert_eq!(codes, ["outside_business_hours", "outside_staff_schedule", "min_notice"]);
         assert_eq!(v[0].message, "Appointment time is outside business hours (08:00 - 18:00)");
@@ -710,9 +716,33 @@ mod tests {
             v[1].message,
             "Appointment time is outside the staff member's schedule (09:00 - 12:00, 13:00 - 15:00)"
         );
-        let v = cal.explain(utc("2026-03-23 09:30"));
+        let v = cal.explain(utc("2026-03-23 09:30"), true);
         assert_eq!(v.iter().map(|v| v.rule).collect::<Vec<_>>(), [Rule::MinNotice, Rule::Conflict]);
-        assert!(cal.explain(utc("2026-03-23 10:30")).is_empty());
+        assert!(cal.explain(utc("2026-03-23 10:30"), true).is_empty());
+    }
+
+    #[test]
+    fn time_off_reasons_and_holiday_names_only_for_the_tenants_people() {
+        let t = tenant(Zone::fixed(0));
+        let mut s = monday_staff();
+        s.time_off.push(TimeOff {
+            period: Interval::new(utc("2026-03-23 09:00"), utc("2026-03-23 12:00")),
+            reason: Some("medical: surgery".into()),
+        });
+        let holidays =
+            [Holiday { name: "Staff party".into(), date: HolidayDate::Once(date("2026-03-24")), staff: None }];
+        let svc = service(60);
+        let c = clock("2026-03-01 00:00");
+        let cal = Calendar::new(&t, &svc, &s, &holidays, &c, date("2026-03-23"), date("2026-03-24"));
+        let messages = |at: &str, private: bool| -> Vec<String> {
+            cal.explain(utc(at), private).into_iter().map(|v| v.message).collect()
+        };
+        assert_eq!(messages("2026-03-23 10:00", true), ["The staff member is on time off (medical: surgery)"]);
+        assert_eq!(messages("2026-03-23 10:00", false), [UNAVAILABLE]);
+        assert!(messages("2026-03-24 10:00", true).iter().any(|m| m.contains("Staff party")));
+        assert!(!messages("2026-03-24 10:00", false).iter().any(|m| m.contains("Staff party")));
+        let codes: Vec<&str> = cal.explain(utc("2026-03-23 10:00"), false).iter().map(|v| v.rule.code()).collect();
+        assert_eq!(codes, ["time_off"], "the rule's code stays: only the reason is private");
     }
 
     #[test]

@@ -37,5 +37,11 @@ pub fn current_context() -> RequestContext {
         }
     };
     let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
-    context::from_request(guc(c"request.jwt.claims").as_deref(), guc(c"request.headers").as_deref(), &session)
+    let trusted_proxies = crate::gucs::TRUSTED_PROXIES.get().max(0) as usize;
+    context::from_request(
+        guc(c"request.jwt.claims").as_deref(),
+        guc(c"request.headers").as_deref(),
+        &session,
+        trusted_proxies,
+    )
 }

@@ -97,3 +97,147 @@ pub fn await_parked(c: &mut Client, pid: i32, how: Parked) {
 pub fn backend_pid(c: &mut Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
 }
+
+/// Supabase's roles, as on a Supabase database: `anon` and `authenticated` (NOLOGIN),
+/// `service_role` (NOLOGIN BYPASSRLS), and the `authenticator` PostgREST logs in as (LOGIN
+/// NOINHERIT, granted the three). Created once per test process if missing, then the
+/// extension's grants for them are applied (they did not exist at CREATE EXTENSION).
+pub fn ensure_supabase_roles() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let mut c = connect();
+        c.batch_execute(
+            "SELECT pg_advisory_lock(8291);
+             DO $$ BEGIN
+                 IF to_regrole('anon') IS NULL THEN CREATE ROLE anon NOLOGIN; END IF;
+                 IF to_regrole('authenticated') IS NULL THEN CREATE ROLE authenticated NOLOGIN; END IF;
+                 IF to_regrole('service_role') IS NULL THEN CREATE ROLE service_role NOLOGIN BYPASSRLS; END IF;
+                 IF to_regrole('authenticator') IS NULL THEN CREATE ROLE authenticator LOGIN NOINHERIT; END IF;
+             END $$;
+             GRANT anon, authenticated, service_role TO authenticator;
+             SELECT booking_admin.grant_api_roles();
+             SELECT pg_advisory_unlock(8291);",
+        )
+        .unwrap();
+    });
+}
+
+/// Who a request comes from, as PostgREST sees it: the role it switches to and the JWT claims.
+#[derive(Clone, Debug)]
+pub enum Caller {
+    Anon,
+    /// A signed-in user (`sub`).
+    User(Uuid),
+    /// Supabase's back end: the service key.
+    Service,
+}
+
+impl Caller {
+    fn role(&self) -> &'static str {
+        match self {
+            Caller::Anon => "anon",
+            Caller::User(_) => "authenticated",
+            Caller::Service => "service_role",
+        }
+    }
+
+    fn claims(&self) -> serde_json::Value {
+        match self {
+            Caller::Anon => serde_json::json!({"role": "anon"}),
+            Caller::User(sub) => {
+                serde_json::json!({"role": "authenticated", "sub": sub, "aal": "aal1"})
+            }
+            Caller::Service => serde_json::json!({"role": "service_role"}),
+        }
+    }
+}
+
+/// An error as PostgREST would turn it into an HTTP answer: the SQLSTATE and the message.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RpcError {
+    pub code: String,
+    pub message: String,
+}
+
+/// One pooled connection logged in as `authenticator`, used the way PostgREST uses it: every
+/// request is BEGIN; SET LOCAL role; set_config('request.jwt.claims', ..., true);
+/// set_config('request.headers', ..., true); SELECT booking.fn(arg := ...); COMMIT (ROLLBACK on
+/// error). Arguments are named and typed as PostgREST's schema cache would pass them.
+pub struct PostgRest {
+    client: Client,
+    /// Headers every request carries (a test sets x-forwarded-for or x-request-id here).
+    pub headers: serde_json::Value,
+}
+
+impl PostgRest {
+    pub fn connect() -> PostgRest {
+        ensure_supabase_roles();
+        let client =
+            Client::connect(&format!("{} user=authenticator", dsn()), NoTls).expect("connect as authenticator");
+        PostgRest { client, headers: serde_json::json!({"user-agent": "it-postgrest"}) }
+    }
+
+    fn request(&mut self, who: &Caller, sql: &str, args: &serde_json::Value) -> Result<serde_json::Value, RpcError> {
+        let mut tx = self.client.transaction().unwrap();
+        tx.batch_execute(&format!("SET LOCAL role {}", who.role())).unwrap();
+        tx.execute("SELECT set_config('request.jwt.claims', $1, true)", &[&who.claims().to_string()]).unwrap();
+        tx.execute("SELECT set_config('request.headers', $1, true)", &[&self.headers.to_string()]).unwrap();
+        match tx.query_one(sql, &[&args.to_string()]) {
+            Ok(row) => {
+                let text: Option<String> = row.get(0);
+                tx.commit().unwrap();
+                Ok(text.map(|t| serde_json::from_str(&t).unwrap()).unwrap_or(serde_json::Value::Null))
+            }
+            Err(e) => {
+                let db = e.as_db_error().unwrap_or_else(|| panic!("not a database error: {e}"));
+                let err = RpcError { code: db.code().code().to_string(), message: db.message().to_string() };
+                drop(tx);
+                Err(err)
+            }
+        }
+    }
+
+    /// `args`: (name, SQL type, value) per argument.
+    fn call_sql(function: &str, args: &[(&str, &str, serde_json::Value)]) -> (String, serde_json::Value) {
+        let named: Vec<String> =
+            args.iter().map(|(name, ty, _)| format!("{name} := (_args ->> '{name}')::{ty}")).collect();
+        let body: serde_json::Map<String, serde_json::Value> =
+            args.iter().map(|(name, _, v)| (name.to_string(), text_of(v))).collect();
+        (format!("booking.{function}({})", named.join(", ")), serde_json::Value::Object(body))
+    }
+
+    /// POST /rpc/{function} of a function returning one value: its JSON.
+    pub fn rpc(
+        &mut self,
+        who: &Caller,
+        function: &str,
+        args: &[(&str, &str, serde_json::Value)],
+    ) -> Result<serde_json::Value, RpcError> {
+        let (call, body) = Self::call_sql(function, args);
+        let sql = format!("SELECT to_jsonb({call})::text FROM (SELECT $1::text::jsonb AS _args) _p");
+        self.request(who, &sql, &body)
+    }
+
+    /// GET /rpc/{function} of a set-returning function: its rows as a JSON array.
+    pub fn rpc_rows(
+        &mut self,
+        who: &Caller,
+        function: &str,
+        args: &[(&str, &str, serde_json::Value)],
+    ) -> Result<serde_json::Value, RpcError> {
+        let (call, body) = Self::call_sql(function, args);
+        let sql = format!(
+            "SELECT coalesce(jsonb_agg(_r), '[]')::text FROM (SELECT $1::text::jsonb AS _args) _p, LATERAL {call} _r"
+        );
+        self.request(who, &sql, &body)
+    }
+}
+
+/// A JSON argument as PostgREST hands it over: strings as they are, objects and arrays as
+/// their JSON text.
+fn text_of(v: &serde_json::Value) -> serde_json::Value {
+    match v {
+        serde_json::Value::String(_) | serde_json::Value::Null => v.clone(),
+        other => serde_json::Value::String(other.to_string()),
+    }
+}

@@ -10,4 +10,5 @@ mod dump;
 mod fuzz;
 mod jobs;
 mod operator;
+mod postgrest;
 mod security;

@@ -75,7 +75,9 @@ fn an_application_role_appends_but_never_rewrites_the_audit_log() {
             "CREATE ROLE {role} LOGIN;
              -- Even a role someone granted too much cannot rewrite the trail.
              GRANT USAGE ON SCHEMA booking_admin TO {role};
-             GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON booking_admin.security_audit_log TO {role};"
+             GRANT SELECT, INSERT, UPDATE, DELETE, TRUNCATE ON booking_admin.security_audit_log TO {role};
+             -- A trusted back end: untrusted roles may not write audit entries at all.
+             GRANT EXECUTE ON FUNCTION booking.log_security_event(text, text, text, boolean, text, boolean, uuid) TO {role};"
         ))
         .unwrap();
     let mut app = postgres::Client::connect(&format!("{} user={role}", crate::common::dsn()), postgres::NoTls).unwrap();
@@ -107,7 +109,9 @@ fn an_application_role_appends_but_never_rewrites_the_audit_log() {
     drop(app);
     admin
         .batch_execute(&format!(
-            "REVOKE ALL ON booking_admin.security_audit_log FROM {role}; REVOKE ALL ON SCHEMA booking_admin FROM {role}; DROP ROLE {role};"
+            "REVOKE ALL ON booking_admin.security_audit_log FROM {role}; REVOKE ALL ON SCHEMA booking_admin FROM {role};
+             REVOKE ALL ON FUNCTION booking.log_security_event(text, text, text, boolean, text, boolean, uuid) FROM {role};
+             DROP ROLE {role};"
         ))
         .unwrap();
 }

@@ -49,6 +49,20 @@ FROM booking_admin.security_audit_log WHERE action = 'customer.viewed';
 -- A direct insert gets the same context.
 INSERT INTO booking_admin.security_audit_log (action, resource_type, success) VALUES ('export', 'report', true);
 SELECT ip_address, request_id, mfa FROM booking_admin.security_audit_log WHERE action = 'export';
+-- The address is what the outermost trusted proxy saw (booking_engine.trusted_proxies, default 1:
+-- the last x-forwarded-for entry above); entries left of it are the client's own words. With no
+-- trusted proxy the headers are ignored (this session's Unix socket has no address).
+SET booking_engine.trusted_proxies = 2;
+SELECT booking.request_context() ->> 'ip_address' AS behind_two_proxies;
+SET booking_engine.trusted_proxies = 0;
+SELECT booking.request_context() ->> 'ip_address' AS no_trusted_proxy;
+RESET booking_engine.trusted_proxies;
+-- Only a superuser may change it, or a session could choose its own audited address.
+CREATE ROLE regress_security_app;
+SET ROLE regress_security_app;
+SELECT regress.sqlstate_of($$SET booking_engine.trusted_proxies = 5$$);
+RESET ROLE;
+DROP ROLE regress_security_app;
 RESET request.jwt.claims;
 RESET request.headers;
 -- The extension's own kinds of entries cannot be forged through the application entry point.
