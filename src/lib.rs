@@ -7,10 +7,12 @@
 use pgrx::prelude::*;
 
 // The shared layer every feature builds on: Postgres plumbing, the clock, the errors, the
-// settings, and the writer for rows that must survive a rollback.
+// settings, the writer for rows that must survive a rollback, and the launcher of the
+// per-database workers.
 pub mod clock;
 pub mod errors;
 pub mod gucs;
+pub mod launcher;
 pub mod pg;
 pub mod writer;
 
@@ -100,7 +102,7 @@ pub extern "C-unwind" fn _PG_init() {
     // Shared memory, hooks and workers can only be asked for while preloading.
     if preloaded {
         writer::init();
-        jobs::init();
+        launcher::init();
         security::init();
     }
 }

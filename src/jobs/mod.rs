@@ -1,7 +1,7 @@
 //! Jobs: a durable queue (sql/jobs.sql), background workers that run its in-database handlers,
 //! and the maintenance scheduler.
 //!
-//! `backoff` and `naming` are the pure core; `wake` is the shared-memory wake-up, `exec` runs
+//! `backoff` and `naming` are the pure core; `wake` wakes the database's workers at commit, `exec` runs
 //! one job (subtransaction or top-level statement), `worker` the worker processes, `api` the
 //! Rust-side SQL functions.
 
@@ -14,5 +14,3 @@ pub mod worker;
 
 #[cfg(feature = "pg_test")]
 mod pg_tests;
-
-pub use worker::init;
