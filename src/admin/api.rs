@@ -169,9 +169,13 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         };
         row["job_id"] = json!(job_id);
         audit(Sink::AdminAttempt, &row)?;
+        // Queued is only as good as the runner that will take it: say when none will (the
+        // enqueue also raised a WARNING).
+        let will_run = crate::launcher::will_run();
         return Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
             "job_id": job_id, "audit_id": id, "statement": accepted.text,
+            "will_run": will_run.is_ok(), "will_not_run_because": will_run.err().map(|w| w.as_str()),
         }));
     }
     audit(Sink::AdminAttempt, &row)?;
@@ -191,7 +195,7 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     match ran {
         Ok(Ok(())) => Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
-            "job_id": null, "audit_id": id, "statement": accepted.text,
+            "job_id": null, "audit_id": id, "statement": accepted.text, "will_run": true,
         })),
         Ok(Err(e)) => Err(DomainError::from(e).into()),
         Err(caught) => Err(caught.reraise()),
@@ -216,7 +220,8 @@ fn enqueue_top_level(kind: &str, payload: &Value) -> DomainResult<uuid::Uuid> {
         )
     })?
     .ok_or_else(|| DomainError::Internal("the job insert returned no id".into()))?;
-    Spi::run("SELECT booking_admin.wake_workers_at_commit()")?;
+    // Not through the SQL function: the caller may hold EXECUTE on execute_admin_sql alone.
+    crate::launcher::queued_work_at_commit();
     Ok(to_uuid(id))
 }
 

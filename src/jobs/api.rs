@@ -9,7 +9,7 @@ pub mod booking_admin {
 
     use crate::errors::DomainError;
     use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, MAX_WORKERS, POLL_INTERVAL_MS};
-    use crate::jobs::{backoff, wake};
+    use crate::jobs::backoff;
 
     /// Milliseconds before the next attempt of a job that failed `retry_count` times so far; a
     /// `jitter` draw in [0, 1) (e.g. `random()`) applies full jitter, NULL none.
@@ -39,15 +39,7 @@ pub mod booking_admin {
     /// `will_run`), says so with a WARNING (SQLSTATE 01000) instead of accepting it silently.
     #[pg_extern(volatile)]
     pub fn wake_workers_at_commit() {
-        if let Err(why) = crate::launcher::will_run() {
-            pgrx::ereport!(
-                PgLogLevel::WARNING,
-                PgSqlErrorCode::ERRCODE_WARNING,
-                format!("booking_engine: queued work will not run: {}", why.as_str()),
-                "booking_admin.worker_status() shows the workers; the work waits until they run"
-            );
-        }
-        wake::wake_at_commit();
+        crate::launcher::queued_work_at_commit();
     }
 
     /// Whether the background workers serve this database, and which: `state` is `running`,

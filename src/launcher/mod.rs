@@ -181,6 +181,24 @@ pub fn will_run() -> Result<(), NotRunning> {
     registry::will_run(true, ENABLED.get(), allowed, r.launcher_procno > 0, r.entry(db), JOB_WORKERS.get() as usize)
 }
 
+/// For every function that queues work: wakes the current database's workers when the
+/// transaction commits, and when none will run the work says so with a WARNING (SQLSTATE
+/// 01000) instead of accepting it silently. Without the preloaded library there are no
+/// workers to wake, and the warning says so.
+pub fn queued_work_at_commit() {
+    if let Err(why) = will_run() {
+        pgrx::ereport!(
+            PgLogLevel::WARNING,
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("booking_engine: queued work will not run: {}", why.as_str()),
+            "booking_admin.worker_status() shows the workers; the work waits until they run"
+        );
+    }
+    if preloaded() {
+        crate::pg::xact::at_commit(wake_my_database);
+    }
+}
+
 /// What the launcher knows about the current database, for worker_status.
 pub struct DatabaseStatus {
     pub launcher_running: bool,

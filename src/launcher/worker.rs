@@ -16,7 +16,7 @@ use crate::jobs::naming::{runner_name, SCHEDULER_NAME};
 use crate::pg::bgworker::{attach_signals, epoch_ms, in_transaction, my_procno, wait};
 use crate::pg::catalog::connectable_databases;
 
-/// How often pg_database is read without being told (new databases, the allow-list).
+/// How often the launcher looks at pg_database without being woken.
 pub const SCAN_INTERVAL: Duration = Duration::from_secs(5);
 /// How often databases without booking_engine are looked at again without being told.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(60);
@@ -64,24 +64,23 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
     }
     let mut running: HashMap<(u32, usize), DynamicBackgroundWorker> = HashMap::new();
     let mut exited_at: HashMap<(u32, usize), Instant> = HashMap::new();
-    let mut last_scan: Option<Instant> = None;
     let mut last_probe = Instant::now();
     let mut reported_short = 0usize;
     loop {
+        // pg_database is small and read at every round (every wake-up, at least every
+        // SCAN_INTERVAL): new and dropped databases, and a reloaded allow-list, take effect at
+        // once.
         let rescan = std::mem::take(&mut REGISTRY.exclusive().rescan);
-        if rescan || last_scan.is_none_or(|t| t.elapsed() >= SCAN_INTERVAL) {
-            let list = allow_list();
-            let databases: Vec<Database> = in_transaction(connectable_databases)
-                .into_iter()
-                .map(|d| Database { oid: d.oid, allowed: allowed(list.as_deref(), &d.name) })
-                .collect();
-            let reprobe = rescan || last_probe.elapsed() >= PROBE_INTERVAL;
-            if reprobe {
-                last_probe = Instant::now();
-            }
-            REGISTRY.exclusive().sync(&databases, reprobe);
-            last_scan = Some(Instant::now());
+        let list = allow_list();
+        let databases: Vec<Database> = in_transaction(connectable_databases)
+            .into_iter()
+            .map(|d| Database { oid: d.oid, allowed: allowed(list.as_deref(), &d.name) })
+            .collect();
+        let reprobe = rescan || last_probe.elapsed() >= PROBE_INTERVAL;
+        if reprobe {
+            last_probe = Instant::now();
         }
+        REGISTRY.exclusive().sync(&databases, reprobe);
 
         running.retain(|key, w| match w.pid() {
             Err(BackgroundWorkerStatus::Stopped) => {
