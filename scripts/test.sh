@@ -67,3 +67,6 @@ export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_
 cargo test --features integration --test integration
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
 cargo test --features integration --test integration -- --ignored --test-threads=1
+
+log "level 4: ALTER EXTENSION UPDATE from the previous release (sql/releases)"
+bash "$REPO/scripts/upgrade_test.sh"
