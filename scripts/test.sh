@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included: unit tests, #[pg_test] in-database tests, pg_regress
-# golden files and Rust integration tests against a real cluster with the library preloaded.
+# golden files, Rust integration tests against a real cluster with the library preloaded, and
+# the upgrade from the previous release (scripts/upgrade_test.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup
 cd "$REPO"

@@ -195,7 +195,7 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     match ran {
         Ok(Ok(())) => Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
-            "job_id": null, "audit_id": id, "statement": accepted.text, "will_run": true,
+            "job_id": null, "audit_id": id, "statement": accepted.text,
         })),
         Ok(Err(e)) => Err(DomainError::from(e).into()),
         Err(caught) => Err(caught.reraise()),

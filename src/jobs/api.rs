@@ -78,7 +78,7 @@ pub mod booking_admin {
             "reason": will_run.err().map(|w| w.as_str()),
             "preloaded": preloaded,
             "enabled": ENABLED.get(),
-            "database": DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default(),
+            "allow_list": DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default(),
             "job_workers": JOB_WORKERS.get(),
             "max_workers": MAX_WORKERS.get(),
             "poll_interval_ms": POLL_INTERVAL_MS.get(),
