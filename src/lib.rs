@@ -112,7 +112,14 @@ pub extern "C-unwind" fn _PG_init() {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
+    /// The launcher starts the workers in the test database, where tests about them find them,
+    /// but they stay idle (enabled = off): nothing scans, schedules or claims behind the tests'
+    /// back.
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'booking_engine'"]
+        vec![
+            "shared_preload_libraries = 'booking_engine'",
+            "booking_engine.database = 'pgrx_tests'",
+            "booking_engine.enabled = off",
+        ]
     }
 }
