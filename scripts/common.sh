@@ -93,8 +93,8 @@ port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$CLUSTER_DIR'
 shared_preload_libraries = 'booking_engine,pg_stat_statements'
-max_worker_processes = 48
-booking_engine.max_workers = 32
+max_worker_processes = 96
+booking_engine.max_workers = 64
 booking_engine.database = '${BOOKING_WORKER_DATABASES:-}'
 ${BOOKING_EXTRA_CONF:-}
 max_connections = 100

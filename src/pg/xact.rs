@@ -27,7 +27,10 @@ unsafe extern "C-unwind" fn on_xact_event(event: pg_sys::XactEvent::Type, _arg: 
     actions.into_iter().for_each(|f| f());
 }
 
-fn add(list: &'static std::thread::LocalKey<RefCell<Vec<fn()>>>, action: fn()) {
+/// A backend-local list of deferred actions.
+type Actions = std::thread::LocalKey<RefCell<Vec<fn()>>>;
+
+fn add(list: &'static Actions, action: fn()) {
     list.with(|p| {
         let mut p = p.borrow_mut();
         if !p.iter().any(|f| std::ptr::fn_addr_eq(*f, action)) {
