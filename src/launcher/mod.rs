@@ -11,9 +11,9 @@
 //! again when told, and every `PROBE_INTERVAL` as a fallback.
 //!
 //! Leaving: DROP EXTENSION wakes the database's workers at commit and they exit when they see
-//! it gone; DROP DATABASE and ALTER DATABASE RENAME / SET TABLESPACE (which need the database
-//! to themselves) first stop its workers and its writer, and nothing starts there until the
-//! statement ended.
+//! it gone; DROP DATABASE, ALTER DATABASE RENAME / SET TABLESPACE and CREATE DATABASE ...
+//! TEMPLATE (which need the database to themselves) first stop its workers and its writer,
+//! and nothing starts there until the statement ended.
 
 pub mod registry;
 pub mod worker;
@@ -318,7 +318,9 @@ fn observe_utility(node: *mut pg_sys::Node) -> Option<Box<dyn FnOnce(bool)>> {
             }
             T_CreatedbStmt => {
                 crate::pg::xact::at_commit(request_rescan);
-                return None;
+                // Copying a database needs it to itself, as DROP DATABASE does.
+                let stmt = &*node.cast::<pg_sys::CreatedbStmt>();
+                database_oid(option_string(stmt.options, "template")?)
             }
             T_DropStmt => {
                 let stmt = &*node.cast::<pg_sys::DropStmt>();
@@ -349,15 +351,34 @@ fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
     }
 }
 
-/// Whether a list of DefElem options sets `name`.
-fn defines(options: *mut pg_sys::List, name: &str) -> bool {
-    list_nodes(options).into_iter().any(|n| {
-        // SAFETY: ALTER DATABASE's options are DefElem nodes; defname is a NUL-terminated string.
+/// The DefElem option `name` of a statement's option list.
+fn option(options: *mut pg_sys::List, name: &str) -> Option<*mut pg_sys::DefElem> {
+    list_nodes(options).into_iter().find_map(|n| {
+        // SAFETY: CREATE/ALTER DATABASE's options are DefElem nodes; defname is a NUL-terminated
+        // string.
         unsafe {
-            !n.is_null()
+            let is_it = !n.is_null()
                 && (*n).type_ == pg_sys::NodeTag::T_DefElem
                 && !(*n.cast::<pg_sys::DefElem>()).defname.is_null()
-                && std::ffi::CStr::from_ptr((*n.cast::<pg_sys::DefElem>()).defname).to_bytes() == name.as_bytes()
+                && std::ffi::CStr::from_ptr((*n.cast::<pg_sys::DefElem>()).defname).to_bytes() == name.as_bytes();
+            is_it.then(|| n.cast::<pg_sys::DefElem>())
         }
     })
+}
+
+/// Whether a list of DefElem options sets `name`.
+fn defines(options: *mut pg_sys::List, name: &str) -> bool {
+    option(options, name).is_some()
+}
+
+/// The value of option `name` when it is a name or string (TEMPLATE = x, TEMPLATE 'x').
+fn option_string(options: *mut pg_sys::List, name: &str) -> Option<*const std::ffi::c_char> {
+    let def = option(options, name)?;
+    // SAFETY: def is a DefElem of the parse tree; its arg, when a String node, holds a
+    // NUL-terminated string.
+    unsafe {
+        let arg = (*def).arg;
+        (!arg.is_null() && (*arg).type_ == pg_sys::NodeTag::T_String)
+            .then(|| (*arg.cast::<pg_sys::String>()).sval.cast_const())
+    }
 }

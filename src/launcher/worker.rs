@@ -13,7 +13,7 @@ use super::registry::{allowed, Database, Kind};
 use super::{allow_list, worker_arg, REGISTRY};
 use crate::gucs::{JOB_WORKERS, MAX_WORKERS};
 use crate::jobs::naming::{runner_name, SCHEDULER_NAME};
-use crate::pg::bgworker::{attach_signals, epoch_ms, in_transaction, my_procno, wait};
+use crate::pg::bgworker::{attach_signals, epoch_ms, in_transaction, my_procno, terminate, wait};
 use crate::pg::catalog::connectable_databases;
 
 /// How often the launcher looks at pg_database without being woken.
@@ -92,16 +92,28 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
             _ => true,
         });
 
-        let alive: Vec<(u32, Kind)> = running.keys().map(|&(db, slot)| (db, Kind::from_slot(slot))).collect();
-        let plan = REGISTRY.exclusive().plan(
-            &alive,
-            JOB_WORKERS.get().max(0) as usize,
-            MAX_WORKERS.get().max(0) as usize,
-            epoch_ms(),
-        );
+        // Alive: the workers this launcher started, and those registered without it (started by
+        // a launcher that died since: they are adopted, not started twice).
+        let (plan, adopted) = {
+            let mut r = REGISTRY.exclusive();
+            let mut alive: Vec<(u32, Kind)> = running.keys().map(|&(db, slot)| (db, Kind::from_slot(slot))).collect();
+            let mut adopted: HashMap<(u32, usize), i32> = HashMap::new();
+            for e in r.entries.iter().filter(|e| e.db != 0) {
+                for (slot, &pid) in e.pids.iter().enumerate() {
+                    if pid != 0 && !running.contains_key(&(e.db, slot)) {
+                        alive.push((e.db, Kind::from_slot(slot)));
+                        adopted.insert((e.db, slot), pid);
+                    }
+                }
+            }
+            let plan = r.plan(&alive, JOB_WORKERS.get().max(0) as usize, MAX_WORKERS.get().max(0) as usize, epoch_ms());
+            (plan, adopted)
+        };
         for (db, kind) in plan.stop {
             if let Some(w) = running.remove(&(db, kind.slot())) {
                 let _ = w.terminate();
+            } else if let Some(pid) = adopted.get(&(db, kind.slot())) {
+                terminate(*pid);
             }
         }
         let mut next_wait = SCAN_INTERVAL;

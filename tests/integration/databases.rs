@@ -209,6 +209,20 @@ fn a_database_being_renamed_gets_its_workers_back_under_its_new_name() {
 }
 
 #[test]
+fn a_database_with_workers_can_be_used_as_a_template() {
+    let mut admin = connect();
+    let runners = runners_per_database(&mut admin);
+    let (db, _) = database_with_extension(&mut admin, runners);
+    let copy = format!("{db}_copy");
+    admin.batch_execute(&format!("CREATE DATABASE {copy} TEMPLATE {db}")).expect("its workers step aside for the copy");
+    for d in [&db, &copy] {
+        wait_until(&mut admin, WORKERS_WITHIN, &format!("{d} has its workers"), |c| workers(c, d).len() == 1 + runners);
+    }
+    drop_database(&mut admin, &copy);
+    drop_database(&mut admin, &db);
+}
+
+#[test]
 fn a_terminated_scheduler_is_restarted_without_touching_the_other_database() {
     let mut admin = connect();
     let runners = runners_per_database(&mut admin);

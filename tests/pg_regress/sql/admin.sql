@@ -168,7 +168,7 @@ FROM booking_admin.jobs WHERE id = (:'queued'::jsonb ->> 'job_id')::uuid;
 SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s -> 'job' ->> 'status' AS job_status,
        s -> 'will_run' AS will_run
 FROM booking_admin.admin_sql_status((:'queued'::jsonb ->> 'audit_id')::uuid) s;
-SELECT booking_admin.worker_status() - 'workers' - 'runner_pids' - 'scheduler_pid' - 'poll_interval_ms' AS worker_status;
+SELECT booking_admin.worker_status() - 'workers' - 'runner_pids' - 'scheduler_pid' - 'poll_interval_ms' - 'max_workers' AS worker_status;
 
 -- How a statement ended, by its audit id (an immediate statement has no will_run: it ran).
 SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s ->> 'finished_at' IS NOT NULL AS has_end,
