@@ -100,8 +100,8 @@ mod tests {
         let started = std::time::Instant::now();
         loop {
             let pid = Spi::get_one::<i32>(
-                "SELECT pid FROM pg_stat_activity
-                 WHERE backend_type = 'booking_engine runner 1' AND datname = current_database()",
+                "SELECT (SELECT pid FROM pg_stat_activity
+                         WHERE backend_type = 'booking_engine runner 1' AND datname = current_database())",
             )
             .unwrap();
             if let Some(pid) = pid {

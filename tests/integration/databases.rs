@@ -292,3 +292,83 @@ fn a_scheduler_killed_with_sigkill_is_recovered_in_every_database() {
     drop_database(&mut admin, &a);
     drop_database(&mut admin, &b);
 }
+
+/// A budget too small for a new database: the shortage shows in worker_status() and the server
+/// log, work queued there is accepted with the 01000 WARNING and `will_run: false`, and the
+/// database is served as soon as the budget allows it (a reload, no restart).
+#[test]
+#[ignore = "changes server settings; run alone by scripts/test.sh"]
+fn an_exhausted_budget_is_reported_and_queued_work_says_it_will_not_run() {
+    let mut admin = connect();
+    let runners = runners_per_database(&mut admin);
+    let live: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity
+             WHERE backend_type IN ('booking_engine scheduler') OR backend_type LIKE 'booking_engine runner %'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    // One statement each: ALTER SYSTEM refuses to run in the implicit transaction of a batch.
+    admin.batch_execute(&format!("ALTER SYSTEM SET booking_engine.max_workers = {live}")).unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The budget comes back however this test ends, so the tests after it are served.
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            if let Ok(mut c) = Client::connect(&dsn(), NoTls) {
+                let _ = c.batch_execute("ALTER SYSTEM RESET booking_engine.max_workers");
+                let _ = c.batch_execute("SELECT pg_reload_conf()");
+            }
+        }
+    }
+    let reset = Reset;
+    let db = format!("it_db_{}", Uuid::new_v4().simple());
+    admin.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+    let mut c = open(&db);
+    c.batch_execute("SET client_min_messages = warning; CREATE EXTENSION booking_engine CASCADE").unwrap();
+    let status = |c: &mut Client| -> Value {
+        let s: postgres::types::Json<Value> = c.query_one("SELECT booking_admin.worker_status()", &[]).unwrap().get(0);
+        s.0
+    };
+    wait_until(&mut c, WORKERS_WITHIN, "the shortage is reported", |c| status(c)["state"] == "no_budget");
+    let s = status(&mut c);
+    assert_eq!(s["will_run"], false, "{s}");
+    // Its scheduler could not start (the runners would follow it).
+    assert!(s["short_of_workers"].as_u64().unwrap() >= 1, "{s}");
+    // The WARNING reaches the client as a notice with its SQLSTATE.
+    let notices = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(String, String)>::new()));
+    let seen = notices.clone();
+    let mut config: postgres::Config = with_db(&db).parse().unwrap();
+    config.notice_callback(move |n| seen.lock().unwrap().push((n.code().code().to_string(), n.message().to_string())));
+    let mut q = config.connect(NoTls).unwrap();
+    q.batch_execute("SET client_min_messages = warning").unwrap();
+    let r: postgres::types::Json<Value> =
+        q.query_one("SELECT booking_admin.execute_admin_sql('VACUUM booking.tenants')", &[]).unwrap().get(0);
+    assert_eq!(r.0["mode"], "queued", "{}", r.0);
+    assert_eq!(r.0["will_run"], false, "{}", r.0);
+    let warned = notices.lock().unwrap().clone();
+    assert!(warned.iter().any(|(code, m)| code == "01000" && m.contains("queued work will not run")), "{warned:?}");
+    let audit_id: Uuid = r.0["audit_id"].as_str().unwrap().parse().unwrap();
+    let st: postgres::types::Json<Value> =
+        q.query_one("SELECT booking_admin.admin_sql_status($1)", &[&audit_id]).unwrap().get(0);
+    assert_eq!(st.0["will_run"], false, "{}", st.0);
+    let log = std::fs::read_to_string(format!(
+        "{}/../log",
+        std::env::var("BOOKING_ENGINE_TEST_PGDATA").expect("BOOKING_ENGINE_TEST_PGDATA (set by scripts/test.sh)")
+    ))
+    .unwrap();
+    assert!(log.contains("per-database worker(s) could not be started"), "the server log says so");
+
+    // Room again: the database gets its workers and the queued statement runs.
+    drop(reset);
+    wait_until(&mut admin, WORKERS_WITHIN, "served once the budget allows", |a| workers(a, &db).len() == 1 + runners);
+    wait_until(&mut q, WORK_WITHIN, "the queued statement ran", |q| {
+        let st: postgres::types::Json<Value> =
+            q.query_one("SELECT booking_admin.admin_sql_status($1)", &[&audit_id]).unwrap().get(0);
+        st.0["outcome"] == "succeeded"
+    });
+    drop(q);
+    drop(c);
+    drop_database(&mut admin, &db);
+}
