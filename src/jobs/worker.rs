@@ -41,6 +41,20 @@ fn extension_installed() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether pg_restore is connected to the worker's database. A restore creates the extension
+/// first and copies its tables' rows afterwards: maintenance inserting rows meanwhile (history
+/// rows with identity keys) would make the copy fail, and jobs would run before the tables
+/// their handlers use are back. So the workers do nothing while it is there.
+fn restore_in_progress() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity
+                        WHERE datname = pg_catalog.current_database() AND application_name = 'pg_restore')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
+}
+
 /// Postgres ERRORs and pgrx's own SPI errors, as one message.
 fn flatten<T>(outcome: Result<Result<T, pgrx::spi::Error>, String>) -> Result<T, String> {
     outcome.and_then(|r| r.map_err(|e| e.to_string()))
@@ -76,6 +90,9 @@ fn scheduler_round() -> Option<i64> {
     let due: Option<Vec<(String, i32)>> = in_transaction(|| {
         if !extension_installed() {
             return None;
+        }
+        if restore_in_progress() {
+            return Some(Vec::new());
         }
         Spi::run("SELECT booking_admin.recover_stale_jobs()").expect("recover_stale_jobs");
         Some(
@@ -168,6 +185,9 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
     let (claimed, next_due): (Vec<Claimed>, Option<i64>) = in_transaction(|| {
         if !extension_installed() {
             return None;
+        }
+        if restore_in_progress() {
+            return Some((Vec::new(), None));
         }
         // The claim must survive a crash even under synchronous_commit = off: if it were lost,
         // a job that crashes the server would be retried forever without counting attempts.
