@@ -32,3 +32,28 @@ BEGIN
         'finished_at', job.completed_at,
         'job', jsonb_build_object('status', job.status, 'retry_count', job.retry_count, 'started_at', job.started_at));
 END $$;
+
+-- Runners of every database have the same names: a running job's runner is alive only if it
+-- is connected to this database.
+CREATE OR REPLACE FUNCTION booking_admin.recover_stale_jobs() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+    n integer := 0;
+BEGIN
+    FOR v IN
+        SELECT j.* FROM booking_admin.jobs j
+        WHERE j.status = 'running'
+          AND (j.locked_at < pg_postmaster_start_time()
+               OR CASE WHEN j.locked_by LIKE 'booking_engine runner %'
+                       THEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = j.locked_pid
+                                        AND a.backend_type = j.locked_by AND a.datname = current_database())
+                       ELSE j.heartbeat_at < clock_timestamp() - make_interval(secs => j.timeout_ms / 1000.0 + 5) END)
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM booking_admin.record_failure(v, format('worker %s (pid %s) died or stopped answering', v.locked_by, v.locked_pid));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
