@@ -79,15 +79,24 @@ start_cluster() {
         runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
         echo "include 'booking_engine.conf'" >> "$PGDATA_DIR/postgresql.conf"
     fi
-    # Rewritten at every start, so a cluster made by an older checkout gets today's settings.
-    # Workers: the scheduler, the job runners, and one audit flusher and one admin audit writer
-    # per active database.
+    # Rewritten at every start, so a cluster made by an older checkout gets today's settings
+    # (and an older checkout's ALTER SYSTEM of the workers' database does not linger).
+    # Workers: the launcher, per database served a scheduler and the job runners (at most
+    # booking_engine.max_workers in all), and one writer per active database.
+    # BOOKING_WORKER_DATABASES is the workers' allow-list (empty: every database);
+    # BOOKING_EXTRA_CONF is appended as is.
+    if [ -f "$PGDATA_DIR/postgresql.auto.conf" ]; then
+        sed -i '/^booking_engine\./d' "$PGDATA_DIR/postgresql.auto.conf"
+    fi
     cat > "$PGDATA_DIR/booking_engine.conf" <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$CLUSTER_DIR'
 shared_preload_libraries = 'booking_engine,pg_stat_statements'
-max_worker_processes = 32
+max_worker_processes = 96
+booking_engine.max_workers = 64
+booking_engine.database = '${BOOKING_WORKER_DATABASES:-}'
+${BOOKING_EXTRA_CONF:-}
 max_connections = 100
 shared_buffers = 256MB
 fsync = off

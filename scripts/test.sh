@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, set-up included: unit tests, #[pg_test] in-database tests, pg_regress
-# golden files and Rust integration tests against a real cluster with the library preloaded.
+# golden files, Rust integration tests against a real cluster with the library preloaded, and
+# the upgrade from the previous release (scripts/upgrade_test.sh).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 setup
 cd "$REPO"
@@ -19,7 +20,9 @@ cargo pgrx test pg15 --runas postgres --pgdata "$BOOKING_TMP/pgrx-test/data"
 
 log "level 3: a real cluster"
 install_extension
-start_cluster test "$TEST_PORT"
+# The golden files assume nothing claims their jobs behind their back: while they run, the
+# background workers serve only the postgres database (which has no booking_engine).
+BOOKING_WORKER_DATABASES=postgres start_cluster test "$TEST_PORT"
 trap stop_cluster EXIT
 
 # Each golden file starts from a fresh database, so files never see each other's rows.
@@ -56,11 +59,15 @@ fresh_database booking_it
 # The whole database, its background workers included, shares the tests' fixed clock: the
 # maintenance scheduler must not move the tests' appointments as real time passes them.
 "$PG_BIN/psql" -X -q -d postgres -c "ALTER DATABASE booking_it SET booking_engine.now = '2026-03-01 00:00+01'"
-# The background workers serve the integration database (read at server start).
-"$PG_BIN/psql" -X -q -d postgres -c "ALTER SYSTEM SET booking_engine.database = 'booking_it'"
-start_cluster test "$TEST_PORT"
+# So do the other databases the integration tests create (dump and restore, several databases
+# served at once): their schedulers must not move appointments as real time passes them either.
+# From here on the background workers serve every database where booking_engine is installed.
+BOOKING_EXTRA_CONF="booking_engine.now = '2026-03-01 00:00+01'" start_cluster test "$TEST_PORT"
 export BOOKING_ENGINE_TEST_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=booking_it"
 export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_BIN"
 cargo test --features integration --test integration
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
 cargo test --features integration --test integration -- --ignored --test-threads=1
+
+log "level 4: ALTER EXTENSION UPDATE from the previous release (sql/releases)"
+bash "$REPO/scripts/upgrade_test.sh"

@@ -348,7 +348,11 @@ BEGIN
         RETURN doc || jsonb_build_object('outcome', 'failed', 'outcome_detail',
             'its job is gone: the enqueuing transaction rolled back, or job retention removed it');
     END IF;
+    -- A pending job says whether a runner will take it (false: no worker serves this database,
+    -- see worker_status()).
     RETURN doc || jsonb_build_object(
+        'will_run', CASE WHEN job.status IN ('pending', 'failed', 'running')
+                         THEN (booking_admin.worker_status() ->> 'will_run')::boolean END,
         'outcome', CASE job.status WHEN 'completed' THEN 'succeeded' WHEN 'dead' THEN 'failed' ELSE 'pending' END,
         'outcome_detail', job.error_message,
         'finished_at', job.completed_at,

@@ -274,7 +274,7 @@ BEGIN
           AND (j.locked_at < pg_postmaster_start_time()
                OR CASE WHEN j.locked_by LIKE 'booking_engine runner %'
                        THEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = j.locked_pid
-                                        AND a.backend_type = j.locked_by)
+                                        AND a.backend_type = j.locked_by AND a.datname = current_database())
                        ELSE j.heartbeat_at < clock_timestamp() - make_interval(secs => j.timeout_ms / 1000.0 + 5) END)
         FOR UPDATE SKIP LOCKED
     LOOP

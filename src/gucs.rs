@@ -11,11 +11,16 @@ pub static NOW_OVERRIDE: GucSetting<Option<CString>> = GucSetting::<Option<CStri
 /// Whether the background workers do any work (they stay registered either way).
 pub static ENABLED: GucSetting<bool> = GucSetting::<bool>::new(true);
 
-/// The database the background workers connect to.
-pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+/// The databases the background workers may serve (comma-separated); empty: every database
+/// where booking_engine is installed.
+pub static DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 
-/// How many job runner workers start with the server.
+/// How many job runners each database gets.
 pub static JOB_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(2);
+
+/// How many per-database workers (schedulers and runners, all databases together) the
+/// launcher may run at once.
+pub static MAX_WORKERS: GucSetting<i32> = GucSetting::<i32>::new(8);
 
 /// How long an idle worker sleeps before looking for work again, in milliseconds.
 pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
@@ -52,28 +57,36 @@ pub fn register() {
         GucContext::Sighup,
         GucFlags::default(),
     );
-    // Postgres refuses (FATAL) restart-only settings from a library loaded after startup; they
-    // only matter to the background workers, which exist only when preloaded anyway.
-    if crate::pg::preload::preloaded() {
-        GucRegistry::define_string_guc(
-            c"booking_engine.database",
-            c"The database booking_engine's background workers serve.",
-            c"It must have the booking_engine extension installed. Read at server start.",
-            &DATABASE,
-            GucContext::Postmaster,
-            GucFlags::default(),
-        );
-        GucRegistry::define_int_guc(
-            c"booking_engine.job_workers",
-            c"Number of job runner background workers.",
-            c"Read at server start.",
-            &JOB_WORKERS,
-            0,
-            32,
-            GucContext::Postmaster,
-            GucFlags::default(),
-        );
-    }
+    // Read by the launcher at every round: a reload changes which databases are served and
+    // how many workers each gets, without a restart.
+    GucRegistry::define_string_guc(
+        c"booking_engine.database",
+        c"Allow-list of the databases booking_engine's background workers serve (empty: all).",
+        c"Comma-separated database names. Empty serves every database where the extension is installed. Reloaded on SIGHUP.",
+        &DATABASE,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.job_workers",
+        c"Number of job runner background workers in each database.",
+        c"Reloaded on SIGHUP: the launcher starts or stops runners to match.",
+        &JOB_WORKERS,
+        0,
+        32,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.max_workers",
+        c"Most per-database background workers (schedulers and runners of all databases) running at once.",
+        c"Schedulers are served first, then runners; what does not fit is reported in worker_status() and the log. Each also needs a max_worker_processes slot. Reloaded on SIGHUP.",
+        &MAX_WORKERS,
+        0,
+        1024,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
     GucRegistry::define_int_guc(
         c"booking_engine.poll_interval_ms",
         c"How long an idle background worker waits before looking for work again.",

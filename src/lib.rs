@@ -7,10 +7,12 @@
 use pgrx::prelude::*;
 
 // The shared layer every feature builds on: Postgres plumbing, the clock, the errors, the
-// settings, and the writer for rows that must survive a rollback.
+// settings, the writer for rows that must survive a rollback, and the launcher of the
+// per-database workers.
 pub mod clock;
 pub mod errors;
 pub mod gucs;
+pub mod launcher;
 pub mod pg;
 pub mod writer;
 
@@ -97,7 +99,7 @@ pub extern "C-unwind" fn _PG_init() {
     // Shared memory, hooks and workers can only be asked for while preloading.
     if preloaded {
         writer::init();
-        jobs::init();
+        launcher::init();
         security::init();
     }
 }
@@ -107,7 +109,14 @@ pub extern "C-unwind" fn _PG_init() {
 pub mod pg_test {
     pub fn setup(_options: Vec<&str>) {}
 
+    /// The launcher starts the workers in the test database, where tests about them find them,
+    /// but they stay idle (enabled = off): nothing scans, schedules or claims behind the tests'
+    /// back.
     pub fn postgresql_conf_options() -> Vec<&'static str> {
-        vec!["shared_preload_libraries = 'booking_engine'"]
+        vec![
+            "shared_preload_libraries = 'booking_engine'",
+            "booking_engine.database = 'pgrx_tests'",
+            "booking_engine.enabled = off",
+        ]
     }
 }

@@ -169,9 +169,13 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         };
         row["job_id"] = json!(job_id);
         audit(Sink::AdminAttempt, &row)?;
+        // Queued is only as good as the runner that will take it: say when none will (the
+        // enqueue also raised a WARNING).
+        let will_run = crate::launcher::will_run();
         return Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
             "job_id": job_id, "audit_id": id, "statement": accepted.text,
+            "will_run": will_run.is_ok(), "will_not_run_because": will_run.err().map(|w| w.as_str()),
         }));
     }
     audit(Sink::AdminAttempt, &row)?;
@@ -208,16 +212,16 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
 /// object with its schema, since it runs with the caller's search_path.
 fn enqueue_top_level(kind: &str, payload: &Value) -> DomainResult<uuid::Uuid> {
     let caller = role::current_user();
-    let id = role::run_as(role::extension_owner()?, || -> DomainResult<Option<pgrx::Uuid>> {
-        let id = Spi::get_one_with_args::<pgrx::Uuid>(
+    let id = role::run_as(role::extension_owner()?, || {
+        Spi::get_one_with_args::<pgrx::Uuid>(
             "INSERT INTO booking_admin.jobs (name, handler, payload, max_retries, timeout_ms, created_by)
              VALUES ($1, 'top_level_sql', $2, 0, 3600000, $3) RETURNING id",
             &[format!("admin_sql {kind}").into(), JsonB(payload.clone()).into(), caller.into()],
-        )?;
-        Spi::run("SELECT booking_admin.wake_workers_at_commit()")?;
-        Ok(id)
+        )
     })?
     .ok_or_else(|| DomainError::Internal("the job insert returned no id".into()))?;
+    // Not through the SQL function: the caller may hold EXECUTE on execute_admin_sql alone.
+    crate::launcher::queued_work_at_commit();
     Ok(to_uuid(id))
 }
 

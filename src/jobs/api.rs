@@ -8,8 +8,8 @@ pub mod booking_admin {
     use serde_json::json;
 
     use crate::errors::DomainError;
-    use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, POLL_INTERVAL_MS};
-    use crate::jobs::{backoff, wake};
+    use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, MAX_WORKERS, POLL_INTERVAL_MS};
+    use crate::jobs::backoff;
 
     /// Milliseconds before the next attempt of a job that failed `retry_count` times so far; a
     /// `jitter` draw in [0, 1) (e.g. `random()`) applies full jitter, NULL none.
@@ -34,50 +34,61 @@ pub mod booking_admin {
         Ok(backoff::retry_delay_ms(base.into(), multiplier, n, max.into(), jitter))
     }
 
-    /// Wake the background workers when the current transaction commits (enqueue_job calls it).
+    /// Wake the database's background workers when the current transaction commits (every
+    /// function that queues work calls it). When no worker will run the work (see
+    /// `will_run`), says so with a WARNING (SQLSTATE 01000) instead of accepting it silently.
     #[pg_extern(volatile)]
     pub fn wake_workers_at_commit() {
-        wake::wake_at_commit();
+        crate::launcher::queued_work_at_commit();
     }
 
-    /// Whether the background workers run, and which: `state` is `running`, `off` (the library
-    /// is not in shared_preload_libraries), `disabled` (booking_engine.enabled = off),
-    /// `other_database` (they serve another database) or `starting` (none visible yet).
+    /// Whether the background workers serve this database, and which: `state` is `running`,
+    /// `starting` (the launcher is starting them), `off` (the library is not in
+    /// shared_preload_libraries), `disabled` (booking_engine.enabled = off), `not_allowed`
+    /// (not in booking_engine.database's allow-list), `no_launcher` or `no_budget`
+    /// (booking_engine.max_workers or max_worker_processes left it without workers);
+    /// `will_run` says whether queued work will run here.
     #[pg_extern(volatile)]
     pub fn worker_status() -> Result<JsonB, ErrorReport> {
         let preloaded = crate::pg::preload::preloaded();
-        let database = DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default();
         let workers = Spi::get_one::<JsonB>(
             "SELECT coalesce(jsonb_agg(jsonb_build_object('name', backend_type, 'pid', pid,
                         'backend_start', backend_start, 'state', state, 'wait_event', wait_event,
                         'activity', CASE WHEN state = 'active' THEN query END)
                      ORDER BY backend_type), '[]')
-             FROM pg_catalog.pg_stat_activity WHERE backend_type LIKE 'booking_engine %'",
+             FROM pg_catalog.pg_stat_activity
+             WHERE backend_type LIKE 'booking_engine %'
+               AND (datid = (SELECT oid FROM pg_catalog.pg_database WHERE datname = pg_catalog.current_database())
+                    OR backend_type = 'booking_engine launcher')",
         )
         .map_err(DomainError::from)?
         .unwrap_or(JsonB(json!([])));
-        let this_database = Spi::get_one::<String>("SELECT pg_catalog.current_database()::text")
-            .map_err(DomainError::from)?
-            .unwrap_or_default();
-        let running = workers.0.as_array().is_some_and(|w| !w.is_empty());
-        let state = if !preloaded {
-            "off"
-        } else if !ENABLED.get() {
-            "disabled"
-        } else if database != this_database {
-            "other_database"
-        } else if running {
-            "running"
-        } else {
-            "starting"
+        let status = crate::launcher::my_status();
+        let will_run = crate::launcher::will_run();
+        let scheduler_running = status.as_ref().is_some_and(|s| s.scheduler_pid != 0);
+        let state = match will_run {
+            Err(why) => why.code(),
+            Ok(()) if scheduler_running => "running",
+            Ok(()) => "starting",
         };
+        let installed = status.as_ref().and_then(|s| s.presence).map(|p| format!("{p:?}").to_lowercase());
         Ok(JsonB(json!({
             "state": state,
+            "will_run": will_run.is_ok(),
+            "reason": will_run.err().map(|w| w.as_str()),
             "preloaded": preloaded,
             "enabled": ENABLED.get(),
-            "database": database,
+            "allow_list": DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default(),
             "job_workers": JOB_WORKERS.get(),
+            "max_workers": MAX_WORKERS.get(),
             "poll_interval_ms": POLL_INTERVAL_MS.get(),
+            "launcher_running": status.as_ref().is_some_and(|s| s.launcher_running),
+            "extension_seen": installed,
+            "scheduler_pid": status.as_ref().map(|s| s.scheduler_pid).filter(|p| *p != 0),
+            "runner_pids": status.as_ref().map(|s| s.runner_pids.clone()).unwrap_or_default(),
+            "short_of_workers": status.as_ref().map_or(0, |s| s.short),
+            "untracked_databases": status.as_ref().map_or(0, |s| s.untracked_databases),
+            "stopping": status.as_ref().is_some_and(|s| s.stopping),
             "workers": workers.0,
         })))
     }

@@ -1,7 +1,7 @@
 //! Jobs: a durable queue (sql/jobs.sql), background workers that run its in-database handlers,
 //! and the maintenance scheduler.
 //!
-//! `backoff` and `naming` are the pure core; `wake` is the shared-memory wake-up, `exec` runs
+//! `backoff` and `naming` are the pure core; `exec` runs
 //! one job (subtransaction or top-level statement), `worker` the worker processes, `api` the
 //! Rust-side SQL functions.
 
@@ -9,10 +9,7 @@ pub mod api;
 pub mod backoff;
 pub mod exec;
 pub mod naming;
-pub mod wake;
 pub mod worker;
 
 #[cfg(feature = "pg_test")]
 mod pg_tests;
-
-pub use worker::init;

@@ -94,6 +94,36 @@ mod tests {
         assert!(age < 60.0, "heartbeat moved to now, age {age}");
     }
 
+    /// Waits (bounded) until the launcher has started runner 1 in this database: it does so
+    /// within milliseconds of CREATE EXTENSION, which may be just before the first test.
+    fn await_runner() -> i32 {
+        let started = std::time::Instant::now();
+        loop {
+            let pid = Spi::get_one::<i32>(
+                "SELECT (SELECT pid FROM pg_stat_activity
+                         WHERE backend_type = 'booking_engine runner 1' AND datname = current_database())",
+            )
+            .unwrap();
+            if let Some(pid) = pid {
+                return pid;
+            }
+            assert!(started.elapsed() < std::time::Duration::from_secs(10), "no runner started in this database");
+            Spi::run("SELECT pg_stat_clear_snapshot(), pg_sleep(0.02)").unwrap();
+        }
+    }
+
+    #[pg_test]
+    fn the_launcher_serves_the_allow_listed_database_and_reports_it_disabled() {
+        let runner = await_runner();
+        let status = one::<JsonB>("SELECT booking_admin.worker_status()");
+        assert_eq!(status.0["state"], "disabled", "{}", status.0);
+        assert_eq!(status.0["will_run"], false, "booking_engine.enabled = off: nothing runs queued work");
+        assert_eq!(status.0["allow_list"], "pgrx_tests");
+        assert_eq!(status.0["launcher_running"], true, "the launcher runs without a database");
+        assert!(status.0["runner_pids"].as_array().unwrap().contains(&serde_json::json!(runner)), "{}", status.0);
+        assert!(status.0["workers"].as_array().unwrap().iter().any(|w| w["name"] == "booking_engine launcher"));
+    }
+
     #[pg_test]
     fn retry_delay_ms_is_the_pure_backoff() {
         assert_eq!(one::<i64>("SELECT booking_admin.retry_delay_ms(1000, 2, 3, 300000)"), 8000);
@@ -183,6 +213,7 @@ mod tests {
     /// The test cluster preloads the library, so runner 1 is a live process here.
     #[pg_test]
     fn stale_jobs_go_back_but_a_live_runners_batch_stays() {
+        await_runner();
         let external = enqueue("external", ", p_timeout_ms => 1000");
         let live = enqueue("live runner", "");
         let dead = enqueue("dead runner", "");
@@ -191,7 +222,8 @@ mod tests {
             "UPDATE booking_admin.jobs SET heartbeat_at = clock_timestamp() - interval '1 hour',
                     locked_by = CASE WHEN id = '{external}' THEN 'mailer' ELSE 'booking_engine runner 1' END,
                     locked_pid = CASE WHEN id = '{live}'
-                                      THEN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine runner 1')
+                                      THEN (SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine runner 1'
+                                                                                  AND datname = current_database())
                                       ELSE 0 END"
         ))
         .unwrap();

@@ -1,60 +1,58 @@
-//! The background workers: one scheduler (maintenance operations, recovery of jobs whose worker
-//! died) and booking_engine.job_workers runners, all serving booking_engine.database.
+//! The per-database workers: one scheduler (maintenance operations, recovery of jobs whose
+//! worker died) and booking_engine.job_workers runners in every database where booking_engine
+//! is installed, started by the launcher (src/launcher). Each leaves when the extension is
+//! dropped from its database.
 
-use std::time::Duration;
-
-use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::exec::{in_subtransaction, run_top_level};
-use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql, SCHEDULER_NAME};
-use super::wake;
-use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, POLL_INTERVAL_MS};
+use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql};
+use crate::gucs::{ENABLED, POLL_INTERVAL_MS};
+use crate::launcher::{self, registry::Kind};
 use crate::pg::bgworker::{attach_signals, in_transaction, report_activity, wait};
 
 /// Jobs one runner claims at a time. A runner that dies mid-batch sends the whole batch back
 /// for another attempt, so this trades throughput against repeated work.
 const BATCH_SIZE: i64 = 100;
 
-/// Postgres restarts a worker that exited with an error after this long.
-const RESTART_AFTER: Duration = Duration::from_secs(1);
-
-/// Registers the workers; called from `_PG_init` when preloaded.
-pub fn init() {
-    wake::init_shmem();
-    let register = |name: &str, function: &str, arg: i32| {
-        BackgroundWorkerBuilder::new(name)
-            .set_library("booking_engine")
-            .set_function(function)
-            .set_argument(Some(pg_sys::Datum::from(arg)))
-            .enable_spi_access()
-            .set_start_time(BgWorkerStartTime::RecoveryFinished)
-            .set_restart_time(Some(RESTART_AFTER))
-            .load();
-    };
-    register(SCHEDULER_NAME, "booking_engine_scheduler_main", 0);
-    for n in 1..=JOB_WORKERS.get() {
-        register(&runner_name(n), "booking_engine_runner_main", n);
-    }
-}
-
-/// Connects to booking_engine.database. The workers' own calls of booking_admin functions
-/// (claiming, recovering, recording) are not people's actions: they stay out of the audit log.
-fn start(slot: usize) {
+/// Connects to the database the launcher started this worker for and publishes it there;
+/// exits at once when the database is being dropped or the slot is taken. The workers' own
+/// calls of booking_admin functions (claiming, recovering, recording) are not people's
+/// actions: they stay out of the audit log.
+fn start(arg: pg_sys::Datum) -> (u32, Kind) {
     crate::writer::exempt_this_process();
     attach_signals();
-    let database = DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_else(|| "postgres".into());
-    BackgroundWorker::connect_worker_to_spi(Some(&database), None);
-    wake::register_self(slot);
+    let (db, kind) = launcher::parse_worker_arg(arg);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
+    if !launcher::register_self(db, kind) {
+        // SAFETY: a clean exit before any work; the launcher decides what runs.
+        unsafe { pg_sys::proc_exit(0) };
+    }
+    (db, kind)
 }
 
-/// The workers start with the server, possibly before CREATE EXTENSION in their database.
+/// Whether booking_engine is (still) installed in the worker's database.
 fn extension_installed() -> bool {
     Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'booking_engine')")
         .ok()
         .flatten()
         .unwrap_or(false)
+}
+
+/// Whether pg_restore is connected to the worker's database. A restore creates the extension
+/// first and copies its tables' rows afterwards: maintenance inserting rows meanwhile (history
+/// rows with identity keys) would make the copy fail, and jobs would run before the tables
+/// their handlers use are back. So the workers do nothing while it is there.
+fn restore_in_progress() -> bool {
+    Spi::get_one::<bool>(
+        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_stat_activity
+                        WHERE datname = pg_catalog.current_database() AND application_name = 'pg_restore')",
+    )
+    .ok()
+    .flatten()
+    .unwrap_or(false)
 }
 
 /// Postgres ERRORs and pgrx's own SPI errors, as one message.
@@ -64,19 +62,37 @@ fn flatten<T>(outcome: Result<Result<T, pgrx::spi::Error>, String>) -> Result<T,
 
 #[pg_guard]
 #[unsafe(no_mangle)]
-pub extern "C-unwind" fn booking_engine_scheduler_main(_arg: pg_sys::Datum) {
-    start(0);
+pub extern "C-unwind" fn booking_engine_scheduler_main(arg: pg_sys::Datum) {
+    let (db, _) = start(arg);
+    // The scheduler is also the launcher's probe: it says whether the extension is here.
+    if !in_transaction(extension_installed) {
+        launcher::found_absent(db);
+        return;
+    }
+    launcher::found_installed(db);
     loop {
-        let wait_ms = if ENABLED.get() { scheduler_round() } else { i64::from(POLL_INTERVAL_MS.get()) };
+        let wait_ms = if ENABLED.get() {
+            scheduler_round()
+        } else {
+            in_transaction(extension_installed).then(|| i64::from(POLL_INTERVAL_MS.get()))
+        };
+        let Some(wait_ms) = wait_ms else {
+            launcher::found_absent(db);
+            return;
+        };
         wait(wait_ms);
     }
 }
 
-/// Recovers jobs of dead workers, runs every due operation, and returns how long to sleep.
-fn scheduler_round() -> i64 {
+/// Recovers jobs of dead workers, runs every due operation, and returns how long to sleep;
+/// None once the extension is gone from the database.
+fn scheduler_round() -> Option<i64> {
     let due: Option<Vec<(String, i32)>> = in_transaction(|| {
         if !extension_installed() {
             return None;
+        }
+        if restore_in_progress() {
+            return Some(Vec::new());
         }
         Spi::run("SELECT booking_admin.recover_stale_jobs()").expect("recover_stale_jobs");
         Some(
@@ -93,7 +109,7 @@ fn scheduler_round() -> i64 {
             .expect("due maintenance operations"),
         )
     });
-    let Some(due) = due else { return i64::from(POLL_INTERVAL_MS.get()) };
+    let due = due?;
     for (operation, timeout_ms) in due {
         // run_maintenance records the operation's own failures; this catches the rest (a
         // timeout outside the operation, a dropped function) so the scheduler keeps going.
@@ -119,17 +135,21 @@ fn scheduler_round() -> i64 {
         .ok()
         .flatten()
     });
-    idle_wait_ms(POLL_INTERVAL_MS.get(), next)
+    Some(idle_wait_ms(POLL_INTERVAL_MS.get(), next))
 }
 
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn booking_engine_runner_main(arg: pg_sys::Datum) {
-    let n = arg.value() as i32;
-    let name = runner_name(n);
-    start(n as usize);
+    let (db, kind) = start(arg);
+    let name = runner_name(kind.slot() as i32);
     loop {
-        let (claimed, next_due) = if ENABLED.get() { run_batch(&name) } else { (0, None) };
+        let batch =
+            if ENABLED.get() { run_batch(&name) } else { in_transaction(extension_installed).then_some((0, None)) };
+        let Some((claimed, next_due)) = batch else {
+            launcher::found_absent(db);
+            return;
+        };
         // A full batch means more may be waiting: look again at once.
         if claimed < BATCH_SIZE as usize {
             wait(idle_wait_ms(POLL_INTERVAL_MS.get(), next_due));
@@ -160,10 +180,14 @@ const CLAIM_SQL: &str = include_str!("../../sql/queries/jobs_claim.sql");
 /// statements one by one. The claim commits first, so a runner that dies leaves its jobs
 /// `running` under its name and pid, for booking_admin.recover_stale_jobs. Also returns in how
 /// many milliseconds the next scheduled job (a retry, a run_at in the future) becomes due.
-fn run_batch(name: &str) -> (usize, Option<i64>) {
+/// None once the extension is gone from the database.
+fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
     let (claimed, next_due): (Vec<Claimed>, Option<i64>) = in_transaction(|| {
         if !extension_installed() {
-            return (Vec::new(), None);
+            return None;
+        }
+        if restore_in_progress() {
+            return Some((Vec::new(), None));
         }
         // The claim must survive a crash even under synchronous_commit = off: if it were lost,
         // a job that crashes the server would be retried forever without counting attempts.
@@ -193,8 +217,8 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
                AND handler IN (SELECT handler FROM booking_admin.job_handlers)",
         )
         .expect("next scheduled job");
-        (claimed, next_due)
-    });
+        Some((claimed, next_due))
+    })?;
     let count = claimed.len();
     let (refused, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.refused.is_some());
     if !refused.is_empty() {
@@ -214,7 +238,7 @@ fn run_batch(name: &str) -> (usize, Option<i64>) {
     if count > 0 {
         report_activity(None);
     }
-    (count, next_due)
+    Some((count, next_due))
 }
 
 fn run_functions(jobs: Vec<Claimed>) {

@@ -12,6 +12,39 @@ use super::error::Caught;
 unsafe extern "C-unwind" {
     fn die(signal: std::ffi::c_int);
     fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
+    fn kill(pid: std::ffi::c_int, signal: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// Asks another process of this server to exit (SIGTERM: `die` in our workers, a clean
+/// exit at its next interrupt check). A pid that is gone already is ignored.
+pub fn terminate(pid: i32) {
+    if pid > 0 {
+        // SAFETY: kill(2) on a pid the caller read from shared memory; at worst the process
+        // has exited and the call fails with ESRCH.
+        unsafe { kill(pid, pg_sys::SIGTERM as std::ffi::c_int) };
+    }
+}
+
+/// The latch of the process with PGPROC number `procno`.
+pub fn set_latch_of(procno: i32) {
+    // SAFETY: procnos index ProcGlobal->allProcs, which lives as long as shared memory. A stale
+    // number (the process exited and its PGPROC was reused) only causes one spurious wake-up of
+    // whoever holds it now, which latch users must tolerate.
+    unsafe {
+        let proc = (*pg_sys::ProcGlobal).allProcs.add(procno as usize);
+        pg_sys::SetLatch(&raw mut (*proc).procLatch);
+    }
+}
+
+/// This process's PGPROC number (workers publish it so others can set their latch).
+pub fn my_procno() -> i32 {
+    // SAFETY: MyProc is set for every process attached to shared memory.
+    unsafe { (*pg_sys::MyProc).pgprocno }
+}
+
+/// Milliseconds since the epoch, for deadlines kept in shared memory.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// SIGTERM uses Postgres's own `die`, so work in progress is interrupted at its next interrupt

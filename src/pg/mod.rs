@@ -6,9 +6,12 @@
 //! timer guard; `error` turns a caught error into text or raises it again; `parser` is the one
 //! entry to Postgres's raw parser; `preload` says whether the library was preloaded; `convert`
 //! holds the small conversions (uuids, instants, required arguments); `bgworker` the latch wait,
-//! signals and transactions every background worker uses.
+//! signals and transactions every background worker uses; `catalog` reads pg_database without a
+//! database connection; `utility` is the one ProcessUtility hook (observers per feature);
+//! `xact` defers actions to the commit of the current transaction.
 
 pub mod bgworker;
+pub mod catalog;
 pub mod convert;
 pub mod deadline;
 pub mod error;
@@ -18,3 +21,5 @@ pub mod preload;
 pub mod role;
 pub mod shmem;
 pub mod subxact;
+pub mod utility;
+pub mod xact;

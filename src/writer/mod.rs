@@ -216,6 +216,18 @@ fn sleep_on_latch(db: u32) {
     act(db, call);
 }
 
+/// Makes the writer of `db` exit now (it would linger `LINGER` otherwise): DROP DATABASE needs
+/// the database to itself. What it had taken goes back to the queue.
+pub fn stop_database(db: u32) {
+    if !crate::pg::preload::preloaded() {
+        return;
+    }
+    let pid = QUEUE.share().writer_pid(db);
+    if let Some(pid) = pid {
+        crate::pg::bgworker::terminate(pid);
+    }
+}
+
 /// Records pending in the queue and its capacity, for health and metrics.
 pub fn depth() -> Option<(usize, usize)> {
     crate::pg::preload::preloaded().then(|| QUEUE.share().depth())

@@ -209,6 +209,11 @@ impl Queue {
         }
     }
 
+    /// The pid of the writer serving `db`, if one is running.
+    pub fn writer_pid(&self, db: u32) -> Option<i32> {
+        self.writers.iter().find(|w| w.db == db && w.pid != 0).map(|w| w.pid)
+    }
+
     /// A writer could not be launched: forget the reservation (the next producer tries again).
     pub fn launch_failed(&mut self, db: u32) {
         for w in self.writers.iter_mut().filter(|w| w.db == db && w.latch == 0) {
@@ -379,6 +384,16 @@ mod tests {
 
     const DB: u32 = 5;
     const LATCH: usize = 0x1000;
+
+    #[test]
+    fn the_writer_of_a_database_is_found_by_its_pid_once_registered() {
+        let mut q = queue();
+        q.push(7, 1, b"{}", 0, 0).unwrap();
+        assert_eq!(q.writer_pid(7), None, "asked for, not running yet");
+        assert!(q.register(7, 0x10, 4242));
+        assert_eq!(q.writer_pid(7), Some(4242));
+        assert_eq!(q.writer_pid(8), None);
+    }
 
     #[test]
     fn one_writer_per_database_started_once_then_woken() {

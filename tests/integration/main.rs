@@ -6,6 +6,7 @@ mod admin;
 mod availability;
 mod booking;
 mod common;
+mod databases;
 mod dump;
 mod fuzz;
 mod jobs;

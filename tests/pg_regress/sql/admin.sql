@@ -163,11 +163,16 @@ SELECT booking_admin.execute_admin_sql('VACUUM stats_demo.visits') AS queued \gs
 SELECT :'queued'::jsonb - 'job_id' - 'audit_id' AS result;
 SELECT handler, status, max_retries, payload ->> 'sql' AS sql, payload ->> 'search_path' AS search_path
 FROM booking_admin.jobs WHERE id = (:'queued'::jsonb ->> 'job_id')::uuid;
-SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s -> 'job' ->> 'status' AS job_status
+-- This database is not in the workers' allow-list (scripts/test.sh), so nothing will run the
+-- queued statement: the answer and its status say so (and the call raised a WARNING).
+SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s -> 'job' ->> 'status' AS job_status,
+       s -> 'will_run' AS will_run
 FROM booking_admin.admin_sql_status((:'queued'::jsonb ->> 'audit_id')::uuid) s;
+SELECT booking_admin.worker_status() - 'workers' - 'runner_pids' - 'scheduler_pid' - 'poll_interval_ms' - 'max_workers' AS worker_status;
 
--- How a statement ended, by its audit id.
-SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s ->> 'finished_at' IS NOT NULL AS has_end
+-- How a statement ended, by its audit id (an immediate statement has no will_run: it ran).
+SELECT s ->> 'decision' AS decision, s ->> 'mode' AS mode, s ->> 'outcome' AS outcome, s ->> 'finished_at' IS NOT NULL AS has_end,
+       s -> 'will_run' AS will_run
 FROM booking_admin.admin_sql_status((booking_admin.execute_admin_sql('ANALYZE stats_demo.visits') ->> 'audit_id')::uuid) s;
 SELECT regress.sqlstate_of('SELECT booking_admin.admin_sql_status(''00000000-0000-0000-0000-000000000000'')');
 

@@ -1,0 +1,384 @@
+//! The launcher: one static background worker that finds every database where booking_engine
+//! is installed and starts the per-database workers there (the jobs' scheduler and runners;
+//! later kinds join `registry::Kind`), within a budget, restarting the ones that die and
+//! stopping the ones that are no longer wanted.
+//!
+//! Discovery: the launcher scans pg_database (without connecting to any database) every
+//! `SCAN_INTERVAL` and at once when told: CREATE EXTENSION booking_engine and CREATE DATABASE
+//! tell it at commit (through the ProcessUtility hook). Whether the extension is installed in
+//! a database is the business of that database's scheduler: it connects, looks, and either
+//! stays (and the runners follow) or records `Absent` and exits. Absent databases are probed
+//! again when told, and every `PROBE_INTERVAL` as a fallback.
+//!
+//! Leaving: DROP EXTENSION wakes the database's workers at commit and they exit when they see
+//! it gone; DROP DATABASE, ALTER DATABASE RENAME / SET TABLESPACE and CREATE DATABASE ...
+//! TEMPLATE (which need the database to themselves) first stop its workers and its writer,
+//! and nothing starts there until the statement ended.
+
+pub mod registry;
+pub mod worker;
+
+use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
+
+use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
+use pgrx::prelude::*;
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
+use registry::{Kind, NotRunning, Presence, Registry};
+
+use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS};
+use crate::pg::bgworker::{epoch_ms, my_procno, set_latch_of, terminate};
+use crate::pg::preload::preloaded;
+
+// SAFETY: plain old data (integers, enums without payload, arrays of them).
+unsafe impl PGRXSharedMemory for Registry {}
+
+// SAFETY: a named lock in shared memory, initialised once by pg_shmem_init! while preloading.
+static REGISTRY: PgLwLock<Registry> = unsafe { PgLwLock::new(c"booking_engine_launcher") };
+
+/// Called from `_PG_init` while preloading.
+pub fn init() {
+    pg_shmem_init!(REGISTRY);
+    BackgroundWorkerBuilder::new("booking_engine launcher")
+        .set_library("booking_engine")
+        .set_function("booking_engine_launcher_main")
+        .enable_spi_access()
+        .set_start_time(BgWorkerStartTime::RecoveryFinished)
+        .set_restart_time(Some(std::time::Duration::from_secs(1)))
+        .load();
+    crate::pg::utility::observe(observe_utility);
+}
+
+/// The main argument of a per-database worker: its database and its slot.
+pub fn worker_arg(db: u32, kind: Kind) -> pg_sys::Datum {
+    pg_sys::Datum::from(((db as u64) << 16) | kind.slot() as u64)
+}
+
+pub fn parse_worker_arg(arg: pg_sys::Datum) -> (u32, Kind) {
+    let v = arg.value() as u64;
+    ((v >> 16) as u32, Kind::from_slot((v & 0xffff) as usize))
+}
+
+/// This process's database and slot, for its exit callback.
+static MY_DB: AtomicU32 = AtomicU32::new(0);
+static MY_SLOT: AtomicI32 = AtomicI32::new(-1);
+/// The launcher's rescan generation when this worker started (see `found_absent`).
+static MY_GENERATION: AtomicU32 = AtomicU32::new(0);
+
+#[pg_guard]
+unsafe extern "C-unwind" fn worker_exit(_code: i32, _arg: pg_sys::Datum) {
+    let slot = MY_SLOT.load(Ordering::Relaxed);
+    if slot >= 0 {
+        // SAFETY: LWLockReleaseAll first, so an error raised under the registry's lock cannot
+        // deadlock the exit; MyProcPid is this process's pid.
+        unsafe {
+            pg_sys::LWLockReleaseAll();
+            REGISTRY.exclusive().unregister(
+                MY_DB.load(Ordering::Relaxed),
+                Kind::from_slot(slot as usize),
+                pg_sys::MyProcPid,
+            );
+        }
+    }
+    wake_launcher();
+}
+
+/// Publishes the calling worker (already connected to `db`) in its slot, so that it can be
+/// woken and stopped. False when it must exit at once: the database is being dropped, or
+/// another process holds the slot.
+pub fn register_self(db: u32, kind: Kind) -> bool {
+    // SAFETY: MyProcPid is this process's pid; the callback runs however the process exits.
+    let pid = unsafe { pg_sys::MyProcPid };
+    let generation = {
+        let mut r = REGISTRY.exclusive();
+        if !r.register(db, kind, pid, my_procno(), epoch_ms()) {
+            return false;
+        }
+        r.generation
+    };
+    MY_DB.store(db, Ordering::Relaxed);
+    MY_SLOT.store(kind.slot() as i32, Ordering::Relaxed);
+    MY_GENERATION.store(generation, Ordering::Relaxed);
+    // SAFETY: registers a plain function run at exit.
+    unsafe { pg_sys::before_shmem_exit(Some(worker_exit), pg_sys::Datum::from(0)) };
+    true
+}
+
+/// The scheduler found booking_engine installed in its database: runners may follow.
+pub fn found_installed(db: u32) {
+    let changed = {
+        let mut r = REGISTRY.exclusive();
+        let was = r.entry(db).map(|e| e.presence);
+        r.set_presence(db, Presence::Installed);
+        was != Some(Presence::Installed)
+    };
+    if changed {
+        wake_launcher();
+    }
+}
+
+/// A worker found booking_engine missing in its database. Unless a rescan was asked for
+/// since the worker started (CREATE EXTENSION may have committed after it looked), the
+/// database is left alone until the next rescan.
+pub fn found_absent(db: u32) {
+    let mut r = REGISTRY.exclusive();
+    let presence =
+        if r.generation == MY_GENERATION.load(Ordering::Relaxed) { Presence::Absent } else { Presence::Unknown };
+    r.set_presence(db, presence);
+}
+
+fn wake_launcher() {
+    let procno = REGISTRY.share().launcher_procno;
+    if procno > 0 {
+        set_latch_of(procno - 1);
+    }
+}
+
+/// Makes the launcher scan the catalog and probe every database again.
+pub fn request_rescan() {
+    {
+        let mut r = REGISTRY.exclusive();
+        r.rescan = true;
+        r.generation = r.generation.wrapping_add(1);
+    }
+    wake_launcher();
+}
+
+/// Sets the latches of the workers of the current database.
+pub fn wake_my_database() {
+    if !preloaded() {
+        return;
+    }
+    // SAFETY: MyDatabaseId is set in every backend connected to a database.
+    let db = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    let latches = REGISTRY.share().latches(db);
+    latches.into_iter().for_each(|p| set_latch_of(p - 1));
+}
+
+fn my_database() -> (u32, String) {
+    // SAFETY: MyDatabaseId is set in every backend connected to a database; get_database_name
+    // returns a palloc'd copy or NULL.
+    unsafe {
+        let db = pg_sys::MyDatabaseId;
+        let name = pg_sys::get_database_name(db);
+        let name =
+            if name.is_null() { String::new() } else { std::ffi::CStr::from_ptr(name).to_string_lossy().into_owned() };
+        (db.to_u32(), name)
+    }
+}
+
+fn allow_list() -> Option<String> {
+    DATABASE.get().and_then(|d| d.into_string().ok())
+}
+
+/// Whether work queued in the current database will run, or why not.
+pub fn will_run() -> Result<(), NotRunning> {
+    let (db, name) = my_database();
+    let allowed = registry::allowed(allow_list().as_deref(), &name);
+    if !preloaded() {
+        return registry::will_run(false, ENABLED.get(), allowed, false, None, 0);
+    }
+    let r = REGISTRY.share();
+    registry::will_run(true, ENABLED.get(), allowed, r.launcher_procno > 0, r.entry(db), JOB_WORKERS.get() as usize)
+}
+
+/// For every function that queues work: wakes the current database's workers when the
+/// transaction commits, and when none will run the work says so with a WARNING (SQLSTATE
+/// 01000) instead of accepting it silently. Without the preloaded library there are no
+/// workers to wake, and the warning says so.
+pub fn queued_work_at_commit() {
+    if let Err(why) = will_run() {
+        pgrx::ereport!(
+            PgLogLevel::WARNING,
+            PgSqlErrorCode::ERRCODE_WARNING,
+            format!("booking_engine: queued work will not run: {}", why.as_str()),
+            "booking_admin.worker_status() shows the workers; the work waits until they run"
+        );
+    }
+    if preloaded() {
+        crate::pg::xact::at_commit(wake_my_database);
+    }
+}
+
+/// What the launcher knows about the current database, for worker_status.
+pub struct DatabaseStatus {
+    pub launcher_running: bool,
+    pub presence: Option<Presence>,
+    pub scheduler_pid: i32,
+    pub runner_pids: Vec<i32>,
+    pub short: u16,
+    pub stopping: bool,
+    pub untracked_databases: u32,
+}
+
+pub fn my_status() -> Option<DatabaseStatus> {
+    if !preloaded() {
+        return None;
+    }
+    let (db, _) = my_database();
+    let r = REGISTRY.share();
+    let e = r.entry(db);
+    Some(DatabaseStatus {
+        launcher_running: r.launcher_procno > 0,
+        presence: e.map(|e| e.presence),
+        scheduler_pid: e.map_or(0, |e| e.pids[0]),
+        runner_pids: e.map(|e| e.pids[1..].iter().copied().filter(|p| *p != 0).collect()).unwrap_or_default(),
+        short: e.map_or(0, |e| e.short),
+        stopping: e.is_some_and(|e| e.stopping(epoch_ms())),
+        untracked_databases: r.untracked,
+    })
+}
+
+/// Stops every worker of `db` (ours and the writer) and starts none there until `resume`.
+fn stop_database(db: u32) {
+    let pids = REGISTRY.exclusive().stop(db, epoch_ms());
+    pids.into_iter().for_each(terminate);
+    crate::writer::stop_database(db);
+}
+
+fn resume_database(db: u32) {
+    REGISTRY.exclusive().resume(db);
+    request_rescan();
+}
+
+thread_local! {
+    /// Databases to give back to the launcher when the current transaction ends.
+    static RESUME_AT_COMMIT: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+fn resume_committed() {
+    RESUME_AT_COMMIT.with(|r| std::mem::take(&mut *r.borrow_mut())).into_iter().for_each(resume_database);
+}
+
+/// How a statement that stopped `db`'s workers ended: a failure gives the database back at
+/// once; a success when its transaction ends, when the launcher can see what changed (a
+/// dropped database is then gone from pg_database and gets nothing; a renamed or moved one,
+/// or one whose change rolled back, gets its workers back).
+fn statement_ended(db: u32, succeeded: bool) {
+    if succeeded {
+        RESUME_AT_COMMIT.with(|r| r.borrow_mut().push(db));
+        crate::pg::xact::at_end(resume_committed);
+    } else {
+        resume_database(db);
+    }
+}
+
+fn database_oid(name: *const std::ffi::c_char) -> Option<u32> {
+    if name.is_null() {
+        return None;
+    }
+    // SAFETY: name is a NUL-terminated string from a parse tree; missing_ok = true.
+    let oid = unsafe { pg_sys::get_database_oid(name, true) };
+    (oid != pg_sys::InvalidOid).then(|| oid.to_u32())
+}
+
+fn node_is_named(node: *mut pg_sys::Node, want: &str) -> bool {
+    // SAFETY: node is a String node of a parse tree (the names in DropStmt.objects for
+    // extensions); strVal's field is a NUL-terminated string.
+    unsafe {
+        if node.is_null() || (*node).type_ != pg_sys::NodeTag::T_String {
+            return false;
+        }
+        let s = (*node.cast::<pg_sys::String>()).sval;
+        !s.is_null() && std::ffi::CStr::from_ptr(s).to_bytes() == want.as_bytes()
+    }
+}
+
+/// Statements that concern the launcher: those that need a database to themselves stop its
+/// workers first; those that install or remove booking_engine tell the launcher or the
+/// workers at commit.
+fn observe_utility(node: *mut pg_sys::Node) -> Option<Box<dyn FnOnce(bool)>> {
+    use pg_sys::NodeTag::*;
+    if node.is_null() {
+        return None;
+    }
+    // SAFETY: node is the utility statement Postgres is about to run; its tag says its type.
+    unsafe {
+        let db = match (*node).type_ {
+            T_DropdbStmt => database_oid((*node.cast::<pg_sys::DropdbStmt>()).dbname),
+            T_RenameStmt => {
+                let stmt = &*node.cast::<pg_sys::RenameStmt>();
+                if stmt.renameType != pg_sys::ObjectType::OBJECT_DATABASE {
+                    return None;
+                }
+                database_oid(stmt.subname)
+            }
+            T_AlterDatabaseStmt => {
+                let stmt = &*node.cast::<pg_sys::AlterDatabaseStmt>();
+                if !defines(stmt.options, "tablespace") {
+                    return None;
+                }
+                database_oid(stmt.dbname)
+            }
+            T_CreateExtensionStmt => {
+                let stmt = &*node.cast::<pg_sys::CreateExtensionStmt>();
+                if !stmt.extname.is_null() && std::ffi::CStr::from_ptr(stmt.extname).to_bytes() == b"booking_engine" {
+                    crate::pg::xact::at_commit(request_rescan);
+                }
+                return None;
+            }
+            T_CreatedbStmt => {
+                crate::pg::xact::at_commit(request_rescan);
+                // Copying a database needs it to itself, as DROP DATABASE does.
+                let stmt = &*node.cast::<pg_sys::CreatedbStmt>();
+                database_oid(option_string(stmt.options, "template")?)
+            }
+            T_DropStmt => {
+                let stmt = &*node.cast::<pg_sys::DropStmt>();
+                if stmt.removeType == pg_sys::ObjectType::OBJECT_EXTENSION
+                    && list_nodes(stmt.objects).into_iter().any(|n| node_is_named(n, "booking_engine"))
+                {
+                    crate::pg::xact::at_commit(wake_my_database);
+                }
+                return None;
+            }
+            _ => return None,
+        };
+        let db = db?;
+        stop_database(db);
+        Some(Box::new(move |succeeded| statement_ended(db, succeeded)))
+    }
+}
+
+/// The elements of a List of nodes.
+fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
+    if list.is_null() {
+        return Vec::new();
+    }
+    // SAFETY: list is a pointer List from a parse tree; elements are read by index.
+    unsafe {
+        let n = (*list).length as usize;
+        (0..n).map(|i| (*(*list).elements.add(i)).ptr_value.cast::<pg_sys::Node>()).collect()
+    }
+}
+
+/// The DefElem option `name` of a statement's option list.
+fn option(options: *mut pg_sys::List, name: &str) -> Option<*mut pg_sys::DefElem> {
+    list_nodes(options).into_iter().find_map(|n| {
+        // SAFETY: CREATE/ALTER DATABASE's options are DefElem nodes; defname is a NUL-terminated
+        // string.
+        unsafe {
+            let is_it = !n.is_null()
+                && (*n).type_ == pg_sys::NodeTag::T_DefElem
+                && !(*n.cast::<pg_sys::DefElem>()).defname.is_null()
+                && std::ffi::CStr::from_ptr((*n.cast::<pg_sys::DefElem>()).defname).to_bytes() == name.as_bytes();
+            is_it.then(|| n.cast::<pg_sys::DefElem>())
+        }
+    })
+}
+
+/// Whether a list of DefElem options sets `name`.
+fn defines(options: *mut pg_sys::List, name: &str) -> bool {
+    option(options, name).is_some()
+}
+
+/// The value of option `name` when it is a name or string (TEMPLATE = x, TEMPLATE 'x').
+fn option_string(options: *mut pg_sys::List, name: &str) -> Option<*const std::ffi::c_char> {
+    let def = option(options, name)?;
+    // SAFETY: def is a DefElem of the parse tree; its arg, when a String node, holds a
+    // NUL-terminated string.
+    unsafe {
+        let arg = (*def).arg;
+        (!arg.is_null() && (*arg).type_ == pg_sys::NodeTag::T_String)
+            .then(|| (*arg.cast::<pg_sys::String>()).sval.cast_const())
+    }
+}
