@@ -354,3 +354,25 @@ BEGIN
         'finished_at', job.completed_at,
         'job', jsonb_build_object('status', job.status, 'retry_count', job.retry_count, 'started_at', job.started_at));
 END $$;
+
+-- Scheduled operation of the auto-tuner ---------------------------------------------------------
+
+-- The tuner has its own switch and interval (auto_tuner_config): the scheduler asks every
+-- minute, and a cycle runs when the tuner is enabled and monitoring_interval_minutes have passed
+-- since the last one. Processed = the actions the cycle took or proposed.
+CREATE FUNCTION booking_admin.op_auto_tune(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    cfg booking_admin.auto_tuner_config;
+BEGIN
+    SELECT * INTO cfg FROM booking_admin.auto_tuner_config;
+    IF NOT cfg.enabled
+       OR cfg.last_cycle_at > booking.clock_now() - make_interval(mins => cfg.monitoring_interval_minutes) THEN
+        RETURN 0;
+    END IF;
+    RETURN jsonb_array_length(coalesce(booking_admin.perform_tuning_cycle() -> 'actions', '[]'));
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('auto-tune', 'Run an auto-tuner cycle when enabled and due', 'booking_admin.op_auto_tune', '{}', 60000, 3, 600000);

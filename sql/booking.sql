@@ -7,10 +7,6 @@
 -- waits for the first to commit and then replays its result. Input that fails validation
 -- raises an error, which rolls the operation row back, so the key can be used again.
 
-ALTER TABLE booking.appointments
-    ADD COLUMN cancelled_at timestamptz,
-    ADD COLUMN cancellation_reason text;
-
 CREATE TABLE booking.booking_operations (
     id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     tenant_id       uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
@@ -529,3 +525,70 @@ BEGIN
     UPDATE booking.appointments SET status = 'no_show' WHERE id = v_appt.id RETURNING * INTO v_appt;
     RETURN booking.staff_step_result('booking.no_show', v_appt, true, v_from, 'booking.no_show');
 END $$;
+
+-- Scheduled operations of the booking lifecycle ---------------------------------------------
+
+-- One appointment status transition, with one event per changed row.
+CREATE FUNCTION booking_admin.transition_appointments(p_from text[], p_to text, p_due_before timestamptz,
+                                                      p_by_end boolean, p_unchecked_only boolean, p_event text)
+RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    WITH due AS (
+        SELECT a.id, a.status FROM booking.appointments a
+        WHERE a.status = ANY (p_from)
+          AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
+          AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
+        FOR UPDATE
+    ), changed AS (
+        UPDATE booking.appointments a SET status = p_to FROM due WHERE a.id = due.id
+        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at, due.status AS old_status
+    )
+    SELECT count(booking.emit_event(c.tenant_id, p_event, jsonb_build_object(
+               'appointment_id', c.id, 'from', c.old_status, 'to', p_to,
+               'starts_at', c.starts_at, 'ends_at', c.ends_at)))::integer
+    FROM changed c
+$$;
+
+CREATE FUNCTION booking_admin.op_activate_due(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{confirmed}', 'active', booking.clock_now(), false, false, 'booking.activated')
+$$;
+
+CREATE FUNCTION booking_admin.op_update_completed(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{active}', 'completed', booking.clock_now(), true, false, 'booking.completed')
+$$;
+
+CREATE FUNCTION booking_admin.op_update_expired(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{pending}', 'expired', booking.clock_now(), false, false, 'booking.expired')
+$$;
+
+-- settings.grace_minutes (default 15): how long after the start an appointment without
+-- check-in waits before it counts as a no-show. Active ones count too: activate-due turns every
+-- started appointment active, checked in or not.
+CREATE FUNCTION booking_admin.op_cancel_no_shows(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.transition_appointments('{confirmed,active}', 'no_show',
+        booking.clock_now() - make_interval(mins => coalesce((p_settings->>'grace_minutes')::int, 15)),
+        false, true, 'booking.no_show')
+$$;
+
+-- Idempotency records past their expiry can no longer be replayed: delete them.
+CREATE FUNCTION booking_admin.op_expire_booking_operations(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM booking.booking_operations WHERE expires_at < booking.clock_now();
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('activate-due', 'Activate confirmed bookings whose start has passed', 'booking_admin.op_activate_due', '{}', 30000, 3, 30000),
+    ('update-completed', 'Complete active bookings whose end has passed', 'booking_admin.op_update_completed', '{}', 30000, 3, 30000),
+    ('update-expired', 'Update expired bookings', 'booking_admin.op_update_expired', '{}', 30000, 3, 30000),
+    ('cancel-no-shows', 'Mark confirmed bookings without check-in as no-shows', 'booking_admin.op_cancel_no_shows', '{"grace_minutes": 15}', 60000, 3, 30000),
+    ('expire-booking-operations', 'Delete idempotency records past their expiry', 'booking_admin.op_expire_booking_operations', '{}', 3600000, 3, 30000);

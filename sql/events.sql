@@ -29,5 +29,25 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking.emit_event(uuid, text, jsonb) FROM PUBLIC;
 
--- When the customer arrived; the no-show sweep looks for confirmed appointments without it.
-ALTER TABLE booking.appointments ADD COLUMN checked_in_at timestamptz;
+-- Outbox: notify each undispatched event on booking_events (again, for listeners that were
+-- away) and mark it dispatched, at most batch_size (default 1000) per run.
+CREATE FUNCTION booking_admin.handle_outbox_dispatch(p_payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    WITH batch AS (
+        SELECT e.id, e.event_type FROM booking.events e WHERE e.dispatched_at IS NULL
+        ORDER BY e.created_at LIMIT coalesce((p_payload->>'batch_size')::int, 1000)
+        FOR UPDATE SKIP LOCKED
+    ), sent AS (
+        SELECT b.id, pg_notify('booking_events', json_build_object('id', b.id, 'type', b.event_type)::text) FROM batch b
+    )
+    UPDATE booking.events e SET dispatched_at = clock_timestamp() FROM sent WHERE e.id = sent.id;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN jsonb_build_object('dispatched', n);
+END $$;
+
+INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VALUES
+    ('outbox_dispatch', 'function', 'booking_admin.handle_outbox_dispatch', 'Notify and mark undispatched booking.events');

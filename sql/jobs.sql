@@ -1,4 +1,6 @@
--- Durable job queue (seed 000), in-database handlers, and the maintenance scheduler (seed 001).
+-- Durable job queue (seed 000), in-database handlers, and the maintenance scheduler (seed 001):
+-- the generic machinery only. Each feature registers its own handlers and operations in its
+-- own file.
 -- Claiming, completing and failing are plain SQL so external workers and the in-database
 -- runners share one code path; the retry delay and runner wake-up are Rust
 -- (booking_admin.retry_delay_ms, booking_admin.wake_workers_at_commit).
@@ -13,6 +15,11 @@ CREATE TABLE booking_admin.job_handlers (
     -- A function handler names its SQL function; a top-level handler runs its payload's "sql".
     CHECK ((kind = 'function') = (function IS NOT NULL))
 );
+-- Seeded by the features (see below); like scheduler_job_info, a restore that meets a seeded
+-- row updates it, so pg_dump keeps every row and an operator's own handlers survive.
+CREATE TRIGGER job_handlers_restore BEFORE INSERT ON booking_admin.job_handlers
+    FOR EACH ROW EXECUTE FUNCTION booking.update_seed_instead('handler');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_handlers', '');
 COMMENT ON TABLE booking_admin.job_handlers IS
     'Handlers the in-database runners execute: kind function calls function(payload jsonb) RETURNS jsonb in a subtransaction; kind top_level runs payload->>''sql'' as one top-level statement outside any transaction block. Jobs whose handler is not listed are left to external workers (claim_jobs).';
 
@@ -336,8 +343,8 @@ END $$;
 -- Built-in handlers ---------------------------------------------------------------------------
 
 -- Retention: completed jobs older than completed_jobs_days (default 7), dead ones older than
--- dead_jobs_days (30), maintenance history older than history_days (30), and idempotency
--- records past their expiry (they can no longer be replayed).
+-- dead_jobs_days (30), and maintenance history older than history_days (30). (Each feature
+-- keeps its own data: expired idempotency records are booking's, see sql/booking.sql.)
 CREATE FUNCTION booking_admin.handle_data_cleanup(p_payload jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -345,7 +352,6 @@ DECLARE
     v_jobs integer;
     v_dead integer;
     v_history integer;
-    v_operations integer;
 BEGIN
     DELETE FROM booking_admin.jobs WHERE status = 'completed'
         AND completed_at < now() - make_interval(days => coalesce((p_payload->>'completed_jobs_days')::int, 7));
@@ -356,72 +362,15 @@ BEGIN
     DELETE FROM booking_admin.maintenance_executions
     WHERE executed_at < now() - make_interval(days => coalesce((p_payload->>'history_days')::int, 30));
     GET DIAGNOSTICS v_history = ROW_COUNT;
-    DELETE FROM booking.booking_operations WHERE expires_at < now();
-    GET DIAGNOSTICS v_operations = ROW_COUNT;
-    RETURN jsonb_build_object('completed_jobs', v_jobs, 'dead_jobs', v_dead, 'maintenance_history', v_history,
-                              'expired_booking_operations', v_operations);
+    RETURN jsonb_build_object('completed_jobs', v_jobs, 'dead_jobs', v_dead, 'maintenance_history', v_history);
 END $$;
 
--- Waitlist sweep: slots freed (cancelled, or rescheduled away) in the last lookback_hours
--- (default 48) that are still free are offered again, so customers who joined the waitlist after
--- a slot was freed hear of it too. booking.offer_freed_slot applies the matching rules and
--- never tells an entry about the same slot twice.
-CREATE FUNCTION booking_admin.op_waitlist_sweep(p_settings jsonb) RETURNS integer
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    r record;
-    v_freed booking.appointments;
-    v_notified integer := 0;
-BEGIN
-    FOR r IN
-        SELECT e.payload, a AS appointment
-        FROM booking.events e JOIN booking.appointments a ON a.id = (e.payload ->> 'appointment_id')::uuid
-        WHERE e.event_type IN ('booking.cancelled', 'booking.rescheduled')
-          AND e.created_at > now() - make_interval(hours => coalesce((p_settings ->> 'lookback_hours')::int, 48))
-        ORDER BY e.created_at
-    LOOP
-        v_freed := r.appointment;
-        v_freed.starts_at := coalesce(r.payload ->> 'old_starts_at', r.payload ->> 'starts_at')::timestamptz;
-        v_freed.ends_at := coalesce(r.payload ->> 'old_ends_at', r.payload ->> 'ends_at')::timestamptz;
-        v_notified := v_notified + booking.offer_freed_slot(v_freed);
-    END LOOP;
-    RETURN v_notified;
-END $$;
-
-CREATE FUNCTION booking_admin.handle_waitlist_notify(p_payload jsonb) RETURNS jsonb
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-    SELECT jsonb_build_object('notified', booking_admin.op_waitlist_sweep(p_payload))
-$$;
-
--- Outbox: notify each undispatched event on booking_events (again, for listeners that were
--- away) and mark it dispatched, at most batch_size (default 1000) per run.
-CREATE FUNCTION booking_admin.handle_outbox_dispatch(p_payload jsonb) RETURNS jsonb
-LANGUAGE plpgsql VOLATILE
-SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    n integer;
-BEGIN
-    WITH batch AS (
-        SELECT e.id, e.event_type FROM booking.events e WHERE e.dispatched_at IS NULL
-        ORDER BY e.created_at LIMIT coalesce((p_payload->>'batch_size')::int, 1000)
-        FOR UPDATE SKIP LOCKED
-    ), sent AS (
-        SELECT b.id, pg_notify('booking_events', json_build_object('id', b.id, 'type', b.event_type)::text) FROM batch b
-    )
-    UPDATE booking.events e SET dispatched_at = clock_timestamp() FROM sent WHERE e.id = sent.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN jsonb_build_object('dispatched', n);
-END $$;
-
+-- Every feature registers its handlers and scheduled operations the same way, with a plain
+-- INSERT at the end of its own SQL file (after this file in the install order): the queue and
+-- the scheduler know no feature.
 INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VALUES
     ('data_cleanup', 'function', 'booking_admin.handle_data_cleanup', 'Retention of old jobs and maintenance history'),
-    ('outbox_dispatch', 'function', 'booking_admin.handle_outbox_dispatch', 'Notify and mark undispatched booking.events'),
-    ('waitlist_notify', 'function', 'booking_admin.handle_waitlist_notify', 'Offer still-free slots freed in the last lookback_hours (48) to the waitlist'),
     ('top_level_sql', 'top_level', NULL, 'payload {"sql": "..."}: one statement run at top level outside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, ...)');
-SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_handlers',
-    'WHERE handler NOT IN (''data_cleanup'', ''outbox_dispatch'', ''waitlist_notify'', ''top_level_sql'')');
 
 -- Maintenance scheduler (seed 001) ------------------------------------------------------------
 
@@ -467,53 +416,6 @@ CREATE TABLE booking_admin.maintenance_executions (
 CREATE INDEX maintenance_executions_executed_idx ON booking_admin.maintenance_executions (executed_at DESC);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.maintenance_executions', '');
 
--- One appointment status transition, with one event per changed row.
-CREATE FUNCTION booking_admin.transition_appointments(p_from text[], p_to text, p_due_before timestamptz,
-                                                      p_by_end boolean, p_unchecked_only boolean, p_event text)
-RETURNS integer
-LANGUAGE sql VOLATILE
-SET search_path = pg_catalog, booking, pg_temp AS $$
-    WITH due AS (
-        SELECT a.id, a.status FROM booking.appointments a
-        WHERE a.status = ANY (p_from)
-          AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
-          AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
-        FOR UPDATE
-    ), changed AS (
-        UPDATE booking.appointments a SET status = p_to FROM due WHERE a.id = due.id
-        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at, due.status AS old_status
-    )
-    SELECT count(booking.emit_event(c.tenant_id, p_event, jsonb_build_object(
-               'appointment_id', c.id, 'from', c.old_status, 'to', p_to,
-               'starts_at', c.starts_at, 'ends_at', c.ends_at)))::integer
-    FROM changed c
-$$;
-
-CREATE FUNCTION booking_admin.op_activate_due(p_settings jsonb) RETURNS integer
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('{confirmed}', 'active', booking.clock_now(), false, false, 'booking.activated')
-$$;
-
-CREATE FUNCTION booking_admin.op_update_completed(p_settings jsonb) RETURNS integer
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('{active}', 'completed', booking.clock_now(), true, false, 'booking.completed')
-$$;
-
-CREATE FUNCTION booking_admin.op_update_expired(p_settings jsonb) RETURNS integer
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('{pending}', 'expired', booking.clock_now(), false, false, 'booking.expired')
-$$;
-
--- settings.grace_minutes (default 15): how long after the start an appointment without
--- check-in waits before it counts as a no-show. Active ones count too: activate-due turns every
--- started appointment active, checked in or not.
-CREATE FUNCTION booking_admin.op_cancel_no_shows(p_settings jsonb) RETURNS integer
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT booking_admin.transition_appointments('{confirmed,active}', 'no_show',
-        booking.clock_now() - make_interval(mins => coalesce((p_settings->>'grace_minutes')::int, 15)),
-        false, true, 'booking.no_show')
-$$;
-
 -- settings.retention_days and settings.max_records bound the execution history.
 CREATE FUNCTION booking_admin.op_cleanup_history(p_settings jsonb) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -532,12 +434,7 @@ BEGIN
 END $$;
 
 INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
-    ('activate-due', 'Activate confirmed bookings whose start has passed', 'booking_admin.op_activate_due', '{}', 30000, 3, 30000),
-    ('update-completed', 'Complete active bookings whose end has passed', 'booking_admin.op_update_completed', '{}', 30000, 3, 30000),
-    ('update-expired', 'Update expired bookings', 'booking_admin.op_update_expired', '{}', 30000, 3, 30000),
-    ('cancel-no-shows', 'Mark confirmed bookings without check-in as no-shows', 'booking_admin.op_cancel_no_shows', '{"grace_minutes": 15}', 60000, 3, 30000),
-    ('cleanup-history', 'Delete old maintenance history', 'booking_admin.op_cleanup_history', '{"retention_days": 30, "max_records": 10000}', 86400000, 3, 30000),
-    ('waitlist-sweep', 'Offer slots freed recently and still free to the waitlist', 'booking_admin.op_waitlist_sweep', '{"lookback_hours": 48}', 300000, 3, 30000);
+    ('cleanup-history', 'Delete old maintenance history', 'booking_admin.op_cleanup_history', '{"retention_days": 30, "max_records": 10000}', 86400000, 3, 30000);
 
 CREATE FUNCTION booking_admin.maintenance_json(e booking_admin.maintenance_executions, p_description text) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$

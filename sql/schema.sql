@@ -288,6 +288,10 @@ CREATE TABLE booking.appointments (
     blocked          tstzrange NOT NULL,
     created_at       timestamptz NOT NULL DEFAULT now(),
     updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- When the customer arrived; the no-show sweep looks for confirmed appointments without it.
+    checked_in_at    timestamptz,
+    cancelled_at     timestamptz,
+    cancellation_reason text,
     CHECK (ends_at > starts_at),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id),
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id),

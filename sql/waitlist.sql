@@ -215,3 +215,41 @@ BEGIN
     RETURN 1;
 END $$;
 REVOKE ALL ON FUNCTION booking.offer_freed_slot(booking.appointments) FROM PUBLIC;
+
+-- Waitlist sweep: slots freed (cancelled, or rescheduled away) in the last lookback_hours
+-- (default 48) that are still free are offered again, so customers who joined the waitlist after
+-- a slot was freed hear of it too. booking.offer_freed_slot applies the matching rules and
+-- never tells an entry about the same slot twice.
+CREATE FUNCTION booking_admin.op_waitlist_sweep(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    r record;
+    v_freed booking.appointments;
+    v_notified integer := 0;
+BEGIN
+    FOR r IN
+        SELECT e.payload, a AS appointment
+        FROM booking.events e JOIN booking.appointments a ON a.id = (e.payload ->> 'appointment_id')::uuid
+        WHERE e.event_type IN ('booking.cancelled', 'booking.rescheduled')
+          AND e.created_at > now() - make_interval(hours => coalesce((p_settings ->> 'lookback_hours')::int, 48))
+        ORDER BY e.created_at
+    LOOP
+        v_freed := r.appointment;
+        v_freed.starts_at := coalesce(r.payload ->> 'old_starts_at', r.payload ->> 'starts_at')::timestamptz;
+        v_freed.ends_at := coalesce(r.payload ->> 'old_ends_at', r.payload ->> 'ends_at')::timestamptz;
+        v_notified := v_notified + booking.offer_freed_slot(v_freed);
+    END LOOP;
+    RETURN v_notified;
+END $$;
+
+CREATE FUNCTION booking_admin.handle_waitlist_notify(p_payload jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object('notified', booking_admin.op_waitlist_sweep(p_payload))
+$$;
+
+INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VALUES
+    ('waitlist_notify', 'function', 'booking_admin.handle_waitlist_notify', 'Offer still-free slots freed in the last lookback_hours (48) to the waitlist');
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('waitlist-sweep', 'Offer slots freed recently and still free to the waitlist', 'booking_admin.op_waitlist_sweep', '{"lookback_hours": 48}', 300000, 3, 30000);

@@ -28,7 +28,20 @@ extension_sql_file!(
     name = "schema",
     requires = ["bootstrap", availability::api::is_valid_timezone, availability::api::is_valid_opening_hours,]
 );
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["schema"]);
+// Install order: the generic job queue and scheduler come right after the core schema, so that
+// every feature's file can register its own handlers and scheduled operations at its end.
+extension_sql_file!(
+    "../sql/jobs.sql",
+    name = "jobs",
+    requires = [
+        "schema",
+        clock::clock_now,
+        jobs::api::booking_admin::retry_delay_ms,
+        jobs::api::booking_admin::wake_workers_at_commit,
+        jobs::api::booking_admin::worker_status,
+    ]
+);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["jobs"]);
 extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", "events"]);
 extension_sql_file!(
     "../sql/waitlist.sql",
@@ -45,47 +58,30 @@ extension_sql_file!(
     "../sql/security.sql",
     name = "security",
     requires = [
-        "schema",
+        "jobs",
         security::api::is_single_select,
         security::api::audit_event,
         security::api::is_within_opening_hours,
         security::api::request_context,
+        security::api::booking_admin::scan_pii,
+        security::api::booking_admin::evaluate_security_rules,
         clock::clock_now,
-    ]
-);
-extension_sql_file!(
-    "../sql/jobs.sql",
-    name = "jobs",
-    requires = [
-        "booking",
-        jobs::api::booking_admin::retry_delay_ms,
-        jobs::api::booking_admin::wake_workers_at_commit,
-        jobs::api::booking_admin::worker_status,
     ]
 );
 extension_sql_file!(
     "../sql/admin.sql",
     name = "admin",
-    requires = ["bootstrap", "schema", admin::tuner_api::is_valid_freeze_windows]
-);
-extension_sql_file!(
-    "../sql/schedule.sql",
-    name = "schedule",
-    requires = [
-        "security",
-        "jobs",
-        "admin",
-        security::api::booking_admin::scan_pii,
-        security::api::booking_admin::evaluate_security_rules,
-        admin::tuner_api::booking_admin::perform_tuning_cycle,
-    ]
+    requires =
+        ["jobs", admin::tuner_api::is_valid_freeze_windows, admin::tuner_api::booking_admin::perform_tuning_cycle,]
 );
 extension_sql_file!("../sql/portal.sql", name = "portal", requires = ["booking", "availability", "security"]);
 extension_sql_file!(
     "../sql/operator.sql",
     name = "operator",
     requires = [
-        "schedule",
+        "admin",
+        "security",
+        "booking",
         admin::api::booking_admin::execute_admin_sql,
         admin::api::booking_admin::check_admin_sql,
         admin::query_api::booking_admin::execute_explain_query,

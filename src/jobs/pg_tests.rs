@@ -115,7 +115,8 @@ mod tests {
             rows.0,
             serde_json::json!({"activate-due": 30000, "update-completed": 30000, "update-expired": 30000,
                                "cancel-no-shows": 60000, "cleanup-history": 86400000, "waitlist-sweep": 300000,
-                               "security-evaluate": 3600000, "pii-scan": 86400000, "auto-tune": 60000})
+                               "security-evaluate": 3600000, "pii-scan": 86400000, "auto-tune": 60000,
+                               "expire-booking-operations": 3600000})
         );
     }
 
@@ -144,6 +145,21 @@ mod tests {
     }
 
     #[pg_test]
+    fn expired_idempotency_records_are_deleted_by_bookings_own_operation() {
+        Spi::run(
+            "INSERT INTO booking.tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000c1ea', 'cleanup');
+             INSERT INTO booking.booking_operations (tenant_id, idempotency_key, operation_type, request_hash, request, status, expires_at)
+             VALUES ('00000000-0000-0000-0000-00000000c1ea', 'expired', 'create', 'h', '{}', 'completed', booking.clock_now() - interval '1 second'),
+                    ('00000000-0000-0000-0000-00000000c1ea', 'live', 'create', 'h', '{}', 'completed', booking.clock_now() + interval '1 hour')",
+        )
+        .unwrap();
+        let r = one::<JsonB>("SELECT booking_admin.run_maintenance('expire-booking-operations')");
+        assert_eq!(r.0["data"]["processedCount"], 1, "{}", r.0);
+        let keys = one::<Vec<String>>("SELECT array_agg(idempotency_key) FROM booking.booking_operations");
+        assert_eq!(keys, vec!["live"]);
+    }
+
+    #[pg_test]
     fn data_cleanup_deletes_only_what_is_past_retention() {
         Spi::run(
             "INSERT INTO booking_admin.jobs (name, handler, status, completed_at) VALUES
@@ -157,20 +173,8 @@ mod tests {
              VALUES ('update-expired', now() - interval '40 days', 'SUCCESS', 1, 'manual')",
         )
         .unwrap();
-        Spi::run(
-            "INSERT INTO booking.tenants (id, name) VALUES ('00000000-0000-0000-0000-00000000c1ea', 'cleanup');
-             INSERT INTO booking.booking_operations (tenant_id, idempotency_key, operation_type, request_hash, request, status, expires_at)
-             VALUES ('00000000-0000-0000-0000-00000000c1ea', 'expired', 'create', 'h', '{}', 'completed', now() - interval '1 second'),
-                    ('00000000-0000-0000-0000-00000000c1ea', 'live', 'create', 'h', '{}', 'completed', now() + interval '1 hour')",
-        )
-        .unwrap();
         let r = one::<JsonB>("SELECT booking_admin.handle_data_cleanup('{\"completed_jobs_days\": 7}')");
-        assert_eq!(
-            r.0,
-            serde_json::json!({"completed_jobs": 1, "dead_jobs": 0, "maintenance_history": 1, "expired_booking_operations": 1})
-        );
-        let keys = one::<Vec<String>>("SELECT array_agg(idempotency_key) FROM booking.booking_operations");
-        assert_eq!(keys, vec!["live"]);
+        assert_eq!(r.0, serde_json::json!({"completed_jobs": 1, "dead_jobs": 0, "maintenance_history": 1}));
         let left =
             one::<Vec<String>>("SELECT array_agg(name ORDER BY name) FROM booking_admin.jobs WHERE handler = 'x'");
         assert_eq!(left, vec!["recent", "waiting"]);
