@@ -1,15 +1,17 @@
 -- The outbox: every booking change writes an event in the same transaction, and wakes
 -- listeners at once with a small notification; consumers mark what they dispatched.
 CREATE TABLE booking.events (
-    id            uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    tenant_id     uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    id            uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id     uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
     event_type    text NOT NULL CHECK (event_type ~ '^[a-z_]+\.[a-z_]+$'),
     payload       jsonb NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now(),
-    dispatched_at timestamptz
+    dispatched_at timestamptz,
+    PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX events_undispatched_idx ON booking.events (created_at) WHERE dispatched_at IS NULL;
 CREATE INDEX events_tenant_created_idx ON booking.events (tenant_id, created_at);
+CREATE INDEX events_id_idx ON booking.events (id);
 COMMENT ON TABLE booking.events IS
     'Outbox of booking.created, booking.rescheduled, booking.cancelled, waitlist.notified, conflict.detected and the maintenance transitions; NOTIFY booking_events carries {"id", "type"}.';
 SELECT pg_catalog.pg_extension_config_dump('booking.events', '');

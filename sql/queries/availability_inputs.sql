@@ -21,14 +21,23 @@ WITH svc AS (
     FROM booking.staff f JOIN svc ON f.tenant_id = svc.tenant_id
     WHERE f.tenant_id = $8 AND ($2::uuid IS NULL OR f.id = $2)
 )
+-- Policies are read here, as booking.policy_value reads them, rather than by calling it: on
+-- Citus this statement is shipped to the worker, where a function reading tables inside it
+-- would be a nested distributed query.
 SELECT json_build_object(
     'service', (SELECT row_to_json(svc) FROM svc),
     'tenant', (SELECT json_build_object('timezone', t.timezone, 'opening_hours', t.opening_hours,
                                         'buffer', t.buffer_time_minutes, 'interval', t.slot_interval_minutes)
                FROM booking.tenants t JOIN svc ON t.id = svc.tenant_id WHERE t.id = $8),
     'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2 AND f.tenant_id = $8),
-    'min_notice_hours', coalesce((SELECT booking.policy_value(tenant_id, 'minimum_booking_notice_hours') FROM svc), '0'),
-    'advance_days', coalesce((SELECT booking.policy_value(tenant_id, 'advance_booking_limit_days') FROM svc), '36500'),
+    'min_notice_hours', coalesce(
+        (SELECT p.policy_value FROM booking.booking_policies p WHERE p.tenant_id = $8 AND p.policy_key = 'minimum_booking_notice_hours'),
+        (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = 'minimum_booking_notice_hours' ORDER BY g.is_builtin LIMIT 1),
+        '0'),
+    'advance_days', coalesce(
+        (SELECT p.policy_value FROM booking.booking_policies p WHERE p.tenant_id = $8 AND p.policy_key = 'advance_booking_limit_days'),
+        (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = 'advance_booking_limit_days' ORDER BY g.is_builtin LIMIT 1),
+        '36500'),
     'now', (extract(epoch FROM booking.clock_now()) * 1000000)::int8,
     'staff', coalesce((SELECT json_agg(json_build_array(st.id, st.timezone, st.offers))
                        FROM st WHERE st.offers OR $6), '[]'),
