@@ -70,19 +70,25 @@ SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_hash text := encode(sha256(convert_to(p_request::text, 'UTF8')), 'hex');
     v_op booking.booking_operations;
+    v_now timestamptz := now();
+    v_expires timestamptz := v_now + interval '24 hours';
+    v_new_id uuid;
 BEGIN
     IF p_key IS NULL OR length(p_key) = 0 OR length(p_key) > 255 THEN
         RAISE EXCEPTION 'the idempotency key must be 1 to 255 characters' USING ERRCODE = '22023';
     END IF;
     -- A new key, or an expired one starting over, gets a fresh pending operation; a live key
     -- returns nothing here and is looked at below.
+    -- The new id and the times are computed here, not in DO UPDATE: Citus ships the statement
+    -- to the tenant's shard and refuses non-immutable functions in that clause.
+    v_new_id := gen_random_uuid();
     INSERT INTO booking.booking_operations AS o (tenant_id, idempotency_key, operation_type, request_hash, request, customer_id)
     VALUES (p_tenant_id, p_key, p_type, v_hash, p_request, p_customer_id)
     ON CONFLICT (tenant_id, idempotency_key) DO UPDATE
-        SET id = gen_random_uuid(), operation_type = excluded.operation_type, request_hash = excluded.request_hash,
+        SET id = v_new_id, operation_type = excluded.operation_type, request_hash = excluded.request_hash,
             request = excluded.request, customer_id = excluded.customer_id, status = 'pending', result = NULL,
-            error_message = NULL, appointment_id = NULL, created_at = now(), expires_at = now() + interval '24 hours'
-        WHERE o.expires_at < now()
+            error_message = NULL, appointment_id = NULL, created_at = v_now, expires_at = v_expires
+        WHERE o.expires_at < v_now
     RETURNING o.id INTO operation_id;
     IF operation_id IS NOT NULL THEN
         RETURN;
@@ -303,15 +309,15 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_appt booking.appointments;
+    v_tenant uuid;
 BEGIN
     IF p_appointment_id IS NULL THEN
         RAISE EXCEPTION 'p_appointment_id must not be NULL' USING ERRCODE = '22023';
     END IF;
-    IF p_tenant_id IS NULL THEN
-        SELECT * INTO v_appt FROM booking.appointments WHERE id = p_appointment_id FOR UPDATE;
-    ELSE
-        SELECT * INTO v_appt FROM booking.appointments WHERE tenant_id = p_tenant_id AND id = p_appointment_id FOR UPDATE;
-    END IF;
+    -- Locked by its full key: Citus locks rows only in a statement routed to one tenant, so
+    -- without the tenant it is looked up first (on a cluster, on every shard).
+    v_tenant := coalesce(p_tenant_id, (SELECT a.tenant_id FROM booking.appointments a WHERE a.id = p_appointment_id));
+    SELECT * INTO v_appt FROM booking.appointments WHERE tenant_id = v_tenant AND id = p_appointment_id FOR UPDATE;
     IF NOT FOUND OR NOT booking.caller_may_act_for(v_appt.tenant_id, v_appt.customer_id) THEN
         PERFORM booking.refuse(p_action, 'appointment', p_appointment_id::text, v_appt.tenant_id, 'PT404',
                                format('appointment %s does not exist', p_appointment_id));
@@ -558,27 +564,46 @@ END $$;
 
 -- Scheduled operations of the booking lifecycle ---------------------------------------------
 
--- One appointment status transition, with one event per changed row.
+-- One appointment status transition, with one event per changed row. Tenant by tenant: the
+-- tenants with due rows are found first (without locks), then each tenant's rows are locked,
+-- changed and announced by statements filtered by that tenant. On Citus (where this runs on the
+-- coordinator's scheduler) each of those is routed to the one shard holding the tenant, which
+-- is how Citus allows row locks and an insert per changed row.
 CREATE FUNCTION booking_admin.transition_appointments(p_from text[], p_to text, p_due_before timestamptz,
                                                       p_by_end boolean, p_unchecked_only boolean, p_event text)
 RETURNS integer
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    WITH due AS (
-        SELECT a.tenant_id, a.id, a.status FROM booking.appointments a
+DECLARE
+    v_tenant uuid;
+    r record;
+    n integer := 0;
+BEGIN
+    FOR v_tenant IN
+        SELECT DISTINCT a.tenant_id FROM booking.appointments a
         WHERE a.status = ANY (p_from)
           AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
           AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
-        FOR UPDATE
-    ), changed AS (
-        UPDATE booking.appointments a SET status = p_to FROM due WHERE a.tenant_id = due.tenant_id AND a.id = due.id
-        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at, due.status AS old_status
-    )
-    SELECT count(booking.emit_event(c.tenant_id, p_event, jsonb_build_object(
-               'appointment_id', c.id, 'from', c.old_status, 'to', p_to,
-               'starts_at', c.starts_at, 'ends_at', c.ends_at)))::integer
-    FROM changed c
-$$;
+    LOOP
+        FOR r IN
+            WITH due AS (
+                SELECT a.id, a.status FROM booking.appointments a
+                WHERE a.tenant_id = v_tenant
+                  AND a.status = ANY (p_from)
+                  AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
+                  AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
+                FOR UPDATE
+            )
+            UPDATE booking.appointments a SET status = p_to FROM due WHERE a.tenant_id = v_tenant AND a.id = due.id
+            RETURNING a.id, a.starts_at, a.ends_at, due.status AS old_status
+        LOOP
+            PERFORM booking.emit_event(v_tenant, p_event, jsonb_build_object(
+                'appointment_id', r.id, 'from', r.old_status, 'to', p_to, 'starts_at', r.starts_at, 'ends_at', r.ends_at));
+            n := n + 1;
+        END LOOP;
+    END LOOP;
+    RETURN n;
+END $$;
 
 CREATE FUNCTION booking_admin.op_activate_due(p_settings jsonb) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$

@@ -14,6 +14,8 @@
 --   Their only link to a distributed table, jobs.tenant_id's foreign key to tenants, is dropped
 --   (PostgreSQL cannot check a local table against a distributed one); jobs of a deleted
 --   tenant are no longer deleted with it.
+-- * the read policies with caller lookups (customers, appointments, booking_operations,
+--   waitlist) are dropped, see below: on a cluster applications read through the functions.
 -- * the application RPCs that name their tenant become distributed functions with that tenant
 --   as distribution argument: `SELECT booking.create_tenant_booking(tenant, ...)` outside an
 --   explicit transaction runs entirely on the worker holding the tenant.
@@ -60,6 +62,7 @@ DECLARE
     v_reference text[] := '{}';
     v_distributed text[] := '{}';
     v_functions text[] := '{}';
+    v_attempt integer;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
         RAISE EXCEPTION 'Citus is not installed in this database: there is nothing to distribute'
@@ -77,7 +80,33 @@ BEGIN
     -- Tables with foreign keys to a reference table are created in one transaction with it:
     -- Citus needs sequential shard access for that.
     PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- Every table up front, in one order: the coordinator's scheduler may be reading some of
+    -- them, and taking them one by one below could deadlock with it. A try that waits too
+    -- long or deadlocks is rolled back (its locks released) and made again.
+    FOR v_attempt IN 1..30 LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE 'LOCK TABLE booking_admin.jobs, ' || (
+                SELECT string_agg(l.object, ', ') FROM booking_admin.citus_layout() l WHERE l.kind <> 'function')
+                || ' IN ACCESS EXCLUSIVE MODE';
+            EXIT;
+        EXCEPTION WHEN deadlock_detected OR lock_not_available THEN
+            IF v_attempt = 30 THEN
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', '0', true);
     ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
+    -- Citus refuses row-level security policies with subqueries on distributed tables, and a
+    -- policy's caller lookup would be a nested distributed query on the worker anyway. The
+    -- read policies go; row-level security stays enabled, so these tables are readable only
+    -- by their owner and BYPASSRLS roles (Supabase's service_role): applications read through
+    -- the functions, which check their caller. Fails closed, never open.
+    DROP POLICY IF EXISTS customers_read ON booking.customers;
+    DROP POLICY IF EXISTS appointments_read ON booking.appointments;
+    DROP POLICY IF EXISTS booking_operations_read ON booking.booking_operations;
+    DROP POLICY IF EXISTS waitlist_read ON booking.waitlist;
 
     FOR r IN SELECT * FROM booking_admin.citus_layout() LOOP
         IF r.kind IN ('reference', 'distributed') THEN

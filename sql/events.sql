@@ -37,17 +37,23 @@ CREATE FUNCTION booking_admin.handle_outbox_dispatch(p_payload jsonb) RETURNS js
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
-    n integer;
+    r record;
+    n integer := 0;
 BEGIN
-    WITH batch AS (
-        SELECT e.id, e.event_type FROM booking.events e WHERE e.dispatched_at IS NULL
+    -- Event by event, each marked by its full key: on Citus (the coordinator's job runners) a
+    -- row lock or an update must be routed to one tenant's shard. A concurrent dispatcher that
+    -- marked an event first leaves nothing to mark here, so each event is notified once.
+    FOR r IN
+        SELECT e.tenant_id, e.id, e.event_type FROM booking.events e WHERE e.dispatched_at IS NULL
         ORDER BY e.created_at LIMIT coalesce((p_payload->>'batch_size')::int, 1000)
-        FOR UPDATE SKIP LOCKED
-    ), sent AS (
-        SELECT b.id, pg_notify('booking_events', json_build_object('id', b.id, 'type', b.event_type)::text) FROM batch b
-    )
-    UPDATE booking.events e SET dispatched_at = clock_timestamp() FROM sent WHERE e.id = sent.id;
-    GET DIAGNOSTICS n = ROW_COUNT;
+    LOOP
+        UPDATE booking.events e SET dispatched_at = clock_timestamp()
+        WHERE e.tenant_id = r.tenant_id AND e.id = r.id AND e.dispatched_at IS NULL;
+        IF FOUND THEN
+            PERFORM pg_notify('booking_events', json_build_object('id', r.id, 'type', r.event_type)::text);
+            n := n + 1;
+        END IF;
+    END LOOP;
     RETURN jsonb_build_object('dispatched', n);
 END $$;
 

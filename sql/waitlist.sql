@@ -123,7 +123,9 @@ BEGIN
     IF p_changes ? 'status' AND p_changes ->> 'status' NOT IN ('waiting', 'cancelled') THEN
         RAISE EXCEPTION 'status can only be set to waiting or cancelled' USING ERRCODE = '22023';
     END IF;
-    SELECT * INTO v_row FROM booking.waitlist WHERE id = p_id FOR UPDATE;
+    -- Locked by its full key (Citus locks rows only in a statement routed to one tenant).
+    SELECT * INTO v_row FROM booking.waitlist
+    WHERE tenant_id = (SELECT w.tenant_id FROM booking.waitlist w WHERE w.id = p_id) AND id = p_id FOR UPDATE;
     IF NOT FOUND OR NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
         PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, 'PT404',
                                format('waitlist entry %s does not exist', p_id));

@@ -134,25 +134,24 @@ const INPUTS_SQL: &str = include_str!("../../sql/queries/availability_inputs.sql
 const STAFF_OF_TENANT: &str = "f.id = $2 AND f.tenant_id = $8";
 
 /// `INPUTS_SQL` for callers that name no tenant (the original, tenant-less functions): the
-/// tenant is the service's, and a staff member of another tenant is still seen as such.
+/// tenant is the service's, looked up first, and a staff member of another tenant is still seen
+/// as such (22023 rather than "does not exist").
 fn inputs_sql_without_tenant() -> String {
-    INPUTS_SQL
-        .replace(STAFF_OF_TENANT, "f.id = $2")
-        .replace("$8", "(SELECT s0.tenant_id FROM booking.services s0 WHERE s0.id = $1)")
+    INPUTS_SQL.replace(STAFF_OF_TENANT, "f.id = $2")
 }
 
 thread_local! {
-    /// `INPUTS_SQL` prepared once per backend, with and without a tenant parameter: planning it
-    /// costs more than running it.
+    /// `INPUTS_SQL` prepared once per backend, with and without the staff member's tenant
+    /// filter: planning it costs more than running it.
     static INPUTS_PLANS: std::cell::RefCell<[Option<pgrx::spi::OwnedPreparedStatement>; 2]> =
         const { std::cell::RefCell::new([None, None]) };
 }
 
-fn read_inputs(args: &[pgrx::datum::DatumWithOid], with_tenant: bool) -> DomainResult<String> {
+fn read_inputs(args: &[pgrx::datum::DatumWithOid], tenant_given: bool) -> DomainResult<String> {
     Spi::connect(|client| {
         INPUTS_PLANS.with(|cell| {
             let mut plans = cell.borrow_mut();
-            let plan = &mut plans[usize::from(with_tenant)];
+            let plan = &mut plans[usize::from(tenant_given)];
             if plan.is_none() {
                 let types = [
                     pg_sys::UUIDOID,
@@ -165,20 +164,27 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid], with_tenant: bool) -> DomainR
                     pg_sys::UUIDOID,
                 ]
                 .map(pgrx::PgOid::from);
-                *plan = Some(if with_tenant {
-                    client.prepare(INPUTS_SQL, &types)?.keep()
-                } else {
-                    client.prepare(&inputs_sql_without_tenant(), &types[..7])?.keep()
-                });
+                let sql = if tenant_given { INPUTS_SQL.to_string() } else { inputs_sql_without_tenant() };
+                *plan = Some(client.prepare(&sql, &types)?.keep());
             }
             let stmt = plan.as_ref().expect("prepared above");
             client
-                .select(stmt, Some(1), if with_tenant { args } else { &args[..7] })?
+                .select(stmt, Some(1), args)?
                 .first()
                 .get_one::<String>()?
                 .ok_or_else(|| DomainError::Internal("availability inputs query returned NULL".into()))
         })
     })
+}
+
+/// The tenant of a service, for the tenant-less functions (on Citus, a lookup on every shard).
+fn service_tenant(service_id: Uuid) -> DomainResult<Uuid> {
+    Spi::get_one_with_args::<PgUuid>(
+        "SELECT tenant_id FROM booking.services WHERE id = $1",
+        &[to_pg_uuid(service_id).into()],
+    )?
+    .map(to_uuid)
+    .ok_or_else(|| DomainError::NotFound(format!("service {service_id} does not exist")))
 }
 
 /// The core's view of one question, built from `Inputs`.
@@ -219,7 +225,11 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
             .and_then(|d| i32::try_from(d / MICROS_PER_MINUTE).ok())
             .ok_or_else(|| DomainError::DatetimeOverflow("the booking is too long".into()))?
             .into(),
-        q.tenant_id.map(to_pg_uuid).into(),
+        to_pg_uuid(match q.tenant_id {
+            Some(t) => t,
+            None => service_tenant(q.service_id)?,
+        })
+        .into(),
     ];
     let text = read_inputs(&args, q.tenant_id.is_some())?;
     let inputs: Inputs = serde_json::from_str(&text)?;
@@ -561,7 +571,6 @@ mod tests {
     fn inputs_sql_variants() {
         assert_eq!(INPUTS_SQL.matches(STAFF_OF_TENANT).count(), 1);
         let without = inputs_sql_without_tenant();
-        assert!(!without.contains("$8"));
         assert!(!without.contains(STAFF_OF_TENANT));
         assert!(without.contains("'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2)"));
         // Every table the query reads is filtered by the tenant itself (Citus prunes shards on
