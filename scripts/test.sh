@@ -64,3 +64,6 @@ export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_
 cargo test --features integration --test integration
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
 cargo test --features integration --test integration -- --ignored --test-threads=1
+# Citus: a coordinator and two workers of their own, where Citus is installed (skipped with a
+# message elsewhere, as on CI).
+bash "$REPO/scripts/citus_test.sh"

@@ -39,6 +39,7 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     r record;
     n integer := 0;
+    v_at timestamptz;
 BEGIN
     -- Event by event, each marked by its full key: on Citus (the coordinator's job runners) a
     -- row lock or an update must be routed to one tenant's shard. A concurrent dispatcher that
@@ -47,7 +48,9 @@ BEGIN
         SELECT e.tenant_id, e.id, e.event_type FROM booking.events e WHERE e.dispatched_at IS NULL
         ORDER BY e.created_at LIMIT coalesce((p_payload->>'batch_size')::int, 1000)
     LOOP
-        UPDATE booking.events e SET dispatched_at = clock_timestamp()
+        -- The time as a value: Citus refuses volatile functions in an UPDATE of a distributed table.
+        v_at := clock_timestamp();
+        UPDATE booking.events e SET dispatched_at = v_at
         WHERE e.tenant_id = r.tenant_id AND e.id = r.id AND e.dispatched_at IS NULL;
         IF FOUND THEN
             PERFORM pg_notify('booking_events', json_build_object('id', r.id, 'type', r.event_type)::text);
