@@ -267,6 +267,27 @@ fn booking_engine_on_a_citus_cluster() {
             assert_eq!(on_cluster["success"], on_single["success"], "{on_cluster} vs {on_single}");
         }
     }
+    // The tenant-less functions work on the cluster too (looked up by id, then routed).
+    let t = &tenants[3];
+    let legacy = json(
+        &mut c,
+        "SELECT booking.create_booking_idempotent('legacy', $1)",
+        &[
+            &serde_json::json!({"customer_id": t.customers[1], "staff_id": t.staff[1], "service_id": t.service, "starts_at": "2026-03-30 14:00+02"}),
+        ],
+    );
+    assert_eq!(legacy["success"], true, "{legacy}");
+    let id = Uuid::parse_str(legacy["appointment"]["id"].as_str().unwrap()).unwrap();
+    let moved = json(&mut c, "SELECT booking.reschedule_appointment($1, '2026-03-30 15:00+02')", &[&id]);
+    assert_eq!(moved["success"], true, "{moved}");
+    let cancelled = json(&mut c, "SELECT booking.cancel_appointment($1, 'plans changed')", &[&id]);
+    assert_eq!(cancelled["success"], true, "{cancelled}");
+    let confirmed = json(
+        &mut c,
+        "SELECT booking.confirm_appointment((SELECT id FROM booking.appointments WHERE tenant_id = $1 AND status = 'confirmed' LIMIT 1))",
+        &[&t.id],
+    );
+    assert_eq!(confirmed["success"], true, "{confirmed}");
     let mut compared = 0;
     for t in &tenants {
         for day in ["2026-03-23", "2026-03-24", "2026-03-25", "2026-03-26", "2026-03-28"] {
