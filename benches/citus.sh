@@ -64,12 +64,23 @@ cat > "$work/slots.sql" <<'SQL'
 SELECT booking.get_tenant_available_slots('b0000000-0000-4000-8000-:t', date '2027-01-01' + :d, 'd0000000-0000-4000-8000-:t');
 SQL
 
-# run NAME SCRIPT DB: pgbench through the coordinator's server; prints calls/s.
+# run NAME SCRIPT DB [CLIENTS]: pgbench through the coordinator's server; prints calls/s and
+# the mean latency in ms.
 run() {
-    local name=$1 script=$2 db=$3
+    local name=$1 script=$2 db=$3 clients=${4:-$CLIENTS}
     (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h 127.0.0.1 -p "$CITUS_COORD_PORT" -U postgres -n \
-        -c "$CLIENTS" -j 2 -T "$DURATION" -f "$script" "$db" > "$name.out" 2>&1) || { cat "$work/$name.out" >&2; exit 1; }
-    awk '/^tps = /{printf "%.0f", $3}' "$work/$name.out"
+        -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$DURATION" -f "$script" "$db" > "$name.out" 2>&1) \
+        || { cat "$work/$name.out" >&2; exit 1; }
+    awk '/^tps = /{tps = $3} /^latency average = /{lat = $4} END {printf "%.0f %.2f", tps, lat}' "$work/$name.out"
+}
+
+# measure SUFFIX DB: bookings and slot queries with $CLIENTS clients, then one client.
+measure() {
+    local k=$1 db=$2
+    read -r tps[book_$k] _ < <(run "book_$k" book.sql "$db")
+    read -r tps[slots_$k] _ < <(run "slots_$k" slots.sql "$db")
+    read -r _ lat[book_$k] < <(run "book1_$k" book.sql "$db" 1)
+    read -r _ lat[slots_$k] < <(run "slots1_$k" slots.sql "$db" 1)
 }
 
 check() {
@@ -83,15 +94,14 @@ check() {
     fi
 }
 
-declare -A tps
+declare -A tps lat
 for workers in 1 2; do
     start_citus_cluster "$workers"
     trap stop_citus_cluster EXIT
     citus_psql "$CITUS_COORD_PORT" -c "SET client_min_messages = warning" -c "SELECT booking_admin.distribute_tables()" >/dev/null
     citus_psql "$CITUS_COORD_PORT" -f "$work/load.sql"
     log "Citus, $workers worker(s): bookings, then slot queries, $CLIENTS clients, ${DURATION}s each"
-    tps[book_$workers]=$(run "book_$workers" book.sql "$CITUS_DB")
-    tps[slots_$workers]=$(run "slots_$workers" slots.sql "$CITUS_DB")
+    measure "$workers" "$CITUS_DB"
     check "$CITUS_DB"
     if [ "$workers" = 1 ]; then
         # The single node: the coordinator's own server, a database without Citus.
@@ -101,8 +111,7 @@ for workers in 1 2; do
         citus_psql "$CITUS_COORD_PORT" -d booking_single -c "SET client_min_messages = warning" -c "CREATE EXTENSION booking_engine CASCADE"
         citus_psql "$CITUS_COORD_PORT" -d booking_single -f "$work/load.sql"
         log "single node: bookings, then slot queries"
-        tps[book_0]=$(run book_0 book.sql booking_single)
-        tps[slots_0]=$(run slots_0 slots.sql booking_single)
+        measure 0 booking_single
         check booking_single
     fi
     stop_citus_cluster
@@ -116,6 +125,9 @@ cat <<TABLE
 |---|---|---|---|
 | bookings/s (create_tenant_booking) | ${tps[book_0]} | ${tps[book_1]} ($(pct "${tps[book_1]}" "${tps[book_0]}")) | ${tps[book_2]} ($(pct "${tps[book_2]}" "${tps[book_0]}")) |
 | slot queries/s (get_tenant_available_slots, one day) | ${tps[slots_0]} | ${tps[slots_1]} ($(pct "${tps[slots_1]}" "${tps[slots_0]}")) | ${tps[slots_2]} ($(pct "${tps[slots_2]}" "${tps[slots_0]}")) |
+| one booking, 1 client (ms) | ${lat[book_0]} | ${lat[book_1]} | ${lat[book_2]} |
+| one slot query, 1 client (ms) | ${lat[slots_0]} | ${lat[slots_1]} | ${lat[slots_2]} |
 
-Percentages: of the single node's rate. Every benchmark booking completed; no overlapping blocked ranges.
+Percentages: of the single node's rate. The 1-client latencies minus the single node's are the
+coordinator hop (planning the push-down, a round trip to the worker, the worker's own planning). Every benchmark booking completed; no overlapping blocked ranges.
 TABLE

@@ -179,8 +179,9 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid], tenant_given: bool) -> Domain
 
 /// The tenant of a service, for the tenant-less functions (on Citus, a lookup on every shard).
 fn service_tenant(service_id: Uuid) -> DomainResult<Uuid> {
+    // A scalar subquery: one row, NULL for an unknown service (get_one fails on no row at all).
     Spi::get_one_with_args::<PgUuid>(
-        "SELECT tenant_id FROM booking.services WHERE id = $1",
+        "SELECT (SELECT tenant_id FROM booking.services WHERE id = $1)",
         &[to_pg_uuid(service_id).into()],
     )?
     .map(to_uuid)
