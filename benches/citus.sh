@@ -71,7 +71,7 @@ run() {
     (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h 127.0.0.1 -p "$CITUS_COORD_PORT" -U postgres -n \
         -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$DURATION" -f "$script" "$db" > "$name.out" 2>&1) \
         || { cat "$work/$name.out" >&2; exit 1; }
-    awk '/^tps = /{tps = $3} /^latency average = /{lat = $4} END {printf "%.0f %.2f", tps, lat}' "$work/$name.out"
+    awk '/^tps = /{tps = $3} /^latency average = /{lat = $4} END {printf "%.0f %.2f\n", tps, lat}' "$work/$name.out"
 }
 
 # measure SUFFIX DB: bookings and slot queries with $CLIENTS clients, then one client.
