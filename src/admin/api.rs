@@ -6,7 +6,7 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::parse::{self, RawStatement};
-use super::sandbox::{self, Mode, Statement};
+use super::policy::{self, Mode, Statement};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{require, to_uuid};
 use crate::pg::error::{sqlstate_text, Caught};
@@ -84,19 +84,19 @@ pub fn judge(sql: &str, allow_vacuum_full: bool) -> Result<Accepted, Refused> {
 
 fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
     let statements = parse::parse(sql)?;
-    sandbox::check_count(statements.len())?;
+    policy::check_count(statements.len())?;
     let RawStatement { node, text } = statements.into_iter().next().expect("one statement");
     // SAFETY: node is the raw parse tree `parse` just returned.
     let statement = unsafe { parse::describe(node) };
-    let mode = sandbox::check_statement(&statement, allow_vacuum_full)?;
+    let mode = policy::check_statement(&statement, allow_vacuum_full)?;
     let oids = parse::resolve(&statement.relations());
     let rels = parse::rel_facts(&oids)?;
-    sandbox::check_objects(&statement, &rels, &[])?;
-    let mode = sandbox::mode_for(&statement, mode, &rels);
+    policy::check_objects(&statement, &rels, &[])?;
+    let mode = policy::mode_for(&statement, mode, &rels);
     let index = match (&statement, oids.first()) {
         (Statement::CreateIndex { .. }, Some(Some(table))) => {
             let index = parse::analyse_index(node, *table, &text);
-            sandbox::check_objects(&statement, &rels, &parse::call_facts(&index)?)?;
+            policy::check_objects(&statement, &rels, &parse::call_facts(&index)?)?;
             Some(index)
         }
         _ => None,
@@ -155,7 +155,7 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     let mut row = audit_row(id, &who, sql, Some(kind), "accepted");
     row["mode"] = json!(accepted.mode.as_str());
     if accepted.mode == Mode::Queued {
-        let payload = sandbox::queued_payload(&accepted.text, &who.role, &who.search_path);
+        let payload = policy::queued_payload(&accepted.text, &who.role, &who.search_path);
         let job_id = match enqueue_top_level(kind, &payload) {
             Ok(job_id) => job_id,
             Err(e) => {
@@ -249,7 +249,7 @@ mod booking_admin {
             Ok(a) => {
                 let who = caller()?;
                 let payload =
-                    (a.mode == Mode::Queued).then(|| sandbox::queued_payload(&a.text, &who.role, &who.search_path));
+                    (a.mode == Mode::Queued).then(|| policy::queued_payload(&a.text, &who.role, &who.search_path));
                 Ok(JsonB(json!({
                     "allowed": true, "statement_kind": a.statement.kind(), "mode": a.mode.as_str(),
                     "statement": a.text, "job_payload": payload,

@@ -2,16 +2,16 @@
 //! maintenance statements with an audit trail that survives the caller's rollback, query
 //! analysis and an index auto-tuner. Everything lives in schema booking_admin.
 //!
-//! `sandbox` is the pure core of the sandbox's rules; `parse` turns Postgres's raw parse trees
+//! `policy` is the pure core of the sandbox's rules; `parse` turns Postgres's raw parse trees
 //! and catalog into its inputs; `api` exposes the SQL functions. The audit trail is written
 //! outside the caller's transaction by `crate::writer`.
 
 pub mod api;
 pub mod parse;
 pub mod plan;
+pub mod policy;
 pub mod query_api;
 pub mod rules;
-pub mod sandbox;
 pub mod tuner;
 pub mod tuner_api;
 

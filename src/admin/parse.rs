@@ -9,8 +9,8 @@ use pgrx::pg_sys::submodules::ffi::pg_guard_ffi_boundary;
 use pgrx::prelude::*;
 use pgrx::PgList;
 
+use super::policy::{FuncFacts, ReindexTarget, RelFacts, RelName, Statement};
 use super::rules::{ColumnUse, FilterOp, QueryFacts, QueryKind, RelRef};
-use super::sandbox::{FuncFacts, ReindexTarget, RelFacts, RelName, Statement};
 use crate::errors::DomainResult;
 
 /// One statement of the input: its raw parse tree and its own text.
@@ -24,7 +24,7 @@ pub struct RawStatement {
 pub fn parse(sql: &str) -> DomainResult<Vec<RawStatement>> {
     Ok(crate::pg::parser::parse(sql, "the text")?
         .into_iter()
-        .map(|s| RawStatement { node: s.node, text: super::sandbox::statement_text(sql, s.location, s.len) })
+        .map(|s| RawStatement { node: s.node, text: super::policy::statement_text(sql, s.location, s.len) })
         .collect())
 }
 

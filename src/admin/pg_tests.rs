@@ -6,8 +6,8 @@ mod tests {
     use pgrx::prelude::*;
 
     use crate::admin::parse::{analyse_index, call_facts, describe, parse, query_facts, rel_facts, resolve};
+    use crate::admin::policy::{ReindexTarget, RelName, Statement};
     use crate::admin::rules::{FilterOp, QueryKind};
-    use crate::admin::sandbox::{ReindexTarget, RelName, Statement};
 
     fn one(sql: &str) -> Statement {
         let stmts = parse(sql).unwrap();

@@ -21,7 +21,7 @@ use crate::pg::subxact::Subxact;
 pub fn dml_statement(sql: Option<&str>) -> DomainResult<(String, QueryFacts)> {
     let sql = sql.ok_or_else(|| DomainError::InvalidParameter("sql must not be NULL".into()))?;
     let statements = parse::parse(sql)?;
-    super::sandbox::check_count(statements.len())?;
+    super::policy::check_count(statements.len())?;
     let st = statements.into_iter().next().expect("one statement");
     // SAFETY: st.node is a raw parse tree from `parse`.
     let tag = unsafe { (*st.node).type_ };

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::audit::AuditEntry;
 use super::request::current_context;
-use super::{pii, rules, sandbox, shmem};
+use super::{pii, rule_runner, rules, shmem};
 use crate::clock::now_micros;
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{require, to_pg_uuid, to_uuid};
@@ -162,7 +162,7 @@ pub fn is_within_opening_hours(
 /// depends on `standard_conforming_strings`.
 #[pg_extern(stable, strict, parallel_safe)]
 pub fn is_single_select(sql: &str) -> bool {
-    sandbox::check_single_select(sql).is_ok()
+    rule_runner::check_single_select(sql).is_ok()
 }
 
 #[pgrx::pg_schema]
@@ -291,7 +291,7 @@ fn evaluate() -> DomainResult<Value> {
     let (mut found, mut new, mut resolved) = (0i64, 0i64, 0i64);
     let mut errors = Vec::new();
     for rule in &rules {
-        match sandbox::run_rule(&rule.condition_sql, timeout) {
+        match rule_runner::run_rule(&rule.condition_sql, timeout) {
             Ok(rows) => {
                 found += rows.len() as i64;
                 let items: Vec<Value> =

@@ -22,6 +22,18 @@ struct Shop {
     staff_user: Uuid,
 }
 
+/// A confirmed appointment of customer B (Thursday 10:00), written directly.
+fn appointment_of_b(shop: &Shop) -> Uuid {
+    connect()
+        .query_one(
+            "INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status)
+             VALUES ($1, $2, $3, '2026-03-05 10:00+01', 'confirmed') RETURNING id",
+            &[&shop.s.staff[0], &shop.s.service, &shop.customer_b],
+        )
+        .unwrap()
+        .get(0)
+}
+
 fn shop() -> Shop {
     let mut c = connect();
     let s = salon(&mut c, 1);
@@ -271,15 +283,7 @@ fn untrusted_callers_cannot_spend_rate_limit_budgets() {
 #[test]
 fn refused_calls_are_audited_with_the_callers_identity_and_request() {
     let shop = shop();
-    let mut c = connect();
-    let b_appt: Uuid = c
-        .query_one(
-            "INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status)
-             VALUES ($1, $2, $3, '2026-03-05 10:00+01', 'confirmed') RETURNING id",
-            &[&shop.s.staff[0], &shop.s.service, &shop.customer_b],
-        )
-        .unwrap()
-        .get(0);
+    let b_appt = appointment_of_b(&shop);
     let mut rest = PostgRest::connect();
     let request_id = format!("it-refused-{}", Uuid::new_v4());
     rest.headers = json!({"x-request-id": request_id, "x-forwarded-for": "192.0.2.66, 203.0.113.10"});
@@ -337,15 +341,7 @@ fn the_audited_address_is_the_one_the_trusted_proxy_saw() {
 #[test]
 fn callers_learn_nothing_about_objects_they_may_not_see() {
     let shop = shop();
-    let mut c = connect();
-    let b_appt: Uuid = c
-        .query_one(
-            "INSERT INTO booking.appointments (staff_id, service_id, customer_id, starts_at, status)
-             VALUES ($1, $2, $3, '2026-03-05 10:00+01', 'confirmed') RETURNING id",
-            &[&shop.s.staff[0], &shop.s.service, &shop.customer_b],
-        )
-        .unwrap()
-        .get(0);
+    let b_appt = appointment_of_b(&shop);
     let mut rest = PostgRest::connect();
     let booking_for = |customer: Uuid| {
         json!({"customer_id": customer, "staff_id": shop.s.staff[0],
