@@ -365,10 +365,21 @@ REVOKE ALL ON FUNCTION booking.start_change(booking.appointments, text, text, js
 
 CREATE FUNCTION booking.reschedule_appointment(p_appointment_id uuid, p_new_starts_at timestamptz, p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.reschedule_tenant_appointment(NULL, p_appointment_id, p_new_starts_at, p_idempotency_key)
+$$;
+
+-- The same within one tenant (on Citus a distributed function, p_tenant_id its distribution
+-- argument): an appointment of another tenant does not exist here (PT404). p_tenant_id NULL:
+-- the appointment's own tenant, as reschedule_appointment.
+CREATE FUNCTION booking.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+                                                      p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule');
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule', false, p_tenant_id);
     v_new booking.appointments;
     v_new_ends timestamptz;
     v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
@@ -421,10 +432,20 @@ END $$;
 
 CREATE FUNCTION booking.cancel_appointment(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.cancel_tenant_appointment(NULL, p_appointment_id, p_reason, p_idempotency_key)
+$$;
+
+-- The same within one tenant (a distributed function on Citus); PT404 for another tenant's
+-- appointment. p_tenant_id NULL: as cancel_appointment.
+CREATE FUNCTION booking.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel');
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
     v_op uuid;
     v_early jsonb;
 BEGIN

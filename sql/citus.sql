@@ -18,7 +18,9 @@
 --   waitlist) are dropped, see below: on a cluster applications read through the functions.
 -- * the application RPCs that name their tenant become distributed functions with that tenant
 --   as distribution argument: `SELECT booking.create_tenant_booking(tenant, ...)` outside an
---   explicit transaction runs entirely on the worker holding the tenant.
+--   explicit transaction runs entirely on the worker holding the tenant (also
+--   get_tenant_available_slots, reschedule_tenant_appointment, cancel_tenant_appointment,
+--   get_booking_page, register_customer).
 
 -- The tables in the order Citus needs: a table is distributed after those it references.
 CREATE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
@@ -42,6 +44,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('distributed', 'booking.waitlist_notifications', 'tenant_id'),
            ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
            ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
+           ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
            ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
            ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
 $$;

@@ -35,7 +35,8 @@ GRANT EXECUTE ON FUNCTION
     -- Customers: sign-up, bookings, waitlist. Each checks its caller.
     booking.register_customer(uuid, text, text, text),
     booking.create_booking_idempotent(text, jsonb), booking.reschedule_appointment(uuid, timestamptz, text),
-    booking.create_tenant_booking(uuid, text, jsonb),
+    booking.create_tenant_booking(uuid, text, jsonb), booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking.cancel_tenant_appointment(uuid, uuid, text, text),
     booking.get_tenant_available_slots(uuid, date, uuid, uuid),
     booking.cancel_appointment(uuid, text, text),
     booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),

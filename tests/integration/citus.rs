@@ -223,6 +223,7 @@ fn booking_engine_on_a_citus_cluster() {
     assert_eq!(first["reference_tables"], serde_json::json!(["booking.global_policies"]), "{first}");
     assert_eq!(first["distributed_tables"].as_array().unwrap().len(), 15, "{first}");
     assert_eq!(first["newly_distributed"].as_array().unwrap().len(), 16, "{first}");
+    assert_eq!(first["distributed_functions"].as_array().unwrap().len(), 6, "{first}");
     let again = json(&mut c, "SELECT booking_admin.distribute_tables()", &[]);
     assert_eq!(again["newly_distributed"], serde_json::json!([]), "idempotent: {again}");
     let colocated: i64 = c
@@ -292,6 +293,26 @@ fn booking_engine_on_a_citus_cluster() {
     let confirmed = json(&mut c, "SELECT booking.check_in_appointment($1)", &[&pending]);
     assert_eq!(confirmed["success"], true, "{confirmed}");
     println!("citus: the tenant-less create, reschedule, cancel and check-in work through the coordinator");
+    // The tenant-qualified reschedule and cancel, pushed down to the tenant's worker.
+    let booked = book(&mut c, t, "tenant-change", t.staff[1], t.customers[1], "2026-03-31 14:00+02").unwrap();
+    let id = Uuid::parse_str(booked["appointment"]["id"].as_str().unwrap()).unwrap();
+    let plan = explain(&mut c, &format!("SELECT booking.cancel_tenant_appointment('{}', '{id}')", t.id));
+    assert!(plan.contains("Task Count: 1"), "{plan}");
+    let moved = json(
+        &mut c,
+        "SELECT booking.reschedule_tenant_appointment($1, $2, '2026-03-31 15:00+02', 'tenant-move')",
+        &[&t.id, &id],
+    );
+    assert_eq!(moved["success"], true, "{moved}");
+    let err = c.query_one("SELECT booking.cancel_tenant_appointment($1, $2)", &[&tenants[4].id, &id]).unwrap_err();
+    assert_eq!(
+        err.code().map(|c| c.code()),
+        Some("PT404"),
+        "another tenant's appointment does not exist for it: {err}"
+    );
+    let cancelled = json(&mut c, "SELECT booking.cancel_tenant_appointment($1, $2, 'done')", &[&t.id, &id]);
+    assert_eq!(cancelled["success"], true, "{cancelled}");
+    println!("citus: the tenant-qualified reschedule and cancel run on the tenant's worker (Task Count: 1)");
     let mut compared = 0;
     for t in &tenants {
         for day in ["2026-03-23", "2026-03-24", "2026-03-25", "2026-03-26", "2026-03-28"] {

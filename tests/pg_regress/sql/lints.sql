@@ -63,6 +63,8 @@ LEFT JOIN (VALUES
     ('booking.caller_is_customer(uuid,uuid)', 'whether the caller is this customer of one tenant (caller check helper)'),
     ('booking.create_tenant_booking(uuid,text,jsonb)', 'books within one tenant for a customer the caller may act for'),
     ('booking.get_tenant_available_slots(uuid,date,uuid,uuid)', 'free slots of one tenant''s service: times and staff ids, no customer data'),
+    ('booking.reschedule_tenant_appointment(uuid,uuid,timestamp with time zone,text)', 'moves an appointment of the tenant the caller may act for'),
+    ('booking.cancel_tenant_appointment(uuid,uuid,text,text)', 'cancels an appointment of the tenant the caller may act for'),
     ('booking.create_booking_idempotent(text,jsonb)', 'books for a customer the caller may act for (42501 otherwise)'),
     ('booking.reschedule_appointment(uuid,timestamp with time zone,text)', 'moves an appointment the caller may act for'),
     ('booking.cancel_appointment(uuid,text,text)', 'cancels an appointment the caller may act for'),
