@@ -419,6 +419,30 @@ fn booking_engine_on_a_citus_cluster() {
     assert_eq!(written, 0, "refusals write nothing");
     println!("citus: caller checks and row-level security hold through the coordinator");
 
+    // A refusal in a call pushed down to a worker is audited there, by that worker's writer
+    // (booking_engine preloaded with its runners idle), and survives the call's rollback.
+    let key = format!("refused-{}", Uuid::new_v4().simple());
+    let missing = Uuid::new_v4();
+    let unknown = serde_json::json!({"customer_id": a.customers[0], "staff_id": a.staff[0], "service_id": missing, "starts_at": "2026-03-30 15:00+02"});
+    let err = c.query_one("SELECT booking.create_tenant_booking($1, $2, $3)", &[&a.id, &key, &unknown]).unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("PT404"), "{err}");
+    let worker_dsn = cl.coordinator.replace(&format!("port={}", coordinator_port(&cl)), &format!("port={}", on[&a.id]));
+    let mut w = open(&worker_dsn);
+    let start = std::time::Instant::now();
+    while w
+        .query_one(
+            "SELECT count(*) FROM booking_admin.security_audit_log WHERE resource_id = $1 AND NOT success
+             AND failure_reason LIKE 'PT404: service % does not exist'",
+            &[&missing.to_string()],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the worker's writer never recorded the refusal");
+    }
+    println!("citus: a refusal in a pushed-down call is audited on the worker that ran it");
+
     // 6. Single-tenant calls are router plans: one task, on the tenant's worker.
     let booking_plan = explain(&mut c, &format!("SELECT booking.create_tenant_booking('{}', 'explain', '{{}}')", a.id));
     assert!(booking_plan.contains("Task Count: 1"), "{booking_plan}");
