@@ -71,3 +71,6 @@ cargo test --features integration --test integration -- --ignored --test-threads
 
 log "level 4: ALTER EXTENSION UPDATE from the previous release (sql/releases)"
 bash "$REPO/scripts/upgrade_test.sh"
+# Citus: a coordinator and two workers of their own, where Citus is installed (skipped with a
+# message elsewhere, as on CI).
+bash "$REPO/scripts/citus_test.sh"

@@ -84,3 +84,34 @@ AS $$
 $$;
 COMMENT ON FUNCTION booking.rpc_get_available_slots_enhanced(date, uuid, uuid) IS
     'Available slots of one day as a JSON array of {staff_id, starts_at, ends_at}.';
+
+-- The slots of one day of one tenant's service, as rpc_get_available_slots_enhanced answers,
+-- with every read filtered by the tenant: on Citus a distributed function (p_tenant_id is its
+-- distribution argument) that runs entirely on the worker holding the tenant. A service or
+-- staff member of another tenant does not exist here (PT404), nor one the caller may not see.
+CREATE FUNCTION booking.get_tenant_available_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_staff_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_service booking.services;
+    v_staff booking.staff;
+BEGIN
+    IF p_tenant_id IS NULL OR p_service_id IS NULL THEN
+        RAISE EXCEPTION 'p_tenant_id and p_service_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = p_service_id;
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(p_tenant_id)) THEN
+        RAISE EXCEPTION 'service % does not exist', p_service_id USING ERRCODE = 'PT404';
+    END IF;
+    IF p_staff_id IS NOT NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = p_staff_id;
+        IF NOT FOUND OR NOT (v_staff.is_active OR booking.caller_is_insider(p_tenant_id)) THEN
+            RAISE EXCEPTION 'staff member % does not exist', p_staff_id USING ERRCODE = 'PT404';
+        END IF;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', s.staff_id, 'starts_at', s.starts_at, 'ends_at', s.ends_at)
+                                      ORDER BY s.n), '[]'::jsonb)
+            FROM booking.tenant_slot_arrays(p_tenant_id, p_service_id, p_date, p_date, p_staff_id) a,
+                 unnest(a.staff_ids, a.starts, a.ends) WITH ORDINALITY AS s (staff_id, starts_at, ends_at, n));
+END $$;

@@ -8,7 +8,7 @@
 -- raises an error, which rolls the operation row back, so the key can be used again.
 
 CREATE TABLE booking.booking_operations (
-    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id              uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id       uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
     idempotency_key text NOT NULL CHECK (length(idempotency_key) BETWEEN 1 AND 255),
     operation_type  text NOT NULL CHECK (operation_type IN ('create', 'reschedule', 'cancel')),
@@ -22,6 +22,7 @@ CREATE TABLE booking.booking_operations (
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now(),
     expires_at      timestamptz NOT NULL DEFAULT now() + interval '24 hours',
+    PRIMARY KEY (tenant_id, id),
     UNIQUE (tenant_id, idempotency_key)
 ) WITH (fillfactor = 90);
 -- Only the retention clean-up searches by expiry. Nothing else is indexed, so that recording an
@@ -69,19 +70,25 @@ SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_hash text := encode(sha256(convert_to(p_request::text, 'UTF8')), 'hex');
     v_op booking.booking_operations;
+    v_now timestamptz := now();
+    v_expires timestamptz := v_now + interval '24 hours';
+    v_new_id uuid;
 BEGIN
     IF p_key IS NULL OR length(p_key) = 0 OR length(p_key) > 255 THEN
         RAISE EXCEPTION 'the idempotency key must be 1 to 255 characters' USING ERRCODE = '22023';
     END IF;
     -- A new key, or an expired one starting over, gets a fresh pending operation; a live key
     -- returns nothing here and is looked at below.
+    -- The new id and the times are computed here, not in DO UPDATE: Citus ships the statement
+    -- to the tenant's shard and refuses non-immutable functions in that clause.
+    v_new_id := gen_random_uuid();
     INSERT INTO booking.booking_operations AS o (tenant_id, idempotency_key, operation_type, request_hash, request, customer_id)
     VALUES (p_tenant_id, p_key, p_type, v_hash, p_request, p_customer_id)
     ON CONFLICT (tenant_id, idempotency_key) DO UPDATE
-        SET id = gen_random_uuid(), operation_type = excluded.operation_type, request_hash = excluded.request_hash,
+        SET id = v_new_id, operation_type = excluded.operation_type, request_hash = excluded.request_hash,
             request = excluded.request, customer_id = excluded.customer_id, status = 'pending', result = NULL,
-            error_message = NULL, appointment_id = NULL, created_at = now(), expires_at = now() + interval '24 hours'
-        WHERE o.expires_at < now()
+            error_message = NULL, appointment_id = NULL, created_at = v_now, expires_at = v_expires
+        WHERE o.expires_at < v_now
     RETURNING o.id INTO operation_id;
     IF operation_id IS NOT NULL THEN
         RETURN;
@@ -122,7 +129,7 @@ BEGIN
             result = p_result,
             error_message = p_result ->> 'error',
             appointment_id = coalesce(p_appointment_id, appointment_id)
-        WHERE id = p_operation_id;
+        WHERE tenant_id = p_tenant_id AND id = p_operation_id;
     END IF;
     PERFORM booking.audit_event(p_action, 'appointment', p_appointment_id::text, v_success,
                                 p_result ->> 'error', false, p_tenant_id);
@@ -146,6 +153,17 @@ $$;
 -- price?, notes?, status? ('pending' | 'confirmed', default 'confirmed')}. ends_at and price
 -- default to the service's; only the tenant's staff and operators may set others.
 CREATE FUNCTION booking.create_booking_idempotent(p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.create_tenant_booking(NULL, p_idempotency_key, p_booking)
+$$;
+
+-- The same, within one tenant: every row it reads or writes is the tenant's, looked up by the
+-- tenant too, so that on Citus the call runs entirely on the worker holding the tenant (it is a
+-- distributed function with p_tenant_id as its distribution argument). A service, staff member
+-- or customer of another tenant does not exist here (PT404). p_tenant_id NULL: the service's
+-- tenant, as create_booking_idempotent.
+CREATE FUNCTION booking.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -177,19 +195,32 @@ BEGIN
     -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
     -- (OR and AND stop at the first operand that decides them: the caller checks below run only
     -- when their answer matters.)
-    SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    -- Each lookup is by the tenant when there is one (a router query on Citus), else by id.
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    ELSE
+        SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
+    END IF;
     IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
         PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
                                format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
-    SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+    ELSE
+        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
+    END IF;
     IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id
                           AND (v_staff.is_active OR booking.caller_is_insider(v_service.tenant_id)))
                          OR booking.caller_is_operator()) THEN
         PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
                                format('staff member %s does not exist', p_booking ->> 'staff_id'));
     END IF;
-    SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    ELSE
+        SELECT * INTO v_customer FROM booking.customers WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'customer_id')::uuid;
+    END IF;
     IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
         PERFORM booking.refuse('booking.create', 'customer', p_booking ->> 'customer_id', v_service.tenant_id, 'PT404',
                                format('customer %s does not exist', p_booking ->> 'customer_id'));
@@ -236,7 +267,7 @@ BEGIN
     END IF;
 
     -- The engine itself: what the caller may see was checked above.
-    v_check := booking.slot_violations(v_staff.id, v_service.id, v_starts, v_ends);
+    v_check := booking.tenant_slot_violations(v_service.tenant_id, v_staff.id, v_service.id, v_starts, v_ends);
     IF NOT (v_check ->> 'valid')::boolean THEN
         RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
             'success', false, 'error', 'Appointment violates booking rules',
@@ -271,17 +302,22 @@ END $$;
 -- An appointment the caller may not see is PT404, as one that does not exist; with
 -- p_staff_only, one the caller sees (their own) but may not change this way is 42501. Both
 -- refusals are audited under p_action.
-CREATE FUNCTION booking.appointment_for_change(p_appointment_id uuid, p_action text, p_staff_only boolean DEFAULT false)
+CREATE FUNCTION booking.appointment_for_change(p_appointment_id uuid, p_action text, p_staff_only boolean DEFAULT false,
+                                               p_tenant_id uuid DEFAULT NULL)
 RETURNS booking.appointments
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_appt booking.appointments;
+    v_tenant uuid;
 BEGIN
     IF p_appointment_id IS NULL THEN
         RAISE EXCEPTION 'p_appointment_id must not be NULL' USING ERRCODE = '22023';
     END IF;
-    SELECT * INTO v_appt FROM booking.appointments WHERE id = p_appointment_id FOR UPDATE;
+    -- Locked by its full key: Citus locks rows only in a statement routed to one tenant, so
+    -- without the tenant it is looked up first (on a cluster, on every shard).
+    v_tenant := coalesce(p_tenant_id, (SELECT a.tenant_id FROM booking.appointments a WHERE a.id = p_appointment_id));
+    SELECT * INTO v_appt FROM booking.appointments WHERE tenant_id = v_tenant AND id = p_appointment_id FOR UPDATE;
     IF NOT FOUND OR NOT booking.caller_may_act_for(v_appt.tenant_id, v_appt.customer_id) THEN
         PERFORM booking.refuse(p_action, 'appointment', p_appointment_id::text, v_appt.tenant_id, 'PT404',
                                format('appointment %s does not exist', p_appointment_id));
@@ -292,7 +328,7 @@ BEGIN
     END IF;
     RETURN v_appt;
 END $$;
-REVOKE ALL ON FUNCTION booking.appointment_for_change(uuid, text, boolean) FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.appointment_for_change(uuid, text, boolean, uuid) FROM PUBLIC;
 
 -- The common start of a change to an existing appointment: claim the idempotency key (if any),
 -- then refuse a status that cannot change or a policy deadline that has passed. Returns the
@@ -329,10 +365,21 @@ REVOKE ALL ON FUNCTION booking.start_change(booking.appointments, text, text, js
 
 CREATE FUNCTION booking.reschedule_appointment(p_appointment_id uuid, p_new_starts_at timestamptz, p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.reschedule_tenant_appointment(NULL, p_appointment_id, p_new_starts_at, p_idempotency_key)
+$$;
+
+-- The same within one tenant (on Citus a distributed function, p_tenant_id its distribution
+-- argument): an appointment of another tenant does not exist here (PT404). p_tenant_id NULL:
+-- the appointment's own tenant, as reschedule_appointment.
+CREATE FUNCTION booking.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+                                                      p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule');
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule', false, p_tenant_id);
     v_new booking.appointments;
     v_new_ends timestamptz;
     v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
@@ -358,7 +405,7 @@ BEGIN
             v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
     END IF;
     v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
-    v_check := booking.slot_violations(v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
+    v_check := booking.tenant_slot_violations(v_old.tenant_id, v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
     IF NOT (v_check ->> 'valid')::boolean THEN
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
             'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
@@ -366,7 +413,7 @@ BEGIN
     BEGIN
         UPDATE booking.appointments
         SET starts_at = p_new_starts_at, ends_at = v_new_ends, reschedule_count = reschedule_count + 1
-        WHERE id = v_old.id
+        WHERE tenant_id = v_old.tenant_id AND id = v_old.id
         RETURNING * INTO v_new;
     EXCEPTION WHEN exclusion_violation THEN
         PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
@@ -385,10 +432,20 @@ END $$;
 
 CREATE FUNCTION booking.cancel_appointment(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.cancel_tenant_appointment(NULL, p_appointment_id, p_reason, p_idempotency_key)
+$$;
+
+-- The same within one tenant (a distributed function on Citus); PT404 for another tenant's
+-- appointment. p_tenant_id NULL: as cancel_appointment.
+CREATE FUNCTION booking.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel');
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
     v_op uuid;
     v_early jsonb;
 BEGIN
@@ -401,7 +458,7 @@ BEGIN
     END IF;
     UPDATE booking.appointments
     SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
-    WHERE id = v_appt.id
+    WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
     RETURNING * INTO v_appt;
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
@@ -455,7 +512,7 @@ BEGIN
         RETURN booking.staff_step_refused('booking.confirm', v_appt, 'invalid_status',
                                           format('A %s appointment cannot be confirmed', v_appt.status));
     END IF;
-    UPDATE booking.appointments SET status = 'confirmed' WHERE id = v_appt.id RETURNING * INTO v_appt;
+    UPDATE booking.appointments SET status = 'confirmed' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
     RETURN booking.staff_step_result('booking.confirm', v_appt, true, 'pending', 'booking.confirmed');
 END $$;
 
@@ -473,7 +530,7 @@ BEGIN
         RETURN booking.staff_step_refused('booking.check_in', v_appt, 'invalid_status',
                                           format('A %s appointment cannot be checked in', v_appt.status));
     END IF;
-    UPDATE booking.appointments SET checked_in_at = booking.clock_now() WHERE id = v_appt.id RETURNING * INTO v_appt;
+    UPDATE booking.appointments SET checked_in_at = booking.clock_now() WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
     RETURN booking.staff_step_result('booking.check_in', v_appt, true, v_appt.status, 'booking.checked_in');
 END $$;
 
@@ -496,9 +553,9 @@ BEGIN
                                           format('A %s appointment cannot be completed', v_appt.status));
     END IF;
     IF v_appt.status = 'confirmed' THEN
-        UPDATE booking.appointments SET status = 'active' WHERE id = v_appt.id;
+        UPDATE booking.appointments SET status = 'active' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id;
     END IF;
-    UPDATE booking.appointments SET status = 'completed' WHERE id = v_appt.id RETURNING * INTO v_appt;
+    UPDATE booking.appointments SET status = 'completed' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
     RETURN booking.staff_step_result('booking.complete', v_appt, true, v_from, 'booking.completed');
 END $$;
 
@@ -522,33 +579,52 @@ BEGIN
         RETURN booking.staff_step_refused('booking.no_show', v_appt, 'not_started',
                                           'An appointment that has not started is not a no-show yet');
     END IF;
-    UPDATE booking.appointments SET status = 'no_show' WHERE id = v_appt.id RETURNING * INTO v_appt;
+    UPDATE booking.appointments SET status = 'no_show' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
     RETURN booking.staff_step_result('booking.no_show', v_appt, true, v_from, 'booking.no_show');
 END $$;
 
 -- Scheduled operations of the booking lifecycle ---------------------------------------------
 
--- One appointment status transition, with one event per changed row.
+-- One appointment status transition, with one event per changed row. Tenant by tenant: the
+-- tenants with due rows are found first (without locks), then each tenant's rows are locked,
+-- changed and announced by statements filtered by that tenant. On Citus (where this runs on the
+-- coordinator's scheduler) each of those is routed to the one shard holding the tenant, which
+-- is how Citus allows row locks and an insert per changed row.
 CREATE FUNCTION booking_admin.transition_appointments(p_from text[], p_to text, p_due_before timestamptz,
                                                       p_by_end boolean, p_unchecked_only boolean, p_event text)
 RETURNS integer
-LANGUAGE sql VOLATILE
+LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    WITH due AS (
-        SELECT a.id, a.status FROM booking.appointments a
+DECLARE
+    v_tenant uuid;
+    r record;
+    n integer := 0;
+BEGIN
+    FOR v_tenant IN
+        SELECT DISTINCT a.tenant_id FROM booking.appointments a
         WHERE a.status = ANY (p_from)
           AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
           AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
-        FOR UPDATE
-    ), changed AS (
-        UPDATE booking.appointments a SET status = p_to FROM due WHERE a.id = due.id
-        RETURNING a.id, a.tenant_id, a.starts_at, a.ends_at, due.status AS old_status
-    )
-    SELECT count(booking.emit_event(c.tenant_id, p_event, jsonb_build_object(
-               'appointment_id', c.id, 'from', c.old_status, 'to', p_to,
-               'starts_at', c.starts_at, 'ends_at', c.ends_at)))::integer
-    FROM changed c
-$$;
+    LOOP
+        FOR r IN
+            WITH due AS (
+                SELECT a.id, a.status FROM booking.appointments a
+                WHERE a.tenant_id = v_tenant
+                  AND a.status = ANY (p_from)
+                  AND CASE WHEN p_by_end THEN a.ends_at ELSE a.starts_at END <= p_due_before
+                  AND (NOT p_unchecked_only OR a.checked_in_at IS NULL)
+                FOR UPDATE
+            )
+            UPDATE booking.appointments a SET status = p_to FROM due WHERE a.tenant_id = v_tenant AND a.id = due.id
+            RETURNING a.id, a.starts_at, a.ends_at, due.status AS old_status
+        LOOP
+            PERFORM booking.emit_event(v_tenant, p_event, jsonb_build_object(
+                'appointment_id', r.id, 'from', r.old_status, 'to', p_to, 'starts_at', r.starts_at, 'ends_at', r.ends_at));
+            n := n + 1;
+        END LOOP;
+    END LOOP;
+    RETURN n;
+END $$;
 
 CREATE FUNCTION booking_admin.op_activate_due(p_settings jsonb) RETURNS integer
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$

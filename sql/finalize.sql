@@ -22,6 +22,7 @@ GRANT EXECUTE ON FUNCTION
     -- Row-level security policies and CHECK constraints call these as the querying role.
     booking.jwt_claims(), booking.caller_user_id(), booking.caller_is_operator(), booking.caller_customer_ids(),
     booking.caller_staff_tenant_ids(), booking.caller_may_act_for(uuid, uuid), booking.caller_is_insider(uuid),
+    booking.caller_is_staff_of(uuid), booking.caller_is_customer(uuid, uuid),
     booking.clock_now(), booking.is_valid_timezone(text), booking.is_valid_opening_hours(jsonb),
     booking.is_within_opening_hours(jsonb, timestamp), booking.is_single_select(text), booking.request_context(),
     -- The booking page: public profile, slots (get_available_slots is inlined into the caller's
@@ -34,6 +35,9 @@ GRANT EXECUTE ON FUNCTION
     -- Customers: sign-up, bookings, waitlist. Each checks its caller.
     booking.register_customer(uuid, text, text, text),
     booking.create_booking_idempotent(text, jsonb), booking.reschedule_appointment(uuid, timestamptz, text),
+    booking.create_tenant_booking(uuid, text, jsonb), booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking.get_tenant_available_slots(uuid, date, uuid, uuid),
     booking.cancel_appointment(uuid, text, text),
     booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
     booking.list_waitlist(uuid, text),

@@ -28,8 +28,8 @@ BEGIN
         'staff', coalesce((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'service_ids',
                                                                coalesce((SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id)
                                                                          FROM booking.staff_services ss
-                                                                         JOIN booking.services s ON s.id = ss.service_id AND s.is_active
-                                                                         WHERE ss.staff_id = f.id), '[]'))
+                                                                         JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
+                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'))
                                             ORDER BY f.name, f.id)
                            FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.is_active), '[]'));
 END $$;

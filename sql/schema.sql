@@ -1,12 +1,20 @@
 -- Core schema: tenants, staff, services, schedules, holidays, policies, customers, appointments.
 -- The `booking` schema is the extension's own (control file `schema`); `booking_admin` is
 -- created in bootstrap.sql.
+--
+-- Every tenant-owned table's primary key, unique constraints and foreign keys between tenant
+-- tables include tenant_id, and rows without a tenant live in tables of their own
+-- (global_policies): that is what lets Citus distribute the schema by tenant, with each tenant's
+-- rows together on one node (booking_admin.distribute_tables, sql/citus.sql). On a single
+-- Postgres it changes nothing but the keys.
 
 -- Every child row carries its tenant; when the caller leaves it out, take it from the parent so
 -- that inserts stay short, and let the composite foreign keys prove parent and child agree.
 CREATE FUNCTION booking.fill_tenant_from_staff() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
+    -- Only for a row without its tenant, which Citus could not route anyway: on a cluster the
+    -- tenant is always given and this trigger reads nothing.
     IF NEW.tenant_id IS NULL THEN
         SELECT s.tenant_id INTO NEW.tenant_id FROM booking.staff s WHERE s.id = NEW.staff_id;
     END IF;
@@ -62,7 +70,7 @@ COMMENT ON COLUMN booking.tenants.buffer_time_minutes IS
     'Turnover time kept free after every appointment of this tenant, on top of the service''s own buffers.';
 
 CREATE TABLE booking.staff (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id         uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id  uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
     name       text NOT NULL,
     email      text,
@@ -71,9 +79,10 @@ CREATE TABLE booking.staff (
     user_id    uuid,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (tenant_id, id)
+    PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX staff_tenant_idx ON booking.staff (tenant_id);
+-- Looked up by id alone by the tenant-less functions (a single node's callers).
+CREATE INDEX staff_id_idx ON booking.staff (id);
 CREATE INDEX staff_user_idx ON booking.staff (user_id) WHERE user_id IS NOT NULL;
 COMMENT ON COLUMN booking.staff.timezone IS 'Defaults to the tenant''s time zone.';
 
@@ -89,7 +98,7 @@ CREATE TRIGGER staff_default_timezone BEFORE INSERT ON booking.staff
     FOR EACH ROW EXECUTE FUNCTION booking.staff_default_timezone();
 
 CREATE TABLE booking.services (
-    id                    uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                    uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id             uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
     name                  text NOT NULL,
     description           text,
@@ -100,15 +109,15 @@ CREATE TABLE booking.services (
     is_active             boolean NOT NULL DEFAULT true,
     created_at            timestamptz NOT NULL DEFAULT now(),
     updated_at            timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (tenant_id, id)
+    PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX services_tenant_idx ON booking.services (tenant_id);
+CREATE INDEX services_id_idx ON booking.services (id);
 
 CREATE TABLE booking.staff_services (
     tenant_id  uuid NOT NULL,
     staff_id   uuid NOT NULL,
     service_id uuid NOT NULL,
-    PRIMARY KEY (staff_id, service_id),
+    PRIMARY KEY (tenant_id, staff_id, service_id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
 );
@@ -117,7 +126,7 @@ CREATE TRIGGER staff_services_tenant BEFORE INSERT ON booking.staff_services
     FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
 
 CREATE TABLE booking.staff_schedules (
-    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id   uuid NOT NULL,
     staff_id    uuid NOT NULL,
     day_of_week integer NOT NULL CHECK (day_of_week BETWEEN 0 AND 6),
@@ -128,6 +137,7 @@ CREATE TABLE booking.staff_schedules (
     created_at  timestamptz NOT NULL DEFAULT now(),
     updated_at  timestamptz NOT NULL DEFAULT now(),
     CHECK (start_time < end_time),
+    PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX staff_schedules_staff_idx ON booking.staff_schedules (staff_id, day_of_week) WHERE is_active;
@@ -140,7 +150,7 @@ CREATE TRIGGER staff_schedules_tenant BEFORE INSERT ON booking.staff_schedules
     FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
 
 CREATE TABLE booking.schedule_overrides (
-    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id           uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id    uuid NOT NULL,
     staff_id     uuid NOT NULL,
     date         date NOT NULL,
@@ -151,6 +161,7 @@ CREATE TABLE booking.schedule_overrides (
     created_at   timestamptz NOT NULL DEFAULT now(),
     CHECK ((start_time IS NULL) = (end_time IS NULL)),
     CHECK (start_time IS NULL OR start_time < end_time),
+    PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX schedule_overrides_staff_date_idx ON booking.schedule_overrides (staff_id, date);
@@ -160,12 +171,13 @@ CREATE TRIGGER schedule_overrides_tenant BEFORE INSERT ON booking.schedule_overr
     FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
 
 CREATE TABLE booking.staff_time_off (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id         uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id  uuid NOT NULL,
     staff_id   uuid NOT NULL,
     period     tstzrange NOT NULL CHECK (NOT isempty(period) AND NOT lower_inf(period) AND NOT upper_inf(period)),
     reason     text,
     created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX staff_time_off_period_idx ON booking.staff_time_off USING gist (staff_id, period);
@@ -173,7 +185,7 @@ CREATE TRIGGER staff_time_off_tenant BEFORE INSERT ON booking.staff_time_off
     FOR EACH ROW EXECUTE FUNCTION booking.fill_tenant_from_staff();
 
 CREATE TABLE booking.holidays (
-    id                 uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                 uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id          uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
     name               text NOT NULL,
     date               date,
@@ -190,16 +202,40 @@ CREATE TABLE booking.holidays (
                 THEN recurring_month IS NOT NULL AND recurring_day IS NOT NULL
                      AND make_date(2000, recurring_month, recurring_day) IS NOT NULL
                 ELSE date IS NOT NULL END),
-    CHECK (affects_all_staff OR cardinality(affected_staff_ids) > 0)
+    CHECK (affects_all_staff OR cardinality(affected_staff_ids) > 0),
+    PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX holidays_tenant_date_idx ON booking.holidays (tenant_id, date);
 CREATE INDEX holidays_tenant_recurring_idx ON booking.holidays (tenant_id) WHERE is_recurring;
 COMMENT ON TABLE booking.holidays IS
     'Closed days in the tenant''s time zone: one-off (date) or every year (recurring_month, recurring_day; 29 February only in leap years).';
 
+-- Policies: a tenant's own settings here; the global ones (the builtin defaults and an
+-- operator's global overrides), which belong to no tenant, in booking.global_policies (a
+-- reference table on Citus, copied to every node).
 CREATE TABLE booking.booking_policies (
-    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
-    tenant_id    uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    id           uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id    uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    policy_key   text NOT NULL CHECK (policy_key IN (
+                     'cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
+                     'advance_booking_limit_days', 'minimum_booking_notice_hours',
+                     'waitlist_notification_hours', 'double_booking_prevention')),
+    policy_value jsonb NOT NULL,
+    description  text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    updated_at   timestamptz NOT NULL DEFAULT now(),
+    -- Double booking is refused by the appointments' exclusion constraint, always: the seed's
+    -- switch can only say so.
+    CHECK (CASE WHEN policy_key = 'double_booking_prevention'
+                THEN policy_value = 'true'::jsonb
+                ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),
+    PRIMARY KEY (tenant_id, id),
+    UNIQUE (tenant_id, policy_key)
+);
+COMMENT ON TABLE booking.booking_policies IS
+    'Per-tenant policies. Precedence: the tenant''s row, then a global row (booking.global_policies), then the builtin default.';
+
+CREATE TABLE booking.global_policies (
     policy_key   text NOT NULL CHECK (policy_key IN (
                      'cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
                      'advance_booking_limit_days', 'minimum_booking_notice_hours',
@@ -209,21 +245,14 @@ CREATE TABLE booking.booking_policies (
     is_builtin   boolean NOT NULL DEFAULT false,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    -- Double booking is refused by the appointments' exclusion constraint, always: the seed's
-    -- switch can only say so.
     CHECK (CASE WHEN policy_key = 'double_booking_prevention'
                 THEN policy_value = 'true'::jsonb
                 ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),
-    CHECK (NOT is_builtin OR tenant_id IS NULL)
+    -- The builtin defaults may sit beside an operator's global override of the same key.
+    PRIMARY KEY (policy_key, is_builtin)
 );
--- The builtin defaults may sit beside an operator's global override of the same key.
-CREATE UNIQUE INDEX booking_policies_key_idx
-    ON booking.booking_policies (coalesce(tenant_id, '00000000-0000-0000-0000-000000000000'), policy_key, is_builtin);
--- Foreign keys are indexed on the referencing side, so deleting a tenant, service or staff
--- member does not scan every row of the tables that point at it (lints.sql checks them all).
-CREATE INDEX booking_policies_tenant_idx ON booking.booking_policies (tenant_id);
-COMMENT ON TABLE booking.booking_policies IS
-    'Per-tenant policies; tenant_id NULL = global. Precedence: the tenant''s row, then a global row, then the builtin default. Builtin rows are read-only.';
+COMMENT ON TABLE booking.global_policies IS
+    'Policies of every tenant without its own row: an operator''s global overrides, then the builtin defaults (is_builtin, read-only).';
 
 CREATE FUNCTION booking.protect_builtin_policies() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
@@ -231,35 +260,34 @@ BEGIN
     IF OLD.is_builtin THEN
         RAISE EXCEPTION 'builtin policy "%" is read-only', OLD.policy_key
             USING ERRCODE = '42501',
-                  HINT = 'Insert a row with tenant_id NULL (global) or a tenant id to override it.';
+                  HINT = 'Insert a global row (is_builtin false) here or a tenant''s row into booking.booking_policies to override it.';
     END IF;
     RETURN CASE TG_OP WHEN 'DELETE' THEN OLD ELSE NEW END;
 END $$;
-CREATE TRIGGER booking_policies_builtin BEFORE UPDATE OR DELETE ON booking.booking_policies
+CREATE TRIGGER global_policies_builtin BEFORE UPDATE OR DELETE ON booking.global_policies
     FOR EACH ROW EXECUTE FUNCTION booking.protect_builtin_policies();
 
-INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value, description, is_builtin) VALUES
-    (NULL, 'cancellation_deadline_hours', '24', 'Hours before the appointment after which it can no longer be cancelled', true),
-    (NULL, 'reschedule_deadline_hours', '2', 'Hours before the appointment after which it can no longer be rescheduled', true),
-    (NULL, 'max_reschedules', '3', 'How often one appointment may be rescheduled', true),
-    (NULL, 'advance_booking_limit_days', '90', 'How many days ahead an appointment may start', true),
-    (NULL, 'minimum_booking_notice_hours', '2', 'How many hours ahead an appointment must start at the earliest', true),
-    (NULL, 'waitlist_notification_hours', '48', 'Freed slots starting within this many hours are offered to the waitlist', true),
-    (NULL, 'double_booking_prevention', 'true', 'Refuse overlapping appointments of one staff member', true);
+INSERT INTO booking.global_policies (policy_key, policy_value, description, is_builtin) VALUES
+    ('cancellation_deadline_hours', '24', 'Hours before the appointment after which it can no longer be cancelled', true),
+    ('reschedule_deadline_hours', '2', 'Hours before the appointment after which it can no longer be rescheduled', true),
+    ('max_reschedules', '3', 'How often one appointment may be rescheduled', true),
+    ('advance_booking_limit_days', '90', 'How many days ahead an appointment may start', true),
+    ('minimum_booking_notice_hours', '2', 'How many hours ahead an appointment must start at the earliest', true),
+    ('waitlist_notification_hours', '48', 'Freed slots starting within this many hours are offered to the waitlist', true),
+    ('double_booking_prevention', 'true', 'Refuse overlapping appointments of one staff member', true);
 
 -- A policy's value for a tenant, by the precedence above. PL/pgSQL for its cached plan: every
 -- booking call reads several policies.
 CREATE FUNCTION booking.policy_value(p_tenant_id uuid, p_key text) RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
-    RETURN (SELECT p.policy_value FROM booking.booking_policies p
-            WHERE p.policy_key = p_key AND (p.tenant_id = p_tenant_id OR p.tenant_id IS NULL)
-            ORDER BY p.tenant_id IS NULL, p.is_builtin
-            LIMIT 1);
+    RETURN coalesce(
+        (SELECT p.policy_value FROM booking.booking_policies p WHERE p.tenant_id = p_tenant_id AND p.policy_key = p_key),
+        (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = p_key ORDER BY g.is_builtin LIMIT 1));
 END $$;
 
 CREATE TABLE booking.customers (
-    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id         uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id  uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
     user_id    uuid,
     name       text NOT NULL,
@@ -267,13 +295,13 @@ CREATE TABLE booking.customers (
     phone      text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (tenant_id, id)
+    PRIMARY KEY (tenant_id, id)
 );
-CREATE INDEX customers_tenant_idx ON booking.customers (tenant_id);
+CREATE INDEX customers_id_idx ON booking.customers (id);
 CREATE INDEX customers_user_idx ON booking.customers (user_id) WHERE user_id IS NOT NULL;
 
 CREATE TABLE booking.appointments (
-    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id               uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id        uuid NOT NULL,
     staff_id         uuid NOT NULL,
     service_id       uuid NOT NULL,
@@ -293,13 +321,15 @@ CREATE TABLE booking.appointments (
     cancelled_at     timestamptz,
     cancellation_reason text,
     CHECK (ends_at > starts_at),
+    PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id),
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id),
     FOREIGN KEY (tenant_id, customer_id) REFERENCES booking.customers (tenant_id, id),
     CONSTRAINT appointments_no_double_booking
-        EXCLUDE USING gist (staff_id WITH =, blocked WITH &&)
+        EXCLUDE USING gist (tenant_id WITH =, staff_id WITH =, blocked WITH &&)
         WHERE (status IN ('pending', 'confirmed', 'active'))
 );
+CREATE INDEX appointments_id_idx ON booking.appointments (id);
 CREATE INDEX appointments_staff_starts_idx ON booking.appointments (staff_id, starts_at);
 CREATE INDEX appointments_customer_idx ON booking.appointments (customer_id, starts_at);
 CREATE INDEX appointments_tenant_starts_idx ON booking.appointments (tenant_id, starts_at);
@@ -315,7 +345,13 @@ DECLARE
     svc booking.services;
     turnover integer;
 BEGIN
-    SELECT * INTO svc FROM booking.services WHERE id = NEW.service_id;
+    -- The row's own tenant when it has one (always on Citus, where this runs on the shard and
+    -- may read only its tenant's colocated rows).
+    IF NEW.tenant_id IS NULL THEN
+        SELECT * INTO svc FROM booking.services WHERE id = NEW.service_id;
+    ELSE
+        SELECT * INTO svc FROM booking.services WHERE tenant_id = NEW.tenant_id AND id = NEW.service_id;
+    END IF;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'service % does not exist', NEW.service_id USING ERRCODE = 'P0002';
     END IF;
@@ -338,6 +374,7 @@ CREATE TRIGGER staff_schedules_touch BEFORE UPDATE ON booking.staff_schedules FO
 CREATE TRIGGER customers_touch BEFORE UPDATE ON booking.customers FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
 CREATE TRIGGER appointments_touch BEFORE UPDATE ON booking.appointments FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
 CREATE TRIGGER booking_policies_touch BEFORE UPDATE ON booking.booking_policies FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+CREATE TRIGGER global_policies_touch BEFORE UPDATE ON booking.global_policies FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
 
 -- These tables hold the users' data, not the extension's: pg_dump must keep their rows.
 SELECT pg_catalog.pg_extension_config_dump('booking.tenants', '');
@@ -348,7 +385,8 @@ SELECT pg_catalog.pg_extension_config_dump('booking.staff_schedules', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.schedule_overrides', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.staff_time_off', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.holidays', '');
-SELECT pg_catalog.pg_extension_config_dump('booking.booking_policies', 'WHERE NOT is_builtin');
+SELECT pg_catalog.pg_extension_config_dump('booking.booking_policies', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.global_policies', 'WHERE NOT is_builtin');
 SELECT pg_catalog.pg_extension_config_dump('booking.customers', '');
 SELECT pg_catalog.pg_extension_config_dump('booking.appointments', '');
 

@@ -1,7 +1,7 @@
 -- Customers waiting for a slot; a freed slot is offered to the best matching entry.
 
 CREATE TABLE booking.waitlist (
-    id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id                   uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id            uuid NOT NULL,
     customer_id          uuid NOT NULL,
     service_id           uuid NOT NULL,
@@ -18,11 +18,13 @@ CREATE TABLE booking.waitlist (
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     CHECK (preferred_end_date IS NULL OR preferred_start_date IS NULL OR preferred_start_date <= preferred_end_date),
+    PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, customer_id) REFERENCES booking.customers (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
 );
 CREATE INDEX waitlist_match_idx ON booking.waitlist (service_id, priority DESC, created_at) WHERE status = 'waiting';
+CREATE INDEX waitlist_id_idx ON booking.waitlist (id);
 CREATE INDEX waitlist_customer_idx ON booking.waitlist (customer_id);
 -- The foreign keys' side (waitlist_match_idx covers waiting entries only).
 CREATE INDEX waitlist_service_idx ON booking.waitlist (service_id);
@@ -34,17 +36,18 @@ SELECT pg_catalog.pg_extension_config_dump('booking.waitlist', '');
 
 -- One row per (entry, freed slot) offered, so no entry is told twice about the same slot.
 CREATE TABLE booking.waitlist_notifications (
-    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
     tenant_id   uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
-    waitlist_id uuid NOT NULL REFERENCES booking.waitlist (id) ON DELETE CASCADE,
+    waitlist_id uuid NOT NULL,
     staff_id    uuid NOT NULL,
     starts_at   timestamptz NOT NULL,
     ends_at     timestamptz NOT NULL,
     event_id    uuid,
     created_at  timestamptz NOT NULL DEFAULT now(),
-    UNIQUE (waitlist_id, staff_id, starts_at)
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, waitlist_id) REFERENCES booking.waitlist (tenant_id, id) ON DELETE CASCADE,
+    UNIQUE (tenant_id, waitlist_id, staff_id, starts_at)
 );
-CREATE INDEX waitlist_notifications_tenant_idx ON booking.waitlist_notifications (tenant_id);
 SELECT pg_catalog.pg_extension_config_dump('booking.waitlist_notifications', '');
 
 CREATE POLICY waitlist_read ON booking.waitlist FOR SELECT
@@ -120,7 +123,9 @@ BEGIN
     IF p_changes ? 'status' AND p_changes ->> 'status' NOT IN ('waiting', 'cancelled') THEN
         RAISE EXCEPTION 'status can only be set to waiting or cancelled' USING ERRCODE = '22023';
     END IF;
-    SELECT * INTO v_row FROM booking.waitlist WHERE id = p_id FOR UPDATE;
+    -- Locked by its full key (Citus locks rows only in a statement routed to one tenant).
+    SELECT * INTO v_row FROM booking.waitlist
+    WHERE tenant_id = (SELECT w.tenant_id FROM booking.waitlist w WHERE w.id = p_id) AND id = p_id FOR UPDATE;
     IF NOT FOUND OR NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
         PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, 'PT404',
                                format('waitlist entry %s does not exist', p_id));
@@ -183,10 +188,11 @@ BEGIN
     IF p_freed.starts_at <= v_now OR p_freed.starts_at > v_now + make_interval(secs => v_horizon * 3600) THEN
         RETURN 0;
     END IF;
-    IF NOT (booking.slot_violations(p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
+    IF NOT (booking.tenant_slot_violations(p_freed.tenant_id, p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
         RETURN 0;
     END IF;
-    SELECT p_freed.starts_at AT TIME ZONE s.timezone INTO v_local FROM booking.staff s WHERE s.id = p_freed.staff_id;
+    SELECT p_freed.starts_at AT TIME ZONE s.timezone INTO v_local FROM booking.staff s
+    WHERE s.tenant_id = p_freed.tenant_id AND s.id = p_freed.staff_id;
     SELECT w.* INTO v_entry
     FROM booking.waitlist w
     WHERE w.tenant_id = p_freed.tenant_id
@@ -199,14 +205,14 @@ BEGIN
               SELECT 1 FROM unnest(w.preferred_times) t
               WHERE abs(extract(epoch FROM (v_local::time - t))) <= 1800))
       AND NOT EXISTS (SELECT 1 FROM booking.waitlist_notifications n
-                      WHERE n.waitlist_id = w.id AND n.staff_id = p_freed.staff_id AND n.starts_at = p_freed.starts_at)
+                      WHERE n.tenant_id = p_freed.tenant_id AND n.waitlist_id = w.id AND n.staff_id = p_freed.staff_id AND n.starts_at = p_freed.starts_at)
     ORDER BY w.priority DESC, w.created_at, w.id
     LIMIT 1
     FOR UPDATE SKIP LOCKED;
     IF NOT FOUND THEN
         RETURN 0;
     END IF;
-    UPDATE booking.waitlist SET status = 'notified', notified_at = v_now WHERE id = v_entry.id;
+    UPDATE booking.waitlist SET status = 'notified', notified_at = v_now WHERE tenant_id = v_entry.tenant_id AND id = v_entry.id;
     v_event := booking.emit_event(p_freed.tenant_id, 'waitlist.notified', jsonb_build_object(
         'waitlist_id', v_entry.id, 'customer_id', v_entry.customer_id, 'service_id', p_freed.service_id,
         'staff_id', p_freed.staff_id, 'starts_at', p_freed.starts_at, 'ends_at', p_freed.ends_at));
@@ -230,7 +236,8 @@ DECLARE
 BEGIN
     FOR r IN
         SELECT e.payload, a AS appointment
-        FROM booking.events e JOIN booking.appointments a ON a.id = (e.payload ->> 'appointment_id')::uuid
+        FROM booking.events e
+        JOIN booking.appointments a ON a.tenant_id = e.tenant_id AND a.id = (e.payload ->> 'appointment_id')::uuid
         WHERE e.event_type IN ('booking.cancelled', 'booking.rescheduled')
           AND e.created_at > now() - make_interval(hours => coalesce((p_settings ->> 'lookback_hours')::int, 48))
         ORDER BY e.created_at

@@ -48,13 +48,18 @@ extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", 
 extension_sql_file!(
     "../sql/waitlist.sql",
     name = "waitlist",
-    requires = ["access", availability::api::slot_violations, clock::clock_now]
+    requires = ["access", availability::api::tenant_slot_violations, clock::clock_now]
 );
 extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlist"]);
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",
-    requires = ["access", availability::api::available_slot_arrays, availability::api::slot_violations]
+    requires = [
+        "access",
+        availability::api::available_slot_arrays,
+        availability::api::tenant_slot_arrays,
+        availability::api::slot_violations
+    ]
 );
 extension_sql_file!(
     "../sql/security.sql",
@@ -90,6 +95,8 @@ extension_sql_file!(
         admin::query_api::booking_admin::analyze_query,
     ]
 );
+// Citus support: the distribute function (Citus itself is optional and never required).
+extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

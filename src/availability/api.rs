@@ -126,19 +126,32 @@ type HolidayRow = (String, Option<NaiveDate>, bool, Option<u32>, Option<u32>, bo
 /// One read of every input: $1 service, $2 staff member or NULL for all, $3..$4 the local date
 /// range, $5 an appointment to leave out (its own slot when rescheduling), $6 whether to keep
 /// staff who do not offer the service (validation reports them; slot search skips them), $7 the
-/// booking's length in minutes when it is not the service's (0 otherwise).
+/// booking's length in minutes when it is not the service's (0 otherwise), $8 the tenant.
 const INPUTS_SQL: &str = include_str!("../../sql/queries/availability_inputs.sql");
 
-thread_local! {
-    /// `INPUTS_SQL` prepared once per backend: planning it costs more than running it.
-    static INPUTS_PLAN: std::cell::RefCell<Option<pgrx::spi::OwnedPreparedStatement>> =
-        const { std::cell::RefCell::new(None) };
+/// The staff lookup that tells "of another tenant" (22023) from "does not exist" (PT404): with
+/// the tenant given, a staff member of another tenant does not exist for it.
+const STAFF_OF_TENANT: &str = "f.id = $2 AND f.tenant_id = $8";
+
+/// `INPUTS_SQL` for callers that name no tenant (the original, tenant-less functions): the
+/// tenant is the service's, looked up first, and a staff member of another tenant is still seen
+/// as such (22023 rather than "does not exist").
+fn inputs_sql_without_tenant() -> String {
+    INPUTS_SQL.replace(STAFF_OF_TENANT, "f.id = $2")
 }
 
-fn read_inputs(args: &[pgrx::datum::DatumWithOid]) -> DomainResult<String> {
+thread_local! {
+    /// `INPUTS_SQL` prepared once per backend, with and without the staff member's tenant
+    /// filter: planning it costs more than running it.
+    static INPUTS_PLANS: std::cell::RefCell<[Option<pgrx::spi::OwnedPreparedStatement>; 2]> =
+        const { std::cell::RefCell::new([None, None]) };
+}
+
+fn read_inputs(args: &[pgrx::datum::DatumWithOid], tenant_given: bool) -> DomainResult<String> {
     Spi::connect(|client| {
-        INPUTS_PLAN.with(|cell| {
-            let mut plan = cell.borrow_mut();
+        INPUTS_PLANS.with(|cell| {
+            let mut plans = cell.borrow_mut();
+            let plan = &mut plans[usize::from(tenant_given)];
             if plan.is_none() {
                 let types = [
                     pg_sys::UUIDOID,
@@ -148,9 +161,11 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid]) -> DomainResult<String> {
                     pg_sys::UUIDOID,
                     pg_sys::BOOLOID,
                     pg_sys::INT4OID,
+                    pg_sys::UUIDOID,
                 ]
                 .map(pgrx::PgOid::from);
-                *plan = Some(client.prepare(INPUTS_SQL, &types)?.keep());
+                let sql = if tenant_given { INPUTS_SQL.to_string() } else { inputs_sql_without_tenant() };
+                *plan = Some(client.prepare(&sql, &types)?.keep());
             }
             let stmt = plan.as_ref().expect("prepared above");
             client
@@ -160,6 +175,17 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid]) -> DomainResult<String> {
                 .ok_or_else(|| DomainError::Internal("availability inputs query returned NULL".into()))
         })
     })
+}
+
+/// The tenant of a service, for the tenant-less functions (on Citus, a lookup on every shard).
+fn service_tenant(service_id: Uuid) -> DomainResult<Uuid> {
+    // A scalar subquery: one row, NULL for an unknown service (get_one fails on no row at all).
+    Spi::get_one_with_args::<PgUuid>(
+        "SELECT (SELECT tenant_id FROM booking.services WHERE id = $1)",
+        &[to_pg_uuid(service_id).into()],
+    )?
+    .map(to_uuid)
+    .ok_or_else(|| DomainError::NotFound(format!("service {service_id} does not exist")))
 }
 
 /// The core's view of one question, built from `Inputs`.
@@ -173,6 +199,9 @@ pub struct Model {
 }
 
 pub struct Query {
+    /// The tenant, when the caller names it (the tenant-qualified functions, which Citus routes
+    /// to one shard); otherwise the service's.
+    pub tenant_id: Option<Uuid>,
     pub service_id: Uuid,
     pub staff_id: Option<Uuid>,
     pub from: NaiveDate,
@@ -184,7 +213,7 @@ pub struct Query {
 }
 
 pub fn load_model(q: &Query) -> DomainResult<Model> {
-    let args: [pgrx::datum::DatumWithOid; 7] = [
+    let args: [pgrx::datum::DatumWithOid; 8] = [
         to_pg_uuid(q.service_id).into(),
         q.staff_id.map(to_pg_uuid).into(),
         to_pg_date(q.from)?.into(),
@@ -197,8 +226,13 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
             .and_then(|d| i32::try_from(d / MICROS_PER_MINUTE).ok())
             .ok_or_else(|| DomainError::DatetimeOverflow("the booking is too long".into()))?
             .into(),
+        to_pg_uuid(match q.tenant_id {
+            Some(t) => t,
+            None => service_tenant(q.service_id)?,
+        })
+        .into(),
     ];
-    let text = read_inputs(&args)?;
+    let text = read_inputs(&args, q.tenant_id.is_some())?;
     let inputs: Inputs = serde_json::from_str(&text)?;
     let service =
         inputs.service.ok_or_else(|| DomainError::NotFound(format!("service {} does not exist", q.service_id)))?;
@@ -338,11 +372,51 @@ pub fn available_slot_arrays(
     >,
     pgrx::pg_sys::panic::ErrorReport,
 > {
+    Ok(TableIterator::once(slot_arrays(None, service_id, from_date, to_date, staff_id)?))
+}
+
+/// `available_slot_arrays` of one tenant's service: every read filtered by the tenant, so that
+/// on Citus it is one router query on the worker holding the tenant. A service of another
+/// tenant does not exist here (P0002 from the engine, PT404 from the SQL callers' checks).
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+#[allow(clippy::type_complexity)]
+pub fn tenant_slot_arrays(
+    p_tenant_id: Option<PgUuid>,
+    service_id: Option<PgUuid>,
+    from_date: Option<Date>,
+    to_date: Option<Date>,
+    staff_id: default!(Option<PgUuid>, "NULL"),
+) -> Result<
+    TableIterator<
+        'static,
+        (
+            name!(staff_ids, Vec<PgUuid>),
+            name!(starts, Vec<TimestampWithTimeZone>),
+            name!(ends, Vec<TimestampWithTimeZone>),
+        ),
+    >,
+    pgrx::pg_sys::panic::ErrorReport,
+> {
+    let tenant = to_uuid(require(p_tenant_id, "p_tenant_id")?);
+    Ok(TableIterator::once(slot_arrays(Some(tenant), service_id, from_date, to_date, staff_id)?))
+}
+
+type SlotArrays = (Vec<PgUuid>, Vec<TimestampWithTimeZone>, Vec<TimestampWithTimeZone>);
+
+fn slot_arrays(
+    tenant_id: Option<Uuid>,
+    service_id: Option<PgUuid>,
+    from_date: Option<Date>,
+    to_date: Option<Date>,
+    staff_id: Option<PgUuid>,
+) -> DomainResult<SlotArrays> {
     let service_id = to_uuid(require(service_id, "service_id")?);
     let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
     let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
     check_range(from, to)?;
     let model = load_model(&Query {
+        tenant_id,
         service_id,
         staff_id: staff_id.map(to_uuid),
         from,
@@ -355,23 +429,21 @@ pub fn available_slot_arrays(
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
     let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
     let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
-    Ok(TableIterator::once((staff_ids, starts, ends)))
+    Ok((staff_ids, starts, ends))
 }
 
 /// Whether the caller is one of the tenant's own people (an operator or its active staff), who
 /// may read why a staff member is away.
 fn caller_sees_private(tenant_id: Uuid) -> DomainResult<bool> {
-    Ok(Spi::get_one_with_args::<bool>(
-        "SELECT booking.caller_is_operator() OR $1 = ANY (booking.caller_staff_tenant_ids())",
-        &[to_pg_uuid(tenant_id).into()],
-    )?
-    .unwrap_or(false))
+    Ok(Spi::get_one_with_args::<bool>("SELECT booking.caller_is_insider($1)", &[to_pg_uuid(tenant_id).into()])?
+        .unwrap_or(false))
 }
 
 /// Checks every availability rule for one proposed booking and says which ones fail.
 /// `duration` overrides the service's (a booking with an explicit end); `exclude_appointment`
 /// leaves that appointment out (its own old slot when rescheduling).
 pub fn explain_timing(
+    tenant_id: Option<Uuid>,
     staff_id: Uuid,
     service_id: Uuid,
     starts_at: Micros,
@@ -383,6 +455,7 @@ pub fn explain_timing(
         .date_naive();
     let (first, last) = (day - Days::new(1), day + Days::new(1));
     let model = load_model(&Query {
+        tenant_id,
         service_id,
         staff_id: Some(staff_id),
         from: first,
@@ -419,6 +492,33 @@ pub fn slot_violations(
     p_ends_at: default!(Option<TimestampWithTimeZone>, "NULL"),
     p_exclude_appointment_id: default!(Option<PgUuid>, "NULL"),
 ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
+    Ok(JsonB(violations(None, p_staff_id, p_service_id, p_starts_at, p_ends_at, p_exclude_appointment_id)?))
+}
+
+/// `slot_violations` within one tenant: every read filtered by the tenant (one router query on
+/// Citus); a staff member or service of another tenant does not exist here.
+#[pg_extern(stable, security_definer, parallel_restricted)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn tenant_slot_violations(
+    p_tenant_id: Option<PgUuid>,
+    p_staff_id: Option<PgUuid>,
+    p_service_id: Option<PgUuid>,
+    p_starts_at: Option<TimestampWithTimeZone>,
+    p_ends_at: default!(Option<TimestampWithTimeZone>, "NULL"),
+    p_exclude_appointment_id: default!(Option<PgUuid>, "NULL"),
+) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
+    let tenant = to_uuid(require(p_tenant_id, "p_tenant_id")?);
+    Ok(JsonB(violations(Some(tenant), p_staff_id, p_service_id, p_starts_at, p_ends_at, p_exclude_appointment_id)?))
+}
+
+fn violations(
+    tenant_id: Option<Uuid>,
+    p_staff_id: Option<PgUuid>,
+    p_service_id: Option<PgUuid>,
+    p_starts_at: Option<TimestampWithTimeZone>,
+    p_ends_at: Option<TimestampWithTimeZone>,
+    p_exclude_appointment_id: Option<PgUuid>,
+) -> DomainResult<serde_json::Value> {
     let staff_id = to_uuid(require(p_staff_id, "p_staff_id")?);
     let service_id = to_uuid(require(p_service_id, "p_service_id")?);
     let starts_at = to_micros(require(p_starts_at, "p_starts_at")?)?;
@@ -426,13 +526,13 @@ pub fn slot_violations(
         Some(end) => {
             let end = to_micros(end)?;
             if end <= starts_at {
-                return Err(DomainError::InvalidParameter("p_ends_at must be after p_starts_at".into()).into());
+                return Err(DomainError::InvalidParameter("p_ends_at must be after p_starts_at".into()));
             }
             Some(end - starts_at)
         }
         None => None,
     };
-    Ok(JsonB(explain_timing(staff_id, service_id, starts_at, duration, p_exclude_appointment_id.map(to_uuid))?))
+    explain_timing(tenant_id, staff_id, service_id, starts_at, duration, p_exclude_appointment_id.map(to_uuid))
 }
 
 /// Whether Postgres knows the time zone name (an IANA name such as 'Europe/Zurich', or 'UTC').
@@ -463,5 +563,30 @@ mod tests {
         assert!(convert::pg_micros_to_unix(9_223_371_331_199_000_000).map_or(true, |t| in_engine_range(t).is_none()));
         assert!(convert::pg_micros_to_unix(i64::MAX).is_err());
         assert_eq!(convert::pg_micros_to_unix(0).ok(), Some(PG_EPOCH_OFFSET));
+    }
+
+    /// The tenant-less variant keeps no tenant parameter and its staff lookup across tenants;
+    /// the tenant-qualified one filters the staff lookup (a rename in the SQL file would
+    /// otherwise silently turn the replacement into a no-op).
+    #[test]
+    fn inputs_sql_variants() {
+        assert_eq!(INPUTS_SQL.matches(STAFF_OF_TENANT).count(), 1);
+        let without = inputs_sql_without_tenant();
+        assert!(!without.contains(STAFF_OF_TENANT));
+        assert!(without.contains("'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2)"));
+        // Every table the query reads is filtered by the tenant itself (Citus prunes shards on
+        // a table's own distribution column, not through joins).
+        for table in [
+            "booking.services s WHERE s.tenant_id = $8",
+            "ss.tenant_id = $8",
+            "f.tenant_id = $8",
+            "s.tenant_id = $8 AND s.is_active",
+            "o.tenant_id = $8",
+            "x.tenant_id = $8",
+            "a.tenant_id = $8",
+            "h.tenant_id = $8",
+        ] {
+            assert!(INPUTS_SQL.contains(table), "{table}");
+        }
     }
 }

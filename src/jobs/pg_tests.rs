@@ -165,7 +165,11 @@ mod tests {
 
     #[pg_test]
     fn outbox_dispatch_marks_undispatched_events() {
-        let id = one::<String>("SELECT booking.emit_event(NULL, 'booking.created', '{}')::text");
+        Spi::run("INSERT INTO booking.tenants (id, name) VALUES ('00000000-0000-0000-0000-0000000e7e47', 'outbox')")
+            .unwrap();
+        let id = one::<String>(
+            "SELECT booking.emit_event('00000000-0000-0000-0000-0000000e7e47', 'booking.created', '{}')::text",
+        );
         let r = one::<JsonB>("SELECT booking_admin.handle_outbox_dispatch('{}')");
         assert!(r.0["dispatched"].as_i64().unwrap() >= 1, "{}", r.0);
         let done = one::<bool>(&format!("SELECT dispatched_at IS NOT NULL FROM booking.events WHERE id = '{id}'"));

@@ -28,7 +28,7 @@ fn tool(name: &str, args: &[&str]) {
     assert!(out.status.success(), "{name} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
 }
 
-const COUNTED: [&str; 12] = [
+const COUNTED: [&str; 13] = [
     "booking.tenants",
     "booking.staff",
     "booking.services",
@@ -37,6 +37,7 @@ const COUNTED: [&str; 12] = [
     "booking.appointments",
     "booking.booking_operations",
     "booking.booking_policies",
+    "booking.global_policies",
     "booking.events",
     "booking_admin.scheduler_job_info",
     "booking_admin.job_handlers",
@@ -73,7 +74,7 @@ fn a_dump_restores_every_users_row_once() {
     let booked = book(&mut c, &s, "dump-1", "2026-03-23 10:00+01");
     assert_eq!(booked["success"], true);
     c.batch_execute(
-        "INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value) VALUES (NULL, 'max_reschedules', '5');
+        "INSERT INTO booking.global_policies (policy_key, policy_value) VALUES ('max_reschedules', '5');
          CREATE FUNCTION public.noop_op(jsonb) RETURNS int LANGUAGE sql AS 'SELECT 0';
          INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, delay_ms)
              VALUES ('app-noop', 'An operator''s own operation', 'public.noop_op', 60000);

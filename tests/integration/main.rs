@@ -5,6 +5,7 @@
 mod admin;
 mod availability;
 mod booking;
+mod citus;
 mod common;
 mod databases;
 mod dump;

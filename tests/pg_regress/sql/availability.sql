@@ -167,7 +167,7 @@ SELECT regress.sqlstate_of($$INSERT INTO booking.tenants (name, timezone) VALUES
 SELECT regress.sqlstate_of($$INSERT INTO booking.tenants (name, opening_hours) VALUES ('x', '{"1": {"is_open": true, "start_time": "18:00", "end_time": "09:00"}}')$$);
 SELECT regress.sqlstate_of($$INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
     VALUES ('20000000-0000-0000-0000-000000000001', 1, '17:00', '09:00')$$);
-SELECT regress.sqlstate_of($$UPDATE booking.booking_policies SET policy_value = '5' WHERE is_builtin$$);
+SELECT regress.sqlstate_of($$UPDATE booking.global_policies SET policy_value = '5' WHERE is_builtin$$);
 SELECT regress.sqlstate_of($$INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
     VALUES ('10000000-0000-0000-0000-000000000001', 'double_booking_prevention', 'false')$$);
 SELECT regress.sqlstate_of($$SET booking_engine.now = 'not a time'$$);
@@ -216,4 +216,4 @@ GROUP BY r ORDER BY r;
 -- The outbox: an event row (the notification is checked by the integration tests).
 SELECT booking.emit_event('10000000-0000-0000-0000-000000000001', 'booking.created', '{"appointment_id": "x"}') IS NOT NULL AS emitted;
 SELECT event_type, payload, dispatched_at FROM booking.events;
-SELECT regress.sqlstate_of($$SELECT booking.emit_event(NULL, 'Not A Type')$$);
+SELECT regress.sqlstate_of($$SELECT booking.emit_event('10000000-0000-0000-0000-000000000001', 'Not A Type')$$);

@@ -1,0 +1,96 @@
+# A Citus cluster on loopback for the Citus test and benchmark (sourced after common.sh): a
+# coordinator and up to two workers, each a private cluster under $BOOKING_TMP/citus, listening
+# on 127.0.0.1 only. Citus is not a dependency of booking_engine: it is used only when it is
+# installed into the PostgreSQL that $PG_CONFIG describes (citus.so in its pkglibdir).
+
+CITUS_DB=booking_citus
+CITUS_DIR=$BOOKING_TMP/citus
+CITUS_COORD_PORT=$((PORT_BASE + 3))
+CITUS_WORKER_PORTS=($((PORT_BASE + 4)) $((PORT_BASE + 5)))
+
+citus_installed() {
+    [ -f "$("$PG_CONFIG" --pkglibdir)/citus.so" ]
+}
+
+# citus_psql PORT [psql args...]: psql into the Citus database of the node on PORT.
+citus_psql() {
+    local port=$1
+    shift
+    "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$port" -U postgres -d "$CITUS_DB" "$@"
+}
+
+# citus_node_dir PORT: the data directory of the node on PORT.
+citus_node_dir() {
+    echo "$CITUS_DIR/node$1/data"
+}
+
+# start_citus_node PORT ROLE (coordinator | worker): a fresh node. Citus must come first in
+# shared_preload_libraries. booking_engine is preloaded on every node for its writer (the
+# out-of-transaction audit of refusals, which a call delegated to a worker makes there), but
+# only the coordinator's job runners and scheduler work (booking_engine.enabled): the job queue
+# and the maintenance schedule are the coordinator's, see the README, "Scaling out with Citus".
+start_citus_node() {
+    local port=$1 role=$2 dir
+    dir=$(citus_node_dir "$port")
+    rm -rf "$(dirname "$dir")"
+    mkdir -p "$(dirname "$dir")"
+    chown postgres "$(dirname "$dir")" "$BOOKING_TMP"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$dir" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    local enabled=on
+    [ "$role" = worker ] && enabled=off
+    cat >> "$dir/postgresql.conf" <<CONF
+port = $port
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$(dirname "$dir")'
+shared_preload_libraries = 'citus,booking_engine,pg_stat_statements'
+booking_engine.database = '$CITUS_DB'
+booking_engine.enabled = $enabled
+max_worker_processes = 32
+max_connections = 200
+max_prepared_transactions = 200
+shared_buffers = 128MB
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+log_min_messages = warning
+CONF
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir" -w start -l "$(dirname "$dir")/log" >/dev/null
+    "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE $CITUS_DB"
+    # Every node's sessions run on the tests' fixed clock (a call delegated to a worker reads
+    # the worker's setting); the coordinator's background workers too.
+    "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres \
+        -c "ALTER DATABASE $CITUS_DB SET booking_engine.now = '2026-03-01 00:00+01'"
+    citus_psql "$port" -c "CREATE EXTENSION citus"
+}
+
+stop_citus_node() {
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(citus_node_dir "$1")" -w -m fast stop >/dev/null 2>&1 || true
+}
+
+# start_citus_cluster WORKERS: a coordinator and WORKERS (1 or 2) workers, booking_engine
+# created on the coordinator (Citus propagates it to the workers), tables not yet distributed.
+start_citus_cluster() {
+    local workers=$1 i
+    stop_citus_cluster
+    log "starting a Citus coordinator (port $CITUS_COORD_PORT) and $workers worker(s)"
+    start_citus_node "$CITUS_COORD_PORT" coordinator
+    for ((i = 0; i < workers; i++)); do
+        start_citus_node "${CITUS_WORKER_PORTS[$i]}" worker
+    done
+    citus_psql "$CITUS_COORD_PORT" -c "SELECT citus_set_coordinator_host('127.0.0.1', $CITUS_COORD_PORT)" >/dev/null
+    for ((i = 0; i < workers; i++)); do
+        citus_psql "$CITUS_COORD_PORT" -c "SELECT citus_add_node('127.0.0.1', ${CITUS_WORKER_PORTS[$i]})" >/dev/null
+    done
+    citus_psql "$CITUS_COORD_PORT" -c "SET client_min_messages = warning" -c "CREATE EXTENSION booking_engine CASCADE"
+    # The background workers read booking_engine.database at start, before the extension existed.
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(citus_node_dir "$CITUS_COORD_PORT")" -w -m fast restart \
+        -l "$CITUS_DIR/node$CITUS_COORD_PORT/log" >/dev/null
+}
+
+stop_citus_cluster() {
+    local port
+    for port in "$CITUS_COORD_PORT" "${CITUS_WORKER_PORTS[@]}"; do
+        [ -d "$(citus_node_dir "$port")" ] && stop_citus_node "$port"
+    done
+    return 0
+}

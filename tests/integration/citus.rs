@@ -1,0 +1,530 @@
+//! booking_engine on a real Citus cluster: a coordinator and two workers on loopback, started by
+//! scripts/citus_test.sh (only where Citus is installed) which points these variables at it:
+//! BOOKING_ENGINE_CITUS_DSN (the coordinator's booking database, not yet distributed),
+//! BOOKING_ENGINE_CITUS_SINGLE_DSN (a database with booking_engine and no Citus, the single-node
+//! reference), BOOKING_ENGINE_CITUS_PG_BIN and BOOKING_ENGINE_CITUS_WORKERS ("port=datadir,...").
+//! Without them every test here says so and passes: `make test` on a machine without Citus.
+//!
+//! One test, in steps, because the steps share one cluster and the last one stops a worker.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Barrier};
+
+use postgres::{Client, NoTls};
+use serde_json::Value;
+use uuid::Uuid;
+
+struct Cluster {
+    coordinator: String,
+    single: String,
+    pg_bin: String,
+    /// (port, data directory) of each worker.
+    workers: Vec<(u16, String)>,
+}
+
+fn cluster() -> Option<Cluster> {
+    let Ok(coordinator) = std::env::var("BOOKING_ENGINE_CITUS_DSN") else {
+        println!("citus not installed: skipping the Citus test (scripts/citus_test.sh runs it where Citus is)");
+        return None;
+    };
+    let var = |name: &str| std::env::var(name).unwrap_or_else(|_| panic!("{name} (set by scripts/citus_test.sh)"));
+    let workers = var("BOOKING_ENGINE_CITUS_WORKERS")
+        .split(',')
+        .map(|w| {
+            let (port, dir) = w.split_once('=').expect("port=datadir");
+            (port.parse().unwrap(), dir.to_string())
+        })
+        .collect();
+    Some(Cluster {
+        coordinator,
+        single: var("BOOKING_ENGINE_CITUS_SINGLE_DSN"),
+        pg_bin: var("BOOKING_ENGINE_CITUS_PG_BIN"),
+        workers,
+    })
+}
+
+fn open(dsn: &str) -> Client {
+    let mut c = Client::connect(dsn, NoTls).expect("connect");
+    c.batch_execute("SET booking_engine.now = '2026-03-01 00:00+01'; SET timezone = 'Europe/Zurich'").unwrap();
+    c
+}
+
+/// One tenant: `staff` people working 09:00-17:00 Monday to Friday, a 60-minute service, two
+/// customers (the first one signed in as `user`). Every row names its tenant, as Citus needs.
+#[derive(Clone, Debug)]
+struct Tenant {
+    id: Uuid,
+    staff: Vec<Uuid>,
+    service: Uuid,
+    customers: Vec<Uuid>,
+    user: Uuid,
+}
+
+fn tenant(n: usize) -> Tenant {
+    let id = |kind: u32, k: usize| Uuid::parse_str(&format!("{kind:08x}-0000-4000-8000-{:012x}", n * 16 + k)).unwrap();
+    Tenant {
+        id: id(0x1000, 0),
+        staff: vec![id(0x2000, 0), id(0x2000, 1)],
+        service: id(0x3000, 0),
+        customers: vec![id(0x4000, 0), id(0x4000, 1)],
+        user: id(0xc000, 0),
+    }
+}
+
+fn load(c: &mut Client, t: &Tenant, n: usize) {
+    let sql = format!(
+        "INSERT INTO booking.tenants (id, name, timezone, slot_interval_minutes, buffer_time_minutes)
+             VALUES ('{t}', 'Salon {n}', 'Europe/Zurich', {interval}, {n} % 3 * 5);
+         INSERT INTO booking.services (tenant_id, id, name, duration_minutes, buffer_after_minutes, price)
+             VALUES ('{t}', '{svc}', 'Cut', 60, 10, 40);
+         INSERT INTO booking.customers (tenant_id, id, name, user_id) VALUES
+             ('{t}', '{c0}', 'First', '{user}'), ('{t}', '{c1}', 'Second', NULL);",
+        t = t.id,
+        interval = [15, 30][n % 2],
+        svc = t.service,
+        c0 = t.customers[0],
+        c1 = t.customers[1],
+        user = t.user,
+    );
+    c.batch_execute(&sql).unwrap();
+    for (k, s) in t.staff.iter().enumerate() {
+        c.batch_execute(&format!(
+            "INSERT INTO booking.staff (tenant_id, id, name) VALUES ('{t}', '{s}', 'Staff');
+             INSERT INTO booking.staff_services (tenant_id, staff_id, service_id) VALUES ('{t}', '{s}', '{svc}');
+             INSERT INTO booking.staff_schedules (tenant_id, staff_id, day_of_week, start_time, end_time)
+                 SELECT '{t}', '{s}', d, '{start}', '17:00' FROM generate_series(1, 5) d;",
+            t = t.id,
+            svc = t.service,
+            start = ["09:00", "10:00"][k],
+        ))
+        .unwrap();
+    }
+    // A day off and a holiday, so that availability has more than weekly hours to get right.
+    c.batch_execute(&format!(
+        "INSERT INTO booking.staff_time_off (tenant_id, staff_id, period)
+             VALUES ('{t}', '{s}', tstzrange('2026-03-24 12:00+01', '2026-03-24 15:00+01'));
+         INSERT INTO booking.holidays (tenant_id, name, date) VALUES ('{t}', 'Closed', '2026-03-26');",
+        t = t.id,
+        s = t.staff[n % 2],
+    ))
+    .unwrap();
+}
+
+fn json(c: &mut Client, sql: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> Value {
+    c.query_one(sql, params).unwrap().get(0)
+}
+
+fn book(c: &mut Client, t: &Tenant, key: &str, staff: Uuid, customer: Uuid, starts_at: &str) -> Result<Value, String> {
+    let booking = serde_json::json!({"customer_id": customer, "staff_id": staff, "service_id": t.service, "starts_at": starts_at});
+    c.query_one("SELECT booking.create_tenant_booking($1, $2, $3)", &[&t.id, &key, &booking])
+        .map(|r| r.get(0))
+        .map_err(|e| e.as_db_error().map(|d| format!("{}: {}", d.code().code(), d.message())).unwrap_or(e.to_string()))
+}
+
+fn date(day: &str) -> chrono::NaiveDate {
+    chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").unwrap()
+}
+
+fn slots(c: &mut Client, t: &Tenant, day: &str) -> Value {
+    json(c, "SELECT booking.get_tenant_available_slots($1, $2, $3)", &[&t.id, &date(day), &t.service])
+}
+
+/// The worker port holding each tenant.
+fn placement(c: &mut Client, tenants: &[Tenant]) -> BTreeMap<Uuid, i32> {
+    tenants
+        .iter()
+        .map(|t| {
+            let port: i32 = c
+                .query_one(
+                    "SELECT n.nodeport FROM pg_dist_placement p JOIN pg_dist_node n USING (groupid)
+                     WHERE p.shardid = get_shard_id_for_distribution_column('booking.tenants', $1::uuid)",
+                    &[&t.id],
+                )
+                .unwrap()
+                .get(0);
+            (t.id, port)
+        })
+        .collect()
+}
+
+/// Slots as (staff, start, end) instants.
+fn instants(slots: &Value) -> Vec<(String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    let at = |v: &Value| chrono::DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().with_timezone(&chrono::Utc);
+    slots
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["staff_id"].as_str().unwrap().to_string(), at(&s["starts_at"]), at(&s["ends_at"])))
+        .collect()
+}
+
+/// "2026-03-27 09:00+01" as UTC "2026-03-27 08:00".
+fn utc(at: &str) -> String {
+    chrono::DateTime::parse_from_str(&format!("{at}00"), "%Y-%m-%d %H:%M%z")
+        .unwrap()
+        .with_timezone(&chrono::Utc)
+        .format("%Y-%m-%d %H:%M")
+        .to_string()
+}
+
+fn explain(c: &mut Client, sql: &str) -> String {
+    c.query(&format!("EXPLAIN (COSTS OFF) {sql}"), &[])
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A PostgREST-style call: in a transaction, as role `authenticated` with `user`'s JWT claims.
+/// Err: the SQLSTATE.
+fn as_user(
+    c: &mut Client,
+    user: Uuid,
+    sql: &str,
+    args: &[&(dyn postgres::types::ToSql + Sync)],
+) -> Result<Value, String> {
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute("SET LOCAL role authenticated").unwrap();
+    tx.execute(
+        "SELECT set_config('request.jwt.claims', $1, true)",
+        &[&serde_json::json!({"role": "authenticated", "sub": user}).to_string()],
+    )
+    .unwrap();
+    let r = tx.query_one(sql, args).map(|r| r.get::<_, Value>(0));
+    let r = r.map_err(|e| e.as_db_error().map(|d| d.code().code().to_string()).unwrap_or(e.to_string()));
+    if r.is_ok() {
+        tx.commit().unwrap();
+    }
+    r
+}
+
+fn coordinator_port(cl: &Cluster) -> String {
+    cl.coordinator.split_whitespace().find_map(|kv| kv.strip_prefix("port=")).expect("port= in the DSN").to_string()
+}
+
+fn pg_ctl(cl: &Cluster, data: &str, args: &[&str]) {
+    let pg_ctl = format!("{}/pg_ctl", cl.pg_bin);
+    let log = format!("{data}/../log");
+    let mut full = vec!["-u", "postgres", "--", pg_ctl.as_str(), "-D", data, "-l", log.as_str(), "-w"];
+    full.extend_from_slice(args);
+    let status = Command::new("runuser").args(&full).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success(), "pg_ctl {args:?}");
+}
+
+#[test]
+fn booking_engine_on_a_citus_cluster() {
+    let Some(cl) = cluster() else { return };
+    let mut c = open(&cl.coordinator);
+
+    // 1. Distribute, twice: the second call finds everything done.
+    let first = json(&mut c, "SELECT booking_admin.distribute_tables()", &[]);
+    assert_eq!(first["reference_tables"], serde_json::json!(["booking.global_policies"]), "{first}");
+    assert_eq!(first["distributed_tables"].as_array().unwrap().len(), 15, "{first}");
+    assert_eq!(first["newly_distributed"].as_array().unwrap().len(), 16, "{first}");
+    assert_eq!(first["distributed_functions"].as_array().unwrap().len(), 6, "{first}");
+    let again = json(&mut c, "SELECT booking_admin.distribute_tables()", &[]);
+    assert_eq!(again["newly_distributed"], serde_json::json!([]), "idempotent: {again}");
+    let colocated: i64 = c
+        .query_one(
+            "SELECT count(DISTINCT colocationid) FROM pg_dist_partition WHERE logicalrelid::text LIKE 'booking.%' AND partmethod = 'h'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(colocated, 1, "every tenant table in one colocation group");
+    println!("citus: distributed {}", first["newly_distributed"]);
+
+    // 2. 20 tenants, on both workers; the same rows in a single-node database.
+    let tenants: Vec<Tenant> = (0..20).map(tenant).collect();
+    let mut single = open(&cl.single);
+    for (n, t) in tenants.iter().enumerate() {
+        load(&mut c, t, n);
+        load(&mut single, t, n);
+    }
+    let on = placement(&mut c, &tenants);
+    let ports: BTreeSet<i32> = on.values().copied().collect();
+    assert_eq!(ports.len(), 2, "tenants on both workers: {on:?}");
+    println!(
+        "citus: 20 tenants, {} on port {:?}",
+        on.values().filter(|p| **p == on[&tenants[0].id]).count(),
+        on[&tenants[0].id]
+    );
+
+    // 3. The same bookings on both, then the same availability, day by day and tenant by tenant.
+    for (n, t) in tenants.iter().enumerate() {
+        for (k, at) in ["2026-03-23 10:00+01", "2026-03-24 09:00+01", "2026-03-25 14:30+01"].iter().enumerate() {
+            let key = format!("seed-{n}-{k}");
+            let on_cluster = book(&mut c, t, &key, t.staff[k % 2], t.customers[0], at).unwrap();
+            let on_single = json(
+                &mut single,
+                "SELECT booking.create_booking_idempotent($1, $2)",
+                &[
+                    &key,
+                    &serde_json::json!({"customer_id": t.customers[0], "staff_id": t.staff[k % 2], "service_id": t.service, "starts_at": at}),
+                ],
+            );
+            assert_eq!(on_cluster["success"], on_single["success"], "{on_cluster} vs {on_single}");
+        }
+    }
+    // The tenant-less functions work on the cluster too (looked up by id, then routed).
+    let t = &tenants[3];
+    let legacy = json(
+        &mut c,
+        "SELECT booking.create_booking_idempotent('legacy', $1)",
+        &[
+            &serde_json::json!({"customer_id": t.customers[1], "staff_id": t.staff[1], "service_id": t.service, "starts_at": "2026-03-30 14:00+02"}),
+        ],
+    );
+    assert_eq!(legacy["success"], true, "{legacy}");
+    let id = Uuid::parse_str(legacy["appointment"]["id"].as_str().unwrap()).unwrap();
+    let moved = json(&mut c, "SELECT booking.reschedule_appointment($1, '2026-03-30 15:00+02')", &[&id]);
+    assert_eq!(moved["success"], true, "{moved}");
+    let cancelled = json(&mut c, "SELECT booking.cancel_appointment($1, 'plans changed')", &[&id]);
+    assert_eq!(cancelled["success"], true, "{cancelled}");
+    let pending: Uuid = c
+        .query_one(
+            "SELECT id FROM booking.appointments WHERE tenant_id = $1 AND status = 'confirmed' LIMIT 1",
+            &[&t.id],
+        )
+        .unwrap()
+        .get(0);
+    let confirmed = json(&mut c, "SELECT booking.check_in_appointment($1)", &[&pending]);
+    assert_eq!(confirmed["success"], true, "{confirmed}");
+    println!("citus: the tenant-less create, reschedule, cancel and check-in work through the coordinator");
+    // The tenant-qualified reschedule and cancel, pushed down to the tenant's worker.
+    let booked = book(&mut c, t, "tenant-change", t.staff[1], t.customers[1], "2026-03-31 14:00+02").unwrap();
+    let id = Uuid::parse_str(booked["appointment"]["id"].as_str().unwrap()).unwrap();
+    let plan = explain(&mut c, &format!("SELECT booking.cancel_tenant_appointment('{}', '{id}')", t.id));
+    assert!(plan.contains("Task Count: 1"), "{plan}");
+    let moved = json(
+        &mut c,
+        "SELECT booking.reschedule_tenant_appointment($1, $2, '2026-03-31 15:00+02', 'tenant-move')",
+        &[&t.id, &id],
+    );
+    assert_eq!(moved["success"], true, "{moved}");
+    let err = c.query_one("SELECT booking.cancel_tenant_appointment($1, $2)", &[&tenants[4].id, &id]).unwrap_err();
+    assert_eq!(
+        err.code().map(|c| c.code()),
+        Some("PT404"),
+        "another tenant's appointment does not exist for it: {err}"
+    );
+    let cancelled = json(&mut c, "SELECT booking.cancel_tenant_appointment($1, $2, 'done')", &[&t.id, &id]);
+    assert_eq!(cancelled["success"], true, "{cancelled}");
+    println!("citus: the tenant-qualified reschedule and cancel run on the tenant's worker (Task Count: 1)");
+    let mut compared = 0;
+    for t in &tenants {
+        for day in ["2026-03-23", "2026-03-24", "2026-03-25", "2026-03-26", "2026-03-28"] {
+            let cluster_slots = slots(&mut c, t, day);
+            let single_slots =
+                json(&mut single, "SELECT booking.rpc_get_available_slots_enhanced($1, $2)", &[&date(day), &t.service]);
+            // Compared as instants: a call delegated to a worker writes timestamps in the worker
+            // session's TimeZone, not the client's.
+            assert_eq!(instants(&cluster_slots), instants(&single_slots), "tenant {} on {day}", t.id);
+            compared += cluster_slots.as_array().unwrap().len();
+        }
+    }
+    assert!(compared > 1000, "availability compared on real slots ({compared})");
+    println!("citus: availability equals the single node's ({compared} slots over 20 tenants x 5 days)");
+
+    // 4. 32 clients race for the same slots of four tenants, two on each worker.
+    let mut racers: Vec<Tenant> = Vec::new();
+    for port in &ports {
+        racers.extend(tenants.iter().filter(|t| on[&t.id] == *port).take(2).cloned());
+    }
+    let wanted: Vec<(usize, &str)> = (0..racers.len())
+        .flat_map(|i| ["2026-03-27 09:00+01", "2026-03-27 11:00+01", "2026-03-27 13:00+01"].map(|at| (i, at)))
+        .collect();
+    let barrier = Arc::new(Barrier::new(32));
+    let handles: Vec<_> = (0..32)
+        .map(|client| {
+            let (dsn, racers, wanted, barrier) =
+                (cl.coordinator.clone(), racers.clone(), wanted.clone(), barrier.clone());
+            let wanted: Vec<(usize, String)> = wanted.into_iter().map(|(i, at)| (i, at.to_string())).collect();
+            std::thread::spawn(move || {
+                let mut c = open(&dsn);
+                barrier.wait();
+                let mut won = 0;
+                for k in 0..wanted.len() {
+                    // Each client goes through the slots from its own starting point.
+                    let (i, at) = &wanted[(k + client) % wanted.len()];
+                    let t = &racers[*i];
+                    let r =
+                        book(&mut c, t, &format!("race-{client}-{i}-{at}"), t.staff[0], t.customers[1], at).unwrap();
+                    if r["success"] == true {
+                        won += 1;
+                    }
+                }
+                won
+            })
+        })
+        .collect();
+    let won: i32 = handles.into_iter().map(|h| h.join().unwrap()).sum();
+    assert_eq!(won as usize, wanted.len(), "exactly one booking per slot");
+    for (i, at) in &wanted {
+        let n: i64 = c
+            .query_one(
+                "SELECT count(*) FROM booking.appointments WHERE tenant_id = $1 AND staff_id = $2
+                 AND to_char(starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') = $3
+                 AND status IN ('pending', 'confirmed', 'active')",
+                &[&racers[*i].id, &racers[*i].staff[0], &utc(at)],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(n, 1, "one booking at {at}");
+    }
+    let overlaps: i64 = c
+        .query_one(
+            "SELECT count(*) FROM booking.appointments a JOIN booking.appointments b
+                 ON a.tenant_id = b.tenant_id AND a.staff_id = b.staff_id AND a.id < b.id AND a.blocked && b.blocked
+             WHERE a.status IN ('pending', 'confirmed', 'active') AND b.status IN ('pending', 'confirmed', 'active')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(overlaps, 0, "no overlapping blocked ranges anywhere in the cluster");
+    println!("citus: 32 clients, {} slots on 4 tenants over both workers: {won} bookings, 0 overlaps", wanted.len());
+
+    // 5. Caller checks and row-level security through the coordinator, as PostgREST calls.
+    c.batch_execute(
+        "DO $$ BEGIN
+             IF to_regrole('authenticated') IS NULL THEN CREATE ROLE authenticated NOLOGIN; END IF;
+         END $$;
+         GRANT USAGE ON SCHEMA booking TO authenticated;",
+    )
+    .unwrap();
+    let (a, b) = (&tenants[0], &tenants[1]);
+    let own = serde_json::json!({"customer_id": a.customers[0], "staff_id": a.staff[0], "service_id": a.service, "starts_at": "2026-03-30 15:00+02"});
+    let mine =
+        as_user(&mut c, a.user, "SELECT booking.create_tenant_booking($1, 'rls-own', $2)", &[&a.id, &own]).unwrap();
+    assert_eq!(mine["success"], true, "a customer books for themself: {mine}");
+    let other = serde_json::json!({"customer_id": b.customers[0], "staff_id": b.staff[0], "service_id": b.service, "starts_at": "2026-03-30 15:00+02"});
+    let refused =
+        as_user(&mut c, a.user, "SELECT booking.create_tenant_booking($1, 'rls-other', $2)", &[&b.id, &other]);
+    assert_eq!(refused, Err("PT404".to_string()), "nobody books for another tenant's customer");
+    let foreign = serde_json::json!({"customer_id": a.customers[1], "staff_id": a.staff[0], "service_id": a.service, "starts_at": "2026-03-30 16:00+02"});
+    let refused =
+        as_user(&mut c, a.user, "SELECT booking.create_tenant_booking($1, 'rls-foreign', $2)", &[&a.id, &foreign]);
+    assert_eq!(refused, Err("PT404".to_string()), "nor for another customer of the same tenant");
+    let seen = as_user(&mut c, a.user, "SELECT to_jsonb(count(*)) FROM booking.appointments", &[]);
+    assert_eq!(seen, Ok(serde_json::json!(0)), "no appointment rows are readable directly on a cluster");
+    let written: i64 = c
+        .query_one(
+            "SELECT count(*) FROM booking.booking_operations WHERE idempotency_key IN ('rls-other', 'rls-foreign')",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(written, 0, "refusals write nothing");
+    println!("citus: caller checks and row-level security hold through the coordinator");
+
+    // A refusal in a call pushed down to a worker is audited there, by that worker's writer
+    // (booking_engine preloaded with its runners idle), and survives the call's rollback.
+    let key = format!("refused-{}", Uuid::new_v4().simple());
+    let missing = Uuid::new_v4();
+    let unknown = serde_json::json!({"customer_id": a.customers[0], "staff_id": a.staff[0], "service_id": missing, "starts_at": "2026-03-30 15:00+02"});
+    let err = c.query_one("SELECT booking.create_tenant_booking($1, $2, $3)", &[&a.id, &key, &unknown]).unwrap_err();
+    assert_eq!(err.code().map(|c| c.code()), Some("PT404"), "{err}");
+    let worker_dsn = cl.coordinator.replace(&format!("port={}", coordinator_port(&cl)), &format!("port={}", on[&a.id]));
+    let mut w = open(&worker_dsn);
+    let start = std::time::Instant::now();
+    while w
+        .query_one(
+            "SELECT count(*) FROM booking_admin.security_audit_log WHERE resource_id = $1 AND NOT success
+             AND failure_reason LIKE 'PT404: service % does not exist'",
+            &[&missing.to_string()],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "the worker's writer never recorded the refusal");
+    }
+    println!("citus: a refusal in a pushed-down call is audited on the worker that ran it");
+
+    // 6. Single-tenant calls are router plans: one task, on the tenant's worker.
+    let booking_plan = explain(&mut c, &format!("SELECT booking.create_tenant_booking('{}', 'explain', '{{}}')", a.id));
+    assert!(booking_plan.contains("Task Count: 1"), "{booking_plan}");
+    let slot_plan = explain(
+        &mut c,
+        &format!("SELECT booking.get_tenant_available_slots('{}', '2026-03-23', '{}')", a.id, a.service),
+    );
+    assert!(slot_plan.contains("Task Count: 1"), "{slot_plan}");
+    // The engine's own read, as the slot functions run it on the worker: one router query.
+    c.batch_execute(&format!(
+        "PREPARE inputs (uuid, uuid, date, date, uuid, boolean, int4, uuid) AS {}",
+        include_str!("../../sql/queries/availability_inputs.sql")
+    ))
+    .unwrap();
+    let inputs_plan = explain(
+        &mut c,
+        &format!("EXECUTE inputs('{}', NULL, '2026-03-23', '2026-03-23', NULL, false, 0, '{}')", a.service, a.id),
+    );
+    assert!(inputs_plan.contains("Task Count: 1"), "{inputs_plan}");
+    println!("citus: router plans (Task Count: 1) for a booking, a slot query and the engine's read");
+    println!("{booking_plan}\n{slot_plan}");
+
+    // 7. The coordinator's scheduler and job handlers work across the shards: every scheduled
+    // operation and the outbox dispatch succeed, and the sweeps do their work tenant by tenant.
+    c.batch_execute("SET booking_engine.now = '2026-03-27 09:30+01'").unwrap();
+    let ops = c
+        .query(
+            "SELECT job_name, booking_admin.run_maintenance(job_name) FROM booking_admin.scheduler_job_info ORDER BY job_name",
+            &[],
+        )
+        .unwrap();
+    assert!(ops.len() >= 10, "every scheduled operation ran");
+    for op in &ops {
+        let r: Value = op.get(1);
+        assert_eq!(r["success"], true, "{}: {r}", op.get::<_, String>(0));
+    }
+    let activated: i64 =
+        c.query_one("SELECT count(*) FROM booking.events WHERE event_type = 'booking.activated'", &[]).unwrap().get(0);
+    assert!(activated >= 4, "the 09:00 race bookings of four tenants on both workers were activated ({activated})");
+    let dispatched = json(&mut c, "SELECT booking_admin.handle_outbox_dispatch('{\"batch_size\": 100000}')", &[]);
+    assert!(dispatched["dispatched"].as_i64().unwrap() > 0, "{dispatched}");
+    let left: i64 = c.query_one("SELECT count(*) FROM booking.events WHERE dispatched_at IS NULL", &[]).unwrap().get(0);
+    assert_eq!(left, 0, "every event dispatched once");
+    let workers: Vec<Value> = cl
+        .workers
+        .iter()
+        .map(|(port, _)| {
+            let mut w =
+                open(&cl.coordinator.replace(&format!("port={}", coordinator_port(&cl)), &format!("port={port}")));
+            json(&mut w, "SELECT booking_admin.worker_status()", &[])
+        })
+        .collect();
+    for w in &workers {
+        assert_eq!(w["enabled"], false, "workers' job runners and scheduler stay idle: {w}");
+    }
+    println!("citus: {} scheduled operations and the outbox dispatch ran from the coordinator ({activated} activations); workers idle", ops.len());
+
+    // 8. A worker stops: tenants on the other one still book; its own tenants fail with a clear
+    // error, and nothing of those calls is written.
+    let (down_port, down_dir) = cl.workers[1].clone();
+    let up = tenants.iter().find(|t| on[&t.id] != i32::from(down_port)).unwrap();
+    let down = tenants.iter().find(|t| on[&t.id] == i32::from(down_port)).unwrap();
+    pg_ctl(&cl, &down_dir, &["stop", "-m", "immediate"]);
+    let mut c = open(&cl.coordinator);
+    let ok = book(&mut c, up, "down-up", up.staff[0], up.customers[0], "2026-03-31 09:00+02").unwrap();
+    assert_eq!(ok["success"], true, "{ok}");
+    let err = book(&mut c, down, "down-down", down.staff[0], down.customers[0], "2026-03-31 09:00+02").unwrap_err();
+    assert!(err.contains("connection") || err.contains("could not"), "a clear error: {err}");
+    println!("citus: with worker {down_port} stopped: tenant on the other worker booked, tenant on it: {err}");
+    pg_ctl(&cl, &down_dir, &["start"]);
+    let mut c = open(&cl.coordinator);
+    let half: i64 = c
+        .query_one(
+            "SELECT (SELECT count(*) FROM booking.booking_operations WHERE tenant_id = $1 AND idempotency_key = 'down-down')
+                  + (SELECT count(*) FROM booking.appointments WHERE tenant_id = $1
+                     AND to_char(starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI') = '2026-03-31 07:00')",
+            &[&down.id],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(half, 0, "nothing half-written for the failed call");
+    let retried = book(&mut c, down, "down-down", down.staff[0], down.customers[0], "2026-03-31 09:00+02").unwrap();
+    assert_eq!(retried["success"], true, "the same key books once the worker is back: {retried}");
+    println!("citus: worker {down_port} back: the failed call left nothing, its retry booked");
+}
