@@ -69,8 +69,9 @@ cargo test --features integration --test integration
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
 cargo test --features integration --test integration -- --ignored --test-threads=1
 
-log "level 4: ALTER EXTENSION UPDATE from the previous release (sql/releases)"
+log "level 5: ALTER EXTENSION UPDATE from the previous release (sql/releases)"
 bash "$REPO/scripts/upgrade_test.sh"
 # Citus: a coordinator and two workers of their own, where Citus is installed (skipped with a
 # message elsewhere, as on CI).
+log "level 6: the Citus test"
 bash "$REPO/scripts/citus_test.sh"
