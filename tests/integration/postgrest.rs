@@ -65,7 +65,7 @@ fn id_arg(name: &'static str, id: impl ToString) -> (&'static str, &'static str,
     (name, "uuid", json!(id.to_string()))
 }
 
-/// Polls the audit log (failures are written by the audit flusher, after the caller's
+/// Polls the audit log (failures are written by the writer, after the caller's
 /// rollback) until `predicate` over the entries of request `request_id` holds.
 fn await_audit(request_id: &str, min_rows: usize) -> Vec<postgres::Row> {
     let mut c = connect();

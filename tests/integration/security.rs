@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::connect;
 use uuid::Uuid;
 
-/// Polls until the audit flusher has written entry `id` (it writes outside the caller's
+/// Polls until the writer has written entry `id` (it writes outside the caller's
 /// transaction, shortly after).
 fn await_entry(c: &mut postgres::Client, id: Uuid) -> bool {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -162,7 +162,7 @@ fn an_entry_the_table_refuses_does_not_hold_back_the_others() {
     let n: i64 =
         c.query_one("SELECT count(*) FROM booking_admin.security_audit_log WHERE id = $1", &[&refused]).unwrap().get(0);
     assert_eq!(n, 0);
-    // The flusher is still working.
+    // The writer is still working.
     let later: Uuid =
         c.query_one("SELECT booking.log_security_event('after-poison', 'test', NULL, false)", &[]).unwrap().get(0);
     assert!(await_entry(&mut c, later));

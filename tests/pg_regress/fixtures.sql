@@ -13,7 +13,7 @@ EXCEPTION WHEN others OR query_canceled THEN
     RETURN SQLSTATE || ': ' || regexp_replace(SQLERRM, '[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}', '<id>', 'g');
 END $$;
 
--- Waits (up to 10 s) until the audit flusher has written entries matching a condition.
+-- Waits (up to 10 s) until the writer has written entries matching a condition.
 CREATE FUNCTION regress.await_audit(cond text) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
     found boolean;

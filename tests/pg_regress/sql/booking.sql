@@ -115,7 +115,7 @@ RESET ROLE;
 DROP ROLE booking_regress_web;
 
 -- 5. Every create, reschedule and cancel is in the security audit log, refusals included (those
--- are written by the audit flusher outside the caller's transaction, oldest first: once a marker
+-- are written by the writer outside the caller's transaction, oldest first: once a marker
 -- queued after them is in, they are too).
 SELECT booking.log_security_event('regress.marker', 'test', NULL, false) IS NOT NULL AS marker_queued;
 SELECT regress.await_audit($$action = 'regress.marker'$$) AS flushed;

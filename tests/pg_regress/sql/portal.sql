@@ -90,7 +90,7 @@ SELECT event_type, payload ->> 'from' AS "from", payload ->> 'to' AS "to" FROM b
 WHERE payload ->> 'appointment_id' = :'appt' ORDER BY created_at, event_type;
 
 -- 5. Every refusal above is in the audit log with who asked (the failures are written by the
--- audit flusher after the rollback, oldest first: once a marker queued after them is in, they are).
+-- writer after the rollback, oldest first: once a marker queued after them is in, they are).
 SELECT booking.log_security_event('regress.marker', 'test', NULL, false) IS NOT NULL AS marker_queued;
 SELECT regress.await_audit($$action = 'regress.marker'$$) AS flushed;
 SELECT action, success, user_id,
