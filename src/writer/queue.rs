@@ -104,8 +104,6 @@ pub struct Taken {
     pub ticket: Ticket,
     pub sink: u8,
     pub bytes: Vec<u8>,
-    /// A producer waits for this record to be committed.
-    pub awaited: bool,
 }
 
 #[derive(Copy, Clone)]
@@ -257,7 +255,6 @@ impl Queue {
                 ticket: Ticket { class, index, seq },
                 sink: h.sink,
                 bytes: arena[at..at + h.len as usize].to_vec(),
-                awaited: h.waiter != 0 && h.state == State::Queued,
             };
             if h.attempts >= MAX_ATTEMPTS {
                 let waiter = h.waiter;
@@ -419,7 +416,6 @@ mod tests {
         q.register(DB, 0xAA, 42);
         let (taken, dropped) = q.take(DB, 42, 10);
         assert!(dropped.is_empty());
-        assert!(taken.iter().all(|t| !t.awaited), "nobody waits for these");
         assert_eq!(
             taken.iter().map(|t| (t.sink, t.bytes.clone())).collect::<Vec<_>>(),
             [(1, b"a".to_vec()), (2, b"b".to_vec())]
@@ -440,7 +436,6 @@ mod tests {
         let (ok, _) = q.push(DB, 1, b"ok", LATCH, 0).unwrap();
         let (bad, _) = q.push(DB, 1, b"bad", LATCH + 8, 0).unwrap();
         let (taken, _) = q.take(DB, 42, 10);
-        assert!(taken.iter().all(|t| t.awaited), "the writer knows someone waits");
         assert_eq!(q.state(ok), State::Queued, "taken is still pending for the producer");
         assert_eq!(q.finish(taken[0].ticket, true), LATCH);
         assert_eq!(q.finish(taken[1].ticket, false), LATCH + 8);

@@ -17,10 +17,6 @@ use crate::pg::subxact::Subxact;
 
 const BATCH: usize = 64;
 const LINGER: Duration = Duration::from_secs(5);
-/// How long records nobody waits for (audit entries) may wait for company: under a stream of
-/// them one transaction carries many, instead of one transaction each. A waiting producer's
-/// record sets the latch and ends the pause at once.
-const GATHER_MS: i64 = 10;
 
 /// Starts a writer for `db`; false when no background worker slot is free.
 pub fn launch(db: u32) -> bool {
@@ -57,10 +53,17 @@ pub extern "C-unwind" fn booking_engine_writer_main(arg: pg_sys::Datum) {
     }
     let mut idle_since = Instant::now();
     loop {
-        let mut batch = take(db, pid, BATCH);
-        if !batch.is_empty() && batch.len() < BATCH && batch.iter().all(|t| !t.awaited) {
-            wait(GATHER_MS);
-            batch.extend(take(db, pid, BATCH - batch.len()));
+        let (batch, dropped) = {
+            let mut q = QUEUE.exclusive();
+            q.take(super::arena(), db, pid, BATCH)
+        };
+        for (record, waiter) in dropped {
+            pgrx::warning!(
+                "booking_engine writer: record dropped after its writer failed {} times: {}",
+                super::queue::MAX_ATTEMPTS,
+                String::from_utf8_lossy(&record.bytes)
+            );
+            set_latch(waiter);
         }
         if batch.is_empty() {
             let idle = idle_since.elapsed();
@@ -78,24 +81,6 @@ pub extern "C-unwind" fn booking_engine_writer_main(arg: pg_sys::Datum) {
         };
         waiters.into_iter().for_each(set_latch);
     }
-}
-
-/// Takes up to `max` of the database's records; records given up after repeated writer deaths
-/// go to the server log, and their producers are told.
-fn take(db: u32, pid: i32, max: usize) -> Vec<Taken> {
-    let (batch, dropped) = {
-        let mut q = QUEUE.exclusive();
-        q.take(super::arena(), db, pid, max)
-    };
-    for (record, waiter) in dropped {
-        pgrx::warning!(
-            "booking_engine writer: record dropped after its writer failed {} times: {}",
-            super::queue::MAX_ATTEMPTS,
-            String::from_utf8_lossy(&record.bytes)
-        );
-        set_latch(waiter);
-    }
-    batch
 }
 
 /// A record as its sink's statement reads it, or None for one that cannot be read (refused).
