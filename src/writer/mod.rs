@@ -228,11 +228,6 @@ pub fn stop_database(db: u32) {
     }
 }
 
-/// Records pending in the queue and its capacity, for health and metrics.
-pub fn depth() -> Option<(usize, usize)> {
-    crate::pg::preload::preloaded().then(|| QUEUE.share().depth())
-}
-
 /// Starts a background worker for the writer; BgWorkerStartTime and restart policy are the
 /// writer's (it is started on demand, never restarted by the postmaster).
 fn builder(db: u32) -> BackgroundWorkerBuilder {
