@@ -295,6 +295,8 @@ CREATE TABLE booking.customers (
     phone      text,
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now(),
+    -- The zone the customer reads times in (messages to them); NULL: the staff member's.
+    timezone   text CHECK (timezone IS NULL OR booking.is_valid_timezone(timezone)),
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX customers_id_idx ON booking.customers (id);

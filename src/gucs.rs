@@ -136,4 +136,5 @@ pub fn register() {
         GucContext::Userset,
         GucFlags::UNIT_MS,
     );
+    crate::delivery::settings::register();
 }

@@ -19,6 +19,7 @@ pub mod writer;
 // The features; each depends on the shared layer, never on another feature's adapters.
 pub mod admin;
 pub mod availability;
+pub mod delivery;
 pub mod jobs;
 pub mod security;
 
@@ -95,8 +96,21 @@ extension_sql_file!(
         admin::query_api::booking_admin::analyze_query,
     ]
 );
+extension_sql_file!(
+    "../sql/delivery.sql",
+    name = "delivery",
+    requires = [
+        "operator",
+        delivery::api::booking_admin::generate_webhook_secret,
+        delivery::api::booking_admin::check_webhook_secret,
+        delivery::api::booking_admin::check_endpoint_url,
+        delivery::api::booking_admin::check_template,
+        delivery::api::booking_admin::wake_delivery_at_commit,
+        delivery::api::booking_admin::delivery_wanted_at_commit,
+    ]
+);
 // Citus support: the distribute function (Citus itself is optional and never required).
-extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability"]);
+extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability", "delivery"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -86,6 +86,7 @@ pub mod booking_admin {
             "extension_seen": installed,
             "scheduler_pid": status.as_ref().map(|s| s.scheduler_pid).filter(|p| *p != 0),
             "runner_pids": status.as_ref().map(|s| s.runner_pids.clone()).unwrap_or_default(),
+            "delivery_pid": status.as_ref().map(|s| s.delivery_pid).filter(|p| *p != 0),
             "short_of_workers": status.as_ref().map_or(0, |s| s.short),
             "untracked_databases": status.as_ref().map_or(0, |s| s.untracked_databases),
             "stopping": status.as_ref().is_some_and(|s| s.stopping),

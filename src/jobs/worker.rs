@@ -72,7 +72,7 @@ pub extern "C-unwind" fn booking_engine_scheduler_main(arg: pg_sys::Datum) {
     launcher::found_installed(db);
     loop {
         let wait_ms = if ENABLED.get() {
-            scheduler_round()
+            scheduler_round(db)
         } else {
             in_transaction(extension_installed).then(|| i64::from(POLL_INTERVAL_MS.get()))
         };
@@ -86,7 +86,7 @@ pub extern "C-unwind" fn booking_engine_scheduler_main(arg: pg_sys::Datum) {
 
 /// Recovers jobs of dead workers, runs every due operation, and returns how long to sleep;
 /// None once the extension is gone from the database.
-fn scheduler_round() -> Option<i64> {
+fn scheduler_round(db: u32) -> Option<i64> {
     let due: Option<Vec<(String, i32)>> = in_transaction(|| {
         if !extension_installed() {
             return None;
@@ -94,6 +94,7 @@ fn scheduler_round() -> Option<i64> {
         if restore_in_progress() {
             return Some(Vec::new());
         }
+        launcher::probe_optional_workers(db);
         Spi::run("SELECT booking_admin.recover_stale_jobs()").expect("recover_stale_jobs");
         Some(
             Spi::connect(|c| {

@@ -133,6 +133,57 @@ fn wake_launcher() {
     }
 }
 
+/// Sets the latch of the current database's delivery worker, if one runs.
+pub fn wake_delivery() {
+    if !preloaded() {
+        return;
+    }
+    // SAFETY: MyDatabaseId is set in every backend connected to a database.
+    let db = unsafe { pg_sys::MyDatabaseId.to_u32() };
+    let procno = REGISTRY.share().procno_of(db, Kind::Delivery);
+    if procno > 0 {
+        set_latch_of(procno - 1);
+    }
+}
+
+/// Whether `db` wants a delivery worker (see `Entry::delivery_wanted`); the launcher is told
+/// when that changes.
+pub fn want_delivery(db: u32, wanted: bool) {
+    if REGISTRY.exclusive().want_delivery(db, wanted) {
+        wake_launcher();
+    }
+}
+
+/// Called by the scheduler at every round, in its transaction: tells the launcher whether the
+/// database wants its optional workers (a delivery worker where an endpoint is enabled).
+pub fn probe_optional_workers(db: u32) {
+    // The table is missing while a database still runs an older version of the extension
+    // under this library (before ALTER EXTENSION UPDATE).
+    let has_table = Spi::get_one::<bool>("SELECT to_regclass('booking_admin.delivery_endpoints') IS NOT NULL")
+        .ok()
+        .flatten()
+        .unwrap_or(false);
+    let delivery = has_table
+        && Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM booking_admin.delivery_endpoints WHERE enabled)")
+            .ok()
+            .flatten()
+            .unwrap_or(false);
+    want_delivery(db, delivery);
+}
+
+fn delivery_wanted_here() {
+    // SAFETY: MyDatabaseId is set in every backend connected to a database.
+    want_delivery(unsafe { pg_sys::MyDatabaseId.to_u32() }, true);
+}
+
+/// An endpoint was enabled: once the transaction commits, the launcher starts the database's
+/// delivery worker without waiting for the scheduler's next round.
+pub fn delivery_wanted_at_commit() {
+    if preloaded() {
+        crate::pg::xact::at_commit(delivery_wanted_here);
+    }
+}
+
 /// Makes the launcher scan the catalog and probe every database again.
 pub fn request_rescan() {
     {
@@ -205,6 +256,7 @@ pub struct DatabaseStatus {
     pub presence: Option<Presence>,
     pub scheduler_pid: i32,
     pub runner_pids: Vec<i32>,
+    pub delivery_pid: i32,
     pub short: u16,
     pub stopping: bool,
     pub untracked_databases: u32,
@@ -221,7 +273,10 @@ pub fn my_status() -> Option<DatabaseStatus> {
         launcher_running: r.launcher_procno > 0,
         presence: e.map(|e| e.presence),
         scheduler_pid: e.map_or(0, |e| e.pids[0]),
-        runner_pids: e.map(|e| e.pids[1..].iter().copied().filter(|p| *p != 0).collect()).unwrap_or_default(),
+        runner_pids: e
+            .map(|e| e.pids[1..=registry::MAX_RUNNERS].iter().copied().filter(|p| *p != 0).collect())
+            .unwrap_or_default(),
+        delivery_pid: e.map_or(0, |e| e.pids[Kind::Delivery.slot()]),
         short: e.map_or(0, |e| e.short),
         stopping: e.is_some_and(|e| e.stopping(epoch_ms())),
         untracked_databases: r.untracked,

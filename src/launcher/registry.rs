@@ -8,8 +8,9 @@
 pub const MAX_DATABASES: usize = 64;
 /// Runners per database at most (booking_engine.job_workers' maximum).
 pub const MAX_RUNNERS: usize = 32;
-/// Slot 0 is the scheduler, 1..=MAX_RUNNERS the runners.
-pub const SLOTS: usize = 1 + MAX_RUNNERS;
+/// Slot 0 is the scheduler, 1..=MAX_RUNNERS the runners, the last the delivery worker.
+pub const SLOTS: usize = 2 + MAX_RUNNERS;
+const DELIVERY_SLOT: usize = SLOTS - 1;
 /// A database marked as being dropped is given back to the launcher after this long even if
 /// the backend that marked it never said how its statement ended (it died with a FATAL).
 pub const STOPPING_GRACE_MS: u64 = 60_000;
@@ -31,6 +32,8 @@ pub enum Presence {
 pub enum Kind {
     Scheduler,
     Runner(u16),
+    /// Outbound delivery (src/delivery): only in databases with an enabled endpoint.
+    Delivery,
 }
 
 impl Kind {
@@ -38,14 +41,15 @@ impl Kind {
         match self {
             Kind::Scheduler => 0,
             Kind::Runner(n) => n as usize,
+            Kind::Delivery => DELIVERY_SLOT,
         }
     }
 
     pub fn from_slot(slot: usize) -> Kind {
-        if slot == 0 {
-            Kind::Scheduler
-        } else {
-            Kind::Runner(slot as u16)
+        match slot {
+            0 => Kind::Scheduler,
+            DELIVERY_SLOT => Kind::Delivery,
+            n => Kind::Runner(n as u16),
         }
     }
 }
@@ -65,6 +69,9 @@ pub struct Entry {
     pub procnos: [i32; SLOTS],
     /// Workers the budget could not start here at the launcher's last round.
     pub short: u16,
+    /// The database has an enabled delivery endpoint (its scheduler looks at every round, and
+    /// an endpoint's creation says so at commit): a delivery worker runs there.
+    pub delivery_wanted: bool,
 }
 
 impl Default for Entry {
@@ -77,6 +84,7 @@ impl Default for Entry {
             pids: [0; SLOTS],
             procnos: [0; SLOTS],
             short: 0,
+            delivery_wanted: false,
         }
     }
 }
@@ -178,6 +186,7 @@ impl Registry {
             match (kind, e.presence) {
                 (Kind::Scheduler, Presence::Unknown | Presence::Installed) => true,
                 (Kind::Runner(n), Presence::Installed) => (n as usize) <= runners_per_db,
+                (Kind::Delivery, Presence::Installed) => e.delivery_wanted,
                 _ => false,
             }
         };
@@ -195,7 +204,9 @@ impl Registry {
         for e in self.entries.iter_mut() {
             e.short = 0;
         }
-        let kinds = std::iter::once(Kind::Scheduler).chain((1..=runners_per_db as u16).map(Kind::Runner));
+        let kinds = std::iter::once(Kind::Scheduler)
+            .chain((1..=runners_per_db as u16).map(Kind::Runner))
+            .chain(std::iter::once(Kind::Delivery));
         for kind in kinds {
             for e in self.entries.iter_mut() {
                 if !wanted(e, kind) || alive.contains(&(e.db, kind)) {
@@ -269,9 +280,28 @@ impl Registry {
         }
     }
 
-    /// PGPROC numbers + 1 of the workers of `db`, for waking them.
+    /// PGPROC numbers + 1 of the job workers of `db` (the scheduler and the runners), for
+    /// waking them.
     pub fn latches(&self, db: u32) -> Vec<i32> {
-        self.entry(db).map(|e| e.procnos.iter().copied().filter(|p| *p != 0).collect()).unwrap_or_default()
+        self.entry(db)
+            .map(|e| e.procnos[..DELIVERY_SLOT].iter().copied().filter(|p| *p != 0).collect())
+            .unwrap_or_default()
+    }
+
+    /// The PGPROC number + 1 of one worker of `db` (0: none runs).
+    pub fn procno_of(&self, db: u32, kind: Kind) -> i32 {
+        self.entry(db).map_or(0, |e| e.procnos[kind.slot()])
+    }
+
+    /// Whether `db` wants a delivery worker; true when this changed it.
+    pub fn want_delivery(&mut self, db: u32, wanted: bool) -> bool {
+        match self.entry_mut(db) {
+            Some(e) if e.delivery_wanted != wanted => {
+                e.delivery_wanted = wanted;
+                true
+            }
+            _ => false,
+        }
     }
 }
 
@@ -348,7 +378,7 @@ pub fn will_run(
     }
     if let Some(e) = entry {
         let scheduler_missing = e.pids[0] == 0;
-        let runners = e.pids[1..].iter().filter(|p| **p != 0).count();
+        let runners = e.pids[1..DELIVERY_SLOT].iter().filter(|p| **p != 0).count();
         if e.short > 0 && (scheduler_missing || (runners == 0 && runners_per_db > 0)) {
             return Err(NotRunning::NoBudget);
         }
@@ -381,6 +411,30 @@ mod tests {
         let p = r.plan(&[(10, Kind::Scheduler)], 2, 16, 1);
         assert_eq!(p.start, vec![(10, Kind::Runner(1)), (10, Kind::Runner(2))]);
         assert!(p.stop.is_empty());
+    }
+
+    #[test]
+    fn a_delivery_worker_runs_only_where_wanted_after_the_runners_and_stops_when_unwanted() {
+        let mut r = Registry::default();
+        r.sync(&dbs(&[10, 11]), false);
+        installed(&mut r, &[10, 11]);
+        assert!(r.want_delivery(10, true));
+        assert!(!r.want_delivery(10, true));
+        let p = r.plan(&[], 1, 16, 1);
+        assert_eq!(
+            p.start,
+            vec![
+                (10, Kind::Scheduler),
+                (11, Kind::Scheduler),
+                (10, Kind::Runner(1)),
+                (11, Kind::Runner(1)),
+                (10, Kind::Delivery)
+            ]
+        );
+        assert_eq!(Kind::from_slot(Kind::Delivery.slot()), Kind::Delivery);
+        r.want_delivery(10, false);
+        let p = r.plan(&[(10, Kind::Delivery)], 1, 16, 1);
+        assert_eq!(p.stop, vec![(10, Kind::Delivery)]);
     }
 
     #[test]

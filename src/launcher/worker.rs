@@ -34,6 +34,7 @@ fn start(db: u32, kind: Kind) -> Option<DynamicBackgroundWorker> {
     let (name, function) = match kind {
         Kind::Scheduler => (SCHEDULER_NAME.to_string(), "booking_engine_scheduler_main"),
         Kind::Runner(n) => (runner_name(n.into()), "booking_engine_runner_main"),
+        Kind::Delivery => ("booking_engine delivery".to_string(), "booking_engine_delivery_main"),
     };
     BackgroundWorkerBuilder::new(&name)
         .set_library("booking_engine")

@@ -62,11 +62,22 @@ pub fn attach_signals() {
 /// Sleeps until the latch is set or `ms` pass, then handles signals: exits on SIGTERM (through
 /// `die`), reloads the configuration on SIGHUP. Exits with the postmaster.
 pub fn wait(ms: i64) {
-    // SAFETY: MyLatch is this process's latch; the flags are the documented wait events.
+    wait_latch_or_socket(None, ms);
+}
+
+/// `wait`, also woken when `socket` becomes readable (a worker's own threads or connections).
+pub fn wait_latch_or_socket(socket: Option<std::os::fd::RawFd>, ms: i64) {
+    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
+    if socket.is_some() {
+        events |= pg_sys::WL_SOCKET_READABLE;
+    }
+    // SAFETY: MyLatch is this process's latch; the flags are the documented wait events; the
+    // socket, when given, is an open descriptor of this process (PGINVALID_SOCKET is -1).
     unsafe {
-        pg_sys::WaitLatch(
+        pg_sys::WaitLatchOrSocket(
             pg_sys::MyLatch,
-            (pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH) as i32,
+            events as i32,
+            socket.unwrap_or(-1),
             ms.clamp(1, i64::from(i32::MAX)) as std::ffi::c_long,
             pg_sys::PG_WAIT_EXTENSION,
         );

@@ -1,0 +1,107 @@
+//! SQL functions of outbound delivery written in Rust: the checks the SQL API (sql/delivery.sql)
+//! applies before it saves anything, the wake-ups, and the signature verification for
+//! receivers that are Postgres too.
+
+#[pgrx::pg_schema]
+pub mod booking_admin {
+    use pgrx::pg_sys::panic::ErrorReport;
+    use pgrx::prelude::*;
+
+    use crate::delivery::{hosts, settings, signature, template};
+    use crate::errors::DomainError;
+
+    /// A new random `whsec_` secret.
+    #[pg_extern(volatile, parallel_safe)]
+    pub fn generate_webhook_secret() -> String {
+        signature::generate_secret()
+    }
+
+    /// The secret when it is a valid `whsec_` secret; 22023 otherwise.
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn check_webhook_secret(secret: Option<&str>) -> Result<String, ErrorReport> {
+        let s = secret.ok_or_else(|| DomainError::InvalidParameter("the secret must not be NULL".into()))?;
+        signature::parse_secret(s).map_err(|e| DomainError::InvalidParameter(e.0))?;
+        Ok(s.to_string())
+    }
+
+    /// The endpoint's URL when the channel and URL are acceptable: webhook and slack need an
+    /// http(s) URL whose host passes booking_engine.delivery_allowed_hosts/denied_hosts; email
+    /// takes NULL (the customer of each event) or `mailto:address`. 22023 otherwise.
+    #[pg_extern(stable, parallel_safe)]
+    pub fn check_endpoint_url(channel: Option<&str>, url: Option<&str>) -> Result<Option<String>, ErrorReport> {
+        let bad = |m: String| -> ErrorReport { DomainError::InvalidParameter(m).into() };
+        match channel {
+            Some("webhook" | "slack") => {
+                let url = url.ok_or_else(|| bad("a webhook or slack endpoint needs a URL".into()))?;
+                let rules = settings::host_rules().map_err(|e| ErrorReport::from(DomainError::NotReady(e)))?;
+                hosts::check_url(url, &rules).map_err(bad)?;
+                Ok(Some(url.trim().to_string()))
+            }
+            Some("email") => match url {
+                None => Ok(None),
+                Some(u) => {
+                    let addr = u.strip_prefix("mailto:").ok_or_else(|| {
+                        bad(format!("an email endpoint's address is 'mailto:someone@example.com' or NULL, not {u:?}"))
+                    })?;
+                    addr.parse::<lettre::Address>()
+                        .map_err(|e| bad(format!("{addr:?} is not an email address: {e}")))?;
+                    Ok(Some(u.to_string()))
+                }
+            },
+            other => Err(bad(format!("unknown channel {other:?}: webhook, slack or email"))),
+        }
+    }
+
+    /// Checks a message template's placeholders (22023 for an unknown or unclosed one).
+    #[pg_extern(immutable, parallel_safe)]
+    pub fn check_template(template: Option<&str>) -> Result<(), ErrorReport> {
+        template::placeholders(template.unwrap_or("")).map_err(DomainError::InvalidParameter)?;
+        Ok(())
+    }
+
+    /// Wakes the database's delivery worker when the current transaction commits.
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn wake_delivery_at_commit() {
+        if crate::pg::preload::preloaded() {
+            crate::pg::xact::at_commit(crate::launcher::wake_delivery);
+        }
+    }
+
+    /// Has the launcher start the database's delivery worker once the transaction commits.
+    #[pg_extern(volatile, parallel_unsafe)]
+    pub fn delivery_wanted_at_commit() {
+        crate::launcher::delivery_wanted_at_commit();
+    }
+}
+
+// The extension's schema, booking: for receivers.
+use pgrx::pg_sys::panic::ErrorReport;
+use pgrx::prelude::*;
+
+use crate::delivery::signature::{verify, Unverified};
+use crate::errors::DomainError;
+
+/// Verifies a Standard Webhooks message as a receiver must: true when some `v1` signature
+/// of `signature` (the webhook-signature header) is the HMAC-SHA256 of
+/// `msg_id.timestamp.body` with `secret`, and `timestamp` (webhook-timestamp) is within
+/// `tolerance_seconds` of now. False otherwise; 22023 for a malformed secret.
+#[pg_extern(stable, parallel_safe)]
+pub fn verify_webhook_signature(
+    secret: Option<&str>,
+    msg_id: Option<&str>,
+    timestamp: Option<&str>,
+    body: Option<&str>,
+    signature: Option<&str>,
+    tolerance_seconds: default!(i32, 300),
+) -> Result<bool, ErrorReport> {
+    let (Some(secret), Some(msg_id), Some(ts), Some(body), Some(sig)) = (secret, msg_id, timestamp, body, signature)
+    else {
+        return Err(DomainError::InvalidParameter("no argument may be NULL".into()).into());
+    };
+    let now = (crate::pg::convert::wall_clock_micros() / 1_000_000) as i64;
+    match verify(secret, msg_id, ts, body.as_bytes(), sig, now, i64::from(tolerance_seconds.max(0))) {
+        Ok(()) => Ok(true),
+        Err(Unverified::Secret(e)) => Err(DomainError::InvalidParameter(e.0).into()),
+        Err(Unverified::Timestamp(_) | Unverified::NoMatch) => Ok(false),
+    }
+}

@@ -1,0 +1,17 @@
+//! Outbound delivery (issue 14): booking.events fanned out to webhooks (Standard Webhooks
+//! signatures), Slack and email, sent by a per-database background worker with retries, an
+//! attempts ledger and a circuit breaker per endpoint. The SQL side is sql/delivery.sql.
+//!
+//! Pure core: `signature`, `policy` (what follows an attempt), `hosts` (which URLs may be
+//! called), `template`, `message`; `send` is the network side (threads, no Postgres); `worker`
+//! and `api` are the Postgres adapters; `settings` the GUCs.
+
+pub mod api;
+pub mod hosts;
+pub mod message;
+pub mod policy;
+pub mod send;
+pub mod settings;
+pub mod signature;
+pub mod template;
+pub mod worker;

@@ -1,0 +1,340 @@
+//! The network side of the delivery worker: a fixed pool of threads that send HTTP requests
+//! (ureq) and emails (lettre) and hand back what happened. The threads never call Postgres:
+//! the worker's main thread claims and records, and learns of finished sends through a socket
+//! its latch wait watches, so it sleeps until there is something to do.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use uuid::Uuid;
+
+use super::hosts::HostRules;
+use super::policy::Sent;
+use super::signature::signature_header;
+
+/// How much of a response body the attempts ledger keeps.
+pub const EXCERPT_BYTES: usize = 1024;
+
+/// Standard Webhooks signing of one request: the message id stays the same on every attempt;
+/// the timestamp and signature are made when the attempt starts.
+pub struct Signing {
+    pub msg_id: String,
+    pub keys: Vec<Vec<u8>>,
+}
+
+pub struct Email {
+    pub to: String,
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+pub enum Payload {
+    Http { url: String, body: Vec<u8>, signing: Option<Signing> },
+    Email(Email),
+}
+
+/// One attempt to send.
+pub struct Outgoing {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub attempt: u32,
+    pub timeout: Duration,
+    pub payload: Payload,
+}
+
+/// One attempt, finished.
+pub struct Finished {
+    pub delivery_id: Uuid,
+    pub endpoint_id: Uuid,
+    pub attempt: u32,
+    pub started_ms: u64,
+    pub duration_ms: f64,
+    pub sent: Sent,
+    pub excerpt: Option<String>,
+}
+
+/// The operator's SMTP relay.
+#[derive(Clone, Debug, Default)]
+pub struct Smtp {
+    pub host: String,
+    pub port: u16,
+    /// `starttls`, `tls` or `none`.
+    pub security: String,
+    pub user: String,
+    pub password: String,
+    pub from: String,
+}
+
+/// Resolves names and drops every address on the deny list, so a name that resolves to an
+/// internal address is never connected to (however the URL was checked when it was saved).
+struct GuardedResolver(Arc<HostRules>);
+
+impl ureq::Resolver for GuardedResolver {
+    fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
+        let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h);
+        let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let mut refused = None;
+        let ok: Vec<SocketAddr> = all
+            .into_iter()
+            .filter(|a| match self.0.check_address(host, a.ip()) {
+                Ok(()) => true,
+                Err(e) => {
+                    refused = Some(e);
+                    false
+                }
+            })
+            .collect();
+        match (ok.is_empty(), refused) {
+            (true, Some(e)) => Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, e)),
+            _ => Ok(ok),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+fn excerpt(r: ureq::Response) -> String {
+    let mut buf = Vec::new();
+    let _ = r.into_reader().take(EXCERPT_BYTES as u64).read_to_end(&mut buf);
+    String::from_utf8_lossy(&buf).into_owned()
+}
+
+fn send_http(
+    agent: &ureq::Agent,
+    url: &str,
+    body: &[u8],
+    signing: Option<&Signing>,
+    timeout: Duration,
+) -> (Sent, Option<String>) {
+    let mut req = agent.post(url).timeout(timeout).set("content-type", "application/json");
+    req = req.set("user-agent", concat!("booking_engine/", env!("CARGO_PKG_VERSION")));
+    if let Some(s) = signing {
+        let ts = (now_ms() / 1000) as i64;
+        req = req
+            .set("webhook-id", &s.msg_id)
+            .set("webhook-timestamp", &ts.to_string())
+            .set("webhook-signature", &signature_header(&s.keys, &s.msg_id, ts, body));
+    }
+    match req.send_bytes(body) {
+        Ok(r) => {
+            let code = r.status();
+            (Sent::Status { code, retry_after: None }, Some(excerpt(r)))
+        }
+        Err(ureq::Error::Status(code, r)) => {
+            let retry_after = r.header("retry-after").map(str::to_string);
+            (Sent::Status { code, retry_after }, Some(excerpt(r)))
+        }
+        Err(ureq::Error::Transport(t)) => {
+            let text = t.to_string();
+            let error = if text.contains("timed out") || text.contains("Timeout") {
+                format!("timed out after {} ms", timeout.as_millis())
+            } else {
+                text
+            };
+            (Sent::Failed { error, permanent: false }, None)
+        }
+    }
+}
+
+fn send_email(smtp: &Smtp, e: &Email, timeout: Duration) -> Sent {
+    use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
+    use lettre::transport::smtp::authentication::Credentials;
+    use lettre::{SmtpTransport, Transport};
+    let fail = |error: String, permanent: bool| Sent::Failed { error, permanent };
+    if smtp.host.is_empty() {
+        return fail("no SMTP relay is set (booking_engine.smtp_host)".into(), false);
+    }
+    let parse = |a: &str, what: &str| a.parse::<Mailbox>().map_err(|err| format!("{what} address {a:?}: {err}"));
+    let (from, to) = match (parse(&smtp.from, "sender"), parse(&e.to, "recipient")) {
+        (Ok(f), Ok(t)) => (f, t),
+        (Err(err), _) => return fail(err, false),
+        (_, Err(err)) => return fail(err, true),
+    };
+    let builder = lettre::Message::builder().from(from).to(to).subject(&e.subject);
+    let text = SinglePart::builder().header(ContentType::TEXT_PLAIN).body(e.text.clone());
+    let message = match &e.html {
+        Some(html) => builder.multipart(
+            MultiPart::alternative()
+                .singlepart(text)
+                .singlepart(SinglePart::builder().header(ContentType::TEXT_HTML).body(html.clone())),
+        ),
+        None => builder.singlepart(text),
+    };
+    let message = match message {
+        Ok(m) => m,
+        Err(err) => return fail(format!("the message could not be built: {err}"), true),
+    };
+    let transport = match smtp.security.as_str() {
+        "tls" => SmtpTransport::relay(&smtp.host),
+        "starttls" => SmtpTransport::starttls_relay(&smtp.host),
+        _ => Ok(SmtpTransport::builder_dangerous(&smtp.host)),
+    };
+    let mut transport = match transport {
+        Ok(t) => t.port(smtp.port).timeout(Some(timeout)),
+        Err(err) => return fail(format!("SMTP relay {}: {err}", smtp.host), false),
+    };
+    if !smtp.user.is_empty() {
+        transport = transport.credentials(Credentials::new(smtp.user.clone(), smtp.password.clone()));
+    }
+    match transport.build().send(&message) {
+        // The relay took it: for the ledger, the HTTP success code.
+        Ok(_) => Sent::Status { code: 200, retry_after: None },
+        Err(err) => fail(format!("SMTP: {err}"), err.is_permanent()),
+    }
+}
+
+/// Sends one attempt and says what happened.
+pub fn send(agent: &ureq::Agent, smtp: &Smtp, o: &Outgoing) -> Finished {
+    let started_ms = now_ms();
+    let clock = Instant::now();
+    let (sent, excerpt) = match &o.payload {
+        Payload::Http { url, body, signing } => send_http(agent, url, body, signing.as_ref(), o.timeout),
+        Payload::Email(e) => (send_email(smtp, e, o.timeout), None),
+    };
+    Finished {
+        delivery_id: o.delivery_id,
+        endpoint_id: o.endpoint_id,
+        attempt: o.attempt,
+        started_ms,
+        duration_ms: clock.elapsed().as_secs_f64() * 1000.0,
+        sent,
+        excerpt,
+    }
+}
+
+/// The HTTP client: no redirects (a redirect could lead anywhere the deny list forbids), the
+/// guarded resolver, and at most `per_host` idle connections kept per host.
+pub fn agent(rules: Arc<HostRules>, per_host: usize) -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .redirects(0)
+        .max_idle_connections_per_host(per_host)
+        .resolver(GuardedResolver(rules))
+        .build()
+}
+
+/// The sending threads.
+pub struct Pool {
+    jobs: mpsc::Sender<Outgoing>,
+    results: mpsc::Receiver<Finished>,
+    wake: UnixStream,
+}
+
+impl Pool {
+    /// Starts `threads` senders. They block every signal, so Postgres's handlers keep running
+    /// on the main thread.
+    pub fn start(threads: usize, agent: ureq::Agent, smtp: Smtp) -> std::io::Result<Pool> {
+        let (jobs, queue) = mpsc::channel::<Outgoing>();
+        let (done, results) = mpsc::channel::<Finished>();
+        let (wake, notify) = UnixStream::pair()?;
+        wake.set_nonblocking(true)?;
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..threads.max(1) {
+            let (queue, done, agent, smtp) = (queue.clone(), done.clone(), agent.clone(), smtp.clone());
+            let notify = notify.try_clone()?;
+            std::thread::Builder::new().name(format!("delivery-{i}")).spawn(move || {
+                block_signals();
+                loop {
+                    let Ok(job) = queue.lock().map_err(drop).and_then(|q| q.recv().map_err(drop)) else { return };
+                    if done.send(send(&agent, &smtp, &job)).is_err() {
+                        return;
+                    }
+                    // A full socket buffer means a wake-up is pending already.
+                    let _ = (&notify).write(&[1]);
+                }
+            })?;
+        }
+        Ok(Pool { jobs, results, wake })
+    }
+
+    pub fn submit(&self, o: Outgoing) {
+        // The threads live as long as the pool; a send can only fail once they are gone.
+        let _ = self.jobs.send(o);
+    }
+
+    /// The attempts finished since the last call.
+    pub fn finished(&self) -> Vec<Finished> {
+        let mut sink = [0u8; 256];
+        while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
+        self.results.try_iter().collect()
+    }
+
+    /// The descriptor that becomes readable when an attempt finishes.
+    pub fn wake_fd(&self) -> RawFd {
+        self.wake.as_raw_fd()
+    }
+}
+
+fn block_signals() {
+    // SAFETY: plain libc calls on a local signal set, for the calling thread only.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    fn serve_once(answer: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/hook", l.local_addr().unwrap());
+        let h = std::thread::spawn(move || {
+            let (mut s, _) = l.accept().unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            // Headers and the small body arrive before the answer is written.
+            while !String::from_utf8_lossy(&got).contains("\r\n\r\n{") {
+                let n = s.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            s.write_all(answer.as_bytes()).unwrap();
+            String::from_utf8_lossy(&got).into_owned()
+        });
+        (url, h)
+    }
+
+    fn loopback_agent() -> ureq::Agent {
+        agent(Arc::new(HostRules::default()), 4)
+    }
+
+    #[test]
+    fn a_signed_post_carries_the_standard_webhooks_headers() {
+        let (url, h) = serve_once("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
+        let key = vec![7u8; 24];
+        let signing = Some(Signing { msg_id: "msg_1".into(), keys: vec![key] });
+        let (sent, _) = send_http(&loopback_agent(), &url, b"{\"a\":1}", signing.as_ref(), Duration::from_secs(5));
+        assert_eq!(sent, Sent::Status { code: 204, retry_after: None });
+        let request = h.join().unwrap().to_ascii_lowercase();
+        for header in
+            ["webhook-id: msg_1", "webhook-timestamp: ", "webhook-signature: v1,", "content-type: application/json"]
+        {
+            assert!(request.contains(header), "{header} in {request}");
+        }
+    }
+
+    #[test]
+    fn throttling_keeps_retry_after_and_the_body_excerpt() {
+        let (url, h) = serve_once("HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nslow");
+        let (sent, body) = send_http(&loopback_agent(), &url, b"{}", None, Duration::from_secs(5));
+        h.join().unwrap();
+        assert_eq!(sent, Sent::Status { code: 429, retry_after: Some("7".into()) });
+        assert_eq!(body.as_deref(), Some("slow"));
+    }
+
+    #[test]
+    fn denied_addresses_are_never_connected_to() {
+        let rules = Arc::new(HostRules::parse("", "127.0.0.0/8").unwrap());
+        let (sent, _) = send_http(&agent(rules, 1), "http://localhost:9/x", b"{}", None, Duration::from_secs(2));
+        assert!(matches!(&sent, Sent::Failed { error, .. } if error.contains("deny list")), "{sent:?}");
+    }
+}

@@ -1,0 +1,282 @@
+//! The delivery worker: one per database that has an enabled endpoint, started by the launcher
+//! (src/launcher, `Kind::Delivery`). Its main thread claims due deliveries in short
+//! transactions, hands them to the sending threads (src/delivery/send.rs), and records what
+//! happened; it sleeps on its latch (set at the commit of a transaction that queued a
+//! delivery) and on the threads' socket, with a timeout at the next due retry: no polling.
+//!
+//! At-least-once: a claim commits before the send starts, and a worker that stops mid-send
+//! leaves its deliveries `sending`; the next worker (the launcher restarts it) sends them
+//! again with the same webhook-id.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use pgrx::bgworkers::BackgroundWorker;
+use pgrx::prelude::*;
+use pgrx::JsonB;
+use serde_json::{json, Value};
+
+use super::message::{context, email_parts, slack_body, webhook_body, Template};
+use super::policy::{next, Next, Rules, Sent};
+use super::send::{agent, Email, Finished, Outgoing, Payload, Pool, Signing};
+use super::settings;
+use super::signature::parse_secret;
+use crate::launcher;
+use crate::pg::bgworker::{attach_signals, report_activity, try_in_transaction, wait_latch_or_socket};
+
+const CLAIM_SQL: &str = include_str!("../../sql/queries/delivery_claim.sql");
+const NEXT_DUE_SQL: &str = include_str!("../../sql/queries/delivery_next_due.sql");
+const RECORD_SQL: &str = include_str!("../../sql/queries/delivery_record.sql");
+const RELEASE_SQL: &str = include_str!("../../sql/queries/delivery_release.sql");
+
+/// The longest sleep without a wake-up: a safety net for a wake-up lost in a crash, not the
+/// way work is found.
+const MAX_SLEEP_MS: i64 = 60_000;
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A number in [-1, 1] for the retry jitter; it need not be unpredictable, only spread.
+fn jitter(seed: &uuid::Uuid) -> f64 {
+    let b = seed.as_bytes();
+    let n = u16::from_le_bytes([b[14], b[15]]) ^ (now_ms() as u16);
+    f64::from(n) / f64::from(u16::MAX) * 2.0 - 1.0
+}
+
+/// One claimed delivery, as the claim query returns it.
+struct Claimed {
+    id: uuid::Uuid,
+    endpoint_id: uuid::Uuid,
+    attempt: i32,
+    message_id: String,
+    event_type: String,
+    payload: Value,
+    created_at: String,
+    tenant_id: Option<String>,
+    event_id: Option<String>,
+    horizon_from_ms: i64,
+    channel: String,
+    url: Option<String>,
+    timeout_ms: i32,
+    secrets: Vec<String>,
+    context: Option<Value>,
+    template: Option<Value>,
+}
+
+/// What to send for a claimed delivery, or why it cannot be sent at all (recorded as dead).
+fn outgoing(c: &Claimed) -> Result<Outgoing, String> {
+    let payload = match c.channel.as_str() {
+        "webhook" => {
+            let keys = c.secrets.iter().filter_map(|s| parse_secret(s).ok()).collect();
+            Payload::Http {
+                url: c.url.clone().unwrap_or_default(),
+                body: webhook_body(
+                    &c.event_type,
+                    &c.created_at,
+                    c.tenant_id.as_deref(),
+                    c.event_id.as_deref(),
+                    &c.payload,
+                ),
+                signing: Some(Signing { msg_id: c.message_id.clone(), keys }),
+            }
+        }
+        "slack" => {
+            let template: Option<Template> = c.template.clone().and_then(|t| serde_json::from_value(t).ok());
+            let ctx = context(c.context.as_ref().unwrap_or(&Value::Null));
+            Payload::Http {
+                url: c.url.clone().unwrap_or_default(),
+                body: slack_body(template.as_ref(), &ctx, &c.event_type, &c.payload),
+                signing: None,
+            }
+        }
+        _ => {
+            let template: Template =
+                c.template.clone().and_then(|t| serde_json::from_value(t).ok()).ok_or_else(|| {
+                    format!("no message template for {} (booking_admin.set_message_template)", c.event_type)
+                })?;
+            let ctx = context(c.context.as_ref().unwrap_or(&Value::Null));
+            let to = match c.url.as_deref().and_then(|u| u.strip_prefix("mailto:")) {
+                Some(fixed) => fixed.to_string(),
+                None => ctx.get("customer_email").cloned().ok_or("the event's customer has no email address")?,
+            };
+            let (subject, text, html) = email_parts(&template, &ctx);
+            Payload::Email(Email { to, subject, text, html })
+        }
+    };
+    Ok(Outgoing {
+        delivery_id: c.id,
+        endpoint_id: c.endpoint_id,
+        attempt: c.attempt.max(1) as u32,
+        timeout: std::time::Duration::from_millis(c.timeout_ms.max(100) as u64),
+        payload,
+    })
+}
+
+/// The ledger row and decision for one finished attempt.
+fn decided(f: &Finished, horizon_from_ms: i64, schedule: &[u64], horizon_s: i32) -> Value {
+    let finished_ms = f.started_ms + f.duration_ms as u64;
+    let rules = Rules { schedule, give_up_at_ms: horizon_from_ms.max(0) as u64 + horizon_s.max(1) as u64 * 1000 };
+    let decision = next(&rules, f.attempt, &f.sent, finished_ms, jitter(&f.delivery_id));
+    let (status_code, error) = match &f.sent {
+        Sent::Status { code, .. } => (Some(*code), None),
+        Sent::Failed { error, .. } => (None, Some(error.clone())),
+    };
+    // Failures of the receiver count toward its breaker; a message that can never be sent
+    // (no recipient, a refused address) says nothing about the endpoint.
+    let breaker = match (&decision, &f.sent) {
+        (Next::Delivered, _) => "ok",
+        (_, Sent::Failed { permanent: true, .. }) => "none",
+        _ => "fail",
+    };
+    let (outcome, next_ms, error) = match decision {
+        Next::Delivered => ("delivered", None, error),
+        Next::RetryAt(at) => ("retry", Some(at), error),
+        Next::Dead(why) => ("dead", None, Some(why)),
+        Next::EndpointGone => ("gone", None, error),
+    };
+    json!({
+        "id": f.delivery_id, "endpoint_id": f.endpoint_id, "attempt": f.attempt,
+        "started_ms": f.started_ms, "finished_ms": finished_ms, "duration_ms": f.duration_ms,
+        "status_code": status_code, "error": error, "excerpt": f.excerpt, "outcome": outcome,
+        "next_attempt_ms": next_ms, "breaker": breaker,
+    })
+}
+
+/// A delivery that could not even be attempted, as a finished permanent failure.
+fn unsendable(c: &Claimed, why: String) -> Finished {
+    Finished {
+        delivery_id: c.id,
+        endpoint_id: c.endpoint_id,
+        attempt: c.attempt.max(1) as u32,
+        started_ms: now_ms(),
+        duration_ms: 0.0,
+        sent: Sent::Failed { error: why, permanent: true },
+        excerpt: None,
+    }
+}
+
+fn installed() -> bool {
+    Spi::get_one::<bool>("SELECT to_regclass('booking_admin.deliveries') IS NOT NULL").ok().flatten().unwrap_or(false)
+}
+
+fn claim(limit: usize, threshold: i32) -> Result<Option<Vec<Claimed>>, pgrx::spi::Error> {
+    if !installed() {
+        return Ok(None);
+    }
+    Spi::connect_mut(|c| {
+        c.update(CLAIM_SQL, None, &[(limit as i64).into(), threshold.into()])?
+            .map(|r| {
+                Ok(Claimed {
+                    id: uuid::Uuid::from_bytes(*r.get::<pgrx::Uuid>(1)?.expect("id").as_bytes()),
+                    endpoint_id: uuid::Uuid::from_bytes(*r.get::<pgrx::Uuid>(2)?.expect("endpoint").as_bytes()),
+                    attempt: r.get(3)?.unwrap_or(1),
+                    message_id: r.get(4)?.unwrap_or_default(),
+                    event_type: r.get(5)?.unwrap_or_default(),
+                    payload: r.get::<JsonB>(6)?.map_or(Value::Null, |j| j.0),
+                    created_at: r.get(7)?.unwrap_or_default(),
+                    tenant_id: r.get(8)?,
+                    event_id: r.get(9)?,
+                    horizon_from_ms: r.get(10)?.unwrap_or(0),
+                    channel: r.get(11)?.unwrap_or_default(),
+                    url: r.get(12)?,
+                    timeout_ms: r.get(13)?.unwrap_or(10_000),
+                    secrets: r.get::<Vec<String>>(14)?.unwrap_or_default(),
+                    context: r.get::<JsonB>(15)?.map(|j| j.0),
+                    template: r.get::<JsonB>(16)?.map(|j| j.0),
+                })
+            })
+            .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+            .map(Some)
+    })
+}
+
+fn next_due_ms(threshold: i32) -> Option<i64> {
+    Spi::get_one_with_args::<i64>(NEXT_DUE_SQL, &[threshold.into()]).ok().flatten()
+}
+
+#[pg_guard]
+#[unsafe(no_mangle)]
+pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
+    // The worker's own calls are not people's actions: no audit entries.
+    crate::writer::exempt_this_process();
+    attach_signals();
+    let (db, kind) = launcher::parse_worker_arg(arg);
+    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
+    if !launcher::register_self(db, kind) {
+        return;
+    }
+    let rules = match settings::host_rules() {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            pgrx::warning!("booking_engine delivery: {e}; nothing is sent until it is fixed");
+            launcher::want_delivery(db, false);
+            return;
+        }
+    };
+    let concurrency = settings::CONCURRENCY.get().max(1) as usize;
+    let pool = match Pool::start(concurrency, agent(rules, concurrency), settings::smtp()) {
+        Ok(p) => p,
+        Err(e) => {
+            pgrx::warning!("booking_engine delivery: the sending threads could not start: {e}");
+            return;
+        }
+    };
+    if let Err(e) = try_in_transaction(|| installed() && Spi::run(RELEASE_SQL).is_ok()) {
+        pgrx::warning!("booking_engine delivery: releasing interrupted deliveries failed: {}", e.message);
+    }
+    // Claimed and not yet recorded: the horizon start of each, for the decision.
+    let mut in_flight: std::collections::HashMap<uuid::Uuid, i64> = std::collections::HashMap::new();
+    loop {
+        let threshold = settings::BREAKER_THRESHOLD.get();
+        let mut finished = pool.finished();
+        let room = concurrency.saturating_sub(in_flight.len());
+        let claimed = if room > 0 {
+            report_activity(Some("claiming deliveries"));
+            match try_in_transaction(|| claim(room, threshold)) {
+                Ok(Ok(Some(c))) => c,
+                // The extension is gone from this database.
+                Ok(Ok(None)) => return,
+                Ok(Err(e)) => {
+                    pgrx::warning!("booking_engine delivery: claiming failed: {e}");
+                    Vec::new()
+                }
+                Err(e) => {
+                    pgrx::warning!("booking_engine delivery: claiming failed: {}", e.message);
+                    Vec::new()
+                }
+            }
+        } else {
+            Vec::new()
+        };
+        let claimed_any = !claimed.is_empty();
+        for c in claimed {
+            in_flight.insert(c.id, c.horizon_from_ms);
+            match outgoing(&c) {
+                Ok(o) => pool.submit(o),
+                Err(why) => finished.push(unsendable(&c, why)),
+            }
+        }
+        if !finished.is_empty() {
+            report_activity(Some("recording delivery attempts"));
+            let schedule = settings::schedule();
+            let horizon = settings::RETRY_HORIZON_S.get();
+            let rows: Vec<Value> = finished
+                .iter()
+                .map(|f| decided(f, in_flight.remove(&f.delivery_id).unwrap_or(0), &schedule, horizon))
+                .collect();
+            let args = [JsonB(Value::Array(rows)).into(), threshold.into(), settings::DISABLE_AFTER_S.get().into()];
+            if let Err(e) = try_in_transaction(|| Spi::run_with_args(RECORD_SQL, &args)) {
+                // The deliveries stay `sending`: the next worker start sends them again.
+                pgrx::warning!("booking_engine delivery: recording attempts failed: {}", e.message);
+            }
+        }
+        if claimed_any || !finished.is_empty() {
+            pg_sys::check_for_interrupts!();
+            continue;
+        }
+        report_activity(None);
+        let due = try_in_transaction(|| next_due_ms(threshold)).ok().flatten();
+        wait_latch_or_socket(Some(pool.wake_fd()), due.map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS)));
+    }
+}
