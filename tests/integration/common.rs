@@ -1,6 +1,10 @@
 //! Shared by the integration tests: a connection to the cluster the test command started, and a
 //! small salon with fresh ids so tests never see each other's rows.
 
+use std::process::{Command, Stdio};
+use std::thread::sleep;
+use std::time::{Duration, Instant};
+
 use postgres::{Client, GenericClient, NoTls};
 use uuid::Uuid;
 
@@ -240,4 +244,39 @@ fn text_of(v: &serde_json::Value) -> serde_json::Value {
         serde_json::Value::String(_) | serde_json::Value::Null => v.clone(),
         other => serde_json::Value::String(other.to_string()),
     }
+}
+
+/// A connection whose commits are flushed before they return (the cluster runs with
+/// synchronous_commit = off): what a crash test counts on having committed.
+pub fn durable_connection() -> Client {
+    let mut c = connect();
+    c.batch_execute("SET synchronous_commit = on").unwrap();
+    c
+}
+
+/// Reconnects until the server accepts connections again (after a crash or restart).
+pub fn reconnect() -> Client {
+    let start = Instant::now();
+    loop {
+        if let Ok(mut c) = postgres::Client::connect(&dsn(), postgres::NoTls) {
+            if c.batch_execute("SELECT 1").is_ok() {
+                return c;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the server did not come back");
+        sleep(Duration::from_millis(200));
+    }
+}
+
+/// Runs pg_ctl on the test cluster as its owner.
+pub fn pg_ctl(args: &[&str]) {
+    let bin = std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN (set by scripts/test.sh)");
+    let data =
+        std::env::var("BOOKING_ENGINE_TEST_PGDATA").expect("BOOKING_ENGINE_TEST_PGDATA (set by scripts/test.sh)");
+    let log = format!("{data}/../log");
+    let pg_ctl = format!("{bin}/pg_ctl");
+    let mut full = vec!["-u", "postgres", "--", pg_ctl.as_str(), "-D", data.as_str(), "-l", log.as_str(), "-w"];
+    full.extend_from_slice(args);
+    let status = Command::new("runuser").args(&full).stdout(Stdio::null()).status().unwrap();
+    assert!(status.success(), "pg_ctl {args:?}");
 }

@@ -10,7 +10,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{book, connect, salon, Salon};
+use crate::common::{book, connect, durable_connection, pg_ctl, reconnect, salon, Salon};
 use crate::receiver::{smtp_sink, Answer, Receiver, Request};
 
 /// An endpoint of the salon's tenant; returns its id and secret.
@@ -303,4 +303,87 @@ fn secrets_rotate_without_downtime_and_are_never_readable_by_operators() {
     assert_eq!(e.as_db_error().unwrap().code().code(), "42501");
     tx.rollback().unwrap();
     c.batch_execute(&format!("DROP ROLE {role}")).unwrap();
+}
+
+/// `kill -9` of the delivery worker (the postmaster then restarts every process) and
+/// `pg_ctl stop -m immediate`, each with sends in flight: afterwards every delivery is
+/// delivered, at least once, and any duplicate carries the same webhook-id.
+#[test]
+#[ignore = "crashes and stops the server; run alone by scripts/test.sh"]
+fn a_killed_worker_and_an_immediate_shutdown_lose_no_delivery() {
+    const N: i64 = 300;
+    let mut c = durable_connection();
+    let s = salon(&mut c, 1);
+    let rx = Receiver::start(vec![], Answer::Delay(20));
+    let (id, _) = endpoint(&mut c, &s, Some(&rx.url), &["booking.created"], json!({"max_in_flight": 8}));
+    c.query(
+        // Two statements: the second sees the rows the functions of the first inserted.
+        "SELECT booking_admin.send_test_event($2) FROM generate_series(1, $1::int8)",
+        &[&N, &id],
+    )
+    .unwrap();
+    let ids: Vec<String> = c
+        .query("SELECT message_id FROM booking_admin.deliveries WHERE endpoint_id = $1", &[&id])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let delivered = |c: &mut Client| -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM booking_admin.deliveries WHERE endpoint_id = $1 AND status = 'delivered'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0)
+    };
+    // Waits until more than `n` are delivered, and no more than `N` - 50: still mid-way.
+    let mid_way = |c: &mut Client, n: i64| {
+        let start = Instant::now();
+        loop {
+            let done = delivered(c);
+            if done > n {
+                assert!(done < N - 50, "stopped too late to be mid-way ({done})");
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no progress past {n}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    mid_way(&mut c, 0);
+    let pid: i32 = c
+        .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine delivery' AND datname = current_database()", &[])
+        .unwrap()
+        .get(0);
+    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
+    assert!(killed.success());
+    drop(c);
+    let mut c = reconnect();
+    let after_kill = delivered(&mut c);
+    mid_way(&mut c, after_kill);
+    drop(c);
+    pg_ctl(&["stop", "-m", "immediate"]);
+    pg_ctl(&["start"]);
+    let mut c = reconnect();
+    let start = Instant::now();
+    while delivered(&mut c) < N {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {} of {N} delivered after the restart",
+            delivered(&mut c)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let got = rx.requests();
+    let received: std::collections::HashSet<&str> = got.iter().map(|r| r.headers["webhook-id"].as_str()).collect();
+    let expected: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
+    assert_eq!(received, expected, "every delivery arrived, under its own webhook-id");
+    assert!(got.len() >= N as usize);
+    let interrupted: i64 = c
+        .query_one(
+            "SELECT count(*) FROM booking_admin.delivery_attempts WHERE endpoint_id = $1 AND outcome = 'interrupted'",
+            &[&id],
+        )
+        .unwrap()
+        .get(0);
+    assert!(interrupted > 0, "the stops interrupted sends in flight, and the ledger says so");
 }

@@ -4,7 +4,7 @@
 //! maintenance over every tenant, are `#[ignore]`d here and run alone by scripts/test.sh
 //! (`--ignored --test-threads=1`).
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::thread::sleep;
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use postgres::Client;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{connect, dsn, salon};
+use crate::common::{connect, durable_connection, pg_ctl, reconnect, salon};
 
 /// A handler `it_<random>` whose function body is `body` (PL/pgSQL, payload in `p`).
 fn handler(c: &mut Client, body: &str) -> String {
@@ -374,26 +374,6 @@ fn sleeping_job_on_a_runner(c: &mut Client) -> (Uuid, i32) {
 }
 
 /// The test cluster commits asynchronously; a crash test's own setup must be durable first.
-fn durable_connection() -> Client {
-    let mut c = connect();
-    c.batch_execute("SET synchronous_commit = on").unwrap();
-    c
-}
-
-/// Reconnects until the server accepts connections again (after a crash or restart).
-fn reconnect() -> Client {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut c) = postgres::Client::connect(&dsn(), postgres::NoTls) {
-            if c.batch_execute("SELECT 1").is_ok() {
-                return c;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(60), "the server did not come back");
-        sleep(Duration::from_millis(200));
-    }
-}
-
 fn assert_retried_after_death(c: &mut Client, id: Uuid) {
     wait_for(c, id, "completed", Duration::from_secs(30));
     let errors = last_errors(c, id);
@@ -426,18 +406,6 @@ fn a_runner_killed_with_sigkill_loses_no_job() {
     drop(c);
     let mut c = reconnect();
     assert_retried_after_death(&mut c, id);
-}
-
-fn pg_ctl(args: &[&str]) {
-    let bin = std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN (set by scripts/test.sh)");
-    let data =
-        std::env::var("BOOKING_ENGINE_TEST_PGDATA").expect("BOOKING_ENGINE_TEST_PGDATA (set by scripts/test.sh)");
-    let log = format!("{data}/../log");
-    let pg_ctl = format!("{bin}/pg_ctl");
-    let mut full = vec!["-u", "postgres", "--", pg_ctl.as_str(), "-D", data.as_str(), "-l", log.as_str(), "-w"];
-    full.extend_from_slice(args);
-    let status = Command::new("runuser").args(&full).stdout(Stdio::null()).status().unwrap();
-    assert!(status.success(), "pg_ctl {args:?}");
 }
 
 /// `pg_ctl stop -m immediate` in the middle of a batch: after the restart every job completes,

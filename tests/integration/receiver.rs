@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Debug)]
 pub enum Answer {
     Status(u16),
+    /// 200 after this many milliseconds.
+    Delay(u64),
     /// 429 or 503 with this Retry-After.
     Throttle(u16, String),
     /// Reads the request and answers nothing until `release()` (or 60 s).
@@ -98,6 +100,10 @@ impl Receiver {
             };
             let (code, extra) = match answer {
                 Answer::Status(code) => (code, String::new()),
+                Answer::Delay(ms) => {
+                    std::thread::sleep(Duration::from_millis(ms));
+                    (200, String::new())
+                }
                 Answer::Throttle(code, after) => (code, format!("retry-after: {after}\r\n")),
                 Answer::Close => return,
                 Answer::Hang => {
