@@ -57,3 +57,567 @@ BEGIN
     END LOOP;
     RETURN n;
 END $$;
+
+-- issue 14: outbound delivery (webhooks, Slack, email). The definitions are sql/delivery.sql's
+-- and the Rust functions pgrx generates for src/delivery/api.rs.
+ALTER TABLE booking.customers ADD COLUMN timezone text CHECK (timezone IS NULL OR booking.is_valid_timezone(timezone));
+
+-- booking_engine::delivery::api::verify_webhook_signature
+CREATE  FUNCTION booking."verify_webhook_signature"(
+	"secret" TEXT, /* Option < & str > */
+	"msg_id" TEXT, /* Option < & str > */
+	"timestamp" TEXT, /* Option < & str > */
+	"body" TEXT, /* Option < & str > */
+	"signature" TEXT, /* Option < & str > */
+	"tolerance_seconds" INT DEFAULT 300 /* i32 */
+) RETURNS bool /* Result < bool, ErrorReport > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'verify_webhook_signature_wrapper';
+-- As finalize.sql leaves every function of the schema that is not for applications.
+REVOKE ALL ON FUNCTION booking.verify_webhook_signature(text, text, text, text, text, integer) FROM PUBLIC;
+
+-- booking_engine::delivery::api::booking_admin::wake_delivery_at_commit
+CREATE  FUNCTION booking_admin."wake_delivery_at_commit"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'wake_delivery_at_commit_wrapper';
+
+-- booking_engine::delivery::api::booking_admin::check_template
+CREATE  FUNCTION booking_admin."check_template"(
+	"template" TEXT /* Option < & str > */
+) RETURNS VOID /* Result < (), ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_template_wrapper';
+
+-- booking_engine::delivery::api::booking_admin::delivery_wanted_at_commit
+CREATE  FUNCTION booking_admin."delivery_wanted_at_commit"() RETURNS void
+STRICT VOLATILE PARALLEL UNSAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'delivery_wanted_at_commit_wrapper';
+
+-- booking_engine::delivery::api::booking_admin::generate_webhook_secret
+CREATE  FUNCTION booking_admin."generate_webhook_secret"() RETURNS TEXT /* String */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'generate_webhook_secret_wrapper';
+
+-- booking_engine::delivery::api::booking_admin::check_webhook_secret
+CREATE  FUNCTION booking_admin."check_webhook_secret"(
+	"secret" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < String, ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_webhook_secret_wrapper';
+
+-- booking_engine::delivery::api::booking_admin::check_endpoint_url
+CREATE  FUNCTION booking_admin."check_endpoint_url"(
+	"channel" TEXT, /* Option < & str > */
+	"url" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < Option < String > , ErrorReport > */
+STABLE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_endpoint_url_wrapper';
+
+-- Outbound delivery: every booking.events row fans out, in the transaction that wrote it, to the
+-- endpoints subscribed to its type (signed webhooks, Slack, email). The rows are logged, so a
+-- rolled-back change sends nothing and a committed one is never lost; the delivery worker
+-- (src/delivery/worker.rs) sends them, records every attempt, and retries on a schedule.
+--
+-- Operators manage it (superusers, booking_operator members, service_role JWTs); nothing here
+-- is for PUBLIC. Secrets live in a table no role but the extension's owner can read: they are
+-- shown once, when created or rotated.
+
+-- The event types an endpoint may subscribe to (a feature that emits a new type adds its row).
+CREATE TABLE booking_admin.delivery_event_types (
+    event_type  text PRIMARY KEY CHECK (event_type ~ '^[a-z_]+\.[a-z_]+$'),
+    description text NOT NULL
+);
+INSERT INTO booking_admin.delivery_event_types (event_type, description) VALUES
+    ('booking.created', 'A booking was created'),
+    ('booking.rescheduled', 'A booking moved to another time'),
+    ('booking.cancelled', 'A booking was cancelled'),
+    ('booking.confirmed', 'Staff confirmed a booking'),
+    ('booking.checked_in', 'The customer checked in'),
+    ('booking.completed', 'A booking was completed'),
+    ('booking.no_show', 'The customer did not come'),
+    ('booking.activated', 'The scheduler started a confirmed booking at its time'),
+    ('booking.expired', 'The scheduler expired a pending booking'),
+    ('waitlist.notified', 'A freed slot was offered to a waitlist entry'),
+    ('conflict.detected', 'A booking lost a race for its slot'),
+    ('alert.firing', 'An alert rule started firing'),
+    ('alert.resolved', 'A firing alert resolved');
+
+CREATE TABLE booking_admin.delivery_endpoints (
+    id                   uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- NULL: every tenant's events (a global endpoint).
+    tenant_id            uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    channel              text NOT NULL CHECK (channel IN ('webhook', 'slack', 'email')),
+    -- webhook and slack: the http(s) URL; email: 'mailto:address' for a fixed recipient, or
+    -- NULL for the customer of each event.
+    url                  text,
+    event_types          text[] NOT NULL CHECK (cardinality(event_types) > 0),
+    description          text NOT NULL DEFAULT '',
+    enabled              boolean NOT NULL DEFAULT true,
+    disabled_reason      text,
+    disabled_at          timestamptz,
+    max_in_flight        integer NOT NULL DEFAULT 4 CHECK (max_in_flight BETWEEN 1 AND 64),
+    timeout_ms           integer NOT NULL DEFAULT 10000 CHECK (timeout_ms BETWEEN 100 AND 120000),
+    -- The circuit breaker: failures in a row, since when, and until when no attempt is made.
+    consecutive_failures integer NOT NULL DEFAULT 0,
+    failing_since        timestamptz,
+    circuit_open_until   timestamptz,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    updated_at           timestamptz NOT NULL DEFAULT now(),
+    CHECK (channel = 'email' OR url IS NOT NULL),
+    CHECK (enabled OR disabled_reason IS NOT NULL)
+);
+CREATE INDEX delivery_endpoints_tenant_idx ON booking_admin.delivery_endpoints (tenant_id);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_endpoints', '');
+
+-- Signing keys: several at once while a secret rotates (each message carries one signature per
+-- key until the old one expires). No grants: read only by the extension's functions.
+CREATE TABLE booking_admin.delivery_secrets (
+    endpoint_id uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
+    secret      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz,
+    PRIMARY KEY (endpoint_id, secret)
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_secrets', '');
+
+CREATE TABLE booking_admin.deliveries (
+    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    endpoint_id      uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
+    tenant_id        uuid,
+    -- The booking.events row (NULL for a test event).
+    event_id         uuid,
+    -- webhook-id: the same on every attempt and replay, the receiver's idempotency key.
+    message_id       text NOT NULL,
+    event_type       text NOT NULL,
+    payload          jsonb NOT NULL,
+    event_created_at timestamptz NOT NULL,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'delivered', 'dead')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    -- Retries stop once this plus booking_engine.delivery_retry_horizon has passed (a replay
+    -- starts it again).
+    horizon_from     timestamptz NOT NULL DEFAULT now(),
+    last_status_code integer,
+    last_error       text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    delivered_at     timestamptz,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_sending_idx ON booking_admin.deliveries (endpoint_id) WHERE status = 'sending';
+CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
+CREATE INDEX deliveries_event_idx ON booking_admin.deliveries (event_id);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
+
+-- The attempts ledger: one row per attempt, whatever its outcome.
+CREATE TABLE booking_admin.delivery_attempts (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    delivery_id      uuid NOT NULL REFERENCES booking_admin.deliveries (id) ON DELETE CASCADE,
+    endpoint_id      uuid NOT NULL,
+    attempt          integer NOT NULL,
+    started_at       timestamptz NOT NULL,
+    duration_ms      double precision NOT NULL,
+    status_code      integer,
+    error            text,
+    response_excerpt text,
+    -- delivered, retry, dead, gone (410: endpoint disabled), interrupted (the worker stopped).
+    outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted'))
+);
+CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts (delivery_id);
+CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts (endpoint_id, started_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts', '');
+
+-- Message templates for email (and the text of Slack messages). tenant_id NULL: the defaults.
+CREATE TABLE booking_admin.message_templates (
+    tenant_id  uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    event_type text NOT NULL REFERENCES booking_admin.delivery_event_types (event_type),
+    subject    text NOT NULL,
+    body_text  text NOT NULL,
+    body_html  text,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    UNIQUE NULLS NOT DISTINCT (tenant_id, event_type)
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.message_templates', 'WHERE tenant_id IS NOT NULL');
+INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, body_text, body_html) VALUES
+    (NULL, 'booking.created', 'Your booking at {{tenant_name}} on {{date_local}}',
+     E'Hello {{customer_name}},\n\nyour {{service_name}} with {{staff_name}} is booked for {{starts_at_local}} ({{time_zone}}).\n\n{{tenant_name}}',
+     '<p>Hello {{customer_name}},</p><p>your <b>{{service_name}}</b> with {{staff_name}} is booked for <b>{{starts_at_local}}</b> ({{time_zone}}).</p><p>{{tenant_name}}</p>'),
+    (NULL, 'booking.rescheduled', 'Your booking at {{tenant_name}} moved to {{date_local}}',
+     E'Hello {{customer_name}},\n\nyour {{service_name}} with {{staff_name}} now starts at {{starts_at_local}} ({{time_zone}}).\n\n{{tenant_name}}',
+     '<p>Hello {{customer_name}},</p><p>your <b>{{service_name}}</b> with {{staff_name}} now starts at <b>{{starts_at_local}}</b> ({{time_zone}}).</p><p>{{tenant_name}}</p>'),
+    (NULL, 'booking.cancelled', 'Your booking at {{tenant_name}} on {{date_local}} is cancelled',
+     E'Hello {{customer_name}},\n\nyour {{service_name}} on {{starts_at_local}} ({{time_zone}}) is cancelled. {{reason}}\n\n{{tenant_name}}',
+     '<p>Hello {{customer_name}},</p><p>your <b>{{service_name}}</b> on {{starts_at_local}} ({{time_zone}}) is cancelled. {{reason}}</p><p>{{tenant_name}}</p>'),
+    (NULL, 'waitlist.notified', 'A slot opened at {{tenant_name}}: {{starts_at_local}}',
+     E'Hello {{customer_name}},\n\na {{service_name}} slot with {{staff_name}} is free on {{starts_at_local}} ({{time_zone}}). Book it before someone else does.\n\n{{tenant_name}}',
+     '<p>Hello {{customer_name}},</p><p>a <b>{{service_name}}</b> slot with {{staff_name}} is free on <b>{{starts_at_local}}</b> ({{time_zone}}). Book it before someone else does.</p><p>{{tenant_name}}</p>');
+
+-- Fan-out: one statement per events statement, set-based over its new rows. Matching: the
+-- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint.
+CREATE FUNCTION booking_admin.fan_out_events() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at)
+    SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at
+    FROM new_events e
+    JOIN booking_admin.delivery_endpoints s
+      ON s.enabled
+     AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
+     AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
+          OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types));
+    IF FOUND THEN
+        PERFORM booking_admin.wake_delivery_at_commit();
+    END IF;
+    RETURN NULL;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.fan_out_events() FROM PUBLIC;
+CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
+    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking_admin.fan_out_events();
+
+CREATE FUNCTION booking_admin.require_operator() RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NOT booking.caller_is_operator() THEN
+        RAISE EXCEPTION 'only operators manage delivery endpoints' USING ERRCODE = '42501';
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.require_operator() FROM PUBLIC;
+
+-- Event type patterns: each known, 'prefix.*' of a known prefix, or '*'.
+CREATE FUNCTION booking_admin.check_event_types(p_types text[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    t text;
+BEGIN
+    IF p_types IS NULL OR cardinality(p_types) = 0 THEN
+        RAISE EXCEPTION 'an endpoint subscribes to at least one event type' USING ERRCODE = '22023';
+    END IF;
+    FOREACH t IN ARRAY p_types LOOP
+        IF t IS NULL OR NOT (t = '*'
+            OR EXISTS (SELECT 1 FROM booking_admin.delivery_event_types k WHERE k.event_type = t)
+            OR (t LIKE '%.*' AND EXISTS (SELECT 1 FROM booking_admin.delivery_event_types k
+                                         WHERE split_part(k.event_type, '.', 1) = left(t, -2)))) THEN
+            RAISE EXCEPTION 'unknown event type %', coalesce(quote_literal(t), 'NULL') USING ERRCODE = '22023',
+                HINT = 'booking_admin.delivery_event_types lists them; ''booking.*'' and ''*'' match several';
+        END IF;
+    END LOOP;
+    RETURN p_types;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.check_event_types(text[]) FROM PUBLIC;
+
+-- What an endpoint looks like to operators: everything but its secrets.
+CREATE FUNCTION booking_admin.endpoint_json(e booking_admin.delivery_endpoints) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT to_jsonb(e) || jsonb_build_object('secrets', (
+        SELECT count(*) FROM booking_admin.delivery_secrets s
+        WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())))
+$$;
+REVOKE ALL ON FUNCTION booking_admin.endpoint_json(booking_admin.delivery_endpoints) FROM PUBLIC;
+
+CREATE FUNCTION booking_admin.create_endpoint(
+    p_url text,
+    p_event_types text[],
+    p_tenant_id uuid DEFAULT NULL,
+    p_channel text DEFAULT 'webhook',
+    p_options jsonb DEFAULT '{}'
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_secret text;
+    v_unknown text[];
+BEGIN
+    PERFORM booking_admin.require_operator();
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_options, '{}')) k
+                       WHERE k NOT IN ('description', 'max_in_flight', 'timeout_ms', 'secret'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint option(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023',
+            HINT = 'options are description, max_in_flight, timeout_ms and secret';
+    END IF;
+    IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
+        RAISE EXCEPTION 'no tenant %', p_tenant_id USING ERRCODE = 'PT404';
+    END IF;
+    v_secret := coalesce(p_options ->> 'secret', booking_admin.generate_webhook_secret());
+    INSERT INTO booking_admin.delivery_endpoints (tenant_id, channel, url, event_types, description, max_in_flight, timeout_ms)
+    VALUES (p_tenant_id, p_channel, booking_admin.check_endpoint_url(p_channel, p_url),
+            booking_admin.check_event_types(p_event_types), coalesce(p_options ->> 'description', ''),
+            coalesce((p_options ->> 'max_in_flight')::int, 4), coalesce((p_options ->> 'timeout_ms')::int, 10000))
+    RETURNING * INTO v_endpoint;
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
+    VALUES (v_endpoint.id, booking_admin.check_webhook_secret(v_secret));
+    PERFORM booking_admin.delivery_wanted_at_commit();
+    -- The secret is shown this once.
+    RETURN booking_admin.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
+END $$;
+
+CREATE FUNCTION booking_admin.endpoint_for_change(p_endpoint_id uuid) RETURNS booking_admin.delivery_endpoints
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+BEGIN
+    PERFORM booking_admin.require_operator();
+    SELECT * INTO v_endpoint FROM booking_admin.delivery_endpoints e WHERE e.id = p_endpoint_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no delivery endpoint %', coalesce(p_endpoint_id::text, 'NULL') USING ERRCODE = 'PT404';
+    END IF;
+    RETURN v_endpoint;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.endpoint_for_change(uuid) FROM PUBLIC;
+
+-- Changes: url, event_types, description, max_in_flight, timeout_ms, enabled (true re-enables
+-- and closes the circuit; false needs disabled_reason).
+CREATE FUNCTION booking_admin.update_endpoint(p_endpoint_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints := booking_admin.endpoint_for_change(p_endpoint_id);
+    v_unknown text[];
+    v_enable boolean := (p_changes ->> 'enabled')::boolean;
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_changes, '{}')) k
+                       WHERE k NOT IN ('url', 'event_types', 'description', 'max_in_flight', 'timeout_ms',
+                                       'enabled', 'disabled_reason'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint field(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023';
+    END IF;
+    IF v_enable IS FALSE AND p_changes ->> 'disabled_reason' IS NULL THEN
+        RAISE EXCEPTION 'disabling an endpoint needs a disabled_reason' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_endpoints e SET
+        url = CASE WHEN p_changes ? 'url' THEN booking_admin.check_endpoint_url(e.channel, p_changes ->> 'url') ELSE e.url END,
+        event_types = CASE WHEN p_changes ? 'event_types'
+            THEN booking_admin.check_event_types(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'event_types')))
+            ELSE e.event_types END,
+        description = coalesce(p_changes ->> 'description', e.description),
+        max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
+        timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
+        enabled = coalesce(v_enable, e.enabled),
+        disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
+        disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
+        consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,
+        failing_since = CASE WHEN v_enable THEN NULL ELSE e.failing_since END,
+        circuit_open_until = CASE WHEN v_enable THEN NULL ELSE e.circuit_open_until END,
+        updated_at = now()
+    WHERE e.id = v_endpoint.id
+    RETURNING * INTO v_endpoint;
+    PERFORM booking_admin.delivery_wanted_at_commit();
+    RETURN booking_admin.endpoint_json(v_endpoint);
+END $$;
+
+CREATE FUNCTION booking_admin.disable_endpoint(p_endpoint_id uuid, p_reason text) RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.update_endpoint(p_endpoint_id, jsonb_build_object('enabled', false, 'disabled_reason', p_reason))
+$$;
+
+CREATE FUNCTION booking_admin.enable_endpoint(p_endpoint_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.update_endpoint(p_endpoint_id, '{"enabled": true}')
+$$;
+
+CREATE FUNCTION booking_admin.delete_endpoint(p_endpoint_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.endpoint_for_change(p_endpoint_id);
+    DELETE FROM booking_admin.delivery_endpoints e WHERE e.id = p_endpoint_id;
+    RETURN true;
+END $$;
+
+-- A new signing key; the old ones keep signing for p_grace (receivers update in that time),
+-- then expire. Returns the new secret (shown this once).
+CREATE FUNCTION booking_admin.rotate_endpoint_secret(p_endpoint_id uuid, p_grace interval DEFAULT '24 hours',
+                                                      p_secret text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_secret text := booking_admin.check_webhook_secret(coalesce(p_secret, booking_admin.generate_webhook_secret()));
+BEGIN
+    PERFORM booking_admin.endpoint_for_change(p_endpoint_id);
+    IF p_grace IS NULL OR p_grace < interval '0' OR p_grace > interval '30 days' THEN
+        RAISE EXCEPTION 'the grace period is between 0 and 30 days' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_secrets s SET expires_at = least(coalesce(s.expires_at, 'infinity'), now() + p_grace)
+    WHERE s.endpoint_id = p_endpoint_id;
+    DELETE FROM booking_admin.delivery_secrets s WHERE s.endpoint_id = p_endpoint_id AND s.expires_at <= now();
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret) VALUES (p_endpoint_id, v_secret);
+    RETURN v_secret;
+END $$;
+
+-- A test event to one endpoint (seed 003's POST /webhooks/{id}/test): delivered like any
+-- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
+CREATE FUNCTION booking_admin.send_test_event(p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints := booking_admin.endpoint_for_change(p_endpoint_id);
+    v_id uuid := gen_random_uuid();
+BEGIN
+    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
+    VALUES (v_id, v_endpoint.id, v_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
+            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
+    PERFORM booking_admin.wake_delivery_at_commit();
+    RETURN v_id;
+END $$;
+
+-- Sends a delivery again (dead or delivered), with the same webhook-id, its retries counted
+-- from now.
+CREATE FUNCTION booking_admin.replay_delivery(p_delivery_id uuid) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.require_operator();
+    UPDATE booking_admin.deliveries d SET status = 'pending', next_attempt_at = now(), horizon_from = now(), updated_at = now()
+    WHERE d.id = p_delivery_id AND d.status IN ('dead', 'delivered');
+    IF NOT FOUND THEN
+        IF EXISTS (SELECT 1 FROM booking_admin.deliveries d WHERE d.id = p_delivery_id) THEN
+            RAISE EXCEPTION 'delivery % is still being sent', p_delivery_id USING ERRCODE = '55000',
+                HINT = 'only delivered and dead deliveries are replayed';
+        END IF;
+        RAISE EXCEPTION 'no delivery %', coalesce(p_delivery_id::text, 'NULL') USING ERRCODE = 'PT404';
+    END IF;
+    PERFORM booking_admin.wake_delivery_at_commit();
+    RETURN p_delivery_id;
+END $$;
+
+-- Sends again every dead delivery of an endpoint created in [p_from, p_to). Returns how many.
+CREATE FUNCTION booking_admin.replay_failed_deliveries(p_endpoint_id uuid, p_from timestamptz DEFAULT '-infinity',
+                                                        p_to timestamptz DEFAULT 'infinity') RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    PERFORM booking_admin.endpoint_for_change(p_endpoint_id);
+    IF p_from IS NULL OR p_to IS NULL OR p_from > p_to THEN
+        RAISE EXCEPTION 'the window [%, %) is empty', p_from, p_to USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.deliveries d SET status = 'pending', next_attempt_at = now(), horizon_from = now(), updated_at = now()
+    WHERE d.endpoint_id = p_endpoint_id AND d.status = 'dead' AND d.created_at >= p_from AND d.created_at < p_to;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n > 0 THEN
+        PERFORM booking_admin.wake_delivery_at_commit();
+    END IF;
+    RETURN n;
+END $$;
+
+-- Per endpoint over the attempts since p_since: seed 003's webhook statistics.
+CREATE FUNCTION booking_admin.delivery_stats(p_since timestamptz DEFAULT now() - interval '24 hours')
+RETURNS TABLE (endpoint_id uuid, tenant_id uuid, channel text, url text, enabled boolean, disabled_reason text,
+               pending bigint, dead bigint, attempts bigint, delivered bigint, success_rate numeric,
+               p50_ms double precision, p99_ms double precision, last_error text, last_attempt_at timestamptz)
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.require_operator();
+    RETURN QUERY
+    SELECT e.id, e.tenant_id, e.channel, e.url, e.enabled, e.disabled_reason,
+           (SELECT count(*) FROM booking_admin.deliveries d WHERE d.endpoint_id = e.id AND d.status IN ('pending', 'sending')),
+           (SELECT count(*) FROM booking_admin.deliveries d WHERE d.endpoint_id = e.id AND d.status = 'dead'),
+           a.n, a.ok,
+           CASE WHEN a.n > 0 THEN round(a.ok::numeric / a.n, 4) END,
+           a.p50, a.p99,
+           (SELECT coalesce(x.error, 'HTTP ' || x.status_code) FROM booking_admin.delivery_attempts x
+            WHERE x.endpoint_id = e.id AND x.outcome <> 'delivered' ORDER BY x.started_at DESC LIMIT 1),
+           a.last_at
+    FROM booking_admin.delivery_endpoints e
+    CROSS JOIN LATERAL (
+        SELECT count(*) AS n, count(*) FILTER (WHERE x.outcome = 'delivered') AS ok,
+               percentile_cont(0.5) WITHIN GROUP (ORDER BY x.duration_ms) AS p50,
+               percentile_cont(0.99) WITHIN GROUP (ORDER BY x.duration_ms) AS p99,
+               max(x.started_at) AS last_at
+        FROM booking_admin.delivery_attempts x WHERE x.endpoint_id = e.id AND x.started_at >= p_since) a
+    ORDER BY e.created_at;
+END $$;
+
+CREATE FUNCTION booking_admin.set_message_template(p_tenant_id uuid, p_event_type text, p_subject text,
+                                                    p_body_text text, p_body_html text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.require_operator();
+    PERFORM booking_admin.check_event_types(ARRAY[p_event_type]);
+    IF p_subject IS NULL OR p_body_text IS NULL THEN
+        RAISE EXCEPTION 'a template has a subject and a plain-text body' USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_admin.check_template(p_subject), booking_admin.check_template(p_body_text),
+            booking_admin.check_template(coalesce(p_body_html, ''));
+    INSERT INTO booking_admin.message_templates AS t (tenant_id, event_type, subject, body_text, body_html)
+    VALUES (p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html)
+    ON CONFLICT (tenant_id, event_type) DO UPDATE
+        SET subject = excluded.subject, body_text = excluded.body_text, body_html = excluded.body_html, updated_at = now();
+END $$;
+
+-- The values a template's placeholders take for one delivery (booking_engine.delivery's
+-- worker calls it when it sends an email or a Slack message). Times are in the customer's time
+-- zone, else the staff member's, else the tenant's.
+CREATE FUNCTION booking_admin.delivery_context(p_tenant_id uuid, p_event_type text, p_payload jsonb) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    WITH x AS (
+        SELECT t.name AS tenant_name, c.name AS customer_name, c.email AS customer_email, sv.name AS service_name,
+               st.name AS staff_name, coalesce(c.timezone, st.timezone, t.timezone, 'UTC') AS tz,
+               coalesce((p_payload ->> 'starts_at')::timestamptz, a.starts_at) AS starts_at,
+               coalesce((p_payload ->> 'ends_at')::timestamptz, a.ends_at) AS ends_at
+        FROM (SELECT 1) one
+        LEFT JOIN booking.tenants t ON t.id = p_tenant_id
+        LEFT JOIN booking.appointments a ON a.tenant_id = p_tenant_id AND a.id = (p_payload ->> 'appointment_id')::uuid
+        LEFT JOIN booking.customers c ON c.tenant_id = p_tenant_id AND c.id = coalesce((p_payload ->> 'customer_id')::uuid, a.customer_id)
+        LEFT JOIN booking.services sv ON sv.tenant_id = p_tenant_id AND sv.id = coalesce((p_payload ->> 'service_id')::uuid, a.service_id)
+        LEFT JOIN booking.staff st ON st.tenant_id = p_tenant_id AND st.id = coalesce((p_payload ->> 'staff_id')::uuid, a.staff_id)
+    )
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'event_type', p_event_type, 'tenant_name', x.tenant_name, 'customer_name', x.customer_name,
+        'customer_email', x.customer_email, 'service_name', x.service_name, 'staff_name', x.staff_name,
+        'time_zone', x.tz,
+        'starts_at_local', to_char(x.starts_at AT TIME ZONE x.tz, 'FMDay DD FMMonth YYYY, HH24:MI'),
+        'ends_at_local', to_char(x.ends_at AT TIME ZONE x.tz, 'FMDay DD FMMonth YYYY, HH24:MI'),
+        'date_local', to_char(x.starts_at AT TIME ZONE x.tz, 'YYYY-MM-DD'),
+        'time_local', to_char(x.starts_at AT TIME ZONE x.tz, 'HH24:MI'),
+        'appointment_id', p_payload ->> 'appointment_id', 'reason', p_payload ->> 'reason'))
+    FROM x
+$$;
+REVOKE ALL ON FUNCTION booking_admin.delivery_context(uuid, text, jsonb) FROM PUBLIC;
+
+-- Deliveries finished (delivered or dead) longer ago than retention_days (default 30) are
+-- deleted with their attempts.
+CREATE FUNCTION booking_admin.op_cleanup_deliveries(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM booking_admin.deliveries d
+    WHERE d.status IN ('delivered', 'dead')
+      AND d.updated_at < now() - make_interval(days => coalesce((p_settings ->> 'retention_days')::int, 30));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.op_cleanup_deliveries(jsonb) FROM PUBLIC;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('cleanup-deliveries', 'Delete finished deliveries and their attempts past retention', 'booking_admin.op_cleanup_deliveries',
+     '{"retention_days": 30}', 86400000, 3, 60000);
+
+REVOKE ALL ON FUNCTION booking_admin.create_endpoint(text, text[], uuid, text, jsonb),
+    booking_admin.update_endpoint(uuid, jsonb), booking_admin.disable_endpoint(uuid, text),
+    booking_admin.enable_endpoint(uuid), booking_admin.delete_endpoint(uuid),
+    booking_admin.rotate_endpoint_secret(uuid, interval, text), booking_admin.send_test_event(uuid, jsonb),
+    booking_admin.replay_delivery(uuid), booking_admin.replay_failed_deliveries(uuid, timestamptz, timestamptz),
+    booking_admin.delivery_stats(timestamptz), booking_admin.set_message_template(uuid, text, text, text, text)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_admin.create_endpoint(text, text[], uuid, text, jsonb),
+    booking_admin.update_endpoint(uuid, jsonb), booking_admin.disable_endpoint(uuid, text),
+    booking_admin.enable_endpoint(uuid), booking_admin.delete_endpoint(uuid),
+    booking_admin.rotate_endpoint_secret(uuid, interval, text), booking_admin.send_test_event(uuid, jsonb),
+    booking_admin.replay_delivery(uuid), booking_admin.replay_failed_deliveries(uuid, timestamptz, timestamptz),
+    booking_admin.delivery_stats(timestamptz), booking_admin.set_message_template(uuid, text, text, text, text)
+TO booking_operator;
+-- Reading: endpoints without their secrets, the deliveries, the ledger, the templates.
+GRANT SELECT ON booking_admin.delivery_endpoints, booking_admin.deliveries, booking_admin.delivery_attempts,
+    booking_admin.message_templates, booking_admin.delivery_event_types
+TO booking_operator;
+-- The Rust helpers above are building blocks of these functions, not for callers.
+REVOKE ALL ON FUNCTION booking_admin.generate_webhook_secret(), booking_admin.check_webhook_secret(text),
+    booking_admin.check_endpoint_url(text, text), booking_admin.check_template(text),
+    booking_admin.wake_delivery_at_commit(), booking_admin.delivery_wanted_at_commit()
+FROM PUBLIC;
