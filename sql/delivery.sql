@@ -200,6 +200,19 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION booking_admin.endpoint_json(booking_admin.delivery_endpoints) FROM PUBLIC;
 
+-- The per-endpoint limits, checked with a clear message before the row's CHECKs.
+CREATE FUNCTION booking_admin.check_endpoint_limits(p_max_in_flight text, p_timeout_ms text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_max_in_flight IS NOT NULL AND (p_max_in_flight !~ '^[0-9]{1,9}$' OR p_max_in_flight::int NOT BETWEEN 1 AND 64) THEN
+        RAISE EXCEPTION 'max_in_flight is a whole number from 1 to 64, not %', p_max_in_flight USING ERRCODE = '22023';
+    END IF;
+    IF p_timeout_ms IS NOT NULL AND (p_timeout_ms !~ '^[0-9]{1,9}$' OR p_timeout_ms::int NOT BETWEEN 100 AND 120000) THEN
+        RAISE EXCEPTION 'timeout_ms is a whole number from 100 to 120000, not %', p_timeout_ms USING ERRCODE = '22023';
+    END IF;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.check_endpoint_limits(text, text) FROM PUBLIC;
+
 CREATE FUNCTION booking_admin.create_endpoint(
     p_url text,
     p_event_types text[],
@@ -221,6 +234,7 @@ BEGIN
         RAISE EXCEPTION 'unknown endpoint option(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023',
             HINT = 'options are description, max_in_flight, timeout_ms and secret';
     END IF;
+    PERFORM booking_admin.check_endpoint_limits(p_options ->> 'max_in_flight', p_options ->> 'timeout_ms');
     IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
         RAISE EXCEPTION 'no tenant %', p_tenant_id USING ERRCODE = 'PT404';
     END IF;
@@ -267,6 +281,7 @@ BEGIN
     IF cardinality(v_unknown) > 0 THEN
         RAISE EXCEPTION 'unknown endpoint field(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023';
     END IF;
+    PERFORM booking_admin.check_endpoint_limits(p_changes ->> 'max_in_flight', p_changes ->> 'timeout_ms');
     IF v_enable IS FALSE AND p_changes ->> 'disabled_reason' IS NULL THEN
         RAISE EXCEPTION 'disabling an endpoint needs a disabled_reason' USING ERRCODE = '22023';
     END IF;
