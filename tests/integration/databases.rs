@@ -363,11 +363,28 @@ fn an_exhausted_budget_is_reported_and_queued_work_says_it_will_not_run() {
     // Room again: the database gets its workers and the queued statement runs.
     drop(reset);
     wait_until(&mut admin, WORKERS_WITHIN, "served once the budget allows", |a| workers(a, &db).len() == 1 + runners);
-    wait_until(&mut q, WORK_WITHIN, "the queued statement ran", |q| {
-        let st: postgres::types::Json<Value> =
-            q.query_one("SELECT booking_admin.admin_sql_status($1)", &[&audit_id]).unwrap().get(0);
-        st.0["outcome"] == "succeeded"
-    });
+    // The last status seen is in the failure message: a failed attempt waiting for its retry
+    // and a job nobody claimed look alike from the outcome alone.
+    let last = std::cell::RefCell::new(Value::Null);
+    let ran = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until(&mut q, WORK_WITHIN, "the queued statement ran", |q| {
+            let st: postgres::types::Json<Value> =
+                q.query_one("SELECT booking_admin.admin_sql_status($1)", &[&audit_id]).unwrap().get(0);
+            *last.borrow_mut() = st.0.clone();
+            st.0["outcome"] == "succeeded"
+        })
+    }));
+    if ran.is_err() {
+        let job: Option<postgres::types::Json<Value>> = q
+            .query_opt(
+                "SELECT to_jsonb(j) FROM booking_admin.jobs j WHERE j.id = ($1::jsonb ->> 'job_id')::uuid",
+                &[&*last.borrow()],
+            )
+            .ok()
+            .flatten()
+            .map(|r| r.get(0));
+        panic!("the queued statement did not succeed within {WORK_WITHIN:?}: status {} job {job:?}", last.borrow());
+    }
     drop(q);
     drop(c);
     drop_database(&mut admin, &db);
