@@ -1,21 +1,21 @@
--- The delivery worker's claim: up to $1 due deliveries, no endpoint beyond its max_in_flight
--- (counting what it is sending already), an endpoint whose circuit is open not at all, and one
--- whose cool-down ended (failures >= $2, the breaker threshold) one at a time, as a probe.
--- Returns what the worker needs to send each: the endpoint, its live secrets (newest first),
--- and for email and Slack the template and its placeholders' values.
+-- The delivery worker's claim: due deliveries, up to $1 in all and $3 per endpoint, of enabled
+-- endpoints whose circuit is closed (or whose cool-down ended: failures >= $2, the breaker
+-- threshold, makes the endpoint half-open), skipping the endpoints in $4 (those whose claimed
+-- deliveries the worker is still working through). Claimed deliveries are `sending` until the
+-- worker records them; it sends each endpoint's at most `max_in_flight` at a time (1 while
+-- half-open), returned here with what the worker needs to send each: the endpoint, its live
+-- secrets (newest first), and for email and Slack the template and its placeholders' values.
 WITH ep AS (
-    SELECT e.id,
-           CASE WHEN $2 > 0 AND e.consecutive_failures >= $2 THEN 1 ELSE e.max_in_flight END
-             - (SELECT count(*) FROM booking_admin.deliveries s WHERE s.endpoint_id = e.id AND s.status = 'sending') AS room
+    SELECT e.id
     FROM booking_admin.delivery_endpoints e
-    WHERE e.enabled AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= now())
+    WHERE e.enabled AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= now()) AND e.id <> ALL ($4)
 ), picked AS (
     SELECT d.id
     FROM ep CROSS JOIN LATERAL (
         SELECT d.id FROM booking_admin.deliveries d
         WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.next_attempt_at <= now()
         ORDER BY d.next_attempt_at
-        LIMIT greatest(ep.room, 0)
+        LIMIT $3
         FOR UPDATE SKIP LOCKED
     ) d
     LIMIT $1
@@ -28,6 +28,7 @@ RETURNING d.id, d.endpoint_id, d.attempts, d.message_id, d.event_type, d.payload
     to_char(d.event_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     d.tenant_id::text, d.event_id::text, (extract(epoch FROM d.horizon_from) * 1000)::int8,
     e.channel, e.url, e.timeout_ms,
+    CASE WHEN $2 > 0 AND e.consecutive_failures >= $2 THEN 1 ELSE e.max_in_flight END,
     ARRAY(SELECT s.secret FROM booking_admin.delivery_secrets s
           WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now()) ORDER BY s.created_at DESC),
     CASE WHEN e.channel <> 'webhook' THEN booking_admin.delivery_context(d.tenant_id, d.event_type, d.payload) END,

@@ -3,10 +3,12 @@
 //! attempts ledger and a circuit breaker per endpoint. The SQL side is sql/delivery.sql.
 //!
 //! Pure core: `signature`, `policy` (what follows an attempt), `hosts` (which URLs may be
-//! called), `template`, `message`; `send` is the network side (threads, no Postgres); `worker`
-//! and `api` are the Postgres adapters; `settings` the GUCs.
+//! called), `template`, `message`, `dispatch` (the worker's queue per endpoint); `send` is the
+//! network side (threads, no Postgres); `worker` and `api` are the Postgres adapters;
+//! `settings` the GUCs.
 
 pub mod api;
+pub mod dispatch;
 pub mod hosts;
 pub mod message;
 pub mod policy;

@@ -16,6 +16,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use super::dispatch::Dispatcher;
 use super::message::{context, email_parts, slack_body, webhook_body, Template};
 use super::policy::{next, Next, Rules, Sent};
 use super::send::{agent, Email, Finished, Outgoing, Payload, Pool, Signing};
@@ -32,6 +33,11 @@ const RELEASE_SQL: &str = include_str!("../../sql/queries/delivery_release.sql")
 /// The longest sleep without a wake-up: a safety net for a wake-up lost in a crash, not the
 /// way work is found.
 const MAX_SLEEP_MS: i64 = 60_000;
+/// Claimed deliveries the worker holds at most per sending thread (queued or in flight): claims
+/// run ahead of the network in large batches, one transaction for many sends.
+const AHEAD_PER_THREAD: usize = 16;
+/// Claimed deliveries one endpoint holds at most; more are claimed as these finish.
+const PER_ENDPOINT: i64 = 256;
 
 fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
@@ -59,6 +65,8 @@ struct Claimed {
     channel: String,
     url: Option<String>,
     timeout_ms: i32,
+    /// The endpoint's in-flight limit now (1 while its circuit is half-open).
+    limit: i32,
     secrets: Vec<String>,
     context: Option<Value>,
     template: Option<Value>,
@@ -160,12 +168,15 @@ fn installed() -> bool {
     Spi::get_one::<bool>("SELECT to_regclass('booking_admin.deliveries') IS NOT NULL").ok().flatten().unwrap_or(false)
 }
 
-fn claim(limit: usize, threshold: i32) -> Result<Option<Vec<Claimed>>, pgrx::spi::Error> {
-    if !installed() {
-        return Ok(None);
-    }
+/// Ids as the uuid[] parameter of the claim and next-due statements.
+fn uuid_array(ids: &[uuid::Uuid]) -> Vec<pgrx::Uuid> {
+    ids.iter().map(|u| pgrx::Uuid::from_bytes(*u.as_bytes())).collect()
+}
+
+fn claim(limit: usize, threshold: i32, skip: &[uuid::Uuid]) -> Result<Vec<Claimed>, pgrx::spi::Error> {
     Spi::connect_mut(|c| {
-        c.update(CLAIM_SQL, None, &[(limit as i64).into(), threshold.into()])?
+        let args = [(limit as i64).into(), threshold.into(), PER_ENDPOINT.into(), uuid_array(skip).into()];
+        c.update(CLAIM_SQL, None, &args)?
             .map(|r| {
                 Ok(Claimed {
                     id: uuid::Uuid::from_bytes(*r.get::<pgrx::Uuid>(1)?.expect("id").as_bytes()),
@@ -181,18 +192,18 @@ fn claim(limit: usize, threshold: i32) -> Result<Option<Vec<Claimed>>, pgrx::spi
                     channel: r.get(11)?.unwrap_or_default(),
                     url: r.get(12)?,
                     timeout_ms: r.get(13)?.unwrap_or(10_000),
-                    secrets: r.get::<Vec<String>>(14)?.unwrap_or_default(),
-                    context: r.get::<JsonB>(15)?.map(|j| j.0),
-                    template: r.get::<JsonB>(16)?.map(|j| j.0),
+                    limit: r.get(14)?.unwrap_or(1),
+                    secrets: r.get::<Vec<String>>(15)?.unwrap_or_default(),
+                    context: r.get::<JsonB>(16)?.map(|j| j.0),
+                    template: r.get::<JsonB>(17)?.map(|j| j.0),
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
-            .map(Some)
     })
 }
 
-fn next_due_ms(threshold: i32) -> Option<i64> {
-    Spi::get_one_with_args::<i64>(NEXT_DUE_SQL, &[threshold.into()]).ok().flatten()
+fn next_due_ms(skip: &[uuid::Uuid]) -> Option<i64> {
+    Spi::get_one_with_args::<i64>(NEXT_DUE_SQL, &[uuid_array(skip).into()]).ok().flatten()
 }
 
 #[pg_guard]
@@ -226,57 +237,70 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         pgrx::warning!("booking_engine delivery: releasing interrupted deliveries failed: {}", e.message);
     }
     // Claimed and not yet recorded: the horizon start of each, for the decision.
-    let mut in_flight: std::collections::HashMap<uuid::Uuid, i64> = std::collections::HashMap::new();
+    let mut claimed_at: std::collections::HashMap<uuid::Uuid, i64> = std::collections::HashMap::new();
+    let mut local: Dispatcher<Outgoing> = Dispatcher::new(concurrency);
+    let mut unsent: Vec<Finished> = Vec::new();
     loop {
         let threshold = settings::BREAKER_THRESHOLD.get();
-        let mut finished = pool.finished();
-        let room = concurrency.saturating_sub(in_flight.len());
-        let claimed = if room > 0 {
-            report_activity(Some("claiming deliveries"));
-            match try_in_transaction(|| claim(room, threshold)) {
-                Ok(Ok(Some(c))) => c,
-                // The extension is gone from this database.
-                Ok(Ok(None)) => return,
-                Ok(Err(e)) => {
-                    pgrx::warning!("booking_engine delivery: claiming failed: {e}");
-                    Vec::new()
-                }
-                Err(e) => {
-                    pgrx::warning!("booking_engine delivery: claiming failed: {}", e.message);
-                    Vec::new()
-                }
-            }
-        } else {
-            Vec::new()
-        };
-        let claimed_any = !claimed.is_empty();
-        for c in claimed {
-            in_flight.insert(c.id, c.horizon_from_ms);
-            match outgoing(&c) {
-                Ok(o) => pool.submit(o),
-                Err(why) => finished.push(unsendable(&c, why)),
-            }
+        let mut finished = std::mem::take(&mut unsent);
+        for f in pool.finished() {
+            local.done(f.endpoint_id);
+            finished.push(f);
         }
-        if !finished.is_empty() {
-            report_activity(Some("recording delivery attempts"));
+        let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(local.backlog());
+        let full = local.saturated(PER_ENDPOINT as usize);
+        let rows = if finished.is_empty() {
+            None
+        } else {
             let schedule = settings::schedule();
             let horizon = settings::RETRY_HORIZON_S.get();
             let rows: Vec<Value> = finished
                 .iter()
-                .map(|f| decided(f, in_flight.remove(&f.delivery_id).unwrap_or(0), &schedule, horizon))
+                .map(|f| decided(f, claimed_at.remove(&f.delivery_id).unwrap_or(0), &schedule, horizon))
                 .collect();
-            let args = [JsonB(Value::Array(rows)).into(), threshold.into(), settings::DISABLE_AFTER_S.get().into()];
-            if let Err(e) = try_in_transaction(|| Spi::run_with_args(RECORD_SQL, &args)) {
-                // The deliveries stay `sending`: the next worker start sends them again.
-                pgrx::warning!("booking_engine delivery: recording attempts failed: {}", e.message);
+            Some(JsonB(Value::Array(rows)))
+        };
+        let mut claimed = Vec::new();
+        if rows.is_some() || room > 0 {
+            report_activity(Some("recording and claiming deliveries"));
+            // One transaction records what finished and claims what is due.
+            let outcome = try_in_transaction(|| -> Result<Option<Vec<Claimed>>, pgrx::spi::Error> {
+                if !installed() {
+                    return Ok(None);
+                }
+                if let Some(rows) = rows {
+                    let disable_after = settings::DISABLE_AFTER_S.get();
+                    Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
+                }
+                Ok(Some(if room > 0 { claim(room, threshold, &full)? } else { Vec::new() }))
+            });
+            match outcome {
+                Ok(Ok(Some(c))) => claimed = c,
+                // The extension is gone from this database.
+                Ok(Ok(None)) => return,
+                // What finished stays `sending`: the next worker start sends it again.
+                Ok(Err(e)) => pgrx::warning!("booking_engine delivery: recording or claiming failed: {e}"),
+                Err(e) => pgrx::warning!("booking_engine delivery: recording or claiming failed: {}", e.message),
             }
         }
-        if claimed_any || !finished.is_empty() {
+        let busy = !claimed.is_empty() || !finished.is_empty();
+        for c in claimed {
+            claimed_at.insert(c.id, c.horizon_from_ms);
+            match outgoing(&c) {
+                Ok(o) => local.push(c.endpoint_id, c.limit.max(1) as usize, o),
+                Err(why) => unsent.push(unsendable(&c, why)),
+            }
+        }
+        while let Some(o) = local.next_ready() {
+            pool.submit(o);
+        }
+        if busy || !unsent.is_empty() {
             pg_sys::check_for_interrupts!();
             continue;
         }
         report_activity(None);
-        let due = try_in_transaction(|| next_due_ms(threshold)).ok().flatten();
+        let full = local.saturated(PER_ENDPOINT as usize);
+        let due = try_in_transaction(|| next_due_ms(&full)).ok().flatten();
         wait_latch_or_socket(Some(pool.wake_fd()), due.map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS)));
     }
 }

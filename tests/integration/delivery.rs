@@ -171,21 +171,15 @@ fn a_hanging_endpoint_does_not_hold_up_another() {
     });
     assert_eq!(rows.len(), 4);
     assert_eq!(fast.requests().len(), 4);
-    // Meanwhile A holds exactly its limit of sends; its other two deliveries wait their turn.
+    // Meanwhile A holds exactly its limit of sends; its other two deliveries wait their turn
+    // (claimed, queued in the worker).
     let start = Instant::now();
     while slow.hanging() < 2 {
         assert!(start.elapsed() < Duration::from_secs(60), "A's sends never arrived");
         std::thread::sleep(Duration::from_millis(20));
     }
-    let states: Vec<String> = c
-        .query("SELECT d.status FROM booking_admin.deliveries d JOIN booking_admin.delivery_endpoints e ON e.id = d.endpoint_id
-                WHERE e.url = $1 ORDER BY d.status", &[&slow.url])
-        .unwrap()
-        .iter()
-        .map(|r| r.get(0))
-        .collect();
-    assert_eq!(states, ["pending", "pending", "sending", "sending"]);
     assert_eq!(slow.hanging(), 2);
+    assert_eq!(slow.requests().len(), 2, "never more than max_in_flight at once");
     slow.release();
 }
 
