@@ -61,6 +61,11 @@ impl<T> Dispatcher<T> {
         None
     }
 
+    /// Whether `next_ready` would return an item.
+    pub fn has_ready(&self) -> bool {
+        self.active < self.threads && self.turns.iter().any(|e| self.lanes.get(e).is_some_and(|l| l.active < l.limit))
+    }
+
     /// A send of `endpoint` finished.
     pub fn done(&mut self, endpoint: Uuid) {
         if let Some(lane) = self.lanes.get_mut(&endpoint) {
@@ -102,8 +107,10 @@ mod tests {
         // The slow endpoint's sends never finish; the fast one's do, and its queue drains.
         d.done(fast);
         assert_eq!(d.next_ready(), None, "slow is at its limit, fast has nothing queued");
+        assert!(!d.has_ready());
         assert_eq!(d.saturated(4), vec![slow]);
         d.done(slow);
+        assert!(d.has_ready());
         assert_eq!(d.next_ready(), Some(("slow", 2)));
     }
 

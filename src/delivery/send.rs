@@ -1,17 +1,19 @@
 //! The network side of the delivery worker: a fixed pool of threads that send HTTP requests
 //! (ureq) and emails (lettre) and hand back what happened. The threads never call Postgres:
 //! the worker's main thread claims and records, and learns of finished sends through a socket
-//! its latch wait watches, so it sleeps until there is something to do.
+//! its latch wait watches, so it sleeps until there is something to do; the threads take the
+//! next send themselves, endpoint by endpoint within each one's limit.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
 
+use super::dispatch::Dispatcher;
 use super::hosts::HostRules;
 use super::policy::Sent;
 use super::signature::signature_header;
@@ -219,9 +221,11 @@ pub fn agent(rules: Arc<HostRules>, per_host: usize) -> ureq::Agent {
         .build()
 }
 
-/// The sending threads.
+/// The sending threads. They take work themselves from the per-endpoint queues
+/// (`Dispatcher`) as soon as they finish a send, so the network is kept busy while the
+/// worker's main thread is in a transaction.
 pub struct Pool {
-    jobs: mpsc::Sender<Outgoing>,
+    work: Arc<(Mutex<Dispatcher<Outgoing>>, Condvar)>,
     results: mpsc::Receiver<Finished>,
     wake: UnixStream,
 }
@@ -230,19 +234,30 @@ impl Pool {
     /// Starts `threads` senders. They block every signal, so Postgres's handlers keep running
     /// on the main thread.
     pub fn start(threads: usize, agent: ureq::Agent, smtp: Smtp) -> std::io::Result<Pool> {
-        let (jobs, queue) = mpsc::channel::<Outgoing>();
+        let work = Arc::new((Mutex::new(Dispatcher::new(threads)), Condvar::new()));
         let (done, results) = mpsc::channel::<Finished>();
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
-        let queue = Arc::new(Mutex::new(queue));
         for i in 0..threads.max(1) {
-            let (queue, done, agent, smtp) = (queue.clone(), done.clone(), agent.clone(), smtp.clone());
+            let (work, done, agent, smtp) = (work.clone(), done.clone(), agent.clone(), smtp.clone());
             let notify = notify.try_clone()?;
             std::thread::Builder::new().name(format!("delivery-{i}")).spawn(move || {
                 block_signals();
+                let (lock, ready) = &*work;
                 loop {
-                    let Ok(job) = queue.lock().map_err(drop).and_then(|q| q.recv().map_err(drop)) else { return };
-                    if done.send(send(&agent, &smtp, &job)).is_err() {
+                    let Ok(guard) = lock.lock() else { return };
+                    let Ok(mut queue) = ready.wait_while(guard, |q| !q.has_ready()) else { return };
+                    let Some(job) = queue.next_ready() else { continue };
+                    drop(queue);
+                    let finished = send(&agent, &smtp, &job);
+                    let endpoint = job.endpoint_id;
+                    match lock.lock() {
+                        Ok(mut q) => q.done(endpoint),
+                        Err(_) => return,
+                    }
+                    // A finished send may let another of the endpoint's go.
+                    ready.notify_all();
+                    if done.send(finished).is_err() {
                         return;
                     }
                     // A full socket buffer means a wake-up is pending already.
@@ -250,12 +265,27 @@ impl Pool {
                 }
             })?;
         }
-        Ok(Pool { jobs, results, wake })
+        Ok(Pool { work, results, wake })
     }
 
-    pub fn submit(&self, o: Outgoing) {
-        // The threads live as long as the pool; a send can only fail once they are gone.
-        let _ = self.jobs.send(o);
+    /// Queues a send for `endpoint`, whose in-flight limit is now `limit`.
+    pub fn push(&self, endpoint: Uuid, limit: usize, o: Outgoing) {
+        let (lock, ready) = &*self.work;
+        // The threads never panic while holding the lock; a poisoned one means they are gone.
+        if let Ok(mut q) = lock.lock() {
+            q.push(endpoint, limit, o);
+            ready.notify_all();
+        }
+    }
+
+    /// Sends queued or in flight, in all.
+    pub fn backlog(&self) -> usize {
+        self.work.0.lock().map_or(0, |q| q.backlog())
+    }
+
+    /// Endpoints with at least `n` sends queued or in flight.
+    pub fn saturated(&self, n: usize) -> Vec<Uuid> {
+        self.work.0.lock().map_or_else(|_| Vec::new(), |q| q.saturated(n))
     }
 
     /// The attempts finished since the last call.

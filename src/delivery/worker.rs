@@ -16,7 +16,6 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use super::dispatch::Dispatcher;
 use super::message::{context, email_parts, slack_body, webhook_body, Template};
 use super::policy::{next, Next, Rules, Sent};
 use super::send::{agent, Email, Finished, Outgoing, Payload, Pool, Signing};
@@ -238,17 +237,13 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     }
     // Claimed and not yet recorded: the horizon start of each, for the decision.
     let mut claimed_at: std::collections::HashMap<uuid::Uuid, i64> = std::collections::HashMap::new();
-    let mut local: Dispatcher<Outgoing> = Dispatcher::new(concurrency);
     let mut unsent: Vec<Finished> = Vec::new();
     loop {
         let threshold = settings::BREAKER_THRESHOLD.get();
         let mut finished = std::mem::take(&mut unsent);
-        for f in pool.finished() {
-            local.done(f.endpoint_id);
-            finished.push(f);
-        }
-        let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(local.backlog());
-        let full = local.saturated(PER_ENDPOINT as usize);
+        finished.extend(pool.finished());
+        let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(pool.backlog());
+        let full = pool.saturated(PER_ENDPOINT as usize);
         let rows = if finished.is_empty() {
             None
         } else {
@@ -287,19 +282,16 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         for c in claimed {
             claimed_at.insert(c.id, c.horizon_from_ms);
             match outgoing(&c) {
-                Ok(o) => local.push(c.endpoint_id, c.limit.max(1) as usize, o),
+                Ok(o) => pool.push(c.endpoint_id, c.limit.max(1) as usize, o),
                 Err(why) => unsent.push(unsendable(&c, why)),
             }
-        }
-        while let Some(o) = local.next_ready() {
-            pool.submit(o);
         }
         if busy || !unsent.is_empty() {
             pg_sys::check_for_interrupts!();
             continue;
         }
         report_activity(None);
-        let full = local.saturated(PER_ENDPOINT as usize);
+        let full = pool.saturated(PER_ENDPOINT as usize);
         let due = try_in_transaction(|| next_due_ms(&full)).ok().flatten();
         wait_latch_or_socket(Some(pool.wake_fd()), due.map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS)));
     }
