@@ -69,7 +69,7 @@ CREATE  FUNCTION booking."verify_webhook_signature"(
 	"timestamp" TEXT, /* Option < & str > */
 	"body" TEXT, /* Option < & str > */
 	"signature" TEXT, /* Option < & str > */
-	"tolerance_seconds" INT DEFAULT 300 /* i32 */
+	"tolerance_seconds" INT DEFAULT 300 /* Option < i32 > */
 ) RETURNS bool /* Result < bool, ErrorReport > */
 STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */

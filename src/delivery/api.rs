@@ -92,14 +92,15 @@ pub fn verify_webhook_signature(
     timestamp: Option<&str>,
     body: Option<&str>,
     signature: Option<&str>,
-    tolerance_seconds: default!(i32, 300),
+    tolerance_seconds: default!(Option<i32>, 300),
 ) -> Result<bool, ErrorReport> {
-    let (Some(secret), Some(msg_id), Some(ts), Some(body), Some(sig)) = (secret, msg_id, timestamp, body, signature)
+    let (Some(secret), Some(msg_id), Some(ts), Some(body), Some(sig), Some(tolerance)) =
+        (secret, msg_id, timestamp, body, signature, tolerance_seconds)
     else {
         return Err(DomainError::InvalidParameter("no argument may be NULL".into()).into());
     };
     let now = (crate::pg::convert::wall_clock_micros() / 1_000_000) as i64;
-    match verify(secret, msg_id, ts, body.as_bytes(), sig, now, i64::from(tolerance_seconds.max(0))) {
+    match verify(secret, msg_id, ts, body.as_bytes(), sig, now, i64::from(tolerance.max(0))) {
         Ok(()) => Ok(true),
         Err(Unverified::Secret(e)) => Err(DomainError::InvalidParameter(e.0).into()),
         Err(Unverified::Timestamp(_) | Unverified::NoMatch) => Ok(false),
