@@ -122,6 +122,8 @@ CREATE TABLE booking_admin.message_templates (
     updated_at timestamptz NOT NULL DEFAULT now(),
     UNIQUE NULLS NOT DISTINCT (tenant_id, event_type)
 );
+-- For the foreign key: a removed event type finds its templates without a scan.
+CREATE INDEX message_templates_event_type_idx ON booking_admin.message_templates (event_type);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.message_templates', 'WHERE tenant_id IS NOT NULL');
 INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, body_text, body_html) VALUES
     (NULL, 'booking.created', 'Your booking at {{tenant_name}} on {{date_local}}',
