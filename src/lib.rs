@@ -20,6 +20,7 @@ pub mod writer;
 pub mod admin;
 pub mod availability;
 pub mod jobs;
+pub mod metrics;
 pub mod security;
 
 ::pgrx::pg_module_magic!();
@@ -95,6 +96,18 @@ extension_sql_file!(
         admin::query_api::booking_admin::analyze_query,
     ]
 );
+extension_sql_file!(
+    "../sql/observability.sql",
+    name = "observability",
+    requires = [
+        "operator",
+        "events",
+        metrics::api::booking_admin::metrics_record,
+        metrics::api::booking_admin::metrics,
+        metrics::api::booking_admin::metrics_text,
+        jobs::api::booking_admin::worker_status,
+    ]
+);
 // Citus support: the distribute function (Citus itself is optional and never required).
 extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
@@ -108,6 +121,7 @@ pub extern "C-unwind" fn _PG_init() {
         writer::init();
         launcher::init();
         security::init();
+        metrics::init();
     }
 }
 
