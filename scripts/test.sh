@@ -62,8 +62,12 @@ fresh_database booking_it
 # So do the other databases the integration tests create (dump and restore, several databases
 # served at once): their schedulers must not move appointments as real time passes them either.
 # From here on the background workers serve every database where booking_engine is installed.
-BOOKING_EXTRA_CONF="booking_engine.now = '2026-03-01 00:00+01'" start_cluster test "$TEST_PORT"
+# The metrics worker serves booking_it's gauges on loopback (tests/integration/observability.rs).
+BOOKING_EXTRA_CONF="booking_engine.now = '2026-03-01 00:00+01'
+booking_engine.metrics_port = $METRICS_PORT
+booking_engine.metrics_database = 'booking_it'" start_cluster test "$TEST_PORT"
 export BOOKING_ENGINE_TEST_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=booking_it"
+export BOOKING_ENGINE_TEST_METRICS_PORT=$METRICS_PORT BOOKING_ENGINE_TEST_ARTEFACTS=$BOOKING_TMP/test/artefacts
 export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_BIN"
 cargo test --features integration --test integration
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.

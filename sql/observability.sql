@@ -113,8 +113,8 @@ BEGIN
     RETURN jsonb_build_object('status', v_worst, 'checked_at', clock_timestamp(), 'components', v_components);
 END $$;
 
--- What the dashboard page shows beside the metrics: today's bookings and refusals (in the
--- server's time zone), backlogs, open violations, the health report.
+-- What the dashboard page shows beside the metrics: today's bookings and refusals (since
+-- midnight in the session's time zone, by when they were made), backlogs, open violations, the health report.
 CREATE FUNCTION booking_admin.dashboard_data() RETURNS jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -123,9 +123,9 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
         'health', booking_admin.health(),
         'bookings_today', (SELECT count(*) FROM booking.booking_operations o
                            WHERE o.operation_type = 'create' AND o.status = 'completed'
-                             AND o.created_at >= date_trunc('day', booking.clock_now())),
+                             AND o.created_at >= date_trunc('day', now())),
         'refusals_today', (SELECT count(*) FROM booking.booking_operations o
-                           WHERE o.status = 'failed' AND o.created_at >= date_trunc('day', booking.clock_now())),
+                           WHERE o.status = 'failed' AND o.created_at >= date_trunc('day', now())),
         'jobs', (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
                     (SELECT status, count(*) n FROM booking_admin.jobs GROUP BY status) j),
         'undispatched_events', (SELECT count(*) FROM booking.events WHERE dispatched_at IS NULL),

@@ -11,6 +11,7 @@ mod databases;
 mod dump;
 mod fuzz;
 mod jobs;
+mod observability;
 mod operator;
 mod postgrest;
 mod security;
