@@ -113,6 +113,266 @@ BEGIN
     RETURN jsonb_build_object('status', v_worst, 'checked_at', clock_timestamp(), 'components', v_components);
 END $$;
 
+
+-- Alert rules (see the README's "Alert rules"): a condition that is either a read-only SELECT
+-- run in the security rules' sandbox (every row it returns is one alert instance; its columns
+-- become labels, a column named value the value) or a metric sample compared with a
+-- threshold. Instances go pending -> firing -> resolved (src/metrics/alerts.rs); firing and
+-- resolved are notified through booking.events (alert.firing, alert.resolved).
+CREATE TABLE booking_admin.alert_rules (
+    id              uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    name            text NOT NULL UNIQUE CHECK (name ~ '^[a-z][a-z0-9_]{0,62}$'),
+    severity        text NOT NULL CHECK (severity IN ('critical', 'high', 'medium', 'low')),
+    condition_sql   text,
+    metric          text,
+    operator        text CHECK (operator IN ('>', '>=', '<', '<=', '=', '!=')),
+    threshold       float8,
+    for_duration    interval NOT NULL DEFAULT '0',
+    keep_firing_for interval NOT NULL DEFAULT '0',
+    repeat_interval interval NOT NULL DEFAULT '4 hours',
+    labels          jsonb NOT NULL DEFAULT '{}',
+    annotations     jsonb NOT NULL DEFAULT '{}',
+    enabled         boolean NOT NULL DEFAULT true,
+    created_at      timestamptz NOT NULL DEFAULT now(),
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.alert_rules', '');
+
+CREATE TABLE booking_admin.alert_instances (
+    fingerprint      text PRIMARY KEY,
+    rule_id          uuid NOT NULL REFERENCES booking_admin.alert_rules (id) ON DELETE CASCADE,
+    rule_name        text NOT NULL,
+    severity         text NOT NULL,
+    labels           jsonb NOT NULL,
+    annotations      jsonb NOT NULL,
+    state            text NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
+    value            float8,
+    active_since     timestamptz NOT NULL,
+    started_at       timestamptz,
+    resolved_at      timestamptz,
+    last_notified_at timestamptz,
+    acknowledged_by  text,
+    acknowledged_at  timestamptz,
+    ack_note         text,
+    -- The lifecycle's own state (src/metrics/alerts.rs Instance); the columns above mirror it.
+    instance         jsonb NOT NULL,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX alert_instances_rule_idx ON booking_admin.alert_instances (rule_id);
+
+CREATE TABLE booking_admin.alert_silences (
+    id         uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    -- Label -> value; an instance is silenced when all of them match (alertname and severity
+    -- are labels too).
+    matchers   jsonb NOT NULL CHECK (jsonb_typeof(matchers) = 'object' AND matchers <> '{}'),
+    starts_at  timestamptz NOT NULL DEFAULT now(),
+    ends_at    timestamptz NOT NULL,
+    created_by text NOT NULL DEFAULT current_user,
+    comment    text,
+    CHECK (ends_at > starts_at)
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.alert_silences', '');
+
+CREATE TABLE booking_admin.alert_history (
+    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    fingerprint text NOT NULL,
+    rule_name   text NOT NULL,
+    event       text NOT NULL CHECK (event IN ('pending', 'firing', 'resolved', 'inactive', 'notified_firing',
+                                               'notified_resolved', 'acknowledged')),
+    at          timestamptz NOT NULL DEFAULT clock_timestamp(),
+    value       float8,
+    labels      jsonb NOT NULL DEFAULT '{}',
+    details     jsonb NOT NULL DEFAULT '{}'
+);
+CREATE INDEX alert_history_at_idx ON booking_admin.alert_history (at);
+CREATE INDEX alert_history_fingerprint_idx ON booking_admin.alert_history (fingerprint, at);
+
+-- Clear errors for a rule before it is stored: 22023 for the shape and durations, 2F003 or
+-- 42601 for a condition that is not one plain SELECT, 22023 for an unknown metric.
+CREATE FUNCTION booking_admin.alert_rules_check() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    IF (NEW.condition_sql IS NULL) = (NEW.metric IS NULL) THEN
+        RAISE EXCEPTION 'alert rule %: give either condition_sql or metric (with operator and threshold)', NEW.name
+            USING ERRCODE = '22023';
+    END IF;
+    IF NEW.metric IS NOT NULL AND (NEW.operator IS NULL OR NEW.threshold IS NULL
+                                   OR NEW.threshold IN ('NaN', 'Infinity', '-Infinity')) THEN
+        RAISE EXCEPTION 'alert rule %: a metric rule needs an operator and a finite threshold', NEW.name
+            USING ERRCODE = '22023';
+    END IF;
+    IF NEW.for_duration < '0' OR NEW.keep_firing_for < '0' OR NEW.repeat_interval <= '0' THEN
+        RAISE EXCEPTION 'alert rule %: for_duration and keep_firing_for must not be negative, repeat_interval must be positive', NEW.name
+            USING ERRCODE = '22023';
+    END IF;
+    IF jsonb_typeof(NEW.labels) <> 'object' OR jsonb_typeof(NEW.annotations) <> 'object' THEN
+        RAISE EXCEPTION 'alert rule %: labels and annotations must be JSON objects', NEW.name USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_admin.check_alert_rule(NEW.condition_sql, NEW.metric);
+    NEW.updated_at := now();
+    RETURN NEW;
+END $$;
+CREATE TRIGGER alert_rules_check BEFORE INSERT OR UPDATE ON booking_admin.alert_rules
+    FOR EACH ROW EXECUTE FUNCTION booking_admin.alert_rules_check();
+
+-- Stores one instance's next state (decided in src/metrics/alert_api.rs), keeps the history,
+-- and writes the notification as a booking.events row of the operations tenant (the fixed id
+-- below, created on first use: booking.events rows belong to a tenant, alerts to none).
+CREATE FUNCTION booking_admin.alert_apply(p_doc jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    i jsonb := p_doc -> 'instance';
+    v_fp text := p_doc ->> 'fingerprint';
+    v_state text := i ->> 'state';
+    v_ops uuid := '00000000-0000-0000-0000-000000000000';
+    v_row booking_admin.alert_instances;
+BEGIN
+    IF i IS NULL OR jsonb_typeof(i) = 'null' THEN
+        DELETE FROM booking_admin.alert_instances WHERE fingerprint = v_fp;
+        IF p_doc ->> 'previous' = 'pending' THEN
+            INSERT INTO booking_admin.alert_history (fingerprint, rule_name, event, value, labels)
+            VALUES (v_fp, p_doc ->> 'rule', 'inactive', (p_doc ->> 'value')::float8, p_doc -> 'labels');
+        END IF;
+        RETURN;
+    END IF;
+    INSERT INTO booking_admin.alert_instances AS a (fingerprint, rule_id, rule_name, severity, labels, annotations, state,
+        value, active_since, started_at, resolved_at, last_notified_at, instance, updated_at)
+    VALUES (v_fp, (p_doc ->> 'rule_id')::uuid, p_doc ->> 'rule', p_doc ->> 'severity', p_doc -> 'labels',
+        p_doc -> 'annotations', v_state, (i ->> 'value')::float8, to_timestamp((i ->> 'active_since')::float8),
+        to_timestamp((i ->> 'fired_at')::float8), to_timestamp((i ->> 'resolved_at')::float8),
+        to_timestamp((i ->> 'last_notified')::float8), i, clock_timestamp())
+    ON CONFLICT (fingerprint) DO UPDATE SET
+        state = excluded.state, value = excluded.value, annotations = excluded.annotations,
+        active_since = excluded.active_since, started_at = excluded.started_at, resolved_at = excluded.resolved_at,
+        last_notified_at = excluded.last_notified_at, instance = excluded.instance, updated_at = excluded.updated_at
+    RETURNING * INTO v_row;
+    IF v_state IS DISTINCT FROM p_doc ->> 'previous' THEN
+        INSERT INTO booking_admin.alert_history (fingerprint, rule_name, event, value, labels)
+        VALUES (v_fp, v_row.rule_name, v_state, v_row.value, v_row.labels);
+    END IF;
+    IF p_doc ->> 'notify' IS NOT NULL THEN
+        INSERT INTO booking.tenants (id, name) VALUES (v_ops, 'booking_engine operations') ON CONFLICT (id) DO NOTHING;
+        PERFORM booking.emit_event(v_ops, 'alert.' || (p_doc ->> 'notify'), jsonb_build_object(
+            'rule', v_row.rule_name, 'severity', v_row.severity, 'state', v_state, 'labels', v_row.labels,
+            'annotations', v_row.annotations, 'fingerprint', v_fp, 'value', v_row.value,
+            'started_at', v_row.started_at, 'resolved_at', v_row.resolved_at));
+        INSERT INTO booking_admin.alert_history (fingerprint, rule_name, event, value, labels)
+        VALUES (v_fp, v_row.rule_name, 'notified_' || (p_doc ->> 'notify'), v_row.value, v_row.labels);
+    END IF;
+END $$;
+
+-- Acknowledges a firing or pending instance: who, when, a note. Mutes its reminders (not its
+-- resolve notification) until it resolves.
+CREATE FUNCTION booking_admin.acknowledge_alert(p_fingerprint text, p_note text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_row booking_admin.alert_instances;
+BEGIN
+    UPDATE booking_admin.alert_instances
+    SET acknowledged_by = session_user, acknowledged_at = clock_timestamp(), ack_note = p_note,
+        instance = jsonb_set(instance, '{acknowledged}', 'true'), updated_at = clock_timestamp()
+    WHERE fingerprint = p_fingerprint AND state <> 'resolved'
+    RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no pending or firing alert with fingerprint %', coalesce(p_fingerprint, 'NULL')
+            USING ERRCODE = 'P0002';
+    END IF;
+    INSERT INTO booking_admin.alert_history (fingerprint, rule_name, event, value, labels, details)
+    VALUES (v_row.fingerprint, v_row.rule_name, 'acknowledged', v_row.value, v_row.labels,
+            jsonb_build_object('by', v_row.acknowledged_by, 'note', p_note));
+    RETURN to_jsonb(v_row) - 'instance';
+END $$;
+
+-- Silences instances whose labels match every matcher until p_until: they change state but
+-- notify nothing (a firing instance still firing when the silence ends is notified then).
+CREATE FUNCTION booking_admin.silence_alerts(p_matchers jsonb, p_until timestamptz, p_comment text DEFAULT NULL)
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    IF p_matchers IS NULL OR jsonb_typeof(p_matchers) <> 'object' OR p_matchers = '{}'
+       OR EXISTS (SELECT FROM jsonb_each(p_matchers) m WHERE jsonb_typeof(m.value) <> 'string') THEN
+        RAISE EXCEPTION 'p_matchers must be a non-empty JSON object of label names to string values'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_until IS NULL OR p_until <= clock_timestamp() THEN
+        RAISE EXCEPTION 'p_until must be in the future' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO booking_admin.alert_silences (matchers, starts_at, ends_at, created_by, comment)
+    VALUES (p_matchers, clock_timestamp(), p_until, session_user, p_comment) RETURNING id INTO v_id;
+    RETURN v_id;
+END $$;
+
+-- Seed 003's default rules, adapted to a database. Inserted on request (existing names are
+-- left as they are); returns how many were added.
+CREATE FUNCTION booking_admin.init_default_alert_rules() RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    WITH added AS (
+        INSERT INTO booking_admin.alert_rules (name, severity, condition_sql, metric, operator, threshold,
+                                               for_duration, annotations) VALUES
+        ('dead_letters_present', 'high',
+         'SELECT handler, count(*) AS value FROM booking_admin.jobs WHERE status = ''dead'' GROUP BY handler',
+         NULL, NULL, NULL, '0', '{"summary": "{{ $value }} dead {{ $labels.handler }} jobs"}'),
+        ('job_queue_backlog', 'high',
+         'SELECT extract(epoch FROM clock_timestamp() - min(scheduled_at)) AS value FROM booking_admin.jobs
+          WHERE status IN (''pending'', ''failed'') AND scheduled_at <= clock_timestamp()
+          HAVING min(scheduled_at) < clock_timestamp() - interval ''5 minutes''',
+         NULL, NULL, NULL, '2 minutes', '{"summary": "the oldest due job waits for {{ $value }} s"}'),
+        ('delivery_backlog', 'medium',
+         'SELECT count(*) AS value FROM booking.events WHERE dispatched_at IS NULL
+          HAVING min(created_at) < clock_timestamp() - interval ''10 minutes''',
+         NULL, NULL, NULL, '5 minutes', '{"summary": "{{ $value }} events wait for delivery"}'),
+        ('booking_refusals_high', 'medium',
+         'SELECT count(*) FILTER (WHERE status = ''failed'')::float8 / count(*) AS value FROM booking.booking_operations
+          WHERE created_at > clock_timestamp() - interval ''15 minutes'' HAVING count(*) >= 20
+             AND count(*) FILTER (WHERE status = ''failed'') > 0.5 * count(*)',
+         NULL, NULL, NULL, '10 minutes', '{"summary": "{{ $value }} of recent booking operations were refused"}'),
+        ('connection_saturation', 'critical',
+         'SELECT count(*)::float8 / current_setting(''max_connections'')::float8 AS value FROM pg_stat_activity
+          WHERE backend_type = ''client backend''
+          HAVING count(*) > 0.9 * current_setting(''max_connections'')::int',
+         NULL, NULL, NULL, '2 minutes', '{"summary": "{{ $value }} of max_connections in use"}'),
+        ('cache_hit_ratio_low', 'low', NULL, 'booking_pg_cache_hit_ratio', '<', 0.9, '30 minutes',
+         '{"summary": "cache hit ratio {{ $value }}"}'),
+        ('long_transaction', 'medium', NULL, 'booking_pg_longest_transaction_seconds', '>', 600, '0',
+         '{"summary": "a transaction has been open for {{ $value }} s"}'),
+        ('critical_security_violations', 'critical', NULL, 'booking_security_violations_open', '>', 0, '0',
+         '{"summary": "{{ $value }} open {{ $labels.severity }} security violations"}'),
+        ('metrics_dropped', 'low', NULL, 'booking_metrics_dropped_total', '>', 0, '0',
+         '{"summary": "{{ $labels.metric }} reached its series cap"}')
+        ON CONFLICT (name) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*)::int FROM added
+$$;
+
+-- Scheduled: evaluate every 15 seconds, and keep 30 days of history.
+CREATE FUNCTION booking_admin.op_evaluate_alert_rules(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    DELETE FROM booking_admin.alert_history
+    WHERE at < clock_timestamp() - make_interval(days => coalesce((p_settings ->> 'retention_days')::int, 30));
+    RETURN (booking_admin.evaluate_alert_rules() ->> 'notifications')::int;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('evaluate-alerts', 'Evaluate the alert rules and notify firing and resolved alerts', 'booking_admin.op_evaluate_alert_rules',
+     '{"retention_days": 30}', 15000, 3, 60000);
+
+GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.alert_rules TO booking_operator;
+GRANT SELECT ON booking_admin.alert_instances, booking_admin.alert_silences, booking_admin.alert_history TO booking_operator;
+GRANT DELETE ON booking_admin.alert_silences TO booking_operator;
+GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_admin.silence_alerts(jsonb, timestamptz, text),
+    booking_admin.init_default_alert_rules()
+TO booking_operator;
+
 -- What the dashboard page shows beside the metrics: today's bookings and refusals (since
 -- midnight in the session's time zone, by when they were made), backlogs, open violations, the health report.
 CREATE FUNCTION booking_admin.dashboard_data() RETURNS jsonb
@@ -132,6 +392,10 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
         'violations', (SELECT coalesce(jsonb_object_agg(severity, n), '{}') FROM
                     (SELECT severity, count(*) n FROM booking_admin.security_violations
                      WHERE status <> 'resolved' GROUP BY severity) v),
+        'alerts', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', a.rule_name, 'severity', a.severity,
+                        'started_at', a.started_at, 'fingerprint', a.fingerprint,
+                        'acknowledged', a.acknowledged_at IS NOT NULL) ORDER BY a.started_at), '[]')
+                   FROM booking_admin.alert_instances a WHERE a.state = 'firing'),
         'cache_hit_ratio', (SELECT round(coalesce(blks_hit::numeric / nullif(blks_hit + blks_read, 0), 1), 4)
                             FROM pg_stat_database WHERE datname = current_database()))
 $$;

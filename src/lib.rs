@@ -105,6 +105,8 @@ extension_sql_file!(
         metrics::api::booking_admin::metrics_record,
         metrics::api::booking_admin::metrics,
         metrics::api::booking_admin::metrics_text,
+        metrics::alert_api::booking_admin::evaluate_alert_rules,
+        metrics::alert_api::booking_admin::check_alert_rule,
         jobs::api::booking_admin::worker_status,
     ]
 );

@@ -12,3 +12,8 @@ SELECT 'booking_security_violations_open', ARRAY[s.severity], count(v.id)::float
 FROM unnest(ARRAY['critical', 'high', 'medium', 'low']) s(severity)
 LEFT JOIN booking_admin.security_violations v ON v.severity = s.severity AND v.status <> 'resolved'
 GROUP BY s.severity
+UNION ALL
+SELECT 'booking_alerts_firing', ARRAY[s.severity], count(a.fingerprint)::float8
+FROM unnest(ARRAY['critical', 'high', 'medium', 'low']) s(severity)
+LEFT JOIN booking_admin.alert_instances a ON a.severity = s.severity AND a.state = 'firing'
+GROUP BY s.severity

@@ -68,7 +68,7 @@ metrics! {
     WorkerStarts = Counter Counted "booking_worker_starts" ["worker"] &[], 20,
         "Background worker starts by kind; more than one per kind means restarts.";
     AlertNotifications = Counter Counted "booking_alert_notifications" ["state"] &[], 10,
-        "Alert notifications written to booking.events (alert.firing, alert.resolved).";
+        "Alert notifications written to booking.events, by state (firing, resolved).";
     MetricsDropped = Counter Counted "booking_metrics_dropped" ["metric"] &[], 0,
         "Changes not recorded because their metric reached its series cap or the table was full.";
     Jobs = Gauge Sql "booking_jobs" ["status"] &[], 0,

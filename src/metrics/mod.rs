@@ -26,10 +26,13 @@
 //! # Layout
 //!
 //! `defs` (declarations), `registry` (the lock-free series table, pure), `expose` (the two
-//! text formats, pure), `http` (request parsing and routing, pure), `dashboard` (the HTML page, pure) are unit-tested without a
+//! text formats, pure), `http` (request parsing and routing, pure), `dashboard` (the HTML page, pure), `alerts` (the alert lifecycle, pure) are unit-tested without a
 //! server; `record` is the backend side (pending changes, the commit hook, the shared-memory
-//! arena), `api` the SQL functions, `server` the background worker.
+//! arena), `api` the SQL functions, `alert_api` the alert evaluation, `server` the background
+//! worker.
 
+pub mod alert_api;
+pub mod alerts;
 pub mod api;
 pub mod dashboard;
 pub mod defs;
