@@ -89,6 +89,9 @@ fn load<T: for<'de> Deserialize<'de>>(sql: &str, args: &[pgrx::datum::DatumWithO
 }
 
 fn evaluate() -> DomainResult<Value> {
+    // One evaluation at a time (the scheduler's and a manual one): each reads the instances,
+    // decides, and writes; two at once would both notify the same change.
+    Spi::run("SELECT pg_advisory_xact_lock(hashtext('booking_engine alert evaluation'))")?;
     let now = Spi::get_one::<f64>("SELECT extract(epoch FROM clock_timestamp())::float8")?.unwrap_or(0.0);
     let rules: Vec<Rule> = load(
         "SELECT coalesce(jsonb_agg(to_jsonb(r) - 'for_duration' - 'keep_firing_for' - 'repeat_interval' || jsonb_build_object(

@@ -298,3 +298,143 @@ fn the_dashboard_renders_in_headless_chromium() {
         .unwrap();
     assert!(shot_run.status.success() && shot.exists(), "{}", String::from_utf8_lossy(&shot_run.stderr));
 }
+
+/// A probe table the rule's condition reads: the test sets what holds.
+struct AlertProbe {
+    table: String,
+    rule: String,
+}
+
+impl AlertProbe {
+    fn new(c: &mut Client, for_duration: &str, keep_firing_for: &str) -> AlertProbe {
+        let id = Uuid::new_v4().simple().to_string();
+        let p = AlertProbe { table: format!("public.alert_probe_{id}"), rule: format!("it_{id}") };
+        c.batch_execute(&format!("CREATE TABLE {} (v int NOT NULL)", p.table)).unwrap();
+        c.execute(
+            "INSERT INTO booking_admin.alert_rules (name, severity, condition_sql, for_duration, keep_firing_for,
+                 annotations) VALUES ($1, 'high', $2, $3::text::interval, $4::text::interval,
+                 '{\"summary\": \"probe at {{ $value }}\"}')",
+            &[&p.rule, &format!("SELECT v AS value FROM {} WHERE v > 0", p.table), &for_duration, &keep_firing_for],
+        )
+        .unwrap();
+        p
+    }
+
+    fn set(&self, c: &mut Client, v: i32) {
+        c.batch_execute(&format!("DELETE FROM {0}; INSERT INTO {0} VALUES ({v})", self.table)).unwrap();
+    }
+
+    fn evaluate(&self, c: &mut Client) -> Option<String> {
+        c.execute("SELECT booking_admin.evaluate_alert_rules()", &[]).unwrap();
+        self.state(c)
+    }
+
+    fn state(&self, c: &mut Client) -> Option<String> {
+        c.query_opt("SELECT state FROM booking_admin.alert_instances WHERE rule_name = $1", &[&self.rule])
+            .unwrap()
+            .map(|r| r.get(0))
+    }
+
+    /// Evaluates until the instance is in `state` (None: gone).
+    fn evaluate_until(&self, c: &mut Client, state: Option<&str>) {
+        poll(&format!("alert {} to be {state:?}", self.rule), Duration::from_secs(30), || {
+            (self.evaluate(c).as_deref() == state).then_some(())
+        });
+    }
+
+    fn events(&self, c: &mut Client, kind: &str) -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM booking.events WHERE event_type = $1 AND payload ->> 'rule' = $2",
+            &[&format!("alert.{kind}"), &self.rule],
+        )
+        .unwrap()
+        .get(0)
+    }
+}
+
+#[test]
+fn alerts_go_pending_firing_resolved_with_one_notification_each() {
+    let mut c = connect();
+    let p = AlertProbe::new(&mut c, "2 seconds", "3 seconds");
+    // Held shorter than `for`: pending, then inactive, never notified.
+    p.set(&mut c, 1);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("pending"));
+    p.set(&mut c, 0);
+    assert_eq!(p.evaluate(&mut c), None);
+    assert_eq!(p.events(&mut c, "firing"), 0);
+    // Held longer: firing, notified once however often it is evaluated.
+    p.set(&mut c, 7);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("pending"));
+    p.evaluate_until(&mut c, Some("firing"));
+    p.evaluate(&mut c);
+    assert_eq!(p.events(&mut c, "firing"), 1);
+    let payload: serde_json::Value = c
+        .query_one(
+            "SELECT payload FROM booking.events WHERE event_type = 'alert.firing' AND payload ->> 'rule' = $1",
+            &[&p.rule],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(payload["severity"], "high");
+    assert_eq!(payload["value"], 7.0);
+    assert_eq!(payload["annotations"]["summary"], "probe at 7");
+    assert_eq!(payload["labels"]["alertname"], p.rule.as_str());
+    assert!(payload["started_at"].is_string() && payload["fingerprint"].is_string(), "{payload}");
+    // Acknowledged: who, when and the note are kept.
+    let fp = payload["fingerprint"].as_str().unwrap().to_string();
+    c.execute("SELECT booking_admin.acknowledge_alert($1, 'looking into it')", &[&fp]).unwrap();
+    let row = c
+        .query_one("SELECT acknowledged_by, ack_note, acknowledged_at IS NOT NULL FROM booking_admin.alert_instances WHERE fingerprint = $1", &[&fp])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, bool>(2)),
+        ("postgres".into(), "looking into it".into(), true)
+    );
+    // Flapping within keep_firing_for: still firing, no new notification.
+    p.set(&mut c, 0);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    p.set(&mut c, 7);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    assert_eq!(p.events(&mut c, "firing"), 1);
+    // Cleared for longer than keep_firing_for: resolved, notified once.
+    p.set(&mut c, 0);
+    p.evaluate_until(&mut c, Some("resolved"));
+    p.evaluate(&mut c);
+    assert_eq!(p.events(&mut c, "resolved"), 1);
+    assert_eq!(p.events(&mut c, "firing"), 1);
+    let history: Vec<String> = c
+        .query("SELECT event FROM booking_admin.alert_history WHERE rule_name = $1 ORDER BY id", &[&p.rule])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "pending",
+            "inactive",
+            "pending",
+            "firing",
+            "notified_firing",
+            "acknowledged",
+            "resolved",
+            "notified_resolved"
+        ]
+    );
+}
+
+#[test]
+fn a_silence_suppresses_notifications_but_not_state() {
+    let mut c = connect();
+    let p = AlertProbe::new(&mut c, "0", "0");
+    c.execute(
+        "SELECT booking_admin.silence_alerts(jsonb_build_object('alertname', $1::text), clock_timestamp() + interval '1 hour', 'maintenance')",
+        &[&p.rule],
+    )
+    .unwrap();
+    p.set(&mut c, 1);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    p.set(&mut c, 0);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("resolved"));
+    assert_eq!(p.events(&mut c, "firing") + p.events(&mut c, "resolved"), 0);
+}

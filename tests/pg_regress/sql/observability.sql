@@ -55,3 +55,40 @@ SELECT p.proname, has_function_privilege('booking_operator', p.oid, 'EXECUTE') A
 FROM pg_proc p WHERE p.pronamespace = 'booking_admin'::regnamespace
   AND p.proname IN ('metrics', 'metrics_text', 'metrics_record', 'health', 'dashboard_data', 'metrics_on_event')
 ORDER BY 1;
+
+-- Alert rules: bad rules are refused with clear errors.
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('w', 'high', 'DELETE FROM booking.tenants')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('w', 'high', 'SELECT 1; SELECT 2')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('w', 'high', 'WITH d AS (DELETE FROM booking.tenants RETURNING 1) SELECT * FROM d')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('w', 'high', 'SELEC 1')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity) VALUES ('w', 'high')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold) VALUES ('w', 'high', 'no_such_metric', '>', 1)$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold) VALUES ('w', 'high', 'booking_jobs', '>', 'NaN')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold) VALUES ('w', 'high', 'booking_jobs', '~', 1)$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold, for_duration) VALUES ('w', 'high', 'booking_jobs', '>', 1, '-5 minutes')$$);
+SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold) VALUES ('w', 'urgent', 'booking_jobs', '>', 1)$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.silence_alerts('{}', now() + interval '1 hour')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.silence_alerts('{"alertname": "x"}', now() - interval '1 hour')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.acknowledge_alert('nope')$$);
+
+-- Rules that pass the parser but misbehave at run time are stopped by the sandbox and reported;
+-- the metric rule sees the job queue gauges.
+SET booking_engine.rule_timeout_ms = 200;
+INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES
+    ('sleeps', 'low', 'SELECT 1 AS value FROM pg_sleep(30)'),
+    ('writes', 'low', 'SELECT nextval(''booking_admin.alert_history_id_seq'') AS value');
+INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold, labels, annotations) VALUES
+    ('no_dead_jobs', 'medium', 'booking_jobs', '=', 0, '{"team": "ops"}', '{"summary": "{{ $labels.status }} is {{ $value }}"}');
+SELECT r ->> 'rules_evaluated' AS rules, r ->> 'firing' AS firing, r ->> 'notifications' AS notifications,
+       jsonb_path_query_array(r -> 'errors', '$[*].rule') AS failed_rules,
+       (SELECT array_agg(left(e ->> 'error', 40) ORDER BY e ->> 'rule') FROM jsonb_array_elements(r -> 'errors') e) AS why
+FROM booking_admin.evaluate_alert_rules() r;
+SELECT labels ->> 'status' AS status, labels ->> 'team' AS team, state, annotations ->> 'summary' AS summary
+FROM booking_admin.alert_instances ORDER BY 1;
+SELECT event_type, payload ->> 'rule' AS rule, payload -> 'labels' ->> 'status' AS status
+FROM booking.events WHERE event_type LIKE 'alert.%' ORDER BY 3;
+SELECT value FROM booking_admin.metrics() WHERE metric = 'booking_alerts_firing' AND labels ->> 'severity' = 'medium';
+SELECT booking_admin.init_default_alert_rules() AS defaults_added, booking_admin.init_default_alert_rules() AS again;
+-- The default rules all run (the two broken rules above removed).
+DELETE FROM booking_admin.alert_rules WHERE name IN ('sleeps', 'writes');
+SELECT booking_admin.evaluate_alert_rules() -> 'errors' AS errors_with_defaults;
