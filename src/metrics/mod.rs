@@ -42,6 +42,9 @@ pub mod record;
 pub mod registry;
 pub mod server;
 
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
 /// Sets up the metric table and registers the HTTP worker; called from `_PG_init` when
 /// preloaded.
 pub fn init() {
