@@ -222,7 +222,7 @@ fn register_metrics() {
         c"Each tenant takes one series per operation and outcome.",
         &METRICS_MAX_TENANT_SERIES,
         0,
-        5000,
+        10_000,
         GucContext::Suset,
         GucFlags::default(),
     );

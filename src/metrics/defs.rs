@@ -51,7 +51,7 @@ metrics! {
         "Idempotent booking operations (create, reschedule, cancel) finished, by outcome and refusal code; counted at commit.";
     BookingEvents = Counter Counted "booking_events" ["type"] &[], 100,
         "Events written to booking.events (booking.created, booking.cancelled, waitlist.notified, conflict.detected...); counted at commit.";
-    TenantOperations = Counter Counted "booking_tenant_operations" ["tenant", "operation", "outcome"] &[], 5000,
+    TenantOperations = Counter Counted "booking_tenant_operations" ["tenant", "operation", "outcome"] &[], 10_000,
         "booking_operations per tenant, only when booking_engine.metrics_tenant_labels is on (capped by booking_engine.metrics_max_tenants).";
     SlotQueries = Histogram Counted "booking_slot_query_duration_seconds" ["function"] LATENCY, 20,
         "Time to compute available slots, by SQL function; observed at commit.";
