@@ -133,6 +133,9 @@ CREATE TABLE booking_admin.alert_rules (
     labels          jsonb NOT NULL DEFAULT '{}',
     annotations     jsonb NOT NULL DEFAULT '{}',
     enabled         boolean NOT NULL DEFAULT true,
+    -- condition_sql runs as this role: whoever last wrote the rule (set by alert_rules_check),
+    -- so an operator's rule reads what the operator may read, even when the scheduler runs it.
+    run_as          regrole NOT NULL DEFAULT current_user::regrole,
     created_at      timestamptz NOT NULL DEFAULT now(),
     updated_at      timestamptz NOT NULL DEFAULT now()
 );
@@ -188,9 +191,10 @@ CREATE INDEX alert_history_at_idx ON booking_admin.alert_history (at);
 CREATE INDEX alert_history_fingerprint_idx ON booking_admin.alert_history (fingerprint, at);
 
 -- Clear errors for a rule before it is stored: 22023 for the shape and durations, 2F003 or
--- 42601 for a condition that is not one plain SELECT, 22023 for an unknown metric.
+-- 42601 for a condition that is not one plain SELECT, 22023 for an unknown metric. Runs as the
+-- writer (not SECURITY DEFINER), who becomes the role the condition runs as.
 CREATE FUNCTION booking_admin.alert_rules_check() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
+LANGUAGE plpgsql
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
     IF (NEW.condition_sql IS NULL) = (NEW.metric IS NULL) THEN
@@ -210,6 +214,7 @@ BEGIN
         RAISE EXCEPTION 'alert rule %: labels and annotations must be JSON objects', NEW.name USING ERRCODE = '22023';
     END IF;
     PERFORM booking_admin.check_alert_rule(NEW.condition_sql, NEW.metric);
+    NEW.run_as := current_user::regrole;
     NEW.updated_at := now();
     RETURN NEW;
 END $$;
@@ -370,8 +375,63 @@ GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.alert_rules TO booking_ope
 GRANT SELECT ON booking_admin.alert_instances, booking_admin.alert_silences, booking_admin.alert_history TO booking_operator;
 GRANT DELETE ON booking_admin.alert_silences TO booking_operator;
 GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_admin.silence_alerts(jsonb, timestamptz, text),
-    booking_admin.init_default_alert_rules()
+    booking_admin.init_default_alert_rules(), booking_admin.check_alert_rule(text, text)
 TO booking_operator;
+
+-- Seed 002's performance summary: an overall health score 0-100 and the factors that make it
+-- (each scored 0..1 between a good and a bad value, weighted), the auto-tuner's active
+-- optimizations, and the pending issues, from the statistics functions of sql/admin.sql.
+CREATE FUNCTION booking_admin.performance_summary() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_conn record;
+    v_health jsonb := booking_admin.health();
+    v_factors jsonb;
+    v_dead numeric;
+    v_unused bigint;
+    v_score numeric;
+BEGIN
+    SELECT * INTO v_conn FROM booking_admin.get_connection_stats();
+    SELECT coalesce(max(dead_tuple_ratio), 0) INTO v_dead FROM booking_admin.get_table_vacuum_stats() WHERE n_live_tup >= 1000;
+    SELECT count(*) INTO v_unused FROM booking_admin.get_index_stats() WHERE unused;
+    -- name, weight, value, good, bad: the score falls linearly from good to bad.
+    WITH f(name, weight, value, good, bad) AS (VALUES
+        ('cache_hit_ratio', 25, coalesce(booking_admin.get_cache_hit_ratio(), 1), 0.99, 0.80),
+        ('index_hit_ratio', 15, coalesce(booking_admin.get_index_hit_ratio(), 1), 0.99, 0.80),
+        ('connection_utilisation', 15, coalesce(v_conn.used_ratio, 0), 0.70, 0.95),
+        ('max_dead_tuple_ratio', 15, v_dead, 0.10, 0.50),
+        ('unused_indexes', 10, v_unused::numeric, 0, 10),
+        ('oldest_transaction_seconds', 10, coalesce(extract(epoch FROM v_conn.oldest_xact_age), 0), 60, 600),
+        ('health', 10, CASE v_health ->> 'status' WHEN 'ok' THEN 0 WHEN 'warning' THEN 1 ELSE 2 END, 0, 2))
+    SELECT jsonb_agg(jsonb_build_object('factor', name, 'weight', weight, 'value', round(value, 4),
+               'score', round(greatest(0, least(1, (value - bad) / (good - bad))), 3)) ORDER BY weight DESC, name)
+    INTO v_factors FROM f;
+    SELECT round(sum((e ->> 'weight')::numeric * (e ->> 'score')::numeric)) INTO v_score FROM jsonb_array_elements(v_factors) e;
+    RETURN jsonb_build_object(
+        'health_score', v_score,
+        'factors', v_factors,
+        'active_optimizations', (SELECT coalesce(jsonb_agg(jsonb_build_object('index', t.index_name, 'table', t.table_name,
+                                     'applied_at', t.applied_at, 'reason', t.reason) ORDER BY t.applied_at), '[]')
+                                 FROM booking_admin.tuning_actions t WHERE t.status = 'applied'),
+        'pending_issues', (
+            SELECT coalesce(jsonb_agg(i ORDER BY i ->> 'kind', i ->> 'name'), '[]') FROM (
+                SELECT jsonb_build_object('kind', 'health', 'name', c.key, 'status', c.value ->> 'status') AS i
+                FROM jsonb_each(v_health -> 'components') c WHERE c.value ->> 'status' <> 'ok'
+                UNION ALL
+                SELECT jsonb_build_object('kind', 'alert', 'name', a.rule_name, 'severity', a.severity, 'since', a.started_at)
+                FROM booking_admin.alert_instances a WHERE a.state = 'firing'
+                UNION ALL
+                SELECT jsonb_build_object('kind', 'security_violations', 'name', v.severity, 'open', count(*))
+                FROM booking_admin.security_violations v WHERE v.status <> 'resolved' GROUP BY v.severity
+                UNION ALL
+                SELECT jsonb_build_object('kind', 'index', 'name', x.index_name, 'table', x.table_name,
+                                          'problem', CASE WHEN x.duplicate_of IS NOT NULL THEN 'duplicate of ' || x.duplicate_of ELSE 'unused' END)
+                FROM booking_admin.get_index_stats() x WHERE x.unused OR x.duplicate_of IS NOT NULL
+                UNION ALL
+                SELECT jsonb_build_object('kind', 'vacuum', 'name', t.table_name, 'dead_tuple_ratio', t.dead_tuple_ratio)
+                FROM booking_admin.get_table_vacuum_stats() t WHERE t.autovacuum_due) s));
+END $$;
 
 -- What the dashboard page shows beside the metrics: today's bookings and refusals (since
 -- midnight in the session's time zone, by when they were made), backlogs, open violations, the health report.
@@ -381,6 +441,7 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
     SELECT jsonb_build_object(
         'generated_at', clock_timestamp(),
         'health', booking_admin.health(),
+        'health_score', booking_admin.performance_summary() -> 'health_score',
         'bookings_today', (SELECT count(*) FROM booking.booking_operations o
                            WHERE o.operation_type = 'create' AND o.status = 'completed'
                              AND o.created_at >= date_trunc('day', now())),
@@ -401,5 +462,5 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION booking_admin.metrics(), booking_admin.metrics_text(text), booking_admin.health(),
-    booking_admin.dashboard_data()
+    booking_admin.dashboard_data(), booking_admin.performance_summary()
 TO booking_operator;

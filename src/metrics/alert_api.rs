@@ -19,11 +19,13 @@ use super::record;
 use super::registry::Change;
 use crate::errors::{DomainError, DomainResult};
 use crate::gucs::RULE_TIMEOUT_MS;
+use crate::pg::subxact::Subxact;
 use crate::security::rule_runner::{check_single_select, run_rule};
 
 #[derive(Deserialize)]
 struct Rule {
     id: String,
+    run_as: u32,
     name: String,
     severity: String,
     condition_sql: Option<String>,
@@ -57,7 +59,11 @@ type Held = (BTreeMap<String, String>, f64);
 
 fn observe(rule: &Rule, samples: &mut Option<Vec<Sample>>) -> Result<Vec<Held>, String> {
     if let Some(sql) = &rule.condition_sql {
-        let rows = run_rule(sql, RULE_TIMEOUT_MS.get())?;
+        // As the rule's writer: the scheduler runs as the extension's owner.
+        let rows = Subxact::kept()
+            .as_role(pg_sys::Oid::from(rule.run_as))
+            .run(|| run_rule(sql, RULE_TIMEOUT_MS.get()))
+            .map_err(|c| c.message)??;
         return Ok(rows
             .into_iter()
             .map(|row| {
@@ -94,7 +100,8 @@ fn evaluate() -> DomainResult<Value> {
     Spi::run("SELECT pg_advisory_xact_lock(hashtext('booking_engine alert evaluation'))")?;
     let now = Spi::get_one::<f64>("SELECT extract(epoch FROM clock_timestamp())::float8")?.unwrap_or(0.0);
     let rules: Vec<Rule> = load(
-        "SELECT coalesce(jsonb_agg(to_jsonb(r) - 'for_duration' - 'keep_firing_for' - 'repeat_interval' || jsonb_build_object(
+        "SELECT coalesce(jsonb_agg(to_jsonb(r) - 'for_duration' - 'keep_firing_for' - 'repeat_interval' - 'run_as' || jsonb_build_object(
+                 'run_as', r.run_as::oid,
                  'for_seconds', extract(epoch FROM r.for_duration),
                  'keep_firing_for_seconds', extract(epoch FROM r.keep_firing_for),
                  'repeat_interval_seconds', extract(epoch FROM r.repeat_interval)) ORDER BY r.name), '[]')

@@ -93,6 +93,7 @@ pub fn render(data: &Value, samples: &[Sample], alerts: &[Value]) -> String {
         esc(data.get("generated_at").and_then(Value::as_str).unwrap_or("")),
         s = esc(status)
     ));
+    tile(&mut out, "health-score", "health score (0-100)", &num(data, "health_score"));
     tile(&mut out, "bookings-today", "bookings today", &num(data, "bookings_today"));
     tile(&mut out, "refusals-today", "refusals today", &num(data, "refusals_today"));
     tile(&mut out, "undispatched", "undispatched events", &num(data, "undispatched_events"));
@@ -156,11 +157,12 @@ mod tests {
         cells[CELLS - 2] = 4;
         cells[CELLS - 1] = 0.002f64.to_bits();
         let s = samples(&[Series { def: d, labels: vec!["f".into()], cells }], &[0; 64], &[]);
-        let data = json!({"bookings_today": 7, "refusals_today": 2, "jobs": {"dead": 3},
+        let data = json!({"bookings_today": 7, "refusals_today": 2, "jobs": {"dead": 3}, "health_score": 88,
                           "health": {"status": "warning", "components": {"dead_letters": {"status": "warning"}}}});
         let alerts = vec![json!({"name": "<script>", "severity": "high", "fingerprint": "abc"})];
         let html = render(&data, &s, &alerts);
         assert!(html.contains("<div class=\"v\">7</div><div>bookings today"));
+        assert!(html.contains("<div class=\"v\">88</div><div>health score"));
         assert!(html.contains("4 queries, mean 0.5 ms, p95 \u{2264} 1 ms"), "{html}");
         assert!(html.contains("<th>dead</th><td>3</td>"));
         assert!(html.contains("&lt;script&gt;") && !html.contains("<script>"));

@@ -92,3 +92,22 @@ SELECT booking_admin.init_default_alert_rules() AS defaults_added, booking_admin
 -- The default rules all run (the two broken rules above removed).
 DELETE FROM booking_admin.alert_rules WHERE name IN ('sleeps', 'writes');
 SELECT booking_admin.evaluate_alert_rules() -> 'errors' AS errors_with_defaults;
+
+-- The performance summary: a score 0-100 from weighted factors, optimizations, issues.
+SELECT (s ->> 'health_score')::numeric BETWEEN 0 AND 100 AS score_in_range,
+       (SELECT sum((f ->> 'weight')::int) FROM jsonb_array_elements(s -> 'factors') f) AS total_weight,
+       (SELECT array_agg(f ->> 'factor' ORDER BY f ->> 'factor') FROM jsonb_array_elements(s -> 'factors') f) AS factors,
+       jsonb_typeof(s -> 'active_optimizations') AS optimizations,
+       (SELECT count(*) FROM jsonb_array_elements(s -> 'pending_issues') i WHERE i ->> 'kind' = 'alert') AS firing_alert_issues
+FROM booking_admin.performance_summary() s;
+
+-- An operator's rule runs as the operator, even when the scheduler (the owner) evaluates it.
+CREATE ROLE regress_alert_operator IN ROLE booking_operator;
+SET ROLE regress_alert_operator;
+INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('reads_authid', 'low', 'SELECT 1 AS value FROM pg_authid');
+RESET ROLE;
+SELECT run_as FROM booking_admin.alert_rules WHERE name = 'reads_authid';
+SELECT left(e ->> 'error', 45) AS error FROM jsonb_array_elements(booking_admin.evaluate_alert_rules() -> 'errors') e
+WHERE e ->> 'rule' = 'reads_authid';
+DELETE FROM booking_admin.alert_rules WHERE name = 'reads_authid';
+DROP ROLE regress_alert_operator;
