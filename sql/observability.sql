@@ -378,6 +378,101 @@ GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_a
     booking_admin.init_default_alert_rules(), booking_admin.check_alert_rule(text, text)
 TO booking_operator;
 
+-- Seed 003's SLA report needs history: the scheduler's metrics-snapshot operation keeps the
+-- booking operation counters, the slot query latency histogram and the health status every
+-- 5 minutes (settings.retention_days of them, default 7).
+CREATE TABLE booking_admin.metrics_history (
+    at     timestamptz NOT NULL,
+    metric text NOT NULL,
+    labels jsonb NOT NULL DEFAULT '{}',
+    value  float8 NOT NULL
+);
+CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history (metric, at);
+
+CREATE FUNCTION booking_admin.op_snapshot_metrics(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_at timestamptz := clock_timestamp();
+    n integer;
+BEGIN
+    DELETE FROM booking_admin.metrics_history
+    WHERE at < v_at - make_interval(days => coalesce((p_settings ->> 'retention_days')::int, 7));
+    INSERT INTO booking_admin.metrics_history (at, metric, labels, value)
+    SELECT v_at, m.metric, m.labels, m.value FROM booking_admin.metrics() m
+    WHERE m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket')
+    UNION ALL
+    SELECT v_at, 'health', jsonb_build_object('status', booking_admin.health() ->> 'status'), 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('metrics-snapshot', 'Keep booking counters, slot latency and health for the SLA report', 'booking_admin.op_snapshot_metrics',
+     '{"retention_days": 7}', 300000, 3, 60000);
+
+-- The SLA over a window, against the operator's targets: availability (the share of the window
+-- covered by snapshots whose health was not critical; a gap longer than twice the snapshot
+-- interval counts as down), the booking refusal rate, and the p95 slot query latency (the
+-- upper bound of the bucket holding the 95th percentile of the window's queries). Counter
+-- increases are summed snapshot to snapshot; a counter that went down was reset by a restart
+-- and counts from zero.
+CREATE FUNCTION booking_admin.sla_report(p_window interval DEFAULT '1 day', p_availability_target float8 DEFAULT 0.999,
+                                         p_p95_target_ms float8 DEFAULT 250, p_refusal_rate_target float8 DEFAULT 0.05)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_from timestamptz := clock_timestamp() - p_window;
+    v_interval float8 := coalesce((SELECT delay_ms FROM booking_admin.scheduler_job_info WHERE job_name = 'metrics-snapshot'),
+                                  300000) / 1000.0;
+    v_up float8;
+    v_covered float8;
+    v_total float8;
+    v_refused float8;
+    v_p95 float8;
+    v_availability float8;
+BEGIN
+    IF p_window IS NULL OR p_window <= '0' OR p_availability_target NOT BETWEEN 0 AND 1
+       OR p_refusal_rate_target NOT BETWEEN 0 AND 1 OR p_p95_target_ms <= 0 THEN
+        RAISE EXCEPTION 'sla_report: the window must be positive, the availability and refusal targets between 0 and 1, the latency target positive'
+            USING ERRCODE = '22023';
+    END IF;
+    -- Each health snapshot covers the time to the next one, at most twice the interval.
+    SELECT sum(span) FILTER (WHERE status <> 'critical'), sum(span) INTO v_up, v_covered FROM (
+        SELECT labels ->> 'status' AS status,
+               least(extract(epoch FROM coalesce(lead(at) OVER (ORDER BY at), clock_timestamp()) - at), 2 * v_interval) AS span
+        FROM booking_admin.metrics_history WHERE metric = 'health' AND at >= v_from) h;
+    v_availability := CASE WHEN v_covered > 0
+                           THEN v_up / greatest(extract(epoch FROM clock_timestamp() - (SELECT min(at) FROM booking_admin.metrics_history
+                                                   WHERE metric = 'health' AND at >= v_from)), v_covered) END;
+    WITH s AS (
+        SELECT metric, labels, value, lag(value) OVER (PARTITION BY metric, labels ORDER BY at) AS prev
+        FROM booking_admin.metrics_history
+        WHERE metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket') AND at >= v_from),
+    d AS (
+        SELECT metric, labels,
+               sum(CASE WHEN prev IS NULL THEN 0 WHEN value >= prev THEN value - prev ELSE value END) AS delta
+        FROM s GROUP BY metric, labels),
+    buckets AS (
+        SELECT (labels ->> 'le') AS le, sum(delta) AS n FROM d
+        WHERE metric = 'booking_slot_query_duration_seconds_bucket' GROUP BY labels ->> 'le')
+    SELECT (SELECT sum(delta) FROM d WHERE metric = 'booking_operations_total'),
+           (SELECT sum(delta) FROM d WHERE metric = 'booking_operations_total' AND labels ->> 'outcome' = 'refused'),
+           (SELECT min(le::float8) FROM buckets WHERE n >= 0.95 * (SELECT n FROM buckets WHERE le = '+Inf')
+                                                  AND (SELECT n FROM buckets WHERE le = '+Inf') > 0)
+    INTO v_total, v_refused, v_p95;
+    RETURN jsonb_build_object(
+        'window', p_window, 'from', v_from, 'to', clock_timestamp(),
+        'availability', jsonb_build_object('value', round(v_availability::numeric, 4), 'target', p_availability_target,
+                                           'met', v_availability >= p_availability_target),
+        'refusal_rate', jsonb_build_object('value', round((v_refused / nullif(v_total, 0))::numeric, 5),
+                                           'target', p_refusal_rate_target, 'operations', coalesce(v_total, 0),
+                                           'met', coalesce(v_refused / nullif(v_total, 0), 0) <= p_refusal_rate_target),
+        'slot_query_p95_ms', jsonb_build_object('value', v_p95 * 1000, 'target', p_p95_target_ms,
+                                                'met', coalesce(v_p95 * 1000 <= p_p95_target_ms, true)));
+END $$;
+
 -- Seed 002's performance summary: an overall health score 0-100 and the factors that make it
 -- (each scored 0..1 between a good and a bad value, weighted), the auto-tuner's active
 -- optimizations, and the pending issues, from the statistics functions of sql/admin.sql.
@@ -462,5 +557,7 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 $$;
 
 GRANT EXECUTE ON FUNCTION booking_admin.metrics(), booking_admin.metrics_text(text), booking_admin.health(),
-    booking_admin.dashboard_data(), booking_admin.performance_summary()
+    booking_admin.dashboard_data(), booking_admin.performance_summary(),
+    booking_admin.sla_report(interval, float8, float8, float8)
 TO booking_operator;
+GRANT SELECT ON booking_admin.metrics_history TO booking_operator;

@@ -101,7 +101,7 @@ fn evaluate() -> DomainResult<Value> {
     let now = Spi::get_one::<f64>("SELECT extract(epoch FROM clock_timestamp())::float8")?.unwrap_or(0.0);
     let rules: Vec<Rule> = load(
         "SELECT coalesce(jsonb_agg(to_jsonb(r) - 'for_duration' - 'keep_firing_for' - 'repeat_interval' - 'run_as' || jsonb_build_object(
-                 'run_as', r.run_as::oid,
+                 'run_as', r.run_as::oid::int8,
                  'for_seconds', extract(epoch FROM r.for_duration),
                  'keep_firing_for_seconds', extract(epoch FROM r.keep_firing_for),
                  'repeat_interval_seconds', extract(epoch FROM r.repeat_interval)) ORDER BY r.name), '[]')

@@ -98,7 +98,8 @@ SELECT (s ->> 'health_score')::numeric BETWEEN 0 AND 100 AS score_in_range,
        (SELECT sum((f ->> 'weight')::int) FROM jsonb_array_elements(s -> 'factors') f) AS total_weight,
        (SELECT array_agg(f ->> 'factor' ORDER BY f ->> 'factor') FROM jsonb_array_elements(s -> 'factors') f) AS factors,
        jsonb_typeof(s -> 'active_optimizations') AS optimizations,
-       (SELECT count(*) FROM jsonb_array_elements(s -> 'pending_issues') i WHERE i ->> 'kind' = 'alert') AS firing_alert_issues
+       (SELECT count(*) FROM jsonb_array_elements(s -> 'pending_issues') i
+        WHERE i ->> 'kind' = 'alert' AND i ->> 'name' = 'no_dead_jobs') AS firing_alert_issues
 FROM booking_admin.performance_summary() s;
 
 -- An operator's rule runs as the operator, even when the scheduler (the owner) evaluates it.
@@ -111,3 +112,28 @@ SELECT left(e ->> 'error', 45) AS error FROM jsonb_array_elements(booking_admin.
 WHERE e ->> 'rule' = 'reads_authid';
 DELETE FROM booking_admin.alert_rules WHERE name = 'reads_authid';
 DROP ROLE regress_alert_operator;
+
+-- The SLA report over a known history: snapshots every 5 minutes for an hour, one of them
+-- critical; 100 operations of which 10 refused (across a restart that reset the counter);
+-- slot queries whose 95th percentile falls in the 25 ms bucket.
+DELETE FROM booking_admin.metrics_history;
+INSERT INTO booking_admin.metrics_history (at, metric, labels, value)
+SELECT clock_timestamp() - make_interval(mins => 60 - 5 * i), 'health',
+       jsonb_build_object('status', CASE WHEN i = 6 THEN 'critical' ELSE 'ok' END), 1
+FROM generate_series(0, 12) i;
+INSERT INTO booking_admin.metrics_history (at, metric, labels, value) VALUES
+    (clock_timestamp() - interval '60 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "succeeded", "code": ""}', 1000),
+    (clock_timestamp() - interval '30 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "succeeded", "code": ""}', 1050),
+    (clock_timestamp() - interval '1 minute', 'booking_operations_total', '{"operation": "create", "outcome": "succeeded", "code": ""}', 40),
+    (clock_timestamp() - interval '60 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "refused", "code": "conflict"}', 5),
+    (clock_timestamp() - interval '1 minute', 'booking_operations_total', '{"operation": "create", "outcome": "refused", "code": "conflict"}', 15),
+    (clock_timestamp() - interval '60 minutes', 'booking_slot_query_duration_seconds_bucket', '{"function": "f", "le": "0.01"}', 0),
+    (clock_timestamp() - interval '1 minute', 'booking_slot_query_duration_seconds_bucket', '{"function": "f", "le": "0.01"}', 90),
+    (clock_timestamp() - interval '60 minutes', 'booking_slot_query_duration_seconds_bucket', '{"function": "f", "le": "0.025"}', 0),
+    (clock_timestamp() - interval '1 minute', 'booking_slot_query_duration_seconds_bucket', '{"function": "f", "le": "0.025"}', 97),
+    (clock_timestamp() - interval '60 minutes', 'booking_slot_query_duration_seconds_bucket', '{"function": "f", "le": "+Inf"}', 0),
+    (clock_timestamp() - interval '1 minute', 'booking_slot_query_duration_seconds_bucket', '{"function": "f", "le": "+Inf"}', 100);
+SELECT r -> 'availability' AS availability, r -> 'refusal_rate' AS refusal_rate, r -> 'slot_query_p95_ms' AS p95
+FROM booking_admin.sla_report('2 hours', 0.99, 20, 0.05) r;
+SELECT regress.sqlstate_of($$SELECT booking_admin.sla_report('-1 day')$$);
+SELECT booking_admin.op_snapshot_metrics('{}') > 0 AS snapshot_taken;
