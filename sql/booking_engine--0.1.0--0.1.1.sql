@@ -60,7 +60,7 @@ END $$;
 
 -- issue 15: observability (metrics at commit, /metrics worker, health, alert rules, dashboard)
 -- The functions implemented in Rust, as a fresh install creates them:
-CREATE FUNCTION booking_admin."metrics_record"(
+CREATE FUNCTION booking."metrics_record"(
 	"p_metric" TEXT, /* & str */
 	"p_labels" TEXT[], /* Vec < Option < String > > */
 	"p_value" double precision DEFAULT 1.0 /* f64 */
@@ -74,16 +74,19 @@ CREATE FUNCTION booking_admin."metrics"() RETURNS TABLE (
 	"value" double precision  /* f64 */
 )
 STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'metrics_wrapper';
 CREATE FUNCTION booking_admin."metrics_text"(
 	"p_format" TEXT DEFAULT 'prometheus' /* & str */
 ) RETURNS TEXT /* Result < String, ErrorReport > */
 STRICT VOLATILE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'metrics_text_wrapper';
 CREATE FUNCTION booking_admin."evaluate_alert_rules"() RETURNS jsonb /* Result < JsonB, ErrorReport > */
 STRICT VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'evaluate_alert_rules_wrapper';
 CREATE FUNCTION booking_admin."check_alert_rule"(
@@ -97,58 +100,58 @@ AS 'MODULE_PATHNAME', 'check_alert_rule_wrapper';
 -- sql/observability.sql, as a fresh install runs it:
 -- Observability (src/metrics): what the booking domain counts, where it happens, and the
 -- health report. Counts are taken by triggers at the one place each outcome is written and
--- reach shared memory when the transaction commits (booking_admin.metrics_record): a booking
+-- reach shared memory when the transaction commits (booking.metrics_record): a booking
 -- rolled back is never counted.
 
 -- Every create, reschedule and cancel ends in booking.finish_operation, which moves its
 -- operation from pending to completed or failed: one count per outcome, with the refusal code.
-CREATE FUNCTION booking_admin.metrics_on_operation() RETURNS trigger
+CREATE FUNCTION booking.metrics_on_operation() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_outcome text := CASE NEW.status WHEN 'completed' THEN 'succeeded' ELSE 'refused' END;
 BEGIN
-    PERFORM booking_admin.metrics_record('booking_operations', ARRAY[NEW.operation_type, v_outcome,
+    PERFORM booking.metrics_record('booking_operations', ARRAY[NEW.operation_type, v_outcome,
         CASE WHEN NEW.status = 'failed'
              THEN coalesce(NEW.result ->> 'code', NEW.result -> 'details' -> 0 ->> 'code', 'unknown') ELSE '' END]);
     IF current_setting('booking_engine.metrics_tenant_labels')::boolean THEN
-        PERFORM booking_admin.metrics_record('booking_tenant_operations',
+        PERFORM booking.metrics_record('booking_tenant_operations',
                                              ARRAY[NEW.tenant_id::text, NEW.operation_type, v_outcome]);
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER booking_operations_metrics AFTER UPDATE OF status ON booking.booking_operations
     FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status IN ('completed', 'failed'))
-    EXECUTE FUNCTION booking_admin.metrics_on_operation();
+    EXECUTE FUNCTION booking.metrics_on_operation();
 
 -- Every booking change writes an event: created, rescheduled, cancelled, waitlist offers,
 -- conflicts, the maintenance transitions.
-CREATE FUNCTION booking_admin.metrics_on_event() RETURNS trigger
+CREATE FUNCTION booking.metrics_on_event() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
-    PERFORM booking_admin.metrics_record('booking_events', ARRAY[NEW.event_type]);
+    PERFORM booking.metrics_record('booking_events', ARRAY[NEW.event_type]);
     RETURN NULL;
 END $$;
 CREATE TRIGGER events_metrics AFTER INSERT ON booking.events
-    FOR EACH ROW EXECUTE FUNCTION booking_admin.metrics_on_event();
+    FOR EACH ROW EXECUTE FUNCTION booking.metrics_on_event();
 
 -- A job attempt ends when its runner (or an external worker, or the stale-job recovery) moves
 -- it out of running.
-CREATE FUNCTION booking_admin.metrics_on_job() RETURNS trigger
+CREATE FUNCTION booking.metrics_on_job() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
-    PERFORM booking_admin.metrics_record('booking_jobs_processed', ARRAY[NEW.handler, NEW.status]);
+    PERFORM booking.metrics_record('booking_jobs_processed', ARRAY[NEW.handler, NEW.status]);
     IF NEW.started_at IS NOT NULL THEN
-        PERFORM booking_admin.metrics_record('booking_job_duration_seconds', ARRAY[NEW.handler],
+        PERFORM booking.metrics_record('booking_job_duration_seconds', ARRAY[NEW.handler],
             greatest(extract(epoch FROM clock_timestamp() - NEW.started_at), 0)::float8);
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER jobs_metrics AFTER UPDATE OF status ON booking_admin.jobs
     FOR EACH ROW WHEN (OLD.status = 'running' AND NEW.status IN ('completed', 'failed', 'dead'))
-    EXECUTE FUNCTION booking_admin.metrics_on_job();
+    EXECUTE FUNCTION booking.metrics_on_job();
 
 -- The health report: each component's state and the overall one (the worst). Thresholds:
 -- job queue warning when the oldest due job waits over 60 s, critical over 600 s; delivery
@@ -659,10 +662,10 @@ GRANT EXECUTE ON FUNCTION booking_admin.metrics(), booking_admin.metrics_text(te
 TO booking_operator;
 GRANT SELECT ON booking_admin.metrics_history TO booking_operator;
 
--- A fresh install's finalize.sql revokes PUBLIC's EXECUTE on every booking_admin function.
-REVOKE ALL ON FUNCTION booking_admin.metrics_record(text, text[], double precision), booking_admin.metrics(),
+-- A fresh install's finalize.sql revokes PUBLIC's EXECUTE on every booking and booking_admin function.
+REVOKE ALL ON FUNCTION booking.metrics_record(text, text[], double precision), booking_admin.metrics(),
     booking_admin.metrics_text(text), booking_admin.evaluate_alert_rules(), booking_admin.check_alert_rule(text, text),
-    booking_admin.metrics_on_operation(), booking_admin.metrics_on_event(), booking_admin.metrics_on_job(),
+    booking.metrics_on_operation(), booking.metrics_on_event(), booking.metrics_on_job(),
     booking_admin.health(), booking_admin.alert_rules_check(), booking_admin.alert_apply(jsonb),
     booking_admin.acknowledge_alert(text, text), booking_admin.silence_alerts(jsonb, timestamptz, text),
     booking_admin.init_default_alert_rules(), booking_admin.op_evaluate_alert_rules(jsonb),

@@ -1,57 +1,57 @@
 -- Observability (src/metrics): what the booking domain counts, where it happens, and the
 -- health report. Counts are taken by triggers at the one place each outcome is written and
--- reach shared memory when the transaction commits (booking_admin.metrics_record): a booking
+-- reach shared memory when the transaction commits (booking.metrics_record): a booking
 -- rolled back is never counted.
 
 -- Every create, reschedule and cancel ends in booking.finish_operation, which moves its
 -- operation from pending to completed or failed: one count per outcome, with the refusal code.
-CREATE FUNCTION booking_admin.metrics_on_operation() RETURNS trigger
+CREATE FUNCTION booking.metrics_on_operation() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_outcome text := CASE NEW.status WHEN 'completed' THEN 'succeeded' ELSE 'refused' END;
 BEGIN
-    PERFORM booking_admin.metrics_record('booking_operations', ARRAY[NEW.operation_type, v_outcome,
+    PERFORM booking.metrics_record('booking_operations', ARRAY[NEW.operation_type, v_outcome,
         CASE WHEN NEW.status = 'failed'
              THEN coalesce(NEW.result ->> 'code', NEW.result -> 'details' -> 0 ->> 'code', 'unknown') ELSE '' END]);
     IF current_setting('booking_engine.metrics_tenant_labels')::boolean THEN
-        PERFORM booking_admin.metrics_record('booking_tenant_operations',
+        PERFORM booking.metrics_record('booking_tenant_operations',
                                              ARRAY[NEW.tenant_id::text, NEW.operation_type, v_outcome]);
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER booking_operations_metrics AFTER UPDATE OF status ON booking.booking_operations
     FOR EACH ROW WHEN (OLD.status = 'pending' AND NEW.status IN ('completed', 'failed'))
-    EXECUTE FUNCTION booking_admin.metrics_on_operation();
+    EXECUTE FUNCTION booking.metrics_on_operation();
 
 -- Every booking change writes an event: created, rescheduled, cancelled, waitlist offers,
 -- conflicts, the maintenance transitions.
-CREATE FUNCTION booking_admin.metrics_on_event() RETURNS trigger
+CREATE FUNCTION booking.metrics_on_event() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
-    PERFORM booking_admin.metrics_record('booking_events', ARRAY[NEW.event_type]);
+    PERFORM booking.metrics_record('booking_events', ARRAY[NEW.event_type]);
     RETURN NULL;
 END $$;
 CREATE TRIGGER events_metrics AFTER INSERT ON booking.events
-    FOR EACH ROW EXECUTE FUNCTION booking_admin.metrics_on_event();
+    FOR EACH ROW EXECUTE FUNCTION booking.metrics_on_event();
 
 -- A job attempt ends when its runner (or an external worker, or the stale-job recovery) moves
 -- it out of running.
-CREATE FUNCTION booking_admin.metrics_on_job() RETURNS trigger
+CREATE FUNCTION booking.metrics_on_job() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
-    PERFORM booking_admin.metrics_record('booking_jobs_processed', ARRAY[NEW.handler, NEW.status]);
+    PERFORM booking.metrics_record('booking_jobs_processed', ARRAY[NEW.handler, NEW.status]);
     IF NEW.started_at IS NOT NULL THEN
-        PERFORM booking_admin.metrics_record('booking_job_duration_seconds', ARRAY[NEW.handler],
+        PERFORM booking.metrics_record('booking_job_duration_seconds', ARRAY[NEW.handler],
             greatest(extract(epoch FROM clock_timestamp() - NEW.started_at), 0)::float8);
     END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER jobs_metrics AFTER UPDATE OF status ON booking_admin.jobs
     FOR EACH ROW WHEN (OLD.status = 'running' AND NEW.status IN ('completed', 'failed', 'dead'))
-    EXECUTE FUNCTION booking_admin.metrics_on_job();
+    EXECUTE FUNCTION booking.metrics_on_job();
 
 -- The health report: each component's state and the overall one (the worst). Thresholds:
 -- job queue warning when the oldest due job waits over 60 s, critical over 600 s; delivery

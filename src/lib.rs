@@ -102,7 +102,7 @@ extension_sql_file!(
     requires = [
         "operator",
         "events",
-        metrics::api::booking_admin::metrics_record,
+        metrics::api::metrics_record,
         metrics::api::booking_admin::metrics,
         metrics::api::booking_admin::metrics_text,
         metrics::alert_api::booking_admin::evaluate_alert_rules,

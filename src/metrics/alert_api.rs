@@ -205,7 +205,9 @@ pub mod booking_admin {
 
     /// Evaluates every enabled alert rule once: `{rules_evaluated, firing, pending,
     /// notifications, errors}`. Run by the scheduler (`evaluate-alerts`).
+    /// Conditions name their tables with schemas: the search path is pinned.
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn evaluate_alert_rules() -> Result<JsonB, ErrorReport> {
         Ok(JsonB(evaluate()?))
     }

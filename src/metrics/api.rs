@@ -136,23 +136,26 @@ fn record_change(metric: &str, labels: &[Option<String>], value: f64) -> DomainR
     Ok(())
 }
 
+/// Counts `p_value` (a counter) or observes it (a histogram) for `p_metric` with the label
+/// values `p_labels`, when the calling transaction commits. For the extension's triggers: in
+/// schema `booking` (not granted to anyone), because every `booking_admin` call is audited and
+/// counting must not cost a booking an audit entry.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn metrics_record(
+    p_metric: &str,
+    p_labels: Vec<Option<String>>,
+    p_value: default!(f64, 1.0),
+) -> Result<(), ErrorReport> {
+    Ok(record_change(p_metric, &p_labels, p_value)?)
+}
+
 #[pg_schema]
 pub mod booking_admin {
     use super::*;
 
-    /// Counts `p_value` (a counter) or observes it (a histogram) for `p_metric` with the label
-    /// values `p_labels`, when the calling transaction commits. For the extension's triggers.
-    #[pg_extern(volatile, parallel_unsafe)]
-    pub fn metrics_record(
-        p_metric: &str,
-        p_labels: Vec<Option<String>>,
-        p_value: default!(f64, 1.0),
-    ) -> Result<(), ErrorReport> {
-        Ok(record_change(p_metric, &p_labels, p_value)?)
-    }
-
     /// Every sample, as rows: sample name, labels as a JSON object, value.
     #[pg_extern(volatile)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn metrics() -> TableIterator<'static, (name!(metric, String), name!(labels, JsonB), name!(value, f64))> {
         let rows: Vec<_> = all_samples(true)
             .into_iter()
@@ -166,6 +169,7 @@ pub mod booking_admin {
 
     /// The exposition text, as the /metrics endpoint serves it ('prometheus' or 'openmetrics').
     #[pg_extern(volatile)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn metrics_text(p_format: default!(&str, "'prometheus'")) -> Result<String, ErrorReport> {
         let format = parse_format(p_format)?;
         Ok(render(&all_samples(true), format))

@@ -19,7 +19,7 @@
 //! record::now(Metric::WorkerStarts, &["delivery"], Change::Add(1));
 //! ```
 //!
-//! From SQL (a trigger, a PL/pgSQL function): `booking_admin.metrics_record('name', ARRAY[label
+//! From SQL (a trigger, a PL/pgSQL function): `booking.metrics_record('name', ARRAY[label
 //! values], value)` does the same as `at_commit`. A `Sql` gauge needs a row
 //! `(metric, label values, value)` in `sql/queries/metrics_*_gauges.sql` instead.
 //!

@@ -5,32 +5,32 @@ $$;
 SELECT pg_temp.scans() AS before \gset
 -- Counted when the transaction commits, not before, and never when it rolls back.
 BEGIN;
-SELECT booking_admin.metrics_record('booking_pii_scans', '{}', 2);
+SELECT booking.metrics_record('booking_pii_scans', '{}', 2);
 SELECT pg_temp.scans() - :before AS inside_the_transaction;
 COMMIT;
 SELECT pg_temp.scans() - :before AS after_commit;
 BEGIN;
-SELECT booking_admin.metrics_record('booking_pii_scans', '{}', 5);
+SELECT booking.metrics_record('booking_pii_scans', '{}', 5);
 ROLLBACK;
 SELECT pg_temp.scans() - :before AS after_rollback;
 -- A subtransaction rolled back forgets its counts; the rest of the transaction keeps its own.
 BEGIN;
-SELECT booking_admin.metrics_record('booking_pii_scans', '{}', 1);
+SELECT booking.metrics_record('booking_pii_scans', '{}', 1);
 SAVEPOINT s;
-SELECT booking_admin.metrics_record('booking_pii_scans', '{}', 10);
+SELECT booking.metrics_record('booking_pii_scans', '{}', 10);
 ROLLBACK TO SAVEPOINT s;
 COMMIT;
 SELECT pg_temp.scans() - :before AS after_savepoint_rollback;
 
 -- Bad input: clear errors, never XX000.
-SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_record('no_such_metric', '{}')$$);
-SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_record('booking_jobs', '{pending}')$$);
-SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_record('booking_events', '{a,b}')$$);
-SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_record('booking_events', '{a}', -1)$$);
-SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_record('booking_events', '{a}', 1.5)$$);
-SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_record('booking_events', '{a}', 'NaN')$$);
+SELECT regress.sqlstate_of($$SELECT booking.metrics_record('no_such_metric', '{}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.metrics_record('booking_jobs', '{pending}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.metrics_record('booking_events', '{a,b}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.metrics_record('booking_events', '{a}', -1)$$);
+SELECT regress.sqlstate_of($$SELECT booking.metrics_record('booking_events', '{a}', 1.5)$$);
+SELECT regress.sqlstate_of($$SELECT booking.metrics_record('booking_events', '{a}', 'NaN')$$);
 SELECT regress.sqlstate_of($$SELECT booking_admin.metrics_text('json')$$);
-SELECT booking_admin.metrics_record('booking_events', NULL) IS NULL AS strict_on_null;
+SELECT booking.metrics_record('booking_events', NULL) IS NULL AS strict_on_null;
 
 -- The exposition: HELP and TYPE for every metric, OpenMetrics ends with # EOF.
 SELECT count(*) FILTER (WHERE line LIKE '# TYPE booking_%') AS types,
@@ -50,11 +50,11 @@ SELECT h ->> 'status' IN ('ok', 'warning', 'critical') AS overall_known,
 FROM booking_admin.health() h;
 
 -- Who may call what: PUBLIC nothing, booking_operator the readers only.
-SELECT p.proname, has_function_privilege('booking_operator', p.oid, 'EXECUTE') AS operator,
+SELECT p.oid::regproc AS function, has_function_privilege('booking_operator', p.oid, 'EXECUTE') AS operator,
        has_function_privilege('public', p.oid, 'EXECUTE') AS public
-FROM pg_proc p WHERE p.pronamespace = 'booking_admin'::regnamespace
+FROM pg_proc p WHERE p.pronamespace IN ('booking_admin'::regnamespace, 'booking'::regnamespace)
   AND p.proname IN ('metrics', 'metrics_text', 'metrics_record', 'health', 'dashboard_data', 'metrics_on_event')
-ORDER BY 1;
+ORDER BY 1::text;
 
 -- Alert rules: bad rules are refused with clear errors.
 SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('w', 'high', 'DELETE FROM booking.tenants')$$);
