@@ -54,7 +54,7 @@ SELECT p.oid::regproc AS function, has_function_privilege('booking_operator', p.
        has_function_privilege('public', p.oid, 'EXECUTE') AS public
 FROM pg_proc p WHERE p.pronamespace IN ('booking_admin'::regnamespace, 'booking'::regnamespace)
   AND p.proname IN ('metrics', 'metrics_text', 'metrics_record', 'health', 'dashboard_data', 'metrics_on_event')
-ORDER BY 1::text;
+ORDER BY p.oid::regproc::text;
 
 -- Alert rules: bad rules are refused with clear errors.
 SELECT regress.sqlstate_of($$INSERT INTO booking_admin.alert_rules (name, severity, condition_sql) VALUES ('w', 'high', 'DELETE FROM booking.tenants')$$);
