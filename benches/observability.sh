@@ -31,7 +31,7 @@ log "10,000 series in the metric table"
 psql_db <<'SQL'
 SET booking_engine.metrics_max_tenant_series = 10000;
 SELECT count(*) FROM (
-    SELECT booking_admin.metrics_record('booking_tenant_operations', ARRAY[gen_random_uuid()::text, 'create', 'succeeded'])
+    SELECT booking.metrics_record('booking_tenant_operations', ARRAY[gen_random_uuid()::text, 'create', 'succeeded'])
     FROM generate_series(1, 10000)) r;
 SQL
 series=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -vc '^#')

@@ -83,7 +83,7 @@ fn observe(rule: &Rule, samples: &mut Option<Vec<Sample>>) -> Result<Vec<Held>, 
     let mut out = Vec::new();
     for s in samples.iter().filter(|s| &s.name() == metric) {
         if compare(s.value, op, threshold).ok_or_else(|| format!("unknown operator {op}"))? {
-            out.push((s.labels.iter().cloned().collect(), s.value));
+            out.push((s.labels.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(), s.value));
         }
     }
     Ok(out)

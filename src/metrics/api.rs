@@ -160,7 +160,8 @@ pub mod booking_admin {
         let rows: Vec<_> = all_samples(true)
             .into_iter()
             .map(|s| {
-                let labels = s.labels.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+                let labels =
+                    s.labels.iter().map(|(k, v)| (k.to_string(), serde_json::Value::String(v.clone()))).collect();
                 (s.name(), JsonB(serde_json::Value::Object(labels)), s.value)
             })
             .collect();

@@ -27,7 +27,7 @@ pub fn latency_summary(samples: &[Sample], metric: Metric) -> Option<(f64, f64, 
     for s in samples.iter().filter(|s| s.def == d) {
         match s.suffix {
             "_bucket" => {
-                let le = s.labels.iter().find(|(k, _)| k == "le").map(|(_, v)| v.as_str()).unwrap_or("");
+                let le = s.labels.iter().find(|(k, _)| *k == "le").map(|(_, v)| v.as_str()).unwrap_or("");
                 let i = bounds.iter().position(|b| le.parse::<f64>().ok() == Some(*b)).unwrap_or(bounds.len());
                 cumulative[i] += s.value;
             }

@@ -42,7 +42,7 @@ impl Format {
 pub struct Sample {
     pub def: usize,
     pub suffix: &'static str,
-    pub labels: Vec<(String, String)>,
+    pub labels: Vec<(&'static str, String)>,
     pub value: f64,
 }
 
@@ -60,11 +60,11 @@ pub struct SqlValue {
     pub value: f64,
 }
 
-fn named(def: &Def, values: &[String]) -> Vec<(String, String)> {
+fn named(def: &Def, values: &[String]) -> Vec<(&'static str, String)> {
     def.labels
         .iter()
         .zip(values.iter().chain(std::iter::repeat(&String::new())))
-        .map(|(k, v)| (k.to_string(), v.clone()))
+        .map(|(k, v)| (*k, v.clone()))
         .collect()
 }
 
@@ -80,11 +80,14 @@ fn format_le(b: f64) -> String {
 /// Every sample, grouped by metric in declaration order; the series of one metric sorted by
 /// labels so that scrapes are stable. SQL values of unknown or counted metrics are ignored.
 pub fn samples(series: &[Series], dropped: &[u64], sql: &[SqlValue]) -> Vec<Sample> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(series.len() + sql.len());
+    // One pass to group the series by metric (a scrape has thousands of them).
+    let mut by_def: Vec<Vec<&Series>> = vec![Vec::new(); DEFS.len()];
+    series.iter().filter(|s| s.def < DEFS.len()).for_each(|s| by_def[s.def].push(s));
     for (d, def) in DEFS.iter().enumerate() {
-        let mut of_def: Vec<&Series> = series.iter().filter(|s| s.def == d).collect();
-        of_def.sort_by(|a, b| a.labels.cmp(&b.labels));
-        for s in of_def {
+        let of_def = &mut by_def[d];
+        of_def.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
+        for s in of_def.iter() {
             let labels = named(def, &s.labels);
             match def.kind {
                 Kind::Counter => out.push(Sample { def: d, suffix: "_total", labels, value: s.cells[0] as f64 }),
@@ -94,7 +97,7 @@ pub fn samples(series: &[Series], dropped: &[u64], sql: &[SqlValue]) -> Vec<Samp
                     for (i, b) in def.buckets.iter().map(|b| format_le(*b)).chain(["+Inf".to_string()]).enumerate() {
                         cumulative += s.cells[i];
                         let mut l = labels.clone();
-                        l.push(("le".into(), b));
+                        l.push(("le", b));
                         out.push(Sample { def: d, suffix: "_bucket", labels: l, value: cumulative as f64 });
                     }
                     out.push(Sample {
@@ -112,7 +115,7 @@ pub fn samples(series: &[Series], dropped: &[u64], sql: &[SqlValue]) -> Vec<Samp
                 out.push(Sample {
                     def: d,
                     suffix: "_total",
-                    labels: vec![("metric".into(), DEFS[m].name.into())],
+                    labels: vec![("metric", DEFS[m].name.into())],
                     value: *n as f64,
                 });
             }
