@@ -21,12 +21,15 @@ use super::http::{self, Refusal, Route};
 use super::record;
 use super::registry::Change;
 use crate::gucs::{METRICS_DATABASE, METRICS_LISTEN_ADDRESS, METRICS_PORT, METRICS_TOKEN};
-use crate::pg::bgworker::{attach_signals, report_activity, try_in_transaction, wait, wait_socket};
+use crate::pg::bgworker::{attach_signals, report_activity, try_in_transaction, wait, wait_latch_or_socket};
 
 /// A client gets this long to send its request head and to take the response.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait before trying to bind again after the address was taken.
 const REBIND_MS: i64 = 10_000;
+/// Longest sleep: connections and signals wake the worker at once; this only bounds a wait
+/// when nothing happens at all.
+const IDLE_MS: i64 = 3_600_000;
 
 pub fn register() {
     BackgroundWorkerBuilder::new("booking_engine metrics")
@@ -85,15 +88,15 @@ pub extern "C-unwind" fn booking_engine_metrics_main(_arg: pg_sys::Datum) {
         }
         match &bound {
             Some((_, listener)) => {
-                if wait_socket(listener.as_raw_fd(), -1) {
-                    // Every connection waiting now; the listener is non-blocking.
-                    while let Ok((stream, peer)) = listener.accept() {
-                        serve(stream, peer, connected);
-                    }
+                wait_latch_or_socket(Some(listener.as_raw_fd()), IDLE_MS);
+                // Every connection waiting now (none after a latch wake-up): the listener is
+                // non-blocking.
+                while let Ok((stream, peer)) = listener.accept() {
+                    serve(stream, peer, connected);
                 }
             }
             // Off, or the address was taken: sleep until a reload (or retry a failed bind).
-            None => wait(if wanted.is_some() { REBIND_MS } else { -1 }),
+            None => wait(if wanted.is_some() { REBIND_MS } else { IDLE_MS }),
         }
     }
 }

@@ -62,37 +62,27 @@ pub fn attach_signals() {
 /// Sleeps until the latch is set or `ms` pass, then handles signals: exits on SIGTERM (through
 /// `die`), reloads the configuration on SIGHUP. Exits with the postmaster.
 pub fn wait(ms: i64) {
-    wait_events(None, ms);
+    wait_latch_or_socket(None, ms);
 }
 
-/// `wait`, but also wakes when `socket` is readable (a listening socket: a connection is
-/// waiting). Returns whether it is. `ms` < 0 waits without a timeout.
-pub fn wait_socket(socket: std::os::fd::RawFd, ms: i64) -> bool {
-    wait_events(Some(socket), ms)
-}
-
-fn wait_events(socket: Option<std::os::fd::RawFd>, ms: i64) -> bool {
-    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_EXIT_ON_PM_DEATH;
-    if ms >= 0 {
-        events |= pg_sys::WL_TIMEOUT;
-    }
+/// `wait`, also woken when `socket` becomes readable (a worker's own threads or connections).
+pub fn wait_latch_or_socket(socket: Option<std::os::fd::RawFd>, ms: i64) {
+    let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
     if socket.is_some() {
         events |= pg_sys::WL_SOCKET_READABLE;
     }
-    let timeout = if ms >= 0 { ms.clamp(1, i64::from(i32::MAX)) } else { -1 };
     // SAFETY: MyLatch is this process's latch; the flags are the documented wait events; the
-    // socket (when given) is open for the duration of the call.
-    let fired = unsafe {
-        let fired = pg_sys::WaitLatchOrSocket(
+    // socket, when given, is an open descriptor of this process (PGINVALID_SOCKET is -1).
+    unsafe {
+        pg_sys::WaitLatchOrSocket(
             pg_sys::MyLatch,
             events as i32,
-            socket.unwrap_or(pg_sys::PGINVALID_SOCKET),
-            timeout as std::ffi::c_long,
+            socket.unwrap_or(-1),
+            ms.clamp(1, i64::from(i32::MAX)) as std::ffi::c_long,
             pg_sys::PG_WAIT_EXTENSION,
         );
         pg_sys::ResetLatch(pg_sys::MyLatch);
-        fired
-    };
+    }
     pg_sys::check_for_interrupts!();
     // SAFETY: set by the SIGHUP handler, read and cleared here only.
     unsafe {
@@ -101,7 +91,6 @@ fn wait_events(socket: Option<std::os::fd::RawFd>, ms: i64) -> bool {
             pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
         }
     }
-    fired & pg_sys::WL_SOCKET_READABLE as i32 != 0
 }
 
 /// One transaction command around `f`, with a snapshot for its queries. Called between
