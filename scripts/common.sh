@@ -16,7 +16,10 @@ DEMO_PORT=$PORT_BASE
 TEST_PORT=$((PORT_BASE + 1))
 BENCH_PORT=$((PORT_BASE + 2))
 PGRX_VERSION=0.18.0
-APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo postgresql-15-hypopg)
+APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo postgresql-15-hypopg
+    prometheus chromium)
+# The metrics worker's port in the test and bench clusters (the next one: a Prometheus started by a test).
+METRICS_PORT=$((PORT_BASE + 50))
 export PATH="$HOME/.cargo/bin:$PATH"
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }

@@ -63,7 +63,8 @@ fresh_database booking_it
 # served at once): their schedulers must not move appointments as real time passes them either.
 # From here on the background workers serve every database where booking_engine is installed.
 # Delivery: the tests' receivers listen on loopback, so loopback leaves the deny list (the
-# rest of the default stays); retries come after 1 s; email goes to the tests' SMTP sink.
+# rest of the default stays); retries come after 1 s; email goes to the tests' SMTP sink. The
+# metrics worker serves booking_it's gauges on loopback (tests/integration/observability.rs).
 SMTP_PORT=$((PORT_BASE + 200))
 BOOKING_EXTRA_CONF="booking_engine.now = '2026-03-01 00:00+01'
 booking_engine.delivery_denied_hosts = '0.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, fc00::/7'
@@ -71,9 +72,12 @@ booking_engine.delivery_retry_schedule = '1s'
 booking_engine.smtp_host = '127.0.0.1'
 booking_engine.smtp_port = $SMTP_PORT
 booking_engine.smtp_security = 'none'
-booking_engine.smtp_from = 'bookings@salon.test'" start_cluster test "$TEST_PORT"
+booking_engine.smtp_from = 'bookings@salon.test'
+booking_engine.metrics_port = $METRICS_PORT
+booking_engine.metrics_database = 'booking_it'" start_cluster test "$TEST_PORT"
 export BOOKING_ENGINE_TEST_SMTP_PORT=$SMTP_PORT
 export BOOKING_ENGINE_TEST_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=booking_it"
+export BOOKING_ENGINE_TEST_METRICS_PORT=$METRICS_PORT BOOKING_ENGINE_TEST_ARTEFACTS=$BOOKING_TMP/test/artefacts
 export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_BIN"
 cargo test --features integration --test integration
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.

@@ -41,6 +41,7 @@ pub static TRUSTED_PROXIES: GucSetting<i32> = GucSetting::<i32>::new(1);
 pub static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 pub fn register() {
+    register_metrics();
     GucRegistry::define_string_guc(
         c"booking_engine.now",
         c"Fixed current time for the booking rules (empty: the transaction's now()).",
@@ -137,4 +138,93 @@ pub fn register() {
         GucFlags::UNIT_MS,
     );
     crate::delivery::settings::register();
+}
+
+// Observability (src/metrics): the /metrics worker and the metric table.
+
+/// Address the metrics worker listens on (loopback by default).
+pub static METRICS_LISTEN_ADDRESS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"127.0.0.1"));
+
+/// TCP port of the metrics worker; 0 (the default) serves nothing.
+pub static METRICS_PORT: GucSetting<i32> = GucSetting::<i32>::new(0);
+
+/// Bearer token the metrics worker requires (empty: none; then only loopback clients may see
+/// the dashboard).
+pub static METRICS_TOKEN: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
+/// The database whose SQL gauges (queue, violations, alerts) the worker serves.
+pub static METRICS_DATABASE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"postgres"));
+
+/// Statement deadline of one scrape's SQL part.
+pub static METRICS_SQL_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
+
+/// Whether booking operations are also counted per tenant.
+pub static METRICS_TENANT_LABELS: GucSetting<bool> = GucSetting::<bool>::new(false);
+
+/// Most series of the per-tenant metric; more are counted as dropped.
+pub static METRICS_MAX_TENANT_SERIES: GucSetting<i32> = GucSetting::<i32>::new(1000);
+
+fn register_metrics() {
+    GucRegistry::define_string_guc(
+        c"booking_engine.metrics_listen_address",
+        c"Address booking_engine's metrics worker listens on.",
+        c"An IPv4 or IPv6 address; the default serves loopback only. Reloaded on SIGHUP.",
+        &METRICS_LISTEN_ADDRESS,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.metrics_port",
+        c"TCP port of booking_engine's /metrics, /health, /ready and dashboard worker (0: off).",
+        c"Reloaded on SIGHUP: the worker opens, moves or closes its socket.",
+        &METRICS_PORT,
+        0,
+        65535,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.metrics_token",
+        c"Bearer token the metrics worker requires (empty: none).",
+        c"Clients send Authorization: Bearer <token>. Reloaded on SIGHUP.",
+        &METRICS_TOKEN,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.metrics_database",
+        c"Database whose queue, violation and alert gauges the metrics worker serves.",
+        c"The worker connects to it at start (server restart to change). Shared-memory metrics cover every database.",
+        &METRICS_DATABASE,
+        GucContext::Postmaster,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.metrics_sql_timeout_ms",
+        c"Statement deadline of the SQL part of one scrape.",
+        c"When it is exceeded the scrape still serves the shared-memory metrics, with booking_metrics_sql_up 0.",
+        &METRICS_SQL_TIMEOUT_MS,
+        10,
+        60_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_bool_guc(
+        c"booking_engine.metrics_tenant_labels",
+        c"Whether booking operations are also counted per tenant (booking_tenant_operations_total).",
+        c"Off by default: one series per tenant grows with the number of tenants.",
+        &METRICS_TENANT_LABELS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.metrics_max_tenant_series",
+        c"Most series of booking_tenant_operations_total; more are counted in booking_metrics_dropped_total.",
+        c"Each tenant takes one series per operation and outcome.",
+        &METRICS_MAX_TENANT_SERIES,
+        0,
+        10_000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
 }

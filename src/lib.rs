@@ -21,6 +21,7 @@ pub mod admin;
 pub mod availability;
 pub mod delivery;
 pub mod jobs;
+pub mod metrics;
 pub mod security;
 
 ::pgrx::pg_module_magic!();
@@ -109,8 +110,23 @@ extension_sql_file!(
         delivery::api::booking_admin::delivery_wanted_at_commit,
     ]
 );
+extension_sql_file!(
+    "../sql/observability.sql",
+    name = "observability",
+    requires = [
+        "operator",
+        "events",
+        "delivery",
+        metrics::api::metrics_record,
+        metrics::api::booking_admin::metrics,
+        metrics::api::booking_admin::metrics_text,
+        metrics::alert_api::booking_admin::evaluate_alert_rules,
+        metrics::alert_api::booking_admin::check_alert_rule,
+        jobs::api::booking_admin::worker_status,
+    ]
+);
 // Citus support: the distribute function (Citus itself is optional and never required).
-extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability", "delivery"]);
+extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability", "delivery", "observability"]);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]
@@ -122,6 +138,7 @@ pub extern "C-unwind" fn _PG_init() {
         writer::init();
         launcher::init();
         security::init();
+        metrics::init();
     }
 }
 

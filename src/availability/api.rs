@@ -19,6 +19,7 @@ use super::intervals::Interval;
 use super::opening_hours;
 use super::zone::{Micros, Zone, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND};
 use crate::errors::{DomainError, DomainResult};
+use crate::metrics::{defs::Metric, record, registry::Change};
 use crate::pg::convert::{self, require, to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 
 /// Longest span one call may cover; keeps a single call's work and result bounded.
@@ -411,6 +412,9 @@ fn slot_arrays(
     to_date: Option<Date>,
     staff_id: Option<PgUuid>,
 ) -> DomainResult<SlotArrays> {
+    // Observed at commit (src/metrics): the slot query latency of the dashboard and /metrics.
+    let started = std::time::Instant::now();
+    let function = if tenant_id.is_some() { "tenant_slots" } else { "available_slots" };
     let service_id = to_uuid(require(service_id, "service_id")?);
     let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
     let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
@@ -429,6 +433,7 @@ fn slot_arrays(
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
     let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
     let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
+    record::at_commit(Metric::SlotQueries, &[function], Change::Observe(started.elapsed().as_secs_f64()));
     Ok((staff_ids, starts, ends))
 }
 

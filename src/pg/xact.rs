@@ -1,6 +1,8 @@
 //! Work deferred to the commit of the current transaction: waking a worker or the launcher
 //! before the commit would let it look, see nothing yet, and sleep a whole interval. Each
 //! action is a plain function, run once however often it was asked for; an abort forgets them.
+//! Work recorded for the commit inside a subtransaction (a PL/pgSQL exception block, a
+//! savepoint) must be forgotten if that subtransaction rolls back: `at_subxact_abort`.
 
 use std::cell::RefCell;
 
@@ -10,6 +12,45 @@ thread_local! {
     static PENDING: RefCell<Vec<fn()>> = const { RefCell::new(Vec::new()) };
     static AT_END: RefCell<Vec<fn()>> = const { RefCell::new(Vec::new()) };
     static REGISTERED: RefCell<bool> = const { RefCell::new(false) };
+    static SUB_ABORT: RefCell<Vec<fn(pg_sys::SubTransactionId)>> = const { RefCell::new(Vec::new()) };
+}
+
+#[pg_guard]
+unsafe extern "C-unwind" fn on_subxact_event(
+    event: pg_sys::SubXactEvent::Type,
+    my_subid: pg_sys::SubTransactionId,
+    _parent: pg_sys::SubTransactionId,
+    _arg: *mut std::ffi::c_void,
+) {
+    if event == pg_sys::SubXactEvent::SUBXACT_EVENT_ABORT_SUB {
+        let actions = SUB_ABORT.with(|a| a.borrow().clone());
+        actions.into_iter().for_each(|f| f(my_subid));
+    }
+}
+
+/// Calls `action` with the subtransaction's id whenever a subtransaction of this backend rolls
+/// back, for the rest of the backend's life. Ids grow within a transaction, and everything
+/// begun inside the aborted one has an id at least as large, so "forget what was recorded
+/// with an id >= this" is exact.
+pub fn at_subxact_abort(action: fn(pg_sys::SubTransactionId)) {
+    let first = SUB_ABORT.with(|a| {
+        let mut a = a.borrow_mut();
+        let first = a.is_empty();
+        if !a.iter().any(|f| std::ptr::fn_addr_eq(*f, action)) {
+            a.push(action);
+        }
+        first
+    });
+    if first {
+        // SAFETY: registers a plain function for the life of the backend.
+        unsafe { pg_sys::RegisterSubXactCallback(Some(on_subxact_event), std::ptr::null_mut()) };
+    }
+}
+
+/// The current subtransaction's id (1 at top level).
+pub fn current_subxact_id() -> pg_sys::SubTransactionId {
+    // SAFETY: a plain read of the transaction state.
+    unsafe { pg_sys::GetCurrentSubTransactionId() }
 }
 
 #[pg_guard]

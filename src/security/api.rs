@@ -12,6 +12,7 @@ use super::request::current_context;
 use super::{pii, rule_runner, rules, shmem};
 use crate::clock::now_micros;
 use crate::errors::{DomainError, DomainResult};
+use crate::metrics::{defs::Metric, record, registry::Change};
 use crate::pg::convert::{require, to_pg_uuid, to_uuid};
 use crate::writer::{self, Sink};
 
@@ -52,6 +53,10 @@ fn rate_check(
         )));
     }
     let d = shmem::rate_hit(&bucket, &identifier, now_micros(), max as u32, window as i64 * 1_000_000)?;
+    if !d.allowed {
+        // At once: a refused request stays refused whatever the caller's transaction does.
+        record::now(Metric::RateLimitRejections, &[&bucket], Change::Add(1));
+    }
     Ok((identifier, bucket, max as u32, d))
 }
 
@@ -186,14 +191,19 @@ pub mod booking_admin {
             ))
             .into());
         }
-        Ok(JsonB(super::scan(sample_rows)?))
+        let report = super::scan(sample_rows)?;
+        record::at_commit(Metric::PiiScans, &[], Change::Add(1));
+        Ok(JsonB(report))
     }
 
     /// Runs every active rule (see the README) and keeps `security_violations` current:
     /// `{rules_evaluated, violations_found, new_violations, violations_resolved, errors}`.
     #[pg_extern(volatile, parallel_unsafe)]
     pub fn evaluate_security_rules() -> Result<JsonB, Report> {
-        Ok(JsonB(super::evaluate()?))
+        let report = super::evaluate()?;
+        let rules = report.get("rules_evaluated").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        record::at_commit(Metric::SecurityRulesEvaluated, &[], Change::Add(rules));
+        Ok(JsonB(report))
     }
 }
 

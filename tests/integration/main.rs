@@ -12,6 +12,7 @@ mod delivery;
 mod dump;
 mod fuzz;
 mod jobs;
+mod observability;
 mod operator;
 mod postgrest;
 mod receiver;

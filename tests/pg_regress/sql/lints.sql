@@ -90,6 +90,7 @@ LEFT JOIN (VALUES
                             'booking.is_valid_opening_hours(jsonb)', 'booking.is_valid_timezone(text)',
                             'booking.is_within_opening_hours(jsonb,timestamp without time zone)', 'booking.request_context()',
                             'booking_admin.classify_pii_value(text)', 'booking_admin.wake_workers_at_commit()',
+                            'booking.metrics_record(text,text[],double precision)', 'booking_admin.check_alert_rule(text,text)',
                             'booking_admin.retry_delay_ms(integer,double precision,integer,integer,double precision)',
                             'booking.verify_webhook_signature(text,text,text,text,text,integer)',
                             'booking_admin.check_endpoint_url(text,text)', 'booking_admin.check_template(text)',

@@ -1,0 +1,143 @@
+#!/usr/bin/env bash
+# Benchmark of observability (not a test): the /metrics scrape with 10,000 series against the
+# issue's 10 ms goal and against a bare HTTP round trip to the same worker (/ready); the cost
+# of counting on booking.create_booking_idempotent (the metric triggers on and off, alternating
+# runs of the same pgbench script); one evaluation of 100 alert rules against running their
+# 100 conditions as plain SQL. Prints a markdown table.
+source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
+setup
+install_extension --release
+PORT=$((BENCH_PORT + 13))
+HTTP_PORT=$((METRICS_PORT + 5))
+BOOKING_EXTRA_CONF="booking_engine.metrics_port = $HTTP_PORT
+booking_engine.metrics_database = 'bench_observability'" start_cluster bench_observability "$PORT"
+trap stop_cluster EXIT
+fresh_database bench_observability
+# The worker connected before the database was made again: restart it onto the new one.
+"$PG_BIN/psql" -X -q -d postgres -c "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE backend_type = 'booking_engine metrics'" >/dev/null
+# The postmaster restarts it within 5 s.
+for _ in $(seq 150); do
+    curl -sf -o /dev/null "http://127.0.0.1:$HTTP_PORT/ready" && break
+    sleep 0.1
+done
+
+DURATION=${BENCH_SECONDS:-10}
+CLIENTS=8
+psql_db() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d bench_observability "$@"; }
+work=$BOOKING_TMP/bench_observability/work
+rm -rf "$work" && mkdir -p "$work" && chown postgres "$work"
+
+log "10,000 series in the metric table"
+psql_db <<'SQL'
+SET booking_engine.metrics_max_tenant_series = 10000;
+SELECT count(*) FROM (
+    SELECT booking.metrics_record('booking_tenant_operations', ARRAY[gen_random_uuid()::text, 'create', 'succeeded'])
+    FROM generate_series(1, 10000)) r;
+SQL
+series=$(curl -s "http://127.0.0.1:$HTTP_PORT/metrics" | grep -vc '^#')
+if [ "$series" -lt 10000 ]; then
+    echo "expected at least 10,000 series, the scrape has $series" >&2
+    exit 1
+fi
+# Median milliseconds of 21 GETs of a path.
+median_ms() {
+    for _ in $(seq 21); do
+        curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$HTTP_PORT$1"
+    done | sort -n | awk '{v[NR] = $1} END {printf "%.2f", v[11] * 1000}'
+}
+log "timing scrapes"
+scrape=$(median_ms /metrics)
+scrape_om=$(curl -s -o /dev/null -w '%{size_download}' -H 'Accept: application/openmetrics-text' "http://127.0.0.1:$HTTP_PORT/metrics")
+ready=$(median_ms /ready)
+bytes=$(curl -s -o /dev/null -w '%{size_download}' "http://127.0.0.1:$HTTP_PORT/metrics")
+
+log "loading a bookable tenant"
+psql_db <<'SQL'
+ALTER DATABASE bench_observability SET booking_engine.now = '2026-12-01 00:00+00';
+INSERT INTO booking.tenants (id, name, timezone, opening_hours) VALUES ('b0000000-0000-0000-0000-000000000001', 'bench', 'Europe/Zurich',
+    (SELECT jsonb_object_agg(d::text, '{"is_open": true, "start_time": "00:00", "end_time": "24:00"}'::jsonb) FROM generate_series(0, 6) d));
+INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
+    VALUES ('b0000000-0000-0000-0000-000000000001', 'advance_booking_limit_days', '3650');
+INSERT INTO booking.services (id, tenant_id, name, duration_minutes) VALUES
+    ('b1000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000001', 'Cut', 30);
+INSERT INTO booking.customers (id, tenant_id, name) VALUES ('b2000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000001', 'Client');
+CREATE TABLE public.bench_staff (ix int PRIMARY KEY, id uuid NOT NULL);
+INSERT INTO public.bench_staff SELECT i, gen_random_uuid() FROM generate_series(0, 49) i;
+INSERT INTO booking.staff (id, tenant_id, name) SELECT id, 'b0000000-0000-0000-0000-000000000001', 'staff ' || ix FROM public.bench_staff;
+INSERT INTO booking.staff_services (staff_id, service_id) SELECT id, 'b1000000-0000-0000-0000-000000000001' FROM public.bench_staff;
+INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
+    SELECT s.id, d, '00:00', '24:00' FROM public.bench_staff s, generate_series(0, 6) d;
+CREATE SEQUENCE public.bench_n;
+-- Slot n: a free hour of a staff member, spread over two years by a permutation.
+CREATE FUNCTION public.bench_slot(n bigint, OUT staff_id uuid, OUT starts_at timestamptz) LANGUAGE sql STABLE AS $$
+    SELECT s.id, '2027-01-01 00:00+00'::timestamptz + ((n * 104729) % (50 * 24 * 730) / 50) * interval '1 hour'
+    FROM public.bench_staff s WHERE s.ix = (n * 104729) % (50 * 24 * 730) % 50
+$$;
+SQL
+cat > "$work/create.sql" <<'SQL'
+SELECT booking.create_booking_idempotent('bench-' || n, jsonb_build_object('customer_id', 'b2000000-0000-0000-0000-000000000001',
+           'staff_id', b.staff_id, 'service_id', 'b1000000-0000-0000-0000-000000000001', 'starts_at', b.starts_at)) ->> 'success'
+FROM (SELECT nextval('public.bench_n') AS n) s, public.bench_slot(s.n) b;
+SQL
+tps() {
+    (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -M prepared \
+        -c "$CLIENTS" -j 2 -T "$DURATION" -f create.sql bench_observability 2>/dev/null) | awk '/^tps = / { print $3; exit }'
+}
+triggers() {
+    psql_db -c "ALTER TABLE booking.booking_operations $1 TRIGGER booking_operations_metrics" \
+            -c "ALTER TABLE booking.events $1 TRIGGER events_metrics"
+}
+# Alternating runs, so that drift of a shared machine falls on both sides.
+counted=0
+uncounted=0
+for round in 1 2; do
+    log "create_booking_idempotent, counted, round $round"
+    triggers ENABLE
+    counted=$(awk -v a="$counted" -v b="$(tps)" 'BEGIN { print a + b }')
+    log "create_booking_idempotent, not counted, round $round"
+    triggers DISABLE
+    uncounted=$(awk -v a="$uncounted" -v b="$(tps)" 'BEGIN { print a + b }')
+done
+triggers ENABLE
+failed=$(psql_db -c "SELECT count(*) FROM booking.booking_operations WHERE status <> 'completed'")
+if [ "$failed" != 0 ]; then
+    echo "benchmark bookings went wrong: $failed not completed" >&2
+    exit 1
+fi
+
+log "100 alert rules"
+psql_db <<'SQL'
+INSERT INTO booking_admin.alert_rules (name, severity, condition_sql, for_duration)
+SELECT 'sql_rule_' || i, 'low', format('SELECT status, count(*) AS value FROM booking_admin.jobs WHERE priority = %s GROUP BY status', i), '1 hour'
+FROM generate_series(1, 50) i;
+INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold, for_duration)
+SELECT 'metric_rule_' || i, 'low', 'booking_jobs', '>', i, '1 hour' FROM generate_series(1, 50) i;
+SQL
+time_ms() {
+    local best=""
+    for _ in 1 2 3 4 5; do
+        local ms
+        ms=$(printf '%s\n' "SELECT clock_timestamp() AS t0 \gset" "$1;" \
+                 "SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000, 1);" | psql_db | tail -1)
+        best=$(awk -v a="$ms" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
+    done
+    echo "$best"
+}
+evaluate=$(time_ms "SELECT booking_admin.evaluate_alert_rules()")
+plain=$(time_ms "DO \$\$ DECLARE n int; BEGIN FOR i IN 1..50 LOOP EXECUTE format('SELECT count(*) FROM (SELECT status, count(*) AS value FROM booking_admin.jobs WHERE priority = %s GROUP BY status) s', i) INTO n; END LOOP; PERFORM booking_admin.metrics_text(); END \$\$")
+errors=$(psql_db -c "SELECT jsonb_array_length(booking_admin.evaluate_alert_rules() -> 'errors')")
+if [ "$errors" != 0 ]; then
+    echo "alert evaluation reported $errors errors" >&2
+    exit 1
+fi
+
+cat <<TABLE
+
+### Observability ($CLIENTS clients, ${DURATION} s per booking run)
+
+| measurement | result | baseline | ratio |
+|---|---|---|---|
+| \`/metrics\` scrape, $series series ($bytes bytes; OpenMetrics $scrape_om bytes), median of 21 | $scrape ms | goal 10 ms; \`/ready\` round trip $ready ms | $(awk -v a="$scrape" 'BEGIN { printf "%.2f", a / 10 }') of the goal |
+| \`create_booking_idempotent\` bookings/s, counted (2 × ${DURATION} s) | $(awk -v a="$counted" 'BEGIN { printf "%.0f", a / 2 }') | not counted: $(awk -v a="$uncounted" 'BEGIN { printf "%.0f", a / 2 }') | $(awk -v a="$counted" -v b="$uncounted" 'BEGIN { printf "%.3f (overhead %.1f%%, goal < 2%%)", a / b, 100 * (1 - a / b) }') |
+| one evaluation of 100 alert rules (50 SQL, 50 metric), best of 5 | $evaluate ms | their 50 queries and one exposition as plain SQL: $plain ms | $(awk -v a="$evaluate" -v b="$plain" 'BEGIN { printf "%.2f", a / b }') |
+TABLE

@@ -1,0 +1,19 @@
+-- The scrape's booking gauges, where booking_engine is installed: the job queue, open
+-- violations and firing alerts. Rows of (metric, label values, value).
+SELECT 'booking_jobs', ARRAY[s.status], count(j.id)::float8
+FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead']) s(status)
+LEFT JOIN booking_admin.jobs j ON j.status = s.status GROUP BY s.status
+UNION ALL
+SELECT 'booking_oldest_pending_job_age_seconds', ARRAY[]::text[],
+       coalesce(extract(epoch FROM clock_timestamp() - min(scheduled_at)), 0)::float8
+FROM booking_admin.jobs WHERE status IN ('pending', 'failed') AND scheduled_at <= clock_timestamp()
+UNION ALL
+SELECT 'booking_security_violations_open', ARRAY[s.severity], count(v.id)::float8
+FROM unnest(ARRAY['critical', 'high', 'medium', 'low']) s(severity)
+LEFT JOIN booking_admin.security_violations v ON v.severity = s.severity AND v.status <> 'resolved'
+GROUP BY s.severity
+UNION ALL
+SELECT 'booking_alerts_firing', ARRAY[s.severity], count(a.fingerprint)::float8
+FROM unnest(ARRAY['critical', 'high', 'medium', 'low']) s(severity)
+LEFT JOIN booking_admin.alert_instances a ON a.severity = s.severity AND a.state = 'firing'
+GROUP BY s.severity

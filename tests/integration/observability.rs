@@ -1,0 +1,440 @@
+//! Observability over real connections: counts at commit (a rolled-back booking is not
+//! counted), the metrics worker's HTTP endpoints, `promtool check metrics`, a real Prometheus
+//! scraping the worker, and the dashboard rendered by headless Chromium.
+//!
+//! Other tests book at the same time, so the checks read the per-tenant series of a salon of
+//! their own (`booking_engine.metrics_tenant_labels` on for the test's sessions).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use postgres::Client;
+use uuid::Uuid;
+
+use crate::common::{book, connect, salon, Salon};
+
+/// The metrics worker's port (scripts/test.sh sets booking_engine.metrics_port to it).
+fn metrics_port() -> u16 {
+    std::env::var("BOOKING_ENGINE_TEST_METRICS_PORT")
+        .expect("BOOKING_ENGINE_TEST_METRICS_PORT is not set: run through `make test`")
+        .parse()
+        .unwrap()
+}
+
+fn artefacts() -> PathBuf {
+    let dir = PathBuf::from(std::env::var("BOOKING_ENGINE_TEST_ARTEFACTS").unwrap_or_else(|_| "/tmp".into()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One HTTP/1.1 GET on loopback: status, headers, body.
+fn get(port: u16, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    let (head, body) = out.split_once("\r\n\r\n").unwrap();
+    let status = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, head.to_string(), body.to_string())
+}
+
+fn tenant_session() -> Client {
+    let mut c = connect();
+    c.batch_execute("SET booking_engine.metrics_tenant_labels = on").unwrap();
+    c
+}
+
+/// The per-tenant count of `operation` with `outcome`, as booking_admin.metrics() reads it.
+fn tenant_count(c: &mut Client, s: &Salon, operation: &str, outcome: &str) -> f64 {
+    c.query_opt(
+        "SELECT value FROM booking_admin.metrics() WHERE metric = 'booking_tenant_operations_total'
+           AND labels = jsonb_build_object('tenant', $1::text, 'operation', $2::text, 'outcome', $3::text)",
+        &[&s.tenant.to_string(), &operation, &outcome],
+    )
+    .unwrap()
+    .map_or(0.0, |r| r.get(0))
+}
+
+/// Books the salon's Monday at these hours (75 minutes apart at least: a booking takes an hour
+/// and its buffer), one committed transaction each.
+fn book_committed(c: &mut Client, s: &Salon, hours: &[u32]) {
+    for h in hours {
+        let r = book(c, s, &format!("obs-{}", Uuid::new_v4()), &format!("2026-03-23 {h:02}:00+01"));
+        assert_eq!(r["success"], true, "{r}");
+    }
+}
+
+#[test]
+fn bookings_are_counted_at_commit_and_rollbacks_are_not() {
+    let mut c = tenant_session();
+    let s = salon(&mut c, 1);
+    book_committed(&mut c, &s, &[9, 11]);
+    // Rolled back as a whole.
+    let mut tx = c.transaction().unwrap();
+    assert_eq!(book(&mut tx, &s, "obs-rolled-back", "2026-03-23 13:00+01")["success"], true);
+    tx.rollback().unwrap();
+    // Rolled back to a savepoint, the transaction itself committed.
+    let mut tx = c.transaction().unwrap();
+    let mut sp = tx.savepoint("sp").unwrap();
+    assert_eq!(book(&mut sp, &s, "obs-savepoint", "2026-03-23 14:00+01")["success"], true);
+    sp.rollback().unwrap();
+    tx.commit().unwrap();
+    // Refused: the 09:00 slot is taken.
+    assert_eq!(book(&mut c, &s, &format!("obs-{}", Uuid::new_v4()), "2026-03-23 09:00+01")["success"], false);
+    assert_eq!(tenant_count(&mut c, &s, "create", "succeeded"), 2.0);
+    assert_eq!(tenant_count(&mut c, &s, "create", "refused"), 1.0);
+    // The domain-wide series carries the refusal's code.
+    let conflicts: f64 = c
+        .query_one(
+            "SELECT coalesce(sum(value), 0) FROM booking_admin.metrics() WHERE metric = 'booking_operations_total'
+               AND labels ->> 'outcome' = 'refused' AND labels ->> 'code' = 'conflict'",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(conflicts >= 1.0);
+}
+
+#[test]
+fn tenant_series_are_capped_and_overflow_is_counted() {
+    let mut c = tenant_session();
+    // A cap already reached by the other tests' tenants: a new tenant's series is dropped.
+    c.batch_execute("SET booking_engine.metrics_max_tenant_series = 0").unwrap();
+    let s = salon(&mut c, 1);
+    let dropped_before = dropped(&mut c);
+    book_committed(&mut c, &s, &[10]);
+    assert_eq!(tenant_count(&mut c, &s, "create", "succeeded"), 0.0);
+    assert!(dropped(&mut c) > dropped_before);
+}
+
+fn dropped(c: &mut Client) -> f64 {
+    c.query_one(
+        "SELECT coalesce(sum(value), 0) FROM booking_admin.metrics() WHERE metric = 'booking_metrics_dropped_total'
+           AND labels ->> 'metric' = 'booking_tenant_operations'",
+        &[],
+    )
+    .unwrap()
+    .get(0)
+}
+
+#[test]
+fn the_worker_serves_both_formats_health_and_ready() {
+    let port = metrics_port();
+    let (status, head, body) = get(port, "/metrics", &[]);
+    assert_eq!(status, 200);
+    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    assert!(body.contains("# TYPE booking_operations_total counter"));
+    assert!(body.contains("booking_metrics_sql_up 1\n"), "the SQL gauges answered");
+    assert!(!body.contains("# EOF"));
+    let (_, head, body) = get(port, "/metrics", &[("Accept", "application/openmetrics-text; version=1.0.0")]);
+    assert!(head.contains("Content-Type: application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"));
+    let (status, _, body) = get(port, "/health", &[]);
+    let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(doc["components"]["job_queue"]["status"].is_string(), "{doc}");
+    assert_eq!(status == 200, doc["status"] != "critical");
+    assert_eq!(get(port, "/ready", &[]).0, 200);
+    assert_eq!(get(port, "/nope", &[]).0, 404);
+    // The worker is visible as what it is.
+    let mut c = connect();
+    let n: i64 = c
+        .query_one("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'booking_engine metrics'", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 1);
+}
+
+/// promtool reads the Prometheus text format (OpenMetrics is checked by the real Prometheus
+/// below, which asks for it first).
+#[test]
+fn promtool_accepts_the_exposition() {
+    let port = metrics_port();
+    {
+        let accept = "text/plain";
+        let (_, _, body) = get(port, "/metrics", &[("Accept", accept)]);
+        let mut child = Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("promtool (Debian package prometheus)");
+        child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{accept}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_real_prometheus_scrapes_the_counts() {
+    let port = metrics_port();
+    let prom_port = port + 1;
+    let mut c = tenant_session();
+    let s = salon(&mut c, 1);
+    book_committed(&mut c, &s, &[9, 11, 13]);
+    let mut tx = c.transaction().unwrap();
+    book(&mut tx, &s, "prom-rolled-back", "2026-03-23 15:00+01");
+    tx.rollback().unwrap();
+
+    let dir = artefacts().join(format!("prometheus-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = dir.join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: booking_engine\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let _prom = Reaped(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.join("prometheus.log")).unwrap())
+            .spawn()
+            .expect("prometheus (Debian package prometheus)"),
+    );
+    let query = format!("booking_tenant_operations_total{{tenant=\"{}\",operation=\"create\"}}", s.tenant);
+    let path = format!("/api/v1/query?query={}", url_escape(&query));
+    let value = poll("Prometheus to scrape the bookings", Duration::from_secs(60), || {
+        let (status, _, body) = std::panic::catch_unwind(|| get(prom_port, &path, &[])).ok()?;
+        if status != 200 {
+            return None;
+        }
+        let doc: serde_json::Value = serde_json::from_str(&body).ok()?;
+        let v = doc["data"]["result"][0]["value"][1].as_str()?.to_string();
+        Some(v)
+    });
+    assert_eq!(value, "3", "three committed bookings, the rolled-back one not counted");
+    // The scrape itself succeeded (Prometheus's own up series).
+    let up = get(prom_port, "/api/v1/query?query=up", &[]).2;
+    assert!(up.contains("\"value\":[") && up.contains(",\"1\"]"), "{up}");
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'_' | b'-' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn bookings_today(c: &mut Client) -> i64 {
+    c.query_one("SELECT (booking_admin.dashboard_data() ->> 'bookings_today')::bigint", &[]).unwrap().get(0)
+}
+
+#[test]
+fn the_dashboard_renders_in_headless_chromium() {
+    let port = metrics_port();
+    let mut c = connect();
+    let s = salon(&mut c, 1);
+    book_committed(&mut c, &s, &[9]);
+    let (status, _, html) = get(port, "/dashboard", &[]);
+    assert_eq!(status, 200, "{html}");
+    assert!(!html.contains("://"), "the page loads nothing from elsewhere: {html}");
+    let before = bookings_today(&mut c);
+    let url = format!("http://127.0.0.1:{port}/dashboard");
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom"])
+        .arg(&url)
+        .output()
+        .expect("chromium (Debian package chromium)");
+    let after = bookings_today(&mut c);
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // Other tests book meanwhile: the figure shown lies between the two reads.
+    let shown: i64 = regex::Regex::new(r#"<div class="v">(\d+)</div><div>bookings today"#)
+        .unwrap()
+        .captures(&dom)
+        .unwrap_or_else(|| panic!("no bookings tile in {dom}"))[1]
+        .parse()
+        .unwrap();
+    assert!(before >= 1 && (before..=after).contains(&shown), "{before} <= {shown} <= {after}");
+    assert!(dom.contains("id=\"health\""), "{dom}");
+    let shot = artefacts().join("dashboard.png");
+    let _ = std::fs::remove_file(&shot);
+    let shot_run = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1200,900"])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(shot_run.status.success() && shot.exists(), "{}", String::from_utf8_lossy(&shot_run.stderr));
+}
+
+/// A probe table the rule's condition reads: the test sets what holds.
+struct AlertProbe {
+    table: String,
+    rule: String,
+}
+
+impl AlertProbe {
+    fn new(c: &mut Client, for_duration: &str, keep_firing_for: &str) -> AlertProbe {
+        let id = Uuid::new_v4().simple().to_string();
+        let p = AlertProbe { table: format!("public.alert_probe_{id}"), rule: format!("it_{id}") };
+        c.batch_execute(&format!("CREATE TABLE {} (v int NOT NULL)", p.table)).unwrap();
+        c.execute(
+            "INSERT INTO booking_admin.alert_rules (name, severity, condition_sql, for_duration, keep_firing_for,
+                 annotations) VALUES ($1, 'high', $2, $3::text::interval, $4::text::interval,
+                 '{\"summary\": \"probe at {{ $value }}\"}')",
+            &[&p.rule, &format!("SELECT v AS value FROM {} WHERE v > 0", p.table), &for_duration, &keep_firing_for],
+        )
+        .unwrap();
+        p
+    }
+
+    fn set(&self, c: &mut Client, v: i32) {
+        c.batch_execute(&format!("DELETE FROM {0}; INSERT INTO {0} VALUES ({v})", self.table)).unwrap();
+    }
+
+    fn evaluate(&self, c: &mut Client) -> Option<String> {
+        c.execute("SELECT booking_admin.evaluate_alert_rules()", &[]).unwrap();
+        self.state(c)
+    }
+
+    fn state(&self, c: &mut Client) -> Option<String> {
+        c.query_opt("SELECT state FROM booking_admin.alert_instances WHERE rule_name = $1", &[&self.rule])
+            .unwrap()
+            .map(|r| r.get(0))
+    }
+
+    /// Evaluates until the instance is in `state` (None: gone).
+    fn evaluate_until(&self, c: &mut Client, state: Option<&str>) {
+        poll(&format!("alert {} to be {state:?}", self.rule), Duration::from_secs(30), || {
+            (self.evaluate(c).as_deref() == state).then_some(())
+        });
+    }
+
+    fn events(&self, c: &mut Client, kind: &str) -> i64 {
+        c.query_one(
+            "SELECT count(*) FROM booking.events WHERE event_type = $1 AND payload ->> 'rule' = $2",
+            &[&format!("alert.{kind}"), &self.rule],
+        )
+        .unwrap()
+        .get(0)
+    }
+}
+
+#[test]
+fn alerts_go_pending_firing_resolved_with_one_notification_each() {
+    let mut c = connect();
+    let p = AlertProbe::new(&mut c, "2 seconds", "3 seconds");
+    // Held shorter than `for`: pending, then inactive, never notified.
+    p.set(&mut c, 1);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("pending"));
+    p.set(&mut c, 0);
+    assert_eq!(p.evaluate(&mut c), None);
+    assert_eq!(p.events(&mut c, "firing"), 0);
+    // Held longer: firing, notified once however often it is evaluated.
+    p.set(&mut c, 7);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("pending"));
+    p.evaluate_until(&mut c, Some("firing"));
+    p.evaluate(&mut c);
+    assert_eq!(p.events(&mut c, "firing"), 1);
+    let payload: serde_json::Value = c
+        .query_one(
+            "SELECT payload FROM booking.events WHERE event_type = 'alert.firing' AND payload ->> 'rule' = $1",
+            &[&p.rule],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(payload["severity"], "high");
+    assert_eq!(payload["value"], 7.0);
+    assert_eq!(payload["annotations"]["summary"], "probe at 7");
+    assert_eq!(payload["labels"]["alertname"], p.rule.as_str());
+    assert!(payload["started_at"].is_string() && payload["fingerprint"].is_string(), "{payload}");
+    // Acknowledged: who, when and the note are kept.
+    let fp = payload["fingerprint"].as_str().unwrap().to_string();
+    c.execute("SELECT booking_admin.acknowledge_alert($1, 'looking into it')", &[&fp]).unwrap();
+    let row = c
+        .query_one("SELECT acknowledged_by, ack_note, acknowledged_at IS NOT NULL FROM booking_admin.alert_instances WHERE fingerprint = $1", &[&fp])
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, String>(0), row.get::<_, String>(1), row.get::<_, bool>(2)),
+        ("postgres".into(), "looking into it".into(), true)
+    );
+    // Flapping within keep_firing_for: still firing, no new notification.
+    p.set(&mut c, 0);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    p.set(&mut c, 7);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    assert_eq!(p.events(&mut c, "firing"), 1);
+    // Cleared for longer than keep_firing_for: resolved, notified once.
+    p.set(&mut c, 0);
+    p.evaluate_until(&mut c, Some("resolved"));
+    p.evaluate(&mut c);
+    assert_eq!(p.events(&mut c, "resolved"), 1);
+    assert_eq!(p.events(&mut c, "firing"), 1);
+    let history: Vec<String> = c
+        .query("SELECT event FROM booking_admin.alert_history WHERE rule_name = $1 ORDER BY id", &[&p.rule])
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        history,
+        [
+            "pending",
+            "inactive",
+            "pending",
+            "firing",
+            "notified_firing",
+            "acknowledged",
+            "resolved",
+            "notified_resolved"
+        ]
+    );
+}
+
+#[test]
+fn a_silence_suppresses_notifications_but_not_state() {
+    let mut c = connect();
+    let p = AlertProbe::new(&mut c, "0", "0");
+    c.execute(
+        "SELECT booking_admin.silence_alerts(jsonb_build_object('alertname', $1::text), clock_timestamp() + interval '1 hour', 'maintenance')",
+        &[&p.rule],
+    )
+    .unwrap();
+    p.set(&mut c, 1);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    p.set(&mut c, 0);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("resolved"));
+    assert_eq!(p.events(&mut c, "firing") + p.events(&mut c, "resolved"), 0);
+}
