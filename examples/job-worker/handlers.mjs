@@ -6,8 +6,9 @@
 export default {
   // Does nothing: the benchmark's job.
   noop: async () => undefined,
-  // Returns its payload; a payload with "error" fails with that message.
+  // Returns its payload after "delay_ms" (if any); a payload with "error" fails with that message.
   echo: async (payload) => {
+    if (payload.delay_ms) await new Promise((resolve) => setTimeout(resolve, payload.delay_ms));
     if (payload.error) throw new Error(payload.error);
     return payload;
   },

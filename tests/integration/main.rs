@@ -9,6 +9,7 @@ mod citus;
 mod common;
 mod databases;
 mod dump;
+mod external_worker;
 mod fuzz;
 mod jobs;
 mod operator;
