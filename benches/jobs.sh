@@ -34,14 +34,17 @@ runners() {
 }
 enable_workers() { "${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET booking_engine.enabled = on" -c "SELECT pg_reload_conf()" >/dev/null; }
 
-# enqueue HANDLER [bulk]: prints milliseconds to enqueue N jobs in one statement, one
-# enqueue_job call per row, or with bulk one enqueue_jobs call (the JSON array built in the
-# same statement, as add_jobs' array is below).
+# enqueue HANDLER [bulk|insert]: prints milliseconds to enqueue N jobs in one statement, one
+# enqueue_job call per row, with bulk one enqueue_jobs call (the JSON array built in the same
+# statement, as add_jobs' array is below), with insert a plain INSERT of the rows (what limits
+# the bulk enqueue: the table's own cost).
 enqueue() {
     local t0 t1
     "${PSQL[@]}" -d "$DB" -c "DELETE FROM booking_admin.jobs" -c "VACUUM booking_admin.jobs"
     t0=$(now_ms)
-    if [ "${2:-}" = bulk ]; then
+    if [ "${2:-}" = insert ]; then
+        sql "INSERT INTO booking_admin.jobs (name, handler) SELECT 'noop', '$1' FROM generate_series(1, $N)"
+    elif [ "${2:-}" = bulk ]; then
         sql "SELECT cardinality(booking_admin.enqueue_jobs((SELECT jsonb_agg(j) FROM (
                  SELECT 'noop' AS name, '$1' AS handler FROM generate_series(1, $N)) j)))" >/dev/null
     else
@@ -76,6 +79,7 @@ drain1_ms=$(drain_in_database)
 
 log "in-database runners: 2"
 runners 2
+insert_ms=$(enqueue noop insert)
 bulk_ms=$(enqueue noop bulk)
 drain2_ms=$(drain_in_database)
 
@@ -114,6 +118,7 @@ Jobs benchmark: $N no-op jobs, PostgreSQL 15, $(nproc) cores, release build. Bas
 |---|---:|---:|---:|
 | enqueue_job, one statement | $enqueue_ms | $(rate "$N" "$enqueue_ms") rows/s | $(ratio "$(rate "$N" "$enqueue_ms")" "$ge") |
 | enqueue_jobs (bulk, one JSON array) | $bulk_ms | $(rate "$N" "$bulk_ms") rows/s | $(goal "$(ratio "$(rate "$N" "$bulk_ms")" "$ge")" 1) |
+| plain INSERT of the same rows into booking_admin.jobs (no function) | $insert_ms | $(rate "$N" "$insert_ms") rows/s | $(ratio "$(rate "$N" "$insert_ms")" "$ge") |
 | graphile_worker.add_jobs, one statement (baseline) | $graphile_enqueue_ms | $ge rows/s | 1.00x |
 | drain: in-database runners, 1 | $drain1_ms | $r1 jobs/s | $(ratio "$r1") |
 | drain: in-database runners, 2 | $drain2_ms | $r2 jobs/s | $(ratio "$r2") |
