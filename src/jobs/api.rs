@@ -34,12 +34,18 @@ pub mod booking_admin {
         Ok(backoff::retry_delay_ms(base.into(), multiplier, n, max.into(), jitter))
     }
 
+    const MAX_RANDOM_UUIDS: usize = 1_000_000;
+
     /// `n` random (version 4) UUIDs: the ids of a bulk enqueue (booking_admin.enqueue_jobs),
-    /// drawn from the server's strong random source at once rather than per row.
+    /// drawn from the server's strong random source at once rather than per row. At most
+    /// MAX_RANDOM_UUIDS at once, so a wild `n` is an error rather than an allocation the
+    /// server cannot make.
     #[pg_extern(volatile, parallel_safe)]
     pub fn random_uuids(n: i32) -> Result<Vec<pgrx::Uuid>, ErrorReport> {
         let len = usize::try_from(n)
-            .map_err(|_| DomainError::InvalidParameter(format!("n must be at least 0, not {n}")))?
+            .ok()
+            .filter(|&n| n <= MAX_RANDOM_UUIDS)
+            .ok_or_else(|| DomainError::InvalidParameter(format!("n must be 0 to {MAX_RANDOM_UUIDS}, not {n}")))?
             * 16;
         let mut random = vec![0u8; len];
         // SAFETY: the buffer is `len` bytes long and writable.
