@@ -90,7 +90,8 @@ LEFT JOIN (VALUES
                             'booking.is_valid_opening_hours(jsonb)', 'booking.is_valid_timezone(text)',
                             'booking.is_within_opening_hours(jsonb,timestamp without time zone)', 'booking.request_context()',
                             'booking_admin.classify_pii_value(text)', 'booking_admin.wake_workers_at_commit()',
-                            'booking_admin.retry_delay_ms(integer,double precision,integer,integer,double precision)']),
+                            'booking_admin.retry_delay_ms(integer,double precision,integer,integer,double precision)',
+                            'booking_admin.random_uuids(integer)']),
     ('SQL function kept inlinable; names only qualified objects', ARRAY['booking.get_available_slots(uuid,date,date,uuid)',
                             'booking.status_transition_allowed(text,text)', 'booking.appointment_json(booking.appointments)',
                             'booking.policy_failure(text,text,uuid,jsonb)']),
@@ -121,7 +122,12 @@ FROM ext_tables t JOIN pg_constraint c ON c.conrelid = t.oid
 WHERE c.contype = 'f'
   AND NOT EXISTS (
       SELECT FROM pg_index i
-      WHERE i.indrelid = c.conrelid AND i.indisvalid AND i.indpred IS NULL
+      WHERE i.indrelid = c.conrelid AND i.indisvalid
+        -- A partial index serves when it leaves out only rows that reference nothing (NULL in
+        -- a referencing column), which the foreign key never looks up.
+        AND (i.indpred IS NULL OR pg_get_expr(i.indpred, i.indrelid) IN (
+                SELECT format('(%s IS NOT NULL)', quote_ident(a.attname)) FROM pg_attribute a
+                WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)))
         AND ((i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
              OR i.indkey[0] = ANY (c.conkey)
                 AND i.indkey[0] <> ALL (SELECT a.attnum FROM pg_attribute a
