@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Jobs benchmark: enqueue N no-op jobs, drain them with the in-database runners (1 and 2), with
-# an external client through claim_jobs/complete_job, and with graphile-worker (the peer) on the
-# same cluster. Prints a markdown table; not a test, nothing here asserts a speed.
+# Jobs benchmark: enqueue N no-op jobs (one enqueue_job per row, and enqueue_jobs in bulk), drain
+# them with the in-database runners (1 and 2), with the reference external worker
+# (examples/job-worker: complete_and_claim_jobs, one round trip per batch), and with
+# graphile-worker (the peer) on the same cluster. Prints a markdown table with the ratios against
+# graphile-worker and issue 17's goals; not a test, nothing here asserts a speed.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 setup
 install_extension --release
@@ -9,6 +11,7 @@ install_extension --release
 N=${JOBS_BENCH_N:-100000}
 GRAPHILE_CONCURRENCY=${GRAPHILE_CONCURRENCY:-10}
 EXTERNAL_CLIENTS=2
+EXTERNAL_BATCH=100
 DB=bench_jobs
 PSQL=("$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1)
 
@@ -18,6 +21,7 @@ CONN="postgresql://postgres@/$DB?host=$PGHOST&port=$PGPORT"
 
 log "installing graphile-worker (benches/graphile, node_modules is not committed)"
 (cd "$REPO/benches/graphile" && npm install --no-audit --no-fund --silent >/dev/null 2>&1)
+(cd "$REPO/examples/job-worker" && npm install --no-audit --no-fund --silent >/dev/null 2>&1)
 
 sql() { "${PSQL[@]}" -d "$DB" -c "$1"; }
 now_ms() { date +%s%3N; }
@@ -30,12 +34,22 @@ runners() {
 }
 enable_workers() { "${PSQL[@]}" -d postgres -c "ALTER SYSTEM SET booking_engine.enabled = on" -c "SELECT pg_reload_conf()" >/dev/null; }
 
-# enqueue HANDLER: prints milliseconds to enqueue N jobs in one statement.
+# enqueue HANDLER [bulk|insert]: prints milliseconds to enqueue N jobs in one statement, one
+# enqueue_job call per row, with bulk one enqueue_jobs call (the JSON array built in the same
+# statement, as add_jobs' array is below), with insert a plain INSERT of the rows (what limits
+# the bulk enqueue: the table's own cost).
 enqueue() {
     local t0 t1
     "${PSQL[@]}" -d "$DB" -c "DELETE FROM booking_admin.jobs" -c "VACUUM booking_admin.jobs"
     t0=$(now_ms)
-    sql "SELECT count(booking_admin.enqueue_job('noop', '$1')) FROM generate_series(1, $N)" >/dev/null
+    if [ "${2:-}" = insert ]; then
+        sql "INSERT INTO booking_admin.jobs (name, handler) SELECT 'noop', '$1' FROM generate_series(1, $N)"
+    elif [ "${2:-}" = bulk ]; then
+        sql "SELECT cardinality(booking_admin.enqueue_jobs((SELECT jsonb_agg(j) FROM (
+                 SELECT 'noop' AS name, '$1' AS handler FROM generate_series(1, $N)) j)))" >/dev/null
+    else
+        sql "SELECT count(booking_admin.enqueue_job('noop', '$1')) FROM generate_series(1, $N)" >/dev/null
+    fi
     t1=$(now_ms)
     echo $((t1 - t0))
 }
@@ -65,12 +79,18 @@ drain1_ms=$(drain_in_database)
 
 log "in-database runners: 2"
 runners 2
-enqueue noop >/dev/null
+insert_ms=$(enqueue noop insert)
+bulk_ms=$(enqueue noop bulk)
 drain2_ms=$(drain_in_database)
 
-log "external client: $EXTERNAL_CLIENTS connections, claim_jobs batches of 100, complete_job per job"
-enqueue external_noop >/dev/null
-read -r ext_n ext_ms < <(cd "$REPO/benches/graphile" && node external.js "$CONN" "$EXTERNAL_CLIENTS" 100 external_noop)
+log "external worker: $EXTERNAL_CLIENTS connections, complete_and_claim_jobs batches of $EXTERNAL_BATCH"
+enqueue external_noop bulk >/dev/null
+ext=$(node "$REPO/examples/job-worker/worker.mjs" --connection="$CONN" --worker-id=bench \
+    --concurrency="$EXTERNAL_CLIENTS" --batch-size="$EXTERNAL_BATCH" \
+    --handlers="$REPO/benches/external_handlers.mjs" --exit-when-empty)
+ext_n=$(node -p "JSON.parse(process.argv[1]).completed" "$ext")
+ext_ms=$(node -p "JSON.parse(process.argv[1]).ms" "$ext")
+[ "$ext_n" = "$N" ] || { echo "the external worker completed $ext_n jobs, not $N" >&2; exit 1; }
 
 log "graphile-worker: concurrency $GRAPHILE_CONCURRENCY"
 sql "DELETE FROM booking_admin.jobs"
@@ -84,19 +104,24 @@ graphile_enqueue_ms=$((t1 - t0))
 read -r g_n g_ms < <(cd "$REPO/benches/graphile" && node graphile.js "$CONN" "$GRAPHILE_CONCURRENCY")
 
 g_rate=$(rate "$g_n" "$g_ms")
-ratio() { awk -v a="$1" -v b="$g_rate" 'BEGIN { printf "%.2fx", a / b }'; }
+ratio() { awk -v a="$1" -v b="${2:-$g_rate}" 'BEGIN { printf "%.2fx", a / b }'; }
+# goal RATIO MIN: the ratio with whether it meets issue 17's goal.
+goal() { awk -v r="${1%x}" -v m="$2" 'BEGIN { printf "%.2fx (goal ≥ %sx: %s)", r, m, (r >= m ? "met" : "not met") }'; }
 r1=$(rate "$N" "$drain1_ms"); r2=$(rate "$N" "$drain2_ms"); re=$(rate "$ext_n" "$ext_ms")
+ge=$(rate "$N" "$graphile_enqueue_ms")
 
 cat <<TABLE
 
 Jobs benchmark: $N no-op jobs, PostgreSQL 15, $(nproc) cores, release build. Baseline: graphile-worker $(cd "$REPO/benches/graphile" && node -p 'require("./node_modules/graphile-worker/package.json").version') (concurrency $GRAPHILE_CONCURRENCY), same cluster.
 
-| measurement | time (ms) | rate | vs graphile-worker drain |
+| measurement | time (ms) | rate | vs graphile-worker |
 |---|---:|---:|---:|
-| enqueue_job, one statement | $enqueue_ms | $(rate "$N" "$enqueue_ms") rows/s | |
-| graphile_worker.add_jobs, one statement | $graphile_enqueue_ms | $(rate "$N" "$graphile_enqueue_ms") rows/s | |
+| enqueue_job, one statement | $enqueue_ms | $(rate "$N" "$enqueue_ms") rows/s | $(ratio "$(rate "$N" "$enqueue_ms")" "$ge") |
+| enqueue_jobs (bulk, one JSON array) | $bulk_ms | $(rate "$N" "$bulk_ms") rows/s | $(goal "$(ratio "$(rate "$N" "$bulk_ms")" "$ge")" 1) |
+| plain INSERT of the same rows into booking_admin.jobs (no function) | $insert_ms | $(rate "$N" "$insert_ms") rows/s | $(ratio "$(rate "$N" "$insert_ms")" "$ge") |
+| graphile_worker.add_jobs, one statement (baseline) | $graphile_enqueue_ms | $ge rows/s | 1.00x |
 | drain: in-database runners, 1 | $drain1_ms | $r1 jobs/s | $(ratio "$r1") |
 | drain: in-database runners, 2 | $drain2_ms | $r2 jobs/s | $(ratio "$r2") |
-| drain: external client, claim_jobs/complete_job ($EXTERNAL_CLIENTS connections) | $ext_ms | $re jobs/s | $(ratio "$re") |
+| drain: external worker, examples/job-worker ($EXTERNAL_CLIENTS connections, batches of $EXTERNAL_BATCH) | $ext_ms | $re jobs/s | $(goal "$(ratio "$re")" 2) |
 | drain: graphile-worker (baseline) | $g_ms | $g_rate jobs/s | 1.00x |
 TABLE

@@ -68,8 +68,10 @@ CREATE INDEX jobs_scheduled_idx ON booking_admin.jobs (scheduled_at) WHERE statu
 CREATE INDEX jobs_running_idx ON booking_admin.jobs (heartbeat_at) WHERE status = 'running';
 CREATE INDEX jobs_dead_idx ON booking_admin.jobs (updated_at) WHERE status = 'dead';
 CREATE INDEX jobs_completed_idx ON booking_admin.jobs (completed_at) WHERE status = 'completed';
--- The foreign key's side: deleting a tenant finds its jobs without a scan.
-CREATE INDEX jobs_tenant_idx ON booking_admin.jobs (tenant_id);
+-- The foreign key's side: deleting a tenant finds its jobs without a scan. Partial: most jobs
+-- have no tenant, and a hundred thousand equal NULL entries made every insert walk them (half
+-- the cost of a bulk enqueue).
+CREATE INDEX jobs_tenant_idx ON booking_admin.jobs (tenant_id) WHERE tenant_id IS NOT NULL;
 -- One logical job at a time: a key is free again once its job has finished (completed or dead).
 CREATE UNIQUE INDEX jobs_unique_key_idx ON booking_admin.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed');
@@ -154,6 +156,96 @@ BEGIN
     RETURN v_id;
 END $$;
 
+-- Many jobs in one statement: a JSON array of objects whose keys are enqueue_job's arguments
+-- without the p_ (name and handler required, every other key optional with enqueue_job's
+-- default). Returns the jobs' ids in the array's order; an element whose unique_key is already
+-- pending, running or failed (or repeats an earlier element's) gets that job's id. One insert
+-- for the whole array and one wake-up, so its cost per job is the row and its indexes.
+CREATE FUNCTION booking_admin.enqueue_jobs(p_jobs jsonb) RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+    v_keys text[];
+    v_bad bigint;
+    -- The inserter, named once instead of by both column defaults of every row.
+    v_me regrole := current_user::regrole;
+BEGIN
+    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    -- One pass over the array: ids are drawn before the insert so each element knows whether
+    -- its row went in, and a malformed element (not an object, no name or handler, a key
+    -- that is not one of enqueue_job's arguments: a misspelt one would silently become a
+    -- default) is found on the way and refused after it, which rolls the insert back. Jobs
+    -- without a unique key cannot conflict and skip ON CONFLICT's speculative insertion (a
+    -- third of an insert's cost).
+    WITH spec AS MATERIALIZED (
+        SELECT s.id, s.name, s.handler, coalesce(s.payload, '{}') AS payload, s.tenant_id,
+               coalesce(s.priority, 5) AS priority, coalesce(s.run_at, now()) AS scheduled_at,
+               coalesce(s.max_retries, 3) AS max_retries, coalesce(s.retry_delay_ms, 1000) AS retry_delay_ms,
+               coalesce(s.retry_backoff_multiplier, 2.0) AS retry_backoff_multiplier,
+               coalesce(s.max_delay_ms, 300000) AS max_delay_ms, coalesce(s.jitter, true) AS jitter,
+               coalesce(s.timeout_ms, 30000) AS timeout_ms, s.unique_key, s.ord,
+               s.name IS NULL OR s.handler IS NULL
+                   OR s.job - ARRAY['name', 'handler', 'payload', 'priority', 'run_at', 'max_retries', 'retry_delay_ms',
+                                    'retry_backoff_multiplier', 'max_delay_ms', 'jitter', 'timeout_ms', 'tenant_id',
+                                    'unique_key'] <> '{}' AS bad
+        -- Side by side, element n, its fields and its id: no join, no per-element function call.
+        FROM ROWS FROM (
+                 jsonb_array_elements(p_jobs),
+                 jsonb_to_recordset(p_jobs) AS (
+                     name text, handler text, payload jsonb, priority integer, run_at timestamptz,
+                     max_retries integer, retry_delay_ms integer, retry_backoff_multiplier numeric,
+                     max_delay_ms integer, jitter boolean, timeout_ms integer, tenant_id uuid, unique_key text),
+                 unnest(booking_admin.random_uuids(jsonb_array_length(p_jobs)))
+             ) WITH ORDINALITY AS s(job, name, handler, payload, priority, run_at, max_retries, retry_delay_ms,
+                                    retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, tenant_id,
+                                    unique_key, id, ord)
+    ), unkeyed AS (
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key, created_by, enqueued_by)
+        SELECT id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries, retry_delay_ms,
+               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me
+        FROM spec WHERE unique_key IS NULL AND NOT bad
+    ), keyed AS (
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key, created_by, enqueued_by)
+        SELECT id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries, retry_delay_ms,
+               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me
+        FROM spec WHERE unique_key IS NOT NULL AND NOT bad ORDER BY ord
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+        DO NOTHING
+        RETURNING id
+    )
+    SELECT array_agg(CASE WHEN spec.unique_key IS NULL OR keyed.id IS NOT NULL THEN spec.id END ORDER BY spec.ord),
+           array_agg(spec.unique_key ORDER BY spec.ord) FILTER (WHERE spec.unique_key IS NOT NULL AND keyed.id IS NULL),
+           min(spec.ord) FILTER (WHERE spec.bad)
+    INTO v_ids, v_keys, v_bad
+    FROM spec LEFT JOIN keyed ON keyed.id = spec.id;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'job % has no name or handler, or a key that is not one of enqueue_job''s arguments: %',
+            v_bad, left((p_jobs->(v_bad::int - 1))::text, 200) USING ERRCODE = '22023';
+    END IF;
+    IF v_keys IS NOT NULL THEN
+        -- The same logical jobs are already queued (by someone else, or earlier in this array):
+        -- a new statement sees them, and their ids fill the gaps in order.
+        SELECT array_agg(coalesce(i.id, (SELECT j.id FROM booking_admin.jobs j
+                                         WHERE j.unique_key = v_keys[i.gap] AND j.status IN ('pending', 'running', 'failed')))
+                         ORDER BY i.ord)
+        INTO v_ids
+        FROM (SELECT u.id, u.ord, count(*) FILTER (WHERE u.id IS NULL) OVER (ORDER BY u.ord) AS gap
+              FROM unnest(v_ids) WITH ORDINALITY u(id, ord)) i;
+    END IF;
+    IF cardinality(v_keys) IS DISTINCT FROM cardinality(v_ids) THEN
+        PERFORM booking_admin.wake_workers_at_commit();
+    END IF;
+    RETURN coalesce(v_ids, '{}');
+END $$;
+
 -- For external workers and the in-database runners alike.
 CREATE FUNCTION booking_admin.claim_jobs(p_worker_id text, p_batch_size integer, p_handlers text[] DEFAULT NULL)
 RETURNS SETOF booking_admin.jobs
@@ -170,7 +262,9 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
     UPDATE booking_admin.jobs j
     SET status = 'running', locked_by = p_worker_id, locked_pid = pg_backend_pid(), locked_at = now(),
         heartbeat_at = now(), started_at = clock_timestamp(), updated_at = now()
-    FROM picked WHERE j.id = picked.id
+    -- By primary key, whatever the table's statistics say: joined to picked, a freshly filled
+    -- queue (not analyzed yet) was read whole by every claim.
+    WHERE j.id = ANY (ARRAY(SELECT picked.id FROM picked))
     RETURNING j.*
 $$;
 
@@ -254,6 +348,91 @@ BEGIN
     PERFORM booking_admin.running_job(p_id);
     UPDATE booking_admin.jobs SET heartbeat_at = clock_timestamp() WHERE id = p_id;
 END $$;
+
+-- An external worker's batch calls: the given jobs, locked, must be running under its name, else
+-- nothing is recorded and the first offending id is named: 22023 for NULL arguments, a NULL or
+-- repeated id, or results/errors not matching the ids one to one; P0002 for an unknown id;
+-- 55000 for a job that is not running or that another worker holds (its lease expired and it
+-- was claimed again, or it was already finished).
+CREATE FUNCTION booking_admin.lock_leased_jobs(p_worker_id text, p_ids uuid[], p_values anyarray) RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    n integer;
+    v record;
+BEGIN
+    IF p_worker_id IS NULL OR p_ids IS NULL THEN
+        RAISE EXCEPTION 'worker id and job ids must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF p_values IS NOT NULL AND cardinality(p_values) <> cardinality(p_ids) THEN
+        RAISE EXCEPTION '% job ids but % results or errors', cardinality(p_ids), cardinality(p_values)
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM FROM booking_admin.jobs j
+    WHERE j.id = ANY (p_ids) AND j.status = 'running' AND j.locked_by = p_worker_id
+    FOR UPDATE;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    IF n = cardinality(p_ids) THEN
+        RETURN;
+    END IF;
+    SELECT u.id, u.ord, j.status, j.locked_by, count(*) OVER (PARTITION BY u.id) AS copies INTO v
+    FROM unnest(p_ids) WITH ORDINALITY u(id, ord) LEFT JOIN booking_admin.jobs j ON j.id = u.id
+    ORDER BY coalesce(u.id IS NOT NULL AND j.status = 'running' AND j.locked_by = p_worker_id
+                      AND count(*) OVER (PARTITION BY u.id) = 1, false), u.ord
+    LIMIT 1;
+    IF v.id IS NULL OR v.copies > 1 THEN
+        RAISE EXCEPTION 'job id % (at %) is NULL or given more than once', coalesce(v.id::text, 'NULL'), v.ord
+            USING ERRCODE = '22023';
+    ELSIF v.status IS NULL THEN
+        RAISE EXCEPTION 'job % does not exist', v.id USING ERRCODE = 'P0002';
+    END IF;
+    RAISE EXCEPTION 'job % is %, not running under worker %', v.id,
+        CASE WHEN v.status = 'running' THEN 'held by ' || coalesce(v.locked_by, 'nobody') ELSE v.status END, p_worker_id
+        USING ERRCODE = '55000',
+              HINT = 'Its worker took too long and it was put back in the queue, or it was already finished.';
+END $$;
+
+-- Completes a batch of this worker's running jobs in one call (results: one per id, or NULL
+-- for none); returns how many. Errors: booking_admin.lock_leased_jobs.
+CREATE FUNCTION booking_admin.complete_jobs(p_worker_id text, p_ids uuid[], p_results jsonb[] DEFAULT NULL)
+RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT booking_admin.lock_leased_jobs(p_worker_id, p_ids, p_results);
+    SELECT booking_admin.record_completions(p_ids, p_results);
+$$;
+
+-- Records one failed attempt for each of a batch of this worker's running jobs (errors: one per
+-- id, or NULL for 'failed'); returns each job's new status ('failed' or 'dead') in the ids'
+-- order. Errors: booking_admin.lock_leased_jobs.
+CREATE FUNCTION booking_admin.fail_jobs(p_worker_id text, p_ids uuid[], p_errors text[] DEFAULT NULL)
+RETURNS text[]
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT booking_admin.lock_leased_jobs(p_worker_id, p_ids, p_errors);
+    SELECT coalesce(array_agg(booking_admin.record_failure(j, coalesce(e.error, 'failed')) ORDER BY e.ord), '{}')
+    FROM unnest(p_ids, p_errors) WITH ORDINALITY e(id, error, ord) JOIN booking_admin.jobs j ON j.id = e.id;
+$$;
+
+-- An external worker's one round trip per batch: records the previous batch's outcomes
+-- (complete_jobs, fail_jobs; empty or NULL arrays record nothing) and claims the next batch
+-- (claim_jobs), in one transaction. Same errors as those three; on an error nothing is
+-- recorded and nothing claimed.
+CREATE FUNCTION booking_admin.complete_and_claim_jobs(
+    p_worker_id text,
+    p_batch_size integer,
+    p_handlers text[] DEFAULT NULL,
+    p_completed uuid[] DEFAULT NULL,
+    p_results jsonb[] DEFAULT NULL,
+    p_failed uuid[] DEFAULT NULL,
+    p_errors text[] DEFAULT NULL
+) RETURNS SETOF booking_admin.jobs
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT booking_admin.complete_jobs(p_worker_id, p_completed, p_results) WHERE cardinality(p_completed) > 0;
+    SELECT booking_admin.fail_jobs(p_worker_id, p_failed, p_errors) WHERE cardinality(p_failed) > 0;
+    SELECT * FROM booking_admin.claim_jobs(p_worker_id, p_batch_size, p_handlers);
+$$;
 
 -- Running jobs whose worker is gone: the server restarted since the claim, an in-database
 -- runner's process has exited, or an external worker's heartbeat is older than the job's

@@ -5,7 +5,8 @@
 -- operators too.
 --
 -- Left out on purpose: the runners' own functions (claim_jobs, complete_job, fail_job,
--- heartbeat_job, record_*, running_job, recover_stale_jobs), run_maintenance and the functions
+-- heartbeat_job, complete_jobs, fail_jobs, complete_and_claim_jobs, lock_leased_jobs, record_*,
+-- running_job, recover_stale_jobs), run_maintenance and the functions
 -- it schedules (they act on every tenant's rows as the scheduler), the tuner and the security
 -- scans, and any write to job_handlers or scheduler_job_info.function: the scheduler runs those
 -- functions with its own rights. The job queue is safe to write: a job runs as a role its
@@ -27,7 +28,8 @@ GRANT EXECUTE ON FUNCTION
     booking_admin.execute_admin_sql, booking_admin.check_admin_sql, booking_admin.admin_sql_status,
     booking_admin.execute_explain_query, booking_admin.analyze_query,
     -- The job queue as a producer and its dead-letter queue.
-    booking_admin.enqueue_job, booking_admin.wake_workers_at_commit, booking_admin.job_stats,
+    booking_admin.enqueue_job, booking_admin.enqueue_jobs, booking_admin.random_uuids,
+    booking_admin.wake_workers_at_commit, booking_admin.job_stats,
     booking_admin.dead_letter_jobs, booking_admin.process_dead_letter, booking_admin.worker_status,
     -- The scheduler's state and settings (not the function it calls).
     booking_admin.scheduler_status, booking_admin.scheduler_job, booking_admin.maintenance_history,

@@ -40,6 +40,7 @@ extension_sql_file!(
     requires = [
         "schema",
         clock::clock_now,
+        jobs::api::booking_admin::random_uuids,
         jobs::api::booking_admin::retry_delay_ms,
         jobs::api::booking_admin::wake_workers_at_commit,
         jobs::api::booking_admin::worker_status,

@@ -9,7 +9,7 @@ pub mod booking_admin {
 
     use crate::errors::DomainError;
     use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, MAX_WORKERS, POLL_INTERVAL_MS};
-    use crate::jobs::backoff;
+    use crate::jobs::{backoff, ids};
 
     /// Milliseconds before the next attempt of a job that failed `retry_count` times so far; a
     /// `jitter` draw in [0, 1) (e.g. `random()`) applies full jitter, NULL none.
@@ -32,6 +32,27 @@ pub mod booking_admin {
             return Err(DomainError::InvalidParameter("multiplier must be a finite number".into()).into());
         }
         Ok(backoff::retry_delay_ms(base.into(), multiplier, n, max.into(), jitter))
+    }
+
+    const MAX_RANDOM_UUIDS: usize = 1_000_000;
+
+    /// `n` random (version 4) UUIDs: the ids of a bulk enqueue (booking_admin.enqueue_jobs),
+    /// drawn from the server's strong random source at once rather than per row. At most
+    /// MAX_RANDOM_UUIDS at once, so a wild `n` is an error rather than an allocation the
+    /// server cannot make.
+    #[pg_extern(volatile, parallel_safe)]
+    pub fn random_uuids(n: i32) -> Result<Vec<pgrx::Uuid>, ErrorReport> {
+        let len = usize::try_from(n)
+            .ok()
+            .filter(|&n| n <= MAX_RANDOM_UUIDS)
+            .ok_or_else(|| DomainError::InvalidParameter(format!("n must be 0 to {MAX_RANDOM_UUIDS}, not {n}")))?
+            * 16;
+        let mut random = vec![0u8; len];
+        // SAFETY: the buffer is `len` bytes long and writable.
+        if len > 0 && !unsafe { pgrx::pg_sys::pg_strong_random(random.as_mut_ptr().cast(), len) } {
+            return Err(DomainError::Internal("could not generate random values".into()).into());
+        }
+        Ok(ids::v4_from_random(&random).into_iter().map(|id| pgrx::Uuid::from_bytes(id.into_bytes())).collect())
     }
 
     /// Wake the database's background workers when the current transaction commits (every

@@ -8,7 +8,8 @@
 //! holds the small conversions (uuids, instants, required arguments); `bgworker` the latch wait,
 //! signals and transactions every background worker uses; `catalog` reads pg_database without a
 //! database connection; `utility` is the one ProcessUtility hook (observers per feature);
-//! `xact` defers actions to the commit of the current transaction.
+//! `xact` defers actions to the commit of the current transaction; `kept` runs statements
+//! prepared once per backend.
 
 pub mod bgworker;
 pub mod catalog;
@@ -16,6 +17,7 @@ pub mod convert;
 pub mod deadline;
 pub mod error;
 pub mod json_doc;
+pub mod kept;
 pub mod parser;
 pub mod preload;
 pub mod role;

@@ -3,7 +3,7 @@
 //! modules next door.
 
 use pgrx::prelude::*;
-use pgrx::{JsonB, Uuid as PgUuid};
+use pgrx::{JsonB, PgOid, Uuid as PgUuid};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -14,6 +14,7 @@ use crate::clock::now_micros;
 use crate::errors::{DomainError, DomainResult};
 use crate::metrics::{defs::Metric, record, registry::Change};
 use crate::pg::convert::{require, to_pg_uuid, to_uuid};
+use crate::pg::kept;
 use crate::writer::{self, Sink};
 
 type Report = pgrx::pg_sys::panic::ErrorReport;
@@ -105,12 +106,19 @@ pub fn record(mut entry: AuditEntry) -> DomainResult<Uuid> {
         }
     }
     entry.at = now_micros();
-    Spi::run_with_args(
+    // Every booking writes one: planned once per backend, not on every call.
+    kept::run(
+        &AUDIT_INSERT,
         "INSERT INTO booking_admin.security_audit_log
          SELECT * FROM jsonb_populate_record(NULL::booking_admin.security_audit_log, $1)",
+        &[PgOid::from(pg_sys::JSONBOID)],
         &[JsonB(entry.to_row()).into()],
     )?;
     Ok(entry.id)
+}
+
+thread_local! {
+    static AUDIT_INSERT: kept::Kept = const { std::cell::RefCell::new(None) };
 }
 
 /// The internal audit writer: other SECURITY DEFINER code of the extension calls it for

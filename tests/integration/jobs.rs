@@ -127,6 +127,26 @@ fn a_job_is_picked_up_at_once_when_enqueued() {
     }
 }
 
+/// The same for jobs queued in bulk: enqueue_jobs wakes the runners at commit too.
+#[test]
+fn jobs_enqueued_in_bulk_are_picked_up_at_once() {
+    let mut c = connect();
+    let poll = poll_interval(&mut c);
+    let h = handler(&mut c, "RETURN p;");
+    for k in 0..3 {
+        let ids: Vec<Uuid> = c
+            .query_one(
+                "SELECT booking_admin.enqueue_jobs(jsonb_build_array(
+                     jsonb_build_object('name', 'it', 'handler', $1::text, 'payload', jsonb_build_object('k', $2::int))))",
+                &[&h, &k],
+            )
+            .unwrap()
+            .get(0);
+        let took = wait_for(&mut c, ids[0], "completed", poll * 5);
+        assert!(took < poll / 2, "job {k} took {took:?} with a poll interval of {poll:?}");
+    }
+}
+
 #[test]
 fn a_failing_handler_retries_with_growing_delays_then_is_dead() {
     let mut c = connect();

@@ -10,6 +10,7 @@ mod common;
 mod databases;
 mod delivery;
 mod dump;
+mod external_worker;
 mod fuzz;
 mod jobs;
 mod observability;

@@ -7,6 +7,8 @@ SET client_min_messages = warning;
 SELECT p.proname, has_function_privilege('public', p.oid, 'EXECUTE') AS public_can_execute
 FROM pg_proc p WHERE p.pronamespace = 'booking_admin'::regnamespace
   AND p.proname IN ('enqueue_job', 'claim_jobs', 'complete_job', 'fail_job', 'heartbeat_job', 'job_stats',
+                    'enqueue_jobs', 'random_uuids', 'complete_jobs', 'fail_jobs', 'complete_and_claim_jobs',
+                    'lock_leased_jobs',
                     'dead_letter_jobs', 'process_dead_letter', 'run_maintenance', 'scheduler_status',
                     'scheduler_job', 'maintenance_history', 'configure_scheduler_job', 'worker_status',
                     'wake_workers_at_commit', 'retry_delay_ms')
@@ -61,3 +63,63 @@ SELECT r->'success' AS success, r->'message' AS message, r->'data'->'status' AS 
 FROM booking_admin.run_maintenance('broken') r;
 SELECT status, consecutive_failures, last_error, next_run_at < clock_timestamp() + interval '2 seconds' AS retry_soon
 FROM booking_admin.scheduler_job_info WHERE job_name = 'broken';
+
+-- Bulk enqueue: ids in the array's order; a unique key already queued (or repeated in the
+-- array) gives that job's id; defaults as enqueue_job's; priorities and run_at respected.
+DELETE FROM booking_admin.jobs;
+SELECT booking_admin.enqueue_job('sms old', 'sms', p_unique_key => 'sms:1') AS old_id \gset
+SELECT ids[1] <> ids[2] AS distinct_ids, ids[2] = :'old_id' AS existing_key_gives_its_job, ids[3] = ids[4] AS repeated_key_once,
+       cardinality(ids) AS n
+FROM booking_admin.enqueue_jobs('[
+    {"name": "sms a", "handler": "sms", "payload": {"to": "+41"}, "priority": 1},
+    {"name": "sms dup", "handler": "sms", "unique_key": "sms:1"},
+    {"name": "sms b", "handler": "sms", "unique_key": "sms:2", "priority": 2, "max_retries": 0, "timeout_ms": 500},
+    {"name": "sms b again", "handler": "sms", "unique_key": "sms:2"},
+    {"name": "sms later", "handler": "sms", "run_at": "2999-01-01T00:00:00Z", "priority": 0}]') ids;
+SELECT name, priority, payload, max_retries, retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+       unique_key, status, scheduled_at > now() AS future, created_by = current_user::regrole AS mine
+FROM booking_admin.jobs ORDER BY priority, name;
+-- Due jobs only, in priority order; the future one stays.
+SELECT name FROM booking_admin.claim_jobs('texter', 10, ARRAY['sms']) ORDER BY priority, scheduled_at;
+SELECT booking_admin.enqueue_jobs('[]') AS nothing;
+-- Malformed input: the whole array is refused, nothing is queued.
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs('{"name": "x", "handler": "sms"}')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs(NULL)$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs('[{"name": "ok", "handler": "sms"}, {"name": "no handler"}]')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs('[{"name": "typo", "handler": "sms", "runat": "2030-01-01"}]')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs('[{"name": "ok", "handler": "sms"}, 42]')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs('[{"name": "bad", "handler": "sms", "priority": "high"}]')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.enqueue_jobs('[{"name": "bad", "handler": "sms", "max_retries": -1}]')$$);
+SELECT regress.sqlstate_of($$SELECT booking_admin.random_uuids(-1)$$);
+SELECT count(*) AS still_four FROM booking_admin.jobs;
+
+-- Batch calls of an external worker: complete and fail what it holds, one round trip for the
+-- outcomes and the next claim.
+DELETE FROM booking_admin.jobs;
+SELECT cardinality(booking_admin.enqueue_jobs('[{"name": "p1", "handler": "pay"}, {"name": "p2", "handler": "pay"},
+    {"name": "p3", "handler": "pay", "max_retries": 0}, {"name": "p4", "handler": "pay"}, {"name": "p5", "handler": "pay"}]')) AS queued;
+UPDATE booking_admin.jobs SET priority = substr(name, 2)::int;
+CREATE TEMP TABLE held AS SELECT id, name FROM booking_admin.complete_and_claim_jobs('payer-1', 3, ARRAY['pay']);
+SELECT name FROM held ORDER BY name;
+-- Not this worker's, not running, unknown, repeated, NULL, or results not one per id: refused
+-- whole, nothing recorded.
+SELECT regress.sqlstate_of(format('SELECT booking_admin.complete_jobs(%L, %L)', 'payer-2', (SELECT array_agg(id) FROM held)));
+SELECT regress.sqlstate_of(format('SELECT booking_admin.complete_jobs(%L, %L)', 'payer-1',
+    (SELECT array_agg(id) FROM held) || (SELECT id FROM booking_admin.jobs WHERE name = 'p5')));
+SELECT regress.sqlstate_of(format('SELECT booking_admin.fail_jobs(%L, %L)', 'payer-1',
+    (SELECT array_agg(id) FROM held) || '00000000-0000-0000-0000-0000000000ff'::uuid));
+SELECT regress.sqlstate_of(format('SELECT booking_admin.complete_jobs(%L, %L)', 'payer-1', (SELECT array_agg(id) || array_agg(id) FROM held)));
+SELECT regress.sqlstate_of(format('SELECT booking_admin.complete_jobs(%L, %L)', 'payer-1', (SELECT array_agg(id) || NULL::uuid FROM held)));
+SELECT regress.sqlstate_of(format('SELECT booking_admin.complete_jobs(%L, %L, %L)', 'payer-1', (SELECT array_agg(id) FROM held), ARRAY['{}'::jsonb]));
+SELECT regress.sqlstate_of($$SELECT booking_admin.fail_jobs(NULL, '{}')$$);
+SELECT count(*) AS still_running FROM booking_admin.jobs WHERE status = 'running';
+-- p1 and p2 succeed with results, p3 fails (no retries left: dead), and the next batch comes back.
+SELECT name FROM booking_admin.complete_and_claim_jobs('payer-1', 10, ARRAY['pay'],
+    (SELECT array_agg(id ORDER BY name) FROM held WHERE name IN ('p1', 'p2')), ARRAY['{"charged": 1}', '{"charged": 2}']::jsonb[],
+    (SELECT array_agg(id) FROM held WHERE name = 'p3'), ARRAY['card declined']) ORDER BY name;
+SELECT name, status, result, error_message, retry_count, locked_by FROM booking_admin.jobs ORDER BY name;
+SELECT booking_admin.complete_jobs('payer-1', (SELECT array_agg(id ORDER BY name) FROM booking_admin.jobs WHERE name = 'p4')) AS completed,
+       booking_admin.fail_jobs('payer-1', (SELECT array_agg(id) FROM booking_admin.jobs WHERE name = 'p5')) AS failed;
+SELECT name, status, result, error_message FROM booking_admin.jobs WHERE name IN ('p4', 'p5') ORDER BY name;
+-- A claim of 0 records outcomes only.
+SELECT count(*) AS claimed FROM booking_admin.complete_and_claim_jobs('payer-1', 0);

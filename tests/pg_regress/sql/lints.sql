@@ -91,7 +91,7 @@ LEFT JOIN (VALUES
                             'booking.is_within_opening_hours(jsonb,timestamp without time zone)', 'booking.request_context()',
                             'booking_admin.classify_pii_value(text)', 'booking_admin.wake_workers_at_commit()',
                             'booking.metrics_record(text,text[],double precision)', 'booking_admin.check_alert_rule(text,text)',
-                            'booking_admin.retry_delay_ms(integer,double precision,integer,integer,double precision)',
+                            'booking_admin.retry_delay_ms(integer,double precision,integer,integer,double precision)', 'booking_admin.random_uuids(integer)',
                             'booking.verify_webhook_signature(text,text,text,text,text,integer)',
                             'booking_admin.check_endpoint_url(text,text)', 'booking_admin.check_template(text)',
                             'booking_admin.check_webhook_secret(text)', 'booking_admin.generate_webhook_secret()',
@@ -126,7 +126,12 @@ FROM ext_tables t JOIN pg_constraint c ON c.conrelid = t.oid
 WHERE c.contype = 'f'
   AND NOT EXISTS (
       SELECT FROM pg_index i
-      WHERE i.indrelid = c.conrelid AND i.indisvalid AND i.indpred IS NULL
+      WHERE i.indrelid = c.conrelid AND i.indisvalid
+        -- A partial index serves when it leaves out only rows that reference nothing (NULL in
+        -- a referencing column), which the foreign key never looks up.
+        AND (i.indpred IS NULL OR pg_get_expr(i.indpred, i.indrelid) IN (
+                SELECT format('(%s IS NOT NULL)', quote_ident(a.attname)) FROM pg_attribute a
+                WHERE a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)))
         AND ((i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
              OR i.indkey[0] = ANY (c.conkey)
                 AND i.indkey[0] <> ALL (SELECT a.attnum FROM pg_attribute a
