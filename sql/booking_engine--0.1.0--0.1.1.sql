@@ -77,8 +77,8 @@ AS 'MODULE_PATHNAME', 'verify_webhook_signature_wrapper';
 -- As finalize.sql leaves every function of the schema that is not for applications.
 REVOKE ALL ON FUNCTION booking.verify_webhook_signature(text, text, text, text, text, integer) FROM PUBLIC;
 
--- booking_engine::delivery::api::booking_admin::wake_delivery_at_commit
-CREATE  FUNCTION booking_admin."wake_delivery_at_commit"() RETURNS void
+-- booking_engine::delivery::api::wake_delivery_at_commit
+CREATE  FUNCTION booking."wake_delivery_at_commit"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'wake_delivery_at_commit_wrapper';
@@ -91,8 +91,8 @@ IMMUTABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'check_template_wrapper';
 
--- booking_engine::delivery::api::booking_admin::delivery_wanted_at_commit
-CREATE  FUNCTION booking_admin."delivery_wanted_at_commit"() RETURNS void
+-- booking_engine::delivery::api::delivery_wanted_at_commit
+CREATE  FUNCTION booking."delivery_wanted_at_commit"() RETURNS void
 STRICT VOLATILE PARALLEL UNSAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'delivery_wanted_at_commit_wrapper';
@@ -262,8 +262,9 @@ INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, bod
      '<p>Hello {{customer_name}},</p><p>a <b>{{service_name}}</b> slot with {{staff_name}} is free on <b>{{starts_at_local}}</b> ({{time_zone}}). Book it before someone else does.</p><p>{{tenant_name}}</p>');
 
 -- Fan-out: one statement per events statement, set-based over its new rows. Matching: the
--- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint.
-CREATE FUNCTION booking_admin.fan_out_events() RETURNS trigger
+-- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint. In schema
+-- booking: every booking_admin call is audited, and a booking must not cost an audit entry.
+CREATE FUNCTION booking.fan_out_events() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
@@ -276,13 +277,13 @@ BEGIN
      AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
           OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types));
     IF FOUND THEN
-        PERFORM booking_admin.wake_delivery_at_commit();
+        PERFORM booking.wake_delivery_at_commit();
     END IF;
     RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION booking_admin.fan_out_events() FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.fan_out_events() FROM PUBLIC;
 CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
-    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking_admin.fan_out_events();
+    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking.fan_out_events();
 
 CREATE FUNCTION booking_admin.require_operator() RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -370,7 +371,7 @@ BEGIN
     RETURNING * INTO v_endpoint;
     INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
     VALUES (v_endpoint.id, booking_admin.check_webhook_secret(v_secret));
-    PERFORM booking_admin.delivery_wanted_at_commit();
+    PERFORM booking.delivery_wanted_at_commit();
     -- The secret is shown this once.
     RETURN booking_admin.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
 END $$;
@@ -426,7 +427,7 @@ BEGIN
         updated_at = now()
     WHERE e.id = v_endpoint.id
     RETURNING * INTO v_endpoint;
-    PERFORM booking_admin.delivery_wanted_at_commit();
+    PERFORM booking.delivery_wanted_at_commit();
     RETURN booking_admin.endpoint_json(v_endpoint);
 END $$;
 
@@ -478,7 +479,7 @@ BEGIN
     INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
     VALUES (v_id, v_endpoint.id, v_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
             coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
-    PERFORM booking_admin.wake_delivery_at_commit();
+    PERFORM booking.wake_delivery_at_commit();
     RETURN v_id;
 END $$;
 
@@ -497,7 +498,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'no delivery %', coalesce(p_delivery_id::text, 'NULL') USING ERRCODE = 'PT404';
     END IF;
-    PERFORM booking_admin.wake_delivery_at_commit();
+    PERFORM booking.wake_delivery_at_commit();
     RETURN p_delivery_id;
 END $$;
 
@@ -516,7 +517,7 @@ BEGIN
     WHERE d.endpoint_id = p_endpoint_id AND d.status = 'dead' AND d.created_at >= p_from AND d.created_at < p_to;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM booking_admin.wake_delivery_at_commit();
+        PERFORM booking.wake_delivery_at_commit();
     END IF;
     RETURN n;
 END $$;
@@ -636,7 +637,9 @@ TO booking_operator;
 -- The Rust helpers above are building blocks of these functions, not for callers.
 REVOKE ALL ON FUNCTION booking_admin.generate_webhook_secret(), booking_admin.check_webhook_secret(text),
     booking_admin.check_endpoint_url(text, text), booking_admin.check_template(text),
-    booking_admin.wake_delivery_at_commit(), booking_admin.delivery_wanted_at_commit()
+    booking.wake_delivery_at_commit(), booking.delivery_wanted_at_commit()
+FROM PUBLIC;
+
 -- issue 15: observability (metrics at commit, /metrics worker, health, alert rules, dashboard)
 -- The functions implemented in Rust, as a fresh install creates them:
 CREATE FUNCTION booking."metrics_record"(

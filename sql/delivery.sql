@@ -140,8 +140,9 @@ INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, bod
      '<p>Hello {{customer_name}},</p><p>a <b>{{service_name}}</b> slot with {{staff_name}} is free on <b>{{starts_at_local}}</b> ({{time_zone}}). Book it before someone else does.</p><p>{{tenant_name}}</p>');
 
 -- Fan-out: one statement per events statement, set-based over its new rows. Matching: the
--- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint.
-CREATE FUNCTION booking_admin.fan_out_events() RETURNS trigger
+-- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint. In schema
+-- booking: every booking_admin call is audited, and a booking must not cost an audit entry.
+CREATE FUNCTION booking.fan_out_events() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
@@ -154,13 +155,13 @@ BEGIN
      AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
           OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types));
     IF FOUND THEN
-        PERFORM booking_admin.wake_delivery_at_commit();
+        PERFORM booking.wake_delivery_at_commit();
     END IF;
     RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION booking_admin.fan_out_events() FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.fan_out_events() FROM PUBLIC;
 CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
-    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking_admin.fan_out_events();
+    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking.fan_out_events();
 
 CREATE FUNCTION booking_admin.require_operator() RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -248,7 +249,7 @@ BEGIN
     RETURNING * INTO v_endpoint;
     INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
     VALUES (v_endpoint.id, booking_admin.check_webhook_secret(v_secret));
-    PERFORM booking_admin.delivery_wanted_at_commit();
+    PERFORM booking.delivery_wanted_at_commit();
     -- The secret is shown this once.
     RETURN booking_admin.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
 END $$;
@@ -304,7 +305,7 @@ BEGIN
         updated_at = now()
     WHERE e.id = v_endpoint.id
     RETURNING * INTO v_endpoint;
-    PERFORM booking_admin.delivery_wanted_at_commit();
+    PERFORM booking.delivery_wanted_at_commit();
     RETURN booking_admin.endpoint_json(v_endpoint);
 END $$;
 
@@ -356,7 +357,7 @@ BEGIN
     INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
     VALUES (v_id, v_endpoint.id, v_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
             coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
-    PERFORM booking_admin.wake_delivery_at_commit();
+    PERFORM booking.wake_delivery_at_commit();
     RETURN v_id;
 END $$;
 
@@ -375,7 +376,7 @@ BEGIN
         END IF;
         RAISE EXCEPTION 'no delivery %', coalesce(p_delivery_id::text, 'NULL') USING ERRCODE = 'PT404';
     END IF;
-    PERFORM booking_admin.wake_delivery_at_commit();
+    PERFORM booking.wake_delivery_at_commit();
     RETURN p_delivery_id;
 END $$;
 
@@ -394,7 +395,7 @@ BEGIN
     WHERE d.endpoint_id = p_endpoint_id AND d.status = 'dead' AND d.created_at >= p_from AND d.created_at < p_to;
     GET DIAGNOSTICS n = ROW_COUNT;
     IF n > 0 THEN
-        PERFORM booking_admin.wake_delivery_at_commit();
+        PERFORM booking.wake_delivery_at_commit();
     END IF;
     RETURN n;
 END $$;
@@ -514,5 +515,5 @@ TO booking_operator;
 -- The Rust helpers above are building blocks of these functions, not for callers.
 REVOKE ALL ON FUNCTION booking_admin.generate_webhook_secret(), booking_admin.check_webhook_secret(text),
     booking_admin.check_endpoint_url(text, text), booking_admin.check_template(text),
-    booking_admin.wake_delivery_at_commit(), booking_admin.delivery_wanted_at_commit()
+    booking.wake_delivery_at_commit(), booking.delivery_wanted_at_commit()
 FROM PUBLIC;

@@ -107,8 +107,8 @@ extension_sql_file!(
         delivery::api::booking_admin::check_webhook_secret,
         delivery::api::booking_admin::check_endpoint_url,
         delivery::api::booking_admin::check_template,
-        delivery::api::booking_admin::wake_delivery_at_commit,
-        delivery::api::booking_admin::delivery_wanted_at_commit,
+        delivery::api::wake_delivery_at_commit,
+        delivery::api::delivery_wanted_at_commit,
     ]
 );
 extension_sql_file!(

@@ -58,23 +58,9 @@ pub mod booking_admin {
         template::placeholders(template.unwrap_or("")).map_err(DomainError::InvalidParameter)?;
         Ok(())
     }
-
-    /// Wakes the database's delivery worker when the current transaction commits.
-    #[pg_extern(volatile, parallel_unsafe)]
-    pub fn wake_delivery_at_commit() {
-        if crate::pg::preload::preloaded() {
-            crate::pg::xact::at_commit(crate::launcher::wake_delivery);
-        }
-    }
-
-    /// Has the launcher start the database's delivery worker once the transaction commits.
-    #[pg_extern(volatile, parallel_unsafe)]
-    pub fn delivery_wanted_at_commit() {
-        crate::launcher::delivery_wanted_at_commit();
-    }
 }
 
-// The extension's schema, booking: for receivers.
+// In the extension's schema, booking.
 use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 
@@ -105,4 +91,20 @@ pub fn verify_webhook_signature(
         Err(Unverified::Secret(e)) => Err(DomainError::InvalidParameter(e.0).into()),
         Err(Unverified::Timestamp(_) | Unverified::NoMatch) => Ok(false),
     }
+}
+
+/// Wakes the database's delivery worker when the current transaction commits. In schema
+/// booking, like the fan-out trigger that calls it: every booking_admin call is audited, and a
+/// booking must not cost an audit entry for its wake-up.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn wake_delivery_at_commit() {
+    if crate::pg::preload::preloaded() {
+        crate::pg::xact::at_commit(crate::launcher::wake_delivery);
+    }
+}
+
+/// Has the launcher start the database's delivery worker once the transaction commits.
+#[pg_extern(volatile, parallel_unsafe)]
+pub fn delivery_wanted_at_commit() {
+    crate::launcher::delivery_wanted_at_commit();
 }

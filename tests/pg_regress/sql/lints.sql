@@ -95,7 +95,7 @@ LEFT JOIN (VALUES
                             'booking.verify_webhook_signature(text,text,text,text,text,integer)',
                             'booking_admin.check_endpoint_url(text,text)', 'booking_admin.check_template(text)',
                             'booking_admin.check_webhook_secret(text)', 'booking_admin.generate_webhook_secret()',
-                            'booking_admin.wake_delivery_at_commit()', 'booking_admin.delivery_wanted_at_commit()']),
+                            'booking.wake_delivery_at_commit()', 'booking.delivery_wanted_at_commit()']),
     ('SQL function kept inlinable; names only qualified objects', ARRAY['booking.get_available_slots(uuid,date,date,uuid)',
                             'booking.status_transition_allowed(text,text)', 'booking.appointment_json(booking.appointments)',
                             'booking.policy_failure(text,text,uuid,jsonb)']),
