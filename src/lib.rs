@@ -127,7 +127,11 @@ extension_sql_file!(
     ]
 );
 // Citus support: the distribute function (Citus itself is optional and never required).
-extension_sql_file!("../sql/citus.sql", name = "citus", requires = ["operator", "portal", "availability", "delivery", "observability"]);
+extension_sql_file!(
+    "../sql/citus.sql",
+    name = "citus",
+    requires = ["operator", "portal", "availability", "delivery", "observability"]
+);
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
 #[pg_guard]

@@ -22,6 +22,9 @@ use super::send::{agent, Email, Finished, Outgoing, Payload, Pool, Signing};
 use super::settings;
 use super::signature::parse_secret;
 use crate::launcher;
+use crate::metrics::defs::Metric;
+use crate::metrics::record;
+use crate::metrics::registry::Change;
 use crate::pg::bgworker::{attach_signals, report_activity, try_in_transaction, wait_latch_or_socket};
 
 const CLAIM_SQL: &str = include_str!("../../sql/queries/delivery_claim.sql");
@@ -235,8 +238,9 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     if let Err(e) = try_in_transaction(|| installed() && Spi::run(RELEASE_SQL).is_ok()) {
         pgrx::warning!("booking_engine delivery: releasing interrupted deliveries failed: {}", e.message);
     }
-    // Claimed and not yet recorded: the horizon start of each, for the decision.
-    let mut claimed_at: std::collections::HashMap<uuid::Uuid, i64> = std::collections::HashMap::new();
+    // Claimed and not yet recorded: the horizon start and channel of each, for the decision and
+    // the metrics.
+    let mut claimed_at: std::collections::HashMap<uuid::Uuid, (i64, String)> = std::collections::HashMap::new();
     let mut unsent: Vec<Finished> = Vec::new();
     loop {
         let threshold = settings::BREAKER_THRESHOLD.get();
@@ -244,6 +248,8 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         finished.extend(pool.finished());
         let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(pool.backlog());
         let full = pool.saturated(PER_ENDPOINT as usize);
+        // Each attempt's channel, outcome and seconds, counted when its record commits.
+        let mut counted: Vec<(String, String, f64)> = Vec::new();
         let rows = if finished.is_empty() {
             None
         } else {
@@ -251,7 +257,13 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             let horizon = settings::RETRY_HORIZON_S.get();
             let rows: Vec<Value> = finished
                 .iter()
-                .map(|f| decided(f, claimed_at.remove(&f.delivery_id).unwrap_or(0), &schedule, horizon))
+                .map(|f| {
+                    let (from, channel) = claimed_at.remove(&f.delivery_id).unwrap_or_default();
+                    let row = decided(f, from, &schedule, horizon);
+                    let outcome = row["outcome"].as_str().unwrap_or("retry").to_string();
+                    counted.push((channel, outcome, f.duration_ms / 1000.0));
+                    row
+                })
                 .collect();
             Some(JsonB(Value::Array(rows)))
         };
@@ -266,6 +278,10 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                 if let Some(rows) = rows {
                     let disable_after = settings::DISABLE_AFTER_S.get();
                     Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
+                    for (channel, outcome, seconds) in &counted {
+                        record::at_commit(Metric::DeliveryAttempts, &[channel, outcome], Change::Add(1));
+                        record::at_commit(Metric::DeliveryDuration, &[channel], Change::Observe(*seconds));
+                    }
                 }
                 Ok(Some(if room > 0 { claim(room, threshold, &full)? } else { Vec::new() }))
             });
@@ -280,7 +296,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         }
         let busy = !claimed.is_empty() || !finished.is_empty();
         for c in claimed {
-            claimed_at.insert(c.id, c.horizon_from_ms);
+            claimed_at.insert(c.id, (c.horizon_from_ms, c.channel.clone()));
             match outgoing(&c) {
                 Ok(o) => pool.push(c.endpoint_id, c.limit.max(1) as usize, o),
                 Err(why) => unsent.push(unsendable(&c, why)),

@@ -69,6 +69,10 @@ metrics! {
         "Background worker starts by kind; more than one per kind means restarts.";
     AlertNotifications = Counter Counted "booking_alert_notifications" ["state"] &[], 10,
         "Alert notifications written to booking.events, by state (firing, resolved).";
+    DeliveryAttempts = Counter Counted "booking_delivery_attempts" ["channel", "outcome"] &[], 20,
+        "Delivery attempts (webhook, slack, email) by outcome: delivered, retry, dead, gone (410), counted when the delivery worker records them.";
+    DeliveryDuration = Histogram Counted "booking_delivery_duration_seconds" ["channel"] LATENCY, 5,
+        "Time of one delivery attempt, from the request to the receiver's answer (or the failure), by channel.";
     MetricsDropped = Counter Counted "booking_metrics_dropped" ["metric"] &[], 0,
         "Changes not recorded because their metric reached its series cap or the table was full.";
     Jobs = Gauge Sql "booking_jobs" ["status"] &[], 0,
@@ -93,6 +97,10 @@ metrics! {
         "age(datfrozenxid) of this database: wraparound danger above about 1.5 billion.";
     ReplicationSlotLag = Gauge Sql "booking_pg_replication_slot_lag_bytes" ["slot"] &[], 0,
         "WAL retained by each replication slot.";
+    Deliveries = Gauge Sql "booking_deliveries" ["status"] &[], 0,
+        "Deliveries by status (pending, sending, delivered, dead): the delivery backlog.";
+    OldestPendingDelivery = Gauge Sql "booking_oldest_pending_delivery_age_seconds" [] &[], 0,
+        "Age of the oldest delivery due and not yet sent (0 when none).";
     ScrapeErrors = Gauge Sql "booking_metrics_sql_up" [] &[], 0,
         "1 when this scrape's SQL part answered, 0 when it failed (shared-memory metrics are served either way).";
 }

@@ -104,6 +104,16 @@ fn a_committed_booking_is_delivered_once_signed_and_a_rolled_back_one_never() {
 fn a_500_a_timeout_and_a_closed_connection_are_retried_with_the_same_webhook_id() {
     let mut c = connect();
     let s = salon(&mut c, 1);
+    let counted = |c: &mut Client, outcome: &str| -> f64 {
+        c.query_one(
+            "SELECT coalesce(sum(value), 0) FROM booking_admin.metrics()
+             WHERE metric = 'booking_delivery_attempts_total' AND labels = jsonb_build_object('channel', 'webhook', 'outcome', $1::text)",
+            &[&outcome],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let (retries_before, delivered_before) = (counted(&mut c, "retry"), counted(&mut c, "delivered"));
     let rx = Receiver::start(vec![Answer::Status(500), Answer::Hang, Answer::Close], Answer::Status(204));
     let (id, _) = endpoint(&mut c, &s, Some(&rx.url), &["booking.*"], json!({"timeout_ms": 500}));
     book(&mut c, &s, "retried", "2026-03-02T10:00:00+01:00");
@@ -122,6 +132,9 @@ fn a_500_a_timeout_and_a_closed_connection_are_retried_with_the_same_webhook_id(
     assert_eq!(got.len(), 4);
     assert!(got.iter().all(|r| r.headers["webhook-id"] == got[0].headers["webhook-id"]), "one webhook-id: {got:?}");
     rx.release();
+    // The metrics count every attempt by outcome (other tests' attempts may add to them).
+    assert!(counted(&mut c, "retry") >= retries_before + 3.0);
+    assert!(counted(&mut c, "delivered") > delivered_before);
 }
 
 #[test]
