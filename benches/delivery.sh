@@ -88,40 +88,15 @@ while [ "$(stats | node -p 'JSON.parse(require("fs").readFileSync(0)).count')" -
 read -r lat_p50 lat_p99 < <(stats | node -p 'const s = JSON.parse(require("fs").readFileSync(0)); s.p50_ms + " " + s.p99_ms')
 
 log "create_booking_idempotent with 0 and 3 subscriptions, 16 clients, 10 s each"
-psql <<'SQL'
-ALTER DATABASE delivery_bench SET booking_engine.now = '2026-12-01 00:00+00';
-UPDATE booking.tenants SET opening_hours =
-    (SELECT jsonb_object_agg(d::text, '{"is_open": true, "start_time": "00:00", "end_time": "24:00"}'::jsonb) FROM generate_series(0, 6) d);
-INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value)
-    VALUES ('d0000000-0000-0000-0000-000000000001', 'advance_booking_limit_days', '3650');
-INSERT INTO booking.services (id, tenant_id, name, duration_minutes)
-    VALUES ('d1000000-0000-0000-0000-000000000001', 'd0000000-0000-0000-0000-000000000001', 'Cut', 30);
-INSERT INTO booking.customers (id, tenant_id, name) VALUES ('d2000000-0000-0000-0000-000000000001', 'd0000000-0000-0000-0000-000000000001', 'Client');
-CREATE TABLE public.bench_staff (ix int PRIMARY KEY, id uuid NOT NULL);
-INSERT INTO public.bench_staff SELECT i, gen_random_uuid() FROM generate_series(0, 49) i;
-INSERT INTO booking.staff (id, tenant_id, name, timezone) SELECT id, 'd0000000-0000-0000-0000-000000000001', 'staff ' || ix, 'UTC' FROM public.bench_staff;
-INSERT INTO booking.staff_services (staff_id, service_id) SELECT id, 'd1000000-0000-0000-0000-000000000001' FROM public.bench_staff;
-INSERT INTO booking.staff_schedules (staff_id, day_of_week, start_time, end_time)
-    SELECT s.id, d, '00:00', '24:00' FROM public.bench_staff s, generate_series(0, 6) d;
-CREATE SEQUENCE public.bench_n;
-CREATE FUNCTION public.bench_slot(n bigint, OUT staff_id uuid, OUT starts_at timestamptz) LANGUAGE sql STABLE AS $$
-    SELECT s.id, '2027-01-01 00:00+00'::timestamptz + ((n * 104729) % (50 * 24 * 730) / 50) * interval '1 hour'
-    FROM public.bench_staff s WHERE s.ix = (n * 104729) % (50 * 24 * 730) % 50
-$$;
-DELETE FROM booking_admin.delivery_endpoints;
-SQL
-cat > "$work/create.sql" <<'SQL'
-SELECT booking.create_booking_idempotent('bench-' || n, jsonb_build_object('customer_id', 'd2000000-0000-0000-0000-000000000001',
-           'staff_id', b.staff_id, 'service_id', 'd1000000-0000-0000-0000-000000000001', 'starts_at', b.starts_at)) ->> 'success'
-FROM (SELECT nextval('public.bench_n') AS n) s, public.bench_slot(s.n) b;
-SQL
+psql -f "$REPO/benches/bench_salon.sql" -c "DELETE FROM booking_admin.delivery_endpoints"
+cp "$REPO/benches/bench_create.sql" "$work/create.sql"
 bookings() {
     (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -c 16 -j 2 -T 10 \
         -f create.sql delivery_bench > "$1.out" 2>&1) || { cat "$work/$1.out" >&2; exit 1; }
     awk '/^tps = /{printf "%.0f", $3}' "$work/$1.out"
 }
 tps0=$(bookings none)
-psql -c "SELECT booking_admin.create_endpoint('$URL/hook', '{booking.created}', 'd0000000-0000-0000-0000-000000000001')
+psql -c "SELECT booking_admin.create_endpoint('$URL/hook', '{booking.created}', 'b0000000-0000-0000-0000-000000000001')
          FROM generate_series(1, 3)" >/dev/null
 sleep 2
 tps3=$(bookings three)
