@@ -291,6 +291,39 @@ BEGIN
     RETURN to_jsonb(v_row) - 'instance';
 END $$;
 
+-- Resolves a pending or firing instance by hand (who, a note): resolved at once, with a resolve
+-- notification when its firing was notified and no silence matches it. Its condition is not
+-- touched: if it still holds, the next evaluation starts a new instance (pending, then firing).
+CREATE FUNCTION booking_admin.resolve_alert(p_fingerprint text, p_note text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_row booking_admin.alert_instances;
+    v_now float8 := extract(epoch FROM clock_timestamp());
+    v_notify boolean;
+BEGIN
+    SELECT * INTO v_row FROM booking_admin.alert_instances
+    WHERE fingerprint = p_fingerprint AND state <> 'resolved' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no pending or firing alert with fingerprint %', coalesce(p_fingerprint, 'NULL')
+            USING ERRCODE = 'P0002';
+    END IF;
+    v_notify := coalesce((v_row.instance ->> 'notified_firing')::boolean, false) AND NOT EXISTS (
+        SELECT 1 FROM booking_admin.alert_silences s
+        WHERE clock_timestamp() >= s.starts_at AND clock_timestamp() < s.ends_at
+          AND (v_row.labels || jsonb_build_object('alertname', v_row.rule_name, 'severity', v_row.severity)) @> s.matchers);
+    PERFORM booking_admin.alert_apply(jsonb_build_object(
+        'fingerprint', v_row.fingerprint, 'rule', v_row.rule_name, 'rule_id', v_row.rule_id, 'severity', v_row.severity,
+        'labels', v_row.labels, 'annotations', v_row.annotations, 'previous', v_row.state, 'value', v_row.value,
+        'instance', v_row.instance || jsonb_build_object('state', 'resolved', 'resolved_at', v_now)
+                    || CASE WHEN v_notify THEN jsonb_build_object('last_notified', v_now) ELSE '{}' END,
+        'notify', CASE WHEN v_notify THEN 'resolved' END));
+    UPDATE booking_admin.alert_history SET details = jsonb_build_object('by', session_user, 'note', p_note, 'manual', true)
+    WHERE id = (SELECT max(h.id) FROM booking_admin.alert_history h WHERE h.fingerprint = p_fingerprint AND h.event = 'resolved');
+    SELECT * INTO v_row FROM booking_admin.alert_instances WHERE fingerprint = p_fingerprint;
+    RETURN to_jsonb(v_row) - 'instance';
+END $$;
+
 -- Silences instances whose labels match every matcher until p_until: they change state but
 -- notify nothing (a firing instance still firing when the silence ends is notified then).
 CREATE FUNCTION booking_admin.silence_alerts(p_matchers jsonb, p_until timestamptz, p_comment text DEFAULT NULL)
@@ -374,7 +407,8 @@ INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, s
 GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.alert_rules TO booking_operator;
 GRANT SELECT ON booking_admin.alert_instances, booking_admin.alert_silences, booking_admin.alert_history TO booking_operator;
 GRANT DELETE ON booking_admin.alert_silences TO booking_operator;
-GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_admin.silence_alerts(jsonb, timestamptz, text),
+GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_admin.resolve_alert(text, text),
+    booking_admin.silence_alerts(jsonb, timestamptz, text),
     booking_admin.init_default_alert_rules(), booking_admin.check_alert_rule(text, text)
 TO booking_operator;
 

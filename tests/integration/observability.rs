@@ -438,3 +438,51 @@ fn a_silence_suppresses_notifications_but_not_state() {
     assert_eq!(p.evaluate(&mut c).as_deref(), Some("resolved"));
     assert_eq!(p.events(&mut c, "firing") + p.events(&mut c, "resolved"), 0);
 }
+
+/// Resolved by hand: at once, one resolve notification, who and the note in the history; the
+/// condition still holding, the next evaluation fires a new instance. The notifications reach
+/// a real receiver through an endpoint subscribed to `alert.*` (the delivery worker).
+#[test]
+fn an_alert_resolved_by_hand_is_notified_and_fires_again_while_its_condition_holds() {
+    let mut c = connect();
+    let rx = crate::receiver::Receiver::start(vec![], crate::receiver::Answer::Status(200));
+    let endpoint: serde_json::Value =
+        c.query_one("SELECT booking_admin.create_endpoint($1, '{alert.*}')", &[&rx.url]).unwrap().get(0);
+    let p = AlertProbe::new(&mut c, "0", "0");
+    p.set(&mut c, 3);
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    let fp: String = c
+        .query_one("SELECT fingerprint FROM booking_admin.alert_instances WHERE rule_name = $1", &[&p.rule])
+        .unwrap()
+        .get(0);
+    let r: serde_json::Value =
+        c.query_one("SELECT booking_admin.resolve_alert($1, 'restarted the receiver')", &[&fp]).unwrap().get(0);
+    assert_eq!(r["state"], "resolved");
+    assert_eq!(p.events(&mut c, "resolved"), 1);
+    let details: serde_json::Value = c
+        .query_one(
+            "SELECT details FROM booking_admin.alert_history WHERE fingerprint = $1 AND event = 'resolved'",
+            &[&fp],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(details["note"], "restarted the receiver");
+    assert_eq!(details["manual"], true);
+    let e = c.query_one("SELECT booking_admin.resolve_alert($1)", &[&fp]).unwrap_err();
+    assert_eq!(e.as_db_error().unwrap().code().code(), "P0002");
+    // Still holding: a new instance fires and is notified again.
+    assert_eq!(p.evaluate(&mut c).as_deref(), Some("firing"));
+    assert_eq!(p.events(&mut c, "firing"), 2);
+    // firing, resolved, firing arrive at the receiver (other tests' alerts may arrive too).
+    poll("the three notifications at the receiver", Duration::from_secs(60), || {
+        let mine: Vec<String> = rx
+            .requests()
+            .iter()
+            .filter_map(|r| serde_json::from_str::<serde_json::Value>(&r.body).ok())
+            .filter(|b| b["data"]["rule"] == p.rule.as_str())
+            .map(|b| b["type"].as_str().unwrap_or_default().to_string())
+            .collect();
+        (mine.len() >= 3).then_some(mine)
+    });
+    c.execute("SELECT booking_admin.delete_endpoint(($1::jsonb ->> 'id')::uuid)", &[&endpoint]).unwrap();
+}
