@@ -1283,7 +1283,8 @@ REVOKE ALL ON FUNCTION booking.metrics_record(text, text[], double precision), b
     booking_admin.metrics_text(text), booking_admin.evaluate_alert_rules(), booking_admin.check_alert_rule(text, text),
     booking.metrics_on_operation(), booking.metrics_on_event(), booking.metrics_on_job(),
     booking_admin.health(), booking_admin.alert_rules_check(), booking_admin.alert_apply(jsonb),
-    booking_admin.acknowledge_alert(text, text), booking_admin.silence_alerts(jsonb, timestamptz, text),
+    booking_admin.acknowledge_alert(text, text), booking_admin.resolve_alert(text, text),
+    booking_admin.silence_alerts(jsonb, timestamptz, text),
     booking_admin.init_default_alert_rules(), booking_admin.op_evaluate_alert_rules(jsonb),
     booking_admin.performance_summary(), booking_admin.dashboard_data(),
     booking_admin.op_snapshot_metrics(jsonb), booking_admin.sla_report(interval, float8, float8, float8)
