@@ -1,0 +1,202 @@
+//! The store's one writer: recompute locked staff-days with the availability engine and write
+//! what changed. Called by the triggers and the horizon upkeep of sql/slot_store.sql, never by
+//! applications (not granted).
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use pgrx::prelude::*;
+use pgrx::spi::OwnedPreparedStatement;
+use pgrx::{PgOid, Uuid as PgUuid};
+use uuid::Uuid;
+
+use super::score::{score, Scored};
+use crate::availability::api::{from_micros, load_model, Query};
+use crate::availability::engine::Calendar;
+use crate::availability::zone::{seconds_of_day, Micros};
+use crate::errors::{DomainError, DomainResult};
+use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
+
+/// Locks the staff-days that exist in the horizon, in key order (so that two writers never
+/// deadlock), and bumps their version: under REPEATABLE READ a concurrent writer of the same
+/// day then fails with 40001 instead of writing slots computed from a stale snapshot.
+const LOCK_SQL: &str = "UPDATE booking.availability_slot_days d SET version = d.version + 1
+    WHERE (d.tenant_id, d.staff_id, d.date) IN (
+        SELECT x.tenant_id, x.staff_id, x.date FROM booking.availability_slot_days x
+        JOIN unnest($1::uuid[], $2::uuid[], $3::date[]) AS k (tenant_id, staff_id, date)
+          ON x.tenant_id = k.tenant_id AND x.staff_id = k.staff_id AND x.date = k.date
+        ORDER BY x.tenant_id, x.staff_id, x.date
+        FOR NO KEY UPDATE OF x)
+    RETURNING d.tenant_id, d.staff_id, d.date";
+
+/// The services a staff member offers and the tenant's prime hours (seconds of the day).
+const STAFF_SQL: &str = "SELECT coalesce((SELECT array_agg(ss.service_id ORDER BY ss.service_id)
+                           FROM booking.staff_services ss WHERE ss.tenant_id = $1 AND ss.staff_id = $2), '{}'),
+        coalesce((SELECT extract(epoch FROM w.prime_start)::int4 FROM booking.slot_store_settings w WHERE w.tenant_id = $1), 0),
+        coalesce((SELECT extract(epoch FROM w.prime_end)::int4 FROM booking.slot_store_settings w WHERE w.tenant_id = $1), 0)";
+
+const WRITE_SQL: &str = include_str!("../../sql/queries/slot_store_write.sql");
+
+thread_local! {
+    /// The three statements, prepared once per backend: the booking path runs them on every
+    /// change of an appointment.
+    static PLANS: RefCell<[Option<OwnedPreparedStatement>; 3]> = const { RefCell::new([None, None, None]) };
+}
+
+/// Runs the `which`th statement (`sql`, parameters `types`), prepared on first use.
+fn run<R>(
+    which: usize,
+    sql: &str,
+    types: &[pg_sys::Oid],
+    args: &[pgrx::datum::DatumWithOid],
+    read: impl FnOnce(pgrx::spi::SpiTupleTable) -> DomainResult<R>,
+) -> DomainResult<R> {
+    Spi::connect_mut(|client| {
+        PLANS.with(|cell| {
+            let mut plans = cell.borrow_mut();
+            if plans[which].is_none() {
+                let oids: Vec<PgOid> = types.iter().map(|&t| PgOid::from(t)).collect();
+                plans[which] = Some(client.prepare_mut(sql, &oids)?.keep());
+            }
+            let stmt = plans[which].as_ref().expect("prepared above");
+            read(client.update(stmt, None, args)?)
+        })
+    })
+}
+
+/// One staff member's locked days, grouped for one engine run per service.
+type DaysByStaff = BTreeMap<(Uuid, Uuid), Vec<NaiveDate>>;
+
+fn lock_days(tenants: Vec<PgUuid>, staff: Vec<PgUuid>, dates: Vec<Date>) -> DomainResult<DaysByStaff> {
+    let (u, d) = (pg_sys::UUIDARRAYOID, pg_sys::DATEARRAYOID);
+    run(0, LOCK_SQL, &[u, u, d], &[tenants.into(), staff.into(), dates.into()], |rows| {
+        let mut out = DaysByStaff::new();
+        for row in rows {
+            let (t, s, day) = (row.get::<PgUuid>(1)?, row.get::<PgUuid>(2)?, row.get::<Date>(3)?);
+            let (Some(t), Some(s), Some(day)) = (t, s, day) else { continue };
+            out.entry((to_uuid(t), to_uuid(s))).or_default().push(to_naive_date(day, "date")?);
+        }
+        Ok(out)
+    })
+}
+
+/// The slots of one staff member's locked days, all services, scored.
+fn compute(tenant: Uuid, staff: Uuid, days: &mut [NaiveDate]) -> DomainResult<Vec<(Uuid, Scored)>> {
+    days.sort_unstable();
+    let (first, last) = (days[0], days[days.len() - 1]);
+    let args = [to_pg_uuid(tenant).into(), to_pg_uuid(staff).into()];
+    let (services, prime_start, prime_end) = run(1, STAFF_SQL, &[pg_sys::UUIDOID, pg_sys::UUIDOID], &args, |rows| {
+        let row = rows.first();
+        Ok((
+            row.get::<Vec<PgUuid>>(1)?.unwrap_or_default(),
+            row.get::<i32>(2)?.unwrap_or(0),
+            row.get::<i32>(3)?.unwrap_or(0),
+        ))
+    })?;
+    let mut out = Vec::new();
+    for service in services.into_iter().map(to_uuid) {
+        let model = load_model(&Query {
+            tenant_id: Some(tenant),
+            service_id: service,
+            staff_id: Some(staff),
+            from: first,
+            to: last,
+            exclude_appointment: None,
+            include_non_offering: false,
+            duration: None,
+        })?;
+        // Not offered (an inactive staff member or service): no slots.
+        let Some(member) = model.staff.first() else { continue };
+        let cal = Calendar::new(&model.tenant, &model.service, member, &model.holidays, &model.clock, first, last);
+        let mut plan = cal.plan(first, last);
+        plan.slots.retain(|c| days.binary_search(&c.date).is_ok());
+        let prime = |t: Micros| {
+            let s = seconds_of_day(member.zone.to_local(t).time()) as i32;
+            prime_start <= s && s < prime_end
+        };
+        out.extend(score(&plan, prime).into_iter().map(|s| (service, s)));
+    }
+    Ok(out)
+}
+
+fn write(locked: &DaysByStaff, slots: &[(Uuid, Uuid, Uuid, Scored)]) -> DomainResult<i32> {
+    let days: Vec<(Uuid, Uuid, NaiveDate)> =
+        locked.iter().flat_map(|(&(t, s), ds)| ds.iter().map(move |&d| (t, s, d))).collect();
+    let uuids = |f: &dyn Fn(&(Uuid, Uuid, Uuid, Scored)) -> Uuid| -> Vec<PgUuid> {
+        slots.iter().map(|x| to_pg_uuid(f(x))).collect()
+    };
+    let ints = |f: &dyn Fn(&Scored) -> i32| -> Vec<i32> { slots.iter().map(|x| f(&x.3)).collect() };
+    let dates =
+        |list: &mut dyn Iterator<Item = NaiveDate>| -> DomainResult<Vec<Date>> { list.map(to_pg_date).collect() };
+    let instants = |f: &dyn Fn(&Scored) -> Micros| -> DomainResult<Vec<TimestampWithTimeZone>> {
+        slots.iter().map(|x| from_micros(f(&x.3))).collect()
+    };
+    let (u, d, ts, b, i) = (
+        pg_sys::UUIDARRAYOID,
+        pg_sys::DATEARRAYOID,
+        pg_sys::TIMESTAMPTZARRAYOID,
+        pg_sys::BOOLARRAYOID,
+        pg_sys::INT4ARRAYOID,
+    );
+    let args = [
+        days.iter().map(|x| to_pg_uuid(x.0)).collect::<Vec<_>>().into(),
+        days.iter().map(|x| to_pg_uuid(x.1)).collect::<Vec<_>>().into(),
+        dates(&mut days.iter().map(|x| x.2))?.into(),
+        uuids(&|x| x.0).into(),
+        uuids(&|x| x.1).into(),
+        uuids(&|x| x.2).into(),
+        dates(&mut slots.iter().map(|x| x.3.slot.date))?.into(),
+        instants(&|s| s.slot.start)?.into(),
+        instants(&|s| s.slot.end)?.into(),
+        slots.iter().map(|x| x.3.slot.free).collect::<Vec<bool>>().into(),
+        ints(&|s| s.confidence).into(),
+        ints(&|s| s.density).into(),
+        ints(&|s| s.boost).into(),
+        ints(&|s| s.fit).into(),
+        ints(&|s| s.day_open).into(),
+    ];
+    run(2, WRITE_SQL, &[u, u, d, u, u, u, d, ts, ts, b, i, i, i, i, i], &args, |_| Ok(()))?;
+    i32::try_from(slots.len()).map_err(|_| DomainError::Internal("too many slots".into()))
+}
+
+/// Recomputes the given staff-days (parallel arrays; days outside the horizon are skipped) and
+/// writes the store's difference. Locks each day's row in `availability_slot_days` until the
+/// end of the transaction, so that two transactions changing one staff-day recompute it one
+/// after the other, each from what the other committed; other staff-days are not touched.
+/// Returns the number of slots the days now hold.
+#[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, @extschema@, pg_temp)]
+pub fn refresh_availability_slots(
+    p_tenant_ids: Option<Vec<PgUuid>>,
+    p_staff_ids: Option<Vec<PgUuid>>,
+    p_dates: Option<Vec<Date>>,
+) -> Result<i32, pgrx::pg_sys::panic::ErrorReport> {
+    let (tenants, staff, dates) =
+        (p_tenant_ids.unwrap_or_default(), p_staff_ids.unwrap_or_default(), p_dates.unwrap_or_default());
+    if tenants.len() != staff.len() || staff.len() != dates.len() {
+        return Err(DomainError::InvalidParameter("the arrays must have the same length".into()).into());
+    }
+    if tenants.is_empty() {
+        return Ok(0);
+    }
+    let mut keys: Vec<(Uuid, Uuid, NaiveDate)> = Vec::with_capacity(dates.len());
+    for ((t, s), d) in tenants.into_iter().zip(staff).zip(dates) {
+        keys.push((to_uuid(t), to_uuid(s), to_naive_date(d, "date")?));
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    let mut locked = lock_days(
+        keys.iter().map(|k| to_pg_uuid(k.0)).collect(),
+        keys.iter().map(|k| to_pg_uuid(k.1)).collect(),
+        keys.iter().map(|k| to_pg_date(k.2)).collect::<DomainResult<_>>()?,
+    )?;
+    if locked.is_empty() {
+        return Ok(0);
+    }
+    let mut slots = Vec::new();
+    for (&(tenant, staff), days) in locked.iter_mut() {
+        slots.extend(compute(tenant, staff, days)?.into_iter().map(|(service, s)| (tenant, staff, service, s)));
+    }
+    Ok(write(&locked, &slots)?)
+}
