@@ -14,3 +14,4 @@ mod jobs;
 mod operator;
 mod postgrest;
 mod security;
+mod slot_store;
