@@ -418,7 +418,8 @@ BEGIN
         RAISE EXCEPTION 'from date % is after to date %', p_from, p_to USING ERRCODE = '22023';
     END IF;
     IF v_horizon IS NULL OR NOT v_horizon @> daterange(p_from, p_to, '[]') THEN
-        RAISE EXCEPTION 'dates % to % are outside the slot horizon (%)', p_from, p_to, coalesce(v_horizon::text, 'empty')
+        RAISE EXCEPTION 'dates % to % are outside the slot horizon (%)', p_from, p_to,
+                        coalesce(lower(v_horizon) || ' to ' || (upper(v_horizon) - 1), 'empty')
             USING ERRCODE = '22023',
                   HINT = 'The store holds slots from today for booking.slot_store_settings.horizon_days days.';
     END IF;
