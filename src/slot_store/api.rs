@@ -11,23 +11,21 @@ use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{PgOid, Uuid as PgUuid};
 use uuid::Uuid;
 
+use super::diff::{diff, Diff, Key, Values};
 use super::score::{score, Scored};
-use crate::availability::api::{from_micros, load_model, Query};
+use crate::availability::api::{from_micros, load_model, to_micros, Query};
 use crate::availability::engine::Calendar;
 use crate::availability::zone::{seconds_of_day, Micros};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 
-/// Locks the staff-days that exist in the horizon, in key order (so that two writers never
-/// deadlock), and bumps their version: under REPEATABLE READ a concurrent writer of the same
-/// day then fails with 40001 instead of writing slots computed from a stale snapshot.
+/// Locks the staff-days that exist in the horizon and bumps their version: under REPEATABLE
+/// READ a concurrent writer of the same day then fails with 40001 instead of writing slots
+/// computed from a stale snapshot. The keys come sorted and are joined in that order, so two
+/// writers lock shared days in the same order.
 const LOCK_SQL: &str = "UPDATE booking.availability_slot_days d SET version = d.version + 1
-    WHERE (d.tenant_id, d.staff_id, d.date) IN (
-        SELECT x.tenant_id, x.staff_id, x.date FROM booking.availability_slot_days x
-        JOIN unnest($1::uuid[], $2::uuid[], $3::date[]) AS k (tenant_id, staff_id, date)
-          ON x.tenant_id = k.tenant_id AND x.staff_id = k.staff_id AND x.date = k.date
-        ORDER BY x.tenant_id, x.staff_id, x.date
-        FOR NO KEY UPDATE OF x)
+    FROM unnest($1::uuid[], $2::uuid[], $3::date[]) AS k (tenant_id, staff_id, date)
+    WHERE d.tenant_id = k.tenant_id AND d.staff_id = k.staff_id AND d.date = k.date
     RETURNING d.tenant_id, d.staff_id, d.date";
 
 /// The services a staff member offers and the tenant's prime hours (seconds of the day).
@@ -36,12 +34,18 @@ const STAFF_SQL: &str = "SELECT coalesce((SELECT array_agg(ss.service_id ORDER B
         coalesce((SELECT extract(epoch FROM w.prime_start)::int4 FROM booking.slot_store_settings w WHERE w.tenant_id = $1), 0),
         coalesce((SELECT extract(epoch FROM w.prime_end)::int4 FROM booking.slot_store_settings w WHERE w.tenant_id = $1), 0)";
 
+/// The stored slots of one staff member's days, scores in basis points.
+const READ_SQL: &str = "SELECT s.date, s.service_id, s.start_time, s.end_time, s.is_available,
+        (s.confidence_score * 10000)::int4, (s.booking_density * 10000)::int4, (s.priority_boost * 10000)::int4,
+        (s.fit_score * 10000)::int4, (s.day_open_ratio * 10000)::int4
+    FROM booking.availability_slots s WHERE s.tenant_id = $1 AND s.staff_id = $2 AND s.date = ANY ($3::date[])";
+
 const WRITE_SQL: &str = include_str!("../../sql/queries/slot_store_write.sql");
 
 thread_local! {
-    /// The three statements, prepared once per backend: the booking path runs them on every
-    /// change of an appointment.
-    static PLANS: RefCell<[Option<OwnedPreparedStatement>; 3]> = const { RefCell::new([None, None, None]) };
+    /// The statements, prepared once per backend: the booking path runs them on every change
+    /// of an appointment.
+    static PLANS: RefCell<[Option<OwnedPreparedStatement>; 4]> = const { RefCell::new([None, None, None, None]) };
 }
 
 /// Runs the `which`th statement (`sql`, parameters `types`), prepared on first use.
@@ -81,9 +85,12 @@ fn lock_days(tenants: Vec<PgUuid>, staff: Vec<PgUuid>, dates: Vec<Date>) -> Doma
     })
 }
 
+fn values(s: &Scored) -> Values {
+    (s.slot.end, s.slot.free, s.confidence, s.density, s.boost, s.fit, s.day_open)
+}
+
 /// The slots of one staff member's locked days, all services, scored.
-fn compute(tenant: Uuid, staff: Uuid, days: &mut [NaiveDate]) -> DomainResult<Vec<(Uuid, Scored)>> {
-    days.sort_unstable();
+fn compute(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(Key, Values)>> {
     let (first, last) = (days[0], days[days.len() - 1]);
     let args = [to_pg_uuid(tenant).into(), to_pg_uuid(staff).into()];
     let (services, prime_start, prime_end) = run(1, STAFF_SQL, &[pg_sys::UUIDOID, pg_sys::UUIDOID], &args, |rows| {
@@ -115,49 +122,74 @@ fn compute(tenant: Uuid, staff: Uuid, days: &mut [NaiveDate]) -> DomainResult<Ve
             let s = seconds_of_day(member.zone.to_local(t).time()) as i32;
             prime_start <= s && s < prime_end
         };
-        out.extend(score(&plan, prime).into_iter().map(|s| (service, s)));
+        out.extend(score(&plan, prime).iter().map(|s| ((staff, s.slot.date, service, s.slot.start), values(s))));
     }
     Ok(out)
 }
 
-fn write(locked: &DaysByStaff, slots: &[(Uuid, Uuid, Uuid, Scored)]) -> DomainResult<i32> {
-    let days: Vec<(Uuid, Uuid, NaiveDate)> =
-        locked.iter().flat_map(|(&(t, s), ds)| ds.iter().map(move |&d| (t, s, d))).collect();
-    let uuids = |f: &dyn Fn(&(Uuid, Uuid, Uuid, Scored)) -> Uuid| -> Vec<PgUuid> {
-        slots.iter().map(|x| to_pg_uuid(f(x))).collect()
+/// What the store holds now for one staff member's days.
+fn stored(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(Key, Values)>> {
+    let dates: Vec<Date> = days.iter().map(|&d| to_pg_date(d)).collect::<DomainResult<_>>()?;
+    let args = [to_pg_uuid(tenant).into(), to_pg_uuid(staff).into(), dates.into()];
+    let types = [pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::DATEARRAYOID];
+    run(2, READ_SQL, &types, &args, |rows| {
+        let mut out = Vec::new();
+        for row in rows {
+            let missing = || DomainError::Internal("a stored slot has a NULL column".into());
+            let date = to_naive_date(row.get::<Date>(1)?.ok_or_else(missing)?, "date")?;
+            let service = to_uuid(row.get::<PgUuid>(2)?.ok_or_else(missing)?);
+            let start = to_micros(row.get::<TimestampWithTimeZone>(3)?.ok_or_else(missing)?)?;
+            let end = to_micros(row.get::<TimestampWithTimeZone>(4)?.ok_or_else(missing)?)?;
+            let free = row.get::<bool>(5)?.ok_or_else(missing)?;
+            let mut score = [0; 5];
+            for (k, v) in score.iter_mut().enumerate() {
+                *v = row.get::<i32>(6 + k)?.ok_or_else(missing)?;
+            }
+            let [confidence, density, boost, fit, day_open] = score;
+            out.push(((staff, date, service, start), (end, free, confidence, density, boost, fit, day_open)));
+        }
+        Ok(out)
+    })
+}
+
+fn write(tenant: Uuid, d: &Diff) -> DomainResult<()> {
+    if d.delete.is_empty() && d.upsert.is_empty() {
+        return Ok(());
+    }
+    let uuids = |v: &mut dyn Iterator<Item = Uuid>| -> Vec<PgUuid> { v.map(to_pg_uuid).collect() };
+    let dates = |v: &mut dyn Iterator<Item = NaiveDate>| -> DomainResult<Vec<Date>> { v.map(to_pg_date).collect() };
+    let instants = |v: &mut dyn Iterator<Item = Micros>| -> DomainResult<Vec<TimestampWithTimeZone>> {
+        v.map(from_micros).collect()
     };
-    let ints = |f: &dyn Fn(&Scored) -> i32| -> Vec<i32> { slots.iter().map(|x| f(&x.3)).collect() };
-    let dates =
-        |list: &mut dyn Iterator<Item = NaiveDate>| -> DomainResult<Vec<Date>> { list.map(to_pg_date).collect() };
-    let instants = |f: &dyn Fn(&Scored) -> Micros| -> DomainResult<Vec<TimestampWithTimeZone>> {
-        slots.iter().map(|x| from_micros(f(&x.3))).collect()
-    };
-    let (u, d, ts, b, i) = (
+    let ints = |f: fn(&Values) -> i32| -> Vec<i32> { d.upsert.iter().map(|(_, v)| f(v)).collect() };
+    let up = &d.upsert;
+    let args = [
+        to_pg_uuid(tenant).into(),
+        uuids(&mut d.delete.iter().map(|k| k.0)).into(),
+        dates(&mut d.delete.iter().map(|k| k.1))?.into(),
+        uuids(&mut d.delete.iter().map(|k| k.2)).into(),
+        instants(&mut d.delete.iter().map(|k| k.3))?.into(),
+        uuids(&mut up.iter().map(|(k, _)| k.0)).into(),
+        dates(&mut up.iter().map(|(k, _)| k.1))?.into(),
+        uuids(&mut up.iter().map(|(k, _)| k.2)).into(),
+        instants(&mut up.iter().map(|(k, _)| k.3))?.into(),
+        instants(&mut up.iter().map(|(_, v)| v.0))?.into(),
+        up.iter().map(|(_, v)| v.1).collect::<Vec<bool>>().into(),
+        ints(|v| v.2).into(),
+        ints(|v| v.3).into(),
+        ints(|v| v.4).into(),
+        ints(|v| v.5).into(),
+        ints(|v| v.6).into(),
+    ];
+    let (u, da, ts, b, i) = (
         pg_sys::UUIDARRAYOID,
         pg_sys::DATEARRAYOID,
         pg_sys::TIMESTAMPTZARRAYOID,
         pg_sys::BOOLARRAYOID,
         pg_sys::INT4ARRAYOID,
     );
-    let args = [
-        days.iter().map(|x| to_pg_uuid(x.0)).collect::<Vec<_>>().into(),
-        days.iter().map(|x| to_pg_uuid(x.1)).collect::<Vec<_>>().into(),
-        dates(&mut days.iter().map(|x| x.2))?.into(),
-        uuids(&|x| x.0).into(),
-        uuids(&|x| x.1).into(),
-        uuids(&|x| x.2).into(),
-        dates(&mut slots.iter().map(|x| x.3.slot.date))?.into(),
-        instants(&|s| s.slot.start)?.into(),
-        instants(&|s| s.slot.end)?.into(),
-        slots.iter().map(|x| x.3.slot.free).collect::<Vec<bool>>().into(),
-        ints(&|s| s.confidence).into(),
-        ints(&|s| s.density).into(),
-        ints(&|s| s.boost).into(),
-        ints(&|s| s.fit).into(),
-        ints(&|s| s.day_open).into(),
-    ];
-    run(2, WRITE_SQL, &[u, u, d, u, u, u, d, ts, ts, b, i, i, i, i, i], &args, |_| Ok(()))?;
-    i32::try_from(slots.len()).map_err(|_| DomainError::Internal("too many slots".into()))
+    let types = [pg_sys::UUIDOID, u, da, u, ts, u, da, u, ts, ts, b, i, i, i, i, i];
+    run(3, WRITE_SQL, &types, &args, |_| Ok(()))
 }
 
 /// Recomputes the given staff-days (parallel arrays; days outside the horizon are skipped) and
@@ -194,9 +226,12 @@ pub fn refresh_availability_slots(
     if locked.is_empty() {
         return Ok(0);
     }
-    let mut slots = Vec::new();
+    let mut slots = 0;
     for (&(tenant, staff), days) in locked.iter_mut() {
-        slots.extend(compute(tenant, staff, days)?.into_iter().map(|(service, s)| (tenant, staff, service, s)));
+        days.sort_unstable();
+        let fresh = compute(tenant, staff, days)?;
+        slots += fresh.len();
+        write(tenant, &diff(stored(tenant, staff, days)?, fresh))?;
     }
-    Ok(write(&locked, &slots)?)
+    Ok(i32::try_from(slots).map_err(|_| DomainError::Internal("too many slots".into()))?)
 }

@@ -6,6 +6,7 @@
 //! staff-days a change touches are SQL (sql/slot_store.sql).
 
 pub mod api;
+pub mod diff;
 pub mod score;
 
 #[cfg(feature = "pg_test")]

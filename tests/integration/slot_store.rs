@@ -56,10 +56,7 @@ fn bookings_of_different_staff_never_wait_on_each_others_store_locks() {
     // behind another's lock, which pg_blocking_pids shows.
     let waiting = |admin: &mut postgres::Client| -> i64 {
         admin
-            .query_one(
-                "SELECT count(*) FROM unnest($1::int4[]) p WHERE cardinality(pg_blocking_pids(p)) > 0",
-                &[&pids],
-            )
+            .query_one("SELECT count(*) FROM unnest($1::int4[]) p WHERE cardinality(pg_blocking_pids(p)) > 0", &[&pids])
             .unwrap()
             .get(0)
     };
@@ -81,10 +78,8 @@ fn bookings_of_different_staff_never_wait_on_each_others_store_locks() {
     }
     waiter.join().unwrap();
     // All 32 hold their locks now: nobody waits, and no lock request is pending.
-    let ungranted: i64 = admin
-        .query_one("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = ANY ($1)", &[&pids])
-        .unwrap()
-        .get(0);
+    let ungranted: i64 =
+        admin.query_one("SELECT count(*) FROM pg_locks WHERE NOT granted AND pid = ANY ($1)", &[&pids]).unwrap().get(0);
     assert_eq!(ungranted, 0);
     release.wait();
     for h in handles {
