@@ -137,7 +137,8 @@ CREATE TABLE booking.availability_slots (
     FOREIGN KEY (tenant_id, staff_id, date) REFERENCES booking.availability_slot_days (tenant_id, staff_id, date) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
 ) WITH (fillfactor = 80);  -- room for HOT updates: a booking rewrites its day's scores in place
-CREATE INDEX availability_slots_staff_start_idx ON booking.availability_slots (staff_id, start_time);
+-- PostgREST's read: one staff member (and service), a time range, ordered by rank.
+CREATE INDEX availability_slots_staff_start_idx ON booking.availability_slots (staff_id, service_id, start_time);
 CREATE INDEX availability_slots_service_date_idx ON booking.availability_slots (service_id, date);
 COMMENT ON TABLE booking.availability_slots IS
     'Every slot the availability engine offers within the horizon (staff local date), exact at every commit; is_available false: taken by a booking. Minimum notice and advance limit are not applied here: read booking.availability_slots_now.';
