@@ -73,6 +73,8 @@ if [ "$mismatches" != 0 ] || [ "$changed" != 0 ]; then
     exit 1
 fi
 
+# Statistics, as autovacuum would have them on a live database (the store was just filled).
+psql -c "ANALYZE"
 log "timing"
 psql -v read_runs="$READ_RUNS" -v book_blocks="$BOOK_BLOCKS" -v book_per_block="$BOOK_PER_BLOCK" \
      -v edit_runs="$EDIT_RUNS" -v gen_runs="$GEN_RUNS" <<'SQL'
