@@ -630,3 +630,33 @@ BEGIN
     RETURN v_granted;
 END $$;
 SELECT booking_admin.grant_api_roles();
+-- The store's tables are distributed by tenant like the others.
+CREATE OR REPLACE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('reference', 'booking.global_policies', NULL),
+           ('distributed', 'booking.tenants', 'id'),
+           ('distributed', 'booking.staff', 'tenant_id'),
+           ('distributed', 'booking.services', 'tenant_id'),
+           ('distributed', 'booking.customers', 'tenant_id'),
+           ('distributed', 'booking.staff_services', 'tenant_id'),
+           ('distributed', 'booking.staff_schedules', 'tenant_id'),
+           ('distributed', 'booking.schedule_overrides', 'tenant_id'),
+           ('distributed', 'booking.staff_time_off', 'tenant_id'),
+           ('distributed', 'booking.holidays', 'tenant_id'),
+           ('distributed', 'booking.booking_policies', 'tenant_id'),
+           ('distributed', 'booking.appointments', 'tenant_id'),
+           ('distributed', 'booking.booking_operations', 'tenant_id'),
+           ('distributed', 'booking.events', 'tenant_id'),
+           ('distributed', 'booking.waitlist', 'tenant_id'),
+           ('distributed', 'booking.waitlist_notifications', 'tenant_id'),
+           ('distributed', 'booking.slot_store_settings', 'tenant_id'),
+           ('distributed', 'booking.availability_slot_days', 'tenant_id'),
+           ('distributed', 'booking.availability_slots', 'tenant_id'),
+           ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
+           ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
+$$;

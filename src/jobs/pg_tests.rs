@@ -146,7 +146,7 @@ mod tests {
             serde_json::json!({"activate-due": 30000, "update-completed": 30000, "update-expired": 30000,
                                "cancel-no-shows": 60000, "cleanup-history": 86400000, "waitlist-sweep": 300000,
                                "security-evaluate": 3600000, "pii-scan": 86400000, "auto-tune": 60000,
-                               "expire-booking-operations": 3600000})
+                               "expire-booking-operations": 3600000, "extend-slot-horizon": 3600000})
         );
     }
 

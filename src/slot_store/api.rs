@@ -200,9 +200,9 @@ fn write(tenant: Uuid, d: &Diff) -> DomainResult<()> {
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 pub fn refresh_availability_slots(
-    p_tenant_ids: Option<Vec<PgUuid>>,
-    p_staff_ids: Option<Vec<PgUuid>>,
-    p_dates: Option<Vec<Date>>,
+    p_tenant_ids: Option<Vec<Option<PgUuid>>>,
+    p_staff_ids: Option<Vec<Option<PgUuid>>>,
+    p_dates: Option<Vec<Option<Date>>>,
 ) -> Result<i32, pgrx::pg_sys::panic::ErrorReport> {
     let (tenants, staff, dates) =
         (p_tenant_ids.unwrap_or_default(), p_staff_ids.unwrap_or_default(), p_dates.unwrap_or_default());
@@ -212,8 +212,10 @@ pub fn refresh_availability_slots(
     if tenants.is_empty() {
         return Ok(0);
     }
+    let null = || DomainError::InvalidParameter("the arrays must not contain NULL".into());
     let mut keys: Vec<(Uuid, Uuid, NaiveDate)> = Vec::with_capacity(dates.len());
     for ((t, s), d) in tenants.into_iter().zip(staff).zip(dates) {
+        let (t, s, d) = (t.ok_or_else(null)?, s.ok_or_else(null)?, d.ok_or_else(null)?);
         keys.push((to_uuid(t), to_uuid(s), to_naive_date(d, "date")?));
     }
     keys.sort_unstable();
