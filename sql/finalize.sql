@@ -43,7 +43,10 @@ GRANT EXECUTE ON FUNCTION
     booking.list_waitlist(uuid, text),
     -- The tenant's staff running the day (customers get 42501, others PT404).
     booking.confirm_appointment(uuid), booking.check_in_appointment(uuid), booking.complete_appointment(uuid),
-    booking.mark_no_show(uuid)
+    booking.mark_no_show(uuid),
+    -- The slot store (each checks its caller; generate_availability_slots is for the tenant's people).
+    booking.find_optimal_slots(uuid, date, date, uuid, integer), booking.generate_availability_slots(uuid, date, date),
+    booking.book_slot(uuid, uuid, timestamptz, uuid, text, text), booking.release_slot(uuid, text, text)
 TO PUBLIC;
 
 -- What Supabase's trusted roles get, granted to whichever of them exist (the roles are not the
@@ -58,6 +61,8 @@ DECLARE
 BEGIN
     IF to_regrole('service_role') IS NOT NULL THEN
         GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA booking TO service_role;
+        -- The slot store is written by its triggers only: a direct write would make it wrong.
+        REVOKE INSERT, UPDATE, DELETE ON booking.availability_slots, booking.availability_slot_days FROM service_role;
         GRANT EXECUTE ON FUNCTION booking.log_security_event(text, text, text, boolean, text, boolean, uuid),
             booking.check_rate_limit(text, text, integer, integer), booking.check_rate_limit_json(text, text, integer, integer)
         TO service_role;

@@ -23,6 +23,7 @@ pub mod delivery;
 pub mod jobs;
 pub mod metrics;
 pub mod security;
+pub mod slot_store;
 
 ::pgrx::pg_module_magic!();
 
@@ -64,11 +65,18 @@ extension_sql_file!(
         availability::api::slot_violations
     ]
 );
+// The slot store follows the availability and booking functions it reads and wraps.
+extension_sql_file!(
+    "../sql/slot_store.sql",
+    name = "slot_store",
+    requires = ["availability", "booking", slot_store::api::refresh_availability_slots, clock::clock_now]
+);
 extension_sql_file!(
     "../sql/security.sql",
     name = "security",
     requires = [
         "jobs",
+        "slot_store",
         security::api::is_single_select,
         security::api::audit_event,
         security::api::is_within_opening_hours,

@@ -145,6 +145,29 @@ pub struct Slot {
     pub end: Micros,
 }
 
+/// A start time the schedule offers, for the slot store: `free` is false when another booking
+/// (with its buffers) is in the way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Candidate {
+    /// The staff member's local date of `start`.
+    pub date: NaiveDate,
+    pub start: Micros,
+    pub end: Micros,
+    pub free: bool,
+}
+
+/// One staff member's candidate slots of one service over a span of dates, with the working
+/// windows and booked ranges they were cut from and the room a booking takes beyond its own
+/// times (buffers before; buffers and turnover after).
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub slots: Vec<Candidate>,
+    pub windows: Vec<Interval>,
+    pub blocked: Vec<Interval>,
+    pub before: Micros,
+    pub after: Micros,
+}
+
 fn day_range(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> {
     from.iter_days().take_while(move |d| *d <= to)
 }
@@ -324,6 +347,16 @@ impl<'a> Calendar<'a> {
     /// landing in a spring-forward gap is skipped; one in a repeated autumn hour is offered
     /// once, at the instant Postgres's `AT TIME ZONE` gives it.
     pub fn slots(&self, from: NaiveDate, to: NaiveDate, out: &mut Vec<Slot>) {
+        self.candidates(from, to, |start, _, broken| {
+            if broken == 0 {
+                out.push(Slot { start, staff: self.staff.id, end: start + self.service.duration });
+            }
+        });
+    }
+
+    /// Every start time the working windows step through on the local dates `from..=to`, with
+    /// its local date and the rules it breaks: the one walk behind both `slots` and `plan`.
+    fn candidates(&self, from: NaiveDate, to: NaiveDate, mut f: impl FnMut(Micros, NaiveDate, u16)) {
         if !self.staff.offers_service || self.tenant.slot_interval <= 0 {
             return;
         }
@@ -340,11 +373,32 @@ impl<'a> Calendar<'a> {
                     break;
                 }
                 let date = zone.to_local(start).date();
-                if date < from || date > to || self.broken(start) != 0 {
-                    continue;
+                if date >= from && date <= to {
+                    f(start, date, self.broken(start));
                 }
-                out.push(Slot { start, staff: self.staff.id, end: start + self.service.duration });
             }
+        }
+    }
+
+    /// What the slot store keeps of the local dates `from..=to`: every start time that breaks
+    /// no rule except the clock's (applied when the store is read, so that stored slots never
+    /// go stale) and conflicts with other bookings (kept as taken slots), plus what the store's
+    /// scores look at. `slots` is exactly `plan`'s free slots that pass the clock rules.
+    pub fn plan(&self, from: NaiveDate, to: NaiveDate) -> Plan {
+        let clock = (1 << Rule::MinNotice as u16) | (1 << Rule::MaxAdvance as u16);
+        let conflict = 1 << Rule::Conflict as u16;
+        let mut slots = Vec::new();
+        self.candidates(from, to, |start, date, broken| {
+            if broken & !(clock | conflict) == 0 {
+                slots.push(Candidate { date, start, end: start + self.service.duration, free: broken & conflict == 0 });
+            }
+        });
+        Plan {
+            slots,
+            windows: intersect(&self.opening, &self.schedule),
+            blocked: self.blocked.clone(),
+            before: self.service.buffer_before,
+            after: self.service.buffer_after + self.tenant.turnover,
         }
     }
 
@@ -770,5 +824,34 @@ mod tests {
         assert_eq!(slots.len(), 16);
         assert!(slots.windows(2).all(|w| (w[0].start, w[0].staff) < (w[1].start, w[1].staff)));
         assert_eq!(slots[0].staff, Uuid::from_u128(3));
+    }
+
+    /// The store's plan keeps taken and too-soon slots (their rules apply elsewhere), and its
+    /// free slots that pass the clock rules are exactly `slots`.
+    #[test]
+    fn plan_keeps_taken_and_clock_refused_slots_and_agrees_with_slots() {
+        let t = tenant(Zone::fixed(0));
+        let mut s = monday_staff();
+        s.blocked = vec![Interval::new(utc("2026-03-23 10:00"), utc("2026-03-23 11:00"))];
+        let svc = service(60);
+        // Now is 08:30: the 09:00 and 09:30 slots are within the 2 hours' notice.
+        let c = clock("2026-03-23 08:30");
+        let day = date("2026-03-23");
+        let cal = Calendar::new(&t, &svc, &s, &[], &c, day, day);
+        let plan = cal.plan(day, day);
+        let all: Vec<String> = starts(
+            &plan.slots.iter().map(|c| Slot { start: c.start, staff: s.id, end: c.end }).collect::<Vec<_>>(),
+            &s.zone,
+        );
+        assert_eq!(all.len(), 8, "{all:?}");
+        let taken: Vec<bool> = plan.slots.iter().map(|c| c.free).collect();
+        assert_eq!(taken, [true, false, false, false, true, true, true, true]);
+        let mut slots = Vec::new();
+        cal.slots(day, day, &mut slots);
+        let from_plan: Vec<Micros> =
+            plan.slots.iter().filter(|c| c.free && c.start >= utc("2026-03-23 10:30")).map(|c| c.start).collect();
+        assert_eq!(slots.iter().map(|s| s.start).collect::<Vec<_>>(), from_plan);
+        assert_eq!(plan.windows.len(), 2);
+        assert_eq!(plan.blocked, s.blocked);
     }
 }

@@ -147,7 +147,7 @@ mod tests {
                                "cancel-no-shows": 60000, "cleanup-history": 86400000, "waitlist-sweep": 300000,
                                "security-evaluate": 3600000, "pii-scan": 86400000, "auto-tune": 60000,
                                "expire-booking-operations": 3600000, "cleanup-deliveries": 86400000,
-                               "evaluate-alerts": 15000, "metrics-snapshot": 300000})
+                               "evaluate-alerts": 15000, "metrics-snapshot": 300000, "extend-slot-horizon": 3600000})
         );
     }
 

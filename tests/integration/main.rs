@@ -18,3 +18,4 @@ mod operator;
 mod postgrest;
 mod receiver;
 mod security;
+mod slot_store;

@@ -70,7 +70,9 @@ LEFT JOIN (VALUES
     ('booking.cancel_appointment(uuid,text,text)', 'cancels an appointment the caller may act for'),
     ('booking.add_to_waitlist(jsonb)', 'adds a waitlist entry for a customer the caller may act for'),
     ('booking.update_waitlist_entry(uuid,jsonb)', 'changes an entry the caller may act for'),
-    ('booking.remove_from_waitlist(uuid)', 'removes an entry the caller may act for')
+    ('booking.remove_from_waitlist(uuid)', 'removes an entry the caller may act for'),
+    ('booking.find_optimal_slots(uuid,date,date,uuid,integer)', 'the best free slots of a service with their scores: times and staff ids, no customer data'),
+    ('booking.generate_availability_slots(uuid,date,date)', 'recomputes a staff member''s stored slots, for the tenant''s own people (PT404 otherwise); returns a count')
 ) x(function, exposes) USING (function)
 WHERE f.prosecdef
   AND (has_function_privilege('public', f.oid, 'EXECUTE')

@@ -1,0 +1,516 @@
+-- The slot store (issue 16): booking.availability_slots holds every slot the availability
+-- engine offers, per staff member, service and start time, over a horizon of days per tenant,
+-- with taken slots kept as is_available = false and every slot ranked. It is kept exact in the
+-- transaction that changes an input: statement-level triggers on every input table (below)
+-- work out which staff-days the change touches, from their transition tables, and hand them to
+-- booking.refresh_availability_slots (Rust, src/slot_store/api.rs), which locks those days'
+-- rows in availability_slot_days, recomputes them with the engine and writes the difference.
+-- The rules that depend on "now" (minimum notice, advance limit) are applied when the store is
+-- read (booking.availability_slots_now), so the stored rows never go stale as time passes.
+
+-- Per tenant: the horizon and the prime hours of the ranking, plus the tenant's effective
+-- notice and advance policies, kept here by triggers so that reads apply them with one join.
+CREATE TABLE booking.slot_store_settings (
+    tenant_id    uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    horizon_days integer NOT NULL DEFAULT 60
+                 CONSTRAINT slot_store_horizon_days_between_1_and_366 CHECK (horizon_days BETWEEN 1 AND 366),
+    prime_start  time NOT NULL DEFAULT '10:00',
+    prime_end    time NOT NULL DEFAULT '14:00',
+    min_notice   interval NOT NULL DEFAULT '0',
+    max_advance  interval NOT NULL DEFAULT '0',
+    CONSTRAINT slot_store_prime_hours_in_order CHECK (prime_start <= prime_end)
+);
+COMMENT ON TABLE booking.slot_store_settings IS
+    'Slot store per tenant: horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s policies (maintained, not set).';
+
+-- The settings are the users' (pg_dump keeps them); a restore that meets the row the tenant's
+-- trigger already made updates it. The store itself is derived: a restore rebuilds it as the
+-- inputs load.
+SELECT pg_catalog.pg_extension_config_dump('booking.slot_store_settings', '');
+CREATE TRIGGER slot_store_settings_restore BEFORE INSERT ON booking.slot_store_settings
+    FOR EACH ROW EXECUTE FUNCTION booking.update_seed_instead('tenant_id');
+
+-- One row per staff member and local date in the horizon: the horizon itself, and the lock a
+-- recomputation of that staff-day takes (so that unrelated staff-days never wait on each other).
+CREATE TABLE booking.availability_slot_days (
+    tenant_id uuid NOT NULL,
+    staff_id  uuid NOT NULL,
+    date      date NOT NULL,
+    version   bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, staff_id, date),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX availability_slot_days_staff_idx ON booking.availability_slot_days (staff_id, date);
+COMMENT ON TABLE booking.availability_slot_days IS
+    'The slot store''s horizon, one row per staff member and local date; its row lock serialises recomputations of that staff-day.';
+
+CREATE TABLE booking.availability_slots (
+    tenant_id        uuid NOT NULL,
+    staff_id         uuid NOT NULL,
+    date             date NOT NULL,
+    service_id       uuid NOT NULL,
+    start_time       timestamptz NOT NULL,
+    end_time         timestamptz NOT NULL,
+    slot_type        text NOT NULL CHECK (slot_type IN ('regular', 'prime')),
+    is_available     boolean NOT NULL,
+    confidence_score numeric(5, 4) NOT NULL,
+    booking_density  numeric(5, 4) NOT NULL,
+    priority_boost   numeric(5, 4) NOT NULL,
+    fit_score        numeric(5, 4) NOT NULL,
+    day_open_ratio   numeric(5, 4) NOT NULL,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, staff_id, date, service_id, start_time),
+    FOREIGN KEY (tenant_id, staff_id, date) REFERENCES booking.availability_slot_days (tenant_id, staff_id, date) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
+) WITH (fillfactor = 80);  -- room for HOT updates: a booking rewrites its day's scores in place
+-- PostgREST's read: one staff member (and service), a time range, ordered by rank.
+CREATE INDEX availability_slots_staff_start_idx ON booking.availability_slots (staff_id, service_id, start_time);
+CREATE INDEX availability_slots_service_date_idx ON booking.availability_slots (service_id, date);
+COMMENT ON TABLE booking.availability_slots IS
+    'Every slot the availability engine offers within the horizon (staff local date), exact at every commit; is_available false: taken by a booking. Minimum notice and advance limit are not applied here: read booking.availability_slots_now.';
+COMMENT ON COLUMN booking.availability_slots.confidence_score IS
+    '0.35 fit + 0.25 day_open_ratio + 0.20 (1 - booking_density) + priority_boost; 0 for a taken slot.';
+
+-- The effective notice and advance policies of the row's tenant, as the engine reads them
+-- (the tenant's row, a global row, the builtin default; notice 0 and advance 36500 days when
+-- none). Durations in exact hours and 24-hour days, as the engine counts them.
+CREATE FUNCTION booking.slot_store_settings_policies() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    NEW.min_notice := make_interval(secs => coalesce(
+        (booking.policy_value(NEW.tenant_id, 'minimum_booking_notice_hours'))::text::float8, 0) * 3600);
+    NEW.max_advance := make_interval(secs => coalesce(
+        (booking.policy_value(NEW.tenant_id, 'advance_booking_limit_days'))::text::float8, 36500) * 86400);
+    RETURN NEW;
+END $$;
+CREATE TRIGGER slot_store_settings_policies BEFORE INSERT OR UPDATE ON booking.slot_store_settings
+    FOR EACH ROW EXECUTE FUNCTION booking.slot_store_settings_policies();
+
+-- How far from a booked or blocked range a slot's availability or score can change: a slot
+-- conflicts within its length and buffers, its fit looks one more such length away, its
+-- density an hour.
+CREATE FUNCTION booking.slot_store_reach(p_tenant_id uuid) RETURNS interval
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN (SELECT make_interval(mins => 2 * coalesce(max(s.duration_minutes + s.buffer_before_minutes + s.buffer_after_minutes), 0)
+                                         + 2 * max(t.buffer_time_minutes) + 60)
+            FROM booking.tenants t LEFT JOIN booking.services s ON s.tenant_id = t.id
+            WHERE t.id = p_tenant_id);
+END $$;
+
+-- Recomputes the staff-days of the horizon between two local dates per staff member (NULL:
+-- unbounded). Parallel arrays, one element per staff member.
+CREATE FUNCTION booking.slot_store_touch_dates(p_tenant_ids uuid[], p_staff_ids uuid[], p_from date[], p_to date[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN (SELECT booking.refresh_availability_slots(array_agg(d.tenant_id), array_agg(d.staff_id), array_agg(d.date))
+            FROM (SELECT DISTINCT d.tenant_id, d.staff_id, d.date
+                  FROM unnest(p_tenant_ids, p_staff_ids, p_from, p_to) AS c (tenant_id, staff_id, first, last)
+                  JOIN booking.availability_slot_days d ON d.tenant_id = c.tenant_id AND d.staff_id = c.staff_id
+                   AND d.date >= coalesce(c.first, '-infinity') AND d.date <= coalesce(c.last, 'infinity')) d);
+END $$;
+
+-- Recomputes the staff-days whose slots a range of time (an appointment's blocked range, a
+-- time off) can affect: the staff member's local dates from the range's start to its end,
+-- widened by the tenant's reach.
+CREATE FUNCTION booking.slot_store_touch_spans(p_tenant_ids uuid[], p_staff_ids uuid[], p_spans tstzrange[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_from date[];
+    v_to date[];
+BEGIN
+    SELECT array_agg(c.tenant_id), array_agg(c.staff_id),
+           array_agg(((lower(c.span) - r.reach) AT TIME ZONE f.timezone)::date),
+           array_agg(((upper(c.span) + r.reach) AT TIME ZONE f.timezone)::date)
+    INTO v_tenants, v_staff, v_from, v_to
+    FROM unnest(p_tenant_ids, p_staff_ids, p_spans) AS c (tenant_id, staff_id, span)
+    JOIN booking.staff f ON f.tenant_id = c.tenant_id AND f.id = c.staff_id
+    CROSS JOIN LATERAL (SELECT booking.slot_store_reach(c.tenant_id) AS reach) r;
+    RETURN booking.slot_store_touch_dates(v_tenants, v_staff, v_from, v_to);
+END $$;
+
+-- Every staff member's horizon (of the given tenants; NULL: all) runs from their local today
+-- for the tenant's horizon_days: adds the missing days and computes their slots, and drops the
+-- days before today and beyond the horizon (their slots go with them). Returns the number of
+-- slots the added days hold.
+CREATE FUNCTION booking.slot_store_extend(p_tenant_ids uuid[] DEFAULT NULL) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_dates date[];
+BEGIN
+    WITH want AS (
+        SELECT f.tenant_id, f.id AS staff_id, (booking.clock_now() AT TIME ZONE f.timezone)::date AS today,
+               coalesce(w.horizon_days, 60) AS days
+        FROM booking.staff f LEFT JOIN booking.slot_store_settings w ON w.tenant_id = f.tenant_id
+        WHERE p_tenant_ids IS NULL OR f.tenant_id = ANY (p_tenant_ids)
+    ), gone AS (
+        DELETE FROM booking.availability_slot_days d USING want w
+        WHERE d.tenant_id = w.tenant_id AND d.staff_id = w.staff_id AND (d.date < w.today OR d.date >= w.today + w.days)
+    ), added AS (
+        INSERT INTO booking.availability_slot_days (tenant_id, staff_id, date)
+        SELECT w.tenant_id, w.staff_id, (w.today + g.n)
+        FROM want w, generate_series(0, w.days - 1) AS g (n)
+        ON CONFLICT DO NOTHING
+        RETURNING tenant_id, staff_id, date
+    )
+    SELECT array_agg(a.tenant_id), array_agg(a.staff_id), array_agg(a.date) INTO v_tenants, v_staff, v_dates FROM added a;
+    RETURN booking.refresh_availability_slots(v_tenants, v_staff, v_dates);
+END $$;
+
+-- Triggers: one statement-level trigger per input table and event, with transition tables;
+-- each works out the touched staff-days set-based and recomputes them in one call. SECURITY
+-- DEFINER so that whoever may change an input (service_role, the booking functions) keeps the
+-- store, which no application may write; a trigger function cannot be called directly.
+
+CREATE FUNCTION booking.slot_store_on_appointments() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM booking.slot_store_touch_spans(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.blocked))
+        FROM n WHERE n.status IN ('pending', 'confirmed', 'active');
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM booking.slot_store_touch_spans(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.blocked))
+        FROM o WHERE o.status IN ('pending', 'confirmed', 'active');
+    ELSE
+        -- Only a change of what the appointment blocks matters: confirming or checking in
+        -- (live to live) recomputes nothing.
+        PERFORM booking.slot_store_touch_spans(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.blocked))
+        FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id,
+             LATERAL (VALUES (n.tenant_id, n.staff_id, n.blocked, n.status IN ('pending', 'confirmed', 'active')),
+                             (o.tenant_id, o.staff_id, o.blocked, o.status IN ('pending', 'confirmed', 'active')))
+                 AS c (tenant_id, staff_id, blocked, live)
+        WHERE c.live
+          AND ((n.status IN ('pending', 'confirmed', 'active')) IS DISTINCT FROM (o.status IN ('pending', 'confirmed', 'active'))
+               OR n.blocked IS DISTINCT FROM o.blocked OR n.staff_id IS DISTINCT FROM o.staff_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.appointments REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_appointments();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.appointments REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_appointments();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.appointments REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_appointments();
+
+CREATE FUNCTION booking.slot_store_on_time_off() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM booking.slot_store_touch_spans(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.period)) FROM n;
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM booking.slot_store_touch_spans(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.period)) FROM o;
+    ELSE
+        PERFORM booking.slot_store_touch_spans(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.period))
+        FROM (SELECT n.tenant_id, n.staff_id, n.period FROM n UNION ALL SELECT o.tenant_id, o.staff_id, o.period FROM o) c;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_time_off REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_time_off();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff_time_off REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_time_off();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_time_off REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_time_off();
+
+-- An override changes a day's working windows, and a window that runs past midnight into the
+-- next day's carries the slot grid with it: from the day before to the end of the horizon.
+CREATE FUNCTION booking.slot_store_on_overrides() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM booking.slot_store_touch_dates(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.date - 1),
+                                               array_fill(NULL::date, ARRAY[count(*)::int])) FROM n;
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM booking.slot_store_touch_dates(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.date - 1),
+                                               array_fill(NULL::date, ARRAY[count(*)::int])) FROM o;
+    ELSE
+        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.date - 1),
+                                               array_fill(NULL::date, ARRAY[count(*)::int]))
+        FROM (SELECT n.tenant_id, n.staff_id, n.date FROM n UNION ALL SELECT o.tenant_id, o.staff_id, o.date FROM o) c;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.schedule_overrides REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_overrides();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.schedule_overrides REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_overrides();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.schedule_overrides REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_overrides();
+
+-- Weekly schedules and the services a staff member offers: the staff member's whole horizon.
+CREATE FUNCTION booking.slot_store_on_staff_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
+        FROM (SELECT DISTINCT n.tenant_id, n.staff_id FROM n) c;
+    ELSIF TG_OP = 'DELETE' THEN
+        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
+        FROM (SELECT DISTINCT o.tenant_id, o.staff_id FROM o) c;
+    ELSE
+        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
+        FROM (SELECT n.tenant_id, n.staff_id FROM n UNION SELECT o.tenant_id, o.staff_id FROM o) c;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_schedules REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff_schedules REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_schedules REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_services REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff_services REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_services REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff_rows();
+
+-- A new staff member gets a horizon; a change of time zone moves it (their today) and every
+-- slot's date, a change of is_active offers or withdraws all their slots.
+CREATE FUNCTION booking.slot_store_on_staff() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        PERFORM booking.slot_store_extend(array_agg(DISTINCT n.tenant_id)) FROM n;
+    ELSE
+        PERFORM booking.slot_store_extend(array_agg(DISTINCT n.tenant_id)),
+                booking.slot_store_touch_dates(array_agg(n.tenant_id), array_agg(n.id), NULL, NULL)
+        FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
+        WHERE (n.timezone, n.is_active) IS DISTINCT FROM (o.timezone, o.is_active)
+        HAVING count(*) > 0;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff();
+
+-- A service's length, buffers or activity: the horizon of every staff member offering it.
+CREATE FUNCTION booking.slot_store_on_services() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking.slot_store_touch_dates(array_agg(ss.tenant_id), array_agg(ss.staff_id), NULL, NULL)
+    FROM (SELECT DISTINCT ss.tenant_id, ss.staff_id
+          FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
+          JOIN booking.staff_services ss ON ss.tenant_id = n.tenant_id AND ss.service_id = n.id
+          WHERE (n.duration_minutes, n.buffer_before_minutes, n.buffer_after_minutes, n.is_active)
+                IS DISTINCT FROM (o.duration_minutes, o.buffer_before_minutes, o.buffer_after_minutes, o.is_active)) ss;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.services REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_services();
+
+-- A new tenant gets its settings row; a change of its time zone, opening hours, turnover or
+-- slot interval recomputes every staff member's horizon.
+CREATE FUNCTION booking.slot_store_on_tenants() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO booking.slot_store_settings (tenant_id) SELECT n.id FROM n ON CONFLICT DO NOTHING;
+    ELSE
+        PERFORM booking.slot_store_touch_dates(array_agg(f.tenant_id), array_agg(f.id), NULL, NULL)
+        FROM n JOIN o ON o.id = n.id JOIN booking.staff f ON f.tenant_id = n.id
+        WHERE (n.timezone, n.opening_hours, n.buffer_time_minutes, n.slot_interval_minutes)
+              IS DISTINCT FROM (o.timezone, o.opening_hours, o.buffer_time_minutes, o.slot_interval_minutes);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.tenants REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenants();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.tenants REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenants();
+
+-- Holidays are days in the tenant's zone, which may be a day away from a staff member's: a
+-- one-off holiday recomputes two days either side of it, a yearly one the whole horizon, of the
+-- staff it affects.
+CREATE FUNCTION booking.slot_store_on_holidays() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_rows booking.holidays[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        v_rows := ARRAY(SELECT n FROM n);
+    ELSIF TG_OP = 'DELETE' THEN
+        v_rows := ARRAY(SELECT o FROM o);
+    ELSE
+        v_rows := ARRAY(SELECT n FROM n UNION ALL SELECT o FROM o);
+    END IF;
+    PERFORM booking.slot_store_touch_dates(array_agg(x.tenant_id), array_agg(x.staff_id), array_agg(x.first), array_agg(x.last))
+    FROM (SELECT DISTINCT h.tenant_id, f.id AS staff_id,
+                 CASE WHEN NOT h.is_recurring THEN h.date - 2 END AS first,
+                 CASE WHEN NOT h.is_recurring THEN h.date + 2 END AS last
+          FROM unnest(v_rows) h
+          JOIN booking.staff f ON f.tenant_id = h.tenant_id AND (h.affects_all_staff OR f.id = ANY (h.affected_staff_ids))) x;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.holidays REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_holidays();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.holidays REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_holidays();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.holidays REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_holidays();
+
+-- Settings: a new horizon length moves the horizon, new prime hours rescore every slot; the
+-- policies mirrored here are refreshed when a tenant's or a global policy changes.
+CREATE FUNCTION booking.slot_store_on_settings() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking.slot_store_extend(array_agg(n.tenant_id))
+    FROM n JOIN o ON o.tenant_id = n.tenant_id WHERE n.horizon_days <> o.horizon_days HAVING count(*) > 0;
+    PERFORM booking.slot_store_touch_dates(array_agg(f.tenant_id), array_agg(f.id), NULL, NULL)
+    FROM n JOIN o ON o.tenant_id = n.tenant_id JOIN booking.staff f ON f.tenant_id = n.tenant_id
+    WHERE (n.prime_start, n.prime_end) IS DISTINCT FROM (o.prime_start, o.prime_end);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.slot_store_settings REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_settings();
+
+CREATE FUNCTION booking.slot_store_on_policies() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    -- Rewriting a row makes its BEFORE trigger read the policies again; policies change rarely.
+    UPDATE booking.slot_store_settings w SET min_notice = w.min_notice;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_policies AFTER INSERT OR UPDATE OR DELETE ON booking.booking_policies
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
+CREATE TRIGGER slot_store_policies AFTER INSERT OR UPDATE OR DELETE ON booking.global_policies
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
+
+-- The store as applications read it (PostgREST: GET /availability_slots_now?staff_id=eq.…&
+-- is_available=is.true&order=confidence_score.desc): is_available also applies the tenant's
+-- minimum notice and advance limit as of now.
+CREATE VIEW booking.availability_slots_now WITH (security_invoker = true) AS
+SELECT s.tenant_id, s.staff_id, s.service_id, s.date, s.start_time, s.end_time, s.slot_type,
+       s.is_available AND s.start_time >= booking.clock_now() + w.min_notice
+                      AND s.start_time <= booking.clock_now() + w.max_advance AS is_available,
+       s.confidence_score, s.booking_density, s.priority_boost, s.fit_score, s.day_open_ratio, s.created_at
+FROM booking.availability_slots s
+JOIN booking.slot_store_settings w ON w.tenant_id = s.tenant_id;
+COMMENT ON VIEW booking.availability_slots_now IS
+    'The slot store with is_available as of now (minimum notice, advance limit): its available rows of a service are exactly booking.get_available_slots.';
+
+-- The staff local dates the store holds for a tenant.
+CREATE FUNCTION booking.slot_store_horizon(p_tenant_id uuid, p_staff_id uuid DEFAULT NULL) RETURNS daterange
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN (SELECT daterange(min(d.date), max(d.date), '[]') FROM booking.availability_slot_days d
+            WHERE d.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR d.staff_id = p_staff_id));
+END $$;
+
+-- 22023 unless from..to (staff local dates) lies within the horizon.
+CREATE FUNCTION booking.slot_store_check_range(p_tenant_id uuid, p_staff_id uuid, p_from date, p_to date) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_horizon daterange := booking.slot_store_horizon(p_tenant_id, p_staff_id);
+BEGIN
+    IF p_from IS NULL OR p_to IS NULL THEN
+        RAISE EXCEPTION 'the dates must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF p_from > p_to THEN
+        RAISE EXCEPTION 'from date % is after to date %', p_from, p_to USING ERRCODE = '22023';
+    END IF;
+    IF v_horizon IS NULL OR NOT v_horizon @> daterange(p_from, p_to, '[]') THEN
+        RAISE EXCEPTION 'dates % to % are outside the slot horizon (%)', p_from, p_to,
+                        coalesce(lower(v_horizon) || ' to ' || (upper(v_horizon) - 1), 'empty')
+            USING ERRCODE = '22023',
+                  HINT = 'The store holds slots from today for booking.slot_store_settings.horizon_days days.';
+    END IF;
+END $$;
+
+-- The best slots of a service between two staff local dates: free as of now, highest
+-- confidence first, with the factors of the score.
+CREATE FUNCTION booking.find_optimal_slots(p_service_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL,
+                                           p_limit integer DEFAULT 10)
+RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz, confidence_score numeric,
+               booking_density numeric, priority_boost numeric, fit_score numeric, day_open_ratio numeric, slot_type text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant uuid;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 1000' USING ERRCODE = '22023';
+    END IF;
+    -- PT404 for a service or staff member the caller may not see, whether it exists or not.
+    PERFORM booking.require_bookable(p_service_id, p_staff_id);
+    SELECT s.tenant_id INTO v_tenant FROM booking.services s WHERE s.id = p_service_id;
+    PERFORM booking.slot_store_check_range(v_tenant, NULL, p_from, p_to);
+    RETURN QUERY
+        SELECT v.staff_id, v.start_time, v.end_time, v.confidence_score, v.booking_density, v.priority_boost,
+               v.fit_score, v.day_open_ratio, v.slot_type
+        FROM booking.availability_slots_now v
+        WHERE v.service_id = p_service_id AND v.date BETWEEN p_from AND p_to AND v.is_available
+          AND (p_staff_id IS NULL OR v.staff_id = p_staff_id)
+        ORDER BY v.confidence_score DESC, v.start_time, v.staff_id
+        LIMIT p_limit;
+END $$;
+COMMENT ON FUNCTION booking.find_optimal_slots(uuid, date, date, uuid, integer) IS
+    'The p_limit best free slots of a service (staff local dates p_from..p_to within the horizon), by confidence_score, with its factors.';
+
+-- The seed's explicit regeneration, for the tenant's own people: recomputes a staff member's
+-- days from p_start_date to p_end_date (within the horizon) and returns how many slots they
+-- hold. The store is exact without it; it repairs nothing that is not already right.
+CREATE FUNCTION booking.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+BEGIN
+    IF p_staff_id IS NULL THEN
+        RAISE EXCEPTION 'p_staff_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_staff FROM booking.staff WHERE id = p_staff_id;
+    IF NOT FOUND OR NOT booking.caller_is_insider(v_staff.tenant_id) THEN
+        RAISE EXCEPTION 'staff member % does not exist', p_staff_id USING ERRCODE = 'PT404';
+    END IF;
+    PERFORM booking.slot_store_check_range(v_staff.tenant_id, p_staff_id, p_start_date, p_end_date);
+    PERFORM booking.slot_store_touch_dates(ARRAY[v_staff.tenant_id], ARRAY[p_staff_id], ARRAY[p_start_date], ARRAY[p_end_date]);
+    RETURN (SELECT count(*) FROM booking.availability_slots s
+            WHERE s.tenant_id = v_staff.tenant_id AND s.staff_id = p_staff_id AND s.date BETWEEN p_start_date AND p_end_date);
+END $$;
+
+-- The seed's bookSlot and releaseSlot: the idempotent booking and the cancellation, nothing
+-- else (they check the caller; the triggers keep the store).
+CREATE FUNCTION booking.book_slot(p_staff_id uuid, p_service_id uuid, p_start_time timestamptz, p_customer_id uuid,
+                                  p_idempotency_key text, p_notes text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.create_booking_idempotent(p_idempotency_key, jsonb_strip_nulls(jsonb_build_object(
+        'staff_id', p_staff_id, 'service_id', p_service_id, 'starts_at', p_start_time, 'customer_id', p_customer_id,
+        'notes', p_notes)))
+$$;
+
+CREATE FUNCTION booking.release_slot(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking.cancel_appointment(p_appointment_id, p_reason, p_idempotency_key)
+$$;
+
+-- Horizon upkeep: hourly, so that each time zone's new day is added within the hour after its
+-- midnight (a run with nothing to add or drop reads the staff list and writes nothing).
+CREATE FUNCTION booking_admin.op_extend_slot_horizon(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking.slot_store_extend(NULL)
+$$;
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('extend-slot-horizon', 'Add the slot store''s new days and drop past ones', 'booking_admin.op_extend_slot_horizon', '{}', 3600000, 3, 300000);
+
+-- Anyone may read the store (it holds what get_available_slots tells anyone: slots of active
+-- staff offering active services) and the settings; only the triggers write them.
+CREATE POLICY availability_slots_public_read ON booking.availability_slots FOR SELECT USING (true);
+CREATE POLICY slot_store_settings_public_read ON booking.slot_store_settings FOR SELECT USING (true);
+GRANT SELECT ON booking.availability_slots, booking.slot_store_settings, booking.availability_slots_now TO PUBLIC;
+
+-- Existing tenants (an upgrade) get their settings and horizon.
+INSERT INTO booking.slot_store_settings (tenant_id) SELECT t.id FROM booking.tenants t ON CONFLICT DO NOTHING;
+SELECT booking.slot_store_extend(NULL);
