@@ -22,7 +22,7 @@ mod tests {
                  VALUES ('{TENANT}', 'Salon', 'Europe/Zurich', 30, 5,
                          (SELECT jsonb_object_agg(d::text, '{{\"is_open\": true, \"start_time\": \"00:00\", \"end_time\": \"24:00\"}}'::jsonb)
                           FROM generate_series(0, 6) d));
-             UPDATE booking.slot_store_settings SET horizon_days = 30 WHERE tenant_id = '{TENANT}';
+             UPDATE booking.slot_store_settings SET horizon_days = 30, enabled = true WHERE tenant_id = '{TENANT}';
              INSERT INTO booking.staff (id, tenant_id, name, timezone) VALUES
                  ('{ANNA}', '{TENANT}', 'Anna', 'Europe/Zurich'), ('{BEN}', '{TENANT}', 'Ben', 'America/New_York');
              INSERT INTO booking.services (id, tenant_id, name, duration_minutes, buffer_before_minutes, buffer_after_minutes) VALUES

@@ -20,6 +20,7 @@ const CLIENTS: usize = 32;
 fn bookings_of_different_staff_never_wait_on_each_others_store_locks() {
     let mut admin = connect();
     let s = salon(&mut admin, CLIENTS);
+    admin.execute("UPDATE booking.slot_store_settings SET enabled = true WHERE tenant_id = $1", &[&s.tenant]).unwrap();
     let customers: Vec<Uuid> = (0..CLIENTS).map(|_| Uuid::new_v4()).collect();
     for c in &customers {
         admin

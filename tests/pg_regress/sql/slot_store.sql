@@ -6,6 +6,10 @@ SET timezone = 'Europe/Zurich';
 SET datestyle = 'ISO';
 
 SELECT regress.salon();
+-- The store is off until the tenant turns it on: no rows, and its readers say so.
+SELECT count(*) AS days_while_off FROM booking.availability_slot_days;
+SELECT regress.sqlstate_of($$SELECT * FROM booking.find_optimal_slots('30000000-0000-0000-0000-000000000001', '2026-03-23', '2026-03-24')$$);
+UPDATE booking.slot_store_settings SET enabled = true;
 
 -- 1. The horizon: 60 days from today, every slot of every working day, all free.
 SELECT min(date), max(date), count(*) AS days FROM booking.availability_slot_days;
@@ -95,3 +99,10 @@ SELECT regress.sqlstate_of($$SELECT * FROM booking.availability_slot_days$$);
 RESET ROLE;
 SELECT set_config('request.jwt.claims', '', false) = '' AS reset;
 DROP ROLE regress_slot_anon;
+
+-- Turned off: the store's rows go, and bookings no longer touch it.
+UPDATE booking.slot_store_settings SET enabled = false;
+SELECT (SELECT count(*) FROM booking.availability_slot_days) AS days_after_off,
+       (SELECT count(*) FROM booking.availability_slots) AS slots_after_off;
+SELECT regress.book('store-off', '40000000-0000-0000-0000-000000000003', '2026-03-27 15:00+01') ->> 'success' AS booked_while_off;
+SELECT count(*) AS slots_after_booking FROM booking.availability_slots;
