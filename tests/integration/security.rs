@@ -66,8 +66,13 @@ fn a_failure_entry_survives_the_callers_rollback_and_a_success_does_not() {
     assert_eq!(n, 0, "a success stands or falls with its transaction");
 }
 
+/// The tests that change the audit log's catalog row (grants, a CHECK constraint) take turns:
+/// GRANT and ALTER TABLE running at once on one table fail with "tuple concurrently updated".
+static AUDIT_LOG_DDL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 #[test]
 fn an_application_role_appends_but_never_rewrites_the_audit_log() {
+    let _ddl = AUDIT_LOG_DDL.lock().unwrap_or_else(|e| e.into_inner());
     let mut admin = connect();
     let role = format!("it_app_{}", Uuid::new_v4().simple());
     admin
@@ -145,6 +150,7 @@ fn a_failed_admin_call_is_recorded_even_when_rolled_back() {
 
 #[test]
 fn an_entry_the_table_refuses_does_not_hold_back_the_others() {
+    let _ddl = AUDIT_LOG_DDL.lock().unwrap_or_else(|e| e.into_inner());
     let mut c = connect();
     let poison = format!("poison_{}", Uuid::new_v4().simple());
     c.batch_execute(&format!(
