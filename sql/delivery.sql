@@ -88,10 +88,12 @@ CREATE TABLE booking_admin.deliveries (
     delivered_at     timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
+-- Every delivery row is written in a booking's transaction, so it carries only the indexes the
+-- worker and the API need: the due ones per endpoint, and per endpoint by creation (replays,
+-- statistics, the endpoint's cascade). Finding what a stopped worker was sending is a scan, once
+-- per worker start.
 CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
-CREATE INDEX deliveries_sending_idx ON booking_admin.deliveries (endpoint_id) WHERE status = 'sending';
 CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
-CREATE INDEX deliveries_event_idx ON booking_admin.deliveries (event_id);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
 
 -- The attempts ledger: one row per attempt, whatever its outcome.
