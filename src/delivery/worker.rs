@@ -219,6 +219,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     if !launcher::register_self(db, kind) {
         return;
     }
+    record::now(Metric::WorkerStarts, &["delivery"], Change::Add(1));
     let rules = match settings::host_rules() {
         Ok(r) => Arc::new(r),
         Err(e) => {

@@ -11,6 +11,9 @@ use super::exec::{in_subtransaction, run_top_level};
 use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql};
 use crate::gucs::{ENABLED, POLL_INTERVAL_MS};
 use crate::launcher::{self, registry::Kind};
+use crate::metrics::defs::Metric;
+use crate::metrics::record;
+use crate::metrics::registry::Change;
 use crate::pg::bgworker::{attach_signals, in_transaction, report_activity, wait};
 
 /// Jobs one runner claims at a time. A runner that dies mid-batch sends the whole batch back
@@ -30,6 +33,8 @@ fn start(arg: pg_sys::Datum) -> (u32, Kind) {
         // SAFETY: a clean exit before any work; the launcher decides what runs.
         unsafe { pg_sys::proc_exit(0) };
     }
+    let name = if kind == Kind::Scheduler { "scheduler" } else { "runner" };
+    record::now(Metric::WorkerStarts, &[name], Change::Add(1));
     (db, kind)
 }
 

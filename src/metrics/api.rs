@@ -5,7 +5,7 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::defs::Kind;
+use super::defs::{Kind, Metric};
 use super::expose::{render, samples, Format, Sample, SqlValue};
 use super::record;
 use super::registry::Change;
@@ -52,6 +52,12 @@ pub fn sql_values() -> Result<Vec<SqlValue>, String> {
 /// Every sample: the shared-memory series (none when not preloaded) and, when `with_sql`, the
 /// SQL gauges with `booking_metrics_sql_up` saying whether they answered.
 pub fn all_samples(with_sql: bool) -> Vec<Sample> {
+    // The writer's queue as it stands at this scrape.
+    if let Some((pending, capacity, given_up)) = crate::writer::stats() {
+        record::now(Metric::WriterQueue, &["pending"], Change::Set(pending as f64));
+        record::now(Metric::WriterQueue, &["capacity"], Change::Set(capacity as f64));
+        record::now(Metric::WriterDropped, &[], Change::Set(given_up as f64));
+    }
     let (series, dropped) = record::snapshot().unwrap_or_default();
     let mut sql = Vec::new();
     if with_sql {

@@ -73,6 +73,10 @@ metrics! {
         "Delivery attempts (webhook, slack, email) by outcome: delivered, retry, dead, gone (410), counted when the delivery worker records them.";
     DeliveryDuration = Histogram Counted "booking_delivery_duration_seconds" ["channel"] LATENCY, 5,
         "Time of one delivery attempt, from the request to the receiver's answer (or the failure), by channel.";
+    WriterQueue = Gauge Counted "booking_writer_queue" ["state"] &[], 2,
+        "The out-of-transaction writer's queue (audit entries, admin outcomes), all databases: records waiting (state=pending) and its capacity (state=capacity).";
+    WriterDropped = Gauge Counted "booking_writer_records_dropped" [] &[], 1,
+        "Records the writer gave up on since the server started (their writer process failed 3 times; each is logged with its content).";
     MetricsDropped = Counter Counted "booking_metrics_dropped" ["metric"] &[], 0,
         "Changes not recorded because their metric reached its series cap or the table was full.";
     Jobs = Gauge Sql "booking_jobs" ["status"] &[], 0,

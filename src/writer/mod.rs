@@ -80,6 +80,17 @@ pub fn init() {
     ARENA.request();
 }
 
+/// Records waiting for a writer (all databases), the queue's capacity, and the records given up
+/// on since the server started; None without the preloaded library.
+pub fn stats() -> Option<(usize, usize, u64)> {
+    if !crate::pg::preload::preloaded() {
+        return None;
+    }
+    let q = QUEUE.share();
+    let (depth, capacity) = q.depth();
+    Some((depth, capacity, q.dropped()))
+}
+
 /// The arena's bytes. Callers hold QUEUE's lock (shared to read, exclusive to write), which is
 /// what makes handing out the slice sound.
 fn arena() -> &'static mut [u8] {

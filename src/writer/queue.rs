@@ -110,6 +110,8 @@ pub struct Taken {
 #[repr(C)]
 pub struct Queue {
     next_seq: u64,
+    /// Records given up on since the server started (see `take`), for the metrics.
+    dropped: u64,
     small: [Header; SMALL_SLOTS],
     large: [Header; LARGE_SLOTS],
     writers: [Writer; MAX_WRITERS],
@@ -119,6 +121,7 @@ impl Default for Queue {
     fn default() -> Self {
         Queue {
             next_seq: 1,
+            dropped: 0,
             small: [FREE_HEADER; SMALL_SLOTS],
             large: [FREE_HEADER; LARGE_SLOTS],
             writers: [Writer::default(); MAX_WRITERS],
@@ -260,6 +263,7 @@ impl Queue {
                 let waiter = h.waiter;
                 h.state = if h.state == State::Orphaned || waiter == 0 { State::Free } else { State::Failed };
                 dropped.push((record, waiter));
+                self.dropped += 1;
                 continue;
             }
             h.attempts += 1;
@@ -332,10 +336,15 @@ impl Queue {
         true
     }
 
-    /// Records pending for any database, and the queue's capacity (the tests' invariant).
-    #[cfg(test)]
+    /// Records pending for any database, and the queue's capacity (the metrics, and the tests'
+    /// invariant).
     pub fn depth(&self) -> (usize, usize) {
         (self.headers().filter(|(_, _, h)| pending(h)).count(), SMALL_SLOTS + LARGE_SLOTS)
+    }
+
+    /// Records given up on since the server started.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
     }
 }
 
@@ -477,6 +486,7 @@ mod tests {
         assert_eq!(dropped.len(), 1);
         assert_eq!(dropped[0].1, LATCH, "its producer is told");
         assert_eq!(q.state(t), State::Failed);
+        assert_eq!(q.dropped(), 1, "counted for the metrics");
     }
 
     #[test]

@@ -104,6 +104,25 @@ fn bookings_are_counted_at_commit_and_rollbacks_are_not() {
     assert!(conflicts >= 1.0);
 }
 
+/// Worker starts by kind and the writer's queue, read from shared memory at each scrape.
+#[test]
+fn worker_starts_and_the_writer_queue_are_in_the_metrics() {
+    let mut c = connect();
+    let value = |c: &mut Client, metric: &str, labels: serde_json::Value| -> Option<f64> {
+        c.query_opt("SELECT value FROM booking_admin.metrics() WHERE metric = $1 AND labels = $2", &[&metric, &labels])
+            .unwrap()
+            .map(|r| r.get(0))
+    };
+    for worker in ["scheduler", "runner"] {
+        let starts = value(&mut c, "booking_worker_starts_total", serde_json::json!({"worker": worker}));
+        assert!(starts.is_some_and(|n| n >= 1.0), "{worker}: {starts:?}");
+    }
+    // 512 small and 16 large slots.
+    assert_eq!(value(&mut c, "booking_writer_queue", serde_json::json!({"state": "capacity"})), Some(528.0));
+    assert!(value(&mut c, "booking_writer_queue", serde_json::json!({"state": "pending"})).is_some());
+    assert!(value(&mut c, "booking_writer_records_dropped", serde_json::json!({})).is_some());
+}
+
 #[test]
 fn tenant_series_are_capped_and_overflow_is_counted() {
     let mut c = tenant_session();
