@@ -7,7 +7,6 @@ use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
 use pgrx::prelude::*;
-use pgrx::spi::OwnedPreparedStatement;
 use pgrx::{PgOid, Uuid as PgUuid};
 use uuid::Uuid;
 
@@ -18,6 +17,7 @@ use crate::availability::engine::Calendar;
 use crate::availability::zone::{seconds_of_day, Micros};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
+use crate::pg::kept::{self, Kept};
 
 /// Locks the staff-days that exist in the horizon and bumps their version: under REPEATABLE
 /// READ a concurrent writer of the same day then fails with 40001 instead of writing slots
@@ -43,30 +43,24 @@ const READ_SQL: &str = "SELECT s.date, s.service_id, s.start_time, s.end_time, s
 const WRITE_SQL: &str = include_str!("../../sql/queries/slot_store_write.sql");
 
 thread_local! {
-    /// The statements, prepared once per backend: the booking path runs them on every change
-    /// of an appointment.
-    static PLANS: RefCell<[Option<OwnedPreparedStatement>; 4]> = const { RefCell::new([None, None, None, None]) };
+    // Prepared once per backend (src/pg/kept.rs): the booking path runs them on every change of
+    // an appointment.
+    static LOCK: Kept = const { RefCell::new(None) };
+    static STAFF: Kept = const { RefCell::new(None) };
+    static READ: Kept = const { RefCell::new(None) };
+    static WRITE: Kept = const { RefCell::new(None) };
 }
 
-/// Runs the `which`th statement (`sql`, parameters `types`), prepared on first use.
+/// `kept::query` with the argument types as Postgres type oids.
 fn run<R>(
-    which: usize,
+    kept: &'static std::thread::LocalKey<Kept>,
     sql: &str,
     types: &[pg_sys::Oid],
     args: &[pgrx::datum::DatumWithOid],
     read: impl FnOnce(pgrx::spi::SpiTupleTable) -> DomainResult<R>,
 ) -> DomainResult<R> {
-    Spi::connect_mut(|client| {
-        PLANS.with(|cell| {
-            let mut plans = cell.borrow_mut();
-            if plans[which].is_none() {
-                let oids: Vec<PgOid> = types.iter().map(|&t| PgOid::from(t)).collect();
-                plans[which] = Some(client.prepare_mut(sql, &oids)?.keep());
-            }
-            let stmt = plans[which].as_ref().expect("prepared above");
-            read(client.update(stmt, None, args)?)
-        })
-    })
+    let oids: Vec<PgOid> = types.iter().map(|&t| PgOid::from(t)).collect();
+    kept::query(kept, sql, &oids, args, read)
 }
 
 /// One staff member's locked days, grouped for one engine run per service.
@@ -74,7 +68,7 @@ type DaysByStaff = BTreeMap<(Uuid, Uuid), Vec<NaiveDate>>;
 
 fn lock_days(tenants: Vec<PgUuid>, staff: Vec<PgUuid>, dates: Vec<Date>) -> DomainResult<DaysByStaff> {
     let (u, d) = (pg_sys::UUIDARRAYOID, pg_sys::DATEARRAYOID);
-    run(0, LOCK_SQL, &[u, u, d], &[tenants.into(), staff.into(), dates.into()], |rows| {
+    run(&LOCK, LOCK_SQL, &[u, u, d], &[tenants.into(), staff.into(), dates.into()], |rows| {
         let mut out = DaysByStaff::new();
         for row in rows {
             let (t, s, day) = (row.get::<PgUuid>(1)?, row.get::<PgUuid>(2)?, row.get::<Date>(3)?);
@@ -93,7 +87,7 @@ fn values(s: &Scored) -> Values {
 fn compute(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(Key, Values)>> {
     let (first, last) = (days[0], days[days.len() - 1]);
     let args = [to_pg_uuid(tenant).into(), to_pg_uuid(staff).into()];
-    let (services, prime_start, prime_end) = run(1, STAFF_SQL, &[pg_sys::UUIDOID, pg_sys::UUIDOID], &args, |rows| {
+    let (services, prime_start, prime_end) = run(&STAFF, STAFF_SQL, &[pg_sys::UUIDOID, pg_sys::UUIDOID], &args, |rows| {
         let row = rows.first();
         Ok((
             row.get::<Vec<PgUuid>>(1)?.unwrap_or_default(),
@@ -132,7 +126,7 @@ fn stored(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(Ke
     let dates: Vec<Date> = days.iter().map(|&d| to_pg_date(d)).collect::<DomainResult<_>>()?;
     let args = [to_pg_uuid(tenant).into(), to_pg_uuid(staff).into(), dates.into()];
     let types = [pg_sys::UUIDOID, pg_sys::UUIDOID, pg_sys::DATEARRAYOID];
-    run(2, READ_SQL, &types, &args, |rows| {
+    run(&READ, READ_SQL, &types, &args, |rows| {
         let mut out = Vec::new();
         for row in rows {
             let missing = || DomainError::Internal("a stored slot has a NULL column".into());
@@ -189,7 +183,7 @@ fn write(tenant: Uuid, d: &Diff) -> DomainResult<()> {
         pg_sys::INT4ARRAYOID,
     );
     let types = [pg_sys::UUIDOID, u, da, u, ts, u, da, u, ts, ts, b, i, i, i, i, i];
-    run(3, WRITE_SQL, &types, &args, |_| Ok(()))
+    run(&WRITE, WRITE_SQL, &types, &args, |_| Ok(()))
 }
 
 /// Recomputes the given staff-days (parallel arrays; days outside the horizon are skipped) and
