@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use uuid::Uuid;
@@ -74,16 +74,17 @@ pub struct Smtp {
 
 /// Resolves names and drops every address on the deny list, so a name that resolves to an
 /// internal address is never connected to (however the URL was checked when it was saved).
-struct GuardedResolver(Arc<HostRules>);
+struct GuardedResolver(Arc<RwLock<HostRules>>);
 
 impl ureq::Resolver for GuardedResolver {
     fn resolve(&self, netloc: &str) -> std::io::Result<Vec<SocketAddr>> {
         let host = netloc.rsplit_once(':').map_or(netloc, |(h, _)| h);
         let all: Vec<SocketAddr> = netloc.to_socket_addrs()?.collect();
+        let rules = self.0.read().unwrap_or_else(|e| e.into_inner());
         let mut refused = None;
         let ok: Vec<SocketAddr> = all
             .into_iter()
-            .filter(|a| match self.0.check_address(host, a.ip()) {
+            .filter(|a| match rules.check_address(host, a.ip()) {
                 Ok(()) => true,
                 Err(e) => {
                     refused = Some(e);
@@ -213,7 +214,7 @@ pub fn send(agent: &ureq::Agent, smtp: &Smtp, o: &Outgoing) -> Finished {
 
 /// The HTTP client: no redirects (a redirect could lead anywhere the deny list forbids), the
 /// guarded resolver, and at most `per_host` idle connections kept per host.
-pub fn agent(rules: Arc<HostRules>, per_host: usize) -> ureq::Agent {
+fn agent(rules: Arc<RwLock<HostRules>>, per_host: usize) -> ureq::Agent {
     ureq::AgentBuilder::new()
         .redirects(0)
         .max_idle_connections_per_host(per_host)
@@ -228,18 +229,23 @@ pub struct Pool {
     work: Arc<(Mutex<Dispatcher<Outgoing>>, Condvar)>,
     results: mpsc::Receiver<Finished>,
     wake: UnixStream,
+    /// The HTTP client the threads use, replaced by `renew_client` after a reload.
+    client: Arc<RwLock<ureq::Agent>>,
+    rules: Arc<RwLock<HostRules>>,
+    per_host: usize,
 }
 
 impl Pool {
     /// Starts `threads` senders. They block every signal, so Postgres's handlers keep running
     /// on the main thread.
-    pub fn start(threads: usize, agent: ureq::Agent, smtp: Smtp) -> std::io::Result<Pool> {
+    pub fn start(threads: usize, rules: Arc<RwLock<HostRules>>, smtp: Arc<RwLock<Smtp>>) -> std::io::Result<Pool> {
+        let client = Arc::new(RwLock::new(agent(rules.clone(), threads)));
         let work = Arc::new((Mutex::new(Dispatcher::new(threads)), Condvar::new()));
         let (done, results) = mpsc::channel::<Finished>();
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         for i in 0..threads.max(1) {
-            let (work, done, agent, smtp) = (work.clone(), done.clone(), agent.clone(), smtp.clone());
+            let (work, done, client, smtp) = (work.clone(), done.clone(), client.clone(), smtp.clone());
             let notify = notify.try_clone()?;
             std::thread::Builder::new().name(format!("delivery-{i}")).spawn(move || {
                 block_signals();
@@ -249,7 +255,9 @@ impl Pool {
                     let Ok(mut queue) = ready.wait_while(guard, |q| !q.has_ready()) else { return };
                     let Some(job) = queue.next_ready() else { continue };
                     drop(queue);
-                    let finished = send(&agent, &smtp, &job);
+                    let relay = smtp.read().map(|s| s.clone()).unwrap_or_default();
+                    let agent = client.read().unwrap_or_else(|e| e.into_inner()).clone();
+                    let finished = send(&agent, &relay, &job);
                     let endpoint = job.endpoint_id;
                     match lock.lock() {
                         Ok(mut q) => q.done(endpoint),
@@ -265,7 +273,14 @@ impl Pool {
                 }
             })?;
         }
-        Ok(Pool { work, results, wake })
+        Ok(Pool { work, results, wake, client, rules, per_host: threads })
+    }
+
+    /// A new HTTP client after the host rules changed: the old one's pooled connections were
+    /// opened under the old rules (a kept-alive connection is reused without resolving its host
+    /// again), so they go with it.
+    pub fn renew_client(&self) {
+        *self.client.write().unwrap_or_else(|e| e.into_inner()) = agent(self.rules.clone(), self.per_host);
     }
 
     /// Queues a send for `endpoint`, whose in-flight limit is now `limit`.
@@ -334,7 +349,7 @@ mod tests {
     }
 
     fn loopback_agent() -> ureq::Agent {
-        agent(Arc::new(HostRules::default()), 4)
+        agent(Arc::new(RwLock::new(HostRules::default())), 4)
     }
 
     #[test]
@@ -363,7 +378,7 @@ mod tests {
 
     #[test]
     fn denied_addresses_are_never_connected_to() {
-        let rules = Arc::new(HostRules::parse("", "127.0.0.0/8").unwrap());
+        let rules = Arc::new(RwLock::new(HostRules::parse("", "127.0.0.0/8").unwrap()));
         let (sent, _) = send_http(&agent(rules, 1), "http://localhost:9/x", b"{}", None, Duration::from_secs(2));
         assert!(matches!(&sent, Sent::Failed { error, .. } if error.contains("deny list")), "{sent:?}");
     }

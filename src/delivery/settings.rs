@@ -1,8 +1,9 @@
 //! The delivery settings (`booking_engine.delivery_*`, `booking_engine.smtp_*`), registered by
 //! `crate::gucs::register`. All are read by the delivery worker and take effect at a reload
-//! (SIGHUP), except `delivery_concurrency`, read when the worker starts.
+//! (SIGHUP, `Live::reload`), except `delivery_concurrency`, read when the worker starts.
 
 use std::ffi::CString;
+use std::sync::{Arc, RwLock};
 
 use pgrx::{GucContext, GucFlags, GucRegistry, GucSetting};
 
@@ -28,6 +29,36 @@ fn text(s: &GucSetting<Option<CString>>) -> String {
     s.get().and_then(|c| c.into_string().ok()).unwrap_or_default()
 }
 
+/// What the delivery worker reads from its settings, read again after each reload: the
+/// sending threads share the host rules (their resolver) and the SMTP relay, so a reload that
+/// denies a host or changes the relay applies to the next send.
+pub struct Live {
+    pub rules: Arc<RwLock<HostRules>>,
+    pub smtp: Arc<RwLock<Smtp>>,
+    pub schedule: Vec<u64>,
+}
+
+impl Live {
+    /// The settings at the worker's start; an error for malformed host lists.
+    pub fn load() -> Result<Live, String> {
+        Ok(Live {
+            rules: Arc::new(RwLock::new(host_rules()?)),
+            smtp: Arc::new(RwLock::new(smtp())),
+            schedule: schedule(),
+        })
+    }
+
+    /// After a reload. Malformed host lists keep the rules in force, with a warning.
+    pub fn reload(&mut self) {
+        match host_rules() {
+            Ok(r) => *self.rules.write().unwrap_or_else(|e| e.into_inner()) = r,
+            Err(e) => pgrx::warning!("booking_engine delivery: {e}; the previous host lists stay in force"),
+        }
+        *self.smtp.write().unwrap_or_else(|e| e.into_inner()) = smtp();
+        self.schedule = schedule();
+    }
+}
+
 /// The host rules now in force; a malformed list is an error naming the setting.
 pub fn host_rules() -> Result<HostRules, String> {
     HostRules::parse(&text(&ALLOWED_HOSTS), &text(&DENIED_HOSTS))
@@ -35,7 +66,7 @@ pub fn host_rules() -> Result<HostRules, String> {
 }
 
 /// The retry schedule now in force; a malformed one falls back to the default with a warning.
-pub fn schedule() -> Vec<u64> {
+fn schedule() -> Vec<u64> {
     super::policy::parse_schedule(&text(&RETRY_SCHEDULE)).unwrap_or_else(|e| {
         let default = DEFAULT_SCHEDULE.to_str().expect("ASCII");
         pgrx::warning!("booking_engine.delivery_retry_schedule: {e}; using the default {default}");
@@ -43,7 +74,7 @@ pub fn schedule() -> Vec<u64> {
     })
 }
 
-pub fn smtp() -> Smtp {
+fn smtp() -> Smtp {
     Smtp {
         host: text(&SMTP_HOST),
         port: SMTP_PORT.get().clamp(1, 65535) as u16,

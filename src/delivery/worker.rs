@@ -8,7 +8,6 @@
 //! leaves its deliveries `sending`; the next worker (the launcher restarts it) sends them
 //! again with the same webhook-id.
 
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use pgrx::bgworkers::BackgroundWorker;
@@ -18,14 +17,16 @@ use serde_json::{json, Value};
 
 use super::message::{context, email_parts, slack_body, webhook_body, Template};
 use super::policy::{next, Next, Rules, Sent};
-use super::send::{agent, Email, Finished, Outgoing, Payload, Pool, Signing};
+use super::send::{Email, Finished, Outgoing, Payload, Pool, Signing};
 use super::settings;
 use super::signature::parse_secret;
 use crate::launcher;
 use crate::metrics::defs::Metric;
 use crate::metrics::record;
 use crate::metrics::registry::Change;
-use crate::pg::bgworker::{attach_signals, report_activity, try_in_transaction, wait_latch_or_socket};
+use crate::pg::bgworker::{
+    attach_signals, interrupts_and_reload, report_activity, try_in_transaction, wait_latch_or_socket,
+};
 
 const CLAIM_SQL: &str = include_str!("../../sql/queries/delivery_claim.sql");
 const NEXT_DUE_SQL: &str = include_str!("../../sql/queries/delivery_next_due.sql");
@@ -220,8 +221,8 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         return;
     }
     record::now(Metric::WorkerStarts, &["delivery"], Change::Add(1));
-    let rules = match settings::host_rules() {
-        Ok(r) => Arc::new(r),
+    let mut live = match settings::Live::load() {
+        Ok(l) => l,
         Err(e) => {
             pgrx::warning!("booking_engine delivery: {e}; nothing is sent until it is fixed");
             launcher::want_delivery(db, false);
@@ -229,7 +230,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         }
     };
     let concurrency = settings::CONCURRENCY.get().max(1) as usize;
-    let pool = match Pool::start(concurrency, agent(rules, concurrency), settings::smtp()) {
+    let pool = match Pool::start(concurrency, live.rules.clone(), live.smtp.clone()) {
         Ok(p) => p,
         Err(e) => {
             pgrx::warning!("booking_engine delivery: the sending threads could not start: {e}");
@@ -254,13 +255,13 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         let rows = if finished.is_empty() {
             None
         } else {
-            let schedule = settings::schedule();
+            let schedule = &live.schedule;
             let horizon = settings::RETRY_HORIZON_S.get();
             let rows: Vec<Value> = finished
                 .iter()
                 .map(|f| {
                     let (from, channel) = claimed_at.remove(&f.delivery_id).unwrap_or_default();
-                    let row = decided(f, from, &schedule, horizon);
+                    let row = decided(f, from, schedule, horizon);
                     let outcome = row["outcome"].as_str().unwrap_or("retry").to_string();
                     counted.push((channel, outcome, f.duration_ms / 1000.0));
                     row
@@ -304,12 +305,18 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             }
         }
         if busy || !unsent.is_empty() {
-            pg_sys::check_for_interrupts!();
+            if interrupts_and_reload() {
+                live.reload();
+                pool.renew_client();
+            }
             continue;
         }
         report_activity(None);
         let full = pool.saturated(PER_ENDPOINT as usize);
         let due = try_in_transaction(|| next_due_ms(&full)).ok().flatten();
-        wait_latch_or_socket(Some(pool.wake_fd()), due.map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS)));
+        if wait_latch_or_socket(Some(pool.wake_fd()), due.map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS))) {
+            live.reload();
+            pool.renew_client();
+        }
     }
 }

@@ -66,7 +66,8 @@ pub fn wait(ms: i64) {
 }
 
 /// `wait`, also woken when `socket` becomes readable (a worker's own threads or connections).
-pub fn wait_latch_or_socket(socket: Option<std::os::fd::RawFd>, ms: i64) {
+/// Returns whether the configuration was reloaded.
+pub fn wait_latch_or_socket(socket: Option<std::os::fd::RawFd>, ms: i64) -> bool {
     let mut events = pg_sys::WL_LATCH_SET | pg_sys::WL_TIMEOUT | pg_sys::WL_EXIT_ON_PM_DEATH;
     if socket.is_some() {
         events |= pg_sys::WL_SOCKET_READABLE;
@@ -83,14 +84,22 @@ pub fn wait_latch_or_socket(socket: Option<std::os::fd::RawFd>, ms: i64) {
         );
         pg_sys::ResetLatch(pg_sys::MyLatch);
     }
+    interrupts_and_reload()
+}
+
+/// Handles pending interrupts (exits on SIGTERM) and a pending SIGHUP (reloads the
+/// configuration), for a worker busy without waiting; true when the configuration was reloaded.
+pub fn interrupts_and_reload() -> bool {
     pg_sys::check_for_interrupts!();
     // SAFETY: set by the SIGHUP handler, read and cleared here only.
     unsafe {
         if pg_sys::ConfigReloadPending != 0 {
             pg_sys::ConfigReloadPending = 0;
             pg_sys::ProcessConfigFile(pg_sys::GucContext::PGC_SIGHUP);
+            return true;
         }
     }
+    false
 }
 
 /// One transaction command around `f`, with a snapshot for its queries. Called between

@@ -87,14 +87,15 @@ fn values(s: &Scored) -> Values {
 fn compute(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(Key, Values)>> {
     let (first, last) = (days[0], days[days.len() - 1]);
     let args = [to_pg_uuid(tenant).into(), to_pg_uuid(staff).into()];
-    let (services, prime_start, prime_end) = run(&STAFF, STAFF_SQL, &[pg_sys::UUIDOID, pg_sys::UUIDOID], &args, |rows| {
-        let row = rows.first();
-        Ok((
-            row.get::<Vec<PgUuid>>(1)?.unwrap_or_default(),
-            row.get::<i32>(2)?.unwrap_or(0),
-            row.get::<i32>(3)?.unwrap_or(0),
-        ))
-    })?;
+    let (services, prime_start, prime_end) =
+        run(&STAFF, STAFF_SQL, &[pg_sys::UUIDOID, pg_sys::UUIDOID], &args, |rows| {
+            let row = rows.first();
+            Ok((
+                row.get::<Vec<PgUuid>>(1)?.unwrap_or_default(),
+                row.get::<i32>(2)?.unwrap_or(0),
+                row.get::<i32>(3)?.unwrap_or(0),
+            ))
+        })?;
     let mut out = Vec::new();
     for service in services.into_iter().map(to_uuid) {
         let model = load_model(&Query {

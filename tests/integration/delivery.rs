@@ -394,3 +394,63 @@ fn a_killed_worker_and_an_immediate_shutdown_lose_no_delivery() {
         .get(0);
     assert!(interrupted > 0, "the stops interrupted sends in flight, and the ledger says so");
 }
+
+/// A reload reaches the running delivery worker: once the deny list takes in loopback, the
+/// next send to a loopback receiver is refused at its resolved address, and after the reset it
+/// goes through again (the worker was not restarted).
+#[test]
+#[ignore = "changes server settings; run alone by scripts/test.sh"]
+fn a_reloaded_deny_list_applies_to_the_running_worker() {
+    let mut c = connect();
+    let s = salon(&mut c, 1);
+    let rx = Receiver::start(vec![], Answer::Status(200));
+    let (id, _) = endpoint(&mut c, &s, Some(&rx.url), &["booking.created"], json!({}));
+    c.query_one("SELECT booking_admin.send_test_event($1)", &[&id]).unwrap();
+    await_attempts(&mut c, id, "delivered before the reload", delivered);
+    let pid = |c: &mut Client| -> i32 {
+        c.query_one(
+            "SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine delivery' AND datname = current_database()",
+            &[],
+        )
+        .unwrap()
+        .get(0)
+    };
+    let worker = pid(&mut c);
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            let mut c = connect();
+            let _ = c.batch_execute("ALTER SYSTEM RESET booking_engine.delivery_denied_hosts");
+            let _ = c.batch_execute("SELECT pg_reload_conf()");
+        }
+    }
+    let reset = Reset;
+    c.batch_execute("ALTER SYSTEM SET booking_engine.delivery_denied_hosts = '127.0.0.0/8'").unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    // The reload is asynchronous: test events until one is refused for its address.
+    let start = Instant::now();
+    loop {
+        let before = await_attempts(&mut c, id, "the attempts so far", |_| true).len();
+        c.query_one("SELECT booking_admin.send_test_event($1)", &[&id]).unwrap();
+        let rows = await_attempts(&mut c, id, "the next attempt", |r| r.len() > before);
+        if rows.last().and_then(|a| a["error"].as_str()).is_some_and(|e| e.contains("deny list")) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "the reloaded deny list never applied: {rows:#?}");
+    }
+    assert_eq!(pid(&mut c), worker, "the same worker, not a restarted one");
+    drop(reset);
+    let start = Instant::now();
+    loop {
+        let before = rx.requests().len();
+        c.query_one("SELECT booking_admin.send_test_event($1)", &[&id]).unwrap();
+        let rows = await_attempts(&mut c, id, "the next attempt", |r| {
+            r.iter().filter(|a| a["outcome"] == "delivered").count() > 1 || r.len() > 50
+        });
+        if rx.requests().len() > before {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(30), "loopback never allowed again: {rows:#?}");
+    }
+    assert_eq!(pid(&mut c), worker);
+}
