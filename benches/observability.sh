@@ -88,18 +88,8 @@ FROM generate_series(1, 50) i;
 INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold, for_duration)
 SELECT 'metric_rule_' || i, 'low', 'booking_jobs', '>', i, '1 hour' FROM generate_series(1, 50) i;
 SQL
-time_ms() {
-    local best=""
-    for _ in 1 2 3 4 5; do
-        local ms
-        ms=$(printf '%s\n' "SELECT clock_timestamp() AS t0 \gset" "$1;" \
-                 "SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000, 1);" | psql_db | tail -1)
-        best=$(awk -v a="$ms" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
-    done
-    echo "$best"
-}
-evaluate=$(time_ms "SELECT booking_admin.evaluate_alert_rules()")
-plain=$(time_ms "DO \$\$ DECLARE n int; BEGIN FOR i IN 1..50 LOOP EXECUTE format('SELECT count(*) FROM (SELECT status, count(*) AS value FROM booking_admin.jobs WHERE priority = %s GROUP BY status) s', i) INTO n; END LOOP; PERFORM booking_admin.metrics_text(); END \$\$")
+evaluate=$(best_ms 5 "SELECT booking_admin.evaluate_alert_rules()")
+plain=$(best_ms 5 "DO \$\$ DECLARE n int; BEGIN FOR i IN 1..50 LOOP EXECUTE format('SELECT count(*) FROM (SELECT status, count(*) AS value FROM booking_admin.jobs WHERE priority = %s GROUP BY status) s', i) INTO n; END LOOP; PERFORM booking_admin.metrics_text(); END \$\$")
 errors=$(psql_db -c "SELECT jsonb_array_length(booking_admin.evaluate_alert_rules() -> 'errors')")
 if [ "$errors" != 0 ]; then
     echo "alert evaluation reported $errors errors" >&2

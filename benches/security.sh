@@ -57,20 +57,9 @@ END $$;
 ANALYZE;
 SQL
 
-# Milliseconds of one statement, best of three.
-time_ms() {
-    local best=""
-    for _ in 1 2 3; do
-        local ms
-        ms=$(printf '%s\n' "SELECT clock_timestamp() AS t0 \gset" "$1;" \
-                 "SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000, 1);" | psql_db | tail -1)
-        best=$(awk -v a="$ms" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
-    done
-    echo "$best"
-}
 log "timing scan_pii"
-scan=$(time_ms "SELECT booking_admin.scan_pii(1000)")
-baseline=$(time_ms "DO \$\$ BEGIN FOR t IN 1..100 LOOP EXECUTE format('SELECT count(*) FROM (SELECT id::text, full_name, email, phone, notes, status, amount::text FROM scan.t%s LIMIT 1000) s', t); END LOOP; END \$\$")
+scan=$(best_ms 3 "SELECT booking_admin.scan_pii(1000)")
+baseline=$(best_ms 3 "DO \$\$ BEGIN FOR t IN 1..100 LOOP EXECUTE format('SELECT count(*) FROM (SELECT id::text, full_name, email, phone, notes, status, amount::text FROM scan.t%s LIMIT 1000) s', t); END LOOP; END \$\$")
 pii=$(psql_db -c "SELECT count(*) FROM booking_admin.pii_data_registry WHERE table_name LIKE 'scan.%'")
 
 cat <<TABLE

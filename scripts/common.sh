@@ -127,3 +127,15 @@ fresh_database() {
         -c "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
     "$PG_BIN/psql" -X -q -d "$1" -c "SET client_min_messages = warning" -c "CREATE EXTENSION booking_engine CASCADE"
 }
+
+# best_ms RUNS SQL: the best of RUNS timings of one statement, in milliseconds, timed inside the
+# server (clock_timestamp() around it) through the caller's psql_db function.
+best_ms() {
+    local runs=$1 sql=$2 best="" ms
+    for _ in $(seq "$runs"); do
+        ms=$(printf '%s\n' "SELECT clock_timestamp() AS t0 \gset" "$sql;" \
+                 "SELECT round(extract(epoch FROM clock_timestamp() - :'t0') * 1000, 1);" | psql_db | tail -1)
+        best=$(awk -v a="$ms" -v b="$best" 'BEGIN { print (b == "" || a < b) ? a : b }')
+    done
+    echo "$best"
+}
