@@ -19,18 +19,23 @@ WITH ep AS (
         FOR UPDATE SKIP LOCKED
     ) d
     LIMIT $1
+), keys AS (
+    -- Each endpoint's live secrets once, not once per claimed delivery.
+    SELECT s.endpoint_id, array_agg(s.secret ORDER BY s.created_at DESC) AS secrets
+    FROM booking_admin.delivery_secrets s JOIN ep ON ep.id = s.endpoint_id
+    WHERE s.expires_at IS NULL OR s.expires_at > now()
+    GROUP BY s.endpoint_id
 )
 UPDATE booking_admin.deliveries d
 SET status = 'sending', attempts = d.attempts + 1, updated_at = now()
-FROM picked, booking_admin.delivery_endpoints e
+FROM picked, booking_admin.delivery_endpoints e LEFT JOIN keys k ON k.endpoint_id = e.id
 WHERE d.id = picked.id AND e.id = d.endpoint_id
 RETURNING d.id, d.endpoint_id, d.attempts, d.message_id, d.event_type, d.payload,
     to_char(d.event_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
     d.tenant_id::text, d.event_id::text, (extract(epoch FROM d.horizon_from) * 1000)::int8,
     e.channel, e.url, e.timeout_ms,
     CASE WHEN $2 > 0 AND e.consecutive_failures >= $2 THEN 1 ELSE e.max_in_flight END,
-    ARRAY(SELECT s.secret FROM booking_admin.delivery_secrets s
-          WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now()) ORDER BY s.created_at DESC),
+    coalesce(k.secrets, '{}'),
     CASE WHEN e.channel <> 'webhook' THEN booking_admin.delivery_context(d.tenant_id, d.event_type, d.payload) END,
     CASE WHEN e.channel <> 'webhook' THEN (
         SELECT jsonb_build_object('subject', t.subject, 'body_text', t.body_text, 'body_html', t.body_html)
