@@ -9,7 +9,9 @@
 //! signals and transactions every background worker uses; `catalog` reads pg_database without a
 //! database connection; `utility` is the one ProcessUtility hook (observers per feature);
 //! `xact` defers actions to the commit of the current transaction; `kept` runs statements
-//! prepared once per backend.
+//! prepared once per backend; `sandbox` checks and runs an operator's SELECT read-only, under a
+//! deadline, always rolled back; `role` acts as another role for a moment; `shmem` holds the
+//! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking.
 
 pub mod bgworker;
 pub mod catalog;
@@ -21,6 +23,7 @@ pub mod kept;
 pub mod parser;
 pub mod preload;
 pub mod role;
+pub mod sandbox;
 pub mod shmem;
 pub mod subxact;
 pub mod utility;
