@@ -28,3 +28,6 @@ pub mod shmem;
 pub mod subxact;
 pub mod utility;
 pub mod xact;
+
+#[cfg(feature = "pg_test")]
+mod pg_tests;
