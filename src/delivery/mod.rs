@@ -18,6 +18,9 @@ pub mod signature;
 pub mod template;
 pub mod worker;
 
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
 /// What delivery tells the shared layer about itself: its worker and its metrics.
 pub fn register() {
     crate::launcher::kinds::register_kind(&worker::DELIVERY);

@@ -22,6 +22,9 @@ pub mod kinds;
 pub mod registry;
 pub mod worker;
 
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
 use kinds::{kinds, layouts, Need, WorkerKind};

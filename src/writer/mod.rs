@@ -15,6 +15,9 @@
 pub mod queue;
 pub mod worker;
 
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
