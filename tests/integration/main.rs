@@ -19,3 +19,4 @@ mod postgrest;
 mod receiver;
 mod security;
 mod slot_store;
+mod writer;
