@@ -9,6 +9,7 @@ mod citus;
 mod common;
 mod databases;
 mod delivery;
+mod docs;
 mod dump;
 mod external_worker;
 mod fuzz;
