@@ -46,6 +46,7 @@ static DELIVERY_RETRY_SCHEDULE: GucSetting<Option<CString>> =
 static DELIVERY_RETRY_HORIZON_S: GucSetting<i32> = GucSetting::<i32>::new(3 * 86_400);
 static DELIVERY_BREAKER_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(5);
 static DELIVERY_DISABLE_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(5 * 86_400);
+static DELIVERY_POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 static DELIVERY_ALLOWED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 static DELIVERY_DENIED_HOSTS: GucSetting<Option<CString>> =
     GucSetting::<Option<CString>>::new(Some(DELIVERY_DENIED_HOSTS_DEFAULT));
@@ -146,6 +147,12 @@ pub fn delivery_breaker_threshold() -> i32 {
 /// `booking_engine.delivery_disable_after`, in seconds.
 pub fn delivery_disable_after_s() -> i32 {
     DELIVERY_DISABLE_AFTER_S.get()
+}
+
+/// `booking_engine.delivery_poll_interval`: how often a Citus coordinator's delivery worker
+/// looks for new events (0: only when woken).
+pub fn delivery_poll_interval_ms() -> i32 {
+    DELIVERY_POLL_INTERVAL_MS.get()
 }
 
 /// `booking_engine.delivery_allowed_hosts` and `delivery_denied_hosts`, as written.
@@ -366,6 +373,13 @@ fn register_delivery() {
         &DELIVERY_DISABLE_AFTER_S,
         (60, 90 * 86_400),
         GucFlags::UNIT_S,
+    );
+    int(
+        c"booking_engine.delivery_poll_interval",
+        c"How often a Citus coordinator's delivery worker looks for new events (0: only when woken).",
+        &DELIVERY_POLL_INTERVAL_MS,
+        (0, 60_000),
+        GucFlags::UNIT_MS,
     );
     string(
         c"booking_engine.delivery_allowed_hosts",

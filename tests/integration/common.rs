@@ -108,10 +108,13 @@ pub fn backend_pid(c: &mut Client) -> i32 {
 /// extension's grants for them are applied (they did not exist at CREATE EXTENSION).
 pub fn ensure_supabase_roles() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let mut c = connect();
-        c.batch_execute(
-            "SELECT pg_advisory_lock(8291);
+    ONCE.call_once(|| supabase_roles(&mut connect()));
+}
+
+/// Supabase's roles and the extension's grants for them, in the database of `c`.
+pub fn supabase_roles(c: &mut Client) {
+    c.batch_execute(
+        "SELECT pg_advisory_lock(8291);
              DO $$ BEGIN
                  IF to_regrole('anon') IS NULL THEN CREATE ROLE anon NOLOGIN; END IF;
                  IF to_regrole('authenticated') IS NULL THEN CREATE ROLE authenticated NOLOGIN; END IF;
@@ -121,9 +124,8 @@ pub fn ensure_supabase_roles() {
              GRANT anon, authenticated, service_role TO authenticator;
              SELECT booking_admin.grant_api_roles();
              SELECT pg_advisory_unlock(8291);",
-        )
-        .unwrap();
-    });
+    )
+    .unwrap();
 }
 
 /// Who a request comes from, as PostgREST sees it: the role it switches to and the JWT claims.
@@ -176,8 +178,17 @@ pub struct PostgRest {
 impl PostgRest {
     pub fn connect() -> PostgRest {
         ensure_supabase_roles();
-        let client =
-            Client::connect(&format!("{} user=authenticator", dsn()), NoTls).expect("connect as authenticator");
+        Self::login(&dsn())
+    }
+
+    /// The same, in another database (`dsn` logs in as a superuser, who creates the roles).
+    pub fn connect_to(dsn: &str) -> PostgRest {
+        supabase_roles(&mut Client::connect(dsn, NoTls).expect("connect"));
+        Self::login(dsn)
+    }
+
+    fn login(dsn: &str) -> PostgRest {
+        let client = Client::connect(&format!("{dsn} user=authenticator"), NoTls).expect("connect as authenticator");
         PostgRest { client, headers: serde_json::json!({"user-agent": "it-postgrest"}) }
     }
 
