@@ -224,8 +224,8 @@ CREATE TABLE booking.booking_policies (
     description  text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
-    -- Double booking is refused by the appointments' exclusion constraint, always: the seed's
-    -- switch can only say so.
+    -- Double booking is refused by the appointments' exclusion constraint, always: the policy
+    -- can only say so.
     CHECK (CASE WHEN policy_key = 'double_booking_prevention'
                 THEN policy_value = 'true'::jsonb
                 ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),

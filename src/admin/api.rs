@@ -236,7 +236,7 @@ mod booking_admin {
     use super::*;
 
     /// Run one maintenance statement after checking it with Postgres's own parser; see the
-    /// README ("Admin SQL sandbox") for what is accepted.
+    /// docs/admin.md ("Admin SQL sandbox") for what is accepted.
     #[pg_extern(volatile, parallel_unsafe)]
     fn execute_admin_sql(
         sql_text: Option<&str>,

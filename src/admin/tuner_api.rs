@@ -262,7 +262,7 @@ pub fn cycle() -> Result<Value, ErrorReport> {
 mod booking_admin {
     use super::*;
 
-    /// One auto-tuner cycle; see the README ("Auto-tuner").
+    /// One auto-tuner cycle; see docs/admin.md ("Auto-tuner").
     #[pg_extern(volatile, parallel_unsafe)]
     fn perform_tuning_cycle() -> Result<JsonB, ErrorReport> {
         cycle().map(JsonB)

@@ -215,7 +215,7 @@ pub mod booking_admin {
         Ok(JsonB(report))
     }
 
-    /// Runs every active rule (see the README) and keeps `security_violations` current:
+    /// Runs every active rule (see docs/security.md) and keeps `security_violations` current:
     /// `{rules_evaluated, violations_found, new_violations, violations_resolved, errors}`.
     #[pg_extern(volatile, parallel_unsafe)]
     pub fn evaluate_security_rules() -> Result<JsonB, Report> {

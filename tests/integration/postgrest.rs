@@ -1,7 +1,7 @@
 //! booking_engine behind Supabase/PostgREST, attacked and used the way a browser front end
 //! does: every call goes through `PostgRest` (one connection logged in as `authenticator`,
 //! PostgREST's statement sequence per request) as `anon`, an `authenticated` user or
-//! `service_role`. Each hole of issue 9 has a test here that failed before its fix.
+//! `service_role`. Each hole this file closes has a test here that failed before its fix.
 
 use std::thread;
 use std::time::{Duration, Instant};
