@@ -160,26 +160,34 @@ pub fn delivery_host_lists() -> (String, String) {
     (text(&DELIVERY_ALLOWED_HOSTS), text(&DELIVERY_DENIED_HOSTS))
 }
 
-/// The SMTP relay's settings, as written: host, port, security, user, password, sender.
-pub struct SmtpSettings {
-    pub host: String,
-    pub port: u16,
-    pub security: String,
-    pub user: String,
-    pub password: String,
-    pub from: String,
+/// `booking_engine.smtp_host` (empty: email is not sent).
+pub fn smtp_host() -> String {
+    text(&SMTP_HOST)
 }
 
-/// `booking_engine.smtp_*`.
-pub fn smtp() -> SmtpSettings {
-    SmtpSettings {
-        host: text(&SMTP_HOST),
-        port: SMTP_PORT.get().clamp(1, 65535) as u16,
-        security: text(&SMTP_SECURITY),
-        user: text(&SMTP_USER),
-        password: text(&SMTP_PASSWORD),
-        from: text(&SMTP_FROM),
-    }
+/// `booking_engine.smtp_port`.
+pub fn smtp_port() -> u16 {
+    SMTP_PORT.get().clamp(1, 65535) as u16
+}
+
+/// `booking_engine.smtp_security`: starttls, tls or none.
+pub fn smtp_security() -> String {
+    text(&SMTP_SECURITY)
+}
+
+/// `booking_engine.smtp_user` (empty: no authentication).
+pub fn smtp_user() -> String {
+    text(&SMTP_USER)
+}
+
+/// `booking_engine.smtp_password`.
+pub fn smtp_password() -> String {
+    text(&SMTP_PASSWORD)
+}
+
+/// `booking_engine.smtp_from`: the sender address.
+pub fn smtp_from() -> String {
+    text(&SMTP_FROM)
 }
 
 /// `booking_engine.metrics_listen_address` (None: unset).

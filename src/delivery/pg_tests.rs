@@ -21,7 +21,8 @@ mod tests {
     #[pg_test]
     fn endpoint_urls_are_checked_by_channel_and_host() {
         assert_eq!(
-            one::<String>("SELECT booking_admin.check_endpoint_url('webhook', '  https://hooks.example.com/x ')").as_deref(),
+            one::<String>("SELECT booking_admin.check_endpoint_url('webhook', '  https://hooks.example.com/x ')")
+                .as_deref(),
             Some("https://hooks.example.com/x")
         );
         assert_eq!(one::<String>("SELECT booking_admin.check_endpoint_url('email', NULL)"), None);
@@ -38,7 +39,10 @@ mod tests {
     fn secrets_and_templates_are_checked() {
         let secret = one::<String>("SELECT booking_admin.generate_webhook_secret()").unwrap();
         assert!(secret.starts_with("whsec_"), "{secret}");
-        let checked = Spi::get_one_with_args::<String>("SELECT booking_admin.check_webhook_secret($1)", &[secret.as_str().into()]);
+        let checked = Spi::get_one_with_args::<String>(
+            "SELECT booking_admin.check_webhook_secret($1)",
+            &[secret.as_str().into()],
+        );
         assert_eq!(checked.unwrap().as_deref(), Some(secret.as_str()));
         assert_eq!(refusal("SELECT booking_admin.check_webhook_secret('whsec_tooshort')").0, "22023");
         Spi::run("SELECT booking_admin.check_template('Hello {{customer_name}}')").unwrap();

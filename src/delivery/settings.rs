@@ -55,6 +55,12 @@ fn schedule() -> Vec<u64> {
 }
 
 fn smtp() -> Smtp {
-    let s = gucs::smtp();
-    Smtp { host: s.host, port: s.port, security: s.security, user: s.user, password: s.password, from: s.from }
+    Smtp {
+        host: gucs::smtp_host(),
+        port: gucs::smtp_port(),
+        security: gucs::smtp_security(),
+        user: gucs::smtp_user(),
+        password: gucs::smtp_password(),
+        from: gucs::smtp_from(),
+    }
 }

@@ -179,7 +179,10 @@ mod tests {
         assert_eq!(current_user(), me);
         let unwound = std::panic::catch_unwind(AssertUnwindSafe(|| role::run_as::<()>(role, || panic!("left early"))));
         assert!(unwound.is_err());
-        assert_eq!(role::current_user(), Spi::get_one::<pg_sys::Oid>("SELECT current_user::regrole::oid").unwrap().unwrap());
+        assert_eq!(
+            role::current_user(),
+            Spi::get_one::<pg_sys::Oid>("SELECT current_user::regrole::oid").unwrap().unwrap()
+        );
         assert_eq!(current_user(), me, "restored by the guard while unwinding");
     }
 

@@ -66,6 +66,10 @@ mod tests {
         let (_, capacity, _) = writer::stats().expect("preloaded");
         assert_eq!(capacity, queue::SMALL_SLOTS + queue::LARGE_SLOTS);
         let names: Vec<&str> = sinks().iter().map(|s| s.name).collect();
-        assert_eq!(names, ["security audit", "admin attempt", "admin outcome"], "a batch writes an attempt before its outcome");
+        assert_eq!(
+            names,
+            ["security audit", "admin attempt", "admin outcome"],
+            "a batch writes an attempt before its outcome"
+        );
     }
 }

@@ -105,7 +105,8 @@ impl DocsDatabase {
         c.batch_execute(&format!("CREATE DATABASE {DATABASE}")).unwrap();
         let mut d = Client::connect(&docs_dsn(), NoTls).unwrap();
         d.batch_execute("SET client_min_messages = warning; CREATE EXTENSION booking_engine CASCADE").unwrap();
-        let pg_bin = std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN is set by make test");
+        let pg_bin =
+            std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN is set by make test");
         let salon = repo().join("examples/salon.sql");
         // salon.sql is a psql script (\set ON_ERROR_STOP on), as the demo runs it.
         let status = Command::new(Path::new(&pg_bin).join("psql"))
@@ -171,7 +172,8 @@ fn statements(sql: &str) -> Vec<Statement> {
             if let Some(t) = tag_end.filter(|t| chars[*t] == '$') {
                 let tag: String = chars[i..=t].iter().collect();
                 let rest: String = chars[t + 1..].iter().collect();
-                let close = rest.find(&tag).map_or(chars.len(), |p| t + 1 + rest[..p].chars().count() + tag.chars().count());
+                let close =
+                    rest.find(&tag).map_or(chars.len(), |p| t + 1 + rest[..p].chars().count() + tag.chars().count());
                 current.extend(&chars[i..close]);
                 i = close;
                 continue;
@@ -273,7 +275,12 @@ fn every_sql_example_of_the_documentation_runs_against_the_demo_salon() {
     eprintln!("{ran} documented SQL examples ran, {illustrative} illustrative");
     assert!(ran >= 40, "the examples were found ({ran})");
     assert!(illustrative <= 5, "illustrative examples stay rare ({illustrative})");
-    assert!(wrong.is_empty(), "{} examples do not do what the documentation says:\n\n{}", wrong.len(), wrong.join("\n\n"));
+    assert!(
+        wrong.is_empty(),
+        "{} examples do not do what the documentation says:\n\n{}",
+        wrong.len(),
+        wrong.join("\n\n")
+    );
 }
 
 #[test]
@@ -285,7 +292,10 @@ fn statements_and_their_promises_are_read_as_written() {
     assert_eq!(promises, [Some("1"), Some("a -- b"), None, Some("it's"), None]);
     assert_eq!(found[1].sql.trim(), "SELECT 'a -- b; c'\n     AS x;");
     assert_eq!(found[4].sql.trim(), "SELECT $f$ ; $f$;");
-    assert!(kept(Some(r#"{"valid": false, "violations": [{"code": "holiday", "m": "x"}]}"#), r#"{"violations": [{"code": "holiday"}]}"#));
+    assert!(kept(
+        Some(r#"{"valid": false, "violations": [{"code": "holiday", "m": "x"}]}"#),
+        r#"{"violations": [{"code": "holiday"}]}"#
+    ));
     assert!(!kept(Some(r#"{"success": false}"#), r#"{"success": true}"#));
     assert!(kept(Some("true"), "true") && !kept(None, "true"));
 }
@@ -379,17 +389,17 @@ fn documented_signatures_have_the_real_parameter_names() {
             .map(|r| r.get(0))
             .collect();
         let real = |identity: &str| -> Vec<String> {
-            identity
-                .split(", ")
-                .filter_map(|a| a.split(' ').next())
-                .map(|n| n.trim_matches('"').to_string())
-                .collect()
+            identity.split(", ").filter_map(|a| a.split(' ').next()).map(|n| n.trim_matches('"').to_string()).collect()
         };
         checked += 1;
         if !overloads.iter().any(|o| real(o) == names) {
             wrong.push(format!("{}.{}({}): the function has {:?}", &m[1], &m[2], &m[3], overloads));
         }
     }
-    assert!(wrong.is_empty(), "signatures in docs/ with other parameter names than the functions':\n{}", wrong.join("\n"));
+    assert!(
+        wrong.is_empty(),
+        "signatures in docs/ with other parameter names than the functions':\n{}",
+        wrong.join("\n")
+    );
     assert!(checked >= 40, "the signatures are found ({checked})");
 }

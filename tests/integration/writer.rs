@@ -9,11 +9,12 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use uuid::Uuid;
 
-use crate::common::connect;
+use crate::common::{await_pid, connect, terminate};
 
 /// A failure audit entry: it goes through the writer (it must survive its caller's rollback).
 fn log_failure(c: &mut Client, resource: &str) {
-    c.execute("SELECT booking.log_security_event('writer.test', 'test', $1, false, 'a failure')", &[&resource]).unwrap();
+    c.execute("SELECT booking.log_security_event('writer.test', 'test', $1, false, 'a failure')", &[&resource])
+        .unwrap();
 }
 
 fn written(c: &mut Client, resource: &str) -> i64 {
@@ -35,35 +36,14 @@ fn given_up(c: &mut Client) -> f64 {
 /// The pid of this database's writer once it waits on a lock (the audit log, locked by the
 /// test), other than `previous`.
 fn blocked_writer(c: &mut Client, previous: Option<i32>) -> i32 {
-    let start = Instant::now();
-    loop {
-        let pid: Option<i32> = c
-            .query_one(
-                "SELECT (SELECT pid FROM pg_stat_activity
-                         WHERE backend_type = 'booking_engine writer' AND datname = current_database()
-                           AND wait_event_type = 'Lock' AND pid IS DISTINCT FROM $1 LIMIT 1)",
-                &[&previous],
-            )
-            .unwrap()
-            .get(0);
-        if let Some(pid) = pid {
-            return pid;
-        }
-        assert!(start.elapsed() < Duration::from_secs(20), "no writer came to wait on the locked audit log");
-        c.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
-        sleep(Duration::from_millis(20));
-    }
-}
-
-fn kill(c: &mut Client, pid: i32) {
-    assert!(c.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get::<_, bool>(0));
-    let start = Instant::now();
-    while c.query_one("SELECT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1)", &[&pid]).unwrap().get::<_, bool>(0)
-    {
-        assert!(start.elapsed() < Duration::from_secs(10), "writer {pid} did not exit");
-        c.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
-        sleep(Duration::from_millis(10));
-    }
+    await_pid(
+        c,
+        "a writer waiting on the locked audit log",
+        "SELECT (SELECT pid FROM pg_stat_activity
+                 WHERE backend_type = 'booking_engine writer' AND datname = current_database()
+                   AND wait_event_type = 'Lock' AND pid IS DISTINCT FROM $1 LIMIT 1)",
+        &[&previous],
+    )
 }
 
 #[test]
@@ -85,7 +65,7 @@ fn a_record_is_given_up_after_exactly_three_writer_deaths() {
     let mut nudges = Vec::new();
     for death in 1..=DOCUMENTED_DEATHS {
         let pid = blocked_writer(&mut c, previous);
-        kill(&mut c, pid);
+        terminate(&mut c, pid);
         previous = Some(pid);
         // The next record starts the next writer, which takes the poison again with it; the
         // first of these dies 2 times with its writers, the last not at all.
