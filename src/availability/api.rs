@@ -106,7 +106,7 @@ fn slot_arrays(
     to_date: Option<Date>,
     staff_id: Option<PgUuid>,
 ) -> DomainResult<SlotArrays> {
-    // Observed at commit (src/metrics): the slot query latency of the dashboard and /metrics.
+    // Recorded at commit through src/telemetry: the slot query latency of the dashboard and /metrics.
     let started = std::time::Instant::now();
     let function = if tenant_id.is_some() { "tenant_slots" } else { "available_slots" };
     let service_id = to_uuid(require(service_id, "service_id")?);
