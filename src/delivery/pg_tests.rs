@@ -70,7 +70,7 @@ mod tests {
     }
 
     #[pg_test]
-    fn an_event_fans_out_to_the_subscribed_endpoints_in_its_own_transaction() {
+    fn an_event_is_fanned_out_to_the_subscribed_endpoints_by_fan_out_events() {
         Spi::run(
             "INSERT INTO booking.tenants (id, name, timezone) VALUES ('f0000000-0000-0000-0000-0000000000d1', 'fan-out', 'UTC');
              SELECT booking_admin.create_endpoint('https://hooks.example.com/a', '{booking.*}', 'f0000000-0000-0000-0000-0000000000d1');
@@ -78,6 +78,10 @@ mod tests {
              SELECT booking.emit_event('f0000000-0000-0000-0000-0000000000d1', 'booking.created', '{\"k\": 1}');",
         )
         .unwrap();
+        let written =
+            "SELECT count(*) FROM booking_admin.deliveries WHERE tenant_id = 'f0000000-0000-0000-0000-0000000000d1'";
+        assert_eq!(one::<i64>(written), Some(0), "the event is the outbox: writing it writes no delivery");
+        assert_eq!(one::<i32>("SELECT booking_admin.fan_out_events()"), Some(1), "one event expanded");
         let deliveries = one::<i64>(
             "SELECT count(*) FROM booking_admin.deliveries d JOIN booking_admin.delivery_endpoints e ON e.id = d.endpoint_id
              WHERE d.tenant_id = 'f0000000-0000-0000-0000-0000000000d1' AND e.url = 'https://hooks.example.com/a'
@@ -89,5 +93,7 @@ mod tests {
              WHERE e.url = 'https://hooks.example.com/b'",
         );
         assert_eq!(unsubscribed, Some(0), "none for the endpoint subscribed to another type");
+        assert_eq!(one::<i32>("SELECT booking_admin.fan_out_events()"), Some(0), "an event is expanded once");
+        assert_eq!(one::<i64>(written), Some(1));
     }
 }
