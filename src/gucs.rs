@@ -67,6 +67,17 @@ static METRICS_SQL_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(2000);
 static METRICS_TENANT_LABELS: GucSetting<bool> = GucSetting::<bool>::new(false);
 static METRICS_MAX_TENANT_SERIES: GucSetting<i32> = GucSetting::<i32>::new(1000);
 
+// Tracing.
+
+static OTLP_ENDPOINT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static OTLP_HEADERS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static OTLP_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
+static TRACE_SERVICE_NAME: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(c"booking_engine"));
+/// OpenTelemetry's default sampler is parent-based "always on": every root is sampled.
+static TRACE_SAMPLE_RATIO: GucSetting<f64> = GucSetting::<f64>::new(1.0);
+static TRACEPARENT: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+static TRACESTATE: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
+
 /// A text setting's value; empty when unset.
 fn text(s: &GucSetting<Option<CString>>) -> String {
     s.get().map(|c| c.to_string_lossy().into_owned()).unwrap_or_default()
@@ -220,12 +231,44 @@ pub fn metrics_max_tenant_series() -> u32 {
     METRICS_MAX_TENANT_SERIES.get().max(0) as u32
 }
 
+/// `booking_engine.otlp_endpoint` (None: tracing is off).
+pub fn otlp_endpoint() -> Option<String> {
+    non_empty(&OTLP_ENDPOINT)
+}
+
+/// `booking_engine.otlp_headers`, as written (`name=value,...`).
+pub fn otlp_headers() -> String {
+    text(&OTLP_HEADERS)
+}
+
+/// `booking_engine.otlp_timeout_ms`: one export request's deadline.
+pub fn otlp_timeout_ms() -> i32 {
+    OTLP_TIMEOUT_MS.get()
+}
+
+/// `booking_engine.trace_service_name`: the resource's `service.name`.
+pub fn trace_service_name() -> String {
+    Some(text(&TRACE_SERVICE_NAME)).filter(|s| !s.is_empty()).unwrap_or_else(|| "booking_engine".into())
+}
+
+/// `booking_engine.trace_sample_ratio`: the share of new traces (roots) that are recorded.
+pub fn trace_sample_ratio() -> f64 {
+    TRACE_SAMPLE_RATIO.get()
+}
+
+/// `booking_engine.traceparent` and `booking_engine.tracestate`: the caller's context on a
+/// direct connection (None when no traceparent is set).
+pub fn trace_context_setting() -> Option<(String, Option<String>)> {
+    non_empty(&TRACEPARENT).map(|p| (p, non_empty(&TRACESTATE)))
+}
+
 /// Registers every setting; called first thing in `_PG_init`.
 pub fn register() {
     register_workers();
     register_security_and_admin();
     register_delivery();
     register_metrics();
+    register_tracing();
 }
 
 fn register_workers() {
@@ -497,6 +540,72 @@ fn register_metrics() {
         0,
         10_000,
         GucContext::Suset,
+        GucFlags::default(),
+    );
+}
+
+/// The exporter reads its settings at every reload; the context and the ratio are read by the
+/// session when a span starts.
+fn register_tracing() {
+    GucRegistry::define_string_guc(
+        c"booking_engine.otlp_endpoint",
+        c"OTLP/HTTP URL spans are exported to (empty: tracing is off).",
+        c"An http(s) URL such as http://collector:4318/v1/traces; a URL without a path gets /v1/traces. Reloaded on SIGHUP.",
+        &OTLP_ENDPOINT,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    // Superuser-only and hidden: collectors take their API keys in these headers.
+    GucRegistry::define_string_guc(
+        c"booking_engine.otlp_headers",
+        c"Extra headers of every export request, as name=value pairs separated by commas.",
+        c"Values are URL-decoded, as in OTEL_EXPORTER_OTLP_HEADERS. Reloaded on SIGHUP.",
+        &OTLP_HEADERS,
+        GucContext::Sighup,
+        GucFlags::SUPERUSER_ONLY | GucFlags::NO_SHOW_ALL,
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.otlp_timeout_ms",
+        c"Deadline of one export request to the OTLP endpoint.",
+        c"A request that takes longer counts as failed and is retried with backoff. Reloaded on SIGHUP.",
+        &OTLP_TIMEOUT_MS,
+        100,
+        600_000,
+        GucContext::Sighup,
+        GucFlags::UNIT_MS,
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.trace_service_name",
+        c"The service.name resource attribute of exported spans.",
+        c"Reloaded on SIGHUP.",
+        &TRACE_SERVICE_NAME,
+        GucContext::Sighup,
+        GucFlags::default(),
+    );
+    GucRegistry::define_float_guc(
+        c"booking_engine.trace_sample_ratio",
+        c"Share of new traces that are recorded (0..1); a span with a parent follows the parent.",
+        c"Applies to spans that start a trace; a caller's traceparent decides by its sampled flag.",
+        &TRACE_SAMPLE_RATIO,
+        0.0,
+        1.0,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.traceparent",
+        c"The caller's W3C traceparent on a direct connection (PostgREST's request headers win).",
+        c"Set per session or transaction (SET LOCAL) by clients that do not send it in a sqlcommenter comment.",
+        &TRACEPARENT,
+        GucContext::Userset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_string_guc(
+        c"booking_engine.tracestate",
+        c"The caller's W3C tracestate, with booking_engine.traceparent.",
+        c"",
+        &TRACESTATE,
+        GucContext::Userset,
         GucFlags::default(),
     );
 }

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// The shared layer's top-level modules.
-const SHARED: &[&str] = &["pg", "writer", "launcher", "telemetry", "gucs", "errors", "clock"];
+const SHARED: &[&str] = &["pg", "writer", "launcher", "telemetry", "trace", "gucs", "errors", "clock"];
 /// Not a layer: the crate root wires the layers together, and this test reads them.
 const ROOT: &[&str] = &["lib", "layering"];
 

@@ -17,6 +17,7 @@ pub mod gucs;
 pub mod launcher;
 pub mod pg;
 pub mod telemetry;
+pub mod trace;
 pub mod writer;
 
 // The features; each depends on the shared layer, and on another feature only through that
@@ -155,6 +156,7 @@ pub fn register_features() {
     ONCE.call_once(|| {
         telemetry::declare(telemetry::METRICS);
         telemetry::declare(launcher::METRICS);
+        telemetry::declare(trace::METRICS);
         availability::register();
         security::register();
         admin::register();
@@ -174,6 +176,7 @@ pub extern "C-unwind" fn _PG_init() {
         writer::init();
         launcher::init();
         telemetry::init();
+        trace::init();
         security::init();
         metrics::init();
     }

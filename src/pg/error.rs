@@ -61,7 +61,11 @@ impl std::fmt::Display for Caught {
 
 /// The five-character SQLSTATE of an error code, as Postgres prints it (`unpack_sql_state`).
 pub fn sqlstate_text(code: PgSqlErrorCode) -> String {
-    let packed = code as i32;
+    sqlstate_of(code as i32)
+}
+
+/// The five-character SQLSTATE of a packed code, such as `ErrorData.sqlerrcode`.
+pub fn sqlstate_of(packed: i32) -> String {
     (0..5).map(|i| char::from(((packed >> (6 * i)) & 0x3F) as u8 + b'0')).collect()
 }
 
