@@ -19,7 +19,7 @@ PGRX_VERSION=0.18.0
 # The Rust the project is built and tested with (rust-toolchain.toml pins it; rustup installs it).
 MIN_RUST=1.95
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo postgresql-15-hypopg
-    prometheus chromium)
+    prometheus chromium python3-venv)
 # The metrics worker's port in the test and bench clusters (the next one: a Prometheus started by a test).
 METRICS_PORT=$((PORT_BASE + 50))
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -83,6 +83,21 @@ setup() {
     check_prerequisites
     ensure_packages
     ensure_pgrx
+}
+
+# ensure_otlp_receiver: a Python virtual environment with OpenTelemetry's protocol definitions
+# (the opentelemetry-proto package), for the local OTLP receiver of the tracing test and the
+# benchmark (tests/integration/otlp_receiver.py); created once, outside the work tree. Prints
+# its python.
+ensure_otlp_receiver() {
+    local venv=${BOOKING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/booking_engine}/otlp-venv
+    if ! "$venv/bin/python" -c 'import opentelemetry.proto.collector.trace.v1.trace_service_pb2' 2>/dev/null; then
+        log "installing opentelemetry-proto into $venv (once)"
+        rm -rf "$venv"
+        /usr/bin/python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q --disable-pip-version-check 'opentelemetry-proto>=1.27,<2' >&2
+    fi
+    echo "$venv/bin/python"
 }
 
 # install_extension [--release]: build and copy the extension into PostgreSQL 15's directories.

@@ -80,6 +80,9 @@ export BOOKING_ENGINE_TEST_SMTP_PORT=$SMTP_PORT
 export BOOKING_ENGINE_TEST_DSN="host=$PGHOST port=$PGPORT user=postgres dbname=booking_it"
 export BOOKING_ENGINE_TEST_METRICS_PORT=$METRICS_PORT BOOKING_ENGINE_TEST_ARTEFACTS=$BOOKING_TMP/test/artefacts
 export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_BIN"
+# The tracing tests' OTLP receiver decodes with OpenTelemetry's own protocol package.
+BOOKING_ENGINE_TEST_PYTHON=$(ensure_otlp_receiver)
+export BOOKING_ENGINE_TEST_PYTHON
 # The reference external worker's dependency (its test says so and does nothing without node).
 if command -v npm >/dev/null; then
     (cd examples/job-worker && npm install --no-audit --no-fund --silent >/dev/null 2>&1)

@@ -133,6 +133,15 @@ BEGIN
     END IF;
     PERFORM booking.audit_event(p_action, 'appointment', p_appointment_id::text, v_success,
                                 p_result ->> 'error', false, p_tenant_id);
+    -- The operation's span (opened by its function) ends here with its outcome; a business
+    -- refusal is an outcome, not an error.
+    IF booking_admin.tracing() THEN
+        PERFORM booking_admin.trace_end(p_action, jsonb_build_object(
+            'booking.tenant_id', p_tenant_id, 'booking.operation_id', p_operation_id,
+            'booking.appointment_id', p_appointment_id,
+            'booking.outcome', CASE WHEN v_success THEN 'succeeded'
+                                    ELSE coalesce(p_result ->> 'code', p_result -> 'details' -> 0 ->> 'code', 'refused') END));
+    END IF;
     RETURN p_result || '{"replayed": false}';
 END $$;
 REVOKE ALL ON FUNCTION booking.finish_operation(text, uuid, uuid, jsonb, uuid) FROM PUBLIC;
@@ -180,7 +189,13 @@ DECLARE
     v_check jsonb;
     v_appt booking.appointments;
     v_missing text;
+    -- Tracing: the operation is a span (ended in finish_operation, or by the rollback of an
+    -- error), the write a child span.
+    v_traced boolean := booking_admin.tracing();
 BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.create', jsonb_build_object('booking.tenant_id', p_tenant_id));
+    END IF;
     IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
         RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
     END IF;
@@ -263,6 +278,9 @@ BEGIN
     SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
     FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
     IF v_replay IS NOT NULL THEN
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.create', '{"booking.outcome": "replayed"}');
+        END IF;
         RETURN v_replay;
     END IF;
 
@@ -277,10 +295,18 @@ BEGIN
     -- Validation cannot see a booking another transaction is making right now; the exclusion
     -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
     -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.write', jsonb_build_object('booking.staff_id', v_staff.id,
+                                          'booking.service_id', v_service.id));
+    END IF;
     INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
     VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
     ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
     RETURNING * INTO v_appt;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_end('booking.write', jsonb_build_object('booking.appointment_id', v_appt.id,
+                                        'booking.conflict', v_appt.id IS NULL));
+    END IF;
     IF v_appt.id IS NULL THEN
         PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
             'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
@@ -386,7 +412,12 @@ DECLARE
     v_op uuid;
     v_early jsonb;
     v_check jsonb;
+    v_traced boolean := booking_admin.tracing();
 BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.reschedule', jsonb_build_object('booking.tenant_id', v_old.tenant_id,
+                                          'booking.appointment_id', v_old.id));
+    END IF;
     IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
         RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
     END IF;
@@ -396,6 +427,10 @@ BEGIN
                            'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
         'Rescheduling', 'rescheduled', 'reschedule_deadline_hours') c;
     IF v_early IS NOT NULL THEN
+        -- A replay (finish_operation ended the span of any other early result).
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.reschedule', '{"booking.outcome": "replayed"}');
+        END IF;
         RETURN v_early;
     END IF;
     IF v_old.reschedule_count >= v_max THEN
@@ -410,17 +445,26 @@ BEGIN
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
             'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
     END IF;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.write');
+    END IF;
     BEGIN
         UPDATE booking.appointments
         SET starts_at = p_new_starts_at, ends_at = v_new_ends, reschedule_count = reschedule_count + 1
         WHERE tenant_id = v_old.tenant_id AND id = v_old.id
         RETURNING * INTO v_new;
     EXCEPTION WHEN exclusion_violation THEN
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": true}');
+        END IF;
         PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
             'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('conflict',
             'Time slot conflicts with another appointment', v_op), v_old.id);
     END;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": false}');
+    END IF;
     PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
         'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
         'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,
@@ -448,18 +492,32 @@ DECLARE
     v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
     v_op uuid;
     v_early jsonb;
+    v_traced boolean := booking_admin.tracing();
 BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
+                                          'booking.appointment_id', v_appt.id));
+    END IF;
     SELECT c.operation_id, c.early_result INTO v_op, v_early
     FROM booking.start_change(v_appt, p_idempotency_key, 'cancel',
         jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason),
         'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
     IF v_early IS NOT NULL THEN
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
+        END IF;
         RETURN v_early;
+    END IF;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.write');
     END IF;
     UPDATE booking.appointments
     SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
     WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
     RETURNING * INTO v_appt;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_end('booking.write');
+    END IF;
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
         'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));

@@ -2533,3 +2533,590 @@ BEGIN
     RETURNING * INTO v_row;
     RETURN to_jsonb(v_row);
 END $$;
+
+-- Tracing (0.1.1): spans joined to the caller's trace (docs/tracing.md). The events, jobs and
+-- deliveries carry the W3C trace context they were written in; the functions below are the
+-- feature files' definitions (sql/events.sql, jobs.sql, delivery.sql, booking.sql) and the Rust
+-- functions pgrx generates for src/trace/api.rs.
+
+ALTER TABLE booking.events ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+ALTER TABLE booking_admin.jobs ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+ALTER TABLE booking_admin.deliveries ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+
+CREATE  FUNCTION booking_admin."tracing"() RETURNS bool /* bool */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tracing_wrapper';
+
+CREATE  FUNCTION booking_admin."trace_begin"(
+	"p_name" TEXT, /* Option < String > */
+	"p_attributes" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"p_kind" TEXT DEFAULT 'internal' /* Option < String > */
+) RETURNS VOID /* Result < (), Report > */
+VOLATILE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'trace_begin_wrapper';
+
+CREATE  FUNCTION booking_admin."trace_end"(
+	"p_name" TEXT, /* Option < String > */
+	"p_attributes" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"p_error_type" TEXT DEFAULT NULL, /* Option < String > */
+	"p_error_message" TEXT DEFAULT NULL /* Option < String > */
+) RETURNS void
+VOLATILE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'trace_end_wrapper';
+
+CREATE  FUNCTION booking_admin."trace_context"() RETURNS TABLE (
+	"traceparent" TEXT,  /* Option < String > */
+	"tracestate" TEXT  /* Option < String > */
+)
+STRICT VOLATILE PARALLEL RESTRICTED
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'trace_context_wrapper';
+
+CREATE  FUNCTION booking_admin."tracing_status"() RETURNS jsonb /* JsonB */
+STRICT VOLATILE PARALLEL SAFE
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tracing_status_wrapper';
+
+-- As finalize.sql leaves every function of booking_admin; operator.sql grants the enqueue
+-- functions' helpers and the status.
+REVOKE ALL ON FUNCTION booking_admin.tracing(), booking_admin.trace_begin(text, jsonb, text),
+    booking_admin.trace_end(text, jsonb, text, text), booking_admin.trace_context(), booking_admin.tracing_status()
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_admin.tracing(), booking_admin.trace_context(), booking_admin.tracing_status()
+TO booking_operator;
+
+CREATE OR REPLACE FUNCTION booking.emit_event(p_tenant_id uuid, p_event_type text, p_payload jsonb DEFAULT '{}')
+RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_id uuid := gen_random_uuid();
+    v_traceparent text;
+    v_tracestate text;
+BEGIN
+    -- With tracing on, the event is sent in a span of its own (a messaging producer span),
+    -- whose context the row keeps for the deliveries that continue it.
+    IF booking_admin.tracing() THEN
+        PERFORM booking_admin.trace_begin('send booking.events', jsonb_build_object(
+            'messaging.system', 'booking_engine', 'messaging.operation.type', 'send',
+            'messaging.operation.name', 'send', 'messaging.destination.name', 'booking.events',
+            'messaging.message.id', v_id, 'booking.event_type', p_event_type, 'booking.tenant_id', p_tenant_id),
+            'producer');
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
+    INSERT INTO booking.events (id, tenant_id, event_type, payload, traceparent, tracestate)
+    VALUES (v_id, p_tenant_id, p_event_type, coalesce(p_payload, '{}'), v_traceparent, v_tracestate);
+    PERFORM pg_notify('booking_events', json_build_object('id', v_id, 'type', p_event_type)::text);
+    IF v_traceparent IS NOT NULL THEN
+        PERFORM booking_admin.trace_end('send booking.events');
+    END IF;
+    RETURN v_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_admin.enqueue_job(
+    p_name text,
+    p_handler text,
+    p_payload jsonb DEFAULT '{}',
+    p_priority integer DEFAULT 5,
+    p_run_at timestamptz DEFAULT now(),
+    p_max_retries integer DEFAULT 3,
+    p_retry_delay_ms integer DEFAULT 1000,
+    p_retry_backoff_multiplier numeric DEFAULT 2.0,
+    p_max_delay_ms integer DEFAULT 300000,
+    p_jitter boolean DEFAULT true,
+    p_timeout_ms integer DEFAULT 30000,
+    p_tenant_id uuid DEFAULT NULL,
+    p_unique_key text DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid;
+    v_traceparent text;
+    v_tracestate text;
+BEGIN
+    IF p_name IS NULL OR p_handler IS NULL THEN
+        RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF booking_admin.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
+    INSERT INTO booking_admin.jobs (name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                    retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                    unique_key, traceparent, tracestate)
+    VALUES (p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id, coalesce(p_priority, 5),
+            coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms, p_retry_backoff_multiplier,
+            p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key, v_traceparent, v_tracestate)
+    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+    DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        -- The same logical job is already queued: hand back its id instead of a second copy.
+        SELECT j.id INTO v_id FROM booking_admin.jobs j
+        WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed');
+        RETURN v_id;
+    END IF;
+    PERFORM booking_admin.wake_workers_at_commit();
+    RETURN v_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_admin.enqueue_jobs(p_jobs jsonb) RETURNS uuid[]
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+    v_keys text[];
+    v_bad bigint;
+    -- The inserter, named once instead of by both column defaults of every row.
+    v_me regrole := current_user::regrole;
+    -- One trace context for the whole array.
+    v_traceparent text;
+    v_tracestate text;
+BEGIN
+    IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF booking_admin.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
+    -- One pass over the array: ids are drawn before the insert so each element knows whether
+    -- its row went in, and a malformed element (not an object, no name or handler, a key
+    -- that is not one of enqueue_job's arguments: a misspelt one would silently become a
+    -- default) is found on the way and refused after it, which rolls the insert back. Jobs
+    -- without a unique key cannot conflict and skip ON CONFLICT's speculative insertion (a
+    -- third of an insert's cost).
+    WITH spec AS MATERIALIZED (
+        SELECT s.id, s.name, s.handler, coalesce(s.payload, '{}') AS payload, s.tenant_id,
+               coalesce(s.priority, 5) AS priority, coalesce(s.run_at, now()) AS scheduled_at,
+               coalesce(s.max_retries, 3) AS max_retries, coalesce(s.retry_delay_ms, 1000) AS retry_delay_ms,
+               coalesce(s.retry_backoff_multiplier, 2.0) AS retry_backoff_multiplier,
+               coalesce(s.max_delay_ms, 300000) AS max_delay_ms, coalesce(s.jitter, true) AS jitter,
+               coalesce(s.timeout_ms, 30000) AS timeout_ms, s.unique_key, s.ord,
+               s.name IS NULL OR s.handler IS NULL
+                   OR s.job - ARRAY['name', 'handler', 'payload', 'priority', 'run_at', 'max_retries', 'retry_delay_ms',
+                                    'retry_backoff_multiplier', 'max_delay_ms', 'jitter', 'timeout_ms', 'tenant_id',
+                                    'unique_key'] <> '{}' AS bad
+        -- Side by side, element n, its fields and its id: no join, no per-element function call.
+        FROM ROWS FROM (
+                 jsonb_array_elements(p_jobs),
+                 jsonb_to_recordset(p_jobs) AS (
+                     name text, handler text, payload jsonb, priority integer, run_at timestamptz,
+                     max_retries integer, retry_delay_ms integer, retry_backoff_multiplier numeric,
+                     max_delay_ms integer, jitter boolean, timeout_ms integer, tenant_id uuid, unique_key text),
+                 unnest(booking_admin.random_uuids(jsonb_array_length(p_jobs)))
+             ) WITH ORDINALITY AS s(job, name, handler, payload, priority, run_at, max_retries, retry_delay_ms,
+                                    retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, tenant_id,
+                                    unique_key, id, ord)
+    ), unkeyed AS (
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key, created_by, enqueued_by, traceparent, tracestate)
+        SELECT id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries, retry_delay_ms,
+               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me, v_traceparent,
+               v_tracestate
+        FROM spec WHERE unique_key IS NULL AND NOT bad
+    ), keyed AS (
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key, created_by, enqueued_by, traceparent, tracestate)
+        SELECT id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries, retry_delay_ms,
+               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me, v_traceparent,
+               v_tracestate
+        FROM spec WHERE unique_key IS NOT NULL AND NOT bad ORDER BY ord
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+        DO NOTHING
+        RETURNING id
+    )
+    SELECT array_agg(CASE WHEN spec.unique_key IS NULL OR keyed.id IS NOT NULL THEN spec.id END ORDER BY spec.ord),
+           array_agg(spec.unique_key ORDER BY spec.ord) FILTER (WHERE spec.unique_key IS NOT NULL AND keyed.id IS NULL),
+           min(spec.ord) FILTER (WHERE spec.bad)
+    INTO v_ids, v_keys, v_bad
+    FROM spec LEFT JOIN keyed ON keyed.id = spec.id;
+    IF v_bad IS NOT NULL THEN
+        RAISE EXCEPTION 'job % has no name or handler, or a key that is not one of enqueue_job''s arguments: %',
+            v_bad, left((p_jobs->(v_bad::int - 1))::text, 200) USING ERRCODE = '22023';
+    END IF;
+    IF v_keys IS NOT NULL THEN
+        -- The same logical jobs are already queued (by someone else, or earlier in this array):
+        -- a new statement sees them, and their ids fill the gaps in order.
+        SELECT array_agg(coalesce(i.id, (SELECT j.id FROM booking_admin.jobs j
+                                         WHERE j.unique_key = v_keys[i.gap] AND j.status IN ('pending', 'running', 'failed')))
+                         ORDER BY i.ord)
+        INTO v_ids
+        FROM (SELECT u.id, u.ord, count(*) FILTER (WHERE u.id IS NULL) OVER (ORDER BY u.ord) AS gap
+              FROM unnest(v_ids) WITH ORDINALITY u(id, ord)) i;
+    END IF;
+    IF cardinality(v_keys) IS DISTINCT FROM cardinality(v_ids) THEN
+        PERFORM booking_admin.wake_workers_at_commit();
+    END IF;
+    RETURN coalesce(v_ids, '{}');
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_admin.fan_out_events(p_limit integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_since timestamptz;
+    v_tenants uuid[];
+    v_ids uuid[];
+    v_types text[];
+    v_payloads jsonb[];
+    v_created timestamptz[];
+    v_traceparents text[];
+    v_tracestates text[];
+BEGIN
+    -- One expansion at a time: the worker and a call by hand never expand an event twice.
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_events'));
+    SELECT min(s.enabled_at) INTO v_since FROM booking_admin.delivery_endpoints s WHERE s.enabled;
+    IF v_since IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at),
+           array_agg(e.traceparent), array_agg(e.tracestate)
+    INTO v_tenants, v_ids, v_types, v_payloads, v_created, v_traceparents, v_tracestates
+    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at, e.traceparent, e.tracestate FROM booking.events e
+          WHERE e.fanned_out_at IS NULL AND e.created_at >= v_since
+          ORDER BY e.created_at LIMIT greatest(p_limit, 1)) e;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at,
+                                          traceparent, tracestate)
+    SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at,
+           e.traceparent, e.tracestate
+    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created, v_traceparents, v_tracestates)
+         AS e (tenant_id, id, event_type, payload, created_at, traceparent, tracestate)
+    JOIN booking_admin.delivery_endpoints s
+      ON s.enabled AND s.enabled_at <= e.created_at
+     AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
+     AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
+          OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types));
+    -- The tenants as constants: on Citus the update then goes to their shards only.
+    EXECUTE format('UPDATE booking.events e SET fanned_out_at = %L WHERE e.tenant_id = ANY (%L::uuid[]) AND e.id = ANY (%L::uuid[])',
+                   clock_timestamp(), v_tenants, v_ids);
+    RETURN cardinality(v_ids);
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_admin.send_test_event(p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints := booking_admin.endpoint_for_change(p_endpoint_id);
+    v_id uuid := gen_random_uuid();
+    v_traceparent text;
+    v_tracestate text;
+BEGIN
+    -- A test event continues the operator's trace, when there is one.
+    IF booking_admin.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
+    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at,
+                                          traceparent, tracestate)
+    VALUES (v_id, v_endpoint.id, v_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
+            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now(), v_traceparent,
+            v_tracestate);
+    PERFORM booking.wake_delivery_at_commit();
+    RETURN v_id;
+END $$;
+
+CREATE OR REPLACE FUNCTION booking.finish_operation(
+    p_action text, p_tenant_id uuid, p_operation_id uuid, p_result jsonb, p_appointment_id uuid)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_success boolean := (p_result ->> 'success')::boolean;
+BEGIN
+    IF p_operation_id IS NOT NULL THEN
+        UPDATE booking.booking_operations SET
+            status = CASE WHEN v_success THEN 'completed' ELSE 'failed' END,
+            result = p_result,
+            error_message = p_result ->> 'error',
+            appointment_id = coalesce(p_appointment_id, appointment_id)
+        WHERE tenant_id = p_tenant_id AND id = p_operation_id;
+    END IF;
+    PERFORM booking.audit_event(p_action, 'appointment', p_appointment_id::text, v_success,
+                                p_result ->> 'error', false, p_tenant_id);
+    -- The operation's span (opened by its function) ends here with its outcome; a business
+    -- refusal is an outcome, not an error.
+    IF booking_admin.tracing() THEN
+        PERFORM booking_admin.trace_end(p_action, jsonb_build_object(
+            'booking.tenant_id', p_tenant_id, 'booking.operation_id', p_operation_id,
+            'booking.appointment_id', p_appointment_id,
+            'booking.outcome', CASE WHEN v_success THEN 'succeeded'
+                                    ELSE coalesce(p_result ->> 'code', p_result -> 'details' -> 0 ->> 'code', 'refused') END));
+    END IF;
+    RETURN p_result || '{"replayed": false}';
+END $$;
+
+CREATE OR REPLACE FUNCTION booking.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+    v_service booking.services;
+    v_customer booking.customers;
+    v_starts timestamptz;
+    v_ends timestamptz;
+    v_price numeric;
+    v_status text := coalesce(p_booking ->> 'status', 'confirmed');
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_check jsonb;
+    v_appt booking.appointments;
+    v_missing text;
+    -- Tracing: the operation is a span (ended in finish_operation, or by the rollback of an
+    -- error), the write a child span.
+    v_traced boolean := booking_admin.tracing();
+BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.create', jsonb_build_object('booking.tenant_id', p_tenant_id));
+    END IF;
+    IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
+        RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'staff_id', 'service_id', 'starts_at']) f
+    WHERE p_booking ->> f IS NULL LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
+    END IF;
+    IF v_status NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
+    -- (OR and AND stop at the first operand that decides them: the caller checks below run only
+    -- when their answer matters.)
+    -- Each lookup is by the tenant when there is one (a router query on Citus), else by id.
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    ELSE
+        SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
+        PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
+                               format('service %s does not exist', p_booking ->> 'service_id'));
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+    ELSE
+        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id
+                          AND (v_staff.is_active OR booking.caller_is_insider(v_service.tenant_id)))
+                         OR booking.caller_is_operator()) THEN
+        PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
+                               format('staff member %s does not exist', p_booking ->> 'staff_id'));
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    ELSE
+        SELECT * INTO v_customer FROM booking.customers WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'customer_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', p_booking ->> 'customer_id', v_service.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_booking ->> 'customer_id'));
+    END IF;
+    IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
+        RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
+    END IF;
+    v_starts := (p_booking ->> 'starts_at')::timestamptz;
+    v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
+    IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
+        RAISE EXCEPTION 'starts_at and ends_at must be finite' USING ERRCODE = '22008';
+    END IF;
+    IF v_ends <= v_starts THEN
+        RAISE EXCEPTION 'ends_at must be after starts_at' USING ERRCODE = '22023';
+    END IF;
+    v_price := coalesce((p_booking ->> 'price')::numeric, v_service.price);
+    IF v_price < 0 THEN
+        RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- Length and price are the service's for customers and anonymous callers: only the tenant's
+    -- own people may book a different end or price. A mismatch is refused, never ignored, so a
+    -- client learns its request was not what it will get.
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
+                                      v_service.duration_minutes));
+    END IF;
+    IF v_price <> v_service.price AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('price must be the service''s price %s; only the tenant''s staff may set another price',
+                                      v_service.price));
+    END IF;
+
+    -- The canonical request: the same booking however its JSON was spelled.
+    v_request := jsonb_build_object(
+        'customer_id', v_customer.id, 'staff_id', v_staff.id, 'service_id', v_service.id,
+        'starts_at', to_char(v_starts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'ends_at', to_char(v_ends AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'price', trim_scale(v_price), 'notes', p_booking ->> 'notes', 'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.create', '{"booking.outcome": "replayed"}');
+        END IF;
+        RETURN v_replay;
+    END IF;
+
+    -- The engine itself: what the caller may see was checked above.
+    v_check := booking.tenant_slot_violations(v_service.tenant_id, v_staff.id, v_service.id, v_starts, v_ends);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', v_check -> 'violations', 'operation_id', v_op), NULL);
+    END IF;
+
+    -- Validation cannot see a booking another transaction is making right now; the exclusion
+    -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
+    -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.write', jsonb_build_object('booking.staff_id', v_staff.id,
+                                          'booking.service_id', v_service.id));
+    END IF;
+    INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
+    VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
+    ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
+    RETURNING * INTO v_appt;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_end('booking.write', jsonb_build_object('booking.appointment_id', v_appt.id,
+                                        'booking.conflict', v_appt.id IS NULL));
+    END IF;
+    IF v_appt.id IS NULL THEN
+        PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
+            'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', v_op), NULL);
+    END IF;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
+CREATE OR REPLACE FUNCTION booking.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+                                                      p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule', false, p_tenant_id);
+    v_new booking.appointments;
+    v_new_ends timestamptz;
+    v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
+    v_op uuid;
+    v_early jsonb;
+    v_check jsonb;
+    v_traced boolean := booking_admin.tracing();
+BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.reschedule', jsonb_build_object('booking.tenant_id', v_old.tenant_id,
+                                          'booking.appointment_id', v_old.id));
+    END IF;
+    IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
+        RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
+    END IF;
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_old, p_idempotency_key, 'reschedule',
+        jsonb_build_object('appointment_id', v_old.id,
+                           'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+        'Rescheduling', 'rescheduled', 'reschedule_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        -- A replay (finish_operation ended the span of any other early result).
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.reschedule', '{"booking.outcome": "replayed"}');
+        END IF;
+        RETURN v_early;
+    END IF;
+    IF v_old.reschedule_count >= v_max THEN
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('max_reschedules_reached',
+            format('The appointment was already rescheduled %s times, the most the max_reschedules policy allows (%s)',
+                   v_old.reschedule_count, trim_scale(v_max)),
+            v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
+    END IF;
+    v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
+    v_check := booking.tenant_slot_violations(v_old.tenant_id, v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
+            'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
+    END IF;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.write');
+    END IF;
+    BEGIN
+        UPDATE booking.appointments
+        SET starts_at = p_new_starts_at, ends_at = v_new_ends, reschedule_count = reschedule_count + 1
+        WHERE tenant_id = v_old.tenant_id AND id = v_old.id
+        RETURNING * INTO v_new;
+    EXCEPTION WHEN exclusion_violation THEN
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": true}');
+        END IF;
+        PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
+            'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('conflict',
+            'Time slot conflicts with another appointment', v_op), v_old.id);
+    END;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": false}');
+    END IF;
+    PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
+        'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
+        'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,
+        'starts_at', v_new.starts_at, 'ends_at', v_new.ends_at, 'reschedule_count', v_new.reschedule_count));
+    PERFORM booking.offer_freed_slot(v_old);
+    RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_new)), v_new.id);
+END $$;
+
+CREATE OR REPLACE FUNCTION booking.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
+    v_op uuid;
+    v_early jsonb;
+    v_traced boolean := booking_admin.tracing();
+BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
+                                          'booking.appointment_id', v_appt.id));
+    END IF;
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_appt, p_idempotency_key, 'cancel',
+        jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason),
+        'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        IF v_traced THEN
+            PERFORM booking_admin.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
+        END IF;
+        RETURN v_early;
+    END IF;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.write');
+    END IF;
+    UPDATE booking.appointments
+    SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
+    WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
+    RETURNING * INTO v_appt;
+    IF v_traced THEN
+        PERFORM booking_admin.trace_end('booking.write');
+    END IF;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));
+    PERFORM booking.offer_freed_slot(v_appt);
+    RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;

@@ -89,7 +89,11 @@ CREATE TABLE booking_admin.deliveries (
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     delivered_at     timestamptz,
-    updated_at       timestamptz NOT NULL DEFAULT now()
+    updated_at       timestamptz NOT NULL DEFAULT now(),
+    -- The event's W3C trace context: every attempt is a span of its trace, and the webhook's
+    -- traceparent header continues it.
+    traceparent      text,
+    tracestate       text
 );
 -- Only the indexes the worker and the API need: the due ones per endpoint, and per endpoint by
 -- creation (replays, statistics, the endpoint's cascade). Finding what a stopped worker was
@@ -164,6 +168,8 @@ DECLARE
     v_types text[];
     v_payloads jsonb[];
     v_created timestamptz[];
+    v_traceparents text[];
+    v_tracestates text[];
 BEGIN
     -- One expansion at a time: the worker and a call by hand never expand an event twice.
     PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_events'));
@@ -171,17 +177,21 @@ BEGIN
     IF v_since IS NULL THEN
         RETURN 0;
     END IF;
-    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at)
-    INTO v_tenants, v_ids, v_types, v_payloads, v_created
-    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at FROM booking.events e
+    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at),
+           array_agg(e.traceparent), array_agg(e.tracestate)
+    INTO v_tenants, v_ids, v_types, v_payloads, v_created, v_traceparents, v_tracestates
+    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at, e.traceparent, e.tracestate FROM booking.events e
           WHERE e.fanned_out_at IS NULL AND e.created_at >= v_since
           ORDER BY e.created_at LIMIT greatest(p_limit, 1)) e;
     IF v_ids IS NULL THEN
         RETURN 0;
     END IF;
-    INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at)
-    SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at
-    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created) AS e (tenant_id, id, event_type, payload, created_at)
+    INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at,
+                                          traceparent, tracestate)
+    SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at,
+           e.traceparent, e.tracestate
+    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created, v_traceparents, v_tracestates)
+         AS e (tenant_id, id, event_type, payload, created_at, traceparent, tracestate)
     JOIN booking_admin.delivery_endpoints s
       ON s.enabled AND s.enabled_at <= e.created_at
      AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
@@ -397,10 +407,18 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking
 DECLARE
     v_endpoint booking_admin.delivery_endpoints := booking_admin.endpoint_for_change(p_endpoint_id);
     v_id uuid := gen_random_uuid();
+    v_traceparent text;
+    v_tracestate text;
 BEGIN
-    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
+    -- A test event continues the operator's trace, when there is one.
+    IF booking_admin.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
+    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at,
+                                          traceparent, tracestate)
     VALUES (v_id, v_endpoint.id, v_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
-            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
+            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now(), v_traceparent,
+            v_tracestate);
     PERFORM booking.wake_delivery_at_commit();
     RETURN v_id;
 END $$;

@@ -7,6 +7,10 @@ CREATE TABLE booking.events (
     payload       jsonb NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now(),
     dispatched_at timestamptz,
+    -- The W3C trace context of the span that wrote the event (NULL when tracing is off): its
+    -- deliveries continue that trace.
+    traceparent   text,
+    tracestate    text,
     PRIMARY KEY (tenant_id, id)
 );
 CREATE INDEX events_undispatched_idx ON booking.events (created_at) WHERE dispatched_at IS NULL;
@@ -21,12 +25,26 @@ RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_id uuid;
+    v_id uuid := gen_random_uuid();
+    v_traceparent text;
+    v_tracestate text;
 BEGIN
-    INSERT INTO booking.events (tenant_id, event_type, payload)
-    VALUES (p_tenant_id, p_event_type, coalesce(p_payload, '{}'))
-    RETURNING id INTO v_id;
+    -- With tracing on, the event is sent in a span of its own (a messaging producer span),
+    -- whose context the row keeps for the deliveries that continue it.
+    IF booking_admin.tracing() THEN
+        PERFORM booking_admin.trace_begin('send booking.events', jsonb_build_object(
+            'messaging.system', 'booking_engine', 'messaging.operation.type', 'send',
+            'messaging.operation.name', 'send', 'messaging.destination.name', 'booking.events',
+            'messaging.message.id', v_id, 'booking.event_type', p_event_type, 'booking.tenant_id', p_tenant_id),
+            'producer');
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
+    INSERT INTO booking.events (id, tenant_id, event_type, payload, traceparent, tracestate)
+    VALUES (v_id, p_tenant_id, p_event_type, coalesce(p_payload, '{}'), v_traceparent, v_tracestate);
     PERFORM pg_notify('booking_events', json_build_object('id', v_id, 'type', p_event_type)::text);
+    IF v_traceparent IS NOT NULL THEN
+        PERFORM booking_admin.trace_end('send booking.events');
+    END IF;
     RETURN v_id;
 END $$;
 REVOKE ALL ON FUNCTION booking.emit_event(uuid, text, jsonb) FROM PUBLIC;

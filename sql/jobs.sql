@@ -56,7 +56,11 @@ CREATE TABLE booking_admin.jobs (
     created_at               timestamptz NOT NULL DEFAULT now(),
     updated_at               timestamptz NOT NULL DEFAULT now(),
     -- Who inserted the row, set by the database whatever the insert says.
-    enqueued_by              regrole NOT NULL DEFAULT current_user::regrole
+    enqueued_by              regrole NOT NULL DEFAULT current_user::regrole,
+    -- The W3C trace context of the enqueuer (enqueue_job, enqueue_jobs; NULL when tracing is
+    -- off): every attempt of the job is a span of that trace.
+    traceparent              text,
+    tracestate               text
 );
 COMMENT ON COLUMN booking_admin.jobs.status IS
     'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue).';
@@ -133,16 +137,21 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_id uuid;
+    v_traceparent text;
+    v_tracestate text;
 BEGIN
     IF p_name IS NULL OR p_handler IS NULL THEN
         RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
     END IF;
+    IF booking_admin.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    END IF;
     INSERT INTO booking_admin.jobs (name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
                                     retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
-                                    unique_key)
+                                    unique_key, traceparent, tracestate)
     VALUES (p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id, coalesce(p_priority, 5),
             coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms, p_retry_backoff_multiplier,
-            p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key)
+            p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key, v_traceparent, v_tracestate)
     ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
     DO NOTHING
     RETURNING id INTO v_id;
@@ -170,10 +179,16 @@ DECLARE
     v_bad bigint;
     -- The inserter, named once instead of by both column defaults of every row.
     v_me regrole := current_user::regrole;
+    -- One trace context for the whole array.
+    v_traceparent text;
+    v_tracestate text;
 BEGIN
     IF jsonb_typeof(p_jobs) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
             USING ERRCODE = '22023';
+    END IF;
+    IF booking_admin.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
     END IF;
     -- One pass over the array: ids are drawn before the insert so each element knows whether
     -- its row went in, and a malformed element (not an object, no name or handler, a key
@@ -206,16 +221,18 @@ BEGIN
     ), unkeyed AS (
         INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
                                         retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
-                                        unique_key, created_by, enqueued_by)
+                                        unique_key, created_by, enqueued_by, traceparent, tracestate)
         SELECT id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries, retry_delay_ms,
-               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me
+               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me, v_traceparent,
+               v_tracestate
         FROM spec WHERE unique_key IS NULL AND NOT bad
     ), keyed AS (
         INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
                                         retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
-                                        unique_key, created_by, enqueued_by)
+                                        unique_key, created_by, enqueued_by, traceparent, tracestate)
         SELECT id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries, retry_delay_ms,
-               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me
+               retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms, unique_key, v_me, v_me, v_traceparent,
+               v_tracestate
         FROM spec WHERE unique_key IS NOT NULL AND NOT bad ORDER BY ord
         ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
         DO NOTHING

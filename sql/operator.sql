@@ -30,6 +30,9 @@ GRANT EXECUTE ON FUNCTION
     -- The job queue as a producer and its dead-letter queue.
     booking_admin.enqueue_job, booking_admin.enqueue_jobs, booking_admin.random_uuids,
     booking_admin.wake_workers_at_commit, booking_admin.job_stats,
+    -- What the enqueue functions call to carry the caller's trace into the job, and the
+    -- exporter's state.
+    booking_admin.tracing, booking_admin.trace_context, booking_admin.tracing_status,
     booking_admin.dead_letter_jobs, booking_admin.process_dead_letter, booking_admin.worker_status,
     -- The scheduler's state and settings (not the function it calls).
     booking_admin.scheduler_status, booking_admin.scheduler_job, booking_admin.maintenance_history,

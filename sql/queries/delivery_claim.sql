@@ -4,7 +4,8 @@
 -- deliveries the worker is still working through). Claimed deliveries are `sending` until the
 -- worker records them; it sends each endpoint's at most `max_in_flight` at a time (1 while
 -- half-open), returned here with what the worker needs to send each: the endpoint, its live
--- secrets (newest first), and for email and Slack the template and its placeholders' values.
+-- secrets (newest first), for email and Slack the template and its placeholders' values, and
+-- the trace context the attempt continues.
 WITH ep AS (
     SELECT e.id
     FROM booking_admin.delivery_endpoints e
@@ -43,4 +44,5 @@ RETURNING d.id, d.endpoint_id, d.attempts AS attempt, d.message_id, d.event_type
         SELECT jsonb_build_object('subject', t.subject, 'body_text', t.body_text, 'body_html', t.body_html)
         FROM booking_admin.message_templates t
         WHERE t.event_type = d.event_type AND (t.tenant_id = d.tenant_id OR t.tenant_id IS NULL)
-        ORDER BY t.tenant_id NULLS LAST LIMIT 1) END AS template
+        ORDER BY t.tenant_id NULLS LAST LIMIT 1) END AS template,
+    d.traceparent, d.tracestate

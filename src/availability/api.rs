@@ -16,6 +16,7 @@ use super::zone::Micros;
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{require, to_naive_date, to_pg_uuid, to_uuid};
 use crate::telemetry::{self, Change, Metric, LATENCY};
+use crate::trace::{Span, SpanKind};
 
 /// The latency of the slot functions, by function (the dashboard shows it).
 pub static SLOT_QUERIES: Metric = Metric::histogram(
@@ -106,13 +107,29 @@ fn slot_arrays(
     to_date: Option<Date>,
     staff_id: Option<PgUuid>,
 ) -> DomainResult<SlotArrays> {
+    let span = Span::start("booking.slots", SpanKind::Internal);
+    span.outcome(slots_in(&span, tenant_id, service_id, from_date, to_date, staff_id))
+}
+
+fn slots_in(
+    span: &Span,
+    tenant_id: Option<Uuid>,
+    service_id: Option<PgUuid>,
+    from_date: Option<Date>,
+    to_date: Option<Date>,
+    staff_id: Option<PgUuid>,
+) -> DomainResult<SlotArrays> {
     // Recorded at commit through src/telemetry: the slot query latency of the dashboard and /metrics.
     let started = std::time::Instant::now();
     let function = if tenant_id.is_some() { "tenant_slots" } else { "available_slots" };
+    span.set("booking.function", function);
+    span.set("booking.slots.source", "engine");
     let service_id = to_uuid(require(service_id, "service_id")?);
     let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
     let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
     check_range(from, to)?;
+    span.set("booking.service_id", service_id);
+    span.set("booking.days", (to - from).num_days() + 1);
     let model = load_model(&Query {
         tenant_id,
         service_id,
@@ -124,6 +141,9 @@ fn slot_arrays(
         duration: None,
     })?;
     let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
+    span.set("booking.tenant_id", model.tenant_id);
+    span.set("booking.staff_count", model.staff.len());
+    span.set("booking.slots_returned", slots.len());
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
     let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
     let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
@@ -149,10 +169,25 @@ pub fn explain_timing(
     duration: Option<Micros>,
     exclude_appointment: Option<Uuid>,
 ) -> DomainResult<serde_json::Value> {
+    let span = Span::start("booking.check_slot", SpanKind::Internal);
+    span.outcome(check_in(&span, tenant_id, staff_id, service_id, starts_at, duration, exclude_appointment))
+}
+
+fn check_in(
+    span: &Span,
+    tenant_id: Option<Uuid>,
+    staff_id: Uuid,
+    service_id: Uuid,
+    starts_at: Micros,
+    duration: Option<Micros>,
+    exclude_appointment: Option<Uuid>,
+) -> DomainResult<serde_json::Value> {
     let day = chrono::DateTime::from_timestamp_micros(starts_at)
         .ok_or_else(|| DomainError::DatetimeOverflow("starts_at is out of range".into()))?
         .date_naive();
     let (first, last) = (day - Days::new(1), day + Days::new(1));
+    span.set("booking.staff_id", staff_id);
+    span.set("booking.service_id", service_id);
     let model = load_model(&Query {
         tenant_id,
         service_id,
@@ -173,6 +208,12 @@ pub fn explain_timing(
     }
     let violations: Vec<serde_json::Value> =
         explained.into_iter().map(|v| json!({"code": v.rule.code(), "message": v.message})).collect();
+    if span.recording() {
+        span.set("booking.tenant_id", model.tenant_id);
+        span.set("booking.valid", violations.is_empty());
+        let codes: Vec<&str> = violations.iter().filter_map(|v| v["code"].as_str()).collect();
+        span.set("booking.violations", codes.join(","));
+    }
     Ok(json!({"valid": violations.is_empty(), "violations": violations}))
 }
 

@@ -134,9 +134,50 @@ pub fn check_url(text: &str, rules: &HostRules) -> Result<url::Url, String> {
     Ok(u)
 }
 
+/// An endpoint's URL as a trace may show it (`url.full`), with its host and port: no
+/// credentials, every query value replaced by `REDACTED`, and for Slack the path too (its
+/// webhook URLs carry their secret there). None for what is not an http(s) URL.
+pub fn traced_url(url: &str, channel: &str) -> Option<(String, String, u16)> {
+    let mut u = url::Url::parse(url).ok()?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return None;
+    }
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    u.set_fragment(None);
+    if u.query().is_some() {
+        let keys: Vec<String> = u.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        u.query_pairs_mut().clear().extend_pairs(keys.iter().map(|k| (k.as_str(), "REDACTED")));
+    }
+    if channel == "slack" {
+        u.set_path("/REDACTED");
+    }
+    let host = u.host_str()?.trim_matches(|c| c == '[' || c == ']').to_string();
+    let port = u.port_or_known_default()?;
+    Some((u.to_string(), host, port))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn traced_urls_keep_no_secret() {
+        assert_eq!(
+            traced_url("https://user:pw@hooks.example.com:8443/in?token=abc&x=1#f", "webhook"),
+            Some((
+                "https://hooks.example.com:8443/in?token=REDACTED&x=REDACTED".into(),
+                "hooks.example.com".into(),
+                8443
+            ))
+        );
+        assert_eq!(
+            traced_url("https://hooks.slack.com/services/T0/B0/secret", "slack"),
+            Some(("https://hooks.slack.com/REDACTED".into(), "hooks.slack.com".into(), 443))
+        );
+        assert_eq!(traced_url("http://[::1]/x", "webhook").map(|t| (t.1, t.2)), Some(("::1".into(), 80)));
+        assert_eq!(traced_url("mailto:a@b", "email"), None);
+    }
 
     fn default_rules() -> HostRules {
         HostRules::parse("", crate::gucs::DELIVERY_DENIED_HOSTS_DEFAULT.to_str().unwrap()).unwrap()

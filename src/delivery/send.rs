@@ -48,6 +48,9 @@ pub struct Outgoing {
     pub attempt: u32,
     pub timeout: Duration,
     pub payload: Payload,
+    /// The W3C `traceparent` and `tracestate` an HTTP request carries, so that the receiver
+    /// continues the trace.
+    pub trace: Option<(String, Option<String>)>,
 }
 
 /// One attempt, finished.
@@ -112,9 +115,16 @@ fn send_http(
     body: &[u8],
     signing: Option<&Signing>,
     timeout: Duration,
+    trace: Option<&(String, Option<String>)>,
 ) -> (Sent, Option<String>) {
     let mut req = agent.post(url).timeout(timeout).set("content-type", "application/json");
     req = req.set("user-agent", concat!("booking_engine/", env!("CARGO_PKG_VERSION")));
+    if let Some((traceparent, tracestate)) = trace {
+        req = req.set("traceparent", traceparent);
+        if let Some(state) = tracestate {
+            req = req.set("tracestate", state);
+        }
+    }
     if let Some(s) = signing {
         let ts = (epoch_ms() / 1000) as i64;
         req = req
@@ -195,7 +205,9 @@ pub fn send(agent: &ureq::Agent, smtp: &Smtp, o: &Outgoing) -> Finished {
     let started_ms = epoch_ms();
     let clock = Instant::now();
     let (sent, excerpt) = match &o.payload {
-        Payload::Http { url, body, signing } => send_http(agent, url, body, signing.as_ref(), o.timeout),
+        Payload::Http { url, body, signing } => {
+            send_http(agent, url, body, signing.as_ref(), o.timeout, o.trace.as_ref())
+        }
         Payload::Email(e) => (send_email(smtp, e, o.timeout), None),
     };
     Finished {
@@ -354,12 +366,19 @@ mod tests {
         let (url, h) = serve_once("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
         let key = vec![7u8; 24];
         let signing = Some(Signing { msg_id: "msg_1".into(), keys: vec![key] });
-        let (sent, _) = send_http(&loopback_agent(), &url, b"{\"a\":1}", signing.as_ref(), Duration::from_secs(5));
+        let trace = ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(), Some("a=1".to_string()));
+        let (sent, _) =
+            send_http(&loopback_agent(), &url, b"{\"a\":1}", signing.as_ref(), Duration::from_secs(5), Some(&trace));
         assert_eq!(sent, Sent::Status { code: 204, retry_after: None });
         let request = h.join().unwrap().to_ascii_lowercase();
-        for header in
-            ["webhook-id: msg_1", "webhook-timestamp: ", "webhook-signature: v1,", "content-type: application/json"]
-        {
+        for header in [
+            "webhook-id: msg_1",
+            "webhook-timestamp: ",
+            "webhook-signature: v1,",
+            "content-type: application/json",
+            "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "tracestate: a=1",
+        ] {
             assert!(request.contains(header), "{header} in {request}");
         }
     }
@@ -367,7 +386,7 @@ mod tests {
     #[test]
     fn throttling_keeps_retry_after_and_the_body_excerpt() {
         let (url, h) = serve_once("HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nslow");
-        let (sent, body) = send_http(&loopback_agent(), &url, b"{}", None, Duration::from_secs(5));
+        let (sent, body) = send_http(&loopback_agent(), &url, b"{}", None, Duration::from_secs(5), None);
         h.join().unwrap();
         assert_eq!(sent, Sent::Status { code: 429, retry_after: Some("7".into()) });
         assert_eq!(body.as_deref(), Some("slow"));
@@ -376,7 +395,7 @@ mod tests {
     #[test]
     fn denied_addresses_are_never_connected_to() {
         let rules = Arc::new(RwLock::new(HostRules::parse("", "127.0.0.0/8").unwrap()));
-        let (sent, _) = send_http(&agent(rules, 1), "http://localhost:9/x", b"{}", None, Duration::from_secs(2));
+        let (sent, _) = send_http(&agent(rules, 1), "http://localhost:9/x", b"{}", None, Duration::from_secs(2), None);
         assert!(matches!(&sent, Sent::Failed { error, .. } if error.contains("deny list")), "{sent:?}");
     }
 }

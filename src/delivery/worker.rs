@@ -14,6 +14,7 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
+use super::hosts::traced_url;
 use super::message::{context, email_parts, slack_body, webhook_body, Template};
 use super::policy::{next, Next, Rules, Sent};
 use super::send::{Email, Finished, Outgoing, Payload, Pool, Signing};
@@ -27,6 +28,7 @@ use crate::pg::bgworker::{interrupts_and_reload, report_activity, try_in_transac
 use crate::pg::catalog::extension_installed;
 use crate::pg::convert::{to_pg_uuid, to_uuid};
 use crate::telemetry::{self, Change, Metric, LATENCY};
+use crate::trace::{self, SpanKind, TraceContext};
 
 /// The delivery worker, one in each database with an enabled endpoint.
 pub static DELIVERY: WorkerKind = WorkerKind::new(
@@ -94,6 +96,93 @@ struct Claimed {
     secrets: Vec<String>,
     context: Option<Value>,
     template: Option<Value>,
+    /// The trace the delivery continues (its event's).
+    trace: Option<TraceContext>,
+}
+
+/// The spans of one attempt, opened when it is claimed and finished when it is recorded: the
+/// attempt (a messaging consumer span of the event's trace) and, for HTTP, the request (a
+/// client span), whose context the receiver gets in `traceparent`.
+struct Traced {
+    attempt: trace::Open,
+    http: Option<trace::Open>,
+}
+
+/// What the worker keeps of a claimed delivery until its attempt is recorded.
+#[derive(Default)]
+struct InFlight {
+    horizon_from_ms: i64,
+    channel: String,
+    traced: Option<Traced>,
+}
+
+/// Opens the spans of a claimed attempt (None when tracing is off).
+fn traced(c: &Claimed) -> Option<Traced> {
+    let now = trace::now_ns();
+    let mut attempt = trace::detached(c.trace.as_ref(), "process booking.events", SpanKind::Consumer, now)?;
+    attempt.attr("messaging.system", "booking_engine");
+    attempt.attr("messaging.operation.type", "process");
+    attempt.attr("messaging.operation.name", "process");
+    attempt.attr("messaging.destination.name", "booking.events");
+    attempt.attr("messaging.message.id", c.message_id.as_str());
+    attempt.attr("booking.event_type", c.event_type.as_str());
+    attempt.attr("booking.delivery.id", c.id);
+    attempt.attr("booking.delivery.endpoint_id", c.endpoint_id);
+    attempt.attr("booking.delivery.channel", c.channel.as_str());
+    attempt.attr("booking.delivery.attempt", c.attempt);
+    if let Some(t) = &c.tenant_id {
+        attempt.attr("booking.tenant_id", t.as_str());
+    }
+    let http = (c.channel != "email").then(|| {
+        let mut http = trace::child(&attempt, "POST", SpanKind::Client, now);
+        http.attr("http.request.method", "POST");
+        if let Some((full, host, port)) = c.url.as_deref().and_then(|u| traced_url(u, &c.channel)) {
+            http.attr("url.full", full);
+            http.attr("server.address", host);
+            http.attr("server.port", i64::from(port));
+        }
+        if c.attempt > 1 {
+            http.attr("http.request.resend_count", c.attempt - 1);
+        }
+        http
+    });
+    Some(Traced { attempt, http })
+}
+
+/// Ends an attempt's spans with what came of it (`row` is the recorded decision).
+fn finish_traced(t: Traced, f: &Finished, row: &Value) {
+    let start = f.started_ms * 1_000_000;
+    let end = start + (f.duration_ms * 1_000_000.0) as u64;
+    let outcome = row["outcome"].as_str().unwrap_or("retry");
+    let error_type = match &f.sent {
+        Sent::Status { code, .. } if *code >= 400 => Some(code.to_string()),
+        Sent::Status { .. } => None,
+        Sent::Failed { error, .. } if error.contains("timed out") => Some("timeout".into()),
+        Sent::Failed { permanent: true, .. } => Some("unsendable".into()),
+        Sent::Failed { .. } => Some("transport".into()),
+    };
+    let error = row["error"].as_str().unwrap_or_default();
+    let Traced { mut attempt, http } = t;
+    if let Some(mut http) = http {
+        http.set_start(start);
+        if let Sent::Status { code, .. } = &f.sent {
+            http.attr("http.response.status_code", i64::from(*code));
+        }
+        if let Some(t) = &error_type {
+            http.fail(t, error);
+        }
+        http.finish(end);
+    }
+    attempt.set_start(start);
+    attempt.attr("booking.delivery.outcome", outcome);
+    if let Some(next) = row["next_attempt_ms"].as_u64() {
+        attempt
+            .attr("booking.delivery.retry_delay_ms", next.saturating_sub(f.started_ms + f.duration_ms as u64) as i64);
+    }
+    if outcome != "delivered" {
+        attempt.fail(error_type.as_deref().unwrap_or(trace::OTHER_ERROR), error);
+    }
+    attempt.finish(end);
 }
 
 /// What to send for a claimed delivery, or why it cannot be sent at all (recorded as dead).
@@ -142,6 +231,7 @@ fn outgoing(c: &Claimed) -> Result<Outgoing, String> {
         attempt: c.attempt.max(1) as u32,
         timeout: std::time::Duration::from_millis(c.timeout_ms.max(100) as u64),
         payload,
+        trace: None,
     })
 }
 
@@ -173,6 +263,19 @@ fn decided(f: &Finished, horizon_from_ms: i64, schedule: &[u64], horizon_s: i32)
         "status_code": status_code, "error": error, "excerpt": f.excerpt, "outcome": outcome,
         "next_attempt_ms": next_ms, "breaker": breaker,
     })
+}
+
+/// A delivery given up on goes to the server log with its ids (and trace), once.
+fn log_given_up(f: &Finished, row: &Value, trace_id: Option<&str>) {
+    let why = row["error"].as_str().unwrap_or("no reason recorded");
+    let trace = trace_id.map(|t| format!(" (trace {t})")).unwrap_or_default();
+    let what = if row["outcome"] == "gone" { "the endpoint answered 410 Gone and is disabled" } else { "given up" };
+    pgrx::log!(
+        "booking_engine delivery: delivery {} to endpoint {}: {what} after {} attempts: {why}{trace}",
+        f.delivery_id,
+        f.endpoint_id,
+        f.attempt
+    );
 }
 
 /// A delivery that could not even be attempted, as a finished permanent failure.
@@ -217,6 +320,9 @@ fn claim(limit: usize, threshold: i32, skip: &[uuid::Uuid]) -> Result<Vec<Claime
                     secrets: r.get_by_name::<Vec<String>, _>("secrets")?.unwrap_or_default(),
                     context: json("context")?,
                     template: json("template")?,
+                    trace: r.get_by_name::<String, _>("traceparent")?.and_then(|p| {
+                        trace::context::parse(&p, r.get_by_name::<String, _>("tracestate").ok().flatten().as_deref())
+                    }),
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -264,9 +370,9 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     if let Err(e) = try_in_transaction(|| extension_installed() && Spi::run(RELEASE_SQL).is_ok()) {
         pgrx::warning!("booking_engine delivery: releasing interrupted deliveries failed: {}", e.message);
     }
-    // Claimed and not yet recorded: the horizon start and channel of each, for the decision and
-    // the metrics.
-    let mut claimed_at: std::collections::HashMap<uuid::Uuid, (i64, String)> = std::collections::HashMap::new();
+    // Claimed and not yet recorded: the horizon start, channel and spans of each, for the
+    // decision, the metrics and the trace.
+    let mut claimed_at: std::collections::HashMap<uuid::Uuid, InFlight> = std::collections::HashMap::new();
     let mut unsent: Vec<Finished> = Vec::new();
     loop {
         let threshold = gucs::delivery_breaker_threshold();
@@ -284,10 +390,17 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             let rows: Vec<Value> = finished
                 .iter()
                 .map(|f| {
-                    let (from, channel) = claimed_at.remove(&f.delivery_id).unwrap_or_default();
-                    let row = decided(f, from, schedule, horizon);
+                    let flight = claimed_at.remove(&f.delivery_id).unwrap_or_default();
+                    let row = decided(f, flight.horizon_from_ms, schedule, horizon);
                     let outcome = row["outcome"].as_str().unwrap_or("retry").to_string();
-                    counted.push((channel, outcome, f.duration_ms / 1000.0));
+                    let trace_id = flight.traced.as_ref().map(|t| t.attempt.ctx.trace_id_hex());
+                    if let Some(t) = flight.traced {
+                        finish_traced(t, f, &row);
+                    }
+                    if outcome == "dead" || outcome == "gone" {
+                        log_given_up(f, &row, trace_id.as_deref());
+                    }
+                    counted.push((flight.channel, outcome, f.duration_ms / 1000.0));
                     row
                 })
                 .collect();
@@ -298,22 +411,24 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         if rows.is_some() || room > 0 {
             report_activity(Some("recording and claiming deliveries"));
             // One transaction records what finished and claims what is due.
-            let outcome = try_in_transaction(|| -> Result<Option<(i32, Vec<Claimed>)>, pgrx::spi::Error> {
-                if !extension_installed() {
-                    return Ok(None);
-                }
-                if let Some(rows) = rows {
-                    let disable_after = gucs::delivery_disable_after_s();
-                    Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
-                    for (channel, outcome, seconds) in &counted {
-                        telemetry::at_commit(&DELIVERY_ATTEMPTS, &[channel, outcome], Change::Add(1));
-                        telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
+            let outcome =
+                try_in_transaction(|| -> Result<Option<(i32, Vec<(Option<Traced>, Claimed)>)>, pgrx::spi::Error> {
+                    if !extension_installed() {
+                        return Ok(None);
                     }
-                }
-                // New events first: their deliveries are claimed in the same transaction.
-                let fanned = if room > 0 { fan_out()? } else { 0 };
-                Ok(Some((fanned, if room > 0 { claim(room, threshold, &full)? } else { Vec::new() })))
-            });
+                    if let Some(rows) = rows {
+                        let disable_after = gucs::delivery_disable_after_s();
+                        Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
+                        for (channel, outcome, seconds) in &counted {
+                            telemetry::at_commit(&DELIVERY_ATTEMPTS, &[channel, outcome], Change::Add(1));
+                            telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
+                        }
+                    }
+                    // New events first: their deliveries are claimed in the same transaction.
+                    let fanned = if room > 0 { fan_out()? } else { 0 };
+                    let claimed = if room > 0 { claim(room, threshold, &full)? } else { Vec::new() };
+                    Ok(Some((fanned, claimed.into_iter().map(|c| (traced(&c), c)).collect::<Vec<_>>())))
+                });
             match outcome {
                 Ok(Ok(Some((n, c)))) => (fanned, claimed) = (n, c),
                 // The extension is gone from this database.
@@ -324,10 +439,14 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             }
         }
         let busy = !claimed.is_empty() || !finished.is_empty() || fanned > 0;
-        for c in claimed {
-            claimed_at.insert(c.id, (c.horizon_from_ms, c.channel.clone()));
+        for (traced, c) in claimed {
+            // The receiver continues the trace from the request's span.
+            let header =
+                traced.as_ref().and_then(|t| t.http.as_ref()).map(|h| (h.ctx.traceparent(), h.ctx.tracestate.clone()));
+            claimed_at
+                .insert(c.id, InFlight { horizon_from_ms: c.horizon_from_ms, channel: c.channel.clone(), traced });
             match outgoing(&c) {
-                Ok(o) => pool.push(c.endpoint_id, c.limit.max(1) as usize, o),
+                Ok(o) => pool.push(c.endpoint_id, c.limit.max(1) as usize, Outgoing { trace: header, ..o }),
                 Err(why) => unsent.push(unsendable(&c, why)),
             }
         }

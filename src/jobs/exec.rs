@@ -13,14 +13,14 @@ use crate::pg::error::Caught;
 use crate::pg::subxact::Subxact;
 
 /// Runs `f` in a subtransaction under a statement timeout, as `role` when given. An ERROR rolls
-/// back only the subtransaction and comes back as its message; the caller's transaction goes on.
-pub fn in_subtransaction<R>(timeout_ms: i32, role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> Result<R, String> {
+/// back only the subtransaction and comes back as data; the caller's transaction goes on.
+pub fn in_subtransaction<R>(timeout_ms: i32, role: Option<pg_sys::Oid>, f: impl FnOnce() -> R) -> Result<R, Caught> {
     let options = Subxact::kept().deadline_ms(timeout_ms);
     let options = match role {
         Some(role) => options.as_role(role),
         None => options,
     };
-    options.run(f).map_err(|caught| caught.message)
+    options.run(f)
 }
 
 /// Runs exactly one SQL statement at top level, outside any transaction block, as `role` and,

@@ -15,6 +15,9 @@ use crate::launcher::dbworker;
 use crate::launcher::kinds::{Need, WorkerKind};
 use crate::pg::bgworker::{in_transaction, report_activity, wait};
 use crate::pg::catalog::extension_installed;
+use crate::pg::error::Caught;
+use crate::pg::logctx::with_context;
+use crate::trace::{self, Span, SpanKind, TraceContext};
 
 /// The scheduler, one per database: the launcher's probe (see `launcher::kinds::Need::Probe`).
 pub static SCHEDULER: WorkerKind =
@@ -54,9 +57,26 @@ fn restore_in_progress() -> bool {
     .unwrap_or(false)
 }
 
-/// Postgres ERRORs and pgrx's own SPI errors, as one message.
-fn flatten<T>(outcome: Result<Result<T, pgrx::spi::Error>, String>) -> Result<T, String> {
-    outcome.and_then(|r| r.map_err(|e| e.to_string()))
+/// Why a unit of work failed: its SQLSTATE (the error type its span records) and message.
+struct Failure {
+    sqlstate: String,
+    message: String,
+}
+
+/// Postgres ERRORs and pgrx's own SPI errors, as one failure.
+fn flatten<T>(outcome: Result<Result<T, pgrx::spi::Error>, Caught>) -> Result<T, Failure> {
+    match outcome {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(Failure { sqlstate: "XX000".into(), message: e.to_string() }),
+        Err(c) => Err(Failure { sqlstate: c.sqlstate(), message: c.message }),
+    }
+}
+
+/// A top-level statement's failure, "SQLSTATE: message" as run_top_level reports it.
+fn top_level_failure(message: String) -> Failure {
+    let code =
+        message.get(..5).filter(|c| c.bytes().all(|b| b.is_ascii_alphanumeric()) && message[5..].starts_with(':'));
+    Failure { sqlstate: code.unwrap_or(trace::OTHER_ERROR).to_string(), message }
 }
 
 #[pg_guard]
@@ -110,15 +130,36 @@ fn scheduler_round(db: u32) -> Option<i64> {
         // timeout outside the operation, a dropped function) so the scheduler keeps going.
         report_activity(Some(&format!("maintenance operation {operation}")));
         in_transaction(|| {
-            let outcome = in_subtransaction(timeout_ms, None, || {
-                Spi::run_with_args(
-                    "SELECT booking_admin.run_maintenance($1, 'scheduler')",
-                    &[operation.as_str().into()],
-                )
+            let span = Span::start("booking.maintenance", SpanKind::Internal);
+            span.set("booking.maintenance.operation", operation.as_str());
+            let context = match span.trace_id() {
+                Some(t) => format!("booking_engine maintenance operation {operation}, trace {t}"),
+                None => format!("booking_engine maintenance operation {operation}"),
+            };
+            with_context(&context, || {
+                let outcome = in_subtransaction(timeout_ms, None, || {
+                    Spi::get_one_with_args::<JsonB>(
+                        "SELECT booking_admin.run_maintenance($1, 'scheduler')",
+                        &[operation.as_str().into()],
+                    )
+                });
+                match flatten(outcome) {
+                    Ok(result) => {
+                        let status = result.as_ref().and_then(|r| r.0.get("status")).and_then(|s| s.as_str());
+                        span.set("booking.maintenance.status", status.unwrap_or("unknown"));
+                        if let Some(error) = result.as_ref().and_then(|r| r.0.get("error")).and_then(|e| e.as_str()) {
+                            span.fail(trace::OTHER_ERROR, error);
+                        }
+                    }
+                    Err(e) => {
+                        span.fail(&e.sqlstate, &e.message);
+                        pgrx::warning!(
+                            "booking_engine scheduler: maintenance operation {operation} failed: {}",
+                            e.message
+                        );
+                    }
+                }
             });
-            if let Err(e) = flatten(outcome) {
-                pgrx::warning!("booking_engine scheduler: maintenance operation {operation} failed: {e}");
-            }
         });
     }
     report_activity(None);
@@ -166,6 +207,9 @@ struct Claimed {
     /// Why the job must not run at all (an unresolvable handler function, a role the enqueuer
     /// could not act as): recorded as its failure instead.
     refused: Option<String>,
+    /// The enqueuer's trace context, and which attempt this is (1 first).
+    trace: Option<TraceContext>,
+    attempt: i32,
 }
 
 const CLAIM_SQL: &str = include_str!("../../sql/queries/jobs_claim.sql");
@@ -200,6 +244,10 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
                         name: row.get(7)?.unwrap_or_default(),
                         handler: row.get(8)?.unwrap_or_default(),
                         refused: row.get(9)?,
+                        trace: row
+                            .get::<String>(10)?
+                            .and_then(|p| trace::context::parse(&p, row.get::<String>(11).ok().flatten().as_deref())),
+                        attempt: row.get(12)?.unwrap_or(1),
                     })
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -219,7 +267,8 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
     if !refused.is_empty() {
         in_transaction(|| {
             for job in &refused {
-                fail(job.id, job.refused.as_deref().unwrap_or_default());
+                let span = job_span(job);
+                failed(job, &span, &top_level_failure(job.refused.clone().unwrap_or_default()));
             }
         });
     }
@@ -241,19 +290,74 @@ fn run_functions(jobs: Vec<Claimed>) {
     let mut done_results = Vec::with_capacity(jobs.len());
     for job in jobs {
         report_activity(Some(&activity(&job)));
+        let span = job_span(&job);
         let sql = format!("SELECT {}($1)", job.function);
-        let outcome = in_subtransaction(job.timeout_ms, Some(job.role), || {
-            Spi::get_one_with_args::<JsonB>(&sql, &[JsonB(job.payload.0.clone()).into()])
+        let outcome = with_context(&log_context(&job, Some(&span)), || {
+            in_subtransaction(job.timeout_ms, Some(job.role), || {
+                Spi::get_one_with_args::<JsonB>(&sql, &[JsonB(job.payload.0.clone()).into()])
+            })
         });
         match flatten(outcome) {
             Ok(result) => {
+                span.set("booking.job.outcome", "completed");
                 done_ids.push(job.id);
                 done_results.push(result.unwrap_or(JsonB(serde_json::Value::Null)));
             }
-            Err(message) => fail(job.id, &message),
+            Err(failure) => failed(&job, &span, &failure),
         }
     }
     complete(done_ids, done_results);
+}
+
+/// The span of one attempt of a job: a messaging consumer span (the queue is the handler's),
+/// in the trace the job was enqueued in, else a trace of its own.
+fn job_span(job: &Claimed) -> Span {
+    let span = Span::carried(job.trace.as_ref(), &format!("process {}", job.handler), SpanKind::Consumer);
+    if span.recording() {
+        span.set("messaging.system", "booking_engine");
+        span.set("messaging.operation.type", "process");
+        span.set("messaging.operation.name", "process");
+        span.set("messaging.destination.name", job.handler.as_str());
+        span.set("messaging.message.id", job.id.to_string());
+        span.set("booking.job.id", job.id.to_string());
+        span.set("booking.job.name", job.name.as_str());
+        span.set("booking.job.handler", job.handler.as_str());
+        span.set("booking.job.attempt", job.attempt);
+    }
+    span
+}
+
+/// What a job's log lines carry (as their CONTEXT): the job, its attempt, its trace.
+fn log_context(job: &Claimed, span: Option<&Span>) -> String {
+    let trace_id = span.and_then(Span::trace_id).or_else(|| job.trace.as_ref().map(TraceContext::trace_id_hex));
+    let mut text =
+        format!("booking_engine job {} ({}, handler {}, attempt {})", job.id, job.name, job.handler, job.attempt);
+    if let Some(t) = trace_id {
+        text.push_str(&format!(", trace {t}"));
+    }
+    text
+}
+
+/// Records a failed attempt: its span says whether and when the job is retried; a job given
+/// up on (dead) is logged with its ids.
+fn failed(job: &Claimed, span: &Span, failure: &Failure) {
+    let message = &failure.message;
+    span.fail(&failure.sqlstate, message);
+    let (status, delay) = fail(job.id, message, span.recording());
+    span.set("booking.job.outcome", status.as_deref().unwrap_or("failed"));
+    if let Some(ms) = delay {
+        span.set("booking.job.retry_delay_ms", ms.max(0));
+    }
+    if status.as_deref() == Some("dead") {
+        with_context(&log_context(job, Some(span)), || {
+            pgrx::log!(
+                "booking_engine runner: job {} ({}) is dead after {} attempts: {message}",
+                job.id,
+                job.handler,
+                job.attempt
+            )
+        });
+    }
 }
 
 /// One call for every success keeps the per-job cost at one subtransaction and one call. A job
@@ -264,13 +368,28 @@ fn complete(ids: Vec<pgrx::Uuid>, results: Vec<JsonB>) {
         .expect("record completed jobs");
 }
 
-fn fail(id: pgrx::Uuid, message: &str) {
-    Spi::run_with_args(
-        "SELECT booking_admin.record_failure(j, $2) FROM booking_admin.jobs j
-         WHERE j.id = $1 AND j.status = 'running' FOR UPDATE",
-        &[id.into(), message.into()],
-    )
-    .expect("record a failed job");
+/// Records a failed attempt: then the job is `failed` (retried later) or `dead`, or it was no
+/// longer running (None). With `delay`, also in how many milliseconds a retry is due.
+fn fail(id: pgrx::Uuid, message: &str, delay: bool) -> (Option<String>, Option<i64>) {
+    Spi::connect_mut(|c| -> Result<_, pgrx::spi::Error> {
+        // Returns no row: the row lock comes after record_failure updated the row.
+        c.update(
+            "SELECT booking_admin.record_failure(j, $2) FROM booking_admin.jobs j
+             WHERE j.id = $1 AND j.status = 'running' FOR UPDATE",
+            None,
+            &[id.into(), message.into()],
+        )?;
+        let row = c.update(
+            "SELECT status, CASE WHEN $2 AND status = 'failed'
+                                 THEN (extract(epoch FROM scheduled_at - clock_timestamp()) * 1000)::int8 END
+             FROM booking_admin.jobs WHERE id = $1",
+            None,
+            &[id.into(), delay.into()],
+        )?;
+        let (status, ms) = row.first().get_two::<String, i64>().unwrap_or((None, None));
+        Ok((status.filter(|s| s == "failed" || s == "dead"), ms))
+    })
+    .expect("record a failed job")
 }
 
 /// What `pg_stat_activity.query` shows while a job runs.
@@ -281,11 +400,23 @@ fn activity(job: &Claimed) -> String {
 fn run_top_level_job(job: Claimed) {
     report_activity(Some(&activity(&job)));
     let payload = &job.payload.0;
-    let outcome = top_level_sql(payload)
-        .and_then(|sql| Ok((sql, top_level_search_path(payload)?)))
-        .and_then(|(sql, path)| run_top_level(sql, job.timeout_ms, job.role, path));
-    in_transaction(|| match outcome {
-        Ok(()) => complete(vec![job.id], vec![JsonB(serde_json::Value::Null)]),
-        Err(message) => fail(job.id, &message),
+    // The statement runs in transactions of its own (and may commit along the way): its span
+    // is recorded afterwards, from when it started.
+    let started = trace::now_ns();
+    let outcome = with_context(&log_context(&job, None), || {
+        top_level_sql(payload)
+            .and_then(|sql| Ok((sql, top_level_search_path(payload)?)))
+            .and_then(|(sql, path)| run_top_level(sql, job.timeout_ms, job.role, path))
+    });
+    in_transaction(|| {
+        let span = job_span(&job);
+        span.started_at(started);
+        match outcome {
+            Ok(()) => {
+                span.set("booking.job.outcome", "completed");
+                complete(vec![job.id], vec![JsonB(serde_json::Value::Null)])
+            }
+            Err(message) => failed(&job, &span, &top_level_failure(message)),
+        }
     });
 }

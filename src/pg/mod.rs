@@ -11,7 +11,8 @@
 //! `xact` defers actions to the commit of the current transaction; `kept` runs statements
 //! prepared once per backend; `sandbox` checks and runs an operator's SELECT read-only, under a
 //! deadline, always rolled back; `role` acts as another role for a moment; `shmem` holds the
-//! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking.
+//! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking; `logctx` adds a line of context (a job,
+//! a delivery, a trace) to every message logged while some work runs.
 
 pub mod bgworker;
 pub mod catalog;
@@ -20,6 +21,7 @@ pub mod deadline;
 pub mod error;
 pub mod json_doc;
 pub mod kept;
+pub mod logctx;
 pub mod parser;
 pub mod preload;
 pub mod role;

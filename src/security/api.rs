@@ -16,6 +16,7 @@ use crate::pg::convert::{require, to_pg_uuid, to_uuid};
 use crate::pg::kept;
 use crate::pg::sandbox;
 use crate::telemetry::{self, Change, Metric};
+use crate::trace::{Span, SpanKind};
 use crate::writer;
 
 type Report = pgrx::pg_sys::panic::ErrorReport;
@@ -109,7 +110,20 @@ pub fn request_context() -> JsonB {
 
 /// Records one audit event: a success in the caller's transaction (it stands or falls with
 /// what it describes), a failure through the durable queue (it survives a rollback).
-pub fn record(mut entry: AuditEntry) -> DomainResult<Uuid> {
+pub fn record(entry: AuditEntry) -> DomainResult<Uuid> {
+    let span = Span::start("booking.audit", SpanKind::Internal);
+    if span.recording() {
+        span.set("booking.audit.action", entry.action.as_str());
+        span.set("booking.audit.success", entry.success);
+        span.set("booking.audit.durable", !entry.success);
+        if let Some(t) = entry.tenant_id {
+            span.set("booking.tenant_id", t);
+        }
+    }
+    span.outcome(write_entry(entry))
+}
+
+fn write_entry(mut entry: AuditEntry) -> DomainResult<Uuid> {
     if !entry.success {
         match writer::submit(&super::audit::AUDIT_SINK, &entry.compact_row()) {
             Ok(()) => return Ok(entry.id),
@@ -210,7 +224,12 @@ pub mod booking_admin {
             ))
             .into());
         }
-        let report = super::scan(sample_rows)?;
+        let span = Span::start("booking.security.scan_pii", SpanKind::Internal);
+        span.set("booking.pii.sample_rows", sample_rows);
+        let report = span.outcome(super::scan(sample_rows))?;
+        for key in ["tables_scanned", "columns_scanned", "pii_columns_found", "new_columns"] {
+            span.set(&format!("booking.pii.{key}"), report[key].as_i64().unwrap_or(0));
+        }
         telemetry::at_commit(&PII_SCANS, &[], Change::Add(1));
         Ok(JsonB(report))
     }
@@ -219,8 +238,12 @@ pub mod booking_admin {
     /// `{rules_evaluated, violations_found, new_violations, violations_resolved, errors}`.
     #[pg_extern(volatile, parallel_unsafe)]
     pub fn evaluate_security_rules() -> Result<JsonB, Report> {
-        let report = super::evaluate()?;
+        let span = Span::start("booking.security.evaluate_rules", SpanKind::Internal);
+        let report = span.outcome(super::evaluate())?;
         let rules = report.get("rules_evaluated").and_then(serde_json::Value::as_u64).unwrap_or(0);
+        span.set("booking.security.rules_evaluated", rules as i64);
+        span.set("booking.security.violations_found", report["violations_found"].as_i64().unwrap_or(0));
+        span.set("booking.security.new_violations", report["new_violations"].as_i64().unwrap_or(0));
         telemetry::at_commit(&SECURITY_RULES_EVALUATED, &[], Change::Add(rules));
         Ok(JsonB(report))
     }
@@ -320,8 +343,11 @@ fn evaluate() -> DomainResult<Value> {
     let (mut found, mut new, mut resolved) = (0i64, 0i64, 0i64);
     let mut errors = Vec::new();
     for rule in &rules {
+        let span = Span::start("booking.security.rule", SpanKind::Internal);
+        span.set("booking.security.rule_name", rule.rule_name.as_str());
         match sandbox::run_select(&rule.condition_sql, timeout) {
             Ok(rows) => {
+                span.set("booking.security.violations", rows.len());
                 found += rows.len() as i64;
                 let items: Vec<Value> =
                     rows.into_iter().map(|r| json!({"key": rules::violation_key(&r), "details": r})).collect();
@@ -334,7 +360,10 @@ fn evaluate() -> DomainResult<Value> {
                 new += n;
                 resolved += r;
             }
-            Err(message) => errors.push(json!({"rule": rule.rule_name, "error": message})),
+            Err(message) => {
+                span.fail(crate::trace::OTHER_ERROR, &message);
+                errors.push(json!({"rule": rule.rule_name, "error": message}))
+            }
         }
     }
     Ok(json!({"rules_evaluated": rules.len(), "violations_found": found, "new_violations": new,

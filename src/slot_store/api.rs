@@ -16,6 +16,7 @@ use crate::availability::facade::{from_micros, load_model, seconds_of_day, to_mi
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 use crate::pg::kept::{self, Kept};
+use crate::trace::{Span, SpanKind};
 
 /// Locks one tenant's staff-days that exist in the horizon and bumps their version: under
 /// REPEATABLE READ a concurrent writer of the same day then fails with 40001 instead of writing
@@ -224,6 +225,8 @@ pub fn refresh_availability_slots(
     }
     keys.sort_unstable();
     keys.dedup();
+    let span = Span::start("booking.slot_store.refresh", SpanKind::Internal);
+    span.set("booking.staff_days", keys.len());
     let mut slots = 0;
     // Tenant by tenant (the keys are sorted by tenant first), each tenant's days locked at once.
     for group in keys.chunk_by(|a, b| a.0 == b.0) {
@@ -232,10 +235,11 @@ pub fn refresh_availability_slots(
         let dates = group.iter().map(|k| to_pg_date(k.2)).collect::<DomainResult<_>>()?;
         for (staff, days) in lock_days(tenant, staff, dates)?.iter_mut() {
             days.sort_unstable();
-            let fresh = compute(tenant, *staff, days)?;
+            let fresh = span.outcome(compute(tenant, *staff, days))?;
             slots += fresh.len();
             write(tenant, &diff(stored(tenant, *staff, days)?, fresh))?;
         }
     }
+    span.set("booking.slots_stored", slots);
     Ok(i32::try_from(slots).map_err(|_| DomainError::Internal("too many slots".into()))?)
 }

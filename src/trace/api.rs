@@ -120,7 +120,8 @@ pub mod booking_admin {
         let (queued, exported, dropped) = super::super::worker::counts();
         JsonB(json!({
             "active": super::super::active(),
-            "endpoint": crate::gucs::otlp_endpoint().map(|e| super::super::worker::shown_url(&e)),
+            "endpoint": crate::gucs::otlp_endpoint()
+                .map(|e| super::super::worker::traces_url(&e).map_or_else(|_| "(not an http(s) URL)".into(), |u| super::super::worker::shown_url(&u))),
             "sample_ratio": crate::gucs::trace_sample_ratio(),
             "queued": queued,
             "capacity": super::super::CAPACITY,

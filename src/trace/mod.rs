@@ -223,6 +223,21 @@ impl Span {
         }
     }
 
+    /// Passes `r` through, marking the span failed with its SQLSTATE when it is an error.
+    pub fn outcome<T>(&self, r: crate::errors::DomainResult<T>) -> crate::errors::DomainResult<T> {
+        if let (Some(_), Err(e)) = (self.id, &r) {
+            self.fail(&crate::pg::error::sqlstate_text(e.sqlstate()), &e.to_string());
+        }
+        r
+    }
+
+    /// Moves the span's start back to `ns` (work measured before the span could be opened).
+    pub fn started_at(&self, ns: u64) {
+        if let Some(id) = self.id {
+            span::with_open(id, |o| o.set_start(ns));
+        }
+    }
+
     /// This span's context, to hand on.
     pub fn context(&self) -> Option<TraceContext> {
         self.id.and_then(|id| span::with_open(id, |o| o.ctx.clone()))
@@ -247,6 +262,11 @@ impl Drop for Span {
 /// A detached span for times measured elsewhere (None when tracing is off).
 pub fn detached(parent: Option<&TraceContext>, name: &str, kind: SpanKind, start_ns: u64) -> Option<Open> {
     active().then(|| span::detached(parent, name, kind, start_ns))
+}
+
+/// A child of a detached span (its times are set by the caller too).
+pub fn child(parent: &Open, name: &str, kind: SpanKind, start_ns: u64) -> Open {
+    span::child(parent, name, kind, start_ns)
 }
 
 /// The context to carry into a row written now: the innermost open span's, else the caller's.

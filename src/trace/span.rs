@@ -40,6 +40,17 @@ impl Open {
         }
     }
 
+    /// `set` for anything an attribute can be, converted only when the span is sampled.
+    pub fn attr(&mut self, key: &str, value: impl super::Attr) {
+        if self.sampled() {
+            self.set(key, value.value());
+        }
+    }
+
+    pub fn set_start(&mut self, ns: u64) {
+        self.start_ns = ns;
+    }
+
     /// Marks the span failed: `error.type` (a SQLSTATE, an HTTP status, a class of failure)
     /// and the status message.
     pub fn fail(&mut self, error_type: &str, message: &str) {

@@ -20,4 +20,5 @@ mod postgrest;
 mod receiver;
 mod security;
 mod slot_store;
+mod tracing;
 mod writer;
