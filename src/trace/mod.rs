@@ -278,6 +278,7 @@ pub fn current() -> Option<TraceContext> {
     span::current()
 }
 
+#[cfg(feature = "tracing")]
 static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
 /// Asks for the queue's shared memory, registers the exporter and the log hook that tells
@@ -296,6 +297,7 @@ pub fn init() {
     }
 }
 
+#[cfg(feature = "tracing")]
 #[pg_guard]
 unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
     // SAFETY: Postgres passes the error being reported; the previous hook has our contract.
