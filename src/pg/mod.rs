@@ -9,13 +9,14 @@
 //! signals and transactions every background worker uses; `catalog` reads pg_database without a
 //! database connection; `utility` is the one ProcessUtility hook (observers per feature);
 //! `xact` defers actions to the commit of the current transaction; `kept` runs statements
-//! prepared once per backend.
+//! prepared once per backend; `guc` runs work under a caller's `search_path`.
 
 pub mod bgworker;
 pub mod catalog;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+pub mod guc;
 pub mod json_doc;
 pub mod kept;
 pub mod parser;
