@@ -3,11 +3,23 @@
 -- authenticated callers behind PostgREST; they expose nothing private (no e-mail addresses, user
 -- ids, time-off reasons or inactive rows).
 
--- {tenant: {id, name, timezone, opening_hours, slot_interval_minutes}, services: [{id, name,
--- description, duration_minutes, price}], staff: [{id, name, service_ids}]}, active services and
--- staff only, ordered by name. PT404 for an unknown tenant. SECURITY DEFINER: applications
--- cannot read tenants and staff themselves.
-CREATE FUNCTION booking.get_booking_page(p_tenant_id uuid) RETURNS jsonb
+-- The customer-facing policies as they apply to a tenant, a service or a staff member (and
+-- service): staff > service > tenant > global > builtin.
+CREATE FUNCTION booking_internal.customer_policies(p_tenant_id uuid, p_service_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_object_agg(k, booking.policy_value(p_tenant_id, k, p_service_id, p_staff_id))
+    FROM unnest(ARRAY['cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
+                      'minimum_booking_notice_hours', 'advance_booking_limit_days']) k
+$$;
+
+-- {tenant: {id, name, timezone, opening_hours, slot_interval_minutes, customer_booking_status},
+-- policies: {the customer-facing policies in effect for the tenant}, services: [{id, name,
+-- description, duration_minutes, price, policies: {in effect for the service}}], staff: [{id,
+-- name, service_ids, policies: {the staff member's own, which win over the service's}}]},
+-- active services and staff only, ordered by name. PT404 for an unknown tenant. SECURITY
+-- DEFINER: applications cannot read tenants and staff themselves.
+CREATE FUNCTION booking_internal.get_booking_page(p_tenant_id uuid) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -20,16 +32,25 @@ BEGIN
     RETURN jsonb_build_object(
         'tenant', jsonb_build_object('id', v_tenant.id, 'name', v_tenant.name, 'timezone', v_tenant.timezone,
                                      'opening_hours', v_tenant.opening_hours,
-                                     'slot_interval_minutes', v_tenant.slot_interval_minutes),
+                                     'slot_interval_minutes', v_tenant.slot_interval_minutes,
+                                     'customer_booking_status', v_tenant.customer_booking_status),
+        'policies', booking_internal.customer_policies(p_tenant_id),
         'services', coalesce((SELECT jsonb_agg(jsonb_build_object('id', s.id, 'name', s.name, 'description', s.description,
-                                                                  'duration_minutes', s.duration_minutes, 'price', s.price)
+                                                                  'duration_minutes', s.duration_minutes, 'price', s.price,
+                                                                  'policies', booking_internal.customer_policies(p_tenant_id, s.id))
                                                ORDER BY s.name, s.id)
                               FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.is_active), '[]'),
         'staff', coalesce((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'service_ids',
                                                                coalesce((SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id)
                                                                          FROM booking.staff_services ss
                                                                          JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
-                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'))
+                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                                                               'policies', coalesce((SELECT jsonb_object_agg(p.policy_key, p.policy_value)
+                                                                                     FROM booking.booking_policies p
+                                                                                     WHERE p.tenant_id = p_tenant_id AND p.staff_id = f.id
+                                                                                       AND p.policy_key IN ('cancellation_deadline_hours', 'reschedule_deadline_hours',
+                                                                                                            'max_reschedules', 'minimum_booking_notice_hours',
+                                                                                                            'advance_booking_limit_days')), '{}'))
                                             ORDER BY f.name, f.id)
                            FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.is_active), '[]'));
 END $$;
@@ -40,7 +61,7 @@ END $$;
 -- 401 for anon), PT404 for an unknown tenant, PT429 (HTTP 429) after 10 new records per user
 -- and hour. Concurrent calls of one user for one tenant wait for each other (advisory lock), so
 -- they create one record.
-CREATE FUNCTION booking.register_customer(p_tenant_id uuid, p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL)
+CREATE FUNCTION booking_internal.register_customer(p_tenant_id uuid, p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$

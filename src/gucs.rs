@@ -40,6 +40,13 @@ pub static TRUSTED_PROXIES: GucSetting<i32> = GucSetting::<i32>::new(1);
 /// The statement deadline of booking_admin.execute_explain_query and analyze_query, in ms.
 pub static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+/// Whether signed-in users may create tenants themselves (booking.create_tenant).
+pub static SELF_SERVE_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(true);
+
+/// How many delivery endpoints a tenant's own people may create (booking.create_tenant_endpoint;
+/// operators' endpoints do not count against it).
+pub static TENANT_ENDPOINT_QUOTA: GucSetting<i32> = GucSetting::<i32>::new(5);
+
 pub fn register() {
     register_metrics();
     GucRegistry::define_string_guc(
@@ -136,6 +143,26 @@ pub fn register() {
         3_600_000,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+    // Superuser-only (ALTER SYSTEM or ALTER DATABASE ... SET): the tenants' own people cannot
+    // lift them.
+    GucRegistry::define_bool_guc(
+        c"booking_engine.self_serve_tenants",
+        c"Whether signed-in users may create tenants themselves (booking.create_tenant).",
+        c"Off: booking.create_tenant answers 42501 and tenants are created by operators only.",
+        &SELF_SERVE_TENANTS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.tenant_endpoint_quota",
+        c"How many delivery endpoints a tenant's own owners and managers may create.",
+        c"booking.create_tenant_endpoint answers PT409 beyond it; operators' endpoints (booking_admin.create_endpoint) do not count.",
+        &TENANT_ENDPOINT_QUOTA,
+        0,
+        1000,
+        GucContext::Suset,
+        GucFlags::default(),
     );
     crate::delivery::settings::register();
 }

@@ -108,10 +108,10 @@ struct Inputs {
     tenant: Option<TenantRow>,
     /// The tenant of the staff member asked for, if one was and exists.
     staff_tenant: Option<Uuid>,
-    min_notice_hours: f64,
-    advance_days: f64,
     now: Micros,
-    staff: Vec<(Uuid, String, bool)>,
+    /// (id, time zone, offers the service, minimum notice hours, advance limit days): the two
+    /// policies as they apply to this staff member and service.
+    staff: Vec<(Uuid, String, bool, f64, f64)>,
     schedules: Vec<(Uuid, u32, u32, u32, Option<String>)>,
     overrides: Vec<OverrideRow>,
     time_off: Vec<(Uuid, Micros, Micros, Option<String>)>,
@@ -196,7 +196,8 @@ pub struct Model {
     pub service: Service,
     pub staff: Vec<Staff>,
     pub holidays: Vec<Holiday>,
-    pub clock: Clock,
+    /// `clocks[i]` is `staff[i]`'s notice and advance rules (staff > service > tenant > global).
+    pub clocks: Vec<Clock>,
 }
 
 pub struct Query {
@@ -275,9 +276,15 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
     };
 
     let mut staff: Vec<Staff> = Vec::with_capacity(inputs.staff.len());
+    let mut clocks: Vec<Clock> = Vec::with_capacity(inputs.staff.len());
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    for (id, tz, offers) in inputs.staff {
+    for (id, tz, offers, notice_hours, advance_days) in inputs.staff {
         index.insert(id, staff.len());
+        clocks.push(Clock {
+            now: inputs.now,
+            min_notice: (notice_hours * MICROS_PER_HOUR as f64) as Micros,
+            max_advance: (advance_days * MICROS_PER_DAY as f64) as Micros,
+        });
         staff.push(Staff {
             id,
             zone: zone(&tz)?,
@@ -322,17 +329,12 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         })
         .collect();
 
-    let clock = Clock {
-        now: inputs.now,
-        min_notice: (inputs.min_notice_hours * MICROS_PER_HOUR as f64) as Micros,
-        max_advance: (inputs.advance_days * MICROS_PER_DAY as f64) as Micros,
-    };
     let service = Service {
         duration: q.duration.unwrap_or(service.duration * MICROS_PER_MINUTE),
         buffer_before: service.buffer_before * MICROS_PER_MINUTE,
         buffer_after: service.buffer_after * MICROS_PER_MINUTE,
     };
-    Ok(Model { tenant_id, tenant, service, staff, holidays, clock })
+    Ok(Model { tenant_id, tenant, service, staff, holidays, clocks })
 }
 
 fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
@@ -348,32 +350,40 @@ fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
     Ok(())
 }
 
-/// Bookable slots for a service between two local dates (inclusive), for one staff member or
-/// all who offer it, ordered by start then staff id, as three parallel arrays in one row.
-/// `booking.get_available_slots` unnests them: arrays leave the function several times faster
-/// than rows returned one call at a time. SECURITY DEFINER so that a booking page can show
-/// availability without reading other customers' appointments.
-#[pg_extern(stable, security_definer, parallel_restricted)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
-// pgrx reads the result columns' names from this signature, so it cannot be an alias.
-#[allow(clippy::type_complexity)]
-pub fn available_slot_arrays(
-    service_id: Option<PgUuid>,
-    from_date: Option<Date>,
-    to_date: Option<Date>,
-    staff_id: default!(Option<PgUuid>, "NULL"),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(staff_ids, Vec<PgUuid>),
-            name!(starts, Vec<TimestampWithTimeZone>),
-            name!(ends, Vec<TimestampWithTimeZone>),
-        ),
-    >,
-    pgrx::pg_sys::panic::ErrorReport,
-> {
-    Ok(TableIterator::once(slot_arrays(None, service_id, from_date, to_date, staff_id)?))
+/// The SECURITY DEFINER side of `booking.get_available_slots` (sql/availability.sql), in the
+/// schema no API exposes; `booking.available_slot_arrays` is its entry point (sql/api.sql).
+#[pgrx::pg_schema]
+pub mod booking_internal {
+    use pgrx::prelude::*;
+    use pgrx::Uuid as PgUuid;
+
+    /// Bookable slots for a service between two local dates (inclusive), for one staff member
+    /// or all who offer it, ordered by start then staff id, as three parallel arrays in one row.
+    /// `booking.get_available_slots` unnests them: arrays leave the function several times
+    /// faster than rows returned one call at a time. SECURITY DEFINER so that a booking page can
+    /// show availability without reading other customers' appointments.
+    #[pg_extern(stable, security_definer, parallel_restricted)]
+    #[search_path(pg_catalog, @extschema@, pg_temp)]
+    // pgrx reads the result columns' names from this signature, so it cannot be an alias.
+    #[allow(clippy::type_complexity)]
+    pub fn available_slot_arrays(
+        service_id: Option<PgUuid>,
+        from_date: Option<Date>,
+        to_date: Option<Date>,
+        staff_id: default!(Option<PgUuid>, "NULL"),
+    ) -> Result<
+        TableIterator<
+            'static,
+            (
+                name!(staff_ids, Vec<PgUuid>),
+                name!(starts, Vec<TimestampWithTimeZone>),
+                name!(ends, Vec<TimestampWithTimeZone>),
+            ),
+        >,
+        pgrx::pg_sys::panic::ErrorReport,
+    > {
+        Ok(TableIterator::once(super::slot_arrays(None, service_id, from_date, to_date, staff_id)?))
+    }
 }
 
 /// `available_slot_arrays` of one tenant's service: every read filtered by the tenant, so that
@@ -429,7 +439,7 @@ fn slot_arrays(
         include_non_offering: false,
         duration: None,
     })?;
-    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
+    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clocks, from, to);
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
     let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
     let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
@@ -469,7 +479,8 @@ pub fn explain_timing(
         include_non_offering: true,
         duration,
     })?;
-    let cal = Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clock, first, last);
+    let cal =
+        Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clocks[0], first, last);
     // Who is asking matters only when a staff member is away: most checks skip the query.
     let mut explained = cal.explain(starts_at, false);
     if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))
@@ -542,6 +553,7 @@ fn violations(
 
 /// Whether Postgres knows the time zone name (an IANA name such as 'Europe/Zurich', or 'UTC').
 #[pg_extern(stable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn is_valid_timezone(name: &str) -> bool {
     // SAFETY: pg_tzset reads a NUL-terminated name and returns NULL for an unknown zone.
     CString::new(name).is_ok_and(|c| !unsafe { pg_sys::pg_tzset(c.as_ptr()) }.is_null())
@@ -549,6 +561,7 @@ pub fn is_valid_timezone(name: &str) -> bool {
 
 /// Whether a document has the `tenants.opening_hours` shape; used by its CHECK constraint.
 #[pg_extern(immutable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn is_valid_opening_hours(doc: crate::pg::json_doc::JsonDoc) -> bool {
     doc.0.is_ok_and(|d| opening_hours::parse(&d).is_ok())
 }

@@ -3,6 +3,7 @@
 //! `cargo test --lib` and `cargo pgrx test` do not need a cluster.
 
 mod admin;
+mod advisor;
 mod availability;
 mod booking;
 mod citus;
@@ -19,3 +20,4 @@ mod postgrest;
 mod receiver;
 mod security;
 mod slot_store;
+mod tenants;
