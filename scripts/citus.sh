@@ -12,6 +12,64 @@ citus_installed() {
     [ -f "$("$PG_CONFIG" --pkglibdir)/citus.so" ]
 }
 
+# The unmodified Citus source every developer machine and CI run has beside the project
+# (../shared/vendor from the project's root); BOOKING_CITUS_ARCHIVE points elsewhere.
+CITUS_VERSION=13.2.2
+CITUS_ARCHIVE=${BOOKING_CITUS_ARCHIVE:-$REPO/../shared/vendor/citus-$CITUS_VERSION.tar.gz}
+CITUS_ARCHIVE_SHA256=dd2453caec20a830e5e63f1def5c5a98cb6f57ae510407cdcd800916fcdab430
+# What Citus's build needs beyond PostgreSQL's server headers: the compression libraries its
+# columnar store links (Debian's PostgreSQL is built with both, so Citus's configure wants them)
+# and the GSSAPI headers libpq-be.h includes.
+CITUS_BUILD_PACKAGES=(liblz4-dev libzstd-dev libkrb5-dev)
+
+# ensure_citus: Citus in the PostgreSQL that $PG_CONFIG describes. An installed Citus is used as
+# it is; otherwise the vendored archive is built once into a cache outside the work tree (keyed by
+# the Citus version and the PostgreSQL it was configured against, so a minor upgrade of
+# PostgreSQL or a relocated prefix builds anew) and installed from there. Returns 1, with the
+# reason on stderr, when neither is available.
+ensure_citus() {
+    if citus_installed; then
+        return 0
+    fi
+    if [ ! -f "$CITUS_ARCHIVE" ]; then
+        echo "neither an installed Citus ($("$PG_CONFIG" --pkglibdir)/citus.so) nor its source ($CITUS_ARCHIVE)" >&2
+        return 1
+    fi
+    local pg_version key cache src
+    pg_version=$("$PG_CONFIG" --version | awk '{print $2}')
+    key=$(printf '%s' "$PG_CONFIG" | sha256sum | cut -c1-12)
+    cache=${BOOKING_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/booking_engine}/citus-$CITUS_VERSION-pg$pg_version-$key
+    src=$cache/citus-$CITUS_VERSION
+    if [ ! -f "$cache/built" ]; then
+        log "building Citus $CITUS_VERSION from $CITUS_ARCHIVE for PostgreSQL $pg_version (a few minutes, once; cached in $cache)"
+        if ! echo "$CITUS_ARCHIVE_SHA256  $CITUS_ARCHIVE" | sha256sum --check --status; then
+            echo "$CITUS_ARCHIVE does not have the sha256 of the unmodified Citus $CITUS_VERSION source" >&2
+            return 1
+        fi
+        ensure_packages "${CITUS_BUILD_PACKAGES[@]}"
+        rm -rf "$cache" && mkdir -p "$cache"
+        tar -xzf "$CITUS_ARCHIVE" -C "$cache"
+        # The one build note of this release (shared/README.md): PostgreSQL 15.20's
+        # commands/dbcommands.h declares have_createdb_privilege(), which this release's
+        # compatibility header also defines as a static function. On such headers the copy's
+        # definition gives way to the server's declaration; the archive itself stays unmodified.
+        if grep -qs 'have_createdb_privilege' "$("$PG_CONFIG" --includedir-server)/commands/dbcommands.h"; then
+            perl -0pi -e 's/static inline bool\nhave_createdb_privilege\(void\)\n\{.*?\n\}\n/#include "commands\/dbcommands.h"\n/s' \
+                "$src/src/include/pg_version_compat.h"
+            grep -q '^#include "commands/dbcommands.h"' "$src/src/include/pg_version_compat.h"
+        fi
+        (cd "$src" && ./configure --without-libcurl PG_CONFIG="$PG_CONFIG" >"$cache/configure.log" 2>&1 &&
+            make -j"$(nproc)" >"$cache/make.log" 2>&1) || {
+            tail -40 "$cache/make.log" "$cache/configure.log" >&2 2>/dev/null
+            echo "building Citus failed (logs in $cache)" >&2
+            return 1
+        }
+        touch "$cache/built"
+    fi
+    log "installing Citus $CITUS_VERSION into $("$PG_CONFIG" --pkglibdir)"
+    as_root make -C "$src" install >"$cache/install.log" 2>&1 || { tail -20 "$cache/install.log" >&2; return 1; }
+}
+
 # citus_psql PORT [psql args...]: psql into the Citus database of the node on PORT.
 citus_psql() {
     local port=$1
@@ -45,6 +103,10 @@ unix_socket_directories = '$(dirname "$dir")'
 shared_preload_libraries = 'citus,booking_engine,pg_stat_statements'
 booking_engine.database = '$CITUS_DB'
 booking_engine.enabled = $enabled
+# The tests' webhook receivers listen on loopback: it leaves the deny list (the rest of the
+# default stays); retries come after 1 s.
+booking_engine.delivery_denied_hosts = '0.0.0.0/8, 10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, fc00::/7'
+booking_engine.delivery_retry_schedule = '1s'
 max_worker_processes = 32
 max_connections = 200
 max_prepared_transactions = 200

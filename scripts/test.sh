@@ -83,13 +83,14 @@ export BOOKING_ENGINE_TEST_PGDATA="$PGDATA_DIR" BOOKING_ENGINE_TEST_PG_BIN="$PG_
 if command -v npm >/dev/null; then
     (cd examples/job-worker && npm install --no-audit --no-fund --silent >/dev/null 2>&1)
 fi
-cargo test --features integration --test integration
+# The Citus test runs in its own level, on its own cluster (level 6).
+cargo test --features integration --test integration -- --skip citus::
 # Tests that crash or restart the server (marked #[ignore]) run alone, after the others.
-cargo test --features integration --test integration -- --ignored --test-threads=1
+cargo test --features integration --test integration -- --ignored --test-threads=1 --skip citus::
 
 log "level 5: ALTER EXTENSION UPDATE from the previous release (sql/releases)"
 bash "$REPO/scripts/upgrade_test.sh"
-# Citus: a coordinator and two workers of their own, where Citus is installed (skipped with a
-# message elsewhere, as on CI).
+# Citus: a coordinator and two workers of their own, Citus built from the vendored source where
+# it is not installed. Under CI=true a Citus level that cannot run fails the run.
 log "level 6: the Citus test"
 bash "$REPO/scripts/citus_test.sh"

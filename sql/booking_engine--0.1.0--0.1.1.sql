@@ -120,10 +120,11 @@ STABLE PARALLEL SAFE
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'check_endpoint_url_wrapper';
 
--- Outbound delivery: every booking.events row fans out, in the transaction that wrote it, to the
--- endpoints subscribed to its type (signed webhooks, Slack, email). The rows are logged, so a
--- rolled-back change sends nothing and a committed one is never lost; the delivery worker
--- (src/delivery/worker.rs) sends them, records every attempt, and retries on a schedule.
+-- Outbound delivery: every committed booking.events row fans out to the endpoints subscribed to
+-- its type (signed webhooks, Slack, email). The events table is the outbox: the delivery worker
+-- (src/delivery/worker.rs) expands new events into deliveries (fan_out_events), sends them,
+-- records every attempt, and retries on a schedule. A rolled-back change wrote no event and
+-- sends nothing; a committed one is never lost.
 --
 -- Operators manage it (superusers, booking_operator members, service_role JWTs); nothing here
 -- is for PUBLIC. Secrets live in a table no role but the extension's owner can read: they are
@@ -168,6 +169,8 @@ CREATE TABLE booking_admin.delivery_endpoints (
     consecutive_failures integer NOT NULL DEFAULT 0,
     failing_since        timestamptz,
     circuit_open_until   timestamptz,
+    -- Since when the endpoint is enabled: it receives the events created from then on.
+    enabled_at           timestamptz NOT NULL DEFAULT now(),
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     CHECK (channel = 'email' OR url IS NOT NULL),
@@ -210,10 +213,9 @@ CREATE TABLE booking_admin.deliveries (
     delivered_at     timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
--- Every delivery row is written in a booking's transaction, so it carries only the indexes the
--- worker and the API need: the due ones per endpoint, and per endpoint by creation (replays,
--- statistics, the endpoint's cascade). Finding what a stopped worker was sending is a scan, once
--- per worker start.
+-- Only the indexes the worker and the API need: the due ones per endpoint, and per endpoint by
+-- creation (replays, statistics, the endpoint's cascade). Finding what a stopped worker was
+-- sending is a scan, once per worker start.
 CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
@@ -263,29 +265,71 @@ INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, bod
      E'Hello {{customer_name}},\n\na {{service_name}} slot with {{staff_name}} is free on {{starts_at_local}} ({{time_zone}}). Book it before someone else does.\n\n{{tenant_name}}',
      '<p>Hello {{customer_name}},</p><p>a <b>{{service_name}}</b> slot with {{staff_name}} is free on <b>{{starts_at_local}}</b> ({{time_zone}}). Book it before someone else does.</p><p>{{tenant_name}}</p>');
 
--- Fan-out: one statement per events statement, set-based over its new rows. Matching: the
--- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint. In schema
--- booking: every booking_admin call is audited, and a booking must not cost an audit entry.
-CREATE FUNCTION booking.fan_out_events() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+-- The outbox's fan-out mark: NULL until the delivery worker has expanded the event into its
+-- deliveries.
+-- Upgrade: the events that exist were fanned out when they were written; they count as expanded
+-- (a default for the rows that exist, none for new ones, and no table rewrite).
+ALTER TABLE booking.events ADD COLUMN fanned_out_at timestamptz DEFAULT '-infinity';
+ALTER TABLE booking.events ALTER COLUMN fanned_out_at DROP DEFAULT;
+CREATE INDEX events_fan_out_idx ON booking.events (created_at) WHERE fanned_out_at IS NULL;
+
+-- Fan-out, by the delivery worker, in its own transaction: the next p_limit events not yet
+-- expanded, oldest first, each into one delivery per enabled endpoint subscribed to its type
+-- (the exact type, 'prefix.*' or '*'; the endpoint's tenant or a global endpoint) that was
+-- enabled when the event was created; then the events are marked. A booking therefore writes
+-- one event, whatever the number of subscriptions, and on Citus the events written on the
+-- workers are expanded on the coordinator, where the endpoints and the ledger are. Returns the
+-- number of events expanded (0: none waiting).
+CREATE FUNCTION booking_admin.fan_out_events(p_limit integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_since timestamptz;
+    v_tenants uuid[];
+    v_ids uuid[];
+    v_types text[];
+    v_payloads jsonb[];
+    v_created timestamptz[];
 BEGIN
+    -- One expansion at a time: the worker and a call by hand never expand an event twice.
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_events'));
+    SELECT min(s.enabled_at) INTO v_since FROM booking_admin.delivery_endpoints s WHERE s.enabled;
+    IF v_since IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at)
+    INTO v_tenants, v_ids, v_types, v_payloads, v_created
+    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at FROM booking.events e
+          WHERE e.fanned_out_at IS NULL AND e.created_at >= v_since
+          ORDER BY e.created_at LIMIT greatest(p_limit, 1)) e;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
     INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at)
     SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at
-    FROM new_events e
+    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created) AS e (tenant_id, id, event_type, payload, created_at)
     JOIN booking_admin.delivery_endpoints s
-      ON s.enabled
+      ON s.enabled AND s.enabled_at <= e.created_at
      AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
      AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
           OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types));
-    IF FOUND THEN
-        PERFORM booking.wake_delivery_at_commit();
-    END IF;
+    -- The tenants as constants: on Citus the update then goes to their shards only.
+    EXECUTE format('UPDATE booking.events e SET fanned_out_at = %L WHERE e.tenant_id = ANY (%L::uuid[]) AND e.id = ANY (%L::uuid[])',
+                   clock_timestamp(), v_tenants, v_ids);
+    RETURN cardinality(v_ids);
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.fan_out_events(integer) FROM PUBLIC;
+
+-- A committed events statement wakes the delivery worker; it expands the events itself.
+-- SECURITY DEFINER: whoever may write an event wakes the worker, without rights on the wake-up.
+CREATE FUNCTION booking.wake_delivery_on_events() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM booking.wake_delivery_at_commit();
     RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION booking.fan_out_events() FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.wake_delivery_on_events() FROM PUBLIC;
 CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
-    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking.fan_out_events();
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.wake_delivery_on_events();
 
 CREATE FUNCTION booking_admin.require_operator() RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -421,6 +465,7 @@ BEGIN
         max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
         timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
         enabled = coalesce(v_enable, e.enabled),
+        enabled_at = CASE WHEN v_enable AND NOT e.enabled THEN now() ELSE e.enabled_at END,
         disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
         disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
         consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,
@@ -1533,8 +1578,9 @@ AS 'MODULE_PATHNAME', 'refresh_availability_slots_wrapper';
 -- The rules that depend on "now" (minimum notice, advance limit) are applied when the store is
 -- read (booking.availability_slots_now), so the stored rows never go stale as time passes.
 
--- Per tenant: the horizon and the prime hours of the ranking, plus the tenant's effective
--- notice and advance policies, kept here by triggers so that reads apply them with one join.
+-- Per tenant: the horizon and the prime hours of the ranking, plus the tenant's own notice and
+-- advance policies, kept here by triggers so that reads apply them with one join (the global
+-- and builtin values are read by the view itself, once per query).
 CREATE TABLE booking.slot_store_settings (
     tenant_id    uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
     -- Off by default: keeping the store exact costs every write of an input (a booking about
@@ -1545,12 +1591,13 @@ CREATE TABLE booking.slot_store_settings (
                  CONSTRAINT slot_store_horizon_days_between_1_and_366 CHECK (horizon_days BETWEEN 1 AND 366),
     prime_start  time NOT NULL DEFAULT '10:00',
     prime_end    time NOT NULL DEFAULT '14:00',
-    min_notice   interval NOT NULL DEFAULT '0',
-    max_advance  interval NOT NULL DEFAULT '0',
+    -- NULL: the tenant has no policy of its own (the global or builtin one applies).
+    min_notice   interval,
+    max_advance  interval,
     CONSTRAINT slot_store_prime_hours_in_order CHECK (prime_start <= prime_end)
 );
 COMMENT ON TABLE booking.slot_store_settings IS
-    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s policies (maintained, not set).';
+    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s own policies, NULL when it has none (maintained, not set).';
 
 -- The settings are the users' (pg_dump keeps them); a restore that meets the row the tenant's
 -- trigger already made updates it. The store itself is derived: a restore rebuilds it as the
@@ -1600,16 +1647,31 @@ COMMENT ON TABLE booking.availability_slots IS
 COMMENT ON COLUMN booking.availability_slots.confidence_score IS
     '0.35 fit + 0.25 day_open_ratio + 0.20 (1 - booking_density) + priority_boost; 0 for a taken slot.';
 
--- The effective notice and advance policies of the row's tenant, as the engine reads them
--- (the tenant's row, a global row, the builtin default; notice 0 and advance 36500 days when
--- none). Durations in exact hours and 24-hour days, as the engine counts them.
+-- On Citus every trigger below also runs on a worker, inside the statement that changes a shard
+-- of its table. There a query may reach only shards of one tenant on the same node: Citus runs
+-- such a query locally, but refuses one that fans out to other shards or nodes, and one that
+-- joins a transition table with a distributed table. So every function here reads a trigger's
+-- transition tables on their own (into arrays), then works tenant by tenant, each statement
+-- filtered by one tenant_id (a router query). The golden file citus_rules checks the triggers
+-- for this shape.
+
+-- Whether the tenant's store is on. PL/pgSQL, as every function here that reads a distributed
+-- table with an argument: Citus cannot plan a SQL function's parameters.
+CREATE FUNCTION booking.slot_store_is_on(p_tenant_id uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN coalesce((SELECT w.enabled FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id), false);
+END $$;
+
+-- The tenant's own notice and advance policies (NULL: none of its own), as the engine counts
+-- them: exact hours and 24-hour days.
 CREATE FUNCTION booking.slot_store_settings_policies() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
-    NEW.min_notice := make_interval(secs => coalesce(
-        (booking.policy_value(NEW.tenant_id, 'minimum_booking_notice_hours'))::text::float8, 0) * 3600);
-    NEW.max_advance := make_interval(secs => coalesce(
-        (booking.policy_value(NEW.tenant_id, 'advance_booking_limit_days'))::text::float8, 36500) * 86400);
+    NEW.min_notice := (SELECT make_interval(secs => p.policy_value::text::float8 * 3600) FROM booking.booking_policies p
+                       WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'minimum_booking_notice_hours');
+    NEW.max_advance := (SELECT make_interval(secs => p.policy_value::text::float8 * 86400) FROM booking.booking_policies p
+                        WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'advance_booking_limit_days');
     RETURN NEW;
 END $$;
 CREATE TRIGGER slot_store_settings_policies BEFORE INSERT OR UPDATE ON booking.slot_store_settings
@@ -1621,23 +1683,32 @@ CREATE TRIGGER slot_store_settings_policies BEFORE INSERT OR UPDATE ON booking.s
 CREATE FUNCTION booking.slot_store_reach(p_tenant_id uuid) RETURNS interval
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
-    RETURN (SELECT make_interval(mins => 2 * coalesce(max(s.duration_minutes + s.buffer_before_minutes + s.buffer_after_minutes), 0)
-                                         + 2 * max(t.buffer_time_minutes) + 60)
-            FROM booking.tenants t LEFT JOIN booking.services s ON s.tenant_id = t.id
-            WHERE t.id = p_tenant_id);
+    RETURN make_interval(mins => 2 * coalesce((SELECT max(s.duration_minutes + s.buffer_before_minutes + s.buffer_after_minutes)
+                                               FROM booking.services s WHERE s.tenant_id = p_tenant_id), 0)
+                                 + 2 * coalesce((SELECT t.buffer_time_minutes FROM booking.tenants t WHERE t.id = p_tenant_id), 0)
+                                 + 60);
 END $$;
 
 -- Recomputes the staff-days of the horizon between two local dates per staff member (NULL:
--- unbounded). Parallel arrays, one element per staff member.
+-- unbounded), of the tenants whose store is on. Parallel arrays, one element per staff member.
 CREATE FUNCTION booking.slot_store_touch_dates(p_tenant_ids uuid[], p_staff_ids uuid[], p_from date[], p_to date[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    n integer := 0;
 BEGIN
-    RETURN (SELECT booking.refresh_availability_slots(array_agg(d.tenant_id), array_agg(d.staff_id), array_agg(d.date))
-            FROM (SELECT DISTINCT d.tenant_id, d.staff_id, d.date
-                  FROM unnest(p_tenant_ids, p_staff_ids, p_from, p_to) AS c (tenant_id, staff_id, first, last)
-                  JOIN booking.availability_slot_days d ON d.tenant_id = c.tenant_id AND d.staff_id = c.staff_id
-                   AND d.date >= coalesce(c.first, '-infinity') AND d.date <= coalesce(c.last, 'infinity')) d);
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        n := n + (SELECT booking.refresh_availability_slots(array_agg(d.tenant_id), array_agg(d.staff_id), array_agg(d.date))
+                  FROM (SELECT DISTINCT d.tenant_id, d.staff_id, d.date
+                        FROM booking.availability_slot_days d
+                        JOIN unnest(p_tenant_ids, p_staff_ids, p_from, p_to) AS c (tenant_id, staff_id, first, last)
+                          ON c.tenant_id = v_tenant AND d.staff_id = c.staff_id
+                         AND d.date >= coalesce(c.first, '-infinity') AND d.date <= coalesce(c.last, 'infinity')
+                        WHERE d.tenant_id = v_tenant) d);
+    END LOOP;
+    RETURN n;
 END $$;
 
 -- Recomputes the staff-days whose slots a range of time (an appointment's blocked range, a
@@ -1647,81 +1718,99 @@ CREATE FUNCTION booking.slot_store_touch_spans(p_tenant_ids uuid[], p_staff_ids 
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_tenants uuid[];
+    v_tenant uuid;
+    v_reach interval;
     v_staff uuid[];
     v_from date[];
     v_to date[];
+    n integer := 0;
 BEGIN
-    SELECT array_agg(c.tenant_id), array_agg(c.staff_id),
-           array_agg(((lower(c.span) - r.reach) AT TIME ZONE f.timezone)::date),
-           array_agg(((upper(c.span) + r.reach) AT TIME ZONE f.timezone)::date)
-    INTO v_tenants, v_staff, v_from, v_to
-    FROM unnest(p_tenant_ids, p_staff_ids, p_spans) AS c (tenant_id, staff_id, span)
-    JOIN booking.staff f ON f.tenant_id = c.tenant_id AND f.id = c.staff_id
-    CROSS JOIN LATERAL (SELECT booking.slot_store_reach(c.tenant_id) AS reach) r;
-    RETURN booking.slot_store_touch_dates(v_tenants, v_staff, v_from, v_to);
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        v_reach := booking.slot_store_reach(v_tenant);
+        SELECT array_agg(c.staff_id), array_agg(((lower(c.span) - v_reach) AT TIME ZONE f.timezone)::date),
+               array_agg(((upper(c.span) + v_reach) AT TIME ZONE f.timezone)::date)
+        INTO v_staff, v_from, v_to
+        FROM booking.staff f
+        JOIN unnest(p_tenant_ids, p_staff_ids, p_spans) AS c (tenant_id, staff_id, span)
+          ON c.tenant_id = v_tenant AND f.id = c.staff_id
+        WHERE f.tenant_id = v_tenant;
+        n := n + booking.slot_store_touch_dates(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]), v_staff, v_from, v_to);
+    END LOOP;
+    RETURN n;
 END $$;
 
--- Every staff member's horizon (of the given tenants; NULL: all) runs from their local today
--- for the tenant's horizon_days: adds the missing days and computes their slots, and drops the
--- days before today and beyond the horizon (their slots go with them). Returns the number of
--- slots the added days hold.
+-- Every staff member's horizon (of the given tenants; NULL: every tenant whose store is on)
+-- runs from their local today for the tenant's horizon_days (none while the store is off):
+-- adds the missing days and computes their slots, and drops the days before today and beyond
+-- the horizon (their slots go with them). Returns the number of slots the added days hold.
 CREATE FUNCTION booking.slot_store_extend(p_tenant_ids uuid[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_tenants uuid[];
+    v_tenant uuid;
+    v_days integer;
+    v_now timestamptz := booking.clock_now();
     v_staff uuid[];
     v_dates date[];
+    n integer := 0;
 BEGIN
-    WITH want AS (
-        SELECT f.tenant_id, f.id AS staff_id, (booking.clock_now() AT TIME ZONE f.timezone)::date AS today,
-               CASE WHEN w.enabled THEN w.horizon_days ELSE 0 END AS days
-        FROM booking.staff f LEFT JOIN booking.slot_store_settings w ON w.tenant_id = f.tenant_id
-        WHERE p_tenant_ids IS NULL OR f.tenant_id = ANY (p_tenant_ids)
-    ), gone AS (
-        DELETE FROM booking.availability_slot_days d USING want w
-        WHERE d.tenant_id = w.tenant_id AND d.staff_id = w.staff_id AND (d.date < w.today OR d.date >= w.today + w.days)
-    ), added AS (
-        INSERT INTO booking.availability_slot_days (tenant_id, staff_id, date)
-        SELECT w.tenant_id, w.staff_id, (w.today + g.n)
-        FROM want w, generate_series(0, w.days - 1) AS g (n)
-        ON CONFLICT DO NOTHING
-        RETURNING tenant_id, staff_id, date
-    )
-    SELECT array_agg(a.tenant_id), array_agg(a.staff_id), array_agg(a.date) INTO v_tenants, v_staff, v_dates FROM added a;
-    RETURN booking.refresh_availability_slots(v_tenants, v_staff, v_dates);
+    FOR v_tenant IN
+        SELECT DISTINCT t FROM unnest(coalesce(p_tenant_ids,
+            (SELECT array_agg(w.tenant_id) FROM booking.slot_store_settings w WHERE w.enabled))) t
+        WHERE t IS NOT NULL
+    LOOP
+        v_days := coalesce((SELECT w.horizon_days FROM booking.slot_store_settings w
+                            WHERE w.tenant_id = v_tenant AND w.enabled), 0);
+        DELETE FROM booking.availability_slot_days d
+        USING booking.staff f
+        WHERE d.tenant_id = v_tenant AND f.tenant_id = v_tenant AND f.id = d.staff_id
+          AND (d.date < (v_now AT TIME ZONE f.timezone)::date OR d.date >= (v_now AT TIME ZONE f.timezone)::date + v_days);
+        CONTINUE WHEN v_days = 0;
+        WITH added AS (
+            INSERT INTO booking.availability_slot_days (tenant_id, staff_id, date)
+            SELECT f.tenant_id, f.id, (v_now AT TIME ZONE f.timezone)::date + g.n
+            FROM booking.staff f, generate_series(0, v_days - 1) AS g (n)
+            WHERE f.tenant_id = v_tenant
+            ON CONFLICT DO NOTHING
+            RETURNING staff_id, date
+        )
+        SELECT array_agg(a.staff_id), array_agg(a.date) INTO v_staff, v_dates FROM added a;
+        n := n + booking.refresh_availability_slots(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]), v_staff, v_dates);
+    END LOOP;
+    RETURN n;
 END $$;
 
 -- Triggers: one statement-level trigger per input table and event, with transition tables;
--- each works out the touched staff-days set-based and recomputes them in one call. SECURITY
--- DEFINER so that whoever may change an input (service_role, the booking functions) keeps the
--- store, which no application may write; a trigger function cannot be called directly.
+-- each works out the touched staff-days set-based and recomputes them in one call per tenant.
+-- SECURITY DEFINER so that whoever may change an input (service_role, the booking functions)
+-- keeps the store, which no application may write; a trigger function cannot be called directly.
 
 CREATE FUNCTION booking.slot_store_on_appointments() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_spans tstzrange[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.blocked))
-        FROM n JOIN booking.slot_store_settings w ON w.tenant_id = n.tenant_id AND w.enabled
-        WHERE n.status IN ('pending', 'confirmed', 'active') HAVING count(*) > 0;
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.blocked) INTO v_tenants, v_staff, v_spans
+        FROM n WHERE n.status IN ('pending', 'confirmed', 'active');
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.blocked))
-        FROM o JOIN booking.slot_store_settings w ON w.tenant_id = o.tenant_id AND w.enabled
-        WHERE o.status IN ('pending', 'confirmed', 'active') HAVING count(*) > 0;
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.blocked) INTO v_tenants, v_staff, v_spans
+        FROM o WHERE o.status IN ('pending', 'confirmed', 'active');
     ELSE
         -- Only a change of what the appointment blocks matters: confirming or checking in
         -- (live to live) recomputes nothing.
-        PERFORM booking.slot_store_touch_spans(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.blocked))
-        FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
-             JOIN booking.slot_store_settings w ON w.tenant_id = n.tenant_id AND w.enabled,
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.blocked) INTO v_tenants, v_staff, v_spans
+        FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id,
              LATERAL (VALUES (n.tenant_id, n.staff_id, n.blocked, n.status IN ('pending', 'confirmed', 'active')),
                              (o.tenant_id, o.staff_id, o.blocked, o.status IN ('pending', 'confirmed', 'active')))
                  AS c (tenant_id, staff_id, blocked, live)
         WHERE c.live
           AND ((n.status IN ('pending', 'confirmed', 'active')) IS DISTINCT FROM (o.status IN ('pending', 'confirmed', 'active'))
-               OR n.blocked IS DISTINCT FROM o.blocked OR n.staff_id IS DISTINCT FROM o.staff_id)
-        HAVING count(*) > 0;
+               OR n.blocked IS DISTINCT FROM o.blocked OR n.staff_id IS DISTINCT FROM o.staff_id);
     END IF;
+    PERFORM booking.slot_store_touch_spans(v_tenants, v_staff, v_spans);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.appointments REFERENCING NEW TABLE AS n
@@ -1733,15 +1822,20 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.appointments REFERENCIN
 
 CREATE FUNCTION booking.slot_store_on_time_off() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_spans tstzrange[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.period)) FROM n;
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.period) INTO v_tenants, v_staff, v_spans FROM n;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.period)) FROM o;
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.period) INTO v_tenants, v_staff, v_spans FROM o;
     ELSE
-        PERFORM booking.slot_store_touch_spans(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.period))
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.period) INTO v_tenants, v_staff, v_spans
         FROM (SELECT n.tenant_id, n.staff_id, n.period FROM n UNION ALL SELECT o.tenant_id, o.staff_id, o.period FROM o) c;
     END IF;
+    PERFORM booking.slot_store_touch_spans(v_tenants, v_staff, v_spans);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_time_off REFERENCING NEW TABLE AS n
@@ -1755,18 +1849,20 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_time_off REFERENC
 -- next day's carries the slot grid with it: from the day before to the end of the horizon.
 CREATE FUNCTION booking.slot_store_on_overrides() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_from date[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.date - 1),
-                                               array_fill(NULL::date, ARRAY[count(*)::int])) FROM n;
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.date - 1) INTO v_tenants, v_staff, v_from FROM n;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.date - 1),
-                                               array_fill(NULL::date, ARRAY[count(*)::int])) FROM o;
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.date - 1) INTO v_tenants, v_staff, v_from FROM o;
     ELSE
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.date - 1),
-                                               array_fill(NULL::date, ARRAY[count(*)::int]))
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.date - 1) INTO v_tenants, v_staff, v_from
         FROM (SELECT n.tenant_id, n.staff_id, n.date FROM n UNION ALL SELECT o.tenant_id, o.staff_id, o.date FROM o) c;
     END IF;
+    PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, v_from, array_fill(NULL::date, ARRAY[coalesce(cardinality(v_from), 0)]));
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.schedule_overrides REFERENCING NEW TABLE AS n
@@ -1779,17 +1875,19 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.schedule_overrides REFE
 -- Weekly schedules and the services a staff member offers: the staff member's whole horizon.
 CREATE FUNCTION booking.slot_store_on_staff_rows() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
-        FROM (SELECT DISTINCT n.tenant_id, n.staff_id FROM n) c;
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id) INTO v_tenants, v_staff FROM (SELECT DISTINCT n.tenant_id, n.staff_id FROM n) c;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
-        FROM (SELECT DISTINCT o.tenant_id, o.staff_id FROM o) c;
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id) INTO v_tenants, v_staff FROM (SELECT DISTINCT o.tenant_id, o.staff_id FROM o) c;
     ELSE
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id) INTO v_tenants, v_staff
         FROM (SELECT n.tenant_id, n.staff_id FROM n UNION SELECT o.tenant_id, o.staff_id FROM o) c;
     END IF;
+    PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, NULL, NULL);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_schedules REFERENCING NEW TABLE AS n
@@ -1809,15 +1907,21 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_services REFERENC
 -- slot's date, a change of is_active offers or withdraws all their slots.
 CREATE FUNCTION booking.slot_store_on_staff() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_extend(array_agg(DISTINCT n.tenant_id)) FROM n;
+        SELECT array_agg(DISTINCT n.tenant_id) INTO v_tenants FROM n;
+        PERFORM booking.slot_store_extend(v_tenants);
     ELSE
-        PERFORM booking.slot_store_extend(array_agg(DISTINCT n.tenant_id)),
-                booking.slot_store_touch_dates(array_agg(n.tenant_id), array_agg(n.id), NULL, NULL)
+        SELECT array_agg(n.tenant_id), array_agg(n.id) INTO v_tenants, v_staff
         FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
-        WHERE (n.timezone, n.is_active) IS DISTINCT FROM (o.timezone, o.is_active)
-        HAVING count(*) > 0;
+        WHERE (n.timezone, n.is_active) IS DISTINCT FROM (o.timezone, o.is_active);
+        IF v_tenants IS NOT NULL THEN
+            PERFORM booking.slot_store_extend(v_tenants);
+            PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, NULL, NULL);
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
@@ -1826,16 +1930,45 @@ CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff REFERENCING NEW T
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff REFERENCING OLD TABLE AS o NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff();
 
+-- The staff members of one tenant among p_tenant_ids (every one, or those offering one of the
+-- services in p_service_ids), as the parallel arrays the touch functions take.
+CREATE FUNCTION booking.slot_store_staff_of(p_tenant_ids uuid[], p_service_ids uuid[] DEFAULT NULL,
+                                            OUT tenant_ids uuid[], OUT staff_ids uuid[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_staff uuid[];
+BEGIN
+    tenant_ids := '{}';
+    staff_ids := '{}';
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        IF p_service_ids IS NULL THEN
+            v_staff := ARRAY(SELECT f.id FROM booking.staff f WHERE f.tenant_id = v_tenant);
+        ELSE
+            v_staff := ARRAY(SELECT DISTINCT ss.staff_id FROM booking.staff_services ss
+                             WHERE ss.tenant_id = v_tenant AND ss.service_id = ANY (p_service_ids));
+        END IF;
+        tenant_ids := tenant_ids || array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]);
+        staff_ids := staff_ids || v_staff;
+    END LOOP;
+END $$;
+
 -- A service's length, buffers or activity: the horizon of every staff member offering it.
 CREATE FUNCTION booking.slot_store_on_services() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_services uuid[];
+    v_staff record;
 BEGIN
-    PERFORM booking.slot_store_touch_dates(array_agg(ss.tenant_id), array_agg(ss.staff_id), NULL, NULL)
-    FROM (SELECT DISTINCT ss.tenant_id, ss.staff_id
-          FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
-          JOIN booking.staff_services ss ON ss.tenant_id = n.tenant_id AND ss.service_id = n.id
-          WHERE (n.duration_minutes, n.buffer_before_minutes, n.buffer_after_minutes, n.is_active)
-                IS DISTINCT FROM (o.duration_minutes, o.buffer_before_minutes, o.buffer_after_minutes, o.is_active)) ss;
+    SELECT array_agg(n.tenant_id), array_agg(n.id) INTO v_tenants, v_services
+    FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
+    WHERE (n.duration_minutes, n.buffer_before_minutes, n.buffer_after_minutes, n.is_active)
+          IS DISTINCT FROM (o.duration_minutes, o.buffer_before_minutes, o.buffer_after_minutes, o.is_active);
+    IF v_tenants IS NOT NULL THEN
+        v_staff := booking.slot_store_staff_of(v_tenants, v_services);
+        PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.services REFERENCING OLD TABLE AS o NEW TABLE AS n
@@ -1845,14 +1978,25 @@ CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.services REFERENCING OL
 -- slot interval recomputes every staff member's horizon.
 CREATE FUNCTION booking.slot_store_on_tenants() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_tenants uuid[];
+    v_staff record;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO booking.slot_store_settings (tenant_id) SELECT n.id FROM n ON CONFLICT DO NOTHING;
+        -- Row by row: each insert is routed to its tenant's shard.
+        FOR v_tenant IN SELECT n.id FROM n LOOP
+            INSERT INTO booking.slot_store_settings (tenant_id) VALUES (v_tenant) ON CONFLICT DO NOTHING;
+        END LOOP;
     ELSE
-        PERFORM booking.slot_store_touch_dates(array_agg(f.tenant_id), array_agg(f.id), NULL, NULL)
-        FROM n JOIN o ON o.id = n.id JOIN booking.staff f ON f.tenant_id = n.id
+        SELECT array_agg(n.id) INTO v_tenants
+        FROM n JOIN o ON o.id = n.id
         WHERE (n.timezone, n.opening_hours, n.buffer_time_minutes, n.slot_interval_minutes)
               IS DISTINCT FROM (o.timezone, o.opening_hours, o.buffer_time_minutes, o.slot_interval_minutes);
+        IF v_tenants IS NOT NULL THEN
+            v_staff := booking.slot_store_staff_of(v_tenants);
+            PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
@@ -1868,6 +2012,13 @@ CREATE FUNCTION booking.slot_store_on_holidays() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_rows booking.holidays[];
+    v_tenant uuid;
+    v_tenants uuid[] := '{}';
+    v_staff uuid[] := '{}';
+    v_from date[] := '{}';
+    v_to date[] := '{}';
+    h booking.holidays;
+    v_member uuid;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         v_rows := ARRAY(SELECT n FROM n);
@@ -1876,12 +2027,18 @@ BEGIN
     ELSE
         v_rows := ARRAY(SELECT n FROM n UNION ALL SELECT o FROM o);
     END IF;
-    PERFORM booking.slot_store_touch_dates(array_agg(x.tenant_id), array_agg(x.staff_id), array_agg(x.first), array_agg(x.last))
-    FROM (SELECT DISTINCT h.tenant_id, f.id AS staff_id,
-                 CASE WHEN NOT h.is_recurring THEN h.date - 2 END AS first,
-                 CASE WHEN NOT h.is_recurring THEN h.date + 2 END AS last
-          FROM unnest(v_rows) h
-          JOIN booking.staff f ON f.tenant_id = h.tenant_id AND (h.affects_all_staff OR f.id = ANY (h.affected_staff_ids))) x;
+    FOREACH h IN ARRAY v_rows LOOP
+        FOR v_member IN
+            SELECT f.id FROM booking.staff f
+            WHERE f.tenant_id = h.tenant_id AND (h.affects_all_staff OR f.id = ANY (h.affected_staff_ids))
+        LOOP
+            v_tenants := v_tenants || h.tenant_id;
+            v_staff := v_staff || v_member;
+            v_from := v_from || CASE WHEN NOT h.is_recurring THEN h.date - 2 END;
+            v_to := v_to || CASE WHEN NOT h.is_recurring THEN h.date + 2 END;
+        END LOOP;
+    END LOOP;
+    PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, v_from, v_to);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.holidays REFERENCING NEW TABLE AS n
@@ -1891,44 +2048,80 @@ CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.holidays REFERENCING OL
 CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.holidays REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_holidays();
 
--- Settings: a new horizon length moves the horizon, new prime hours rescore every slot; the
--- policies mirrored here are refreshed when a tenant's or a global policy changes.
+-- Settings: turning the store on or off or a new horizon length moves the horizon, new prime
+-- hours rescore every slot.
 CREATE FUNCTION booking.slot_store_on_settings() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff record;
 BEGIN
-    PERFORM booking.slot_store_extend(array_agg(n.tenant_id))
+    SELECT array_agg(n.tenant_id) INTO v_tenants
     FROM n JOIN o ON o.tenant_id = n.tenant_id
-    WHERE n.horizon_days <> o.horizon_days OR n.enabled <> o.enabled HAVING count(*) > 0;
-    PERFORM booking.slot_store_touch_dates(array_agg(f.tenant_id), array_agg(f.id), NULL, NULL)
-    FROM n JOIN o ON o.tenant_id = n.tenant_id JOIN booking.staff f ON f.tenant_id = n.tenant_id
+    WHERE n.horizon_days <> o.horizon_days OR n.enabled <> o.enabled;
+    IF v_tenants IS NOT NULL THEN
+        PERFORM booking.slot_store_extend(v_tenants);
+    END IF;
+    SELECT array_agg(n.tenant_id) INTO v_tenants
+    FROM n JOIN o ON o.tenant_id = n.tenant_id
     WHERE (n.prime_start, n.prime_end) IS DISTINCT FROM (o.prime_start, o.prime_end);
+    IF v_tenants IS NOT NULL THEN
+        v_staff := booking.slot_store_staff_of(v_tenants);
+        PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.slot_store_settings REFERENCING OLD TABLE AS o NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_settings();
 
+-- A tenant's own notice or advance policy changed: its settings row reads them again (its
+-- BEFORE trigger does). Global and builtin policies are read by the view at query time.
 CREATE FUNCTION booking.slot_store_on_policies() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_tenants uuid[];
 BEGIN
-    -- Rewriting a row makes its BEFORE trigger read the policies again; policies change rarely.
-    UPDATE booking.slot_store_settings w SET min_notice = w.min_notice;
+    IF TG_OP = 'INSERT' THEN
+        v_tenants := ARRAY(SELECT DISTINCT n.tenant_id FROM n);
+    ELSIF TG_OP = 'DELETE' THEN
+        v_tenants := ARRAY(SELECT DISTINCT o.tenant_id FROM o);
+    ELSE
+        v_tenants := ARRAY(SELECT n.tenant_id FROM n UNION SELECT o.tenant_id FROM o);
+    END IF;
+    -- Tenant by tenant: each update is routed to its tenant's shard.
+    FOREACH v_tenant IN ARRAY v_tenants LOOP
+        UPDATE booking.slot_store_settings w SET min_notice = w.min_notice WHERE w.tenant_id = v_tenant;
+    END LOOP;
     RETURN NULL;
 END $$;
-CREATE TRIGGER slot_store_policies AFTER INSERT OR UPDATE OR DELETE ON booking.booking_policies
+CREATE TRIGGER slot_store_policies_insert AFTER INSERT ON booking.booking_policies REFERENCING NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
-CREATE TRIGGER slot_store_policies AFTER INSERT OR UPDATE OR DELETE ON booking.global_policies
+CREATE TRIGGER slot_store_policies_update AFTER UPDATE ON booking.booking_policies REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
+CREATE TRIGGER slot_store_policies_delete AFTER DELETE ON booking.booking_policies REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
 
 -- The store as applications read it (PostgREST: GET /availability_slots_now?staff_id=eq.…&
--- is_available=is.true&order=confidence_score.desc): is_available also applies the tenant's
--- minimum notice and advance limit as of now.
+-- is_available=is.true&order=confidence_score.desc): is_available also applies the minimum
+-- notice and advance limit as of now: the tenant's own (kept on its settings row), else the
+-- global or builtin one, as the engine counts them (exact hours, 24-hour days), read once per
+-- query from the reference table on the node that runs it.
 CREATE VIEW booking.availability_slots_now WITH (security_invoker = true) AS
 SELECT s.tenant_id, s.staff_id, s.service_id, s.date, s.start_time, s.end_time, s.slot_type,
-       s.is_available AND s.start_time >= booking.clock_now() + w.min_notice
-                      AND s.start_time <= booking.clock_now() + w.max_advance AS is_available,
+       s.is_available AND s.start_time >= booking.clock_now() + coalesce(w.min_notice, g.min_notice)
+                      AND s.start_time <= booking.clock_now() + coalesce(w.max_advance, g.max_advance) AS is_available,
        s.confidence_score, s.booking_density, s.priority_boost, s.fit_score, s.day_open_ratio, s.created_at
 FROM booking.availability_slots s
-JOIN booking.slot_store_settings w ON w.tenant_id = s.tenant_id;
+JOIN booking.slot_store_settings w ON w.tenant_id = s.tenant_id
+CROSS JOIN (
+    SELECT make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+                                           WHERE p.policy_key = 'minimum_booking_notice_hours'
+                                           ORDER BY p.is_builtin LIMIT 1), 0) * 3600) AS min_notice,
+           make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+                                           WHERE p.policy_key = 'advance_booking_limit_days'
+                                           ORDER BY p.is_builtin LIMIT 1), 36500) * 86400) AS max_advance
+) g;
 COMMENT ON VIEW booking.availability_slots_now IS
     'The slot store with is_available as of now (minimum notice, advance limit): its available rows of a service are exactly booking.get_available_slots.';
 
@@ -2047,6 +2240,10 @@ INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, s
 -- staff offering active services) and the settings; only the triggers write them.
 CREATE POLICY availability_slots_public_read ON booking.availability_slots FOR SELECT USING (true);
 CREATE POLICY slot_store_settings_public_read ON booking.slot_store_settings FOR SELECT USING (true);
+-- The global and builtin policies are what every booking page tells (deadlines, notice,
+-- advance limit): the view above reads them as its caller.
+CREATE POLICY global_policies_public_read ON booking.global_policies FOR SELECT USING (true);
+GRANT SELECT ON booking.global_policies TO PUBLIC;
 GRANT SELECT ON booking.availability_slots, booking.slot_store_settings, booking.availability_slots_now TO PUBLIC;
 
 -- Existing tenants (an upgrade) get their settings and horizon.
@@ -2063,6 +2260,7 @@ REVOKE ALL ON FUNCTION booking.refresh_availability_slots(uuid[], uuid[], date[]
     booking.slot_store_on_overrides(), booking.slot_store_on_staff_rows(), booking.slot_store_on_staff(),
     booking.slot_store_on_services(), booking.slot_store_on_tenants(), booking.slot_store_on_holidays(),
     booking.slot_store_on_settings(), booking.slot_store_on_policies(), booking.slot_store_horizon(uuid, uuid),
+    booking.slot_store_is_on(uuid), booking.slot_store_staff_of(uuid[], uuid[]),
     booking.slot_store_check_range(uuid, uuid, date, date), booking.find_optimal_slots(uuid, date, date, uuid, integer),
     booking.generate_availability_slots(uuid, date, date), booking.book_slot(uuid, uuid, timestamptz, uuid, text, text),
     booking.release_slot(uuid, text, text), booking_admin.op_extend_slot_horizon(jsonb)
@@ -2124,3 +2322,214 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
            ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
 $$;
+-- The Citus level in every CI run: distribute_tables and what the delivery worker asks of it.
+-- Whether distribute_tables has distributed this database (Citus installed, booking.events a
+-- Citus table). The delivery worker asks: events written on the workers cannot wake it.
+CREATE FUNCTION booking_admin.is_distributed() RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_distributed boolean;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    -- Through EXECUTE: Citus's catalog exists only where Citus is installed.
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ''booking.events''::regclass)'
+        INTO v_distributed;
+    RETURN v_distributed;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.is_distributed() FROM PUBLIC;
+
+-- Distributes the schema as above; returns {"reference_tables", "distributed_tables",
+-- "distributed_functions", "newly_distributed"}. Idempotent: what is already a Citus table is
+-- left alone (functions are registered again, which Citus accepts). Errors: 0A000 where Citus is
+-- not installed, 55000 on a node that is not the coordinator. Needs a superuser (Citus's own
+-- functions do); not for PUBLIC.
+CREATE OR REPLACE FUNCTION booking_admin.distribute_tables() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, booking_admin, pg_temp AS $$
+DECLARE
+    r record;
+    v_is_coordinator boolean;
+    v_exists boolean;
+    v_new text[] := '{}';
+    v_reference text[] := '{}';
+    v_distributed text[] := '{}';
+    v_functions text[] := '{}';
+    v_attempt integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'Citus is not installed in this database: there is nothing to distribute'
+            USING ERRCODE = '0A000',
+                  HINT = 'On a Citus coordinator: CREATE EXTENSION citus, add the workers (citus_add_node), CREATE EXTENSION booking_engine, then call this.';
+    END IF;
+    -- Citus's catalog is read through EXECUTE: this function must compile without Citus too.
+    EXECUTE 'SELECT citus_is_coordinator()' INTO v_is_coordinator;
+    IF NOT v_is_coordinator THEN
+        RAISE EXCEPTION 'booking_admin.distribute_tables() must run on the Citus coordinator' USING ERRCODE = '55000';
+    END IF;
+    -- Our triggers read and write only their own row's tenant (schema.sql), which is what Citus
+    -- asks of a trigger on a distributed table before it allows one.
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- Tables with foreign keys to a reference table are created in one transaction with it:
+    -- Citus needs sequential shard access for that.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- Every table up front, in one order: the coordinator's scheduler may be reading some of
+    -- them, and taking them one by one below could deadlock with it. A try that waits too
+    -- long or deadlocks is rolled back (its locks released) and made again.
+    FOR v_attempt IN 1..30 LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE 'LOCK TABLE booking_admin.jobs, ' || (
+                SELECT string_agg(l.object, ', ') FROM booking_admin.citus_layout() l WHERE l.kind <> 'function')
+                || ' IN ACCESS EXCLUSIVE MODE';
+            EXIT;
+        EXCEPTION WHEN deadlock_detected OR lock_not_available THEN
+            IF v_attempt = 30 THEN
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', '0', true);
+    -- The coordinator's local tables cannot keep a foreign key to a distributed table.
+    ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
+    ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT IF EXISTS delivery_endpoints_tenant_id_fkey;
+    ALTER TABLE booking_admin.message_templates DROP CONSTRAINT IF EXISTS message_templates_tenant_id_fkey;
+    -- Citus refuses row-level security policies with subqueries on distributed tables, and a
+    -- policy's caller lookup would be a nested distributed query on the worker anyway. The
+    -- read policies go; row-level security stays enabled, so these tables are readable only
+    -- by their owner and BYPASSRLS roles (Supabase's service_role): applications read through
+    -- the functions, which check their caller. Fails closed, never open.
+    DROP POLICY IF EXISTS customers_read ON booking.customers;
+    DROP POLICY IF EXISTS appointments_read ON booking.appointments;
+    DROP POLICY IF EXISTS booking_operations_read ON booking.booking_operations;
+    DROP POLICY IF EXISTS waitlist_read ON booking.waitlist;
+
+    FOR r IN SELECT * FROM booking_admin.citus_layout() LOOP
+        IF r.kind IN ('reference', 'distributed') THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::regclass)'
+                INTO v_exists USING r.object;
+            IF NOT v_exists THEN
+                IF r.kind = 'reference' THEN
+                    EXECUTE format('SELECT create_reference_table(%L)', r.object);
+                ELSIF r.object = 'booking.tenants' THEN
+                    EXECUTE format('SELECT create_distributed_table(%L, %L)', r.object, r.distribution_argument);
+                ELSE
+                    EXECUTE format('SELECT create_distributed_table(%L, %L, colocate_with => %L)',
+                                   r.object, r.distribution_argument, 'booking.tenants');
+                END IF;
+                v_new := v_new || r.object;
+            END IF;
+            IF r.kind = 'reference' THEN
+                v_reference := v_reference || r.object;
+            ELSE
+                v_distributed := v_distributed || r.object;
+            END IF;
+        ELSE
+            EXECUTE format('SELECT create_distributed_function(%L, %L, colocate_with => %L)',
+                           r.object, r.distribution_argument, 'booking.tenants');
+            v_functions := v_functions || r.object;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('reference_tables', to_jsonb(v_reference), 'distributed_tables', to_jsonb(v_distributed),
+                              'distributed_functions', to_jsonb(v_functions), 'newly_distributed', to_jsonb(v_new));
+END $$;
+
+-- Functions of 0.1.0 that Citus refused (subqueries in an insert, an update not routed by tenant).
+CREATE OR REPLACE FUNCTION booking.add_to_waitlist(p_entry jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_customer booking.customers;
+    v_service booking.services;
+    v_row booking.waitlist;
+    v_times time[];
+    v_days integer[];
+BEGIN
+    IF p_entry IS NULL OR jsonb_typeof(p_entry) <> 'object' THEN
+        RAISE EXCEPTION 'p_entry must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF p_entry ->> 'customer_id' IS NULL OR p_entry ->> 'service_id' IS NULL THEN
+        RAISE EXCEPTION 'p_entry needs customer_id and service_id' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_customer FROM booking.customers WHERE id = (p_entry ->> 'customer_id')::uuid;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'customer', p_entry ->> 'customer_id', v_customer.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_entry ->> 'customer_id'));
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE id = (p_entry ->> 'service_id')::uuid AND tenant_id = v_customer.tenant_id;
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_customer.tenant_id)) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'service', p_entry ->> 'service_id', v_customer.tenant_id, 'PT404',
+                               format('service %s does not exist for this customer''s tenant', p_entry ->> 'service_id'));
+    END IF;
+    -- The queue's order is the tenant's to set: a customer's entry gets the default priority.
+    IF p_entry ->> 'priority' IS NOT NULL AND NOT booking.caller_is_insider(v_customer.tenant_id) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'waitlist', NULL, v_customer.tenant_id, '42501',
+                               'only the tenant''s staff may set a waitlist priority');
+    END IF;
+    -- The arrays as values first: Citus routes an insert of values, not one with subqueries.
+    v_times := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_times')::time), '{}');
+    v_days := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_days')::int), '{}');
+    INSERT INTO booking.waitlist (tenant_id, customer_id, service_id, staff_id, preferred_start_date, preferred_end_date,
+                                  preferred_times, preferred_days, priority, notes)
+    VALUES (v_customer.tenant_id, v_customer.id, v_service.id, (p_entry ->> 'staff_id')::uuid,
+            (p_entry ->> 'preferred_start_date')::date, (p_entry ->> 'preferred_end_date')::date,
+            v_times, v_days, coalesce((p_entry ->> 'priority')::int, 0), p_entry ->> 'notes')
+    RETURNING * INTO v_row;
+    RETURN to_jsonb(v_row);
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'staff member % does not exist for this tenant', p_entry ->> 'staff_id' USING ERRCODE = 'PT404';
+END $$;
+CREATE OR REPLACE FUNCTION booking.update_waitlist_entry(p_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_row booking.waitlist;
+    v_unknown text;
+BEGIN
+    IF p_id IS NULL OR p_changes IS NULL OR jsonb_typeof(p_changes) <> 'object' THEN
+        RAISE EXCEPTION 'p_id and a JSON object of changes are required' USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_unknown FROM jsonb_object_keys(p_changes) k
+    WHERE k NOT IN ('staff_id', 'preferred_start_date', 'preferred_end_date', 'preferred_times', 'preferred_days',
+                    'priority', 'notes', 'status')
+    LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'waitlist field "%" cannot be changed', v_unknown USING ERRCODE = '22023';
+    END IF;
+    IF p_changes ? 'status' AND p_changes ->> 'status' NOT IN ('waiting', 'cancelled') THEN
+        RAISE EXCEPTION 'status can only be set to waiting or cancelled' USING ERRCODE = '22023';
+    END IF;
+    -- Locked by its full key (Citus locks rows only in a statement routed to one tenant).
+    SELECT * INTO v_row FROM booking.waitlist
+    WHERE tenant_id = (SELECT w.tenant_id FROM booking.waitlist w WHERE w.id = p_id) AND id = p_id FOR UPDATE;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
+        PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, 'PT404',
+                               format('waitlist entry %s does not exist', p_id));
+    END IF;
+    IF p_changes ->> 'priority' IS NOT NULL AND (p_changes ->> 'priority')::int IS DISTINCT FROM v_row.priority
+       AND NOT booking.caller_is_insider(v_row.tenant_id) THEN
+        PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, '42501',
+                               'only the tenant''s staff may set a waitlist priority');
+    END IF;
+    -- Values first and the row by its full key: Citus routes such an update to the tenant's
+    -- shard, and refuses subqueries in it.
+    IF p_changes ? 'preferred_times' THEN
+        v_row.preferred_times := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_times')::time), '{}');
+    END IF;
+    IF p_changes ? 'preferred_days' THEN
+        v_row.preferred_days := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_days')::int), '{}');
+    END IF;
+    UPDATE booking.waitlist w SET
+        staff_id = CASE WHEN p_changes ? 'staff_id' THEN (p_changes ->> 'staff_id')::uuid ELSE w.staff_id END,
+        preferred_start_date = CASE WHEN p_changes ? 'preferred_start_date' THEN (p_changes ->> 'preferred_start_date')::date ELSE w.preferred_start_date END,
+        preferred_end_date = CASE WHEN p_changes ? 'preferred_end_date' THEN (p_changes ->> 'preferred_end_date')::date ELSE w.preferred_end_date END,
+        preferred_times = v_row.preferred_times,
+        preferred_days = v_row.preferred_days,
+        priority = coalesce((p_changes ->> 'priority')::int, w.priority),
+        notes = CASE WHEN p_changes ? 'notes' THEN p_changes ->> 'notes' ELSE w.notes END,
+        status = coalesce(p_changes ->> 'status', w.status)
+    WHERE w.tenant_id = v_row.tenant_id AND w.id = p_id
+    RETURNING * INTO v_row;
+    RETURN to_jsonb(v_row);
+END $$;

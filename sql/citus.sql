@@ -55,6 +55,23 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
 $$;
 
+-- Whether distribute_tables has distributed this database (Citus installed, booking.events a
+-- Citus table). The delivery worker asks: events written on the workers cannot wake it.
+CREATE FUNCTION booking_admin.is_distributed() RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_distributed boolean;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    -- Through EXECUTE: Citus's catalog exists only where Citus is installed.
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ''booking.events''::regclass)'
+        INTO v_distributed;
+    RETURN v_distributed;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.is_distributed() FROM PUBLIC;
+
 -- Distributes the schema as above; returns {"reference_tables", "distributed_tables",
 -- "distributed_functions", "newly_distributed"}. Idempotent: what is already a Citus table is
 -- left alone (functions are registered again, which Citus accepts). Errors: 0A000 where Citus is
@@ -106,7 +123,10 @@ BEGIN
         END;
     END LOOP;
     PERFORM set_config('lock_timeout', '0', true);
+    -- The coordinator's local tables cannot keep a foreign key to a distributed table.
     ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
+    ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT IF EXISTS delivery_endpoints_tenant_id_fkey;
+    ALTER TABLE booking_admin.message_templates DROP CONSTRAINT IF EXISTS message_templates_tenant_id_fkey;
     -- Citus refuses row-level security policies with subqueries on distributed tables, and a
     -- policy's caller lookup would be a nested distributed query on the worker anyway. The
     -- read policies go; row-level security stays enabled, so these tables are readable only

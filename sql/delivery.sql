@@ -1,7 +1,8 @@
--- Outbound delivery: every booking.events row fans out, in the transaction that wrote it, to the
--- endpoints subscribed to its type (signed webhooks, Slack, email). The rows are logged, so a
--- rolled-back change sends nothing and a committed one is never lost; the delivery worker
--- (src/delivery/worker.rs) sends them, records every attempt, and retries on a schedule.
+-- Outbound delivery: every committed booking.events row fans out to the endpoints subscribed to
+-- its type (signed webhooks, Slack, email). The events table is the outbox: the delivery worker
+-- (src/delivery/worker.rs) expands new events into deliveries (fan_out_events), sends them,
+-- records every attempt, and retries on a schedule. A rolled-back change wrote no event and
+-- sends nothing; a committed one is never lost.
 --
 -- Operators manage it (superusers, booking_operator members, service_role JWTs); nothing here
 -- is for PUBLIC. Secrets live in a table no role but the extension's owner can read: they are
@@ -46,6 +47,8 @@ CREATE TABLE booking_admin.delivery_endpoints (
     consecutive_failures integer NOT NULL DEFAULT 0,
     failing_since        timestamptz,
     circuit_open_until   timestamptz,
+    -- Since when the endpoint is enabled: it receives the events created from then on.
+    enabled_at           timestamptz NOT NULL DEFAULT now(),
     created_at           timestamptz NOT NULL DEFAULT now(),
     updated_at           timestamptz NOT NULL DEFAULT now(),
     CHECK (channel = 'email' OR url IS NOT NULL),
@@ -88,10 +91,9 @@ CREATE TABLE booking_admin.deliveries (
     delivered_at     timestamptz,
     updated_at       timestamptz NOT NULL DEFAULT now()
 );
--- Every delivery row is written in a booking's transaction, so it carries only the indexes the
--- worker and the API need: the due ones per endpoint, and per endpoint by creation (replays,
--- statistics, the endpoint's cascade). Finding what a stopped worker was sending is a scan, once
--- per worker start.
+-- Only the indexes the worker and the API need: the due ones per endpoint, and per endpoint by
+-- creation (replays, statistics, the endpoint's cascade). Finding what a stopped worker was
+-- sending is a scan, once per worker start.
 CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
 CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
@@ -141,29 +143,68 @@ INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, bod
      E'Hello {{customer_name}},\n\na {{service_name}} slot with {{staff_name}} is free on {{starts_at_local}} ({{time_zone}}). Book it before someone else does.\n\n{{tenant_name}}',
      '<p>Hello {{customer_name}},</p><p>a <b>{{service_name}}</b> slot with {{staff_name}} is free on <b>{{starts_at_local}}</b> ({{time_zone}}). Book it before someone else does.</p><p>{{tenant_name}}</p>');
 
--- Fan-out: one statement per events statement, set-based over its new rows. Matching: the
--- exact type, 'prefix.*', or '*'; the endpoint's tenant or a global endpoint. In schema
--- booking: every booking_admin call is audited, and a booking must not cost an audit entry.
-CREATE FUNCTION booking.fan_out_events() RETURNS trigger
-LANGUAGE plpgsql SECURITY DEFINER
-SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+-- The outbox's fan-out mark: NULL until the delivery worker has expanded the event into its
+-- deliveries.
+ALTER TABLE booking.events ADD COLUMN fanned_out_at timestamptz;
+CREATE INDEX events_fan_out_idx ON booking.events (created_at) WHERE fanned_out_at IS NULL;
+
+-- Fan-out, by the delivery worker, in its own transaction: the next p_limit events not yet
+-- expanded, oldest first, each into one delivery per enabled endpoint subscribed to its type
+-- (the exact type, 'prefix.*' or '*'; the endpoint's tenant or a global endpoint) that was
+-- enabled when the event was created; then the events are marked. A booking therefore writes
+-- one event, whatever the number of subscriptions, and on Citus the events written on the
+-- workers are expanded on the coordinator, where the endpoints and the ledger are. Returns the
+-- number of events expanded (0: none waiting).
+CREATE FUNCTION booking_admin.fan_out_events(p_limit integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_since timestamptz;
+    v_tenants uuid[];
+    v_ids uuid[];
+    v_types text[];
+    v_payloads jsonb[];
+    v_created timestamptz[];
 BEGIN
+    -- One expansion at a time: the worker and a call by hand never expand an event twice.
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_events'));
+    SELECT min(s.enabled_at) INTO v_since FROM booking_admin.delivery_endpoints s WHERE s.enabled;
+    IF v_since IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at)
+    INTO v_tenants, v_ids, v_types, v_payloads, v_created
+    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at FROM booking.events e
+          WHERE e.fanned_out_at IS NULL AND e.created_at >= v_since
+          ORDER BY e.created_at LIMIT greatest(p_limit, 1)) e;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
     INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at)
     SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at
-    FROM new_events e
+    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created) AS e (tenant_id, id, event_type, payload, created_at)
     JOIN booking_admin.delivery_endpoints s
-      ON s.enabled
+      ON s.enabled AND s.enabled_at <= e.created_at
      AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
      AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
           OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types));
-    IF FOUND THEN
-        PERFORM booking.wake_delivery_at_commit();
-    END IF;
+    -- The tenants as constants: on Citus the update then goes to their shards only.
+    EXECUTE format('UPDATE booking.events e SET fanned_out_at = %L WHERE e.tenant_id = ANY (%L::uuid[]) AND e.id = ANY (%L::uuid[])',
+                   clock_timestamp(), v_tenants, v_ids);
+    RETURN cardinality(v_ids);
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.fan_out_events(integer) FROM PUBLIC;
+
+-- A committed events statement wakes the delivery worker; it expands the events itself.
+-- SECURITY DEFINER: whoever may write an event wakes the worker, without rights on the wake-up.
+CREATE FUNCTION booking.wake_delivery_on_events() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    PERFORM booking.wake_delivery_at_commit();
     RETURN NULL;
 END $$;
-REVOKE ALL ON FUNCTION booking.fan_out_events() FROM PUBLIC;
+REVOKE ALL ON FUNCTION booking.wake_delivery_on_events() FROM PUBLIC;
 CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
-    REFERENCING NEW TABLE AS new_events FOR EACH STATEMENT EXECUTE FUNCTION booking.fan_out_events();
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.wake_delivery_on_events();
 
 CREATE FUNCTION booking_admin.require_operator() RETURNS void
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -279,6 +320,7 @@ BEGIN
         max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
         timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
         enabled = coalesce(v_enable, e.enabled),
+        enabled_at = CASE WHEN v_enable AND NOT e.enabled THEN now() ELSE e.enabled_at END,
         disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
         disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
         consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,

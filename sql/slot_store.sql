@@ -8,8 +8,9 @@
 -- The rules that depend on "now" (minimum notice, advance limit) are applied when the store is
 -- read (booking.availability_slots_now), so the stored rows never go stale as time passes.
 
--- Per tenant: the horizon and the prime hours of the ranking, plus the tenant's effective
--- notice and advance policies, kept here by triggers so that reads apply them with one join.
+-- Per tenant: the horizon and the prime hours of the ranking, plus the tenant's own notice and
+-- advance policies, kept here by triggers so that reads apply them with one join (the global
+-- and builtin values are read by the view itself, once per query).
 CREATE TABLE booking.slot_store_settings (
     tenant_id    uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
     -- Off by default: keeping the store exact costs every write of an input (a booking about
@@ -20,15 +21,16 @@ CREATE TABLE booking.slot_store_settings (
                  CONSTRAINT slot_store_horizon_days_between_1_and_366 CHECK (horizon_days BETWEEN 1 AND 366),
     prime_start  time NOT NULL DEFAULT '10:00',
     prime_end    time NOT NULL DEFAULT '14:00',
-    min_notice   interval NOT NULL DEFAULT '0',
-    max_advance  interval NOT NULL DEFAULT '0',
+    -- NULL: the tenant has no policy of its own (the global or builtin one applies).
+    min_notice   interval,
+    max_advance  interval,
     CONSTRAINT slot_store_prime_hours_in_order CHECK (prime_start <= prime_end),
-    -- The tenant's staff and service policies for the same two rules, where it has any:
-    -- {"staff:<id>" | "service:<id>": {"min_notice": interval, "max_advance": interval}}.
+    -- The tenant's staff members' and services' own policies for the same two rules, where it
+    -- has any: {"staff:<id>" | "service:<id>": {"min_notice": interval, "max_advance": interval}}.
     policy_overrides jsonb NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE booking.slot_store_settings IS
-    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice, max_advance and policy_overrides mirror the tenant''s policies (maintained, not set).';
+    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s own policies, NULL when it has none, policy_overrides its staff members'' and services'' (maintained, not set).';
 
 -- The settings are the users' (pg_dump keeps them); a restore that meets the row the tenant's
 -- trigger already made updates it. The store itself is derived: a restore rebuilds it as the
@@ -78,17 +80,34 @@ COMMENT ON TABLE booking.availability_slots IS
 COMMENT ON COLUMN booking.availability_slots.confidence_score IS
     '0.35 fit + 0.25 day_open_ratio + 0.20 (1 - booking_density) + priority_boost; 0 for a taken slot.';
 
--- The effective notice and advance policies of the row's tenant, as the engine reads them
--- (the tenant's row, a global row, the builtin default; notice 0 and advance 36500 days when
--- none), and its staff members' and services' own values of the two. Durations in exact hours
--- and 24-hour days, as the engine counts them.
+-- On Citus every trigger below also runs on a worker, inside the statement that changes a shard
+-- of its table. There a query may reach only shards of one tenant on the same node: Citus runs
+-- such a query locally, but refuses one that fans out to other shards or nodes, and one that
+-- joins a transition table with a distributed table. So every function here reads a trigger's
+-- transition tables on their own (into arrays), then works tenant by tenant, each statement
+-- filtered by one tenant_id (a router query). The golden file citus_rules checks the triggers
+-- for this shape.
+
+-- Whether the tenant's store is on. PL/pgSQL, as every function here that reads a distributed
+-- table with an argument: Citus cannot plan a SQL function's parameters.
+CREATE FUNCTION booking.slot_store_is_on(p_tenant_id uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN coalesce((SELECT w.enabled FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id), false);
+END $$;
+
+-- The tenant's own notice and advance policies (NULL: none of its own), as the engine counts
+-- them: exact hours and 24-hour days; and its staff members' and services' own values of the
+-- two.
 CREATE FUNCTION booking.slot_store_settings_policies() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
-    NEW.min_notice := make_interval(secs => coalesce(
-        (booking.policy_value(NEW.tenant_id, 'minimum_booking_notice_hours'))::text::float8, 0) * 3600);
-    NEW.max_advance := make_interval(secs => coalesce(
-        (booking.policy_value(NEW.tenant_id, 'advance_booking_limit_days'))::text::float8, 36500) * 86400);
+    NEW.min_notice := (SELECT make_interval(secs => p.policy_value::text::float8 * 3600) FROM booking.booking_policies p
+                       WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'minimum_booking_notice_hours'
+                         AND p.service_id IS NULL AND p.staff_id IS NULL);
+    NEW.max_advance := (SELECT make_interval(secs => p.policy_value::text::float8 * 86400) FROM booking.booking_policies p
+                        WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'advance_booking_limit_days'
+                          AND p.service_id IS NULL AND p.staff_id IS NULL);
     NEW.policy_overrides := coalesce((
         SELECT jsonb_object_agg(o.scope, o.rules)
         FROM (SELECT CASE WHEN p.staff_id IS NOT NULL THEN 'staff:' || p.staff_id ELSE 'service:' || p.service_id END AS scope,
@@ -110,23 +129,32 @@ CREATE TRIGGER slot_store_settings_policies BEFORE INSERT OR UPDATE ON booking.s
 CREATE FUNCTION booking.slot_store_reach(p_tenant_id uuid) RETURNS interval
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
-    RETURN (SELECT make_interval(mins => 2 * coalesce(max(s.duration_minutes + s.buffer_before_minutes + s.buffer_after_minutes), 0)
-                                         + 2 * max(t.buffer_time_minutes) + 60)
-            FROM booking.tenants t LEFT JOIN booking.services s ON s.tenant_id = t.id
-            WHERE t.id = p_tenant_id);
+    RETURN make_interval(mins => 2 * coalesce((SELECT max(s.duration_minutes + s.buffer_before_minutes + s.buffer_after_minutes)
+                                               FROM booking.services s WHERE s.tenant_id = p_tenant_id), 0)
+                                 + 2 * coalesce((SELECT t.buffer_time_minutes FROM booking.tenants t WHERE t.id = p_tenant_id), 0)
+                                 + 60);
 END $$;
 
 -- Recomputes the staff-days of the horizon between two local dates per staff member (NULL:
--- unbounded). Parallel arrays, one element per staff member.
+-- unbounded), of the tenants whose store is on. Parallel arrays, one element per staff member.
 CREATE FUNCTION booking.slot_store_touch_dates(p_tenant_ids uuid[], p_staff_ids uuid[], p_from date[], p_to date[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    n integer := 0;
 BEGIN
-    RETURN (SELECT booking.refresh_availability_slots(array_agg(d.tenant_id), array_agg(d.staff_id), array_agg(d.date))
-            FROM (SELECT DISTINCT d.tenant_id, d.staff_id, d.date
-                  FROM unnest(p_tenant_ids, p_staff_ids, p_from, p_to) AS c (tenant_id, staff_id, first, last)
-                  JOIN booking.availability_slot_days d ON d.tenant_id = c.tenant_id AND d.staff_id = c.staff_id
-                   AND d.date >= coalesce(c.first, '-infinity') AND d.date <= coalesce(c.last, 'infinity')) d);
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        n := n + (SELECT booking.refresh_availability_slots(array_agg(d.tenant_id), array_agg(d.staff_id), array_agg(d.date))
+                  FROM (SELECT DISTINCT d.tenant_id, d.staff_id, d.date
+                        FROM booking.availability_slot_days d
+                        JOIN unnest(p_tenant_ids, p_staff_ids, p_from, p_to) AS c (tenant_id, staff_id, first, last)
+                          ON c.tenant_id = v_tenant AND d.staff_id = c.staff_id
+                         AND d.date >= coalesce(c.first, '-infinity') AND d.date <= coalesce(c.last, 'infinity')
+                        WHERE d.tenant_id = v_tenant) d);
+    END LOOP;
+    RETURN n;
 END $$;
 
 -- Recomputes the staff-days whose slots a range of time (an appointment's blocked range, a
@@ -136,81 +164,99 @@ CREATE FUNCTION booking.slot_store_touch_spans(p_tenant_ids uuid[], p_staff_ids 
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_tenants uuid[];
+    v_tenant uuid;
+    v_reach interval;
     v_staff uuid[];
     v_from date[];
     v_to date[];
+    n integer := 0;
 BEGIN
-    SELECT array_agg(c.tenant_id), array_agg(c.staff_id),
-           array_agg(((lower(c.span) - r.reach) AT TIME ZONE f.timezone)::date),
-           array_agg(((upper(c.span) + r.reach) AT TIME ZONE f.timezone)::date)
-    INTO v_tenants, v_staff, v_from, v_to
-    FROM unnest(p_tenant_ids, p_staff_ids, p_spans) AS c (tenant_id, staff_id, span)
-    JOIN booking.staff f ON f.tenant_id = c.tenant_id AND f.id = c.staff_id
-    CROSS JOIN LATERAL (SELECT booking.slot_store_reach(c.tenant_id) AS reach) r;
-    RETURN booking.slot_store_touch_dates(v_tenants, v_staff, v_from, v_to);
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        v_reach := booking.slot_store_reach(v_tenant);
+        SELECT array_agg(c.staff_id), array_agg(((lower(c.span) - v_reach) AT TIME ZONE f.timezone)::date),
+               array_agg(((upper(c.span) + v_reach) AT TIME ZONE f.timezone)::date)
+        INTO v_staff, v_from, v_to
+        FROM booking.staff f
+        JOIN unnest(p_tenant_ids, p_staff_ids, p_spans) AS c (tenant_id, staff_id, span)
+          ON c.tenant_id = v_tenant AND f.id = c.staff_id
+        WHERE f.tenant_id = v_tenant;
+        n := n + booking.slot_store_touch_dates(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]), v_staff, v_from, v_to);
+    END LOOP;
+    RETURN n;
 END $$;
 
--- Every staff member's horizon (of the given tenants; NULL: all) runs from their local today
--- for the tenant's horizon_days: adds the missing days and computes their slots, and drops the
--- days before today and beyond the horizon (their slots go with them). Returns the number of
--- slots the added days hold.
+-- Every staff member's horizon (of the given tenants; NULL: every tenant whose store is on)
+-- runs from their local today for the tenant's horizon_days (none while the store is off):
+-- adds the missing days and computes their slots, and drops the days before today and beyond
+-- the horizon (their slots go with them). Returns the number of slots the added days hold.
 CREATE FUNCTION booking.slot_store_extend(p_tenant_ids uuid[] DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_tenants uuid[];
+    v_tenant uuid;
+    v_days integer;
+    v_now timestamptz := booking.clock_now();
     v_staff uuid[];
     v_dates date[];
+    n integer := 0;
 BEGIN
-    WITH want AS (
-        SELECT f.tenant_id, f.id AS staff_id, (booking.clock_now() AT TIME ZONE f.timezone)::date AS today,
-               CASE WHEN w.enabled THEN w.horizon_days ELSE 0 END AS days
-        FROM booking.staff f LEFT JOIN booking.slot_store_settings w ON w.tenant_id = f.tenant_id
-        WHERE p_tenant_ids IS NULL OR f.tenant_id = ANY (p_tenant_ids)
-    ), gone AS (
-        DELETE FROM booking.availability_slot_days d USING want w
-        WHERE d.tenant_id = w.tenant_id AND d.staff_id = w.staff_id AND (d.date < w.today OR d.date >= w.today + w.days)
-    ), added AS (
-        INSERT INTO booking.availability_slot_days (tenant_id, staff_id, date)
-        SELECT w.tenant_id, w.staff_id, (w.today + g.n)
-        FROM want w, generate_series(0, w.days - 1) AS g (n)
-        ON CONFLICT DO NOTHING
-        RETURNING tenant_id, staff_id, date
-    )
-    SELECT array_agg(a.tenant_id), array_agg(a.staff_id), array_agg(a.date) INTO v_tenants, v_staff, v_dates FROM added a;
-    RETURN booking.refresh_availability_slots(v_tenants, v_staff, v_dates);
+    FOR v_tenant IN
+        SELECT DISTINCT t FROM unnest(coalesce(p_tenant_ids,
+            (SELECT array_agg(w.tenant_id) FROM booking.slot_store_settings w WHERE w.enabled))) t
+        WHERE t IS NOT NULL
+    LOOP
+        v_days := coalesce((SELECT w.horizon_days FROM booking.slot_store_settings w
+                            WHERE w.tenant_id = v_tenant AND w.enabled), 0);
+        DELETE FROM booking.availability_slot_days d
+        USING booking.staff f
+        WHERE d.tenant_id = v_tenant AND f.tenant_id = v_tenant AND f.id = d.staff_id
+          AND (d.date < (v_now AT TIME ZONE f.timezone)::date OR d.date >= (v_now AT TIME ZONE f.timezone)::date + v_days);
+        CONTINUE WHEN v_days = 0;
+        WITH added AS (
+            INSERT INTO booking.availability_slot_days (tenant_id, staff_id, date)
+            SELECT f.tenant_id, f.id, (v_now AT TIME ZONE f.timezone)::date + g.n
+            FROM booking.staff f, generate_series(0, v_days - 1) AS g (n)
+            WHERE f.tenant_id = v_tenant
+            ON CONFLICT DO NOTHING
+            RETURNING staff_id, date
+        )
+        SELECT array_agg(a.staff_id), array_agg(a.date) INTO v_staff, v_dates FROM added a;
+        n := n + booking.refresh_availability_slots(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]), v_staff, v_dates);
+    END LOOP;
+    RETURN n;
 END $$;
 
 -- Triggers: one statement-level trigger per input table and event, with transition tables;
--- each works out the touched staff-days set-based and recomputes them in one call. SECURITY
--- DEFINER so that whoever may change an input (service_role, the booking functions) keeps the
--- store, which no application may write; a trigger function cannot be called directly.
+-- each works out the touched staff-days set-based and recomputes them in one call per tenant.
+-- SECURITY DEFINER so that whoever may change an input (service_role, the booking functions)
+-- keeps the store, which no application may write; a trigger function cannot be called directly.
 
 CREATE FUNCTION booking.slot_store_on_appointments() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_spans tstzrange[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.blocked))
-        FROM n JOIN booking.slot_store_settings w ON w.tenant_id = n.tenant_id AND w.enabled
-        WHERE n.status IN ('pending', 'confirmed', 'active') HAVING count(*) > 0;
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.blocked) INTO v_tenants, v_staff, v_spans
+        FROM n WHERE n.status IN ('pending', 'confirmed', 'active');
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.blocked))
-        FROM o JOIN booking.slot_store_settings w ON w.tenant_id = o.tenant_id AND w.enabled
-        WHERE o.status IN ('pending', 'confirmed', 'active') HAVING count(*) > 0;
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.blocked) INTO v_tenants, v_staff, v_spans
+        FROM o WHERE o.status IN ('pending', 'confirmed', 'active');
     ELSE
         -- Only a change of what the appointment blocks matters: confirming or checking in
         -- (live to live) recomputes nothing.
-        PERFORM booking.slot_store_touch_spans(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.blocked))
-        FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
-             JOIN booking.slot_store_settings w ON w.tenant_id = n.tenant_id AND w.enabled,
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.blocked) INTO v_tenants, v_staff, v_spans
+        FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id,
              LATERAL (VALUES (n.tenant_id, n.staff_id, n.blocked, n.status IN ('pending', 'confirmed', 'active')),
                              (o.tenant_id, o.staff_id, o.blocked, o.status IN ('pending', 'confirmed', 'active')))
                  AS c (tenant_id, staff_id, blocked, live)
         WHERE c.live
           AND ((n.status IN ('pending', 'confirmed', 'active')) IS DISTINCT FROM (o.status IN ('pending', 'confirmed', 'active'))
-               OR n.blocked IS DISTINCT FROM o.blocked OR n.staff_id IS DISTINCT FROM o.staff_id)
-        HAVING count(*) > 0;
+               OR n.blocked IS DISTINCT FROM o.blocked OR n.staff_id IS DISTINCT FROM o.staff_id);
     END IF;
+    PERFORM booking.slot_store_touch_spans(v_tenants, v_staff, v_spans);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.appointments REFERENCING NEW TABLE AS n
@@ -222,15 +268,20 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.appointments REFERENCIN
 
 CREATE FUNCTION booking.slot_store_on_time_off() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_spans tstzrange[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.period)) FROM n;
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.period) INTO v_tenants, v_staff, v_spans FROM n;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_spans(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.period)) FROM o;
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.period) INTO v_tenants, v_staff, v_spans FROM o;
     ELSE
-        PERFORM booking.slot_store_touch_spans(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.period))
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.period) INTO v_tenants, v_staff, v_spans
         FROM (SELECT n.tenant_id, n.staff_id, n.period FROM n UNION ALL SELECT o.tenant_id, o.staff_id, o.period FROM o) c;
     END IF;
+    PERFORM booking.slot_store_touch_spans(v_tenants, v_staff, v_spans);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_time_off REFERENCING NEW TABLE AS n
@@ -244,18 +295,20 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_time_off REFERENC
 -- next day's carries the slot grid with it: from the day before to the end of the horizon.
 CREATE FUNCTION booking.slot_store_on_overrides() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_from date[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.date - 1),
-                                               array_fill(NULL::date, ARRAY[count(*)::int])) FROM n;
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.date - 1) INTO v_tenants, v_staff, v_from FROM n;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.date - 1),
-                                               array_fill(NULL::date, ARRAY[count(*)::int])) FROM o;
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.date - 1) INTO v_tenants, v_staff, v_from FROM o;
     ELSE
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.date - 1),
-                                               array_fill(NULL::date, ARRAY[count(*)::int]))
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.date - 1) INTO v_tenants, v_staff, v_from
         FROM (SELECT n.tenant_id, n.staff_id, n.date FROM n UNION ALL SELECT o.tenant_id, o.staff_id, o.date FROM o) c;
     END IF;
+    PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, v_from, array_fill(NULL::date, ARRAY[coalesce(cardinality(v_from), 0)]));
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.schedule_overrides REFERENCING NEW TABLE AS n
@@ -268,17 +321,19 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.schedule_overrides REFE
 -- Weekly schedules and the services a staff member offers: the staff member's whole horizon.
 CREATE FUNCTION booking.slot_store_on_staff_rows() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
-        FROM (SELECT DISTINCT n.tenant_id, n.staff_id FROM n) c;
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id) INTO v_tenants, v_staff FROM (SELECT DISTINCT n.tenant_id, n.staff_id FROM n) c;
     ELSIF TG_OP = 'DELETE' THEN
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
-        FROM (SELECT DISTINCT o.tenant_id, o.staff_id FROM o) c;
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id) INTO v_tenants, v_staff FROM (SELECT DISTINCT o.tenant_id, o.staff_id FROM o) c;
     ELSE
-        PERFORM booking.slot_store_touch_dates(array_agg(c.tenant_id), array_agg(c.staff_id), NULL, NULL)
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id) INTO v_tenants, v_staff
         FROM (SELECT n.tenant_id, n.staff_id FROM n UNION SELECT o.tenant_id, o.staff_id FROM o) c;
     END IF;
+    PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, NULL, NULL);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff_schedules REFERENCING NEW TABLE AS n
@@ -298,15 +353,21 @@ CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.staff_services REFERENC
 -- slot's date, a change of is_active offers or withdraws all their slots.
 CREATE FUNCTION booking.slot_store_on_staff() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        PERFORM booking.slot_store_extend(array_agg(DISTINCT n.tenant_id)) FROM n;
+        SELECT array_agg(DISTINCT n.tenant_id) INTO v_tenants FROM n;
+        PERFORM booking.slot_store_extend(v_tenants);
     ELSE
-        PERFORM booking.slot_store_extend(array_agg(DISTINCT n.tenant_id)),
-                booking.slot_store_touch_dates(array_agg(n.tenant_id), array_agg(n.id), NULL, NULL)
+        SELECT array_agg(n.tenant_id), array_agg(n.id) INTO v_tenants, v_staff
         FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
-        WHERE (n.timezone, n.is_active) IS DISTINCT FROM (o.timezone, o.is_active)
-        HAVING count(*) > 0;
+        WHERE (n.timezone, n.is_active) IS DISTINCT FROM (o.timezone, o.is_active);
+        IF v_tenants IS NOT NULL THEN
+            PERFORM booking.slot_store_extend(v_tenants);
+            PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, NULL, NULL);
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
@@ -315,16 +376,45 @@ CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff REFERENCING NEW T
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff REFERENCING OLD TABLE AS o NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff();
 
+-- The staff members of one tenant among p_tenant_ids (every one, or those offering one of the
+-- services in p_service_ids), as the parallel arrays the touch functions take.
+CREATE FUNCTION booking.slot_store_staff_of(p_tenant_ids uuid[], p_service_ids uuid[] DEFAULT NULL,
+                                            OUT tenant_ids uuid[], OUT staff_ids uuid[])
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_staff uuid[];
+BEGIN
+    tenant_ids := '{}';
+    staff_ids := '{}';
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        IF p_service_ids IS NULL THEN
+            v_staff := ARRAY(SELECT f.id FROM booking.staff f WHERE f.tenant_id = v_tenant);
+        ELSE
+            v_staff := ARRAY(SELECT DISTINCT ss.staff_id FROM booking.staff_services ss
+                             WHERE ss.tenant_id = v_tenant AND ss.service_id = ANY (p_service_ids));
+        END IF;
+        tenant_ids := tenant_ids || array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]);
+        staff_ids := staff_ids || v_staff;
+    END LOOP;
+END $$;
+
 -- A service's length, buffers or activity: the horizon of every staff member offering it.
 CREATE FUNCTION booking.slot_store_on_services() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_services uuid[];
+    v_staff record;
 BEGIN
-    PERFORM booking.slot_store_touch_dates(array_agg(ss.tenant_id), array_agg(ss.staff_id), NULL, NULL)
-    FROM (SELECT DISTINCT ss.tenant_id, ss.staff_id
-          FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
-          JOIN booking.staff_services ss ON ss.tenant_id = n.tenant_id AND ss.service_id = n.id
-          WHERE (n.duration_minutes, n.buffer_before_minutes, n.buffer_after_minutes, n.is_active)
-                IS DISTINCT FROM (o.duration_minutes, o.buffer_before_minutes, o.buffer_after_minutes, o.is_active)) ss;
+    SELECT array_agg(n.tenant_id), array_agg(n.id) INTO v_tenants, v_services
+    FROM n JOIN o ON o.tenant_id = n.tenant_id AND o.id = n.id
+    WHERE (n.duration_minutes, n.buffer_before_minutes, n.buffer_after_minutes, n.is_active)
+          IS DISTINCT FROM (o.duration_minutes, o.buffer_before_minutes, o.buffer_after_minutes, o.is_active);
+    IF v_tenants IS NOT NULL THEN
+        v_staff := booking.slot_store_staff_of(v_tenants, v_services);
+        PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.services REFERENCING OLD TABLE AS o NEW TABLE AS n
@@ -334,14 +424,25 @@ CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.services REFERENCING OL
 -- slot interval recomputes every staff member's horizon.
 CREATE FUNCTION booking.slot_store_on_tenants() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_tenants uuid[];
+    v_staff record;
 BEGIN
     IF TG_OP = 'INSERT' THEN
-        INSERT INTO booking.slot_store_settings (tenant_id) SELECT n.id FROM n ON CONFLICT DO NOTHING;
+        -- Row by row: each insert is routed to its tenant's shard.
+        FOR v_tenant IN SELECT n.id FROM n LOOP
+            INSERT INTO booking.slot_store_settings (tenant_id) VALUES (v_tenant) ON CONFLICT DO NOTHING;
+        END LOOP;
     ELSE
-        PERFORM booking.slot_store_touch_dates(array_agg(f.tenant_id), array_agg(f.id), NULL, NULL)
-        FROM n JOIN o ON o.id = n.id JOIN booking.staff f ON f.tenant_id = n.id
+        SELECT array_agg(n.id) INTO v_tenants
+        FROM n JOIN o ON o.id = n.id
         WHERE (n.timezone, n.opening_hours, n.buffer_time_minutes, n.slot_interval_minutes)
               IS DISTINCT FROM (o.timezone, o.opening_hours, o.buffer_time_minutes, o.slot_interval_minutes);
+        IF v_tenants IS NOT NULL THEN
+            v_staff := booking.slot_store_staff_of(v_tenants);
+            PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+        END IF;
     END IF;
     RETURN NULL;
 END $$;
@@ -357,6 +458,13 @@ CREATE FUNCTION booking.slot_store_on_holidays() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_rows booking.holidays[];
+    v_tenant uuid;
+    v_tenants uuid[] := '{}';
+    v_staff uuid[] := '{}';
+    v_from date[] := '{}';
+    v_to date[] := '{}';
+    h booking.holidays;
+    v_member uuid;
 BEGIN
     IF TG_OP = 'INSERT' THEN
         v_rows := ARRAY(SELECT n FROM n);
@@ -365,12 +473,18 @@ BEGIN
     ELSE
         v_rows := ARRAY(SELECT n FROM n UNION ALL SELECT o FROM o);
     END IF;
-    PERFORM booking.slot_store_touch_dates(array_agg(x.tenant_id), array_agg(x.staff_id), array_agg(x.first), array_agg(x.last))
-    FROM (SELECT DISTINCT h.tenant_id, f.id AS staff_id,
-                 CASE WHEN NOT h.is_recurring THEN h.date - 2 END AS first,
-                 CASE WHEN NOT h.is_recurring THEN h.date + 2 END AS last
-          FROM unnest(v_rows) h
-          JOIN booking.staff f ON f.tenant_id = h.tenant_id AND (h.affects_all_staff OR f.id = ANY (h.affected_staff_ids))) x;
+    FOREACH h IN ARRAY v_rows LOOP
+        FOR v_member IN
+            SELECT f.id FROM booking.staff f
+            WHERE f.tenant_id = h.tenant_id AND (h.affects_all_staff OR f.id = ANY (h.affected_staff_ids))
+        LOOP
+            v_tenants := v_tenants || h.tenant_id;
+            v_staff := v_staff || v_member;
+            v_from := v_from || CASE WHEN NOT h.is_recurring THEN h.date - 2 END;
+            v_to := v_to || CASE WHEN NOT h.is_recurring THEN h.date + 2 END;
+        END LOOP;
+    END LOOP;
+    PERFORM booking.slot_store_touch_dates(v_tenants, v_staff, v_from, v_to);
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.holidays REFERENCING NEW TABLE AS n
@@ -380,54 +494,90 @@ CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.holidays REFERENCING OL
 CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.holidays REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_holidays();
 
--- Settings: a new horizon length moves the horizon, new prime hours rescore every slot; the
--- policies mirrored here are refreshed when a tenant's or a global policy changes.
+-- Settings: turning the store on or off or a new horizon length moves the horizon, new prime
+-- hours rescore every slot.
 CREATE FUNCTION booking.slot_store_on_settings() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff record;
 BEGIN
-    PERFORM booking.slot_store_extend(array_agg(n.tenant_id))
+    SELECT array_agg(n.tenant_id) INTO v_tenants
     FROM n JOIN o ON o.tenant_id = n.tenant_id
-    WHERE n.horizon_days <> o.horizon_days OR n.enabled <> o.enabled HAVING count(*) > 0;
-    PERFORM booking.slot_store_touch_dates(array_agg(f.tenant_id), array_agg(f.id), NULL, NULL)
-    FROM n JOIN o ON o.tenant_id = n.tenant_id JOIN booking.staff f ON f.tenant_id = n.tenant_id
+    WHERE n.horizon_days <> o.horizon_days OR n.enabled <> o.enabled;
+    IF v_tenants IS NOT NULL THEN
+        PERFORM booking.slot_store_extend(v_tenants);
+    END IF;
+    SELECT array_agg(n.tenant_id) INTO v_tenants
+    FROM n JOIN o ON o.tenant_id = n.tenant_id
     WHERE (n.prime_start, n.prime_end) IS DISTINCT FROM (o.prime_start, o.prime_end);
+    IF v_tenants IS NOT NULL THEN
+        v_staff := booking.slot_store_staff_of(v_tenants);
+        PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+    END IF;
     RETURN NULL;
 END $$;
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.slot_store_settings REFERENCING OLD TABLE AS o NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_settings();
 
+-- A tenant's own notice or advance policy changed: its settings row reads them again (its
+-- BEFORE trigger does). Global and builtin policies are read by the view at query time.
 CREATE FUNCTION booking.slot_store_on_policies() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_tenants uuid[];
 BEGIN
-    -- Rewriting a row makes its BEFORE trigger read the policies again; policies change rarely.
-    UPDATE booking.slot_store_settings w SET min_notice = w.min_notice;
+    IF TG_OP = 'INSERT' THEN
+        v_tenants := ARRAY(SELECT DISTINCT n.tenant_id FROM n);
+    ELSIF TG_OP = 'DELETE' THEN
+        v_tenants := ARRAY(SELECT DISTINCT o.tenant_id FROM o);
+    ELSE
+        v_tenants := ARRAY(SELECT n.tenant_id FROM n UNION SELECT o.tenant_id FROM o);
+    END IF;
+    -- Tenant by tenant: each update is routed to its tenant's shard.
+    FOREACH v_tenant IN ARRAY v_tenants LOOP
+        UPDATE booking.slot_store_settings w SET min_notice = w.min_notice WHERE w.tenant_id = v_tenant;
+    END LOOP;
     RETURN NULL;
 END $$;
-CREATE TRIGGER slot_store_policies AFTER INSERT OR UPDATE OR DELETE ON booking.booking_policies
+CREATE TRIGGER slot_store_policies_insert AFTER INSERT ON booking.booking_policies REFERENCING NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
-CREATE TRIGGER slot_store_policies AFTER INSERT OR UPDATE OR DELETE ON booking.global_policies
+CREATE TRIGGER slot_store_policies_update AFTER UPDATE ON booking.booking_policies REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
+CREATE TRIGGER slot_store_policies_delete AFTER DELETE ON booking.booking_policies REFERENCING OLD TABLE AS o
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_policies();
 
 -- The store as applications read it (PostgREST: GET /availability_slots_now?staff_id=eq.…&
 -- is_available=is.true&order=confidence_score.desc): is_available also applies the minimum
--- notice and advance limit as of now (the staff member's own, else the service's, else the
--- tenant's). "Now" is read once per query (an InitPlan), not per row.
+-- notice and advance limit as of now: the staff member's own, else the service's, else the
+-- tenant's (kept on its settings row), else the global or builtin one, as the engine counts them
+-- (exact hours, 24-hour days); the global ones and "now" read once per query, the global ones
+-- from the reference table on the node that runs it.
 CREATE VIEW booking.availability_slots_now WITH (security_invoker = true) AS
 SELECT s.tenant_id, s.staff_id, s.service_id, s.date, s.start_time, s.end_time, s.slot_type,
-       s.is_available AND s.start_time >= (SELECT booking.clock_now()) + p.min_notice
-                      AND s.start_time <= (SELECT booking.clock_now()) + p.max_advance AS is_available,
+       s.is_available
+       AND s.start_time >= g.now + coalesce(CASE WHEN w.policy_overrides <> '{}' THEN coalesce(
+               (w.policy_overrides -> ('staff:' || s.staff_id) ->> 'min_notice')::interval,
+               (w.policy_overrides -> ('service:' || s.service_id) ->> 'min_notice')::interval) END,
+           w.min_notice, g.min_notice)
+       AND s.start_time <= g.now + coalesce(CASE WHEN w.policy_overrides <> '{}' THEN coalesce(
+               (w.policy_overrides -> ('staff:' || s.staff_id) ->> 'max_advance')::interval,
+               (w.policy_overrides -> ('service:' || s.service_id) ->> 'max_advance')::interval) END,
+           w.max_advance, g.max_advance) AS is_available,
        s.confidence_score, s.booking_density, s.priority_boost, s.fit_score, s.day_open_ratio, s.created_at
 FROM booking.availability_slots s
 JOIN booking.slot_store_settings w ON w.tenant_id = s.tenant_id
-CROSS JOIN LATERAL (
-    SELECT CASE WHEN w.policy_overrides = '{}' THEN w.min_notice
-                ELSE coalesce((w.policy_overrides -> ('staff:' || s.staff_id) ->> 'min_notice')::interval,
-                              (w.policy_overrides -> ('service:' || s.service_id) ->> 'min_notice')::interval,
-                              w.min_notice) END AS min_notice,
-           CASE WHEN w.policy_overrides = '{}' THEN w.max_advance
-                ELSE coalesce((w.policy_overrides -> ('staff:' || s.staff_id) ->> 'max_advance')::interval,
-                              (w.policy_overrides -> ('service:' || s.service_id) ->> 'max_advance')::interval,
-                              w.max_advance) END AS max_advance) p;
+CROSS JOIN (
+    SELECT booking.clock_now() AS now,
+           make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+                                           WHERE p.policy_key = 'minimum_booking_notice_hours'
+                                           ORDER BY p.is_builtin LIMIT 1), 0) * 3600) AS min_notice,
+           make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+                                           WHERE p.policy_key = 'advance_booking_limit_days'
+                                           ORDER BY p.is_builtin LIMIT 1), 36500) * 86400) AS max_advance
+    OFFSET 0  -- kept a subquery, evaluated once
+) g;
 COMMENT ON VIEW booking.availability_slots_now IS
     'The slot store with is_available as of now (minimum notice, advance limit): its available rows of a service are exactly booking.get_available_slots.';
 
@@ -531,6 +681,10 @@ INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, s
 -- the triggers write them.
 CREATE POLICY availability_slots_public_read ON booking.availability_slots FOR SELECT USING (true);
 CREATE POLICY slot_store_settings_public_read ON booking.slot_store_settings FOR SELECT USING (enabled);
+-- The global and builtin policies are what every booking page tells (deadlines, notice,
+-- advance limit): the view above reads them as its caller.
+CREATE POLICY global_policies_public_read ON booking.global_policies FOR SELECT USING (true);
+GRANT SELECT ON booking.global_policies TO PUBLIC;
 GRANT SELECT ON booking.availability_slots, booking.slot_store_settings, booking.availability_slots_now TO PUBLIC;
 
 -- Existing tenants (an upgrade) get their settings and horizon.

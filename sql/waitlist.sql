@@ -66,6 +66,8 @@ DECLARE
     v_customer booking.customers;
     v_service booking.services;
     v_row booking.waitlist;
+    v_times time[];
+    v_days integer[];
 BEGIN
     IF p_entry IS NULL OR jsonb_typeof(p_entry) <> 'object' THEN
         RAISE EXCEPTION 'p_entry must be a JSON object' USING ERRCODE = '22023';
@@ -88,13 +90,14 @@ BEGIN
         PERFORM booking.refuse('booking.waitlist_add', 'waitlist', NULL, v_customer.tenant_id, '42501',
                                'only the tenant''s staff may set a waitlist priority');
     END IF;
+    -- The arrays as values first: Citus routes an insert of values, not one with subqueries.
+    v_times := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_times')::time), '{}');
+    v_days := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_days')::int), '{}');
     INSERT INTO booking.waitlist (tenant_id, customer_id, service_id, staff_id, preferred_start_date, preferred_end_date,
                                   preferred_times, preferred_days, priority, notes)
     VALUES (v_customer.tenant_id, v_customer.id, v_service.id, (p_entry ->> 'staff_id')::uuid,
             (p_entry ->> 'preferred_start_date')::date, (p_entry ->> 'preferred_end_date')::date,
-            coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_times')::time), '{}'),
-            coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_days')::int), '{}'),
-            coalesce((p_entry ->> 'priority')::int, 0), p_entry ->> 'notes')
+            v_times, v_days, coalesce((p_entry ->> 'priority')::int, 0), p_entry ->> 'notes')
     RETURNING * INTO v_row;
     RETURN to_jsonb(v_row);
 EXCEPTION WHEN foreign_key_violation THEN
@@ -135,20 +138,24 @@ BEGIN
         PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, '42501',
                                'only the tenant''s staff may set a waitlist priority');
     END IF;
+    -- Values first and the row by its full key: Citus routes such an update to the tenant's
+    -- shard, and refuses subqueries in it.
+    IF p_changes ? 'preferred_times' THEN
+        v_row.preferred_times := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_times')::time), '{}');
+    END IF;
+    IF p_changes ? 'preferred_days' THEN
+        v_row.preferred_days := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_days')::int), '{}');
+    END IF;
     UPDATE booking.waitlist w SET
         staff_id = CASE WHEN p_changes ? 'staff_id' THEN (p_changes ->> 'staff_id')::uuid ELSE w.staff_id END,
         preferred_start_date = CASE WHEN p_changes ? 'preferred_start_date' THEN (p_changes ->> 'preferred_start_date')::date ELSE w.preferred_start_date END,
         preferred_end_date = CASE WHEN p_changes ? 'preferred_end_date' THEN (p_changes ->> 'preferred_end_date')::date ELSE w.preferred_end_date END,
-        preferred_times = CASE WHEN p_changes ? 'preferred_times'
-                               THEN coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_times')::time), '{}')
-                               ELSE w.preferred_times END,
-        preferred_days = CASE WHEN p_changes ? 'preferred_days'
-                              THEN coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_days')::int), '{}')
-                              ELSE w.preferred_days END,
+        preferred_times = v_row.preferred_times,
+        preferred_days = v_row.preferred_days,
         priority = coalesce((p_changes ->> 'priority')::int, w.priority),
         notes = CASE WHEN p_changes ? 'notes' THEN p_changes ->> 'notes' ELSE w.notes END,
         status = coalesce(p_changes ->> 'status', w.status)
-    WHERE w.id = p_id
+    WHERE w.tenant_id = v_row.tenant_id AND w.id = p_id
     RETURNING * INTO v_row;
     RETURN to_jsonb(v_row);
 END $$;

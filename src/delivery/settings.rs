@@ -16,6 +16,7 @@ pub static RETRY_SCHEDULE: GucSetting<Option<CString>> = GucSetting::<Option<CSt
 pub static RETRY_HORIZON_S: GucSetting<i32> = GucSetting::<i32>::new(3 * 86_400);
 pub static BREAKER_THRESHOLD: GucSetting<i32> = GucSetting::<i32>::new(5);
 pub static DISABLE_AFTER_S: GucSetting<i32> = GucSetting::<i32>::new(5 * 86_400);
+pub static POLL_INTERVAL_MS: GucSetting<i32> = GucSetting::<i32>::new(1000);
 pub static ALLOWED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
 pub static DENIED_HOSTS: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(Some(DEFAULT_DENIED));
 pub static SMTP_HOST: GucSetting<Option<CString>> = GucSetting::<Option<CString>>::new(None);
@@ -140,6 +141,13 @@ pub fn register() {
         &DISABLE_AFTER_S,
         (60, 90 * 86_400),
         GucFlags::UNIT_S,
+    );
+    int(
+        c"booking_engine.delivery_poll_interval",
+        c"How often a Citus coordinator's delivery worker looks for new events (0: only when woken).",
+        &POLL_INTERVAL_MS,
+        (0, 60_000),
+        GucFlags::UNIT_MS,
     );
     string(
         c"booking_engine.delivery_allowed_hosts",

@@ -1,8 +1,10 @@
 //! The delivery worker: one per database that has an enabled endpoint, started by the launcher
 //! (src/launcher, `Kind::Delivery`). Its main thread claims due deliveries in short
 //! transactions, hands them to the sending threads (src/delivery/send.rs), and records what
-//! happened; it sleeps on its latch (set at the commit of a transaction that queued a
-//! delivery) and on the threads' socket, with a timeout at the next due retry: no polling.
+//! happened. It expands new events into deliveries first (fan_out_events), in the transaction
+//! that claims them. It sleeps on its latch (set at the commit of a transaction that wrote
+//! events or queued a delivery) and on the threads' socket, with a timeout at the next due
+//! retry: no polling, except on a Citus coordinator, whose events are written on the workers.
 //!
 //! At-least-once: a claim commits before the send starts, and a worker that stops mid-send
 //! leaves its deliveries `sending`; the next worker (the launcher restarts it) sends them
@@ -33,6 +35,8 @@ const NEXT_DUE_SQL: &str = include_str!("../../sql/queries/delivery_next_due.sql
 const RECORD_SQL: &str = include_str!("../../sql/queries/delivery_record.sql");
 const RELEASE_SQL: &str = include_str!("../../sql/queries/delivery_release.sql");
 
+/// Events expanded into deliveries per fan-out call (sql/delivery.sql, fan_out_events).
+const FAN_OUT_BATCH: i32 = 1000;
 /// The longest sleep without a wake-up: a safety net for a wake-up lost in a crash, not the
 /// way work is found.
 const MAX_SLEEP_MS: i64 = 60_000;
@@ -209,6 +213,20 @@ fn next_due_ms(skip: &[uuid::Uuid]) -> Option<i64> {
     Spi::get_one_with_args::<i64>(NEXT_DUE_SQL, &[uuid_array(skip).into()]).ok().flatten()
 }
 
+/// Expands the next batch of new events into deliveries; the number of events expanded.
+fn fan_out() -> Result<i32, pgrx::spi::Error> {
+    Ok(Spi::get_one_with_args::<i32>("SELECT booking_admin.fan_out_events($1)", &[FAN_OUT_BATCH.into()])?.unwrap_or(0))
+}
+
+/// How long the worker may sleep before it looks for new events itself: on a Citus coordinator
+/// the events are written by the workers, whose commits cannot set this worker's latch
+/// (booking_engine.delivery_poll_interval); elsewhere a commit that wrote events wakes it.
+fn poll_ms() -> Option<i64> {
+    let ms = settings::POLL_INTERVAL_MS.get();
+    let distributed = Spi::get_one::<bool>("SELECT booking_admin.is_distributed()").ok().flatten().unwrap_or(false);
+    (distributed && ms > 0).then_some(i64::from(ms))
+}
+
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
@@ -270,10 +288,11 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             Some(JsonB(Value::Array(rows)))
         };
         let mut claimed = Vec::new();
+        let mut fanned = 0;
         if rows.is_some() || room > 0 {
             report_activity(Some("recording and claiming deliveries"));
             // One transaction records what finished and claims what is due.
-            let outcome = try_in_transaction(|| -> Result<Option<Vec<Claimed>>, pgrx::spi::Error> {
+            let outcome = try_in_transaction(|| -> Result<Option<(i32, Vec<Claimed>)>, pgrx::spi::Error> {
                 if !installed() {
                     return Ok(None);
                 }
@@ -285,10 +304,12 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                         record::at_commit(Metric::DeliveryDuration, &[channel], Change::Observe(*seconds));
                     }
                 }
-                Ok(Some(if room > 0 { claim(room, threshold, &full)? } else { Vec::new() }))
+                // New events first: their deliveries are claimed in the same transaction.
+                let fanned = if room > 0 { fan_out()? } else { 0 };
+                Ok(Some((fanned, if room > 0 { claim(room, threshold, &full)? } else { Vec::new() })))
             });
             match outcome {
-                Ok(Ok(Some(c))) => claimed = c,
+                Ok(Ok(Some((n, c)))) => (fanned, claimed) = (n, c),
                 // The extension is gone from this database.
                 Ok(Ok(None)) => return,
                 // What finished stays `sending`: the next worker start sends it again.
@@ -296,7 +317,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                 Err(e) => pgrx::warning!("booking_engine delivery: recording or claiming failed: {}", e.message),
             }
         }
-        let busy = !claimed.is_empty() || !finished.is_empty();
+        let busy = !claimed.is_empty() || !finished.is_empty() || fanned > 0;
         for c in claimed {
             claimed_at.insert(c.id, (c.horizon_from_ms, c.channel.clone()));
             match outgoing(&c) {
@@ -313,8 +334,9 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         }
         report_activity(None);
         let full = pool.saturated(PER_ENDPOINT as usize);
-        let due = try_in_transaction(|| next_due_ms(&full)).ok().flatten();
-        if wait_latch_or_socket(Some(pool.wake_fd()), due.map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS))) {
+        let (due, poll) = try_in_transaction(|| (next_due_ms(&full), poll_ms())).unwrap_or((None, None));
+        let sleep = due.into_iter().chain(poll).min().map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS));
+        if wait_latch_or_socket(Some(pool.wake_fd()), sleep) {
             live.reload();
             pool.renew_client();
         }

@@ -19,14 +19,16 @@ use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 use crate::pg::kept::{self, Kept};
 
-/// Locks the staff-days that exist in the horizon and bumps their version: under REPEATABLE
-/// READ a concurrent writer of the same day then fails with 40001 instead of writing slots
-/// computed from a stale snapshot. The keys come sorted and are joined in that order, so two
-/// writers lock shared days in the same order.
+/// Locks one tenant's staff-days that exist in the horizon and bumps their version: under
+/// REPEATABLE READ a concurrent writer of the same day then fails with 40001 instead of writing
+/// slots computed from a stale snapshot. The keys come sorted and are joined in that order, so
+/// two writers lock shared days in the same order. Every statement here names its one tenant
+/// ($1): on Citus it runs in a trigger on the tenant's shard, where only a query routed to that
+/// tenant's (local) shards may run.
 const LOCK_SQL: &str = "UPDATE booking.availability_slot_days d SET version = d.version + 1
-    FROM unnest($1::uuid[], $2::uuid[], $3::date[]) AS k (tenant_id, staff_id, date)
-    WHERE d.tenant_id = k.tenant_id AND d.staff_id = k.staff_id AND d.date = k.date
-    RETURNING d.tenant_id, d.staff_id, d.date";
+    FROM unnest($2::uuid[], $3::date[]) AS k (staff_id, date)
+    WHERE d.tenant_id = $1 AND d.staff_id = k.staff_id AND d.date = k.date
+    RETURNING d.staff_id, d.date";
 
 /// The services a staff member offers and the tenant's prime hours (seconds of the day).
 const STAFF_SQL: &str = "SELECT coalesce((SELECT array_agg(ss.service_id ORDER BY ss.service_id)
@@ -40,7 +42,8 @@ const READ_SQL: &str = "SELECT s.date, s.service_id, s.start_time, s.end_time, s
         (s.fit_score * 10000)::int4, (s.day_open_ratio * 10000)::int4
     FROM booking.availability_slots s WHERE s.tenant_id = $1 AND s.staff_id = $2 AND s.date = ANY ($3::date[])";
 
-const WRITE_SQL: &str = include_str!("../../sql/queries/slot_store_write.sql");
+const DELETE_SQL: &str = include_str!("../../sql/queries/slot_store_delete.sql");
+const UPSERT_SQL: &str = include_str!("../../sql/queries/slot_store_upsert.sql");
 
 thread_local! {
     // Prepared once per backend (src/pg/kept.rs): the booking path runs them on every change of
@@ -48,7 +51,8 @@ thread_local! {
     static LOCK: Kept = const { RefCell::new(None) };
     static STAFF: Kept = const { RefCell::new(None) };
     static READ: Kept = const { RefCell::new(None) };
-    static WRITE: Kept = const { RefCell::new(None) };
+    static DELETE: Kept = const { RefCell::new(None) };
+    static UPSERT: Kept = const { RefCell::new(None) };
 }
 
 /// `kept::query` with the argument types as Postgres type oids.
@@ -63,17 +67,18 @@ fn run<R>(
     kept::query(kept, sql, &oids, args, read)
 }
 
-/// One staff member's locked days, grouped for one engine run per service.
-type DaysByStaff = BTreeMap<(Uuid, Uuid), Vec<NaiveDate>>;
+/// One tenant's locked days by staff member, for one engine run per service.
+type DaysByStaff = BTreeMap<Uuid, Vec<NaiveDate>>;
 
-fn lock_days(tenants: Vec<PgUuid>, staff: Vec<PgUuid>, dates: Vec<Date>) -> DomainResult<DaysByStaff> {
+fn lock_days(tenant: Uuid, staff: Vec<PgUuid>, dates: Vec<Date>) -> DomainResult<DaysByStaff> {
     let (u, d) = (pg_sys::UUIDARRAYOID, pg_sys::DATEARRAYOID);
-    run(&LOCK, LOCK_SQL, &[u, u, d], &[tenants.into(), staff.into(), dates.into()], |rows| {
+    let args = [to_pg_uuid(tenant).into(), staff.into(), dates.into()];
+    run(&LOCK, LOCK_SQL, &[pg_sys::UUIDOID, u, d], &args, |rows| {
         let mut out = DaysByStaff::new();
         for row in rows {
-            let (t, s, day) = (row.get::<PgUuid>(1)?, row.get::<PgUuid>(2)?, row.get::<Date>(3)?);
-            let (Some(t), Some(s), Some(day)) = (t, s, day) else { continue };
-            out.entry((to_uuid(t), to_uuid(s))).or_default().push(to_naive_date(day, "date")?);
+            let (s, day) = (row.get::<PgUuid>(1)?, row.get::<Date>(2)?);
+            let (Some(s), Some(day)) = (s, day) else { continue };
+            out.entry(to_uuid(s)).or_default().push(to_naive_date(day, "date")?);
         }
         Ok(out)
     })
@@ -148,34 +153,11 @@ fn stored(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(Ke
 }
 
 fn write(tenant: Uuid, d: &Diff) -> DomainResult<()> {
-    if d.delete.is_empty() && d.upsert.is_empty() {
-        return Ok(());
-    }
     let uuids = |v: &mut dyn Iterator<Item = Uuid>| -> Vec<PgUuid> { v.map(to_pg_uuid).collect() };
     let dates = |v: &mut dyn Iterator<Item = NaiveDate>| -> DomainResult<Vec<Date>> { v.map(to_pg_date).collect() };
     let instants = |v: &mut dyn Iterator<Item = Micros>| -> DomainResult<Vec<TimestampWithTimeZone>> {
         v.map(from_micros).collect()
     };
-    let ints = |f: fn(&Values) -> i32| -> Vec<i32> { d.upsert.iter().map(|(_, v)| f(v)).collect() };
-    let up = &d.upsert;
-    let args = [
-        to_pg_uuid(tenant).into(),
-        uuids(&mut d.delete.iter().map(|k| k.0)).into(),
-        dates(&mut d.delete.iter().map(|k| k.1))?.into(),
-        uuids(&mut d.delete.iter().map(|k| k.2)).into(),
-        instants(&mut d.delete.iter().map(|k| k.3))?.into(),
-        uuids(&mut up.iter().map(|(k, _)| k.0)).into(),
-        dates(&mut up.iter().map(|(k, _)| k.1))?.into(),
-        uuids(&mut up.iter().map(|(k, _)| k.2)).into(),
-        instants(&mut up.iter().map(|(k, _)| k.3))?.into(),
-        instants(&mut up.iter().map(|(_, v)| v.0))?.into(),
-        up.iter().map(|(_, v)| v.1).collect::<Vec<bool>>().into(),
-        ints(|v| v.2).into(),
-        ints(|v| v.3).into(),
-        ints(|v| v.4).into(),
-        ints(|v| v.5).into(),
-        ints(|v| v.6).into(),
-    ];
     let (u, da, ts, b, i) = (
         pg_sys::UUIDARRAYOID,
         pg_sys::DATEARRAYOID,
@@ -183,8 +165,37 @@ fn write(tenant: Uuid, d: &Diff) -> DomainResult<()> {
         pg_sys::BOOLARRAYOID,
         pg_sys::INT4ARRAYOID,
     );
-    let types = [pg_sys::UUIDOID, u, da, u, ts, u, da, u, ts, ts, b, i, i, i, i, i];
-    run(&WRITE, WRITE_SQL, &types, &args, |_| Ok(()))
+    if !d.delete.is_empty() {
+        let args = [
+            to_pg_uuid(tenant).into(),
+            uuids(&mut d.delete.iter().map(|k| k.0)).into(),
+            dates(&mut d.delete.iter().map(|k| k.1))?.into(),
+            uuids(&mut d.delete.iter().map(|k| k.2)).into(),
+            instants(&mut d.delete.iter().map(|k| k.3))?.into(),
+        ];
+        run(&DELETE, DELETE_SQL, &[pg_sys::UUIDOID, u, da, u, ts], &args, |_| Ok(()))?;
+    }
+    if !d.upsert.is_empty() {
+        let ints = |f: fn(&Values) -> i32| -> Vec<i32> { d.upsert.iter().map(|(_, v)| f(v)).collect() };
+        let up = &d.upsert;
+        let args = [
+            to_pg_uuid(tenant).into(),
+            uuids(&mut up.iter().map(|(k, _)| k.0)).into(),
+            dates(&mut up.iter().map(|(k, _)| k.1))?.into(),
+            uuids(&mut up.iter().map(|(k, _)| k.2)).into(),
+            instants(&mut up.iter().map(|(k, _)| k.3))?.into(),
+            instants(&mut up.iter().map(|(_, v)| v.0))?.into(),
+            up.iter().map(|(_, v)| v.1).collect::<Vec<bool>>().into(),
+            ints(|v| v.2).into(),
+            ints(|v| v.3).into(),
+            ints(|v| v.4).into(),
+            ints(|v| v.5).into(),
+            ints(|v| v.6).into(),
+        ];
+        let types = [pg_sys::UUIDOID, u, da, u, ts, ts, b, i, i, i, i, i];
+        run(&UPSERT, UPSERT_SQL, &types, &args, |_| Ok(()))?;
+    }
+    Ok(())
 }
 
 /// Recomputes the given staff-days (parallel arrays; days outside the horizon are skipped) and
@@ -215,20 +226,18 @@ pub fn refresh_availability_slots(
     }
     keys.sort_unstable();
     keys.dedup();
-    let mut locked = lock_days(
-        keys.iter().map(|k| to_pg_uuid(k.0)).collect(),
-        keys.iter().map(|k| to_pg_uuid(k.1)).collect(),
-        keys.iter().map(|k| to_pg_date(k.2)).collect::<DomainResult<_>>()?,
-    )?;
-    if locked.is_empty() {
-        return Ok(0);
-    }
     let mut slots = 0;
-    for (&(tenant, staff), days) in locked.iter_mut() {
-        days.sort_unstable();
-        let fresh = compute(tenant, staff, days)?;
-        slots += fresh.len();
-        write(tenant, &diff(stored(tenant, staff, days)?, fresh))?;
+    // Tenant by tenant (the keys are sorted by tenant first), each tenant's days locked at once.
+    for group in keys.chunk_by(|a, b| a.0 == b.0) {
+        let tenant = group[0].0;
+        let staff = group.iter().map(|k| to_pg_uuid(k.1)).collect();
+        let dates = group.iter().map(|k| to_pg_date(k.2)).collect::<DomainResult<_>>()?;
+        for (staff, days) in lock_days(tenant, staff, dates)?.iter_mut() {
+            days.sort_unstable();
+            let fresh = compute(tenant, *staff, days)?;
+            slots += fresh.len();
+            write(tenant, &diff(stored(tenant, *staff, days)?, fresh))?;
+        }
     }
     Ok(i32::try_from(slots).map_err(|_| DomainError::Internal("too many slots".into()))?)
 }

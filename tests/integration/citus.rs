@@ -130,6 +130,207 @@ fn slots(c: &mut Client, t: &Tenant, day: &str) -> Value {
     json(c, "SELECT booking.get_tenant_available_slots($1, $2, $3)", &[&t.id, &date(day), &t.service])
 }
 
+/// The store's available slots of a tenant's service on one (staff local) day, as instants.
+fn stored_slots(
+    c: &mut Client,
+    t: &Tenant,
+    day: &str,
+) -> Vec<(String, chrono::DateTime<chrono::Utc>, chrono::DateTime<chrono::Utc>)> {
+    c.query(
+        "SELECT staff_id::text, start_time, end_time FROM booking.availability_slots_now
+         WHERE tenant_id = $1 AND service_id = $2 AND date = $3 AND is_available ORDER BY start_time, staff_id",
+        &[&t.id, &t.service, &date(day)],
+    )
+    .unwrap()
+    .iter()
+    .map(|r| (r.get(0), r.get(1), r.get(2)))
+    .collect()
+}
+
+/// The store of each tenant equals the engine's slots on two weeks of days.
+fn assert_store_exact(c: &mut Client, pair: &[Tenant], after: &str) {
+    for t in pair {
+        let mut n = 0;
+        for d in 2..=13 {
+            let day = format!("2026-03-{d:02}");
+            let mut engine = instants(&slots(c, t, &day));
+            engine.sort_by(|a, b| (a.1, &a.0).cmp(&(b.1, &b.0)));
+            let store = stored_slots(c, t, &day);
+            assert_eq!(store, engine, "tenant {} on {day}, after {after}", t.id);
+            n += store.len();
+        }
+        assert!(n > 100, "compared on real slots ({n})");
+    }
+}
+
+/// The slot store turned on for a tenant on each worker (its triggers run there): it equals the
+/// engine's slots after it is filled, after a booking, a cancellation and a time off.
+fn slot_store_on_each_worker(c: &mut Client, pair: &[Tenant]) {
+    for t in pair {
+        c.execute("UPDATE booking.slot_store_settings SET enabled = true WHERE tenant_id = $1", &[&t.id]).unwrap();
+    }
+    assert_store_exact(c, pair, "filling");
+    for (i, t) in pair.iter().enumerate() {
+        let booked = book(c, t, &format!("store-{i}"), t.staff[0], t.customers[0], "2026-03-03 10:00+01").unwrap();
+        assert_eq!(booked["success"], true, "{booked}");
+    }
+    assert_store_exact(c, pair, "a booking");
+    for t in pair {
+        let id: Uuid = c
+            .query_one(
+                "SELECT id FROM booking.appointments WHERE tenant_id = $1 AND starts_at = '2026-03-03 10:00+01'",
+                &[&t.id],
+            )
+            .unwrap()
+            .get(0);
+        let cancelled = json(c, "SELECT booking.cancel_tenant_appointment($1, $2, 'store test')", &[&t.id, &id]);
+        assert_eq!(cancelled["success"], true, "{cancelled}");
+        c.execute(
+            "INSERT INTO booking.staff_time_off (tenant_id, staff_id, period)
+             VALUES ($1, $2, tstzrange('2026-03-04 12:00+01', '2026-03-04 15:00+01'))",
+            &[&t.id, &t.staff[1]],
+        )
+        .unwrap();
+    }
+    assert_store_exact(c, pair, "a cancellation and a time off");
+    println!("citus: the slot store of a tenant on each worker equals the engine after filling, a booking, a cancel and a time off");
+}
+
+/// A webhook endpoint on the coordinator receives the bookings of tenants on both workers: the
+/// coordinator's delivery worker expands the events the workers wrote.
+fn webhooks_from_each_worker(c: &mut Client, pair: &[Tenant]) {
+    let receiver = crate::receiver::Receiver::start(vec![], crate::receiver::Answer::Status(204));
+    let endpoint = json(c, "SELECT booking_admin.create_endpoint($1, ARRAY['booking.created'])", &[&receiver.url]);
+    assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"), "{endpoint}");
+    for (i, t) in pair.iter().enumerate() {
+        let booked = book(c, t, &format!("hook-{i}"), t.staff[0], t.customers[0], "2026-03-05 14:00+01").unwrap();
+        assert_eq!(booked["success"], true, "{booked}");
+    }
+    let mut seen: Vec<String> = receiver
+        .await_requests(pair.len())
+        .iter()
+        .map(|r| {
+            let body: Value = serde_json::from_str(&r.body).unwrap();
+            assert_eq!(body["type"], "booking.created", "{body}");
+            assert!(r.headers.contains_key("webhook-signature"), "signed: {:?}", r.headers);
+            body["data"]["tenant_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    seen.sort();
+    let mut want: Vec<String> = pair.iter().map(|t| t.id.to_string()).collect();
+    want.sort();
+    assert_eq!(seen, want, "one delivery per booking, from tenants on both workers");
+    // The worker records an attempt after the receiver answered it.
+    let start = std::time::Instant::now();
+    loop {
+        let delivered: i64 = c
+            .query_one("SELECT count(*) FROM booking_admin.deliveries WHERE status = 'delivered'", &[])
+            .unwrap()
+            .get(0);
+        if delivered == pair.len() as i64 {
+            break;
+        }
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "the ledger on the coordinator: {delivered} delivered"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    println!("citus: bookings on both workers reached a webhook receiver through the coordinator's delivery worker");
+}
+
+/// A cancellation pushed down to a worker offers the freed slot to the waitlist there; the
+/// staff's confirm and check-in work on tenants of both workers.
+fn waitlist_and_staff_steps(c: &mut Client, pair: &[Tenant]) {
+    for (i, t) in pair.iter().enumerate() {
+        let booked = book(c, t, &format!("wait-{i}"), t.staff[0], t.customers[0], "2026-03-02 11:00+01").unwrap();
+        let id = Uuid::parse_str(booked["appointment"]["id"].as_str().unwrap()).unwrap();
+        let entry = json(
+            c,
+            "SELECT booking.add_to_waitlist(jsonb_build_object('customer_id', $1::uuid, 'service_id', $2::uuid))",
+            &[&t.customers[1], &t.service],
+        );
+        let cancelled = json(c, "SELECT booking.cancel_tenant_appointment($1, $2, 'freed')", &[&t.id, &id]);
+        assert_eq!(cancelled["success"], true, "{cancelled}");
+        let status: String = c
+            .query_one(
+                "SELECT status FROM booking.waitlist WHERE tenant_id = $1 AND id = $2",
+                &[&t.id, &Uuid::parse_str(entry["id"].as_str().unwrap()).unwrap()],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(status, "notified", "the freed slot was offered");
+        let offers: i64 = c
+            .query_one(
+                "SELECT count(*) FROM booking.events WHERE tenant_id = $1 AND event_type = 'waitlist.notified'",
+                &[&t.id],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(offers, 1);
+        let pending = json(
+            c,
+            "SELECT booking.create_booking_idempotent($1, $2)",
+            &[
+                &format!("staff-{i}"),
+                &serde_json::json!({"customer_id": t.customers[1], "staff_id": t.staff[1], "service_id": t.service,
+                                    "starts_at": "2026-03-06 15:00+01", "status": "pending"}),
+            ],
+        );
+        let id = Uuid::parse_str(pending["appointment"]["id"].as_str().unwrap()).unwrap();
+        for step in ["confirm_appointment", "check_in_appointment", "complete_appointment"] {
+            let r = json(c, &format!("SELECT booking.{step}($1)"), &[&id]);
+            assert_eq!(r["success"], true, "{step}: {r}");
+        }
+    }
+    println!("citus: the waitlist offer of a pushed-down cancel and the staff steps work on both workers");
+}
+
+/// A customer's request as PostgREST sends it (one pooled authenticator connection, the role
+/// and claims set per transaction) through the coordinator: the booking page, the slots, a
+/// booking of their own, and a refusal for another tenant.
+fn postgrest_through_the_coordinator(cl: &Cluster, t: &Tenant) {
+    use crate::common::{Caller, PostgRest};
+    let mut rest = PostgRest::connect_to(&cl.coordinator);
+    let page =
+        rest.rpc(&Caller::Anon, "get_booking_page", &[("p_tenant_id", "uuid", serde_json::json!(t.id))]).unwrap();
+    assert_eq!(page["tenant"]["id"], serde_json::json!(t.id), "{page}");
+    let free = rest
+        .rpc(
+            &Caller::Anon,
+            "get_tenant_available_slots",
+            &[
+                ("p_tenant_id", "uuid", serde_json::json!(t.id)),
+                ("p_date", "date", serde_json::json!("2026-03-09")),
+                ("p_service_id", "uuid", serde_json::json!(t.service)),
+            ],
+        )
+        .unwrap();
+    assert!(!free.as_array().unwrap().is_empty(), "{free}");
+    let args = |key: &str, at: &str| {
+        vec![
+            ("p_tenant_id", "uuid", serde_json::json!(t.id)),
+            ("p_idempotency_key", "text", serde_json::json!(key)),
+            (
+                "p_booking",
+                "jsonb",
+                serde_json::json!({"customer_id": t.customers[0], "staff_id": t.staff[0], "service_id": t.service,
+                                   "starts_at": at}),
+            ),
+        ]
+    };
+    let mine =
+        rest.rpc(&Caller::User(t.user), "create_tenant_booking", &args("rest-own", "2026-03-09 09:00+01")).unwrap();
+    assert_eq!(mine["success"], true, "{mine}");
+    let again =
+        rest.rpc(&Caller::User(t.user), "create_tenant_booking", &args("rest-own", "2026-03-09 09:00+01")).unwrap();
+    assert_eq!(again["appointment"]["id"], mine["appointment"]["id"], "the same key answers the same booking");
+    let refused =
+        rest.rpc(&Caller::Anon, "create_tenant_booking", &args("rest-anon", "2026-03-09 10:00+01")).unwrap_err();
+    assert!(refused.code.starts_with("PT4") || refused.code == "42501", "{refused:?}");
+    println!("citus: a PostgREST request sequence through the coordinator books for its customer and refuses anon");
+}
+
 /// The worker port holding each tenant.
 fn placement(c: &mut Client, tenants: &[Tenant]) -> BTreeMap<Uuid, i32> {
     tenants
@@ -217,13 +418,27 @@ fn pg_ctl(cl: &Cluster, data: &str, args: &[&str]) {
 fn booking_engine_on_a_citus_cluster() {
     let Some(cl) = cluster() else { return };
     let mut c = open(&cl.coordinator);
+    let tenants: Vec<Tenant> = (0..20).map(tenant).collect();
+    let mut single = open(&cl.single);
 
-    // 1. Distribute, twice: the second call finds everything done.
+    // 1. Distribute a database that already holds tenants (their rows, their triggers' rows,
+    // are copied into the shards), twice: the second call finds everything done.
+    for (n, t) in tenants.iter().enumerate().take(3) {
+        load(&mut c, t, n);
+        load(&mut single, t, n);
+    }
+    // What the layout names, counted from the layout itself: a table a later change adds to it
+    // is expected to be distributed too.
+    let mut layout = |kind: &str| -> i64 {
+        c.query_one("SELECT count(*) FROM booking_admin.citus_layout() WHERE kind = $1", &[&kind]).unwrap().get(0)
+    };
+    let (tables, references, functions) = (layout("distributed"), layout("reference"), layout("function"));
+    assert!(tables >= 18, "every tenant table of the layout ({tables})");
     let first = json(&mut c, "SELECT booking_admin.distribute_tables()", &[]);
     assert_eq!(first["reference_tables"], serde_json::json!(["booking.global_policies"]), "{first}");
-    assert_eq!(first["distributed_tables"].as_array().unwrap().len(), 15, "{first}");
-    assert_eq!(first["newly_distributed"].as_array().unwrap().len(), 16, "{first}");
-    assert_eq!(first["distributed_functions"].as_array().unwrap().len(), 6, "{first}");
+    assert_eq!(first["distributed_tables"].as_array().unwrap().len() as i64, tables, "{first}");
+    assert_eq!(first["newly_distributed"].as_array().unwrap().len() as i64, tables + references, "{first}");
+    assert_eq!(first["distributed_functions"].as_array().unwrap().len() as i64, functions, "{first}");
     let again = json(&mut c, "SELECT booking_admin.distribute_tables()", &[]);
     assert_eq!(again["newly_distributed"], serde_json::json!([]), "idempotent: {again}");
     let colocated: i64 = c
@@ -236,10 +451,9 @@ fn booking_engine_on_a_citus_cluster() {
     assert_eq!(colocated, 1, "every tenant table in one colocation group");
     println!("citus: distributed {}", first["newly_distributed"]);
 
-    // 2. 20 tenants, on both workers; the same rows in a single-node database.
-    let tenants: Vec<Tenant> = (0..20).map(tenant).collect();
-    let mut single = open(&cl.single);
-    for (n, t) in tenants.iter().enumerate() {
+    // 2. 17 more tenants, written through the coordinator into the shards (each tenant's
+    // triggers run on its worker); the same rows in a single-node database.
+    for (n, t) in tenants.iter().enumerate().skip(3) {
         load(&mut c, t, n);
         load(&mut single, t, n);
     }
@@ -465,7 +679,21 @@ fn booking_engine_on_a_citus_cluster() {
     println!("citus: router plans (Task Count: 1) for a booking, a slot query and the engine's read");
     println!("{booking_plan}\n{slot_plan}");
 
-    // 7. The coordinator's scheduler and job handlers work across the shards: every scheduled
+    // 7. Every feature on the cluster, with one tenant on each worker (not the racers'), each
+    // call through the coordinator: the slot store, webhooks, the waitlist, the staff steps and a
+    // PostgREST request.
+    let pair: Vec<Tenant> = ports
+        .iter()
+        .map(|p| {
+            tenants.iter().rev().find(|t| on[&t.id] == *p && !racers.iter().any(|r| r.id == t.id)).unwrap().clone()
+        })
+        .collect();
+    slot_store_on_each_worker(&mut c, &pair);
+    webhooks_from_each_worker(&mut c, &pair);
+    waitlist_and_staff_steps(&mut c, &pair);
+    postgrest_through_the_coordinator(&cl, &pair[0]);
+
+    // 8. The coordinator's scheduler and job handlers work across the shards: every scheduled
     // operation and the outbox dispatch succeed, and the sweeps do their work tenant by tenant.
     c.batch_execute("SET booking_engine.now = '2026-03-27 09:30+01'").unwrap();
     let ops = c
@@ -500,7 +728,7 @@ fn booking_engine_on_a_citus_cluster() {
     }
     println!("citus: {} scheduled operations and the outbox dispatch ran from the coordinator ({activated} activations); workers idle", ops.len());
 
-    // 8. A worker stops: tenants on the other one still book; its own tenants fail with a clear
+    // 9. A worker stops: tenants on the other one still book; its own tenants fail with a clear
     // error, and nothing of those calls is written.
     let (down_port, down_dir) = cl.workers[1].clone();
     let up = tenants.iter().find(|t| on[&t.id] != i32::from(down_port)).unwrap();

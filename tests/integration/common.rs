@@ -109,10 +109,13 @@ pub fn backend_pid(c: &mut Client) -> i32 {
 /// grants for them are applied (they did not exist at CREATE EXTENSION).
 pub fn ensure_supabase_roles() {
     static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let mut c = connect();
-        c.batch_execute(
-            "SELECT pg_advisory_lock(8291);
+    ONCE.call_once(|| supabase_roles(&mut connect()));
+}
+
+/// Supabase's roles and the extension's grants for them, in the database of `c`.
+pub fn supabase_roles(c: &mut Client) {
+    c.batch_execute(
+        "SELECT pg_advisory_lock(8291);
              DO $$ BEGIN
                  IF to_regrole('anon') IS NULL THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
                  IF to_regrole('authenticated') IS NULL THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
@@ -125,9 +128,8 @@ pub fn ensure_supabase_roles() {
              GRANT anon, authenticated, service_role TO authenticator;
              SELECT booking_admin.grant_api_roles();
              SELECT pg_advisory_unlock(8291);",
-        )
-        .unwrap();
-    });
+    )
+    .unwrap();
 }
 
 /// Who a request comes from, as PostgREST sees it: the role it switches to and the JWT claims.
@@ -190,7 +192,17 @@ impl PostgRest {
     /// PostgREST logging in as another authenticator role (one with settings of its own).
     pub fn connect_as(login: &str) -> PostgRest {
         ensure_supabase_roles();
-        let client = Client::connect(&format!("{} user={login}", dsn()), NoTls).expect("connect as the authenticator");
+        Self::login(&dsn(), login)
+    }
+
+    /// The same, in another database (`dsn` logs in as a superuser, who creates the roles).
+    pub fn connect_to(dsn: &str) -> PostgRest {
+        supabase_roles(&mut Client::connect(dsn, NoTls).expect("connect"));
+        Self::login(dsn, "authenticator")
+    }
+
+    fn login(dsn: &str, login: &str) -> PostgRest {
+        let client = Client::connect(&format!("{dsn} user={login}"), NoTls).expect("connect as the authenticator");
         PostgRest { client, headers: serde_json::json!({"user-agent": "it-postgrest"}) }
     }
 

@@ -70,3 +70,53 @@ SELECT booking.create_tenant_booking('10000000-0000-0000-0000-000000000001', 'ow
 -- The same slots as the tenant-less function, which looks the tenant up itself.
 SELECT booking.get_tenant_available_slots('10000000-0000-0000-0000-000000000001', '2026-03-23', '30000000-0000-0000-0000-000000000001')
      = booking.rpc_get_available_slots_enhanced('2026-03-23', '30000000-0000-0000-0000-000000000001') AS same_as_tenant_less;
+
+-- The triggers' rule. On Citus a trigger on a distributed table runs on a worker, inside the
+-- statement that changes the tenant's shard: there it may reach the tenant's colocated shards
+-- and the reference tables on that node, nothing else. Two checks of the trigger functions and
+-- of the extension's functions they call (followed through their sources):
+-- 1. nothing they read is a table outside the layout (a local table of the coordinator, such
+--    as booking_admin's, is another node's there, or empty);
+WITH RECURSIVE trig AS (
+    SELECT t.tgrelid::regclass AS tbl, t.tgname, t.tgfoid AS fn
+    FROM pg_trigger t
+    WHERE NOT t.tgisinternal
+      AND t.tgrelid::regclass::text IN (SELECT object FROM booking_admin.citus_layout() WHERE kind <> 'function')
+), reach (tbl, tgname, fn, depth) AS (
+    SELECT tbl, tgname, fn, 0 FROM trig
+    UNION
+    SELECT r.tbl, r.tgname, callee.oid, r.depth + 1
+    FROM reach r
+    JOIN pg_proc p ON p.oid = r.fn
+    CROSS JOIN LATERAL regexp_matches(p.prosrc, '(booking(?:_admin|_internal)?)\.([a-z_0-9]+)\s*\(', 'g') m
+    JOIN pg_proc callee ON callee.proname = m[2] AND callee.pronamespace = m[1]::regnamespace
+    WHERE r.depth < 8
+)
+SELECT DISTINCT r.tbl AS trigger_table, r.tgname AS trigger_name, p.oid::regprocedure AS via,
+       m[1] || '.' || m[2] AS reads_table_outside_layout
+FROM reach r
+JOIN pg_proc p ON p.oid = r.fn
+CROSS JOIN LATERAL regexp_matches(p.prosrc, '(booking(?:_admin|_internal)?)\.([a-z_0-9]+)\M', 'g') m
+WHERE to_regclass(m[1] || '.' || m[2]) IS NOT NULL
+  AND (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(m[1] || '.' || m[2])) IN ('r', 'p', 'v', 'm')
+  AND m[1] || '.' || m[2] NOT IN (SELECT object FROM booking_admin.citus_layout())
+ORDER BY 1, 2, 3, 4;
+-- 2. no statement of a trigger function reads its transition table together with a table
+--    (Citus plans no query that joins a transition table with a distributed table, and ships
+--    none to a shard): the transition tables are read alone, into values.
+SELECT t.tgrelid::regclass AS trigger_table, t.tgname AS trigger_name, t.tgfoid::regprocedure AS function,
+       regexp_replace(left(btrim(stmt), 80), '\s+', ' ', 'g') AS statement_joining_transition_and_table
+FROM pg_trigger t
+JOIN pg_proc p ON p.oid = t.tgfoid
+CROSS JOIN LATERAL regexp_split_to_table(p.prosrc, ';') stmt
+WHERE NOT t.tgisinternal AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL)
+  AND t.tgrelid::regclass::text IN (SELECT object FROM booking_admin.citus_layout() WHERE kind <> 'function')
+  AND stmt ~* ('\m(from|join)\s+(' || concat_ws('|', t.tgnewtable, t.tgoldtable) || ')\M')
+  AND EXISTS (SELECT 1 FROM regexp_matches(stmt, '(booking(?:_admin|_internal)?)\.([a-z_0-9]+)\M', 'g') m
+              WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(m[1] || '.' || m[2])) IN ('r', 'p', 'v', 'm'))
+ORDER BY 1, 2;
+-- The triggers these checks read (so that a check that finds nothing is seen to have looked).
+SELECT count(*) AS trigger_functions_checked
+FROM pg_trigger t
+WHERE NOT t.tgisinternal
+  AND t.tgrelid::regclass::text IN (SELECT object FROM booking_admin.citus_layout() WHERE kind <> 'function');

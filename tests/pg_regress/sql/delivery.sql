@@ -1,4 +1,4 @@
--- Outbound delivery's SQL side: the fan-out in the booking's transaction, the endpoint API and
+-- Outbound delivery's SQL side: the fan-out of committed events, the endpoint API and
 -- its refusals, templates, the placeholders' values, and signature verification. Nothing is
 -- sent here (the workers serve another database while the golden files run); the sending is
 -- tests/integration/delivery.rs's.
@@ -23,12 +23,17 @@ SELECT name, r ->> 'secret' ~ '^whsec_[A-Za-z0-9+/]{43}=$' AS secret_shown, r ->
 FROM ep ORDER BY name;
 SELECT booking_admin.disable_endpoint((SELECT (r ->> 'id')::uuid FROM ep WHERE name = 'disabled'), 'closed for renovation') ->> 'disabled_reason';
 
--- A booking fans out in its own transaction: one delivery per matching enabled endpoint; a
--- rolled-back booking leaves none.
+-- A booking writes its event and nothing else; the delivery worker's fan-out (called here by
+-- hand: no worker serves this database) expands each committed event once, into one delivery
+-- per matching enabled endpoint. A rolled-back booking left no event, so it sends nothing.
 BEGIN;
 SELECT regress.book('rolled back', '40000000-0000-0000-0000-000000000002', '2026-03-02T11:00:00+01:00') ->> 'success';
 ROLLBACK;
 SELECT regress.book('kept', '40000000-0000-0000-0000-000000000001', '2026-03-02T10:00:00+01:00') ->> 'success';
+SELECT count(*) AS deliveries_before_fan_out FROM booking_admin.deliveries;
+SELECT booking_admin.fan_out_events() AS events_expanded;
+SELECT booking_admin.fan_out_events() AS expanded_again;
+SELECT count(*) AS events_left_to_expand FROM booking.events WHERE fanned_out_at IS NULL;
 SELECT ep.name, d.event_type, d.status, d.attempts, d.message_id = 'msg_' || replace(d.event_id::text, '-', '') AS id_from_event,
        d.payload ->> 'starts_at' AS starts_at
 FROM booking_admin.deliveries d JOIN ep ON (ep.r ->> 'id')::uuid = d.endpoint_id ORDER BY ep.name, d.event_type;
