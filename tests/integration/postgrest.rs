@@ -415,7 +415,7 @@ fn untrusted_roles_may_execute_only_the_documented_application_functions() {
         let executable = |c: &mut postgres::Client, schema: &str| -> std::collections::BTreeSet<String> {
             c.query(
                 "SELECT DISTINCT p.proname::text FROM pg_proc p
-                 WHERE p.pronamespace = $2::regnamespace AND p.prokind = 'f'
+                 WHERE p.pronamespace = $2::text::regnamespace AND p.prokind = 'f'
                    AND has_function_privilege($1, p.oid, 'EXECUTE')",
                 &[&role, &schema],
             )
