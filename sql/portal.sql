@@ -3,15 +3,23 @@
 -- authenticated callers behind PostgREST; they expose nothing private (no e-mail addresses, user
 -- ids, time-off reasons or inactive rows).
 
--- The customer-facing policies as they apply to a tenant, a service or a staff member (and
--- service): staff > service > tenant > global > builtin.
-CREATE FUNCTION booking_internal.customer_policies(p_tenant_id uuid, p_service_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT jsonb_object_agg(k, booking.policy_value(p_tenant_id, k, p_service_id, p_staff_id))
-    FROM unnest(ARRAY['cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
-                      'minimum_booking_notice_hours', 'advance_booking_limit_days']) k
+-- The policies a booking page tells its customers.
+CREATE FUNCTION booking_internal.customer_policy_keys() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY['cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
+                 'minimum_booking_notice_hours', 'advance_booking_limit_days']
 $$;
+
+-- Those policies as they apply to the whole tenant (its own, else global, else builtin).
+-- PL/pgSQL, and never called inside a query on a tenant table: on Citus that query runs on a
+-- shard, where this function's reads would be nested distributed queries.
+CREATE FUNCTION booking_internal.customer_policies(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_object_agg(k, booking.policy_value(p_tenant_id, k))
+            FROM unnest(booking_internal.customer_policy_keys()) k);
+END $$;
+
 
 -- {tenant: {id, name, timezone, opening_hours, slot_interval_minutes, customer_booking_status},
 -- policies: {the customer-facing policies in effect for the tenant}, services: [{id, name,
@@ -24,20 +32,30 @@ LANGUAGE plpgsql STABLE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_tenant booking.tenants;
+    v_keys text[] := booking_internal.customer_policy_keys();
+    v_policies jsonb;
 BEGIN
     SELECT * INTO v_tenant FROM booking.tenants WHERE id = p_tenant_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'tenant % does not exist', p_tenant_id USING ERRCODE = 'PT404';
     END IF;
+    v_policies := booking_internal.customer_policies(p_tenant_id);
     RETURN jsonb_build_object(
         'tenant', jsonb_build_object('id', v_tenant.id, 'name', v_tenant.name, 'timezone', v_tenant.timezone,
                                      'opening_hours', v_tenant.opening_hours,
                                      'slot_interval_minutes', v_tenant.slot_interval_minutes,
                                      'customer_booking_status', v_tenant.customer_booking_status),
-        'policies', booking_internal.customer_policies(p_tenant_id),
+        'policies', v_policies,
+        -- A service's own rows over the tenant's; a staff member's own rows only (they win over
+        -- the service's). Read by joining the policies, not through a function: on Citus this
+        -- query runs on the tenant's shard.
         'services', coalesce((SELECT jsonb_agg(jsonb_build_object('id', s.id, 'name', s.name, 'description', s.description,
                                                                   'duration_minutes', s.duration_minutes, 'price', s.price,
-                                                                  'policies', booking_internal.customer_policies(p_tenant_id, s.id))
+                                                                  'policies', v_policies || coalesce((
+                                                                      SELECT jsonb_object_agg(p.policy_key, p.policy_value)
+                                                                      FROM booking.booking_policies p
+                                                                      WHERE p.tenant_id = p_tenant_id AND p.service_id = s.id
+                                                                        AND p.policy_key = ANY (v_keys)), '{}'))
                                                ORDER BY s.name, s.id)
                               FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.is_active), '[]'),
         'staff', coalesce((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'service_ids',
@@ -48,9 +66,7 @@ BEGIN
                                                                'policies', coalesce((SELECT jsonb_object_agg(p.policy_key, p.policy_value)
                                                                                      FROM booking.booking_policies p
                                                                                      WHERE p.tenant_id = p_tenant_id AND p.staff_id = f.id
-                                                                                       AND p.policy_key IN ('cancellation_deadline_hours', 'reschedule_deadline_hours',
-                                                                                                            'max_reschedules', 'minimum_booking_notice_hours',
-                                                                                                            'advance_booking_limit_days')), '{}'))
+                                                                                       AND p.policy_key = ANY (v_keys)), '{}'))
                                             ORDER BY f.name, f.id)
                            FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.is_active), '[]'));
 END $$;

@@ -193,24 +193,30 @@ BEGIN
     END IF;
 END $$;
 
+-- The functions below that read tenant tables with an argument are PL/pgSQL, and none is
+-- called inside a query on a tenant table: Citus cannot plan a SQL function's parameters, and
+-- a function called in a query that runs on a shard may not query distributed tables itself.
+
 -- The tenant as its owners see it: every column, and its slot store settings.
 CREATE FUNCTION booking_internal.tenant_json(p_tenant_id uuid) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT to_jsonb(t) || jsonb_build_object('slot_store', (
-        SELECT jsonb_build_object('enabled', w.enabled, 'horizon_days', w.horizon_days,
-                                  'prime_start', w.prime_start, 'prime_end', w.prime_end)
-        FROM booking.slot_store_settings w WHERE w.tenant_id = t.id))
-    FROM booking.tenants t WHERE t.id = p_tenant_id
-$$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT to_jsonb(t) || jsonb_build_object('slot_store', (
+                SELECT jsonb_build_object('enabled', w.enabled, 'horizon_days', w.horizon_days,
+                                          'prime_start', w.prime_start, 'prime_end', w.prime_end)
+                FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id))
+            FROM booking.tenants t WHERE t.id = p_tenant_id);
+END $$;
 
--- A staff member with the services they perform.
+-- The tenant's staff (one, or all with p_staff_id NULL) with the services each performs.
 CREATE FUNCTION booking_internal.staff_json(p_tenant_id uuid, p_staff_id uuid) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT to_jsonb(f) || jsonb_build_object('service_ids', coalesce((
-        SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id) FROM booking.staff_services ss
-        WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'))
-    FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = p_staff_id
-$$;
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(f) || jsonb_build_object('service_ids', coalesce((
+                        SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id) FROM booking.staff_services ss
+                        WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]')) ORDER BY f.name, f.id)
+            FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR f.id = p_staff_id));
+END $$;
 
 -- Sets which services a staff member performs (p_service_ids: a JSON array of ids of the
 -- tenant's services; PT404 for another).
@@ -410,9 +416,9 @@ BEGIN
         PERFORM booking_internal.set_staff_services(p_tenant_id, v_staff.id, c -> 'service_ids', 'booking.staff_create');
     END IF;
     PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.staff_create', 'staff', v_staff.id::text,
-        'staff.created', booking_internal.staff_json(p_tenant_id, v_staff.id) - 'email' - 'user_id'
+        'staff.created', (booking_internal.staff_json(p_tenant_id, v_staff.id) -> 0) - 'email' - 'user_id'
                          - 'created_at' - 'updated_at' - 'id' || jsonb_build_object('staff_id', v_staff.id));
-    RETURN booking_internal.staff_json(p_tenant_id, v_staff.id);
+    RETURN booking_internal.staff_json(p_tenant_id, v_staff.id) -> 0;
 EXCEPTION WHEN OTHERS THEN
     PERFORM booking.audit_event('booking.staff_create', 'staff', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
     RAISE;
@@ -452,7 +458,7 @@ BEGIN
         CASE WHEN v_old.is_active AND NOT v_new.is_active THEN 'staff.deactivated' ELSE 'staff.updated' END,
         jsonb_build_object('staff_id', p_staff_id, 'name', v_new.name, 'is_active', v_new.is_active,
                            'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
-    RETURN booking_internal.staff_json(p_tenant_id, p_staff_id);
+    RETURN booking_internal.staff_json(p_tenant_id, p_staff_id) -> 0;
 EXCEPTION WHEN OTHERS THEN
     PERFORM booking.audit_event('booking.staff_update', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
     RAISE;
@@ -831,11 +837,6 @@ END $$;
 
 -- Members -----------------------------------------------------------------------------------------
 
-CREATE FUNCTION booking_internal.invitation_json(i booking.tenant_invitations) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT to_jsonb(i) - 'token_hash'
-$$;
-
 -- Invites a user (p_user_id) or whoever signs in with an e-mail address (p_email) to the tenant
 -- with p_role, optionally as staff member p_staff_id. Owners invite any role, managers
 -- receptionists and staff. Returns the invitation and its token, shown this once: the front end
@@ -851,6 +852,8 @@ DECLARE
     v_token text;
     v_hash bytea;
     v_invitation booking.tenant_invitations;
+    v_inviter uuid;
+    v_expires timestamptz;
 BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.member_invite', '{owner,manager}');
     v_id := gen_random_uuid();
@@ -879,14 +882,17 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'PT429', MESSAGE = 'too many invitations from this user; try again later';
     END IF;
     SELECT t.token, t.token_hash INTO v_token, v_hash FROM booking_internal.new_invitation_token(p_tenant_id, v_id) t;
+    -- Values, not calls, in statements on tenant tables: on Citus such a statement runs on the
+    -- tenant's worker, which has neither the request's claims nor its clock setting.
+    v_inviter := booking.caller_user_id();
+    v_expires := booking.clock_now() + p_valid_for;
     INSERT INTO booking.tenant_invitations (id, tenant_id, role, email, user_id, staff_id, token_hash, invited_by, expires_at)
-    VALUES (v_id, p_tenant_id, p_role, lower(trim(p_email)), p_user_id, p_staff_id, v_hash, booking.caller_user_id(),
-            booking.clock_now() + p_valid_for)
+    VALUES (v_id, p_tenant_id, p_role, lower(trim(p_email)), p_user_id, p_staff_id, v_hash, v_inviter, v_expires)
     RETURNING * INTO v_invitation;
     PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.member_invite', 'invitation', v_id::text,
         'member.invited', jsonb_build_object('invitation_id', v_id, 'role', p_role, 'email', v_invitation.email,
                                              'user_id', p_user_id, 'staff_id', p_staff_id, 'expires_at', v_invitation.expires_at));
-    RETURN jsonb_build_object('invitation', booking_internal.invitation_json(v_invitation), 'token', v_token);
+    RETURN jsonb_build_object('invitation', to_jsonb(v_invitation) - 'token_hash', 'token', v_token);
 EXCEPTION WHEN OTHERS THEN
     PERFORM booking.audit_event('booking.member_invite', 'invitation', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
     RAISE;
@@ -906,6 +912,7 @@ DECLARE
     v_invitation booking.tenant_invitations;
     v_invitee boolean;
     v_member booking.tenant_members;
+    v_now timestamptz;
 BEGIN
     v_user := booking.caller_user_id();
     IF v_user IS NULL THEN
@@ -946,7 +953,8 @@ BEGIN
             RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the invitation''s staff member is linked to another user';
         END IF;
     END IF;
-    UPDATE booking.tenant_invitations i SET accepted_at = booking.clock_now(), accepted_by = v_user
+    v_now := booking.clock_now();
+    UPDATE booking.tenant_invitations i SET accepted_at = v_now, accepted_by = v_user
     WHERE i.tenant_id = v_invitation.tenant_id AND i.id = v_invitation.id;
     PERFORM booking_internal.record_change(v_invitation.tenant_id, v_member.role, 'booking.member_accept', 'member', v_user::text,
         'member.joined', jsonb_build_object('user_id', v_user, 'role', v_member.role, 'invitation_id', v_invitation.id,
@@ -964,6 +972,7 @@ LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking
 DECLARE
     v_role text;
     v_invitation booking.tenant_invitations;
+    v_now timestamptz;
 BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.invitation_revoke', '{owner,manager}');
     SELECT * INTO v_invitation FROM booking.tenant_invitations i WHERE i.tenant_id = p_tenant_id AND i.id = p_invitation_id FOR UPDATE;
@@ -976,7 +985,8 @@ BEGIN
     IF v_invitation.accepted_at IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the invitation was already accepted: remove the member instead';
     END IF;
-    UPDATE booking.tenant_invitations i SET revoked_at = coalesce(i.revoked_at, booking.clock_now())
+    v_now := booking.clock_now();
+    UPDATE booking.tenant_invitations i SET revoked_at = coalesce(i.revoked_at, v_now)
     WHERE i.tenant_id = p_tenant_id AND i.id = p_invitation_id;
     PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.invitation_revoke', 'invitation', p_invitation_id::text, NULL, NULL);
     RETURN true;
@@ -986,12 +996,15 @@ EXCEPTION WHEN OTHERS THEN
 END $$;
 
 -- The tenant's members, locked: role changes and removals of one tenant happen one at a time,
--- so that two of them cannot together leave it without an owner.
+-- so that two of them cannot together leave it without an owner. Returns how many owners it has.
 CREATE FUNCTION booking_internal.lock_members(p_tenant_id uuid) RETURNS integer
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT count(*) FILTER (WHERE m.role = 'owner')::int
-    FROM (SELECT m.role FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id FOR UPDATE) m
-$$;
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_roles text[];
+BEGIN
+    v_roles := ARRAY(SELECT m.role FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id FOR UPDATE);
+    RETURN (SELECT count(*) FROM unnest(v_roles) r WHERE r = 'owner');
+END $$;
 
 -- Changes a member's role: owners any member's, to any role; managers a receptionist's or staff
 -- member's, to receptionist or staff. The last owner cannot be demoted (PT409).
@@ -1123,13 +1136,15 @@ DECLARE
     v_role text;
     v_staff uuid[];
     v_zone text;
+    v_user uuid;
 BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.agenda', '{owner,manager,receptionist,staff}');
     IF p_from IS NULL OR p_to IS NULL OR p_from > p_to OR p_to - p_from > 61 OR NOT isfinite(p_from) OR NOT isfinite(p_to) THEN
         RAISE EXCEPTION 'an agenda covers 1 to 62 days: p_from <= p_to' USING ERRCODE = '22023';
     END IF;
     IF v_role = 'staff' THEN
-        v_staff := ARRAY(SELECT f.id FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.user_id = booking.caller_user_id());
+        v_user := booking.caller_user_id();
+        v_staff := ARRAY(SELECT f.id FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.user_id = v_user);
         IF p_staff_id IS NOT NULL AND NOT p_staff_id = ANY (v_staff) THEN
             RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'a staff member reads their own agenda only';
         END IF;
@@ -1172,8 +1187,7 @@ BEGIN
         'tenant', booking_internal.tenant_json(p_tenant_id),
         'services', coalesce((SELECT jsonb_agg(to_jsonb(s) ORDER BY s.name, s.id) FROM booking.services s
                               WHERE s.tenant_id = p_tenant_id), '[]'),
-        'staff', coalesce((SELECT jsonb_agg(booking_internal.staff_json(p_tenant_id, f.id) ORDER BY f.name, f.id)
-                           FROM booking.staff f WHERE f.tenant_id = p_tenant_id), '[]'),
+        'staff', coalesce(booking_internal.staff_json(p_tenant_id, NULL), '[]'),
         'schedules', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.staff_id, x.day_of_week, x.start_time)
                                FROM booking.staff_schedules x WHERE x.tenant_id = p_tenant_id), '[]'),
         'overrides', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.date, x.staff_id)
@@ -1196,10 +1210,10 @@ BEGIN
                                FROM booking_admin.delivery_endpoints e WHERE e.tenant_id = p_tenant_id), '[]'),
         'members', coalesce((SELECT jsonb_agg(to_jsonb(m) - 'tenant_id' ORDER BY booking_internal.role_rank(m.role) DESC, m.created_at)
                              FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id), '[]'),
-        'invitations', coalesce((SELECT jsonb_agg(booking_internal.invitation_json(i) ORDER BY i.created_at)
+        'invitations', coalesce((SELECT jsonb_agg(to_jsonb(i) - 'token_hash' ORDER BY i.created_at)
                                  FROM booking.tenant_invitations i
                                  WHERE i.tenant_id = p_tenant_id AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-                                   AND i.expires_at > booking.clock_now()), '[]'));
+                                   AND i.expires_at > v_since + interval '1 day'), '[]'));
 EXCEPTION WHEN OTHERS THEN
     PERFORM booking.audit_event('booking.tenant_read', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
     RAISE;
@@ -1211,20 +1225,25 @@ CREATE FUNCTION booking_internal.my_tenants() RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_user uuid;
+    v_members jsonb;
+    v_staff jsonb;
+    v_ids uuid[];
 BEGIN
     v_user := booking.caller_user_id();
     IF v_user IS NULL THEN
         RAISE EXCEPTION 'listing one''s tenants needs a signed-in user (a JWT with a uuid sub)' USING ERRCODE = '42501';
     END IF;
+    -- Two reads by user (on Citus each a query on every shard), combined as values.
+    v_members := (SELECT jsonb_object_agg(m.tenant_id, m.role) FROM booking.tenant_members m WHERE m.user_id = v_user);
+    v_staff := (SELECT jsonb_object_agg(x.tenant_id, x.ids)
+                FROM (SELECT f.tenant_id, jsonb_agg(f.id ORDER BY f.id) AS ids FROM booking.staff f
+                      WHERE f.user_id = v_user AND f.is_active GROUP BY f.tenant_id) x);
+    v_ids := ARRAY(SELECT k::uuid FROM jsonb_object_keys(coalesce(v_members, '{}') || coalesce(v_staff, '{}')) k);
     RETURN coalesce((
-        SELECT jsonb_agg(jsonb_build_object('tenant_id', t.id, 'name', t.name, 'role', x.role, 'staff_ids', x.staff_ids)
-                         ORDER BY t.name, t.id)
-        FROM (SELECT coalesce(m.tenant_id, s.tenant_id) AS tenant_id, coalesce(m.role, 'staff') AS role,
-                     coalesce(s.staff_ids, '[]') AS staff_ids
-              FROM (SELECT m.tenant_id, m.role FROM booking.tenant_members m WHERE m.user_id = v_user) m
-              FULL JOIN (SELECT f.tenant_id, jsonb_agg(f.id ORDER BY f.id) AS staff_ids FROM booking.staff f
-                         WHERE f.user_id = v_user AND f.is_active GROUP BY f.tenant_id) s ON s.tenant_id = m.tenant_id) x
-        JOIN booking.tenants t ON t.id = x.tenant_id), '[]');
+        SELECT jsonb_agg(jsonb_build_object('tenant_id', t.id, 'name', t.name,
+                                            'role', coalesce(v_members ->> t.id::text, 'staff'),
+                                            'staff_ids', coalesce(v_staff -> t.id::text, '[]')) ORDER BY t.name, t.id)
+        FROM booking.tenants t WHERE t.id = ANY (v_ids)), '[]');
 EXCEPTION WHEN OTHERS THEN
     PERFORM booking.audit_event('booking.my_tenants', 'tenant', NULL, false, SQLSTATE || ': ' || SQLERRM, false, NULL);
     RAISE;

@@ -31,7 +31,7 @@ pub mod booking_internal {
     ) -> TableIterator<'static, (name!(tenant_id, PgUuid), name!(invitation_id, PgUuid), name!(secret_hash, Vec<u8>))>
     {
         TableIterator::new(
-            token::parse(p_token).map(|p| (to_pg_uuid(p.tenant), to_pg_uuid(p.invitation), p.secret_hash)).into_iter(),
+            token::parse(p_token).map(|p| (to_pg_uuid(p.tenant), to_pg_uuid(p.invitation), p.secret_hash)),
         )
     }
 

@@ -140,7 +140,7 @@ fn supabase_security_advisor_reports_nothing_for_the_extension() {
 /// the entry points applications call (schema booking, SECURITY INVOKER), not the privileged
 /// implementations.
 #[test]
-fn citus_distributes_the_entry_points_applications_call() {
+fn distributed_functions_are_the_entry_points_applications_call() {
     let mut c = connect();
     let wrong: Vec<String> = c
         .query(
