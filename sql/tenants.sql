@@ -861,7 +861,7 @@ BEGIN
         RAISE EXCEPTION 'p_role is owner, manager, receptionist or staff' USING ERRCODE = '22023';
     END IF;
     IF NOT booking_internal.may_assign(v_role, p_role) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('a %s may not invite a %s: only roles below their own', v_role, p_role);
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may invite only roles below it, not %s', v_role, p_role);
     END IF;
     IF p_email IS NULL AND p_user_id IS NULL THEN
         RAISE EXCEPTION 'an invitation names the invitee''s p_email or p_user_id' USING ERRCODE = '22023';
@@ -980,7 +980,7 @@ BEGIN
         RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('invitation %s does not exist', p_invitation_id);
     END IF;
     IF NOT booking_internal.may_assign(v_role, v_invitation.role) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('a %s may not revoke an invitation as %s', v_role, v_invitation.role);
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may revoke invitations only to roles below it, not %s', v_role, v_invitation.role);
     END IF;
     IF v_invitation.accepted_at IS NOT NULL THEN
         RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the invitation was already accepted: remove the member instead';
@@ -1018,6 +1018,8 @@ DECLARE
 BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.member_role', '{owner,manager}');
     v_owners := booking_internal.lock_members(p_tenant_id);
+    -- Again, under the lock: a concurrent change may have just changed the caller's own role.
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_role', '{owner,manager}');
     IF p_role IS NULL OR p_role NOT IN ('owner', 'manager', 'receptionist', 'staff') THEN
         RAISE EXCEPTION 'p_role is owner, manager, receptionist or staff' USING ERRCODE = '22023';
     END IF;
@@ -1027,7 +1029,7 @@ BEGIN
     END IF;
     v_from := v_member.role;
     IF NOT (booking_internal.may_assign(v_role, v_from) AND booking_internal.may_assign(v_role, p_role)) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('a %s may not make a %s a %s: only roles below their own', v_role, v_from, p_role);
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may change only roles below it, not %s to %s', v_role, v_from, p_role);
     END IF;
     IF v_from = 'owner' AND p_role <> 'owner' AND v_owners = 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the last owner cannot be demoted: make another member owner first';
@@ -1059,12 +1061,15 @@ BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.member_remove',
         CASE WHEN v_self THEN '{owner,manager,receptionist,staff}'::text[] ELSE '{owner,manager}' END);
     v_owners := booking_internal.lock_members(p_tenant_id);
+    -- Again, under the lock: a concurrent change may have just changed the caller's own role.
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_remove',
+        CASE WHEN v_self THEN '{owner,manager,receptionist,staff}'::text[] ELSE '{owner,manager}' END);
     SELECT * INTO v_member FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('member %s does not exist', p_user_id);
     END IF;
     IF NOT v_self AND NOT booking_internal.may_assign(v_role, v_member.role) THEN
-        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('a %s may not remove a %s', v_role, v_member.role);
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may remove only members of roles below it, not %s', v_role, v_member.role);
     END IF;
     IF v_member.role = 'owner' AND v_owners = 1 THEN
         RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the last owner cannot leave: make another member owner first';
