@@ -1,5 +1,5 @@
 -- BENCHMARK BASELINE ONLY: the availability rules of booking.get_available_slots written once
--- more in plain PL/pgSQL, the way an application developer would write the seeds'
+-- more in plain PL/pgSQL, the way an application developer would write the
 -- rpc_get_available_slots_enhanced: loop over the staff and the days, build each day's working
 -- hours with AT TIME ZONE, walk the candidate starts with generate_series and ask the tables
 -- with one EXISTS query per candidate (holidays, time off, appointments).

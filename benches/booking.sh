@@ -2,7 +2,7 @@
 # Bookings per second with 32 clients: booking.create_booking_idempotent against two ceilings,
 # plain INSERTs into the same constrained table (the trigger and the exclusion constraint, no
 # validation, no idempotency record, no event), and the same writes as one successful booking
-# in plain SQL (issue 17's ceiling: the operation row's insert and update, the appointment
+# in plain SQL (the ceiling: the operation row's insert and update, the appointment
 # insert with its constraint, the event insert with its NOTIFY, the audit insert; no validation
 # or logic), plus the latency of one call.
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
@@ -15,7 +15,7 @@ psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d booking_bench "$@"; }
 DURATION=${BENCH_SECONDS:-20}
 CLIENTS=32
 work=$BOOKING_TMP/bench_booking/work
-rm -rf "$work" && mkdir -p "$work" && chown postgres "$work"
+rm -rf "$work" && mkdir -p "$work" && as_root chown postgres "$work" && as_root chmod 1777 "$work"
 
 log "loading 50 staff who work around the clock"
 psql -f "$REPO/benches/bench_salon.sql"
@@ -56,7 +56,7 @@ SQL
 run() {
     local name=$1 script=$2 clients=$3
     shift 3
-    (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n "$@" \
+    (cd "$work" && as_postgres "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n "$@" \
         -c "$clients" -j 2 -T "$DURATION" -l --log-prefix="$name" -f "$script" booking_bench > "$name.out" 2>&1) \
         || { cat "$work/$name.out" >&2; exit 1; }
     local tps p50 p99
@@ -88,7 +88,7 @@ if [ "$writes_missing" != 0 ]; then
     exit 1
 fi
 ratio=$(awk -v a="$c_tps" -v b="$i_tps" 'BEGIN {printf "%.0f%%", 100 * a / b}')
-# Issue 17's goals against the writes ceiling: throughput at least 70%, p99 at most 1.5 times.
+# The goals against the writes ceiling: throughput at least 70%, p99 at most 1.5 times.
 w_ratio=$(awk -v a="$c_tps" -v b="$w_tps" 'BEGIN {r = 100 * a / b; printf "%.0f%% (goal ≥ 70%%: %s)", r, (r >= 70 ? "met" : "not met")}')
 w_p99_ratio=$(awk -v a="$c_p99" -v b="$w_p99" 'BEGIN {r = a / b; printf "%.2fx (goal ≤ 1.5x: %s)", r, (r <= 1.5 ? "met" : "not met")}')
 cat <<TABLE

@@ -3,7 +3,7 @@
 # the same calls on a single node (a database of the coordinator's own server without Citus): the
 # cost of the coordinator hop. Citus is built from the vendored source where it is not installed. On one small machine the
 # workers share its cores with the coordinator and pgbench, so this measures overhead, not
-# scaling (README, "Scaling out with Citus").
+# scaling (docs/citus.md).
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/citus.sh"
 setup
@@ -16,7 +16,7 @@ DURATION=${BENCH_SECONDS:-15}
 CLIENTS=16
 TENANTS=20
 work=$BOOKING_TMP/bench_citus
-rm -rf "$work" && mkdir -p "$work" && chown postgres "$work"
+rm -rf "$work" && mkdir -p "$work" && as_root chown postgres "$work" && as_root chmod 1777 "$work"
 
 # 20 tenants open around the clock, 5 staff each, one 30-minute service, one customer. Ids are
 # numbered so that pgbench can write them: tenant t is ...-1000000000tt, staff s of it ...-1000000tt0s.
@@ -68,7 +68,7 @@ SQL
 # the mean latency in ms.
 run() {
     local name=$1 script=$2 db=$3 clients=${4:-$CLIENTS}
-    (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h 127.0.0.1 -p "$CITUS_COORD_PORT" -U postgres -n \
+    (cd "$work" && as_postgres "$PG_BIN/pgbench" -h 127.0.0.1 -p "$CITUS_COORD_PORT" -U postgres -n \
         -c "$clients" -j "$(( clients < 2 ? 1 : 2 ))" -T "$DURATION" -f "$script" "$db" > "$name.out" 2>&1) \
         || { cat "$work/$name.out" >&2; exit 1; }
     awk '/^tps = /{tps = $3} /^latency average = /{lat = $4} END {printf "%.0f %.2f\n", tps, lat}' "$work/$name.out"

@@ -17,7 +17,7 @@ trap 'kill $receiver 2>/dev/null; stop_cluster' EXIT
 fresh_database delivery_bench
 psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d delivery_bench "$@"; }
 work=$BOOKING_TMP/bench_delivery/work
-rm -rf "$work" && mkdir -p "$work" && chown postgres "$work"
+rm -rf "$work" && mkdir -p "$work" && as_root chown postgres "$work" && as_root chmod 1777 "$work"
 URL=http://127.0.0.1:$RECEIVER_PORT
 stats() { curl -s "$URL/stats"; }
 now() { date +%s.%N; }
@@ -91,7 +91,7 @@ log "create_booking_idempotent with 0 and 3 subscriptions, 16 clients, 10 s each
 psql -f "$REPO/benches/bench_salon.sql" -c "DELETE FROM booking_admin.delivery_endpoints"
 cp "$REPO/benches/bench_create.sql" "$work/create.sql"
 bookings() {
-    (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -c 16 -j 2 -T 10 \
+    (cd "$work" && as_postgres "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -c 16 -j 2 -T 10 \
         -f create.sql delivery_bench > "$1.out" 2>&1) || { cat "$work/$1.out" >&2; exit 1; }
     awk '/^tps = /{printf "%.0f", $3}' "$work/$1.out"
 }

@@ -25,7 +25,7 @@ DURATION=${BENCH_SECONDS:-10}
 CLIENTS=8
 psql_db() { "$PG_BIN/psql" -X -q -At -v ON_ERROR_STOP=1 -d bench_observability "$@"; }
 work=$BOOKING_TMP/bench_observability/work
-rm -rf "$work" && mkdir -p "$work" && chown postgres "$work"
+rm -rf "$work" && mkdir -p "$work" && as_root chown postgres "$work" && as_root chmod 1777 "$work"
 
 log "10,000 series in the metric table"
 psql_db <<'SQL'
@@ -55,7 +55,7 @@ log "loading a bookable tenant"
 psql_db -f "$REPO/benches/bench_salon.sql"
 cp "$REPO/benches/bench_create.sql" "$work/create.sql"
 tps() {
-    (cd "$work" && runuser -u postgres -- "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -M prepared \
+    (cd "$work" && as_postgres "$PG_BIN/pgbench" -h "$PGHOST" -p "$PGPORT" -U postgres -n -M prepared \
         -c "$CLIENTS" -j 2 -T "$DURATION" -f create.sql bench_observability 2>/dev/null) | awk '/^tps = / { print $3; exit }'
 }
 triggers() {

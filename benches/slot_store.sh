@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The slot store benchmark (issue 16), in one run and one database (run by make bench).
+# The slot store benchmark, in one run and one database (run by make bench).
 #
 # Data: the availability benchmark's (benches/availability_data.sql: 50 staff offering 3
 # services, 15-minute slots, ~20% booked, clock fixed at 2026-03-14 12:00), with the store's
@@ -12,7 +12,7 @@
 #    compared implementations interleaved so that both see the same load; medians):
 #    - read: one staff member, one service, 14 days, free slots ordered by confidence, as
 #      PostgREST reads the view; against get_available_slots on demand for the same 14 days,
-#      and against the seed's naive approach (every candidate start checked with its own
+#      and against a naive approach (every candidate start checked with its own
 #      queries of the schedule and the reservations);
 #    - booking: create_booking_idempotent with the store's triggers, against the same calls
 #      with them disabled (ALTER TABLE ... DISABLE TRIGGER, alternating blocks), on distinct
@@ -84,7 +84,7 @@ CREATE TABLE bench_runs (impl text, measurement text, ms float8);
 -- The timing functions outlive this session: the booking blocks below run in later ones.
 CREATE SCHEMA bench_slot;
 
--- The seed's naive availability check: every candidate start of the day (every 15 minutes of
+-- A naive availability check: every candidate start of the day (every 15 minutes of
 -- the opening hours) asks the schedule, the overrides and the reservations with queries of its
 -- own, as an application checking slot by slot does.
 CREATE FUNCTION bench_slot.naive_slots(p_staff uuid, p_service uuid, p_from date, p_to date) RETURNS SETOF timestamptz
@@ -247,7 +247,7 @@ printf '|%s|%s|%s|%s|%s|\n' "$(printf -- '-%.0s' {1..46})" "$(printf -- '-%.0s' 
     "$(printf -- '-%.0s' {1..10})" "$(printf -- '-%.0s' {1..36})"
 printf '| %-44s | %9.3f ms | %9.3f ms | %7.1fx | %-34s |\n' "read 14 days by confidence vs on demand" "$rs" "$ro" "$(calc "$ro / $rs")" \
     ">= 10x: $(ok "$ro / $rs >= 10"), < 0.2 ms: $(ok "$rs < 0.2")"
-printf '| %-44s | %9.3f ms | %9.3f ms | %7.1fx | %-34s |\n' "read 14 days vs the seed's naive checks" "$rs" "$rn" "$(calc "$rn / $rs")" ""
+printf '| %-44s | %9.3f ms | %9.3f ms | %7.1fx | %-34s |\n' "read 14 days vs naive checks" "$rs" "$rn" "$(calc "$rn / $rs")" ""
 printf '| %-44s | %9.3f ms | %9.3f ms | %7.2fx | %-34s |\n' "create_booking_idempotent, store vs none" "$bs" "$bn" "$(calc "$bs / $bn")" \
     "throughput -$tput%: < 15% $(ok "$tput < 15")"
 printf '| %-44s | %9.3f ms | %9.3f ms | %7.1fx | %-34s |\n' "schedule edit (one staff's 60 days)" "$es" "$en" "$(calc "$es / $en")" ""

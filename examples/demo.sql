@@ -2,7 +2,7 @@
 \set ON_ERROR_STOP on
 \pset footer off
 SET timezone = 'Europe/Zurich';
-SELECT date_trunc('week', now() AT TIME ZONE 'Europe/Zurich')::date + 7 AS monday \gset
+SELECT date_trunc('week', booking.clock_now() AT TIME ZONE 'Europe/Zurich')::date + 7 AS monday \gset
 
 \echo
 \echo 'Haircut slots next week (45 min, every 15 min; Wednesday is a closure day):'
@@ -37,7 +37,7 @@ WHERE starts_at < (:'monday'::date + time '12:30') AT TIME ZONE 'Europe/Zurich';
 
 \echo 'The client retries the same request (say, after a timeout): the stored result comes back, nothing is booked twice:'
 SELECT r ->> 'success' AS success, r ->> 'replayed' AS replayed, r -> 'appointment' ->> 'starts_at' AS starts_at,
-       (SELECT count(*) FROM booking.appointments) AS appointments
+       (SELECT count(*) FROM booking.appointments WHERE staff_id = 'b0000000-0000-0000-0000-000000000001') AS annas_appointments
 FROM booking.create_booking_idempotent('demo-carla-1', jsonb_build_object(
     'customer_id', 'd0000000-0000-0000-0000-000000000001', 'staff_id', 'b0000000-0000-0000-0000-000000000001',
     'service_id', 'c0000000-0000-0000-0000-000000000001',

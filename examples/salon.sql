@@ -1,5 +1,7 @@
 -- A small salon in Zurich: 3 staff with their own weekly hours, 3 services, a one-off closure
--- next Wednesday and Christmas every year.
+-- next Wednesday, Christmas every year, two customers and two bookings. "Next week" is the week
+-- after booking.clock_now(): the demo's real today, or the fixed booking_engine.now the tests
+-- of the documentation's examples run with (2026-03-01, so next week starts Monday 2026-03-02).
 \set ON_ERROR_STOP on
 INSERT INTO booking.tenants (id, name, timezone, slot_interval_minutes, buffer_time_minutes, opening_hours) VALUES
     ('a0000000-0000-0000-0000-000000000001', 'Schnittwerk Zurich', 'Europe/Zurich', 15, 5,
@@ -42,9 +44,23 @@ SELECT 'b0000000-0000-0000-0000-000000000003'::uuid, d, '12:00', '19:00' FROM un
 -- Closed for staff training next Wednesday; Christmas every year.
 INSERT INTO booking.holidays (tenant_id, name, date, type) VALUES
     ('a0000000-0000-0000-0000-000000000001', 'Staff training',
-     date_trunc('week', now() AT TIME ZONE 'Europe/Zurich')::date + 7 + 2, 'company_holiday');
+     date_trunc('week', booking.clock_now() AT TIME ZONE 'Europe/Zurich')::date + 7 + 2, 'company_holiday');
 INSERT INTO booking.holidays (tenant_id, name, is_recurring, recurring_month, recurring_day) VALUES
     ('a0000000-0000-0000-0000-000000000001', 'Christmas Day', true, 12, 25);
 
 INSERT INTO booking.customers (id, tenant_id, name, email) VALUES
-    ('d0000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000001', 'Carla Meier', 'carla@example.ch');
+    ('d0000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000001', 'Carla Meier', 'carla@example.ch'),
+    ('d0000000-0000-0000-0000-000000000002', 'a0000000-0000-0000-0000-000000000001', 'Jonas Weber', 'jonas@example.ch');
+
+-- Two bookings already made, for the examples that move, cancel or confirm one: Carla's colour
+-- with Mira next Friday at 14:00 (confirmed), and her beard trim with Luca next Tuesday at 11:00
+-- (pending: the salon has not confirmed it yet).
+INSERT INTO booking.appointments (id, tenant_id, staff_id, service_id, customer_id, starts_at, status, price)
+SELECT a.id::uuid, 'a0000000-0000-0000-0000-000000000001', a.staff::uuid, a.service::uuid,
+       'd0000000-0000-0000-0000-000000000001', (monday + a.day + a.at) AT TIME ZONE 'Europe/Zurich', a.status, a.price
+FROM (SELECT date_trunc('week', booking.clock_now() AT TIME ZONE 'Europe/Zurich')::date + 7 AS monday) w,
+     (VALUES ('e0000000-0000-0000-0000-000000000001', 'b0000000-0000-0000-0000-000000000003',
+              'c0000000-0000-0000-0000-000000000002', 4, time '14:00', 'confirmed', 140),
+             ('e0000000-0000-0000-0000-000000000002', 'b0000000-0000-0000-0000-000000000002',
+              'c0000000-0000-0000-0000-000000000003', 1, time '11:00', 'pending', 30))
+         a (id, staff, service, day, at, status, price);

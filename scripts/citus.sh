@@ -86,17 +86,18 @@ citus_node_dir() {
 # shared_preload_libraries. booking_engine is preloaded on every node for its writer (the
 # out-of-transaction audit of refusals, which a call delegated to a worker makes there), but
 # only the coordinator's job runners and scheduler work (booking_engine.enabled): the job queue
-# and the maintenance schedule are the coordinator's, see the README, "Scaling out with Citus".
+# and the maintenance schedule are the coordinator's, see docs/citus.md.
 start_citus_node() {
     local port=$1 role=$2 dir
     dir=$(citus_node_dir "$port")
-    rm -rf "$(dirname "$dir")"
+    as_root rm -rf "$(dirname "$dir")"
     mkdir -p "$(dirname "$dir")"
-    chown postgres "$(dirname "$dir")" "$BOOKING_TMP"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$dir" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+    as_root chown postgres "$(dirname "$dir")"
+    as_root chmod 1777 "$(dirname "$dir")" "$BOOKING_TMP"
+    as_postgres "$PG_BIN/initdb" -D "$dir" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
     local enabled=on
     [ "$role" = worker ] && enabled=off
-    cat >> "$dir/postgresql.conf" <<CONF
+    as_root tee -a "$dir/postgresql.conf" >/dev/null <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$(dirname "$dir")'
@@ -116,7 +117,7 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 CONF
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir" -w start -l "$(dirname "$dir")/log" >/dev/null
+    as_postgres "$PG_BIN/pg_ctl" -D "$dir" -w start -l "$(dirname "$dir")/log" >/dev/null
     "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$port" -U postgres -d postgres -c "CREATE DATABASE $CITUS_DB"
     # Every node's sessions run on the tests' fixed clock (a call delegated to a worker reads
     # the worker's setting); the coordinator's background workers too.
@@ -126,7 +127,7 @@ CONF
 }
 
 stop_citus_node() {
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(citus_node_dir "$1")" -w -m fast stop >/dev/null 2>&1 || true
+    as_postgres "$PG_BIN/pg_ctl" -D "$(citus_node_dir "$1")" -w -m fast stop >/dev/null 2>&1 || true
 }
 
 # start_citus_cluster WORKERS: a coordinator and WORKERS (1 or 2) workers, booking_engine
@@ -145,7 +146,7 @@ start_citus_cluster() {
     done
     citus_psql "$CITUS_COORD_PORT" -c "SET client_min_messages = warning" -c "CREATE EXTENSION booking_engine CASCADE"
     # The background workers read booking_engine.database at start, before the extension existed.
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(citus_node_dir "$CITUS_COORD_PORT")" -w -m fast restart \
+    as_postgres "$PG_BIN/pg_ctl" -D "$(citus_node_dir "$CITUS_COORD_PORT")" -w -m fast restart \
         -l "$CITUS_DIR/node$CITUS_COORD_PORT/log" >/dev/null
 }
 

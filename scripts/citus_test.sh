@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The Citus test (tests/integration/citus.rs): a coordinator and two workers on loopback,
-# booking_engine distributed on them, and the checks of README "Scaling out with Citus". Citus is
+# booking_engine distributed on them, and the checks of docs/citus.md. Citus is
 # built from the vendored source when it is not installed (ensure_citus, scripts/citus.sh); with
 # neither, the level fails under CI=true and is skipped, with one line saying why, elsewhere.
 # booking_engine must already be installed (scripts/test.sh does it first).

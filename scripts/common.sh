@@ -16,6 +16,8 @@ DEMO_PORT=$PORT_BASE
 TEST_PORT=$((PORT_BASE + 1))
 BENCH_PORT=$((PORT_BASE + 2))
 PGRX_VERSION=0.18.0
+# The Rust the project is built and tested with (rust-toolchain.toml pins it; rustup installs it).
+MIN_RUST=1.95
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-contrib libclang-dev clang sudo postgresql-15-hypopg
     prometheus chromium)
 # The metrics worker's port in the test and bench clusters (the next one: a Prometheus started by a test).
@@ -25,6 +27,32 @@ export PATH="$HOME/.cargo/bin:$PATH"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# as_postgres COMMAND...: run as the postgres user, which owns the clusters (Postgres refuses root).
+as_postgres() { as_root runuser -u postgres -- "$@"; }
+
+die() { printf 'booking_engine: %s\n' "$*" >&2; exit 1; }
+
+# What make demo and make test cannot install themselves, checked before anything runs, each with
+# what to do: root or sudo (apt packages, the extension's files, clusters run as postgres), and
+# Rust from rustup (Debian's own rustc is far too old for pgrx 0.18; rustup installs the
+# version rust-toolchain.toml pins on first use).
+check_prerequisites() {
+    if [ "$(id -u)" != 0 ] && ! command -v sudo >/dev/null; then
+        die "this needs root or sudo (apt packages, the extension's files, clusters run as postgres)"
+    fi
+    if ! command -v rustup >/dev/null; then
+        die "no rustup: install Rust from https://rustup.rs (curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh), then open a new shell"
+    fi
+    local version
+    version=$(cd "$REPO" && rustc --version 2>/dev/null | awk '{print $2}') || true
+    if [ -z "$version" ]; then
+        die "rustup has no Rust for this checkout: run 'rustup toolchain install' in $REPO (it reads rust-toolchain.toml)"
+    fi
+    if ! printf '%s\n%s\n' "$MIN_RUST" "$version" | sort -V -C; then
+        die "Rust $version is older than the $MIN_RUST this project is built with: run 'rustup update'"
+    fi
+}
 
 # ensure_packages [PACKAGE...]: install what is missing of the packages named (default: APT_PACKAGES).
 ensure_packages() {
@@ -52,6 +80,7 @@ ensure_pgrx() {
 }
 
 setup() {
+    check_prerequisites
     ensure_packages
     ensure_pgrx
 }
@@ -78,11 +107,15 @@ start_cluster() {
     PGDATA_DIR=$CLUSTER_DIR/data
     export PGHOST=$CLUSTER_DIR PGPORT=$port PGUSER=postgres
     mkdir -p "$CLUSTER_DIR"
-    chown postgres "$CLUSTER_DIR" "$BOOKING_TMP"
-    if [ ! -s "$PGDATA_DIR/PG_VERSION" ]; then
+    # postgres owns the cluster's directory (its socket and log live there); like /tmp, anyone
+    # may add to it and to $BOOKING_TMP, so a user running through sudo keeps writing test
+    # output next to the clusters.
+    as_root chown postgres "$CLUSTER_DIR"
+    as_root chmod 1777 "$CLUSTER_DIR" "$BOOKING_TMP"
+    if ! as_root test -s "$PGDATA_DIR/PG_VERSION"; then
         log "creating cluster $name"
-        runuser -u postgres -- "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
-        echo "include 'booking_engine.conf'" >> "$PGDATA_DIR/postgresql.conf"
+        as_postgres "$PG_BIN/initdb" -D "$PGDATA_DIR" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+        echo "include 'booking_engine.conf'" | as_root tee -a "$PGDATA_DIR/postgresql.conf" >/dev/null
     fi
     # Rewritten at every start, so a cluster made by an older checkout gets today's settings
     # (and an older checkout's ALTER SYSTEM of the workers' database does not linger).
@@ -90,10 +123,10 @@ start_cluster() {
     # booking_engine.max_workers in all), and one writer per active database.
     # BOOKING_WORKER_DATABASES is the workers' allow-list (empty: every database);
     # BOOKING_EXTRA_CONF is appended as is.
-    if [ -f "$PGDATA_DIR/postgresql.auto.conf" ]; then
-        sed -i '/^booking_engine\./d' "$PGDATA_DIR/postgresql.auto.conf"
+    if as_root test -f "$PGDATA_DIR/postgresql.auto.conf"; then
+        as_root sed -i '/^booking_engine\./d' "$PGDATA_DIR/postgresql.auto.conf"
     fi
-    cat > "$PGDATA_DIR/booking_engine.conf" <<CONF
+    as_root tee "$PGDATA_DIR/booking_engine.conf" >/dev/null <<CONF
 port = $port
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$CLUSTER_DIR'
@@ -109,18 +142,18 @@ synchronous_commit = off
 full_page_writes = off
 log_min_messages = warning
 CONF
-    chown postgres "$PGDATA_DIR/booking_engine.conf"
-    if runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
+    as_root chown postgres "$PGDATA_DIR/booking_engine.conf"
+    if as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" status >/dev/null 2>&1; then
         log "restarting cluster $name to load the installed library"
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast restart -l "$CLUSTER_DIR/log" >/dev/null
+        as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast restart -l "$CLUSTER_DIR/log" >/dev/null
     else
         log "starting cluster $name on port $port"
-        runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w start -l "$CLUSTER_DIR/log" >/dev/null
+        as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w start -l "$CLUSTER_DIR/log" >/dev/null
     fi
 }
 
 stop_cluster() {
-    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast stop >/dev/null 2>&1 || true
+    as_postgres "$PG_BIN/pg_ctl" -D "$PGDATA_DIR" -w -m fast stop >/dev/null 2>&1 || true
 }
 
 # fresh_database NAME: drop and create NAME with booking_engine installed.

@@ -15,7 +15,8 @@ cargo test --lib
 
 log "level 2: in-database tests (cargo pgrx test)"
 mkdir -p "$BOOKING_TMP/pgrx-test"
-chown postgres "$BOOKING_TMP" "$BOOKING_TMP/pgrx-test"
+as_root chown postgres "$BOOKING_TMP/pgrx-test"
+as_root chmod 1777 "$BOOKING_TMP"
 cargo pgrx test pg15 --runas postgres --pgdata "$BOOKING_TMP/pgrx-test/data"
 
 log "level 3: a real cluster"

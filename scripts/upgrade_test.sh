@@ -69,18 +69,19 @@ fi
 UP_DIR=$BOOKING_TMP/upgrade
 UP_DATA=$UP_DIR/data
 UP_PORT=$((PORT_BASE + 3))
-up_ctl() { runuser -u postgres -- "$1/pg_ctl" -D "$UP_DATA" -w -l "$UP_DIR/log" "${@:2}" >/dev/null; }
+up_ctl() { as_postgres "$1/pg_ctl" -D "$UP_DATA" -w -l "$UP_DIR/log" "${@:2}" >/dev/null; }
 up_psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$UP_DIR" -p "$UP_PORT" -U postgres "$@"; }
-if [ -s "$UP_DATA/postmaster.pid" ]; then
+if as_root test -s "$UP_DATA/postmaster.pid"; then
     up_ctl "$PG_BIN" -m immediate stop || true
 fi
 as_root rm -rf "$UP_DIR"
 mkdir -p "$UP_DIR"
-chown postgres "$UP_DIR"
-runuser -u postgres -- "$PG_BIN/initdb" -D "$UP_DATA" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
+as_root chown postgres "$UP_DIR"
+as_root chmod 1777 "$UP_DIR"
+as_postgres "$PG_BIN/initdb" -D "$UP_DATA" -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
 # The workers stay idle (enabled = off): nothing changes the rows between the snapshot and the
 # comparison but the upgrade itself.
-cat >> "$UP_DATA/postgresql.conf" <<CONF
+as_root tee -a "$UP_DATA/postgresql.conf" >/dev/null <<CONF
 port = $UP_PORT
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$UP_DIR'

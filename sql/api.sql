@@ -95,7 +95,7 @@ RETURNS jsonb
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT booking_internal.cancel_tenant_appointment(p_tenant_id, p_appointment_id, p_reason, p_idempotency_key) $$;
 
--- The seed's bookSlot and releaseSlot: the idempotent booking and the cancellation, nothing
+-- bookSlot and releaseSlot as SQL: the idempotent booking and the cancellation, nothing
 -- else (they check the caller; the slot store's triggers keep the store).
 CREATE FUNCTION booking.book_slot(p_staff_id uuid, p_service_id uuid, p_start_time timestamptz, p_customer_id uuid,
                                   p_idempotency_key text, p_notes text DEFAULT NULL)

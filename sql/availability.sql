@@ -30,7 +30,7 @@ BEGIN
     RETURN p_service_id;
 END $$;
 
--- The seed-004 slot check: every availability rule for one proposed booking, with an optional
+-- The slot check: every availability rule for one proposed booking, with an optional
 -- end (default: start + the service's duration) and an appointment to leave out of the conflict
 -- check. Time-off reasons and holiday names only for the tenant's own people. SECURITY DEFINER
 -- so that the engine (booking.slot_violations) needs no grant of its own.
@@ -74,7 +74,7 @@ $$;
 COMMENT ON FUNCTION booking.get_available_slots(uuid, date, date, uuid) IS
     'Bookable slots for a service between two local dates, ordered by starts_at, staff_id.';
 
--- The seed-004 RPC for one day, as JSON for Supabase/PostgREST callers.
+-- The slots of one day, as JSON for Supabase/PostgREST callers.
 CREATE FUNCTION booking.rpc_get_available_slots_enhanced(p_date date, p_service_id uuid, p_staff_id uuid DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL RESTRICTED

@@ -58,7 +58,7 @@ BEGIN
     RETURN n;
 END $$;
 
--- issue 14: outbound delivery (webhooks, Slack, email). The definitions are sql/delivery.sql's
+-- Outbound delivery (webhooks, Slack, email). The definitions are sql/delivery.sql's
 -- and the Rust functions pgrx generates for src/delivery/api.rs.
 ALTER TABLE booking.customers ADD COLUMN timezone text CHECK (timezone IS NULL OR booking.is_valid_timezone(timezone));
 
@@ -515,7 +515,7 @@ BEGIN
     RETURN v_secret;
 END $$;
 
--- A test event to one endpoint (seed 003's POST /webhooks/{id}/test): delivered like any
+-- A test event to one endpoint (a webhook service's POST /webhooks/{id}/test): delivered like any
 -- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
 CREATE FUNCTION booking_admin.send_test_event(p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -569,7 +569,7 @@ BEGIN
     RETURN n;
 END $$;
 
--- Per endpoint over the attempts since p_since: seed 003's webhook statistics.
+-- Per endpoint over the attempts since p_since: a webhook service's statistics.
 CREATE FUNCTION booking_admin.delivery_stats(p_since timestamptz DEFAULT now() - interval '24 hours')
 RETURNS TABLE (endpoint_id uuid, tenant_id uuid, channel text, url text, enabled boolean, disabled_reason text,
                pending bigint, dead bigint, attempts bigint, delivered bigint, success_rate numeric,
@@ -687,7 +687,7 @@ REVOKE ALL ON FUNCTION booking_admin.generate_webhook_secret(), booking_admin.ch
     booking.wake_delivery_at_commit(), booking.delivery_wanted_at_commit()
 FROM PUBLIC;
 
--- issue 15: observability (metrics at commit, /metrics worker, health, alert rules, dashboard)
+-- Observability (metrics at commit, /metrics worker, health, alert rules, dashboard)
 -- The functions implemented in Rust, as a fresh install creates them:
 CREATE FUNCTION booking."metrics_record"(
 	"p_metric" TEXT, /* & str */
@@ -843,7 +843,7 @@ BEGIN
 END $$;
 
 
--- Alert rules (see the README's "Alert rules"): a condition that is either a read-only SELECT
+-- Alert rules (see docs/observability.md, "Alert rules"): a condition that is either a read-only SELECT
 -- run in the security rules' sandbox (every row it returns is one alert instance; its columns
 -- become labels, a column named value the value) or a metric sample compared with a
 -- threshold. Instances go pending -> firing -> resolved (src/metrics/alerts.rs); firing and
@@ -1075,7 +1075,7 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- Seed 003's default rules, adapted to a database. Inserted on request (existing names are
+-- The default alert rules. Inserted on request (existing names are
 -- left as they are); returns how many were added.
 CREATE FUNCTION booking_admin.init_default_alert_rules() RETURNS integer
 LANGUAGE sql VOLATILE
@@ -1141,7 +1141,7 @@ GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_a
     booking_admin.init_default_alert_rules(), booking_admin.check_alert_rule(text, text)
 TO booking_operator;
 
--- Seed 003's SLA report needs history: the scheduler's metrics-snapshot operation keeps the
+-- The SLA report needs history: the scheduler's metrics-snapshot operation keeps the
 -- booking operation counters, the slot query latency histogram and the health status every
 -- 5 minutes (settings.retention_days of them, default 7).
 CREATE TABLE booking_admin.metrics_history (
@@ -1236,7 +1236,7 @@ BEGIN
                                                 'met', coalesce(v_p95 * 1000 <= p_p95_target_ms, true)));
 END $$;
 
--- Seed 002's performance summary: an overall health score 0-100 and the factors that make it
+-- The performance summary: an overall health score 0-100 and the factors that make it
 -- (each scored 0..1 between a good and a bad value, weighted), the auto-tuner's active
 -- optimizations, and the pending issues, from the statistics functions of sql/admin.sql.
 CREATE FUNCTION booking_admin.performance_summary() RETURNS jsonb
@@ -1336,7 +1336,7 @@ REVOKE ALL ON FUNCTION booking.metrics_record(text, text[], double precision), b
     booking_admin.performance_summary(), booking_admin.dashboard_data(),
     booking_admin.op_snapshot_metrics(jsonb), booking_admin.sla_report(interval, float8, float8, float8)
 FROM PUBLIC;
--- issue 17: performance round 2 (bulk enqueue, batch calls for external workers, claims by primary key)
+-- Jobs in bulk (bulk enqueue, batch calls for external workers, claims by primary key)
 
 DROP INDEX booking_admin.jobs_tenant_idx;
 -- The foreign key's side: deleting a tenant finds its jobs without a scan. Partial: most jobs
@@ -1554,7 +1554,7 @@ REVOKE ALL ON FUNCTION booking_admin.random_uuids(integer), booking_admin.enqueu
     booking_admin.fail_jobs(text, uuid[], text[]),
     booking_admin.complete_and_claim_jobs(text, integer, text[], uuid[], jsonb[], uuid[], text[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION booking_admin.enqueue_jobs(jsonb), booking_admin.random_uuids(integer) TO booking_operator;
--- issue 16: the slot store
+-- The slot store
 -- booking.availability_slots and its horizon, settings, triggers, reads and wrappers: the
 -- Rust writer first, then sql/slot_store.sql as a fresh install runs it, then what
 -- sql/finalize.sql does for the new objects.
@@ -1568,7 +1568,7 @@ SET search_path TO pg_catalog, @extschema@, pg_temp
 LANGUAGE c
 AS 'MODULE_PATHNAME', 'refresh_availability_slots_wrapper';
 
--- The slot store (issue 16): booking.availability_slots holds every slot the availability
+-- The slot store: booking.availability_slots holds every slot the availability
 -- engine offers, per staff member, service and start time, over a horizon of days per tenant,
 -- with taken slots kept as is_available = false and every slot ranked. It is kept exact in the
 -- transaction that changes an input: statement-level triggers on every input table (below)
@@ -1584,7 +1584,7 @@ AS 'MODULE_PATHNAME', 'refresh_availability_slots_wrapper';
 CREATE TABLE booking.slot_store_settings (
     tenant_id    uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
     -- Off by default: keeping the store exact costs every write of an input (a booking about
-    -- 2.5 ms more, see the README's benchmark), so a tenant whose front end reads slots from the
+    -- 2.5 ms more, see docs/benchmarks.md), so a tenant whose front end reads slots from the
     -- table turns it on; the others pay nothing.
     enabled      boolean NOT NULL DEFAULT false,
     horizon_days integer NOT NULL DEFAULT 60
@@ -2188,7 +2188,7 @@ END $$;
 COMMENT ON FUNCTION booking.find_optimal_slots(uuid, date, date, uuid, integer) IS
     'The p_limit best free slots of a service (staff local dates p_from..p_to within the horizon), by confidence_score, with its factors.';
 
--- The seed's explicit regeneration, for the tenant's own people: recomputes a staff member's
+-- An explicit regeneration, for the tenant's own people: recomputes a staff member's
 -- days from p_start_date to p_end_date (within the horizon) and returns how many slots they
 -- hold. The store is exact without it; it repairs nothing that is not already right.
 CREATE FUNCTION booking.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer
@@ -2210,7 +2210,7 @@ BEGIN
             WHERE s.tenant_id = v_staff.tenant_id AND s.staff_id = p_staff_id AND s.date BETWEEN p_start_date AND p_end_date);
 END $$;
 
--- The seed's bookSlot and releaseSlot: the idempotent booking and the cancellation, nothing
+-- bookSlot and releaseSlot as SQL: the idempotent booking and the cancellation, nothing
 -- else (they check the caller; the triggers keep the store).
 CREATE FUNCTION booking.book_slot(p_staff_id uuid, p_service_id uuid, p_start_time timestamptz, p_customer_id uuid,
                                   p_idempotency_key text, p_notes text DEFAULT NULL)
@@ -2534,7 +2534,7 @@ BEGIN
     RETURN to_jsonb(v_row);
 END $$;
 
--- issue 23: tenants that run themselves over RPC, and an API that passes Supabase's advisor.
+-- Tenants that run themselves over RPC, and an API that passes Supabase's Security Advisor.
 -- The implementations of the application functions move to booking_internal (dropped from
 -- booking and created there; the caller helpers, which row-level security policies use, are
 -- moved so that the policies follow), schema booking gets SECURITY INVOKER entry points of the
@@ -3757,7 +3757,7 @@ BEGIN
     RETURN v_secret;
 END $$;
 
--- A test event to one endpoint (seed 003's POST /webhooks/{id}/test): delivered like any
+-- A test event to one endpoint (a webhook service's POST /webhooks/{id}/test): delivered like any
 -- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
 CREATE FUNCTION booking_internal.queue_test_event(p_endpoint booking_admin.delivery_endpoints, p_payload jsonb) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -3856,7 +3856,7 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 
 -- sql/tenants.sql as a fresh install runs it.
--- A tenant runs itself from the front end (issue 23): a signed-in user creates a tenant and
+-- A tenant runs itself from the front end: a signed-in user creates a tenant and
 -- becomes its owner, invites members, and the members administer the tenant over RPC with the
 -- rights of their role (booking.tenant_members, sql/access.sql):
 --
@@ -5211,7 +5211,7 @@ RETURNS jsonb
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT booking_internal.cancel_tenant_appointment(p_tenant_id, p_appointment_id, p_reason, p_idempotency_key) $$;
 
--- The seed's bookSlot and releaseSlot: the idempotent booking and the cancellation, nothing
+-- bookSlot and releaseSlot as SQL: the idempotent booking and the cancellation, nothing
 -- else (they check the caller; the slot store's triggers keep the store).
 CREATE FUNCTION booking.book_slot(p_staff_id uuid, p_service_id uuid, p_start_time timestamptz, p_customer_id uuid,
                                   p_idempotency_key text, p_notes text DEFAULT NULL)

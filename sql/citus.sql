@@ -1,4 +1,4 @@
--- Scaling out with Citus (README, "Scaling out with Citus"). Citus is never required: on a
+-- Scaling out with Citus (docs/citus.md). Citus is never required: on a
 -- single PostgreSQL nothing here runs. On a Citus coordinator, after CREATE EXTENSION citus,
 -- the workers added and CREATE EXTENSION booking_engine (which Citus propagates to every node),
 -- an operator calls booking_admin.distribute_tables() once.

@@ -350,7 +350,7 @@ BEGIN
     RETURN v_secret;
 END $$;
 
--- A test event to one endpoint (seed 003's POST /webhooks/{id}/test): delivered like any
+-- A test event to one endpoint (a webhook service's POST /webhooks/{id}/test): delivered like any
 -- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
 CREATE FUNCTION booking_internal.queue_test_event(p_endpoint booking_admin.delivery_endpoints, p_payload jsonb) RETURNS uuid
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -485,7 +485,7 @@ BEGIN
     RETURN n;
 END $$;
 
--- Per endpoint over the attempts since p_since: seed 003's webhook statistics.
+-- Per endpoint over the attempts since p_since: a webhook service's statistics.
 CREATE FUNCTION booking_admin.delivery_stats(p_since timestamptz DEFAULT now() - interval '24 hours')
 RETURNS TABLE (endpoint_id uuid, tenant_id uuid, channel text, url text, enabled boolean, disabled_reason text,
                pending bigint, dead bigint, attempts bigint, delivered bigint, success_rate numeric,

@@ -16,7 +16,7 @@ END $$;
 -- untrusted caller must: every other function of the schema is for the extension itself, its
 -- SECURITY DEFINER functions (which run as the owner) and the roles granted below. Granted to
 -- PUBLIC rather than to anon/authenticated so that it works on a plain PostgreSQL without
--- Supabase's roles too. The documented list (README, "Using it with Supabase/PostgREST", and
+-- Supabase's roles too. The documented list (docs/supabase.md and
 -- docs/tenants.md) is compared with the catalog by tests/integration/postgrest.rs.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION

@@ -1,4 +1,4 @@
--- Durable job queue (seed 000), in-database handlers, and the maintenance scheduler (seed 001):
+-- Durable job queue, in-database handlers, and the maintenance scheduler:
 -- the generic machinery only. Each feature registers its own handlers and operations in its
 -- own file.
 -- Claiming, completing and failing are plain SQL so external workers and the in-database
@@ -551,7 +551,7 @@ INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VA
     ('data_cleanup', 'function', 'booking_admin.handle_data_cleanup', 'Retention of old jobs and maintenance history'),
     ('top_level_sql', 'top_level', NULL, 'payload {"sql": "..."}: one statement run at top level outside a transaction block (VACUUM, CREATE INDEX CONCURRENTLY, ...)');
 
--- Maintenance scheduler (seed 001) ------------------------------------------------------------
+-- Maintenance scheduler ------------------------------------------------------------------------
 
 CREATE TABLE booking_admin.scheduler_job_info (
     job_name             text PRIMARY KEY,

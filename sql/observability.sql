@@ -114,7 +114,7 @@ BEGIN
 END $$;
 
 
--- Alert rules (see the README's "Alert rules"): a condition that is either a read-only SELECT
+-- Alert rules (see docs/observability.md, "Alert rules"): a condition that is either a read-only SELECT
 -- run in the security rules' sandbox (every row it returns is one alert instance; its columns
 -- become labels, a column named value the value) or a metric sample compared with a
 -- threshold. Instances go pending -> firing -> resolved (src/metrics/alerts.rs); firing and
@@ -346,7 +346,7 @@ BEGIN
     RETURN v_id;
 END $$;
 
--- Seed 003's default rules, adapted to a database. Inserted on request (existing names are
+-- The default alert rules. Inserted on request (existing names are
 -- left as they are); returns how many were added.
 CREATE FUNCTION booking_admin.init_default_alert_rules() RETURNS integer
 LANGUAGE sql VOLATILE
@@ -412,7 +412,7 @@ GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_a
     booking_admin.init_default_alert_rules(), booking_admin.check_alert_rule(text, text)
 TO booking_operator;
 
--- Seed 003's SLA report needs history: the scheduler's metrics-snapshot operation keeps the
+-- The SLA report needs history: the scheduler's metrics-snapshot operation keeps the
 -- booking operation counters, the slot query latency histogram and the health status every
 -- 5 minutes (settings.retention_days of them, default 7).
 CREATE TABLE booking_admin.metrics_history (
@@ -507,7 +507,7 @@ BEGIN
                                                 'met', coalesce(v_p95 * 1000 <= p_p95_target_ms, true)));
 END $$;
 
--- Seed 002's performance summary: an overall health score 0-100 and the factors that make it
+-- The performance summary: an overall health score 0-100 and the factors that make it
 -- (each scored 0..1 between a good and a bad value, weighted), the auto-tuner's active
 -- optimizations, and the pending issues, from the statistics functions of sql/admin.sql.
 CREATE FUNCTION booking_admin.performance_summary() RETURNS jsonb

@@ -232,8 +232,8 @@ CREATE TABLE booking.booking_policies (
     -- The scope of the row: the whole tenant (both NULL), one service, or one staff member.
     service_id   uuid,
     staff_id     uuid,
-    -- Double booking is refused by the appointments' exclusion constraint, always: the seed's
-    -- switch can only say so.
+    -- Double booking is refused by the appointments' exclusion constraint, always: the policy
+    -- can only say so.
     CHECK (CASE WHEN policy_key = 'double_booking_prevention'
                 THEN policy_value = 'true'::jsonb
                 ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),

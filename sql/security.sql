@@ -274,7 +274,7 @@ LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
     SELECT count(*)::integer FROM ins
 $$;
 
--- The seed's GET /api/security/evaluate report.
+-- The security report in one document (compliance, violations, audit, rules).
 CREATE FUNCTION booking_admin.compliance_report() RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
     WITH reg AS (SELECT * FROM booking_admin.get_pii_registry()),

@@ -1,4 +1,4 @@
--- The slot store (issue 16): booking.availability_slots holds every slot the availability
+-- The slot store: booking.availability_slots holds every slot the availability
 -- engine offers, per staff member, service and start time, over a horizon of days per tenant,
 -- with taken slots kept as is_available = false and every slot ranked. It is kept exact in the
 -- transaction that changes an input: statement-level triggers on every input table (below)
@@ -14,7 +14,7 @@
 CREATE TABLE booking.slot_store_settings (
     tenant_id    uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
     -- Off by default: keeping the store exact costs every write of an input (a booking about
-    -- 2.5 ms more, see the README's benchmark), so a tenant whose front end reads slots from the
+    -- 2.5 ms more, see docs/benchmarks.md), so a tenant whose front end reads slots from the
     -- table turns it on; the others pay nothing.
     enabled      boolean NOT NULL DEFAULT false,
     horizon_days integer NOT NULL DEFAULT 60
@@ -644,7 +644,7 @@ BEGIN
         LIMIT p_limit;
 END $$;
 
--- The seed's explicit regeneration, for the tenant's own people: recomputes a staff member's
+-- An explicit regeneration, for the tenant's own people: recomputes a staff member's
 -- days from p_start_date to p_end_date (within the horizon) and returns how many slots they
 -- hold. The store is exact without it; it repairs nothing that is not already right.
 CREATE FUNCTION booking_internal.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer

@@ -1,4 +1,4 @@
--- A tenant runs itself from the front end (issue 23): a signed-in user creates a tenant and
+-- A tenant runs itself from the front end: a signed-in user creates a tenant and
 -- becomes its owner, invites members, and the members administer the tenant over RPC with the
 -- rights of their role (booking.tenant_members, sql/access.sql):
 --

@@ -8,7 +8,7 @@ use crate::pg::convert::{to_unix_micros, wall_clock_micros, UnixMicros};
 
 /// The fixed instant of `booking_engine.now`, if set.
 fn fixed_now() -> Option<Result<TimestampWithTimeZone, DomainError>> {
-    let text = crate::gucs::NOW_OVERRIDE.get().filter(|t| !t.as_bytes().is_empty())?;
+    let text = crate::gucs::now_override()?;
     // SAFETY: timestamptz_in takes a NUL-terminated string, a type oid and a typmod.
     let ts = unsafe {
         pgrx::direct_function_call::<TimestampWithTimeZone>(
@@ -30,6 +30,13 @@ pub fn clock_now() -> Result<TimestampWithTimeZone, pgrx::pg_sys::panic::ErrorRe
         None => Ok(unsafe { TimestampWithTimeZone::try_from(pg_sys::GetCurrentTransactionStartTimestamp()) }
             .map_err(|_| DomainError::Internal("transaction start time out of range".into()))?),
     }
+}
+
+/// Milliseconds since the Unix epoch on the system clock: the one time base of deadlines kept
+/// in shared memory and of what the delivery threads measure. Not `booking_engine.now`: these
+/// are real waits, and it reads no Postgres state, so any thread may call it.
+pub fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// Unix microseconds: `booking_engine.now` when set, else the real clock (not the

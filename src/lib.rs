@@ -7,16 +7,20 @@
 use pgrx::prelude::*;
 
 // The shared layer every feature builds on: Postgres plumbing, the clock, the errors, the
-// settings, the writer for rows that must survive a rollback, and the launcher of the
-// per-database workers.
+// settings, the writer for rows that must survive a rollback, the launcher of the per-database
+// workers, and the counting of metrics. It imports nothing from a feature (the test in
+// `layering` fails when it does); features tell it what it must know about them from
+// `_PG_init` (`register_features`).
 pub mod clock;
 pub mod errors;
 pub mod gucs;
 pub mod launcher;
 pub mod pg;
+pub mod telemetry;
 pub mod writer;
 
-// The features; each depends on the shared layer, never on another feature's adapters.
+// The features; each depends on the shared layer, and on another feature only through that
+// feature's `facade` module.
 pub mod admin;
 pub mod availability;
 pub mod delivery;
@@ -164,18 +168,41 @@ extension_sql_file!(
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 
+/// What the features tell the shared layer about themselves, once per process: their metrics
+/// (the order here is the exposition's), their kinds of background worker (the order is the
+/// one the launcher serves them in when its budget is short) and their writer sinks (a batch
+/// is written sink by sink in this order). Pure registration, no Postgres call.
+pub fn register_features() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        telemetry::declare(telemetry::METRICS);
+        telemetry::declare(launcher::METRICS);
+        availability::register();
+        security::register();
+        admin::register();
+        jobs::register();
+        delivery::register();
+        metrics::register();
+    });
+}
+
 #[pg_guard]
 pub extern "C-unwind" fn _PG_init() {
     let preloaded = pg::preload::detect();
     gucs::register();
+    register_features();
     // Shared memory, hooks and workers can only be asked for while preloading.
     if preloaded {
         writer::init();
         launcher::init();
+        telemetry::init();
         security::init();
         metrics::init();
     }
 }
+
+#[cfg(test)]
+mod layering;
 
 /// Settings the `#[pg_test]` cluster starts with.
 #[cfg(test)]

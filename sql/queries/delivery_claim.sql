@@ -30,15 +30,17 @@ UPDATE booking_admin.deliveries d
 SET status = 'sending', attempts = d.attempts + 1, updated_at = now()
 FROM picked, booking_admin.delivery_endpoints e LEFT JOIN keys k ON k.endpoint_id = e.id
 WHERE d.id = picked.id AND e.id = d.endpoint_id
-RETURNING d.id, d.endpoint_id, d.attempts, d.message_id, d.event_type, d.payload,
-    to_char(d.event_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
-    d.tenant_id::text, d.event_id::text, (extract(epoch FROM d.horizon_from) * 1000)::int8,
+RETURNING d.id, d.endpoint_id, d.attempts AS attempt, d.message_id, d.event_type, d.payload,
+    to_char(d.event_created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_at,
+    d.tenant_id::text AS tenant_id, d.event_id::text AS event_id,
+    (extract(epoch FROM d.horizon_from) * 1000)::int8 AS horizon_from_ms,
     e.channel, e.url, e.timeout_ms,
-    CASE WHEN $2 > 0 AND e.consecutive_failures >= $2 THEN 1 ELSE e.max_in_flight END,
-    coalesce(k.secrets, '{}'),
-    CASE WHEN e.channel <> 'webhook' THEN booking_admin.delivery_context(d.tenant_id, d.event_type, d.payload) END,
+    CASE WHEN $2 > 0 AND e.consecutive_failures >= $2 THEN 1 ELSE e.max_in_flight END AS in_flight_limit,
+    coalesce(k.secrets, '{}') AS secrets,
+    CASE WHEN e.channel <> 'webhook' THEN booking_admin.delivery_context(d.tenant_id, d.event_type, d.payload) END
+        AS context,
     CASE WHEN e.channel <> 'webhook' THEN (
         SELECT jsonb_build_object('subject', t.subject, 'body_text', t.body_text, 'body_html', t.body_html)
         FROM booking_admin.message_templates t
         WHERE t.event_type = d.event_type AND (t.tenant_id = d.tenant_id OR t.tenant_id IS NULL)
-        ORDER BY t.tenant_id NULLS LAST LIMIT 1) END
+        ORDER BY t.tenant_id NULLS LAST LIMIT 1) END AS template

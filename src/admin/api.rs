@@ -5,15 +5,21 @@ use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
 
-use super::parse::{self, RawStatement};
+use super::parse;
 use super::policy::{self, Mode, Statement};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{require, to_uuid};
 use crate::pg::error::{sqlstate_text, Caught};
 use crate::pg::guc::with_search_path;
+use crate::pg::parser::{self, RawStatement};
 use crate::pg::role;
 use crate::pg::subxact::Subxact;
 use crate::writer::{self, Sink};
+
+/// Each sandbox attempt, written before its statement runs (`booking_admin.admin_audit`).
+pub static ADMIN_ATTEMPT: Sink = Sink::new("admin attempt", include_str!("../../sql/queries/writer_admin_attempt.sql"));
+/// How an attempt ended; registered after `ADMIN_ATTEMPT`, so a batch writes an attempt first.
+pub static ADMIN_OUTCOME: Sink = Sink::new("admin outcome", include_str!("../../sql/queries/writer_admin_outcome.sql"));
 
 /// Longest statement the sandbox takes (its audit record must fit the writer's queue).
 pub const MAX_STATEMENT_BYTES: usize = 8000;
@@ -84,7 +90,7 @@ pub fn judge(sql: &str, allow_vacuum_full: bool) -> Result<Accepted, Refused> {
 }
 
 fn judge_parsed(sql: &str, allow_vacuum_full: bool) -> DomainResult<Accepted> {
-    let statements = parse::parse(sql)?;
+    let statements = parser::parse(sql, "the text")?;
     policy::check_count(statements.len())?;
     let RawStatement { node, text } = statements.into_iter().next().expect("one statement");
     // SAFETY: node is the raw parse tree `parse` just returned.
@@ -118,7 +124,7 @@ fn audit_row(id: uuid::Uuid, who: &Caller, sql: &str, kind: Option<&str>, decisi
 
 /// Commits an audit document outside the caller's transaction before going on: nothing runs
 /// unaudited, and the record stays whatever the caller does next.
-fn audit(sink: Sink, doc: &Value) -> DomainResult<()> {
+fn audit(sink: &Sink, doc: &Value) -> DomainResult<()> {
     writer::submit_and_wait(sink, doc, AUDIT_WAIT).map_err(|e| {
         DomainError::NotReady(format!("the admin audit record was not stored ({e}); the statement was not run"))
     })
@@ -136,7 +142,7 @@ fn refuse(
     row["reason"] = json!(reason);
     row["sqlstate"] = json!(sqlstate);
     row["outcome"] = json!("refused");
-    match audit(Sink::AdminAttempt, &row) {
+    match audit(&ADMIN_ATTEMPT, &row) {
         Ok(()) => refused.raise(),
         Err(e) => e.into(),
     }
@@ -162,14 +168,14 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
             Err(e) => {
                 // Every attempt is audited, the ones that could not be queued too.
                 row["outcome"] = json!("failed");
-                audit(Sink::AdminAttempt, &row)?;
+                audit(&ADMIN_ATTEMPT, &row)?;
                 let detail = format!("{}: {e}", sqlstate_text(e.sqlstate()));
-                audit(Sink::AdminOutcome, &json!({"id": id, "outcome": "failed", "outcome_detail": detail}))?;
+                audit(&ADMIN_OUTCOME, &json!({"id": id, "outcome": "failed", "outcome_detail": detail}))?;
                 return Err(e.into());
             }
         };
         row["job_id"] = json!(job_id);
-        audit(Sink::AdminAttempt, &row)?;
+        audit(&ADMIN_ATTEMPT, &row)?;
         // Queued is only as good as the runner that will take it: say when none will (the
         // enqueue also raised a WARNING).
         let will_run = crate::launcher::will_run();
@@ -179,7 +185,7 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
             "will_run": will_run.is_ok(), "will_not_run_because": will_run.err().map(|w| w.as_str()),
         }));
     }
-    audit(Sink::AdminAttempt, &row)?;
+    audit(&ADMIN_ATTEMPT, &row)?;
     let ran = Subxact::kept().run(|| match &accepted.index {
         Some(index) => {
             parse::run_index_statement(index, &accepted.text);
@@ -192,7 +198,7 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         Ok(Err(e)) => ("failed", Some(e.to_string())),
         Err(caught) => ("failed", Some(format!("{}: {caught}", caught.sqlstate()))),
     };
-    audit(Sink::AdminOutcome, &json!({"id": id, "outcome": outcome, "outcome_detail": detail}))?;
+    audit(&ADMIN_OUTCOME, &json!({"id": id, "outcome": outcome, "outcome_detail": detail}))?;
     match ran {
         Ok(Ok(())) => Ok(json!({
             "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
@@ -231,7 +237,7 @@ mod booking_admin {
     use super::*;
 
     /// Run one maintenance statement after checking it with Postgres's own parser; see the
-    /// README ("Admin SQL sandbox") for what is accepted. The statement's names are resolved in
+    /// docs/admin.md ("Admin SQL sandbox") for what is accepted. The statement's names are resolved in
     /// `p_search_path`, the caller's own unless given (the function's is pinned).
     #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]

@@ -17,3 +17,9 @@ pub mod tuner_api;
 
 #[cfg(feature = "pg_test")]
 mod pg_tests;
+
+/// What the admin area tells the shared layer about itself; called from `_PG_init`.
+pub fn register() {
+    crate::writer::register_sink(&api::ADMIN_ATTEMPT);
+    crate::writer::register_sink(&api::ADMIN_OUTCOME);
+}

@@ -1,6 +1,6 @@
-//! Postgres's own parser and catalog, for the sandbox and the query analysis: raw parse trees
-//! turned into the pure descriptions of `sandbox` and `rules`, and the facts about the
-//! objects a statement names.
+//! Postgres's own parse trees and catalog, for the sandbox and the query analysis: the raw
+//! statements of `crate::pg::parser` turned into the pure descriptions of `policy` and `rules`,
+//! and the facts about the objects a statement names.
 
 use std::ffi::{c_char, c_void, CStr, CString};
 
@@ -12,21 +12,6 @@ use pgrx::PgList;
 use super::policy::{FuncFacts, ReindexTarget, RelFacts, RelName, Statement};
 use super::rules::{ColumnUse, FilterOp, QueryFacts, QueryKind, RelRef};
 use crate::errors::DomainResult;
-
-/// One statement of the input: its raw parse tree and its own text.
-pub struct RawStatement {
-    pub node: *mut pg_sys::Node,
-    pub text: String,
-}
-
-/// Every statement of `sql`, parsed by Postgres's raw parser, each with its own text. A
-/// syntax error is raised as Postgres's own error (42601).
-pub fn parse(sql: &str) -> DomainResult<Vec<RawStatement>> {
-    Ok(crate::pg::parser::parse(sql, "the text")?
-        .into_iter()
-        .map(|s| RawStatement { node: s.node, text: super::policy::statement_text(sql, s.location, s.len) })
-        .collect())
-}
 
 unsafe fn cstr(p: *const c_char) -> Option<String> {
     (!p.is_null()).then(|| CStr::from_ptr(p).to_string_lossy().into_owned())

@@ -5,9 +5,14 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::admin::parse::{analyse_index, call_facts, describe, parse, query_facts, rel_facts, resolve};
+    use crate::admin::parse::{analyse_index, call_facts, describe, query_facts, rel_facts, resolve};
     use crate::admin::policy::{ReindexTarget, RelName, Statement};
     use crate::admin::rules::{FilterOp, QueryKind};
+    use crate::pg::parser::RawStatement;
+
+    fn parse(sql: &str) -> crate::errors::DomainResult<Vec<RawStatement>> {
+        crate::pg::parser::parse(sql, "the text")
+    }
 
     fn one(sql: &str) -> Statement {
         let stmts = parse(sql).unwrap();

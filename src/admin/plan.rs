@@ -14,7 +14,7 @@ pub const LARGE_TABLE_ROWS: f64 = 10_000.0;
 pub const NESTED_LOOP_ROWS: f64 = 1_000.0;
 /// Estimated and actual rows differing by this factor mislead the planner.
 pub const MISESTIMATE_FACTOR: f64 = 10.0;
-/// The seed's ceiling on any promised improvement.
+/// The most improvement a recommendation promises: estimates beyond it are not credible.
 pub const MAX_IMPROVEMENT_PCT: f64 = 90.0;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -196,7 +196,7 @@ pub fn candidates(facts: &QueryFacts, scans: &[SeqScan], tables: &HashMap<String
     out
 }
 
-/// Percent of the plan's cost an index saves, never more than the seed's 90.
+/// Percent of the plan's cost an index saves, never more than `MAX_IMPROVEMENT_PCT`.
 pub fn improvement_pct(before: f64, after: f64) -> f64 {
     if before <= 0.0 {
         return 0.0;

@@ -239,14 +239,6 @@ pub fn mode_for(stmt: &Statement, mode: Mode, rels: &[Option<RelFacts>]) -> Mode
     }
 }
 
-/// The text of one statement out of the whole input: Postgres reports where each statement
-/// starts and how long it is (0: to the end), in bytes.
-pub fn statement_text(sql: &str, location: usize, len: usize) -> String {
-    let start = location.min(sql.len());
-    let end = if len == 0 { sql.len() } else { (start + len).min(sql.len()) };
-    sql.get(start..end).unwrap_or(sql).trim().trim_end_matches(';').trim().to_string()
-}
-
 /// What a queued statement needs to run later as the caller would have run it now: the
 /// statement, the role to run it as, and the search_path its names were resolved with.
 pub fn queued_payload(statement: &str, role: &str, search_path: &str) -> Value {
@@ -388,14 +380,6 @@ mod tests {
             check_objects(&ci, &[facts('r', false, true)], &[f(true, false)]),
             Err(DomainError::Forbidden(_))
         ));
-    }
-
-    #[test]
-    fn statement_text_is_cut_from_the_input() {
-        let sql = "  CREATE INDEX ON t (a);  ";
-        assert_eq!(statement_text(sql, 0, 0), "CREATE INDEX ON t (a)");
-        assert_eq!(statement_text("ANALYZE a; ANALYZE b", 10, 0), "ANALYZE b");
-        assert_eq!(statement_text("ANALYZE a; ANALYZE b", 0, 9), "ANALYZE a");
     }
 
     #[test]

@@ -22,7 +22,7 @@ use crate::pg::subxact::Subxact;
 /// The one statement of `sql` with its parse-tree facts; only DML can be explained.
 pub fn dml_statement(sql: Option<&str>) -> DomainResult<(String, QueryFacts)> {
     let sql = sql.ok_or_else(|| DomainError::InvalidParameter("sql must not be NULL".into()))?;
-    let statements = parse::parse(sql)?;
+    let statements = crate::pg::parser::parse(sql, "the text")?;
     super::policy::check_count(statements.len())?;
     let st = statements.into_iter().next().expect("one statement");
     // SAFETY: st.node is a raw parse tree from `parse`.
@@ -57,7 +57,7 @@ pub fn explain(text: &str, params: i32, options: &str) -> Result<Value, ErrorRep
         Spi::run(&format!("DEALLOCATE {name}"))?;
         Ok(plan?)
     };
-    let ran = Subxact::rolled_back().deadline_ms(gucs::EXPLAIN_TIMEOUT_MS.get()).run(body);
+    let ran = Subxact::rolled_back().deadline_ms(gucs::explain_timeout_ms()).run(body);
     // A prepared statement outlives a rolled-back subtransaction.
     if params > 0 {
         let left = Spi::get_one_with_args::<bool>(

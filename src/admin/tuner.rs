@@ -22,8 +22,8 @@ impl Aggressiveness {
         }
     }
 
-    /// Mean execution time above which a query counts as slow: the seed's 50 ms
-    /// (conservative) and 20 ms (aggressive), and halfway between for moderate.
+    /// Mean execution time above which a query counts as slow: 50 ms (conservative), 20 ms
+    /// (aggressive), and halfway between for moderate.
     pub fn threshold_ms(self) -> f64 {
         match self {
             Self::Conservative => 50.0,

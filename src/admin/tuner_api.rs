@@ -264,7 +264,7 @@ pub fn cycle() -> Result<Value, ErrorReport> {
 mod booking_admin {
     use super::*;
 
-    /// One auto-tuner cycle; see the README ("Auto-tuner").
+    /// One auto-tuner cycle; see docs/admin.md ("Auto-tuner").
     /// The slow queries' names are resolved in `p_search_path` (the caller's unless given).
     #[pg_extern(volatile, parallel_unsafe)]
     #[search_path(pg_catalog, pg_temp)]

@@ -4,7 +4,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::availability::api::{from_micros, load_zone, to_micros};
+    use crate::availability::model::{from_micros, load_zone, to_micros};
     use crate::availability::zone::{local_micros, MICROS_PER_DAY, MICROS_PER_MINUTE};
     use crate::pg::convert::PG_EPOCH_OFFSET;
 

@@ -54,7 +54,8 @@ pub mod booking_internal {
                     Ok(Some(u.to_string()))
                 }
             },
-            other => Err(bad(format!("unknown channel {other:?}: webhook, slack or email"))),
+            Some(other) => Err(bad(format!("unknown channel \"{other}\": webhook, slack or email"))),
+            None => Err(bad("the channel must not be NULL: webhook, slack or email".into())),
         }
     }
 
@@ -101,6 +102,14 @@ pub fn verify_webhook_signature(
     }
 }
 
+fn wake_delivery() {
+    crate::launcher::wake(&super::worker::DELIVERY);
+}
+
+fn delivery_wanted_here() {
+    crate::launcher::want(crate::pg::catalog::my_database_oid(), &super::worker::DELIVERY, true);
+}
+
 /// Wakes the database's delivery worker when the current transaction commits. In schema
 /// booking, like the fan-out trigger that calls it: every booking_admin call is audited, and a
 /// booking must not cost an audit entry for its wake-up.
@@ -108,13 +117,16 @@ pub fn verify_webhook_signature(
 #[search_path(pg_catalog, pg_temp)]
 pub fn wake_delivery_at_commit() {
     if crate::pg::preload::preloaded() {
-        crate::pg::xact::at_commit(crate::launcher::wake_delivery);
+        crate::pg::xact::at_commit(wake_delivery);
     }
 }
 
-/// Has the launcher start the database's delivery worker once the transaction commits.
+/// An endpoint was enabled: once the transaction commits, the launcher starts the database's
+/// delivery worker without waiting for the probe's next round.
 #[pg_extern(volatile, parallel_unsafe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn delivery_wanted_at_commit() {
-    crate::launcher::delivery_wanted_at_commit();
+    if crate::pg::preload::preloaded() {
+        crate::pg::xact::at_commit(delivery_wanted_here);
+    }
 }

@@ -6,12 +6,6 @@
 
 use std::net::IpAddr;
 
-/// The deny list when the operator sets none: loopback, private, link-local (cloud metadata),
-/// carrier-grade NAT, unspecified and unique-local addresses, and `localhost`.
-pub const DEFAULT_DENIED: &std::ffi::CStr =
-    c"localhost, *.localhost, 127.0.0.0/8, ::1/128, 0.0.0.0/8, ::/128, 10.0.0.0/8, \
-     172.16.0.0/12, 192.168.0.0/16, 169.254.0.0/16, 100.64.0.0/10, fc00::/7, fe80::/10";
-
 #[derive(Clone, Debug, PartialEq)]
 enum Rule {
     Name(String),
@@ -145,7 +139,7 @@ mod tests {
     use super::*;
 
     fn default_rules() -> HostRules {
-        HostRules::parse("", DEFAULT_DENIED.to_str().unwrap()).unwrap()
+        HostRules::parse("", crate::gucs::DELIVERY_DENIED_HOSTS_DEFAULT.to_str().unwrap()).unwrap()
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! Outbound delivery (issue 14): booking.events fanned out to webhooks (Standard Webhooks
-//! signatures), Slack and email, sent by a per-database background worker with retries, an
-//! attempts ledger and a circuit breaker per endpoint. The SQL side is sql/delivery.sql.
+//! Outbound delivery: booking.events fanned out to webhooks (Standard Webhooks signatures),
+//! Slack and email, sent by a per-database background worker with retries, an attempts ledger
+//! and a circuit breaker per endpoint. The SQL side is sql/delivery.sql.
 //!
 //! Pure core: `signature`, `policy` (what follows an attempt), `hosts` (which URLs may be
 //! called), `template`, `message`, `dispatch` (the worker's queue per endpoint); `send` is the
 //! network side (threads, no Postgres); `worker` and `api` are the Postgres adapters;
-//! `settings` the GUCs.
+//! `settings` what the worker makes of its settings (declared in `crate::gucs`).
 
 pub mod api;
 pub mod dispatch;
@@ -17,3 +17,12 @@ pub mod settings;
 pub mod signature;
 pub mod template;
 pub mod worker;
+
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
+/// What delivery tells the shared layer about itself: its worker and its metrics.
+pub fn register() {
+    crate::launcher::kinds::register_kind(&worker::DELIVERY);
+    crate::telemetry::declare(&[&worker::DELIVERY_ATTEMPTS, &worker::DELIVERY_DURATION]);
+}

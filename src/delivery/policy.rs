@@ -1,10 +1,6 @@
 //! What happens after an attempt: delivered, retried (when), given up, or the endpoint
 //! disabled. Pure: times are Unix milliseconds, randomness is passed in.
 
-/// The retry schedule: the wait after the 1st, 2nd, ... failed attempt; the last wait repeats
-/// until the horizon. Svix's schedule (its first attempt is immediate).
-pub const DEFAULT_SCHEDULE: &std::ffi::CStr = c"5s, 5min, 30min, 2h, 5h, 10h, 10h";
-
 /// Parses a schedule such as `"5s, 5min, 30min, 2h"` into milliseconds.
 pub fn parse_schedule(text: &str) -> Result<Vec<u64>, String> {
     let waits = text
@@ -113,7 +109,7 @@ mod tests {
 
     #[test]
     fn the_default_schedule_is_svix_and_durations_parse() {
-        let s = parse_schedule(DEFAULT_SCHEDULE.to_str().unwrap()).unwrap();
+        let s = parse_schedule(crate::gucs::DELIVERY_RETRY_SCHEDULE_DEFAULT.to_str().unwrap()).unwrap();
         assert_eq!(s, vec![5_000, 300_000, 1_800_000, 7_200_000, 18_000_000, 36_000_000, 36_000_000]);
         assert_eq!(parse_duration_ms("3d"), Ok(259_200_000));
         assert_eq!(parse_duration_ms("250ms"), Ok(250));

@@ -9,7 +9,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::os::fd::{AsRawFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::sync::{mpsc, Arc, Condvar, Mutex, RwLock};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
@@ -17,6 +17,7 @@ use super::dispatch::Dispatcher;
 use super::hosts::HostRules;
 use super::policy::Sent;
 use super::signature::signature_header;
+use crate::clock::epoch_ms;
 
 /// How much of a response body the attempts ledger keeps.
 pub const EXCERPT_BYTES: usize = 1024;
@@ -99,10 +100,6 @@ impl ureq::Resolver for GuardedResolver {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 fn excerpt(r: ureq::Response) -> String {
     let mut buf = Vec::new();
     let _ = r.into_reader().take(EXCERPT_BYTES as u64).read_to_end(&mut buf);
@@ -119,7 +116,7 @@ fn send_http(
     let mut req = agent.post(url).timeout(timeout).set("content-type", "application/json");
     req = req.set("user-agent", concat!("booking_engine/", env!("CARGO_PKG_VERSION")));
     if let Some(s) = signing {
-        let ts = (now_ms() / 1000) as i64;
+        let ts = (epoch_ms() / 1000) as i64;
         req = req
             .set("webhook-id", &s.msg_id)
             .set("webhook-timestamp", &ts.to_string())
@@ -195,7 +192,7 @@ fn send_email(smtp: &Smtp, e: &Email, timeout: Duration) -> Sent {
 
 /// Sends one attempt and says what happened.
 pub fn send(agent: &ureq::Agent, smtp: &Smtp, o: &Outgoing) -> Finished {
-    let started_ms = now_ms();
+    let started_ms = epoch_ms();
     let clock = Instant::now();
     let (sent, excerpt) = match &o.payload {
         Payload::Http { url, body, signing } => send_http(agent, url, body, signing.as_ref(), o.timeout),

@@ -1,5 +1,5 @@
 //! The delivery worker: one per database that has an enabled endpoint, started by the launcher
-//! (src/launcher, `Kind::Delivery`). Its main thread claims due deliveries in short
+//! (src/launcher) as the kind `DELIVERY`. Its main thread claims due deliveries in short
 //! transactions, hands them to the sending threads (src/delivery/send.rs), and records what
 //! happened. It expands new events into deliveries first (fan_out_events), in the transaction
 //! that claims them. It sleeps on its latch (set at the commit of a transaction that wrote
@@ -10,9 +10,6 @@
 //! leaves its deliveries `sending`; the next worker (the launcher restarts it) sends them
 //! again with the same webhook-id.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 use serde_json::{json, Value};
@@ -22,13 +19,37 @@ use super::policy::{next, Next, Rules, Sent};
 use super::send::{Email, Finished, Outgoing, Payload, Pool, Signing};
 use super::settings;
 use super::signature::parse_secret;
-use crate::launcher;
-use crate::metrics::defs::Metric;
-use crate::metrics::record;
-use crate::metrics::registry::Change;
-use crate::pg::bgworker::{
-    attach_signals, interrupts_and_reload, report_activity, try_in_transaction, wait_latch_or_socket,
-};
+use crate::clock::epoch_ms;
+use crate::gucs;
+use crate::launcher::kinds::{Need, WorkerKind};
+use crate::launcher::{self, dbworker};
+use crate::pg::bgworker::{interrupts_and_reload, report_activity, try_in_transaction, wait_latch_or_socket};
+use crate::pg::catalog::extension_installed;
+use crate::pg::convert::{to_pg_uuid, to_uuid};
+use crate::telemetry::{self, Change, Metric, LATENCY};
+
+/// The delivery worker, one in each database with an enabled endpoint.
+pub static DELIVERY: WorkerKind = WorkerKind::new(
+    "booking_engine delivery",
+    "delivery",
+    "booking_engine_delivery_main",
+    Need::WhereSql("SELECT EXISTS (SELECT 1 FROM booking_admin.delivery_endpoints WHERE enabled)"),
+    false,
+);
+
+pub static DELIVERY_ATTEMPTS: Metric = Metric::counter(
+    "booking_delivery_attempts",
+    &["channel", "outcome"],
+    20,
+    "Delivery attempts (webhook, slack, email) by outcome: delivered, retry, dead, gone (410), counted when the delivery worker records them.",
+);
+pub static DELIVERY_DURATION: Metric = Metric::histogram(
+    "booking_delivery_duration_seconds",
+    &["channel"],
+    LATENCY,
+    5,
+    "Time of one delivery attempt, from the request to the receiver's answer (or the failure), by channel.",
+);
 
 const CLAIM_SQL: &str = include_str!("../../sql/queries/delivery_claim.sql");
 const NEXT_DUE_SQL: &str = include_str!("../../sql/queries/delivery_next_due.sql");
@@ -46,14 +67,10 @@ const AHEAD_PER_THREAD: usize = 16;
 /// Claimed deliveries one endpoint holds at most; more are claimed as these finish.
 const PER_ENDPOINT: i64 = 256;
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
 /// A number in [-1, 1] for the retry jitter; it need not be unpredictable, only spread.
 fn jitter(seed: &uuid::Uuid) -> f64 {
     let b = seed.as_bytes();
-    let n = u16::from_le_bytes([b[14], b[15]]) ^ (now_ms() as u16);
+    let n = u16::from_le_bytes([b[14], b[15]]) ^ (epoch_ms() as u16);
     f64::from(n) / f64::from(u16::MAX) * 2.0 - 1.0
 }
 
@@ -164,20 +181,16 @@ fn unsendable(c: &Claimed, why: String) -> Finished {
         delivery_id: c.id,
         endpoint_id: c.endpoint_id,
         attempt: c.attempt.max(1) as u32,
-        started_ms: now_ms(),
+        started_ms: epoch_ms(),
         duration_ms: 0.0,
         sent: Sent::Failed { error: why, permanent: true },
         excerpt: None,
     }
 }
 
-fn installed() -> bool {
-    Spi::get_one::<bool>("SELECT to_regclass('booking_admin.deliveries') IS NOT NULL").ok().flatten().unwrap_or(false)
-}
-
 /// Ids as the uuid[] parameter of the claim and next-due statements.
 fn uuid_array(ids: &[uuid::Uuid]) -> Vec<pgrx::Uuid> {
-    ids.iter().map(|u| pgrx::Uuid::from_bytes(*u.as_bytes())).collect()
+    ids.iter().copied().map(to_pg_uuid).collect()
 }
 
 fn claim(limit: usize, threshold: i32, skip: &[uuid::Uuid]) -> Result<Vec<Claimed>, pgrx::spi::Error> {
@@ -185,24 +198,25 @@ fn claim(limit: usize, threshold: i32, skip: &[uuid::Uuid]) -> Result<Vec<Claime
         let args = [(limit as i64).into(), threshold.into(), PER_ENDPOINT.into(), uuid_array(skip).into()];
         c.update(CLAIM_SQL, None, &args)?
             .map(|r| {
+                let json = |name: &str| r.get_by_name::<JsonB, _>(name).map(|j| j.map(|j| j.0));
                 Ok(Claimed {
-                    id: uuid::Uuid::from_bytes(*r.get::<pgrx::Uuid>(1)?.expect("id").as_bytes()),
-                    endpoint_id: uuid::Uuid::from_bytes(*r.get::<pgrx::Uuid>(2)?.expect("endpoint").as_bytes()),
-                    attempt: r.get(3)?.unwrap_or(1),
-                    message_id: r.get(4)?.unwrap_or_default(),
-                    event_type: r.get(5)?.unwrap_or_default(),
-                    payload: r.get::<JsonB>(6)?.map_or(Value::Null, |j| j.0),
-                    created_at: r.get(7)?.unwrap_or_default(),
-                    tenant_id: r.get(8)?,
-                    event_id: r.get(9)?,
-                    horizon_from_ms: r.get(10)?.unwrap_or(0),
-                    channel: r.get(11)?.unwrap_or_default(),
-                    url: r.get(12)?,
-                    timeout_ms: r.get(13)?.unwrap_or(10_000),
-                    limit: r.get(14)?.unwrap_or(1),
-                    secrets: r.get::<Vec<String>>(15)?.unwrap_or_default(),
-                    context: r.get::<JsonB>(16)?.map(|j| j.0),
-                    template: r.get::<JsonB>(17)?.map(|j| j.0),
+                    id: to_uuid(r.get_by_name::<pgrx::Uuid, _>("id")?.expect("a claimed delivery has an id")),
+                    endpoint_id: to_uuid(r.get_by_name::<pgrx::Uuid, _>("endpoint_id")?.expect("and an endpoint")),
+                    attempt: r.get_by_name("attempt")?.unwrap_or(1),
+                    message_id: r.get_by_name("message_id")?.unwrap_or_default(),
+                    event_type: r.get_by_name("event_type")?.unwrap_or_default(),
+                    payload: json("payload")?.unwrap_or(Value::Null),
+                    created_at: r.get_by_name("created_at")?.unwrap_or_default(),
+                    tenant_id: r.get_by_name("tenant_id")?,
+                    event_id: r.get_by_name("event_id")?,
+                    horizon_from_ms: r.get_by_name("horizon_from_ms")?.unwrap_or(0),
+                    channel: r.get_by_name("channel")?.unwrap_or_default(),
+                    url: r.get_by_name("url")?,
+                    timeout_ms: r.get_by_name("timeout_ms")?.unwrap_or(10_000),
+                    limit: r.get_by_name("in_flight_limit")?.unwrap_or(1),
+                    secrets: r.get_by_name::<Vec<String>, _>("secrets")?.unwrap_or_default(),
+                    context: json("context")?,
+                    template: json("template")?,
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -222,7 +236,7 @@ fn fan_out() -> Result<i32, pgrx::spi::Error> {
 /// the events are written by the workers, whose commits cannot set this worker's latch
 /// (booking_engine.delivery_poll_interval); elsewhere a commit that wrote events wakes it.
 fn poll_ms() -> Option<i64> {
-    let ms = settings::POLL_INTERVAL_MS.get();
+    let ms = gucs::delivery_poll_interval_ms();
     let distributed = Spi::get_one::<bool>("SELECT booking_admin.is_distributed()").ok().flatten().unwrap_or(false);
     (distributed && ms > 0).then_some(i64::from(ms))
 }
@@ -230,24 +244,16 @@ fn poll_ms() -> Option<i64> {
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
-    // The worker's own calls are not people's actions: no audit entries.
-    crate::writer::exempt_this_process();
-    attach_signals();
-    let (db, kind) = launcher::parse_worker_arg(arg);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
-    if !launcher::register_self(db, kind) {
-        return;
-    }
-    record::now(Metric::WorkerStarts, &["delivery"], Change::Add(1));
+    let db = dbworker::start(arg).db;
     let mut live = match settings::Live::load() {
         Ok(l) => l,
         Err(e) => {
             pgrx::warning!("booking_engine delivery: {e}; nothing is sent until it is fixed");
-            launcher::want_delivery(db, false);
+            launcher::want(db, &DELIVERY, false);
             return;
         }
     };
-    let concurrency = settings::CONCURRENCY.get().max(1) as usize;
+    let concurrency = gucs::delivery_concurrency();
     let pool = match Pool::start(concurrency, live.rules.clone(), live.smtp.clone()) {
         Ok(p) => p,
         Err(e) => {
@@ -255,7 +261,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             return;
         }
     };
-    if let Err(e) = try_in_transaction(|| installed() && Spi::run(RELEASE_SQL).is_ok()) {
+    if let Err(e) = try_in_transaction(|| extension_installed() && Spi::run(RELEASE_SQL).is_ok()) {
         pgrx::warning!("booking_engine delivery: releasing interrupted deliveries failed: {}", e.message);
     }
     // Claimed and not yet recorded: the horizon start and channel of each, for the decision and
@@ -263,7 +269,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     let mut claimed_at: std::collections::HashMap<uuid::Uuid, (i64, String)> = std::collections::HashMap::new();
     let mut unsent: Vec<Finished> = Vec::new();
     loop {
-        let threshold = settings::BREAKER_THRESHOLD.get();
+        let threshold = gucs::delivery_breaker_threshold();
         let mut finished = std::mem::take(&mut unsent);
         finished.extend(pool.finished());
         let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(pool.backlog());
@@ -274,7 +280,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             None
         } else {
             let schedule = &live.schedule;
-            let horizon = settings::RETRY_HORIZON_S.get();
+            let horizon = gucs::delivery_retry_horizon_s();
             let rows: Vec<Value> = finished
                 .iter()
                 .map(|f| {
@@ -293,15 +299,15 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             report_activity(Some("recording and claiming deliveries"));
             // One transaction records what finished and claims what is due.
             let outcome = try_in_transaction(|| -> Result<Option<(i32, Vec<Claimed>)>, pgrx::spi::Error> {
-                if !installed() {
+                if !extension_installed() {
                     return Ok(None);
                 }
                 if let Some(rows) = rows {
-                    let disable_after = settings::DISABLE_AFTER_S.get();
+                    let disable_after = gucs::delivery_disable_after_s();
                     Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
                     for (channel, outcome, seconds) in &counted {
-                        record::at_commit(Metric::DeliveryAttempts, &[channel, outcome], Change::Add(1));
-                        record::at_commit(Metric::DeliveryDuration, &[channel], Change::Observe(*seconds));
+                        telemetry::at_commit(&DELIVERY_ATTEMPTS, &[channel, outcome], Change::Add(1));
+                        telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
                     }
                 }
                 // New events first: their deliveries are claimed in the same transaction.

@@ -8,7 +8,7 @@ pub mod booking_admin {
     use serde_json::json;
 
     use crate::errors::DomainError;
-    use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS, MAX_WORKERS, POLL_INTERVAL_MS};
+    use crate::gucs;
     use crate::jobs::{backoff, ids};
 
     /// Milliseconds before the next attempt of a job that failed `retry_count` times so far; a
@@ -90,32 +90,52 @@ pub mod booking_admin {
         .unwrap_or(JsonB(json!([])));
         let status = crate::launcher::my_status();
         let will_run = crate::launcher::will_run();
-        let scheduler_running = status.as_ref().is_some_and(|s| s.scheduler_pid != 0);
+        let scheduler_running = status.as_ref().is_some_and(|s| {
+            s.workers.iter().any(|(k, pids)| std::ptr::eq(*k, &crate::jobs::worker::SCHEDULER) && !pids.is_empty())
+        });
         let state = match will_run {
             Err(why) => why.code(),
             Ok(()) if scheduler_running => "running",
             Ok(()) => "starting",
         };
         let installed = status.as_ref().and_then(|s| s.presence).map(|p| format!("{p:?}").to_lowercase());
-        Ok(JsonB(json!({
-            "state": state,
-            "will_run": will_run.is_ok(),
-            "reason": will_run.err().map(|w| w.as_str()),
-            "preloaded": preloaded,
-            "enabled": ENABLED.get(),
-            "allow_list": DATABASE.get().and_then(|d| d.into_string().ok()).unwrap_or_default(),
-            "job_workers": JOB_WORKERS.get(),
-            "max_workers": MAX_WORKERS.get(),
-            "poll_interval_ms": POLL_INTERVAL_MS.get(),
-            "launcher_running": status.as_ref().is_some_and(|s| s.launcher_running),
-            "extension_seen": installed,
-            "scheduler_pid": status.as_ref().map(|s| s.scheduler_pid).filter(|p| *p != 0),
-            "runner_pids": status.as_ref().map(|s| s.runner_pids.clone()).unwrap_or_default(),
-            "delivery_pid": status.as_ref().map(|s| s.delivery_pid).filter(|p| *p != 0),
-            "short_of_workers": status.as_ref().map_or(0, |s| s.short),
-            "untracked_databases": status.as_ref().map_or(0, |s| s.untracked_databases),
-            "stopping": status.as_ref().is_some_and(|s| s.stopping),
-            "workers": workers.0,
-        })))
+        // Each kind of worker by its label: `<label>_pid` (null when none runs) for a kind with
+        // one instance per database, `<label>_pids` for one with several.
+        let mut doc = serde_json::Map::new();
+        for kind in crate::launcher::kinds::kinds() {
+            let pids = status
+                .as_ref()
+                .and_then(|s| s.workers.iter().find(|(k, _)| std::ptr::eq(*k, kind)))
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            if kind.max() > 1 {
+                doc.insert(format!("{}_pids", kind.label), json!(pids));
+            } else {
+                doc.insert(format!("{}_pid", kind.label), json!(pids.first()));
+            }
+        }
+        doc.extend(
+            json!({
+                "state": state,
+                "will_run": will_run.is_ok(),
+                "reason": will_run.err().map(|w| w.as_str()),
+                "preloaded": preloaded,
+                "enabled": gucs::enabled(),
+                "allow_list": gucs::database_allow_list().unwrap_or_default(),
+                "job_workers": gucs::job_workers(),
+                "max_workers": gucs::max_workers(),
+                "poll_interval_ms": gucs::poll_interval_ms(),
+                "launcher_running": status.as_ref().is_some_and(|s| s.launcher_running),
+                "extension_seen": installed,
+                "short_of_workers": status.as_ref().map_or(0, |s| s.short),
+                "untracked_databases": status.as_ref().map_or(0, |s| s.untracked_databases),
+                "stopping": status.as_ref().is_some_and(|s| s.stopping),
+                "workers": workers.0,
+            })
+            .as_object()
+            .cloned()
+            .unwrap_or_default(),
+        );
+        Ok(JsonB(serde_json::Value::Object(doc)))
     }
 }

@@ -14,3 +14,9 @@ pub mod worker;
 
 #[cfg(feature = "pg_test")]
 mod pg_tests;
+
+/// What jobs tell the shared layer about themselves: the scheduler and runner workers.
+pub fn register() {
+    crate::launcher::kinds::register_kind(&worker::SCHEDULER);
+    crate::launcher::kinds::register_kind(&worker::RUNNER);
+}

@@ -3,9 +3,12 @@
 /// bgw_name and bgw_type of the scheduler; operators see it as pg_stat_activity.backend_type.
 pub const SCHEDULER_NAME: &str = "booking_engine scheduler";
 
-/// Runner `n` (1-based) is "booking_engine runner n"; claim_jobs records it as `locked_by`.
+/// The runners' name; runner `n` (1-based) is "booking_engine runner n".
+pub const RUNNER_NAME: &str = "booking_engine runner";
+
+/// Runner `n`'s name, as pg_stat_activity shows it and claim_jobs records it as `locked_by`.
 pub fn runner_name(n: i32) -> String {
-    format!("booking_engine runner {n}")
+    format!("{RUNNER_NAME} {n}")
 }
 
 /// The one statement a `top_level` handler runs: the payload's non-blank `"sql"` string.

@@ -1,50 +1,44 @@
 //! The per-database workers: one scheduler (maintenance operations, recovery of jobs whose
 //! worker died) and booking_engine.job_workers runners in every database where booking_engine
-//! is installed, started by the launcher (src/launcher). Each leaves when the extension is
-//! dropped from its database.
+//! is installed, started by the launcher (src/launcher), which knows them as the two kinds
+//! below. The scheduler is the launcher's probe: it is started in every database to see
+//! whether booking_engine is there. Each leaves when the extension is dropped from its database.
 
-use pgrx::bgworkers::BackgroundWorker;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
 use super::exec::{in_subtransaction, run_top_level};
-use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql};
-use crate::gucs::{ENABLED, POLL_INTERVAL_MS};
-use crate::launcher::{self, registry::Kind};
-use crate::metrics::defs::Metric;
-use crate::metrics::record;
-use crate::metrics::registry::Change;
-use crate::pg::bgworker::{attach_signals, in_transaction, report_activity, wait};
+use super::naming::{idle_wait_ms, runner_name, top_level_search_path, top_level_sql, RUNNER_NAME, SCHEDULER_NAME};
+use crate::gucs;
+use crate::launcher;
+use crate::launcher::dbworker;
+use crate::launcher::kinds::{Need, WorkerKind};
+use crate::pg::bgworker::{in_transaction, report_activity, wait};
+use crate::pg::catalog::extension_installed;
+
+/// The scheduler, one per database: the launcher's probe (see `launcher::kinds::Need::Probe`).
+pub static SCHEDULER: WorkerKind =
+    WorkerKind::new(SCHEDULER_NAME, "scheduler", "booking_engine_scheduler_main", Need::Probe, true);
+
+/// The runners: `booking_engine.job_workers` per database.
+pub static RUNNER: WorkerKind = WorkerKind::new(
+    RUNNER_NAME,
+    "runner",
+    "booking_engine_runner_main",
+    Need::PerDatabase { count: runners_per_database, max: MAX_RUNNERS },
+    true,
+);
+
+/// Runners per database at most: `booking_engine.job_workers`' maximum.
+const MAX_RUNNERS: usize = 32;
+
+fn runners_per_database() -> usize {
+    gucs::job_workers().max(0) as usize
+}
 
 /// Jobs one runner claims at a time. A runner that dies mid-batch sends the whole batch back
 /// for another attempt, so this trades throughput against repeated work.
 const BATCH_SIZE: i64 = 100;
-
-/// Connects to the database the launcher started this worker for and publishes it there;
-/// exits at once when the database is being dropped or the slot is taken. The workers' own
-/// calls of booking_admin functions (claiming, recovering, recording) are not people's
-/// actions: they stay out of the audit log.
-fn start(arg: pg_sys::Datum) -> (u32, Kind) {
-    crate::writer::exempt_this_process();
-    attach_signals();
-    let (db, kind) = launcher::parse_worker_arg(arg);
-    BackgroundWorker::connect_worker_to_spi_by_oid(Some(pg_sys::Oid::from(db)), None);
-    if !launcher::register_self(db, kind) {
-        // SAFETY: a clean exit before any work; the launcher decides what runs.
-        unsafe { pg_sys::proc_exit(0) };
-    }
-    let name = if kind == Kind::Scheduler { "scheduler" } else { "runner" };
-    record::now(Metric::WorkerStarts, &[name], Change::Add(1));
-    (db, kind)
-}
-
-/// Whether booking_engine is (still) installed in the worker's database.
-fn extension_installed() -> bool {
-    Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_extension WHERE extname = 'booking_engine')")
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
 
 /// Whether pg_restore is connected to the worker's database. A restore creates the extension
 /// first and copies its tables' rows afterwards: maintenance inserting rows meanwhile (history
@@ -68,18 +62,13 @@ fn flatten<T>(outcome: Result<Result<T, pgrx::spi::Error>, String>) -> Result<T,
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn booking_engine_scheduler_main(arg: pg_sys::Datum) {
-    let (db, _) = start(arg);
-    // The scheduler is also the launcher's probe: it says whether the extension is here.
-    if !in_transaction(extension_installed) {
-        launcher::found_absent(db);
-        return;
-    }
-    launcher::found_installed(db);
+    // As the probe, the start-up has looked whether the extension is here (and exited if not).
+    let db = dbworker::start(arg).db;
     loop {
-        let wait_ms = if ENABLED.get() {
+        let wait_ms = if gucs::enabled() {
             scheduler_round(db)
         } else {
-            in_transaction(extension_installed).then(|| i64::from(POLL_INTERVAL_MS.get()))
+            in_transaction(extension_installed).then(|| i64::from(gucs::poll_interval_ms()))
         };
         let Some(wait_ms) = wait_ms else {
             launcher::found_absent(db);
@@ -99,7 +88,7 @@ fn scheduler_round(db: u32) -> Option<i64> {
         if restore_in_progress() {
             return Some(Vec::new());
         }
-        launcher::probe_optional_workers(db);
+        launcher::probe_needs(db);
         Spi::run("SELECT booking_admin.recover_stale_jobs()").expect("recover_stale_jobs");
         Some(
             Spi::connect(|c| {
@@ -141,24 +130,24 @@ fn scheduler_round(db: u32) -> Option<i64> {
         .ok()
         .flatten()
     });
-    Some(idle_wait_ms(POLL_INTERVAL_MS.get(), next))
+    Some(idle_wait_ms(gucs::poll_interval_ms(), next))
 }
 
 #[pg_guard]
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn booking_engine_runner_main(arg: pg_sys::Datum) {
-    let (db, kind) = start(arg);
-    let name = runner_name(kind.slot() as i32);
+    let started = dbworker::start(arg);
+    let (db, name) = (started.db, runner_name(started.instance as i32));
     loop {
         let batch =
-            if ENABLED.get() { run_batch(&name) } else { in_transaction(extension_installed).then_some((0, None)) };
+            if gucs::enabled() { run_batch(&name) } else { in_transaction(extension_installed).then_some((0, None)) };
         let Some((claimed, next_due)) = batch else {
             launcher::found_absent(db);
             return;
         };
         // A full batch means more may be waiting: look again at once.
         if claimed < BATCH_SIZE as usize {
-            wait(idle_wait_ms(POLL_INTERVAL_MS.get(), next_due));
+            wait(idle_wait_ms(gucs::poll_interval_ms(), next_due));
         } else {
             pg_sys::check_for_interrupts!();
         }

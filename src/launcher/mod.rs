@@ -1,33 +1,56 @@
 //! The launcher: one static background worker that finds every database where booking_engine
-//! is installed and starts the per-database workers there (the jobs' scheduler and runners;
-//! later kinds join `registry::Kind`), within a budget, restarting the ones that die and
-//! stopping the ones that are no longer wanted.
+//! is installed and starts the per-database workers there, within a budget, restarting the
+//! ones that die and stopping the ones that are no longer wanted. It knows no feature: the
+//! kinds of worker (`kinds::WorkerKind`) are registered by the features from `_PG_init`, each
+//! with its entry point and when a database needs one.
 //!
 //! Discovery: the launcher scans pg_database (without connecting to any database) every
 //! `SCAN_INTERVAL` and at once when told: CREATE EXTENSION booking_engine and CREATE DATABASE
 //! tell it at commit (through the ProcessUtility hook). Whether the extension is installed in
-//! a database is the business of that database's scheduler: it connects, looks, and either
-//! stays (and the runners follow) or records `Absent` and exits. Absent databases are probed
-//! again when told, and every `PROBE_INTERVAL` as a fallback.
+//! a database is the business of that database's probe (the kind registered as
+//! `Need::Probe`): it connects, looks (`dbworker::start`), and either stays (and the other
+//! kinds follow) or records `Absent` and exits. Absent databases are probed again when told,
+//! and every `PROBE_INTERVAL` as a fallback.
 //!
 //! Leaving: DROP EXTENSION wakes the database's workers at commit and they exit when they see
 //! it gone; DROP DATABASE, ALTER DATABASE RENAME / SET TABLESPACE and CREATE DATABASE ...
 //! TEMPLATE (which need the database to themselves) first stop its workers and its writer,
 //! and nothing starts there until the statement ended.
 
+pub mod dbworker;
+pub mod kinds;
 pub mod registry;
 pub mod worker;
 
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 
+use kinds::{kinds, layouts, Need, WorkerKind};
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
 use pgrx::prelude::*;
-use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
-use registry::{Kind, NotRunning, Presence, Registry};
+use pgrx::{pg_shmem_init, PGRXSharedMemory, PgList, PgLwLock};
+use registry::{NotRunning, Presence, Registry, Slot};
 
-use crate::gucs::{DATABASE, ENABLED, JOB_WORKERS};
-use crate::pg::bgworker::{epoch_ms, my_procno, set_latch_of, terminate};
+use crate::clock::epoch_ms;
+use crate::gucs;
+use crate::pg::bgworker::{my_procno, set_latch_of, terminate};
+use crate::pg::catalog::my_database_oid;
 use crate::pg::preload::preloaded;
+use crate::pg::subxact::Subxact;
+use crate::telemetry::Metric;
+
+/// Worker starts, by kind (and the metrics worker's); more than one per kind means restarts.
+pub static WORKER_STARTS: Metric = Metric::counter(
+    "booking_worker_starts",
+    &["worker"],
+    20,
+    "Background worker starts by kind; more than one per kind means restarts.",
+);
+
+/// The launcher's own metrics.
+pub static METRICS: &[&Metric] = &[&WORKER_STARTS];
 
 // SAFETY: plain old data (integers, enums without payload, arrays of them).
 unsafe impl PGRXSharedMemory for Registry {}
@@ -49,13 +72,13 @@ pub fn init() {
 }
 
 /// The main argument of a per-database worker: its database and its slot.
-pub fn worker_arg(db: u32, kind: Kind) -> pg_sys::Datum {
-    pg_sys::Datum::from(((db as u64) << 16) | kind.slot() as u64)
+pub fn worker_arg(db: u32, slot: Slot) -> pg_sys::Datum {
+    pg_sys::Datum::from(((db as u64) << 16) | slot as u64)
 }
 
-pub fn parse_worker_arg(arg: pg_sys::Datum) -> (u32, Kind) {
+pub fn parse_worker_arg(arg: pg_sys::Datum) -> (u32, Slot) {
     let v = arg.value() as u64;
-    ((v >> 16) as u32, Kind::from_slot((v & 0xffff) as usize))
+    ((v >> 16) as u32, (v & 0xffff) as usize)
 }
 
 /// This process's database and slot, for its exit callback.
@@ -72,11 +95,7 @@ unsafe extern "C-unwind" fn worker_exit(_code: i32, _arg: pg_sys::Datum) {
         // deadlock the exit; MyProcPid is this process's pid.
         unsafe {
             pg_sys::LWLockReleaseAll();
-            REGISTRY.exclusive().unregister(
-                MY_DB.load(Ordering::Relaxed),
-                Kind::from_slot(slot as usize),
-                pg_sys::MyProcPid,
-            );
+            REGISTRY.exclusive().unregister(MY_DB.load(Ordering::Relaxed), slot as usize, pg_sys::MyProcPid);
         }
     }
     wake_launcher();
@@ -85,26 +104,26 @@ unsafe extern "C-unwind" fn worker_exit(_code: i32, _arg: pg_sys::Datum) {
 /// Publishes the calling worker (already connected to `db`) in its slot, so that it can be
 /// woken and stopped. False when it must exit at once: the database is being dropped, or
 /// another process holds the slot.
-pub fn register_self(db: u32, kind: Kind) -> bool {
+fn register_self(db: u32, slot: Slot) -> bool {
     // SAFETY: MyProcPid is this process's pid; the callback runs however the process exits.
     let pid = unsafe { pg_sys::MyProcPid };
     let generation = {
         let mut r = REGISTRY.exclusive();
-        if !r.register(db, kind, pid, my_procno(), epoch_ms()) {
+        if !r.register(db, slot, pid, my_procno(), epoch_ms()) {
             return false;
         }
         r.generation
     };
     MY_DB.store(db, Ordering::Relaxed);
-    MY_SLOT.store(kind.slot() as i32, Ordering::Relaxed);
+    MY_SLOT.store(slot as i32, Ordering::Relaxed);
     MY_GENERATION.store(generation, Ordering::Relaxed);
     // SAFETY: registers a plain function run at exit.
     unsafe { pg_sys::before_shmem_exit(Some(worker_exit), pg_sys::Datum::from(0)) };
     true
 }
 
-/// The scheduler found booking_engine installed in its database: runners may follow.
-pub fn found_installed(db: u32) {
+/// The probe found booking_engine installed in its database: the other kinds may follow.
+fn found_installed(db: u32) {
     let changed = {
         let mut r = REGISTRY.exclusive();
         let was = r.entry(db).map(|e| e.presence);
@@ -133,54 +152,36 @@ fn wake_launcher() {
     }
 }
 
-/// Sets the latch of the current database's delivery worker, if one runs.
-pub fn wake_delivery() {
+/// Sets the latches of `kind`'s workers in the current database, if any run.
+pub fn wake(kind: &WorkerKind) {
     if !preloaded() {
         return;
     }
-    // SAFETY: MyDatabaseId is set in every backend connected to a database.
-    let db = unsafe { pg_sys::MyDatabaseId.to_u32() };
-    let procno = REGISTRY.share().procno_of(db, Kind::Delivery);
-    if procno > 0 {
-        set_latch_of(procno - 1);
-    }
+    let procnos = REGISTRY.share().procnos(my_database_oid(), kind.slots());
+    procnos.into_iter().for_each(|p| set_latch_of(p - 1));
 }
 
-/// Whether `db` wants a delivery worker (see `Entry::delivery_wanted`); the launcher is told
-/// when that changes.
-pub fn want_delivery(db: u32, wanted: bool) {
-    if REGISTRY.exclusive().want_delivery(db, wanted) {
+/// Whether `db` wants a worker of `kind` (a `Need::WhereSql` kind); the launcher is told when
+/// that changes.
+pub fn want(db: u32, kind: &WorkerKind, wanted: bool) {
+    if !preloaded() || !matches!(kind.need, Need::WhereSql(_)) {
+        return;
+    }
+    if REGISTRY.exclusive().want(db, kind.wanted_bit(), wanted) {
         wake_launcher();
     }
 }
 
-/// Called by the scheduler at every round, in its transaction: tells the launcher whether the
-/// database wants its optional workers (a delivery worker where an endpoint is enabled).
-pub fn probe_optional_workers(db: u32) {
-    // The table is missing while a database still runs an older version of the extension
-    // under this library (before ALTER EXTENSION UPDATE).
-    let has_table = Spi::get_one::<bool>("SELECT to_regclass('booking_admin.delivery_endpoints') IS NOT NULL")
-        .ok()
-        .flatten()
-        .unwrap_or(false);
-    let delivery = has_table
-        && Spi::get_one::<bool>("SELECT EXISTS (SELECT 1 FROM booking_admin.delivery_endpoints WHERE enabled)")
-            .ok()
-            .flatten()
-            .unwrap_or(false);
-    want_delivery(db, delivery);
-}
-
-fn delivery_wanted_here() {
-    // SAFETY: MyDatabaseId is set in every backend connected to a database.
-    want_delivery(unsafe { pg_sys::MyDatabaseId.to_u32() }, true);
-}
-
-/// An endpoint was enabled: once the transaction commits, the launcher starts the database's
-/// delivery worker without waiting for the scheduler's next round.
-pub fn delivery_wanted_at_commit() {
-    if preloaded() {
-        crate::pg::xact::at_commit(delivery_wanted_here);
+/// The probe's question for the other kinds, asked at every one of its rounds in its
+/// transaction: for each `Need::WhereSql` kind, whether this database wants one now. Each query
+/// runs read-only and rolled back; one that fails (a table missing while the database still
+/// runs an older version of the extension under this library) means "no".
+pub fn probe_needs(db: u32) {
+    for kind in kinds() {
+        let Need::WhereSql(sql) = kind.need else { continue };
+        let wanted =
+            Subxact::rolled_back().read_only().run(|| Spi::get_one::<bool>(sql)).ok().and_then(|r| r.ok().flatten());
+        want(db, kind, wanted.unwrap_or(false));
     }
 }
 
@@ -194,15 +195,14 @@ pub fn request_rescan() {
     wake_launcher();
 }
 
-/// Sets the latches of the workers of the current database.
-pub fn wake_my_database() {
+/// Sets the latches of the current database's workers that run queued work.
+fn wake_my_database() {
     if !preloaded() {
         return;
     }
-    // SAFETY: MyDatabaseId is set in every backend connected to a database.
-    let db = unsafe { pg_sys::MyDatabaseId.to_u32() };
-    let latches = REGISTRY.share().latches(db);
-    latches.into_iter().for_each(|p| set_latch_of(p - 1));
+    let slots: Vec<Slot> = kinds().into_iter().filter(|k| k.runs_queued_work).flat_map(|k| k.slots()).collect();
+    let procnos = REGISTRY.share().procnos(my_database_oid(), slots);
+    procnos.into_iter().for_each(|p| set_latch_of(p - 1));
 }
 
 fn my_database() -> (u32, String) {
@@ -217,19 +217,16 @@ fn my_database() -> (u32, String) {
     }
 }
 
-fn allow_list() -> Option<String> {
-    DATABASE.get().and_then(|d| d.into_string().ok())
-}
-
 /// Whether work queued in the current database will run, or why not.
 pub fn will_run() -> Result<(), NotRunning> {
     let (db, name) = my_database();
-    let allowed = registry::allowed(allow_list().as_deref(), &name);
+    let allowed = registry::allowed(gucs::database_allow_list().as_deref(), &name);
     if !preloaded() {
-        return registry::will_run(false, ENABLED.get(), allowed, false, None, 0);
+        return registry::will_run(false, gucs::enabled(), allowed, false, None, &[]);
     }
+    let kinds = layouts();
     let r = REGISTRY.share();
-    registry::will_run(true, ENABLED.get(), allowed, r.launcher_procno > 0, r.entry(db), JOB_WORKERS.get() as usize)
+    registry::will_run(true, gucs::enabled(), allowed, r.launcher_procno > 0, r.entry(db), &kinds)
 }
 
 /// For every function that queues work: wakes the current database's workers when the
@@ -254,9 +251,8 @@ pub fn queued_work_at_commit() {
 pub struct DatabaseStatus {
     pub launcher_running: bool,
     pub presence: Option<Presence>,
-    pub scheduler_pid: i32,
-    pub runner_pids: Vec<i32>,
-    pub delivery_pid: i32,
+    /// Each registered kind with the pids of its running instances.
+    pub workers: Vec<(&'static WorkerKind, Vec<i32>)>,
     pub short: u16,
     pub stopping: bool,
     pub untracked_databases: u32,
@@ -266,17 +262,17 @@ pub fn my_status() -> Option<DatabaseStatus> {
     if !preloaded() {
         return None;
     }
-    let (db, _) = my_database();
+    let db = my_database_oid();
     let r = REGISTRY.share();
     let e = r.entry(db);
+    let workers = kinds()
+        .into_iter()
+        .map(|k| (k, e.map(|e| k.slots().map(|s| e.pids[s]).filter(|p| *p != 0).collect()).unwrap_or_default()))
+        .collect();
     Some(DatabaseStatus {
         launcher_running: r.launcher_procno > 0,
         presence: e.map(|e| e.presence),
-        scheduler_pid: e.map_or(0, |e| e.pids[0]),
-        runner_pids: e
-            .map(|e| e.pids[1..=registry::MAX_RUNNERS].iter().copied().filter(|p| *p != 0).collect())
-            .unwrap_or_default(),
-        delivery_pid: e.map_or(0, |e| e.pids[Kind::Delivery.slot()]),
+        workers,
         short: e.map_or(0, |e| e.short),
         stopping: e.is_some_and(|e| e.stopping(epoch_ms())),
         untracked_databases: r.untracked,
@@ -380,7 +376,9 @@ fn observe_utility(node: *mut pg_sys::Node) -> Option<Box<dyn FnOnce(bool)>> {
             T_DropStmt => {
                 let stmt = &*node.cast::<pg_sys::DropStmt>();
                 if stmt.removeType == pg_sys::ObjectType::OBJECT_EXTENSION
-                    && list_nodes(stmt.objects).into_iter().any(|n| node_is_named(n, "booking_engine"))
+                    && PgList::<pg_sys::Node>::from_pg(stmt.objects)
+                        .iter_ptr()
+                        .any(|n| node_is_named(n, "booking_engine"))
                 {
                     crate::pg::xact::at_commit(wake_my_database);
                 }
@@ -394,31 +392,18 @@ fn observe_utility(node: *mut pg_sys::Node) -> Option<Box<dyn FnOnce(bool)>> {
     }
 }
 
-/// The elements of a List of nodes.
-fn list_nodes(list: *mut pg_sys::List) -> Vec<*mut pg_sys::Node> {
-    if list.is_null() {
-        return Vec::new();
-    }
-    // SAFETY: list is a pointer List from a parse tree; elements are read by index.
-    unsafe {
-        let n = (*list).length as usize;
-        (0..n).map(|i| (*(*list).elements.add(i)).ptr_value.cast::<pg_sys::Node>()).collect()
-    }
-}
-
 /// The DefElem option `name` of a statement's option list.
 fn option(options: *mut pg_sys::List, name: &str) -> Option<*mut pg_sys::DefElem> {
-    list_nodes(options).into_iter().find_map(|n| {
-        // SAFETY: CREATE/ALTER DATABASE's options are DefElem nodes; defname is a NUL-terminated
-        // string.
-        unsafe {
-            let is_it = !n.is_null()
-                && (*n).type_ == pg_sys::NodeTag::T_DefElem
-                && !(*n.cast::<pg_sys::DefElem>()).defname.is_null()
-                && std::ffi::CStr::from_ptr((*n.cast::<pg_sys::DefElem>()).defname).to_bytes() == name.as_bytes();
-            is_it.then(|| n.cast::<pg_sys::DefElem>())
-        }
-    })
+    // SAFETY: CREATE/ALTER DATABASE's options are a List of DefElem nodes from the parse tree
+    // (PgList reads a NULL list as empty); defname is a NUL-terminated string.
+    unsafe {
+        PgList::<pg_sys::DefElem>::from_pg(options).iter_ptr().find(|&d| {
+            !d.is_null()
+                && pgrx::is_a(d.cast(), pg_sys::NodeTag::T_DefElem)
+                && !(*d).defname.is_null()
+                && std::ffi::CStr::from_ptr((*d).defname).to_bytes() == name.as_bytes()
+        })
+    }
 }
 
 /// Whether a list of DefElem options sets `name`.

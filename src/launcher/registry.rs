@@ -1,25 +1,26 @@
 //! The launcher's registry (pure: no Postgres calls, unit-tested): which databases exist and
 //! whether booking_engine is installed in each, which per-database workers run there (each
-//! publishes its pid and latch), which databases are being dropped or moved (start nothing
-//! there), and what the worker budget could not start. It lives in shared memory under one
-//! lock; the launcher plans from it, the workers and the hooks write their part.
+//! publishes its pid and latch in its slot), which databases are being dropped or moved (start
+//! nothing there), and what the worker budget could not start. It lives in shared memory under
+//! one lock; the launcher plans from it, the workers and the hooks write their part.
+//!
+//! The registry knows no feature: the kinds of worker are described by `Layout`s (where a kind's
+//! slots are, how many it wants, how the launcher decides whether a database needs one), built
+//! from what the features registered (`super::kinds`).
 
 /// Databases the registry can follow at once; more are reported as a shortage.
 pub const MAX_DATABASES: usize = 64;
-/// Runners per database at most (booking_engine.job_workers' maximum).
-pub const MAX_RUNNERS: usize = 32;
-/// Slot 0 is the scheduler, 1..=MAX_RUNNERS the runners, the last the delivery worker.
-pub const SLOTS: usize = 2 + MAX_RUNNERS;
-const DELIVERY_SLOT: usize = SLOTS - 1;
+/// Worker slots per database, all kinds together.
+pub const SLOTS: usize = 40;
 /// A database marked as being dropped is given back to the launcher after this long even if
 /// the backend that marked it never said how its statement ended (it died with a FATAL).
 pub const STOPPING_GRACE_MS: u64 = 60_000;
 
-/// Whether booking_engine is installed in a database, as its scheduler last saw it.
+/// Whether booking_engine is installed in a database, as its probe last saw it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Default)]
 #[repr(u8)]
 pub enum Presence {
-    /// Not looked at yet (new database, or told to look again): a scheduler starts to see.
+    /// Not looked at yet (new database, or told to look again): the probe starts to see.
     #[default]
     Unknown = 0,
     Installed = 1,
@@ -27,31 +28,39 @@ pub enum Presence {
     Absent = 2,
 }
 
-/// What a worker slot does.
+/// How the launcher decides whether a database needs workers of a kind.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub enum Kind {
-    Scheduler,
-    Runner(u16),
-    /// Outbound delivery (src/delivery): only in databases with an enabled endpoint.
-    Delivery,
+pub enum Need {
+    /// One in every served database not known to lack booking_engine: it connects, looks, says
+    /// what it found (`Presence`) and stays only where the extension is installed.
+    Probe,
+    /// `Layout::count` instances in every database where booking_engine is installed.
+    PerDatabase,
+    /// One where booking_engine is installed and the database wants one: bit `n` of
+    /// `Entry::wanted`, set by the probe at each round or at once by the database's backends.
+    Wanted(u8),
 }
 
-impl Kind {
-    pub fn slot(self) -> usize {
-        match self {
-            Kind::Scheduler => 0,
-            Kind::Runner(n) => n as usize,
-            Kind::Delivery => DELIVERY_SLOT,
-        }
-    }
+/// One kind of per-database worker, as the registry sees it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Layout {
+    /// Its first slot; its instances take `first..first + max`.
+    pub first: usize,
+    pub max: usize,
+    /// How many instances a database wants now (at most `max`; 1 but for `PerDatabase`).
+    pub count: usize,
+    pub need: Need,
+    /// Runs the database's queued work: woken when work is queued, and queued work waits while
+    /// a wanted one cannot start for lack of budget.
+    pub queue: bool,
+}
 
-    pub fn from_slot(slot: usize) -> Kind {
-        match slot {
-            0 => Kind::Scheduler,
-            DELIVERY_SLOT => Kind::Delivery,
-            n => Kind::Runner(n as u16),
-        }
-    }
+/// A worker's place in its database's entry: `Layout::first + instance - 1`.
+pub type Slot = usize;
+
+/// The kind and instance (1-based) of a slot.
+pub fn kind_of(kinds: &[Layout], slot: Slot) -> Option<(usize, usize)> {
+    kinds.iter().position(|k| (k.first..k.first + k.max).contains(&slot)).map(|i| (i, slot - kinds[i].first + 1))
 }
 
 #[derive(Copy, Clone, Debug)]
@@ -69,9 +78,8 @@ pub struct Entry {
     pub procnos: [i32; SLOTS],
     /// Workers the budget could not start here at the launcher's last round.
     pub short: u16,
-    /// The database has an enabled delivery endpoint (its scheduler looks at every round, and
-    /// an endpoint's creation says so at commit): a delivery worker runs there.
-    pub delivery_wanted: bool,
+    /// Which `Need::Wanted` kinds the database wants (bit n for `Wanted(n)`).
+    pub wanted: u32,
 }
 
 impl Default for Entry {
@@ -84,7 +92,7 @@ impl Default for Entry {
             pids: [0; SLOTS],
             procnos: [0; SLOTS],
             short: 0,
-            delivery_wanted: false,
+            wanted: 0,
         }
     }
 }
@@ -135,8 +143,8 @@ pub struct Database {
 /// What the launcher should do after a round of planning.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Plan {
-    pub start: Vec<(u32, Kind)>,
-    pub stop: Vec<(u32, Kind)>,
+    pub start: Vec<(u32, Slot)>,
+    pub stop: Vec<(u32, Slot)>,
 }
 
 impl Registry {
@@ -172,51 +180,53 @@ impl Registry {
         self.untracked = untracked;
     }
 
-    /// The plan for one round: `alive` says which (database, kind) the launcher has a live
-    /// process for. Schedulers come first for every database, then runners, so a small
-    /// budget serves every database a little before any database fully; everything beyond
-    /// `budget` live workers is counted as `short` on its database.
-    pub fn plan(&mut self, alive: &[(u32, Kind)], runners_per_db: usize, budget: usize, now_ms: u64) -> Plan {
-        let runners_per_db = runners_per_db.min(MAX_RUNNERS);
+    /// The plan for one round: `alive` says which (database, slot) the launcher has a live
+    /// process for. Kind by kind in the order of `kinds`, instance by instance, every database
+    /// is served before the next instance is started anywhere, so a small budget serves every
+    /// database a little before any database fully; everything beyond `budget` live workers is
+    /// counted as `short` on its database.
+    pub fn plan(&mut self, alive: &[(u32, Slot)], kinds: &[Layout], budget: usize, now_ms: u64) -> Plan {
         let mut plan = Plan::default();
-        let wanted = |e: &Entry, kind: Kind| -> bool {
+        let wanted = |e: &Entry, slot: Slot| -> bool {
             if e.db == 0 || !e.allowed || e.stopping(now_ms) {
                 return false;
             }
-            match (kind, e.presence) {
-                (Kind::Scheduler, Presence::Unknown | Presence::Installed) => true,
-                (Kind::Runner(n), Presence::Installed) => (n as usize) <= runners_per_db,
-                (Kind::Delivery, Presence::Installed) => e.delivery_wanted,
+            let Some((k, n)) = kind_of(kinds, slot) else { return false };
+            match (kinds[k].need, e.presence) {
+                (Need::Probe, Presence::Unknown | Presence::Installed) => true,
+                (Need::PerDatabase, Presence::Installed) => n <= kinds[k].count.min(kinds[k].max),
+                (Need::Wanted(bit), Presence::Installed) => e.wanted & (1 << bit) != 0,
                 _ => false,
             }
         };
+        let probing = |e: &Entry, slot: Slot| {
+            e.presence == Presence::Unknown && kind_of(kinds, slot).is_some_and(|(k, _)| kinds[k].need == Need::Probe)
+        };
         let mut kept = 0;
-        for &(db, kind) in alive {
+        for &(db, slot) in alive {
             match self.entry(db) {
-                Some(e) if wanted(e, kind) => kept += 1,
-                // A probing scheduler decides for itself and exits; stopping it early would
-                // only lose its answer. Every other unwanted worker is told to stop.
-                Some(e) if kind == Kind::Scheduler && e.presence == Presence::Unknown => kept += 1,
-                _ => plan.stop.push((db, kind)),
+                Some(e) if wanted(e, slot) => kept += 1,
+                // A probe decides for itself and exits; stopping it early would only lose its
+                // answer. Every other unwanted worker is told to stop.
+                Some(e) if probing(e, slot) => kept += 1,
+                _ => plan.stop.push((db, slot)),
             }
         }
         let mut room = budget.saturating_sub(kept);
         for e in self.entries.iter_mut() {
             e.short = 0;
         }
-        let kinds = std::iter::once(Kind::Scheduler)
-            .chain((1..=runners_per_db as u16).map(Kind::Runner))
-            .chain(std::iter::once(Kind::Delivery));
-        for kind in kinds {
+        let slots = kinds.iter().flat_map(|k| k.first..k.first + k.count.min(k.max));
+        for slot in slots {
             for e in self.entries.iter_mut() {
-                if !wanted(e, kind) || alive.contains(&(e.db, kind)) {
+                if !wanted(e, slot) || alive.contains(&(e.db, slot)) {
                     continue;
                 }
                 if room == 0 {
                     e.short += 1;
                 } else {
                     room -= 1;
-                    plan.start.push((e.db, kind));
+                    plan.start.push((e.db, slot));
                 }
             }
         }
@@ -225,9 +235,8 @@ impl Registry {
 
     /// A worker publishes itself. False when it must not run: its database is being dropped,
     /// is not tracked, or another process holds the slot.
-    pub fn register(&mut self, db: u32, kind: Kind, pid: i32, procno: i32, now_ms: u64) -> bool {
-        let Some(e) = self.entry_mut(db) else { return false };
-        let slot = kind.slot();
+    pub fn register(&mut self, db: u32, slot: Slot, pid: i32, procno: i32, now_ms: u64) -> bool {
+        let Some(e) = self.entry_mut(db).filter(|_| slot < SLOTS) else { return false };
         if e.stopping(now_ms) || (e.pids[slot] != 0 && e.pids[slot] != pid) {
             return false;
         }
@@ -237,9 +246,8 @@ impl Registry {
     }
 
     /// A worker leaves (however it exits); only its own slot is cleared.
-    pub fn unregister(&mut self, db: u32, kind: Kind, pid: i32) {
-        if let Some(e) = self.entry_mut(db) {
-            let slot = kind.slot();
+    pub fn unregister(&mut self, db: u32, slot: Slot, pid: i32) {
+        if let Some(e) = self.entry_mut(db).filter(|_| slot < SLOTS) {
             if e.pids[slot] == pid {
                 e.pids[slot] = 0;
                 e.procnos[slot] = 0;
@@ -247,7 +255,7 @@ impl Registry {
         }
     }
 
-    /// The scheduler's finding about the extension in its database.
+    /// The probe's finding about the extension in its database.
     pub fn set_presence(&mut self, db: u32, presence: Presence) {
         if let Some(e) = self.entry_mut(db) {
             e.presence = presence;
@@ -280,24 +288,17 @@ impl Registry {
         }
     }
 
-    /// PGPROC numbers + 1 of the job workers of `db` (the scheduler and the runners), for
-    /// waking them.
-    pub fn latches(&self, db: u32) -> Vec<i32> {
-        self.entry(db)
-            .map(|e| e.procnos[..DELIVERY_SLOT].iter().copied().filter(|p| *p != 0).collect())
-            .unwrap_or_default()
+    /// PGPROC numbers + 1 of the workers of `db` in `slots`, for waking them.
+    pub fn procnos(&self, db: u32, slots: impl IntoIterator<Item = Slot>) -> Vec<i32> {
+        let Some(e) = self.entry(db) else { return Vec::new() };
+        slots.into_iter().filter(|s| *s < SLOTS).map(|s| e.procnos[s]).filter(|p| *p != 0).collect()
     }
 
-    /// The PGPROC number + 1 of one worker of `db` (0: none runs).
-    pub fn procno_of(&self, db: u32, kind: Kind) -> i32 {
-        self.entry(db).map_or(0, |e| e.procnos[kind.slot()])
-    }
-
-    /// Whether `db` wants a delivery worker; true when this changed it.
-    pub fn want_delivery(&mut self, db: u32, wanted: bool) -> bool {
+    /// Whether `db` wants the `Need::Wanted(bit)` kind; true when this changed it.
+    pub fn want(&mut self, db: u32, bit: u8, wanted: bool) -> bool {
         match self.entry_mut(db) {
-            Some(e) if e.delivery_wanted != wanted => {
-                e.delivery_wanted = wanted;
+            Some(e) if (e.wanted & (1 << bit) != 0) != wanted => {
+                e.wanted ^= 1 << bit;
                 true
             }
             _ => false,
@@ -356,13 +357,15 @@ impl NotRunning {
 
 /// Whether queued work in a database will run. A database whose workers are merely starting
 /// (CREATE EXTENSION a moment ago) counts as served: the launcher starts them within a round.
+/// It does not when the budget left it short and some kind that runs queued work (and is
+/// wanted there) has no instance running at all.
 pub fn will_run(
     preloaded: bool,
     enabled: bool,
     allowed: bool,
     launcher_running: bool,
     entry: Option<&Entry>,
-    runners_per_db: usize,
+    kinds: &[Layout],
 ) -> Result<(), NotRunning> {
     if !preloaded {
         return Err(NotRunning::NotPreloaded);
@@ -377,9 +380,8 @@ pub fn will_run(
         return Err(NotRunning::NoLauncher);
     }
     if let Some(e) = entry {
-        let scheduler_missing = e.pids[0] == 0;
-        let runners = e.pids[1..DELIVERY_SLOT].iter().filter(|p| **p != 0).count();
-        if e.short > 0 && (scheduler_missing || (runners == 0 && runners_per_db > 0)) {
+        let none_running = |k: &Layout| e.pids[k.first..(k.first + k.max).min(SLOTS)].iter().all(|p| *p == 0);
+        if e.short > 0 && kinds.iter().any(|k| k.queue && k.count > 0 && none_running(k)) {
             return Err(NotRunning::NoBudget);
         }
     }
@@ -389,6 +391,21 @@ pub fn will_run(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The kinds as the extension registers them: the jobs' scheduler (the probe) and runners,
+    /// then the delivery worker.
+    const SCHEDULER: Slot = 0;
+    const R1: Slot = 1;
+    const R2: Slot = 2;
+    const DELIVERY: Slot = 33;
+
+    fn kinds(runners: usize) -> Vec<Layout> {
+        vec![
+            Layout { first: 0, max: 1, count: 1, need: Need::Probe, queue: true },
+            Layout { first: 1, max: 32, count: runners, need: Need::PerDatabase, queue: true },
+            Layout { first: 33, max: 1, count: 1, need: Need::Wanted(0), queue: false },
+        ]
+    }
 
     fn dbs(oids: &[u32]) -> Vec<Database> {
         oids.iter().map(|&oid| Database { oid, allowed: true }).collect()
@@ -401,40 +418,40 @@ mod tests {
     }
 
     #[test]
+    fn slots_name_their_kind_and_instance() {
+        let k = kinds(2);
+        assert_eq!(kind_of(&k, SCHEDULER), Some((0, 1)));
+        assert_eq!(kind_of(&k, R2), Some((1, 2)));
+        assert_eq!(kind_of(&k, 32), Some((1, 32)));
+        assert_eq!(kind_of(&k, DELIVERY), Some((2, 1)));
+        assert_eq!(kind_of(&k, 34), None);
+    }
+
+    #[test]
     fn new_databases_are_probed_by_a_scheduler_then_get_runners_once_installed() {
         let mut r = Registry::default();
         r.sync(&dbs(&[10, 11]), false);
-        let p = r.plan(&[], 2, 16, 1);
-        assert_eq!(p.start, vec![(10, Kind::Scheduler), (11, Kind::Scheduler)]);
+        let p = r.plan(&[], &kinds(2), 16, 1);
+        assert_eq!(p.start, vec![(10, SCHEDULER), (11, SCHEDULER)]);
         r.set_presence(10, Presence::Installed);
         r.set_presence(11, Presence::Absent);
-        let p = r.plan(&[(10, Kind::Scheduler)], 2, 16, 1);
-        assert_eq!(p.start, vec![(10, Kind::Runner(1)), (10, Kind::Runner(2))]);
+        let p = r.plan(&[(10, SCHEDULER)], &kinds(2), 16, 1);
+        assert_eq!(p.start, vec![(10, R1), (10, R2)]);
         assert!(p.stop.is_empty());
     }
 
     #[test]
-    fn a_delivery_worker_runs_only_where_wanted_after_the_runners_and_stops_when_unwanted() {
+    fn a_wanted_worker_runs_only_where_wanted_after_the_runners_and_stops_when_unwanted() {
         let mut r = Registry::default();
         r.sync(&dbs(&[10, 11]), false);
         installed(&mut r, &[10, 11]);
-        assert!(r.want_delivery(10, true));
-        assert!(!r.want_delivery(10, true));
-        let p = r.plan(&[], 1, 16, 1);
-        assert_eq!(
-            p.start,
-            vec![
-                (10, Kind::Scheduler),
-                (11, Kind::Scheduler),
-                (10, Kind::Runner(1)),
-                (11, Kind::Runner(1)),
-                (10, Kind::Delivery)
-            ]
-        );
-        assert_eq!(Kind::from_slot(Kind::Delivery.slot()), Kind::Delivery);
-        r.want_delivery(10, false);
-        let p = r.plan(&[(10, Kind::Delivery)], 1, 16, 1);
-        assert_eq!(p.stop, vec![(10, Kind::Delivery)]);
+        assert!(r.want(10, 0, true));
+        assert!(!r.want(10, 0, true));
+        let p = r.plan(&[], &kinds(1), 16, 1);
+        assert_eq!(p.start, vec![(10, SCHEDULER), (11, SCHEDULER), (10, R1), (11, R1), (10, DELIVERY)]);
+        r.want(10, 0, false);
+        let p = r.plan(&[(10, DELIVERY)], &kinds(1), 16, 1);
+        assert_eq!(p.stop, vec![(10, DELIVERY)]);
     }
 
     #[test]
@@ -443,9 +460,18 @@ mod tests {
         r.sync(&dbs(&[10]), false);
         r.set_presence(10, Presence::Absent);
         r.sync(&dbs(&[10]), false);
-        assert!(r.plan(&[], 2, 16, 1).start.is_empty());
+        assert!(r.plan(&[], &kinds(2), 16, 1).start.is_empty());
         r.sync(&dbs(&[10]), true);
-        assert_eq!(r.plan(&[], 2, 16, 1).start, vec![(10, Kind::Scheduler)]);
+        assert_eq!(r.plan(&[], &kinds(2), 16, 1).start, vec![(10, SCHEDULER)]);
+    }
+
+    #[test]
+    fn a_probe_still_looking_is_left_to_finish() {
+        let mut r = Registry::default();
+        r.sync(&dbs(&[10]), false);
+        r.set_presence(10, Presence::Unknown);
+        let p = r.plan(&[(10, SCHEDULER), (10, R1)], &kinds(1), 16, 1);
+        assert_eq!(p.stop, vec![(10, R1)], "runners wait for the probe's answer; the probe is kept");
     }
 
     #[test]
@@ -455,8 +481,8 @@ mod tests {
         installed(&mut r, &[10, 11]);
         r.sync(&dbs(&[11]), false);
         assert!(r.entry(10).is_none());
-        let p = r.plan(&[(10, Kind::Scheduler), (10, Kind::Runner(1))], 1, 16, 1);
-        assert_eq!(p.stop, vec![(10, Kind::Scheduler), (10, Kind::Runner(1))]);
+        let p = r.plan(&[(10, SCHEDULER), (10, R1)], &kinds(1), 16, 1);
+        assert_eq!(p.stop, vec![(10, SCHEDULER), (10, R1)]);
     }
 
     #[test]
@@ -464,11 +490,8 @@ mod tests {
         let mut r = Registry::default();
         r.sync(&dbs(&[10, 11, 12]), false);
         installed(&mut r, &[10, 11, 12]);
-        let p = r.plan(&[], 2, 4, 1);
-        assert_eq!(
-            p.start,
-            vec![(10, Kind::Scheduler), (11, Kind::Scheduler), (12, Kind::Scheduler), (10, Kind::Runner(1))]
-        );
+        let p = r.plan(&[], &kinds(2), 4, 1);
+        assert_eq!(p.start, vec![(10, SCHEDULER), (11, SCHEDULER), (12, SCHEDULER), (10, R1)]);
         assert_eq!([r.entry(10).unwrap().short, r.entry(11).unwrap().short, r.entry(12).unwrap().short], [1, 2, 2]);
     }
 
@@ -477,9 +500,9 @@ mod tests {
         let mut r = Registry::default();
         r.sync(&dbs(&[10]), false);
         installed(&mut r, &[10]);
-        let alive = [(10, Kind::Scheduler), (10, Kind::Runner(1)), (10, Kind::Runner(2))];
-        let p = r.plan(&alive, 1, 16, 1);
-        assert_eq!(p.stop, vec![(10, Kind::Runner(2))]);
+        let alive = [(10, SCHEDULER), (10, R1), (10, R2)];
+        let p = r.plan(&alive, &kinds(1), 16, 1);
+        assert_eq!(p.stop, vec![(10, R2)]);
         assert!(p.start.is_empty());
     }
 
@@ -488,34 +511,32 @@ mod tests {
         let mut r = Registry::default();
         r.sync(&dbs(&[10]), false);
         installed(&mut r, &[10]);
-        assert!(r.register(10, Kind::Scheduler, 100, 7, 1));
-        assert!(r.register(10, Kind::Runner(1), 101, 8, 1));
+        assert!(r.register(10, SCHEDULER, 100, 7, 1));
+        assert!(r.register(10, R1, 101, 8, 1));
         assert_eq!(r.stop(10, 1000), vec![100, 101]);
-        assert!(!r.register(10, Kind::Runner(2), 102, 9, 1001));
-        let p = r.plan(&[(10, Kind::Scheduler)], 2, 16, 1001);
-        assert_eq!(p.stop, vec![(10, Kind::Scheduler)]);
+        assert!(!r.register(10, R2, 102, 9, 1001));
+        let p = r.plan(&[(10, SCHEDULER)], &kinds(2), 16, 1001);
+        assert_eq!(p.stop, vec![(10, SCHEDULER)]);
         assert!(p.start.is_empty());
         // Given back after the grace period even if nobody resumes it.
         assert!(!r.entry(10).unwrap().stopping(1000 + STOPPING_GRACE_MS));
         r.resume(10);
-        r.unregister(10, Kind::Scheduler, 100);
-        assert_eq!(
-            r.plan(&[(10, Kind::Runner(1))], 2, 16, 1002).start,
-            vec![(10, Kind::Scheduler), (10, Kind::Runner(2))]
-        );
+        r.unregister(10, SCHEDULER, 100);
+        assert_eq!(r.plan(&[(10, R1)], &kinds(2), 16, 1002).start, vec![(10, SCHEDULER), (10, R2)]);
     }
 
     #[test]
     fn a_slot_is_held_by_one_process_and_cleared_only_by_it() {
         let mut r = Registry::default();
         r.sync(&dbs(&[10]), false);
-        assert!(r.register(10, Kind::Scheduler, 100, 7, 1));
-        assert!(!r.register(10, Kind::Scheduler, 200, 9, 1));
-        r.unregister(10, Kind::Scheduler, 200);
-        assert_eq!(r.latches(10), vec![8]);
-        r.unregister(10, Kind::Scheduler, 100);
-        assert!(r.latches(10).is_empty());
-        assert!(!r.register(99, Kind::Scheduler, 300, 1, 1), "untracked database");
+        assert!(r.register(10, SCHEDULER, 100, 7, 1));
+        assert!(!r.register(10, SCHEDULER, 200, 9, 1));
+        r.unregister(10, SCHEDULER, 200);
+        assert_eq!(r.procnos(10, 0..SLOTS), vec![8]);
+        r.unregister(10, SCHEDULER, 100);
+        assert!(r.procnos(10, 0..SLOTS).is_empty());
+        assert!(!r.register(99, SCHEDULER, 300, 1, 1), "untracked database");
+        assert!(!r.register(10, SLOTS, 300, 1, 1), "no such slot");
     }
 
     #[test]
@@ -525,7 +546,7 @@ mod tests {
         list.extend((2..=(MAX_DATABASES as u32 + 3)).map(|oid| Database { oid, allowed: true }));
         r.sync(&list, false);
         assert_eq!(r.untracked, 3);
-        assert!(!r.plan(&[], 0, 1000, 1).start.contains(&(1, Kind::Scheduler)));
+        assert!(!r.plan(&[], &kinds(0), 1000, 1).start.contains(&(1, SCHEDULER)));
     }
 
     #[test]
@@ -538,17 +559,22 @@ mod tests {
 
     #[test]
     fn will_run_says_why_not() {
+        let k = kinds(2);
         let mut e = Entry { db: 10, ..Entry::default() };
-        assert_eq!(will_run(false, true, true, true, None, 2), Err(NotRunning::NotPreloaded));
-        assert_eq!(will_run(true, false, true, true, None, 2), Err(NotRunning::Disabled));
-        assert_eq!(will_run(true, true, false, true, None, 2), Err(NotRunning::NotAllowed));
-        assert_eq!(will_run(true, true, true, false, None, 2), Err(NotRunning::NoLauncher));
-        assert_eq!(will_run(true, true, true, true, Some(&e), 2), Ok(()), "starting counts as served");
+        assert_eq!(will_run(false, true, true, true, None, &k), Err(NotRunning::NotPreloaded));
+        assert_eq!(will_run(true, false, true, true, None, &k), Err(NotRunning::Disabled));
+        assert_eq!(will_run(true, true, false, true, None, &k), Err(NotRunning::NotAllowed));
+        assert_eq!(will_run(true, true, true, false, None, &k), Err(NotRunning::NoLauncher));
+        assert_eq!(will_run(true, true, true, true, Some(&e), &k), Ok(()), "starting counts as served");
         e.short = 3;
-        assert_eq!(will_run(true, true, true, true, Some(&e), 2), Err(NotRunning::NoBudget));
-        e.pids[0] = 5;
-        e.pids[1] = 6;
+        assert_eq!(will_run(true, true, true, true, Some(&e), &k), Err(NotRunning::NoBudget));
+        e.pids[SCHEDULER] = 5;
+        e.pids[R1] = 6;
         e.short = 1;
-        assert_eq!(will_run(true, true, true, true, Some(&e), 2), Ok(()), "one runner still runs the jobs");
+        assert_eq!(will_run(true, true, true, true, Some(&e), &k), Ok(()), "one runner still runs the jobs");
+        e.pids[R1] = 0;
+        e.pids[DELIVERY] = 7;
+        assert_eq!(will_run(true, true, true, true, Some(&e), &k), Err(NotRunning::NoBudget), "delivery runs no jobs");
+        assert_eq!(will_run(true, true, true, true, Some(&e), &kinds(0)), Ok(()), "no runner wanted, none missing");
     }
 }

@@ -9,11 +9,12 @@ use pgrx::bgworkers::{
 };
 use pgrx::prelude::*;
 
-use super::registry::{allowed, Database, Kind};
-use super::{allow_list, worker_arg, REGISTRY};
-use crate::gucs::{JOB_WORKERS, MAX_WORKERS};
-use crate::jobs::naming::{runner_name, SCHEDULER_NAME};
-use crate::pg::bgworker::{attach_signals, epoch_ms, in_transaction, my_procno, terminate, wait};
+use super::kinds::{kind_of_slot, layouts};
+use super::registry::{allowed, Database, Slot};
+use super::{worker_arg, REGISTRY};
+use crate::clock::epoch_ms;
+use crate::gucs;
+use crate::pg::bgworker::{attach_signals, in_transaction, my_procno, terminate, wait};
 use crate::pg::catalog::connectable_databases;
 
 /// How often the launcher looks at pg_database without being woken.
@@ -30,16 +31,12 @@ unsafe extern "C-unwind" fn launcher_exit(_code: i32, _arg: pg_sys::Datum) {
     REGISTRY.exclusive().launcher_procno = 0;
 }
 
-fn start(db: u32, kind: Kind) -> Option<DynamicBackgroundWorker> {
-    let (name, function) = match kind {
-        Kind::Scheduler => (SCHEDULER_NAME.to_string(), "booking_engine_scheduler_main"),
-        Kind::Runner(n) => (runner_name(n.into()), "booking_engine_runner_main"),
-        Kind::Delivery => ("booking_engine delivery".to_string(), "booking_engine_delivery_main"),
-    };
-    BackgroundWorkerBuilder::new(&name)
+fn start(db: u32, slot: Slot) -> Option<DynamicBackgroundWorker> {
+    let (kind, n) = kind_of_slot(slot)?;
+    BackgroundWorkerBuilder::new(&kind.instance_name(n))
         .set_library("booking_engine")
-        .set_function(function)
-        .set_argument(Some(worker_arg(db, kind)))
+        .set_function(kind.function)
+        .set_argument(Some(worker_arg(db, slot)))
         .enable_spi_access()
         .set_start_time(BgWorkerStartTime::RecoveryFinished)
         .set_restart_time(None)
@@ -63,8 +60,8 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
         // or will be found again by their own registration.
         r.rescan = true;
     }
-    let mut running: HashMap<(u32, usize), DynamicBackgroundWorker> = HashMap::new();
-    let mut exited_at: HashMap<(u32, usize), Instant> = HashMap::new();
+    let mut running: HashMap<(u32, Slot), DynamicBackgroundWorker> = HashMap::new();
+    let mut exited_at: HashMap<(u32, Slot), Instant> = HashMap::new();
     let mut last_probe = Instant::now();
     let mut reported_short = 0usize;
     loop {
@@ -72,7 +69,7 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
         // SCAN_INTERVAL): new and dropped databases, and a reloaded allow-list, take effect at
         // once.
         let rescan = std::mem::take(&mut REGISTRY.exclusive().rescan);
-        let list = allow_list();
+        let list = gucs::database_allow_list();
         let databases: Vec<Database> = in_transaction(connectable_databases)
             .into_iter()
             .map(|d| Database { oid: d.oid, allowed: allowed(list.as_deref(), &d.name) })
@@ -95,32 +92,33 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
 
         // Alive: the workers this launcher started, and those registered without it (started by
         // a launcher that died since: they are adopted, not started twice).
+        let kinds = layouts();
         let (plan, adopted) = {
             let mut r = REGISTRY.exclusive();
-            let mut alive: Vec<(u32, Kind)> = running.keys().map(|&(db, slot)| (db, Kind::from_slot(slot))).collect();
-            let mut adopted: HashMap<(u32, usize), i32> = HashMap::new();
+            let mut alive: Vec<(u32, Slot)> = running.keys().copied().collect();
+            let mut adopted: HashMap<(u32, Slot), i32> = HashMap::new();
             for e in r.entries.iter().filter(|e| e.db != 0) {
                 for (slot, &pid) in e.pids.iter().enumerate() {
                     if pid != 0 && !running.contains_key(&(e.db, slot)) {
-                        alive.push((e.db, Kind::from_slot(slot)));
+                        alive.push((e.db, slot));
                         adopted.insert((e.db, slot), pid);
                     }
                 }
             }
-            let plan = r.plan(&alive, JOB_WORKERS.get().max(0) as usize, MAX_WORKERS.get().max(0) as usize, epoch_ms());
+            let plan = r.plan(&alive, &kinds, gucs::max_workers().max(0) as usize, epoch_ms());
             (plan, adopted)
         };
-        for (db, kind) in plan.stop {
-            if let Some(w) = running.remove(&(db, kind.slot())) {
+        for key in plan.stop {
+            if let Some(w) = running.remove(&key) {
                 let _ = w.terminate();
-            } else if let Some(pid) = adopted.get(&(db, kind.slot())) {
+            } else if let Some(pid) = adopted.get(&key) {
                 terminate(*pid);
             }
         }
         let mut next_wait = SCAN_INTERVAL;
         let mut no_slot: Vec<u32> = Vec::new();
-        for (db, kind) in plan.start {
-            let key = (db, kind.slot());
+        for (db, slot) in plan.start {
+            let key = (db, slot);
             if let Some(at) = exited_at.get(&key) {
                 let since = at.elapsed();
                 if since < RESTART_AFTER {
@@ -128,7 +126,7 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
                     continue;
                 }
             }
-            match start(db, kind) {
+            match start(db, slot) {
                 Some(handle) => {
                     exited_at.remove(&key);
                     running.insert(key, handle);
@@ -150,7 +148,7 @@ pub extern "C-unwind" fn booking_engine_launcher_main(_arg: pg_sys::Datum) {
                 pgrx::warning!(
                     "booking_engine launcher: {short} per-database worker(s) could not be started ({} without a background worker slot): raise booking_engine.max_workers (now {}) or max_worker_processes; see booking_admin.worker_status()",
                     no_slot.len(),
-                    MAX_WORKERS.get()
+                    gucs::max_workers()
                 );
             } else {
                 pgrx::log!("booking_engine launcher: every per-database worker is running again");

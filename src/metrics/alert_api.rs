@@ -13,14 +13,13 @@ use serde_json::{json, Value};
 
 use super::alerts::{compare, fingerprint, matches, render_template, step, Instance, Notify, Timing};
 use super::api::all_samples;
-use super::defs::{find, Metric};
+use super::defs::ALERT_NOTIFICATIONS;
 use super::expose::Sample;
-use super::record;
-use super::registry::Change;
 use crate::errors::{DomainError, DomainResult};
-use crate::gucs::RULE_TIMEOUT_MS;
+use crate::gucs;
+use crate::pg::sandbox;
 use crate::pg::subxact::Subxact;
-use crate::security::rule_runner::{check_single_select, run_rule};
+use crate::telemetry::{self, Change};
 
 #[derive(Deserialize)]
 struct Rule {
@@ -62,7 +61,7 @@ fn observe(rule: &Rule, samples: &mut Option<Vec<Sample>>) -> Result<Vec<Held>, 
         // As the rule's writer: the scheduler runs as the extension's owner.
         let rows = Subxact::kept()
             .as_role(pg_sys::Oid::from(rule.run_as))
-            .run(|| run_rule(sql, RULE_TIMEOUT_MS.get()))
+            .run(|| sandbox::run_select(sql, gucs::rule_timeout_ms()))
             .map_err(|c| c.message)??;
         return Ok(rows
             .into_iter()
@@ -163,7 +162,7 @@ fn evaluate() -> DomainResult<Value> {
             if let Some(n) = notify {
                 notifications += 1;
                 let kind = if n == Notify::Firing { "firing" } else { "resolved" };
-                record::at_commit(Metric::AlertNotifications, &[kind], Change::Add(1));
+                telemetry::at_commit(&ALERT_NOTIFICATIONS, &[kind], Change::Add(1));
             }
             let doc = json!({
                 "rule_id": rule.id, "rule": rule.name, "severity": rule.severity, "fingerprint": fp,
@@ -186,11 +185,11 @@ fn evaluate() -> DomainResult<Value> {
 
 fn check_rule(condition_sql: Option<&str>, metric: Option<&str>) -> DomainResult<()> {
     if let Some(sql) = condition_sql {
-        check_single_select(sql)?;
+        sandbox::check_single_select(sql)?;
     }
     if let Some(m) = metric {
         let family = ["_total", "_bucket", "_sum", "_count"].iter().find_map(|s| m.strip_suffix(s)).unwrap_or(m);
-        if find(m).or_else(|| find(family)).is_none() {
+        if telemetry::find(m).or_else(|| telemetry::find(family)).is_none() {
             return Err(DomainError::InvalidParameter(format!(
                 "unknown metric \"{m}\": see booking_admin.metrics() for the names"
             )));

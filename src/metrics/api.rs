@@ -5,13 +5,13 @@ use pgrx::pg_sys::panic::ErrorReport;
 use pgrx::prelude::*;
 use pgrx::JsonB;
 
-use super::defs::{Kind, Metric};
+use super::defs::{WRITER_DROPPED, WRITER_QUEUE};
 use super::expose::{render, samples, Format, Sample, SqlValue};
-use super::record;
-use super::registry::Change;
 use crate::errors::{DomainError, DomainResult};
-use crate::gucs::METRICS_SQL_TIMEOUT_MS;
+use crate::gucs;
+use crate::pg::catalog::extension_installed;
 use crate::pg::subxact::Subxact;
+use crate::telemetry::{self, Change, Kind};
 
 const SERVER_GAUGES: &str = include_str!("../../sql/queries/metrics_server_gauges.sql");
 const BOOKING_GAUGES: &str = include_str!("../../sql/queries/metrics_booking_gauges.sql");
@@ -38,10 +38,9 @@ fn read_values(sql: &str) -> Result<Vec<SqlValue>, pgrx::spi::Error> {
 /// The scrape's SQL gauges of the current database: read-only, rolled back, under
 /// `booking_engine.metrics_sql_timeout_ms`. Err is the message of what failed.
 pub fn sql_values() -> Result<Vec<SqlValue>, String> {
-    let ran = Subxact::rolled_back().read_only().deadline_ms(METRICS_SQL_TIMEOUT_MS.get()).run(|| {
+    let ran = Subxact::rolled_back().read_only().deadline_ms(gucs::metrics_sql_timeout_ms()).run(|| {
         let mut out = read_values(SERVER_GAUGES)?;
-        let installed = Spi::get_one::<bool>("SELECT to_regclass('booking_admin.jobs') IS NOT NULL")?.unwrap_or(false);
-        if installed {
+        if extension_installed() {
             out.extend(read_values(BOOKING_GAUGES)?);
         }
         Ok::<_, pgrx::spi::Error>(out)
@@ -54,11 +53,11 @@ pub fn sql_values() -> Result<Vec<SqlValue>, String> {
 pub fn all_samples(with_sql: bool) -> Vec<Sample> {
     // The writer's queue as it stands at this scrape.
     if let Some((pending, capacity, given_up)) = crate::writer::stats() {
-        record::now(Metric::WriterQueue, &["pending"], Change::Set(pending as f64));
-        record::now(Metric::WriterQueue, &["capacity"], Change::Set(capacity as f64));
-        record::now(Metric::WriterDropped, &[], Change::Set(given_up as f64));
+        telemetry::now(&WRITER_QUEUE, &["pending"], Change::Set(pending as f64));
+        telemetry::now(&WRITER_QUEUE, &["capacity"], Change::Set(capacity as f64));
+        telemetry::now(&WRITER_DROPPED, &[], Change::Set(given_up as f64));
     }
-    let (series, dropped) = record::snapshot().unwrap_or_default();
+    let (series, dropped) = telemetry::snapshot().unwrap_or_default();
     let mut sql = Vec::new();
     if with_sql {
         let up = match sql_values() {
@@ -79,7 +78,7 @@ pub fn all_samples(with_sql: bool) -> Vec<Sample> {
 /// One JSON document from `sql`, read-only and under the scrape deadline, when `function`
 /// exists in this database (booking_engine installed); `absent` otherwise.
 fn json_if_installed(function: &str, sql: &str, absent: serde_json::Value) -> Result<serde_json::Value, String> {
-    let ran = Subxact::rolled_back().read_only().deadline_ms(METRICS_SQL_TIMEOUT_MS.get()).run(|| {
+    let ran = Subxact::rolled_back().read_only().deadline_ms(gucs::metrics_sql_timeout_ms()).run(|| {
         let found = Spi::get_one_with_args::<bool>("SELECT to_regprocedure($1) IS NOT NULL", &[function.into()])?;
         if found != Some(true) {
             return Ok(absent);
@@ -125,11 +124,11 @@ fn parse_format(format: &str) -> DomainResult<Format> {
 }
 
 fn record_change(metric: &str, labels: &[Option<String>], value: f64) -> DomainResult<()> {
-    let m = record::resolve(metric, labels.len()).map_err(DomainError::InvalidParameter)?;
+    let m = telemetry::resolve(metric, labels.len()).map_err(DomainError::InvalidParameter)?;
     if !value.is_finite() || value < 0.0 {
         return Err(DomainError::InvalidParameter(format!("{metric}: the value must be finite and not negative")));
     }
-    let change = match m.def().kind {
+    let change = match m.kind {
         Kind::Counter if value.fract() == 0.0 => Change::Add(value as u64),
         Kind::Counter => {
             return Err(DomainError::InvalidParameter(format!("{metric} is a counter: the value must be whole")));
@@ -138,7 +137,7 @@ fn record_change(metric: &str, labels: &[Option<String>], value: f64) -> DomainR
         Kind::Gauge => Change::Set(value),
     };
     let values: Vec<&str> = labels.iter().map(|l| l.as_deref().unwrap_or("")).collect();
-    record::at_commit(m, &values, change);
+    telemetry::at_commit(m, &values, change);
     Ok(())
 }
 

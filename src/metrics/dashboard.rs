@@ -2,8 +2,11 @@
 
 use serde_json::Value;
 
-use super::defs::{Metric, DEFS};
 use super::expose::Sample;
+use crate::telemetry::Metric;
+
+/// The histogram of slot query latency the page summarises.
+const SLOT_QUERIES: &str = "booking_slot_query_duration_seconds";
 
 /// Upper bound of the bucket holding the q-quantile of a histogram's observations (the
 /// bucket's bound, as Prometheus's histogram_quantile would at the bucket's top), or None
@@ -19,9 +22,9 @@ pub fn quantile_bound(bounds: &[f64], cumulative: &[f64], q: f64) -> Option<f64>
 }
 
 /// Observations, mean and p95 bound of one histogram metric across all its series.
-pub fn latency_summary(samples: &[Sample], metric: Metric) -> Option<(f64, f64, f64)> {
-    let d = metric as usize;
-    let bounds = DEFS[d].buckets;
+pub fn latency_summary(samples: &[Sample], metric: &Metric) -> Option<(f64, f64, f64)> {
+    let d = metric.index()?;
+    let bounds = metric.buckets;
     let mut cumulative = vec![0.0; bounds.len() + 1];
     let (mut count, mut sum) = (0.0, 0.0);
     for s in samples.iter().filter(|s| s.def == d) {
@@ -98,7 +101,9 @@ pub fn render(data: &Value, samples: &[Sample], alerts: &[Value]) -> String {
     tile(&mut out, "refusals-today", "refusals today", &num(data, "refusals_today"));
     tile(&mut out, "undispatched", "undispatched events", &num(data, "undispatched_events"));
     tile(&mut out, "cache-hit", "cache hit ratio", &num(data, "cache_hit_ratio"));
-    let latency = match latency_summary(samples, Metric::SlotQueries) {
+    // The availability engine declares this histogram; it is looked up by its name.
+    let slot_queries = crate::telemetry::find(SLOT_QUERIES);
+    let latency = match slot_queries.and_then(|m| latency_summary(samples, m)) {
         Some((n, mean, p95)) => format!("{n} queries, mean {:.1} ms, p95 \u{2264} {} ms", mean * 1000.0, p95 * 1000.0),
         None => "no slot queries yet".into(),
     };
@@ -139,7 +144,8 @@ pub fn render(data: &Value, samples: &[Sample], alerts: &[Value]) -> String {
 mod tests {
     use super::*;
     use crate::metrics::expose::samples;
-    use crate::metrics::registry::{Series, CELLS};
+    use crate::telemetry::table::CELLS;
+    use crate::telemetry::Series;
     use serde_json::json;
 
     #[test]
@@ -151,7 +157,8 @@ mod tests {
 
     #[test]
     fn the_page_shows_the_figures_and_escapes_text() {
-        let d = Metric::SlotQueries as usize;
+        crate::register_features();
+        let d = crate::telemetry::find(SLOT_QUERIES).and_then(|m| m.index()).unwrap();
         let mut cells = vec![0u64; CELLS];
         cells[1] = 4; // four at most 1 ms
         cells[CELLS - 2] = 4;

@@ -3,8 +3,8 @@
 
 use std::fmt::Write;
 
-use super::defs::{Def, Kind, Metric, DEFS};
-use super::registry::{Series, CELLS};
+use crate::telemetry::table::CELLS;
+use crate::telemetry::{declared, Kind, Metric, Series, METRICS_DROPPED};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Format {
@@ -48,7 +48,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn name(&self) -> String {
-        format!("{}{}", DEFS[self.def].name, self.suffix)
+        format!("{}{}", declared()[self.def].name, self.suffix)
     }
 }
 
@@ -60,7 +60,7 @@ pub struct SqlValue {
     pub value: f64,
 }
 
-fn named(def: &Def, values: &[String]) -> Vec<(&'static str, String)> {
+fn named(def: &Metric, values: &[String]) -> Vec<(&'static str, String)> {
     def.labels
         .iter()
         .zip(values.iter().chain(std::iter::repeat(&String::new())))
@@ -80,11 +80,12 @@ fn format_le(b: f64) -> String {
 /// Every sample, grouped by metric in declaration order; the series of one metric sorted by
 /// labels so that scrapes are stable. SQL values of unknown or counted metrics are ignored.
 pub fn samples(series: &[Series], dropped: &[u64], sql: &[SqlValue]) -> Vec<Sample> {
+    let defs = declared();
     let mut out = Vec::with_capacity(series.len() + sql.len());
     // One pass to group the series by metric (a scrape has thousands of them).
-    let mut by_def: Vec<Vec<&Series>> = vec![Vec::new(); DEFS.len()];
-    series.iter().filter(|s| s.def < DEFS.len()).for_each(|s| by_def[s.def].push(s));
-    for (d, def) in DEFS.iter().enumerate() {
+    let mut by_def: Vec<Vec<&Series>> = vec![Vec::new(); defs.len()];
+    series.iter().filter(|s| s.def < defs.len()).for_each(|s| by_def[s.def].push(s));
+    for (d, def) in defs.iter().enumerate() {
         let of_def = &mut by_def[d];
         of_def.sort_unstable_by(|a, b| a.labels.cmp(&b.labels));
         for s in of_def.iter() {
@@ -110,12 +111,12 @@ pub fn samples(series: &[Series], dropped: &[u64], sql: &[SqlValue]) -> Vec<Samp
                 }
             }
         }
-        if d == Metric::MetricsDropped as usize {
-            for (m, n) in dropped.iter().enumerate().filter(|(_, n)| **n > 0) {
+        if def.name == METRICS_DROPPED.name {
+            for (m, n) in dropped.iter().enumerate().filter(|(m, n)| **n > 0 && *m < defs.len()) {
                 out.push(Sample {
                     def: d,
                     suffix: "_total",
-                    labels: vec![("metric", DEFS[m].name.into())],
+                    labels: vec![("metric", defs[m].name.into())],
                     value: *n as f64,
                 });
             }
@@ -164,7 +165,7 @@ fn format_value(v: f64) -> String {
 pub fn render(samples: &[Sample], format: Format) -> String {
     let mut out = String::with_capacity(64 * samples.len() + 4096);
     let mut i = 0;
-    for (d, def) in DEFS.iter().enumerate() {
+    for (d, def) in declared().iter().enumerate() {
         let family = match (def.kind, format) {
             (Kind::Counter, Format::Prometheus) => format!("{}_total", def.name),
             _ => def.name.to_string(),
@@ -208,7 +209,11 @@ pub fn render(samples: &[Sample], format: Format) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::metrics::defs::index_of;
+
+    fn index_of(name: &str) -> usize {
+        crate::register_features();
+        crate::telemetry::find(name).and_then(|m| m.index()).expect("declared")
+    }
 
     fn series(name: &str, labels: &[&str], cells: &[u64]) -> Series {
         let mut c = vec![0u64; CELLS];
@@ -241,7 +246,7 @@ mod tests {
     #[test]
     fn histograms_are_cumulative_with_inf_sum_and_count() {
         let d = index_of("booking_job_duration_seconds");
-        let n = DEFS[d].buckets.len();
+        let n = declared()[d].buckets.len();
         let mut cells = vec![0u64; CELLS];
         cells[0] = 1;
         cells[2] = 2;
@@ -275,8 +280,9 @@ mod tests {
 
     #[test]
     fn every_metric_has_help_and_type_even_without_samples() {
+        crate::register_features();
         let text = render(&[], Format::Prometheus);
-        for d in DEFS {
+        for d in declared() {
             assert!(text.contains(&format!("# HELP {}", d.name)), "{}", d.name);
         }
     }

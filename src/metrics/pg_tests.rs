@@ -5,25 +5,24 @@ mod tests {
     use pgrx::prelude::*;
 
     use crate::metrics::api::{all_samples, health_json, sql_values};
-    use crate::metrics::defs::Metric;
-    use crate::metrics::record;
-    use crate::metrics::registry::Change;
+    use crate::metrics::defs::BOOKING_EVENTS;
+    use crate::telemetry::{self, Change};
 
     fn events_counted(label: &str) -> f64 {
         all_samples(false)
             .iter()
-            .filter(|s| s.def == Metric::BookingEvents as usize && s.labels.iter().any(|(_, v)| v == label))
+            .filter(|s| Some(s.def) == BOOKING_EVENTS.index() && s.labels.iter().any(|(_, v)| v == label))
             .map(|s| s.value)
             .sum()
     }
 
     #[pg_test]
     fn counts_wait_for_a_commit_that_never_comes() {
-        record::at_commit(Metric::BookingEvents, &["pg_test.uncommitted"], Change::Add(1));
+        telemetry::at_commit(&BOOKING_EVENTS, &["pg_test.uncommitted"], Change::Add(1));
         Spi::run("INSERT INTO booking.tenants (name) VALUES ('metrics pg_test')").unwrap();
         assert_eq!(events_counted("pg_test.uncommitted"), 0.0);
         // Counted at once, whatever the transaction does.
-        record::now(Metric::BookingEvents, &["pg_test.now"], Change::Add(2));
+        telemetry::now(&BOOKING_EVENTS, &["pg_test.now"], Change::Add(2));
         assert_eq!(events_counted("pg_test.now"), 2.0);
     }
 

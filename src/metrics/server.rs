@@ -15,13 +15,12 @@ use pgrx::bgworkers::{BackgroundWorker, BackgroundWorkerBuilder, BgWorkerStartTi
 use pgrx::prelude::*;
 
 use super::api::all_samples;
-use super::defs::Metric;
 use super::expose::render;
 use super::http::{self, Refusal, Route};
-use super::record;
-use super::registry::Change;
-use crate::gucs::{METRICS_DATABASE, METRICS_LISTEN_ADDRESS, METRICS_PORT, METRICS_TOKEN};
+use crate::gucs;
+use crate::launcher::WORKER_STARTS;
 use crate::pg::bgworker::{attach_signals, report_activity, try_in_transaction, wait, wait_latch_or_socket};
+use crate::telemetry::{self, Change};
 
 /// A client gets this long to send its request head and to take the response.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -42,16 +41,12 @@ pub fn register() {
         .load();
 }
 
-fn setting(s: &pgrx::GucSetting<Option<std::ffi::CString>>) -> Option<String> {
-    s.get().map(|c| c.to_string_lossy().into_owned()).filter(|v| !v.is_empty())
-}
-
 fn wanted_address() -> Option<SocketAddr> {
-    let port = METRICS_PORT.get();
+    let port = gucs::metrics_port();
     if port == 0 {
         return None;
     }
-    let ip: IpAddr = match setting(&METRICS_LISTEN_ADDRESS).unwrap_or_else(|| "127.0.0.1".into()).parse() {
+    let ip: IpAddr = match gucs::metrics_listen_address().unwrap_or_else(|| "127.0.0.1".into()).parse() {
         Ok(ip) => ip,
         Err(_) => {
             pgrx::warning!("booking_engine metrics: booking_engine.metrics_listen_address is not an IP address");
@@ -65,10 +60,10 @@ fn wanted_address() -> Option<SocketAddr> {
 #[unsafe(no_mangle)]
 pub extern "C-unwind" fn booking_engine_metrics_main(_arg: pg_sys::Datum) {
     attach_signals();
-    let database = setting(&METRICS_DATABASE);
+    let database = gucs::metrics_database();
     BackgroundWorker::connect_worker_to_spi(database.as_deref(), None);
     let connected = database.is_some();
-    record::now(Metric::WorkerStarts, &["metrics"], Change::Add(1));
+    telemetry::now(&WORKER_STARTS, &["metrics"], Change::Add(1));
     let mut bound: Option<(SocketAddr, TcpListener)> = None;
     loop {
         let wanted = wanted_address();
@@ -123,7 +118,7 @@ fn serve(mut stream: TcpStream, peer: SocketAddr, connected: bool) {
     let _ = stream.set_write_timeout(Some(CLIENT_TIMEOUT));
     let parsed = read_head(&mut stream).and_then(|head| http::parse(&head));
     let head_only = parsed.as_ref().is_ok_and(|r| r.method == "HEAD");
-    let token = setting(&METRICS_TOKEN);
+    let token = gucs::metrics_token();
     let answer = parsed.and_then(|req| {
         report_activity(Some(&format!("{} {}", req.method, req.path)));
         http::route(&req, token.as_deref(), peer.ip().is_loopback())

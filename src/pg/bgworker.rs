@@ -2,6 +2,7 @@
 //! latch, and one transaction command around a unit of work.
 
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use pgrx::prelude::*;
 use pgrx::PgLogLevel;
@@ -13,6 +14,20 @@ unsafe extern "C-unwind" {
     fn die(signal: std::ffi::c_int);
     fn SignalHandlerForConfigReload(signal: std::ffi::c_int);
     fn kill(pid: std::ffi::c_int, signal: std::ffi::c_int) -> std::ffi::c_int;
+}
+
+/// Set in the extension's own workers, whose SQL calls are bookkeeping (claiming, recording,
+/// recovering), not people's actions: the audit leaves them out.
+static BOOKKEEPING: AtomicBool = AtomicBool::new(false);
+
+/// Marks this process as one of the extension's workers (see `is_bookkeeping`).
+pub fn mark_bookkeeping() {
+    BOOKKEEPING.store(true, Ordering::Relaxed);
+}
+
+/// Whether this process is one of the extension's workers, whose calls are not audited.
+pub fn is_bookkeeping() -> bool {
+    BOOKKEEPING.load(Ordering::Relaxed)
 }
 
 /// Asks another process of this server to exit (SIGTERM: `die` in our workers, a clean
@@ -40,11 +55,6 @@ pub fn set_latch_of(procno: i32) {
 pub fn my_procno() -> i32 {
     // SAFETY: MyProc is set for every process attached to shared memory.
     unsafe { (*pg_sys::MyProc).pgprocno }
-}
-
-/// Milliseconds since the epoch, for deadlines kept in shared memory.
-pub fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// SIGTERM uses Postgres's own `die`, so work in progress is interrupted at its next interrupt

@@ -1,5 +1,6 @@
-//! Shared catalogs read without being connected to a database (the launcher is not, so that
-//! it never stands in the way of DROP DATABASE).
+//! What the catalogs say about where we are: the databases, read from the shared catalog
+//! without being connected to one (the launcher is not, so that it never stands in the way of
+//! DROP DATABASE), the current database, and whether booking_engine is installed in it.
 
 use pgrx::prelude::*;
 
@@ -35,4 +36,19 @@ pub fn connectable_databases() -> Vec<DatabaseRow> {
         pg_sys::table_close(rel, pg_sys::AccessShareLock as pg_sys::LOCKMODE);
     }
     rows
+}
+
+/// Whether booking_engine is installed in the current database: the one answer every worker,
+/// the writer and the scrape act on (a worker leaves when it is gone, the writer drops what was
+/// queued for it). Call inside a transaction.
+pub fn extension_installed() -> bool {
+    // SAFETY: a catalog lookup by name inside the caller's transaction; missing_ok = true makes
+    // an absent extension InvalidOid instead of an error.
+    unsafe { pg_sys::get_extension_oid(c"booking_engine".as_ptr(), true) != pg_sys::InvalidOid }
+}
+
+/// The oid of the database this process is connected to (0 when none).
+pub fn my_database_oid() -> u32 {
+    // SAFETY: a plain read of a backend-global set at connection.
+    unsafe { pg_sys::MyDatabaseId.to_u32() }
 }

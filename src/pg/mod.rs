@@ -9,7 +9,10 @@
 //! signals and transactions every background worker uses; `catalog` reads pg_database without a
 //! database connection; `utility` is the one ProcessUtility hook (observers per feature);
 //! `xact` defers actions to the commit of the current transaction; `kept` runs statements
-//! prepared once per backend; `guc` runs work under a caller's `search_path`.
+//! prepared once per backend; `sandbox` checks and runs an operator's SELECT read-only, under a
+//! deadline, always rolled back; `role` acts as another role for a moment; `shmem` holds the
+//! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking;
+//! `guc` runs work under a caller's `search_path`.
 
 pub mod bgworker;
 pub mod catalog;
@@ -22,7 +25,11 @@ pub mod kept;
 pub mod parser;
 pub mod preload;
 pub mod role;
+pub mod sandbox;
 pub mod shmem;
 pub mod subxact;
 pub mod utility;
 pub mod xact;
+
+#[cfg(feature = "pg_test")]
+mod pg_tests;

@@ -8,12 +8,19 @@ use pgrx::PgList;
 
 use crate::errors::{DomainError, DomainResult};
 
-/// One statement of the input: its raw parse tree (in the current memory context) and where
-/// its text starts and how long it is (0: to the end).
+/// One statement of the input: its raw parse tree (in the current memory context) and its own
+/// text, cut from the input where the parser says it starts and ends.
 pub struct RawStatement {
     pub node: *mut pg_sys::Node,
-    pub location: usize,
-    pub len: usize,
+    pub text: String,
+}
+
+/// The text of one statement of `sql`: from `location` for `len` bytes (0: to the end), without
+/// surrounding blanks and its terminating semicolon.
+pub fn statement_text(sql: &str, location: usize, len: usize) -> String {
+    let start = location.min(sql.len());
+    let end = if len == 0 { sql.len() } else { (start + len).min(sql.len()) };
+    sql.get(start..end).unwrap_or(sql).trim().trim_end_matches(';').trim().to_string()
 }
 
 /// Every statement of `sql`. A syntax error is raised as Postgres's own error (42601); a NUL
@@ -32,9 +39,21 @@ pub fn parse(sql: &str, what: &str) -> DomainResult<Vec<RawStatement>> {
             let raw = unsafe { &*raw };
             RawStatement {
                 node: raw.stmt,
-                location: raw.stmt_location.max(0) as usize,
-                len: raw.stmt_len.max(0) as usize,
+                text: statement_text(sql, raw.stmt_location.max(0) as usize, raw.stmt_len.max(0) as usize),
             }
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::statement_text;
+
+    #[test]
+    fn statement_text_is_cut_from_the_input() {
+        let sql = "  CREATE INDEX ON t (a);  ";
+        assert_eq!(statement_text(sql, 0, 0), "CREATE INDEX ON t (a)");
+        assert_eq!(statement_text("ANALYZE a; ANALYZE b", 10, 0), "ANALYZE b");
+        assert_eq!(statement_text("ANALYZE a; ANALYZE b", 0, 9), "ANALYZE a");
+    }
 }

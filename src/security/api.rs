@@ -9,15 +9,26 @@ use uuid::Uuid;
 
 use super::audit::AuditEntry;
 use super::request::current_context;
-use super::{pii, rule_runner, rules, shmem};
+use super::{pii, rules, shmem};
 use crate::clock::now_micros;
 use crate::errors::{DomainError, DomainResult};
-use crate::metrics::{defs::Metric, record, registry::Change};
 use crate::pg::convert::{require, to_pg_uuid, to_uuid};
 use crate::pg::kept;
-use crate::writer::{self, Sink};
+use crate::pg::sandbox;
+use crate::telemetry::{self, Change, Metric};
+use crate::writer;
 
 type Report = pgrx::pg_sys::panic::ErrorReport;
+
+pub static SECURITY_RULES_EVALUATED: Metric =
+    Metric::counter("booking_security_rules_evaluated", &[], 1, "Security rule evaluations (one per rule per run).");
+pub static PII_SCANS: Metric = Metric::counter("booking_pii_scans", &[], 1, "PII scans run (booking_admin.scan_pii).");
+pub static RATE_LIMIT_REJECTIONS: Metric = Metric::counter(
+    "booking_rate_limit_rejections",
+    &["bucket"],
+    50,
+    "Requests refused by booking.check_rate_limit, by bucket (counted when refused, even if the caller rolls back).",
+);
 
 /// A label of 1..255 characters, as the audit log's CHECK constraints want it.
 fn require_label(value: Option<String>, name: &str) -> DomainResult<String> {
@@ -70,7 +81,7 @@ fn rate_check(
     let d = shmem::rate_hit(&bucket, &identifier, now, max as u32, window)?;
     if !d.allowed {
         // At once: a refused request stays refused whatever the caller's transaction does.
-        record::now(Metric::RateLimitRejections, &[&bucket], Change::Add(1));
+        telemetry::now(&RATE_LIMIT_REJECTIONS, &[&bucket], Change::Add(1));
     }
     Ok((identifier, bucket, max as u32, d))
 }
@@ -100,7 +111,7 @@ pub fn check_rate_limit_json(
     rate_json(rate_check(identifier, bucket, max_requests, window_seconds, Rate::Count)?)
 }
 
-/// Seed 003's rate-limit status (`GET /monitoring/security/rate-limit/{identifier}`): the same
+/// A rate limit's status (a monitoring API's `GET /rate-limit/{identifier}`): the same
 /// document as `check_rate_limit_json` for the current window, without counting a request.
 /// `allowed` says whether the next request would be admitted.
 #[pg_extern(volatile, parallel_restricted)]
@@ -134,7 +145,7 @@ pub fn request_context() -> JsonB {
 /// what it describes), a failure through the durable queue (it survives a rollback).
 pub fn record(mut entry: AuditEntry) -> DomainResult<Uuid> {
     if !entry.success {
-        match writer::submit(Sink::SecurityAudit, &entry.compact_row()) {
+        match writer::submit(&super::audit::AUDIT_SINK, &entry.compact_row()) {
             Ok(()) => return Ok(entry.id),
             Err(e) => pgrx::warning!("booking_engine: {e}; the failure entry is written in this transaction instead"),
         }
@@ -191,7 +202,7 @@ pub fn is_within_opening_hours(
     opening_hours: crate::pg::json_doc::JsonDoc,
     local_time: Timestamp,
 ) -> Result<bool, Report> {
-    let week = crate::availability::opening_hours::parse(opening_hours.value("opening_hours")?)
+    let week = crate::availability::facade::parse_opening_hours(opening_hours.value("opening_hours")?)
         .map_err(DomainError::InvalidParameter)?;
     if !local_time.is_finite() {
         return Err(DomainError::DatetimeOverflow("local_time must be finite".into()).into());
@@ -211,7 +222,7 @@ pub fn is_within_opening_hours(
 #[pg_extern(stable, strict, parallel_safe)]
 #[search_path(pg_catalog, pg_temp)]
 pub fn is_single_select(sql: &str) -> bool {
-    rule_runner::check_single_select(sql).is_ok()
+    sandbox::check_single_select(sql).is_ok()
 }
 
 #[pgrx::pg_schema]
@@ -238,11 +249,11 @@ pub mod booking_admin {
             .into());
         }
         let report = super::scan(sample_rows)?;
-        record::at_commit(Metric::PiiScans, &[], Change::Add(1));
+        telemetry::at_commit(&PII_SCANS, &[], Change::Add(1));
         Ok(JsonB(report))
     }
 
-    /// Runs every active rule (see the README) and keeps `security_violations` current:
+    /// Runs every active rule (see docs/security.md) and keeps `security_violations` current:
     /// `{rules_evaluated, violations_found, new_violations, violations_resolved, errors}`.
     /// The rules' statements are resolved in `p_search_path` (the caller's unless given).
     #[pg_extern(volatile, parallel_unsafe)]
@@ -253,7 +264,7 @@ pub mod booking_admin {
         let path = require(p_search_path, "p_search_path")?;
         let report = crate::pg::guc::with_search_path(path, super::evaluate)??;
         let rules = report.get("rules_evaluated").and_then(serde_json::Value::as_u64).unwrap_or(0);
-        record::at_commit(Metric::SecurityRulesEvaluated, &[], Change::Add(rules));
+        telemetry::at_commit(&SECURITY_RULES_EVALUATED, &[], Change::Add(rules));
         Ok(JsonB(report))
     }
 }
@@ -348,11 +359,11 @@ fn evaluate() -> DomainResult<Value> {
     )?
     .ok_or_else(|| DomainError::Internal("rule list query returned NULL".into()))?;
     let rules: Vec<Rule> = serde_json::from_str(&text)?;
-    let timeout = crate::gucs::RULE_TIMEOUT_MS.get();
+    let timeout = crate::gucs::rule_timeout_ms();
     let (mut found, mut new, mut resolved) = (0i64, 0i64, 0i64);
     let mut errors = Vec::new();
     for rule in &rules {
-        match rule_runner::run_rule(&rule.condition_sql, timeout) {
+        match sandbox::run_select(&rule.condition_sql, timeout) {
             Ok(rows) => {
                 found += rows.len() as i64;
                 let items: Vec<Value> =

@@ -9,6 +9,11 @@ use super::context::RequestContext;
 /// The writer's small slot: an entry shortened to fit never needs a large one.
 pub const ENTRY_BYTES: usize = crate::writer::queue::SMALL_BYTES;
 
+/// Where the entries that must outlive their transaction go: the writer inserts them into
+/// `booking_admin.security_audit_log` with this statement.
+pub static AUDIT_SINK: crate::writer::Sink =
+    crate::writer::Sink::new("security audit", include_str!("../../sql/queries/writer_security_audit.sql"));
+
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
     pub id: Uuid,

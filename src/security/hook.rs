@@ -14,7 +14,7 @@ use pgrx::prelude::*;
 use super::audit::AuditEntry;
 use super::request::current_context;
 use crate::clock::now_micros;
-use crate::writer::{self, Sink};
+use crate::writer;
 
 static mut PREV_NEEDS_HOOK: pg_sys::needs_fmgr_hook_type = None;
 static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
@@ -76,7 +76,7 @@ pub fn mark_sensitive() {
 }
 
 fn record_durably(entry: &AuditEntry) {
-    if let Err(e) = writer::submit(Sink::SecurityAudit, &entry.compact_row()) {
+    if let Err(e) = writer::submit(&super::audit::AUDIT_SINK, &entry.compact_row()) {
         pgrx::warning!(
             "booking_engine: audit entry for {} not recorded: {e}",
             entry.resource_id.as_deref().unwrap_or("")
@@ -137,7 +137,7 @@ unsafe extern "C-unwind" fn needs_hook(fn_oid: pg_sys::Oid) -> bool {
     // SAFETY: the previous hook, if any, has the same contract.
     let prev = unsafe { PREV_NEEDS_HOOK }.is_some_and(|f| unsafe { f(fn_oid) });
     // A job worker's calls are its own bookkeeping; the enqueue that caused them was audited.
-    prev || (!writer::is_exempt() && is_admin_function(fn_oid))
+    prev || (!crate::pg::bgworker::is_bookkeeping() && is_admin_function(fn_oid))
 }
 
 fn function_name(fn_oid: pg_sys::Oid) -> String {
@@ -183,7 +183,10 @@ unsafe extern "C-unwind" fn hook(
         let fn_oid = (*flinfo).fn_oid;
         let mut state = (*private).value();
         // Functions with SET or SECURITY DEFINER reach this hook whatever needs_hook said.
-        if event == pg_sys::FmgrHookEventType::FHET_START && state & CHECKED == 0 && !writer::is_exempt() {
+        if event == pg_sys::FmgrHookEventType::FHET_START
+            && state & CHECKED == 0
+            && !crate::pg::bgworker::is_bookkeeping()
+        {
             state |= CHECKED;
             if is_admin_function(fn_oid) {
                 state |= ADMIN;

@@ -4,7 +4,7 @@
 mod tests {
     use pgrx::prelude::*;
 
-    use crate::security::rule_runner::{check_single_select, run_rule};
+    use crate::pg::sandbox::{check_single_select, run_select as run_rule};
 
     #[pg_test]
     fn only_one_plain_select_passes_the_parser_check() {

@@ -37,7 +37,7 @@ pub fn current_context() -> RequestContext {
         }
     };
     let session = Session { db_user, client_addr: client_addr(), application_name: guc(c"application_name") };
-    let trusted_proxies = crate::gucs::TRUSTED_PROXIES.get().max(0) as usize;
+    let trusted_proxies = crate::gucs::trusted_proxies();
     context::from_request(
         guc(c"request.jwt.claims").as_deref(),
         guc(c"request.headers").as_deref(),

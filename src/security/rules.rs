@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::availability::engine::DayHours;
+use crate::availability::facade::DayHours;
 
 /// The object a violation row is about: its `object` column when the rule returns one, else
 /// the whole row. Rules should return `object` whenever other columns (counts, timestamps)
@@ -40,7 +40,7 @@ mod tests {
     #[test]
     fn opening_hours_are_half_open() {
         let doc = json!({"1": {"is_open": true, "start_time": "09:00", "end_time": "18:00"}});
-        let week = crate::availability::opening_hours::parse(&doc).unwrap();
+        let week = crate::availability::facade::parse_opening_hours(&doc).unwrap();
         assert!(within_opening_hours(&week, 1, 9 * 3600));
         assert!(within_opening_hours(&week, 1, 18 * 3600 - 1));
         assert!(!within_opening_hours(&week, 1, 18 * 3600));

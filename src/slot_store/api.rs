@@ -12,9 +12,7 @@ use uuid::Uuid;
 
 use super::diff::{diff, Diff, Key, Values};
 use super::score::{score, Scored};
-use crate::availability::api::{from_micros, load_model, to_micros, Query};
-use crate::availability::engine::Calendar;
-use crate::availability::zone::{seconds_of_day, Micros};
+use crate::availability::facade::{from_micros, load_model, seconds_of_day, to_micros, Calendar, Micros, Query};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 use crate::pg::kept::{self, Kept};

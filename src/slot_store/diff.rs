@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use chrono::NaiveDate;
 use uuid::Uuid;
 
-use crate::availability::zone::Micros;
+use crate::availability::facade::Micros;
 
 /// A slot's key within one tenant: staff member, date, service, start.
 pub type Key = (Uuid, NaiveDate, Uuid, Micros);

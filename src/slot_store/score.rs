@@ -18,9 +18,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
-use crate::availability::engine::{Candidate, Plan};
-use crate::availability::intervals::{intersect, normalize, subtract, Interval};
-use crate::availability::zone::{Micros, MICROS_PER_HOUR};
+use crate::availability::facade::{intersect, normalize, subtract, Candidate, Interval, Micros, Plan, MICROS_PER_HOUR};
 
 /// One basis point is 1/10000: the unit of every score.
 pub const ONE: i32 = 10_000;
@@ -97,7 +95,7 @@ pub fn score(plan: &Plan, is_prime: impl Fn(Micros) -> bool) -> Vec<Scored> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::availability::zone::MICROS_PER_MINUTE;
+    use crate::availability::facade::MICROS_PER_MINUTE;
 
     const M: Micros = MICROS_PER_MINUTE;
 

@@ -48,8 +48,8 @@ pub mod booking_internal {
     #[search_path(pg_catalog, pg_temp)]
     pub fn tenant_limits() -> JsonB {
         JsonB(json!({
-            "self_serve": gucs::SELF_SERVE_TENANTS.get(),
-            "endpoint_quota": gucs::TENANT_ENDPOINT_QUOTA.get(),
+            "self_serve": gucs::self_serve_tenants(),
+            "endpoint_quota": gucs::tenant_endpoint_quota(),
         }))
     }
 }

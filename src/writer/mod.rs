@@ -5,16 +5,21 @@
 //! machine) and a background writer connected to the same database (`worker`) commits it in a
 //! transaction of its own.
 //!
-//! Each record names its sink, and each sink is one constant statement (`sql/queries/writer_*`):
-//! no SQL function writes these tables on a caller's say-so, so no role granted the schema's
-//! functions can forge rows. Producers either `submit` (fire and forget: written even if the
-//! producer rolls back or exits) or `submit_and_wait` (return only once committed, e.g. an
-//! admin statement that must not run unaudited).
+//! Each record names its sink, and each sink is one constant statement (`sql/queries/writer_*`)
+//! that a feature registers from `_PG_init` (`register_sink`): no SQL function writes these
+//! tables on a caller's say-so, so no role granted the schema's functions can forge rows.
+//! Producers either `submit` (fire and forget: written even if the producer rolls back or
+//! exits) or `submit_and_wait` (return only once committed, e.g. an admin statement that must
+//! not run unaudited).
 
 pub mod queue;
 pub mod worker;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+#[cfg(feature = "pg_test")]
+mod pg_tests;
+
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use pgrx::bgworkers::{BackgroundWorkerBuilder, BgWorkerStartTime};
@@ -22,47 +27,60 @@ use pgrx::prelude::*;
 use pgrx::{pg_shmem_init, PGRXSharedMemory, PgLwLock};
 use serde_json::Value;
 
+use crate::clock::epoch_ms;
 use crate::errors::{DomainError, DomainResult};
+use crate::pg::catalog::my_database_oid;
 use crate::pg::shmem::Arena;
 use queue::{PushError, Queue, State, Ticket, WriterCall};
 
-/// Where a record goes: each is one constant statement taking a jsonb array of records.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Sink {
-    SecurityAudit = 1,
-    AdminAttempt = 2,
-    AdminOutcome = 3,
+/// Where a record goes: one constant statement taking `$1`, a jsonb array of records, and
+/// writing them idempotently (a record written twice after a crash changes nothing).
+#[derive(Debug)]
+pub struct Sink {
+    pub name: &'static str,
+    statement: &'static str,
+    /// Its code in the queue's records (1 and up, in registration order); 0 until registered.
+    code: AtomicU8,
 }
 
 impl Sink {
-    /// The order a writer applies one batch in: an outcome after its attempt.
-    pub const ALL: [Sink; 3] = [Sink::SecurityAudit, Sink::AdminAttempt, Sink::AdminOutcome];
-
-    fn code(self) -> u8 {
-        self as u8
+    pub const fn new(name: &'static str, statement: &'static str) -> Sink {
+        Sink { name, statement, code: AtomicU8::new(0) }
     }
 
-    pub fn from_code(code: u8) -> Option<Sink> {
-        Sink::ALL.into_iter().find(|s| s.code() == code)
+    fn code(&self) -> u8 {
+        self.code.load(Ordering::Relaxed)
     }
 
-    pub fn statement(self) -> &'static str {
-        match self {
-            Sink::SecurityAudit => include_str!("../../sql/queries/writer_security_audit.sql"),
-            Sink::AdminAttempt => include_str!("../../sql/queries/writer_admin_attempt.sql"),
-            Sink::AdminOutcome => include_str!("../../sql/queries/writer_admin_outcome.sql"),
-        }
+    pub fn statement(&self) -> &'static str {
+        self.statement
     }
+}
 
-    /// The table the statement writes: when it is missing (the extension was dropped since the
-    /// record was queued) the records are dropped with a warning.
-    pub fn table(self) -> &'static str {
-        match self {
-            Sink::SecurityAudit => "booking_admin.security_audit_log",
-            Sink::AdminAttempt | Sink::AdminOutcome => "booking_admin.admin_audit",
-        }
+static SINKS: Mutex<Vec<&'static Sink>> = Mutex::new(Vec::new());
+
+fn sink_list() -> std::sync::MutexGuard<'static, Vec<&'static Sink>> {
+    SINKS.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Makes `sink` known to the writer; called from `_PG_init`. A writer applies one batch sink by
+/// sink in registration order, so a sink whose records refer to another's registers after it.
+pub fn register_sink(sink: &'static Sink) {
+    let mut sinks = sink_list();
+    if sink.code() == 0 {
+        assert!(sinks.len() < usize::from(u8::MAX), "too many writer sinks");
+        sinks.push(sink);
+        sink.code.store(sinks.len() as u8, Ordering::Relaxed);
     }
+}
+
+/// Every registered sink, in registration order.
+pub fn sinks() -> Vec<&'static Sink> {
+    sink_list().clone()
+}
+
+fn sink_of(code: u8) -> Option<&'static Sink> {
+    sink_list().iter().copied().find(|s| s.code() == code)
 }
 
 // SAFETY: plain old data (integers, enums without payload, byte arrays); the addresses stored
@@ -99,27 +117,6 @@ fn arena() -> &'static mut [u8] {
     unsafe { std::slice::from_raw_parts_mut(ARENA.base(), ARENA.size()) }
 }
 
-/// Processes whose own calls are not people's actions (the job workers' claiming, recovering,
-/// recording): the audit hook leaves them out. Set by those processes at start.
-static EXEMPT: AtomicBool = AtomicBool::new(false);
-
-pub fn exempt_this_process() {
-    EXEMPT.store(true, Ordering::Relaxed);
-}
-
-pub fn is_exempt() -> bool {
-    EXEMPT.load(Ordering::Relaxed)
-}
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-fn my_db() -> u32 {
-    // SAFETY: MyDatabaseId is set for every backend connected to a database.
-    unsafe { pg_sys::MyDatabaseId.to_u32() }
-}
-
 fn set_latch(latch: usize) {
     if latch != 0 {
         // SAFETY: latches stored in the queue are PGPROC latches, which live in shared memory
@@ -128,10 +125,13 @@ fn set_latch(latch: usize) {
     }
 }
 
-fn push(sink: Sink, doc: &Value, waiter: usize) -> DomainResult<Ticket> {
+fn push(sink: &Sink, doc: &Value, waiter: usize) -> DomainResult<Ticket> {
     crate::pg::preload::require("a record that survives the transaction")?;
+    if sink.code() == 0 {
+        return Err(DomainError::Internal(format!("the writer sink \"{}\" was never registered", sink.name)));
+    }
     let bytes = serde_json::to_vec(doc)?;
-    let db = my_db();
+    let db = my_database_oid();
     let pushed = {
         let mut q = QUEUE.exclusive();
         q.push(arena(), db, sink.code(), &bytes, waiter, epoch_ms())
@@ -167,15 +167,15 @@ fn act(db: u32, call: WriterCall) {
 }
 
 /// Queues `doc` for `sink`; it is written even if this transaction rolls back.
-pub fn submit(sink: Sink, doc: &Value) -> DomainResult<()> {
+pub fn submit(sink: &Sink, doc: &Value) -> DomainResult<()> {
     push(sink, doc, 0).map(|_| ())
 }
 
 /// Queues `doc` for `sink` and returns once it is committed. Err (55000) when the writer
 /// refused it or `limit` passed first; a cancel while waiting still leaves it to be written.
-pub fn submit_and_wait(sink: Sink, doc: &Value, limit: Duration) -> DomainResult<()> {
+pub fn submit_and_wait(sink: &Sink, doc: &Value, limit: Duration) -> DomainResult<()> {
     let started = Instant::now();
-    let db = my_db();
+    let db = my_database_oid();
     // A full queue frees up as writers commit: wait for a slot within the same limit.
     let ticket = loop {
         // SAFETY: MyLatch is this backend's PGPROC latch.

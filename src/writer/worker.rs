@@ -11,8 +11,9 @@ use pgrx::JsonB;
 use serde_json::Value;
 
 use super::queue::Taken;
-use super::{builder, set_latch, Sink, QUEUE};
+use super::{builder, set_latch, sink_of, sinks, Sink, QUEUE};
 use crate::pg::bgworker::{attach_signals, try_in_transaction, wait};
+use crate::pg::catalog::extension_installed;
 use crate::pg::subxact::Subxact;
 
 const BATCH: usize = 64;
@@ -84,37 +85,31 @@ pub extern "C-unwind" fn booking_engine_writer_main(arg: pg_sys::Datum) {
 }
 
 /// A record as its sink's statement reads it, or None for one that cannot be read (refused).
-fn decode(t: &Taken) -> Option<(Sink, Value)> {
-    Sink::from_code(t.sink).zip(serde_json::from_slice(&t.bytes).ok())
+fn decode(t: &Taken) -> Option<(&'static Sink, Value)> {
+    sink_of(t.sink).zip(serde_json::from_slice(&t.bytes).ok())
 }
 
-fn installed(sink: Sink) -> bool {
-    Spi::get_one_with_args::<bool>("SELECT to_regclass($1) IS NOT NULL", &[sink.table().into()])
-        .ok()
-        .flatten()
-        .unwrap_or(false)
-}
-
-fn apply(sink: Sink, rows: Vec<Value>) -> Result<(), pgrx::spi::Error> {
+fn apply(sink: &Sink, rows: Vec<Value>) -> Result<(), pgrx::spi::Error> {
     Spi::run_with_args(sink.statement(), &[JsonB(Value::Array(rows)).into()])
 }
 
-/// Writes a batch, sink by sink in `Sink::ALL` order, in one transaction. When that fails
+/// Writes a batch, sink by sink in registration order, in one transaction. When that fails
 /// (one record the table refuses must not hold back the others, nor crash-loop the writer),
 /// every record is written on its own in a subtransaction, and the refused ones are left in
-/// the server log. Returns per record whether it is committed.
+/// the server log. Returns per record whether it is committed. Records queued before the
+/// extension was dropped from the database are dropped with a warning.
 fn write(batch: &[Taken]) -> Vec<bool> {
-    let docs: Vec<Option<(Sink, Value)>> = batch.iter().map(decode).collect();
+    let docs: Vec<Option<(&'static Sink, Value)>> = batch.iter().map(decode).collect();
     let together = try_in_transaction(|| {
-        for sink in Sink::ALL {
-            let rows: Vec<Value> = docs.iter().flatten().filter(|(s, _)| *s == sink).map(|(_, v)| v.clone()).collect();
-            if rows.is_empty() {
-                continue;
+        if !extension_installed() {
+            return Err("booking_engine is not installed here (dropped since the records were queued)".to_string());
+        }
+        for sink in sinks() {
+            let rows: Vec<Value> =
+                docs.iter().flatten().filter(|(s, _)| std::ptr::eq(*s, sink)).map(|(_, v)| v.clone()).collect();
+            if !rows.is_empty() {
+                apply(sink, rows).map_err(|e| e.to_string())?;
             }
-            if !installed(sink) {
-                return Err(format!("{} does not exist here (booking_engine was dropped?)", sink.table()));
-            }
-            apply(sink, rows).map_err(|e| e.to_string())?;
         }
         Ok(())
     });
@@ -135,7 +130,7 @@ fn write(batch: &[Taken]) -> Vec<bool> {
                     );
                     return false;
                 };
-                let ran = Subxact::kept().run(|| installed(*sink) && apply(*sink, vec![row.clone()]).is_ok());
+                let ran = Subxact::kept().run(|| extension_installed() && apply(sink, vec![row.clone()]).is_ok());
                 let ok = matches!(ran, Ok(true));
                 if !ok {
                     pgrx::warning!("booking_engine writer: record refused, not recorded: {row}");

@@ -1,5 +1,5 @@
 //! Supabase's Security Advisor (the splinter linter) on this extension, with the schemas the
-//! README tells users to expose in PostgREST's `db-schemas`. These are splinter's own predicates
+//! documentation (docs/supabase.md) tells users to expose in PostgREST's `db-schemas`. These are splinter's own predicates
 //! (supabase/splinter, lints 0011, 0028 and 0029 as of commit 55db5b1), written against the
 //! catalog:
 //!
@@ -46,22 +46,9 @@ const SPLINTER_SKIPS: &[&str] = &[
     "vault",
 ];
 
-/// The documentation: the README and the files under docs/.
-pub fn documentation() -> Vec<(String, String)> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    let mut files = vec![root.join("README.md")];
-    if let Ok(dir) = std::fs::read_dir(root.join("docs")) {
-        let mut docs: Vec<_> =
-            dir.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "md")).collect();
-        docs.sort();
-        files.extend(docs);
-    }
-    files.into_iter().map(|p| (p.display().to_string(), std::fs::read_to_string(&p).unwrap())).collect()
-}
-
 /// The schemas the documentation tells users to expose: its `db-schemas = "..."` setting.
 fn exposed_schemas() -> Vec<String> {
-    let found: Vec<String> = documentation()
+    let found: Vec<String> = crate::docs::documents()
         .iter()
         .flat_map(|(_, text)| {
             text.match_indices("db-schemas = \"")

@@ -97,6 +97,31 @@ pub fn await_parked(c: &mut Client, pid: i32, how: Parked) {
     }
 }
 
+/// The first pid `query` (one `int4` column, or NULL, with `params`) finds, polled with a
+/// fresh statistics snapshot each time, for up to 20 s; `what` says what is waited for.
+pub fn await_pid(c: &mut Client, what: &str, query: &str, params: &[&(dyn postgres::types::ToSql + Sync)]) -> i32 {
+    let start = Instant::now();
+    loop {
+        if let Some(pid) = c.query_one(query, params).unwrap().get::<_, Option<i32>>(0) {
+            return pid;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "waited in vain for {what}");
+        c.batch_execute("SELECT pg_stat_clear_snapshot()").unwrap();
+        sleep(Duration::from_millis(20));
+    }
+}
+
+/// Terminates a server process and waits until it is gone.
+pub fn terminate(c: &mut Client, pid: i32) {
+    assert!(c.query_one("SELECT pg_terminate_backend($1)", &[&pid]).unwrap().get::<_, bool>(0));
+    await_pid(
+        c,
+        &format!("process {pid} to exit"),
+        "SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM pg_stat_activity WHERE pid = $1) THEN $1 END",
+        &[&pid],
+    );
+}
+
 /// The backend pid of a connection.
 pub fn backend_pid(c: &mut Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)

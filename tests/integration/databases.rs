@@ -3,7 +3,7 @@
 //! every one; DROP EXTENSION stops only that database's workers; DROP DATABASE without FORCE
 //! succeeds at once; a worker that dies is restarted without touching the other databases.
 //!
-//! Bounds stated here (and in the README): a new CREATE EXTENSION has its scheduler and runners
+//! Bounds stated here (and in docs/operating.md): a new CREATE EXTENSION has its scheduler and runners
 //! within `WORKERS_WITHIN`; DROP EXTENSION's workers are gone within `GONE_WITHIN`; DROP
 //! DATABASE without FORCE returns within `DROP_WITHIN`. Every wait polls the server's own
 //! state with a deadline.

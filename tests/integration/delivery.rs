@@ -454,3 +454,49 @@ fn a_reloaded_deny_list_applies_to_the_running_worker() {
     }
     assert_eq!(pid(&mut c), worker);
 }
+
+/// The circuit breaker opens after exactly 5 failures in a row, as docs/delivery.md and
+/// docs/configuration.md (`booking_engine.delivery_breaker_threshold`, default 5) promise: with
+/// 4 it is still closed, the 5th opens it. Read from the endpoint's own row, attempt by attempt
+/// (retries come every second on the test cluster).
+#[test]
+fn the_circuit_opens_after_exactly_five_failures_in_a_row() {
+    const DOCUMENTED_THRESHOLD: i32 = 5;
+    let mut c = connect();
+    let s = salon(&mut c, 1);
+    let rx = Receiver::start(vec![], Answer::Status(500));
+    let (id, _) = endpoint(&mut c, &s, Some(&rx.url), &["booking.created"], json!({}));
+    book(&mut c, &s, "breaker", "2026-03-02T10:00:00+01:00");
+    let state = |c: &mut Client| -> (i32, bool) {
+        let r = c
+            .query_one(
+                "SELECT consecutive_failures, circuit_open_until IS NOT NULL AND circuit_open_until > now()
+                 FROM booking_admin.delivery_endpoints WHERE id = $1",
+                &[&id],
+            )
+            .unwrap();
+        (r.get(0), r.get(1))
+    };
+    let mut seen_closed_at = Vec::new();
+    let start = Instant::now();
+    loop {
+        let (failures, open) = state(&mut c);
+        if failures < DOCUMENTED_THRESHOLD {
+            assert!(!open, "open after {failures} failures, before the documented {DOCUMENTED_THRESHOLD}");
+            if !seen_closed_at.contains(&failures) {
+                seen_closed_at.push(failures);
+            }
+        } else {
+            assert_eq!(failures, DOCUMENTED_THRESHOLD, "each failure is recorded as it happens");
+            assert!(open, "still closed after the documented {DOCUMENTED_THRESHOLD} failures in a row");
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "only {failures} failures recorded");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(seen_closed_at.contains(&(DOCUMENTED_THRESHOLD - 1)), "seen closed with 4 failures: {seen_closed_at:?}");
+    // Open: no attempt goes out while the endpoint cools down (30 s at the threshold).
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(state(&mut c).0, DOCUMENTED_THRESHOLD, "no attempt while the circuit is open");
+    assert_eq!(rx.requests().len(), DOCUMENTED_THRESHOLD as usize);
+}

@@ -1,7 +1,7 @@
 //! booking_engine behind Supabase/PostgREST, attacked and used the way a browser front end
 //! does: every call goes through `PostgRest` (one connection logged in as `authenticator`,
 //! PostgREST's statement sequence per request) as `anon`, an `authenticated` user or
-//! `service_role`. Each hole of issue 9 has a test here that failed before its fix.
+//! `service_role`. Each hole this file closes has a test here that failed before its fix.
 
 use std::thread;
 use std::time::{Duration, Instant};
@@ -381,10 +381,10 @@ fn callers_learn_nothing_about_objects_they_may_not_see() {
 
 /// The functions the documentation lists as executable by untrusted callers: every backticked
 /// name in its `<!-- application functions -->` ... `<!-- /application functions -->` blocks
-/// (the README's list, and the tenant administration functions of docs/tenants.md).
+/// (docs/supabase.md's list, and the tenant administration functions of docs/tenants.md).
 fn documented_application_functions() -> std::collections::BTreeSet<String> {
     let mut names = std::collections::BTreeSet::new();
-    for (file, text) in crate::advisor::documentation() {
+    for (file, text) in crate::docs::documents() {
         for block in text.split("<!-- application functions -->").skip(1) {
             let block = block
                 .split("<!-- /application functions -->")
@@ -756,7 +756,7 @@ fn service_role_is_an_operator_in_booking_admin() {
     }
 }
 
-/// Seed 003's rate-limit status: a trusted back end reads an identifier's budget without
+/// A rate limit's status: a trusted back end reads an identifier's budget without
 /// spending it; untrusted callers cannot read it at all.
 #[test]
 fn the_rate_limit_status_spends_nothing() {

@@ -1,4 +1,4 @@
-//! A salon that runs itself from the front end (issue 23), over PostgREST's statement sequence
+//! A salon that runs itself from the front end, over PostgREST's statement sequence
 //! only (`PostgRest`: one `authenticator` connection, `SET LOCAL role`, the JWT's claims): a new
 //! user creates a tenant and becomes its owner, members join by invitation, and each role does
 //! exactly what it may. Every refusal is checked for its SQLSTATE, for the HTTP status PostgREST

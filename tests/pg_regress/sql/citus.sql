@@ -1,4 +1,4 @@
--- The rules that let Citus distribute the schema by tenant (README, "Scaling out with Citus"),
+-- The rules that let Citus distribute the schema by tenant (docs/citus.md),
 -- checked on a single PostgreSQL, so a new table or key that breaks them fails here and not
 -- only on a cluster. Each query lists the offenders: an empty result is the pass.
 

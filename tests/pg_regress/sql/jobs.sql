@@ -35,7 +35,7 @@ SELECT booking_admin.complete_job('00000000-0000-0000-0000-0000000000a1', NULL);
 SELECT booking_admin.heartbeat_job('00000000-0000-0000-0000-0000000000ff');
 SELECT booking_admin.enqueue_job(NULL, 'email');
 
--- Maintenance: the response shape of seed 001, and the history.
+-- Maintenance: the response shape of run_maintenance, and the history.
 SELECT r->'success' AS success, r->'message' AS message,
        r->'data'->'operation' AS operation, r->'data'->'description' AS description,
        r->'data'->'status' AS status, r->'data'->'processedCount' AS processed,

@@ -16,7 +16,7 @@ $$;
 ------------------------------------------------------------------------------------------
 -- Rate limiting
 ------------------------------------------------------------------------------------------
--- seed-003 auth limit: 5 per 15 minutes, then refused.
+-- the usual auth limit: 5 per 15 minutes, then refused.
 SELECT string_agg(booking.check_rate_limit('198.51.100.1', 'auth', 5, 900)::text, ' ') FROM generate_series(1, 7);
 -- Another identifier and another bucket count apart.
 SELECT booking.check_rate_limit('198.51.100.2', 'auth', 5, 900), booking.check_rate_limit('198.51.100.1', 'api', 5, 900);

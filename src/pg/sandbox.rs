@@ -1,14 +1,15 @@
-//! Running an operator's rule safely: `condition_sql` must parse (with Postgres's own parser)
-//! as exactly one plain SELECT, and runs in a subtransaction that is read-only, has a time
-//! limit, and is always rolled back, so whatever it tried leaves nothing behind.
+//! The sandbox for SQL an operator writes and the extension runs later (security rules, alert
+//! conditions): `condition_sql` must parse (with Postgres's own parser) as exactly one plain
+//! SELECT, and runs in a subtransaction that is read-only, has a time limit, and is always
+//! rolled back, so whatever it tried leaves nothing behind.
 
 use pgrx::prelude::*;
 use pgrx::PgList;
 use serde_json::Value;
 
+use super::parser;
+use super::subxact::Subxact;
 use crate::errors::{DomainError, DomainResult};
-use crate::pg::parser;
-use crate::pg::subxact::Subxact;
 
 fn refuse(why: &str) -> DomainError {
     DomainError::ProhibitedStatement(format!("condition_sql {why}"))
@@ -46,9 +47,9 @@ pub fn check_single_select(sql: &str) -> DomainResult<()> {
     Ok(())
 }
 
-/// Runs one rule; every returned row becomes a JSON object. Err carries the message of what
-/// went wrong (refused, timed out, failed), for the evaluation report.
-pub fn run_rule(sql: &str, timeout_ms: i32) -> Result<Vec<Value>, String> {
+/// Runs one condition under `timeout_ms`; every returned row becomes a JSON object. Err carries
+/// the message of what went wrong (refused, timed out, failed), for the evaluation report.
+pub fn run_select(sql: &str, timeout_ms: i32) -> Result<Vec<Value>, String> {
     let ran = Subxact::rolled_back().read_only().deadline_ms(timeout_ms).run(|| {
         check_single_select(sql).map_err(|e| e.to_string())?;
         // The newlines keep a trailing comment in the rule from swallowing the wrapper.

@@ -5,9 +5,8 @@ use std::cell::RefCell;
 
 use pgrx::pg_sys;
 
-use super::defs::{Metric, Source, ALL, DEFS};
-use super::registry::{encode_labels, size_of_table, Change, Series, Table};
-use crate::gucs;
+use super::defs::{declared, Metric, Source};
+use super::table::{encode_labels, size_of_table, Change, Series, Table};
 use crate::pg::preload::preloaded;
 use crate::pg::shmem::Arena;
 use crate::pg::xact;
@@ -19,7 +18,7 @@ pub const SLOTS: usize = 16_384;
 static ARENA: Arena = Arena::new(c"booking_engine_metrics", size_of_table(SLOTS));
 
 struct Pending {
-    metric: usize,
+    metric: &'static Metric,
     labels: Vec<u8>,
     change: Change,
     subxact: pg_sys::SubTransactionId,
@@ -36,7 +35,7 @@ pub fn init() {
 
 /// The table, when the library was preloaded (otherwise nothing is recorded, and the SQL
 /// readers say why).
-pub fn table() -> Option<Table<'static>> {
+fn table() -> Option<Table<'static>> {
     let base = ARENA.base();
     if !preloaded() || base.is_null() {
         return None;
@@ -46,21 +45,10 @@ pub fn table() -> Option<Table<'static>> {
     Some(unsafe { Table::from_raw(base, SLOTS) })
 }
 
-fn cap(metric: Metric) -> u32 {
-    match metric {
-        Metric::TenantOperations => gucs::METRICS_MAX_TENANT_SERIES.get().max(0) as u32,
-        _ => metric.def().max_series,
+fn apply_now(metric: &'static Metric, labels: &[u8], change: Change) {
+    if let (Some(t), Some(i)) = (table(), metric.index()) {
+        t.apply(i, metric, labels, metric.cap(), change);
     }
-}
-
-fn apply_now(metric: usize, labels: &[u8], change: Change) {
-    if let Some(t) = table() {
-        t.apply(metric, labels, cap(metric_of(metric)), change);
-    }
-}
-
-fn metric_of(i: usize) -> Metric {
-    ALL[i]
 }
 
 fn flush() {
@@ -80,12 +68,11 @@ fn forget_from(subxact: pg_sys::SubTransactionId) {
 
 /// Records `change` for the series of `metric` with `labels` (in the declared order) when the
 /// current transaction commits.
-pub fn at_commit(metric: Metric, labels: &[&str], change: Change) {
+pub fn at_commit(metric: &'static Metric, labels: &[&str], change: Change) {
     if !preloaded() {
         return;
     }
-    let entry =
-        Pending { metric: metric as usize, labels: encode_labels(labels), change, subxact: xact::current_subxact_id() };
+    let entry = Pending { metric, labels: encode_labels(labels), change, subxact: xact::current_subxact_id() };
     let first = PENDING.with(|p| {
         let mut p = p.borrow_mut();
         p.push(entry);
@@ -100,30 +87,26 @@ pub fn at_commit(metric: Metric, labels: &[&str], change: Change) {
 
 /// Records `change` at once, whatever becomes of the transaction (for things that happened
 /// regardless: a worker started, a request refused).
-pub fn now(metric: Metric, labels: &[&str], change: Change) {
-    apply_now(metric as usize, &encode_labels(labels), change);
+pub fn now(metric: &'static Metric, labels: &[&str], change: Change) {
+    apply_now(metric, &encode_labels(labels), change);
 }
 
 /// A counted metric by name with its labels checked, for the SQL entry point.
-pub fn resolve(name: &str, labels: usize) -> Result<Metric, String> {
-    let i = DEFS
-        .iter()
-        .position(|d| d.name == name && d.source == Source::Counted)
+pub fn resolve(name: &str, labels: usize) -> Result<&'static Metric, String> {
+    let m = declared()
+        .into_iter()
+        .find(|d| d.name == name && d.source == Source::Counted)
         .ok_or_else(|| format!("no counted metric named \"{name}\""))?;
-    let def = &DEFS[i];
-    if def.labels.len() != labels {
-        return Err(format!(
-            "{name} takes {} label values ({}), not {labels}",
-            def.labels.len(),
-            def.labels.join(", ")
-        ));
+    if m.labels.len() != labels {
+        return Err(format!("{name} takes {} label values ({}), not {labels}", m.labels.len(), m.labels.join(", ")));
     }
-    Ok(metric_of(i))
+    Ok(m)
 }
 
-/// Everything counted so far, and the drops per metric.
+/// Everything counted so far, and the drops per declared metric.
 pub fn snapshot() -> Option<(Vec<Series>, Vec<u64>)> {
-    table().map(|t| (t.read(), t.dropped()))
+    let defs = declared();
+    table().map(|t| (t.read(&defs), t.dropped(defs.len())))
 }
 
 #[cfg(test)]
@@ -132,7 +115,8 @@ mod tests {
 
     #[test]
     fn resolve_checks_names_and_label_counts() {
-        assert_eq!(resolve("booking_events", 1), Ok(Metric::BookingEvents));
+        crate::register_features();
+        assert_eq!(resolve("booking_events", 1).map(|m| m.name), Ok("booking_events"));
         assert!(resolve("booking_events", 2).unwrap_err().contains("takes 1 label"));
         assert!(resolve("booking_jobs", 1).unwrap_err().contains("no counted metric"), "SQL gauges are not counted");
         assert!(resolve("nope", 0).is_err());

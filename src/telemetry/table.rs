@@ -8,7 +8,7 @@
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
-use super::defs::{Def, Kind, DEFS};
+use super::defs::{Kind, Metric};
 
 /// Encoded label values of one series (values joined by `\u{1f}`); longer sets are cut.
 pub const LABEL_BYTES: usize = 120;
@@ -125,12 +125,12 @@ impl<'a> Table<'a> {
         }
     }
 
-    /// Applies `change` to the series of `def` with `labels` (encoded), creating it unless the
-    /// metric has reached `cap` series or the table is full: then the change is counted in the
-    /// metric's dropped series instead.
-    pub fn apply(&self, def: usize, labels: &[u8], cap: u32, change: Change) {
+    /// Applies `change` to the series of `metric` (declared at `def`) with `labels` (encoded),
+    /// creating it unless the metric has reached `cap` series or the table is full: then the
+    /// change is counted in the metric's dropped series instead.
+    pub fn apply(&self, def: usize, metric: &Metric, labels: &[u8], cap: u32, change: Change) {
         match self.find_or_claim(def, labels, cap) {
-            Some(slot) => apply_to(&DEFS[def], slot, change),
+            Some(slot) => apply_to(metric, slot, change),
             None => {
                 self.header.dropped[def].fetch_add(1, Ordering::Relaxed);
             }
@@ -177,15 +177,15 @@ impl<'a> Table<'a> {
         None
     }
 
-    /// Every series, in slot order.
-    pub fn read(&self) -> Vec<Series> {
+    /// Every series, in slot order; `defs` are the declared metrics the indexes refer to.
+    pub fn read(&self, defs: &[&Metric]) -> Vec<Series> {
         self.slots
             .iter()
             .filter(|s| s.state.load(Ordering::Acquire) == READY)
             .map(|s| {
                 let labels = String::from_utf8_lossy(slot_labels(s));
                 let def = s.def.load(Ordering::Relaxed) as usize;
-                let values = if DEFS[def].labels.is_empty() {
+                let values = if defs.get(def).is_none_or(|d| d.labels.is_empty()) {
                     Vec::new()
                 } else {
                     labels.split('\u{1f}').map(str::to_owned).collect()
@@ -195,9 +195,9 @@ impl<'a> Table<'a> {
             .collect()
     }
 
-    /// Changes refused by each metric's cap, by metric index.
-    pub fn dropped(&self) -> Vec<u64> {
-        (0..DEFS.len()).map(|d| self.header.dropped[d].load(Ordering::Relaxed)).collect()
+    /// Changes refused by each of the first `n` metrics' caps, by metric index.
+    pub fn dropped(&self, n: usize) -> Vec<u64> {
+        (0..n.min(MAX_DEFS)).map(|d| self.header.dropped[d].load(Ordering::Relaxed)).collect()
     }
 }
 
@@ -208,7 +208,7 @@ fn slot_labels(slot: &Slot) -> &[u8] {
     unsafe { &(&*slot.labels.get())[..len] }
 }
 
-fn apply_to(def: &Def, slot: &Slot, change: Change) {
+fn apply_to(def: &Metric, slot: &Slot, change: Change) {
     match (def.kind, change) {
         (Kind::Counter, Change::Add(n)) => {
             slot.cells[0].fetch_add(n, Ordering::Relaxed);
@@ -229,7 +229,11 @@ fn apply_to(def: &Def, slot: &Slot, change: Change) {
 #[cfg(test)]
 pub mod tests {
     use super::*;
-    use crate::metrics::defs::index_of;
+
+    static OPERATIONS: Metric = Metric::counter("test_operations", &["operation", "outcome", "code"], 100, "test");
+    static DURATION: Metric =
+        Metric::histogram("test_duration_seconds", &["handler"], crate::telemetry::LATENCY, 10, "test");
+    const D: usize = 0;
 
     /// A zeroed table in ordinary memory (u64 alignment covers every field).
     pub fn with_table<R>(slots: usize, f: impl FnOnce(&Table) -> R) -> R {
@@ -243,14 +247,14 @@ pub mod tests {
 
     #[test]
     fn a_series_is_found_again_and_counts_add_up() {
-        let d = index_of("booking_operations");
+        let d = D;
         with_table(128, |t| {
             let a = encode_labels(&["create", "succeeded", ""]);
             let b = encode_labels(&["create", "refused", "conflict"]);
-            t.apply(d, &a, 100, Change::Add(2));
-            t.apply(d, &b, 100, Change::Add(1));
-            t.apply(d, &a, 100, Change::Add(3));
-            let mut rows = t.read();
+            t.apply(d, &OPERATIONS, &a, 100, Change::Add(2));
+            t.apply(d, &OPERATIONS, &b, 100, Change::Add(1));
+            t.apply(d, &OPERATIONS, &a, 100, Change::Add(3));
+            let mut rows = t.read(&[&OPERATIONS]);
             rows.sort_by(|x, y| x.labels.cmp(&y.labels));
             assert_eq!(rows.len(), 2);
             assert_eq!(rows[0].labels, vec!["create", "refused", "conflict"]);
@@ -261,41 +265,40 @@ pub mod tests {
 
     #[test]
     fn the_cap_drops_new_series_and_counts_them() {
-        let d = index_of("booking_operations");
+        let d = D;
         with_table(128, |t| {
             for i in 0..5 {
-                t.apply(d, &encode_labels(&["create", "refused", &format!("c{i}")]), 3, Change::Add(1));
+                t.apply(d, &OPERATIONS, &encode_labels(&["create", "refused", &format!("c{i}")]), 3, Change::Add(1));
             }
-            assert_eq!(t.read().len(), 3);
-            assert_eq!(t.dropped()[d], 2);
+            assert_eq!(t.read(&[&OPERATIONS]).len(), 3);
+            assert_eq!(t.dropped(1)[d], 2);
             // An existing series still counts at the cap.
-            t.apply(d, &encode_labels(&["create", "refused", "c0"]), 3, Change::Add(1));
-            assert_eq!(t.dropped()[d], 2);
+            t.apply(d, &OPERATIONS, &encode_labels(&["create", "refused", "c0"]), 3, Change::Add(1));
+            assert_eq!(t.dropped(1)[d], 2);
         });
     }
 
     #[test]
     fn a_full_table_drops_instead_of_looping() {
-        let d = index_of("booking_operations");
+        let d = D;
         with_table(4, |t| {
             for i in 0..6 {
-                t.apply(d, &encode_labels(&["x", "y", &i.to_string()]), 1000, Change::Add(1));
+                t.apply(d, &OPERATIONS, &encode_labels(&["x", "y", &i.to_string()]), 1000, Change::Add(1));
             }
-            assert_eq!(t.read().len(), 4);
-            assert_eq!(t.dropped()[d], 2);
+            assert_eq!(t.read(&[&OPERATIONS]).len(), 4);
+            assert_eq!(t.dropped(1)[d], 2);
         });
     }
 
     #[test]
     fn histograms_count_per_bucket_with_sum() {
-        let d = index_of("booking_job_duration_seconds");
-        let def = &DEFS[d];
+        let (d, def) = (D, &DURATION);
         with_table(16, |t| {
             let l = encode_labels(&["h"]);
             for v in [0.0001, 0.2, 1e9] {
-                t.apply(d, &l, 10, Change::Observe(v));
+                t.apply(d, def, &l, 10, Change::Observe(v));
             }
-            let s = &t.read()[0];
+            let s = &t.read(&[&DURATION])[0];
             assert_eq!(s.cells[0], 1);
             assert_eq!(s.cells[def.buckets.len()], 1, "above every bucket: +Inf only");
             assert_eq!(s.cells[CELLS - 2], 3);
@@ -313,18 +316,24 @@ pub mod tests {
 
     #[test]
     fn writers_on_threads_lose_no_counts() {
-        let d = index_of("booking_operations");
+        let d = D;
         with_table(256, |t| {
             std::thread::scope(|s| {
                 for _ in 0..4 {
                     s.spawn(|| {
                         for i in 0..1000 {
-                            t.apply(d, &encode_labels(&["a", "b", &(i % 7).to_string()]), 100, Change::Add(1));
+                            t.apply(
+                                d,
+                                &OPERATIONS,
+                                &encode_labels(&["a", "b", &(i % 7).to_string()]),
+                                100,
+                                Change::Add(1),
+                            );
                         }
                     });
                 }
             });
-            let rows = t.read();
+            let rows = t.read(&[&OPERATIONS]);
             assert_eq!(rows.len(), 7);
             assert_eq!(rows.iter().map(|r| r.cells[0]).sum::<u64>(), 4000);
         });
