@@ -12,7 +12,7 @@
 //! prepared once per backend; `sandbox` checks and runs an operator's SELECT read-only, under a
 //! deadline, always rolled back; `role` acts as another role for a moment; `shmem` holds the
 //! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking;
-//! `guc` runs work under a caller's `search_path`.
+//! `guc` sets `search_path` for a piece of work or for the rest of the transaction.
 
 pub mod bgworker;
 pub mod catalog;

@@ -321,6 +321,18 @@ pub fn reconnect() -> Client {
     }
 }
 
+/// A connection to the server after one of its processes was killed with SIGKILL. The
+/// postmaster ends every backend, `c`'s too, before it recovers: a connection made before that
+/// point would be cut as well, so this waits for `c` to go and only then reconnects.
+pub fn reconnect_after_crash(mut c: Client) -> Client {
+    let start = Instant::now();
+    while c.batch_execute("SELECT 1").is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the crash did not reset the server");
+    }
+    drop(c);
+    reconnect()
+}
+
 /// Runs pg_ctl on the test cluster as its owner.
 pub fn pg_ctl(args: &[&str]) {
     let bin = std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN (set by scripts/test.sh)");
