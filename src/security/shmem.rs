@@ -40,3 +40,10 @@ pub fn rate_hit(bucket: &str, identifier: &str, now: i64, max: u32, window: i64)
     let key = ratelimit::key(bucket, identifier);
     Ok(ratelimit::hit(&mut RATE_TABLE.exclusive().slots, key, now, max, window))
 }
+
+/// A counter's state without counting; see `ratelimit::peek`.
+pub fn rate_peek(bucket: &str, identifier: &str, now: i64, max: u32, window: i64) -> DomainResult<Decision> {
+    crate::pg::preload::require("booking.rate_limit_status")?;
+    let key = ratelimit::key(bucket, identifier);
+    Ok(ratelimit::peek(&RATE_TABLE.share().slots, key, now, max, window))
+}
