@@ -70,7 +70,6 @@ for round in $(seq "$ROUNDS"); do
     log "round $round of $ROUNDS: without the span sites"
     use without-sites
     tps[without]+="$(run without-$round) "
-    # (a failed pgbench round has printed its output and left an empty figure)
     log "round $round of $ROUNDS: tracing off"
     use with-sites
     tracing_to ''
