@@ -116,47 +116,39 @@ fn slot_arrays(
     staff_id: Option<PgUuid>,
 ) -> DomainResult<SlotArrays> {
     let span = Span::start("booking.slots", SpanKind::Internal);
-    span.outcome(slots_in(&span, tenant_id, service_id, from_date, to_date, staff_id))
-}
-
-fn slots_in(
-    span: &Span,
-    tenant_id: Option<Uuid>,
-    service_id: Option<PgUuid>,
-    from_date: Option<Date>,
-    to_date: Option<Date>,
-    staff_id: Option<PgUuid>,
-) -> DomainResult<SlotArrays> {
-    // Recorded at commit through src/telemetry: the slot query latency of the dashboard and /metrics.
-    let started = std::time::Instant::now();
-    let function = if tenant_id.is_some() { "tenant_slots" } else { "available_slots" };
-    span.set("booking.function", function);
-    span.set("booking.slots.source", "engine");
-    let service_id = to_uuid(require(service_id, "service_id")?);
-    let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
-    let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
-    check_range(from, to)?;
-    span.set("booking.service_id", service_id);
-    span.set("booking.days", (to - from).num_days() + 1);
-    let model = load_model(&Query {
-        tenant_id,
-        service_id,
-        staff_id: staff_id.map(to_uuid),
-        from,
-        to,
-        exclude_appointment: None,
-        include_non_offering: false,
-        duration: None,
-    })?;
-    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clocks, from, to);
-    span.set("booking.tenant_id", model.tenant_id);
-    span.set("booking.staff_count", model.staff.len());
-    span.set("booking.slots_returned", slots.len());
-    let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
-    let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
-    let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
-    telemetry::at_commit(&SLOT_QUERIES, &[function], Change::Observe(started.elapsed().as_secs_f64()));
-    Ok((staff_ids, starts, ends))
+    span.outcome((|| {
+        // Recorded at commit through src/telemetry: the slot query latency of the dashboard and /metrics.
+        let started = std::time::Instant::now();
+        let function = if tenant_id.is_some() { "tenant_slots" } else { "available_slots" };
+        span.set("booking.function", function);
+        span.set("booking.slots.source", "engine");
+        let service_id = to_uuid(require(service_id, "service_id")?);
+        let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
+        let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
+        check_range(from, to)?;
+        span.set("booking.service_id", service_id);
+        span.set("booking.days", (to - from).num_days() + 1);
+        let model = load_model(&Query {
+            tenant_id,
+            service_id,
+            staff_id: staff_id.map(to_uuid),
+            from,
+            to,
+            exclude_appointment: None,
+            include_non_offering: false,
+            duration: None,
+        })?;
+        let slots =
+            available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clocks, from, to);
+        span.set("booking.tenant_id", model.tenant_id);
+        span.set("booking.staff_count", model.staff.len());
+        span.set("booking.slots_returned", slots.len());
+        let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
+        let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
+        let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
+        telemetry::at_commit(&SLOT_QUERIES, &[function], Change::Observe(started.elapsed().as_secs_f64()));
+        Ok((staff_ids, starts, ends))
+    })())
 }
 
 /// Whether the caller is one of the tenant's own people (an operator or its active staff), who
@@ -178,52 +170,49 @@ pub fn explain_timing(
     exclude_appointment: Option<Uuid>,
 ) -> DomainResult<serde_json::Value> {
     let span = Span::start("booking.check_slot", SpanKind::Internal);
-    span.outcome(check_in(&span, tenant_id, staff_id, service_id, starts_at, duration, exclude_appointment))
-}
-
-fn check_in(
-    span: &Span,
-    tenant_id: Option<Uuid>,
-    staff_id: Uuid,
-    service_id: Uuid,
-    starts_at: Micros,
-    duration: Option<Micros>,
-    exclude_appointment: Option<Uuid>,
-) -> DomainResult<serde_json::Value> {
-    let day = chrono::DateTime::from_timestamp_micros(starts_at)
-        .ok_or_else(|| DomainError::DatetimeOverflow("starts_at is out of range".into()))?
-        .date_naive();
-    let (first, last) = (day - Days::new(1), day + Days::new(1));
-    span.set("booking.staff_id", staff_id);
-    span.set("booking.service_id", service_id);
-    let model = load_model(&Query {
-        tenant_id,
-        service_id,
-        staff_id: Some(staff_id),
-        from: first,
-        to: last,
-        exclude_appointment,
-        include_non_offering: true,
-        duration,
-    })?;
-    let cal =
-        Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clocks[0], first, last);
-    // Who is asking matters only when a staff member is away: most checks skip the query.
-    let mut explained = cal.explain(starts_at, false);
-    if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))
-        && caller_sees_private(model.tenant_id)?
-    {
-        explained = cal.explain(starts_at, true);
-    }
-    let violations: Vec<serde_json::Value> =
-        explained.into_iter().map(|v| json!({"code": v.rule.code(), "message": v.message})).collect();
-    if span.recording() {
-        span.set("booking.tenant_id", model.tenant_id);
-        span.set("booking.valid", violations.is_empty());
-        let codes: Vec<&str> = violations.iter().filter_map(|v| v["code"].as_str()).collect();
-        span.set("booking.violations", codes.join(","));
-    }
-    Ok(json!({"valid": violations.is_empty(), "violations": violations}))
+    span.outcome((|| {
+        let day = chrono::DateTime::from_timestamp_micros(starts_at)
+            .ok_or_else(|| DomainError::DatetimeOverflow("starts_at is out of range".into()))?
+            .date_naive();
+        let (first, last) = (day - Days::new(1), day + Days::new(1));
+        span.set("booking.staff_id", staff_id);
+        span.set("booking.service_id", service_id);
+        let model = load_model(&Query {
+            tenant_id,
+            service_id,
+            staff_id: Some(staff_id),
+            from: first,
+            to: last,
+            exclude_appointment,
+            include_non_offering: true,
+            duration,
+        })?;
+        let cal = Calendar::new(
+            &model.tenant,
+            &model.service,
+            &model.staff[0],
+            &model.holidays,
+            &model.clocks[0],
+            first,
+            last,
+        );
+        // Who is asking matters only when a staff member is away: most checks skip the query.
+        let mut explained = cal.explain(starts_at, false);
+        if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))
+            && caller_sees_private(model.tenant_id)?
+        {
+            explained = cal.explain(starts_at, true);
+        }
+        let violations: Vec<serde_json::Value> =
+            explained.into_iter().map(|v| json!({"code": v.rule.code(), "message": v.message})).collect();
+        if span.recording() {
+            span.set("booking.tenant_id", model.tenant_id);
+            span.set("booking.valid", violations.is_empty());
+            let codes: Vec<&str> = violations.iter().filter_map(|v| v["code"].as_str()).collect();
+            span.set("booking.violations", codes.join(","));
+        }
+        Ok(json!({"valid": violations.is_empty(), "violations": violations}))
+    })())
 }
 
 /// `{"valid": bool, "violations": [{"code", "message"}]}` for booking `service_id` with

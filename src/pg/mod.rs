@@ -13,7 +13,8 @@
 //! deadline, always rolled back; `role` acts as another role for a moment; `shmem` holds the
 //! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking;
 //! `guc` sets `search_path` for a piece of work or for the rest of the transaction; `logctx` adds a
-//! line of context (a job, a delivery, a trace) to every message logged while some work runs.
+//! line of context (a job, a delivery, a trace) to every message logged while some work runs;
+//! `loghook` is the one emit_log hook (observers per feature) that sees every ERROR reported.
 
 pub mod bgworker;
 pub mod catalog;
@@ -24,6 +25,7 @@ pub mod guc;
 pub mod json_doc;
 pub mod kept;
 pub mod logctx;
+pub mod loghook;
 pub mod parser;
 pub mod preload;
 pub mod role;

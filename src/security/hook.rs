@@ -18,7 +18,6 @@ use crate::writer;
 
 static mut PREV_NEEDS_HOOK: pg_sys::needs_fmgr_hook_type = None;
 static mut PREV_HOOK: pg_sys::fmgr_hook_type = None;
-static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 
 /// Bits kept in the hook's per-call-site `private` word (zeroed by Postgres).
 const ADMIN: usize = 1;
@@ -45,9 +44,8 @@ pub fn install() {
         PREV_HOOK = pg_sys::fmgr_hook;
         pg_sys::needs_fmgr_hook = Some(needs_hook);
         pg_sys::fmgr_hook = Some(hook);
-        PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
-        pg_sys::emit_log_hook = Some(emit_log);
     }
+    crate::pg::loghook::observe(emit_log);
 }
 
 /// An automatic entry about `booking_admin`, with the request's context, as of now.
@@ -84,15 +82,12 @@ fn record_durably(entry: &AuditEntry) {
     }
 }
 
-#[pg_guard]
-unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
-    // SAFETY: Postgres passes the error being reported; every global read here is set for the
-    // life of the backend, and IsTransactionState guards the catalog lookups of the context.
+/// A refusal for lack of access to schema `booking_admin`, recorded durably (the caller's
+/// transaction is about to roll back).
+fn emit_log(e: &pg_sys::ErrorData) {
+    // SAFETY: every global read here is set for the life of the backend, and IsTransactionState
+    // guards the catalog lookups of the context; the message is the error's own string.
     unsafe {
-        if let Some(prev) = PREV_EMIT_LOG_HOOK {
-            prev(edata);
-        }
-        let e = &*edata;
         if e.elevel != pg_sys::PGERROR as i32
             || e.sqlerrcode != pgrx::PgSqlErrorCode::ERRCODE_INSUFFICIENT_PRIVILEGE as i32
             || e.message.is_null()

@@ -138,34 +138,9 @@ impl Attr for String {
         otlp::Value::String(self)
     }
 }
-impl Attr for &String {
-    fn value(self) -> otlp::Value {
-        otlp::Value::String(self.clone())
-    }
-}
 impl Attr for bool {
     fn value(self) -> otlp::Value {
         otlp::Value::Bool(self)
-    }
-}
-impl Attr for i64 {
-    fn value(self) -> otlp::Value {
-        otlp::Value::Int(self)
-    }
-}
-impl Attr for i32 {
-    fn value(self) -> otlp::Value {
-        otlp::Value::Int(i64::from(self))
-    }
-}
-impl Attr for u32 {
-    fn value(self) -> otlp::Value {
-        otlp::Value::Int(i64::from(self))
-    }
-}
-impl Attr for usize {
-    fn value(self) -> otlp::Value {
-        otlp::Value::Int(self as i64)
     }
 }
 impl Attr for f64 {
@@ -178,6 +153,17 @@ impl Attr for uuid::Uuid {
         otlp::Value::String(self.to_string())
     }
 }
+/// Integers: OTLP's int_value is an i64 (a count larger than that is saturated).
+macro_rules! int_attr {
+    ($($t:ty),*) => {$(
+        impl Attr for $t {
+            fn value(self) -> otlp::Value {
+                otlp::Value::Int(i64::try_from(self).unwrap_or(i64::MAX))
+            }
+        }
+    )*};
+}
+int_attr!(i64, i32, u32, u64, usize);
 
 /// A span open on this process's stack, ended when dropped. Inert when tracing is off.
 #[must_use = "a span ends when it is dropped"]
@@ -278,42 +264,28 @@ pub fn current() -> Option<TraceContext> {
     span::current()
 }
 
-#[cfg(feature = "tracing")]
-static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
-
-/// Asks for the queue's shared memory, registers the exporter and the log hook that tells
+/// Asks for the queue's shared memory, registers the exporter and the log observer that tells
 /// failed spans their SQLSTATE; called from `_PG_init` while preloading.
 pub fn init() {
     #[cfg(feature = "tracing")]
     {
         ARENA.request();
         worker::register();
-        // SAFETY: _PG_init runs before any error can be reported; the previous hook is kept
-        // and called first.
-        unsafe {
-            PREV_EMIT_LOG_HOOK = pg_sys::emit_log_hook;
-            pg_sys::emit_log_hook = Some(emit_log);
-        }
+        crate::pg::loghook::observe(note_error);
     }
 }
 
+/// An ERROR being reported: the spans its rollback ends failed with its SQLSTATE.
 #[cfg(feature = "tracing")]
-#[pg_guard]
-unsafe extern "C-unwind" fn emit_log(edata: *mut pg_sys::ErrorData) {
-    // SAFETY: Postgres passes the error being reported; the previous hook has our contract.
-    unsafe {
-        if let Some(prev) = PREV_EMIT_LOG_HOOK {
-            prev(edata);
-        }
-        let e = &*edata;
-        if e.elevel < pg_sys::PGERROR as i32 || !active() {
-            return;
-        }
-        let message = if e.message.is_null() {
-            String::new()
-        } else {
-            std::ffi::CStr::from_ptr(e.message).to_string_lossy().into_owned()
-        };
-        span::note_error(crate::pg::error::sqlstate_of(e.sqlerrcode), message);
+fn note_error(e: &pg_sys::ErrorData) {
+    if !active() {
+        return;
     }
+    let message = if e.message.is_null() {
+        String::new()
+    } else {
+        // SAFETY: the error's own NUL-terminated message, copied at once.
+        unsafe { std::ffi::CStr::from_ptr(e.message) }.to_string_lossy().into_owned()
+    };
+    span::note_error(crate::pg::error::sqlstate_of(e.sqlerrcode), message);
 }

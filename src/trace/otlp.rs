@@ -150,34 +150,8 @@ pub enum Value {
 pub const FLAG_HAS_IS_REMOTE: u32 = 0x100;
 pub const FLAG_IS_REMOTE: u32 = 0x200;
 
-impl From<&str> for Value {
-    fn from(v: &str) -> Value {
-        Value::String(v.to_owned())
-    }
-}
-impl From<String> for Value {
-    fn from(v: String) -> Value {
-        Value::String(v)
-    }
-}
-impl From<bool> for Value {
-    fn from(v: bool) -> Value {
-        Value::Bool(v)
-    }
-}
-impl From<i64> for Value {
-    fn from(v: i64) -> Value {
-        Value::Int(v)
-    }
-}
-impl From<f64> for Value {
-    fn from(v: f64) -> Value {
-        Value::Double(v)
-    }
-}
-
-pub fn kv(key: &str, value: impl Into<Value>) -> KeyValue {
-    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value.into()) }) }
+pub fn kv(key: &str, value: impl super::Attr) -> KeyValue {
+    KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value.value()) }) }
 }
 
 /// A span as it waits in the queue: its encoding and the resource it belongs to (the

@@ -172,11 +172,23 @@ fn caller_context() -> Option<TraceContext> {
     query.as_deref().and_then(context::from_sql_comment)
 }
 
+/// The caller's context, looked up once per transaction (PostgREST sets its headers per
+/// request, `SET LOCAL` per transaction).
 fn incoming(state: &mut State) -> Option<TraceContext> {
     if state.incoming.is_none() {
         state.incoming = Some(caller_context());
+        hook_transaction(state);
     }
     state.incoming.clone().flatten()
+}
+
+/// Makes sure this transaction's end closes what is open and forgets the caller's context.
+fn hook_transaction(state: &mut State) {
+    if !std::mem::replace(&mut state.hooked, true) {
+        xact::at_commit(end_all_at_commit);
+        xact::at_end(end_all_at_abort);
+        xact::at_subxact_abort(end_rolled_back);
+    }
 }
 
 /// Where a new span hangs.
@@ -240,19 +252,14 @@ pub fn child(parent: &Open, name: &str, kind: SpanKind, start_ns: u64) -> Open {
 pub fn begin(name: String, kind: SpanKind, parent: Parent) -> [u8; 8] {
     database_name();
     let start = now_ns();
-    let (id, hook) = STATE.with(|s| {
+    STATE.with(|s| {
         let mut s = s.borrow_mut();
         let open = plan(&mut s, parent, name, kind, start);
         let id = open.ctx.span_id;
         s.stack.push(open);
-        (id, !std::mem::replace(&mut s.hooked, true))
-    });
-    if hook {
-        xact::at_commit(end_all_at_commit);
-        xact::at_end(end_all_at_abort);
-        xact::at_subxact_abort(end_rolled_back);
-    }
-    id
+        hook_transaction(&mut s);
+        id
+    })
 }
 
 /// Runs `f` on the open span `id`, if it is still open.

@@ -18,7 +18,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{book, connect, salon, Caller, PostgRest};
+use crate::common::{book, connect, salon, Caller, PostgRest, RpcError};
 use crate::receiver::{Answer, Receiver};
 
 /// The receiver process and the file its decoded spans go to, one JSON object a line.
@@ -108,6 +108,15 @@ impl Drop for Off {
     }
 }
 
+/// POST /rpc/create_booking_idempotent as the signed-in customer `user`.
+fn rest_book(rest: &mut PostgRest, user: Uuid, key: &str, booking: Value) -> Result<Value, RpcError> {
+    rest.rpc(
+        &Caller::User(user),
+        "create_booking_idempotent",
+        &[("p_idempotency_key", "text", json!(key)), ("p_booking", "jsonb", booking)],
+    )
+}
+
 fn hex(n: usize) -> String {
     Uuid::new_v4().simple().to_string()[..n].to_string()
 }
@@ -160,13 +169,7 @@ fn a_postgrest_requests_trace_reaches_the_webhook_receiver_through_booking_event
     });
     let booking = json!({"customer_id": s.customer, "staff_id": s.staff[0], "service_id": s.service,
                          "starts_at": "2026-03-03T10:00:00+01:00"});
-    let answer = rest
-        .rpc(
-            &Caller::User(user),
-            "create_booking_idempotent",
-            &[("p_idempotency_key", "text", json!("traced")), ("p_booking", "jsonb", booking)],
-        )
-        .unwrap();
+    let answer = rest_book(&mut rest, user, "traced", booking).unwrap();
     assert_eq!(answer["success"], true, "{answer}");
 
     // The webhook carries a child of the delivery attempt's span, in the browser's trace.
@@ -245,18 +248,12 @@ fn a_postgrest_requests_trace_reaches_the_webhook_receiver_through_booking_event
     // A refusal raised inside the request ends its span as an error with the SQLSTATE.
     let (trace_id, caller_span) = (hex(32), hex(16));
     rest.headers["traceparent"] = json!(format!("00-{trace_id}-{caller_span}-01"));
-    let refused = rest.rpc(
-        &Caller::User(user),
-        "create_booking_idempotent",
-        &[
-            ("p_idempotency_key", "text", json!("missing")),
-            (
-                "p_booking",
-                "jsonb",
-                json!({"customer_id": s.customer, "staff_id": Uuid::new_v4(), "service_id": s.service,
-                                      "starts_at": "2026-03-03T12:00:00+01:00"}),
-            ),
-        ],
+    let refused = rest_book(
+        &mut rest,
+        user,
+        "missing",
+        json!({"customer_id": s.customer, "staff_id": Uuid::new_v4(), "service_id": s.service,
+               "starts_at": "2026-03-03T12:00:00+01:00"}),
     );
     assert_eq!(refused.unwrap_err().code, "PT404");
     let spans =
@@ -268,18 +265,13 @@ fn a_postgrest_requests_trace_reaches_the_webhook_receiver_through_booking_event
 
     // An unsampled caller is followed, not recorded: nothing of its trace is exported, and the
     // webhook still gets its trace (unsampled) to continue.
-    let trace_id = hex(32);
+    let unsampled = hex(32);
+    let trace_id = unsampled.clone();
     rest.headers["traceparent"] = json!(format!("00-{trace_id}-{}-00", hex(16)));
     let before = rx.requests().len();
     let booking = json!({"customer_id": s.customer, "staff_id": s.staff[0], "service_id": s.service,
                          "starts_at": "2026-03-03T14:00:00+01:00"});
-    let answer = rest
-        .rpc(
-            &Caller::User(user),
-            "create_booking_idempotent",
-            &[("p_idempotency_key", "text", json!("unsampled")), ("p_booking", "jsonb", booking)],
-        )
-        .unwrap();
+    let answer = rest_book(&mut rest, user, "unsampled", booking).unwrap();
     assert_eq!(answer["success"], true, "{answer}");
     let got = rx.await_requests(before + 1);
     let header = got[before].headers["traceparent"].clone();
@@ -304,6 +296,8 @@ fn a_postgrest_requests_trace_reaches_the_webhook_receiver_through_booking_event
     assert_eq!(book(&mut c, &s, "from-a-setting", "2026-03-04T10:00:00+01:00")["success"], true);
     c.batch_execute("RESET booking_engine.traceparent").unwrap();
     collector.await_trace(&trace_id, "the session's booking", |s| !named(s, "booking.create").is_empty());
+    // Spans are exported in order: by now the unsampled request's would have arrived.
+    assert!(collector.lines().iter().all(|l| l["trace_id"] != unsampled.as_str()), "nothing of an unsampled trace");
     drop(off);
 }
 
