@@ -5535,7 +5535,8 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
 
 -- Tracing (0.1.1): spans joined to the caller's trace (docs/tracing.md). The events, jobs and
 -- deliveries carry the W3C trace context they were written in; the functions below are the
--- feature files' definitions (sql/events.sql, jobs.sql, delivery.sql, booking.sql) and the Rust
+-- feature files' definitions (sql/events.sql, jobs.sql, delivery.sql, booking.sql,
+-- slot_store.sql) and the Rust
 -- functions pgrx generates for src/trace/api.rs.
 
 ALTER TABLE booking.events ADD COLUMN traceparent text, ADD COLUMN tracestate text;
@@ -6134,4 +6135,44 @@ BEGIN
     PERFORM booking.offer_freed_slot(v_appt);
     RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_internal.find_optimal_slots(p_service_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL,
+                                           p_limit integer DEFAULT 10)
+RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz, confidence_score numeric,
+               booking_density numeric, priority_boost numeric, fit_score numeric, day_open_ratio numeric, slot_type text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant uuid;
+    -- Tracing: a slot reader's span, the store as its source.
+    v_traced boolean := booking_admin.tracing();
+    v_returned bigint;
+BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.slots', jsonb_build_object(
+            'booking.function', 'find_optimal_slots', 'booking.slots.source', 'store',
+            'booking.service_id', p_service_id, 'booking.days', p_to - p_from + 1));
+    END IF;
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 1000' USING ERRCODE = '22023';
+    END IF;
+    -- PT404 for a service or staff member the caller may not see, whether it exists or not.
+    PERFORM booking_internal.require_bookable(p_service_id, p_staff_id);
+    SELECT s.tenant_id INTO v_tenant FROM booking.services s WHERE s.id = p_service_id;
+    PERFORM booking.slot_store_check_range(v_tenant, NULL, p_from, p_to);
+    RETURN QUERY
+        SELECT v.staff_id, v.start_time, v.end_time, v.confidence_score, v.booking_density, v.priority_boost,
+               v.fit_score, v.day_open_ratio, v.slot_type
+        FROM booking.availability_slots_now v
+        WHERE v.service_id = p_service_id AND v.date BETWEEN p_from AND p_to AND v.is_available
+          AND (p_staff_id IS NULL OR v.staff_id = p_staff_id)
+        ORDER BY v.confidence_score DESC, v.start_time, v.staff_id
+        LIMIT p_limit;
+    IF v_traced THEN
+        GET DIAGNOSTICS v_returned = ROW_COUNT;
+        PERFORM booking_admin.trace_end('booking.slots', jsonb_build_object(
+            'booking.tenant_id', v_tenant, 'booking.slots_returned', v_returned));
+    END IF;
 END $$;

@@ -626,7 +626,15 @@ SET search_path = pg_catalog, booking, pg_temp AS $$
 #variable_conflict use_column
 DECLARE
     v_tenant uuid;
+    -- Tracing: a slot reader's span, the store as its source.
+    v_traced boolean := booking_admin.tracing();
+    v_returned bigint;
 BEGIN
+    IF v_traced THEN
+        PERFORM booking_admin.trace_begin('booking.slots', jsonb_build_object(
+            'booking.function', 'find_optimal_slots', 'booking.slots.source', 'store',
+            'booking.service_id', p_service_id, 'booking.days', p_to - p_from + 1));
+    END IF;
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
         RAISE EXCEPTION 'p_limit must be between 1 and 1000' USING ERRCODE = '22023';
     END IF;
@@ -642,6 +650,11 @@ BEGIN
           AND (p_staff_id IS NULL OR v.staff_id = p_staff_id)
         ORDER BY v.confidence_score DESC, v.start_time, v.staff_id
         LIMIT p_limit;
+    IF v_traced THEN
+        GET DIAGNOSTICS v_returned = ROW_COUNT;
+        PERFORM booking_admin.trace_end('booking.slots', jsonb_build_object(
+            'booking.tenant_id', v_tenant, 'booking.slots_returned', v_returned));
+    END IF;
 END $$;
 
 -- An explicit regeneration, for the tenant's own people: recomputes a staff member's

@@ -108,6 +108,9 @@ struct Traced {
     http: Option<trace::Open>,
 }
 
+/// A claimed delivery with the spans of its attempt.
+type TracedClaim = (Option<Traced>, Claimed);
+
 /// What the worker keeps of a claimed delivery until its attempt is recorded.
 #[derive(Default)]
 struct InFlight {
@@ -411,24 +414,23 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         if rows.is_some() || room > 0 {
             report_activity(Some("recording and claiming deliveries"));
             // One transaction records what finished and claims what is due.
-            let outcome =
-                try_in_transaction(|| -> Result<Option<(i32, Vec<(Option<Traced>, Claimed)>)>, pgrx::spi::Error> {
-                    if !extension_installed() {
-                        return Ok(None);
+            let outcome = try_in_transaction(|| -> Result<Option<(i32, Vec<TracedClaim>)>, pgrx::spi::Error> {
+                if !extension_installed() {
+                    return Ok(None);
+                }
+                if let Some(rows) = rows {
+                    let disable_after = gucs::delivery_disable_after_s();
+                    Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
+                    for (channel, outcome, seconds) in &counted {
+                        telemetry::at_commit(&DELIVERY_ATTEMPTS, &[channel, outcome], Change::Add(1));
+                        telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
                     }
-                    if let Some(rows) = rows {
-                        let disable_after = gucs::delivery_disable_after_s();
-                        Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
-                        for (channel, outcome, seconds) in &counted {
-                            telemetry::at_commit(&DELIVERY_ATTEMPTS, &[channel, outcome], Change::Add(1));
-                            telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
-                        }
-                    }
-                    // New events first: their deliveries are claimed in the same transaction.
-                    let fanned = if room > 0 { fan_out()? } else { 0 };
-                    let claimed = if room > 0 { claim(room, threshold, &full)? } else { Vec::new() };
-                    Ok(Some((fanned, claimed.into_iter().map(|c| (traced(&c), c)).collect::<Vec<_>>())))
-                });
+                }
+                // New events first: their deliveries are claimed in the same transaction.
+                let fanned = if room > 0 { fan_out()? } else { 0 };
+                let claimed = if room > 0 { claim(room, threshold, &full)? } else { Vec::new() };
+                Ok(Some((fanned, claimed.into_iter().map(|c| (traced(&c), c)).collect::<Vec<_>>())))
+            });
             match outcome {
                 Ok(Ok(Some((n, c)))) => (fanned, claimed) = (n, c),
                 // The extension is gone from this database.

@@ -34,15 +34,14 @@ impl Drop for Restore {
 /// Runs `f` with `text` as context of every message logged meanwhile.
 pub fn with_context<R>(text: &str, f: impl FnOnce() -> R) -> R {
     let text = CString::new(text.replace('\0', " ")).unwrap_or_default();
-    // SAFETY: a callback on the stack of this frame, removed (by Restore's drop) before the
-    // frame and the text go away; the previous entry is kept as Postgres's own users do.
-    let mut callback = pg_sys::ErrorContextCallback {
-        previous: unsafe { pg_sys::error_context_stack },
-        callback: Some(add_context),
-        arg: text.as_ptr() as *mut c_void,
-    };
-    let _restore = Restore(callback.previous);
-    // SAFETY: as above.
+    // SAFETY: a plain read of the backend's error context stack.
+    let previous = unsafe { pg_sys::error_context_stack };
+    let mut callback =
+        pg_sys::ErrorContextCallback { previous, callback: Some(add_context), arg: text.as_ptr() as *mut c_void };
+    let _restore = Restore(previous);
+    // SAFETY: the callback lives on this frame and is removed (by Restore's drop, also when `f`
+    // unwinds) before the frame and the text go away; the previous entry is kept, as Postgres's
+    // own users of the stack do.
     unsafe { pg_sys::error_context_stack = &mut callback };
     f()
 }
