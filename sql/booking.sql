@@ -135,8 +135,8 @@ BEGIN
                                 p_result ->> 'error', false, p_tenant_id);
     -- The operation's span (opened by its function) ends here with its outcome; a business
     -- refusal is an outcome, not an error.
-    IF booking_admin.tracing() THEN
-        PERFORM booking_admin.trace_end(p_action, jsonb_build_object(
+    IF booking_internal.tracing() THEN
+        PERFORM booking_internal.trace_end(p_action, jsonb_build_object(
             'booking.tenant_id', p_tenant_id, 'booking.operation_id', p_operation_id,
             'booking.appointment_id', p_appointment_id,
             'booking.outcome', CASE WHEN v_success THEN 'succeeded'
@@ -190,10 +190,10 @@ DECLARE
     v_missing text;
     -- Tracing: the operation is a span (ended in finish_operation, or by the rollback of an
     -- error), the write a child span.
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.create', jsonb_build_object('booking.tenant_id', p_tenant_id));
+        PERFORM booking_internal.trace_begin('booking.create', jsonb_build_object('booking.tenant_id', p_tenant_id));
     END IF;
     IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
         RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
@@ -293,7 +293,7 @@ BEGIN
     FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
     IF v_replay IS NOT NULL THEN
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.create', '{"booking.outcome": "replayed"}');
+            PERFORM booking_internal.trace_end('booking.create', '{"booking.outcome": "replayed"}');
         END IF;
         RETURN v_replay;
     END IF;
@@ -310,7 +310,7 @@ BEGIN
     -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
     -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.write', jsonb_build_object('booking.staff_id', v_staff.id,
+        PERFORM booking_internal.trace_begin('booking.write', jsonb_build_object('booking.staff_id', v_staff.id,
                                           'booking.service_id', v_service.id));
     END IF;
     INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
@@ -318,7 +318,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
     RETURNING * INTO v_appt;
     IF v_traced THEN
-        PERFORM booking_admin.trace_end('booking.write', jsonb_build_object('booking.appointment_id', v_appt.id,
+        PERFORM booking_internal.trace_end('booking.write', jsonb_build_object('booking.appointment_id', v_appt.id,
                                         'booking.conflict', v_appt.id IS NULL));
     END IF;
     IF v_appt.id IS NULL THEN
@@ -419,10 +419,10 @@ DECLARE
     v_op uuid;
     v_early jsonb;
     v_check jsonb;
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.reschedule', jsonb_build_object('booking.tenant_id', v_old.tenant_id,
+        PERFORM booking_internal.trace_begin('booking.reschedule', jsonb_build_object('booking.tenant_id', v_old.tenant_id,
                                           'booking.appointment_id', v_old.id));
     END IF;
     IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
@@ -436,7 +436,7 @@ BEGIN
     IF v_early IS NOT NULL THEN
         -- A replay (finish_operation ended the span of any other early result).
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.reschedule', '{"booking.outcome": "replayed"}');
+            PERFORM booking_internal.trace_end('booking.reschedule', '{"booking.outcome": "replayed"}');
         END IF;
         RETURN v_early;
     END IF;
@@ -453,7 +453,7 @@ BEGIN
             'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
     END IF;
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.write');
+        PERFORM booking_internal.trace_begin('booking.write');
     END IF;
     BEGIN
         UPDATE booking.appointments
@@ -462,7 +462,7 @@ BEGIN
         RETURNING * INTO v_new;
     EXCEPTION WHEN exclusion_violation THEN
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": true}');
+            PERFORM booking_internal.trace_end('booking.write', '{"booking.conflict": true}');
         END IF;
         PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
             'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
@@ -470,7 +470,7 @@ BEGIN
             'Time slot conflicts with another appointment', v_op), v_old.id);
     END;
     IF v_traced THEN
-        PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": false}');
+        PERFORM booking_internal.trace_end('booking.write', '{"booking.conflict": false}');
     END IF;
     PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
         'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
@@ -492,10 +492,10 @@ DECLARE
     v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
     v_op uuid;
     v_early jsonb;
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
+        PERFORM booking_internal.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
                                           'booking.appointment_id', v_appt.id));
     END IF;
     SELECT c.operation_id, c.early_result INTO v_op, v_early
@@ -504,19 +504,19 @@ BEGIN
         'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
     IF v_early IS NOT NULL THEN
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
+            PERFORM booking_internal.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
         END IF;
         RETURN v_early;
     END IF;
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.write');
+        PERFORM booking_internal.trace_begin('booking.write');
     END IF;
     UPDATE booking.appointments
     SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
     WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
     RETURNING * INTO v_appt;
     IF v_traced THEN
-        PERFORM booking_admin.trace_end('booking.write');
+        PERFORM booking_internal.trace_end('booking.write');
     END IF;
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,

@@ -5543,50 +5543,55 @@ ALTER TABLE booking.events ADD COLUMN traceparent text, ADD COLUMN tracestate te
 ALTER TABLE booking_admin.jobs ADD COLUMN traceparent text, ADD COLUMN tracestate text;
 ALTER TABLE booking_admin.deliveries ADD COLUMN traceparent text, ADD COLUMN tracestate text;
 
-CREATE  FUNCTION booking_admin."tracing"() RETURNS bool /* bool */
+CREATE  FUNCTION booking_internal."tracing"() RETURNS bool /* bool */
 STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'tracing_wrapper';
 
-CREATE  FUNCTION booking_admin."trace_begin"(
+CREATE  FUNCTION booking_internal."trace_begin"(
 	"p_name" TEXT, /* Option < String > */
-	"p_attributes" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"p_attributes" jsonb DEFAULT NULL, /* Option < JsonDoc > */
 	"p_kind" TEXT DEFAULT 'internal' /* Option < String > */
 ) RETURNS VOID /* Result < (), Report > */
 VOLATILE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'trace_begin_wrapper';
 
-CREATE  FUNCTION booking_admin."trace_end"(
+CREATE  FUNCTION booking_internal."trace_end"(
 	"p_name" TEXT, /* Option < String > */
-	"p_attributes" jsonb DEFAULT NULL, /* Option < JsonB > */
+	"p_attributes" jsonb DEFAULT NULL, /* Option < JsonDoc > */
 	"p_error_type" TEXT DEFAULT NULL, /* Option < String > */
 	"p_error_message" TEXT DEFAULT NULL /* Option < String > */
-) RETURNS void
+) RETURNS VOID /* Result < (), Report > */
 VOLATILE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'trace_end_wrapper';
 
-CREATE  FUNCTION booking_admin."trace_context"() RETURNS TABLE (
+CREATE  FUNCTION booking_internal."trace_context"() RETURNS TABLE (
 	"traceparent" TEXT,  /* Option < String > */
 	"tracestate" TEXT  /* Option < String > */
 )
 STRICT VOLATILE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'trace_context_wrapper';
 
 CREATE  FUNCTION booking_admin."tracing_status"() RETURNS jsonb /* JsonB */
 STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
 LANGUAGE c /* Rust */
 AS 'MODULE_PATHNAME', 'tracing_status_wrapper';
 
--- As finalize.sql leaves every function of booking_admin; operator.sql grants the enqueue
--- functions' helpers and the status.
-REVOKE ALL ON FUNCTION booking_admin.tracing(), booking_admin.trace_begin(text, jsonb, text),
-    booking_admin.trace_end(text, jsonb, text, text), booking_admin.trace_context(), booking_admin.tracing_status()
+-- As finalize.sql leaves every function of booking_internal and booking_admin; operator.sql
+-- grants the enqueue functions' helpers and the status.
+REVOKE ALL ON FUNCTION booking_internal.tracing(), booking_internal.trace_begin(text, jsonb, text),
+    booking_internal.trace_end(text, jsonb, text, text), booking_internal.trace_context(), booking_admin.tracing_status()
 FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION booking_admin.tracing(), booking_admin.trace_context(), booking_admin.tracing_status()
-TO booking_operator;
+GRANT EXECUTE ON FUNCTION booking_admin.tracing_status() TO booking_operator;
+GRANT EXECUTE ON FUNCTION booking_internal.tracing(), booking_internal.trace_context() TO booking_operator;
 
 CREATE OR REPLACE FUNCTION booking.emit_event(p_tenant_id uuid, p_event_type text, p_payload jsonb DEFAULT '{}')
 RETURNS uuid
@@ -5599,19 +5604,19 @@ DECLARE
 BEGIN
     -- With tracing on, the event is sent in a span of its own (a messaging producer span),
     -- whose context the row keeps for the deliveries that continue it.
-    IF booking_admin.tracing() THEN
-        PERFORM booking_admin.trace_begin('send booking.events', jsonb_build_object(
+    IF booking_internal.tracing() THEN
+        PERFORM booking_internal.trace_begin('send booking.events', jsonb_build_object(
             'messaging.system', 'booking_engine', 'messaging.operation.type', 'send',
             'messaging.operation.name', 'send', 'messaging.destination.name', 'booking.events',
             'messaging.message.id', v_id, 'booking.event_type', p_event_type, 'booking.tenant_id', p_tenant_id),
             'producer');
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     INSERT INTO booking.events (id, tenant_id, event_type, payload, traceparent, tracestate)
     VALUES (v_id, p_tenant_id, p_event_type, coalesce(p_payload, '{}'), v_traceparent, v_tracestate);
     PERFORM pg_notify('booking_events', json_build_object('id', v_id, 'type', p_event_type)::text);
     IF v_traceparent IS NOT NULL THEN
-        PERFORM booking_admin.trace_end('send booking.events');
+        PERFORM booking_internal.trace_end('send booking.events');
     END IF;
     RETURN v_id;
 END $$;
@@ -5641,8 +5646,8 @@ BEGIN
     IF p_name IS NULL OR p_handler IS NULL THEN
         RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
     END IF;
-    IF booking_admin.tracing() THEN
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     INSERT INTO booking_admin.jobs (name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
                                     retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
@@ -5680,8 +5685,8 @@ BEGIN
         RAISE EXCEPTION 'jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
             USING ERRCODE = '22023';
     END IF;
-    IF booking_admin.tracing() THEN
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     -- One pass over the array: ids are drawn before the insert so each element knows whether
     -- its row went in, and a malformed element (not an object, no name or handler, a key
@@ -5808,8 +5813,8 @@ DECLARE
     v_tracestate text;
 BEGIN
     -- A test event continues the caller's trace, when there is one.
-    IF booking_admin.tracing() THEN
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at,
                                           traceparent, tracestate)
@@ -5840,8 +5845,8 @@ BEGIN
                                 p_result ->> 'error', false, p_tenant_id);
     -- The operation's span (opened by its function) ends here with its outcome; a business
     -- refusal is an outcome, not an error.
-    IF booking_admin.tracing() THEN
-        PERFORM booking_admin.trace_end(p_action, jsonb_build_object(
+    IF booking_internal.tracing() THEN
+        PERFORM booking_internal.trace_end(p_action, jsonb_build_object(
             'booking.tenant_id', p_tenant_id, 'booking.operation_id', p_operation_id,
             'booking.appointment_id', p_appointment_id,
             'booking.outcome', CASE WHEN v_success THEN 'succeeded'
@@ -5871,10 +5876,10 @@ DECLARE
     v_missing text;
     -- Tracing: the operation is a span (ended in finish_operation, or by the rollback of an
     -- error), the write a child span.
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.create', jsonb_build_object('booking.tenant_id', p_tenant_id));
+        PERFORM booking_internal.trace_begin('booking.create', jsonb_build_object('booking.tenant_id', p_tenant_id));
     END IF;
     IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
         RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
@@ -5974,7 +5979,7 @@ BEGIN
     FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
     IF v_replay IS NOT NULL THEN
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.create', '{"booking.outcome": "replayed"}');
+            PERFORM booking_internal.trace_end('booking.create', '{"booking.outcome": "replayed"}');
         END IF;
         RETURN v_replay;
     END IF;
@@ -5991,7 +5996,7 @@ BEGIN
     -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
     -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.write', jsonb_build_object('booking.staff_id', v_staff.id,
+        PERFORM booking_internal.trace_begin('booking.write', jsonb_build_object('booking.staff_id', v_staff.id,
                                           'booking.service_id', v_service.id));
     END IF;
     INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
@@ -5999,7 +6004,7 @@ BEGIN
     ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
     RETURNING * INTO v_appt;
     IF v_traced THEN
-        PERFORM booking_admin.trace_end('booking.write', jsonb_build_object('booking.appointment_id', v_appt.id,
+        PERFORM booking_internal.trace_end('booking.write', jsonb_build_object('booking.appointment_id', v_appt.id,
                                         'booking.conflict', v_appt.id IS NULL));
     END IF;
     IF v_appt.id IS NULL THEN
@@ -6032,10 +6037,10 @@ DECLARE
     v_op uuid;
     v_early jsonb;
     v_check jsonb;
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.reschedule', jsonb_build_object('booking.tenant_id', v_old.tenant_id,
+        PERFORM booking_internal.trace_begin('booking.reschedule', jsonb_build_object('booking.tenant_id', v_old.tenant_id,
                                           'booking.appointment_id', v_old.id));
     END IF;
     IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
@@ -6049,7 +6054,7 @@ BEGIN
     IF v_early IS NOT NULL THEN
         -- A replay (finish_operation ended the span of any other early result).
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.reschedule', '{"booking.outcome": "replayed"}');
+            PERFORM booking_internal.trace_end('booking.reschedule', '{"booking.outcome": "replayed"}');
         END IF;
         RETURN v_early;
     END IF;
@@ -6066,7 +6071,7 @@ BEGIN
             'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
     END IF;
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.write');
+        PERFORM booking_internal.trace_begin('booking.write');
     END IF;
     BEGIN
         UPDATE booking.appointments
@@ -6075,7 +6080,7 @@ BEGIN
         RETURNING * INTO v_new;
     EXCEPTION WHEN exclusion_violation THEN
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": true}');
+            PERFORM booking_internal.trace_end('booking.write', '{"booking.conflict": true}');
         END IF;
         PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
             'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
@@ -6083,7 +6088,7 @@ BEGIN
             'Time slot conflicts with another appointment', v_op), v_old.id);
     END;
     IF v_traced THEN
-        PERFORM booking_admin.trace_end('booking.write', '{"booking.conflict": false}');
+        PERFORM booking_internal.trace_end('booking.write', '{"booking.conflict": false}');
     END IF;
     PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
         'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
@@ -6103,10 +6108,10 @@ DECLARE
     v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
     v_op uuid;
     v_early jsonb;
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
+        PERFORM booking_internal.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
                                           'booking.appointment_id', v_appt.id));
     END IF;
     SELECT c.operation_id, c.early_result INTO v_op, v_early
@@ -6115,19 +6120,19 @@ BEGIN
         'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
     IF v_early IS NOT NULL THEN
         IF v_traced THEN
-            PERFORM booking_admin.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
+            PERFORM booking_internal.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
         END IF;
         RETURN v_early;
     END IF;
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.write');
+        PERFORM booking_internal.trace_begin('booking.write');
     END IF;
     UPDATE booking.appointments
     SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
     WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
     RETURNING * INTO v_appt;
     IF v_traced THEN
-        PERFORM booking_admin.trace_end('booking.write');
+        PERFORM booking_internal.trace_end('booking.write');
     END IF;
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
@@ -6147,11 +6152,11 @@ SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_tenant uuid;
     -- Tracing: a slot reader's span, the store as its source.
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
     v_returned bigint;
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.slots', jsonb_build_object(
+        PERFORM booking_internal.trace_begin('booking.slots', jsonb_build_object(
             'booking.function', 'find_optimal_slots', 'booking.slots.source', 'store',
             'booking.service_id', p_service_id, 'booking.days', p_to - p_from + 1));
     END IF;
@@ -6172,7 +6177,7 @@ BEGIN
         LIMIT p_limit;
     IF v_traced THEN
         GET DIAGNOSTICS v_returned = ROW_COUNT;
-        PERFORM booking_admin.trace_end('booking.slots', jsonb_build_object(
+        PERFORM booking_internal.trace_end('booking.slots', jsonb_build_object(
             'booking.tenant_id', v_tenant, 'booking.slots_returned', v_returned));
     END IF;
 END $$;

@@ -370,8 +370,8 @@ DECLARE
     v_tracestate text;
 BEGIN
     -- A test event continues the caller's trace, when there is one.
-    IF booking_admin.tracing() THEN
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at,
                                           traceparent, tracestate)

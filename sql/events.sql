@@ -31,19 +31,19 @@ DECLARE
 BEGIN
     -- With tracing on, the event is sent in a span of its own (a messaging producer span),
     -- whose context the row keeps for the deliveries that continue it.
-    IF booking_admin.tracing() THEN
-        PERFORM booking_admin.trace_begin('send booking.events', jsonb_build_object(
+    IF booking_internal.tracing() THEN
+        PERFORM booking_internal.trace_begin('send booking.events', jsonb_build_object(
             'messaging.system', 'booking_engine', 'messaging.operation.type', 'send',
             'messaging.operation.name', 'send', 'messaging.destination.name', 'booking.events',
             'messaging.message.id', v_id, 'booking.event_type', p_event_type, 'booking.tenant_id', p_tenant_id),
             'producer');
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     INSERT INTO booking.events (id, tenant_id, event_type, payload, traceparent, tracestate)
     VALUES (v_id, p_tenant_id, p_event_type, coalesce(p_payload, '{}'), v_traceparent, v_tracestate);
     PERFORM pg_notify('booking_events', json_build_object('id', v_id, 'type', p_event_type)::text);
     IF v_traceparent IS NOT NULL THEN
-        PERFORM booking_admin.trace_end('send booking.events');
+        PERFORM booking_internal.trace_end('send booking.events');
     END IF;
     RETURN v_id;
 END $$;

@@ -143,8 +143,8 @@ BEGIN
     IF p_name IS NULL OR p_handler IS NULL THEN
         RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
     END IF;
-    IF booking_admin.tracing() THEN
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     INSERT INTO booking_admin.jobs (name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
                                     retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
@@ -187,8 +187,8 @@ BEGIN
         RAISE EXCEPTION 'jobs must be a JSON array of objects, not %', coalesce(jsonb_typeof(p_jobs), 'NULL')
             USING ERRCODE = '22023';
     END IF;
-    IF booking_admin.tracing() THEN
-        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_admin.trace_context() t;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
     -- One pass over the array: ids are drawn before the insert so each element knows whether
     -- its row went in, and a malformed element (not an object, no name or handler, a key

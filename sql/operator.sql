@@ -30,9 +30,8 @@ GRANT EXECUTE ON FUNCTION
     -- The job queue as a producer and its dead-letter queue.
     booking_admin.enqueue_job, booking_admin.enqueue_jobs, booking_admin.random_uuids,
     booking_admin.wake_workers_at_commit, booking_admin.job_stats,
-    -- What the enqueue functions call to carry the caller's trace into the job, and the
-    -- exporter's state.
-    booking_admin.tracing, booking_admin.trace_context, booking_admin.tracing_status,
+    -- The exporter's state.
+    booking_admin.tracing_status,
     booking_admin.dead_letter_jobs, booking_admin.process_dead_letter, booking_admin.worker_status,
     -- The scheduler's state and settings (not the function it calls).
     booking_admin.scheduler_status, booking_admin.scheduler_job, booking_admin.maintenance_history,
@@ -45,3 +44,6 @@ GRANT INSERT, DELETE ON booking_admin.jobs TO booking_operator;
 -- process_dead_letter's requeue; handler, payload and the identity columns stay read-only.
 GRANT UPDATE (status, retry_count, scheduled_at, completed_at, updated_at) ON booking_admin.jobs TO booking_operator;
 GRANT UPDATE (delay_ms, max_retries, timeout_ms, enabled, next_run_at) ON booking_admin.scheduler_job_info TO booking_operator;
+-- What enqueue_job and enqueue_jobs call (as their caller) to carry the caller's trace into the
+-- job.
+GRANT EXECUTE ON FUNCTION booking_internal.tracing(), booking_internal.trace_context() TO booking_operator;

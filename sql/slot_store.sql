@@ -627,11 +627,11 @@ SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_tenant uuid;
     -- Tracing: a slot reader's span, the store as its source.
-    v_traced boolean := booking_admin.tracing();
+    v_traced boolean := booking_internal.tracing();
     v_returned bigint;
 BEGIN
     IF v_traced THEN
-        PERFORM booking_admin.trace_begin('booking.slots', jsonb_build_object(
+        PERFORM booking_internal.trace_begin('booking.slots', jsonb_build_object(
             'booking.function', 'find_optimal_slots', 'booking.slots.source', 'store',
             'booking.service_id', p_service_id, 'booking.days', p_to - p_from + 1));
     END IF;
@@ -652,7 +652,7 @@ BEGIN
         LIMIT p_limit;
     IF v_traced THEN
         GET DIAGNOSTICS v_returned = ROW_COUNT;
-        PERFORM booking_admin.trace_end('booking.slots', jsonb_build_object(
+        PERFORM booking_internal.trace_end('booking.slots', jsonb_build_object(
             'booking.tenant_id', v_tenant, 'booking.slots_returned', v_returned));
     END IF;
 END $$;

@@ -110,8 +110,8 @@ extension_sql_file!(
         admin::api::booking_admin::check_admin_sql,
         admin::query_api::booking_admin::execute_explain_query,
         admin::query_api::booking_admin::analyze_query,
-        trace::api::booking_admin::tracing,
-        trace::api::booking_admin::trace_context,
+        trace::api::booking_internal::tracing,
+        trace::api::booking_internal::trace_context,
         trace::api::booking_admin::tracing_status,
     ]
 );

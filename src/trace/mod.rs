@@ -12,8 +12,8 @@
 //! drop(span);                                                    // ends it
 //! ```
 //!
-//! From SQL, `booking_admin.trace_begin(name, attributes)` and `trace_end(name, ...)` do the
-//! same for PL/pgSQL; `booking_admin.trace_context()` is the context to carry in a row. A
+//! From SQL, `booking_internal.trace_begin(name, attributes)` and `trace_end(name, ...)` do the
+//! same for PL/pgSQL; `booking_internal.trace_context()` is the context to carry in a row. A
 //! span left open by an error ends when its (sub)transaction rolls back, failed with the
 //! error's SQLSTATE.
 //!
