@@ -303,7 +303,7 @@ fn export(agent: &ureq::Agent, cfg: &mut Option<Config>, body: &[u8]) -> (Outcom
         let Some(c) = cfg.as_ref() else {
             return (Outcome::Refused("tracing was turned off".into()), String::new());
         };
-        let shown = c.shown.clone();
+        let (url, shown) = (c.url.clone(), c.shown.clone());
         let outcome = post(agent, c, body);
         let Outcome::Retry { after_ms, .. } = &outcome else { return (outcome, shown) };
         if attempt >= ATTEMPTS {
@@ -314,6 +314,13 @@ fn export(agent: &ureq::Agent, cfg: &mut Option<Config>, body: &[u8]) -> (Outcom
         while Instant::now() < until {
             if wait_reloaded((until - Instant::now()).as_millis() as i64) {
                 *cfg = config();
+                // The operator pointed the exporter elsewhere (or turned it off): the old
+                // endpoint's backoff says nothing about the new one, which gets the batch at
+                // once and all its attempts.
+                if cfg.as_ref().map(|c| &c.url) != Some(&url) {
+                    attempt = 0;
+                    break;
+                }
             }
         }
         attempt += 1;
