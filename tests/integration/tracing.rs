@@ -414,17 +414,25 @@ fn a_dead_collector_loses_spans_counted_and_never_fails_a_booking() {
         let answer = book(&mut c, &s, &format!("dead-{i}"), &format!("2026-03-05T{hour:02}:00:00+01:00"));
         assert_eq!(answer["success"], true, "{answer}");
     }
-    // More spans than the queue holds while the exporter is stuck retrying: the rest are
-    // dropped at once, and the statement completes.
+    // Slot readers' spans while the exporter is stuck retrying, and then more spans than the
+    // queue holds, made faster than a retrying exporter can drain a batch (it holds one batch
+    // through about 15 s of backoff): the rest are dropped at once, and the statements complete.
     let n: i64 = c
         .query_one(
-            "SELECT count(*) FROM generate_series(1, 6000) g,
+            "SELECT count(*) FROM generate_series(1, 200) g,
                  LATERAL booking.get_available_slots($1, '2026-03-06'::date + g % 2, '2026-03-06'::date + g % 2) s",
             &[&s.service],
         )
         .unwrap()
         .get(0);
     assert!(n > 0);
+    c.batch_execute(
+        "DO $$ BEGIN FOR i IN 1..6000 LOOP
+             PERFORM booking_internal.trace_begin('fill');
+             PERFORM booking_internal.trace_end('fill');
+         END LOOP; END $$",
+    )
+    .unwrap();
     assert!(dropped(&mut c, "queue_full") > full_before, "the full queue's spans are counted");
     // The batches the exporter held are given up after its retries, and counted too.
     let start = Instant::now();
