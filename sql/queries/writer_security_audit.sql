@@ -2,4 +2,4 @@
 -- again after a writer crashed between its commit and freeing the slot is skipped by its id.
 INSERT INTO booking_admin.security_audit_log
 SELECT * FROM jsonb_populate_recordset(NULL::booking_admin.security_audit_log, $1)
-ON CONFLICT (id) DO NOTHING
+ON CONFLICT (id, created_at) DO NOTHING
