@@ -11,9 +11,12 @@
 -- * booking.global_policies (rows of no tenant) becomes a reference table, copied to every node;
 -- * the booking_admin tables (job queue, scheduler, audit logs, tuner, security rules) stay
 --   local tables of the coordinator, whose background workers alone run jobs and maintenance.
---   Their only link to a distributed table, jobs.tenant_id's foreign key to tenants, is dropped
---   (PostgreSQL cannot check a local table against a distributed one); jobs of a deleted
---   tenant are no longer deleted with it.
+--   Their links to a distributed table, the foreign keys of jobs, delivery endpoints, message
+--   templates and freeze windows to tenants, are dropped (PostgreSQL cannot check a local table
+--   against a distributed one); those rows of a deleted tenant are no longer deleted with it.
+-- * booking.events is partitioned by month (sql/partitions.sql): Citus distributes its
+--   partitions with it, and the coordinator's partition-maintenance creates and drops them
+--   (and maintains each worker's own partitioned tables, its audit log).
 -- * the read policies with caller lookups (customers, appointments, booking_operations,
 --   waitlist) are dropped, see below: on a cluster applications read through the functions.
 -- * the application RPCs that name their tenant become distributed functions with that tenant
@@ -125,6 +128,7 @@ BEGIN
     ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
     ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT IF EXISTS delivery_endpoints_tenant_id_fkey;
     ALTER TABLE booking_admin.message_templates DROP CONSTRAINT IF EXISTS message_templates_tenant_id_fkey;
+    ALTER TABLE booking_admin.freeze_windows DROP CONSTRAINT IF EXISTS freeze_windows_tenant_id_fkey;
     -- Citus refuses row-level security policies with subqueries on distributed tables, and a
     -- policy's caller lookup would be a nested distributed query on the worker anyway. The
     -- read policies go; row-level security stays enabled, so these tables are readable only
