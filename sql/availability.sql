@@ -3,7 +3,7 @@
 -- the tenant's own people), the same answer either way. Returns the service id, so that callers
 -- can make the real work depend on it (it runs after the check). SECURITY DEFINER: staff rows
 -- are not readable by applications.
-CREATE FUNCTION booking.require_bookable(p_service_id uuid, p_staff_id uuid DEFAULT NULL) RETURNS uuid
+CREATE FUNCTION booking_internal.require_bookable(p_service_id uuid, p_staff_id uuid DEFAULT NULL) RETURNS uuid
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -15,7 +15,7 @@ BEGIN
         RAISE EXCEPTION 'service_id must not be NULL' USING ERRCODE = '22023';
     END IF;
     SELECT * INTO v_service FROM booking.services WHERE id = p_service_id;
-    v_insider := FOUND AND (booking.caller_is_operator() OR v_service.tenant_id = ANY (booking.caller_staff_tenant_ids()));
+    v_insider := FOUND AND booking.caller_is_insider(v_service.tenant_id);
     IF NOT FOUND OR NOT (v_service.is_active OR v_insider) THEN
         RAISE EXCEPTION 'service % does not exist', p_service_id USING ERRCODE = 'PT404';
     END IF;
@@ -34,7 +34,7 @@ END $$;
 -- end (default: start + the service's duration) and an appointment to leave out of the conflict
 -- check. Time-off reasons and holiday names only for the tenant's own people. SECURITY DEFINER
 -- so that the engine (booking.slot_violations) needs no grant of its own.
-CREATE FUNCTION booking.rpc_validate_appointment_slot(
+CREATE FUNCTION booking_internal.rpc_validate_appointment_slot(
     p_staff_id uuid, p_service_id uuid, p_starts_at timestamptz,
     p_ends_at timestamptz DEFAULT NULL, p_exclude_appointment_id uuid DEFAULT NULL)
 RETURNS jsonb
@@ -44,7 +44,7 @@ BEGIN
     IF p_staff_id IS NULL THEN
         RAISE EXCEPTION 'p_staff_id must not be NULL' USING ERRCODE = '22023';
     END IF;
-    RETURN booking.slot_violations(p_staff_id, booking.require_bookable(p_service_id, p_staff_id), p_starts_at,
+    RETURN booking.slot_violations(p_staff_id, booking_internal.require_bookable(p_service_id, p_staff_id), p_starts_at,
                                    p_ends_at, p_exclude_appointment_id);
 END $$;
 
@@ -54,18 +54,20 @@ CREATE FUNCTION booking.validate_appointment_timing(p_staff_id uuid, p_service_i
 RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.rpc_validate_appointment_slot(p_staff_id, p_service_id, p_starts_at)
+    SELECT booking_internal.rpc_validate_appointment_slot(p_staff_id, p_service_id, p_starts_at)
 $$;
 
--- Every bookable slot, as rows. A plain SQL function, so that the planner inlines it into the
--- caller's query; the work (and the SECURITY DEFINER read) is in available_slot_arrays.
+-- Every bookable slot, as rows. The work (and the SECURITY DEFINER read) is in
+-- booking_internal.available_slot_arrays; its search_path is pinned like every function's
+-- (which keeps the planner from inlining it: the arrays it unnests are the cost anyway).
 CREATE FUNCTION booking.get_available_slots(service_id uuid, from_date date, to_date date, staff_id uuid DEFAULT NULL)
 RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz)
 LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp
 AS $$
     SELECT s.staff_id, s.starts_at, s.ends_at
-    FROM booking.require_bookable($1, $4) v,
-         booking.available_slot_arrays(v, $2, $3, $4) a,
+    FROM booking_internal.require_bookable($1, $4) v,
+         booking_internal.available_slot_arrays(v, $2, $3, $4) a,
          unnest(a.staff_ids, a.starts, a.ends) WITH ORDINALITY AS s (staff_id, starts_at, ends_at, n)
     ORDER BY s.n
 $$;
@@ -89,7 +91,7 @@ COMMENT ON FUNCTION booking.rpc_get_available_slots_enhanced(date, uuid, uuid) I
 -- with every read filtered by the tenant: on Citus a distributed function (p_tenant_id is its
 -- distribution argument) that runs entirely on the worker holding the tenant. A service or
 -- staff member of another tenant does not exist here (PT404), nor one the caller may not see.
-CREATE FUNCTION booking.get_tenant_available_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_staff_id uuid DEFAULT NULL)
+CREATE FUNCTION booking_internal.get_tenant_available_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_staff_id uuid DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
 SET search_path = pg_catalog, booking, pg_temp AS $$

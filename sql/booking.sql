@@ -34,13 +34,13 @@ SELECT pg_catalog.pg_extension_config_dump('booking.booking_operations', '');
 
 CREATE POLICY booking_operations_read ON booking.booking_operations FOR SELECT
     USING ((SELECT booking.caller_is_operator())
-           OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
-           OR tenant_id = ANY ((SELECT booking.caller_staff_tenant_ids())::uuid[]));
+           OR customer_id = ANY ((SELECT booking_internal.caller_customer_ids())::uuid[])
+           OR tenant_id = ANY ((SELECT booking_internal.caller_staff_tenant_ids())::uuid[]));
 GRANT SELECT ON booking.booking_operations TO PUBLIC;
 
 -- The only status changes an appointment may make; everything else is refused (SQLSTATE 55000).
 CREATE FUNCTION booking.status_transition_allowed(p_from text, p_to text) RETURNS boolean
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT (p_from, p_to) IN (
         ('pending', 'confirmed'), ('pending', 'cancelled'), ('pending', 'expired'),
         ('confirmed', 'active'), ('confirmed', 'cancelled'), ('confirmed', 'no_show'),
@@ -138,32 +138,29 @@ END $$;
 REVOKE ALL ON FUNCTION booking.finish_operation(text, uuid, uuid, jsonb, uuid) FROM PUBLIC;
 
 CREATE FUNCTION booking.appointment_json(a booking.appointments) RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE AS $$
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT to_jsonb(a) - 'blocked'
 $$;
 
 CREATE FUNCTION booking.policy_failure(p_code text, p_error text, p_operation_id uuid, p_details jsonb DEFAULT '{}')
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object('success', false, 'code', p_code, 'error', p_error,
                               'details', p_details, 'operation_id', p_operation_id)
 $$;
 
--- Books an appointment. p_booking: {customer_id, staff_id, service_id, starts_at, ends_at?,
--- price?, notes?, status? ('pending' | 'confirmed', default 'confirmed')}. ends_at and price
--- default to the service's; only the tenant's staff and operators may set others.
-CREATE FUNCTION booking.create_booking_idempotent(p_idempotency_key text, p_booking jsonb) RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.create_tenant_booking(NULL, p_idempotency_key, p_booking)
-$$;
-
--- The same, within one tenant: every row it reads or writes is the tenant's, looked up by the
--- tenant too, so that on Citus the call runs entirely on the worker holding the tenant (it is a
--- distributed function with p_tenant_id as its distribution argument). A service, staff member
--- or customer of another tenant does not exist here (PT404). p_tenant_id NULL: the service's
--- tenant, as create_booking_idempotent.
-CREATE FUNCTION booking.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+-- Books an appointment within one tenant (the implementation of booking.create_tenant_booking
+-- and, with p_tenant_id NULL, of booking.create_booking_idempotent; sql/api.sql). p_booking:
+-- {customer_id, staff_id, service_id, starts_at, ends_at?, price?, notes?, status? ('pending' |
+-- 'confirmed')}. ends_at and price default to the service's; only the tenant's people other than
+-- receptionists may set others. status defaults to 'confirmed' when the tenant's people book,
+-- and to the tenant's customer_booking_status (confirmed unless the tenant wants to confirm
+-- bookings itself) when a customer books; a customer asking for 'confirmed' where the tenant
+-- confirms itself is refused. Every row it reads or writes is the tenant's, looked up by the
+-- tenant too, so that on Citus the call runs entirely on the worker holding the tenant. A
+-- service, staff member or customer of another tenant does not exist here (PT404). p_tenant_id
+-- NULL: the service's tenant.
+CREATE FUNCTION booking_internal.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -173,7 +170,9 @@ DECLARE
     v_starts timestamptz;
     v_ends timestamptz;
     v_price numeric;
-    v_status text := coalesce(p_booking ->> 'status', 'confirmed');
+    v_status text := p_booking ->> 'status';
+    -- The caller's role in the service's tenant (NULL: a customer or an anonymous caller).
+    v_role text;
     v_request jsonb;
     v_op uuid;
     v_replay jsonb;
@@ -189,7 +188,7 @@ BEGIN
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
     END IF;
-    IF v_status NOT IN ('pending', 'confirmed') THEN
+    IF v_status IS NOT NULL AND v_status NOT IN ('pending', 'confirmed') THEN
         RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
     END IF;
     -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
@@ -201,7 +200,10 @@ BEGIN
     ELSE
         SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
     END IF;
-    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
+    IF FOUND THEN
+        v_role := booking_internal.caller_tenant_role(v_service.tenant_id);
+    END IF;
+    IF NOT FOUND OR NOT (v_service.is_active OR v_role IS NOT NULL) THEN
         PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
                                format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
@@ -210,9 +212,8 @@ BEGIN
     ELSE
         SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
     END IF;
-    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id
-                          AND (v_staff.is_active OR booking.caller_is_insider(v_service.tenant_id)))
-                         OR booking.caller_is_operator()) THEN
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
+                         OR v_role = 'operator') THEN
         PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
                                format('staff member %s does not exist', p_booking ->> 'staff_id'));
     END IF;
@@ -240,19 +241,32 @@ BEGIN
     IF v_price < 0 THEN
         RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
     END IF;
-    -- Length and price are the service's for customers and anonymous callers: only the tenant's
-    -- own people may book a different end or price. A mismatch is refused, never ignored, so a
-    -- client learns its request was not what it will get.
-    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+    -- Length and price are the service's for customers, anonymous callers and receptionists:
+    -- only the tenant's other people may book a different end or price. A mismatch is refused,
+    -- never ignored, so a client learns its request was not what it will get.
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
         PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
                                format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
                                       v_service.duration_minutes));
     END IF;
-    IF v_price <> v_service.price AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+    IF v_price <> v_service.price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
         PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
                                format('price must be the service''s price %s; only the tenant''s staff may set another price',
                                       v_service.price));
     END IF;
+    -- A booking the tenant's people make is confirmed unless they say otherwise; a customer's
+    -- starts as the tenant says (customer_booking_status), and a customer may not confirm what
+    -- the tenant wants to confirm itself.
+    IF v_role IS NULL AND coalesce(v_status, 'confirmed') = 'confirmed' THEN
+        IF (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = v_service.tenant_id) = 'pending' THEN
+            IF v_status = 'confirmed' THEN
+                PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                       'this tenant confirms bookings itself: a customer''s booking starts as pending');
+            END IF;
+            v_status := 'pending';
+        END IF;
+    END IF;
+    v_status := coalesce(v_status, 'confirmed');
 
     -- The canonical request: the same booking however its JSON was spelled.
     v_request := jsonb_build_object(
@@ -348,7 +362,7 @@ CREATE FUNCTION booking.start_change(
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_hours numeric := (booking.policy_value(p_appt.tenant_id, p_deadline_policy))::numeric;
+    v_hours numeric := (booking.policy_value(p_appt.tenant_id, p_deadline_policy, p_appt.service_id, p_appt.staff_id))::numeric;
     v_deadline timestamptz := p_appt.starts_at - make_interval(secs => v_hours * 3600);
 BEGIN
     IF p_key IS NOT NULL THEN
@@ -371,17 +385,10 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking.start_change(booking.appointments, text, text, jsonb, text, text, text) FROM PUBLIC;
 
-CREATE FUNCTION booking.reschedule_appointment(p_appointment_id uuid, p_new_starts_at timestamptz, p_idempotency_key text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.reschedule_tenant_appointment(NULL, p_appointment_id, p_new_starts_at, p_idempotency_key)
-$$;
-
--- The same within one tenant (on Citus a distributed function, p_tenant_id its distribution
--- argument): an appointment of another tenant does not exist here (PT404). p_tenant_id NULL:
--- the appointment's own tenant, as reschedule_appointment.
-CREATE FUNCTION booking.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+-- Moves an appointment within one tenant (behind booking.reschedule_tenant_appointment and,
+-- with p_tenant_id NULL, booking.reschedule_appointment): an appointment of another tenant does
+-- not exist here (PT404). p_tenant_id NULL: the appointment's own tenant.
+CREATE FUNCTION booking_internal.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
                                                       p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -390,7 +397,7 @@ DECLARE
     v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule', false, p_tenant_id);
     v_new booking.appointments;
     v_new_ends timestamptz;
-    v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules'))::numeric;
+    v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules', v_old.service_id, v_old.staff_id))::numeric;
     v_op uuid;
     v_early jsonb;
     v_check jsonb;
@@ -438,16 +445,9 @@ BEGIN
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_new)), v_new.id);
 END $$;
 
-CREATE FUNCTION booking.cancel_appointment(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.cancel_tenant_appointment(NULL, p_appointment_id, p_reason, p_idempotency_key)
-$$;
-
--- The same within one tenant (a distributed function on Citus); PT404 for another tenant's
--- appointment. p_tenant_id NULL: as cancel_appointment.
-CREATE FUNCTION booking.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+-- Cancels an appointment within one tenant (behind booking.cancel_tenant_appointment and, with
+-- p_tenant_id NULL, booking.cancel_appointment); PT404 for another tenant's appointment.
+CREATE FUNCTION booking_internal.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
                                                   p_idempotency_key text DEFAULT NULL)
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
@@ -508,7 +508,7 @@ $$;
 REVOKE ALL ON FUNCTION booking.staff_step_refused(text, booking.appointments, text, text) FROM PUBLIC;
 
 -- pending -> confirmed. Already confirmed (or further on: active, completed): unchanged.
-CREATE FUNCTION booking.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
+CREATE FUNCTION booking_internal.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -526,7 +526,7 @@ END $$;
 
 -- Records the customer's arrival (checked_in_at), which keeps the no-show sweep away. For
 -- confirmed and active appointments; the status itself moves on with the clock (activate-due).
-CREATE FUNCTION booking.check_in_appointment(p_appointment_id uuid) RETURNS jsonb
+CREATE FUNCTION booking_internal.check_in_appointment(p_appointment_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -544,7 +544,7 @@ END $$;
 
 -- active -> completed, or early: a checked-in confirmed appointment goes confirmed -> active ->
 -- completed (the two steps the transition rules allow).
-CREATE FUNCTION booking.complete_appointment(p_appointment_id uuid) RETURNS jsonb
+CREATE FUNCTION booking_internal.complete_appointment(p_appointment_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -568,7 +568,7 @@ BEGIN
 END $$;
 
 -- confirmed/active -> no_show, once the appointment has started and only without a check-in.
-CREATE FUNCTION booking.mark_no_show(p_appointment_id uuid) RETURNS jsonb
+CREATE FUNCTION booking_internal.mark_no_show(p_appointment_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE

@@ -2534,6 +2534,3005 @@ BEGIN
     RETURN to_jsonb(v_row);
 END $$;
 
+-- Tenants that run themselves over RPC, and an API that passes Supabase's Security Advisor.
+-- The implementations of the application functions move to booking_internal (dropped from
+-- booking and created there; the caller helpers, which row-level security policies use, are
+-- moved so that the policies follow), schema booking gets SECURITY INVOKER entry points of the
+-- same names and signatures (sql/api.sql), every function pins its search_path, and the new
+-- members, invitations, self-administration functions and scoped policies are created as
+-- sql/access.sql, sql/tenants.sql, sql/schema.sql, sql/portal.sql and sql/delivery.sql do. On a
+-- Citus cluster run SELECT booking_admin.distribute_tables() again afterwards: it distributes
+-- the new tables and registers the entry points as the distributed functions.
+CREATE SCHEMA booking_internal;
+REVOKE ALL ON SCHEMA booking_internal FROM PUBLIC;
+GRANT USAGE ON SCHEMA booking_internal TO PUBLIC;
+
+-- Tables.
+ALTER TABLE booking.tenants
+    ADD COLUMN customer_booking_status text NOT NULL DEFAULT 'confirmed' CHECK (customer_booking_status IN ('pending', 'confirmed')),
+    ADD COLUMN staff_manage_own_schedule boolean NOT NULL DEFAULT false;
+ALTER TABLE booking.booking_policies
+    ADD COLUMN service_id uuid,
+    ADD COLUMN staff_id uuid,
+    ADD CONSTRAINT booking_policies_one_scope CHECK (service_id IS NULL OR staff_id IS NULL),
+    DROP CONSTRAINT booking_policies_tenant_id_policy_key_key,
+    ADD CONSTRAINT booking_policies_scope_key UNIQUE NULLS NOT DISTINCT (tenant_id, policy_key, service_id, staff_id),
+    ADD FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE,
+    ADD FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE;
+CREATE INDEX booking_policies_service_idx ON booking.booking_policies (service_id) WHERE service_id IS NOT NULL;
+CREATE INDEX booking_policies_staff_idx ON booking.booking_policies (staff_id) WHERE staff_id IS NOT NULL;
+COMMENT ON TABLE booking.booking_policies IS
+    'A tenant''s own policies, for the whole tenant, one service (service_id) or one staff member (staff_id). Precedence for a booking of a staff member and service: the staff member''s row, the service''s, the tenant''s, a global row (booking.global_policies), the builtin default.';
+ALTER TABLE booking.slot_store_settings ADD COLUMN policy_overrides jsonb NOT NULL DEFAULT '{}';
+COMMENT ON TABLE booking.slot_store_settings IS
+    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s own policies, NULL when it has none, policy_overrides its staff members'' and services'' (maintained, not set).';
+
+CREATE TABLE booking.tenant_members (
+    tenant_id  uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    user_id    uuid NOT NULL,
+    role       text NOT NULL CHECK (role IN ('owner', 'manager', 'receptionist', 'staff')),
+    -- The member who invited them (NULL: the tenant's creator, or an operator).
+    invited_by uuid,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, user_id)
+);
+-- A user's tenants (booking.my_tenants, the caller helpers below).
+CREATE INDEX tenant_members_user_idx ON booking.tenant_members (user_id);
+CREATE TRIGGER tenant_members_touch BEFORE UPDATE ON booking.tenant_members
+    FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+SELECT pg_catalog.pg_extension_config_dump('booking.tenant_members', '');
+ALTER TABLE booking.tenant_members ENABLE ROW LEVEL SECURITY;
+
+-- The caller helpers move with the row-level security policies that use them.
+ALTER FUNCTION booking.caller_customer_ids() SET SCHEMA booking_internal;
+ALTER FUNCTION booking.caller_staff_tenant_ids() SET SCHEMA booking_internal;
+ALTER FUNCTION booking.caller_is_staff_of(uuid) SET SCHEMA booking_internal;
+ALTER FUNCTION booking.caller_is_customer(uuid, uuid) SET SCHEMA booking_internal;
+
+-- The other implementations, and the functions whose signature changes, are made anew.
+DROP FUNCTION booking.create_booking_idempotent(text, jsonb), booking.create_tenant_booking(uuid, text, jsonb),
+    booking.reschedule_appointment(uuid, timestamptz, text), booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking.cancel_appointment(uuid, text, text), booking.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking.confirm_appointment(uuid), booking.check_in_appointment(uuid), booking.complete_appointment(uuid),
+    booking.mark_no_show(uuid), booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb),
+    booking.remove_from_waitlist(uuid), booking.require_bookable(uuid, uuid),
+    booking.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking.get_tenant_available_slots(uuid, date, uuid, uuid), booking.find_optimal_slots(uuid, date, date, uuid, integer),
+    booking.generate_availability_slots(uuid, date, date), booking.book_slot(uuid, uuid, timestamptz, uuid, text, text),
+    booking.release_slot(uuid, text, text), booking.get_booking_page(uuid), booking.register_customer(uuid, text, text, text),
+    booking.available_slot_arrays(uuid, date, date, uuid), booking.policy_value(uuid, text),
+    booking_admin.execute_admin_sql(text, boolean), booking_admin.check_admin_sql(text, boolean),
+    booking_admin.execute_explain_query(text, boolean), booking_admin.analyze_query(text),
+    booking_admin.perform_tuning_cycle(), booking_admin.evaluate_security_rules(),
+    booking_admin.check_event_types(text[]), booking_admin.endpoint_json(booking_admin.delivery_endpoints),
+    booking_admin.check_endpoint_limits(text, text), booking_admin.generate_webhook_secret(),
+    booking_admin.check_webhook_secret(text), booking_admin.check_endpoint_url(text, text), booking_admin.check_template(text);
+
+-- Functions in Rust, as pgrx creates them in a fresh install.
+CREATE  FUNCTION booking_internal."available_slot_arrays"(
+	"service_id" uuid, /* Option < PgUuid > */
+	"from_date" date, /* Option < Date > */
+	"to_date" date, /* Option < Date > */
+	"staff_id" uuid DEFAULT NULL /* Option < PgUuid > */
+) RETURNS TABLE (
+	"staff_ids" uuid[],  /* Vec < PgUuid > */
+	"starts" timestamp with time zone[],  /* Vec < TimestampWithTimeZone > */
+	"ends" timestamp with time zone[]  /* Vec < TimestampWithTimeZone > */
+)
+STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path TO pg_catalog, @extschema@, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'available_slot_arrays_wrapper';
+
+CREATE  FUNCTION booking_internal."new_invitation_token"(
+	"p_tenant_id" uuid, /* PgUuid */
+	"p_invitation_id" uuid /* PgUuid */
+) RETURNS TABLE (
+	"token" TEXT,  /* String */
+	"token_hash" bytea  /* Vec < u8 > */
+)
+STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'new_invitation_token_wrapper';
+
+CREATE  FUNCTION booking_internal."parse_invitation_token"(
+	"p_token" TEXT /* & str */
+) RETURNS TABLE (
+	"tenant_id" uuid,  /* PgUuid */
+	"invitation_id" uuid,  /* PgUuid */
+	"secret_hash" bytea  /* Vec < u8 > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_invitation_token_wrapper';
+
+CREATE  FUNCTION booking_internal."same_token_hash"(
+	"p_stored" bytea, /* & [u8] */
+	"p_presented" bytea /* & [u8] */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'same_token_hash_wrapper';
+
+CREATE  FUNCTION booking_internal."tenant_limits"() RETURNS jsonb /* JsonB */
+STRICT STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tenant_limits_wrapper';
+
+CREATE  FUNCTION "rate_limit_status"(
+	"identifier" TEXT, /* Option < String > */
+	"bucket" TEXT DEFAULT 'api', /* Option < String > */
+	"max_requests" INT DEFAULT 100, /* Option < i32 > */
+	"window_seconds" INT DEFAULT 900 /* Option < i32 > */
+) RETURNS jsonb /* Result < JsonB, Report > */
+VOLATILE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'rate_limit_status_wrapper';
+
+CREATE  FUNCTION booking_admin."execute_admin_sql"(
+	"sql_text" TEXT, /* Option < & str > */
+	"allow_vacuum_full" bool DEFAULT false, /* Option < bool > */
+	"p_search_path" TEXT DEFAULT current_setting('search_path') /* Option < & str > */
+) RETURNS jsonb /* Result < JsonB, pgrx :: pg_sys :: panic :: ErrorReport > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'execute_admin_sql_wrapper';
+
+CREATE  FUNCTION booking_admin."check_admin_sql"(
+	"sql_text" TEXT, /* Option < & str > */
+	"allow_vacuum_full" bool DEFAULT false, /* Option < bool > */
+	"p_search_path" TEXT DEFAULT current_setting('search_path') /* Option < & str > */
+) RETURNS jsonb /* Result < JsonB, pgrx :: pg_sys :: panic :: ErrorReport > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_admin_sql_wrapper';
+
+CREATE  FUNCTION booking_admin."execute_explain_query"(
+	"sql" TEXT, /* Option < & str > */
+	"analyze" bool DEFAULT false, /* Option < bool > */
+	"p_search_path" TEXT DEFAULT current_setting('search_path') /* Option < & str > */
+) RETURNS jsonb /* Result < JsonB, ErrorReport > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'execute_explain_query_wrapper';
+
+CREATE  FUNCTION booking_admin."analyze_query"(
+	"sql" TEXT, /* Option < & str > */
+	"p_search_path" TEXT DEFAULT current_setting('search_path') /* Option < & str > */
+) RETURNS jsonb /* Result < JsonB, ErrorReport > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'analyze_query_wrapper';
+
+CREATE  FUNCTION booking_admin."perform_tuning_cycle"(
+	"p_search_path" TEXT DEFAULT current_setting('search_path') /* Option < & str > */
+) RETURNS jsonb /* Result < JsonB, ErrorReport > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'perform_tuning_cycle_wrapper';
+
+CREATE  FUNCTION booking_admin."evaluate_security_rules"(
+	"p_search_path" TEXT DEFAULT current_setting('search_path') /* Option < & str > */
+) RETURNS jsonb /* Result < JsonB, Report > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'evaluate_security_rules_wrapper';
+
+CREATE  FUNCTION booking_internal."generate_webhook_secret"() RETURNS TEXT /* String */
+STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'generate_webhook_secret_wrapper';
+
+CREATE  FUNCTION booking_internal."check_webhook_secret"(
+	"secret" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < String, ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_webhook_secret_wrapper';
+
+CREATE  FUNCTION booking_internal."check_endpoint_url"(
+	"channel" TEXT, /* Option < & str > */
+	"url" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < Option < String > , ErrorReport > */
+STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_endpoint_url_wrapper';
+
+CREATE  FUNCTION booking_internal."check_template"(
+	"template" TEXT /* Option < & str > */
+) RETURNS VOID /* Result < (), ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_template_wrapper';
+
+-- Every other Rust function pins its search_path too.
+ALTER FUNCTION booking.clock_now() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.is_valid_timezone(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.is_valid_opening_hours(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.is_valid_freeze_windows(jsonb) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.check_rate_limit(text, text, integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.check_rate_limit_json(text, text, integer, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.request_context() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.is_within_opening_hours(jsonb, timestamp) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.is_single_select(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.classify_pii_value(text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.metrics_record(text, text[], double precision) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.check_alert_rule(text, text) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.retry_delay_ms(integer, double precision, integer, integer, double precision) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.random_uuids(integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.wake_workers_at_commit() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.worker_status() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.verify_webhook_signature(text, text, text, text, text, integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.wake_delivery_at_commit() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking.delivery_wanted_at_commit() SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.scan_pii(integer) SET search_path = pg_catalog, pg_temp;
+ALTER FUNCTION booking_admin.rollback_tuning_action(bigint) SET search_path = pg_catalog, pg_temp;
+
+-- SQL functions, as the feature files create them.
+CREATE FUNCTION booking.policy_value(p_tenant_id uuid, p_key text, p_service_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN coalesce(
+        (SELECT p.policy_value FROM booking.booking_policies p
+         WHERE p.tenant_id = p_tenant_id AND p.policy_key = p_key
+           AND (p.staff_id = p_staff_id OR p.service_id = p_service_id OR (p.staff_id IS NULL AND p.service_id IS NULL))
+         ORDER BY p.staff_id IS NULL, p.service_id IS NULL LIMIT 1),
+        (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = p_key ORDER BY g.is_builtin LIMIT 1));
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.caller_staff_tenant_ids() RETURNS uuid[]
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_user uuid := booking.caller_user_id();
+BEGIN
+    RETURN (SELECT coalesce(array_agg(DISTINCT x.tenant_id), '{}')
+            FROM (SELECT s.tenant_id FROM booking.staff s WHERE s.user_id = v_user AND s.is_active
+                  UNION ALL
+                  SELECT m.tenant_id FROM booking.tenant_members m WHERE m.user_id = v_user) x);
+END $$;
+CREATE FUNCTION booking_internal.caller_tenant_role(p_tenant_id uuid) RETURNS text
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL SAFE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_user uuid;
+BEGIN
+    IF booking.caller_is_operator() THEN
+        RETURN 'operator';
+    END IF;
+    v_user := booking.caller_user_id();
+    IF v_user IS NULL OR p_tenant_id IS NULL THEN
+        RETURN NULL;
+    END IF;
+    RETURN coalesce(
+        (SELECT m.role FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id AND m.user_id = v_user),
+        (SELECT 'staff' FROM booking.staff s WHERE s.tenant_id = p_tenant_id AND s.user_id = v_user AND s.is_active LIMIT 1));
+END $$;
+CREATE OR REPLACE FUNCTION booking.caller_may_act_for(p_tenant_id uuid, p_customer_id uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN booking.caller_is_insider(p_tenant_id)
+        OR booking_internal.caller_is_customer(p_tenant_id, p_customer_id);
+END $$;
+CREATE OR REPLACE FUNCTION booking.caller_is_insider(p_tenant_id uuid) RETURNS boolean
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN booking_internal.caller_tenant_role(p_tenant_id) IS NOT NULL;
+END $$;
+CREATE OR REPLACE FUNCTION booking.status_transition_allowed(p_from text, p_to text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (p_from, p_to) IN (
+        ('pending', 'confirmed'), ('pending', 'cancelled'), ('pending', 'expired'),
+        ('confirmed', 'active'), ('confirmed', 'cancelled'), ('confirmed', 'no_show'),
+        -- Appointments become active when their start passes; one nobody checked in to is a no-show.
+        ('active', 'completed'), ('active', 'no_show'))
+$$;
+CREATE OR REPLACE FUNCTION booking.appointment_json(a booking.appointments) RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT to_jsonb(a) - 'blocked'
+$$;
+CREATE OR REPLACE FUNCTION booking.policy_failure(p_code text, p_error text, p_operation_id uuid, p_details jsonb DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT jsonb_build_object('success', false, 'code', p_code, 'error', p_error,
+                              'details', p_details, 'operation_id', p_operation_id)
+$$;
+CREATE FUNCTION booking_internal.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+    v_service booking.services;
+    v_customer booking.customers;
+    v_starts timestamptz;
+    v_ends timestamptz;
+    v_price numeric;
+    v_status text := p_booking ->> 'status';
+    -- The caller's role in the service's tenant (NULL: a customer or an anonymous caller).
+    v_role text;
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_check jsonb;
+    v_appt booking.appointments;
+    v_missing text;
+BEGIN
+    IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
+        RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'staff_id', 'service_id', 'starts_at']) f
+    WHERE p_booking ->> f IS NULL LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
+    END IF;
+    IF v_status IS NOT NULL AND v_status NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
+    -- (OR and AND stop at the first operand that decides them: the caller checks below run only
+    -- when their answer matters.)
+    -- Each lookup is by the tenant when there is one (a router query on Citus), else by id.
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    ELSE
+        SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
+    END IF;
+    IF FOUND THEN
+        v_role := booking_internal.caller_tenant_role(v_service.tenant_id);
+    END IF;
+    IF NOT FOUND OR NOT (v_service.is_active OR v_role IS NOT NULL) THEN
+        PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
+                               format('service %s does not exist', p_booking ->> 'service_id'));
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+    ELSE
+        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
+                         OR v_role = 'operator') THEN
+        PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
+                               format('staff member %s does not exist', p_booking ->> 'staff_id'));
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    ELSE
+        SELECT * INTO v_customer FROM booking.customers WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'customer_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', p_booking ->> 'customer_id', v_service.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_booking ->> 'customer_id'));
+    END IF;
+    IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
+        RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
+    END IF;
+    v_starts := (p_booking ->> 'starts_at')::timestamptz;
+    v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
+    IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
+        RAISE EXCEPTION 'starts_at and ends_at must be finite' USING ERRCODE = '22008';
+    END IF;
+    IF v_ends <= v_starts THEN
+        RAISE EXCEPTION 'ends_at must be after starts_at' USING ERRCODE = '22023';
+    END IF;
+    v_price := coalesce((p_booking ->> 'price')::numeric, v_service.price);
+    IF v_price < 0 THEN
+        RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- Length and price are the service's for customers, anonymous callers and receptionists:
+    -- only the tenant's other people may book a different end or price. A mismatch is refused,
+    -- never ignored, so a client learns its request was not what it will get.
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
+                                      v_service.duration_minutes));
+    END IF;
+    IF v_price <> v_service.price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('price must be the service''s price %s; only the tenant''s staff may set another price',
+                                      v_service.price));
+    END IF;
+    -- A booking the tenant's people make is confirmed unless they say otherwise; a customer's
+    -- starts as the tenant says (customer_booking_status), and a customer may not confirm what
+    -- the tenant wants to confirm itself.
+    IF v_role IS NULL AND coalesce(v_status, 'confirmed') = 'confirmed' THEN
+        IF (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = v_service.tenant_id) = 'pending' THEN
+            IF v_status = 'confirmed' THEN
+                PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                       'this tenant confirms bookings itself: a customer''s booking starts as pending');
+            END IF;
+            v_status := 'pending';
+        END IF;
+    END IF;
+    v_status := coalesce(v_status, 'confirmed');
+
+    -- The canonical request: the same booking however its JSON was spelled.
+    v_request := jsonb_build_object(
+        'customer_id', v_customer.id, 'staff_id', v_staff.id, 'service_id', v_service.id,
+        'starts_at', to_char(v_starts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'ends_at', to_char(v_ends AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'price', trim_scale(v_price), 'notes', p_booking ->> 'notes', 'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+
+    -- The engine itself: what the caller may see was checked above.
+    v_check := booking.tenant_slot_violations(v_service.tenant_id, v_staff.id, v_service.id, v_starts, v_ends);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', v_check -> 'violations', 'operation_id', v_op), NULL);
+    END IF;
+
+    -- Validation cannot see a booking another transaction is making right now; the exclusion
+    -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
+    -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
+    INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
+    VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
+    ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
+    RETURNING * INTO v_appt;
+    IF v_appt.id IS NULL THEN
+        PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
+            'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', v_op), NULL);
+    END IF;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+CREATE OR REPLACE FUNCTION booking.start_change(
+    p_appt booking.appointments, p_key text, p_type text, p_request jsonb,
+    p_action text, p_past_tense text, p_deadline_policy text,
+    OUT operation_id uuid, OUT early_result jsonb)
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_hours numeric := (booking.policy_value(p_appt.tenant_id, p_deadline_policy, p_appt.service_id, p_appt.staff_id))::numeric;
+    v_deadline timestamptz := p_appt.starts_at - make_interval(secs => v_hours * 3600);
+BEGIN
+    IF p_key IS NOT NULL THEN
+        SELECT b.operation_id, b.replayed_result INTO operation_id, early_result
+        FROM booking.begin_operation(p_appt.tenant_id, p_key, p_type, p_request, p_appt.customer_id) b;
+        IF early_result IS NOT NULL THEN
+            RETURN;
+        END IF;
+    END IF;
+    IF p_appt.status NOT IN ('pending', 'confirmed') THEN
+        early_result := booking.finish_operation('booking.' || p_type, p_appt.tenant_id, operation_id, booking.policy_failure('invalid_status',
+            format('A %s appointment cannot be %s', p_appt.status, p_past_tense), operation_id,
+            jsonb_build_object('status', p_appt.status)), p_appt.id);
+    ELSIF booking.clock_now() > v_deadline THEN
+        early_result := booking.finish_operation('booking.' || p_type, p_appt.tenant_id, operation_id, booking.policy_failure(p_deadline_policy || '_passed',
+            format('%s is possible until %s hours before the appointment (%s policy): the deadline was %s',
+                   p_action, trim_scale(v_hours), p_deadline_policy, v_deadline),
+            operation_id, jsonb_build_object('policy', p_deadline_policy, 'hours', v_hours, 'deadline', v_deadline)), p_appt.id);
+    END IF;
+END $$;
+CREATE FUNCTION booking_internal.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+                                                      p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule', false, p_tenant_id);
+    v_new booking.appointments;
+    v_new_ends timestamptz;
+    v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules', v_old.service_id, v_old.staff_id))::numeric;
+    v_op uuid;
+    v_early jsonb;
+    v_check jsonb;
+BEGIN
+    IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
+        RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
+    END IF;
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_old, p_idempotency_key, 'reschedule',
+        jsonb_build_object('appointment_id', v_old.id,
+                           'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+        'Rescheduling', 'rescheduled', 'reschedule_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        RETURN v_early;
+    END IF;
+    IF v_old.reschedule_count >= v_max THEN
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('max_reschedules_reached',
+            format('The appointment was already rescheduled %s times, the most the max_reschedules policy allows (%s)',
+                   v_old.reschedule_count, trim_scale(v_max)),
+            v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
+    END IF;
+    v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
+    v_check := booking.tenant_slot_violations(v_old.tenant_id, v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
+            'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
+    END IF;
+    BEGIN
+        UPDATE booking.appointments
+        SET starts_at = p_new_starts_at, ends_at = v_new_ends, reschedule_count = reschedule_count + 1
+        WHERE tenant_id = v_old.tenant_id AND id = v_old.id
+        RETURNING * INTO v_new;
+    EXCEPTION WHEN exclusion_violation THEN
+        PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
+            'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('conflict',
+            'Time slot conflicts with another appointment', v_op), v_old.id);
+    END;
+    PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
+        'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
+        'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,
+        'starts_at', v_new.starts_at, 'ends_at', v_new.ends_at, 'reschedule_count', v_new.reschedule_count));
+    PERFORM booking.offer_freed_slot(v_old);
+    RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_new)), v_new.id);
+END $$;
+CREATE FUNCTION booking_internal.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
+    v_op uuid;
+    v_early jsonb;
+BEGIN
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_appt, p_idempotency_key, 'cancel',
+        jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason),
+        'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        RETURN v_early;
+    END IF;
+    UPDATE booking.appointments
+    SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
+    WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
+    RETURNING * INTO v_appt;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));
+    PERFORM booking.offer_freed_slot(v_appt);
+    RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+CREATE FUNCTION booking_internal.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.confirm', true);
+BEGIN
+    IF v_appt.status IN ('confirmed', 'active', 'completed') THEN
+        RETURN booking.staff_step_result('booking.confirm', v_appt, false, v_appt.status, NULL);
+    ELSIF v_appt.status <> 'pending' THEN
+        RETURN booking.staff_step_refused('booking.confirm', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be confirmed', v_appt.status));
+    END IF;
+    UPDATE booking.appointments SET status = 'confirmed' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.confirm', v_appt, true, 'pending', 'booking.confirmed');
+END $$;
+CREATE FUNCTION booking_internal.check_in_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.check_in', true);
+BEGIN
+    IF v_appt.checked_in_at IS NOT NULL AND v_appt.status IN ('confirmed', 'active', 'completed') THEN
+        RETURN booking.staff_step_result('booking.check_in', v_appt, false, v_appt.status, NULL);
+    ELSIF v_appt.status NOT IN ('confirmed', 'active') THEN
+        RETURN booking.staff_step_refused('booking.check_in', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be checked in', v_appt.status));
+    END IF;
+    UPDATE booking.appointments SET checked_in_at = booking.clock_now() WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.check_in', v_appt, true, v_appt.status, 'booking.checked_in');
+END $$;
+CREATE FUNCTION booking_internal.complete_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.complete', true);
+    v_from text := v_appt.status;
+BEGIN
+    IF v_appt.status = 'completed' THEN
+        RETURN booking.staff_step_result('booking.complete', v_appt, false, v_from, NULL);
+    ELSIF v_appt.status = 'confirmed' AND v_appt.checked_in_at IS NULL THEN
+        RETURN booking.staff_step_refused('booking.complete', v_appt, 'not_checked_in',
+                                          'A confirmed appointment can be completed once the customer is checked in');
+    ELSIF v_appt.status NOT IN ('confirmed', 'active') THEN
+        RETURN booking.staff_step_refused('booking.complete', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be completed', v_appt.status));
+    END IF;
+    IF v_appt.status = 'confirmed' THEN
+        UPDATE booking.appointments SET status = 'active' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id;
+    END IF;
+    UPDATE booking.appointments SET status = 'completed' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.complete', v_appt, true, v_from, 'booking.completed');
+END $$;
+CREATE FUNCTION booking_internal.mark_no_show(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.no_show', true);
+    v_from text := v_appt.status;
+BEGIN
+    IF v_appt.status = 'no_show' THEN
+        RETURN booking.staff_step_result('booking.no_show', v_appt, false, v_from, NULL);
+    ELSIF v_appt.status NOT IN ('confirmed', 'active') THEN
+        RETURN booking.staff_step_refused('booking.no_show', v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be marked as a no-show', v_appt.status));
+    ELSIF v_appt.checked_in_at IS NOT NULL THEN
+        RETURN booking.staff_step_refused('booking.no_show', v_appt, 'checked_in',
+                                          'The customer was checked in: not a no-show');
+    ELSIF booking.clock_now() < v_appt.starts_at THEN
+        RETURN booking.staff_step_refused('booking.no_show', v_appt, 'not_started',
+                                          'An appointment that has not started is not a no-show yet');
+    END IF;
+    UPDATE booking.appointments SET status = 'no_show' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result('booking.no_show', v_appt, true, v_from, 'booking.no_show');
+END $$;
+CREATE FUNCTION booking_internal.add_to_waitlist(p_entry jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_customer booking.customers;
+    v_service booking.services;
+    v_row booking.waitlist;
+    v_times time[];
+    v_days integer[];
+BEGIN
+    IF p_entry IS NULL OR jsonb_typeof(p_entry) <> 'object' THEN
+        RAISE EXCEPTION 'p_entry must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF p_entry ->> 'customer_id' IS NULL OR p_entry ->> 'service_id' IS NULL THEN
+        RAISE EXCEPTION 'p_entry needs customer_id and service_id' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_customer FROM booking.customers WHERE id = (p_entry ->> 'customer_id')::uuid;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'customer', p_entry ->> 'customer_id', v_customer.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_entry ->> 'customer_id'));
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE id = (p_entry ->> 'service_id')::uuid AND tenant_id = v_customer.tenant_id;
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_customer.tenant_id)) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'service', p_entry ->> 'service_id', v_customer.tenant_id, 'PT404',
+                               format('service %s does not exist for this customer''s tenant', p_entry ->> 'service_id'));
+    END IF;
+    -- The queue's order is the tenant's to set: a customer's entry gets the default priority.
+    IF p_entry ->> 'priority' IS NOT NULL AND NOT booking.caller_is_insider(v_customer.tenant_id) THEN
+        PERFORM booking.refuse('booking.waitlist_add', 'waitlist', NULL, v_customer.tenant_id, '42501',
+                               'only the tenant''s staff may set a waitlist priority');
+    END IF;
+    -- The arrays as values first: Citus routes an insert of values, not one with subqueries.
+    v_times := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_times')::time), '{}');
+    v_days := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_entry -> 'preferred_days')::int), '{}');
+    INSERT INTO booking.waitlist (tenant_id, customer_id, service_id, staff_id, preferred_start_date, preferred_end_date,
+                                  preferred_times, preferred_days, priority, notes)
+    VALUES (v_customer.tenant_id, v_customer.id, v_service.id, (p_entry ->> 'staff_id')::uuid,
+            (p_entry ->> 'preferred_start_date')::date, (p_entry ->> 'preferred_end_date')::date,
+            v_times, v_days, coalesce((p_entry ->> 'priority')::int, 0), p_entry ->> 'notes')
+    RETURNING * INTO v_row;
+    RETURN to_jsonb(v_row);
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'staff member % does not exist for this tenant', p_entry ->> 'staff_id' USING ERRCODE = 'PT404';
+END $$;
+CREATE FUNCTION booking_internal.update_waitlist_entry(p_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_row booking.waitlist;
+    v_unknown text;
+BEGIN
+    IF p_id IS NULL OR p_changes IS NULL OR jsonb_typeof(p_changes) <> 'object' THEN
+        RAISE EXCEPTION 'p_id and a JSON object of changes are required' USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_unknown FROM jsonb_object_keys(p_changes) k
+    WHERE k NOT IN ('staff_id', 'preferred_start_date', 'preferred_end_date', 'preferred_times', 'preferred_days',
+                    'priority', 'notes', 'status')
+    LIMIT 1;
+    IF v_unknown IS NOT NULL THEN
+        RAISE EXCEPTION 'waitlist field "%" cannot be changed', v_unknown USING ERRCODE = '22023';
+    END IF;
+    IF p_changes ? 'status' AND p_changes ->> 'status' NOT IN ('waiting', 'cancelled') THEN
+        RAISE EXCEPTION 'status can only be set to waiting or cancelled' USING ERRCODE = '22023';
+    END IF;
+    -- Locked by its full key (Citus locks rows only in a statement routed to one tenant).
+    SELECT * INTO v_row FROM booking.waitlist
+    WHERE tenant_id = (SELECT w.tenant_id FROM booking.waitlist w WHERE w.id = p_id) AND id = p_id FOR UPDATE;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_row.tenant_id, v_row.customer_id) THEN
+        PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, 'PT404',
+                               format('waitlist entry %s does not exist', p_id));
+    END IF;
+    IF p_changes ->> 'priority' IS NOT NULL AND (p_changes ->> 'priority')::int IS DISTINCT FROM v_row.priority
+       AND NOT booking.caller_is_insider(v_row.tenant_id) THEN
+        PERFORM booking.refuse('booking.waitlist_update', 'waitlist', p_id::text, v_row.tenant_id, '42501',
+                               'only the tenant''s staff may set a waitlist priority');
+    END IF;
+    -- Values first and the row by its full key: Citus routes such an update to the tenant's
+    -- shard, and refuses subqueries in it.
+    IF p_changes ? 'preferred_times' THEN
+        v_row.preferred_times := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_times')::time), '{}');
+    END IF;
+    IF p_changes ? 'preferred_days' THEN
+        v_row.preferred_days := coalesce(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'preferred_days')::int), '{}');
+    END IF;
+    UPDATE booking.waitlist w SET
+        staff_id = CASE WHEN p_changes ? 'staff_id' THEN (p_changes ->> 'staff_id')::uuid ELSE w.staff_id END,
+        preferred_start_date = CASE WHEN p_changes ? 'preferred_start_date' THEN (p_changes ->> 'preferred_start_date')::date ELSE w.preferred_start_date END,
+        preferred_end_date = CASE WHEN p_changes ? 'preferred_end_date' THEN (p_changes ->> 'preferred_end_date')::date ELSE w.preferred_end_date END,
+        preferred_times = v_row.preferred_times,
+        preferred_days = v_row.preferred_days,
+        priority = coalesce((p_changes ->> 'priority')::int, w.priority),
+        notes = CASE WHEN p_changes ? 'notes' THEN p_changes ->> 'notes' ELSE w.notes END,
+        status = coalesce(p_changes ->> 'status', w.status)
+    WHERE w.tenant_id = v_row.tenant_id AND w.id = p_id
+    RETURNING * INTO v_row;
+    RETURN to_jsonb(v_row);
+END $$;
+CREATE FUNCTION booking_internal.remove_from_waitlist(p_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking_internal.update_waitlist_entry(p_id, '{"status": "cancelled"}') IS NOT NULL
+$$;
+CREATE OR REPLACE FUNCTION booking.offer_freed_slot(p_freed booking.appointments) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_now timestamptz := booking.clock_now();
+    v_horizon numeric := (booking.policy_value(p_freed.tenant_id, 'waitlist_notification_hours', p_freed.service_id, p_freed.staff_id))::numeric;
+    v_local timestamp;
+    v_entry booking.waitlist;
+    v_event uuid;
+BEGIN
+    IF p_freed.starts_at <= v_now OR p_freed.starts_at > v_now + make_interval(secs => v_horizon * 3600) THEN
+        RETURN 0;
+    END IF;
+    IF NOT (booking.tenant_slot_violations(p_freed.tenant_id, p_freed.staff_id, p_freed.service_id, p_freed.starts_at) ->> 'valid')::boolean THEN
+        RETURN 0;
+    END IF;
+    SELECT p_freed.starts_at AT TIME ZONE s.timezone INTO v_local FROM booking.staff s
+    WHERE s.tenant_id = p_freed.tenant_id AND s.id = p_freed.staff_id;
+    SELECT w.* INTO v_entry
+    FROM booking.waitlist w
+    WHERE w.tenant_id = p_freed.tenant_id
+      AND w.status = 'waiting'
+      AND w.service_id = p_freed.service_id
+      AND (w.staff_id IS NULL OR w.staff_id = p_freed.staff_id)
+      AND v_local::date BETWEEN coalesce(w.preferred_start_date, '-infinity') AND coalesce(w.preferred_end_date, 'infinity')
+      AND (cardinality(w.preferred_days) = 0 OR extract(dow FROM v_local)::int = ANY (w.preferred_days))
+      AND (cardinality(w.preferred_times) = 0 OR EXISTS (
+              SELECT 1 FROM unnest(w.preferred_times) t
+              WHERE abs(extract(epoch FROM (v_local::time - t))) <= 1800))
+      AND NOT EXISTS (SELECT 1 FROM booking.waitlist_notifications n
+                      WHERE n.tenant_id = p_freed.tenant_id AND n.waitlist_id = w.id AND n.staff_id = p_freed.staff_id AND n.starts_at = p_freed.starts_at)
+    ORDER BY w.priority DESC, w.created_at, w.id
+    LIMIT 1
+    FOR UPDATE SKIP LOCKED;
+    IF NOT FOUND THEN
+        RETURN 0;
+    END IF;
+    UPDATE booking.waitlist SET status = 'notified', notified_at = v_now WHERE tenant_id = v_entry.tenant_id AND id = v_entry.id;
+    v_event := booking.emit_event(p_freed.tenant_id, 'waitlist.notified', jsonb_build_object(
+        'waitlist_id', v_entry.id, 'customer_id', v_entry.customer_id, 'service_id', p_freed.service_id,
+        'staff_id', p_freed.staff_id, 'starts_at', p_freed.starts_at, 'ends_at', p_freed.ends_at));
+    INSERT INTO booking.waitlist_notifications (tenant_id, waitlist_id, staff_id, starts_at, ends_at, event_id)
+    VALUES (p_freed.tenant_id, v_entry.id, p_freed.staff_id, p_freed.starts_at, p_freed.ends_at, v_event);
+    RETURN 1;
+END $$;
+CREATE FUNCTION booking_internal.require_bookable(p_service_id uuid, p_staff_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_service booking.services;
+    v_staff booking.staff;
+    v_insider boolean;
+BEGIN
+    IF p_service_id IS NULL THEN
+        RAISE EXCEPTION 'service_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE id = p_service_id;
+    v_insider := FOUND AND booking.caller_is_insider(v_service.tenant_id);
+    IF NOT FOUND OR NOT (v_service.is_active OR v_insider) THEN
+        RAISE EXCEPTION 'service % does not exist', p_service_id USING ERRCODE = 'PT404';
+    END IF;
+    IF p_staff_id IS NOT NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE id = p_staff_id;
+        -- A staff member of another tenant stays 22023 (the slot engine says which) for insiders;
+        -- outsiders learn nothing about other tenants' staff.
+        IF NOT FOUND OR NOT (v_insider OR (v_staff.is_active AND v_staff.tenant_id = v_service.tenant_id)) THEN
+            RAISE EXCEPTION 'staff member % does not exist', p_staff_id USING ERRCODE = 'PT404';
+        END IF;
+    END IF;
+    RETURN p_service_id;
+END $$;
+CREATE FUNCTION booking_internal.rpc_validate_appointment_slot(
+    p_staff_id uuid, p_service_id uuid, p_starts_at timestamptz,
+    p_ends_at timestamptz DEFAULT NULL, p_exclude_appointment_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_staff_id IS NULL THEN
+        RAISE EXCEPTION 'p_staff_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    RETURN booking.slot_violations(p_staff_id, booking_internal.require_bookable(p_service_id, p_staff_id), p_starts_at,
+                                   p_ends_at, p_exclude_appointment_id);
+END $$;
+CREATE OR REPLACE FUNCTION booking.validate_appointment_timing(p_staff_id uuid, p_service_id uuid, p_starts_at timestamptz)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+    SELECT booking_internal.rpc_validate_appointment_slot(p_staff_id, p_service_id, p_starts_at)
+$$;
+CREATE OR REPLACE FUNCTION booking.get_available_slots(service_id uuid, from_date date, to_date date, staff_id uuid DEFAULT NULL)
+RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz)
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp
+AS $$
+    SELECT s.staff_id, s.starts_at, s.ends_at
+    FROM booking_internal.require_bookable($1, $4) v,
+         booking_internal.available_slot_arrays(v, $2, $3, $4) a,
+         unnest(a.staff_ids, a.starts, a.ends) WITH ORDINALITY AS s (staff_id, starts_at, ends_at, n)
+    ORDER BY s.n
+$$;
+CREATE FUNCTION booking_internal.get_tenant_available_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_staff_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_service booking.services;
+    v_staff booking.staff;
+BEGIN
+    IF p_tenant_id IS NULL OR p_service_id IS NULL THEN
+        RAISE EXCEPTION 'p_tenant_id and p_service_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = p_service_id;
+    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(p_tenant_id)) THEN
+        RAISE EXCEPTION 'service % does not exist', p_service_id USING ERRCODE = 'PT404';
+    END IF;
+    IF p_staff_id IS NOT NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = p_staff_id;
+        IF NOT FOUND OR NOT (v_staff.is_active OR booking.caller_is_insider(p_tenant_id)) THEN
+            RAISE EXCEPTION 'staff member % does not exist', p_staff_id USING ERRCODE = 'PT404';
+        END IF;
+    END IF;
+    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('staff_id', s.staff_id, 'starts_at', s.starts_at, 'ends_at', s.ends_at)
+                                      ORDER BY s.n), '[]'::jsonb)
+            FROM booking.tenant_slot_arrays(p_tenant_id, p_service_id, p_date, p_date, p_staff_id) a,
+                 unnest(a.staff_ids, a.starts, a.ends) WITH ORDINALITY AS s (staff_id, starts_at, ends_at, n));
+END $$;
+CREATE OR REPLACE FUNCTION booking.slot_store_settings_policies() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    NEW.min_notice := (SELECT make_interval(secs => p.policy_value::text::float8 * 3600) FROM booking.booking_policies p
+                       WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'minimum_booking_notice_hours'
+                         AND p.service_id IS NULL AND p.staff_id IS NULL);
+    NEW.max_advance := (SELECT make_interval(secs => p.policy_value::text::float8 * 86400) FROM booking.booking_policies p
+                        WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'advance_booking_limit_days'
+                          AND p.service_id IS NULL AND p.staff_id IS NULL);
+    NEW.policy_overrides := coalesce((
+        SELECT jsonb_object_agg(o.scope, o.rules)
+        FROM (SELECT CASE WHEN p.staff_id IS NOT NULL THEN 'staff:' || p.staff_id ELSE 'service:' || p.service_id END AS scope,
+                     jsonb_object_agg(CASE p.policy_key WHEN 'minimum_booking_notice_hours' THEN 'min_notice' ELSE 'max_advance' END,
+                                      make_interval(secs => (p.policy_value)::text::float8
+                                          * CASE p.policy_key WHEN 'minimum_booking_notice_hours' THEN 3600 ELSE 86400 END)) AS rules
+              FROM booking.booking_policies p
+              WHERE p.tenant_id = NEW.tenant_id AND (p.staff_id IS NOT NULL OR p.service_id IS NOT NULL)
+                AND p.policy_key IN ('minimum_booking_notice_hours', 'advance_booking_limit_days')
+              GROUP BY 1) o), '{}');
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE VIEW booking.availability_slots_now WITH (security_invoker = true) AS
+SELECT s.tenant_id, s.staff_id, s.service_id, s.date, s.start_time, s.end_time, s.slot_type,
+       s.is_available
+       AND s.start_time >= g.now + coalesce(CASE WHEN w.policy_overrides <> '{}' THEN coalesce(
+               (w.policy_overrides -> ('staff:' || s.staff_id) ->> 'min_notice')::interval,
+               (w.policy_overrides -> ('service:' || s.service_id) ->> 'min_notice')::interval) END,
+           w.min_notice, g.min_notice)
+       AND s.start_time <= g.now + coalesce(CASE WHEN w.policy_overrides <> '{}' THEN coalesce(
+               (w.policy_overrides -> ('staff:' || s.staff_id) ->> 'max_advance')::interval,
+               (w.policy_overrides -> ('service:' || s.service_id) ->> 'max_advance')::interval) END,
+           w.max_advance, g.max_advance) AS is_available,
+       s.confidence_score, s.booking_density, s.priority_boost, s.fit_score, s.day_open_ratio, s.created_at
+FROM booking.availability_slots s
+JOIN booking.slot_store_settings w ON w.tenant_id = s.tenant_id
+CROSS JOIN (
+    SELECT booking.clock_now() AS now,
+           make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+                                           WHERE p.policy_key = 'minimum_booking_notice_hours'
+                                           ORDER BY p.is_builtin LIMIT 1), 0) * 3600) AS min_notice,
+           make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+                                           WHERE p.policy_key = 'advance_booking_limit_days'
+                                           ORDER BY p.is_builtin LIMIT 1), 36500) * 86400) AS max_advance
+    OFFSET 0  -- kept a subquery, evaluated once
+) g;
+-- The store's settings row of a tenant whose store is off is not public.
+ALTER POLICY slot_store_settings_public_read ON booking.slot_store_settings USING (enabled);
+CREATE OR REPLACE FUNCTION booking.slot_store_check_range(p_tenant_id uuid, p_staff_id uuid, p_from date, p_to date) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_horizon daterange := booking.slot_store_horizon(p_tenant_id, p_staff_id);
+BEGIN
+    -- PT409 (PostgREST: 409 Conflict): the tenant's state does not allow the request; the
+    -- engine's own readers answer for such a tenant.
+    IF NOT EXISTS (SELECT 1 FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id AND w.enabled) THEN
+        RAISE EXCEPTION 'the slot store is off for this tenant' USING ERRCODE = 'PT409',
+            HINT = 'get_available_slots and get_tenant_available_slots answer for every tenant; the tenant''s owners turn the store on (booking.update_tenant, "slot_store_enabled")';
+    END IF;
+    IF p_from IS NULL OR p_to IS NULL THEN
+        RAISE EXCEPTION 'the dates must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF p_from > p_to THEN
+        RAISE EXCEPTION 'from date % is after to date %', p_from, p_to USING ERRCODE = '22023';
+    END IF;
+    IF v_horizon IS NULL OR NOT v_horizon @> daterange(p_from, p_to, '[]') THEN
+        RAISE EXCEPTION 'dates % to % are outside the slot horizon (%)', p_from, p_to,
+                        coalesce(lower(v_horizon) || ' to ' || (upper(v_horizon) - 1), 'empty')
+            USING ERRCODE = '22023',
+                  HINT = 'The store holds slots from today for booking.slot_store_settings.horizon_days days.';
+    END IF;
+END $$;
+CREATE FUNCTION booking_internal.find_optimal_slots(p_service_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL,
+                                           p_limit integer DEFAULT 10)
+RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz, confidence_score numeric,
+               booking_density numeric, priority_boost numeric, fit_score numeric, day_open_ratio numeric, slot_type text)
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+#variable_conflict use_column
+DECLARE
+    v_tenant uuid;
+BEGIN
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 1000' USING ERRCODE = '22023';
+    END IF;
+    -- PT404 for a service or staff member the caller may not see, whether it exists or not.
+    PERFORM booking_internal.require_bookable(p_service_id, p_staff_id);
+    SELECT s.tenant_id INTO v_tenant FROM booking.services s WHERE s.id = p_service_id;
+    PERFORM booking.slot_store_check_range(v_tenant, NULL, p_from, p_to);
+    RETURN QUERY
+        SELECT v.staff_id, v.start_time, v.end_time, v.confidence_score, v.booking_density, v.priority_boost,
+               v.fit_score, v.day_open_ratio, v.slot_type
+        FROM booking.availability_slots_now v
+        WHERE v.service_id = p_service_id AND v.date BETWEEN p_from AND p_to AND v.is_available
+          AND (p_staff_id IS NULL OR v.staff_id = p_staff_id)
+        ORDER BY v.confidence_score DESC, v.start_time, v.staff_id
+        LIMIT p_limit;
+END $$;
+CREATE FUNCTION booking_internal.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+BEGIN
+    IF p_staff_id IS NULL THEN
+        RAISE EXCEPTION 'p_staff_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_staff FROM booking.staff WHERE id = p_staff_id;
+    IF NOT FOUND OR NOT booking.caller_is_insider(v_staff.tenant_id) THEN
+        RAISE EXCEPTION 'staff member % does not exist', p_staff_id USING ERRCODE = 'PT404';
+    END IF;
+    PERFORM booking.slot_store_check_range(v_staff.tenant_id, p_staff_id, p_start_date, p_end_date);
+    PERFORM booking.slot_store_touch_dates(ARRAY[v_staff.tenant_id], ARRAY[p_staff_id], ARRAY[p_start_date], ARRAY[p_end_date]);
+    RETURN (SELECT count(*) FROM booking.availability_slots s
+            WHERE s.tenant_id = v_staff.tenant_id AND s.staff_id = p_staff_id AND s.date BETWEEN p_start_date AND p_end_date);
+END $$;
+CREATE FUNCTION booking_internal.customer_policy_keys() RETURNS text[]
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT ARRAY['cancellation_deadline_hours', 'reschedule_deadline_hours', 'max_reschedules',
+                 'minimum_booking_notice_hours', 'advance_booking_limit_days']
+$$;
+CREATE FUNCTION booking_internal.customer_policies(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_object_agg(k, booking.policy_value(p_tenant_id, k))
+            FROM unnest(booking_internal.customer_policy_keys()) k);
+END $$;
+CREATE FUNCTION booking_internal.get_booking_page(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant booking.tenants;
+    v_keys text[] := booking_internal.customer_policy_keys();
+    v_policies jsonb;
+BEGIN
+    SELECT * INTO v_tenant FROM booking.tenants WHERE id = p_tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant % does not exist', p_tenant_id USING ERRCODE = 'PT404';
+    END IF;
+    v_policies := booking_internal.customer_policies(p_tenant_id);
+    RETURN jsonb_build_object(
+        'tenant', jsonb_build_object('id', v_tenant.id, 'name', v_tenant.name, 'timezone', v_tenant.timezone,
+                                     'opening_hours', v_tenant.opening_hours,
+                                     'slot_interval_minutes', v_tenant.slot_interval_minutes,
+                                     'customer_booking_status', v_tenant.customer_booking_status),
+        'policies', v_policies,
+        -- A service's own rows over the tenant's; a staff member's own rows only (they win over
+        -- the service's). Read by joining the policies, not through a function: on Citus this
+        -- query runs on the tenant's shard.
+        'services', coalesce((SELECT jsonb_agg(jsonb_build_object('id', s.id, 'name', s.name, 'description', s.description,
+                                                                  'duration_minutes', s.duration_minutes, 'price', s.price,
+                                                                  'policies', v_policies || coalesce((
+                                                                      SELECT jsonb_object_agg(p.policy_key, p.policy_value)
+                                                                      FROM booking.booking_policies p
+                                                                      WHERE p.tenant_id = p_tenant_id AND p.service_id = s.id
+                                                                        AND p.policy_key = ANY (v_keys)), '{}'))
+                                               ORDER BY s.name, s.id)
+                              FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.is_active), '[]'),
+        'staff', coalesce((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'service_ids',
+                                                               coalesce((SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id)
+                                                                         FROM booking.staff_services ss
+                                                                         JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
+                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                                                               'policies', coalesce((SELECT jsonb_object_agg(p.policy_key, p.policy_value)
+                                                                                     FROM booking.booking_policies p
+                                                                                     WHERE p.tenant_id = p_tenant_id AND p.staff_id = f.id
+                                                                                       AND p.policy_key = ANY (v_keys)), '{}'))
+                                            ORDER BY f.name, f.id)
+                           FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.is_active), '[]'));
+END $$;
+CREATE FUNCTION booking_internal.register_customer(p_tenant_id uuid, p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_user uuid := booking.caller_user_id();
+    v_customer booking.customers;
+    v_created boolean := false;
+BEGIN
+    IF v_user IS NULL THEN
+        PERFORM booking.refuse('booking.register_customer', 'customer', NULL, p_tenant_id, '42501',
+                               'signing up as a customer needs a signed-in user (a JWT with a uuid sub)');
+    END IF;
+    IF p_tenant_id IS NULL OR NOT EXISTS (SELECT 1 FROM booking.tenants WHERE id = p_tenant_id) THEN
+        PERFORM booking.refuse('booking.register_customer', 'tenant', p_tenant_id::text, NULL, 'PT404',
+                               format('tenant %s does not exist', p_tenant_id));
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtextextended('booking.register_customer:' || p_tenant_id || ':' || v_user, 0));
+    SELECT * INTO v_customer FROM booking.customers WHERE tenant_id = p_tenant_id AND user_id = v_user
+    ORDER BY created_at, id LIMIT 1;
+    IF NOT FOUND THEN
+        IF p_name IS NULL OR length(trim(p_name)) = 0 OR length(p_name) > 200 THEN
+            RAISE EXCEPTION 'p_name must have 1 to 200 characters' USING ERRCODE = '22023';
+        END IF;
+        IF NOT booking.check_rate_limit(v_user::text, 'register_customer', 10, 3600) THEN
+            PERFORM booking.refuse('booking.register_customer', 'customer', NULL, p_tenant_id, 'PT429',
+                                   'too many sign-ups from this user; try again later');
+        END IF;
+        INSERT INTO booking.customers (tenant_id, user_id, name, email, phone)
+        VALUES (p_tenant_id, v_user, trim(p_name), nullif(trim(p_email), ''), nullif(trim(p_phone), ''))
+        RETURNING * INTO v_customer;
+        v_created := true;
+        PERFORM booking.audit_event('booking.register_customer', 'customer', v_customer.id::text, true, NULL, false, p_tenant_id);
+    END IF;
+    RETURN jsonb_build_object('success', true, 'created', v_created, 'customer', jsonb_build_object(
+        'id', v_customer.id, 'tenant_id', v_customer.tenant_id, 'name', v_customer.name,
+        'email', v_customer.email, 'phone', v_customer.phone));
+END $$;
+CREATE FUNCTION booking_internal.check_event_types(p_types text[]) RETURNS text[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    t text;
+BEGIN
+    IF p_types IS NULL OR cardinality(p_types) = 0 THEN
+        RAISE EXCEPTION 'an endpoint subscribes to at least one event type' USING ERRCODE = '22023';
+    END IF;
+    FOREACH t IN ARRAY p_types LOOP
+        IF t IS NULL OR NOT (t = '*'
+            OR EXISTS (SELECT 1 FROM booking_admin.delivery_event_types k WHERE k.event_type = t)
+            OR (t LIKE '%.*' AND EXISTS (SELECT 1 FROM booking_admin.delivery_event_types k
+                                         WHERE split_part(k.event_type, '.', 1) = left(t, -2)))) THEN
+            RAISE EXCEPTION 'unknown event type %', coalesce(quote_literal(t), 'NULL') USING ERRCODE = '22023',
+                HINT = 'booking_admin.delivery_event_types lists them; ''booking.*'' and ''*'' match several';
+        END IF;
+    END LOOP;
+    RETURN p_types;
+END $$;
+
+-- What an endpoint looks like to operators and its tenant: everything but its secrets.
+CREATE FUNCTION booking_internal.endpoint_json(e booking_admin.delivery_endpoints) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT to_jsonb(e) || jsonb_build_object('secrets', (
+        SELECT count(*) FROM booking_admin.delivery_secrets s
+        WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())))
+$$;
+
+-- The per-endpoint limits, checked with a clear message before the row's CHECKs.
+CREATE FUNCTION booking_internal.check_endpoint_limits(p_max_in_flight text, p_timeout_ms text) RETURNS void
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_max_in_flight IS NOT NULL AND (p_max_in_flight !~ '^[0-9]{1,9}$' OR p_max_in_flight::int NOT BETWEEN 1 AND 64) THEN
+        RAISE EXCEPTION 'max_in_flight is a whole number from 1 to 64, not %', p_max_in_flight USING ERRCODE = '22023';
+    END IF;
+    IF p_timeout_ms IS NOT NULL AND (p_timeout_ms !~ '^[0-9]{1,9}$' OR p_timeout_ms::int NOT BETWEEN 100 AND 120000) THEN
+        RAISE EXCEPTION 'timeout_ms is a whole number from 100 to 120000, not %', p_timeout_ms USING ERRCODE = '22023';
+    END IF;
+END $$;
+
+-- Creates an endpoint and its first secret; returns it with the secret (shown this once).
+CREATE FUNCTION booking_internal.create_endpoint(p_tenant_id uuid, p_url text, p_event_types text[], p_channel text,
+                                                 p_options jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_secret text;
+    v_unknown text[];
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_options, '{}')) k
+                       WHERE k NOT IN ('description', 'max_in_flight', 'timeout_ms', 'secret'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint option(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023',
+            HINT = 'options are description, max_in_flight, timeout_ms and secret';
+    END IF;
+    PERFORM booking_internal.check_endpoint_limits(p_options ->> 'max_in_flight', p_options ->> 'timeout_ms');
+    IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
+        RAISE EXCEPTION 'no tenant %', p_tenant_id USING ERRCODE = 'PT404';
+    END IF;
+    v_secret := coalesce(p_options ->> 'secret', booking_internal.generate_webhook_secret());
+    INSERT INTO booking_admin.delivery_endpoints (tenant_id, channel, url, event_types, description, max_in_flight, timeout_ms)
+    VALUES (p_tenant_id, p_channel, booking_internal.check_endpoint_url(p_channel, p_url),
+            booking_internal.check_event_types(p_event_types), coalesce(p_options ->> 'description', ''),
+            coalesce((p_options ->> 'max_in_flight')::int, 4), coalesce((p_options ->> 'timeout_ms')::int, 10000))
+    RETURNING * INTO v_endpoint;
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
+    VALUES (v_endpoint.id, booking_internal.check_webhook_secret(v_secret));
+    PERFORM booking.delivery_wanted_at_commit();
+    RETURN booking_internal.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
+END $$;
+
+-- Changes: url, event_types, description, max_in_flight, timeout_ms, enabled (true re-enables
+-- and closes the circuit; false needs disabled_reason). p_endpoint is the locked row.
+CREATE FUNCTION booking_internal.change_endpoint(p_endpoint booking_admin.delivery_endpoints, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_unknown text[];
+    v_enable boolean := (p_changes ->> 'enabled')::boolean;
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_changes, '{}')) k
+                       WHERE k NOT IN ('url', 'event_types', 'description', 'max_in_flight', 'timeout_ms',
+                                       'enabled', 'disabled_reason'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint field(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_endpoint_limits(p_changes ->> 'max_in_flight', p_changes ->> 'timeout_ms');
+    IF v_enable IS FALSE AND p_changes ->> 'disabled_reason' IS NULL THEN
+        RAISE EXCEPTION 'disabling an endpoint needs a disabled_reason' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_endpoints e SET
+        url = CASE WHEN p_changes ? 'url' THEN booking_internal.check_endpoint_url(e.channel, p_changes ->> 'url') ELSE e.url END,
+        event_types = CASE WHEN p_changes ? 'event_types'
+            THEN booking_internal.check_event_types(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'event_types')))
+            ELSE e.event_types END,
+        description = coalesce(p_changes ->> 'description', e.description),
+        max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
+        timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
+        enabled = coalesce(v_enable, e.enabled),
+        enabled_at = CASE WHEN v_enable AND NOT e.enabled THEN now() ELSE e.enabled_at END,
+        disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
+        disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
+        consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,
+        failing_since = CASE WHEN v_enable THEN NULL ELSE e.failing_since END,
+        circuit_open_until = CASE WHEN v_enable THEN NULL ELSE e.circuit_open_until END,
+        updated_at = now()
+    WHERE e.id = p_endpoint.id
+    RETURNING * INTO v_endpoint;
+    PERFORM booking.delivery_wanted_at_commit();
+    RETURN booking_internal.endpoint_json(v_endpoint);
+END $$;
+
+-- A new signing key; the old ones keep signing for p_grace (receivers update in that time),
+-- then expire. Returns the new secret (shown this once).
+CREATE FUNCTION booking_internal.rotate_endpoint_secret(p_endpoint_id uuid, p_grace interval, p_secret text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_secret text := booking_internal.check_webhook_secret(coalesce(p_secret, booking_internal.generate_webhook_secret()));
+BEGIN
+    IF p_grace IS NULL OR p_grace < interval '0' OR p_grace > interval '30 days' THEN
+        RAISE EXCEPTION 'the grace period is between 0 and 30 days' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_secrets s SET expires_at = least(coalesce(s.expires_at, 'infinity'), now() + p_grace)
+    WHERE s.endpoint_id = p_endpoint_id;
+    DELETE FROM booking_admin.delivery_secrets s WHERE s.endpoint_id = p_endpoint_id AND s.expires_at <= now();
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret) VALUES (p_endpoint_id, v_secret);
+    RETURN v_secret;
+END $$;
+
+-- A test event to one endpoint (a webhook service's POST /webhooks/{id}/test): delivered like any
+-- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
+CREATE FUNCTION booking_internal.queue_test_event(p_endpoint booking_admin.delivery_endpoints, p_payload jsonb) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid := gen_random_uuid();
+BEGIN
+    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
+    VALUES (v_id, p_endpoint.id, p_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
+            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
+    PERFORM booking.wake_delivery_at_commit();
+    RETURN v_id;
+END $$;
+
+-- A tenant's template (NULL tenant: the default) for emails and Slack messages.
+CREATE FUNCTION booking_internal.save_message_template(p_tenant_id uuid, p_event_type text, p_subject text,
+                                                       p_body_text text, p_body_html text) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_internal.check_event_types(ARRAY[p_event_type]);
+    IF p_subject IS NULL OR p_body_text IS NULL THEN
+        RAISE EXCEPTION 'a template has a subject and a plain-text body' USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_template(p_subject), booking_internal.check_template(p_body_text),
+            booking_internal.check_template(coalesce(p_body_html, ''));
+    INSERT INTO booking_admin.message_templates AS t (tenant_id, event_type, subject, body_text, body_html)
+    VALUES (p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html)
+    ON CONFLICT (tenant_id, event_type) DO UPDATE
+        SET subject = excluded.subject, body_text = excluded.body_text, body_html = excluded.body_html, updated_at = now();
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_admin.create_endpoint(
+    p_url text,
+    p_event_types text[],
+    p_tenant_id uuid DEFAULT NULL,
+    p_channel text DEFAULT 'webhook',
+    p_options jsonb DEFAULT '{}'
+) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.require_operator();
+    RETURN booking_internal.create_endpoint(p_tenant_id, p_url, p_event_types, p_channel, p_options);
+END $$;
+CREATE OR REPLACE FUNCTION booking_admin.update_endpoint(p_endpoint_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_internal.change_endpoint(booking_admin.endpoint_for_change(p_endpoint_id), p_changes)
+$$;
+CREATE OR REPLACE FUNCTION booking_admin.rotate_endpoint_secret(p_endpoint_id uuid, p_grace interval DEFAULT '24 hours',
+                                                      p_secret text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.endpoint_for_change(p_endpoint_id);
+    RETURN booking_internal.rotate_endpoint_secret(p_endpoint_id, p_grace, p_secret);
+END $$;
+CREATE OR REPLACE FUNCTION booking_admin.send_test_event(p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_internal.queue_test_event(booking_admin.endpoint_for_change(p_endpoint_id), p_payload)
+$$;
+CREATE OR REPLACE FUNCTION booking_admin.set_message_template(p_tenant_id uuid, p_event_type text, p_subject text,
+                                                    p_body_text text, p_body_html text DEFAULT NULL) RETURNS void
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_admin.require_operator();
+    PERFORM booking_internal.save_message_template(p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html);
+END $$;
+CREATE OR REPLACE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('reference', 'booking.global_policies', NULL),
+           ('distributed', 'booking.tenants', 'id'),
+           ('distributed', 'booking.staff', 'tenant_id'),
+           ('distributed', 'booking.services', 'tenant_id'),
+           ('distributed', 'booking.customers', 'tenant_id'),
+           ('distributed', 'booking.staff_services', 'tenant_id'),
+           ('distributed', 'booking.staff_schedules', 'tenant_id'),
+           ('distributed', 'booking.schedule_overrides', 'tenant_id'),
+           ('distributed', 'booking.staff_time_off', 'tenant_id'),
+           ('distributed', 'booking.holidays', 'tenant_id'),
+           ('distributed', 'booking.booking_policies', 'tenant_id'),
+           ('distributed', 'booking.appointments', 'tenant_id'),
+           ('distributed', 'booking.booking_operations', 'tenant_id'),
+           ('distributed', 'booking.events', 'tenant_id'),
+           ('distributed', 'booking.waitlist', 'tenant_id'),
+           ('distributed', 'booking.waitlist_notifications', 'tenant_id'),
+           ('distributed', 'booking.slot_store_settings', 'tenant_id'),
+           ('distributed', 'booking.availability_slot_days', 'tenant_id'),
+           ('distributed', 'booking.availability_slots', 'tenant_id'),
+           ('distributed', 'booking.tenant_members', 'tenant_id'),
+           ('distributed', 'booking.tenant_invitations', 'tenant_id'),
+           ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
+           ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
+$$;
+
+-- sql/tenants.sql as a fresh install runs it.
+-- A tenant runs itself from the front end: a signed-in user creates a tenant and
+-- becomes its owner, invites members, and the members administer the tenant over RPC with the
+-- rights of their role (booking.tenant_members, sql/access.sql):
+--
+--   owner         everything below, members of every role (owners included), the tenant itself
+--   manager       profile and settings, services and prices, staff and their services, every
+--                 staff member's hours, overrides and time off, holidays, policies, message
+--                 templates, delivery endpoints; invites and changes receptionists and staff
+--   receptionist  books, reschedules and cancels for any customer of the tenant, adds
+--                 customers, runs the day (confirm, check in, complete, no-show), reads the
+--                 agenda; no prices, schedules or members
+--   staff         their own agenda; their own weekly hours, overrides and time off where the
+--                 tenant allows it (tenants.staff_manage_own_schedule); runs the day
+--
+-- Operators (service_role, booking_operator members, superusers) may do all of it.
+--
+-- Why RPCs and not row-level-security-guarded writes PostgREST could make directly: every
+-- write goes through the same tables, constraints and triggers as an operator's direct write
+-- (so it is validated exactly as those are), plus checks a policy cannot express with a clear
+-- SQLSTATE (the last owner, roles below one's own, quotas); each function is the one place a
+-- change is audited with its caller and announced as an event (and so delivered); and Citus
+-- refuses row-level security policies with subqueries on distributed tables, which a "caller's
+-- role in this row's tenant" policy needs. Each function runs as the extension's owner
+-- (SECURITY DEFINER, in booking_internal, behind a SECURITY INVOKER entry point in booking:
+-- sql/api.sql), checks its caller first, and reads and writes only the named tenant's rows
+-- (router queries on Citus). Every error a call ends in (a refusal, bad input) is audited with
+-- the caller by the function's exception handler and survives the rollback:
+-- PT404 for a tenant or object the caller may not see (the same as one that does not exist),
+-- 42501 for one of the tenant's people whose role does not allow the change, and PT403, PT409,
+-- PT410, PT429 where the issue is the request's state (see docs/tenants.md).
+
+-- Invitations: a single-use token, shown once to the member who invites, accepted by the
+-- invited user (by user id, or by the e-mail address of their JWT). Only the SHA-256 of the
+-- token's secret is kept (src/tenants/token.rs).
+CREATE TABLE booking.tenant_invitations (
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    role        text NOT NULL CHECK (role IN ('owner', 'manager', 'receptionist', 'staff')),
+    -- Who may accept it: this user, or (without a user id) a user whose JWT carries this e-mail
+    -- address (kept lower-case).
+    email       text CHECK (email = lower(email)),
+    user_id     uuid,
+    -- The staff row the new member's user is linked to when they accept.
+    staff_id    uuid,
+    token_hash  bytea NOT NULL,
+    invited_by  uuid,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    expires_at  timestamptz NOT NULL,
+    accepted_at timestamptz,
+    accepted_by uuid,
+    revoked_at  timestamptz,
+    CHECK (email IS NOT NULL OR user_id IS NOT NULL),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
+);
+-- The foreign key's side.
+CREATE INDEX tenant_invitations_staff_idx ON booking.tenant_invitations (staff_id) WHERE staff_id IS NOT NULL;
+SELECT pg_catalog.pg_extension_config_dump('booking.tenant_invitations', '');
+
+-- Administrative changes are events like bookings' (delivered to the tenant's endpoints).
+INSERT INTO booking_admin.delivery_event_types (event_type, description) VALUES
+    ('tenant.created', 'A signed-in user created a tenant'),
+    ('tenant.updated', 'The tenant''s profile or settings changed'),
+    ('service.created', 'A service was added'),
+    ('service.updated', 'A service changed (price, length, buffers, activity, ...)'),
+    ('staff.created', 'A staff member was added'),
+    ('staff.updated', 'A staff member changed (name, contact, time zone, services)'),
+    ('staff.deactivated', 'A staff member was deactivated'),
+    ('schedule.updated', 'Working time changed: weekly hours, a day override or a holiday'),
+    ('time_off.created', 'A staff member''s time off was entered'),
+    ('time_off.deleted', 'A staff member''s time off was removed'),
+    ('policy.updated', 'A tenant, service or staff policy was set or removed'),
+    ('member.invited', 'Someone was invited to the tenant'),
+    ('member.joined', 'An invited user accepted and became a member'),
+    ('member.role_changed', 'A member''s role changed'),
+    ('member.removed', 'A member left or was removed');
+
+-- Ranks of the roles (operators above all).
+CREATE FUNCTION booking_internal.role_rank(p_role text) RETURNS integer
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT CASE p_role WHEN 'operator' THEN 5 WHEN 'owner' THEN 4 WHEN 'manager' THEN 3
+                       WHEN 'receptionist' THEN 2 WHEN 'staff' THEN 1 ELSE 0 END
+$$;
+
+-- Whether a member with role p_actor may give or take away p_role: only roles below their own,
+-- except that owners (and operators) may appoint and demote owners too (co-owners, a handover).
+CREATE FUNCTION booking_internal.may_assign(p_actor text, p_role text) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_actor IN ('operator', 'owner')
+        OR (p_actor = 'manager' AND booking_internal.role_rank(p_role) < booking_internal.role_rank(p_actor))
+$$;
+
+-- The caller's role in the tenant when it is one of p_roles (operators always pass); refused
+-- otherwise: PT404 when the tenant does not exist or the caller is none of its people, 42501
+-- when the caller is one of them without the role. (Every function below that a caller calls
+-- audits its refusals in its exception handler, whatever raised them.)
+CREATE FUNCTION booking_internal.require_role(p_tenant_id uuid, p_action text, p_roles text[]) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    IF p_tenant_id IS NULL THEN
+        RAISE EXCEPTION 'p_tenant_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    v_role := booking_internal.caller_tenant_role(p_tenant_id);
+    IF v_role IS NULL OR NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('tenant %s does not exist', p_tenant_id);
+    END IF;
+    IF v_role <> 'operator' AND NOT v_role = ANY (p_roles) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('%s is for the tenant''s %s; the caller is its %s', p_action, array_to_string(p_roles, ', '), v_role);
+    END IF;
+    RETURN v_role;
+END $$;
+
+-- The staff member (of the tenant, locked) whose hours or time off the caller changes: owners
+-- and managers change anyone's, a staff member their own where the tenant allows it. Refused
+-- with PT404 for an unknown tenant or staff member, 42501 otherwise. Returns the caller's role.
+CREATE FUNCTION booking_internal.require_schedule_editor(p_tenant_id uuid, p_staff_id uuid, p_action text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text := booking_internal.require_role(p_tenant_id, p_action, '{owner,manager,receptionist,staff}');
+    v_staff booking.staff;
+BEGIN
+    SELECT * INTO v_staff FROM booking.staff s WHERE s.tenant_id = p_tenant_id AND s.id = p_staff_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', p_staff_id);
+    END IF;
+    IF v_role IN ('operator', 'owner', 'manager') THEN
+        RETURN v_role;
+    END IF;
+    IF v_staff.user_id IS NOT DISTINCT FROM booking.caller_user_id() THEN
+        IF (SELECT t.staff_manage_own_schedule FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
+            RETURN v_role;
+        END IF;
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'this tenant does not let staff change their own hours and time off (staff_manage_own_schedule)';
+    END IF;
+    RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'only the tenant''s owners and managers change another staff member''s hours and time off';
+END $$;
+
+-- The one audit point and the one event point of every administrative change: a successful
+-- audit entry (with the caller's identity and request), and, when p_event is given, an event
+-- carrying the acting user and role (delivered like booking events).
+CREATE FUNCTION booking_internal.record_change(p_tenant_id uuid, p_role text, p_action text, p_resource_type text,
+                                               p_resource_id text, p_event text, p_payload jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking.audit_event(p_action, p_resource_type, p_resource_id, true, NULL, false, p_tenant_id);
+    IF p_event IS NOT NULL THEN
+        PERFORM booking.emit_event(p_tenant_id, p_event, coalesce(p_payload, '{}') || jsonb_build_object(
+            'actor', jsonb_build_object('user_id', booking.caller_user_id(), 'role', p_role)));
+    END IF;
+END $$;
+
+-- p_doc, a JSON object of at most the allowed fields and all the required ones (22023 naming
+-- the first that is not).
+CREATE FUNCTION booking_internal.check_fields(p_doc jsonb, p_name text, p_allowed text[], p_required text[] DEFAULT '{}')
+RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_field text;
+BEGIN
+    IF p_doc IS NULL OR jsonb_typeof(p_doc) <> 'object' THEN
+        RAISE EXCEPTION '% must be a JSON object', p_name USING ERRCODE = '22023';
+    END IF;
+    SELECT k INTO v_field FROM jsonb_object_keys(p_doc) k WHERE NOT k = ANY (p_allowed) ORDER BY k LIMIT 1;
+    IF v_field IS NOT NULL THEN
+        RAISE EXCEPTION 'unknown field "%" in %', v_field, p_name USING ERRCODE = '22023',
+            HINT = format('the fields are %s', array_to_string(p_allowed, ', '));
+    END IF;
+    SELECT f INTO v_field FROM unnest(p_required) f WHERE p_doc ->> f IS NULL LIMIT 1;
+    IF v_field IS NOT NULL THEN
+        RAISE EXCEPTION '%.% is required', p_name, v_field USING ERRCODE = '22023';
+    END IF;
+    RETURN p_doc;
+END $$;
+
+-- A tenant's name, time zone and opening hours, checked with clear messages before the table's
+-- own CHECKs (NULL: not given).
+CREATE FUNCTION booking_internal.check_profile(p_name text, p_timezone text, p_opening_hours jsonb, p_name_given boolean)
+RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_name_given AND (p_name IS NULL OR length(trim(p_name)) = 0 OR length(p_name) > 200) THEN
+        RAISE EXCEPTION 'the tenant''s name must have 1 to 200 characters' USING ERRCODE = '22023';
+    END IF;
+    IF p_timezone IS NOT NULL AND NOT booking.is_valid_timezone(p_timezone) THEN
+        RAISE EXCEPTION 'unknown time zone %', quote_literal(p_timezone) USING ERRCODE = '22023',
+            HINT = 'an IANA name such as Europe/Zurich';
+    END IF;
+    IF p_opening_hours IS NOT NULL AND NOT booking.is_valid_opening_hours(p_opening_hours) THEN
+        RAISE EXCEPTION 'opening_hours must map weekdays "0" (Sunday) to "6" to {"is_open", "start_time", "end_time"}'
+            USING ERRCODE = '22023';
+    END IF;
+END $$;
+
+-- The functions below that read tenant tables with an argument are PL/pgSQL, and none is
+-- called inside a query on a tenant table: Citus cannot plan a SQL function's parameters, and
+-- a function called in a query that runs on a shard may not query distributed tables itself.
+
+-- The tenant as its owners see it: every column, and its slot store settings.
+CREATE FUNCTION booking_internal.tenant_json(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT to_jsonb(t) || jsonb_build_object('slot_store', (
+                SELECT jsonb_build_object('enabled', w.enabled, 'horizon_days', w.horizon_days,
+                                          'prime_start', w.prime_start, 'prime_end', w.prime_end)
+                FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id))
+            FROM booking.tenants t WHERE t.id = p_tenant_id);
+END $$;
+
+-- The tenant's staff (one, or all with p_staff_id NULL) with the services each performs.
+CREATE FUNCTION booking_internal.staff_json(p_tenant_id uuid, p_staff_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(f) || jsonb_build_object('service_ids', coalesce((
+                        SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id) FROM booking.staff_services ss
+                        WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]')) ORDER BY f.name, f.id)
+            FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR f.id = p_staff_id));
+END $$;
+
+-- Sets which services a staff member performs (p_service_ids: a JSON array of ids of the
+-- tenant's services; PT404 for another).
+CREATE FUNCTION booking_internal.set_staff_services(p_tenant_id uuid, p_staff_id uuid, p_service_ids jsonb, p_action text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+    v_missing uuid;
+BEGIN
+    IF jsonb_typeof(p_service_ids) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'service_ids must be a JSON array of service ids' USING ERRCODE = '22023';
+    END IF;
+    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_service_ids) e);
+    SELECT i INTO v_missing FROM unnest(v_ids) i
+    WHERE NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i) LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', v_missing);
+    END IF;
+    DELETE FROM booking.staff_services ss
+    WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = p_staff_id AND NOT ss.service_id = ANY (v_ids);
+    INSERT INTO booking.staff_services (tenant_id, staff_id, service_id)
+    SELECT p_tenant_id, p_staff_id, i FROM unnest(v_ids) i
+    ON CONFLICT DO NOTHING;
+END $$;
+
+-- Tenants -------------------------------------------------------------------------------------
+
+-- A signed-in user creates a tenant and becomes its owner. 42501 without a signed-in user or
+-- when the operator turned self-service off (booking_engine.self_serve_tenants); PT429 after 5
+-- tenants per user and day (rate limiter bucket create_tenant, counted for every attempt);
+-- 22023 for a bad name, time zone or opening hours.
+CREATE FUNCTION booking_internal.create_tenant(p_name text, p_timezone text DEFAULT 'UTC', p_opening_hours jsonb DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_user uuid;
+    v_tenant uuid;
+BEGIN
+    v_user := booking.caller_user_id();
+    IF v_user IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'creating a tenant needs a signed-in user (a JWT with a uuid sub)';
+    END IF;
+    IF NOT booking.check_rate_limit(v_user::text, 'create_tenant', 5, 86400) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT429', MESSAGE = 'too many tenants created by this user today; try again later';
+    END IF;
+    IF NOT (booking_internal.tenant_limits() ->> 'self_serve')::boolean THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'this server does not let users create tenants themselves (booking_engine.self_serve_tenants)';
+    END IF;
+    PERFORM booking_internal.check_profile(p_name, coalesce(p_timezone, 'UTC'), p_opening_hours, true);
+    IF p_opening_hours IS NULL THEN
+        INSERT INTO booking.tenants (name, timezone) VALUES (trim(p_name), coalesce(p_timezone, 'UTC'))
+        RETURNING id INTO v_tenant;
+    ELSE
+        INSERT INTO booking.tenants (name, timezone, opening_hours) VALUES (trim(p_name), coalesce(p_timezone, 'UTC'), p_opening_hours)
+        RETURNING id INTO v_tenant;
+    END IF;
+    INSERT INTO booking.tenant_members (tenant_id, user_id, role) VALUES (v_tenant, v_user, 'owner');
+    PERFORM booking_internal.record_change(v_tenant, 'owner', 'booking.tenant_create', 'tenant', v_tenant::text,
+                                           'tenant.created', jsonb_build_object('tenant_id', v_tenant, 'name', trim(p_name)));
+    RETURN jsonb_build_object('success', true, 'role', 'owner', 'tenant', booking_internal.tenant_json(v_tenant));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.tenant_create', 'tenant', NULL, false, SQLSTATE || ': ' || SQLERRM, false, NULL);
+    RAISE;
+END $$;
+
+-- Profile and settings (owners, managers): name, timezone, opening_hours,
+-- slot_interval_minutes, buffer_time_minutes, customer_booking_status ('confirmed' |
+-- 'pending'), staff_manage_own_schedule, slot_store_enabled, slot_store_horizon_days.
+CREATE FUNCTION booking_internal.update_tenant(p_tenant_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.tenant_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes',
+    ARRAY['name', 'timezone', 'opening_hours', 'slot_interval_minutes', 'buffer_time_minutes',
+          'customer_booking_status', 'staff_manage_own_schedule', 'slot_store_enabled', 'slot_store_horizon_days']);
+    PERFORM booking_internal.check_profile(c ->> 'name', c ->> 'timezone', c -> 'opening_hours', c ? 'name');
+    IF c ? 'customer_booking_status' AND (c ->> 'customer_booking_status') IS DISTINCT FROM 'pending'
+       AND (c ->> 'customer_booking_status') IS DISTINCT FROM 'confirmed' THEN
+        RAISE EXCEPTION 'customer_booking_status is confirmed or pending' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking.tenants t SET
+        name = CASE WHEN c ? 'name' THEN trim(c ->> 'name') ELSE t.name END,
+        timezone = CASE WHEN c ? 'timezone' THEN c ->> 'timezone' ELSE t.timezone END,
+        opening_hours = CASE WHEN c ? 'opening_hours' THEN c -> 'opening_hours' ELSE t.opening_hours END,
+        slot_interval_minutes = CASE WHEN c ? 'slot_interval_minutes' THEN (c ->> 'slot_interval_minutes')::int ELSE t.slot_interval_minutes END,
+        buffer_time_minutes = CASE WHEN c ? 'buffer_time_minutes' THEN (c ->> 'buffer_time_minutes')::int ELSE t.buffer_time_minutes END,
+        customer_booking_status = CASE WHEN c ? 'customer_booking_status' THEN c ->> 'customer_booking_status' ELSE t.customer_booking_status END,
+        staff_manage_own_schedule = CASE WHEN c ? 'staff_manage_own_schedule' THEN (c ->> 'staff_manage_own_schedule')::boolean
+                                         ELSE t.staff_manage_own_schedule END
+    WHERE t.id = p_tenant_id;
+    IF c ? 'slot_store_enabled' OR c ? 'slot_store_horizon_days' THEN
+        UPDATE booking.slot_store_settings w SET
+            enabled = CASE WHEN c ? 'slot_store_enabled' THEN (c ->> 'slot_store_enabled')::boolean ELSE w.enabled END,
+            horizon_days = CASE WHEN c ? 'slot_store_horizon_days' THEN (c ->> 'slot_store_horizon_days')::int ELSE w.horizon_days END
+        WHERE w.tenant_id = p_tenant_id;
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.tenant_update', 'tenant', p_tenant_id::text,
+        'tenant.updated', jsonb_build_object('tenant_id', p_tenant_id, 'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.tenant_json(p_tenant_id);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.tenant_update', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Services ------------------------------------------------------------------------------------
+
+-- p_service: name and duration_minutes (required), description, buffer_before_minutes,
+-- buffer_after_minutes, price, is_active.
+CREATE FUNCTION booking_internal.create_service(p_tenant_id uuid, p_service jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_service booking.services;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.service_create', '{owner,manager}');
+    c := booking_internal.check_fields(p_service, 'p_service',
+    ARRAY['name', 'description', 'duration_minutes', 'buffer_before_minutes', 'buffer_after_minutes', 'price', 'is_active'],
+    ARRAY['name', 'duration_minutes']);
+    INSERT INTO booking.services (tenant_id, name, description, duration_minutes, buffer_before_minutes,
+                                  buffer_after_minutes, price, is_active)
+    VALUES (p_tenant_id, trim(c ->> 'name'), c ->> 'description', (c ->> 'duration_minutes')::int,
+            coalesce((c ->> 'buffer_before_minutes')::int, 0), coalesce((c ->> 'buffer_after_minutes')::int, 0),
+            coalesce((c ->> 'price')::numeric, 0), coalesce((c ->> 'is_active')::boolean, true))
+    RETURNING * INTO v_service;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.service_create', 'service', v_service.id::text,
+        'service.created', jsonb_build_object('service_id', v_service.id, 'name', v_service.name, 'price', v_service.price,
+                                              'duration_minutes', v_service.duration_minutes, 'is_active', v_service.is_active));
+    RETURN to_jsonb(v_service);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.service_create', 'service', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The same fields, each optional.
+CREATE FUNCTION booking_internal.update_service(p_tenant_id uuid, p_service_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_service booking.services;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.service_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes',
+    ARRAY['name', 'description', 'duration_minutes', 'buffer_before_minutes', 'buffer_after_minutes', 'price', 'is_active']);
+    UPDATE booking.services s SET
+        name = CASE WHEN c ? 'name' THEN trim(c ->> 'name') ELSE s.name END,
+        description = CASE WHEN c ? 'description' THEN c ->> 'description' ELSE s.description END,
+        duration_minutes = CASE WHEN c ? 'duration_minutes' THEN (c ->> 'duration_minutes')::int ELSE s.duration_minutes END,
+        buffer_before_minutes = CASE WHEN c ? 'buffer_before_minutes' THEN (c ->> 'buffer_before_minutes')::int ELSE s.buffer_before_minutes END,
+        buffer_after_minutes = CASE WHEN c ? 'buffer_after_minutes' THEN (c ->> 'buffer_after_minutes')::int ELSE s.buffer_after_minutes END,
+        price = CASE WHEN c ? 'price' THEN (c ->> 'price')::numeric ELSE s.price END,
+        is_active = CASE WHEN c ? 'is_active' THEN (c ->> 'is_active')::boolean ELSE s.is_active END
+    WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id
+    RETURNING * INTO v_service;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', p_service_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.service_update', 'service', v_service.id::text,
+        'service.updated', jsonb_build_object('service_id', v_service.id, 'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k),
+                                              'price', v_service.price, 'duration_minutes', v_service.duration_minutes,
+                                              'is_active', v_service.is_active));
+    RETURN to_jsonb(v_service);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.service_update', 'service', p_service_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Staff ---------------------------------------------------------------------------------------
+
+-- p_staff: name (required), email, timezone (default: the tenant's), is_active, service_ids,
+-- user_id (only the caller's own: an owner who also works appointments; other users are linked
+-- by inviting them with the staff member's id).
+CREATE FUNCTION booking_internal.add_staff(p_tenant_id uuid, p_staff jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_staff booking.staff;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.staff_create', '{owner,manager}');
+    c := booking_internal.check_fields(p_staff, 'p_staff',
+    ARRAY['name', 'email', 'timezone', 'is_active', 'service_ids', 'user_id'], ARRAY['name']);
+    IF c ? 'user_id' AND (c ->> 'user_id')::uuid IS DISTINCT FROM booking.caller_user_id() THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'a staff member is linked to another user by inviting that user (booking.invite_member with p_staff_id)';
+    END IF;
+    PERFORM booking_internal.check_profile(NULL, c ->> 'timezone', NULL, false);
+    INSERT INTO booking.staff (tenant_id, name, email, timezone, is_active, user_id)
+    VALUES (p_tenant_id, trim(c ->> 'name'), c ->> 'email', c ->> 'timezone', coalesce((c ->> 'is_active')::boolean, true),
+            (c ->> 'user_id')::uuid)
+    RETURNING * INTO v_staff;
+    IF c ? 'service_ids' THEN
+        PERFORM booking_internal.set_staff_services(p_tenant_id, v_staff.id, c -> 'service_ids', 'booking.staff_create');
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.staff_create', 'staff', v_staff.id::text,
+        'staff.created', (booking_internal.staff_json(p_tenant_id, v_staff.id) -> 0) - 'email' - 'user_id'
+                         - 'created_at' - 'updated_at' - 'id' || jsonb_build_object('staff_id', v_staff.id));
+    RETURN booking_internal.staff_json(p_tenant_id, v_staff.id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.staff_create', 'staff', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- name, email, timezone, is_active (false: deactivated, no longer offered), service_ids.
+CREATE FUNCTION booking_internal.update_staff(p_tenant_id uuid, p_staff_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_old booking.staff;
+    v_new booking.staff;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.staff_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes', ARRAY['name', 'email', 'timezone', 'is_active', 'service_ids']);
+    SELECT * INTO v_old FROM booking.staff s WHERE s.tenant_id = p_tenant_id AND s.id = p_staff_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', p_staff_id);
+    END IF;
+    PERFORM booking_internal.check_profile(NULL, c ->> 'timezone', NULL, false);
+    IF c ?| ARRAY['name', 'email', 'timezone', 'is_active'] THEN
+        UPDATE booking.staff s SET
+            name = CASE WHEN c ? 'name' THEN trim(c ->> 'name') ELSE s.name END,
+            email = CASE WHEN c ? 'email' THEN c ->> 'email' ELSE s.email END,
+            timezone = CASE WHEN c ? 'timezone' THEN c ->> 'timezone' ELSE s.timezone END,
+            is_active = CASE WHEN c ? 'is_active' THEN (c ->> 'is_active')::boolean ELSE s.is_active END
+        WHERE s.tenant_id = p_tenant_id AND s.id = p_staff_id
+        RETURNING * INTO v_new;
+    ELSE
+        v_new := v_old;
+    END IF;
+    IF c ? 'service_ids' THEN
+        PERFORM booking_internal.set_staff_services(p_tenant_id, p_staff_id, c -> 'service_ids', 'booking.staff_update');
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.staff_update', 'staff', p_staff_id::text,
+        CASE WHEN v_old.is_active AND NOT v_new.is_active THEN 'staff.deactivated' ELSE 'staff.updated' END,
+        jsonb_build_object('staff_id', p_staff_id, 'name', v_new.name, 'is_active', v_new.is_active,
+                           'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.staff_json(p_tenant_id, p_staff_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.staff_update', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Working time --------------------------------------------------------------------------------
+
+-- Replaces a staff member's weekly hours: p_schedule is a JSON array of {day_of_week (0 =
+-- Sunday), start_time, end_time ("24:00" allowed), timezone (optional)}; several windows a
+-- day, gaps are breaks; [] clears them.
+CREATE FUNCTION booking_internal.set_staff_schedule(p_tenant_id uuid, p_staff_id uuid, p_schedule jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    e jsonb;
+BEGIN
+    v_role := booking_internal.require_schedule_editor(p_tenant_id, p_staff_id, 'booking.schedule_update');
+    IF jsonb_typeof(p_schedule) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'p_schedule must be a JSON array of {day_of_week, start_time, end_time}' USING ERRCODE = '22023';
+    END IF;
+    FOR e IN SELECT x FROM jsonb_array_elements(p_schedule) x LOOP
+        PERFORM booking_internal.check_fields(e, 'p_schedule[]', ARRAY['day_of_week', 'start_time', 'end_time', 'timezone'],
+                                              ARRAY['day_of_week', 'start_time', 'end_time']);
+        PERFORM booking_internal.check_profile(NULL, e ->> 'timezone', NULL, false);
+    END LOOP;
+    DELETE FROM booking.staff_schedules s WHERE s.tenant_id = p_tenant_id AND s.staff_id = p_staff_id;
+    INSERT INTO booking.staff_schedules (tenant_id, staff_id, day_of_week, start_time, end_time, timezone)
+    SELECT p_tenant_id, p_staff_id, (x ->> 'day_of_week')::int, (x ->> 'start_time')::time, (x ->> 'end_time')::time, x ->> 'timezone'
+    FROM jsonb_array_elements(p_schedule) x;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.schedule_update', 'staff', p_staff_id::text,
+        'schedule.updated', jsonb_build_object('staff_id', p_staff_id, 'change', 'weekly_hours', 'windows', jsonb_array_length(p_schedule)));
+    RETURN jsonb_build_object('staff_id', p_staff_id, 'schedule', coalesce((
+        SELECT jsonb_agg(jsonb_build_object('day_of_week', s.day_of_week, 'start_time', s.start_time, 'end_time', s.end_time,
+                                            'timezone', s.timezone) ORDER BY s.day_of_week, s.start_time)
+        FROM booking.staff_schedules s WHERE s.tenant_id = p_tenant_id AND s.staff_id = p_staff_id), '[]'));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.schedule_update', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- One day changed: p_override is {date (required), start_time, end_time, is_available (default
+-- false: time off that day; without times, the whole day), reason}.
+CREATE FUNCTION booking_internal.add_schedule_override(p_tenant_id uuid, p_staff_id uuid, p_override jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_row booking.schedule_overrides;
+BEGIN
+    v_role := booking_internal.require_schedule_editor(p_tenant_id, p_staff_id, 'booking.override_add');
+    c := booking_internal.check_fields(p_override, 'p_override',
+    ARRAY['date', 'start_time', 'end_time', 'is_available', 'reason'], ARRAY['date']);
+    INSERT INTO booking.schedule_overrides (tenant_id, staff_id, date, start_time, end_time, is_available, reason)
+    VALUES (p_tenant_id, p_staff_id, (c ->> 'date')::date, (c ->> 'start_time')::time, (c ->> 'end_time')::time,
+            coalesce((c ->> 'is_available')::boolean, false), c ->> 'reason')
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.override_add', 'schedule_override', v_row.id::text,
+        'schedule.updated', jsonb_build_object('staff_id', p_staff_id, 'change', 'override_added', 'override_id', v_row.id,
+                                               'date', v_row.date, 'is_available', v_row.is_available));
+    RETURN to_jsonb(v_row);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.override_add', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_schedule_override(p_tenant_id uuid, p_override_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_row booking.schedule_overrides;
+    v_role text;
+BEGIN
+    PERFORM booking_internal.require_role(p_tenant_id, 'booking.override_remove', '{owner,manager,receptionist,staff}');
+    SELECT * INTO v_row FROM booking.schedule_overrides o WHERE o.tenant_id = p_tenant_id AND o.id = p_override_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('schedule override %s does not exist', p_override_id);
+    END IF;
+    v_role := booking_internal.require_schedule_editor(p_tenant_id, v_row.staff_id, 'booking.override_remove');
+    DELETE FROM booking.schedule_overrides o WHERE o.tenant_id = p_tenant_id AND o.id = p_override_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.override_remove', 'schedule_override', p_override_id::text,
+        'schedule.updated', jsonb_build_object('staff_id', v_row.staff_id, 'change', 'override_removed',
+                                               'override_id', p_override_id, 'date', v_row.date));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.override_remove', 'schedule_override', p_override_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A closed day of the tenant (owners, managers): p_holiday is {name (required), date, or
+-- is_recurring with recurring_month and recurring_day; type, affects_all_staff (default true),
+-- affected_staff_ids, description}.
+CREATE FUNCTION booking_internal.add_holiday(p_tenant_id uuid, p_holiday jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_staff uuid[];
+    v_missing uuid;
+    v_row booking.holidays;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.holiday_add', '{owner,manager}');
+    c := booking_internal.check_fields(p_holiday, 'p_holiday',
+    ARRAY['name', 'date', 'is_recurring', 'recurring_month', 'recurring_day', 'type', 'affects_all_staff',
+          'affected_staff_ids', 'description'], ARRAY['name']);
+    v_staff := '{}';
+    IF c ? 'affected_staff_ids' THEN
+        IF jsonb_typeof(c -> 'affected_staff_ids') <> 'array' THEN
+            RAISE EXCEPTION 'affected_staff_ids must be a JSON array of staff ids' USING ERRCODE = '22023';
+        END IF;
+        v_staff := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(c -> 'affected_staff_ids') e);
+        SELECT i INTO v_missing FROM unnest(v_staff) i
+        WHERE NOT EXISTS (SELECT 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = i) LIMIT 1;
+        IF v_missing IS NOT NULL THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', v_missing);
+        END IF;
+    END IF;
+    INSERT INTO booking.holidays (tenant_id, name, date, is_recurring, recurring_month, recurring_day, type,
+                                  affects_all_staff, affected_staff_ids, description)
+    VALUES (p_tenant_id, trim(c ->> 'name'), (c ->> 'date')::date, coalesce((c ->> 'is_recurring')::boolean, false),
+            (c ->> 'recurring_month')::int, (c ->> 'recurring_day')::int, coalesce(c ->> 'type', 'public_holiday'),
+            coalesce((c ->> 'affects_all_staff')::boolean, true), v_staff, c ->> 'description')
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.holiday_add', 'holiday', v_row.id::text,
+        'schedule.updated', jsonb_build_object('change', 'holiday_added', 'holiday_id', v_row.id, 'date', v_row.date,
+                                               'is_recurring', v_row.is_recurring));
+    RETURN to_jsonb(v_row);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.holiday_add', 'holiday', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_holiday(p_tenant_id uuid, p_holiday_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_row booking.holidays;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.holiday_remove', '{owner,manager}');
+    DELETE FROM booking.holidays h WHERE h.tenant_id = p_tenant_id AND h.id = p_holiday_id RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('holiday %s does not exist', p_holiday_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.holiday_remove', 'holiday', p_holiday_id::text,
+        'schedule.updated', jsonb_build_object('change', 'holiday_removed', 'holiday_id', p_holiday_id, 'date', v_row.date));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.holiday_remove', 'holiday', p_holiday_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Time off from p_starts_at to p_ends_at (the reason stays private: it is not in the event).
+CREATE FUNCTION booking_internal.add_time_off(p_tenant_id uuid, p_staff_id uuid, p_starts_at timestamptz, p_ends_at timestamptz,
+                                              p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_row booking.staff_time_off;
+BEGIN
+    v_role := booking_internal.require_schedule_editor(p_tenant_id, p_staff_id, 'booking.time_off_add');
+    IF p_starts_at IS NULL OR p_ends_at IS NULL OR NOT isfinite(p_starts_at) OR NOT isfinite(p_ends_at) OR p_ends_at <= p_starts_at THEN
+        RAISE EXCEPTION 'time off needs a finite start before its end' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO booking.staff_time_off (tenant_id, staff_id, period, reason)
+    VALUES (p_tenant_id, p_staff_id, tstzrange(p_starts_at, p_ends_at, '[)'), p_reason)
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.time_off_add', 'time_off', v_row.id::text,
+        'time_off.created', jsonb_build_object('staff_id', p_staff_id, 'time_off_id', v_row.id,
+                                               'starts_at', p_starts_at, 'ends_at', p_ends_at));
+    RETURN jsonb_build_object('id', v_row.id, 'staff_id', p_staff_id, 'starts_at', lower(v_row.period),
+                              'ends_at', upper(v_row.period), 'reason', v_row.reason);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.time_off_add', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_time_off(p_tenant_id uuid, p_time_off_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_row booking.staff_time_off;
+    v_role text;
+BEGIN
+    PERFORM booking_internal.require_role(p_tenant_id, 'booking.time_off_remove', '{owner,manager,receptionist,staff}');
+    SELECT * INTO v_row FROM booking.staff_time_off x WHERE x.tenant_id = p_tenant_id AND x.id = p_time_off_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('time off %s does not exist', p_time_off_id);
+    END IF;
+    v_role := booking_internal.require_schedule_editor(p_tenant_id, v_row.staff_id, 'booking.time_off_remove');
+    DELETE FROM booking.staff_time_off x WHERE x.tenant_id = p_tenant_id AND x.id = p_time_off_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.time_off_remove', 'time_off', p_time_off_id::text,
+        'time_off.deleted', jsonb_build_object('staff_id', v_row.staff_id, 'time_off_id', p_time_off_id,
+                                               'starts_at', lower(v_row.period), 'ends_at', upper(v_row.period)));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.time_off_remove', 'time_off', p_time_off_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Policies --------------------------------------------------------------------------------------
+
+-- Sets (p_value a JSON number; double_booking_prevention only true) or, with p_value NULL,
+-- removes the tenant's own policy p_key, for the whole tenant, one service or one staff member.
+CREATE FUNCTION booking_internal.set_policy(p_tenant_id uuid, p_key text, p_value jsonb,
+                                            p_service_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_bad boolean;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.policy_set', '{owner,manager}');
+    IF p_key IS NULL OR NOT EXISTS (SELECT 1 FROM booking.global_policies g WHERE g.policy_key = p_key AND g.is_builtin) THEN
+        RAISE EXCEPTION 'unknown policy %', coalesce(quote_literal(p_key), 'NULL') USING ERRCODE = '22023',
+            HINT = 'booking.global_policies lists them';
+    END IF;
+    IF p_service_id IS NOT NULL AND p_staff_id IS NOT NULL THEN
+        RAISE EXCEPTION 'a policy applies to the tenant, one service or one staff member, not both' USING ERRCODE = '22023';
+    END IF;
+    IF p_service_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', p_service_id);
+    END IF;
+    IF p_staff_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = p_staff_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', p_staff_id);
+    END IF;
+    IF p_value IS NULL OR p_value = 'null'::jsonb THEN
+        DELETE FROM booking.booking_policies p
+        WHERE p.tenant_id = p_tenant_id AND p.policy_key = p_key
+          AND p.service_id IS NOT DISTINCT FROM p_service_id AND p.staff_id IS NOT DISTINCT FROM p_staff_id;
+    ELSE
+        v_bad := CASE WHEN p_key = 'double_booking_prevention' THEN p_value <> 'true'::jsonb
+                      ELSE jsonb_typeof(p_value) <> 'number' OR (p_value)::numeric < 0 END;
+        IF v_bad THEN
+            RAISE EXCEPTION 'policy % takes %', p_key,
+                CASE WHEN p_key = 'double_booking_prevention' THEN 'true only' ELSE 'a number of 0 or more' END
+                USING ERRCODE = '22023';
+        END IF;
+        INSERT INTO booking.booking_policies (tenant_id, policy_key, policy_value, service_id, staff_id)
+        VALUES (p_tenant_id, p_key, p_value, p_service_id, p_staff_id)
+        ON CONFLICT ON CONSTRAINT booking_policies_scope_key DO UPDATE SET policy_value = excluded.policy_value;
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.policy_set', 'policy', p_key,
+        'policy.updated', jsonb_build_object('key', p_key, 'value', p_value, 'service_id', p_service_id, 'staff_id', p_staff_id));
+    RETURN jsonb_build_object('key', p_key, 'service_id', p_service_id, 'staff_id', p_staff_id,
+                              'own_value', p_value, 'effective_value', booking.policy_value(p_tenant_id, p_key, p_service_id, p_staff_id));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.policy_set', 'policy', p_key, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Message templates and delivery endpoints --------------------------------------------------------
+
+-- The tenant's template of one event type for emails and Slack (the same placeholders and
+-- checks as booking_admin.set_message_template); a NULL subject and body removes it (the
+-- default applies again).
+CREATE FUNCTION booking_internal.set_tenant_message_template(p_tenant_id uuid, p_event_type text, p_subject text,
+                                                             p_body_text text, p_body_html text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.template_set', '{owner,manager}');
+    IF p_subject IS NULL AND p_body_text IS NULL AND p_body_html IS NULL THEN
+        DELETE FROM booking_admin.message_templates m WHERE m.tenant_id = p_tenant_id AND m.event_type = p_event_type;
+    ELSE
+        PERFORM booking_internal.save_message_template(p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.template_set', 'message_template', p_event_type, NULL, NULL);
+    RETURN coalesce((SELECT to_jsonb(m) FROM booking_admin.message_templates m WHERE m.tenant_id = p_tenant_id AND m.event_type = p_event_type),
+                    jsonb_build_object('tenant_id', p_tenant_id, 'event_type', p_event_type, 'removed', true));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.template_set', 'message_template', p_event_type, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The tenant's own endpoints: the same URL rules, secrets and options as
+-- booking_admin.create_endpoint, for this tenant's events only, at most
+-- booking_engine.tenant_endpoint_quota of them (PT409 beyond).
+CREATE FUNCTION booking_internal.create_tenant_endpoint(p_tenant_id uuid, p_url text, p_event_types text[],
+                                                        p_channel text DEFAULT 'webhook', p_options jsonb DEFAULT '{}') RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_quota integer;
+    v_endpoint jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.endpoint_create', '{owner,manager}');
+    v_quota := (booking_internal.tenant_limits() ->> 'endpoint_quota')::int;
+    -- Two concurrent creations must not both pass the count.
+    PERFORM pg_advisory_xact_lock(hashtextextended('booking.tenant_endpoints:' || p_tenant_id, 0));
+    IF (SELECT count(*) FROM booking_admin.delivery_endpoints e WHERE e.tenant_id = p_tenant_id) >= v_quota THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = format('the tenant has its %s delivery endpoints already (booking_engine.tenant_endpoint_quota)', v_quota);
+    END IF;
+    v_endpoint := booking_internal.create_endpoint(p_tenant_id, p_url, p_event_types, p_channel, p_options);
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.endpoint_create', 'endpoint', v_endpoint ->> 'id', NULL, NULL);
+    RETURN v_endpoint;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.endpoint_create', 'endpoint', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- One of the tenant's own endpoints, locked for a change (PT404 for any other, global ones
+-- included).
+CREATE FUNCTION booking_internal.tenant_endpoint(p_tenant_id uuid, p_endpoint_id uuid, p_action text)
+RETURNS booking_admin.delivery_endpoints
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+BEGIN
+    SELECT * INTO v_endpoint FROM booking_admin.delivery_endpoints e
+    WHERE e.id = p_endpoint_id AND e.tenant_id = p_tenant_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('delivery endpoint %s does not exist', p_endpoint_id);
+    END IF;
+    RETURN v_endpoint;
+END $$;
+
+CREATE FUNCTION booking_internal.update_tenant_endpoint(p_tenant_id uuid, p_endpoint_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_result jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.endpoint_update', '{owner,manager}');
+    v_result := booking_internal.change_endpoint(
+    booking_internal.tenant_endpoint(p_tenant_id, p_endpoint_id, 'booking.endpoint_update'), p_changes);
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.endpoint_update', 'endpoint', p_endpoint_id::text, NULL, NULL);
+    RETURN v_result;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.endpoint_update', 'endpoint', p_endpoint_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.delete_tenant_endpoint(p_tenant_id uuid, p_endpoint_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.endpoint_delete', '{owner,manager}');
+    PERFORM booking_internal.tenant_endpoint(p_tenant_id, p_endpoint_id, 'booking.endpoint_delete');
+    DELETE FROM booking_admin.delivery_endpoints e WHERE e.id = p_endpoint_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.endpoint_delete', 'endpoint', p_endpoint_id::text, NULL, NULL);
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.endpoint_delete', 'endpoint', p_endpoint_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.rotate_tenant_endpoint_secret(p_tenant_id uuid, p_endpoint_id uuid,
+                                                               p_grace interval DEFAULT '24 hours', p_secret text DEFAULT NULL) RETURNS text
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_secret text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.endpoint_rotate', '{owner,manager}');
+    PERFORM booking_internal.tenant_endpoint(p_tenant_id, p_endpoint_id, 'booking.endpoint_rotate');
+    v_secret := booking_internal.rotate_endpoint_secret(p_endpoint_id, p_grace, p_secret);
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.endpoint_rotate', 'endpoint', p_endpoint_id::text, NULL, NULL);
+    RETURN v_secret;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.endpoint_rotate', 'endpoint', p_endpoint_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.send_tenant_test_event(p_tenant_id uuid, p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_id uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.endpoint_test', '{owner,manager}');
+    v_id := booking_internal.queue_test_event(booking_internal.tenant_endpoint(p_tenant_id, p_endpoint_id, 'booking.endpoint_test'), p_payload);
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.endpoint_test', 'endpoint', p_endpoint_id::text, NULL, NULL);
+    RETURN v_id;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.endpoint_test', 'endpoint', p_endpoint_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Members -----------------------------------------------------------------------------------------
+
+-- Invites a user (p_user_id) or whoever signs in with an e-mail address (p_email) to the tenant
+-- with p_role, optionally as staff member p_staff_id. Owners invite any role, managers
+-- receptionists and staff. Returns the invitation and its token, shown this once: the front end
+-- sends it to the invitee, who calls booking.accept_invitation(token) signed in. PT429 after 50
+-- invitations per inviting user and hour.
+CREATE FUNCTION booking_internal.invite_member(p_tenant_id uuid, p_role text, p_email text DEFAULT NULL,
+                                               p_user_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL,
+                                               p_valid_for interval DEFAULT '7 days') RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_id uuid;
+    v_token text;
+    v_hash bytea;
+    v_invitation booking.tenant_invitations;
+    v_inviter uuid;
+    v_expires timestamptz;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_invite', '{owner,manager}');
+    v_id := gen_random_uuid();
+    IF p_role IS NULL OR p_role NOT IN ('owner', 'manager', 'receptionist', 'staff') THEN
+        RAISE EXCEPTION 'p_role is owner, manager, receptionist or staff' USING ERRCODE = '22023';
+    END IF;
+    IF NOT booking_internal.may_assign(v_role, p_role) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may invite only roles below it, not %s', v_role, p_role);
+    END IF;
+    IF p_email IS NULL AND p_user_id IS NULL THEN
+        RAISE EXCEPTION 'an invitation names the invitee''s p_email or p_user_id' USING ERRCODE = '22023';
+    END IF;
+    IF p_email IS NOT NULL AND (length(p_email) > 320 OR p_email !~ '^[^@\s]+@[^@\s]+$') THEN
+        RAISE EXCEPTION '% is not an e-mail address', quote_literal(p_email) USING ERRCODE = '22023';
+    END IF;
+    IF p_valid_for IS NULL OR p_valid_for < interval '1 hour' OR p_valid_for > interval '30 days' THEN
+        RAISE EXCEPTION 'an invitation is valid for 1 hour to 30 days' USING ERRCODE = '22023';
+    END IF;
+    IF p_staff_id IS NOT NULL THEN
+        PERFORM 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = p_staff_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', p_staff_id);
+        END IF;
+    END IF;
+    IF NOT booking.check_rate_limit(coalesce(booking.caller_user_id()::text, 'tenant:' || p_tenant_id), 'invite_member', 50, 3600) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT429', MESSAGE = 'too many invitations from this user; try again later';
+    END IF;
+    SELECT t.token, t.token_hash INTO v_token, v_hash FROM booking_internal.new_invitation_token(p_tenant_id, v_id) t;
+    -- Values, not calls, in statements on tenant tables: on Citus such a statement runs on the
+    -- tenant's worker, which has neither the request's claims nor its clock setting.
+    v_inviter := booking.caller_user_id();
+    v_expires := booking.clock_now() + p_valid_for;
+    INSERT INTO booking.tenant_invitations (id, tenant_id, role, email, user_id, staff_id, token_hash, invited_by, expires_at)
+    VALUES (v_id, p_tenant_id, p_role, lower(trim(p_email)), p_user_id, p_staff_id, v_hash, v_inviter, v_expires)
+    RETURNING * INTO v_invitation;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.member_invite', 'invitation', v_id::text,
+        'member.invited', jsonb_build_object('invitation_id', v_id, 'role', p_role, 'email', v_invitation.email,
+                                             'user_id', p_user_id, 'staff_id', p_staff_id, 'expires_at', v_invitation.expires_at));
+    RETURN jsonb_build_object('invitation', to_jsonb(v_invitation) - 'token_hash', 'token', v_token);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.member_invite', 'invitation', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The signed-in user accepts an invitation: they become a member with its role (a member who
+-- already has a higher one keeps it) and, when it names a staff member, that staff row is linked
+-- to them. Single use. Refused (audited): 42501 without a signed-in user, PT404 for a token that
+-- names no invitation (malformed, unknown, or a wrong secret), PT410 revoked or expired, PT409
+-- already accepted (by anyone) or its staff member linked to someone else, PT403 an invitation
+-- for another user.
+CREATE FUNCTION booking_internal.accept_invitation(p_token text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_user uuid;
+    v_presented record;
+    v_invitation booking.tenant_invitations;
+    v_invitee boolean;
+    v_member booking.tenant_members;
+    v_now timestamptz;
+BEGIN
+    v_user := booking.caller_user_id();
+    IF v_user IS NULL THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'accepting an invitation needs a signed-in user (a JWT with a uuid sub)';
+    END IF;
+    SELECT * INTO v_presented FROM booking_internal.parse_invitation_token(coalesce(p_token, ''));
+    IF FOUND THEN
+        SELECT * INTO v_invitation FROM booking.tenant_invitations i
+        WHERE i.tenant_id = v_presented.tenant_id AND i.id = v_presented.invitation_id FOR UPDATE;
+    END IF;
+    IF v_invitation.id IS NULL OR NOT booking_internal.same_token_hash(v_invitation.token_hash, v_presented.secret_hash) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = 'no such invitation';
+    END IF;
+    IF v_invitation.revoked_at IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT410', MESSAGE = 'the invitation was revoked';
+    END IF;
+    IF v_invitation.accepted_at IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the invitation was already accepted';
+    END IF;
+    IF v_invitation.expires_at <= booking.clock_now() THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT410', MESSAGE = format('the invitation expired at %s', v_invitation.expires_at);
+    END IF;
+    -- By user id when the invitation names one, else by the e-mail address the JWT carries.
+    v_invitee := CASE WHEN v_invitation.user_id IS NOT NULL THEN v_invitation.user_id = v_user
+                      ELSE lower(booking.jwt_claims() ->> 'email') IS NOT DISTINCT FROM v_invitation.email END;
+    IF NOT v_invitee THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT403', MESSAGE = 'this invitation is for another user';
+    END IF;
+    INSERT INTO booking.tenant_members AS m (tenant_id, user_id, role, invited_by)
+    VALUES (v_invitation.tenant_id, v_user, v_invitation.role, v_invitation.invited_by)
+    ON CONFLICT (tenant_id, user_id) DO UPDATE
+        SET role = CASE WHEN booking_internal.role_rank(excluded.role) > booking_internal.role_rank(m.role) THEN excluded.role ELSE m.role END
+    RETURNING * INTO v_member;
+    IF v_invitation.staff_id IS NOT NULL THEN
+        UPDATE booking.staff f SET user_id = v_user
+        WHERE f.tenant_id = v_invitation.tenant_id AND f.id = v_invitation.staff_id AND (f.user_id IS NULL OR f.user_id = v_user);
+        IF NOT FOUND THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the invitation''s staff member is linked to another user';
+        END IF;
+    END IF;
+    v_now := booking.clock_now();
+    UPDATE booking.tenant_invitations i SET accepted_at = v_now, accepted_by = v_user
+    WHERE i.tenant_id = v_invitation.tenant_id AND i.id = v_invitation.id;
+    PERFORM booking_internal.record_change(v_invitation.tenant_id, v_member.role, 'booking.member_accept', 'member', v_user::text,
+        'member.joined', jsonb_build_object('user_id', v_user, 'role', v_member.role, 'invitation_id', v_invitation.id,
+                                            'staff_id', v_invitation.staff_id));
+    RETURN jsonb_build_object('success', true, 'tenant_id', v_invitation.tenant_id,
+                              'tenant_name', (SELECT t.name FROM booking.tenants t WHERE t.id = v_invitation.tenant_id),
+                              'role', v_member.role, 'staff_id', v_invitation.staff_id);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.member_accept', 'invitation', v_invitation.id::text, false, SQLSTATE || ': ' || SQLERRM, false, v_invitation.tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.revoke_invitation(p_tenant_id uuid, p_invitation_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_invitation booking.tenant_invitations;
+    v_now timestamptz;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.invitation_revoke', '{owner,manager}');
+    SELECT * INTO v_invitation FROM booking.tenant_invitations i WHERE i.tenant_id = p_tenant_id AND i.id = p_invitation_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('invitation %s does not exist', p_invitation_id);
+    END IF;
+    IF NOT booking_internal.may_assign(v_role, v_invitation.role) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may revoke invitations only to roles below it, not %s', v_role, v_invitation.role);
+    END IF;
+    IF v_invitation.accepted_at IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the invitation was already accepted: remove the member instead';
+    END IF;
+    v_now := booking.clock_now();
+    UPDATE booking.tenant_invitations i SET revoked_at = coalesce(i.revoked_at, v_now)
+    WHERE i.tenant_id = p_tenant_id AND i.id = p_invitation_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.invitation_revoke', 'invitation', p_invitation_id::text, NULL, NULL);
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.invitation_revoke', 'invitation', p_invitation_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The tenant's members, locked: role changes and removals of one tenant happen one at a time,
+-- so that two of them cannot together leave it without an owner. Returns how many owners it has.
+CREATE FUNCTION booking_internal.lock_members(p_tenant_id uuid) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_roles text[];
+BEGIN
+    v_roles := ARRAY(SELECT m.role FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id FOR UPDATE);
+    RETURN (SELECT count(*) FROM unnest(v_roles) r WHERE r = 'owner');
+END $$;
+
+-- Changes a member's role: owners any member's, to any role; managers a receptionist's or staff
+-- member's, to receptionist or staff. The last owner cannot be demoted (PT409).
+CREATE FUNCTION booking_internal.change_member_role(p_tenant_id uuid, p_user_id uuid, p_role text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_owners integer;
+    v_member booking.tenant_members;
+    v_from text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_role', '{owner,manager}');
+    v_owners := booking_internal.lock_members(p_tenant_id);
+    -- Again, under the lock: a concurrent change may have just changed the caller's own role.
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_role', '{owner,manager}');
+    IF p_role IS NULL OR p_role NOT IN ('owner', 'manager', 'receptionist', 'staff') THEN
+        RAISE EXCEPTION 'p_role is owner, manager, receptionist or staff' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v_member FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('member %s does not exist', p_user_id);
+    END IF;
+    v_from := v_member.role;
+    IF NOT (booking_internal.may_assign(v_role, v_from) AND booking_internal.may_assign(v_role, p_role)) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may change only roles below it, not %s to %s', v_role, v_from, p_role);
+    END IF;
+    IF v_from = 'owner' AND p_role <> 'owner' AND v_owners = 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the last owner cannot be demoted: make another member owner first';
+    END IF;
+    IF p_role <> v_from THEN
+        UPDATE booking.tenant_members m SET role = p_role WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id
+        RETURNING * INTO v_member;
+        PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.member_role', 'member', p_user_id::text,
+            'member.role_changed', jsonb_build_object('user_id', p_user_id, 'from', v_from, 'to', p_role));
+    END IF;
+    RETURN to_jsonb(v_member) || jsonb_build_object('changed', p_role <> v_from);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.member_role', 'member', p_user_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Removes a member (owners: anyone; managers: receptionists and staff), or the caller leaves
+-- (p_user_id their own). The last owner can do neither (PT409). Their staff rows stay, with the
+-- appointments, but are no longer linked to them.
+CREATE FUNCTION booking_internal.remove_member(p_tenant_id uuid, p_user_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_self boolean;
+    v_role text;
+    v_owners integer;
+    v_member booking.tenant_members;
+BEGIN
+    v_self := p_user_id IS NOT DISTINCT FROM booking.caller_user_id();
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_remove',
+        CASE WHEN v_self THEN '{owner,manager,receptionist,staff}'::text[] ELSE '{owner,manager}' END);
+    v_owners := booking_internal.lock_members(p_tenant_id);
+    -- Again, under the lock: a concurrent change may have just changed the caller's own role.
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.member_remove',
+        CASE WHEN v_self THEN '{owner,manager,receptionist,staff}'::text[] ELSE '{owner,manager}' END);
+    SELECT * INTO v_member FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('member %s does not exist', p_user_id);
+    END IF;
+    IF NOT v_self AND NOT booking_internal.may_assign(v_role, v_member.role) THEN
+        RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = format('the caller''s role (%s) may remove only members of roles below it, not %s', v_role, v_member.role);
+    END IF;
+    IF v_member.role = 'owner' AND v_owners = 1 THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'the last owner cannot leave: make another member owner first';
+    END IF;
+    DELETE FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id AND m.user_id = p_user_id;
+    UPDATE booking.staff f SET user_id = NULL WHERE f.tenant_id = p_tenant_id AND f.user_id = p_user_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.member_remove', 'member', p_user_id::text,
+        'member.removed', jsonb_build_object('user_id', p_user_id, 'role', v_member.role, 'left', v_self));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.member_remove', 'member', p_user_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Customers and reading --------------------------------------------------------------------------
+
+-- A customer record the tenant's people make (a phone booking): {name (required), email, phone,
+-- timezone}. Owners, managers, receptionists.
+CREATE FUNCTION booking_internal.create_customer(p_tenant_id uuid, p_customer jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_customer booking.customers;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.customer_create', '{owner,manager,receptionist}');
+    c := booking_internal.check_fields(p_customer, 'p_customer', ARRAY['name', 'email', 'phone', 'timezone'], ARRAY['name']);
+    IF length(trim(c ->> 'name')) = 0 OR length(c ->> 'name') > 200 THEN
+        RAISE EXCEPTION 'p_customer.name must have 1 to 200 characters' USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_profile(NULL, c ->> 'timezone', NULL, false);
+    INSERT INTO booking.customers (tenant_id, name, email, phone, timezone)
+    VALUES (p_tenant_id, trim(c ->> 'name'), nullif(trim(c ->> 'email'), ''), nullif(trim(c ->> 'phone'), ''), c ->> 'timezone')
+    RETURNING * INTO v_customer;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.customer_create', 'customer', v_customer.id::text, NULL, NULL);
+    RETURN to_jsonb(v_customer);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.customer_create', 'customer', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The tenant's customers whose name, e-mail or phone contains p_search (all without), by name,
+-- at most p_limit (1..500). Every role of the tenant (they book for them).
+CREATE FUNCTION booking_internal.list_customers(p_tenant_id uuid, p_search text DEFAULT NULL, p_limit integer DEFAULT 50)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking_internal.require_role(p_tenant_id, 'booking.customer_list', '{owner,manager,receptionist,staff}');
+    IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 500 THEN
+        RAISE EXCEPTION 'p_limit must be between 1 and 500' USING ERRCODE = '22023';
+    END IF;
+    RETURN coalesce((
+        SELECT jsonb_agg(to_jsonb(c) - 'tenant_id' ORDER BY c.name, c.id)
+        FROM (SELECT * FROM booking.customers c
+              WHERE c.tenant_id = p_tenant_id
+                AND (p_search IS NULL OR strpos(lower(concat_ws(' ', c.name, c.email, c.phone)), lower(p_search)) > 0)
+              ORDER BY c.name, c.id LIMIT p_limit) c), '[]');
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.customer_list', 'customer', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The appointments of local dates p_from..p_to (the tenant's zone; at most 62 days): of every
+-- staff member, or of p_staff_id, for owners, managers and receptionists; a staff member sees
+-- their own only.
+CREATE FUNCTION booking_internal.get_agenda(p_tenant_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_staff uuid[];
+    v_zone text;
+    v_user uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.agenda', '{owner,manager,receptionist,staff}');
+    IF p_from IS NULL OR p_to IS NULL OR p_from > p_to OR p_to - p_from > 61 OR NOT isfinite(p_from) OR NOT isfinite(p_to) THEN
+        RAISE EXCEPTION 'an agenda covers 1 to 62 days: p_from <= p_to' USING ERRCODE = '22023';
+    END IF;
+    IF v_role = 'staff' THEN
+        v_user := booking.caller_user_id();
+        v_staff := ARRAY(SELECT f.id FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.user_id = v_user);
+        IF p_staff_id IS NOT NULL AND NOT p_staff_id = ANY (v_staff) THEN
+            RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'a staff member reads their own agenda only';
+        END IF;
+    END IF;
+    SELECT t.timezone INTO v_zone FROM booking.tenants t WHERE t.id = p_tenant_id;
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', a.id, 'status', a.status, 'starts_at', a.starts_at, 'ends_at', a.ends_at,
+                   'staff_id', a.staff_id, 'staff_name', f.name, 'service_id', a.service_id, 'service_name', s.name,
+                   'price', a.price, 'notes', a.notes, 'checked_in_at', a.checked_in_at,
+                   'customer', jsonb_build_object('id', c.id, 'name', c.name, 'email', c.email, 'phone', c.phone))
+                 ORDER BY a.starts_at, f.name, a.id)
+        FROM booking.appointments a
+        JOIN booking.staff f ON f.tenant_id = a.tenant_id AND f.id = a.staff_id
+        JOIN booking.services s ON s.tenant_id = a.tenant_id AND s.id = a.service_id
+        JOIN booking.customers c ON c.tenant_id = a.tenant_id AND c.id = a.customer_id
+        WHERE a.tenant_id = p_tenant_id
+          AND a.starts_at >= p_from::timestamp AT TIME ZONE v_zone AND a.starts_at < (p_to + 1)::timestamp AT TIME ZONE v_zone
+          AND (p_staff_id IS NULL OR a.staff_id = p_staff_id)
+          AND (v_role <> 'staff' OR a.staff_id = ANY (v_staff))), '[]');
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.agenda', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Everything the tenant's owners and managers edit, in one read: the tenant and its settings,
+-- services, staff with their services and links, weekly hours, overrides and time off from
+-- yesterday on, holidays, its own policies and the effective customer-facing ones, message
+-- templates, delivery endpoints (without secrets), members and open invitations.
+CREATE FUNCTION booking_internal.get_tenant_admin(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_since timestamptz;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.tenant_read', '{owner,manager}');
+    v_since := booking.clock_now() - interval '1 day';
+    RETURN jsonb_build_object(
+        'role', v_role,
+        'tenant', booking_internal.tenant_json(p_tenant_id),
+        'services', coalesce((SELECT jsonb_agg(to_jsonb(s) ORDER BY s.name, s.id) FROM booking.services s
+                              WHERE s.tenant_id = p_tenant_id), '[]'),
+        'staff', coalesce(booking_internal.staff_json(p_tenant_id, NULL), '[]'),
+        'schedules', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.staff_id, x.day_of_week, x.start_time)
+                               FROM booking.staff_schedules x WHERE x.tenant_id = p_tenant_id), '[]'),
+        'overrides', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.date, x.staff_id)
+                               FROM booking.schedule_overrides x
+                               WHERE x.tenant_id = p_tenant_id AND x.date >= (v_since AT TIME ZONE 'UTC')::date - 1), '[]'),
+        'time_off', coalesce((SELECT jsonb_agg(jsonb_build_object('id', x.id, 'staff_id', x.staff_id, 'starts_at', lower(x.period),
+                                                                  'ends_at', upper(x.period), 'reason', x.reason)
+                                               ORDER BY lower(x.period), x.staff_id)
+                              FROM booking.staff_time_off x WHERE x.tenant_id = p_tenant_id AND upper(x.period) >= v_since), '[]'),
+        'holidays', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.is_recurring, x.date, x.recurring_month, x.recurring_day)
+                              FROM booking.holidays x WHERE x.tenant_id = p_tenant_id), '[]'),
+        'policies', coalesce((SELECT jsonb_agg(jsonb_build_object('key', p.policy_key, 'value', p.policy_value,
+                                                                  'service_id', p.service_id, 'staff_id', p.staff_id)
+                                               ORDER BY p.policy_key, p.service_id NULLS FIRST, p.staff_id NULLS FIRST)
+                              FROM booking.booking_policies p WHERE p.tenant_id = p_tenant_id), '[]'),
+        'effective_policies', booking_internal.customer_policies(p_tenant_id),
+        'message_templates', coalesce((SELECT jsonb_agg(to_jsonb(m) ORDER BY m.event_type) FROM booking_admin.message_templates m
+                                       WHERE m.tenant_id = p_tenant_id), '[]'),
+        'endpoints', coalesce((SELECT jsonb_agg(booking_internal.endpoint_json(e) ORDER BY e.created_at)
+                               FROM booking_admin.delivery_endpoints e WHERE e.tenant_id = p_tenant_id), '[]'),
+        'members', coalesce((SELECT jsonb_agg(to_jsonb(m) - 'tenant_id' ORDER BY booking_internal.role_rank(m.role) DESC, m.created_at)
+                             FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id), '[]'),
+        'invitations', coalesce((SELECT jsonb_agg(to_jsonb(i) - 'token_hash' ORDER BY i.created_at)
+                                 FROM booking.tenant_invitations i
+                                 WHERE i.tenant_id = p_tenant_id AND i.accepted_at IS NULL AND i.revoked_at IS NULL
+                                   AND i.expires_at > v_since + interval '1 day'), '[]'));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.tenant_read', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The signed-in caller's tenants: [{tenant_id, name, role, staff_ids}], by name (42501 without
+-- a signed-in user).
+CREATE FUNCTION booking_internal.my_tenants() RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_user uuid;
+    v_members jsonb;
+    v_staff jsonb;
+    v_ids uuid[];
+BEGIN
+    v_user := booking.caller_user_id();
+    IF v_user IS NULL THEN
+        RAISE EXCEPTION 'listing one''s tenants needs a signed-in user (a JWT with a uuid sub)' USING ERRCODE = '42501';
+    END IF;
+    -- Two reads by user (on Citus each a query on every shard), combined as values.
+    v_members := (SELECT jsonb_object_agg(m.tenant_id, m.role) FROM booking.tenant_members m WHERE m.user_id = v_user);
+    v_staff := (SELECT jsonb_object_agg(x.tenant_id, x.ids)
+                FROM (SELECT f.tenant_id, jsonb_agg(f.id ORDER BY f.id) AS ids FROM booking.staff f
+                      WHERE f.user_id = v_user AND f.is_active GROUP BY f.tenant_id) x);
+    v_ids := ARRAY(SELECT k::uuid FROM jsonb_object_keys(coalesce(v_members, '{}') || coalesce(v_staff, '{}')) k);
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object('tenant_id', t.id, 'name', t.name,
+                                            'role', coalesce(v_members ->> t.id::text, 'staff'),
+                                            'staff_ids', coalesce(v_staff -> t.id::text, '[]')) ORDER BY t.name, t.id)
+        FROM booking.tenants t WHERE t.id = ANY (v_ids)), '[]');
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.my_tenants', 'tenant', NULL, false, SQLSTATE || ': ' || SQLERRM, false, NULL);
+    RAISE;
+END $$;
+ALTER TABLE booking.tenant_invitations ENABLE ROW LEVEL SECURITY;
+
+-- sql/api.sql as a fresh install runs it.
+-- The API: what PostgREST exposes from schema `booking` to browsers (anon, authenticated) and
+-- what any login role calls over SQL. Every function here that needs more rights than its
+-- caller has is a SECURITY INVOKER entry point calling its SECURITY DEFINER implementation in
+-- booking_internal, the schema no API exposes (pg_graphql's model: graphql_public.graphql
+-- calling graphql.resolve). So Supabase's advisor finds no SECURITY DEFINER function that anon
+-- or authenticated may execute in an exposed schema (splinter lints 0028/0029), and every
+-- function pins its search_path (0011); tests/integration/advisor.rs runs those lints.
+--
+-- Each entry point keeps the name, arguments, defaults and result of the function it replaced
+-- in booking (0.1.0's callers keep working), has the volatility and parallel safety of its
+-- implementation, and checks nothing itself: the implementation checks its caller, so calling
+-- booking_internal directly over SQL gives the same answers. finalize.sql grants them.
+
+-- Caller helpers (row-level security and the front end's "who am I here").
+CREATE FUNCTION booking.caller_customer_ids() RETURNS uuid[]
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.caller_customer_ids() $$;
+
+CREATE FUNCTION booking.caller_staff_tenant_ids() RETURNS uuid[]
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.caller_staff_tenant_ids() $$;
+
+CREATE FUNCTION booking.caller_is_staff_of(p_tenant_id uuid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.caller_is_staff_of(p_tenant_id) $$;
+
+CREATE FUNCTION booking.caller_is_customer(p_tenant_id uuid, p_customer_id uuid) RETURNS boolean
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.caller_is_customer(p_tenant_id, p_customer_id) $$;
+
+CREATE FUNCTION booking.caller_tenant_role(p_tenant_id uuid) RETURNS text
+LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.caller_tenant_role(p_tenant_id) $$;
+
+-- The booking page and sign-up.
+CREATE FUNCTION booking.get_booking_page(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_booking_page(p_tenant_id) $$;
+
+CREATE FUNCTION booking.register_customer(p_tenant_id uuid, p_name text, p_email text DEFAULT NULL, p_phone text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.register_customer(p_tenant_id, p_name, p_email, p_phone) $$;
+
+-- Availability.
+CREATE FUNCTION booking.require_bookable(p_service_id uuid, p_staff_id uuid DEFAULT NULL) RETURNS uuid
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.require_bookable(p_service_id, p_staff_id) $$;
+
+CREATE FUNCTION booking.available_slot_arrays(service_id uuid, from_date date, to_date date, staff_id uuid DEFAULT NULL)
+RETURNS TABLE (staff_ids uuid[], starts timestamptz[], ends timestamptz[])
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM booking_internal.available_slot_arrays($1, $2, $3, $4) $$;
+
+CREATE FUNCTION booking.rpc_validate_appointment_slot(
+    p_staff_id uuid, p_service_id uuid, p_starts_at timestamptz,
+    p_ends_at timestamptz DEFAULT NULL, p_exclude_appointment_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.rpc_validate_appointment_slot(p_staff_id, p_service_id, p_starts_at, p_ends_at, p_exclude_appointment_id) $$;
+
+CREATE FUNCTION booking.get_tenant_available_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_staff_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_tenant_available_slots(p_tenant_id, p_date, p_service_id, p_staff_id) $$;
+
+-- Bookings: create, reschedule, cancel (the tenant-less ones are the tenant ones with NULL).
+CREATE FUNCTION booking.create_booking_idempotent(p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_tenant_booking(NULL, p_idempotency_key, p_booking) $$;
+
+CREATE FUNCTION booking.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_tenant_booking(p_tenant_id, p_idempotency_key, p_booking) $$;
+
+CREATE FUNCTION booking.reschedule_appointment(p_appointment_id uuid, p_new_starts_at timestamptz, p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.reschedule_tenant_appointment(NULL, p_appointment_id, p_new_starts_at, p_idempotency_key) $$;
+
+CREATE FUNCTION booking.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+                                                      p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.reschedule_tenant_appointment(p_tenant_id, p_appointment_id, p_new_starts_at, p_idempotency_key) $$;
+
+CREATE FUNCTION booking.cancel_appointment(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.cancel_tenant_appointment(NULL, p_appointment_id, p_reason, p_idempotency_key) $$;
+
+CREATE FUNCTION booking.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.cancel_tenant_appointment(p_tenant_id, p_appointment_id, p_reason, p_idempotency_key) $$;
+
+-- bookSlot and releaseSlot as SQL: the idempotent booking and the cancellation, nothing
+-- else (they check the caller; the slot store's triggers keep the store).
+CREATE FUNCTION booking.book_slot(p_staff_id uuid, p_service_id uuid, p_start_time timestamptz, p_customer_id uuid,
+                                  p_idempotency_key text, p_notes text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_internal.create_tenant_booking(NULL, p_idempotency_key, jsonb_strip_nulls(jsonb_build_object(
+        'staff_id', p_staff_id, 'service_id', p_service_id, 'starts_at', p_start_time, 'customer_id', p_customer_id,
+        'notes', p_notes)))
+$$;
+
+CREATE FUNCTION booking.release_slot(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.cancel_tenant_appointment(NULL, p_appointment_id, p_reason, p_idempotency_key) $$;
+
+-- Running the day.
+CREATE FUNCTION booking.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.confirm_appointment(p_appointment_id) $$;
+
+CREATE FUNCTION booking.check_in_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.check_in_appointment(p_appointment_id) $$;
+
+CREATE FUNCTION booking.complete_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.complete_appointment(p_appointment_id) $$;
+
+CREATE FUNCTION booking.mark_no_show(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.mark_no_show(p_appointment_id) $$;
+
+-- The waitlist.
+CREATE FUNCTION booking.add_to_waitlist(p_entry jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_to_waitlist(p_entry) $$;
+
+CREATE FUNCTION booking.update_waitlist_entry(p_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_waitlist_entry(p_id, p_changes) $$;
+
+CREATE FUNCTION booking.remove_from_waitlist(p_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_from_waitlist(p_id) $$;
+
+-- The slot store's readers.
+CREATE FUNCTION booking.find_optimal_slots(p_service_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL,
+                                           p_limit integer DEFAULT 10)
+RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz, confidence_score numeric,
+               booking_density numeric, priority_boost numeric, fit_score numeric, day_open_ratio numeric, slot_type text)
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM booking_internal.find_optimal_slots(p_service_id, p_from, p_to, p_staff_id, p_limit) $$;
+COMMENT ON FUNCTION booking.find_optimal_slots(uuid, date, date, uuid, integer) IS
+    'The p_limit best free slots of a service (staff local dates p_from..p_to within the horizon), by confidence_score, with its factors.';
+
+CREATE FUNCTION booking.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.generate_availability_slots(p_staff_id, p_start_date, p_end_date) $$;
+
+-- A tenant's own administration (sql/tenants.sql, docs/tenants.md): each checks its caller's role.
+CREATE FUNCTION booking.create_tenant(p_name text, p_timezone text DEFAULT 'UTC', p_opening_hours jsonb DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_tenant(p_name, p_timezone, p_opening_hours) $$;
+
+CREATE FUNCTION booking.update_tenant(p_tenant_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_tenant(p_tenant_id, p_changes) $$;
+
+CREATE FUNCTION booking.get_tenant_admin(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_tenant_admin(p_tenant_id) $$;
+
+CREATE FUNCTION booking.my_tenants() RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.my_tenants() $$;
+
+CREATE FUNCTION booking.create_service(p_tenant_id uuid, p_service jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_service(p_tenant_id, p_service) $$;
+
+CREATE FUNCTION booking.update_service(p_tenant_id uuid, p_service_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_service(p_tenant_id, p_service_id, p_changes) $$;
+
+CREATE FUNCTION booking.add_staff(p_tenant_id uuid, p_staff jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_staff(p_tenant_id, p_staff) $$;
+
+CREATE FUNCTION booking.update_staff(p_tenant_id uuid, p_staff_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_staff(p_tenant_id, p_staff_id, p_changes) $$;
+
+CREATE FUNCTION booking.set_staff_schedule(p_tenant_id uuid, p_staff_id uuid, p_schedule jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_staff_schedule(p_tenant_id, p_staff_id, p_schedule) $$;
+
+CREATE FUNCTION booking.add_schedule_override(p_tenant_id uuid, p_staff_id uuid, p_override jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_schedule_override(p_tenant_id, p_staff_id, p_override) $$;
+
+CREATE FUNCTION booking.remove_schedule_override(p_tenant_id uuid, p_override_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_schedule_override(p_tenant_id, p_override_id) $$;
+
+CREATE FUNCTION booking.add_holiday(p_tenant_id uuid, p_holiday jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_holiday(p_tenant_id, p_holiday) $$;
+
+CREATE FUNCTION booking.remove_holiday(p_tenant_id uuid, p_holiday_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_holiday(p_tenant_id, p_holiday_id) $$;
+
+CREATE FUNCTION booking.add_time_off(p_tenant_id uuid, p_staff_id uuid, p_starts_at timestamptz, p_ends_at timestamptz, p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_time_off(p_tenant_id, p_staff_id, p_starts_at, p_ends_at, p_reason) $$;
+
+CREATE FUNCTION booking.remove_time_off(p_tenant_id uuid, p_time_off_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_time_off(p_tenant_id, p_time_off_id) $$;
+
+CREATE FUNCTION booking.set_policy(p_tenant_id uuid, p_key text, p_value jsonb, p_service_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_policy(p_tenant_id, p_key, p_value, p_service_id, p_staff_id) $$;
+
+CREATE FUNCTION booking.set_tenant_message_template(p_tenant_id uuid, p_event_type text, p_subject text, p_body_text text, p_body_html text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_tenant_message_template(p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html) $$;
+
+CREATE FUNCTION booking.create_tenant_endpoint(p_tenant_id uuid, p_url text, p_event_types text[], p_channel text DEFAULT 'webhook', p_options jsonb DEFAULT '{}') RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_tenant_endpoint(p_tenant_id, p_url, p_event_types, p_channel, p_options) $$;
+
+CREATE FUNCTION booking.update_tenant_endpoint(p_tenant_id uuid, p_endpoint_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_tenant_endpoint(p_tenant_id, p_endpoint_id, p_changes) $$;
+
+CREATE FUNCTION booking.delete_tenant_endpoint(p_tenant_id uuid, p_endpoint_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.delete_tenant_endpoint(p_tenant_id, p_endpoint_id) $$;
+
+CREATE FUNCTION booking.rotate_tenant_endpoint_secret(p_tenant_id uuid, p_endpoint_id uuid, p_grace interval DEFAULT '24 hours', p_secret text DEFAULT NULL) RETURNS text
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.rotate_tenant_endpoint_secret(p_tenant_id, p_endpoint_id, p_grace, p_secret) $$;
+
+CREATE FUNCTION booking.send_tenant_test_event(p_tenant_id uuid, p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.send_tenant_test_event(p_tenant_id, p_endpoint_id, p_payload) $$;
+
+CREATE FUNCTION booking.invite_member(p_tenant_id uuid, p_role text, p_email text DEFAULT NULL, p_user_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL, p_valid_for interval DEFAULT '7 days') RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.invite_member(p_tenant_id, p_role, p_email, p_user_id, p_staff_id, p_valid_for) $$;
+
+CREATE FUNCTION booking.accept_invitation(p_token text) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.accept_invitation(p_token) $$;
+
+CREATE FUNCTION booking.revoke_invitation(p_tenant_id uuid, p_invitation_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.revoke_invitation(p_tenant_id, p_invitation_id) $$;
+
+CREATE FUNCTION booking.change_member_role(p_tenant_id uuid, p_user_id uuid, p_role text) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.change_member_role(p_tenant_id, p_user_id, p_role) $$;
+
+CREATE FUNCTION booking.remove_member(p_tenant_id uuid, p_user_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_member(p_tenant_id, p_user_id) $$;
+
+CREATE FUNCTION booking.create_customer(p_tenant_id uuid, p_customer jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_customer(p_tenant_id, p_customer) $$;
+
+CREATE FUNCTION booking.list_customers(p_tenant_id uuid, p_search text DEFAULT NULL, p_limit integer DEFAULT 50) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.list_customers(p_tenant_id, p_search, p_limit) $$;
+
+CREATE FUNCTION booking.get_agenda(p_tenant_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_agenda(p_tenant_id, p_from, p_to, p_staff_id) $$;
+
+-- What operator.sql and finalize.sql grant.
+GRANT EXECUTE ON FUNCTION booking_admin.execute_admin_sql, booking_admin.check_admin_sql, booking_admin.execute_explain_query,
+    booking_admin.analyze_query TO booking_operator;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- Row-level security policies, CHECK constraints and front ends call these as the caller.
+    booking.jwt_claims(), booking.caller_user_id(), booking.caller_is_operator(), booking.caller_customer_ids(),
+    booking.caller_staff_tenant_ids(), booking.caller_may_act_for(uuid, uuid), booking.caller_is_insider(uuid),
+    booking.caller_is_staff_of(uuid), booking.caller_is_customer(uuid, uuid), booking.caller_tenant_role(uuid),
+    booking.clock_now(), booking.is_valid_timezone(text), booking.is_valid_opening_hours(jsonb),
+    booking.is_within_opening_hours(jsonb, timestamp), booking.is_single_select(text), booking.request_context(),
+    -- The booking page: public profile, slots (get_available_slots, its building blocks), slot checks.
+    booking.get_booking_page(uuid), booking.require_bookable(uuid, uuid),
+    booking.available_slot_arrays(uuid, date, date, uuid), booking.get_available_slots(uuid, date, date, uuid),
+    booking.rpc_get_available_slots_enhanced(date, uuid, uuid),
+    booking.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking.validate_appointment_timing(uuid, uuid, timestamptz),
+    -- Customers: sign-up, bookings, waitlist. Each checks its caller.
+    booking.register_customer(uuid, text, text, text),
+    booking.create_booking_idempotent(text, jsonb), booking.reschedule_appointment(uuid, timestamptz, text),
+    booking.create_tenant_booking(uuid, text, jsonb), booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking.get_tenant_available_slots(uuid, date, uuid, uuid),
+    booking.cancel_appointment(uuid, text, text),
+    booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
+    booking.list_waitlist(uuid, text),
+    -- The tenant's staff running the day (customers get 42501, others PT404).
+    booking.confirm_appointment(uuid), booking.check_in_appointment(uuid), booking.complete_appointment(uuid),
+    booking.mark_no_show(uuid),
+    -- The slot store (each checks its caller; generate_availability_slots is for the tenant's people).
+    booking.find_optimal_slots(uuid, date, date, uuid, integer), booking.generate_availability_slots(uuid, date, date),
+    booking.book_slot(uuid, uuid, timestamptz, uuid, text, text), booking.release_slot(uuid, text, text),
+    -- A tenant's own administration (each checks the caller's role in the tenant).
+    booking.create_tenant(text, text, jsonb), booking.update_tenant(uuid, jsonb), booking.get_tenant_admin(uuid),
+    booking.my_tenants(), booking.create_service(uuid, jsonb), booking.update_service(uuid, uuid, jsonb),
+    booking.add_staff(uuid, jsonb), booking.update_staff(uuid, uuid, jsonb),
+    booking.set_staff_schedule(uuid, uuid, jsonb), booking.add_schedule_override(uuid, uuid, jsonb),
+    booking.remove_schedule_override(uuid, uuid), booking.add_holiday(uuid, jsonb),
+    booking.remove_holiday(uuid, uuid), booking.add_time_off(uuid, uuid, timestamptz, timestamptz, text),
+    booking.remove_time_off(uuid, uuid), booking.set_policy(uuid, text, jsonb, uuid, uuid),
+    booking.set_tenant_message_template(uuid, text, text, text, text),
+    booking.create_tenant_endpoint(uuid, text, text[], text, jsonb),
+    booking.update_tenant_endpoint(uuid, uuid, jsonb), booking.delete_tenant_endpoint(uuid, uuid),
+    booking.rotate_tenant_endpoint_secret(uuid, uuid, interval, text),
+    booking.send_tenant_test_event(uuid, uuid, jsonb), booking.invite_member(uuid, text, text, uuid, uuid, interval),
+    booking.accept_invitation(text), booking.revoke_invitation(uuid, uuid),
+    booking.change_member_role(uuid, uuid, text), booking.remove_member(uuid, uuid),
+    booking.create_customer(uuid, jsonb), booking.list_customers(uuid, text, integer),
+    booking.get_agenda(uuid, date, date, uuid)
+TO PUBLIC;
+
+-- The entry points above run as their caller, who therefore needs EXECUTE on the
+-- implementations they call, and on nothing else in booking_internal (the rest is the
+-- extension's own: the SECURITY DEFINER functions call it as the owner).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_internal FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    booking_internal.caller_customer_ids(), booking_internal.caller_staff_tenant_ids(),
+    booking_internal.caller_is_staff_of(uuid), booking_internal.caller_is_customer(uuid, uuid),
+    booking_internal.caller_tenant_role(uuid),
+    booking_internal.get_booking_page(uuid), booking_internal.register_customer(uuid, text, text, text),
+    booking_internal.require_bookable(uuid, uuid), booking_internal.available_slot_arrays(uuid, date, date, uuid),
+    booking_internal.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking_internal.get_tenant_available_slots(uuid, date, uuid, uuid),
+    booking_internal.create_tenant_booking(uuid, text, jsonb),
+    booking_internal.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking_internal.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking_internal.confirm_appointment(uuid), booking_internal.check_in_appointment(uuid),
+    booking_internal.complete_appointment(uuid), booking_internal.mark_no_show(uuid),
+    booking_internal.add_to_waitlist(jsonb), booking_internal.update_waitlist_entry(uuid, jsonb),
+    booking_internal.remove_from_waitlist(uuid),
+    booking_internal.find_optimal_slots(uuid, date, date, uuid, integer),
+    booking_internal.generate_availability_slots(uuid, date, date),
+    booking_internal.create_tenant(text, text, jsonb), booking_internal.update_tenant(uuid, jsonb),
+    booking_internal.get_tenant_admin(uuid), booking_internal.my_tenants(),
+    booking_internal.create_service(uuid, jsonb), booking_internal.update_service(uuid, uuid, jsonb),
+    booking_internal.add_staff(uuid, jsonb), booking_internal.update_staff(uuid, uuid, jsonb),
+    booking_internal.set_staff_schedule(uuid, uuid, jsonb),
+    booking_internal.add_schedule_override(uuid, uuid, jsonb), booking_internal.remove_schedule_override(uuid, uuid),
+    booking_internal.add_holiday(uuid, jsonb), booking_internal.remove_holiday(uuid, uuid),
+    booking_internal.add_time_off(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_time_off(uuid, uuid), booking_internal.set_policy(uuid, text, jsonb, uuid, uuid),
+    booking_internal.set_tenant_message_template(uuid, text, text, text, text),
+    booking_internal.create_tenant_endpoint(uuid, text, text[], text, jsonb),
+    booking_internal.update_tenant_endpoint(uuid, uuid, jsonb), booking_internal.delete_tenant_endpoint(uuid, uuid),
+    booking_internal.rotate_tenant_endpoint_secret(uuid, uuid, interval, text),
+    booking_internal.send_tenant_test_event(uuid, uuid, jsonb),
+    booking_internal.invite_member(uuid, text, text, uuid, uuid, interval), booking_internal.accept_invitation(text),
+    booking_internal.revoke_invitation(uuid, uuid), booking_internal.change_member_role(uuid, uuid, text),
+    booking_internal.remove_member(uuid, uuid), booking_internal.create_customer(uuid, jsonb),
+    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid)
+TO PUBLIC;
+
+CREATE OR REPLACE FUNCTION booking_admin.grant_api_roles() RETURNS text[]
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_granted text[] := '{}';
+    v_grant text;
+BEGIN
+    IF to_regrole('booking_operator') IS NOT NULL THEN
+        GRANT EXECUTE ON FUNCTION booking.log_security_event(text, text, text, boolean, text, boolean, uuid),
+            booking.check_rate_limit(text, text, integer, integer), booking.check_rate_limit_json(text, text, integer, integer),
+            booking.rate_limit_status(text, text, integer, integer)
+        TO booking_operator;
+        v_granted := v_granted || 'booking_operator'::text;
+    END IF;
+    IF to_regrole('service_role') IS NOT NULL THEN
+        GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA booking TO service_role;
+        -- The slot store is written by its triggers only: a direct write would make it wrong.
+        REVOKE INSERT, UPDATE, DELETE ON booking.availability_slots, booking.availability_slot_days FROM service_role;
+        IF to_regrole('booking_operator') IS NOT NULL THEN
+            IF NOT pg_has_role('service_role', 'booking_operator', 'MEMBER') THEN
+                GRANT booking_operator TO service_role;
+            END IF;
+            FOR v_grant IN
+                SELECT format('GRANT USAGE ON SCHEMA %I TO service_role', n.nspname)
+                FROM pg_namespace n, aclexplode(n.nspacl) a
+                WHERE n.nspname IN ('booking', 'booking_admin') AND a.grantee = 'booking_operator'::regrole
+                UNION ALL
+                SELECT format('GRANT %s ON FUNCTION %s TO service_role', a.privilege_type, p.oid::regprocedure)
+                FROM pg_proc p, aclexplode(p.proacl) a
+                WHERE p.pronamespace IN ('booking'::regnamespace, 'booking_admin'::regnamespace)
+                  AND a.grantee = 'booking_operator'::regrole
+                UNION ALL
+                SELECT format('GRANT %s ON %s TO service_role', a.privilege_type, c.oid::regclass)
+                FROM pg_class c, aclexplode(c.relacl) a
+                WHERE c.relnamespace = 'booking_admin'::regnamespace AND a.grantee = 'booking_operator'::regrole
+                UNION ALL
+                SELECT format('GRANT %s (%I) ON %s TO service_role', a.privilege_type, t.attname, t.attrelid::regclass)
+                FROM pg_attribute t JOIN pg_class c ON c.oid = t.attrelid, aclexplode(t.attacl) a
+                WHERE c.relnamespace = 'booking_admin'::regnamespace AND a.grantee = 'booking_operator'::regrole
+            LOOP
+                EXECUTE v_grant;
+            END LOOP;
+        END IF;
+        v_granted := v_granted || 'service_role'::text;
+    END IF;
+    RETURN v_granted;
+END $$;
+SELECT booking_admin.grant_api_roles();
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
+
 -- Health over time, the dashboard's charts, the freeze calendar, remediations, CPU/memory/disk
 -- alerts, the waitlist's conversion, and the history tables partitioned by time. The definitions
 -- are the feature files' (sql/partitions.sql, freeze.sql, history.sql, jobs.sql, security.sql,
@@ -3767,7 +6766,8 @@ BEGIN
         'job', jsonb_build_object('status', job.status, 'retry_count', job.retry_count, 'started_at', job.started_at));
 END $$;
 -- The tuner's concurrent builds, settled: an action whose job completed and whose index is valid
--- is applied (when its job finished); one whose job died, or whose index was left invalid (a
+-- is applied (from now on, by the tuner's clock: its monitoring interval counts from here); one
+-- whose job died, or whose index was left invalid (a
 -- CREATE INDEX CONCURRENTLY that failed leaves one behind), is skipped with the reason and the
 -- invalid index dropped through the sandbox. Returns {"applied": n, "failed": n}.
 CREATE FUNCTION booking_admin.settle_tuning_actions() RETURNS jsonb
@@ -3778,20 +6778,19 @@ DECLARE
     v_failed integer := 0;
 BEGIN
     FOR a IN
-        SELECT t.id, t.index_name, t.rollback_sql, j.status AS job_status, j.completed_at, j.error_message,
+        SELECT t.id, t.index_name, t.rollback_sql, j.status AS job_status, j.error_message,
                (SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(t.index_name)) AS valid
         FROM booking_admin.tuning_actions t
         LEFT JOIN LATERAL (
-            SELECT q.status, q.completed_at, q.error_message FROM booking_admin.jobs q WHERE q.id = t.job_id
+            SELECT q.status, q.error_message FROM booking_admin.jobs q WHERE q.id = t.job_id
             UNION ALL
-            SELECT h.status, h.completed_at, h.error_message FROM booking_admin.job_history h WHERE h.id = t.job_id
+            SELECT h.status, h.error_message FROM booking_admin.job_history h WHERE h.id = t.job_id
             LIMIT 1) j ON true
         WHERE t.status = 'applying'
         FOR UPDATE OF t
     LOOP
         IF a.job_status = 'completed' AND a.valid THEN
-            UPDATE booking_admin.tuning_actions SET status = 'applied', applied_at = coalesce(a.completed_at, booking.clock_now())
-            WHERE id = a.id;
+            UPDATE booking_admin.tuning_actions SET status = 'applied', applied_at = booking.clock_now() WHERE id = a.id;
             v_applied := v_applied + 1;
         ELSIF a.job_status IS NULL OR a.job_status IN ('completed', 'dead') THEN
             IF a.valid IS NOT NULL THEN
@@ -4532,12 +7531,18 @@ END $$;
 GRANT EXECUTE ON FUNCTION booking_admin.dashboard_series(interval) TO booking_operator;
 
 -- A booked waitlist offer converts its entry.
--- The same, within one tenant: every row it reads or writes is the tenant's, looked up by the
--- tenant too, so that on Citus the call runs entirely on the worker holding the tenant (it is a
--- distributed function with p_tenant_id as its distribution argument). A service, staff member
--- or customer of another tenant does not exist here (PT404). p_tenant_id NULL: the service's
--- tenant, as create_booking_idempotent.
-CREATE OR REPLACE FUNCTION booking.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+-- Books an appointment within one tenant (the implementation of booking.create_tenant_booking
+-- and, with p_tenant_id NULL, of booking.create_booking_idempotent; sql/api.sql). p_booking:
+-- {customer_id, staff_id, service_id, starts_at, ends_at?, price?, notes?, status? ('pending' |
+-- 'confirmed')}. ends_at and price default to the service's; only the tenant's people other than
+-- receptionists may set others. status defaults to 'confirmed' when the tenant's people book,
+-- and to the tenant's customer_booking_status (confirmed unless the tenant wants to confirm
+-- bookings itself) when a customer books; a customer asking for 'confirmed' where the tenant
+-- confirms itself is refused. Every row it reads or writes is the tenant's, looked up by the
+-- tenant too, so that on Citus the call runs entirely on the worker holding the tenant. A
+-- service, staff member or customer of another tenant does not exist here (PT404). p_tenant_id
+-- NULL: the service's tenant.
+CREATE OR REPLACE FUNCTION booking_internal.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -4547,7 +7552,9 @@ DECLARE
     v_starts timestamptz;
     v_ends timestamptz;
     v_price numeric;
-    v_status text := coalesce(p_booking ->> 'status', 'confirmed');
+    v_status text := p_booking ->> 'status';
+    -- The caller's role in the service's tenant (NULL: a customer or an anonymous caller).
+    v_role text;
     v_request jsonb;
     v_op uuid;
     v_replay jsonb;
@@ -4563,7 +7570,7 @@ BEGIN
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
     END IF;
-    IF v_status NOT IN ('pending', 'confirmed') THEN
+    IF v_status IS NOT NULL AND v_status NOT IN ('pending', 'confirmed') THEN
         RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
     END IF;
     -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
@@ -4575,7 +7582,10 @@ BEGIN
     ELSE
         SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
     END IF;
-    IF NOT FOUND OR NOT (v_service.is_active OR booking.caller_is_insider(v_service.tenant_id)) THEN
+    IF FOUND THEN
+        v_role := booking_internal.caller_tenant_role(v_service.tenant_id);
+    END IF;
+    IF NOT FOUND OR NOT (v_service.is_active OR v_role IS NOT NULL) THEN
         PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
                                format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
@@ -4584,9 +7594,8 @@ BEGIN
     ELSE
         SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
     END IF;
-    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id
-                          AND (v_staff.is_active OR booking.caller_is_insider(v_service.tenant_id)))
-                         OR booking.caller_is_operator()) THEN
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
+                         OR v_role = 'operator') THEN
         PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
                                format('staff member %s does not exist', p_booking ->> 'staff_id'));
     END IF;
@@ -4614,19 +7623,32 @@ BEGIN
     IF v_price < 0 THEN
         RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
     END IF;
-    -- Length and price are the service's for customers and anonymous callers: only the tenant's
-    -- own people may book a different end or price. A mismatch is refused, never ignored, so a
-    -- client learns its request was not what it will get.
-    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+    -- Length and price are the service's for customers, anonymous callers and receptionists:
+    -- only the tenant's other people may book a different end or price. A mismatch is refused,
+    -- never ignored, so a client learns its request was not what it will get.
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
         PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
                                format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
                                       v_service.duration_minutes));
     END IF;
-    IF v_price <> v_service.price AND NOT booking.caller_is_insider(v_service.tenant_id) THEN
+    IF v_price <> v_service.price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
         PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
                                format('price must be the service''s price %s; only the tenant''s staff may set another price',
                                       v_service.price));
     END IF;
+    -- A booking the tenant's people make is confirmed unless they say otherwise; a customer's
+    -- starts as the tenant says (customer_booking_status), and a customer may not confirm what
+    -- the tenant wants to confirm itself.
+    IF v_role IS NULL AND coalesce(v_status, 'confirmed') = 'confirmed' THEN
+        IF (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = v_service.tenant_id) = 'pending' THEN
+            IF v_status = 'confirmed' THEN
+                PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                       'this tenant confirms bookings itself: a customer''s booking starts as pending');
+            END IF;
+            v_status := 'pending';
+        END IF;
+    END IF;
+    v_status := coalesce(v_status, 'confirmed');
 
     -- The canonical request: the same booking however its JSON was spelled.
     v_request := jsonb_build_object(

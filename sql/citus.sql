@@ -48,6 +48,8 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('distributed', 'booking.slot_store_settings', 'tenant_id'),
            ('distributed', 'booking.availability_slot_days', 'tenant_id'),
            ('distributed', 'booking.availability_slots', 'tenant_id'),
+           ('distributed', 'booking.tenant_members', 'tenant_id'),
+           ('distributed', 'booking.tenant_invitations', 'tenant_id'),
            ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
            ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
            ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),

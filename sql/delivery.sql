@@ -226,8 +226,13 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking_admin.require_operator() FROM PUBLIC;
 
+-- The endpoint API's core, in booking_internal: the operators' functions below and the tenants'
+-- own (sql/tenants.sql: booking.create_tenant_endpoint, ...) run the same checks and writes;
+-- each entry point checks its caller first. Not executable by PUBLIC; none of them is SECURITY
+-- DEFINER (their callers are).
+
 -- Event type patterns: each known, 'prefix.*' of a known prefix, or '*'.
-CREATE FUNCTION booking_admin.check_event_types(p_types text[]) RETURNS text[]
+CREATE FUNCTION booking_internal.check_event_types(p_types text[]) RETURNS text[]
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     t text;
@@ -246,19 +251,17 @@ BEGIN
     END LOOP;
     RETURN p_types;
 END $$;
-REVOKE ALL ON FUNCTION booking_admin.check_event_types(text[]) FROM PUBLIC;
 
--- What an endpoint looks like to operators: everything but its secrets.
-CREATE FUNCTION booking_admin.endpoint_json(e booking_admin.delivery_endpoints) RETURNS jsonb
+-- What an endpoint looks like to operators and its tenant: everything but its secrets.
+CREATE FUNCTION booking_internal.endpoint_json(e booking_admin.delivery_endpoints) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT to_jsonb(e) || jsonb_build_object('secrets', (
         SELECT count(*) FROM booking_admin.delivery_secrets s
         WHERE s.endpoint_id = e.id AND (s.expires_at IS NULL OR s.expires_at > now())))
 $$;
-REVOKE ALL ON FUNCTION booking_admin.endpoint_json(booking_admin.delivery_endpoints) FROM PUBLIC;
 
 -- The per-endpoint limits, checked with a clear message before the row's CHECKs.
-CREATE FUNCTION booking_admin.check_endpoint_limits(p_max_in_flight text, p_timeout_ms text) RETURNS void
+CREATE FUNCTION booking_internal.check_endpoint_limits(p_max_in_flight text, p_timeout_ms text) RETURNS void
 LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     IF p_max_in_flight IS NOT NULL AND (p_max_in_flight !~ '^[0-9]{1,9}$' OR p_max_in_flight::int NOT BETWEEN 1 AND 64) THEN
@@ -268,8 +271,128 @@ BEGIN
         RAISE EXCEPTION 'timeout_ms is a whole number from 100 to 120000, not %', p_timeout_ms USING ERRCODE = '22023';
     END IF;
 END $$;
-REVOKE ALL ON FUNCTION booking_admin.check_endpoint_limits(text, text) FROM PUBLIC;
 
+-- Creates an endpoint and its first secret; returns it with the secret (shown this once).
+CREATE FUNCTION booking_internal.create_endpoint(p_tenant_id uuid, p_url text, p_event_types text[], p_channel text,
+                                                 p_options jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_secret text;
+    v_unknown text[];
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_options, '{}')) k
+                       WHERE k NOT IN ('description', 'max_in_flight', 'timeout_ms', 'secret'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint option(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023',
+            HINT = 'options are description, max_in_flight, timeout_ms and secret';
+    END IF;
+    PERFORM booking_internal.check_endpoint_limits(p_options ->> 'max_in_flight', p_options ->> 'timeout_ms');
+    IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
+        RAISE EXCEPTION 'no tenant %', p_tenant_id USING ERRCODE = 'PT404';
+    END IF;
+    v_secret := coalesce(p_options ->> 'secret', booking_internal.generate_webhook_secret());
+    INSERT INTO booking_admin.delivery_endpoints (tenant_id, channel, url, event_types, description, max_in_flight, timeout_ms)
+    VALUES (p_tenant_id, p_channel, booking_internal.check_endpoint_url(p_channel, p_url),
+            booking_internal.check_event_types(p_event_types), coalesce(p_options ->> 'description', ''),
+            coalesce((p_options ->> 'max_in_flight')::int, 4), coalesce((p_options ->> 'timeout_ms')::int, 10000))
+    RETURNING * INTO v_endpoint;
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
+    VALUES (v_endpoint.id, booking_internal.check_webhook_secret(v_secret));
+    PERFORM booking.delivery_wanted_at_commit();
+    RETURN booking_internal.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
+END $$;
+
+-- Changes: url, event_types, description, max_in_flight, timeout_ms, enabled (true re-enables
+-- and closes the circuit; false needs disabled_reason). p_endpoint is the locked row.
+CREATE FUNCTION booking_internal.change_endpoint(p_endpoint booking_admin.delivery_endpoints, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_unknown text[];
+    v_enable boolean := (p_changes ->> 'enabled')::boolean;
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_changes, '{}')) k
+                       WHERE k NOT IN ('url', 'event_types', 'description', 'max_in_flight', 'timeout_ms',
+                                       'enabled', 'disabled_reason'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint field(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_endpoint_limits(p_changes ->> 'max_in_flight', p_changes ->> 'timeout_ms');
+    IF v_enable IS FALSE AND p_changes ->> 'disabled_reason' IS NULL THEN
+        RAISE EXCEPTION 'disabling an endpoint needs a disabled_reason' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_endpoints e SET
+        url = CASE WHEN p_changes ? 'url' THEN booking_internal.check_endpoint_url(e.channel, p_changes ->> 'url') ELSE e.url END,
+        event_types = CASE WHEN p_changes ? 'event_types'
+            THEN booking_internal.check_event_types(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'event_types')))
+            ELSE e.event_types END,
+        description = coalesce(p_changes ->> 'description', e.description),
+        max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
+        timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
+        enabled = coalesce(v_enable, e.enabled),
+        enabled_at = CASE WHEN v_enable AND NOT e.enabled THEN now() ELSE e.enabled_at END,
+        disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
+        disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
+        consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,
+        failing_since = CASE WHEN v_enable THEN NULL ELSE e.failing_since END,
+        circuit_open_until = CASE WHEN v_enable THEN NULL ELSE e.circuit_open_until END,
+        updated_at = now()
+    WHERE e.id = p_endpoint.id
+    RETURNING * INTO v_endpoint;
+    PERFORM booking.delivery_wanted_at_commit();
+    RETURN booking_internal.endpoint_json(v_endpoint);
+END $$;
+
+-- A new signing key; the old ones keep signing for p_grace (receivers update in that time),
+-- then expire. Returns the new secret (shown this once).
+CREATE FUNCTION booking_internal.rotate_endpoint_secret(p_endpoint_id uuid, p_grace interval, p_secret text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_secret text := booking_internal.check_webhook_secret(coalesce(p_secret, booking_internal.generate_webhook_secret()));
+BEGIN
+    IF p_grace IS NULL OR p_grace < interval '0' OR p_grace > interval '30 days' THEN
+        RAISE EXCEPTION 'the grace period is between 0 and 30 days' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_secrets s SET expires_at = least(coalesce(s.expires_at, 'infinity'), now() + p_grace)
+    WHERE s.endpoint_id = p_endpoint_id;
+    DELETE FROM booking_admin.delivery_secrets s WHERE s.endpoint_id = p_endpoint_id AND s.expires_at <= now();
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret) VALUES (p_endpoint_id, v_secret);
+    RETURN v_secret;
+END $$;
+
+-- A test event to one endpoint (a webhook service's POST /webhooks/{id}/test): delivered like any
+-- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
+CREATE FUNCTION booking_internal.queue_test_event(p_endpoint booking_admin.delivery_endpoints, p_payload jsonb) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid := gen_random_uuid();
+BEGIN
+    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
+    VALUES (v_id, p_endpoint.id, p_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
+            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
+    PERFORM booking.wake_delivery_at_commit();
+    RETURN v_id;
+END $$;
+
+-- A tenant's template (NULL tenant: the default) for emails and Slack messages.
+CREATE FUNCTION booking_internal.save_message_template(p_tenant_id uuid, p_event_type text, p_subject text,
+                                                       p_body_text text, p_body_html text) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    PERFORM booking_internal.check_event_types(ARRAY[p_event_type]);
+    IF p_subject IS NULL OR p_body_text IS NULL THEN
+        RAISE EXCEPTION 'a template has a subject and a plain-text body' USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_template(p_subject), booking_internal.check_template(p_body_text),
+            booking_internal.check_template(coalesce(p_body_html, ''));
+    INSERT INTO booking_admin.message_templates AS t (tenant_id, event_type, subject, body_text, body_html)
+    VALUES (p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html)
+    ON CONFLICT (tenant_id, event_type) DO UPDATE
+        SET subject = excluded.subject, body_text = excluded.body_text, body_html = excluded.body_html, updated_at = now();
+END $$;
+
+-- The operators' endpoint API: caller check, then the core.
 CREATE FUNCTION booking_admin.create_endpoint(
     p_url text,
     p_event_types text[],
@@ -279,33 +402,9 @@ CREATE FUNCTION booking_admin.create_endpoint(
 ) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    v_endpoint booking_admin.delivery_endpoints;
-    v_secret text;
-    v_unknown text[];
 BEGIN
     PERFORM booking_admin.require_operator();
-    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_options, '{}')) k
-                       WHERE k NOT IN ('description', 'max_in_flight', 'timeout_ms', 'secret'));
-    IF cardinality(v_unknown) > 0 THEN
-        RAISE EXCEPTION 'unknown endpoint option(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023',
-            HINT = 'options are description, max_in_flight, timeout_ms and secret';
-    END IF;
-    PERFORM booking_admin.check_endpoint_limits(p_options ->> 'max_in_flight', p_options ->> 'timeout_ms');
-    IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
-        RAISE EXCEPTION 'no tenant %', p_tenant_id USING ERRCODE = 'PT404';
-    END IF;
-    v_secret := coalesce(p_options ->> 'secret', booking_admin.generate_webhook_secret());
-    INSERT INTO booking_admin.delivery_endpoints (tenant_id, channel, url, event_types, description, max_in_flight, timeout_ms)
-    VALUES (p_tenant_id, p_channel, booking_admin.check_endpoint_url(p_channel, p_url),
-            booking_admin.check_event_types(p_event_types), coalesce(p_options ->> 'description', ''),
-            coalesce((p_options ->> 'max_in_flight')::int, 4), coalesce((p_options ->> 'timeout_ms')::int, 10000))
-    RETURNING * INTO v_endpoint;
-    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
-    VALUES (v_endpoint.id, booking_admin.check_webhook_secret(v_secret));
-    PERFORM booking.delivery_wanted_at_commit();
-    -- The secret is shown this once.
-    RETURN booking_admin.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
+    RETURN booking_internal.create_endpoint(p_tenant_id, p_url, p_event_types, p_channel, p_options);
 END $$;
 
 CREATE FUNCTION booking_admin.endpoint_for_change(p_endpoint_id uuid) RETURNS booking_admin.delivery_endpoints
@@ -322,47 +421,10 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking_admin.endpoint_for_change(uuid) FROM PUBLIC;
 
--- Changes: url, event_types, description, max_in_flight, timeout_ms, enabled (true re-enables
--- and closes the circuit; false needs disabled_reason).
 CREATE FUNCTION booking_admin.update_endpoint(p_endpoint_id uuid, p_changes jsonb) RETURNS jsonb
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER
-SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    v_endpoint booking_admin.delivery_endpoints := booking_admin.endpoint_for_change(p_endpoint_id);
-    v_unknown text[];
-    v_enable boolean := (p_changes ->> 'enabled')::boolean;
-BEGIN
-    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_changes, '{}')) k
-                       WHERE k NOT IN ('url', 'event_types', 'description', 'max_in_flight', 'timeout_ms',
-                                       'enabled', 'disabled_reason'));
-    IF cardinality(v_unknown) > 0 THEN
-        RAISE EXCEPTION 'unknown endpoint field(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023';
-    END IF;
-    PERFORM booking_admin.check_endpoint_limits(p_changes ->> 'max_in_flight', p_changes ->> 'timeout_ms');
-    IF v_enable IS FALSE AND p_changes ->> 'disabled_reason' IS NULL THEN
-        RAISE EXCEPTION 'disabling an endpoint needs a disabled_reason' USING ERRCODE = '22023';
-    END IF;
-    UPDATE booking_admin.delivery_endpoints e SET
-        url = CASE WHEN p_changes ? 'url' THEN booking_admin.check_endpoint_url(e.channel, p_changes ->> 'url') ELSE e.url END,
-        event_types = CASE WHEN p_changes ? 'event_types'
-            THEN booking_admin.check_event_types(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'event_types')))
-            ELSE e.event_types END,
-        description = coalesce(p_changes ->> 'description', e.description),
-        max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
-        timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
-        enabled = coalesce(v_enable, e.enabled),
-        enabled_at = CASE WHEN v_enable AND NOT e.enabled THEN now() ELSE e.enabled_at END,
-        disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
-        disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
-        consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,
-        failing_since = CASE WHEN v_enable THEN NULL ELSE e.failing_since END,
-        circuit_open_until = CASE WHEN v_enable THEN NULL ELSE e.circuit_open_until END,
-        updated_at = now()
-    WHERE e.id = v_endpoint.id
-    RETURNING * INTO v_endpoint;
-    PERFORM booking.delivery_wanted_at_commit();
-    RETURN booking_admin.endpoint_json(v_endpoint);
-END $$;
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_internal.change_endpoint(booking_admin.endpoint_for_change(p_endpoint_id), p_changes)
+$$;
 
 CREATE FUNCTION booking_admin.disable_endpoint(p_endpoint_id uuid, p_reason text) RETURNS jsonb
 LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
@@ -382,39 +444,18 @@ BEGIN
     RETURN true;
 END $$;
 
--- A new signing key; the old ones keep signing for p_grace (receivers update in that time),
--- then expire. Returns the new secret (shown this once).
 CREATE FUNCTION booking_admin.rotate_endpoint_secret(p_endpoint_id uuid, p_grace interval DEFAULT '24 hours',
                                                       p_secret text DEFAULT NULL) RETURNS text
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    v_secret text := booking_admin.check_webhook_secret(coalesce(p_secret, booking_admin.generate_webhook_secret()));
 BEGIN
     PERFORM booking_admin.endpoint_for_change(p_endpoint_id);
-    IF p_grace IS NULL OR p_grace < interval '0' OR p_grace > interval '30 days' THEN
-        RAISE EXCEPTION 'the grace period is between 0 and 30 days' USING ERRCODE = '22023';
-    END IF;
-    UPDATE booking_admin.delivery_secrets s SET expires_at = least(coalesce(s.expires_at, 'infinity'), now() + p_grace)
-    WHERE s.endpoint_id = p_endpoint_id;
-    DELETE FROM booking_admin.delivery_secrets s WHERE s.endpoint_id = p_endpoint_id AND s.expires_at <= now();
-    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret) VALUES (p_endpoint_id, v_secret);
-    RETURN v_secret;
+    RETURN booking_internal.rotate_endpoint_secret(p_endpoint_id, p_grace, p_secret);
 END $$;
 
--- A test event to one endpoint (a webhook service's POST /webhooks/{id}/test): delivered like any
--- other, type 'webhook.test', whatever the endpoint subscribes to. Returns the delivery id.
 CREATE FUNCTION booking_admin.send_test_event(p_endpoint_id uuid, p_payload jsonb DEFAULT NULL) RETURNS uuid
-LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    v_endpoint booking_admin.delivery_endpoints := booking_admin.endpoint_for_change(p_endpoint_id);
-    v_id uuid := gen_random_uuid();
-BEGIN
-    INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
-    VALUES (v_id, v_endpoint.id, v_endpoint.tenant_id, 'msg_' || replace(v_id::text, '-', ''), 'webhook.test',
-            coalesce(p_payload, jsonb_build_object('message', 'booking_engine test event')), now());
-    PERFORM booking.wake_delivery_at_commit();
-    RETURN v_id;
-END $$;
+LANGUAGE sql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_internal.queue_test_event(booking_admin.endpoint_for_change(p_endpoint_id), p_payload)
+$$;
 
 -- Sends a delivery again (dead or delivered), with the same webhook-id, its retries counted
 -- from now.
@@ -488,16 +529,7 @@ CREATE FUNCTION booking_admin.set_message_template(p_tenant_id uuid, p_event_typ
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
     PERFORM booking_admin.require_operator();
-    PERFORM booking_admin.check_event_types(ARRAY[p_event_type]);
-    IF p_subject IS NULL OR p_body_text IS NULL THEN
-        RAISE EXCEPTION 'a template has a subject and a plain-text body' USING ERRCODE = '22023';
-    END IF;
-    PERFORM booking_admin.check_template(p_subject), booking_admin.check_template(p_body_text),
-            booking_admin.check_template(coalesce(p_body_html, ''));
-    INSERT INTO booking_admin.message_templates AS t (tenant_id, event_type, subject, body_text, body_html)
-    VALUES (p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html)
-    ON CONFLICT (tenant_id, event_type) DO UPDATE
-        SET subject = excluded.subject, body_text = excluded.body_text, body_html = excluded.body_html, updated_at = now();
+    PERFORM booking_internal.save_message_template(p_tenant_id, p_event_type, p_subject, p_body_text, p_body_html);
 END $$;
 
 -- The values a template's placeholders take for one delivery (booking_engine.delivery's
@@ -557,7 +589,7 @@ GRANT SELECT ON booking_admin.delivery_endpoints, booking_admin.deliveries, book
     booking_admin.message_templates, booking_admin.delivery_event_types
 TO booking_operator;
 -- The Rust helpers above are building blocks of these functions, not for callers.
-REVOKE ALL ON FUNCTION booking_admin.generate_webhook_secret(), booking_admin.check_webhook_secret(text),
-    booking_admin.check_endpoint_url(text, text), booking_admin.check_template(text),
+REVOKE ALL ON FUNCTION booking_internal.generate_webhook_secret(), booking_internal.check_webhook_secret(text),
+    booking_internal.check_endpoint_url(text, text), booking_internal.check_template(text),
     booking.wake_delivery_at_commit(), booking.delivery_wanted_at_commit()
 FROM PUBLIC;

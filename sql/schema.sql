@@ -62,7 +62,12 @@ CREATE TABLE booking.tenants (
     buffer_time_minutes   integer NOT NULL DEFAULT 0 CHECK (buffer_time_minutes BETWEEN 0 AND 720),
     slot_interval_minutes integer NOT NULL DEFAULT 15 CHECK (slot_interval_minutes BETWEEN 1 AND 1440),
     created_at            timestamptz NOT NULL DEFAULT now(),
-    updated_at            timestamptz NOT NULL DEFAULT now()
+    updated_at            timestamptz NOT NULL DEFAULT now(),
+    -- How a customer's own booking starts: 'confirmed' (the default), or 'pending' until the
+    -- tenant's people confirm it.
+    customer_booking_status text NOT NULL DEFAULT 'confirmed' CHECK (customer_booking_status IN ('pending', 'confirmed')),
+    -- Whether staff members may change their own weekly hours, day overrides and time off.
+    staff_manage_own_schedule boolean NOT NULL DEFAULT false
 );
 COMMENT ON COLUMN booking.tenants.opening_hours IS
     'Weekday "0" (Sunday) .. "6" -> {is_open, start_time "HH:MM", end_time "HH:MM" (24:00 allowed)}; a missing day is closed.';
@@ -224,16 +229,25 @@ CREATE TABLE booking.booking_policies (
     description  text,
     created_at   timestamptz NOT NULL DEFAULT now(),
     updated_at   timestamptz NOT NULL DEFAULT now(),
+    -- The scope of the row: the whole tenant (both NULL), one service, or one staff member.
+    service_id   uuid,
+    staff_id     uuid,
     -- Double booking is refused by the appointments' exclusion constraint, always: the policy
     -- can only say so.
     CHECK (CASE WHEN policy_key = 'double_booking_prevention'
                 THEN policy_value = 'true'::jsonb
                 ELSE jsonb_typeof(policy_value) = 'number' AND (policy_value)::numeric >= 0 END),
+    CONSTRAINT booking_policies_one_scope CHECK (service_id IS NULL OR staff_id IS NULL),
     PRIMARY KEY (tenant_id, id),
-    UNIQUE (tenant_id, policy_key)
+    CONSTRAINT booking_policies_scope_key UNIQUE NULLS NOT DISTINCT (tenant_id, policy_key, service_id, staff_id),
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE
 );
+-- The foreign keys' side (most rows are the tenant's, with neither).
+CREATE INDEX booking_policies_service_idx ON booking.booking_policies (service_id) WHERE service_id IS NOT NULL;
+CREATE INDEX booking_policies_staff_idx ON booking.booking_policies (staff_id) WHERE staff_id IS NOT NULL;
 COMMENT ON TABLE booking.booking_policies IS
-    'Per-tenant policies. Precedence: the tenant''s row, then a global row (booking.global_policies), then the builtin default.';
+    'A tenant''s own policies, for the whole tenant, one service (service_id) or one staff member (staff_id). Precedence for a booking of a staff member and service: the staff member''s row, the service''s, the tenant''s, a global row (booking.global_policies), the builtin default.';
 
 CREATE TABLE booking.global_policies (
     policy_key   text NOT NULL CHECK (policy_key IN (
@@ -276,13 +290,18 @@ INSERT INTO booking.global_policies (policy_key, policy_value, description, is_b
     ('waitlist_notification_hours', '48', 'Freed slots starting within this many hours are offered to the waitlist', true),
     ('double_booking_prevention', 'true', 'Refuse overlapping appointments of one staff member', true);
 
--- A policy's value for a tenant, by the precedence above. PL/pgSQL for its cached plan: every
--- booking call reads several policies.
-CREATE FUNCTION booking.policy_value(p_tenant_id uuid, p_key text) RETURNS jsonb
+-- A policy's value for a tenant (and, when given, a service and a staff member), by the
+-- precedence above: staff > service > tenant > global > builtin. PL/pgSQL for its cached plan:
+-- every booking call reads several policies.
+CREATE FUNCTION booking.policy_value(p_tenant_id uuid, p_key text, p_service_id uuid DEFAULT NULL, p_staff_id uuid DEFAULT NULL)
+RETURNS jsonb
 LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
     RETURN coalesce(
-        (SELECT p.policy_value FROM booking.booking_policies p WHERE p.tenant_id = p_tenant_id AND p.policy_key = p_key),
+        (SELECT p.policy_value FROM booking.booking_policies p
+         WHERE p.tenant_id = p_tenant_id AND p.policy_key = p_key
+           AND (p.staff_id = p_staff_id OR p.service_id = p_service_id OR (p.staff_id IS NULL AND p.service_id IS NULL))
+         ORDER BY p.staff_id IS NULL, p.service_id IS NULL LIMIT 1),
         (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = p_key ORDER BY g.is_builtin LIMIT 1));
 END $$;
 

@@ -24,10 +24,13 @@ CREATE TABLE booking.slot_store_settings (
     -- NULL: the tenant has no policy of its own (the global or builtin one applies).
     min_notice   interval,
     max_advance  interval,
-    CONSTRAINT slot_store_prime_hours_in_order CHECK (prime_start <= prime_end)
+    CONSTRAINT slot_store_prime_hours_in_order CHECK (prime_start <= prime_end),
+    -- The tenant's staff members' and services' own policies for the same two rules, where it
+    -- has any: {"staff:<id>" | "service:<id>": {"min_notice": interval, "max_advance": interval}}.
+    policy_overrides jsonb NOT NULL DEFAULT '{}'
 );
 COMMENT ON TABLE booking.slot_store_settings IS
-    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s own policies, NULL when it has none (maintained, not set).';
+    'Slot store per tenant: enabled (off by default), horizon_days (1..366) of slots kept from each staff member''s today, prime hours (staff local time) that boost a slot''s confidence; min_notice and max_advance mirror the tenant''s own policies, NULL when it has none, policy_overrides its staff members'' and services'' (maintained, not set).';
 
 -- The settings are the users' (pg_dump keeps them); a restore that meets the row the tenant's
 -- trigger already made updates it. The store itself is derived: a restore rebuilds it as the
@@ -94,14 +97,27 @@ BEGIN
 END $$;
 
 -- The tenant's own notice and advance policies (NULL: none of its own), as the engine counts
--- them: exact hours and 24-hour days.
+-- them: exact hours and 24-hour days; and its staff members' and services' own values of the
+-- two.
 CREATE FUNCTION booking.slot_store_settings_policies() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
     NEW.min_notice := (SELECT make_interval(secs => p.policy_value::text::float8 * 3600) FROM booking.booking_policies p
-                       WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'minimum_booking_notice_hours');
+                       WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'minimum_booking_notice_hours'
+                         AND p.service_id IS NULL AND p.staff_id IS NULL);
     NEW.max_advance := (SELECT make_interval(secs => p.policy_value::text::float8 * 86400) FROM booking.booking_policies p
-                        WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'advance_booking_limit_days');
+                        WHERE p.tenant_id = NEW.tenant_id AND p.policy_key = 'advance_booking_limit_days'
+                          AND p.service_id IS NULL AND p.staff_id IS NULL);
+    NEW.policy_overrides := coalesce((
+        SELECT jsonb_object_agg(o.scope, o.rules)
+        FROM (SELECT CASE WHEN p.staff_id IS NOT NULL THEN 'staff:' || p.staff_id ELSE 'service:' || p.service_id END AS scope,
+                     jsonb_object_agg(CASE p.policy_key WHEN 'minimum_booking_notice_hours' THEN 'min_notice' ELSE 'max_advance' END,
+                                      make_interval(secs => (p.policy_value)::text::float8
+                                          * CASE p.policy_key WHEN 'minimum_booking_notice_hours' THEN 3600 ELSE 86400 END)) AS rules
+              FROM booking.booking_policies p
+              WHERE p.tenant_id = NEW.tenant_id AND (p.staff_id IS NOT NULL OR p.service_id IS NOT NULL)
+                AND p.policy_key IN ('minimum_booking_notice_hours', 'advance_booking_limit_days')
+              GROUP BY 1) o), '{}');
     RETURN NEW;
 END $$;
 CREATE TRIGGER slot_store_settings_policies BEFORE INSERT OR UPDATE ON booking.slot_store_settings
@@ -534,23 +550,33 @@ CREATE TRIGGER slot_store_policies_delete AFTER DELETE ON booking.booking_polici
 
 -- The store as applications read it (PostgREST: GET /availability_slots_now?staff_id=eq.…&
 -- is_available=is.true&order=confidence_score.desc): is_available also applies the minimum
--- notice and advance limit as of now: the tenant's own (kept on its settings row), else the
--- global or builtin one, as the engine counts them (exact hours, 24-hour days), read once per
--- query from the reference table on the node that runs it.
+-- notice and advance limit as of now: the staff member's own, else the service's, else the
+-- tenant's (kept on its settings row), else the global or builtin one, as the engine counts them
+-- (exact hours, 24-hour days); the global ones and "now" read once per query, the global ones
+-- from the reference table on the node that runs it.
 CREATE VIEW booking.availability_slots_now WITH (security_invoker = true) AS
 SELECT s.tenant_id, s.staff_id, s.service_id, s.date, s.start_time, s.end_time, s.slot_type,
-       s.is_available AND s.start_time >= booking.clock_now() + coalesce(w.min_notice, g.min_notice)
-                      AND s.start_time <= booking.clock_now() + coalesce(w.max_advance, g.max_advance) AS is_available,
+       s.is_available
+       AND s.start_time >= g.now + coalesce(CASE WHEN w.policy_overrides <> '{}' THEN coalesce(
+               (w.policy_overrides -> ('staff:' || s.staff_id) ->> 'min_notice')::interval,
+               (w.policy_overrides -> ('service:' || s.service_id) ->> 'min_notice')::interval) END,
+           w.min_notice, g.min_notice)
+       AND s.start_time <= g.now + coalesce(CASE WHEN w.policy_overrides <> '{}' THEN coalesce(
+               (w.policy_overrides -> ('staff:' || s.staff_id) ->> 'max_advance')::interval,
+               (w.policy_overrides -> ('service:' || s.service_id) ->> 'max_advance')::interval) END,
+           w.max_advance, g.max_advance) AS is_available,
        s.confidence_score, s.booking_density, s.priority_boost, s.fit_score, s.day_open_ratio, s.created_at
 FROM booking.availability_slots s
 JOIN booking.slot_store_settings w ON w.tenant_id = s.tenant_id
 CROSS JOIN (
-    SELECT make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
+    SELECT booking.clock_now() AS now,
+           make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
                                            WHERE p.policy_key = 'minimum_booking_notice_hours'
                                            ORDER BY p.is_builtin LIMIT 1), 0) * 3600) AS min_notice,
            make_interval(secs => coalesce((SELECT p.policy_value::text::float8 FROM booking.global_policies p
                                            WHERE p.policy_key = 'advance_booking_limit_days'
                                            ORDER BY p.is_builtin LIMIT 1), 36500) * 86400) AS max_advance
+    OFFSET 0  -- kept a subquery, evaluated once
 ) g;
 COMMENT ON VIEW booking.availability_slots_now IS
     'The slot store with is_available as of now (minimum notice, advance limit): its available rows of a service are exactly booking.get_available_slots.';
@@ -569,9 +595,11 @@ LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_horizon daterange := booking.slot_store_horizon(p_tenant_id, p_staff_id);
 BEGIN
+    -- PT409 (PostgREST: 409 Conflict): the tenant's state does not allow the request; the
+    -- engine's own readers answer for such a tenant.
     IF NOT EXISTS (SELECT 1 FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id AND w.enabled) THEN
-        RAISE EXCEPTION 'the slot store is off for this tenant' USING ERRCODE = '55000',
-            HINT = 'UPDATE booking.slot_store_settings SET enabled = true WHERE tenant_id = …; get_available_slots works either way';
+        RAISE EXCEPTION 'the slot store is off for this tenant' USING ERRCODE = 'PT409',
+            HINT = 'get_available_slots and get_tenant_available_slots answer for every tenant; the tenant''s owners turn the store on (booking.update_tenant, "slot_store_enabled")';
     END IF;
     IF p_from IS NULL OR p_to IS NULL THEN
         RAISE EXCEPTION 'the dates must not be NULL' USING ERRCODE = '22023';
@@ -589,7 +617,7 @@ END $$;
 
 -- The best slots of a service between two staff local dates: free as of now, highest
 -- confidence first, with the factors of the score.
-CREATE FUNCTION booking.find_optimal_slots(p_service_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL,
+CREATE FUNCTION booking_internal.find_optimal_slots(p_service_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL,
                                            p_limit integer DEFAULT 10)
 RETURNS TABLE (staff_id uuid, starts_at timestamptz, ends_at timestamptz, confidence_score numeric,
                booking_density numeric, priority_boost numeric, fit_score numeric, day_open_ratio numeric, slot_type text)
@@ -603,7 +631,7 @@ BEGIN
         RAISE EXCEPTION 'p_limit must be between 1 and 1000' USING ERRCODE = '22023';
     END IF;
     -- PT404 for a service or staff member the caller may not see, whether it exists or not.
-    PERFORM booking.require_bookable(p_service_id, p_staff_id);
+    PERFORM booking_internal.require_bookable(p_service_id, p_staff_id);
     SELECT s.tenant_id INTO v_tenant FROM booking.services s WHERE s.id = p_service_id;
     PERFORM booking.slot_store_check_range(v_tenant, NULL, p_from, p_to);
     RETURN QUERY
@@ -615,13 +643,11 @@ BEGIN
         ORDER BY v.confidence_score DESC, v.start_time, v.staff_id
         LIMIT p_limit;
 END $$;
-COMMENT ON FUNCTION booking.find_optimal_slots(uuid, date, date, uuid, integer) IS
-    'The p_limit best free slots of a service (staff local dates p_from..p_to within the horizon), by confidence_score, with its factors.';
 
 -- An explicit regeneration, for the tenant's own people: recomputes a staff member's
 -- days from p_start_date to p_end_date (within the horizon) and returns how many slots they
 -- hold. The store is exact without it; it repairs nothing that is not already right.
-CREATE FUNCTION booking.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer
+CREATE FUNCTION booking_internal.generate_availability_slots(p_staff_id uuid, p_start_date date, p_end_date date) RETURNS integer
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -640,23 +666,6 @@ BEGIN
             WHERE s.tenant_id = v_staff.tenant_id AND s.staff_id = p_staff_id AND s.date BETWEEN p_start_date AND p_end_date);
 END $$;
 
--- bookSlot and releaseSlot as SQL: the idempotent booking and the cancellation, nothing
--- else (they check the caller; the triggers keep the store).
-CREATE FUNCTION booking.book_slot(p_staff_id uuid, p_service_id uuid, p_start_time timestamptz, p_customer_id uuid,
-                                  p_idempotency_key text, p_notes text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.create_booking_idempotent(p_idempotency_key, jsonb_strip_nulls(jsonb_build_object(
-        'staff_id', p_staff_id, 'service_id', p_service_id, 'starts_at', p_start_time, 'customer_id', p_customer_id,
-        'notes', p_notes)))
-$$;
-
-CREATE FUNCTION booking.release_slot(p_appointment_id uuid, p_reason text DEFAULT NULL, p_idempotency_key text DEFAULT NULL)
-RETURNS jsonb
-LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.cancel_appointment(p_appointment_id, p_reason, p_idempotency_key)
-$$;
-
 -- Horizon upkeep: hourly, so that each time zone's new day is added within the hour after its
 -- midnight (a run with nothing to add or drop reads the staff list and writes nothing).
 CREATE FUNCTION booking_admin.op_extend_slot_horizon(p_settings jsonb) RETURNS integer
@@ -667,9 +676,11 @@ INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, s
     ('extend-slot-horizon', 'Add the slot store''s new days and drop past ones', 'booking_admin.op_extend_slot_horizon', '{}', 3600000, 3, 300000);
 
 -- Anyone may read the store (it holds what get_available_slots tells anyone: slots of active
--- staff offering active services) and the settings; only the triggers write them.
+-- staff offering active services), and the settings of the tenants whose store is on (what the
+-- view above needs); a tenant whose store is off is not listed (its id is not public). Only
+-- the triggers write them.
 CREATE POLICY availability_slots_public_read ON booking.availability_slots FOR SELECT USING (true);
-CREATE POLICY slot_store_settings_public_read ON booking.slot_store_settings FOR SELECT USING (true);
+CREATE POLICY slot_store_settings_public_read ON booking.slot_store_settings FOR SELECT USING (enabled);
 -- The global and builtin policies are what every booking page tells (deadlines, notice,
 -- advance limit): the view above reads them as its caller.
 CREATE POLICY global_policies_public_read ON booking.global_policies FOR SELECT USING (true);

@@ -52,14 +52,14 @@ SELECT pg_catalog.pg_extension_config_dump('booking.waitlist_notifications', '')
 
 CREATE POLICY waitlist_read ON booking.waitlist FOR SELECT
     USING ((SELECT booking.caller_is_operator())
-           OR customer_id = ANY ((SELECT booking.caller_customer_ids())::uuid[])
-           OR tenant_id = ANY ((SELECT booking.caller_staff_tenant_ids())::uuid[]));
+           OR customer_id = ANY ((SELECT booking_internal.caller_customer_ids())::uuid[])
+           OR tenant_id = ANY ((SELECT booking_internal.caller_staff_tenant_ids())::uuid[]));
 GRANT SELECT ON booking.waitlist TO PUBLIC;
 
 -- Adds an entry: {customer_id, service_id, staff_id?, preferred_start_date?, preferred_end_date?,
 -- preferred_times? ["10:00", ...], preferred_days? [1, 2, ...], priority? (the tenant's staff
 -- and operators only), notes?}.
-CREATE FUNCTION booking.add_to_waitlist(p_entry jsonb) RETURNS jsonb
+CREATE FUNCTION booking_internal.add_to_waitlist(p_entry jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -106,7 +106,7 @@ END $$;
 
 -- Changes the preferences, priority or notes of an entry (keys as in add_to_waitlist; status
 -- may be set back to 'waiting' or to 'cancelled').
-CREATE FUNCTION booking.update_waitlist_entry(p_id uuid, p_changes jsonb) RETURNS jsonb
+CREATE FUNCTION booking_internal.update_waitlist_entry(p_id uuid, p_changes jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -160,10 +160,10 @@ BEGIN
     RETURN to_jsonb(v_row);
 END $$;
 
-CREATE FUNCTION booking.remove_from_waitlist(p_id uuid) RETURNS boolean
+CREATE FUNCTION booking_internal.remove_from_waitlist(p_id uuid) RETURNS boolean
 LANGUAGE sql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
-    SELECT booking.update_waitlist_entry(p_id, '{"status": "cancelled"}') IS NOT NULL
+    SELECT booking_internal.update_waitlist_entry(p_id, '{"status": "cancelled"}') IS NOT NULL
 $$;
 
 -- The caller's visible entries (row-level security applies), best first.
@@ -187,7 +187,7 @@ LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
     v_now timestamptz := booking.clock_now();
-    v_horizon numeric := (booking.policy_value(p_freed.tenant_id, 'waitlist_notification_hours'))::numeric;
+    v_horizon numeric := (booking.policy_value(p_freed.tenant_id, 'waitlist_notification_hours', p_freed.service_id, p_freed.staff_id))::numeric;
     v_local timestamp;
     v_entry booking.waitlist;
     v_event uuid;

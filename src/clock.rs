@@ -22,6 +22,7 @@ fn fixed_now() -> Option<Result<TimestampWithTimeZone, DomainError>> {
 /// The instant the clock-based rules (notice, advance limit) treat as now: the setting
 /// `booking_engine.now` when a superuser set it (tests, demos), else the transaction's now().
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn clock_now() -> Result<TimestampWithTimeZone, pgrx::pg_sys::panic::ErrorReport> {
     match fixed_now() {
         Some(fixed) => Ok(fixed?),

@@ -29,6 +29,11 @@ static EXPOSED_SCHEMAS: GucSetting<Option<CString>> = GucSetting::<Option<CStrin
 static TRUSTED_PROXIES: GucSetting<i32> = GucSetting::<i32>::new(1);
 static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
+// Tenants that run themselves.
+
+static SELF_SERVE_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(true);
+static TENANT_ENDPOINT_QUOTA: GucSetting<i32> = GucSetting::<i32>::new(5);
+
 // Outbound delivery.
 
 /// Svix's retry schedule (its first attempt is immediate): the wait after the 1st, 2nd, ...
@@ -122,6 +127,16 @@ pub fn trusted_proxies() -> usize {
 /// `booking_engine.explain_timeout_ms`: the deadline of what the query analysis explains or runs.
 pub fn explain_timeout_ms() -> i32 {
     EXPLAIN_TIMEOUT_MS.get()
+}
+
+/// `booking_engine.self_serve_tenants`: whether signed-in users may create tenants themselves.
+pub fn self_serve_tenants() -> bool {
+    SELF_SERVE_TENANTS.get()
+}
+
+/// `booking_engine.tenant_endpoint_quota`: delivery endpoints a tenant's own people may create.
+pub fn tenant_endpoint_quota() -> i32 {
+    TENANT_ENDPOINT_QUOTA.get()
 }
 
 /// `booking_engine.delivery_concurrency`: the delivery worker's sending threads.
@@ -224,6 +239,7 @@ pub fn metrics_max_tenant_series() -> u32 {
 pub fn register() {
     register_workers();
     register_security_and_admin();
+    register_tenants();
     register_delivery();
     register_metrics();
 }
@@ -329,6 +345,29 @@ fn register_security_and_admin() {
         3_600_000,
         GucContext::Userset,
         GucFlags::UNIT_MS,
+    );
+}
+
+/// Superuser-only (ALTER SYSTEM or ALTER DATABASE ... SET): the tenants' own people cannot
+/// lift them.
+fn register_tenants() {
+    GucRegistry::define_bool_guc(
+        c"booking_engine.self_serve_tenants",
+        c"Whether signed-in users may create tenants themselves (booking.create_tenant).",
+        c"Off: booking.create_tenant answers 42501 and tenants are created by operators only.",
+        &SELF_SERVE_TENANTS,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.tenant_endpoint_quota",
+        c"How many delivery endpoints a tenant's own owners and managers may create.",
+        c"booking.create_tenant_endpoint answers PT409 beyond it; operators' endpoints (booking_admin.create_endpoint) do not count.",
+        &TENANT_ENDPOINT_QUOTA,
+        0,
+        1000,
+        GucContext::Suset,
+        GucFlags::default(),
     );
 }
 

@@ -28,6 +28,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod security;
 pub mod slot_store;
+pub mod tenants;
 
 ::pgrx::pg_module_magic!();
 
@@ -69,7 +70,7 @@ extension_sql_file!(
     name = "availability",
     requires = [
         "access",
-        availability::api::available_slot_arrays,
+        availability::api::booking_internal::available_slot_arrays,
         availability::api::tenant_slot_arrays,
         availability::api::slot_violations
     ]
@@ -125,10 +126,10 @@ extension_sql_file!(
     name = "delivery",
     requires = [
         "operator",
-        delivery::api::booking_admin::generate_webhook_secret,
-        delivery::api::booking_admin::check_webhook_secret,
-        delivery::api::booking_admin::check_endpoint_url,
-        delivery::api::booking_admin::check_template,
+        delivery::api::booking_internal::generate_webhook_secret,
+        delivery::api::booking_internal::check_webhook_secret,
+        delivery::api::booking_internal::check_endpoint_url,
+        delivery::api::booking_internal::check_template,
         delivery::api::wake_delivery_at_commit,
         delivery::api::delivery_wanted_at_commit,
     ]
@@ -148,11 +149,32 @@ extension_sql_file!(
         jobs::api::booking_admin::worker_status,
     ]
 );
+// Tenants that run themselves: invitations, events and the self-administration functions.
+extension_sql_file!(
+    "../sql/tenants.sql",
+    name = "tenants",
+    requires = [
+        "access",
+        "portal",
+        "slot_store",
+        "delivery",
+        tenants::api::booking_internal::new_invitation_token,
+        tenants::api::booking_internal::parse_invitation_token,
+        tenants::api::booking_internal::same_token_hash,
+        tenants::api::booking_internal::tenant_limits,
+    ]
+);
+// The exposed API's SECURITY INVOKER entry points, once every implementation exists.
+extension_sql_file!(
+    "../sql/api.sql",
+    name = "api",
+    requires = ["access", "booking", "waitlist", "availability", "slot_store", "portal", "observability", "tenants"]
+);
 // Citus support: the distribute function (Citus itself is optional and never required).
 extension_sql_file!(
     "../sql/citus.sql",
     name = "citus",
-    requires = ["operator", "portal", "availability", "delivery", "observability"]
+    requires = ["operator", "portal", "availability", "delivery", "observability", "api"]
 );
 extension_sql_file!("../sql/finalize.sql", name = "finalize", finalize);
 

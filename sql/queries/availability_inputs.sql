@@ -14,32 +14,40 @@ WITH svc AS (
                      + make_interval(mins => greatest(svc.duration, $7) + svc.buffer_after + t.buffer_time_minutes)) AS r
     FROM svc JOIN booking.tenants t ON t.id = svc.tenant_id AND t.id = $8
 ), st AS (
+    -- Each staff member's minimum notice and advance limit for this service: their own policy,
+    -- else the service's, else the tenant's, else a global one, else the builtin (as
+    -- booking.policy_value reads them; read here rather than by calling it: on Citus this
+    -- statement is shipped to the worker, where a function reading tables inside it would be a
+    -- nested distributed query).
     SELECT f.id, f.timezone,
            f.is_active AND svc.is_active AND EXISTS (
                SELECT 1 FROM booking.staff_services ss
-               WHERE ss.tenant_id = $8 AND ss.staff_id = f.id AND ss.service_id = svc.id) AS offers
+               WHERE ss.tenant_id = $8 AND ss.staff_id = f.id AND ss.service_id = svc.id) AS offers,
+           coalesce(
+               (SELECT p.policy_value FROM booking.booking_policies p
+                WHERE p.tenant_id = $8 AND p.policy_key = 'minimum_booking_notice_hours'
+                  AND (p.staff_id = f.id OR p.service_id = svc.id OR (p.staff_id IS NULL AND p.service_id IS NULL))
+                ORDER BY p.staff_id IS NULL, p.service_id IS NULL LIMIT 1),
+               (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = 'minimum_booking_notice_hours' ORDER BY g.is_builtin LIMIT 1),
+               '0') AS notice_hours,
+           coalesce(
+               (SELECT p.policy_value FROM booking.booking_policies p
+                WHERE p.tenant_id = $8 AND p.policy_key = 'advance_booking_limit_days'
+                  AND (p.staff_id = f.id OR p.service_id = svc.id OR (p.staff_id IS NULL AND p.service_id IS NULL))
+                ORDER BY p.staff_id IS NULL, p.service_id IS NULL LIMIT 1),
+               (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = 'advance_booking_limit_days' ORDER BY g.is_builtin LIMIT 1),
+               '36500') AS advance_days
     FROM booking.staff f JOIN svc ON f.tenant_id = svc.tenant_id
     WHERE f.tenant_id = $8 AND ($2::uuid IS NULL OR f.id = $2)
 )
--- Policies are read here, as booking.policy_value reads them, rather than by calling it: on
--- Citus this statement is shipped to the worker, where a function reading tables inside it
--- would be a nested distributed query.
 SELECT json_build_object(
     'service', (SELECT row_to_json(svc) FROM svc),
     'tenant', (SELECT json_build_object('timezone', t.timezone, 'opening_hours', t.opening_hours,
                                         'buffer', t.buffer_time_minutes, 'interval', t.slot_interval_minutes)
                FROM booking.tenants t JOIN svc ON t.id = svc.tenant_id WHERE t.id = $8),
     'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2 AND f.tenant_id = $8),
-    'min_notice_hours', coalesce(
-        (SELECT p.policy_value FROM booking.booking_policies p WHERE p.tenant_id = $8 AND p.policy_key = 'minimum_booking_notice_hours'),
-        (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = 'minimum_booking_notice_hours' ORDER BY g.is_builtin LIMIT 1),
-        '0'),
-    'advance_days', coalesce(
-        (SELECT p.policy_value FROM booking.booking_policies p WHERE p.tenant_id = $8 AND p.policy_key = 'advance_booking_limit_days'),
-        (SELECT g.policy_value FROM booking.global_policies g WHERE g.policy_key = 'advance_booking_limit_days' ORDER BY g.is_builtin LIMIT 1),
-        '36500'),
     'now', (extract(epoch FROM booking.clock_now()) * 1000000)::int8,
-    'staff', coalesce((SELECT json_agg(json_build_array(st.id, st.timezone, st.offers))
+    'staff', coalesce((SELECT json_agg(json_build_array(st.id, st.timezone, st.offers, st.notice_hours, st.advance_days))
                        FROM st WHERE st.offers OR $6), '[]'),
     'schedules', coalesce((SELECT json_agg(json_build_array(s.staff_id, s.day_of_week,
                                extract(epoch FROM s.start_time)::int, extract(epoch FROM s.end_time)::int, s.timezone))

@@ -10,6 +10,7 @@ use super::policy::{self, Mode, Statement};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{require, to_uuid};
 use crate::pg::error::{sqlstate_text, Caught};
+use crate::pg::guc::with_search_path;
 use crate::pg::parser::{self, RawStatement};
 use crate::pg::role;
 use crate::pg::subxact::Subxact;
@@ -262,25 +263,35 @@ mod booking_admin {
     use super::*;
 
     /// Run one maintenance statement after checking it with Postgres's own parser; see the
-    /// docs/admin.md ("Admin SQL sandbox") for what is accepted.
+    /// docs/admin.md ("Admin SQL sandbox") for what is accepted. The statement's names are resolved in
+    /// `p_search_path`, the caller's own unless given (the function's is pinned).
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
     fn execute_admin_sql(
         sql_text: Option<&str>,
         allow_vacuum_full: default!(Option<bool>, false),
+        p_search_path: default!(Option<&str>, "current_setting('search_path')"),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
         let allow_vacuum_full = require(allow_vacuum_full, "allow_vacuum_full")?;
-        run_admin_sql(require(sql_text, "sql_text")?, allow_vacuum_full).map(JsonB)
+        let sql = require(sql_text, "sql_text")?;
+        with_search_path(require(p_search_path, "p_search_path")?, || run_admin_sql(sql, allow_vacuum_full))?.map(JsonB)
     }
 
     /// The sandbox's verdict on a statement without running or auditing it: the kind, the
     /// mode, the statement text and, for queued statements, what the job runner receives.
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
     fn check_admin_sql(
         sql_text: Option<&str>,
         allow_vacuum_full: default!(Option<bool>, false),
+        p_search_path: default!(Option<&str>, "current_setting('search_path')"),
     ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
         let sql = require(sql_text, "sql_text")?;
         let allow_vacuum_full = require(allow_vacuum_full, "allow_vacuum_full")?;
+        with_search_path(require(p_search_path, "p_search_path")?, || verdict(sql, allow_vacuum_full))?
+    }
+
+    fn verdict(sql: &str, allow_vacuum_full: bool) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
         match judge(sql, allow_vacuum_full) {
             Ok(a) => {
                 let who = caller()?;

@@ -15,6 +15,8 @@ use super::plan::{self, Candidate, TableInfo};
 use super::rules::{self, QueryFacts};
 use crate::errors::{DomainError, DomainResult};
 use crate::gucs;
+use crate::pg::convert::require;
+use crate::pg::guc::with_search_path;
 use crate::pg::subxact::Subxact;
 
 /// The one statement of `sql` with its parse-tree facts; only DML can be explained.
@@ -209,7 +211,16 @@ mod booking_admin {
     /// The plan of one statement as JSON. With `analyze` only a read-only SELECT (or VALUES,
     /// WITH ... SELECT) is accepted; it runs under the deadline and is rolled back.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn execute_explain_query(sql: Option<&str>, analyze: default!(Option<bool>, false)) -> Result<JsonB, ErrorReport> {
+    #[search_path(pg_catalog, pg_temp)]
+    fn execute_explain_query(
+        sql: Option<&str>,
+        analyze: default!(Option<bool>, false),
+        p_search_path: default!(Option<&str>, "current_setting('search_path')"),
+    ) -> Result<JsonB, ErrorReport> {
+        with_search_path(require(p_search_path, "p_search_path")?, || explain_query(sql, analyze))?
+    }
+
+    fn explain_query(sql: Option<&str>, analyze: Option<bool>) -> Result<JsonB, ErrorReport> {
         let analyze = analyze.ok_or_else(|| DomainError::InvalidParameter("analyze must not be NULL".into()))?;
         let (text, facts) = dml_statement(sql)?;
         if analyze && (facts.kind != rules::QueryKind::Select || facts.modifies) {
@@ -230,7 +241,11 @@ mod booking_admin {
 
     /// Rules on the parse tree, plan bottlenecks and index recommendations for one statement.
     #[pg_extern(volatile, parallel_unsafe)]
-    fn analyze_query(sql: Option<&str>) -> Result<JsonB, ErrorReport> {
-        Ok(JsonB(analyze(sql)?.0))
+    #[search_path(pg_catalog, pg_temp)]
+    fn analyze_query(
+        sql: Option<&str>,
+        p_search_path: default!(Option<&str>, "current_setting('search_path')"),
+    ) -> Result<JsonB, ErrorReport> {
+        Ok(JsonB(with_search_path(require(p_search_path, "p_search_path")?, || analyze(sql))??.0))
     }
 }

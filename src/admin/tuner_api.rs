@@ -12,6 +12,7 @@ use super::query_api::{self, Recommendation};
 use super::tuner::{self, Aggressiveness, Decision, Proposal, Settings};
 use super::{api, plan};
 use crate::errors::{DomainError, DomainResult};
+use crate::pg::guc::with_search_path;
 use crate::pg::subxact::Subxact;
 
 #[derive(Deserialize)]
@@ -266,13 +267,20 @@ mod booking_admin {
     use super::*;
 
     /// One auto-tuner cycle; see docs/admin.md ("Auto-tuner").
+    /// The slow queries' names are resolved in `p_search_path` (the caller's unless given).
     #[pg_extern(volatile, parallel_unsafe)]
-    fn perform_tuning_cycle() -> Result<JsonB, ErrorReport> {
-        cycle().map(JsonB)
+    #[search_path(pg_catalog, pg_temp)]
+    fn perform_tuning_cycle(
+        p_search_path: default!(Option<&str>, "current_setting('search_path')"),
+    ) -> Result<JsonB, ErrorReport> {
+        let path =
+            p_search_path.ok_or_else(|| DomainError::InvalidParameter("p_search_path must not be NULL".into()))?;
+        with_search_path(path, cycle)?.map(JsonB)
     }
 
     /// Drop the index an applied action created (through the sandbox) and mark it rolled back.
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
     fn rollback_tuning_action(id: Option<i64>) -> Result<JsonB, ErrorReport> {
         let id = id.ok_or_else(|| DomainError::InvalidParameter("id must not be NULL".into()))?;
         #[derive(Deserialize)]

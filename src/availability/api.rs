@@ -42,32 +42,40 @@ fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
     Ok(())
 }
 
-/// Bookable slots for a service between two local dates (inclusive), for one staff member or
-/// all who offer it, ordered by start then staff id, as three parallel arrays in one row.
-/// `booking.get_available_slots` unnests them: arrays leave the function several times faster
-/// than rows returned one call at a time. SECURITY DEFINER so that a booking page can show
-/// availability without reading other customers' appointments.
-#[pg_extern(stable, security_definer, parallel_restricted)]
-#[search_path(pg_catalog, @extschema@, pg_temp)]
-// pgrx reads the result columns' names from this signature, so it cannot be an alias.
-#[allow(clippy::type_complexity)]
-pub fn available_slot_arrays(
-    service_id: Option<PgUuid>,
-    from_date: Option<Date>,
-    to_date: Option<Date>,
-    staff_id: default!(Option<PgUuid>, "NULL"),
-) -> Result<
-    TableIterator<
-        'static,
-        (
-            name!(staff_ids, Vec<PgUuid>),
-            name!(starts, Vec<TimestampWithTimeZone>),
-            name!(ends, Vec<TimestampWithTimeZone>),
-        ),
-    >,
-    pgrx::pg_sys::panic::ErrorReport,
-> {
-    Ok(TableIterator::once(slot_arrays(None, service_id, from_date, to_date, staff_id)?))
+/// The SECURITY DEFINER side of `booking.get_available_slots` (sql/availability.sql), in the
+/// schema no API exposes; `booking.available_slot_arrays` is its entry point (sql/api.sql).
+#[pgrx::pg_schema]
+pub mod booking_internal {
+    use pgrx::prelude::*;
+    use pgrx::Uuid as PgUuid;
+
+    /// Bookable slots for a service between two local dates (inclusive), for one staff member
+    /// or all who offer it, ordered by start then staff id, as three parallel arrays in one row.
+    /// `booking.get_available_slots` unnests them: arrays leave the function several times
+    /// faster than rows returned one call at a time. SECURITY DEFINER so that a booking page can
+    /// show availability without reading other customers' appointments.
+    #[pg_extern(stable, security_definer, parallel_restricted)]
+    #[search_path(pg_catalog, @extschema@, pg_temp)]
+    // pgrx reads the result columns' names from this signature, so it cannot be an alias.
+    #[allow(clippy::type_complexity)]
+    pub fn available_slot_arrays(
+        service_id: Option<PgUuid>,
+        from_date: Option<Date>,
+        to_date: Option<Date>,
+        staff_id: default!(Option<PgUuid>, "NULL"),
+    ) -> Result<
+        TableIterator<
+            'static,
+            (
+                name!(staff_ids, Vec<PgUuid>),
+                name!(starts, Vec<TimestampWithTimeZone>),
+                name!(ends, Vec<TimestampWithTimeZone>),
+            ),
+        >,
+        pgrx::pg_sys::panic::ErrorReport,
+    > {
+        Ok(TableIterator::once(super::slot_arrays(None, service_id, from_date, to_date, staff_id)?))
+    }
 }
 
 /// `available_slot_arrays` of one tenant's service: every read filtered by the tenant, so that
@@ -123,7 +131,7 @@ fn slot_arrays(
         include_non_offering: false,
         duration: None,
     })?;
-    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clock, from, to);
+    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clocks, from, to);
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
     let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
     let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
@@ -163,7 +171,8 @@ pub fn explain_timing(
         include_non_offering: true,
         duration,
     })?;
-    let cal = Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clock, first, last);
+    let cal =
+        Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clocks[0], first, last);
     // Who is asking matters only when a staff member is away: most checks skip the query.
     let mut explained = cal.explain(starts_at, false);
     if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))
@@ -236,6 +245,7 @@ fn violations(
 
 /// Whether Postgres knows the time zone name (an IANA name such as 'Europe/Zurich', or 'UTC').
 #[pg_extern(stable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn is_valid_timezone(name: &str) -> bool {
     // SAFETY: pg_tzset reads a NUL-terminated name and returns NULL for an unknown zone.
     CString::new(name).is_ok_and(|c| !unsafe { pg_sys::pg_tzset(c.as_ptr()) }.is_null())
@@ -243,6 +253,7 @@ pub fn is_valid_timezone(name: &str) -> bool {
 
 /// Whether a document has the `tenants.opening_hours` shape; used by its CHECK constraint.
 #[pg_extern(immutable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn is_valid_opening_hours(doc: crate::pg::json_doc::JsonDoc) -> bool {
     doc.0.is_ok_and(|d| opening_hours::parse(&d).is_ok())
 }

@@ -459,18 +459,20 @@ impl<'a> Calendar<'a> {
     }
 }
 
-/// All bookable slots of the given staff members, ordered by start then staff id.
+/// All bookable slots of the given staff members, ordered by start then staff id. `clocks[i]`
+/// is `staff[i]`'s: the notice and advance rules may differ per staff member (their own
+/// policies win over the service's and the tenant's).
 pub fn available_slots(
     tenant: &Tenant,
     service: &Service,
     staff: &[Staff],
     holidays: &[Holiday],
-    clock: &Clock,
+    clocks: &[Clock],
     from: NaiveDate,
     to: NaiveDate,
 ) -> Vec<Slot> {
     let mut out = Vec::new();
-    for s in staff {
+    for (s, clock) in staff.iter().zip(clocks) {
         Calendar::new(tenant, service, s, holidays, clock, from, to).slots(from, to, &mut out);
     }
     out.sort_unstable();
@@ -550,7 +552,10 @@ mod tests {
     }
 
     fn run(t: &Tenant, svc: &Service, s: &Staff, hol: &[Holiday], c: &Clock, d: &str) -> Vec<String> {
-        starts(&available_slots(t, svc, std::slice::from_ref(s), hol, c, date(d), date(d)), &s.zone)
+        starts(
+            &available_slots(t, svc, std::slice::from_ref(s), hol, std::slice::from_ref(c), date(d), date(d)),
+            &s.zone,
+        )
     }
 
     #[test]
@@ -678,7 +683,7 @@ mod tests {
         // Saturday before, Sunday of, and Monday after each change.
         for d in ["2026-03-28", "2026-03-29", "2026-03-30", "2026-10-24", "2026-10-25", "2026-10-26"] {
             let got =
-                starts(&available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &c, date(d), date(d)), &z);
+                starts(&available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &[c], date(d), date(d)), &z);
             assert_eq!(got, expect(&d[5..]), "day {d}");
         }
         // The instants differ by the offset: 09:00 is 08:00 UTC in winter, 07:00 UTC in summer.
@@ -687,7 +692,7 @@ mod tests {
             &service(60),
             std::slice::from_ref(&s),
             &[],
-            &c,
+            &[c],
             date("2026-03-29"),
             date("2026-03-29"),
         );
@@ -697,7 +702,7 @@ mod tests {
             &service(60),
             std::slice::from_ref(&s),
             &[],
-            &c,
+            &[c],
             date("2026-03-28"),
             date("2026-03-28"),
         );
@@ -717,7 +722,7 @@ mod tests {
             &service(30),
             std::slice::from_ref(&s),
             &[],
-            &c,
+            &[c],
             date("2026-03-29"),
             date("2026-03-29"),
         );
@@ -727,7 +732,7 @@ mod tests {
             &service(30),
             std::slice::from_ref(&s),
             &[],
-            &c,
+            &[c],
             date("2026-10-25"),
             date("2026-10-25"),
         );
@@ -812,18 +817,25 @@ mod tests {
         let t = tenant(Zone::fixed(0));
         let a = Staff { id: Uuid::from_u128(9), ..monday_staff() };
         let b = Staff { id: Uuid::from_u128(3), ..monday_staff() };
-        let slots = available_slots(
-            &t,
-            &service(60),
-            &[a, b],
-            &[],
-            &clock("2026-03-01 00:00"),
-            date("2026-03-23"),
-            date("2026-03-23"),
-        );
+        let c = clock("2026-03-01 00:00");
+        let slots = available_slots(&t, &service(60), &[a, b], &[], &[c, c], date("2026-03-23"), date("2026-03-23"));
         assert_eq!(slots.len(), 16);
         assert!(slots.windows(2).all(|w| (w[0].start, w[0].staff) < (w[1].start, w[1].staff)));
         assert_eq!(slots[0].staff, Uuid::from_u128(3));
+    }
+
+    #[test]
+    fn each_staff_member_has_their_own_notice_and_advance() {
+        let t = tenant(Zone::fixed(0));
+        let a = Staff { id: Uuid::from_u128(1), ..monday_staff() };
+        let b = Staff { id: Uuid::from_u128(2), ..monday_staff() };
+        // Now is Monday 08:00: a needs the default 2 hours' notice, b a whole day.
+        let quick = clock("2026-03-23 08:00");
+        let slow = Clock { min_notice: 24 * MICROS_PER_HOUR, ..quick };
+        let slots =
+            available_slots(&t, &service(60), &[a, b], &[], &[quick, slow], date("2026-03-23"), date("2026-03-23"));
+        assert!(slots.iter().all(|s| s.staff == Uuid::from_u128(1)), "b has nothing that day");
+        assert_eq!(slots.first().map(|s| s.start), Some(utc("2026-03-23 10:00")));
     }
 
     /// The store's plan keeps taken and too-soon slots (their rules apply elsewhere), and its

@@ -104,10 +104,10 @@ struct Inputs {
     tenant: Option<TenantRow>,
     /// The tenant of the staff member asked for, if one was and exists.
     staff_tenant: Option<Uuid>,
-    min_notice_hours: f64,
-    advance_days: f64,
     now: Micros,
-    staff: Vec<(Uuid, String, bool)>,
+    /// (id, time zone, offers the service, minimum notice hours, advance limit days): the two
+    /// policies as they apply to this staff member and service.
+    staff: Vec<(Uuid, String, bool, f64, f64)>,
     schedules: Vec<(Uuid, u32, u32, u32, Option<String>)>,
     overrides: Vec<OverrideRow>,
     time_off: Vec<(Uuid, Micros, Micros, Option<String>)>,
@@ -192,7 +192,8 @@ pub struct Model {
     pub service: Service,
     pub staff: Vec<Staff>,
     pub holidays: Vec<Holiday>,
-    pub clock: Clock,
+    /// `clocks[i]` is `staff[i]`'s notice and advance rules (staff > service > tenant > global).
+    pub clocks: Vec<Clock>,
 }
 
 pub struct Query {
@@ -271,9 +272,15 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
     };
 
     let mut staff: Vec<Staff> = Vec::with_capacity(inputs.staff.len());
+    let mut clocks: Vec<Clock> = Vec::with_capacity(inputs.staff.len());
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    for (id, tz, offers) in inputs.staff {
+    for (id, tz, offers, notice_hours, advance_days) in inputs.staff {
         index.insert(id, staff.len());
+        clocks.push(Clock {
+            now: inputs.now,
+            min_notice: (notice_hours * MICROS_PER_HOUR as f64) as Micros,
+            max_advance: (advance_days * MICROS_PER_DAY as f64) as Micros,
+        });
         staff.push(Staff {
             id,
             zone: zone(&tz)?,
@@ -318,17 +325,12 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         })
         .collect();
 
-    let clock = Clock {
-        now: inputs.now,
-        min_notice: (inputs.min_notice_hours * MICROS_PER_HOUR as f64) as Micros,
-        max_advance: (inputs.advance_days * MICROS_PER_DAY as f64) as Micros,
-    };
     let service = Service {
         duration: q.duration.unwrap_or(service.duration * MICROS_PER_MINUTE),
         buffer_before: service.buffer_before * MICROS_PER_MINUTE,
         buffer_after: service.buffer_after * MICROS_PER_MINUTE,
     };
-    Ok(Model { tenant_id, tenant, service, staff, holidays, clock })
+    Ok(Model { tenant_id, tenant, service, staff, holidays, clocks })
 }
 
 #[cfg(test)]

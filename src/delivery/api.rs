@@ -2,8 +2,11 @@
 //! applies before it saves anything, the wake-ups, and the signature verification for
 //! receivers that are Postgres too.
 
+// In booking_internal: the operators' endpoint API (booking_admin) and the tenants' own
+// (booking.create_tenant_endpoint, ...) share them, and a booking_admin function called from a
+// tenant's request would be audited as an operator's call.
 #[pgrx::pg_schema]
-pub mod booking_admin {
+pub mod booking_internal {
     use pgrx::pg_sys::panic::ErrorReport;
     use pgrx::prelude::*;
 
@@ -12,12 +15,14 @@ pub mod booking_admin {
 
     /// A new random `whsec_` secret.
     #[pg_extern(volatile, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn generate_webhook_secret() -> String {
         signature::generate_secret()
     }
 
     /// The secret when it is a valid `whsec_` secret; 22023 otherwise.
     #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn check_webhook_secret(secret: Option<&str>) -> Result<String, ErrorReport> {
         let s = secret.ok_or_else(|| DomainError::InvalidParameter("the secret must not be NULL".into()))?;
         signature::parse_secret(s).map_err(|e| DomainError::InvalidParameter(e.0))?;
@@ -28,6 +33,7 @@ pub mod booking_admin {
     /// http(s) URL whose host passes booking_engine.delivery_allowed_hosts/denied_hosts; email
     /// takes NULL (the customer of each event) or `mailto:address`. 22023 otherwise.
     #[pg_extern(stable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn check_endpoint_url(channel: Option<&str>, url: Option<&str>) -> Result<Option<String>, ErrorReport> {
         let bad = |m: String| -> ErrorReport { DomainError::InvalidParameter(m).into() };
         match channel {
@@ -55,6 +61,7 @@ pub mod booking_admin {
 
     /// Checks a message template's placeholders (22023 for an unknown or unclosed one).
     #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn check_template(template: Option<&str>) -> Result<(), ErrorReport> {
         template::placeholders(template.unwrap_or("")).map_err(DomainError::InvalidParameter)?;
         Ok(())
@@ -73,6 +80,7 @@ use crate::errors::DomainError;
 /// `msg_id.timestamp.body` with `secret`, and `timestamp` (webhook-timestamp) is within
 /// `tolerance_seconds` of now. False otherwise; 22023 for a malformed secret.
 #[pg_extern(stable, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn verify_webhook_signature(
     secret: Option<&str>,
     msg_id: Option<&str>,
@@ -106,6 +114,7 @@ fn delivery_wanted_here() {
 /// booking, like the fan-out trigger that calls it: every booking_admin call is audited, and a
 /// booking must not cost an audit entry for its wake-up.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn wake_delivery_at_commit() {
     if crate::pg::preload::preloaded() {
         crate::pg::xact::at_commit(wake_delivery);
@@ -115,6 +124,7 @@ pub fn wake_delivery_at_commit() {
 /// An endpoint was enabled: once the transaction commits, the launcher starts the database's
 /// delivery worker without waiting for the probe's next round.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn delivery_wanted_at_commit() {
     if crate::pg::preload::preloaded() {
         crate::pg::xact::at_commit(delivery_wanted_here);

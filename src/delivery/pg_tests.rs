@@ -21,33 +21,33 @@ mod tests {
     #[pg_test]
     fn endpoint_urls_are_checked_by_channel_and_host() {
         assert_eq!(
-            one::<String>("SELECT booking_admin.check_endpoint_url('webhook', '  https://hooks.example.com/x ')")
+            one::<String>("SELECT booking_internal.check_endpoint_url('webhook', '  https://hooks.example.com/x ')")
                 .as_deref(),
             Some("https://hooks.example.com/x")
         );
-        assert_eq!(one::<String>("SELECT booking_admin.check_endpoint_url('email', NULL)"), None);
-        let denied = refusal("SELECT booking_admin.check_endpoint_url('webhook', 'http://127.0.0.1/hook')");
+        assert_eq!(one::<String>("SELECT booking_internal.check_endpoint_url('email', NULL)"), None);
+        let denied = refusal("SELECT booking_internal.check_endpoint_url('webhook', 'http://127.0.0.1/hook')");
         assert_eq!(denied.0, "22023", "loopback is on the default deny list: {denied:?}");
-        let channel = refusal("SELECT booking_admin.check_endpoint_url('pigeon', 'https://x.example.com')");
+        let channel = refusal("SELECT booking_internal.check_endpoint_url('pigeon', 'https://x.example.com')");
         assert_eq!(channel, ("22023".into(), "unknown channel \"pigeon\": webhook, slack or email".into()));
-        assert_eq!(refusal("SELECT booking_admin.check_endpoint_url(NULL, 'https://x.example.com')").0, "22023");
-        assert_eq!(refusal("SELECT booking_admin.check_endpoint_url('email', 'someone@example.com')").0, "22023");
-        assert_eq!(refusal("SELECT booking_admin.check_endpoint_url('email', 'mailto:not an address')").0, "22023");
+        assert_eq!(refusal("SELECT booking_internal.check_endpoint_url(NULL, 'https://x.example.com')").0, "22023");
+        assert_eq!(refusal("SELECT booking_internal.check_endpoint_url('email', 'someone@example.com')").0, "22023");
+        assert_eq!(refusal("SELECT booking_internal.check_endpoint_url('email', 'mailto:not an address')").0, "22023");
     }
 
     #[pg_test]
     fn secrets_and_templates_are_checked() {
-        let secret = one::<String>("SELECT booking_admin.generate_webhook_secret()").unwrap();
+        let secret = one::<String>("SELECT booking_internal.generate_webhook_secret()").unwrap();
         assert!(secret.starts_with("whsec_"), "{secret}");
         let checked = Spi::get_one_with_args::<String>(
-            "SELECT booking_admin.check_webhook_secret($1)",
+            "SELECT booking_internal.check_webhook_secret($1)",
             &[secret.as_str().into()],
         );
         assert_eq!(checked.unwrap().as_deref(), Some(secret.as_str()));
-        assert_eq!(refusal("SELECT booking_admin.check_webhook_secret('whsec_tooshort')").0, "22023");
-        Spi::run("SELECT booking_admin.check_template('Hello {{customer_name}}')").unwrap();
-        assert_eq!(refusal("SELECT booking_admin.check_template('Hello {{nobody}}')").0, "22023");
-        assert_eq!(refusal("SELECT booking_admin.check_template('Hello {{customer_name')").0, "22023");
+        assert_eq!(refusal("SELECT booking_internal.check_webhook_secret('whsec_tooshort')").0, "22023");
+        Spi::run("SELECT booking_internal.check_template('Hello {{customer_name}}')").unwrap();
+        assert_eq!(refusal("SELECT booking_internal.check_template('Hello {{nobody}}')").0, "22023");
+        assert_eq!(refusal("SELECT booking_internal.check_template('Hello {{customer_name')").0, "22023");
     }
 
     #[pg_test]

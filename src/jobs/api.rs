@@ -14,6 +14,7 @@ pub mod booking_admin {
     /// Milliseconds before the next attempt of a job that failed `retry_count` times so far; a
     /// `jitter` draw in [0, 1) (e.g. `random()`) applies full jitter, NULL none.
     #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn retry_delay_ms(
         base_ms: Option<i32>,
         multiplier: Option<f64>,
@@ -41,6 +42,7 @@ pub mod booking_admin {
     /// MAX_RANDOM_UUIDS at once, so a wild `n` is an error rather than an allocation the
     /// server cannot make.
     #[pg_extern(volatile, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn random_uuids(n: i32) -> Result<Vec<pgrx::Uuid>, ErrorReport> {
         let len = usize::try_from(n)
             .ok()
@@ -59,6 +61,7 @@ pub mod booking_admin {
     /// function that queues work calls it). When no worker will run the work (see
     /// `will_run`), says so with a WARNING (SQLSTATE 01000) instead of accepting it silently.
     #[pg_extern(volatile)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn wake_workers_at_commit() {
         crate::launcher::queued_work_at_commit();
     }
@@ -70,6 +73,7 @@ pub mod booking_admin {
     /// (booking_engine.max_workers or max_worker_processes left it without workers);
     /// `will_run` says whether queued work will run here.
     #[pg_extern(volatile)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn worker_status() -> Result<JsonB, ErrorReport> {
         let preloaded = crate::pg::preload::preloaded();
         let workers = Spi::get_one::<JsonB>(

@@ -55,16 +55,7 @@ pub fn run_top_level(sql: &str, timeout_ms: i32, role: pg_sys::Oid, search_path:
             if let Some(path) = &path {
                 // Like SET LOCAL: names are resolved in this first transaction, and the worker's
                 // own setting is back when it ends.
-                pg_sys::set_config_option(
-                    c"search_path".as_ptr(),
-                    path.as_ptr(),
-                    pg_sys::GucContext::PGC_USERSET,
-                    pg_sys::GucSource::PGC_S_SESSION,
-                    pg_sys::GucAction::GUC_ACTION_LOCAL,
-                    true,
-                    PgLogLevel::ERROR as i32,
-                    false,
-                );
+                crate::pg::guc::set_local_search_path(path);
             }
             let deadline = Deadline::arm(timeout_ms);
             let parsed = pg_sys::pg_parse_query(query.as_ptr());

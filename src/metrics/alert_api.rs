@@ -214,6 +214,7 @@ pub mod booking_admin {
     /// Refuses a rule whose condition_sql is not one plain SELECT (2F003, 42601) or whose
     /// metric is unknown (22023). Called by the rules' validation trigger.
     #[pg_extern(stable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn check_alert_rule(condition_sql: Option<&str>, metric: Option<&str>) -> Result<bool, ErrorReport> {
         check_rule(condition_sql, metric)?;
         Ok(true)

@@ -152,6 +152,7 @@ fn record_change(metric: &str, labels: &[Option<String>], value: f64) -> DomainR
 /// schema `booking` (not granted to anyone), because every `booking_admin` call is audited and
 /// counting must not cost a booking an audit entry.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn metrics_record(
     p_metric: &str,
     p_labels: Vec<Option<String>>,

@@ -11,13 +11,15 @@
 //! `xact` defers actions to the commit of the current transaction; `kept` runs statements
 //! prepared once per backend; `sandbox` checks and runs an operator's SELECT read-only, under a
 //! deadline, always rolled back; `role` acts as another role for a moment; `shmem` holds the
-//! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking.
+//! zero-initialised shared-memory arenas; `json_doc` reads a jsonb argument without panicking;
+//! `guc` sets `search_path` for a piece of work or for the rest of the transaction.
 
 pub mod bgworker;
 pub mod catalog;
 pub mod convert;
 pub mod deadline;
 pub mod error;
+pub mod guc;
 pub mod json_doc;
 pub mod kept;
 pub mod parser;

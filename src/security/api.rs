@@ -43,11 +43,20 @@ fn require_label(value: Option<String>, name: &str) -> DomainResult<String> {
 /// Longest rate window: a day keeps every counter's meaning obvious and bounded.
 const MAX_WINDOW_SECONDS: i32 = 86_400;
 
+/// Whether a rate check counts the request (`check_rate_limit`) or only reads the counter
+/// (`rate_limit_status`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Rate {
+    Count,
+    Peek,
+}
+
 fn rate_check(
     identifier: Option<String>,
     bucket: Option<String>,
     max_requests: Option<i32>,
     window_seconds: Option<i32>,
+    how: Rate,
 ) -> DomainResult<(String, String, u32, super::ratelimit::Decision)> {
     let identifier = require(identifier, "identifier")?;
     let bucket = require(bucket, "bucket")?;
@@ -64,7 +73,12 @@ fn rate_check(
             "window_seconds must be between 1 and {MAX_WINDOW_SECONDS}, not {window}"
         )));
     }
-    let d = shmem::rate_hit(&bucket, &identifier, now_micros(), max as u32, window as i64 * 1_000_000)?;
+    let (now, window) = (now_micros(), window as i64 * 1_000_000);
+    if how == Rate::Peek {
+        let d = shmem::rate_peek(&bucket, &identifier, now, max as u32, window)?;
+        return Ok((identifier, bucket, max as u32, d));
+    }
+    let d = shmem::rate_hit(&bucket, &identifier, now, max as u32, window)?;
     if !d.allowed {
         // At once: a refused request stays refused whatever the caller's transaction does.
         telemetry::now(&RATE_LIMIT_REJECTIONS, &[&bucket], Change::Add(1));
@@ -75,24 +89,43 @@ fn rate_check(
 /// Counts one request of `identifier` in `bucket` and says whether it is admitted: at most
 /// `max_requests` per `window_seconds`, counted in shared memory (reset on restart).
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn check_rate_limit(
     identifier: Option<String>,
     bucket: default!(Option<String>, "'api'"),
     max_requests: default!(Option<i32>, 100),
     window_seconds: default!(Option<i32>, 900),
 ) -> Result<bool, Report> {
-    Ok(rate_check(identifier, bucket, max_requests, window_seconds)?.3.allowed)
+    Ok(rate_check(identifier, bucket, max_requests, window_seconds, Rate::Count)?.3.allowed)
 }
 
 /// The same check, as `{allowed, limit, remaining, reset_at, bucket}`.
 #[pg_extern(volatile, parallel_unsafe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn check_rate_limit_json(
     identifier: Option<String>,
     bucket: default!(Option<String>, "'api'"),
     max_requests: default!(Option<i32>, 100),
     window_seconds: default!(Option<i32>, 900),
 ) -> Result<JsonB, Report> {
-    let (_, bucket, max, d) = rate_check(identifier, bucket, max_requests, window_seconds)?;
+    rate_json(rate_check(identifier, bucket, max_requests, window_seconds, Rate::Count)?)
+}
+
+/// A rate limit's status (a monitoring API's `GET /rate-limit/{identifier}`): the same
+/// document as `check_rate_limit_json` for the current window, without counting a request.
+/// `allowed` says whether the next request would be admitted.
+#[pg_extern(volatile, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
+pub fn rate_limit_status(
+    identifier: Option<String>,
+    bucket: default!(Option<String>, "'api'"),
+    max_requests: default!(Option<i32>, 100),
+    window_seconds: default!(Option<i32>, 900),
+) -> Result<JsonB, Report> {
+    rate_json(rate_check(identifier, bucket, max_requests, window_seconds, Rate::Peek)?)
+}
+
+fn rate_json((_, bucket, max, d): (String, String, u32, super::ratelimit::Decision)) -> Result<JsonB, Report> {
     let reset_at = chrono::DateTime::from_timestamp_micros(d.reset_at).map(|t| t.to_rfc3339());
     Ok(JsonB(
         json!({"allowed": d.allowed, "limit": max, "remaining": d.remaining, "reset_at": reset_at, "bucket": bucket}),
@@ -103,6 +136,7 @@ pub fn check_rate_limit_json(
 /// request (PostgREST's `request.jwt.claims` / `request.headers`, else the session). Parallel
 /// restricted: a parallel worker has no client connection to read the address from.
 #[pg_extern(stable, parallel_restricted)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn request_context() -> JsonB {
     JsonB(current_context().to_json())
 }
@@ -163,6 +197,7 @@ pub fn audit_event(
 
 /// Whether `local_time` (already in the tenant's zone) is within `opening_hours`.
 #[pg_extern(immutable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn is_within_opening_hours(
     opening_hours: crate::pg::json_doc::JsonDoc,
     local_time: Timestamp,
@@ -185,6 +220,7 @@ pub fn is_within_opening_hours(
 /// `security_rules.condition_sql`. Stable, not immutable: how string literals are read
 /// depends on `standard_conforming_strings`.
 #[pg_extern(stable, strict, parallel_safe)]
+#[search_path(pg_catalog, pg_temp)]
 pub fn is_single_select(sql: &str) -> bool {
     sandbox::check_single_select(sql).is_ok()
 }
@@ -234,6 +270,7 @@ pub mod booking_admin {
 
     /// The PII kind of one value (`email`, `phone`, `payment_card`, `iban`) or NULL.
     #[pg_extern(immutable, strict, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn classify_pii_value(value: &str) -> Option<&'static str> {
         pii::classify_value(value).map(pii::Kind::as_str)
     }
@@ -241,6 +278,7 @@ pub mod booking_admin {
     /// Scans every user table the caller may read and records PII columns in
     /// `pii_data_registry`; `{tables_scanned, columns_scanned, pii_columns_found, new_columns}`.
     #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
     pub fn scan_pii(sample_rows: default!(Option<i32>, 1000)) -> Result<JsonB, Report> {
         let sample_rows = require(sample_rows, "sample_rows")?;
         if !(1..=1_000_000).contains(&sample_rows) {
@@ -256,9 +294,14 @@ pub mod booking_admin {
 
     /// Runs every active rule (see docs/security.md) and keeps `security_violations` current:
     /// `{rules_evaluated, violations_found, new_violations, violations_resolved, errors}`.
+    /// The rules' statements are resolved in `p_search_path` (the caller's unless given).
     #[pg_extern(volatile, parallel_unsafe)]
-    pub fn evaluate_security_rules() -> Result<JsonB, Report> {
-        let report = super::evaluate()?;
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn evaluate_security_rules(
+        p_search_path: default!(Option<&str>, "current_setting('search_path')"),
+    ) -> Result<JsonB, Report> {
+        let path = require(p_search_path, "p_search_path")?;
+        let report = crate::pg::guc::with_search_path(path, super::evaluate)??;
         let rules = report.get("rules_evaluated").and_then(serde_json::Value::as_u64).unwrap_or(0);
         telemetry::at_commit(&SECURITY_RULES_EVALUATED, &[], Change::Add(rules));
         Ok(JsonB(report))

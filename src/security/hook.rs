@@ -23,6 +23,10 @@ static mut PREV_EMIT_LOG_HOOK: pg_sys::emit_log_hook_type = None;
 /// Bits kept in the hook's per-call-site `private` word (zeroed by Postgres).
 const ADMIN: usize = 1;
 const LOGGED: usize = 2;
+/// The call site's function was looked up once: every function with a SET clause (all of the
+/// extension's pin their search_path) reaches the hook on every call, and the catalog lookups
+/// need not be repeated for each.
+const CHECKED: usize = 4;
 
 struct Call {
     entry: AuditEntry,
@@ -180,11 +184,14 @@ unsafe extern "C-unwind" fn hook(
         let mut state = (*private).value();
         // Functions with SET or SECURITY DEFINER reach this hook whatever needs_hook said.
         if event == pg_sys::FmgrHookEventType::FHET_START
-            && state & ADMIN == 0
+            && state & CHECKED == 0
             && !crate::pg::bgworker::is_bookkeeping()
-            && is_admin_function(fn_oid)
         {
-            state |= ADMIN;
+            state |= CHECKED;
+            if is_admin_function(fn_oid) {
+                state |= ADMIN;
+            }
+            *private = pg_sys::Datum::from(state);
         }
         if state & ADMIN == 0 {
             return;

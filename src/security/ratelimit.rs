@@ -120,11 +120,44 @@ pub fn blocked_until(slots: &[Slot], key: u128, now: i64) -> Option<i64> {
     }
 }
 
+/// What `hit` would answer for `key` at `now`, without counting a request or taking a slot:
+/// `allowed` says whether the next request would be admitted, `remaining` how many more would
+/// be, and `reset_at` when the current window ends (a key without a live window: all `max`
+/// remain, and a window would start now).
+pub fn peek(slots: &[Slot], key: u128, now: i64, max: u32, window: i64) -> Decision {
+    let live = match place(slots, key, now) {
+        (idx, true) => Some(&slots[idx]).filter(|s| s.window_end > now),
+        _ => None,
+    };
+    match live {
+        Some(s) => Decision { allowed: s.count < max, remaining: max.saturating_sub(s.count), reset_at: s.window_end },
+        None => Decision { allowed: max > 0, remaining: max, reset_at: now + window },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MIN: i64 = 60;
+
+    #[test]
+    fn peeking_counts_nothing_and_agrees_with_the_next_hit() {
+        let mut t = vec![Slot::default(); 64];
+        let k = key("auth", "198.51.100.7");
+        let fresh = peek(&t, k, 0, 3, MIN);
+        assert_eq!(fresh, Decision { allowed: true, remaining: 3, reset_at: MIN });
+        assert!(t.iter().all(|s| s.key == 0), "a peek takes no slot");
+        hit(&mut t, k, 0, 3, MIN);
+        hit(&mut t, k, 1, 3, MIN);
+        for _ in 0..10 {
+            assert_eq!(peek(&t, k, 2, 3, MIN), Decision { allowed: true, remaining: 1, reset_at: MIN });
+        }
+        assert_eq!(hit(&mut t, k, 2, 3, MIN), Decision { allowed: true, remaining: 0, reset_at: MIN });
+        assert_eq!(peek(&t, k, 3, 3, MIN), Decision { allowed: false, remaining: 0, reset_at: MIN });
+        // Once the window is over, everything remains again.
+        assert_eq!(peek(&t, k, MIN, 3, MIN), Decision { allowed: true, remaining: 3, reset_at: 2 * MIN });
+    }
 
     #[test]
     fn admits_exactly_max_per_window_then_resets() {

@@ -42,15 +42,23 @@ fn block_key(identifier: &str) -> u128 {
     ratelimit::key(ratelimit::BLOCK_BUCKET, &format!("{}:{identifier}", db.to_u32()))
 }
 
+/// The answer for a blocked `identifier`: refused, until the block's end.
+fn refused_while_blocked(slots: &[Slot], identifier: &str, now: i64) -> Option<Decision> {
+    ratelimit::blocked_until(slots, block_key(identifier), now).map(|until| Decision {
+        allowed: false,
+        remaining: 0,
+        reset_at: until,
+    })
+}
+
 /// Counts one request (see `ratelimit::hit`), refused outright while `identifier` is blocked
 /// (`reset_at` is then the block's end).
 pub fn rate_hit(bucket: &str, identifier: &str, now: i64, max: u32, window: i64) -> DomainResult<Decision> {
     crate::pg::preload::require("booking.check_rate_limit")?;
     let key = ratelimit::key(bucket, identifier);
-    let block = block_key(identifier);
     let mut table = RATE_TABLE.exclusive();
-    if let Some(until) = ratelimit::blocked_until(&table.slots, block, now) {
-        return Ok(Decision { allowed: false, remaining: 0, reset_at: until });
+    if let Some(refused) = refused_while_blocked(&table.slots, identifier, now) {
+        return Ok(refused);
     }
     Ok(ratelimit::hit(&mut table.slots, key, now, max, window))
 }
@@ -72,4 +80,14 @@ pub fn unblock(identifier: &str, now: i64) -> DomainResult<bool> {
 pub fn blocked_until(identifier: &str, now: i64) -> DomainResult<Option<i64>> {
     crate::pg::preload::require("booking_admin.client_blocked_until")?;
     Ok(ratelimit::blocked_until(&RATE_TABLE.share().slots, block_key(identifier), now))
+}
+
+/// A counter's state without counting (see `ratelimit::peek`); a blocked identifier shows as
+/// refused until the block's end.
+pub fn rate_peek(bucket: &str, identifier: &str, now: i64, max: u32, window: i64) -> DomainResult<Decision> {
+    crate::pg::preload::require("booking.rate_limit_status")?;
+    let key = ratelimit::key(bucket, identifier);
+    let table = RATE_TABLE.share();
+    Ok(refused_while_blocked(&table.slots, identifier, now)
+        .unwrap_or_else(|| ratelimit::peek(&table.slots, key, now, max, window)))
 }

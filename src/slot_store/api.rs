@@ -112,8 +112,8 @@ fn compute(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(K
             duration: None,
         })?;
         // Not offered (an inactive staff member or service): no slots.
-        let Some(member) = model.staff.first() else { continue };
-        let cal = Calendar::new(&model.tenant, &model.service, member, &model.holidays, &model.clock, first, last);
+        let (Some(member), Some(clock)) = (model.staff.first(), model.clocks.first()) else { continue };
+        let cal = Calendar::new(&model.tenant, &model.service, member, &model.holidays, clock, first, last);
         let mut plan = cal.plan(first, last);
         plan.slots.retain(|c| days.binary_search(&c.date).is_ok());
         let prime = |t: Micros| {

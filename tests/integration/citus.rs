@@ -331,6 +331,31 @@ fn postgrest_through_the_coordinator(cl: &Cluster, t: &Tenant) {
     println!("citus: a PostgREST request sequence through the coordinator books for its customer and refuses anon");
 }
 
+/// Tenants that run themselves, through the coordinator: the single-node test's salon, set up
+/// and booked over PostgREST's statement sequence only, four times (so that they land on both
+/// workers).
+fn tenants_run_themselves_through_the_coordinator(cl: &Cluster) {
+    let mut front = crate::tenants::Front { rest: crate::common::PostgRest::connect_to(&cl.coordinator) };
+    let made: Vec<Uuid> =
+        (0..4).map(|_| crate::tenants::a_salon_set_up_and_booked(&mut front).1.parse().unwrap()).collect();
+    let mut c = open(&cl.coordinator);
+    let workers: BTreeSet<i32> = c
+        .query(
+            "SELECT DISTINCT n.nodeport FROM unnest($1::uuid[]) t JOIN pg_dist_placement p
+                 ON p.shardid = get_shard_id_for_distribution_column('booking.tenants', t)
+             JOIN pg_dist_node n USING (groupid)",
+            &[&made],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let members: i64 =
+        c.query_one("SELECT count(*) FROM booking.tenant_members WHERE tenant_id = ANY ($1)", &[&made]).unwrap().get(0);
+    assert_eq!(members, 12, "an owner, a receptionist and a stylist in each");
+    println!("citus: 4 salons set up and booked over PostgREST, on workers {workers:?}");
+}
+
 /// The worker port holding each tenant.
 fn placement(c: &mut Client, tenants: &[Tenant]) -> BTreeMap<Uuid, i32> {
     tenants
@@ -692,6 +717,7 @@ fn booking_engine_on_a_citus_cluster() {
     webhooks_from_each_worker(&mut c, &pair);
     waitlist_and_staff_steps(&mut c, &pair);
     postgrest_through_the_coordinator(&cl, &pair[0]);
+    tenants_run_themselves_through_the_coordinator(&cl);
 
     // 8. The coordinator's scheduler and job handlers work across the shards: every scheduled
     // operation and the outbox dispatch succeed, and the sweeps do their work tenant by tenant.

@@ -127,10 +127,11 @@ pub fn backend_pid(c: &mut Client) -> i32 {
     c.query_one("SELECT pg_backend_pid()", &[]).unwrap().get(0)
 }
 
-/// Supabase's roles, as on a Supabase database: `anon` and `authenticated` (NOLOGIN),
-/// `service_role` (NOLOGIN BYPASSRLS), and the `authenticator` PostgREST logs in as (LOGIN
-/// NOINHERIT, granted the three). Created once per test process if missing, then the
-/// extension's grants for them are applied (they did not exist at CREATE EXTENSION).
+/// Supabase's roles, as on a Supabase database: `anon` and `authenticated` (NOLOGIN NOINHERIT),
+/// `service_role` (NOLOGIN NOINHERIT BYPASSRLS), and the `authenticator` PostgREST logs in as
+/// (LOGIN NOINHERIT, granted the three). Created once per test process if missing (and made
+/// NOINHERIT, as Supabase has them, if an older run made them otherwise), then the extension's
+/// grants for them are applied (they did not exist at CREATE EXTENSION).
 pub fn ensure_supabase_roles() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| supabase_roles(&mut connect()));
@@ -141,11 +142,14 @@ pub fn supabase_roles(c: &mut Client) {
     c.batch_execute(
         "SELECT pg_advisory_lock(8291);
              DO $$ BEGIN
-                 IF to_regrole('anon') IS NULL THEN CREATE ROLE anon NOLOGIN; END IF;
-                 IF to_regrole('authenticated') IS NULL THEN CREATE ROLE authenticated NOLOGIN; END IF;
-                 IF to_regrole('service_role') IS NULL THEN CREATE ROLE service_role NOLOGIN BYPASSRLS; END IF;
+                 IF to_regrole('anon') IS NULL THEN CREATE ROLE anon NOLOGIN NOINHERIT; END IF;
+                 IF to_regrole('authenticated') IS NULL THEN CREATE ROLE authenticated NOLOGIN NOINHERIT; END IF;
+                 IF to_regrole('service_role') IS NULL THEN CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS; END IF;
                  IF to_regrole('authenticator') IS NULL THEN CREATE ROLE authenticator LOGIN NOINHERIT; END IF;
              END $$;
+             ALTER ROLE anon NOINHERIT;
+             ALTER ROLE authenticated NOINHERIT;
+             ALTER ROLE service_role NOINHERIT;
              GRANT anon, authenticated, service_role TO authenticator;
              SELECT booking_admin.grant_api_roles();
              SELECT pg_advisory_unlock(8291);",
@@ -159,6 +163,8 @@ pub enum Caller {
     Anon,
     /// A signed-in user (`sub`).
     User(Uuid),
+    /// A signed-in user whose JWT carries their (confirmed) e-mail address, as Supabase Auth's do.
+    UserWithEmail(Uuid, String),
     /// Supabase's back end: the service key.
     Service,
 }
@@ -167,7 +173,7 @@ impl Caller {
     fn role(&self) -> &'static str {
         match self {
             Caller::Anon => "anon",
-            Caller::User(_) => "authenticated",
+            Caller::User(_) | Caller::UserWithEmail(..) => "authenticated",
             Caller::Service => "service_role",
         }
     }
@@ -177,6 +183,9 @@ impl Caller {
             Caller::Anon => serde_json::json!({"role": "anon"}),
             Caller::User(sub) => {
                 serde_json::json!({"role": "authenticated", "sub": sub, "aal": "aal1"})
+            }
+            Caller::UserWithEmail(sub, email) => {
+                serde_json::json!({"role": "authenticated", "sub": sub, "email": email, "aal": "aal1"})
             }
             Caller::Service => serde_json::json!({"role": "service_role"}),
         }
@@ -202,18 +211,23 @@ pub struct PostgRest {
 
 impl PostgRest {
     pub fn connect() -> PostgRest {
+        Self::connect_as("authenticator")
+    }
+
+    /// PostgREST logging in as another authenticator role (one with settings of its own).
+    pub fn connect_as(login: &str) -> PostgRest {
         ensure_supabase_roles();
-        Self::login(&dsn())
+        Self::login(&dsn(), login)
     }
 
     /// The same, in another database (`dsn` logs in as a superuser, who creates the roles).
     pub fn connect_to(dsn: &str) -> PostgRest {
         supabase_roles(&mut Client::connect(dsn, NoTls).expect("connect"));
-        Self::login(dsn)
+        Self::login(dsn, "authenticator")
     }
 
-    fn login(dsn: &str) -> PostgRest {
-        let client = Client::connect(&format!("{dsn} user=authenticator"), NoTls).expect("connect as authenticator");
+    fn login(dsn: &str, login: &str) -> PostgRest {
+        let client = Client::connect(&format!("{dsn} user={login}"), NoTls).expect("connect as the authenticator");
         PostgRest { client, headers: serde_json::json!({"user-agent": "it-postgrest"}) }
     }
 
@@ -237,13 +251,16 @@ impl PostgRest {
         }
     }
 
-    /// `args`: (name, SQL type, value) per argument.
+    /// `args`: (name, SQL type, value) per argument; `function` is in schema booking unless it
+    /// names its schema.
     fn call_sql(function: &str, args: &[(&str, &str, serde_json::Value)]) -> (String, serde_json::Value) {
         let named: Vec<String> =
             args.iter().map(|(name, ty, _)| format!("{name} := (_args ->> '{name}')::{ty}")).collect();
         let body: serde_json::Map<String, serde_json::Value> =
             args.iter().map(|(name, _, v)| (name.to_string(), text_of(v))).collect();
-        (format!("booking.{function}({})", named.join(", ")), serde_json::Value::Object(body))
+        // Schema booking unless the name says another (PostgREST's Content-Profile).
+        let qualified = if function.contains('.') { function.to_string() } else { format!("booking.{function}") };
+        (format!("{qualified}({})", named.join(", ")), serde_json::Value::Object(body))
     }
 
     /// POST /rpc/{function} of a function returning one value: its JSON.
@@ -302,6 +319,18 @@ pub fn reconnect() -> Client {
         assert!(start.elapsed() < Duration::from_secs(60), "the server did not come back");
         sleep(Duration::from_millis(200));
     }
+}
+
+/// A connection to the server after one of its processes was killed with SIGKILL. The
+/// postmaster ends every backend, `c`'s too, before it recovers: a connection made before that
+/// point would be cut as well, so this waits for `c` to go and only then reconnects.
+pub fn reconnect_after_crash(mut c: Client) -> Client {
+    let start = Instant::now();
+    while c.batch_execute("SELECT 1").is_ok() {
+        assert!(start.elapsed() < Duration::from_secs(30), "the crash did not reset the server");
+    }
+    drop(c);
+    reconnect()
 }
 
 /// Runs pg_ctl on the test cluster as its owner.

@@ -10,7 +10,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{book, connect, durable_connection, pg_ctl, reconnect, salon, Salon};
+use crate::common::{book, connect, durable_connection, pg_ctl, reconnect, reconnect_after_crash, salon, Salon};
 use crate::receiver::{smtp_sink, Answer, Receiver, Request};
 
 /// An endpoint of the salon's tenant; returns its id and secret.
@@ -363,8 +363,7 @@ fn a_killed_worker_and_an_immediate_shutdown_lose_no_delivery() {
         .get(0);
     let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
     assert!(killed.success());
-    drop(c);
-    let mut c = reconnect();
+    let mut c = reconnect_after_crash(c);
     let after_kill = delivered(&mut c);
     mid_way(&mut c, after_kill);
     drop(c);

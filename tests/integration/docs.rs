@@ -20,7 +20,7 @@ fn repo() -> PathBuf {
 }
 
 /// README.md and every docs/*.md, with their text.
-fn documents() -> Vec<(String, String)> {
+pub fn documents() -> Vec<(String, String)> {
     let mut paths = vec![repo().join("README.md")];
     let mut docs: Vec<PathBuf> = std::fs::read_dir(repo().join("docs"))
         .expect("docs/ exists")

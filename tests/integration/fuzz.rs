@@ -1,7 +1,7 @@
-//! Every function of the schemas `booking` and `booking_admin`, found in the catalog (so a new
-//! function is fuzzed without touching this file), called with hostile arguments: NULLs, empty
-//! and huge strings, extreme numbers, infinite and far dates and times, deep and oddly shaped
-//! JSON, unknown ids. Bad input must get a documented SQLSTATE: the test fails on any XX000
+//! Every function of the schemas `booking`, `booking_internal` and `booking_admin`, found in
+//! the catalog (so a new function is fuzzed without touching this file), called with hostile
+//! arguments: NULLs, empty and huge strings, extreme numbers, infinite and far dates and times,
+//! deep and oddly shaped JSON, unknown ids. Bad input must get a documented SQLSTATE: the test fails on any XX000
 //! (an internal error: a panic, an unchecked conversion) or a lost connection.
 //!
 //! Deterministic: the arguments come from a fixed-seed generator. Each call runs in its own
@@ -141,7 +141,7 @@ fn functions(c: &mut Client) -> Vec<Function> {
         "SELECT p.oid::regproc::text, coalesce(array_agg(format_type(t.oid, NULL) ORDER BY t.n) FILTER (WHERE t.oid IS NOT NULL), '{}')
          FROM pg_proc p
          LEFT JOIN LATERAL unnest(p.proargtypes::oid[]) WITH ORDINALITY t(oid, n) ON true
-         WHERE p.pronamespace IN ('booking'::regnamespace, 'booking_admin'::regnamespace)
+         WHERE p.pronamespace IN ('booking'::regnamespace, 'booking_admin'::regnamespace, 'booking_internal'::regnamespace)
            AND p.prokind = 'f' AND p.prorettype <> 'trigger'::regtype
          GROUP BY p.oid ORDER BY p.oid::regprocedure::text",
         &[],

@@ -13,7 +13,9 @@ use postgres::Client;
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{await_pid, connect, durable_connection, pg_ctl, reconnect, salon, terminate};
+use crate::common::{
+    await_pid, connect, durable_connection, pg_ctl, reconnect, reconnect_after_crash, salon, terminate,
+};
 
 /// A handler `it_<random>` whose function body is `body` (PL/pgSQL, payload in `p`).
 fn handler(c: &mut Client, body: &str) -> String {
@@ -427,14 +429,7 @@ fn a_runner_killed_with_sigkill_loses_no_job() {
     let mut c = durable_connection();
     let (id, pid) = sleeping_job_on_a_runner(&mut c);
     assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
-    // The postmaster ends every backend, this one too, before it recovers: a connection made
-    // before that point would be cut as well, so reconnect only once this one is gone.
-    let start = Instant::now();
-    while c.batch_execute("SELECT 1").is_ok() {
-        assert!(start.elapsed() < Duration::from_secs(30), "the crash did not reset the server");
-    }
-    drop(c);
-    let mut c = reconnect();
+    let mut c = reconnect_after_crash(c);
     assert_retried_after_death(&mut c, id);
 }
 

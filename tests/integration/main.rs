@@ -3,6 +3,7 @@
 //! `cargo test --lib` and `cargo pgrx test` do not need a cluster.
 
 mod admin;
+mod advisor;
 mod availability;
 mod booking;
 mod citus;
@@ -20,4 +21,5 @@ mod postgrest;
 mod receiver;
 mod security;
 mod slot_store;
+mod tenants;
 mod writer;

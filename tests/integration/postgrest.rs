@@ -379,72 +379,61 @@ fn callers_learn_nothing_about_objects_they_may_not_see() {
     );
 }
 
-/// Every function an untrusted caller can execute, by name: anything else in `booking` is the
-/// extension's own or for trusted roles.
+/// The functions the documentation lists as executable by untrusted callers: every backticked
+/// name in its `<!-- application functions -->` ... `<!-- /application functions -->` blocks
+/// (docs/supabase.md's list, and the tenant administration functions of docs/tenants.md).
+fn documented_application_functions() -> std::collections::BTreeSet<String> {
+    let mut names = std::collections::BTreeSet::new();
+    for (file, text) in crate::docs::documents() {
+        for block in text.split("<!-- application functions -->").skip(1) {
+            let block = block
+                .split("<!-- /application functions -->")
+                .next()
+                .unwrap_or_else(|| panic!("{file}: unclosed block"));
+            for quoted in block.split('`').skip(1).step_by(2) {
+                if quoted.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+                    && quoted.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+                {
+                    names.insert(quoted.to_string());
+                }
+            }
+        }
+    }
+    assert!(names.len() > 40, "the documented list is missing: {names:?}");
+    names
+}
+
+/// Every function an untrusted caller can execute is in the documentation's list, and every
+/// function listed there is executable: the list and the grants cannot drift apart. In
+/// booking_internal they may execute only the implementations behind those entry points.
 #[test]
-fn untrusted_roles_may_execute_only_the_application_functions() {
+fn untrusted_roles_may_execute_only_the_documented_application_functions() {
     crate::common::ensure_supabase_roles();
+    let documented = documented_application_functions();
     let mut c = connect();
     for role in ["anon", "authenticated"] {
-        let names: Vec<String> = c
-            .query(
+        let executable = |c: &mut postgres::Client, schema: &str| -> std::collections::BTreeSet<String> {
+            c.query(
                 "SELECT DISTINCT p.proname::text FROM pg_proc p
-                 WHERE p.pronamespace = 'booking'::regnamespace AND p.prokind = 'f'
-                   AND has_function_privilege($1, p.oid, 'EXECUTE') ORDER BY 1",
-                &[&role],
+                 WHERE p.pronamespace = $2::text::regnamespace AND p.prokind = 'f'
+                   AND has_function_privilege($1, p.oid, 'EXECUTE')",
+                &[&role, &schema],
             )
             .unwrap()
             .iter()
             .map(|r| r.get(0))
-            .collect();
-        assert_eq!(
-            names,
-            [
-                "add_to_waitlist",
-                "available_slot_arrays",
-                "book_slot",
-                "caller_customer_ids",
-                "caller_is_customer",
-                "caller_is_insider",
-                "caller_is_operator",
-                "caller_is_staff_of",
-                "caller_may_act_for",
-                "caller_staff_tenant_ids",
-                "caller_user_id",
-                "cancel_appointment",
-                "cancel_tenant_appointment",
-                "check_in_appointment",
-                "clock_now",
-                "complete_appointment",
-                "confirm_appointment",
-                "create_booking_idempotent",
-                "create_tenant_booking",
-                "find_optimal_slots",
-                "generate_availability_slots",
-                "get_available_slots",
-                "get_booking_page",
-                "get_tenant_available_slots",
-                "is_single_select",
-                "is_valid_opening_hours",
-                "is_valid_timezone",
-                "is_within_opening_hours",
-                "jwt_claims",
-                "list_waitlist",
-                "mark_no_show",
-                "register_customer",
-                "release_slot",
-                "remove_from_waitlist",
-                "request_context",
-                "require_bookable",
-                "reschedule_appointment",
-                "reschedule_tenant_appointment",
-                "rpc_get_available_slots_enhanced",
-                "rpc_validate_appointment_slot",
-                "update_waitlist_entry",
-                "validate_appointment_timing",
-            ],
-            "{role}"
+            .collect()
+        };
+        let api = executable(&mut c, "booking");
+        let undocumented: Vec<_> = api.difference(&documented).collect();
+        let ungranted: Vec<_> = documented.difference(&api).collect();
+        assert!(
+            undocumented.is_empty() && ungranted.is_empty(),
+            "{role}: executable but not documented {undocumented:?}, documented but not executable {ungranted:?}"
         );
+        let internal = executable(&mut c, "booking_internal");
+        let stray: Vec<_> = internal.difference(&api).collect();
+        assert!(stray.is_empty(), "{role} may execute implementations without an entry point: {stray:?}");
     }
 }
 
@@ -662,4 +651,136 @@ fn a_customer_cancels_a_booking_of_a_retired_service() {
     assert_eq!(err.code, "PT404");
     let r = rest.rpc(&a, "cancel_appointment", &[id_arg("p_appointment_id", &id)]).unwrap();
     assert_eq!((r["success"].as_bool(), r["appointment"]["status"].as_str()), (Some(true), Some("cancelled")), "{r}");
+}
+
+/// PostgREST reading a table (GET /{table}) as `who`: the rows of `sql` (one uuid column).
+fn table_read(who: &str, sql: &str, args: &[&(dyn postgres::types::ToSql + Sync)]) -> Vec<Uuid> {
+    crate::common::ensure_supabase_roles();
+    let mut c =
+        postgres::Client::connect(&format!("{} user=authenticator", crate::common::dsn()), postgres::NoTls).unwrap();
+    let mut tx = c.transaction().unwrap();
+    tx.batch_execute(&format!(
+        "SET LOCAL role {who}; SELECT set_config('request.jwt.claims', '{{\"role\": \"{who}\"}}', true)"
+    ))
+    .unwrap();
+    let rows = tx.query(sql, args).unwrap().iter().map(|r| r.get(0)).collect();
+    tx.rollback().unwrap();
+    rows
+}
+
+/// The slot store's settings tell a booking page what it needs about the tenants whose store is
+/// on, and nobody which other tenants exist.
+#[test]
+fn anon_cannot_list_every_tenant_through_the_slot_store_settings() {
+    let (on, off) = (shop(), shop());
+    connect()
+        .execute(
+            "UPDATE booking.slot_store_settings SET enabled = true, horizon_days = 3 WHERE tenant_id = $1",
+            &[&on.s.tenant],
+        )
+        .unwrap();
+    let ids = table_read("anon", "SELECT tenant_id FROM booking.slot_store_settings", &[]);
+    assert!(ids.contains(&on.s.tenant), "a tenant whose store is on is readable: the store's view joins it");
+    assert!(!ids.contains(&off.s.tenant), "a tenant whose store is off is not listed");
+    // The store's view still works for anon.
+    let slots = table_read(
+        "anon",
+        "SELECT staff_id FROM booking.availability_slots_now WHERE tenant_id = $1 AND is_available",
+        &[&on.s.tenant],
+    );
+    assert!(!slots.is_empty());
+    connect()
+        .execute("UPDATE booking.slot_store_settings SET enabled = false WHERE tenant_id = $1", &[&on.s.tenant])
+        .unwrap();
+}
+
+/// The slot store's readers answer a 4xx (PT409: the tenant's store is off), not 55000 (a 500
+/// through PostgREST), for a tenant whose store is off.
+#[test]
+fn the_slot_store_readers_answer_a_4xx_for_a_tenant_without_a_store() {
+    let shop = shop();
+    let mut rest = PostgRest::connect();
+    let err = rest
+        .rpc_rows(
+            &Caller::Anon,
+            "find_optimal_slots",
+            &[
+                id_arg("p_service_id", shop.s.service),
+                ("p_from", "date", json!("2026-03-02")),
+                ("p_to", "date", json!("2026-03-03")),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(err.code, "PT409", "{err:?}");
+    let staff = Caller::User(shop.staff_user);
+    let err = rest
+        .rpc(
+            &staff,
+            "generate_availability_slots",
+            &[
+                id_arg("p_staff_id", shop.s.staff[0]),
+                ("p_start_date", "date", json!("2026-03-02")),
+                ("p_end_date", "date", json!("2026-03-03")),
+            ],
+        )
+        .unwrap_err();
+    assert_eq!(err.code, "PT409", "{err:?}");
+}
+
+/// A service_role JWT is an operator: booking_admin is open to it (it is a member of
+/// booking_operator and has its grants, Supabase's roles being NOINHERIT), not to anon or
+/// signed-in users.
+#[test]
+fn service_role_is_an_operator_in_booking_admin() {
+    let mut rest = PostgRest::connect();
+    let stats = rest.rpc(&Caller::Service, "booking_admin.job_stats", &[]).unwrap();
+    assert!(stats["by_status"].is_object(), "{stats}");
+    let r = rest
+        .rpc(
+            &Caller::Service,
+            "booking_admin.create_endpoint",
+            &[
+                ("p_url", "text", json!("https://hooks.example.com/service")),
+                ("p_event_types", "text[]", json!("{booking.created}")),
+            ],
+        )
+        .unwrap();
+    connect()
+        .execute(
+            "DELETE FROM booking_admin.delivery_endpoints WHERE id = $1::text::uuid",
+            &[&r["id"].as_str().unwrap()],
+        )
+        .unwrap();
+    for who in [Caller::Anon, Caller::User(Uuid::new_v4())] {
+        assert_eq!(rest.rpc(&who, "booking_admin.job_stats", &[]).unwrap_err().code, "42501", "{who:?}");
+    }
+}
+
+/// A rate limit's status: a trusted back end reads an identifier's budget without
+/// spending it; untrusted callers cannot read it at all.
+#[test]
+fn the_rate_limit_status_spends_nothing() {
+    let victim = format!("203.0.113.{}", (Uuid::new_v4().as_u128() % 200) as u8 + 1);
+    let bucket = format!("status-{}", Uuid::new_v4());
+    let args = |id: &str| {
+        vec![
+            ("identifier", "text", json!(id)),
+            ("bucket", "text", json!(bucket)),
+            ("max_requests", "integer", json!("5")),
+            ("window_seconds", "integer", json!("900")),
+        ]
+    };
+    let mut rest = PostgRest::connect();
+    for _ in 0..2 {
+        assert_eq!(rest.rpc(&Caller::Service, "check_rate_limit", &args(&victim)).unwrap(), json!(true));
+    }
+    for _ in 0..10 {
+        let status = rest.rpc(&Caller::Service, "rate_limit_status", &args(&victim)).unwrap();
+        assert_eq!((status["remaining"].as_i64(), status["allowed"].as_bool()), (Some(3), Some(true)), "{status}");
+    }
+    let counted = rest.rpc(&Caller::Service, "check_rate_limit_json", &args(&victim)).unwrap();
+    assert_eq!(counted["remaining"], 2, "the reads spent nothing: {counted}");
+    for who in [Caller::Anon, Caller::User(Uuid::new_v4())] {
+        assert_eq!(rest.rpc(&who, "rate_limit_status", &args(&victim)).unwrap_err().code, "42501");
+    }
 }

@@ -182,7 +182,7 @@ CREATE ROLE regress_admin_operator;
 GRANT USAGE ON SCHEMA booking_admin TO regress_admin_operator;
 -- CREATE INDEX itself needs CREATE on the table's schema.
 GRANT USAGE, CREATE ON SCHEMA stats_demo TO regress_admin_operator;
-GRANT EXECUTE ON FUNCTION booking_admin.execute_admin_sql(text, boolean) TO regress_admin_operator;
+GRANT EXECUTE ON FUNCTION booking_admin.execute_admin_sql(text, boolean, text) TO regress_admin_operator;
 CREATE TABLE stats_demo.mine (x int);
 ALTER TABLE stats_demo.mine OWNER TO regress_admin_operator;
 SET ROLE regress_admin_operator;
@@ -385,5 +385,5 @@ RESET booking_engine.now;
 DROP SCHEMA stats_demo CASCADE;
 DROP ROLE regress_admin_nobody;
 REVOKE ALL ON SCHEMA booking_admin FROM regress_admin_operator;
-REVOKE ALL ON FUNCTION booking_admin.execute_admin_sql(text, boolean) FROM regress_admin_operator;
+REVOKE ALL ON FUNCTION booking_admin.execute_admin_sql(text, boolean, text) FROM regress_admin_operator;
 DROP ROLE regress_admin_operator;

@@ -88,7 +88,7 @@ WITH RECURSIVE trig AS (
     SELECT r.tbl, r.tgname, callee.oid, r.depth + 1
     FROM reach r
     JOIN pg_proc p ON p.oid = r.fn
-    CROSS JOIN LATERAL regexp_matches(p.prosrc, '(booking(?:_admin)?)\.([a-z_0-9]+)\s*\(', 'g') m
+    CROSS JOIN LATERAL regexp_matches(p.prosrc, '(booking(?:_admin|_internal)?)\.([a-z_0-9]+)\s*\(', 'g') m
     JOIN pg_proc callee ON callee.proname = m[2] AND callee.pronamespace = m[1]::regnamespace
     WHERE r.depth < 8
 )
@@ -96,7 +96,7 @@ SELECT DISTINCT r.tbl AS trigger_table, r.tgname AS trigger_name, p.oid::regproc
        m[1] || '.' || m[2] AS reads_table_outside_layout
 FROM reach r
 JOIN pg_proc p ON p.oid = r.fn
-CROSS JOIN LATERAL regexp_matches(p.prosrc, '(booking(?:_admin)?)\.([a-z_0-9]+)\M', 'g') m
+CROSS JOIN LATERAL regexp_matches(p.prosrc, '(booking(?:_admin|_internal)?)\.([a-z_0-9]+)\M', 'g') m
 WHERE to_regclass(m[1] || '.' || m[2]) IS NOT NULL
   AND (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(m[1] || '.' || m[2])) IN ('r', 'p', 'v', 'm')
   AND m[1] || '.' || m[2] NOT IN (SELECT object FROM booking_admin.citus_layout())
@@ -112,7 +112,7 @@ CROSS JOIN LATERAL regexp_split_to_table(p.prosrc, ';') stmt
 WHERE NOT t.tgisinternal AND (t.tgnewtable IS NOT NULL OR t.tgoldtable IS NOT NULL)
   AND t.tgrelid::regclass::text IN (SELECT object FROM booking_admin.citus_layout() WHERE kind <> 'function')
   AND stmt ~* ('\m(from|join)\s+(' || concat_ws('|', t.tgnewtable, t.tgoldtable) || ')\M')
-  AND EXISTS (SELECT 1 FROM regexp_matches(stmt, '(booking(?:_admin)?)\.([a-z_0-9]+)\M', 'g') m
+  AND EXISTS (SELECT 1 FROM regexp_matches(stmt, '(booking(?:_admin|_internal)?)\.([a-z_0-9]+)\M', 'g') m
               WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(m[1] || '.' || m[2])) IN ('r', 'p', 'v', 'm'))
 ORDER BY 1, 2;
 -- The triggers these checks read (so that a check that finds nothing is seen to have looked).

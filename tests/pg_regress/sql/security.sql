@@ -203,7 +203,8 @@ SELECT * FROM pg_temp.open_violations('lint_public_execute_on_admin');
 SELECT count(*) AS own_functions_flagged FROM booking_admin.security_violations v
 JOIN booking_admin.security_rules r ON r.id = v.rule_id
 WHERE r.rule_name IN ('lint_security_definer_search_path', 'lint_public_execute_on_admin')
-  AND (v.object_key LIKE 'booking.%' OR v.object_key LIKE 'booking_admin.%') AND v.object_key <> 'booking_admin.leaky()';
+  AND (v.object_key LIKE 'booking.%' OR v.object_key LIKE 'booking_admin.%' OR v.object_key LIKE 'booking_internal.%')
+  AND v.object_key <> 'booking_admin.leaky()';
 
 -- Evaluating again finds the same violations and opens none twice.
 SELECT (booking_admin.evaluate_security_rules())->'new_violations' AS new_violations;
