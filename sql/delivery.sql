@@ -91,15 +91,17 @@ CREATE TABLE booking_admin.deliveries (
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     delivered_at     timestamptz,
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    updated_at       timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
-CREATE TABLE booking_admin.deliveries_default PARTITION OF booking_admin.deliveries DEFAULT;
--- Only the indexes the worker and the API need: the due ones per endpoint, and per endpoint by
--- creation (replays, statistics, the endpoint's cascade). Finding what a stopped worker was
--- sending is a scan, once per worker start.
-CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
-CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
+-- The key and the indexes are the partitions' (sql/partitions.sql), each week's copied from the
+-- default partition's. Only the indexes the worker and the API need: the due ones per endpoint,
+-- and per endpoint by creation (replays, statistics, the endpoint's cascade). Finding what a
+-- stopped worker was sending is a scan, once per worker start.
+CREATE TABLE booking_admin.deliveries_default PARTITION OF booking_admin.deliveries (
+    CONSTRAINT deliveries_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX deliveries_due_idx ON booking_admin.deliveries_default (endpoint_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries_default (endpoint_id, created_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries_default', '');
 
@@ -118,12 +120,13 @@ CREATE TABLE booking_admin.delivery_attempts (
     error            text,
     response_excerpt text,
     -- delivered, retry, dead, gone (410: endpoint disabled), interrupted (the worker stopped).
-    outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted')),
-    PRIMARY KEY (id, started_at)
+    outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted'))
 ) PARTITION BY RANGE (started_at);
-CREATE TABLE booking_admin.delivery_attempts_default PARTITION OF booking_admin.delivery_attempts DEFAULT;
-CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts (delivery_id);
-CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts (endpoint_id, started_at);
+CREATE TABLE booking_admin.delivery_attempts_default PARTITION OF booking_admin.delivery_attempts (
+    CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts_default (delivery_id);
+CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts_default (endpoint_id, started_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts_default', '');
 
@@ -157,7 +160,7 @@ INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, bod
 -- The outbox's fan-out mark: NULL until the delivery worker has expanded the event into its
 -- deliveries.
 ALTER TABLE booking.events ADD COLUMN fanned_out_at timestamptz;
-CREATE INDEX events_fan_out_idx ON booking.events (created_at) WHERE fanned_out_at IS NULL;
+CREATE INDEX events_fan_out_idx ON booking.events_default (created_at) WHERE fanned_out_at IS NULL;
 
 -- Fan-out, by the delivery worker, in its own transaction: the next p_limit events not yet
 -- expanded, oldest first, each into one delivery per enabled endpoint subscribed to its type

@@ -1,8 +1,8 @@
 -- Database health over time. The scheduler's capture-history operation keeps, every 5 minutes,
 -- what pg_stat_statements, pg_stat_database and pg_stat_activity say (as deltas where they are
 -- counters) and, every hour, the size and use of every relation and the headroom of every
--- sequence. The tables are partitioned by day (sql/partitions.sql) and dropped past their
--- retention. The functions below answer a DBA's questions over a window: which queries take
+-- sequence. The tables are partitioned by day (sql/partitions.sql; their indexes are the
+-- default partition's, copied to each day's) and dropped past their retention. The functions below answer a DBA's questions over a window: which queries take
 -- the time and how that moves, which relations grow fastest, which sequences run out, which
 -- indexes nobody uses, which are duplicates, and who blocks whom now. (PgHero keeps and asks
 -- the same; here it is the database's own.)
@@ -20,7 +20,7 @@ CREATE TABLE booking_admin.history_query_stats (
     shared_blks_read bigint NOT NULL
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_query_stats_default PARTITION OF booking_admin.history_query_stats DEFAULT;
-CREATE INDEX history_query_stats_query_idx ON booking_admin.history_query_stats (queryid, captured_at);
+CREATE INDEX history_query_stats_query_idx ON booking_admin.history_query_stats_default (queryid, captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_query_stats_default', '');
 
 -- The text of each query seen (pg_stat_statements's normalised text), once per queryid.
@@ -63,7 +63,7 @@ CREATE TABLE booking_admin.history_database_stats (
     stats_reset         timestamptz
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_database_stats_default PARTITION OF booking_admin.history_database_stats DEFAULT;
-CREATE INDEX history_database_stats_at_idx ON booking_admin.history_database_stats (captured_at);
+CREATE INDEX history_database_stats_at_idx ON booking_admin.history_database_stats_default (captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_database_stats_default', '');
 
 -- Every user table and index (and its use) at each space capture.
@@ -84,7 +84,7 @@ CREATE TABLE booking_admin.history_relation_stats (
     n_dead_tup    bigint
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_relation_stats_default PARTITION OF booking_admin.history_relation_stats DEFAULT;
-CREATE INDEX history_relation_stats_relid_idx ON booking_admin.history_relation_stats (relid, captured_at);
+CREATE INDEX history_relation_stats_relid_idx ON booking_admin.history_relation_stats_default (relid, captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_relation_stats_default', '');
 
 -- Every sequence at each space capture, with the largest value its column can hold.
@@ -96,7 +96,7 @@ CREATE TABLE booking_admin.history_sequence_stats (
     max_value     bigint NOT NULL
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_sequence_stats_default PARTITION OF booking_admin.history_sequence_stats DEFAULT;
-CREATE INDEX history_sequence_stats_name_idx ON booking_admin.history_sequence_stats (sequence_name, captured_at);
+CREATE INDEX history_sequence_stats_name_idx ON booking_admin.history_sequence_stats_default (sequence_name, captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_sequence_stats_default', '');
 
 INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description) VALUES

@@ -83,11 +83,14 @@ SELECT pg_catalog.pg_extension_config_dump('booking_admin.jobs', '');
 -- there archive_after_minutes (60) after they finished (dead ones stay in the queue, the
 -- dead-letter queue, until data_cleanup removes them).
 CREATE TABLE booking_admin.job_history (
-    LIKE booking_admin.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS,
-    PRIMARY KEY (id, completed_at)
+    LIKE booking_admin.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS
 ) PARTITION BY RANGE (completed_at);
-CREATE TABLE booking_admin.job_history_default PARTITION OF booking_admin.job_history DEFAULT;
-CREATE INDEX job_history_handler_idx ON booking_admin.job_history (handler, completed_at);
+-- The key and the index are the partitions' (sql/partitions.sql), each day's copied from the
+-- default partition's.
+CREATE TABLE booking_admin.job_history_default PARTITION OF booking_admin.job_history (
+    CONSTRAINT job_history_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX job_history_handler_idx ON booking_admin.job_history_default (handler, completed_at);
 COMMENT ON TABLE booking_admin.job_history IS
     'Completed jobs moved out of booking_admin.jobs by the archive-jobs operation, partitioned by completed_at.';
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_history', '');

@@ -13,9 +13,15 @@
 -- like pg_partman's run_maintenance. The partitions it creates are ordinary tables of the
 -- database (not of the extension): pg_dump keeps them with their rows.
 --
--- Callers see the same table, columns and functions; primary keys include the partition key
--- (PostgreSQL requires it), and nothing references these tables with a foreign key (a
--- referenced partition could not be dropped in O(1)).
+-- Callers see the same table, columns and functions. The keys and indexes are the partitions',
+-- not the tables': the default partition carries them under the names the tables had before
+-- they were partitioned, and create_partition copies them onto each new partition. So a key
+-- need not include the partition key (PostgreSQL requires it only of a partitioned table's own
+-- keys), and pg_dump's copy restores: indexes of a partitioned table that belongs to the
+-- extension would be cloned onto every partition as it is attached, before pg_dump creates
+-- the partition's own. Nothing references these tables with a foreign key (a referenced
+-- partition could not be dropped in O(1)), and ON CONFLICT names no columns on them (there is
+-- no key of the table to name; DO NOTHING alone checks the partition's).
 
 CREATE TABLE booking_admin.partitioned_tables (
     parent_table       text PRIMARY KEY,
@@ -78,14 +84,40 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY t.parent_table, b.lower IS NULL, b.lower
 $$;
 
--- What a partition needs besides what ATTACH gives it (row triggers, indexes, constraints):
--- the parent's statement-level TRUNCATE guards (a TRUNCATE of the partition alone would not
--- fire the parent's) and its row-level security switch.
+-- What a partition needs besides what ATTACH gives it (row triggers, foreign keys, checks): the
+-- default partition's keys and indexes, named after the partition (events_pkey of
+-- booking.events_default becomes events_p20260101_pkey of booking.events_p20260101), the
+-- parent's statement-level TRUNCATE guards (a TRUNCATE of the partition alone would not fire
+-- the parent's) and its row-level security switch.
 CREATE FUNCTION booking_admin.prepare_partition(p_parent regclass, p_partition regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t record;
+    v_parent_name name := (SELECT relname FROM pg_class WHERE oid = p_parent);
+    v_name name := (SELECT relname FROM pg_class WHERE oid = p_partition);
 BEGIN
+    FOR t IN
+        SELECT x.indexrelid, k.oid AS constraint_oid, i.relname,
+               left(v_name || CASE WHEN starts_with(i.relname, v_parent_name || '_')
+                                   THEN substr(i.relname, length(v_parent_name) + 1) ELSE '_' || i.relname END, 63) AS new_name
+        FROM pg_inherits h
+        JOIN pg_class d ON d.oid = h.inhrelid AND pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT'
+        JOIN pg_index x ON x.indrelid = d.oid
+        JOIN pg_class i ON i.oid = x.indexrelid
+        LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = d.oid AND k.contype IN ('p', 'u', 'x')
+        WHERE h.inhparent = p_parent AND d.oid <> p_partition
+        ORDER BY i.relname
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = t.new_name AND c.relnamespace =
+                                  (SELECT relnamespace FROM pg_class WHERE oid = p_partition));
+        IF t.constraint_oid IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', p_partition, t.new_name,
+                           pg_get_constraintdef(t.constraint_oid));
+        ELSE
+            EXECUTE regexp_replace(pg_get_indexdef(t.indexrelid), ' INDEX \S+ ON \S+ ',
+                                   format(' INDEX %I ON %s ', t.new_name, p_partition));
+        END IF;
+    END LOOP;
     FOR t IN
         SELECT g.tgname, pg_get_triggerdef(g.oid) AS def
         FROM pg_trigger g
@@ -101,7 +133,10 @@ END $$;
 
 -- One partition [p_lower, p_upper) of a table, with the rows of that range the default
 -- partition holds: created beside the table, filled, then attached (ATTACH takes a SHARE UPDATE
--- EXCLUSIVE lock on the table, so reads and writes go on). Returns its name.
+-- EXCLUSIVE lock on the table, so reads and writes go on). A range rows may be written to right
+-- now (the current interval, or a past one) is attached with the table's writes held back for
+-- the moment: a writer that had planned with the partitions as they were would route such a row
+-- to the default partition, which ATTACH has just made refuse it. Returns its name.
 CREATE FUNCTION booking_admin.create_partition(p_parent regclass, p_key text, p_lower timestamptz, p_upper timestamptz)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -123,6 +158,9 @@ BEGIN
     EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)',
                    v_schema, v_name, p_parent);
     v_part := format('%I.%I', v_schema, v_name)::regclass;
+    IF v_default IS NOT NULL AND p_lower < now() + interval '1 hour' THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_parent);
+    END IF;
     IF v_default IS NOT NULL THEN
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)', v_default, p_key, p_key)
             INTO v_rows USING p_lower, p_upper;
@@ -155,7 +193,8 @@ END $$;
 -- them. Inside a freeze window (booking_admin.freeze_state) only the partitions ahead are
 -- created: moving rows out of the default partition and dropping partitions take strong locks
 -- and wait for the window's end. Each table is maintained in a subtransaction of its own, so
--- one failure (a lock not granted within 5 s) leaves the others done; the next run retries.
+-- one failure (a lock not granted within deadlock_timeout + 1 s) leaves the others done; the
+-- next run retries.
 -- Returns {"tables": [{table, created, moved_rows, dropped, deferred_until, error}], ...}; on a
 -- Citus coordinator also {"workers": [...]}, the same pass run on every worker for the tables
 -- that are local to each node (their audit log).
@@ -193,7 +232,11 @@ BEGIN
         -- Citus's propagated DDL and data moves on a distributed table, one connection per node.
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;
-    PERFORM set_config('lock_timeout', '5s', true);
+    -- Never queue for long behind another transaction while holding what was locked so far; but
+    -- a second longer than deadlock_timeout, after which a waiting lock cancels an autovacuum
+    -- that holds it (a fresh partition's first analyze would otherwise win every time).
+    PERFORM set_config('lock_timeout',
+                       (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000 + 1000)::bigint::text, true);
     FOR cfg IN SELECT * FROM booking_admin.partitioned_tables t WHERE p_table IS NULL OR t.parent_table = p_table
                ORDER BY t.parent_table LOOP
         v_parent := to_regclass(cfg.parent_table);
@@ -223,7 +266,9 @@ BEGIN
                 END IF;
             END IF;
             -- 2. The current interval and `premake` ahead, where no partition covers them yet
-            -- (and, inside a freeze window, where the default partition holds none of their rows).
+            -- (and, inside a freeze window, where the default partition holds none of their rows):
+            -- the two nearest missing ones per run (the current one first), so that the first runs
+            -- after an install spread their work, and their locks, over several short runs.
             FOR v_range IN
                 SELECT b.lower, b.upper
                 FROM generate_series(0, cfg.premake) k
@@ -231,6 +276,8 @@ BEGIN
                                                                   v_now + k * ('1 ' || cfg.partition_interval)::interval) b
                 WHERE NOT EXISTS (SELECT 1 FROM booking_admin.partitions(cfg.parent_table) p
                                   WHERE NOT p.is_default AND p.range_from < b.upper AND p.range_to > b.lower)
+                ORDER BY b.lower
+                LIMIT 2
             LOOP
                 IF v_frozen AND v_default IS NOT NULL THEN
                     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)', v_default,

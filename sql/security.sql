@@ -20,13 +20,16 @@ CREATE TABLE booking_admin.security_audit_log (
     failure_reason          text,
     sensitive_data_accessed boolean NOT NULL DEFAULT false,
     mfa                     boolean,
-    created_at              timestamptz NOT NULL DEFAULT booking.clock_now(),
-    PRIMARY KEY (id, created_at)
+    created_at              timestamptz NOT NULL DEFAULT booking.clock_now()
 ) PARTITION BY RANGE (created_at);
-CREATE TABLE booking_admin.security_audit_log_default PARTITION OF booking_admin.security_audit_log DEFAULT;
-CREATE INDEX security_audit_log_created_idx ON booking_admin.security_audit_log (created_at);
-CREATE INDEX security_audit_log_failures_idx ON booking_admin.security_audit_log (action, created_at) WHERE NOT success;
-CREATE INDEX security_audit_log_tenant_idx ON booking_admin.security_audit_log (tenant_id, created_at);
+-- The key and the indexes are the partitions' (sql/partitions.sql), each month's copied from
+-- the default partition's.
+CREATE TABLE booking_admin.security_audit_log_default PARTITION OF booking_admin.security_audit_log (
+    CONSTRAINT security_audit_log_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX security_audit_log_created_idx ON booking_admin.security_audit_log_default (created_at);
+CREATE INDEX security_audit_log_failures_idx ON booking_admin.security_audit_log_default (action, created_at) WHERE NOT success;
+CREATE INDEX security_audit_log_tenant_idx ON booking_admin.security_audit_log_default (tenant_id, created_at);
 COMMENT ON TABLE booking_admin.security_audit_log IS
     'Append-only audit trail. Context columns left NULL on insert are filled from the request (request.jwt.claims, request.headers) or the session. mfa: NULL without JWT claims.';
 COMMENT ON COLUMN booking_admin.security_audit_log.db_user IS 'The database role the session acted as (outside SECURITY DEFINER functions).';
