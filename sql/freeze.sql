@@ -179,11 +179,14 @@ BEGIN
     RETURN true;
 END $$;
 
--- A job put back in the queue without counting an attempt: a runner found it frozen.
+-- A job put back in the queue without counting an attempt: a runner found it frozen. At least 5
+-- seconds ahead: where booking_engine.now holds the calendar's clock still, the window's end
+-- may already be past on the real clock the queue runs by, and the job must not spin.
 CREATE FUNCTION booking_admin.defer_job(p_id uuid, p_until timestamptz) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     UPDATE booking_admin.jobs
-    SET status = 'pending', scheduled_at = p_until, started_at = NULL, locked_by = NULL, locked_pid = NULL,
+    SET status = 'pending', scheduled_at = greatest(p_until, clock_timestamp() + interval '5 seconds'),
+        started_at = NULL, locked_by = NULL, locked_pid = NULL,
         locked_at = NULL, heartbeat_at = NULL, updated_at = now(),
         error_message = format('deferred by the freeze calendar until %s', p_until)
     WHERE id = p_id AND status = 'running'

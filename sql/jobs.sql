@@ -725,7 +725,9 @@ BEGIN
                         THEN (booking_admin.freeze_state(NULL) ->> 'until')::timestamptz
                         ELSE booking_admin.freeze_gate(format('maintenance operation %s', p_operation)) END;
         IF v_until IS NOT NULL THEN
-            UPDATE booking_admin.scheduler_job_info SET next_run_at = v_until WHERE job_name = p_operation;
+            -- At least 5 seconds ahead, as booking_admin.defer_job (a held clock must not spin it).
+            UPDATE booking_admin.scheduler_job_info SET next_run_at = greatest(v_until, clock_timestamp() + interval '5 seconds')
+            WHERE job_name = p_operation;
             RETURN jsonb_build_object('success', false, 'deferred_until', v_until,
                                       'message', format('Operation %s is deferred by a freeze window until %s', p_operation, v_until),
                                       'data', NULL);
