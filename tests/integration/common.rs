@@ -14,6 +14,13 @@ pub fn dsn() -> String {
     )
 }
 
+/// The test cluster's connection string, for another database.
+pub fn with_db(db: &str) -> String {
+    let rest: Vec<String> =
+        dsn().split_whitespace().filter(|kv| !kv.starts_with("dbname=")).map(str::to_string).collect();
+    format!("{} dbname={db}", rest.join(" "))
+}
+
 pub fn connect() -> Client {
     let mut c = Client::connect(&dsn(), NoTls).expect("connect to the test cluster");
     c.batch_execute("SET booking_engine.now = '2026-03-01 00:00+01'; SET timezone = 'Europe/Zurich'").unwrap();
