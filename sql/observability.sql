@@ -430,7 +430,7 @@ CREATE TABLE booking_admin.metrics_history (
     value  float8 NOT NULL
 ) PARTITION BY RANGE (at);
 CREATE TABLE booking_admin.metrics_history_default PARTITION OF booking_admin.metrics_history DEFAULT;
-CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history (metric, at);
+CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history_default (metric, at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.metrics_history_default', '');
 INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
 VALUES ('booking_admin.metrics_history', 'at', 'day', 7, '8 days', 'The extension''s own rates (metrics-snapshot)');
@@ -606,14 +606,17 @@ $$;
 
 -- The dashboard's charts over the last p_window, hour by hour (UTC hours; "hours" are their
 -- starts, in epoch seconds): from the extension's own rates (metrics_history, the increases of
--- its counters between snapshots, a counter that went down counting from zero) bookings and
--- refusals, the slot queries' latency buckets (cumulative counts per upper bound, for
--- percentiles), job attempts and delivery attempts by outcome, the delivery backlog (the most
--- pending deliveries seen in the hour); from the health history the database's size (the
--- hour's last capture); and the top queries of the window with their time per hour. Each
--- series has one value per hour (NULL: no snapshot that hour).
+-- its counters between snapshots, a counter that went down or a series that appeared counting
+-- from zero) bookings and refusals, the slot queries' latency buckets (cumulative counts per
+-- upper bound, for percentiles), job attempts and delivery attempts by outcome, the delivery
+-- backlog (the most pending deliveries seen in the hour); from the health history the
+-- database's size (the hour's last capture); and the top queries of the window with their time
+-- per hour. Each series has one value per hour (NULL: no snapshot that hour).
 CREATE FUNCTION booking_admin.dashboard_series(p_window interval DEFAULT '1 day') RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- Small data, and estimates of set-returning functions high enough to make JIT compile for
+-- most of a second: the page is served under booking_engine.metrics_sql_timeout_ms.
+SET jit = off
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_to timestamptz := date_trunc('hour', clock_timestamp()) + interval '1 hour';
@@ -628,14 +631,18 @@ BEGIN
         SELECT h FROM generate_series(v_from, v_to - interval '1 hour', interval '1 hour') h
     ), s AS (
         SELECT m.at, m.metric, m.labels, m.value,
-               lag(m.value) OVER (PARTITION BY m.metric, m.labels ORDER BY m.at) AS prev
+               lag(m.value) OVER (PARTITION BY m.metric, m.labels ORDER BY m.at) AS prev,
+               min(m.at) OVER () AS first_at
         FROM booking_admin.metrics_history m
         WHERE m.at >= v_from - interval '1 hour' AND m.at < v_to
           AND m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket',
                            'booking_jobs_processed_total', 'booking_delivery_attempts_total', 'booking_deliveries')
     ), d AS (
         SELECT date_trunc('hour', s.at) AS h, s.metric, s.labels, s.value,
-               CASE WHEN s.prev IS NULL THEN NULL WHEN s.value >= s.prev THEN s.value - s.prev ELSE s.value END AS delta
+               -- A series first seen after the first snapshot read is a counter that began since
+               -- (the worker creates a series at its first count): it counts from zero.
+               CASE WHEN s.prev IS NULL AND s.at = s.first_at THEN NULL WHEN s.prev IS NULL THEN s.value
+                    WHEN s.value >= s.prev THEN s.value - s.prev ELSE s.value END AS delta
         FROM s WHERE s.at >= v_from
     ), per_hour AS (
         SELECT d.h,

@@ -223,7 +223,8 @@ pub fn render(c: &Chart) -> String {
         esc(c.title)
     );
     for s in &c.series {
-        let total: f64 = s.values.iter().flatten().sum();
+        // An empty sum of floats is -0.0, which would print as "-0".
+        let total = s.values.iter().flatten().sum::<f64>() + 0.0;
         let _ = write!(
             out,
             " <span class=\"key\"><span class=\"swatch\" style=\"background:{}\"></span>{}{}</span>",
@@ -284,6 +285,7 @@ mod tests {
     #[test]
     fn an_empty_chart_says_so() {
         assert!(chart(Kind::Lines, vec![None, None, None]).contains("no data in this window yet"));
+        assert!(chart(Kind::Bars, vec![None, None, None]).contains("bookings (0)"), "not (-0)");
     }
 
     #[test]
