@@ -45,7 +45,8 @@ GRANT UPDATE (delay_ms, max_retries, timeout_ms, enabled, next_run_at) ON bookin
 GRANT UPDATE (respects_freeze) ON booking_admin.scheduler_job_info TO booking_operator;
 
 -- The freeze calendar, the partitioned history and its maintenance, the health history and the
--- questions it answers, remediations (operators decide them), the waitlist's conversion.
+-- questions it answers, remediations (operators decide them), the waitlist's conversion, and
+-- what job_stats reads of the job history.
 GRANT EXECUTE ON FUNCTION
     booking_admin.freeze_state(uuid, timestamptz), booking_admin.freeze_windows_at(timestamptz, uuid),
     booking_admin.add_freeze_window(text, timestamptz, timestamptz, integer[], time, time, text, date, date, text, uuid),
@@ -57,7 +58,7 @@ GRANT EXECUTE ON FUNCTION
     booking_admin.duplicate_indexes(), booking_admin.blocking_tree(), booking_admin.database_history(interval),
     booking_admin.preview_remediation(uuid), booking_admin.approve_remediation(uuid, text),
     booking_admin.reject_remediation(uuid, text), booking_admin.revert_remediation(uuid, text),
-    booking_admin.waitlist_conversion(interval, uuid)
+    booking_admin.waitlist_conversion(interval, uuid), booking_admin.completed_job_durations()
 TO booking_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.freeze_windows TO booking_operator;
 GRANT SELECT ON booking_admin.partitioned_tables, booking_admin.job_history, booking_admin.history_query_stats,
