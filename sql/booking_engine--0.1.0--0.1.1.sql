@@ -5554,9 +5554,15 @@ REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
 -- like pg_partman's run_maintenance. The partitions it creates are ordinary tables of the
 -- database (not of the extension): pg_dump keeps them with their rows.
 --
--- Callers see the same table, columns and functions; primary keys include the partition key
--- (PostgreSQL requires it), and nothing references these tables with a foreign key (a
--- referenced partition could not be dropped in O(1)).
+-- Callers see the same table, columns and functions. The keys and indexes are the partitions',
+-- not the tables': the default partition carries them under the names the tables had before
+-- they were partitioned, and create_partition copies them onto each new partition. So a key
+-- need not include the partition key (PostgreSQL requires it only of a partitioned table's own
+-- keys), and pg_dump's copy restores: indexes of a partitioned table that belongs to the
+-- extension would be cloned onto every partition as it is attached, before pg_dump creates
+-- the partition's own. Nothing references these tables with a foreign key (a referenced
+-- partition could not be dropped in O(1)), and ON CONFLICT names no columns on them (there is
+-- no key of the table to name; DO NOTHING alone checks the partition's).
 
 CREATE TABLE booking_admin.partitioned_tables (
     parent_table       text PRIMARY KEY,
@@ -5619,14 +5625,40 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     ORDER BY t.parent_table, b.lower IS NULL, b.lower
 $$;
 
--- What a partition needs besides what ATTACH gives it (row triggers, indexes, constraints):
--- the parent's statement-level TRUNCATE guards (a TRUNCATE of the partition alone would not
--- fire the parent's) and its row-level security switch.
+-- What a partition needs besides what ATTACH gives it (row triggers, foreign keys, checks): the
+-- default partition's keys and indexes, named after the partition (events_pkey of
+-- booking.events_default becomes events_p20260101_pkey of booking.events_p20260101), the
+-- parent's statement-level TRUNCATE guards (a TRUNCATE of the partition alone would not fire
+-- the parent's) and its row-level security switch.
 CREATE FUNCTION booking_admin.prepare_partition(p_parent regclass, p_partition regclass) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     t record;
+    v_parent_name name := (SELECT relname FROM pg_class WHERE oid = p_parent);
+    v_name name := (SELECT relname FROM pg_class WHERE oid = p_partition);
 BEGIN
+    FOR t IN
+        SELECT x.indexrelid, k.oid AS constraint_oid, i.relname,
+               left(v_name || CASE WHEN starts_with(i.relname, v_parent_name || '_')
+                                   THEN substr(i.relname, length(v_parent_name) + 1) ELSE '_' || i.relname END, 63) AS new_name
+        FROM pg_inherits h
+        JOIN pg_class d ON d.oid = h.inhrelid AND pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT'
+        JOIN pg_index x ON x.indrelid = d.oid
+        JOIN pg_class i ON i.oid = x.indexrelid
+        LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = d.oid AND k.contype IN ('p', 'u', 'x')
+        WHERE h.inhparent = p_parent AND d.oid <> p_partition
+        ORDER BY i.relname
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = t.new_name AND c.relnamespace =
+                                  (SELECT relnamespace FROM pg_class WHERE oid = p_partition));
+        IF t.constraint_oid IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', p_partition, t.new_name,
+                           pg_get_constraintdef(t.constraint_oid));
+        ELSE
+            EXECUTE regexp_replace(pg_get_indexdef(t.indexrelid), ' INDEX \S+ ON \S+ ',
+                                   format(' INDEX %I ON %s ', t.new_name, p_partition));
+        END IF;
+    END LOOP;
     FOR t IN
         SELECT g.tgname, pg_get_triggerdef(g.oid) AS def
         FROM pg_trigger g
@@ -5642,7 +5674,10 @@ END $$;
 
 -- One partition [p_lower, p_upper) of a table, with the rows of that range the default
 -- partition holds: created beside the table, filled, then attached (ATTACH takes a SHARE UPDATE
--- EXCLUSIVE lock on the table, so reads and writes go on). Returns its name.
+-- EXCLUSIVE lock on the table, so reads and writes go on). A range rows may be written to right
+-- now (the current interval, or a past one) is attached with the table's writes held back for
+-- the moment: a writer that had planned with the partitions as they were would route such a row
+-- to the default partition, which ATTACH has just made refuse it. Returns its name.
 CREATE FUNCTION booking_admin.create_partition(p_parent regclass, p_key text, p_lower timestamptz, p_upper timestamptz)
 RETURNS text
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
@@ -5664,6 +5699,9 @@ BEGIN
     EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)',
                    v_schema, v_name, p_parent);
     v_part := format('%I.%I', v_schema, v_name)::regclass;
+    IF v_default IS NOT NULL AND p_lower < now() + interval '1 hour' THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_parent);
+    END IF;
     IF v_default IS NOT NULL THEN
         EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)', v_default, p_key, p_key)
             INTO v_rows USING p_lower, p_upper;
@@ -5696,7 +5734,8 @@ END $$;
 -- them. Inside a freeze window (booking_admin.freeze_state) only the partitions ahead are
 -- created: moving rows out of the default partition and dropping partitions take strong locks
 -- and wait for the window's end. Each table is maintained in a subtransaction of its own, so
--- one failure (a lock not granted within 5 s) leaves the others done; the next run retries.
+-- one failure (a lock not granted within deadlock_timeout + 1 s) leaves the others done; the
+-- next run retries.
 -- Returns {"tables": [{table, created, moved_rows, dropped, deferred_until, error}], ...}; on a
 -- Citus coordinator also {"workers": [...]}, the same pass run on every worker for the tables
 -- that are local to each node (their audit log).
@@ -5734,7 +5773,11 @@ BEGIN
         -- Citus's propagated DDL and data moves on a distributed table, one connection per node.
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
     END IF;
-    PERFORM set_config('lock_timeout', '5s', true);
+    -- Never queue for long behind another transaction while holding what was locked so far; but
+    -- a second longer than deadlock_timeout, after which a waiting lock cancels an autovacuum
+    -- that holds it (a fresh partition's first analyze would otherwise win every time).
+    PERFORM set_config('lock_timeout',
+                       (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000 + 1000)::bigint::text, true);
     FOR cfg IN SELECT * FROM booking_admin.partitioned_tables t WHERE p_table IS NULL OR t.parent_table = p_table
                ORDER BY t.parent_table LOOP
         v_parent := to_regclass(cfg.parent_table);
@@ -5764,7 +5807,9 @@ BEGIN
                 END IF;
             END IF;
             -- 2. The current interval and `premake` ahead, where no partition covers them yet
-            -- (and, inside a freeze window, where the default partition holds none of their rows).
+            -- (and, inside a freeze window, where the default partition holds none of their rows):
+            -- the two nearest missing ones per run (the current one first), so that the first runs
+            -- after an install spread their work, and their locks, over several short runs.
             FOR v_range IN
                 SELECT b.lower, b.upper
                 FROM generate_series(0, cfg.premake) k
@@ -5772,6 +5817,8 @@ BEGIN
                                                                   v_now + k * ('1 ' || cfg.partition_interval)::interval) b
                 WHERE NOT EXISTS (SELECT 1 FROM booking_admin.partitions(cfg.parent_table) p
                                   WHERE NOT p.is_default AND p.range_from < b.upper AND p.range_to > b.lower)
+                ORDER BY b.lower
+                LIMIT 2
             LOOP
                 IF v_frozen AND v_default IS NOT NULL THEN
                     EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)', v_default,
@@ -5864,11 +5911,14 @@ ALTER TABLE booking_admin.scheduler_job_info ADD COLUMN respects_freeze boolean 
 -- there archive_after_minutes (60) after they finished (dead ones stay in the queue, the
 -- dead-letter queue, until data_cleanup removes them).
 CREATE TABLE booking_admin.job_history (
-    LIKE booking_admin.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS,
-    PRIMARY KEY (id, completed_at)
+    LIKE booking_admin.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS
 ) PARTITION BY RANGE (completed_at);
-CREATE TABLE booking_admin.job_history_default PARTITION OF booking_admin.job_history DEFAULT;
-CREATE INDEX job_history_handler_idx ON booking_admin.job_history (handler, completed_at);
+-- The key and the index are the partitions' (sql/partitions.sql), each day's copied from the
+-- default partition's.
+CREATE TABLE booking_admin.job_history_default PARTITION OF booking_admin.job_history (
+    CONSTRAINT job_history_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX job_history_handler_idx ON booking_admin.job_history_default (handler, completed_at);
 COMMENT ON TABLE booking_admin.job_history IS
     'Completed jobs moved out of booking_admin.jobs by the archive-jobs operation, partitioned by completed_at.';
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_history', '');
@@ -5925,7 +5975,9 @@ BEGIN
                         THEN (booking_admin.freeze_state(NULL) ->> 'until')::timestamptz
                         ELSE booking_admin.freeze_gate(format('maintenance operation %s', p_operation)) END;
         IF v_until IS NOT NULL THEN
-            UPDATE booking_admin.scheduler_job_info SET next_run_at = v_until WHERE job_name = p_operation;
+            -- At least 5 seconds ahead, as booking_admin.defer_job (a held clock must not spin it).
+            UPDATE booking_admin.scheduler_job_info SET next_run_at = greatest(v_until, clock_timestamp() + interval '5 seconds')
+            WHERE job_name = p_operation;
             RETURN jsonb_build_object('success', false, 'deferred_until', v_until,
                                       'message', format('Operation %s is deferred by a freeze window until %s', p_operation, v_until),
                                       'data', NULL);
@@ -6188,25 +6240,26 @@ BEGIN
     RETURN true;
 END $$;
 
--- A job put back in the queue without counting an attempt: a runner found it frozen.
+-- A job put back in the queue without counting an attempt: a runner found it frozen. At least 5
+-- seconds ahead: where booking_engine.now holds the calendar's clock still, the window's end
+-- may already be past on the real clock the queue runs by, and the job must not spin.
 CREATE FUNCTION booking_admin.defer_job(p_id uuid, p_until timestamptz) RETURNS void
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
     UPDATE booking_admin.jobs
-    SET status = 'pending', scheduled_at = p_until, started_at = NULL, locked_by = NULL, locked_pid = NULL,
+    SET status = 'pending', scheduled_at = greatest(p_until, clock_timestamp() + interval '5 seconds'),
+        started_at = NULL, locked_by = NULL, locked_pid = NULL,
         locked_at = NULL, heartbeat_at = NULL, updated_at = now(),
         error_message = format('deferred by the freeze calendar until %s', p_until)
     WHERE id = p_id AND status = 'running'
 $$;
 
 -- booking.events, partitioned by month. Its rows are not copied: the table itself becomes the
--- default partition of the new partitioned table (ATTACH, no rewrite), and the scheduler's
+-- default partition of the new partitioned table (ATTACH, no rewrite), keeping its key and
+-- indexes (a fresh install's default partition has the same), and the scheduler's
 -- partition-maintenance then moves them into monthly partitions, one month per run. On a Citus
 -- cluster, undistribute booking.events before the update and run distribute_tables() after it.
 DROP TRIGGER events_metrics ON booking.events;
 DROP TRIGGER events_fan_out ON booking.events;
-DROP INDEX booking.events_undispatched_idx, booking.events_tenant_created_idx, booking.events_id_idx,
-    booking.events_fan_out_idx;
-ALTER TABLE booking.events DROP CONSTRAINT events_pkey;
 ALTER TABLE booking.events RENAME TO events_default;
 COMMENT ON TABLE booking.events_default IS NULL;
 -- Out of the way while the new table takes these names (constraint names are chosen unique in
@@ -6220,21 +6273,13 @@ CREATE TABLE booking.events (
     payload       jsonb NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now(),
     dispatched_at timestamptz,
-    fanned_out_at timestamptz,
-    -- The partition key is part of the key (PostgreSQL requires it): ids stay unique by
-    -- gen_random_uuid(), looked up by (tenant_id, id) or by id alone (events_id_idx).
-    PRIMARY KEY (tenant_id, id, created_at)
+    fanned_out_at timestamptz
 ) PARTITION BY RANGE (created_at);
--- Rows of months without a partition yet (sql/partitions.sql); partition-maintenance moves them.
 ALTER TABLE booking.events_default RENAME CONSTRAINT events_event_type_check_old TO events_event_type_check;
 ALTER TABLE booking.events_default RENAME CONSTRAINT events_tenant_id_fkey_old TO events_tenant_id_fkey;
-CREATE INDEX events_undispatched_idx ON booking.events (created_at) WHERE dispatched_at IS NULL;
-CREATE INDEX events_tenant_created_idx ON booking.events (tenant_id, created_at);
-CREATE INDEX events_id_idx ON booking.events (id);
 COMMENT ON TABLE booking.events IS
     'Outbox of booking.created, booking.rescheduled, booking.cancelled, waitlist.notified, conflict.detected and the maintenance transitions; NOTIFY booking_events carries {"id", "type"}.';
 SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
-CREATE INDEX events_fan_out_idx ON booking.events (created_at) WHERE fanned_out_at IS NULL;
 CREATE TRIGGER events_metrics AFTER INSERT ON booking.events
     FOR EACH ROW EXECUTE FUNCTION booking.metrics_on_event();
 CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
@@ -6247,11 +6292,8 @@ INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, parti
 VALUES ('booking.events', 'created_at', 'month', 3, '365 days', 'The outbox of booking changes');
 
 -- The audit log, partitioned by month the same way: the table becomes the default partition
--- (keeping its append-only guard, which every partition carries).
+-- (keeping its key, its indexes and its append-only guard, which every partition carries).
 DROP TRIGGER security_audit_fill ON booking_admin.security_audit_log;
-DROP INDEX booking_admin.security_audit_log_created_idx, booking_admin.security_audit_log_failures_idx,
-    booking_admin.security_audit_log_tenant_idx;
-ALTER TABLE booking_admin.security_audit_log DROP CONSTRAINT security_audit_log_pkey;
 ALTER TABLE booking_admin.security_audit_log RENAME TO security_audit_log_default;
 COMMENT ON TABLE booking_admin.security_audit_log_default IS NULL;
 COMMENT ON COLUMN booking_admin.security_audit_log_default.db_user IS NULL;
@@ -6272,14 +6314,10 @@ CREATE TABLE booking_admin.security_audit_log (
     failure_reason          text,
     sensitive_data_accessed boolean NOT NULL DEFAULT false,
     mfa                     boolean,
-    created_at              timestamptz NOT NULL DEFAULT booking.clock_now(),
-    PRIMARY KEY (id, created_at)
+    created_at              timestamptz NOT NULL DEFAULT booking.clock_now()
 ) PARTITION BY RANGE (created_at);
 ALTER TABLE booking_admin.security_audit_log_default RENAME CONSTRAINT security_audit_log_action_check_old TO security_audit_log_action_check;
 ALTER TABLE booking_admin.security_audit_log_default RENAME CONSTRAINT security_audit_log_resource_type_check_old TO security_audit_log_resource_type_check;
-CREATE INDEX security_audit_log_created_idx ON booking_admin.security_audit_log (created_at);
-CREATE INDEX security_audit_log_failures_idx ON booking_admin.security_audit_log (action, created_at) WHERE NOT success;
-CREATE INDEX security_audit_log_tenant_idx ON booking_admin.security_audit_log (tenant_id, created_at);
 COMMENT ON TABLE booking_admin.security_audit_log IS
     'Append-only audit trail. Context columns left NULL on insert are filled from the request (request.jwt.claims, request.headers) or the session. mfa: NULL without JWT claims.';
 COMMENT ON COLUMN booking_admin.security_audit_log.db_user IS 'The database role the session acted as (outside SECURITY DEFINER functions).';
@@ -6811,8 +6849,8 @@ END $$;
 -- Database health over time. The scheduler's capture-history operation keeps, every 5 minutes,
 -- what pg_stat_statements, pg_stat_database and pg_stat_activity say (as deltas where they are
 -- counters) and, every hour, the size and use of every relation and the headroom of every
--- sequence. The tables are partitioned by day (sql/partitions.sql) and dropped past their
--- retention. The functions below answer a DBA's questions over a window: which queries take
+-- sequence. The tables are partitioned by day (sql/partitions.sql; their indexes are the
+-- default partition's, copied to each day's) and dropped past their retention. The functions below answer a DBA's questions over a window: which queries take
 -- the time and how that moves, which relations grow fastest, which sequences run out, which
 -- indexes nobody uses, which are duplicates, and who blocks whom now. (PgHero keeps and asks
 -- the same; here it is the database's own.)
@@ -6830,7 +6868,7 @@ CREATE TABLE booking_admin.history_query_stats (
     shared_blks_read bigint NOT NULL
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_query_stats_default PARTITION OF booking_admin.history_query_stats DEFAULT;
-CREATE INDEX history_query_stats_query_idx ON booking_admin.history_query_stats (queryid, captured_at);
+CREATE INDEX history_query_stats_query_idx ON booking_admin.history_query_stats_default (queryid, captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_query_stats_default', '');
 
 -- The text of each query seen (pg_stat_statements's normalised text), once per queryid.
@@ -6873,7 +6911,7 @@ CREATE TABLE booking_admin.history_database_stats (
     stats_reset         timestamptz
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_database_stats_default PARTITION OF booking_admin.history_database_stats DEFAULT;
-CREATE INDEX history_database_stats_at_idx ON booking_admin.history_database_stats (captured_at);
+CREATE INDEX history_database_stats_at_idx ON booking_admin.history_database_stats_default (captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_database_stats_default', '');
 
 -- Every user table and index (and its use) at each space capture.
@@ -6894,7 +6932,7 @@ CREATE TABLE booking_admin.history_relation_stats (
     n_dead_tup    bigint
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_relation_stats_default PARTITION OF booking_admin.history_relation_stats DEFAULT;
-CREATE INDEX history_relation_stats_relid_idx ON booking_admin.history_relation_stats (relid, captured_at);
+CREATE INDEX history_relation_stats_relid_idx ON booking_admin.history_relation_stats_default (relid, captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_relation_stats_default', '');
 
 -- Every sequence at each space capture, with the largest value its column can hold.
@@ -6906,7 +6944,7 @@ CREATE TABLE booking_admin.history_sequence_stats (
     max_value     bigint NOT NULL
 ) PARTITION BY RANGE (captured_at);
 CREATE TABLE booking_admin.history_sequence_stats_default PARTITION OF booking_admin.history_sequence_stats DEFAULT;
-CREATE INDEX history_sequence_stats_name_idx ON booking_admin.history_sequence_stats (sequence_name, captured_at);
+CREATE INDEX history_sequence_stats_name_idx ON booking_admin.history_sequence_stats_default (sequence_name, captured_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_sequence_stats_default', '');
 
 INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description) VALUES
@@ -7256,15 +7294,17 @@ CREATE TABLE booking_admin.deliveries (
     last_error       text,
     created_at       timestamptz NOT NULL DEFAULT now(),
     delivered_at     timestamptz,
-    updated_at       timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (id, created_at)
+    updated_at       timestamptz NOT NULL DEFAULT now()
 ) PARTITION BY RANGE (created_at);
-CREATE TABLE booking_admin.deliveries_default PARTITION OF booking_admin.deliveries DEFAULT;
--- Only the indexes the worker and the API need: the due ones per endpoint, and per endpoint by
--- creation (replays, statistics, the endpoint's cascade). Finding what a stopped worker was
--- sending is a scan, once per worker start.
-CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
-CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
+-- The key and the indexes are the partitions' (sql/partitions.sql), each week's copied from the
+-- default partition's. Only the indexes the worker and the API need: the due ones per endpoint,
+-- and per endpoint by creation (replays, statistics, the endpoint's cascade). Finding what a
+-- stopped worker was sending is a scan, once per worker start.
+CREATE TABLE booking_admin.deliveries_default PARTITION OF booking_admin.deliveries (
+    CONSTRAINT deliveries_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX deliveries_due_idx ON booking_admin.deliveries_default (endpoint_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries_default (endpoint_id, created_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries_default', '');
 
@@ -7283,12 +7323,13 @@ CREATE TABLE booking_admin.delivery_attempts (
     error            text,
     response_excerpt text,
     -- delivered, retry, dead, gone (410: endpoint disabled), interrupted (the worker stopped).
-    outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted')),
-    PRIMARY KEY (id, started_at)
+    outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted'))
 ) PARTITION BY RANGE (started_at);
-CREATE TABLE booking_admin.delivery_attempts_default PARTITION OF booking_admin.delivery_attempts DEFAULT;
-CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts (delivery_id);
-CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts (endpoint_id, started_at);
+CREATE TABLE booking_admin.delivery_attempts_default PARTITION OF booking_admin.delivery_attempts (
+    CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts_default (delivery_id);
+CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts_default (endpoint_id, started_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts', '');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts_default', '');
 -- Weekly partitions, dropped 30 days after their week once none of their deliveries is still
@@ -7310,7 +7351,7 @@ CREATE TABLE booking_admin.metrics_history (
     value  float8 NOT NULL
 ) PARTITION BY RANGE (at);
 CREATE TABLE booking_admin.metrics_history_default PARTITION OF booking_admin.metrics_history DEFAULT;
-CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history (metric, at);
+CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history_default (metric, at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.metrics_history_default', '');
 INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
 VALUES ('booking_admin.metrics_history', 'at', 'day', 7, '8 days', 'The extension''s own rates (metrics-snapshot)');
@@ -7444,14 +7485,17 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 $$;
 -- The dashboard's charts over the last p_window, hour by hour (UTC hours; "hours" are their
 -- starts, in epoch seconds): from the extension's own rates (metrics_history, the increases of
--- its counters between snapshots, a counter that went down counting from zero) bookings and
--- refusals, the slot queries' latency buckets (cumulative counts per upper bound, for
--- percentiles), job attempts and delivery attempts by outcome, the delivery backlog (the most
--- pending deliveries seen in the hour); from the health history the database's size (the
--- hour's last capture); and the top queries of the window with their time per hour. Each
--- series has one value per hour (NULL: no snapshot that hour).
+-- its counters between snapshots, a counter that went down or a series that appeared counting
+-- from zero) bookings and refusals, the slot queries' latency buckets (cumulative counts per
+-- upper bound, for percentiles), job attempts and delivery attempts by outcome, the delivery
+-- backlog (the most pending deliveries seen in the hour); from the health history the
+-- database's size (the hour's last capture); and the top queries of the window with their time
+-- per hour. Each series has one value per hour (NULL: no snapshot that hour).
 CREATE FUNCTION booking_admin.dashboard_series(p_window interval DEFAULT '1 day') RETURNS jsonb
 LANGUAGE plpgsql STABLE
+-- Small data, and estimates of set-returning functions high enough to make JIT compile for
+-- most of a second: the page is served under booking_engine.metrics_sql_timeout_ms.
+SET jit = off
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_to timestamptz := date_trunc('hour', clock_timestamp()) + interval '1 hour';
@@ -7466,14 +7510,18 @@ BEGIN
         SELECT h FROM generate_series(v_from, v_to - interval '1 hour', interval '1 hour') h
     ), s AS (
         SELECT m.at, m.metric, m.labels, m.value,
-               lag(m.value) OVER (PARTITION BY m.metric, m.labels ORDER BY m.at) AS prev
+               lag(m.value) OVER (PARTITION BY m.metric, m.labels ORDER BY m.at) AS prev,
+               min(m.at) OVER () AS first_at
         FROM booking_admin.metrics_history m
         WHERE m.at >= v_from - interval '1 hour' AND m.at < v_to
           AND m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket',
                            'booking_jobs_processed_total', 'booking_delivery_attempts_total', 'booking_deliveries')
     ), d AS (
         SELECT date_trunc('hour', s.at) AS h, s.metric, s.labels, s.value,
-               CASE WHEN s.prev IS NULL THEN NULL WHEN s.value >= s.prev THEN s.value - s.prev ELSE s.value END AS delta
+               -- A series first seen after the first snapshot read is a counter that began since
+               -- (the worker creates a series at its first count): it counts from zero.
+               CASE WHEN s.prev IS NULL AND s.at = s.first_at THEN NULL WHEN s.prev IS NULL THEN s.value
+                    WHEN s.value >= s.prev THEN s.value - s.prev ELSE s.value END AS delta
         FROM s WHERE s.at >= v_from
     ), per_hour AS (
         SELECT d.h,
@@ -7803,7 +7851,8 @@ END $$;
 GRANT UPDATE (respects_freeze) ON booking_admin.scheduler_job_info TO booking_operator;
 
 -- The freeze calendar, the partitioned history and its maintenance, the health history and the
--- questions it answers, remediations (operators decide them), the waitlist's conversion.
+-- questions it answers, remediations (operators decide them), the waitlist's conversion, and
+-- what job_stats reads of the job history.
 GRANT EXECUTE ON FUNCTION
     booking_admin.freeze_state(uuid, timestamptz), booking_admin.freeze_windows_at(timestamptz, uuid),
     booking_admin.add_freeze_window(text, timestamptz, timestamptz, integer[], time, time, text, date, date, text, uuid),
@@ -7815,7 +7864,7 @@ GRANT EXECUTE ON FUNCTION
     booking_admin.duplicate_indexes(), booking_admin.blocking_tree(), booking_admin.database_history(interval),
     booking_admin.preview_remediation(uuid), booking_admin.approve_remediation(uuid, text),
     booking_admin.reject_remediation(uuid, text), booking_admin.revert_remediation(uuid, text),
-    booking_admin.waitlist_conversion(interval, uuid)
+    booking_admin.waitlist_conversion(interval, uuid), booking_admin.completed_job_durations()
 TO booking_operator;
 GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.freeze_windows TO booking_operator;
 GRANT SELECT ON booking_admin.partitioned_tables, booking_admin.job_history, booking_admin.history_query_stats,
