@@ -379,7 +379,10 @@ fn history_partitioned_on_the_cluster(cl: &Cluster, c: &mut Client, t: &Tenant) 
         (row.get(0), row.get(1))
     };
     let (partitions, of_citus) = distributed(c);
-    assert!(partitions >= 2 && of_citus == partitions, "every partition of the outbox is distributed: {partitions} {of_citus}");
+    assert!(
+        partitions >= 2 && of_citus == partitions,
+        "every partition of the outbox is distributed: {partitions} {of_citus}"
+    );
     let waiting: i64 = c.query_one("SELECT count(*) FROM booking.events_default", &[]).unwrap().get(0);
     assert_eq!(waiting, 0, "the workers' events are in their months' partitions");
     c.execute(
@@ -397,7 +400,8 @@ fn history_partitioned_on_the_cluster(cl: &Cluster, c: &mut Client, t: &Tenant) 
     assert_eq!(home, "booking.events_p20250601");
     assert_eq!(distributed(c).0, distributed(c).1, "the new partition is distributed too");
     c.batch_execute("SELECT booking_admin.configure_partitions('booking.events', p_retention => '30 days')").unwrap();
-    let dropped = json(c, "SELECT booking_admin.maintain_partitions('booking.events') -> 'tables' -> 0 -> 'dropped'", &[]);
+    let dropped =
+        json(c, "SELECT booking_admin.maintain_partitions('booking.events') -> 'tables' -> 0 -> 'dropped'", &[]);
     c.batch_execute("SELECT booking_admin.configure_partitions('booking.events', p_retention => '365 days')").unwrap();
     assert_eq!(dropped, serde_json::json!(["booking.events_p20250601"]), "a month past retention, dropped whole");
     for (port, _) in &cl.workers {

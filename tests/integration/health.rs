@@ -71,7 +71,10 @@ fn the_scheduler_keeps_the_history_partitioned_ahead() {
         });
     }
     let runs: i64 = c
-        .query_one("SELECT run_count FROM booking_admin.scheduler_job_info WHERE job_name = 'partition-maintenance'", &[])
+        .query_one(
+            "SELECT run_count FROM booking_admin.scheduler_job_info WHERE job_name = 'partition-maintenance'",
+            &[],
+        )
         .unwrap()
         .get(0);
     assert!(runs >= 1);

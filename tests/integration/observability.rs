@@ -308,7 +308,8 @@ fn history_for_the_charts(c: &mut Client, s: &Salon) {
     assert_eq!(book(c, s, &format!("obs-{}", Uuid::new_v4()), "2026-03-23 09:00+01")["success"], false);
     for _ in 0..3 {
         c.query(&format!("SELECT count(*) FROM booking.appointments WHERE tenant_id = '{}'", s.tenant), &[]).unwrap();
-        c.query("SELECT count(*) FROM booking.get_available_slots($1, '2026-03-24', '2026-03-24')", &[&s.service]).unwrap();
+        c.query("SELECT count(*) FROM booking.get_available_slots($1, '2026-03-24', '2026-03-24')", &[&s.service])
+            .unwrap();
     }
     run(c, "metrics-snapshot");
     c.batch_execute("SELECT booking_admin.capture_history('0 seconds')").unwrap();
@@ -324,8 +325,10 @@ fn the_dashboard_renders_in_headless_chromium() {
     assert_eq!(status, 200, "{html}");
     assert!(!html.contains("://"), "the page loads nothing from elsewhere: {html}");
     // Readable without JavaScript: there is none, and the charts come drawn in the server's HTML.
-    assert!(!html.contains("<script") && !regex::Regex::new(r"\son[a-z]+\s*=").unwrap().is_match(&html),
-            "no script: {html}");
+    assert!(
+        !html.contains("<script") && !regex::Regex::new(r"\son[a-z]+\s*=").unwrap().is_match(&html),
+        "no script: {html}"
+    );
     assert!(html.contains("<svg id=\"chart-bookings\""), "{html}");
     let before = bookings_today(&mut c);
     let url = format!("http://127.0.0.1:{port}/dashboard");
@@ -341,18 +344,28 @@ fn the_dashboard_renders_in_headless_chromium() {
         .unwrap();
     assert!(before >= 1 && (before..=after).contains(&shown), "{before} <= {shown} <= {after}");
     assert!(dom.contains("id=\"health\""), "{dom}");
-    // Every chart is drawn, with JavaScript off, from the history above: bars for this hour's
+    // Every chart is drawn by the server from the history above: bars for this hour's
     // bookings and refusals, latency points, the database's size, the queries just run.
-    for id in ["chart-bookings", "chart-latency", "chart-jobs", "chart-deliveries", "chart-backlog",
-               "chart-database-size", "chart-top-queries"] {
+    for id in [
+        "chart-bookings",
+        "chart-latency",
+        "chart-jobs",
+        "chart-deliveries",
+        "chart-backlog",
+        "chart-database-size",
+        "chart-top-queries",
+    ] {
         assert!(dom.contains(&format!("<svg id=\"{id}\"")), "{id} missing: {dom}");
     }
     let chart = |id: &str| -> String {
         let start = dom.find(&format!("<svg id=\"{id}\"")).unwrap();
         dom[start..start + dom[start..].find("</svg>").unwrap()].to_string()
     };
-    assert!(regex::Regex::new(r"<rect [^>]*><title>[^<]* bookings: [1-9]").unwrap().is_match(&chart("chart-bookings")),
-            "a bar of bookings: {}", chart("chart-bookings"));
+    assert!(
+        regex::Regex::new(r"<rect [^>]*><title>[^<]* bookings: [1-9]").unwrap().is_match(&chart("chart-bookings")),
+        "a bar of bookings: {}",
+        chart("chart-bookings")
+    );
     assert!(chart("chart-bookings").contains(" refusals: "), "a bar of refusals: {}", chart("chart-bookings"));
     assert!(chart("chart-latency").contains("<circle"), "{}", chart("chart-latency"));
     assert!(chart("chart-database-size").contains("<circle"), "{}", chart("chart-database-size"));
@@ -376,15 +389,20 @@ fn the_dashboard_renders_in_headless_chromium() {
 fn the_worker_reads_the_machine_for_the_cpu_memory_and_disk_alerts() {
     let port = metrics_port();
     let value = |body: &str, name: &str| -> Option<f64> {
-        body.lines().find(|l| l.starts_with(name) && !l.starts_with('#')).and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        body.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     };
     // The CPU share needs two readings, 15 s apart.
     let body = poll("booking_host_cpu_usage_ratio", Duration::from_secs(40), || {
         let (_, _, body) = get(port, "/metrics", &[]);
         value(&body, "booking_host_cpu_usage_ratio").map(|_| body)
     });
-    for name in ["booking_host_cpu_usage_ratio", "booking_host_memory_used_ratio",
-                 "booking_host_disk_used_ratio{path=\"data_directory\"}"] {
+    for name in [
+        "booking_host_cpu_usage_ratio",
+        "booking_host_memory_used_ratio",
+        "booking_host_disk_used_ratio{path=\"data_directory\"}",
+    ] {
         let v = value(&body, name).unwrap_or_else(|| panic!("{name} in {body}"));
         assert!((0.0..=1.0).contains(&v), "{name} = {v}");
     }
@@ -416,14 +434,10 @@ fn the_worker_reads_the_machine_for_the_cpu_memory_and_disk_alerts() {
 /// Whether a socket listens on `addr:port` (IPv4, /proc/net/tcp: state 0A is LISTEN).
 fn listening(ip: [u8; 4], port: u16) -> bool {
     let want = format!("{:02X}{:02X}{:02X}{:02X}:{port:04X}", ip[3], ip[2], ip[1], ip[0]);
-    std::fs::read_to_string("/proc/net/tcp")
-        .unwrap()
-        .lines()
-        .skip(1)
-        .any(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
-        })
+    std::fs::read_to_string("/proc/net/tcp").unwrap().lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+    })
 }
 
 /// Sets booking_engine.metrics_listen_address and reloads; then, for three seconds, the port
@@ -431,8 +445,10 @@ fn listening(ip: [u8; 4], port: u16) -> bool {
 /// listening on the new address. Before the fix, binding the wildcard beside the loopback
 /// socket failed with "Address already in use" and nothing listened for 10 s.
 fn move_listener(c: &mut Client, port: u16, address: &str, ip: [u8; 4]) {
-    c.batch_execute(&format!("ALTER SYSTEM SET booking_engine.metrics_listen_address = '{address}'; SELECT pg_reload_conf()"))
-        .unwrap();
+    c.batch_execute(&format!(
+        "ALTER SYSTEM SET booking_engine.metrics_listen_address = '{address}'; SELECT pg_reload_conf()"
+    ))
+    .unwrap();
     let start = Instant::now();
     let mut refused_in_a_row = 0;
     while start.elapsed() < Duration::from_secs(3) {

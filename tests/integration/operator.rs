@@ -406,9 +406,7 @@ fn null_flags_and_deep_documents_and_far_times_get_their_documented_sqlstate() {
     }
 
     let deep = "(repeat('[', 200) || repeat(']', 200))::jsonb";
-    for (sql, want) in [
-        (format!("SELECT booking.is_valid_opening_hours({deep})"), false),
-    ] {
+    for (sql, want) in [(format!("SELECT booking.is_valid_opening_hours({deep})"), false)] {
         let v: bool = c.query_one(&sql, &[]).unwrap_or_else(|e| panic!("{sql}: {e}")).get(0);
         assert_eq!(v, want, "{sql}");
     }
