@@ -367,9 +367,9 @@ END $$;
 
 -- The tuner's concurrent builds, settled: an action whose job completed and whose index is valid
 -- is applied (from now on, by the tuner's clock: its monitoring interval counts from here); one
--- whose job died, or whose index was left invalid (a
--- CREATE INDEX CONCURRENTLY that failed leaves one behind), is skipped with the reason and the
--- invalid index dropped through the sandbox. Returns {"applied": n, "failed": n}.
+-- whose job died, or whose index was left invalid (a CREATE INDEX CONCURRENTLY that failed
+-- leaves one behind), is skipped with the reason and the invalid index dropped through the
+-- sandbox. Returns {"applied": n, "failed": n}.
 CREATE FUNCTION booking_admin.settle_tuning_actions() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE

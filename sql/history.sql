@@ -2,10 +2,11 @@
 -- what pg_stat_statements, pg_stat_database and pg_stat_activity say (as deltas where they are
 -- counters) and, every hour, the size and use of every relation and the headroom of every
 -- sequence. The tables are partitioned by day (sql/partitions.sql; their indexes are the
--- default partition's, copied to each day's) and dropped past their retention. The functions below answer a DBA's questions over a window: which queries take
--- the time and how that moves, which relations grow fastest, which sequences run out, which
--- indexes nobody uses, which are duplicates, and who blocks whom now. (PgHero keeps and asks
--- the same; here it is the database's own.)
+-- default partition's, copied to each day's) and dropped past their retention. The functions
+-- below answer a DBA's questions over a window: which queries take the time and how that
+-- moves, which relations grow fastest, which sequences run out, which indexes nobody uses,
+-- which are duplicates, and who blocks whom now. (PgHero keeps and asks the same; here it is
+-- the database's own.)
 
 -- One row per query (of this database) and capture: what it did since the previous capture.
 CREATE TABLE booking_admin.history_query_stats (

@@ -527,7 +527,7 @@ BEGIN
         (SELECT r.remediation_settings FROM booking_admin.security_rules r WHERE r.rule_name = v.rule_name), '{}'));
     PERFORM booking.audit_event('remediation.dry_run', 'security_remediation', p_id::text, true, NULL,
                                 v.action = 'delete_expired_pii', v.tenant_id);
-    RETURN jsonb_build_object('id', v.id, 'action', v.action, 'status', v.status, 'dry_run', true) || v_plan;
+    RETURN jsonb_build_object('id', v.id, 'action', v.action, 'status', v.status) || v_plan;
 END $$;
 
 -- Carries out a proposed remediation: an operator's decision, run with the extension owner's

@@ -81,7 +81,7 @@ pub static HOST_DISK_USED: Metric = Metric::gauge(
     "booking_host_disk_used_ratio",
     &["path"],
     2,
-    "Used share of the file system holding the data directory (path=data_directory), as df counts it (statvfs).",
+    "Share of the file system holding the data directory (path=data_directory) the server can no longer use: 1 - available / total (statvfs; blocks reserved for root count as used).",
 );
 pub static HOST_DISK_FREE: Metric = Metric::gauge(
     "booking_host_disk_free_bytes",
