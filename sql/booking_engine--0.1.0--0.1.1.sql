@@ -6638,7 +6638,7 @@ BEGIN
         (SELECT r.remediation_settings FROM booking_admin.security_rules r WHERE r.rule_name = v.rule_name), '{}'));
     PERFORM booking.audit_event('remediation.dry_run', 'security_remediation', p_id::text, true, NULL,
                                 v.action = 'delete_expired_pii', v.tenant_id);
-    RETURN jsonb_build_object('id', v.id, 'action', v.action, 'status', v.status, 'dry_run', true) || v_plan;
+    RETURN jsonb_build_object('id', v.id, 'action', v.action, 'status', v.status) || v_plan;
 END $$;
 
 -- Carries out a proposed remediation: an operator's decision, run with the extension owner's
@@ -6805,9 +6805,9 @@ BEGIN
 END $$;
 -- The tuner's concurrent builds, settled: an action whose job completed and whose index is valid
 -- is applied (from now on, by the tuner's clock: its monitoring interval counts from here); one
--- whose job died, or whose index was left invalid (a
--- CREATE INDEX CONCURRENTLY that failed leaves one behind), is skipped with the reason and the
--- invalid index dropped through the sandbox. Returns {"applied": n, "failed": n}.
+-- whose job died, or whose index was left invalid (a CREATE INDEX CONCURRENTLY that failed
+-- leaves one behind), is skipped with the reason and the invalid index dropped through the
+-- sandbox. Returns {"applied": n, "failed": n}.
 CREATE FUNCTION booking_admin.settle_tuning_actions() RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
@@ -6850,10 +6850,11 @@ END $$;
 -- what pg_stat_statements, pg_stat_database and pg_stat_activity say (as deltas where they are
 -- counters) and, every hour, the size and use of every relation and the headroom of every
 -- sequence. The tables are partitioned by day (sql/partitions.sql; their indexes are the
--- default partition's, copied to each day's) and dropped past their retention. The functions below answer a DBA's questions over a window: which queries take
--- the time and how that moves, which relations grow fastest, which sequences run out, which
--- indexes nobody uses, which are duplicates, and who blocks whom now. (PgHero keeps and asks
--- the same; here it is the database's own.)
+-- default partition's, copied to each day's) and dropped past their retention. The functions
+-- below answer a DBA's questions over a window: which queries take the time and how that
+-- moves, which relations grow fastest, which sequences run out, which indexes nobody uses,
+-- which are duplicates, and who blocks whom now. (PgHero keeps and asks the same; here it is
+-- the database's own.)
 
 -- One row per query (of this database) and capture: what it did since the previous capture.
 CREATE TABLE booking_admin.history_query_stats (
