@@ -5607,6 +5607,12 @@ BEGIN
     RETURN v;
 END $$;
 
+-- sql/citus.sql's is_distributed asks the same question of booking.events.
+CREATE OR REPLACE FUNCTION booking_admin.is_distributed() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.is_citus_table('booking.events')
+$$;
+
 -- Every partition of the partitioned tables (or of one), oldest first, the default last.
 CREATE FUNCTION booking_admin.partitions(p_table text DEFAULT NULL)
 RETURNS TABLE (parent_table text, partition_name text, range_from timestamptz, range_to timestamptz,

@@ -61,18 +61,9 @@ $$;
 -- Whether distribute_tables has distributed this database (Citus installed, booking.events a
 -- Citus table). The delivery worker asks: events written on the workers cannot wake it.
 CREATE FUNCTION booking_admin.is_distributed() RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_distributed boolean;
-BEGIN
-    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
-        RETURN false;
-    END IF;
-    -- Through EXECUTE: Citus's catalog exists only where Citus is installed.
-    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ''booking.events''::regclass)'
-        INTO v_distributed;
-    RETURN v_distributed;
-END $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.is_citus_table('booking.events')
+$$;
 REVOKE ALL ON FUNCTION booking_admin.is_distributed() FROM PUBLIC;
 
 -- Distributes the schema as above; returns {"reference_tables", "distributed_tables",

@@ -116,19 +116,33 @@ fn charts_section(out: &mut String, series: &Value, range: Range) {
         "<h2 id=\"history\">The last {} <small>(per hour, UTC; also: {other})</small></h2><div class=\"charts\">",
         range.name()
     ));
+    const GOOD: &str = "#2a7d4f";
+    const BAD: &str = "#c0392b";
+    // Counts per hour of what went well and what did not, side by side.
+    let bars = |id, title, unit, (ok, ok_key): (&'static str, &str), (failed, failed_key): (&'static str, &str)| Chart {
+        id,
+        title,
+        unit,
+        kind: Kind::Bars,
+        hours: &hours,
+        series: vec![
+            Series { name: ok, color: GOOD, values: hourly(series, ok_key) },
+            Series { name: failed, color: BAD, values: hourly(series, failed_key) },
+        ],
+        format: charts::count,
+    };
+    // One quantity over time.
+    let line = |id, title, unit, name, key: &str, color, format| Chart {
+        id,
+        title,
+        unit,
+        kind: Kind::Lines,
+        hours: &hours,
+        series: vec![Series { name, color, values: hourly(series, key) }],
+        format,
+    };
     let charts = [
-        Chart {
-            id: "chart-bookings",
-            title: "Bookings and refusals",
-            unit: "operations",
-            kind: Kind::Bars,
-            hours: &hours,
-            series: vec![
-                Series { name: "bookings", color: "#2a7d4f", values: hourly(series, "bookings") },
-                Series { name: "refusals", color: "#c0392b", values: hourly(series, "refusals") },
-            ],
-            format: charts::count,
-        },
+        bars("chart-bookings", "Bookings and refusals", "operations", ("bookings", "bookings"), ("refusals", "refusals")),
         Chart {
             id: "chart-latency",
             title: "Slot query latency",
@@ -138,52 +152,14 @@ fn charts_section(out: &mut String, series: &Value, range: Range) {
             series: vec![
                 Series { name: "p50", color: "#2874a6", values: latency_quantile(series, 0.5) },
                 Series { name: "p95", color: "#d68910", values: latency_quantile(series, 0.95) },
-                Series { name: "p99", color: "#c0392b", values: latency_quantile(series, 0.99) },
+                Series { name: "p99", color: BAD, values: latency_quantile(series, 0.99) },
             ],
             format: charts::millis,
         },
-        Chart {
-            id: "chart-jobs",
-            title: "Job attempts",
-            unit: "attempts",
-            kind: Kind::Bars,
-            hours: &hours,
-            series: vec![
-                Series { name: "completed", color: "#2a7d4f", values: hourly(series, "jobs_completed") },
-                Series { name: "failed or dead", color: "#c0392b", values: hourly(series, "jobs_failed") },
-            ],
-            format: charts::count,
-        },
-        Chart {
-            id: "chart-deliveries",
-            title: "Delivery attempts",
-            unit: "attempts",
-            kind: Kind::Bars,
-            hours: &hours,
-            series: vec![
-                Series { name: "delivered", color: "#2a7d4f", values: hourly(series, "delivered") },
-                Series { name: "failed", color: "#c0392b", values: hourly(series, "delivery_failures") },
-            ],
-            format: charts::count,
-        },
-        Chart {
-            id: "chart-backlog",
-            title: "Delivery backlog",
-            unit: "pending deliveries",
-            kind: Kind::Lines,
-            hours: &hours,
-            series: vec![Series { name: "pending", color: "#7d3c98", values: hourly(series, "delivery_backlog") }],
-            format: charts::count,
-        },
-        Chart {
-            id: "chart-database-size",
-            title: "Database size",
-            unit: "bytes",
-            kind: Kind::Lines,
-            hours: &hours,
-            series: vec![Series { name: "size", color: "#2874a6", values: hourly(series, "database_bytes") }],
-            format: charts::bytes,
-        },
+        bars("chart-jobs", "Job attempts", "attempts", ("completed", "jobs_completed"), ("failed or dead", "jobs_failed")),
+        bars("chart-deliveries", "Delivery attempts", "attempts", ("delivered", "delivered"), ("failed", "delivery_failures")),
+        line("chart-backlog", "Delivery backlog", "pending deliveries", "pending", "delivery_backlog", "#7d3c98", charts::count),
+        line("chart-database-size", "Database size", "bytes", "size", "database_bytes", "#2874a6", charts::bytes),
     ];
     for c in &charts {
         out.push_str(&charts::render(c));

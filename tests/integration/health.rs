@@ -3,26 +3,15 @@
 //! its end in a database on real time (the test cluster's other databases run on a fixed clock).
 
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use postgres::{Client, NoTls};
 use uuid::Uuid;
 
-use crate::common::{await_parked, backend_pid, connect, with_db, Parked};
+use crate::common::{await_parked, backend_pid, connect, poll, with_db, Parked};
 
 /// How long the workers of a new database and one queued job may take in a busy suite.
 const WITHIN: Duration = Duration::from_secs(30);
-
-fn poll<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < WITHIN, "waited in vain for {what}");
-        thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn the_blocking_tree_shows_who_waits_for_whom() {
@@ -58,7 +47,7 @@ fn the_blocking_tree_shows_who_waits_for_whom() {
 fn the_scheduler_keeps_the_history_partitioned_ahead() {
     let mut c = connect();
     for table in ["booking.events", "booking_admin.security_audit_log", "booking_admin.job_history"] {
-        poll(&format!("{table}'s current partition"), || {
+        poll(&format!("{table}'s current partition"), WITHIN, || {
             let found: bool = c
                 .query_one(
                     "SELECT EXISTS (SELECT 1 FROM booking_admin.partitions($1) p
@@ -120,7 +109,7 @@ fn a_freeze_window_holds_ddl_and_jobs_until_its_end() {
         .unwrap()
         .get(0);
     // A runner claims the due job and puts it back until the window's end.
-    let deferred_to: chrono::DateTime<chrono::Utc> = poll("the runner to defer the frozen job", || {
+    let deferred_to: chrono::DateTime<chrono::Utc> = poll("the runner to defer the frozen job", WITHIN, || {
         let row = c
             .query_one(
                 "SELECT scheduled_at, coalesce(error_message, '') LIKE 'deferred by the freeze calendar%' FROM booking_admin.jobs WHERE id = $1",
@@ -137,7 +126,7 @@ fn a_freeze_window_holds_ddl_and_jobs_until_its_end() {
         assert!(!built(&mut c, "visits_x_idx") && !built(&mut c, "visits_y_idx"), "nothing is built inside the window");
     }
     for job in [job_x, job_y] {
-        let finished: chrono::DateTime<chrono::Utc> = poll("the jobs after the window", || {
+        let finished: chrono::DateTime<chrono::Utc> = poll("the jobs after the window", WITHIN, || {
             c.query_opt("SELECT completed_at FROM booking_admin.jobs WHERE id = $1 AND status = 'completed'", &[&job])
                 .unwrap()
                 .map(|row| row.get::<_, chrono::DateTime<chrono::Utc>>(0))

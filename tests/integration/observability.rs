@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use uuid::Uuid;
 
-use crate::common::{book, connect, salon, Salon};
+use crate::common::{book, connect, poll, salon, Salon};
 
 /// The metrics worker's port (scripts/test.sh sets booking_engine.metrics_port to it).
 fn metrics_port() -> u16 {
@@ -205,17 +205,6 @@ impl Drop for Reaped {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
     }
 }
 
