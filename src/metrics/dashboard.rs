@@ -119,18 +119,19 @@ fn charts_section(out: &mut String, series: &Value, range: Range) {
     const GOOD: &str = "#2a7d4f";
     const BAD: &str = "#c0392b";
     // Counts per hour of what went well and what did not, side by side.
-    let bars = |id, title, unit, (ok, ok_key): (&'static str, &str), (failed, failed_key): (&'static str, &str)| Chart {
-        id,
-        title,
-        unit,
-        kind: Kind::Bars,
-        hours: &hours,
-        series: vec![
-            Series { name: ok, color: GOOD, values: hourly(series, ok_key) },
-            Series { name: failed, color: BAD, values: hourly(series, failed_key) },
-        ],
-        format: charts::count,
-    };
+    let bars =
+        |id, title, unit, (ok, ok_key): (&'static str, &str), (failed, failed_key): (&'static str, &str)| Chart {
+            id,
+            title,
+            unit,
+            kind: Kind::Bars,
+            hours: &hours,
+            series: vec![
+                Series { name: ok, color: GOOD, values: hourly(series, ok_key) },
+                Series { name: failed, color: BAD, values: hourly(series, failed_key) },
+            ],
+            format: charts::count,
+        };
     // One quantity over time.
     let line = |id, title, unit, name, key: &str, color, format| Chart {
         id,
@@ -142,7 +143,13 @@ fn charts_section(out: &mut String, series: &Value, range: Range) {
         format,
     };
     let charts = [
-        bars("chart-bookings", "Bookings and refusals", "operations", ("bookings", "bookings"), ("refusals", "refusals")),
+        bars(
+            "chart-bookings",
+            "Bookings and refusals",
+            "operations",
+            ("bookings", "bookings"),
+            ("refusals", "refusals"),
+        ),
         Chart {
             id: "chart-latency",
             title: "Slot query latency",
@@ -156,9 +163,29 @@ fn charts_section(out: &mut String, series: &Value, range: Range) {
             ],
             format: charts::millis,
         },
-        bars("chart-jobs", "Job attempts", "attempts", ("completed", "jobs_completed"), ("failed or dead", "jobs_failed")),
-        bars("chart-deliveries", "Delivery attempts", "attempts", ("delivered", "delivered"), ("failed", "delivery_failures")),
-        line("chart-backlog", "Delivery backlog", "pending deliveries", "pending", "delivery_backlog", "#7d3c98", charts::count),
+        bars(
+            "chart-jobs",
+            "Job attempts",
+            "attempts",
+            ("completed", "jobs_completed"),
+            ("failed or dead", "jobs_failed"),
+        ),
+        bars(
+            "chart-deliveries",
+            "Delivery attempts",
+            "attempts",
+            ("delivered", "delivered"),
+            ("failed", "delivery_failures"),
+        ),
+        line(
+            "chart-backlog",
+            "Delivery backlog",
+            "pending deliveries",
+            "pending",
+            "delivery_backlog",
+            "#7d3c98",
+            charts::count,
+        ),
         line("chart-database-size", "Database size", "bytes", "size", "database_bytes", "#2874a6", charts::bytes),
     ];
     for c in &charts {
