@@ -3,6 +3,7 @@
 //! and the restored database answers availability questions exactly as the original.
 
 use std::process::Command;
+use std::time::Duration;
 
 use postgres::{Client, NoTls};
 use uuid::Uuid;
@@ -80,12 +81,24 @@ fn a_dump_restores_every_users_row_once() {
     // the extension): pg_dump keeps them, attached, with their rows; an event of a month without
     // a partition waits in the default partition, which pg_dump keeps as the extension's.
     // (The scheduler's own runs are turned off so that nothing moves between the two reads.)
-    c.batch_execute(&format!(
-        "SELECT booking_admin.configure_scheduler_job('partition-maintenance', p_enabled => false);
-         SELECT booking_admin.maintain_partitions();
-         INSERT INTO booking.events (tenant_id, event_type, created_at) VALUES ('{}', 'booking.created', '2020-01-15');",
-        s.tenant
-    ))
+    // A pass that meets the scheduler's first one, still running in this new database, gives up
+    // on a table after its lock timeout (and reports it); the next pass does that table's work.
+    c.batch_execute("SELECT booking_admin.configure_scheduler_job('partition-maintenance', p_enabled => false)")
+        .unwrap();
+    let clean = |pass: &serde_json::Value| pass["tables"].as_array().unwrap().iter().all(|t| t.get("error").is_none());
+    let mut pass = serde_json::Value::Null;
+    for _ in 0..30 {
+        pass = c.query_one("SELECT booking_admin.maintain_partitions()", &[]).unwrap().get(0);
+        if clean(&pass) {
+            break;
+        }
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(clean(&pass), "every table maintained: {pass}");
+    c.execute(
+        "INSERT INTO booking.events (tenant_id, event_type, created_at) VALUES ($1, 'booking.created', '2020-01-15')",
+        &[&s.tenant],
+    )
     .unwrap();
     let partitions = |c: &mut Client| -> (Vec<String>, i64) {
         let names = c
