@@ -434,10 +434,9 @@ fn listening(ip: [u8; 4], port: u16) -> bool {
 /// listening on the new address. Before the fix, binding the wildcard beside the loopback
 /// socket failed with "Address already in use" and nothing listened for 10 s.
 fn move_listener(c: &mut Client, port: u16, address: &str, ip: [u8; 4]) {
-    c.batch_execute(&format!(
-        "ALTER SYSTEM SET booking_engine.metrics_listen_address = '{address}'; SELECT pg_reload_conf()"
-    ))
-    .unwrap();
+    // One statement each: ALTER SYSTEM refuses to run in the implicit transaction of a batch.
+    c.batch_execute(&format!("ALTER SYSTEM SET booking_engine.metrics_listen_address = '{address}'")).unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
     let start = Instant::now();
     let mut refused_in_a_row = 0;
     while start.elapsed() < Duration::from_secs(3) {
@@ -463,7 +462,8 @@ fn a_new_listen_address_is_served_without_a_gap() {
     move_listener(&mut c, port, "0.0.0.0", [0, 0, 0, 0]);
     assert!(!listening([127, 0, 0, 1], port), "the old socket is released");
     move_listener(&mut c, port, "127.0.0.1", [127, 0, 0, 1]);
-    c.batch_execute("ALTER SYSTEM RESET booking_engine.metrics_listen_address; SELECT pg_reload_conf()").unwrap();
+    c.batch_execute("ALTER SYSTEM RESET booking_engine.metrics_listen_address").unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
     assert_eq!(get(port, "/health", &[]).0, 200);
 }
 
