@@ -207,6 +207,7 @@ DECLARE
     v_freeze jsonb := booking_admin.freeze_state(NULL);
     v_frozen boolean := (v_freeze ->> 'frozen')::boolean;
     v_now timestamptz := greatest(now(), booking.clock_now());
+    v_citus boolean := to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL;
     v_coordinator boolean := false;
     v_lock_timeout text := current_setting('lock_timeout');
     v_report jsonb := '[]';
@@ -227,7 +228,7 @@ BEGIN
         RAISE EXCEPTION 'booking_admin.partitioned_tables has no table %', quote_literal(p_table) USING ERRCODE = '22023',
             HINT = 'One of: ' || (SELECT string_agg(parent_table, ', ' ORDER BY parent_table) FROM booking_admin.partitioned_tables);
     END IF;
-    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+    IF v_citus THEN
         EXECUTE 'SELECT citus_is_coordinator()' INTO v_coordinator;
         -- Citus's propagated DDL and data moves on a distributed table, one connection per node.
         PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
@@ -243,7 +244,13 @@ BEGIN
         IF v_parent IS NULL OR (SELECT relkind FROM pg_class WHERE oid = v_parent) <> 'p' THEN
             CONTINUE;
         END IF;
-        IF booking_admin.is_citus_table(v_parent) AND NOT v_coordinator THEN
+        -- On a Citus worker, the tables Citus manages (or will, once distribute_tables has run:
+        -- booking_admin.citus_layout) are partitioned by the coordinator only; a partition made
+        -- here beforehand would stop Citus from creating the distributed one of that name.
+        IF v_citus AND NOT v_coordinator
+           AND (booking_admin.is_citus_table(v_parent)
+                OR EXISTS (SELECT 1 FROM booking_admin.citus_layout() l
+                           WHERE l.kind IN ('distributed', 'reference') AND l.object = cfg.parent_table)) THEN
             CONTINUE;
         END IF;
         v_created := '{}';
