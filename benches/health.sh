@@ -192,7 +192,9 @@ SQL
 log "DELETE of the same month from the unpartitioned table"
 delete_ms=$(best_ms 1 "DELETE FROM public.audit_plain WHERE created_at >= '$m0' AND created_at < '$m1'")
 vacuum_ms=$(best_ms 1 "VACUUM public.audit_plain")
-left=$(psql_db -c "SELECT (SELECT count(*) FROM booking_admin.security_audit_log) = (SELECT count(*) FROM public.audit_plain)")
+# Over the months loaded (the bench's own calls have audited meanwhile, this month).
+left=$(psql_db -c "SELECT (SELECT count(*) FROM booking_admin.security_audit_log WHERE created_at < '$m4')
+                        = (SELECT count(*) FROM public.audit_plain WHERE created_at < '$m4')")
 [ "$left" = t ] || { echo "the two tables disagree after the month went" >&2; exit 1; }
 
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
