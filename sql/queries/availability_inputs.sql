@@ -138,7 +138,7 @@ SELECT json_build_object(
                   FROM booking.assignments a, span
                   WHERE a.tenant_id = $8 AND a.resource_id = res.id AND a.live AND a.blocked && span.r
                     AND (a.expires_at IS NULL OR a.expires_at > (SELECT now.t FROM now))
-                    AND a.appointment_id IS DISTINCT FROM $5 AND a.hold_id IS DISTINCT FROM $9), '[]')))
+                    AND coalesce(a.appointment_id <> $5, true) AND coalesce(a.hold_id <> $9, true)), '[]')))
                            FROM res), '[]'),
     -- What the appointment or hold being changed holds now: a move keeps it where it can.
     'held', coalesce((SELECT json_agg(json_build_array(a.requirement_id, a.resource_id))

@@ -60,6 +60,7 @@ fn plan(
     customer: Option<Uuid>,
     exclude_appointment: Option<Uuid>,
     exclude_hold: Option<Uuid>,
+    resources_only: bool,
 ) -> DomainResult<Value> {
     let duration = match end {
         Some(e) if e <= start => {
@@ -87,7 +88,8 @@ fn plan(
     let all: Vec<Rule> = Rule::ALL.to_vec();
     // The staff members who may take it, in the order they would.
     let (order, violations): (Vec<usize>, Vec<Value>) = if staff.is_some() {
-        let v = explained(&m, 0, first, last, start, &all)?;
+        let rules = if resources_only { vec![Rule::ResourceUnavailable] } else { all };
+        let v = explained(&m, 0, first, last, start, &rules)?;
         (if v.is_empty() { vec![0] } else { vec![] }, v)
     } else {
         let broken: Vec<Vec<Rule>> =
@@ -123,9 +125,11 @@ fn plan(
             DomainError::Internal(format!("{label}: the engine offered a start whose resources it cannot assign"))
         })?;
         locks.extend(cal.cap_keys(start));
+        let blocked = cal.blocked_range(start);
         candidates.push(json!({
             "staff_id": m.staff[i].id,
             "ends_at": iso(start + cal.duration())?,
+            "blocked": format!("[{},{})", iso(blocked.start)?, iso(blocked.end)?),
             "resources": resources.iter().map(|(q, r)| json!({"requirement_id": q, "resource_id": r})).collect::<Vec<_>>(),
         }));
     }
@@ -146,11 +150,14 @@ fn plan(
 /// for `p_customer_id` (their caps; NULL: none), leaving out an appointment being moved and a
 /// hold being turned into the booking:
 /// `{"valid", "violations": [{"code", "message"}], "strategy" (any staff), "free_staff",
-/// "candidates": [{"staff_id", "ends_at", "resources": [{"requirement_id", "resource_id"}]}],
+/// "candidates": [{"staff_id", "ends_at", "blocked", "resources": [{"requirement_id",
+/// "resource_id"}]}],
 /// "locks": [[cap_id, subject_id, period_start]]}`: the candidates in the order the booking
 /// tries them (the strategy's), each with the resources it would take; the locks of every cap a
-/// candidate counts against, sorted (the booking locks them before it counts). Internal: the
-/// booking and hold functions call it after their own caller checks.
+/// candidate counts against, sorted (the booking locks them before it counts).
+/// `p_resources_only` (a staff member named): only whether the resources can be assigned, the
+/// other rules aside (an existing appointment given its resources). Internal: the booking and
+/// hold functions call it after their own caller checks.
 #[pg_extern(stable, parallel_restricted)]
 #[search_path(pg_catalog, @extschema@, pg_temp)]
 #[allow(clippy::too_many_arguments)]
@@ -163,6 +170,7 @@ pub fn tenant_booking_plan(
     p_customer_id: Option<PgUuid>,
     p_exclude_appointment_id: Option<PgUuid>,
     p_exclude_hold_id: Option<PgUuid>,
+    p_resources_only: default!(Option<bool>, "false"),
 ) -> Result<JsonB, pgrx::pg_sys::panic::ErrorReport> {
     Ok(JsonB(plan(
         to_uuid(require(p_tenant_id, "p_tenant_id")?),
@@ -173,6 +181,7 @@ pub fn tenant_booking_plan(
         p_customer_id.map(to_uuid),
         p_exclude_appointment_id.map(to_uuid),
         p_exclude_hold_id.map(to_uuid),
+        p_resources_only.unwrap_or(false) && p_staff_id.is_some(),
     )?))
 }
 

@@ -367,8 +367,9 @@ impl<'a> Calendar<'a> {
         self.shared.and_then(|s| s.caps.as_ref()).map_or_else(Vec::new, |c| c.keys(self.staff.id, start))
     }
 
-    /// The range the appointment starting at `start` would block, buffers included.
-    fn blocked_range(&self, start: Micros) -> Interval {
+    /// The range the appointment starting at `start` would block, buffers included (as the
+    /// appointments' trigger derives it).
+    pub fn blocked_range(&self, start: Micros) -> Interval {
         Interval::new(
             start - self.service.buffer_before,
             start + self.duration + self.service.buffer_after + self.tenant.turnover,
@@ -520,7 +521,7 @@ impl<'a> Calendar<'a> {
                     ),
                     Rule::Conflict => "Time slot conflicts with another appointment".to_string(),
                     Rule::ResourceUnavailable => match self.resources_at(start) {
-                        Err(label) => format!("No {label} is free at this time"),
+                        Err(label) => format!("The resources this service needs are not free at this time ({label})"),
                         Ok(_) => "The resources this service needs are not free at this time".to_string(),
                     },
                     Rule::CapReached => self
@@ -1047,7 +1048,7 @@ mod tests {
         let cal = Calendar::new(&t, &svc, &s, &[], &c, day, day).with_shared(&shared);
         let v = cal.explain(utc("2026-03-23 10:00"), false);
         assert_eq!(v.iter().map(|v| v.rule).collect::<Vec<_>>(), [Rule::ResourceUnavailable]);
-        assert_eq!(v[0].message, "No colour chair is free at this time");
+        assert_eq!(v[0].message, "The resources this service needs are not free at this time (colour chair)");
         let plan = cal.plan(day, day);
         assert_eq!(plan.slots.len(), 8);
         assert_eq!(plan.slots.iter().filter(|c| !c.free).count(), 3, "09:30, 10:00 and 10:30 are taken");
