@@ -176,6 +176,7 @@ DECLARE
     v_to date[];
     v_first date;
     v_last date;
+    v_zone text;
     v_all record;
     n integer := 0;
 BEGIN
@@ -183,11 +184,12 @@ BEGIN
         CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
         v_reach := booking.slot_store_reach(v_tenant);
         IF EXISTS (SELECT 1 FROM booking.booking_caps c WHERE c.tenant_id = v_tenant AND c.scope <> 'customer') THEN
-            SELECT date_trunc('week', (min(lower(c.span)) - v_reach) AT TIME ZONE t.timezone)::date - 1,
-                   date_trunc('week', (max(upper(c.span)) + v_reach) AT TIME ZONE t.timezone)::date + 7
+            v_zone := (SELECT t.timezone FROM booking.tenants t WHERE t.id = v_tenant);
+            SELECT date_trunc('week', (min(lower(c.span)) - v_reach) AT TIME ZONE v_zone)::date - 1,
+                   date_trunc('week', (max(upper(c.span)) + v_reach) AT TIME ZONE v_zone)::date + 7
             INTO v_first, v_last
-            FROM booking.tenants t, unnest(p_tenant_ids, p_spans) AS c (tenant_id, span)
-            WHERE t.id = v_tenant AND c.tenant_id = v_tenant;
+            FROM unnest(p_tenant_ids, p_spans) AS c (tenant_id, span)
+            WHERE c.tenant_id = v_tenant;
             v_all := booking.slot_store_staff_of(ARRAY[v_tenant]);
             n := n + booking.slot_store_touch_dates(v_all.tenant_ids, v_all.staff_ids,
                                                     array_fill(v_first, ARRAY[cardinality(v_all.staff_ids)]),

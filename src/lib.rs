@@ -174,8 +174,17 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/api.sql",
     name = "api",
-    requires =
-        ["access", "booking", "resources", "waitlist", "availability", "slot_store", "portal", "observability", "tenants"]
+    requires = [
+        "access",
+        "booking",
+        "resources",
+        "waitlist",
+        "availability",
+        "slot_store",
+        "portal",
+        "observability",
+        "tenants"
+    ]
 );
 // Citus support: the distribute function (Citus itself is optional and never required).
 extension_sql_file!(
