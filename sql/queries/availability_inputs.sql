@@ -69,16 +69,27 @@ WITH svc AS (
     FROM booking.booking_caps c
     WHERE c.tenant_id = $8 AND (c.service_id IS NULL OR c.service_id = $1) AND (c.scope <> 'customer' OR $10::uuid IS NOT NULL)
 ), weeks AS (
-    -- What the caps and the strategies count: whole weeks and months around the dates.
-    SELECT tstzrange((least(date_trunc('month', $3::date) - interval '1 day', $3::date - 8))::timestamp AT TIME ZONE 'UTC',
-                     (greatest(date_trunc('month', $4::date) + interval '1 month 1 day', $4::date + 9))::timestamp AT TIME ZONE 'UTC') AS r
+    -- What the caps count: whole weeks around the dates (any zone is within a day of UTC).
+    SELECT tstzrange(($3::date - 8)::timestamp AT TIME ZONE 'UTC', ($4::date + 9)::timestamp AT TIME ZONE 'UTC') AS r
+), strategy AS (
+    SELECT coalesce((SELECT b.staff_strategy FROM booking.booking_settings b WHERE b.tenant_id = $8), 'least_busy_day') AS name
+), weighed AS (
+    -- What the tenant's "any staff" strategy weighs: the days (least busy that day), the weeks
+    -- (that week) or the calendar months (round robin) around the dates; nothing for a fixed
+    -- order.
+    SELECT CASE strategy.name
+               WHEN 'least_busy_day' THEN tstzrange(($3::date - 1)::timestamp AT TIME ZONE 'UTC', ($4::date + 2)::timestamp AT TIME ZONE 'UTC')
+               WHEN 'least_busy_week' THEN weeks.r
+               WHEN 'round_robin' THEN tstzrange((date_trunc('month', $3::date) - interval '1 day')::timestamp AT TIME ZONE 'UTC',
+                                                 (date_trunc('month', $4::date) + interval '1 month 1 day')::timestamp AT TIME ZONE 'UTC')
+               ELSE 'empty'::tstzrange END AS r
+    FROM strategy, weeks
 )
 SELECT json_build_object(
     'service', (SELECT row_to_json(svc) FROM svc),
     'tenant', (SELECT json_build_object('timezone', t.timezone, 'opening_hours', t.opening_hours,
                                         'buffer', t.buffer_time_minutes, 'interval', t.slot_interval_minutes,
-                                        'strategy', coalesce((SELECT b.staff_strategy FROM booking.booking_settings b
-                                                              WHERE b.tenant_id = $8), 'least_busy_day'))
+                                        'strategy', (SELECT strategy.name FROM strategy))
                FROM booking.tenants t JOIN svc ON t.id = svc.tenant_id WHERE t.id = $8),
     'staff_tenant', (SELECT f.tenant_id FROM booking.staff f WHERE f.id = $2 AND f.tenant_id = $8),
     'now', (extract(epoch FROM (SELECT now.t FROM now)) * 1000000)::int8,
@@ -161,15 +172,15 @@ SELECT json_build_object(
     'busy', CASE WHEN $11 THEN coalesce((
         SELECT json_agg(json_build_array(x.staff_id, x.service_id, (extract(epoch FROM x.starts_at) * 1000000)::int8,
                                          (extract(epoch FROM x.ends_at) * 1000000)::int8, x.any_staff))
-        FROM st, weeks, LATERAL (
+        FROM st, weighed, LATERAL (
             SELECT a.staff_id, a.service_id, a.starts_at, a.ends_at, a.staff_choice IS NOT NULL AS any_staff
             FROM booking.appointments a
-            WHERE a.tenant_id = $8 AND a.staff_id = st.id AND a.starts_at <@ weeks.r
+            WHERE a.tenant_id = $8 AND a.staff_id = st.id AND a.starts_at <@ weighed.r
               AND a.status NOT IN ('cancelled', 'expired', 'no_show') AND a.id IS DISTINCT FROM $5
             UNION ALL
             SELECT h.staff_id, h.service_id, h.starts_at, h.ends_at, h.staff_choice IS NOT NULL
             FROM booking.holds h
-            WHERE h.tenant_id = $8 AND h.staff_id = st.id AND h.starts_at <@ weeks.r
+            WHERE h.tenant_id = $8 AND h.staff_id = st.id AND h.starts_at <@ weighed.r
               AND h.expires_at > (SELECT now.t FROM now) AND h.id IS DISTINCT FROM $9
             OFFSET 0) x), '[]') ELSE '[]' END
 )::text
