@@ -230,24 +230,38 @@ BEGIN
             FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR f.id = p_staff_id));
 END $$;
 
+-- The distinct ids of p_ids (a JSON array of ids; 22023 otherwise), each the id of one of the
+-- tenant's services or resources (p_noun: 'service' or 'resource'; PT404 naming the first that is
+-- not): what a staff member's services or a group's members are set to.
+CREATE FUNCTION booking_internal.tenant_ids(p_tenant_id uuid, p_ids jsonb, p_noun text) RETURNS uuid[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+    v_missing uuid;
+BEGIN
+    IF jsonb_typeof(p_ids) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION '%_ids must be a JSON array of % ids', p_noun, p_noun USING ERRCODE = '22023';
+    END IF;
+    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_ids) e);
+    SELECT i INTO v_missing FROM unnest(v_ids) i
+    WHERE NOT CASE p_noun
+        WHEN 'service' THEN EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i)
+        ELSE EXISTS (SELECT 1 FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND r.id = i) END
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('%s %s does not exist', p_noun, v_missing);
+    END IF;
+    RETURN v_ids;
+END $$;
+
 -- Sets which services a staff member performs (p_service_ids: a JSON array of ids of the
 -- tenant's services; PT404 for another).
 CREATE FUNCTION booking_internal.set_staff_services(p_tenant_id uuid, p_staff_id uuid, p_service_ids jsonb, p_action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_ids uuid[];
-    v_missing uuid;
+    v_ids uuid[] := booking_internal.tenant_ids(p_tenant_id, p_service_ids, 'service');
 BEGIN
-    IF jsonb_typeof(p_service_ids) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'service_ids must be a JSON array of service ids' USING ERRCODE = '22023';
-    END IF;
-    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_service_ids) e);
-    SELECT i INTO v_missing FROM unnest(v_ids) i
-    WHERE NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i) LIMIT 1;
-    IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', v_missing);
-    END IF;
     DELETE FROM booking.staff_services ss
     WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = p_staff_id AND NOT ss.service_id = ANY (v_ids);
     INSERT INTO booking.staff_services (tenant_id, staff_id, service_id)
@@ -1236,18 +1250,8 @@ END $$;
 CREATE FUNCTION booking_internal.set_group_members(p_tenant_id uuid, p_group_id uuid, p_resource_ids jsonb) RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_ids uuid[];
-    v_missing uuid;
+    v_ids uuid[] := booking_internal.tenant_ids(p_tenant_id, p_resource_ids, 'resource');
 BEGIN
-    IF jsonb_typeof(p_resource_ids) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'resource_ids must be a JSON array of resource ids' USING ERRCODE = '22023';
-    END IF;
-    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_resource_ids) e);
-    SELECT i INTO v_missing FROM unnest(v_ids) i
-    WHERE NOT EXISTS (SELECT 1 FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND r.id = i) LIMIT 1;
-    IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', v_missing);
-    END IF;
     DELETE FROM booking.resource_group_members m
     WHERE m.tenant_id = p_tenant_id AND m.group_id = p_group_id AND NOT m.resource_id = ANY (v_ids);
     INSERT INTO booking.resource_group_members (tenant_id, group_id, resource_id)
