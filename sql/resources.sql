@@ -208,6 +208,11 @@ CREATE TABLE booking.assignments (
 CREATE INDEX assignments_appointment_idx ON booking.assignments (appointment_id) WHERE (appointment_id IS NOT NULL);
 CREATE INDEX assignments_hold_idx ON booking.assignments (hold_id) WHERE (hold_id IS NOT NULL);
 CREATE INDEX assignments_resource_idx ON booking.assignments (resource_id) WHERE (resource_id IS NOT NULL);
+-- What the engine reads of a resource: its live claims that end after a given instant (its
+-- future, which the booking horizon bounds, while its past grows). The exclusion constraint's
+-- gist index answers the same question reading many more pages.
+CREATE INDEX assignments_live_resource_idx ON booking.assignments (tenant_id, resource_id, upper(blocked))
+    WHERE (live AND resource_id IS NOT NULL);
 COMMENT ON TABLE booking.assignments IS
     'Claims on staff members and resources by appointments and holds; two live claims of one staff member or resource never overlap (exclusion constraints).';
 

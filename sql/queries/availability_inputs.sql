@@ -147,7 +147,12 @@ SELECT json_build_object(
                       (extract(epoch FROM lower(a.blocked)) * 1000000)::int8 + (NOT lower_inc(a.blocked))::int,
                       (extract(epoch FROM upper(a.blocked)) * 1000000)::int8 + upper_inc(a.blocked)::int))
                   FROM booking.assignments a, span
-                  WHERE a.tenant_id = $8 AND a.resource_id = res.id AND a.live AND a.blocked && span.r
+                  WHERE a.tenant_id = $8 AND a.resource_id = res.id AND a.live
+                    -- "blocked && span" for these finite [) ranges, written so that the btree of
+                    -- live resource claims by their end (assignments_live_resource_idx) searches
+                    -- it: a resource's claims that end after the span starts are its bounded
+                    -- future, where the exclusion constraint's gist index reads many pages.
+                    AND upper(a.blocked) > lower(span.r) AND lower(a.blocked) < upper(span.r)
                     AND (a.expires_at IS NULL OR a.expires_at > (SELECT now.t FROM now))
                     AND coalesce(a.appointment_id <> $5, true) AND coalesce(a.hold_id <> $9, true)), '[]')))
                            FROM res), '[]'),
