@@ -303,7 +303,8 @@ fn resources_and_any_staff_on_each_worker(c: &mut Client, pair: &[Tenant]) {
         .unwrap();
         let first = book(c, t, &format!("chair-{i}"), t.staff[0], t.customers[0], "2026-03-05 11:00+01").unwrap();
         assert_eq!(first["appointment"]["resources"][0]["resource_id"], serde_json::json!(chair), "{first}");
-        let second = book(c, t, &format!("chair-second-{i}"), t.staff[1], t.customers[1], "2026-03-05 11:30+01").unwrap();
+        let second =
+            book(c, t, &format!("chair-second-{i}"), t.staff[1], t.customers[1], "2026-03-05 11:30+01").unwrap();
         assert_eq!(second["details"][0]["code"], "resource_unavailable", "{second}");
         let any = json(
             c,
@@ -328,7 +329,10 @@ fn resources_and_any_staff_on_each_worker(c: &mut Client, pair: &[Tenant]) {
         );
         assert_eq!(held["success"], true, "{held}");
         let claims: i64 = c
-            .query_one("SELECT count(*) FROM booking.assignments WHERE tenant_id = $1 AND resource_id IS NOT NULL AND live", &[&t.id])
+            .query_one(
+                "SELECT count(*) FROM booking.assignments WHERE tenant_id = $1 AND resource_id IS NOT NULL AND live",
+                &[&t.id],
+            )
             .unwrap()
             .get(0);
         assert_eq!(claims, 3, "three bookings hold the chair, one after the other");
