@@ -120,8 +120,7 @@ struct Inputs {
     resources: Vec<ResourceRow>,
     /// (requirement, resource) the appointment or hold being changed holds.
     held: Vec<(Uuid, Uuid)>,
-    /// (id, scope, staff, service, period, max).
-    caps: Vec<(Uuid, String, Option<Uuid>, Option<Uuid>, String, u32)>,
+    caps: Vec<CapRow>,
     /// (staff, service, customer, start) of what counts against the caps.
     counted: Vec<(Uuid, Uuid, Option<Uuid>, Micros)>,
     /// (staff, service, start, end, chosen for "any staff").
@@ -138,6 +137,8 @@ type OverrideRow = (Uuid, NaiveDate, Option<u32>, Option<u32>, bool);
 type HolidayRow = (String, Option<NaiveDate>, bool, Option<u32>, Option<u32>, bool, Vec<Uuid>);
 /// (id, name, position, weekly hours or NULL, closures, blocked ranges of its assignments).
 type ResourceRow = (Uuid, String, i32, Option<serde_json::Value>, Vec<(Micros, Micros)>, Vec<(Micros, Micros)>);
+/// (id, scope, staff, service, period, max).
+type CapRow = (Uuid, String, Option<Uuid>, Option<Uuid>, String, u32);
 
 /// One read of every input: $1 service, $2 staff member or NULL for all, $3..$4 the local date
 /// range, $5 an appointment to leave out (its own slot when rescheduling), $6 whether to keep

@@ -759,7 +759,7 @@ fn random_tenant(c: &mut postgres::Client, rng: &mut Rng) -> (Uuid, Vec<Uuid>) {
     c.execute(
         "INSERT INTO booking.tenants (id, name, timezone, slot_interval_minutes, buffer_time_minutes, opening_hours)
          VALUES ($1, 'prop', 'UTC', $2, $3, $4)",
-        &[&tenant, &(rng.pick(&[15, 30]) as i32), &(rng.pick(&[0, 5]) as i32), &Value::Object(open)],
+        &[&tenant, &rng.pick(&[15, 30]), &rng.pick(&[0, 5]), &Value::Object(open)],
     )
     .unwrap();
     // The store keeps up with every change below (checked at the end).
@@ -778,7 +778,7 @@ fn random_tenant(c: &mut postgres::Client, rng: &mut Rng) -> (Uuid, Vec<Uuid>) {
         c.execute(
             "INSERT INTO booking.services (id, tenant_id, name, duration_minutes, buffer_before_minutes, buffer_after_minutes, price)
              VALUES ($1, $2, 'S', $3, $4, $5, 50)",
-            &[s, &tenant, &(rng.pick(&[30, 45, 60, 90]) as i32), &(rng.pick(&[0, 10]) as i32), &(rng.pick(&[0, 15]) as i32)],
+            &[s, &tenant, &rng.pick(&[30, 45, 60, 90]), &rng.pick(&[0, 10]), &rng.pick(&[0, 15])],
         )
         .unwrap();
     }
@@ -795,7 +795,7 @@ fn random_tenant(c: &mut postgres::Client, rng: &mut Rng) -> (Uuid, Vec<Uuid>) {
                 c.execute(
                     "INSERT INTO booking.staff_services (tenant_id, staff_id, service_id, duration_minutes, weight, priority)
                      VALUES ($1, $2, $3, $4, $5, $6)",
-                    &[&tenant, s, svc, &own, &(rng.pick(&[0, 1, 1, 2, 3]) as i32), &(rng.below(3) as i32)],
+                    &[&tenant, s, svc, &own, &rng.pick(&[0, 1, 1, 2, 3]), &(rng.below(3) as i32)],
                 )
                 .unwrap();
             }
