@@ -23,7 +23,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/../scripts/common.sh"
 setup
 install_extension --release
-start_cluster bench_resources $((BENCH_PORT + 3))
+start_cluster bench_resources $((BENCH_PORT + 14))
 trap stop_cluster EXIT
 fresh_database booking_bench
 psql() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -d booking_bench "$@"; }
