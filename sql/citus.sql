@@ -11,16 +11,19 @@
 -- * booking.global_policies (rows of no tenant) becomes a reference table, copied to every node;
 -- * the booking_admin tables (job queue, scheduler, audit logs, tuner, security rules) stay
 --   local tables of the coordinator, whose background workers alone run jobs and maintenance.
---   Their only link to a distributed table, jobs.tenant_id's foreign key to tenants, is dropped
---   (PostgreSQL cannot check a local table against a distributed one); jobs of a deleted
---   tenant are no longer deleted with it.
+--   Their links to a distributed table, the foreign keys of jobs, delivery endpoints, message
+--   templates and freeze windows to tenants, are dropped (PostgreSQL cannot check a local table
+--   against a distributed one); those rows of a deleted tenant are no longer deleted with it.
+-- * booking.events is partitioned by month (sql/partitions.sql): Citus distributes its
+--   partitions with it, and the coordinator's partition-maintenance creates and drops them
+--   (and maintains each worker's own partitioned tables, its audit log).
 -- * the read policies with caller lookups (customers, appointments, booking_operations,
 --   waitlist) are dropped, see below: on a cluster applications read through the functions.
 -- * the application RPCs that name their tenant become distributed functions with that tenant
 --   as distribution argument: `SELECT booking.create_tenant_booking(tenant, ...)` outside an
 --   explicit transaction runs entirely on the worker holding the tenant (also
 --   get_tenant_available_slots, reschedule_tenant_appointment, cancel_tenant_appointment,
---   get_booking_page, register_customer).
+--   get_booking_page, register_customer, get_tenant_any_staff_slots, create_hold).
 
 -- The tables in the order Citus needs: a table is distributed after those it references.
 CREATE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
@@ -47,29 +50,32 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('distributed', 'booking.availability_slots', 'tenant_id'),
            ('distributed', 'booking.tenant_members', 'tenant_id'),
            ('distributed', 'booking.tenant_invitations', 'tenant_id'),
+           ('distributed', 'booking.resources', 'tenant_id'),
+           ('distributed', 'booking.resource_groups', 'tenant_id'),
+           ('distributed', 'booking.resource_group_members', 'tenant_id'),
+           ('distributed', 'booking.resource_closures', 'tenant_id'),
+           ('distributed', 'booking.service_requirements', 'tenant_id'),
+           ('distributed', 'booking.booking_settings', 'tenant_id'),
+           ('distributed', 'booking.booking_caps', 'tenant_id'),
+           ('distributed', 'booking.cap_locks', 'tenant_id'),
+           ('distributed', 'booking.holds', 'tenant_id'),
+           ('distributed', 'booking.assignments', 'tenant_id'),
            ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
            ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
            ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
            ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
            ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
-           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.create_hold(uuid, jsonb)', 'p_tenant_id')
 $$;
 
 -- Whether distribute_tables has distributed this database (Citus installed, booking.events a
 -- Citus table). The delivery worker asks: events written on the workers cannot wake it.
 CREATE FUNCTION booking_admin.is_distributed() RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_distributed boolean;
-BEGIN
-    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
-        RETURN false;
-    END IF;
-    -- Through EXECUTE: Citus's catalog exists only where Citus is installed.
-    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ''booking.events''::regclass)'
-        INTO v_distributed;
-    RETURN v_distributed;
-END $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.is_citus_table('booking.events')
+$$;
 REVOKE ALL ON FUNCTION booking_admin.is_distributed() FROM PUBLIC;
 
 -- Distributes the schema as above; returns {"reference_tables", "distributed_tables",
@@ -127,6 +133,7 @@ BEGIN
     ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
     ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT IF EXISTS delivery_endpoints_tenant_id_fkey;
     ALTER TABLE booking_admin.message_templates DROP CONSTRAINT IF EXISTS message_templates_tenant_id_fkey;
+    ALTER TABLE booking_admin.freeze_windows DROP CONSTRAINT IF EXISTS freeze_windows_tenant_id_fkey;
     -- Citus refuses row-level security policies with subqueries on distributed tables, and a
     -- policy's caller lookup would be a nested distributed query on the worker anyway. The
     -- read policies go; row-level security stays enabled, so these tables are readable only

@@ -2,11 +2,13 @@
 
 -- Every table in the exposed schema has row-level security, including tables added later:
 -- without a policy a table is readable only by its owner and through the extension's functions.
+-- Partitioned tables too (their policies apply to reads through them), and their partitions
+-- (partition-maintenance gives the partitions it creates the same).
 DO $$
 DECLARE
     t regclass;
 BEGIN
-    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind = 'r' LOOP
+    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p') LOOP
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
     END LOOP;
 END $$;
@@ -39,6 +41,9 @@ GRANT EXECUTE ON FUNCTION
     booking.cancel_tenant_appointment(uuid, uuid, text, text),
     booking.get_tenant_available_slots(uuid, date, uuid, uuid),
     booking.cancel_appointment(uuid, text, text),
+    -- "Any staff" slots and holds (anon included; each checks its caller, holds are rate-limited).
+    booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking.get_any_staff_slots(uuid, date, date, uuid),
+    booking.create_hold(uuid, jsonb), booking.release_hold(text),
     booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
     booking.list_waitlist(uuid, text),
     -- The tenant's staff running the day (customers get 42501, others PT404).
@@ -63,7 +68,13 @@ GRANT EXECUTE ON FUNCTION
     booking.accept_invitation(text), booking.revoke_invitation(uuid, uuid),
     booking.change_member_role(uuid, uuid, text), booking.remove_member(uuid, uuid),
     booking.create_customer(uuid, jsonb), booking.list_customers(uuid, text, integer),
-    booking.get_agenda(uuid, date, date, uuid)
+    booking.get_agenda(uuid, date, date, uuid),
+    booking.create_resource(uuid, jsonb), booking.update_resource(uuid, uuid, jsonb),
+    booking.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text), booking.remove_resource_closure(uuid, uuid),
+    booking.create_resource_group(uuid, jsonb), booking.update_resource_group(uuid, uuid, jsonb),
+    booking.delete_resource_group(uuid, uuid), booking.set_service_requirements(uuid, uuid, jsonb),
+    booking.set_staff_service(uuid, uuid, uuid, jsonb), booking.add_booking_cap(uuid, jsonb), booking.remove_booking_cap(uuid, uuid),
+    booking.assign_appointment_resources(uuid, uuid)
 TO PUBLIC;
 
 -- The entry points above run as their caller, who therefore needs EXECUTE on the
@@ -104,7 +115,16 @@ GRANT EXECUTE ON FUNCTION
     booking_internal.invite_member(uuid, text, text, uuid, uuid, interval), booking_internal.accept_invitation(text),
     booking_internal.revoke_invitation(uuid, uuid), booking_internal.change_member_role(uuid, uuid, text),
     booking_internal.remove_member(uuid, uuid), booking_internal.create_customer(uuid, jsonb),
-    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid)
+    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid),
+    booking_internal.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking_internal.get_any_staff_slots(uuid, date, date, uuid),
+    booking_internal.create_hold(uuid, jsonb), booking_internal.release_hold(text),
+    booking_internal.create_resource(uuid, jsonb), booking_internal.update_resource(uuid, uuid, jsonb),
+    booking_internal.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_resource_closure(uuid, uuid), booking_internal.create_resource_group(uuid, jsonb),
+    booking_internal.update_resource_group(uuid, uuid, jsonb), booking_internal.delete_resource_group(uuid, uuid),
+    booking_internal.set_service_requirements(uuid, uuid, jsonb), booking_internal.set_staff_service(uuid, uuid, uuid, jsonb),
+    booking_internal.add_booking_cap(uuid, jsonb), booking_internal.remove_booking_cap(uuid, uuid),
+    booking_internal.assign_appointment_resources(uuid, uuid)
 TO PUBLIC;
 
 -- What Supabase's trusted roles get, granted to whichever of them exist (the roles are not the

@@ -39,13 +39,16 @@ extension_sql_file!(
     name = "schema",
     requires = ["bootstrap", availability::api::is_valid_timezone, availability::api::is_valid_opening_hours,]
 );
+// The partitioning of the history tables comes first: the job history is one of them, and every
+// later file declares its own.
+extension_sql_file!("../sql/partitions.sql", name = "partitions", requires = ["schema", clock::clock_now]);
 // Install order: the generic job queue and scheduler come right after the core schema, so that
 // every feature's file can register its own handlers and scheduled operations at its end.
 extension_sql_file!(
     "../sql/jobs.sql",
     name = "jobs",
     requires = [
-        "schema",
+        "partitions",
         clock::clock_now,
         jobs::api::booking_admin::random_uuids,
         jobs::api::booking_admin::retry_delay_ms,
@@ -53,7 +56,9 @@ extension_sql_file!(
         jobs::api::booking_admin::worker_status,
     ]
 );
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["jobs"]);
+// The freeze calendar of the scheduler, the sandbox and the tuner.
+extension_sql_file!("../sql/freeze.sql", name = "freeze", requires = ["jobs"]);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["freeze"]);
 extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", "events"]);
 extension_sql_file!(
     "../sql/waitlist.sql",
@@ -61,6 +66,22 @@ extension_sql_file!(
     requires = ["access", availability::api::tenant_slot_violations, clock::clock_now]
 );
 extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlist"]);
+// Resources, "any staff", holds and caps: their tables, the claims that follow appointments,
+// and the placement of bookings and holds the booking functions call.
+extension_sql_file!(
+    "../sql/resources.sql",
+    name = "resources",
+    requires = [
+        "booking",
+        availability::booking::tenant_booking_plan,
+        availability::booking::any_staff_slot_arrays,
+        tenants::api::booking_internal::new_hold_token,
+        tenants::api::booking_internal::parse_hold_token,
+        tenants::api::booking_internal::same_token_hash,
+        tenants::api::booking_internal::tenant_limits,
+        clock::clock_now,
+    ]
+);
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",
@@ -75,7 +96,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/slot_store.sql",
     name = "slot_store",
-    requires = ["availability", "booking", slot_store::api::refresh_availability_slots, clock::clock_now]
+    requires = ["availability", "booking", "resources", slot_store::api::refresh_availability_slots, clock::clock_now]
 );
 extension_sql_file!(
     "../sql/security.sql",
@@ -89,21 +110,26 @@ extension_sql_file!(
         security::api::request_context,
         security::api::booking_admin::scan_pii,
         security::api::booking_admin::evaluate_security_rules,
+        security::api::booking_admin::block_client,
+        security::api::booking_admin::unblock_client,
+        security::api::booking_admin::client_blocked_until,
         clock::clock_now,
     ]
 );
 extension_sql_file!(
     "../sql/admin.sql",
     name = "admin",
-    requires =
-        ["jobs", admin::tuner_api::is_valid_freeze_windows, admin::tuner_api::booking_admin::perform_tuning_cycle,]
+    requires = ["jobs", "freeze", admin::tuner_api::booking_admin::perform_tuning_cycle,]
 );
+// Database health over time and the DBA's questions about it.
+extension_sql_file!("../sql/history.sql", name = "history", requires = ["admin"]);
 extension_sql_file!("../sql/portal.sql", name = "portal", requires = ["booking", "availability", "security"]);
 extension_sql_file!(
     "../sql/operator.sql",
     name = "operator",
     requires = [
         "admin",
+        "history",
         "security",
         "booking",
         admin::api::booking_admin::execute_admin_sql,
@@ -162,7 +188,17 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/api.sql",
     name = "api",
-    requires = ["access", "booking", "waitlist", "availability", "slot_store", "portal", "observability", "tenants"]
+    requires = [
+        "access",
+        "booking",
+        "resources",
+        "waitlist",
+        "availability",
+        "slot_store",
+        "portal",
+        "observability",
+        "tenants"
+    ]
 );
 // Citus support: the distribute function (Citus itself is optional and never required).
 extension_sql_file!(

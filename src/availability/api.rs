@@ -30,7 +30,7 @@ pub static SLOT_QUERIES: Metric = Metric::histogram(
 /// Longest span one call may cover; keeps a single call's work and result bounded.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
-fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
+pub(super) fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
     if from > to {
         return Err(DomainError::InvalidParameter(format!("from_date {from} is after to_date {to}")));
     }
@@ -128,18 +128,17 @@ fn slot_arrays(
         check_range(from, to)?;
         span.set("booking.service_id", service_id);
         span.set("booking.days", (to - from).num_days() + 1);
-        let model = load_model(&Query {
-            tenant_id,
-            service_id,
-            staff_id: staff_id.map(to_uuid),
+        let model = load_model(&Query::slots(tenant_id, service_id, staff_id.map(to_uuid), from, to))?;
+        let slots = available_slots(
+            &model.tenant,
+            &model.service,
+            &model.staff,
+            &model.holidays,
+            &model.clocks,
+            &model.shared,
             from,
             to,
-            exclude_appointment: None,
-            include_non_offering: false,
-            duration: None,
-        })?;
-        let slots =
-            available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clocks, from, to);
+        );
         span.set("booking.tenant_id", model.tenant_id);
         span.set("booking.staff_count", model.staff.len());
         span.set("booking.slots_returned", slots.len());
@@ -153,7 +152,7 @@ fn slot_arrays(
 
 /// Whether the caller is one of the tenant's own people (an operator or its active staff), who
 /// may read why a staff member is away.
-fn caller_sees_private(tenant_id: Uuid) -> DomainResult<bool> {
+pub(super) fn caller_sees_private(tenant_id: Uuid) -> DomainResult<bool> {
     Ok(Spi::get_one_with_args::<bool>("SELECT booking.caller_is_insider($1)", &[to_pg_uuid(tenant_id).into()])?
         .unwrap_or(false))
 }
@@ -186,6 +185,9 @@ pub fn explain_timing(
             exclude_appointment,
             include_non_offering: true,
             duration,
+            exclude_hold: None,
+            customer: None,
+            any_staff: false,
         })?;
         let cal = Calendar::new(
             &model.tenant,
@@ -195,7 +197,8 @@ pub fn explain_timing(
             &model.clocks[0],
             first,
             last,
-        );
+        )
+        .with_shared(&model.shared);
         // Who is asking matters only when a staff member is away: most checks skip the query.
         let mut explained = cal.explain(starts_at, false);
         if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))

@@ -207,6 +207,8 @@ struct Claimed {
     /// Why the job must not run at all (an unresolvable handler function, a role the enqueuer
     /// could not act as): recorded as its failure instead.
     refused: Option<String>,
+    /// The end of a freeze window the job must wait for (it respects the freeze calendar).
+    frozen_until: Option<String>,
     /// The enqueuer's trace context, and which attempt this is (1 first).
     trace: Option<TraceContext>,
     attempt: i32,
@@ -244,10 +246,11 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
                         name: row.get(7)?.unwrap_or_default(),
                         handler: row.get(8)?.unwrap_or_default(),
                         refused: row.get(9)?,
+                        frozen_until: row.get(10)?,
                         trace: row
-                            .get::<String>(10)?
-                            .and_then(|p| trace::context::parse(&p, row.get::<String>(11).ok().flatten().as_deref())),
-                        attempt: row.get(12)?.unwrap_or(1),
+                            .get::<String>(11)?
+                            .and_then(|p| trace::context::parse(&p, row.get::<String>(12).ok().flatten().as_deref())),
+                        attempt: row.get(13)?.unwrap_or(1),
                     })
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -264,11 +267,20 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
     })?;
     let count = claimed.len();
     let (refused, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.refused.is_some());
-    if !refused.is_empty() {
+    let (frozen, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.frozen_until.is_some());
+    if !refused.is_empty() || !frozen.is_empty() {
         in_transaction(|| {
             for job in &refused {
                 let span = job_span(job);
                 failed(job, &span, &top_level_failure(job.refused.clone().unwrap_or_default()));
+            }
+            // Held back by the freeze calendar: pending again at the window's end, no attempt counted.
+            for job in &frozen {
+                Spi::run_with_args(
+                    "SELECT booking_admin.defer_job($1, $2::timestamptz)",
+                    &[job.id.into(), job.frozen_until.as_deref().into()],
+                )
+                .expect("defer a frozen job");
             }
         });
     }

@@ -286,6 +286,60 @@ fn waitlist_and_staff_steps(c: &mut Client, pair: &[Tenant]) {
     println!("citus: the waitlist offer of a pushed-down cancel and the staff steps work on both workers");
 }
 
+/// On a tenant of each worker, through the coordinator: a service that needs the tenant's one
+/// chair books it (the engine's read, the claim and its exclusion constraint on the worker), the
+/// other stylist cannot take the chair at the same time; an "any staff" booking records how it
+/// chose; a hold, made and booked with its token, is a pushed-down call as well.
+fn resources_and_any_staff_on_each_worker(c: &mut Client, pair: &[Tenant]) {
+    for (i, t) in pair.iter().enumerate() {
+        let chair = Uuid::new_v4();
+        c.batch_execute(&format!(
+            "INSERT INTO booking.resources (tenant_id, id, name, kind) VALUES ('{t}', '{chair}', 'Chair', 'chair');
+             INSERT INTO booking.service_requirements (tenant_id, service_id, resource_id) VALUES ('{t}', '{svc}', '{chair}');
+             INSERT INTO booking.booking_settings (tenant_id, staff_strategy) VALUES ('{t}', 'priority');",
+            t = t.id,
+            svc = t.service,
+        ))
+        .unwrap();
+        let first = book(c, t, &format!("chair-{i}"), t.staff[0], t.customers[0], "2026-03-05 11:00+01").unwrap();
+        assert_eq!(first["appointment"]["resources"][0]["resource_id"], serde_json::json!(chair), "{first}");
+        let second =
+            book(c, t, &format!("chair-second-{i}"), t.staff[1], t.customers[1], "2026-03-05 11:30+01").unwrap();
+        assert_eq!(second["details"][0]["code"], "resource_unavailable", "{second}");
+        let any = json(
+            c,
+            "SELECT booking.create_tenant_booking($1, $2, jsonb_build_object('customer_id', $3::uuid, 'service_id', $4::uuid,
+                 'starts_at', '2026-03-05 12:30+01'))",
+            &[&t.id, &format!("any-{i}"), &t.customers[1], &t.service],
+        );
+        assert_eq!(any["appointment"]["staff_choice"]["strategy"], "priority", "{any}");
+        // Both are free at 12:30 (the first booking's chair is free again): equal priorities go by id.
+        assert_eq!(any["appointment"]["staff_choice"]["free_staff"], 2, "{any}");
+        assert_eq!(any["appointment"]["staff_id"], serde_json::json!(t.staff[0]), "priority ties go by id: {any}");
+        let hold = json(
+            c,
+            "SELECT booking.create_hold($1, jsonb_build_object('service_id', $2::uuid, 'starts_at', '2026-03-05 15:30+01'))",
+            &[&t.id, &t.service],
+        );
+        assert_eq!(hold["success"], true, "{hold}");
+        let held = json(
+            c,
+            "SELECT booking.create_tenant_booking($1, $2, jsonb_build_object('hold_token', $3::text, 'customer_id', $4::uuid))",
+            &[&t.id, &format!("held-{i}"), &hold["token"].as_str().unwrap(), &t.customers[0]],
+        );
+        assert_eq!(held["success"], true, "{held}");
+        let claims: i64 = c
+            .query_one(
+                "SELECT count(*) FROM booking.assignments WHERE tenant_id = $1 AND resource_id IS NOT NULL AND live",
+                &[&t.id],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(claims, 3, "three bookings hold the chair, one after the other");
+    }
+    println!("citus: a resource booking, an any-staff booking and a booked hold on both workers");
+}
+
 /// A customer's request as PostgREST sends it (one pooled authenticator connection, the role
 /// and claims set per transaction) through the coordinator: the booking page, the slots, a
 /// booking of their own, and a refusal for another tenant.
@@ -354,6 +408,75 @@ fn tenants_run_themselves_through_the_coordinator(cl: &Cluster) {
         c.query_one("SELECT count(*) FROM booking.tenant_members WHERE tenant_id = ANY ($1)", &[&made]).unwrap().get(0);
     assert_eq!(members, 12, "an owner, a receptionist and a stylist in each");
     println!("citus: 4 salons set up and booked over PostgREST, on workers {workers:?}");
+}
+
+/// The history partitioned by time on a cluster: the coordinator's partition-maintenance
+/// creates the outbox's partitions as distributed tables colocated with it, moves an event of
+/// a month without a partition out of the default partition (the row lives on a worker), drops
+/// a month past retention on every shard, and maintains each worker's own tables (its audit
+/// log) through Citus's connections to them.
+fn history_partitioned_on_the_cluster(cl: &Cluster, c: &mut Client, t: &Tenant) {
+    let report = json(c, "SELECT booking_admin.maintain_partitions()", &[]);
+    let tables = report["tables"].as_array().unwrap();
+    assert!(tables.iter().all(|t| t.get("error").is_none()), "{report}");
+    let workers = report["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), cl.workers.len(), "{report}");
+    assert!(workers.iter().all(|w| w["success"] == true), "{report}");
+    let distributed = |c: &mut Client| -> (i64, i64) {
+        let row = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = i.inhrelid))
+                 FROM pg_inherits i WHERE i.inhparent = 'booking.events'::regclass",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (partitions, of_citus) = distributed(c);
+    assert!(
+        partitions >= 2 && of_citus == partitions,
+        "every partition of the outbox is distributed: {partitions} {of_citus}"
+    );
+    let waiting: i64 = c.query_one("SELECT count(*) FROM booking.events_default", &[]).unwrap().get(0);
+    assert_eq!(waiting, 0, "the workers' events are in their months' partitions");
+    c.execute(
+        "INSERT INTO booking.events (tenant_id, event_type, created_at) VALUES ($1, 'booking.created', '2025-06-15 12:00+00')",
+        &[&t.id],
+    )
+    .unwrap();
+    let moved = json(c, "SELECT booking_admin.maintain_partitions('booking.events') -> 'tables' -> 0", &[]);
+    assert_eq!(moved["moved_rows"], 1, "{moved}");
+    assert!(moved["created"].as_array().unwrap().contains(&Value::from("booking.events_p20250601")), "{moved}");
+    // (tableoid would name the worker's shard: the partitions are asked directly.)
+    let home: (i64, i64) = {
+        let row = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM booking.events_p20250601 WHERE created_at = '2025-06-15 12:00+00'),
+                        (SELECT count(*) FROM booking.events_default WHERE created_at = '2025-06-15 12:00+00')",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(home, (1, 0), "the event moved into its month's partition");
+    assert_eq!(distributed(c).0, distributed(c).1, "the new partition is distributed too");
+    c.batch_execute("SELECT booking_admin.configure_partitions('booking.events', p_retention => '30 days')").unwrap();
+    let dropped =
+        json(c, "SELECT booking_admin.maintain_partitions('booking.events') -> 'tables' -> 0 -> 'dropped'", &[]);
+    c.batch_execute("SELECT booking_admin.configure_partitions('booking.events', p_retention => '365 days')").unwrap();
+    assert_eq!(dropped, serde_json::json!(["booking.events_p20250601"]), "a month past retention, dropped whole");
+    for (port, _) in &cl.workers {
+        let mut w = open(&cl.coordinator.replace(&format!("port={}", coordinator_port(cl)), &format!("port={port}")));
+        let own: i64 = w
+            .query_one(
+                "SELECT count(*) FROM booking_admin.partitions('booking_admin.security_audit_log') WHERE NOT is_default",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(own >= 1, "worker {port}'s audit log is partitioned by the coordinator's maintenance");
+    }
+    println!("citus: the outbox's partitions are distributed, a default partition's event moved, a month past retention dropped; the workers' audit logs partitioned");
 }
 
 /// The worker port holding each tenant.
@@ -692,13 +815,16 @@ fn booking_engine_on_a_citus_cluster() {
     assert!(slot_plan.contains("Task Count: 1"), "{slot_plan}");
     // The engine's own read, as the slot functions run it on the worker: one router query.
     c.batch_execute(&format!(
-        "PREPARE inputs (uuid, uuid, date, date, uuid, boolean, int4, uuid) AS {}",
+        "PREPARE inputs (uuid, uuid, date, date, uuid, boolean, int4, uuid, uuid, uuid, boolean) AS {}",
         include_str!("../../sql/queries/availability_inputs.sql")
     ))
     .unwrap();
     let inputs_plan = explain(
         &mut c,
-        &format!("EXECUTE inputs('{}', NULL, '2026-03-23', '2026-03-23', NULL, false, 0, '{}')", a.service, a.id),
+        &format!(
+            "EXECUTE inputs('{}', NULL, '2026-03-23', '2026-03-23', NULL, false, 0, '{}', NULL, NULL, true)",
+            a.service, a.id
+        ),
     );
     assert!(inputs_plan.contains("Task Count: 1"), "{inputs_plan}");
     println!("citus: router plans (Task Count: 1) for a booking, a slot query and the engine's read");
@@ -716,6 +842,7 @@ fn booking_engine_on_a_citus_cluster() {
     slot_store_on_each_worker(&mut c, &pair);
     webhooks_from_each_worker(&mut c, &pair);
     waitlist_and_staff_steps(&mut c, &pair);
+    resources_and_any_staff_on_each_worker(&mut c, &pair);
     postgrest_through_the_coordinator(&cl, &pair[0]);
     tenants_run_themselves_through_the_coordinator(&cl);
 
@@ -753,6 +880,8 @@ fn booking_engine_on_a_citus_cluster() {
         assert_eq!(w["enabled"], false, "workers' job runners and scheduler stay idle: {w}");
     }
     println!("citus: {} scheduled operations and the outbox dispatch ran from the coordinator ({activated} activations); workers idle", ops.len());
+
+    history_partitioned_on_the_cluster(&cl, &mut c, &tenants[0]);
 
     // 9. A worker stops: tenants on the other one still book; its own tenants fail with a clear
     // error, and nothing of those calls is written.
