@@ -9990,6 +9990,8 @@ END $$;
 
 ALTER TABLE booking.events ADD COLUMN traceparent text, ADD COLUMN tracestate text;
 ALTER TABLE booking_admin.jobs ADD COLUMN traceparent text, ADD COLUMN tracestate text;
+-- The job history is made LIKE the queue (sql/jobs.sql): archived jobs keep their trace.
+ALTER TABLE booking_admin.job_history ADD COLUMN traceparent text, ADD COLUMN tracestate text;
 ALTER TABLE booking_admin.deliveries ADD COLUMN traceparent text, ADD COLUMN tracestate text;
 
 CREATE  FUNCTION booking_internal."tracing"() RETURNS bool /* bool */
