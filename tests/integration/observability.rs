@@ -279,6 +279,18 @@ fn chromium(args: &[&str], url: &str) -> std::process::Output {
         .output()
         .expect("chromium (Debian package chromium)")
 }
+/// One history capture. A capture reads every relation's size, so it can lose a deadlock
+/// (40P01) to a concurrent test's partition or remediation DDL in this shared database; like the
+/// scheduler, which runs the next capture, it is tried again.
+fn capture(c: &mut Client) {
+    for attempt in 1.. {
+        match c.batch_execute("SELECT booking_admin.capture_history('0 seconds')") {
+            Ok(()) => return,
+            Err(e) if attempt < 5 && e.code() == Some(&postgres::error::SqlState::T_R_DEADLOCK_DETECTED) => {}
+            Err(e) => panic!("capture_history: {e}"),
+        }
+    }
+}
 
 /// History for the charts: two snapshots of the extension's rates with bookings, a refusal and
 /// slot queries between them, and two captures of the database's statistics with queries
@@ -291,7 +303,7 @@ fn history_for_the_charts(c: &mut Client, s: &Salon) {
         assert!(ok, "{op}");
     };
     run(c, "metrics-snapshot");
-    c.batch_execute("SELECT booking_admin.capture_history('0 seconds')").unwrap();
+    capture(c);
     book_committed(c, s, &[9, 11, 13]);
     // A refusal: the 09:00 slot is taken.
     assert_eq!(book(c, s, &format!("obs-{}", Uuid::new_v4()), "2026-03-23 09:00+01")["success"], false);
@@ -301,7 +313,7 @@ fn history_for_the_charts(c: &mut Client, s: &Salon) {
             .unwrap();
     }
     run(c, "metrics-snapshot");
-    c.batch_execute("SELECT booking_admin.capture_history('0 seconds')").unwrap();
+    capture(c);
 }
 
 #[test]
