@@ -50,6 +50,8 @@ extension_sql_file!(
         jobs::api::booking_admin::retry_delay_ms,
         jobs::api::booking_admin::wake_workers_at_commit,
         jobs::api::booking_admin::worker_status,
+        jobs::api::booking_admin::check_cron,
+        jobs::api::booking_admin::cron_next,
     ]
 );
 extension_sql_file!("../sql/events.sql", name = "events", requires = ["jobs"]);
