@@ -63,7 +63,15 @@ GRANT EXECUTE ON FUNCTION
     booking.accept_invitation(text), booking.revoke_invitation(uuid, uuid),
     booking.change_member_role(uuid, uuid, text), booking.remove_member(uuid, uuid),
     booking.create_customer(uuid, jsonb), booking.list_customers(uuid, text, integer),
-    booking.get_agenda(uuid, date, date, uuid)
+    booking.get_agenda(uuid, date, date, uuid),
+    -- Reminders: the tenant's rules and settings (owners, managers), an appointment's reminders
+    -- (members); signed links and an SMS provider's callbacks (anyone: the token or signature
+    -- is the check).
+    booking.set_reminder_rule(uuid, jsonb, uuid), booking.delete_reminder_rule(uuid, uuid),
+    booking.get_reminder_settings(uuid), booking.set_messaging_settings(uuid, jsonb),
+    booking.get_appointment_reminders(uuid, uuid), booking.confirm_appointment_by_link(text),
+    booking.cancel_appointment_by_link(text, text), booking.describe_appointment_link(text),
+    booking.sms_inbound(uuid, text, text, text, text)
 TO PUBLIC;
 
 -- The entry points above run as their caller, who therefore needs EXECUTE on the
@@ -104,7 +112,14 @@ GRANT EXECUTE ON FUNCTION
     booking_internal.invite_member(uuid, text, text, uuid, uuid, interval), booking_internal.accept_invitation(text),
     booking_internal.revoke_invitation(uuid, uuid), booking_internal.change_member_role(uuid, uuid, text),
     booking_internal.remove_member(uuid, uuid), booking_internal.create_customer(uuid, jsonb),
-    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid)
+    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid),
+    booking_internal.set_reminder_rule(uuid, jsonb, uuid), booking_internal.delete_reminder_rule(uuid, uuid),
+    booking_internal.get_reminder_settings(uuid), booking_internal.set_messaging_settings(uuid, jsonb),
+    booking_internal.get_appointment_reminders(uuid, uuid), booking_internal.confirm_appointment_by_link(text),
+    booking_internal.cancel_appointment_by_link(text, text), booking_internal.describe_appointment_link(text),
+    booking_internal.sms_inbound(uuid, text, text, text, text),
+    -- A pure check every phone number written passes (the customers' trigger runs as the writer).
+    booking_internal.normalize_phone(text)
 TO PUBLIC;
 
 -- What Supabase's trusted roles get, granted to whichever of them exist (the roles are not the
