@@ -117,9 +117,7 @@ GRANT EXECUTE ON FUNCTION
     booking_internal.get_reminder_settings(uuid), booking_internal.set_messaging_settings(uuid, jsonb),
     booking_internal.get_appointment_reminders(uuid, uuid), booking_internal.confirm_appointment_by_link(text),
     booking_internal.cancel_appointment_by_link(text, text), booking_internal.describe_appointment_link(text),
-    booking_internal.sms_inbound(uuid, text, text, text, text),
-    -- A pure check every phone number written passes (the customers' trigger runs as the writer).
-    booking_internal.normalize_phone(text)
+    booking_internal.sms_inbound(uuid, text, text, text, text)
 TO PUBLIC;
 
 -- What Supabase's trusted roles get, granted to whichever of them exist (the roles are not the

@@ -69,7 +69,7 @@ CREATE TABLE booking.reminders (
     -- start); dropped (the appointment moved, was cancelled, missed, completed or expired, or
     -- the rule changed).
     status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'skipped', 'dropped')),
-    -- Why it was skipped, dropped or deferred: booked_late, quiet_hours, rescheduled,
+    -- Why it was skipped, dropped or deferred: booked_late, quiet_hours, started, rescheduled,
     -- cancelled, no_show, completed, expired, active, deleted, rule_changed.
     reason         text,
     -- What each channel did with it: {"email": "queued" | "no_endpoint" | "no_address",
@@ -85,7 +85,7 @@ CREATE TABLE booking.reminders (
 -- What the delivery worker asks: the due ones.
 CREATE INDEX reminders_due_idx ON booking.reminders (send_at) WHERE status = 'pending';
 -- The rule's side of its foreign key, and a rule's re-arming.
-CREATE INDEX reminders_rule_idx ON booking.reminders (tenant_id, rule_id) WHERE status = 'pending';
+CREATE INDEX reminders_rule_idx ON booking.reminders (tenant_id, rule_id);
 SELECT pg_catalog.pg_extension_config_dump('booking.reminders', '');
 
 -- A tenant's messaging settings: the page its signed links open (the token and the action are
@@ -290,12 +290,15 @@ BEGIN
     RETURN QUERY SELECT v.key_id, v.action, v.tenant_id, v.appointment_id, v.starts_at, v.expires_at, v.digest;
 END $$;
 
--- Every use of a link (and every try, valid or not) counts against its client: 60 in 10 minutes
--- per address (PT429 beyond).
+-- Every use of a link (and every try, valid or not) counts against its client: at most
+-- booking_engine.link_rate_limit (60) in 10 minutes per address (PT429 beyond; 0: no limit).
 CREATE FUNCTION booking_internal.count_link_request() RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_limit integer := booking_internal.link_rate_limit();
 BEGIN
-    IF NOT booking.check_rate_limit(coalesce(booking.request_context() ->> 'ip_address', 'unknown'), 'appointment_link', 60, 600) THEN
+    IF v_limit > 0 AND NOT booking.check_rate_limit(coalesce(booking.request_context() ->> 'ip_address', 'unknown'),
+                                                     'appointment_link', v_limit, 600) THEN
         RAISE EXCEPTION 'too many appointment links from this client; try again later' USING ERRCODE = 'PT429';
     END IF;
 END $$;
@@ -417,6 +420,7 @@ $$;
 -- The delivery worker's hand-off of due reminders, at most p_limit, oldest first, tenant by
 -- tenant (each tenant's rows locked and written by statements routed to its shard on Citus):
 -- - an appointment that no longer has that start or is no longer pending or confirmed: dropped;
+-- - one that has started (the worker was down past it): skipped (reason started);
 -- - now inside the rule's quiet hours on the customer's clock: deferred to their end when that
 --   is before the start, else skipped (reason quiet_hours);
 -- - else sent: one delivery per email and SMS channel through the tenant's endpoint for it
@@ -482,6 +486,8 @@ BEGIN
             SELECT x.*,
                    CASE WHEN x.gone OR x.appointment_status NOT IN ('pending', 'confirmed')
                              OR x.appointment_starts_at <> x.starts_at THEN 'dropped'
+                        -- Handed off after the start (the worker was down): no use any more.
+                        WHEN x.starts_at <= v_now THEN 'skipped'
                         WHEN x.quiet_until IS NOT NULL AND x.quiet_until >= x.starts_at THEN 'skipped'
                         WHEN x.quiet_until IS NOT NULL THEN 'deferred'
                         ELSE 'sent' END AS outcome
@@ -495,7 +501,8 @@ BEGIN
                        WHEN 'dropped' THEN CASE WHEN d.gone THEN 'deleted'
                                                 WHEN d.appointment_status IN ('pending', 'confirmed') THEN 'rescheduled'
                                                 ELSE d.appointment_status END
-                       WHEN 'sent' THEN NULL ELSE 'quiet_hours' END,
+                       WHEN 'sent' THEN NULL
+                       ELSE CASE WHEN d.starts_at <= v_now THEN 'started' ELSE 'quiet_hours' END END,
                    'payload', CASE WHEN d.outcome = 'sent' THEN jsonb_strip_nulls(jsonb_build_object(
                        'reminder_id', d.reminder_id, 'appointment_id', d.appointment_id, 'customer_id', d.customer_id,
                        'staff_id', d.staff_id, 'service_id', d.service_id, 'starts_at', d.starts_at, 'ends_at', d.ends_at,
@@ -538,13 +545,14 @@ BEGIN
                   WHERE r.result = 'queued') q
             RETURNING 1
         )
-        SELECT jsonb_agg(CASE WHEN e ->> 'outcome' = 'sent' THEN e || jsonb_build_object('results', (
+        SELECT jsonb_agg(CASE WHEN o.item ->> 'outcome' = 'sent' THEN o.item || jsonb_build_object('results', (
                                   SELECT jsonb_object_agg(r.channel, r.result) FROM results r
-                                  WHERE r.e ->> 'appointment_id' = e ->> 'appointment_id' AND r.e ->> 'rule_id' = e ->> 'rule_id'))
-                              ELSE e END),
+                                  WHERE r.e ->> 'appointment_id' = o.item ->> 'appointment_id'
+                                    AND r.e ->> 'rule_id' = o.item ->> 'rule_id'))
+                              ELSE o.item END),
                (SELECT count(*) FROM queued)
         INTO v_done, v_queued
-        FROM jsonb_array_elements(v_done) e;
+        FROM jsonb_array_elements(v_done) o (item);
         FOR v_sent IN SELECT e -> 'payload' AS payload FROM jsonb_array_elements(v_done) e
                       WHERE e ->> 'outcome' = 'sent' AND e -> 'channels' ? 'webhook' LOOP
             PERFORM booking.emit_event(v_tenant, 'booking.reminder', v_sent.payload);
@@ -554,7 +562,8 @@ BEGIN
         END IF;
         UPDATE booking.reminders r SET
             status = CASE d.outcome WHEN 'deferred' THEN 'pending' ELSE d.outcome END,
-            reason = d.reason,
+            -- A late booking's or quiet hours' reason stays with a reminder sent after all.
+            reason = coalesce(d.reason, r.reason),
             send_at = coalesce(d.send_at, r.send_at),
             channels = d.results,
             sent_at = CASE WHEN d.outcome = 'sent' THEN v_at END,

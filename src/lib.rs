@@ -174,6 +174,7 @@ extension_sql_file!(
         reminders::api::booking_internal::sign_link,
         reminders::api::booking_internal::parse_link,
         reminders::api::booking_internal::link_is_authentic,
+        reminders::api::booking_internal::link_rate_limit,
     ]
 );
 // The exposed API's SECURITY INVOKER entry points, once every implementation exists.

@@ -41,6 +41,13 @@ pub mod booking_internal {
         Ok(Some(from_micros(zone.earliest_at_or_after(local_micros(until)))?))
     }
 
+    /// `booking_engine.link_rate_limit`, where its default lives.
+    #[pg_extern(stable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn link_rate_limit() -> i32 {
+        crate::gucs::link_rate_limit()
+    }
+
     /// A new random key for signed links (booking_admin.link_keys).
     #[pg_extern(volatile, parallel_safe)]
     #[search_path(pg_catalog, pg_temp)]

@@ -19,6 +19,7 @@ mod observability;
 mod operator;
 mod postgrest;
 mod receiver;
+mod reminders;
 mod security;
 mod slot_store;
 mod tenants;
