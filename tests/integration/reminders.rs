@@ -19,9 +19,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{
-    connect, durable_connection, pg_ctl, reconnect, reconnect_after_crash, salon, Caller, PostgRest, RpcError, Salon,
-};
+use crate::common::{connect, crash_delivery_mid_way, durable_connection, salon, Caller, PostgRest, RpcError, Salon};
 use crate::receiver::{smtp_sink, Answer, Receiver, Request};
 
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -606,37 +604,10 @@ fn a_killed_sending_worker_loses_no_reminder_and_sends_none_twice_beyond_the_led
     )
     .unwrap();
     let count = |c: &mut Client, sql: &str| -> i64 { c.query_one(sql, &[&s.tenant]).unwrap().get(0) };
-    let delivered = "SELECT count(*) FROM booking_admin.deliveries WHERE tenant_id = $1 AND status = 'delivered'";
-    let mid_way = |c: &mut Client, n: i64| {
-        let start = Instant::now();
-        loop {
-            let done = count(c, delivered);
-            if done > n {
-                assert!(done < N - 40, "stopped too late to be mid-way ({done})");
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "no progress past {n}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+    let delivered = |c: &mut Client| {
+        count(c, "SELECT count(*) FROM booking_admin.deliveries WHERE tenant_id = $1 AND status = 'delivered'")
     };
-    mid_way(&mut c, 0);
-    let pid: i32 = c
-        .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine delivery' AND datname = current_database()", &[])
-        .unwrap()
-        .get(0);
-    assert!(std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
-    let mut c = reconnect_after_crash(c);
-    let after_kill = count(&mut c, delivered);
-    mid_way(&mut c, after_kill);
-    drop(c);
-    pg_ctl(&["stop", "-m", "immediate"]);
-    pg_ctl(&["start"]);
-    let mut c = reconnect();
-    let start = Instant::now();
-    while count(&mut c, delivered) < N {
-        assert!(start.elapsed() < Duration::from_secs(120), "only {} of {N} delivered", count(&mut c, delivered));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut c = crash_delivery_mid_way(c, N, 40, &delivered);
     assert_eq!(count(&mut c, "SELECT count(*) FROM booking.reminders WHERE tenant_id = $1 AND status = 'sent'"), N);
     assert_eq!(
         count(&mut c, "SELECT count(*) FROM booking_admin.deliveries WHERE tenant_id = $1"),
