@@ -6408,6 +6408,9 @@ CREATE TABLE booking.reminder_rules (
     enabled        boolean NOT NULL DEFAULT true,
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
+    -- The rule's own message, {"subject", "body_text", "body_html"} (booking_internal.reminder_template);
+    -- NULL: the tenant's booking.reminder template, else the default one.
+    template       jsonb,
     CHECK (CASE WHEN quiet_start IS NULL THEN quiet_end IS NULL ELSE quiet_start <> quiet_end END),
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
@@ -6825,7 +6828,7 @@ BEGIN
             SELECT r.appointment_id, r.rule_id, r.starts_at, r.id AS reminder_id,
                    a.id IS NULL AS gone, a.status AS appointment_status, a.starts_at AS appointment_starts_at,
                    a.ends_at, a.customer_id, a.staff_id, a.service_id,
-                   u.channels, u.offset_minutes, u.quiet_start, u.quiet_end,
+                   u.channels, u.offset_minutes, u.quiet_start, u.quiet_end, u.template,
                    coalesce(c.timezone, st.timezone, t.timezone, 'UTC') AS tz, c.email, c.phone, m.link_base_url
             FROM booking.reminders r
             JOIN booking.reminder_rules u ON u.tenant_id = r.tenant_id AND u.id = r.rule_id
@@ -6848,7 +6851,7 @@ BEGIN
                 appointment_id uuid, rule_id uuid, starts_at timestamptz, reminder_id uuid, gone boolean,
                 appointment_status text, appointment_starts_at timestamptz, ends_at timestamptz, customer_id uuid,
                 staff_id uuid, service_id uuid, channels text[], offset_minutes integer, quiet_start time, quiet_end time,
-                tz text, email text, phone text, link_base_url text)
+                template jsonb, tz text, email text, phone text, link_base_url text)
         ), decided AS (
             SELECT x.*,
                    CASE WHEN x.gone OR x.appointment_status NOT IN ('pending', 'confirmed')
@@ -6862,7 +6865,7 @@ BEGIN
         )
         SELECT jsonb_agg(jsonb_build_object(
                    'appointment_id', d.appointment_id, 'rule_id', d.rule_id, 'starts_at', d.starts_at,
-                   'outcome', d.outcome, 'channels', d.channels, 'email', d.email, 'phone', d.phone,
+                   'outcome', d.outcome, 'channels', d.channels, 'email', d.email, 'phone', d.phone, 'template', d.template,
                    'send_at', CASE WHEN d.outcome = 'deferred' THEN d.quiet_until END,
                    'reason', CASE d.outcome
                        WHEN 'dropped' THEN CASE WHEN d.gone THEN 'deleted'
@@ -6908,8 +6911,10 @@ BEGIN
         ), queued AS (
             INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
             SELECT q.id, q.endpoint_id, v_tenant, 'msg_' || replace(q.id::text, '-', ''), 'booking.reminder', q.payload, v_at
-            FROM (SELECT gen_random_uuid() AS id, r.endpoint_id, r.e -> 'payload' AS payload FROM results r
-                  WHERE r.result = 'queued') q
+            -- The rule's own template travels with its email and SMS messages (not the event).
+            FROM (SELECT gen_random_uuid() AS id, r.endpoint_id,
+                         (r.e -> 'payload') || jsonb_strip_nulls(jsonb_build_object('template', r.e -> 'template')) AS payload
+                  FROM results r WHERE r.result = 'queued') q
             RETURNING 1
         )
         SELECT jsonb_agg(CASE WHEN o.item ->> 'outcome' = 'sent' THEN o.item || jsonb_build_object('results', (
@@ -7036,6 +7041,26 @@ INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, s
 
 -- The tenants' RPCs ---------------------------------------------------------------------------
 
+-- A rule's own template, checked like the tenants' templates: {"subject", "body_text"
+-- (required), "body_html"} with known placeholders (22023 otherwise). JSON null: none.
+CREATE FUNCTION booking_internal.reminder_template(p_template jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_template IS NULL OR jsonb_typeof(p_template) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_template) <> 'object' OR jsonb_typeof(p_template -> 'subject') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(p_template -> 'body_text') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(coalesce(p_template -> 'body_html', '""')) NOT IN ('string', 'null')
+       OR p_template - ARRAY['subject', 'body_text', 'body_html'] <> '{}' THEN
+        RAISE EXCEPTION 'p_rule.template is {"subject", "body_text", "body_html"}: two strings and an optional one'
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_template(p_template ->> 'subject'), booking_internal.check_template(p_template ->> 'body_text'),
+            booking_internal.check_template(coalesce(p_template ->> 'body_html', ''));
+    RETURN jsonb_strip_nulls(p_template);
+END $$;
+
 -- A rule as its owners see it.
 CREATE FUNCTION booking_internal.reminder_rule_json(p_rule booking.reminder_rules) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
@@ -7046,7 +7071,8 @@ $$;
 -- Creates a rule (p_rule_id NULL) or changes one: {"name", "service_id" (NULL: every service),
 -- "offset_minutes" (required to create), "channels" (["email", "sms", "webhook"], default
 -- ["email"]), "quiet_start", "quiet_end" ("22:00", "08:00"; both or neither, null to clear),
--- "late_booking" ("send" | "skip"), "enabled"}. Owners and managers. The rule's reminders are
+-- "late_booking" ("send" | "skip"), "enabled", "template" ({"subject", "body_text",
+-- "body_html"}: the rule's own message; null: the tenant's)}. Owners and managers. The rule's reminders are
 -- armed again for the tenant's upcoming appointments. Returns the rule with "armed", the
 -- upcoming reminders it has now.
 CREATE FUNCTION booking_internal.set_reminder_rule(p_tenant_id uuid, p_rule jsonb, p_rule_id uuid DEFAULT NULL) RETURNS jsonb
@@ -7059,7 +7085,8 @@ DECLARE
 BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.reminder_rule_set', '{owner,manager}');
     PERFORM booking_internal.check_fields(p_rule, 'p_rule',
-        ARRAY['name', 'service_id', 'offset_minutes', 'channels', 'quiet_start', 'quiet_end', 'late_booking', 'enabled'],
+        ARRAY['name', 'service_id', 'offset_minutes', 'channels', 'quiet_start', 'quiet_end', 'late_booking', 'enabled',
+              'template'],
         CASE WHEN p_rule_id IS NULL THEN ARRAY['offset_minutes'] ELSE '{}' END);
     IF p_rule ? 'channels' THEN
         IF jsonb_typeof(p_rule -> 'channels') <> 'array' THEN
@@ -7086,10 +7113,11 @@ BEGIN
     END IF;
     IF p_rule_id IS NULL THEN
         INSERT INTO booking.reminder_rules (tenant_id, service_id, name, offset_minutes, channels, quiet_start, quiet_end,
-                                            late_booking, enabled)
+                                            late_booking, enabled, template)
         VALUES (p_tenant_id, (p_rule ->> 'service_id')::uuid, coalesce(p_rule ->> 'name', ''), (p_rule ->> 'offset_minutes')::int,
                 coalesce(v_channels, ARRAY['email']), (p_rule ->> 'quiet_start')::time, (p_rule ->> 'quiet_end')::time,
-                coalesce(p_rule ->> 'late_booking', 'skip'), coalesce((p_rule ->> 'enabled')::boolean, true))
+                coalesce(p_rule ->> 'late_booking', 'skip'), coalesce((p_rule ->> 'enabled')::boolean, true),
+                booking_internal.reminder_template(p_rule -> 'template'))
         RETURNING * INTO v_rule;
     ELSE
         UPDATE booking.reminder_rules u SET
@@ -7100,7 +7128,8 @@ BEGIN
             quiet_start = CASE WHEN p_rule ? 'quiet_start' THEN (p_rule ->> 'quiet_start')::time ELSE u.quiet_start END,
             quiet_end = CASE WHEN p_rule ? 'quiet_end' THEN (p_rule ->> 'quiet_end')::time ELSE u.quiet_end END,
             late_booking = coalesce(p_rule ->> 'late_booking', u.late_booking),
-            enabled = coalesce((p_rule ->> 'enabled')::boolean, u.enabled)
+            enabled = coalesce((p_rule ->> 'enabled')::boolean, u.enabled),
+            template = CASE WHEN p_rule ? 'template' THEN booking_internal.reminder_template(p_rule -> 'template') ELSE u.template END
         WHERE u.tenant_id = p_tenant_id AND u.id = p_rule_id
         RETURNING * INTO v_rule;
         IF NOT FOUND THEN

@@ -40,11 +40,14 @@ WITH ep AS (
         coalesce(k.secrets, '{}') AS secrets,
         CASE WHEN e.channel <> 'webhook' THEN booking_admin.delivery_context(d.tenant_id, d.event_type, d.payload) END
             AS context,
-        CASE WHEN e.channel <> 'webhook' THEN (
+        -- A reminder rule's own template (fan_out_reminders put it in the payload), else the
+        -- tenant's for the event type, else the default.
+        CASE WHEN e.channel <> 'webhook' THEN coalesce(
+            CASE WHEN d.event_type = 'booking.reminder' THEN d.payload -> 'template' END, (
             SELECT jsonb_build_object('subject', t.subject, 'body_text', t.body_text, 'body_html', t.body_html)
             FROM booking_admin.message_templates t
             WHERE t.event_type = d.event_type AND (t.tenant_id = d.tenant_id OR t.tenant_id IS NULL)
-            ORDER BY t.tenant_id NULLS LAST LIMIT 1) END AS template,
+            ORDER BY t.tenant_id NULLS LAST LIMIT 1)) END AS template,
         CASE WHEN e.channel = 'sms' THEN e.settings || jsonb_strip_nulls(jsonb_build_object(
             'password', (SELECT c.password FROM booking_admin.delivery_credentials c WHERE c.endpoint_id = e.id),
             'token', (SELECT c.token FROM booking_admin.delivery_credentials c WHERE c.endpoint_id = e.id))) END AS sms

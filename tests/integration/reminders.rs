@@ -182,7 +182,9 @@ fn a_booking_gets_its_24_hour_and_2_hour_reminders_at_the_right_local_times() {
     let shop = shop(&mut c);
     let s = &shop.s;
     rule(&mut c, s, json!({"name": "day before", "offset_minutes": 1440, "channels": ["sms", "email", "webhook"]}));
-    rule(&mut c, s, json!({"name": "two hours", "offset_minutes": 120, "channels": ["sms"]}));
+    // The two-hour reminder has a text of its own; the day before, the default one.
+    let soon = json!({"subject": "Soon", "body_text": "See you at {{time_local}}, {{customer_name}}: in {{reminder_offset}}."});
+    rule(&mut c, s, json!({"name": "two hours", "offset_minutes": 120, "channels": ["sms"], "template": soon}));
     book_at(&mut c, s, "2026-03-01 00:00+01", "r-1", "2026-03-03T10:00:00+01:00", "confirmed");
     let armed = vec![
         row("day before", "2026-03-03 10:00", "pending", None),
@@ -214,7 +216,11 @@ fn a_booking_gets_its_24_hour_and_2_hour_reminders_at_the_right_local_times() {
     assert_eq!(queued(&mut c, s), 2);
     hand_off_at(&mut c, "2026-03-03 08:00+01");
     let sms = await_sms(&shop.provider, 2);
-    assert!(sms[1]["Body"].contains("10:00"), "{:?}", sms[1]);
+    assert!(
+        sms[1]["Body"].starts_with("See you at 10:00, ") && sms[1]["Body"].ends_with(": in 2 hours."),
+        "{:?}",
+        sms[1]
+    );
     assert_eq!(
         reminders(&mut c, s),
         vec![row("day before", "2026-03-03 10:00", "sent", None), row("two hours", "2026-03-03 10:00", "sent", None)]

@@ -46,6 +46,9 @@ SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-000
 SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001', '{"offset_minutes": 60, "channels": ["fax"]}')$$);
 SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001', '{"offset_minutes": 60, "quiet_start": "22:00"}')$$);
 SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001', '{"offset_minutes": 60, "late_booking": "maybe"}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001', '{"offset_minutes": 60, "template": {"subject": "Soon"}}')$$);
+SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001',
+    '{"offset_minutes": 60, "template": {"subject": "Soon", "body_text": "at {{time_local"}}')$$);
 SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001', '{"offset_minutes": 60, "colour": "red"}')$$);
 SELECT regress.sqlstate_of($$SELECT booking.set_reminder_rule('10000000-0000-0000-0000-000000000001',
     '{"offset_minutes": 60, "service_id": "30000000-0000-0000-0000-000000000002"}')$$);
