@@ -85,6 +85,8 @@ pub mod booking_internal {
 
     /// What a token claims, taken apart without checking it: NULL for what is not a token (the
     /// caller answers that as malformed). Check it with `link_is_authentic`.
+    // The result's columns must be spelled out in the signature: pgrx reads their names there.
+    #[allow(clippy::type_complexity)]
     #[pg_extern(immutable, parallel_safe)]
     #[search_path(pg_catalog, pg_temp)]
     pub fn parse_link(

@@ -343,7 +343,7 @@ fn a_killed_worker_and_an_immediate_shutdown_lose_no_delivery() {
         .unwrap()
         .get(0)
     };
-    let c = crash_delivery_mid_way(c, N, 50, &delivered);
+    let mut c = crash_delivery_mid_way(c, N, 50, &delivered);
     let got = rx.requests();
     let received: std::collections::HashSet<&str> = got.iter().map(|r| r.headers["webhook-id"].as_str()).collect();
     let expected: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();
