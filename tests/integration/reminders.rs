@@ -505,7 +505,7 @@ fn owners_and_managers_set_reminders_over_postgrest_and_others_are_refused() {
         )
         .unwrap();
     assert_eq!(settings["agenda_cron"], "0 7 * * 1-5");
-    let read = rest.rpc(&Caller::User(owner), "get_reminder_settings", &[tenant.clone()]).unwrap();
+    let read = rest.rpc(&Caller::User(owner), "get_reminder_settings", std::slice::from_ref(&tenant)).unwrap();
     assert_eq!(read["rules"].as_array().map(Vec::len), Some(1));
     assert_eq!(
         rest.rpc(&Caller::User(front_desk), "set_reminder_rule", &set(json!({"offset_minutes": 60}))).unwrap_err().code,
@@ -515,7 +515,10 @@ fn owners_and_managers_set_reminders_over_postgrest_and_others_are_refused() {
         rest.rpc(&Caller::User(stranger), "set_reminder_rule", &set(json!({"offset_minutes": 60}))).unwrap_err().code,
         "PT404"
     );
-    assert_eq!(rest.rpc(&Caller::Anon, "get_reminder_settings", &[tenant.clone()]).unwrap_err().code, "PT404");
+    assert_eq!(
+        rest.rpc(&Caller::Anon, "get_reminder_settings", std::slice::from_ref(&tenant)).unwrap_err().code,
+        "PT404"
+    );
     assert_eq!(
         rest.rpc(&Caller::User(owner), "set_reminder_rule", &set(json!({"offset_minutes": 60, "channels": "sms"})))
             .unwrap_err()
