@@ -172,7 +172,7 @@ BEGIN
           FROM unnest(v_rules, v_offsets, v_late) AS u (rule, minutes, late)) x
     ON CONFLICT (tenant_id, appointment_id, rule_id, starts_at) DO UPDATE
         SET status = excluded.status, reason = excluded.reason, due_at = excluded.due_at, send_at = excluded.send_at,
-            channels = NULL, updated_at = now()
+            channels = NULL, updated_at = excluded.updated_at
         WHERE r.status = 'dropped';
     GET DIAGNOSTICS v_armed = ROW_COUNT;
     -- One due at once (a late booking sent now) need not wait for the worker's next look.
@@ -212,9 +212,10 @@ BEGIN
     WHERE a.tenant_id = p_tenant_id AND a.status IN ('pending', 'confirmed')
       AND a.starts_at > v_now + make_interval(mins => v_rule.offset_minutes)
       AND (v_rule.service_id IS NULL OR a.service_id = v_rule.service_id)
+    -- (No now() in DO UPDATE: Citus takes only immutable functions there; excluded's default is now.)
     ON CONFLICT (tenant_id, appointment_id, rule_id, starts_at) DO UPDATE
         SET status = 'pending', reason = NULL, due_at = excluded.due_at, send_at = excluded.send_at, channels = NULL,
-            updated_at = now()
+            updated_at = excluded.updated_at
         WHERE r.status = 'dropped';
     GET DIAGNOSTICS n = ROW_COUNT;
     RETURN n;
@@ -566,7 +567,8 @@ BEGIN
             PERFORM booking.wake_delivery_at_commit();
         END IF;
         UPDATE booking.reminders r SET
-            status = CASE d.outcome WHEN 'deferred' THEN 'pending' ELSE d.outcome END,
+            -- (A searched CASE: Citus deparses a simple one wrongly on its way to the worker.)
+            status = CASE WHEN d.outcome = 'deferred' THEN 'pending' ELSE d.outcome END,
             -- A late booking's or quiet hours' reason stays with a reminder sent after all.
             reason = coalesce(d.reason, r.reason),
             send_at = coalesce(d.send_at, r.send_at),
@@ -827,6 +829,7 @@ DECLARE
     v_role text;
     v_cron text;
     v_zone text;
+    v_next timestamptz;
     v_row booking.messaging_settings;
 BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.messaging_settings', '{owner,manager}');
@@ -839,9 +842,13 @@ BEGIN
         v_cron := booking_admin.check_cron(v_cron);
     END IF;
     SELECT t.timezone INTO v_zone FROM booking.tenants t WHERE t.id = p_tenant_id;
+    -- Worked out here, not in the INSERT: Citus evaluates a distributed INSERT's functions before
+    -- it routes it, CASE or not.
+    IF v_cron IS NOT NULL THEN
+        v_next := booking_admin.cron_next(v_cron, v_zone, booking.clock_now());
+    END IF;
     INSERT INTO booking.messaging_settings AS m (tenant_id, link_base_url, agenda_cron, agenda_next_at)
-    VALUES (p_tenant_id, p_settings ->> 'link_base_url', v_cron,
-            CASE WHEN v_cron IS NOT NULL THEN booking_admin.cron_next(v_cron, v_zone, booking.clock_now()) END)
+    VALUES (p_tenant_id, p_settings ->> 'link_base_url', v_cron, v_next)
     ON CONFLICT (tenant_id) DO UPDATE SET
         link_base_url = CASE WHEN p_settings ? 'link_base_url' THEN excluded.link_base_url ELSE m.link_base_url END,
         agenda_cron = CASE WHEN p_settings ? 'agenda_cron' THEN excluded.agenda_cron ELSE m.agenda_cron END,
