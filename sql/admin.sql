@@ -286,13 +286,11 @@ CREATE TABLE booking_admin.auto_tuner_config (
     performance_threshold_ms    float8 CHECK (performance_threshold_ms > 0),
     monitoring_interval_minutes integer NOT NULL DEFAULT 60 CHECK (monitoring_interval_minutes BETWEEN 1 AND 10080),
     max_indexes_per_table       integer NOT NULL DEFAULT 10 CHECK (max_indexes_per_table BETWEEN 1 AND 100),
-    freeze_windows              jsonb NOT NULL DEFAULT '[]' CHECK (booking.is_valid_freeze_windows(freeze_windows)),
-    freeze_timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(freeze_timezone)),
     last_cycle_at               timestamptz,
     updated_at                  timestamptz NOT NULL DEFAULT now()
 );
-COMMENT ON COLUMN booking_admin.auto_tuner_config.freeze_windows IS
-    'No change is applied inside these: [{"days": [6], "start": "00:00", "end": "24:00"}] (days 0 = Sunday .. 6, times in freeze_timezone, end after start).';
+COMMENT ON TABLE booking_admin.auto_tuner_config IS
+    'The auto-tuner''s settings (one row). It applies and rolls back nothing inside a window of the freeze calendar (booking_admin.freeze_windows).';
 INSERT INTO booking_admin.auto_tuner_config DEFAULT VALUES;
 -- The extension seeds the one row itself; a restore of the dumped row updates it instead of
 -- failing on the duplicate key, so the operator's settings survive a dump and restore.
@@ -311,12 +309,15 @@ CREATE TABLE booking_admin.tuning_actions (
     rollback_sql   text,
     reason         text NOT NULL,
     query          text,
-    status         text NOT NULL CHECK (status IN ('proposed', 'applied', 'rolled_back', 'skipped')),
+    status         text NOT NULL CHECK (status IN ('proposed', 'applying', 'applied', 'rolled_back', 'skipped')),
     status_reason  text,
     cost_before    float8,
     cost_after     float8,
     applied_at     timestamptz,
-    rolled_back_at timestamptz
+    rolled_back_at timestamptz,
+    -- applying: the queued job building the index CONCURRENTLY (no foreign key: job retention
+    -- may remove it).
+    job_id         uuid
 );
 CREATE INDEX tuning_actions_definition_idx ON booking_admin.tuning_actions (definition, status);
 COMMENT ON TABLE booking_admin.tuning_actions IS
@@ -333,7 +334,7 @@ CREATE FUNCTION booking_admin.admin_sql_status(p_audit_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     doc jsonb;
-    job booking_admin.jobs;
+    job record;
 BEGIN
     SELECT to_jsonb(a) INTO doc FROM booking_admin.admin_audit a WHERE a.id = p_audit_id;
     IF doc IS NULL THEN
@@ -342,9 +343,14 @@ BEGIN
     IF doc ->> 'job_id' IS NULL THEN
         RETURN doc;
     END IF;
-    -- A queued statement ends when its job does.
-    SELECT * INTO job FROM booking_admin.jobs j WHERE j.id = (doc ->> 'job_id')::uuid;
+    -- A queued statement ends when its job does (a completed job may have moved to the history).
+    SELECT j.status, j.retry_count, j.started_at, j.error_message, j.completed_at INTO job
+    FROM booking_admin.jobs j WHERE j.id = (doc ->> 'job_id')::uuid;
     IF NOT FOUND THEN
+        SELECT j.status, j.retry_count, j.started_at, j.error_message, j.completed_at INTO job
+        FROM booking_admin.job_history j WHERE j.id = (doc ->> 'job_id')::uuid;
+    END IF;
+    IF job.status IS NULL THEN
         RETURN doc || jsonb_build_object('outcome', 'failed', 'outcome_detail',
             'its job is gone: the enqueuing transaction rolled back, or job retention removed it');
     END IF;
@@ -357,6 +363,48 @@ BEGIN
         'outcome_detail', job.error_message,
         'finished_at', job.completed_at,
         'job', jsonb_build_object('status', job.status, 'retry_count', job.retry_count, 'started_at', job.started_at));
+END $$;
+
+-- The tuner's concurrent builds, settled: an action whose job completed and whose index is valid
+-- is applied (from now on, by the tuner's clock: its monitoring interval counts from here); one
+-- whose job died, or whose index was left invalid (a CREATE INDEX CONCURRENTLY that failed
+-- leaves one behind), is skipped with the reason and the invalid index dropped through the
+-- sandbox. Returns {"applied": n, "failed": n}.
+CREATE FUNCTION booking_admin.settle_tuning_actions() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a record;
+    v_applied integer := 0;
+    v_failed integer := 0;
+BEGIN
+    FOR a IN
+        SELECT t.id, t.index_name, t.rollback_sql, j.status AS job_status, j.error_message,
+               (SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(t.index_name)) AS valid
+        FROM booking_admin.tuning_actions t
+        LEFT JOIN LATERAL (
+            SELECT q.status, q.error_message FROM booking_admin.jobs q WHERE q.id = t.job_id
+            UNION ALL
+            SELECT h.status, h.error_message FROM booking_admin.job_history h WHERE h.id = t.job_id
+            LIMIT 1) j ON true
+        WHERE t.status = 'applying'
+        FOR UPDATE OF t
+    LOOP
+        IF a.job_status = 'completed' AND a.valid THEN
+            UPDATE booking_admin.tuning_actions SET status = 'applied', applied_at = booking.clock_now() WHERE id = a.id;
+            v_applied := v_applied + 1;
+        ELSIF a.job_status IS NULL OR a.job_status IN ('completed', 'dead') THEN
+            IF a.valid IS NOT NULL THEN
+                PERFORM booking_admin.execute_admin_sql(a.rollback_sql);
+            END IF;
+            UPDATE booking_admin.tuning_actions
+            SET status = 'skipped',
+                status_reason = coalesce('the concurrent build failed: ' || a.error_message,
+                                         'the concurrent build left no valid index (its job is gone or the index invalid)')
+            WHERE id = a.id;
+            v_failed := v_failed + 1;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('applied', v_applied, 'failed', v_failed);
 END $$;
 
 -- Scheduled operation of the auto-tuner ---------------------------------------------------------

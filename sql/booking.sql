@@ -308,6 +308,14 @@ BEGIN
     PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
         'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
         'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    -- A slot the waitlist offered this customer, booked: the entry converted
+    -- (booking_admin.waitlist_conversion counts them).
+    UPDATE booking.waitlist w SET status = 'booked'
+    WHERE w.tenant_id = v_appt.tenant_id AND w.customer_id = v_appt.customer_id AND w.service_id = v_appt.service_id
+      AND w.status = 'notified'
+      AND EXISTS (SELECT 1 FROM booking.waitlist_notifications n
+                  WHERE n.tenant_id = w.tenant_id AND n.waitlist_id = w.id AND n.staff_id = v_appt.staff_id
+                    AND n.starts_at = v_appt.starts_at);
     RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
 END $$;

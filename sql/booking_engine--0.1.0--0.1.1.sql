@@ -5533,6 +5533,2364 @@ END $$;
 SELECT booking_admin.grant_api_roles();
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
 
+-- Health over time, the dashboard's charts, the freeze calendar, remediations, CPU/memory/disk
+-- alerts, the waitlist's conversion, and the history tables partitioned by time. The definitions
+-- are the feature files' (sql/partitions.sql, freeze.sql, history.sql, jobs.sql, security.sql,
+-- admin.sql, delivery.sql, observability.sql, waitlist.sql, booking.sql, citus.sql, operator.sql).
+
+-- sql/partitions.sql, as a fresh install runs it.
+-- Time-partitioned history: the tables that only grow (the events outbox, the audit log,
+-- deliveries and their attempts, finished jobs, the health history) are partitioned by time
+-- with PostgreSQL's declarative partitioning, so that keeping them small is dropping a
+-- partition (O(1), no DELETE, no bloat) and a query over a recent window reads recent
+-- partitions only.
+--
+-- Each feature declares its tables in booking_admin.partitioned_tables at the end of its own
+-- file. A table is created with a DEFAULT partition (part of the extension, so it exists from
+-- the first row on); the scheduler's partition-maintenance operation then
+--   1. moves rows that landed in the default partition into partitions of their own,
+--   2. creates the partitions of the next `premake` intervals ahead,
+--   3. drops the partitions that lie wholly past `retention` (DROP TABLE: O(1)),
+-- like pg_partman's run_maintenance. The partitions it creates are ordinary tables of the
+-- database (not of the extension): pg_dump keeps them with their rows.
+--
+-- Callers see the same table, columns and functions. The keys and indexes are the partitions',
+-- not the tables': the default partition carries them under the names the tables had before
+-- they were partitioned, and create_partition copies them onto each new partition. So a key
+-- need not include the partition key (PostgreSQL requires it only of a partitioned table's own
+-- keys), and pg_dump's copy restores: indexes of a partitioned table that belongs to the
+-- extension would be cloned onto every partition as it is attached, before pg_dump creates
+-- the partition's own. Nothing references these tables with a foreign key (a referenced
+-- partition could not be dropped in O(1)), and ON CONFLICT names no columns on them (there is
+-- no key of the table to name; DO NOTHING alone checks the partition's).
+
+CREATE TABLE booking_admin.partitioned_tables (
+    parent_table       text PRIMARY KEY,
+    partition_key      text NOT NULL,
+    partition_interval text NOT NULL CHECK (partition_interval IN ('day', 'week', 'month')),
+    -- Intervals created ahead of the current one.
+    premake            integer NOT NULL DEFAULT 3 CHECK (premake BETWEEN 1 AND 366),
+    -- Partitions whose whole range is older than this are dropped; NULL keeps everything.
+    retention          interval CHECK (retention > interval '0'),
+    -- A row meeting this condition keeps its partition past retention (set by the feature that
+    -- owns the table, e.g. deliveries still to be sent); NULL: none does.
+    keep_while         text,
+    description        text NOT NULL,
+    last_run_at        timestamptz,
+    last_result        jsonb
+);
+COMMENT ON TABLE booking_admin.partitioned_tables IS
+    'Tables partitioned by time and their maintenance: partition_interval, premake (intervals created ahead), retention (NULL: keep). Change them with booking_admin.configure_partitions.';
+CREATE TRIGGER partitioned_tables_restore BEFORE INSERT ON booking_admin.partitioned_tables
+    FOR EACH ROW EXECUTE FUNCTION booking.update_seed_instead('parent_table');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.partitioned_tables', '');
+
+-- The interval holding p_at: [lower, upper), in UTC (weeks start on Monday).
+CREATE FUNCTION booking_admin.partition_bounds(p_interval text, p_at timestamptz, OUT lower timestamptz, OUT upper timestamptz)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT date_trunc(p_interval, p_at AT TIME ZONE 'UTC') AT TIME ZONE 'UTC',
+           (date_trunc(p_interval, p_at AT TIME ZONE 'UTC') + ('1 ' || p_interval)::interval) AT TIME ZONE 'UTC'
+$$;
+
+-- Whether Citus manages a table (distributed or reference): its partitions are then created
+-- and dropped through the coordinator only. Through EXECUTE: Citus's catalog exists only where
+-- Citus is installed.
+CREATE FUNCTION booking_admin.is_citus_table(p_table regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v boolean;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = $1)' INTO v USING p_table;
+    RETURN v;
+END $$;
+
+-- sql/citus.sql's is_distributed asks the same question of booking.events.
+CREATE OR REPLACE FUNCTION booking_admin.is_distributed() RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.is_citus_table('booking.events')
+$$;
+
+-- Every partition of the partitioned tables (or of one), oldest first, the default last.
+CREATE FUNCTION booking_admin.partitions(p_table text DEFAULT NULL)
+RETURNS TABLE (parent_table text, partition_name text, range_from timestamptz, range_to timestamptz,
+               is_default boolean, row_estimate bigint, total_bytes bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT t.parent_table, c.oid::regclass::text, b.lower, b.upper, b.lower IS NULL AND b.upper IS NULL,
+           greatest(c.reltuples, 0)::bigint, pg_total_relation_size(c.oid)
+    FROM booking_admin.partitioned_tables t
+    JOIN pg_inherits i ON i.inhparent = to_regclass(t.parent_table)
+    JOIN pg_class c ON c.oid = i.inhrelid
+    CROSS JOIN LATERAL (SELECT regexp_match(pg_get_expr(c.relpartbound, c.oid), 'FROM \((.+)\) TO \((.+)\)') AS m) x
+    CROSS JOIN LATERAL (
+        SELECT CASE x.m[1] WHEN 'MINVALUE' THEN '-infinity' ELSE trim(x.m[1], '''') END::timestamptz AS lower,
+               CASE x.m[2] WHEN 'MAXVALUE' THEN 'infinity' ELSE trim(x.m[2], '''') END::timestamptz AS upper) b
+    WHERE p_table IS NULL OR t.parent_table = p_table
+    ORDER BY t.parent_table, b.lower IS NULL, b.lower
+$$;
+
+-- What a partition needs besides what ATTACH gives it (row triggers, foreign keys, checks): the
+-- default partition's keys and indexes, named after the partition (events_pkey of
+-- booking.events_default becomes events_p20260101_pkey of booking.events_p20260101), the
+-- parent's statement-level TRUNCATE guards (a TRUNCATE of the partition alone would not fire
+-- the parent's) and its row-level security switch.
+CREATE FUNCTION booking_admin.prepare_partition(p_parent regclass, p_partition regclass) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    t record;
+    v_parent_name name := (SELECT relname FROM pg_class WHERE oid = p_parent);
+    v_name name := (SELECT relname FROM pg_class WHERE oid = p_partition);
+BEGIN
+    FOR t IN
+        SELECT x.indexrelid, k.oid AS constraint_oid, i.relname,
+               left(v_name || CASE WHEN starts_with(i.relname, v_parent_name || '_')
+                                   THEN substr(i.relname, length(v_parent_name) + 1) ELSE '_' || i.relname END, 63) AS new_name
+        FROM pg_inherits h
+        JOIN pg_class d ON d.oid = h.inhrelid AND pg_get_expr(d.relpartbound, d.oid) = 'DEFAULT'
+        JOIN pg_index x ON x.indrelid = d.oid
+        JOIN pg_class i ON i.oid = x.indexrelid
+        LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.conrelid = d.oid AND k.contype IN ('p', 'u', 'x')
+        WHERE h.inhparent = p_parent AND d.oid <> p_partition
+        ORDER BY i.relname
+    LOOP
+        CONTINUE WHEN EXISTS (SELECT 1 FROM pg_class c WHERE c.relname = t.new_name AND c.relnamespace =
+                                  (SELECT relnamespace FROM pg_class WHERE oid = p_partition));
+        IF t.constraint_oid IS NOT NULL THEN
+            EXECUTE format('ALTER TABLE %s ADD CONSTRAINT %I %s', p_partition, t.new_name,
+                           pg_get_constraintdef(t.constraint_oid));
+        ELSE
+            EXECUTE regexp_replace(pg_get_indexdef(t.indexrelid), ' INDEX \S+ ON \S+ ',
+                                   format(' INDEX %I ON %s ', t.new_name, p_partition));
+        END IF;
+    END LOOP;
+    FOR t IN
+        SELECT g.tgname, pg_get_triggerdef(g.oid) AS def
+        FROM pg_trigger g
+        WHERE g.tgrelid = p_parent AND NOT g.tgisinternal AND g.tgtype & 1 = 0 AND g.tgtype & 32 <> 0
+          AND NOT EXISTS (SELECT 1 FROM pg_trigger o WHERE o.tgrelid = p_partition AND o.tgname = g.tgname)
+    LOOP
+        EXECUTE replace(t.def, ' ON ' || p_parent::text || ' ', ' ON ' || p_partition::text || ' ');
+    END LOOP;
+    IF (SELECT relrowsecurity FROM pg_class WHERE oid = p_parent) THEN
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', p_partition);
+    END IF;
+END $$;
+
+-- One partition [p_lower, p_upper) of a table, with the rows of that range the default
+-- partition holds: created beside the table, filled, then attached (ATTACH takes a SHARE UPDATE
+-- EXCLUSIVE lock on the table, so reads and writes go on). A range rows may be written to right
+-- now (the current interval, or a past one) is attached with the table's writes held back for
+-- the moment: a writer that had planned with the partitions as they were would route such a row
+-- to the default partition, which ATTACH has just made refuse it. Returns its name.
+CREATE FUNCTION booking_admin.create_partition(p_parent regclass, p_key text, p_lower timestamptz, p_upper timestamptz)
+RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_schema name;
+    v_name text;
+    v_default regclass;
+    v_columns text;
+    v_part regclass;
+    v_rows boolean := false;
+    v_guards name[];
+BEGIN
+    SELECT n.nspname, c.relname || '_p' || to_char(p_lower AT TIME ZONE 'UTC', 'YYYYMMDD')
+    INTO v_schema, v_name
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = p_parent;
+    SELECT i.inhrelid::regclass INTO v_default
+    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+    WHERE i.inhparent = p_parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
+    EXECUTE format('CREATE TABLE %I.%I (LIKE %s INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING STORAGE INCLUDING COMMENTS)',
+                   v_schema, v_name, p_parent);
+    v_part := format('%I.%I', v_schema, v_name)::regclass;
+    IF v_default IS NOT NULL AND p_lower < now() + interval '1 hour' THEN
+        EXECUTE format('LOCK TABLE %s IN SHARE ROW EXCLUSIVE MODE', p_parent);
+    END IF;
+    IF v_default IS NOT NULL THEN
+        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)', v_default, p_key, p_key)
+            INTO v_rows USING p_lower, p_upper;
+    END IF;
+    IF v_rows THEN
+        -- No row of the range may reach the default partition between the copy and the delete.
+        EXECUTE format('LOCK TABLE %s IN EXCLUSIVE MODE', v_default);
+        SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
+        FROM pg_attribute a WHERE a.attrelid = p_parent AND a.attnum > 0 AND NOT a.attisdropped;
+        EXECUTE format('INSERT INTO %s (%s) SELECT %s FROM %s WHERE %I >= $1 AND %I < $2',
+                       v_part, v_columns, v_columns, v_default, p_key, p_key) USING p_lower, p_upper;
+        -- The rows move, none is removed: the guards against removing rows (the audit log's
+        -- append-only trigger) stand aside for this one statement.
+        SELECT array_agg(g.tgname) INTO v_guards FROM pg_trigger g
+        WHERE g.tgrelid = v_default AND NOT g.tgisinternal AND g.tgtype & 1 = 0 AND g.tgtype & 32 <> 0 AND g.tgenabled <> 'D';
+        FOR i IN 1..coalesce(cardinality(v_guards), 0) LOOP
+            EXECUTE format('ALTER TABLE %s DISABLE TRIGGER %I', v_default, v_guards[i]);
+        END LOOP;
+        EXECUTE format('DELETE FROM %s WHERE %I >= $1 AND %I < $2', v_default, p_key, p_key) USING p_lower, p_upper;
+        FOR i IN 1..coalesce(cardinality(v_guards), 0) LOOP
+            EXECUTE format('ALTER TABLE %s ENABLE TRIGGER %I', v_default, v_guards[i]);
+        END LOOP;
+    END IF;
+    EXECUTE format('ALTER TABLE %s ATTACH PARTITION %s FOR VALUES FROM (%L) TO (%L)', p_parent, v_part, p_lower, p_upper);
+    PERFORM booking_admin.prepare_partition(p_parent, v_part);
+    RETURN v_part::text;
+END $$;
+
+-- One maintenance pass (see the top of this file) over every partitioned table or one of
+-- them. Inside a freeze window (booking_admin.freeze_state) only the partitions ahead are
+-- created: moving rows out of the default partition and dropping partitions take strong locks
+-- and wait for the window's end. Each table is maintained in a subtransaction of its own, so
+-- one failure (a lock not granted within deadlock_timeout + 1 s) leaves the others done; the
+-- next run retries.
+-- Returns {"tables": [{table, created, moved_rows, dropped, deferred_until, error}], ...}; on a
+-- Citus coordinator also {"workers": [...]}, the same pass run on every worker for the tables
+-- that are local to each node (their audit log).
+CREATE FUNCTION booking_admin.maintain_partitions(p_table text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    cfg booking_admin.partitioned_tables;
+    v_parent regclass;
+    v_default regclass;
+    v_freeze jsonb := booking_admin.freeze_state(NULL);
+    v_frozen boolean := (v_freeze ->> 'frozen')::boolean;
+    v_now timestamptz := greatest(now(), booking.clock_now());
+    v_citus boolean := to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL;
+    v_coordinator boolean := false;
+    v_lock_timeout text := current_setting('lock_timeout');
+    v_report jsonb := '[]';
+    v_one jsonb;
+    v_created text[];
+    v_dropped text[];
+    v_moved bigint;
+    v_oldest timestamptz;
+    v_range record;
+    v_part record;
+    v_keep boolean;
+    v_workers jsonb;
+BEGIN
+    IF NOT booking.caller_is_operator() THEN
+        RAISE EXCEPTION 'only operators maintain partitions' USING ERRCODE = '42501';
+    END IF;
+    IF p_table IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking_admin.partitioned_tables t WHERE t.parent_table = p_table) THEN
+        RAISE EXCEPTION 'booking_admin.partitioned_tables has no table %', quote_literal(p_table) USING ERRCODE = '22023',
+            HINT = 'One of: ' || (SELECT string_agg(parent_table, ', ' ORDER BY parent_table) FROM booking_admin.partitioned_tables);
+    END IF;
+    IF v_citus THEN
+        EXECUTE 'SELECT citus_is_coordinator()' INTO v_coordinator;
+        -- Citus's propagated DDL and data moves on a distributed table, one connection per node.
+        PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    END IF;
+    -- Never queue for long behind another transaction while holding what was locked so far; but
+    -- a second longer than deadlock_timeout, after which a waiting lock cancels an autovacuum
+    -- that holds it (a fresh partition's first analyze would otherwise win every time).
+    PERFORM set_config('lock_timeout',
+                       (extract(epoch FROM current_setting('deadlock_timeout')::interval) * 1000 + 1000)::bigint::text, true);
+    FOR cfg IN SELECT * FROM booking_admin.partitioned_tables t WHERE p_table IS NULL OR t.parent_table = p_table
+               ORDER BY t.parent_table LOOP
+        v_parent := to_regclass(cfg.parent_table);
+        IF v_parent IS NULL OR (SELECT relkind FROM pg_class WHERE oid = v_parent) <> 'p' THEN
+            CONTINUE;
+        END IF;
+        -- On a Citus worker, the tables Citus manages (or will, once distribute_tables has run:
+        -- booking_admin.citus_layout) are partitioned by the coordinator only; a partition made
+        -- here beforehand would stop Citus from creating the distributed one of that name.
+        IF v_citus AND NOT v_coordinator
+           AND (booking_admin.is_citus_table(v_parent)
+                OR EXISTS (SELECT 1 FROM booking_admin.citus_layout() l
+                           WHERE l.kind IN ('distributed', 'reference') AND l.object = cfg.parent_table)) THEN
+            CONTINUE;
+        END IF;
+        v_created := '{}';
+        v_dropped := '{}';
+        v_moved := 0;
+        BEGIN
+            SELECT i.inhrelid::regclass INTO v_default
+            FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = v_parent AND pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT';
+            -- 1. The oldest interval of rows waiting in the default partition (one interval per
+            -- run: a large upgraded table is spread over the next runs, each a short lock).
+            IF v_default IS NOT NULL AND NOT v_frozen THEN
+                EXECUTE format('SELECT min(%I) FROM %s', cfg.partition_key, v_default) INTO v_oldest;
+                IF v_oldest IS NOT NULL THEN
+                    SELECT * INTO v_range FROM booking_admin.partition_bounds(cfg.partition_interval, v_oldest);
+                    EXECUTE format('SELECT count(*) FROM %s WHERE %I >= $1 AND %I < $2', v_default, cfg.partition_key,
+                                   cfg.partition_key) INTO v_moved USING v_range.lower, v_range.upper;
+                    v_created := v_created || booking_admin.create_partition(v_parent, cfg.partition_key, v_range.lower,
+                                                                             v_range.upper);
+                END IF;
+            END IF;
+            -- 2. The current interval and `premake` ahead, where no partition covers them yet
+            -- (and, inside a freeze window, where the default partition holds none of their rows):
+            -- the two nearest missing ones per run (the current one first), so that the first runs
+            -- after an install spread their work, and their locks, over several short runs.
+            FOR v_range IN
+                SELECT b.lower, b.upper
+                FROM generate_series(0, cfg.premake) k
+                CROSS JOIN LATERAL booking_admin.partition_bounds(cfg.partition_interval,
+                                                                  v_now + k * ('1 ' || cfg.partition_interval)::interval) b
+                WHERE NOT EXISTS (SELECT 1 FROM booking_admin.partitions(cfg.parent_table) p
+                                  WHERE NOT p.is_default AND p.range_from < b.upper AND p.range_to > b.lower)
+                ORDER BY b.lower
+                LIMIT 2
+            LOOP
+                IF v_frozen AND v_default IS NOT NULL THEN
+                    EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %I >= $1 AND %I < $2)', v_default,
+                                   cfg.partition_key, cfg.partition_key) INTO v_keep USING v_range.lower, v_range.upper;
+                    CONTINUE WHEN v_keep;
+                END IF;
+                v_created := v_created || booking_admin.create_partition(v_parent, cfg.partition_key, v_range.lower,
+                                                                         v_range.upper);
+            END LOOP;
+            -- 3. Retention: whole partitions past it, unless a row still needs them.
+            IF cfg.retention IS NOT NULL AND NOT v_frozen THEN
+                FOR v_part IN
+                    SELECT p.partition_name FROM booking_admin.partitions(cfg.parent_table) p
+                    WHERE NOT p.is_default AND p.range_to <= booking.clock_now() - cfg.retention
+                LOOP
+                    v_keep := false;
+                    IF cfg.keep_while IS NOT NULL THEN
+                        EXECUTE format('SELECT EXISTS (SELECT 1 FROM %s WHERE %s)', v_part.partition_name, cfg.keep_while)
+                            INTO v_keep;
+                    END IF;
+                    CONTINUE WHEN v_keep;
+                    EXECUTE format('DROP TABLE %s', v_part.partition_name);
+                    v_dropped := v_dropped || v_part.partition_name;
+                END LOOP;
+            END IF;
+            v_one := jsonb_build_object('table', cfg.parent_table, 'created', to_jsonb(v_created), 'moved_rows', v_moved,
+                                        'dropped', to_jsonb(v_dropped));
+        EXCEPTION WHEN OTHERS THEN
+            v_one := jsonb_build_object('table', cfg.parent_table, 'error', SQLERRM, 'sqlstate', SQLSTATE);
+        END;
+        IF v_frozen THEN
+            v_one := v_one || jsonb_build_object('deferred_until', v_freeze -> 'until');
+        END IF;
+        UPDATE booking_admin.partitioned_tables t SET last_run_at = clock_timestamp(), last_result = v_one
+        WHERE t.parent_table = cfg.parent_table;
+        v_report := v_report || v_one;
+    END LOOP;
+    PERFORM set_config('lock_timeout', v_lock_timeout, true);
+    IF v_coordinator AND p_table IS NULL THEN
+        -- The coordinator's scheduler is the cluster's: the workers' own tables (their audit
+        -- log, written where a call runs) are maintained from here.
+        EXECUTE $q$SELECT coalesce(jsonb_agg(jsonb_build_object('node', nodename || ':' || nodeport, 'success', success,
+                                                              'result', result)), '[]')
+                   FROM run_command_on_workers('SELECT booking_admin.maintain_partitions()')$q$ INTO v_workers;
+        RETURN jsonb_build_object('tables', v_report, 'workers', v_workers);
+    END IF;
+    RETURN jsonb_build_object('tables', v_report);
+END $$;
+
+-- An operator's changes to one table's maintenance (NULL leaves a setting as it is; the
+-- retention is removed with p_keep_forever). The interval can only change while the table has
+-- no partition but its default one (partitions of two sizes could not be told apart).
+CREATE FUNCTION booking_admin.configure_partitions(p_table text, p_retention interval DEFAULT NULL,
+                                                   p_premake integer DEFAULT NULL, p_interval text DEFAULT NULL,
+                                                   p_keep_forever boolean DEFAULT false)
+RETURNS booking_admin.partitioned_tables
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.partitioned_tables;
+BEGIN
+    SELECT * INTO v FROM booking_admin.partitioned_tables t WHERE t.parent_table = p_table FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'booking_admin.partitioned_tables has no table %', coalesce(quote_literal(p_table), 'NULL')
+            USING ERRCODE = 'P0002';
+    END IF;
+    IF p_retention <= interval '0' OR p_premake NOT BETWEEN 1 AND 366 OR p_interval NOT IN ('day', 'week', 'month') THEN
+        RAISE EXCEPTION 'retention must be positive, premake between 1 and 366, the interval day, week or month'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_interval IS DISTINCT FROM v.partition_interval AND p_interval IS NOT NULL
+       AND EXISTS (SELECT 1 FROM booking_admin.partitions(p_table) p WHERE NOT p.is_default) THEN
+        RAISE EXCEPTION '% already has partitions of a %: its interval cannot change', p_table, v.partition_interval
+            USING ERRCODE = '55000';
+    END IF;
+    UPDATE booking_admin.partitioned_tables t
+    SET retention = CASE WHEN p_keep_forever THEN NULL ELSE coalesce(p_retention, t.retention) END,
+        premake = coalesce(p_premake, t.premake),
+        partition_interval = coalesce(p_interval, t.partition_interval)
+    WHERE t.parent_table = p_table
+    RETURNING * INTO v;
+    RETURN v;
+END $$;
+
+-- The scheduler: operations that respect the freeze calendar, partition maintenance, the job
+-- history (finished jobs out of the queue) and its archiving.
+ALTER TABLE booking_admin.scheduler_job_info ADD COLUMN respects_freeze boolean NOT NULL DEFAULT false;
+-- Finished jobs, out of the queue: the queue's table stays the size of its live work (what the
+-- runners' claims and the unique keys' index walk), and the history of what ran is partitioned
+-- by day, dropped after a week. The same columns as booking_admin.jobs; completed jobs move
+-- there archive_after_minutes (60) after they finished (dead ones stay in the queue, the
+-- dead-letter queue, until data_cleanup removes them).
+CREATE TABLE booking_admin.job_history (
+    LIKE booking_admin.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS
+) PARTITION BY RANGE (completed_at);
+-- The key and the index are the partitions' (sql/partitions.sql), each day's copied from the
+-- default partition's.
+CREATE TABLE booking_admin.job_history_default PARTITION OF booking_admin.job_history (
+    CONSTRAINT job_history_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX job_history_handler_idx ON booking_admin.job_history_default (handler, completed_at);
+COMMENT ON TABLE booking_admin.job_history IS
+    'Completed jobs moved out of booking_admin.jobs by the archive-jobs operation, partitioned by completed_at.';
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_history', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_history_default', '');
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking_admin.job_history', 'completed_at', 'day', 7, '7 days', 'Completed jobs, archived out of the queue');
+-- How long each completed job ran, in the queue and in the history.
+CREATE FUNCTION booking_admin.completed_job_durations(OUT ms float8) RETURNS SETOF float8
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT extract(epoch FROM completed_at - started_at)::float8 * 1000 FROM booking_admin.jobs WHERE status = 'completed'
+    UNION ALL
+    SELECT extract(epoch FROM completed_at - started_at)::float8 * 1000 FROM booking_admin.job_history
+$$;
+CREATE OR REPLACE FUNCTION booking_admin.job_stats() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object(
+        -- Completed jobs are counted in the queue and in the history they move to.
+        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s)
+                                                 + CASE WHEN s = 'completed' THEN (SELECT count(*) FROM booking_admin.job_history) ELSE 0 END)
+                      FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead']) s),
+        'avg_duration_ms', (SELECT round(avg(d.ms)::numeric, 1) FROM booking_admin.completed_job_durations() d),
+        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (ORDER BY d.ms))::numeric, 1)
+                            FROM booking_admin.completed_job_durations() d),
+        'oldest_pending_age_ms', (SELECT round((extract(epoch FROM now() - min(scheduled_at)) * 1000)::numeric)
+                                  FROM booking_admin.jobs WHERE status IN ('pending', 'failed') AND scheduled_at <= now()))
+$$;
+-- Runs one operation now, recorded in maintenance_executions. Holds a transaction-level
+-- advisory lock per operation, so a manual run and the scheduler never overlap.
+CREATE OR REPLACE FUNCTION booking_admin.run_maintenance(p_operation text, p_triggered_by text DEFAULT 'manual') RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    j booking_admin.scheduler_job_info;
+    e booking_admin.maintenance_executions;
+    v_function regprocedure;
+    v_started timestamptz := clock_timestamp();
+    v_count integer := 0;
+    v_error text;
+    v_until timestamptz;
+BEGIN
+    IF p_triggered_by IS NULL OR p_triggered_by NOT IN ('scheduler', 'manual') THEN
+        RAISE EXCEPTION 'triggered_by must be ''scheduler'' or ''manual''' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO j FROM booking_admin.scheduler_job_info WHERE job_name = p_operation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown maintenance operation %', coalesce(quote_literal(p_operation), 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'One of: ' || (SELECT string_agg(job_name, ', ' ORDER BY job_name) FROM booking_admin.scheduler_job_info);
+    END IF;
+    IF j.respects_freeze THEN
+        -- The scheduler has nobody to refuse: it defers. A manual run meets the window's action.
+        v_until := CASE WHEN p_triggered_by = 'scheduler'
+                        THEN (booking_admin.freeze_state(NULL) ->> 'until')::timestamptz
+                        ELSE booking_admin.freeze_gate(format('maintenance operation %s', p_operation)) END;
+        IF v_until IS NOT NULL THEN
+            -- At least 5 seconds ahead, as booking_admin.defer_job (a held clock must not spin it).
+            UPDATE booking_admin.scheduler_job_info SET next_run_at = greatest(v_until, clock_timestamp() + interval '5 seconds')
+            WHERE job_name = p_operation;
+            RETURN jsonb_build_object('success', false, 'deferred_until', v_until,
+                                      'message', format('Operation %s is deferred by a freeze window until %s', p_operation, v_until),
+                                      'data', NULL);
+        END IF;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtext('booking_engine.maintenance'), hashtext(p_operation)) THEN
+        RETURN jsonb_build_object('success', false, 'message', format('Operation %s is already running', p_operation),
+                                  'data', NULL);
+    END IF;
+    BEGIN
+        v_function := to_regprocedure(j.function || '(jsonb)');
+        IF v_function IS NULL THEN
+            RAISE EXCEPTION 'function %(jsonb) does not exist', j.function USING ERRCODE = '42883';
+        END IF;
+        EXECUTE format('SELECT %s($1)', v_function::oid::regproc) INTO v_count USING j.settings;
+    EXCEPTION WHEN query_canceled OR others THEN
+        v_error := SQLERRM;
+    END;
+    INSERT INTO booking_admin.maintenance_executions (operation, executed_at, status, processed_count, error_message,
+                                                      execution_time_ms, triggered_by)
+    VALUES (p_operation, v_started, CASE WHEN v_error IS NULL THEN 'SUCCESS' ELSE 'FAILED' END,
+            coalesce(v_count, 0), v_error,
+            round(extract(epoch FROM clock_timestamp() - v_started) * 1000)::integer, p_triggered_by)
+    RETURNING * INTO e;
+    UPDATE booking_admin.scheduler_job_info
+    SET status = CASE WHEN v_error IS NULL THEN 'idle' ELSE 'failed' END,
+        last_run_at = v_started, last_duration_ms = e.execution_time_ms, last_error = v_error,
+        consecutive_failures = CASE WHEN v_error IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+        run_count = run_count + 1,
+        server_instance = coalesce(inet_server_addr()::text, 'local') || ':' || current_setting('port'),
+        -- A failure is retried sooner, with backoff, up to max_retries times in a row.
+        next_run_at = clock_timestamp() + make_interval(secs => (CASE
+            WHEN v_error IS NOT NULL AND consecutive_failures < max_retries
+            THEN booking_admin.retry_delay_ms(1000, 2, consecutive_failures, delay_ms, NULL)
+            ELSE delay_ms END) / 1000.0)
+    WHERE job_name = p_operation;
+    RETURN jsonb_build_object(
+        'success', v_error IS NULL,
+        'message', CASE WHEN v_error IS NULL THEN 'Operation completed successfully' ELSE 'Operation failed' END,
+        'data', booking_admin.maintenance_json(e, j.description));
+END $$;
+-- Partition maintenance (sql/partitions.sql), for every feature's partitioned tables: every 10
+-- minutes, which also spreads the rows of a large default partition over several short runs.
+CREATE FUNCTION booking_admin.op_maintain_partitions(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(sum(jsonb_array_length(t -> 'created') + jsonb_array_length(t -> 'dropped')), 0)::integer
+    FROM jsonb_array_elements(booking_admin.maintain_partitions() -> 'tables') t
+    WHERE t ? 'created'
+$$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('partition-maintenance', 'Create partitions ahead, move rows out of default partitions, drop partitions past retention',
+     'booking_admin.op_maintain_partitions', '{}', 600000, 3, 300000);
+-- settings: archive_after_minutes (60), batch_size (10000 jobs per run, oldest first).
+CREATE FUNCTION booking_admin.op_archive_jobs(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_columns text;
+    n integer;
+BEGIN
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
+    FROM pg_attribute a WHERE a.attrelid = 'booking_admin.job_history'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+    EXECUTE format(
+        'WITH moved AS (
+             DELETE FROM booking_admin.jobs j
+             WHERE j.id IN (SELECT o.id FROM booking_admin.jobs o
+                            WHERE o.status = ''completed'' AND o.completed_at < clock_timestamp() - $1
+                            ORDER BY o.completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING %s)
+         INSERT INTO booking_admin.job_history (%s) SELECT %s FROM moved', v_columns, v_columns, v_columns)
+    USING make_interval(mins => coalesce((p_settings ->> 'archive_after_minutes')::int, 60)),
+          coalesce((p_settings ->> 'batch_size')::int, 10000);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('archive-jobs', 'Move completed jobs from the queue into the partitioned job history', 'booking_admin.op_archive_jobs',
+     '{"archive_after_minutes": 60, "batch_size": 10000}', 60000, 3, 60000);
+
+-- sql/freeze.sql, as a fresh install runs it.
+-- The freeze calendar: windows ("the wedding season Saturdays", "Black Friday") during which
+-- nothing risky happens to the database. Inside a window, DDL through the admin sandbox, the
+-- auto-tuner's changes and maintenance that takes strong locks are refused or deferred to the
+-- window's end; bookings go on (nothing on the booking path asks the calendar).
+--
+-- A window is global (tenant_id NULL) or a tenant's. The tables are shared by every tenant,
+-- so an operation on them (DDL, a strong lock) is frozen by any tenant's window as well as by a
+-- global one; an operation that concerns one tenant only (a job enqueued for that tenant) is
+-- frozen by that tenant's windows and the global ones.
+--
+-- 'refuse' windows refuse what an operator asks for now (SQLSTATE 57000, audited); 'defer'
+-- windows queue it to run when the window ends. What runs on its own schedule (the scheduler's
+-- operations, queued jobs, the tuner) is always deferred: there is nobody to refuse.
+
+CREATE TABLE booking_admin.freeze_windows (
+    id          uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    tenant_id   uuid REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    description text NOT NULL CHECK (length(description) BETWEEN 1 AND 200),
+    action      text NOT NULL DEFAULT 'defer' CHECK (action IN ('refuse', 'defer')),
+    -- A one-off window: [starts_at, ends_at).
+    starts_at   timestamptz,
+    ends_at     timestamptz,
+    -- A weekly window: on these local weekdays (0 = Sunday .. 6) from start_time to end_time
+    -- ('24:00' is midnight at the day's end) in time_zone, on the local dates from valid_from to
+    -- valid_until (both included; NULL: no bound).
+    days        integer[] CHECK (days <@ '{0,1,2,3,4,5,6}' AND cardinality(days) > 0),
+    start_time  time,
+    end_time    time,
+    time_zone   text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(time_zone)),
+    valid_from  date,
+    valid_until date,
+    created_by  text NOT NULL DEFAULT session_user,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CHECK (starts_at IS NOT NULL AND ends_at > starts_at AND days IS NULL AND start_time IS NULL AND end_time IS NULL
+           OR days IS NOT NULL AND start_time < end_time AND starts_at IS NULL AND ends_at IS NULL),
+    CHECK (valid_from IS NULL OR valid_until IS NULL OR valid_from <= valid_until)
+);
+CREATE INDEX freeze_windows_tenant_idx ON booking_admin.freeze_windows (tenant_id);
+COMMENT ON TABLE booking_admin.freeze_windows IS
+    'The freeze calendar: one-off [starts_at, ends_at) or weekly (days, start_time, end_time in time_zone, between valid_from and valid_until) windows, global (tenant_id NULL) or a tenant''s, that refuse or defer DDL, tuner changes and strong-lock maintenance.';
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.freeze_windows', '');
+
+-- The windows in force at p_at for an operation on the shared tables (p_tenant_id NULL: every
+-- window) or concerning one tenant (the global windows and that tenant's), each with the end
+-- of its current occurrence.
+CREATE FUNCTION booking_admin.freeze_windows_at(p_at timestamptz, p_tenant_id uuid DEFAULT NULL)
+RETURNS TABLE (id uuid, tenant_id uuid, description text, action text, ends_at timestamptz)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT w.id, w.tenant_id, w.description, w.action,
+           CASE WHEN w.days IS NULL THEN w.ends_at
+                ELSE ((l.at::date + w.end_time) AT TIME ZONE w.time_zone) END
+    FROM booking_admin.freeze_windows w
+    CROSS JOIN LATERAL (SELECT p_at AT TIME ZONE w.time_zone AS at) l
+    WHERE (p_tenant_id IS NULL OR w.tenant_id IS NULL OR w.tenant_id = p_tenant_id)
+      AND CASE WHEN w.days IS NULL THEN p_at >= w.starts_at AND p_at < w.ends_at
+               ELSE extract(dow FROM l.at)::int = ANY (w.days)
+                    AND l.at::time >= w.start_time AND (l.at::time < w.end_time OR w.end_time = '24:00')
+                    AND (w.valid_from IS NULL OR l.at::date >= w.valid_from)
+                    AND (w.valid_until IS NULL OR l.at::date <= w.valid_until) END
+$$;
+
+-- Whether an operation is frozen now: {"frozen": false} or {"frozen": true, "action",
+-- "until", "windows": [{id, tenant_id, description, action}]}. "until" is when the freeze
+-- ends: the end of the windows in force, followed through the windows that begin as others
+-- end (a Saturday window then a Sunday one freeze until Sunday's end). "action" is 'refuse'
+-- when any window in force refuses.
+CREATE FUNCTION booking_admin.freeze_state(p_tenant_id uuid DEFAULT NULL, p_at timestamptz DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_at timestamptz := coalesce(p_at, booking.clock_now());
+    v_until timestamptz;
+    v_next timestamptz;
+    v_windows jsonb;
+    v_refuse boolean;
+BEGIN
+    SELECT max(w.ends_at), jsonb_agg(jsonb_build_object('id', w.id, 'tenant_id', w.tenant_id, 'description', w.description,
+                                                         'action', w.action) ORDER BY w.ends_at, w.id),
+           bool_or(w.action = 'refuse')
+    INTO v_until, v_windows, v_refuse
+    FROM booking_admin.freeze_windows_at(v_at, p_tenant_id) w;
+    IF v_until IS NULL THEN
+        RETURN jsonb_build_object('frozen', false);
+    END IF;
+    -- Back-to-back windows: at most a year of them, which also ends a calendar frozen for ever.
+    FOR i IN 1..366 LOOP
+        SELECT max(w.ends_at) INTO v_next FROM booking_admin.freeze_windows_at(v_until, p_tenant_id) w;
+        EXIT WHEN v_next IS NULL OR v_next <= v_until;
+        v_until := v_next;
+    END LOOP;
+    RETURN jsonb_build_object('frozen', true, 'action', CASE WHEN v_refuse THEN 'refuse' ELSE 'defer' END,
+                              'until', v_until, 'windows', v_windows);
+END $$;
+
+-- What an operator-initiated operation does under the calendar: returns NULL (go on) or the
+-- instant to defer it to; raises 57000 (with the windows in the detail) when a window in force
+-- refuses, after recording the refusal in the audit log (it survives the error's rollback).
+-- p_what names the operation in the error and the audit entry.
+CREATE FUNCTION booking_admin.freeze_gate(p_what text, p_tenant_id uuid DEFAULT NULL) RETURNS timestamptz
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v jsonb := booking_admin.freeze_state(p_tenant_id);
+    v_reason text;
+BEGIN
+    IF NOT (v ->> 'frozen')::boolean THEN
+        RETURN NULL;
+    END IF;
+    IF v ->> 'action' = 'refuse' THEN
+        v_reason := format('%s is refused inside a freeze window until %s (%s)', p_what, v ->> 'until',
+                           (SELECT string_agg(w ->> 'description', '; ') FROM jsonb_array_elements(v -> 'windows') w));
+        PERFORM booking.audit_event('freeze.refused', 'freeze_window', p_what, false, v_reason, false, p_tenant_id);
+        RAISE EXCEPTION '%', v_reason USING ERRCODE = '57000', DETAIL = (v -> 'windows')::text,
+            HINT = 'Wait for the window to end, or remove the window (booking_admin.freeze_windows) if it no longer applies.';
+    END IF;
+    RETURN (v ->> 'until')::timestamptz;
+END $$;
+
+-- The calendar, managed by operators (the table is theirs to edit too; these check the
+-- arguments with clear errors).
+CREATE FUNCTION booking_admin.add_freeze_window(
+    p_description text,
+    p_starts_at timestamptz DEFAULT NULL,
+    p_ends_at timestamptz DEFAULT NULL,
+    p_days integer[] DEFAULT NULL,
+    p_start_time time DEFAULT NULL,
+    p_end_time time DEFAULT NULL,
+    p_time_zone text DEFAULT 'UTC',
+    p_valid_from date DEFAULT NULL,
+    p_valid_until date DEFAULT NULL,
+    p_action text DEFAULT 'defer',
+    p_tenant_id uuid DEFAULT NULL
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id uuid;
+BEGIN
+    IF p_description IS NULL OR length(p_description) NOT BETWEEN 1 AND 200 THEN
+        RAISE EXCEPTION 'a freeze window needs a description of 1 to 200 characters' USING ERRCODE = '22023';
+    END IF;
+    IF p_action IS NULL OR p_action NOT IN ('refuse', 'defer') THEN
+        RAISE EXCEPTION 'action must be ''refuse'' or ''defer'', not %', coalesce(quote_literal(p_action), 'NULL')
+            USING ERRCODE = '22023';
+    END IF;
+    IF (p_starts_at IS NULL) = (p_days IS NULL) THEN
+        RAISE EXCEPTION 'give either p_starts_at and p_ends_at (a one-off window) or p_days, p_start_time and p_end_time (a weekly one)'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_starts_at IS NOT NULL AND (p_ends_at IS NULL OR p_ends_at <= p_starts_at) THEN
+        RAISE EXCEPTION 'a one-off window ends after it starts' USING ERRCODE = '22023';
+    END IF;
+    IF p_days IS NOT NULL AND (cardinality(p_days) = 0 OR NOT p_days <@ '{0,1,2,3,4,5,6}' OR array_position(p_days, NULL) IS NOT NULL
+                               OR p_start_time IS NULL OR p_end_time IS NULL OR p_start_time >= p_end_time) THEN
+        RAISE EXCEPTION 'a weekly window has days 0 (Sunday) .. 6 and a start time before its end time (''24:00'' for midnight)'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_time_zone IS NULL OR NOT booking.is_valid_timezone(p_time_zone) THEN
+        RAISE EXCEPTION 'unknown time zone %', coalesce(quote_literal(p_time_zone), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF p_valid_from > p_valid_until THEN
+        RAISE EXCEPTION 'valid_from is after valid_until' USING ERRCODE = '22023';
+    END IF;
+    INSERT INTO booking_admin.freeze_windows (tenant_id, description, action, starts_at, ends_at, days, start_time, end_time,
+                                              time_zone, valid_from, valid_until)
+    VALUES (p_tenant_id, p_description, p_action, p_starts_at, p_ends_at, p_days, p_start_time, p_end_time, p_time_zone,
+            p_valid_from, p_valid_until)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+EXCEPTION WHEN foreign_key_violation THEN
+    RAISE EXCEPTION 'tenant % does not exist', p_tenant_id USING ERRCODE = 'P0002';
+END $$;
+
+CREATE FUNCTION booking_admin.remove_freeze_window(p_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    DELETE FROM booking_admin.freeze_windows w WHERE w.id = p_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no freeze window %', coalesce(p_id::text, 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    RETURN true;
+END $$;
+
+-- A job put back in the queue without counting an attempt: a runner found it frozen. At least 5
+-- seconds ahead: where booking_engine.now holds the calendar's clock still, the window's end
+-- may already be past on the real clock the queue runs by, and the job must not spin.
+CREATE FUNCTION booking_admin.defer_job(p_id uuid, p_until timestamptz) RETURNS void
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    UPDATE booking_admin.jobs
+    SET status = 'pending', scheduled_at = greatest(p_until, clock_timestamp() + interval '5 seconds'),
+        started_at = NULL, locked_by = NULL, locked_pid = NULL,
+        locked_at = NULL, heartbeat_at = NULL, updated_at = now(),
+        error_message = format('deferred by the freeze calendar until %s', p_until)
+    WHERE id = p_id AND status = 'running'
+$$;
+
+-- booking.events, partitioned by month. Its rows are not copied: the table itself becomes the
+-- default partition of the new partitioned table (ATTACH, no rewrite), keeping its key and
+-- indexes (a fresh install's default partition has the same), and the scheduler's
+-- partition-maintenance then moves them into monthly partitions, one month per run. On a Citus
+-- cluster, undistribute booking.events before the update and run distribute_tables() after it.
+DROP TRIGGER events_metrics ON booking.events;
+DROP TRIGGER events_fan_out ON booking.events;
+ALTER TABLE booking.events RENAME TO events_default;
+COMMENT ON TABLE booking.events_default IS NULL;
+-- Out of the way while the new table takes these names (constraint names are chosen unique in
+-- the schema), then back: ATTACH matches a partition's constraints to its table's by name.
+ALTER TABLE booking.events_default RENAME CONSTRAINT events_event_type_check TO events_event_type_check_old;
+ALTER TABLE booking.events_default RENAME CONSTRAINT events_tenant_id_fkey TO events_tenant_id_fkey_old;
+CREATE TABLE booking.events (
+    id            uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id     uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    event_type    text NOT NULL CHECK (event_type ~ '^[a-z_]+\.[a-z_]+$'),
+    payload       jsonb NOT NULL DEFAULT '{}',
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    dispatched_at timestamptz,
+    fanned_out_at timestamptz
+) PARTITION BY RANGE (created_at);
+ALTER TABLE booking.events_default RENAME CONSTRAINT events_event_type_check_old TO events_event_type_check;
+ALTER TABLE booking.events_default RENAME CONSTRAINT events_tenant_id_fkey_old TO events_tenant_id_fkey;
+COMMENT ON TABLE booking.events IS
+    'Outbox of booking.created, booking.rescheduled, booking.cancelled, waitlist.notified, conflict.detected and the maintenance transitions; NOTIFY booking_events carries {"id", "type"}.';
+SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
+CREATE TRIGGER events_metrics AFTER INSERT ON booking.events
+    FOR EACH ROW EXECUTE FUNCTION booking.metrics_on_event();
+CREATE TRIGGER events_fan_out AFTER INSERT ON booking.events
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.wake_delivery_on_events();
+ALTER TABLE booking.events ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.events ATTACH PARTITION booking.events_default DEFAULT;
+-- Monthly partitions, kept a year: the outbox is read while its events are new (dispatch, the
+-- delivery fan-out, the waitlist sweep's 48 hours).
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking.events', 'created_at', 'month', 3, '365 days', 'The outbox of booking changes');
+
+-- The audit log, partitioned by month the same way: the table becomes the default partition
+-- (keeping its key, its indexes and its append-only guard, which every partition carries).
+DROP TRIGGER security_audit_fill ON booking_admin.security_audit_log;
+ALTER TABLE booking_admin.security_audit_log RENAME TO security_audit_log_default;
+COMMENT ON TABLE booking_admin.security_audit_log_default IS NULL;
+COMMENT ON COLUMN booking_admin.security_audit_log_default.db_user IS NULL;
+ALTER TABLE booking_admin.security_audit_log_default RENAME CONSTRAINT security_audit_log_action_check TO security_audit_log_action_check_old;
+ALTER TABLE booking_admin.security_audit_log_default RENAME CONSTRAINT security_audit_log_resource_type_check TO security_audit_log_resource_type_check_old;
+CREATE TABLE booking_admin.security_audit_log (
+    id                      uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id               uuid,
+    user_id                 uuid,
+    db_user                 text,
+    action                  text NOT NULL CHECK (length(action) BETWEEN 1 AND 255),
+    resource_type           text NOT NULL CHECK (length(resource_type) BETWEEN 1 AND 255),
+    resource_id             text,
+    ip_address              inet,
+    user_agent              text,
+    request_id              text,
+    success                 boolean NOT NULL,
+    failure_reason          text,
+    sensitive_data_accessed boolean NOT NULL DEFAULT false,
+    mfa                     boolean,
+    created_at              timestamptz NOT NULL DEFAULT booking.clock_now()
+) PARTITION BY RANGE (created_at);
+ALTER TABLE booking_admin.security_audit_log_default RENAME CONSTRAINT security_audit_log_action_check_old TO security_audit_log_action_check;
+ALTER TABLE booking_admin.security_audit_log_default RENAME CONSTRAINT security_audit_log_resource_type_check_old TO security_audit_log_resource_type_check;
+COMMENT ON TABLE booking_admin.security_audit_log IS
+    'Append-only audit trail. Context columns left NULL on insert are filled from the request (request.jwt.claims, request.headers) or the session. mfa: NULL without JWT claims.';
+COMMENT ON COLUMN booking_admin.security_audit_log.db_user IS 'The database role the session acted as (outside SECURITY DEFINER functions).';
+CREATE TRIGGER security_audit_fill BEFORE INSERT ON booking_admin.security_audit_log
+    FOR EACH ROW EXECUTE FUNCTION booking.security_audit_fill();
+CREATE TRIGGER security_audit_append_only BEFORE UPDATE OR DELETE OR TRUNCATE ON booking_admin.security_audit_log
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.security_audit_append_only();
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.security_audit_log', '');
+ALTER TABLE booking_admin.security_audit_log ATTACH PARTITION booking_admin.security_audit_log_default DEFAULT;
+-- Monthly partitions of the audit log, kept a year.
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking_admin.security_audit_log', 'created_at', 'month', 3, '365 days', 'The security audit trail');
+
+-- Remediations: the actions rules may name, the proposals and their decisions; the rate
+-- limiter's blocks (Rust, src/security/api.rs).
+ALTER TABLE booking_admin.security_rules
+    ADD COLUMN remediation_action text CHECK (remediation_action IN ('block_client', 'delete_expired_pii', 'revoke_grant')),
+    ADD COLUMN remediation_settings jsonb NOT NULL DEFAULT '{}';
+-- booking_engine::security::api::booking_admin::block_client
+CREATE  FUNCTION booking_admin."block_client"(
+	"p_identifier" TEXT, /* Option < String > */
+	"p_until" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS bool /* Result < bool, Report > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'block_client_wrapper';
+-- booking_engine::security::api::booking_admin::unblock_client
+CREATE  FUNCTION booking_admin."unblock_client"(
+	"p_identifier" TEXT /* Option < String > */
+) RETURNS bool /* Result < bool, Report > */
+VOLATILE PARALLEL UNSAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'unblock_client_wrapper';
+-- booking_engine::security::api::booking_admin::client_blocked_until
+CREATE  FUNCTION booking_admin."client_blocked_until"(
+	"p_identifier" TEXT /* Option < String > */
+) RETURNS timestamp with time zone /* Result < Option < TimestampWithTimeZone > , Report > */
+VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'client_blocked_until_wrapper';
+-- The five seed rules and the database lints; existing rules (an operator may have changed
+-- them) are left alone. Returns how many were added.
+CREATE OR REPLACE FUNCTION booking_admin.init_default_security_rules() RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+    WITH ins AS (
+        INSERT INTO booking_admin.security_rules (rule_name, rule_type, severity, condition_sql, remediation_text,
+                                                  remediation_action, remediation_settings)
+        VALUES
+        ('unencrypted_pii', 'data_protection', 'high',
+         $r$SELECT r.table_name || '.' || r.column_name AS object, r.table_name, r.column_name, r.data_type, r.compliance_level
+            FROM booking_admin.get_pii_registry() r
+            WHERE NOT r.is_encrypted AND r.compliance_level IN ('confidential', 'restricted')$r$,
+         'Encrypt the column (pgcrypto or bytea ciphertext) or lower its compliance level if it is not personal data.',
+         NULL, '{}'),
+        ('excessive_failed_logins', 'authentication', 'medium',
+         $r$SELECT k.object, k.kind, k.value, count(*) AS failures, max(a.created_at) AS last_failure
+            FROM booking_admin.security_audit_log a
+            CROSS JOIN LATERAL (VALUES ('ip:' || host(a.ip_address), 'ip', host(a.ip_address)),
+                                       ('user:' || a.resource_id, 'user', a.resource_id)) k (object, kind, value)
+            WHERE a.action = 'login' AND NOT a.success AND k.value IS NOT NULL
+              AND a.created_at > booking.clock_now() - interval '15 minutes' AND a.created_at <= booking.clock_now()
+            GROUP BY k.object, k.kind, k.value HAVING count(*) >= 5$r$,
+         'Block the IP address or lock the account for a while, and check whether the attempts come from an attack.',
+         'block_client', '{"block_for": "1 hour"}'),
+        ('privileged_action_without_mfa', 'access_control', 'critical',
+         $r$SELECT a.id::text AS object, a.id AS audit_id, a.tenant_id, a.user_id, a.db_user, a.resource_id AS function, a.created_at
+            FROM booking_admin.security_audit_log a
+            WHERE a.resource_type = 'booking_admin_function' AND a.mfa = false
+              AND a.created_at > booking.clock_now() - interval '24 hours'$r$,
+         'Require a second factor (aal2) for operators before granting them booking_admin functions.',
+         NULL, '{}'),
+        ('data_retention_violation', 'data_retention', 'medium',
+         $r$SELECT o.table_name AS object, o.retention_days, o.overdue_rows FROM booking_admin.retention_overdue() o$r$,
+         'Archive or delete the rows older than the registry''s retention_days.',
+         'delete_expired_pii', '{}'),
+        ('off_hours_sensitive_access', 'monitoring', 'medium',
+         $r$SELECT a.id::text AS object, a.id AS audit_id, a.tenant_id, a.user_id, a.db_user, a.action, a.resource_type,
+                   a.resource_id, a.created_at, t.timezone
+            FROM booking_admin.security_audit_log a JOIN booking.tenants t ON t.id = a.tenant_id
+            WHERE a.sensitive_data_accessed AND a.created_at > booking.clock_now() - interval '7 days'
+              AND NOT booking.is_within_opening_hours(t.opening_hours, a.created_at AT TIME ZONE t.timezone)$r$,
+         'Review the business reason for reading personal data outside opening hours.',
+         NULL, '{}'),
+        ('lint_rls_disabled', 'lint', 'high',
+         $r$SELECT format('%I.%I', n.nspname, c.relname) AS object, n.nspname AS schema, c.relname AS table_name
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p') AND NOT c.relrowsecurity
+              AND n.nspname = ANY (string_to_array(replace(current_setting('booking_engine.exposed_schemas'), ' ', ''), ','))$r$,
+         'ALTER TABLE ... ENABLE ROW LEVEL SECURITY and add policies, or stop exposing the schema.',
+         NULL, '{}'),
+        ('lint_security_definer_search_path', 'lint', 'high',
+         $r$SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object,
+                   n.nspname AS schema, p.proname AS function
+            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.prosecdef AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+              AND NOT EXISTS (SELECT 1 FROM unnest(p.proconfig) c WHERE c LIKE 'search\_path=%')$r$,
+         'ALTER FUNCTION ... SET search_path = pg_catalog, <schema>, pg_temp.',
+         NULL, '{}'),
+        ('lint_public_execute_on_admin', 'lint', 'critical',
+         $r$SELECT format('%I.%I(%s)', n.nspname, p.proname, pg_catalog.pg_get_function_identity_arguments(p.oid)) AS object,
+                   p.proname AS function, 'FUNCTION' AS object_type, 'EXECUTE' AS privilege, 'PUBLIC' AS grantee
+            FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace
+            WHERE n.nspname = 'booking_admin' AND pg_catalog.has_function_privilege('public', p.oid, 'EXECUTE')$r$,
+         'REVOKE EXECUTE ON FUNCTION ... FROM PUBLIC and grant it to operator roles only.',
+         'revoke_grant', '{}')
+        ON CONFLICT (rule_name) DO NOTHING
+        RETURNING 1)
+    SELECT count(*)::integer FROM ins
+$$;
+-- The default rules an earlier version inserted get their actions (an operator's own rules, and
+-- rules an operator changed, are left alone).
+UPDATE booking_admin.security_rules SET remediation_action = 'block_client', remediation_settings = '{"block_for": "1 hour"}'
+WHERE rule_name = 'excessive_failed_logins' AND remediation_action IS NULL;
+UPDATE booking_admin.security_rules SET remediation_action = 'delete_expired_pii'
+WHERE rule_name = 'data_retention_violation' AND remediation_action IS NULL;
+UPDATE booking_admin.security_rules
+SET remediation_action = 'revoke_grant',
+    condition_sql = replace(condition_sql, 'p.proname AS function
+', 'p.proname AS function, ''FUNCTION'' AS object_type, ''EXECUTE'' AS privilege, ''PUBLIC'' AS grantee
+')
+WHERE rule_name = 'lint_public_execute_on_admin' AND remediation_action IS NULL;
+-- Remediations ----------------------------------------------------------------------------------
+
+-- What may be done about a violation, one row per action: proposed (a dry run says what it
+-- would do) when a rule naming an action finds a violation, carried out only when an operator
+-- approves it, undone where that is possible. Every step is audited (security_audit_log,
+-- resource type 'security_remediation').
+--   block_client        the rate limiter refuses the identifier (an address or user id, the
+--                       violation's kind and value) in every bucket until expires_at
+--                       (settings.block_for, default 1 hour); reverted by unblocking
+--   delete_expired_pii  deletes the rows of a registered table older than the PII registry's
+--                       retention_days (by created_at); cannot be undone
+--   revoke_grant        REVOKE privilege ON object_type object FROM grantee (the violation's
+--                       columns of those names); reverted by granting it again
+CREATE TABLE booking_admin.security_remediations (
+    id           uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    violation_id uuid REFERENCES booking_admin.security_violations (id) ON DELETE SET NULL,
+    rule_name    text NOT NULL,
+    tenant_id    uuid,
+    action       text NOT NULL CHECK (action IN ('block_client', 'delete_expired_pii', 'revoke_grant')),
+    -- The violation's details when it was proposed, and what the action resolved them to.
+    details      jsonb NOT NULL,
+    target       jsonb NOT NULL,
+    plan         text NOT NULL,
+    dry_run      jsonb NOT NULL,
+    status       text NOT NULL DEFAULT 'proposed'
+                 CHECK (status IN ('proposed', 'applied', 'failed', 'rejected', 'reverted', 'expired')),
+    proposed_at  timestamptz NOT NULL DEFAULT booking.clock_now(),
+    decided_by   text,
+    decided_at   timestamptz,
+    note         text,
+    applied_at   timestamptz,
+    expires_at   timestamptz,
+    result       jsonb,
+    reverted_by  text,
+    reverted_at  timestamptz
+);
+-- One proposal per violation and action.
+CREATE UNIQUE INDEX security_remediations_violation_idx ON booking_admin.security_remediations (violation_id, action);
+CREATE INDEX security_remediations_open_idx ON booking_admin.security_remediations (status, expires_at)
+    WHERE status IN ('proposed', 'applied');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.security_remediations', '');
+
+-- What an action would do to a violation's details, now: {target, plan, dry_run}, or raises
+-- 22023 when the details do not name what the action needs. The dry run reads, never writes.
+CREATE FUNCTION booking_admin.remediation_plan(p_action text, p_details jsonb, p_settings jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_identifier text;
+    v_kind text;
+    v_for interval;
+    v_table regclass;
+    v_days integer;
+    v_rows bigint;
+    v_type text;
+    v_object text;
+    v_privilege text;
+    v_grantee text;
+    v_has boolean;
+BEGIN
+    IF p_action = 'block_client' THEN
+        v_kind := coalesce(p_details ->> 'kind', CASE WHEN p_details ? 'ip_address' THEN 'ip' WHEN p_details ? 'user_id' THEN 'user' END);
+        v_identifier := coalesce(p_details ->> 'value', p_details ->> 'ip_address', p_details ->> 'user_id');
+        IF v_identifier IS NULL OR v_kind NOT IN ('ip', 'user') THEN
+            RAISE EXCEPTION 'block_client needs the violation''s kind (ip or user) and value, or an ip_address or user_id'
+                USING ERRCODE = '22023';
+        END IF;
+        -- Checked as an interval, kept as written (a plan reads the same whatever IntervalStyle).
+        v_for := coalesce(p_settings ->> 'block_for', '1 hour')::interval;
+        RETURN jsonb_build_object(
+            'target', jsonb_build_object('kind', v_kind, 'identifier', v_identifier,
+                                         'block_for', coalesce(p_settings ->> 'block_for', '1 hour')),
+            'plan', format('block %s %s in the rate limiter for %s', v_kind, v_identifier,
+                           coalesce(p_settings ->> 'block_for', '1 hour')),
+            'dry_run', jsonb_build_object('blocked_now', booking_admin.client_blocked_until(v_identifier) IS NOT NULL));
+    ELSIF p_action = 'delete_expired_pii' THEN
+        -- The table and its retention from the registry as it is now, not from the finding.
+        SELECT to_regclass(r.table_name), min(r.retention_days) INTO v_table, v_days
+        FROM booking_admin.pii_data_registry r
+        WHERE r.table_name = p_details ->> 'object' AND r.retention_days IS NOT NULL
+        GROUP BY r.table_name;
+        IF v_table IS NULL OR NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = v_table AND a.attname = 'created_at'
+                                                                         AND NOT a.attisdropped) THEN
+            RAISE EXCEPTION 'delete_expired_pii needs a table of the PII registry with a retention and a created_at column, not %',
+                coalesce(quote_literal(p_details ->> 'object'), 'NULL') USING ERRCODE = '22023';
+        END IF;
+        EXECUTE format('SELECT count(*) FROM %s WHERE created_at < $1', v_table)
+            INTO v_rows USING booking.clock_now() - make_interval(days => v_days);
+        RETURN jsonb_build_object(
+            'target', jsonb_build_object('table', v_table::text, 'retention_days', v_days),
+            'plan', format('DELETE FROM %s WHERE created_at < now() - %s days (the registry''s retention); it cannot be undone',
+                           v_table, v_days),
+            'dry_run', jsonb_build_object('rows', v_rows));
+    ELSIF p_action = 'revoke_grant' THEN
+        v_type := upper(p_details ->> 'object_type');
+        v_object := p_details ->> 'object';
+        v_privilege := upper(p_details ->> 'privilege');
+        v_grantee := p_details ->> 'grantee';
+        IF v_type NOT IN ('FUNCTION', 'TABLE', 'SCHEMA', 'SEQUENCE') OR v_object IS NULL OR v_grantee IS NULL
+           OR v_privilege NOT IN ('EXECUTE', 'SELECT', 'INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'REFERENCES', 'TRIGGER',
+                                  'USAGE', 'CREATE', 'ALL') THEN
+            RAISE EXCEPTION 'revoke_grant needs the violation''s object_type (function, table, schema, sequence), object, privilege and grantee'
+                USING ERRCODE = '22023';
+        END IF;
+        -- The object and grantee resolved (and quoted) by the catalog: the finding's text is not run.
+        v_object := CASE v_type WHEN 'FUNCTION' THEN to_regprocedure(v_object)::text
+                                WHEN 'SCHEMA' THEN to_regnamespace(v_object)::text
+                                ELSE to_regclass(v_object)::text END;
+        v_grantee := CASE WHEN upper(v_grantee) = 'PUBLIC' THEN 'PUBLIC' ELSE to_regrole(v_grantee)::text END;
+        IF v_object IS NULL OR v_grantee IS NULL THEN
+            RAISE EXCEPTION 'revoke_grant: % % or grantee % does not exist', lower(v_type), p_details ->> 'object',
+                p_details ->> 'grantee' USING ERRCODE = '22023';
+        END IF;
+        v_has := CASE WHEN v_privilege = 'ALL' THEN NULL
+                      WHEN v_type = 'FUNCTION' THEN has_function_privilege(CASE v_grantee WHEN 'PUBLIC' THEN 'public' ELSE v_grantee END,
+                                                                           v_object::regprocedure, v_privilege)
+                      WHEN v_type = 'SCHEMA' THEN has_schema_privilege(CASE v_grantee WHEN 'PUBLIC' THEN 'public' ELSE v_grantee END,
+                                                                       v_object, v_privilege)
+                      WHEN v_type = 'SEQUENCE' THEN has_sequence_privilege(CASE v_grantee WHEN 'PUBLIC' THEN 'public' ELSE v_grantee END,
+                                                                           v_object, v_privilege)
+                      ELSE has_table_privilege(CASE v_grantee WHEN 'PUBLIC' THEN 'public' ELSE v_grantee END, v_object, v_privilege) END;
+        RETURN jsonb_build_object(
+            'target', jsonb_build_object('object_type', v_type, 'object', v_object, 'privilege', v_privilege, 'grantee', v_grantee),
+            'plan', format('REVOKE %s ON %s %s FROM %s', v_privilege, v_type, v_object, v_grantee),
+            'dry_run', jsonb_build_object('granted_now', v_has,
+                                          'revert', format('GRANT %s ON %s %s TO %s', v_privilege, v_type, v_object, v_grantee)));
+    END IF;
+    RAISE EXCEPTION 'unknown remediation action %', coalesce(quote_literal(p_action), 'NULL') USING ERRCODE = '22023';
+END $$;
+
+-- A proposal for every open violation of a rule that names an action and has none yet; a
+-- violation whose details do not fit the action gets a 'failed' row saying why. Called at the
+-- end of every rule evaluation. Returns how many were proposed.
+CREATE FUNCTION booking_admin.propose_remediations() RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    v_plan jsonb;
+    n integer := 0;
+BEGIN
+    FOR r IN
+        SELECT v.id, v.tenant_id, v.violation_details, s.rule_name, s.remediation_action, s.remediation_settings
+        FROM booking_admin.security_violations v
+        JOIN booking_admin.security_rules s ON s.id = v.rule_id
+        WHERE v.status <> 'resolved' AND s.remediation_action IS NOT NULL
+          AND NOT EXISTS (SELECT 1 FROM booking_admin.security_remediations m
+                          WHERE m.violation_id = v.id AND m.action = s.remediation_action)
+    LOOP
+        BEGIN
+            v_plan := booking_admin.remediation_plan(r.remediation_action, r.violation_details, r.remediation_settings);
+            INSERT INTO booking_admin.security_remediations (violation_id, rule_name, tenant_id, action, details, target, plan,
+                                                            dry_run)
+            VALUES (r.id, r.rule_name, r.tenant_id, r.remediation_action, r.violation_details, v_plan -> 'target',
+                    v_plan ->> 'plan', v_plan -> 'dry_run');
+            n := n + 1;
+        EXCEPTION WHEN invalid_parameter_value THEN
+            INSERT INTO booking_admin.security_remediations (violation_id, rule_name, tenant_id, action, details, target, plan,
+                                                            dry_run, status, result)
+            VALUES (r.id, r.rule_name, r.tenant_id, r.remediation_action, r.violation_details, '{}', 'none: ' || SQLERRM, '{}',
+                    'failed', jsonb_build_object('error', SQLERRM, 'sqlstate', SQLSTATE));
+        END;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- One remediation, locked, in one of the given states, or the documented error: 42501 for a
+-- caller who is not an operator, P0002 for an unknown id, 55000 for one in another state.
+CREATE FUNCTION booking_admin.remediation_in(p_id uuid, p_states text[]) RETURNS booking_admin.security_remediations
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.security_remediations;
+BEGIN
+    IF NOT booking.caller_is_operator() THEN
+        RAISE EXCEPTION 'only operators decide remediations' USING ERRCODE = '42501';
+    END IF;
+    SELECT * INTO v FROM booking_admin.security_remediations m WHERE m.id = p_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no remediation %', coalesce(p_id::text, 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    IF NOT v.status = ANY (p_states) THEN
+        RAISE EXCEPTION 'remediation % is %, not %', p_id, v.status, array_to_string(p_states, ' or ') USING ERRCODE = '55000';
+    END IF;
+    RETURN v;
+END $$;
+
+-- The dry run again, as things are now: what approving would do (nothing is changed; audited).
+CREATE FUNCTION booking_admin.preview_remediation(p_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.security_remediations :=
+        booking_admin.remediation_in(p_id, ARRAY['proposed', 'applied', 'failed', 'rejected', 'reverted', 'expired']);
+    v_plan jsonb;
+BEGIN
+    v_plan := booking_admin.remediation_plan(v.action, v.details, coalesce(
+        (SELECT r.remediation_settings FROM booking_admin.security_rules r WHERE r.rule_name = v.rule_name), '{}'));
+    PERFORM booking.audit_event('remediation.dry_run', 'security_remediation', p_id::text, true, NULL,
+                                v.action = 'delete_expired_pii', v.tenant_id);
+    RETURN jsonb_build_object('id', v.id, 'action', v.action, 'status', v.status) || v_plan;
+END $$;
+
+-- Carries out a proposed remediation: an operator's decision, run with the extension owner's
+-- rights (what runs was found by a rule and resolved against the catalog, both the owner's;
+-- the operator chooses only whether). Returns the remediation; a failure is recorded (status
+-- failed, the error in result) and audited, not raised. Operators only (42501).
+CREATE FUNCTION booking_admin.approve_remediation(p_id uuid, p_note text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.security_remediations := booking_admin.remediation_in(p_id, ARRAY['proposed']);
+    v_rows bigint;
+    v_until timestamptz;
+    v_error text;
+    v_result jsonb;
+BEGIN
+    BEGIN
+        IF v.action = 'block_client' THEN
+            v_until := booking.clock_now() + (v.target ->> 'block_for')::interval;
+            PERFORM booking_admin.block_client(v.target ->> 'identifier', v_until);
+            v_result := jsonb_build_object('blocked_until', v_until);
+        ELSIF v.action = 'delete_expired_pii' THEN
+            EXECUTE format('DELETE FROM %s WHERE created_at < $1', (v.target ->> 'table')::regclass)
+                USING booking.clock_now() - make_interval(days => (v.target ->> 'retention_days')::int);
+            GET DIAGNOSTICS v_rows = ROW_COUNT;
+            v_result := jsonb_build_object('deleted_rows', v_rows);
+        ELSE
+            EXECUTE v.plan;
+            v_result := jsonb_build_object('revert', v.dry_run ->> 'revert');
+        END IF;
+    EXCEPTION WHEN OTHERS THEN
+        v_error := SQLSTATE || ': ' || SQLERRM;
+    END;
+    UPDATE booking_admin.security_remediations m SET
+        status = CASE WHEN v_error IS NULL THEN 'applied' ELSE 'failed' END,
+        decided_by = session_user, decided_at = booking.clock_now(), note = p_note,
+        applied_at = CASE WHEN v_error IS NULL THEN booking.clock_now() END, expires_at = v_until,
+        result = coalesce(v_result, jsonb_build_object('error', v_error))
+    WHERE m.id = p_id
+    RETURNING * INTO v;
+    PERFORM booking.audit_event('remediation.apply', 'security_remediation', p_id::text, v_error IS NULL, v_error,
+                                v.action = 'delete_expired_pii', v.tenant_id);
+    RETURN to_jsonb(v);
+END $$;
+
+CREATE FUNCTION booking_admin.reject_remediation(p_id uuid, p_note text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.security_remediations := booking_admin.remediation_in(p_id, ARRAY['proposed']);
+BEGIN
+    UPDATE booking_admin.security_remediations m
+    SET status = 'rejected', decided_by = session_user, decided_at = booking.clock_now(), note = p_note
+    WHERE m.id = p_id RETURNING * INTO v;
+    PERFORM booking.audit_event('remediation.reject', 'security_remediation', p_id::text, true, p_note, false, v.tenant_id);
+    RETURN to_jsonb(v);
+END $$;
+
+-- Undoes an applied block (unblocked at once) or revoke (granted again). A deletion cannot be
+-- undone: 55000.
+CREATE FUNCTION booking_admin.revert_remediation(p_id uuid, p_note text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.security_remediations := booking_admin.remediation_in(p_id, ARRAY['applied']);
+BEGIN
+    IF v.action = 'delete_expired_pii' THEN
+        RAISE EXCEPTION 'remediation % deleted rows: it cannot be undone', p_id USING ERRCODE = '55000',
+            HINT = 'Restore the rows from a backup if they are needed.';
+    END IF;
+    IF v.action = 'block_client' THEN
+        PERFORM booking_admin.unblock_client(v.target ->> 'identifier');
+    ELSE
+        EXECUTE v.dry_run ->> 'revert';
+    END IF;
+    UPDATE booking_admin.security_remediations m
+    SET status = 'reverted', reverted_by = session_user, reverted_at = booking.clock_now(),
+        note = coalesce(p_note, m.note)
+    WHERE m.id = p_id RETURNING * INTO v;
+    PERFORM booking.audit_event('remediation.revert', 'security_remediation', p_id::text, true, p_note, false, v.tenant_id);
+    RETURN to_jsonb(v);
+END $$;
+
+-- Applied blocks: the ones past their expiry become 'expired' (audited); the live ones are
+-- handed to the rate limiter again (its memory does not survive a restart). Every minute.
+CREATE FUNCTION booking_admin.op_client_blocks(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    r record;
+    n integer := 0;
+BEGIN
+    FOR r IN
+        UPDATE booking_admin.security_remediations m SET status = 'expired'
+        WHERE m.action = 'block_client' AND m.status = 'applied' AND m.expires_at <= booking.clock_now()
+        RETURNING m.id, m.tenant_id, m.target
+    LOOP
+        PERFORM booking_admin.unblock_client(r.target ->> 'identifier');
+        PERFORM booking.audit_event('remediation.expire', 'security_remediation', r.id::text, true, NULL, false, r.tenant_id);
+        n := n + 1;
+    END LOOP;
+    FOR r IN
+        SELECT m.target ->> 'identifier' AS identifier, m.expires_at FROM booking_admin.security_remediations m
+        WHERE m.action = 'block_client' AND m.status = 'applied'
+    LOOP
+        PERFORM booking_admin.block_client(r.identifier, r.expires_at);
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('client-blocks', 'Expire remediation blocks and keep the live ones in the rate limiter', 'booking_admin.op_client_blocks',
+     '{}', 60000, 3, 30000);
+
+-- The auto-tuner's freeze windows join the freeze calendar: each becomes a global weekly
+-- window that defers, in the tuner's time zone.
+INSERT INTO booking_admin.freeze_windows (description, action, days, start_time, end_time, time_zone)
+SELECT 'auto-tuner freeze window', 'defer', ARRAY(SELECT jsonb_array_elements_text(w -> 'days')::int),
+       (w ->> 'start')::time, (w ->> 'end')::time, c.freeze_timezone
+FROM booking_admin.auto_tuner_config c, jsonb_array_elements(c.freeze_windows) w;
+ALTER TABLE booking_admin.auto_tuner_config DROP COLUMN freeze_windows, DROP COLUMN freeze_timezone;
+DROP FUNCTION booking.is_valid_freeze_windows(jsonb);
+COMMENT ON TABLE booking_admin.auto_tuner_config IS
+    'The auto-tuner''s settings (one row). It applies and rolls back nothing inside a window of the freeze calendar (booking_admin.freeze_windows).';
+-- The tuner builds its indexes concurrently through the queued path: an action is 'applying'
+-- while its job runs.
+ALTER TABLE booking_admin.tuning_actions ADD COLUMN job_id uuid,
+    DROP CONSTRAINT tuning_actions_status_check,
+    ADD CONSTRAINT tuning_actions_status_check CHECK (status IN ('proposed', 'applying', 'applied', 'rolled_back', 'skipped'));
+-- How one execute_admin_sql attempt ended, by the audit_id it returned (or that its error
+-- was recorded under): the audit row as a document.
+-- VOLATILE: the writer commits rows during the caller's statement, which a STABLE function's
+-- snapshot would not see.
+CREATE OR REPLACE FUNCTION booking_admin.admin_sql_status(p_audit_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    doc jsonb;
+    job record;
+BEGIN
+    SELECT to_jsonb(a) INTO doc FROM booking_admin.admin_audit a WHERE a.id = p_audit_id;
+    IF doc IS NULL THEN
+        RAISE EXCEPTION 'no admin statement with audit id %', coalesce(p_audit_id::text, 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    IF doc ->> 'job_id' IS NULL THEN
+        RETURN doc;
+    END IF;
+    -- A queued statement ends when its job does (a completed job may have moved to the history).
+    SELECT j.status, j.retry_count, j.started_at, j.error_message, j.completed_at INTO job
+    FROM booking_admin.jobs j WHERE j.id = (doc ->> 'job_id')::uuid;
+    IF NOT FOUND THEN
+        SELECT j.status, j.retry_count, j.started_at, j.error_message, j.completed_at INTO job
+        FROM booking_admin.job_history j WHERE j.id = (doc ->> 'job_id')::uuid;
+    END IF;
+    IF job.status IS NULL THEN
+        RETURN doc || jsonb_build_object('outcome', 'failed', 'outcome_detail',
+            'its job is gone: the enqueuing transaction rolled back, or job retention removed it');
+    END IF;
+    -- A pending job says whether a runner will take it (false: no worker serves this database,
+    -- see worker_status()).
+    RETURN doc || jsonb_build_object(
+        'will_run', CASE WHEN job.status IN ('pending', 'failed', 'running')
+                         THEN (booking_admin.worker_status() ->> 'will_run')::boolean END,
+        'outcome', CASE job.status WHEN 'completed' THEN 'succeeded' WHEN 'dead' THEN 'failed' ELSE 'pending' END,
+        'outcome_detail', job.error_message,
+        'finished_at', job.completed_at,
+        'job', jsonb_build_object('status', job.status, 'retry_count', job.retry_count, 'started_at', job.started_at));
+END $$;
+-- The tuner's concurrent builds, settled: an action whose job completed and whose index is valid
+-- is applied (from now on, by the tuner's clock: its monitoring interval counts from here); one
+-- whose job died, or whose index was left invalid (a CREATE INDEX CONCURRENTLY that failed
+-- leaves one behind), is skipped with the reason and the invalid index dropped through the
+-- sandbox. Returns {"applied": n, "failed": n}.
+CREATE FUNCTION booking_admin.settle_tuning_actions() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    a record;
+    v_applied integer := 0;
+    v_failed integer := 0;
+BEGIN
+    FOR a IN
+        SELECT t.id, t.index_name, t.rollback_sql, j.status AS job_status, j.error_message,
+               (SELECT i.indisvalid FROM pg_index i WHERE i.indexrelid = to_regclass(t.index_name)) AS valid
+        FROM booking_admin.tuning_actions t
+        LEFT JOIN LATERAL (
+            SELECT q.status, q.error_message FROM booking_admin.jobs q WHERE q.id = t.job_id
+            UNION ALL
+            SELECT h.status, h.error_message FROM booking_admin.job_history h WHERE h.id = t.job_id
+            LIMIT 1) j ON true
+        WHERE t.status = 'applying'
+        FOR UPDATE OF t
+    LOOP
+        IF a.job_status = 'completed' AND a.valid THEN
+            UPDATE booking_admin.tuning_actions SET status = 'applied', applied_at = booking.clock_now() WHERE id = a.id;
+            v_applied := v_applied + 1;
+        ELSIF a.job_status IS NULL OR a.job_status IN ('completed', 'dead') THEN
+            IF a.valid IS NOT NULL THEN
+                PERFORM booking_admin.execute_admin_sql(a.rollback_sql);
+            END IF;
+            UPDATE booking_admin.tuning_actions
+            SET status = 'skipped',
+                status_reason = coalesce('the concurrent build failed: ' || a.error_message,
+                                         'the concurrent build left no valid index (its job is gone or the index invalid)')
+            WHERE id = a.id;
+            v_failed := v_failed + 1;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('applied', v_applied, 'failed', v_failed);
+END $$;
+
+-- sql/history.sql, as a fresh install runs it.
+-- Database health over time. The scheduler's capture-history operation keeps, every 5 minutes,
+-- what pg_stat_statements, pg_stat_database and pg_stat_activity say (as deltas where they are
+-- counters) and, every hour, the size and use of every relation and the headroom of every
+-- sequence. The tables are partitioned by day (sql/partitions.sql; their indexes are the
+-- default partition's, copied to each day's) and dropped past their retention. The functions
+-- below answer a DBA's questions over a window: which queries take the time and how that
+-- moves, which relations grow fastest, which sequences run out, which indexes nobody uses,
+-- which are duplicates, and who blocks whom now. (PgHero keeps and asks the same; here it is
+-- the database's own.)
+
+-- One row per query (of this database) and capture: what it did since the previous capture.
+CREATE TABLE booking_admin.history_query_stats (
+    captured_at      timestamptz NOT NULL,
+    queryid          bigint NOT NULL,
+    role_name        text NOT NULL,
+    toplevel         boolean NOT NULL,
+    calls            bigint NOT NULL,
+    total_ms         float8 NOT NULL,
+    rows             bigint NOT NULL,
+    shared_blks_hit  bigint NOT NULL,
+    shared_blks_read bigint NOT NULL
+) PARTITION BY RANGE (captured_at);
+CREATE TABLE booking_admin.history_query_stats_default PARTITION OF booking_admin.history_query_stats DEFAULT;
+CREATE INDEX history_query_stats_query_idx ON booking_admin.history_query_stats_default (queryid, captured_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_query_stats_default', '');
+
+-- The text of each query seen (pg_stat_statements's normalised text), once per queryid.
+CREATE TABLE booking_admin.history_query_texts (
+    queryid      bigint PRIMARY KEY,
+    query        text NOT NULL,
+    last_seen_at timestamptz NOT NULL
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_query_texts', '');
+
+-- pg_stat_statements's counters at the last capture, the base of the next deltas.
+CREATE TABLE booking_admin.history_query_state (
+    userid      oid NOT NULL,
+    queryid     bigint NOT NULL,
+    toplevel    boolean NOT NULL,
+    calls       bigint NOT NULL,
+    total_ms    float8 NOT NULL,
+    rows        bigint NOT NULL,
+    blks_hit    bigint NOT NULL,
+    blks_read   bigint NOT NULL,
+    captured_at timestamptz NOT NULL,
+    PRIMARY KEY (userid, queryid, toplevel)
+);
+
+-- One row per capture: the database's size, its sessions by state, and pg_stat_database's
+-- counters as they stand (a chart takes their differences).
+CREATE TABLE booking_admin.history_database_stats (
+    captured_at         timestamptz NOT NULL,
+    database_bytes      bigint NOT NULL,
+    connections         jsonb NOT NULL,
+    total_connections   integer NOT NULL,
+    max_connections     integer NOT NULL,
+    waiting_on_locks    integer NOT NULL,
+    xact_commit         bigint NOT NULL,
+    xact_rollback       bigint NOT NULL,
+    blks_hit            bigint NOT NULL,
+    blks_read           bigint NOT NULL,
+    deadlocks           bigint NOT NULL,
+    temp_bytes          bigint NOT NULL,
+    stats_reset         timestamptz
+) PARTITION BY RANGE (captured_at);
+CREATE TABLE booking_admin.history_database_stats_default PARTITION OF booking_admin.history_database_stats DEFAULT;
+CREATE INDEX history_database_stats_at_idx ON booking_admin.history_database_stats_default (captured_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_database_stats_default', '');
+
+-- Every user table and index (and its use) at each space capture.
+CREATE TABLE booking_admin.history_relation_stats (
+    captured_at   timestamptz NOT NULL,
+    relid         oid NOT NULL,
+    schema_name   name NOT NULL,
+    relation_name name NOT NULL,
+    kind          text NOT NULL CHECK (kind IN ('table', 'index')),
+    table_name    name NOT NULL,
+    total_bytes   bigint NOT NULL,
+    row_estimate  bigint NOT NULL,
+    seq_scan      bigint,
+    idx_scan      bigint,
+    n_tup_ins     bigint,
+    n_tup_upd     bigint,
+    n_tup_del     bigint,
+    n_dead_tup    bigint
+) PARTITION BY RANGE (captured_at);
+CREATE TABLE booking_admin.history_relation_stats_default PARTITION OF booking_admin.history_relation_stats DEFAULT;
+CREATE INDEX history_relation_stats_relid_idx ON booking_admin.history_relation_stats_default (relid, captured_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_relation_stats_default', '');
+
+-- Every sequence at each space capture, with the largest value its column can hold.
+CREATE TABLE booking_admin.history_sequence_stats (
+    captured_at   timestamptz NOT NULL,
+    sequence_name text NOT NULL,
+    column_name   text,
+    last_value    bigint,
+    max_value     bigint NOT NULL
+) PARTITION BY RANGE (captured_at);
+CREATE TABLE booking_admin.history_sequence_stats_default PARTITION OF booking_admin.history_sequence_stats DEFAULT;
+CREATE INDEX history_sequence_stats_name_idx ON booking_admin.history_sequence_stats_default (sequence_name, captured_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.history_sequence_stats_default', '');
+
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description) VALUES
+    ('booking_admin.history_query_stats', 'captured_at', 'day', 7, '14 days', 'Query statistics over time (pg_stat_statements deltas)'),
+    ('booking_admin.history_database_stats', 'captured_at', 'day', 7, '30 days', 'Database size, sessions by state, transaction counters'),
+    ('booking_admin.history_relation_stats', 'captured_at', 'day', 7, '30 days', 'Table and index sizes and use'),
+    ('booking_admin.history_sequence_stats', 'captured_at', 'day', 7, '30 days', 'Sequence headroom');
+
+-- The sequences of this database, each with the largest value it may still hand out: its own
+-- maximum, or less when the column it feeds is smaller (an integer column on a bigint sequence
+-- fails at 2147483647, as PgHero warns).
+CREATE FUNCTION booking_admin.sequence_headroom()
+RETURNS TABLE (sequence_name text, column_name text, last_value bigint, max_value bigint)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT format('%I.%I', s.schemaname, s.sequencename), col.name, s.last_value,
+           least(s.max_value, coalesce(col.type_max, s.max_value))
+    FROM pg_sequences s
+    LEFT JOIN LATERAL (
+        SELECT format('%s.%I', d.refobjid::regclass, a.attname) AS name,
+               CASE a.atttypid WHEN 'int2'::regtype THEN 32767 WHEN 'int4'::regtype THEN 2147483647 END AS type_max
+        FROM pg_depend d
+        JOIN pg_attribute a ON a.attrelid = d.refobjid AND a.attnum = d.refobjsubid
+        WHERE d.classid = 'pg_class'::regclass AND d.objid = format('%I.%I', s.schemaname, s.sequencename)::regclass
+          AND d.refclassid = 'pg_class'::regclass AND d.deptype IN ('a', 'i')
+        LIMIT 1) col ON true
+    WHERE s.schemaname NOT IN ('pg_catalog', 'information_schema')
+$$;
+
+-- One capture: query deltas and the database row always, relations and sequences when the
+-- last space capture is older than p_space_every. Returns the rows written.
+CREATE FUNCTION booking_admin.capture_history(p_space_every interval DEFAULT '1 hour') RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_at timestamptz := clock_timestamp();
+    v_schema name;
+    v_first boolean;
+    v_reset boolean := false;
+    n integer := 0;
+    m integer;
+BEGIN
+    SELECT ns.nspname INTO v_schema
+    FROM pg_extension e JOIN pg_namespace ns ON ns.oid = e.extnamespace WHERE e.extname = 'pg_stat_statements';
+    IF v_schema IS NOT NULL THEN
+        v_first := NOT EXISTS (SELECT 1 FROM booking_admin.history_query_state);
+        -- A reset since the last capture: the counters start again from zero.
+        EXECUTE format('SELECT coalesce((SELECT stats_reset FROM %I.pg_stat_statements_info) > (SELECT max(captured_at) FROM booking_admin.history_query_state), false)',
+                       v_schema) INTO v_reset;
+        EXECUTE format($q$
+            WITH cur AS (
+                SELECT s.userid, s.queryid, s.toplevel, s.query, s.calls, s.total_exec_time AS total_ms, s.rows,
+                       s.shared_blks_hit AS blks_hit, s.shared_blks_read AS blks_read
+                FROM %I.pg_stat_statements s
+                WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND s.queryid IS NOT NULL
+            ), d AS (
+                -- A counter that went down was reset: all of it is new.
+                SELECT c.*,
+                       CASE WHEN p.calls IS NULL OR $2 OR c.calls < p.calls THEN c.calls ELSE c.calls - p.calls END AS d_calls,
+                       CASE WHEN p.calls IS NULL OR $2 OR c.calls < p.calls THEN c.total_ms ELSE c.total_ms - p.total_ms END AS d_ms,
+                       CASE WHEN p.calls IS NULL OR $2 OR c.calls < p.calls THEN c.rows ELSE c.rows - p.rows END AS d_rows,
+                       CASE WHEN p.calls IS NULL OR $2 OR c.calls < p.calls THEN c.blks_hit ELSE c.blks_hit - p.blks_hit END AS d_hit,
+                       CASE WHEN p.calls IS NULL OR $2 OR c.calls < p.calls THEN c.blks_read ELSE c.blks_read - p.blks_read END AS d_read
+                FROM cur c LEFT JOIN booking_admin.history_query_state p USING (userid, queryid, toplevel)
+            ), rows_in AS (
+                INSERT INTO booking_admin.history_query_stats (captured_at, queryid, role_name, toplevel, calls, total_ms, rows,
+                                                               shared_blks_hit, shared_blks_read)
+                SELECT $1, d.queryid, pg_get_userbyid(d.userid), d.toplevel, d.d_calls, d.d_ms, d.d_rows, d.d_hit, d.d_read
+                FROM d WHERE d.d_calls > 0 AND NOT $3
+                RETURNING 1
+            ), texts AS (
+                INSERT INTO booking_admin.history_query_texts AS t (queryid, query, last_seen_at)
+                SELECT DISTINCT ON (d.queryid) d.queryid, d.query, $1 FROM d WHERE d.d_calls > 0 AND NOT $3
+                ORDER BY d.queryid
+                ON CONFLICT (queryid) DO UPDATE SET last_seen_at = EXCLUDED.last_seen_at
+            ), state AS (
+                INSERT INTO booking_admin.history_query_state AS s (userid, queryid, toplevel, calls, total_ms, rows, blks_hit,
+                                                                  blks_read, captured_at)
+                SELECT c.userid, c.queryid, c.toplevel, c.calls, c.total_ms, c.rows, c.blks_hit, c.blks_read, $1 FROM cur c
+                ON CONFLICT (userid, queryid, toplevel) DO UPDATE SET
+                    calls = EXCLUDED.calls, total_ms = EXCLUDED.total_ms, rows = EXCLUDED.rows, blks_hit = EXCLUDED.blks_hit,
+                    blks_read = EXCLUDED.blks_read, captured_at = EXCLUDED.captured_at
+            )
+            SELECT count(*)::int FROM rows_in$q$, v_schema) INTO m USING v_at, v_reset, v_first;
+        n := n + m;
+        -- Entries pg_stat_statements evicted since, and texts no capture has seen for a month.
+        DELETE FROM booking_admin.history_query_state WHERE captured_at < v_at;
+        DELETE FROM booking_admin.history_query_texts WHERE last_seen_at < v_at - interval '31 days';
+    END IF;
+    INSERT INTO booking_admin.history_database_stats (captured_at, database_bytes, connections, total_connections,
+        max_connections, waiting_on_locks, xact_commit, xact_rollback, blks_hit, blks_read, deadlocks, temp_bytes, stats_reset)
+    SELECT v_at, pg_database_size(d.datid),
+           coalesce((SELECT jsonb_object_agg(k, c) FROM (SELECT coalesce(a.state, 'unknown') AS k, count(*) AS c
+                                                        FROM pg_stat_activity a WHERE a.backend_type = 'client backend'
+                                                        GROUP BY 1) x), '{}'),
+           (SELECT count(*) FROM pg_stat_activity a WHERE a.backend_type = 'client backend'),
+           current_setting('max_connections')::int,
+           (SELECT count(*) FROM pg_stat_activity a WHERE a.backend_type = 'client backend' AND a.wait_event_type = 'Lock'),
+           d.xact_commit, d.xact_rollback, d.blks_hit, d.blks_read, d.deadlocks, d.temp_bytes, d.stats_reset
+    FROM pg_stat_database d WHERE d.datname = current_database();
+    n := n + 1;
+    IF NOT EXISTS (SELECT 1 FROM booking_admin.history_relation_stats WHERE captured_at > v_at - p_space_every) THEN
+        INSERT INTO booking_admin.history_relation_stats (captured_at, relid, schema_name, relation_name, kind, table_name,
+            total_bytes, row_estimate, seq_scan, idx_scan, n_tup_ins, n_tup_upd, n_tup_del, n_dead_tup)
+        SELECT v_at, s.relid, s.schemaname, s.relname, 'table', s.relname, pg_total_relation_size(s.relid),
+               greatest(c.reltuples, 0)::bigint, s.seq_scan, s.idx_scan, s.n_tup_ins, s.n_tup_upd, s.n_tup_del, s.n_dead_tup
+        FROM pg_stat_user_tables s JOIN pg_class c ON c.oid = s.relid
+        UNION ALL
+        SELECT v_at, i.indexrelid, i.schemaname, i.indexrelname, 'index', i.relname, pg_relation_size(i.indexrelid),
+               greatest(c.reltuples, 0)::bigint, NULL, i.idx_scan, NULL, NULL, NULL, NULL
+        FROM pg_stat_user_indexes i JOIN pg_class c ON c.oid = i.indexrelid;
+        GET DIAGNOSTICS m = ROW_COUNT;
+        n := n + m;
+        INSERT INTO booking_admin.history_sequence_stats (captured_at, sequence_name, column_name, last_value, max_value)
+        SELECT v_at, h.sequence_name, h.column_name, h.last_value, h.max_value FROM booking_admin.sequence_headroom() h;
+        GET DIAGNOSTICS m = ROW_COUNT;
+        n := n + m;
+    END IF;
+    RETURN n;
+END $$;
+
+CREATE FUNCTION booking_admin.op_capture_history(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.capture_history(make_interval(mins => coalesce((p_settings ->> 'space_every_minutes')::int, 60)))
+$$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('capture-history', 'Keep query statistics, database size and sessions (and hourly, relation sizes and sequences) over time',
+     'booking_admin.op_capture_history', '{"space_every_minutes": 60}', 300000, 3, 60000);
+
+-- The DBA's questions ---------------------------------------------------------------------------
+
+-- The queries that took the most time over the last p_window, with their share of the window's
+-- total, and their trend: the time they took in the window before it (same length) and the
+-- ratio of the two (NULL when they did not run then). The hourly series is for charts.
+CREATE FUNCTION booking_admin.top_queries(p_window interval DEFAULT '1 day', p_limit integer DEFAULT 10)
+RETURNS TABLE (queryid bigint, query text, calls bigint, total_ms float8, mean_ms float8, share numeric, rows bigint,
+               cache_hit_ratio numeric, previous_total_ms float8, trend numeric, hourly jsonb)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_to timestamptz := clock_timestamp();
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' OR p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'the window must be positive and the limit between 1 and 1000' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH w AS (
+        SELECT h.queryid, sum(h.calls)::bigint AS calls, sum(h.total_ms) AS total_ms, sum(h.rows)::bigint AS rows,
+               sum(h.shared_blks_hit) AS hit, sum(h.shared_blks_read) AS rd
+        FROM booking_admin.history_query_stats h
+        WHERE h.captured_at > v_to - p_window AND h.captured_at <= v_to
+        GROUP BY h.queryid
+    ), prev AS (
+        SELECT h.queryid, sum(h.total_ms) AS total_ms
+        FROM booking_admin.history_query_stats h
+        WHERE h.captured_at > v_to - 2 * p_window AND h.captured_at <= v_to - p_window
+        GROUP BY h.queryid
+    ), top AS (
+        SELECT w.*, w.total_ms / nullif(sum(w.total_ms) OVER (), 0) AS share FROM w ORDER BY w.total_ms DESC, w.queryid LIMIT p_limit
+    )
+    SELECT top.queryid, t.query, top.calls, top.total_ms, top.total_ms / nullif(top.calls, 0),
+           round(top.share::numeric, 4), top.rows,
+           round((top.hit / nullif(top.hit + top.rd, 0))::numeric, 4),
+           prev.total_ms, round((top.total_ms / nullif(prev.total_ms, 0))::numeric, 2),
+           (SELECT jsonb_agg(jsonb_build_array(x.hour, round(x.ms::numeric, 3)) ORDER BY x.hour)
+            FROM (SELECT date_trunc('hour', h.captured_at) AS hour, sum(h.total_ms) AS ms
+                  FROM booking_admin.history_query_stats h
+                  WHERE h.queryid = top.queryid AND h.captured_at > v_to - p_window AND h.captured_at <= v_to
+                  GROUP BY 1) x)
+    FROM top
+    LEFT JOIN prev ON prev.queryid = top.queryid
+    LEFT JOIN booking_admin.history_query_texts t ON t.queryid = top.queryid
+    ORDER BY top.total_ms DESC, top.queryid;
+END $$;
+
+-- The relations that grew the most between the first and the last space capture of the window.
+CREATE FUNCTION booking_admin.growing_relations(p_window interval DEFAULT '7 days', p_limit integer DEFAULT 10)
+RETURNS TABLE (schema_name name, relation_name name, kind text, table_name name, bytes_then bigint, bytes_now bigint,
+               growth_bytes bigint, growth_bytes_per_day bigint, rows_then bigint, rows_now bigint,
+               observed_from timestamptz, observed_to timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' OR p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
+        RAISE EXCEPTION 'the window must be positive and the limit between 1 and 1000' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH r AS (
+        SELECT h.relid, h.schema_name, h.relation_name, h.kind, h.table_name,
+               first_value(h.total_bytes) OVER w AS b0, last_value(h.total_bytes) OVER w AS b1,
+               first_value(h.row_estimate) OVER w AS r0, last_value(h.row_estimate) OVER w AS r1,
+               first_value(h.captured_at) OVER w AS t0, last_value(h.captured_at) OVER w AS t1,
+               row_number() OVER (PARTITION BY h.relid ORDER BY h.captured_at DESC) AS latest
+        FROM booking_admin.history_relation_stats h
+        WHERE h.captured_at > clock_timestamp() - p_window
+        WINDOW w AS (PARTITION BY h.relid ORDER BY h.captured_at ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+    )
+    SELECT r.schema_name, r.relation_name, r.kind, r.table_name, r.b0, r.b1, r.b1 - r.b0,
+           CASE WHEN r.t1 > r.t0 THEN ((r.b1 - r.b0) / (extract(epoch FROM r.t1 - r.t0) / 86400))::bigint END,
+           r.r0, r.r1, r.t0, r.t1
+    FROM r WHERE r.latest = 1
+    ORDER BY r.b1 - r.b0 DESC, r.b1 DESC, r.relation_name
+    LIMIT p_limit;
+END $$;
+
+-- Sequences that have used more than p_threshold of what they may hand out, with their pace
+-- over the last week of captures and the days left at that pace.
+CREATE FUNCTION booking_admin.sequences_near_exhaustion(p_threshold numeric DEFAULT 0.5)
+RETURNS TABLE (sequence_name text, column_name text, last_value bigint, max_value bigint, used_ratio numeric,
+               per_day numeric, days_left numeric)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_threshold IS NULL OR p_threshold NOT BETWEEN 0 AND 1 THEN
+        RAISE EXCEPTION 'the threshold is a share between 0 and 1' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH pace AS (
+        SELECT h.sequence_name,
+               (max(h.last_value) - min(h.last_value))::numeric
+                   / nullif(extract(epoch FROM max(h.captured_at) - min(h.captured_at)) / 86400, 0) AS per_day
+        FROM booking_admin.history_sequence_stats h
+        WHERE h.captured_at > clock_timestamp() - interval '7 days'
+        GROUP BY h.sequence_name
+    )
+    SELECT s.sequence_name, s.column_name, s.last_value, s.max_value,
+           round(coalesce(s.last_value, 0)::numeric / s.max_value, 4), round(p.per_day, 1),
+           round((s.max_value - coalesce(s.last_value, 0)) / nullif(p.per_day, 0), 1)
+    FROM booking_admin.sequence_headroom() s
+    LEFT JOIN pace p ON p.sequence_name = s.sequence_name
+    WHERE coalesce(s.last_value, 0)::numeric / s.max_value >= p_threshold
+    ORDER BY coalesce(s.last_value, 0)::numeric / s.max_value DESC, s.sequence_name;
+END $$;
+
+-- Indexes no scan used during the window (the sum of the increases of idx_scan between space
+-- captures; a counter that went down was reset), with the span they were observed over (from
+-- their first to their last capture in the window: judge "unused" by it). Unique and primary
+-- key indexes are left out: they enforce something.
+CREATE FUNCTION booking_admin.unused_indexes(p_window interval DEFAULT '7 days')
+RETURNS TABLE (schema_name name, table_name name, index_name name, index_bytes bigint, scans bigint,
+               observed_from timestamptz, observed_to timestamptz)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' THEN
+        RAISE EXCEPTION 'the window must be positive' USING ERRCODE = '22023';
+    END IF;
+    RETURN QUERY
+    WITH s AS (
+        SELECT h.relid, h.schema_name, h.table_name, h.relation_name, h.total_bytes, h.captured_at, h.idx_scan,
+               lag(h.idx_scan) OVER (PARTITION BY h.relid ORDER BY h.captured_at) AS prev
+        FROM booking_admin.history_relation_stats h
+        WHERE h.kind = 'index' AND h.captured_at > clock_timestamp() - p_window
+    ), u AS (
+        SELECT s.relid, max(s.schema_name)::name AS schema_name, max(s.table_name)::name AS table_name,
+               max(s.relation_name)::name AS index_name, (array_agg(s.total_bytes ORDER BY s.captured_at DESC))[1] AS bytes,
+               sum(CASE WHEN s.prev IS NULL THEN 0 WHEN s.idx_scan >= s.prev THEN s.idx_scan - s.prev ELSE s.idx_scan END)::bigint AS scans,
+               min(s.captured_at) AS t0, max(s.captured_at) AS t1
+        FROM s GROUP BY s.relid
+    )
+    SELECT u.schema_name, u.table_name, u.index_name, u.bytes, u.scans, u.t0, u.t1
+    FROM u JOIN pg_index i ON i.indexrelid = u.relid
+    WHERE u.scans = 0 AND NOT i.indisunique AND NOT i.indisprimary AND u.t1 > u.t0
+    ORDER BY u.bytes DESC, u.schema_name, u.table_name, u.index_name;
+END $$;
+
+-- Indexes another index of the same table makes redundant (booking_admin.get_index_stats's
+-- rule), with both definitions and what dropping this one saves.
+CREATE FUNCTION booking_admin.duplicate_indexes()
+RETURNS TABLE (schema_name name, table_name name, index_name name, duplicate_of name, index_bytes bigint,
+               definition text, kept_definition text)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT s.schema_name, s.table_name, s.index_name, s.duplicate_of, s.index_bytes,
+           pg_get_indexdef(format('%I.%I', s.schema_name, s.index_name)::regclass),
+           pg_get_indexdef(format('%I.%I', s.schema_name, s.duplicate_of)::regclass)
+    FROM booking_admin.get_index_stats() s
+    WHERE s.duplicate_of IS NOT NULL
+    ORDER BY s.index_bytes DESC, s.schema_name, s.table_name, s.index_name
+$$;
+
+-- Who blocks whom now: every session waiting for a lock and every session it waits for, as a
+-- tree from the sessions that block without waiting (root_pid, depth, path).
+CREATE FUNCTION booking_admin.blocking_tree()
+RETURNS TABLE (pid integer, blocked_by integer[], root_pid integer, depth integer, path integer[], usename name,
+               application_name text, state text, wait_event_type text, wait_event text, xact_age interval,
+               query_age interval, query text)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    WITH RECURSIVE a AS (
+        SELECT s.pid, pg_blocking_pids(s.pid) AS blocked_by, s.usename, s.application_name, s.state, s.wait_event_type,
+               s.wait_event, clock_timestamp() - s.xact_start AS xact_age, clock_timestamp() - s.query_start AS query_age,
+               left(s.query, 500) AS query
+        FROM pg_stat_activity s WHERE s.pid <> pg_backend_pid()
+    ), involved AS (
+        SELECT * FROM a
+        WHERE cardinality(a.blocked_by) > 0 OR a.pid IN (SELECT unnest(b.blocked_by) FROM a b)
+    ), tree AS (
+        SELECT i.pid, i.pid AS root_pid, 0 AS depth, ARRAY[i.pid] AS path FROM involved i WHERE cardinality(i.blocked_by) = 0
+        UNION ALL
+        SELECT i.pid, t.root_pid, t.depth + 1, t.path || i.pid
+        FROM tree t JOIN involved i ON t.pid = ANY (i.blocked_by)
+        WHERE NOT i.pid = ANY (t.path) AND t.depth < 50
+    )
+    SELECT i.pid, i.blocked_by, t.root_pid, t.depth, t.path, i.usename, i.application_name, i.state, i.wait_event_type,
+           i.wait_event, i.xact_age, i.query_age, i.query
+    FROM tree t JOIN involved i ON i.pid = t.pid
+    ORDER BY t.root_pid, t.path
+$$;
+
+-- The database's size and sessions over the window, one row per capture (charts).
+CREATE FUNCTION booking_admin.database_history(p_window interval DEFAULT '1 day')
+RETURNS TABLE (captured_at timestamptz, database_bytes bigint, connections jsonb, total_connections integer,
+               waiting_on_locks integer, commits bigint, rollbacks bigint, cache_hit_ratio numeric)
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT h.captured_at, h.database_bytes, h.connections, h.total_connections, h.waiting_on_locks,
+           CASE WHEN lag(h.xact_commit) OVER w <= h.xact_commit THEN h.xact_commit - lag(h.xact_commit) OVER w END,
+           CASE WHEN lag(h.xact_rollback) OVER w <= h.xact_rollback THEN h.xact_rollback - lag(h.xact_rollback) OVER w END,
+           CASE WHEN lag(h.blks_hit) OVER w <= h.blks_hit AND lag(h.blks_read) OVER w <= h.blks_read
+                THEN round(((h.blks_hit - lag(h.blks_hit) OVER w)::numeric
+                            / nullif(h.blks_hit - lag(h.blks_hit) OVER w + h.blks_read - lag(h.blks_read) OVER w, 0)), 4) END
+    FROM booking_admin.history_database_stats h
+    WHERE h.captured_at > clock_timestamp() - p_window
+    WINDOW w AS (ORDER BY h.captured_at)
+    ORDER BY h.captured_at
+$$;
+
+-- Deliveries and their attempts (new in this version: nothing to keep), created partitioned.
+ALTER EXTENSION booking_engine DROP TABLE booking_admin.delivery_attempts;
+ALTER EXTENSION booking_engine DROP TABLE booking_admin.deliveries;
+DROP TABLE booking_admin.delivery_attempts, booking_admin.deliveries;
+DROP FUNCTION booking_admin.op_cleanup_deliveries(jsonb);
+DELETE FROM booking_admin.scheduler_job_info WHERE job_name = 'cleanup-deliveries';
+-- Partitioned by week of creation (sql/partitions.sql): retention drops whole weeks, once
+-- every delivery of the week is delivered or dead.
+CREATE TABLE booking_admin.deliveries (
+    id               uuid NOT NULL DEFAULT gen_random_uuid(),
+    endpoint_id      uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
+    tenant_id        uuid,
+    -- The booking.events row (NULL for a test event).
+    event_id         uuid,
+    -- webhook-id: the same on every attempt and replay, the receiver's idempotency key.
+    message_id       text NOT NULL,
+    event_type       text NOT NULL,
+    payload          jsonb NOT NULL,
+    event_created_at timestamptz NOT NULL,
+    status           text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sending', 'delivered', 'dead')),
+    attempts         integer NOT NULL DEFAULT 0,
+    next_attempt_at  timestamptz NOT NULL DEFAULT now(),
+    -- Retries stop once this plus booking_engine.delivery_retry_horizon has passed (a replay
+    -- starts it again).
+    horizon_from     timestamptz NOT NULL DEFAULT now(),
+    last_status_code integer,
+    last_error       text,
+    created_at       timestamptz NOT NULL DEFAULT now(),
+    delivered_at     timestamptz,
+    updated_at       timestamptz NOT NULL DEFAULT now()
+) PARTITION BY RANGE (created_at);
+-- The key and the indexes are the partitions' (sql/partitions.sql), each week's copied from the
+-- default partition's. Only the indexes the worker and the API need: the due ones per endpoint,
+-- and per endpoint by creation (replays, statistics, the endpoint's cascade). Finding what a
+-- stopped worker was sending is a scan, once per worker start.
+CREATE TABLE booking_admin.deliveries_default PARTITION OF booking_admin.deliveries (
+    CONSTRAINT deliveries_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX deliveries_due_idx ON booking_admin.deliveries_default (endpoint_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries_default (endpoint_id, created_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries_default', '');
+
+-- The attempts ledger: one row per attempt, whatever its outcome. Partitioned by week of the
+-- attempt; its deliveries are found by delivery_id (no foreign key: a referenced partition
+-- could not be dropped in O(1)), and an endpoint's deletion removes its attempts as it removes
+-- its deliveries.
+CREATE TABLE booking_admin.delivery_attempts (
+    id               bigint GENERATED ALWAYS AS IDENTITY,
+    delivery_id      uuid NOT NULL,
+    endpoint_id      uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
+    attempt          integer NOT NULL,
+    started_at       timestamptz NOT NULL,
+    duration_ms      double precision NOT NULL,
+    status_code      integer,
+    error            text,
+    response_excerpt text,
+    -- delivered, retry, dead, gone (410: endpoint disabled), interrupted (the worker stopped).
+    outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted'))
+) PARTITION BY RANGE (started_at);
+CREATE TABLE booking_admin.delivery_attempts_default PARTITION OF booking_admin.delivery_attempts (
+    CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts_default (delivery_id);
+CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts_default (endpoint_id, started_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts_default', '');
+-- Weekly partitions, dropped 30 days after their week once none of their deliveries is still
+-- to be sent; the ledger's weeks go with them.
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, keep_while,
+                                              description) VALUES
+    ('booking_admin.deliveries', 'created_at', 'week', 4, '30 days', 'status IN (''pending'', ''sending'')',
+     'Webhook, Slack and email deliveries'),
+    ('booking_admin.delivery_attempts', 'started_at', 'week', 4, '30 days', NULL, 'The delivery attempts ledger');
+GRANT SELECT ON booking_admin.deliveries, booking_admin.delivery_attempts TO booking_operator;
+
+-- The extension's own rates over time, partitioned by day (new in this version: created again).
+ALTER EXTENSION booking_engine DROP TABLE booking_admin.metrics_history;
+DROP TABLE booking_admin.metrics_history;
+CREATE TABLE booking_admin.metrics_history (
+    at     timestamptz NOT NULL,
+    metric text NOT NULL,
+    labels jsonb NOT NULL DEFAULT '{}',
+    value  float8 NOT NULL
+) PARTITION BY RANGE (at);
+CREATE TABLE booking_admin.metrics_history_default PARTITION OF booking_admin.metrics_history DEFAULT;
+CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history_default (metric, at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.metrics_history_default', '');
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking_admin.metrics_history', 'at', 'day', 7, '8 days', 'The extension''s own rates (metrics-snapshot)');
+GRANT SELECT ON booking_admin.metrics_history TO booking_operator;
+CREATE OR REPLACE FUNCTION booking_admin.op_snapshot_metrics(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_at timestamptz := clock_timestamp();
+    n integer;
+BEGIN
+    INSERT INTO booking_admin.metrics_history (at, metric, labels, value)
+    SELECT v_at, m.metric, m.labels, m.value FROM booking_admin.metrics() m
+    WHERE m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket',
+                       'booking_jobs_processed_total', 'booking_delivery_attempts_total', 'booking_deliveries',
+                       'booking_waitlist_conversion_ratio')
+    UNION ALL
+    SELECT v_at, 'health', jsonb_build_object('status', booking_admin.health() ->> 'status'), 1;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+UPDATE booking_admin.scheduler_job_info
+SET description = 'Keep booking, job and delivery counters, slot latency, the delivery backlog and health over time',
+    settings = '{}'
+WHERE job_name = 'metrics-snapshot';
+-- The default alert rules. Inserted on request (existing names are
+-- left as they are); returns how many were added.
+CREATE OR REPLACE FUNCTION booking_admin.init_default_alert_rules() RETURNS integer
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    WITH added AS (
+        INSERT INTO booking_admin.alert_rules (name, severity, condition_sql, metric, operator, threshold,
+                                               for_duration, annotations) VALUES
+        ('dead_letters_present', 'high',
+         'SELECT handler, count(*) AS value FROM booking_admin.jobs WHERE status = ''dead'' GROUP BY handler',
+         NULL, NULL, NULL, '0', '{"summary": "{{ $value }} dead {{ $labels.handler }} jobs"}'),
+        ('job_queue_backlog', 'high',
+         'SELECT extract(epoch FROM clock_timestamp() - min(scheduled_at)) AS value FROM booking_admin.jobs
+          WHERE status IN (''pending'', ''failed'') AND scheduled_at <= clock_timestamp()
+          HAVING min(scheduled_at) < clock_timestamp() - interval ''5 minutes''',
+         NULL, NULL, NULL, '2 minutes', '{"summary": "the oldest due job waits for {{ $value }} s"}'),
+        ('delivery_backlog', 'medium',
+         'SELECT count(*) AS value FROM booking.events WHERE dispatched_at IS NULL
+          HAVING min(created_at) < clock_timestamp() - interval ''10 minutes''',
+         NULL, NULL, NULL, '5 minutes', '{"summary": "{{ $value }} events wait for delivery"}'),
+        ('booking_refusals_high', 'medium',
+         'SELECT count(*) FILTER (WHERE status = ''failed'')::float8 / count(*) AS value FROM booking.booking_operations
+          WHERE created_at > clock_timestamp() - interval ''15 minutes'' HAVING count(*) >= 20
+             AND count(*) FILTER (WHERE status = ''failed'') > 0.5 * count(*)',
+         NULL, NULL, NULL, '10 minutes', '{"summary": "{{ $value }} of recent booking operations were refused"}'),
+        ('connection_saturation', 'critical',
+         'SELECT count(*)::float8 / current_setting(''max_connections'')::float8 AS value FROM pg_stat_activity
+          WHERE backend_type = ''client backend''
+          HAVING count(*) > 0.9 * current_setting(''max_connections'')::int',
+         NULL, NULL, NULL, '2 minutes', '{"summary": "{{ $value }} of max_connections in use"}'),
+        ('cache_hit_ratio_low', 'low', NULL, 'booking_pg_cache_hit_ratio', '<', 0.9, '30 minutes',
+         '{"summary": "cache hit ratio {{ $value }}"}'),
+        ('long_transaction', 'medium', NULL, 'booking_pg_longest_transaction_seconds', '>', 600, '0',
+         '{"summary": "a transaction has been open for {{ $value }} s"}'),
+        ('critical_security_violations', 'critical', NULL, 'booking_security_violations_open', '>', 0, '0',
+         '{"summary": "{{ $value }} open {{ $labels.severity }} security violations"}'),
+        ('metrics_dropped', 'low', NULL, 'booking_metrics_dropped_total', '>', 0, '0',
+         '{"summary": "{{ $labels.metric }} reached its series cap"}'),
+        ('host_cpu_high', 'high', NULL, 'booking_host_cpu_usage_ratio', '>', 0.8, '5 minutes',
+         '{"summary": "the server''s CPU has been {{ $value }} busy for 5 minutes"}'),
+        ('host_memory_high', 'high', NULL, 'booking_host_memory_used_ratio', '>', 0.9, '5 minutes',
+         '{"summary": "{{ $value }} of the server''s memory is in use"}'),
+        ('host_disk_high', 'critical', NULL, 'booking_host_disk_used_ratio', '>', 0.9, '0',
+         '{"summary": "the file system of the data directory is {{ $value }} full"}')
+        ON CONFLICT (name) DO NOTHING
+        RETURNING 1
+    )
+    SELECT count(*)::int FROM added
+$$;
+-- The waitlist's conversion over the entries created in the last p_window (of one tenant, or
+-- all): how many there were, were offered a slot (notified at least once), and booked a slot
+-- they were offered (the booking sets the entry 'booked'). conversion_rate = booked / entries;
+-- offer_conversion_rate = booked / notified. NULL rates: no entries (no offers).
+CREATE FUNCTION booking_admin.waitlist_conversion(p_window interval DEFAULT '30 days', p_tenant_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' THEN
+        RAISE EXCEPTION 'the window must be positive' USING ERRCODE = '22023';
+    END IF;
+    SELECT jsonb_build_object(
+               'window', p_window, 'tenant_id', p_tenant_id,
+               'entries', count(*), 'waiting', count(*) FILTER (WHERE w.status = 'waiting'),
+               'notified', count(*) FILTER (WHERE w.notified_at IS NOT NULL),
+               'booked', count(*) FILTER (WHERE w.status = 'booked'),
+               'cancelled', count(*) FILTER (WHERE w.status = 'cancelled'),
+               'expired', count(*) FILTER (WHERE w.status = 'expired'),
+               'conversion_rate', round(count(*) FILTER (WHERE w.status = 'booked')::numeric / nullif(count(*), 0), 4),
+               'offer_conversion_rate', round(count(*) FILTER (WHERE w.status = 'booked')::numeric
+                                              / nullif(count(*) FILTER (WHERE w.notified_at IS NOT NULL), 0), 4))
+    INTO v
+    FROM booking.waitlist w
+    WHERE w.created_at > now() - p_window AND (p_tenant_id IS NULL OR w.tenant_id = p_tenant_id);
+    RETURN v;
+END $$;
+-- What the dashboard page shows beside the metrics: today's bookings and refusals (since
+-- midnight in the session's time zone, by when they were made), backlogs, open violations, the
+-- health report, the waitlist's conversion over 30 days.
+CREATE OR REPLACE FUNCTION booking_admin.dashboard_data() RETURNS jsonb
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object(
+        'generated_at', clock_timestamp(),
+        'health', booking_admin.health(),
+        'health_score', booking_admin.performance_summary() -> 'health_score',
+        'bookings_today', (SELECT count(*) FROM booking.booking_operations o
+                           WHERE o.operation_type = 'create' AND o.status = 'completed'
+                             AND o.created_at >= date_trunc('day', now())),
+        'refusals_today', (SELECT count(*) FROM booking.booking_operations o
+                           WHERE o.status = 'failed' AND o.created_at >= date_trunc('day', now())),
+        'jobs', (SELECT coalesce(jsonb_object_agg(status, n), '{}') FROM
+                    (SELECT status, count(*) n FROM booking_admin.jobs GROUP BY status) j),
+        'undispatched_events', (SELECT count(*) FROM booking.events WHERE dispatched_at IS NULL),
+        'violations', (SELECT coalesce(jsonb_object_agg(severity, n), '{}') FROM
+                    (SELECT severity, count(*) n FROM booking_admin.security_violations
+                     WHERE status <> 'resolved' GROUP BY severity) v),
+        'alerts', (SELECT coalesce(jsonb_agg(jsonb_build_object('name', a.rule_name, 'severity', a.severity,
+                        'started_at', a.started_at, 'fingerprint', a.fingerprint,
+                        'acknowledged', a.acknowledged_at IS NOT NULL) ORDER BY a.started_at), '[]')
+                   FROM booking_admin.alert_instances a WHERE a.state = 'firing'),
+        'cache_hit_ratio', (SELECT round(coalesce(blks_hit::numeric / nullif(blks_hit + blks_read, 0), 1), 4)
+                            FROM pg_stat_database WHERE datname = current_database()),
+        'waitlist_conversion', (booking_admin.waitlist_conversion('30 days') ->> 'conversion_rate')::numeric)
+$$;
+-- The dashboard's charts over the last p_window, hour by hour (UTC hours; "hours" are their
+-- starts, in epoch seconds): from the extension's own rates (metrics_history, the increases of
+-- its counters between snapshots, a counter that went down or a series that appeared counting
+-- from zero) bookings and refusals, the slot queries' latency buckets (cumulative counts per
+-- upper bound, for percentiles), job attempts and delivery attempts by outcome, the delivery
+-- backlog (the most pending deliveries seen in the hour); from the health history the
+-- database's size (the hour's last capture); and the top queries of the window with their time
+-- per hour. Each series has one value per hour (NULL: no snapshot that hour).
+CREATE FUNCTION booking_admin.dashboard_series(p_window interval DEFAULT '1 day') RETURNS jsonb
+LANGUAGE plpgsql STABLE
+-- Small data, and estimates of set-returning functions high enough to make JIT compile for
+-- most of a second: the page is served under booking_engine.metrics_sql_timeout_ms.
+SET jit = off
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_to timestamptz := date_trunc('hour', clock_timestamp()) + interval '1 hour';
+    v_from timestamptz;
+    v jsonb;
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' OR p_window > interval '31 days' THEN
+        RAISE EXCEPTION 'the window is positive and at most 31 days' USING ERRCODE = '22023';
+    END IF;
+    v_from := v_to - date_trunc('hour', p_window + interval '59 minutes');
+    WITH hours AS (
+        SELECT h FROM generate_series(v_from, v_to - interval '1 hour', interval '1 hour') h
+    ), s AS (
+        SELECT m.at, m.metric, m.labels, m.value,
+               lag(m.value) OVER (PARTITION BY m.metric, m.labels ORDER BY m.at) AS prev,
+               min(m.at) OVER () AS first_at
+        FROM booking_admin.metrics_history m
+        WHERE m.at >= v_from - interval '1 hour' AND m.at < v_to
+          AND m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket',
+                           'booking_jobs_processed_total', 'booking_delivery_attempts_total', 'booking_deliveries')
+    ), d AS (
+        SELECT date_trunc('hour', s.at) AS h, s.metric, s.labels, s.value,
+               -- A series first seen after the first snapshot read is a counter that began since
+               -- (the worker creates a series at its first count): it counts from zero.
+               CASE WHEN s.prev IS NULL AND s.at = s.first_at THEN NULL WHEN s.prev IS NULL THEN s.value
+                    WHEN s.value >= s.prev THEN s.value - s.prev ELSE s.value END AS delta
+        FROM s WHERE s.at >= v_from
+    ), per_hour AS (
+        SELECT d.h,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_operations_total' AND d.labels ->> 'operation' = 'create'
+                                    AND d.labels ->> 'outcome' = 'succeeded') AS bookings,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_operations_total' AND d.labels ->> 'outcome' = 'refused') AS refusals,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_jobs_processed_total' AND d.labels ->> 'outcome' = 'completed') AS jobs_completed,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_jobs_processed_total' AND d.labels ->> 'outcome' IN ('failed', 'dead')) AS jobs_failed,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_delivery_attempts_total' AND d.labels ->> 'outcome' = 'delivered') AS delivered,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_delivery_attempts_total' AND d.labels ->> 'outcome' <> 'delivered') AS delivery_failures,
+               max(d.value) FILTER (WHERE d.metric = 'booking_deliveries' AND d.labels ->> 'status' = 'pending') AS backlog,
+               bool_or(true) AS snapshot
+        FROM d GROUP BY d.h
+    ), latency AS (
+        SELECT x.h, jsonb_agg(jsonb_build_array(x.le, x.n) ORDER BY x.le_num) AS buckets
+        FROM (SELECT d.h, d.labels ->> 'le' AS le,
+                     CASE WHEN d.labels ->> 'le' = '+Inf' THEN 'infinity'::float8 ELSE (d.labels ->> 'le')::float8 END AS le_num,
+                     sum(d.delta) AS n
+              FROM d WHERE d.metric = 'booking_slot_query_duration_seconds_bucket' AND d.delta IS NOT NULL
+              GROUP BY 1, 2, 3) x
+        GROUP BY x.h
+    ), size AS (
+        SELECT DISTINCT ON (date_trunc('hour', h.captured_at)) date_trunc('hour', h.captured_at) AS h, h.database_bytes
+        FROM booking_admin.history_database_stats h
+        WHERE h.captured_at >= v_from AND h.captured_at < v_to
+        ORDER BY date_trunc('hour', h.captured_at), h.captured_at DESC
+    )
+    SELECT jsonb_build_object(
+        'window', p_window, 'from', v_from, 'to', v_to,
+        'hours', jsonb_agg(extract(epoch FROM hours.h)::bigint ORDER BY hours.h),
+        'bookings', jsonb_agg(p.bookings ORDER BY hours.h),
+        'refusals', jsonb_agg(p.refusals ORDER BY hours.h),
+        'jobs_completed', jsonb_agg(p.jobs_completed ORDER BY hours.h),
+        'jobs_failed', jsonb_agg(p.jobs_failed ORDER BY hours.h),
+        'delivered', jsonb_agg(p.delivered ORDER BY hours.h),
+        'delivery_failures', jsonb_agg(p.delivery_failures ORDER BY hours.h),
+        'delivery_backlog', jsonb_agg(p.backlog ORDER BY hours.h),
+        'latency_buckets', jsonb_agg(l.buckets ORDER BY hours.h),
+        'database_bytes', jsonb_agg(z.database_bytes ORDER BY hours.h))
+    INTO v
+    FROM hours
+    LEFT JOIN per_hour p ON p.h = hours.h
+    LEFT JOIN latency l ON l.h = hours.h
+    LEFT JOIN size z ON z.h = hours.h;
+    RETURN v || jsonb_build_object('top_queries', coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'queryid', q.queryid, 'query', left(q.query, 200), 'calls', q.calls, 'total_ms', round(q.total_ms::numeric, 1),
+                   'mean_ms', round(q.mean_ms::numeric, 3), 'trend', q.trend,
+                   'hourly', (SELECT jsonb_agg((SELECT (e ->> 1)::float8 FROM jsonb_array_elements(q.hourly) e
+                                                WHERE (e ->> 0)::timestamptz = hh.h) ORDER BY hh.h)
+                              FROM generate_series(v_from, v_to - interval '1 hour', interval '1 hour') hh(h)))
+               ORDER BY q.total_ms DESC)
+        FROM booking_admin.top_queries(p_window, 5) q), '[]'));
+END $$;
+GRANT EXECUTE ON FUNCTION booking_admin.dashboard_series(interval) TO booking_operator;
+
+-- A booked waitlist offer converts its entry.
+-- Books an appointment within one tenant (the implementation of booking.create_tenant_booking
+-- and, with p_tenant_id NULL, of booking.create_booking_idempotent; sql/api.sql). p_booking:
+-- {customer_id, staff_id, service_id, starts_at, ends_at?, price?, notes?, status? ('pending' |
+-- 'confirmed')}. ends_at and price default to the service's; only the tenant's people other than
+-- receptionists may set others. status defaults to 'confirmed' when the tenant's people book,
+-- and to the tenant's customer_booking_status (confirmed unless the tenant wants to confirm
+-- bookings itself) when a customer books; a customer asking for 'confirmed' where the tenant
+-- confirms itself is refused. Every row it reads or writes is the tenant's, looked up by the
+-- tenant too, so that on Citus the call runs entirely on the worker holding the tenant. A
+-- service, staff member or customer of another tenant does not exist here (PT404). p_tenant_id
+-- NULL: the service's tenant.
+CREATE OR REPLACE FUNCTION booking_internal.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+    v_service booking.services;
+    v_customer booking.customers;
+    v_starts timestamptz;
+    v_ends timestamptz;
+    v_price numeric;
+    v_status text := p_booking ->> 'status';
+    -- The caller's role in the service's tenant (NULL: a customer or an anonymous caller).
+    v_role text;
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_check jsonb;
+    v_appt booking.appointments;
+    v_missing text;
+BEGIN
+    IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
+        RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'staff_id', 'service_id', 'starts_at']) f
+    WHERE p_booking ->> f IS NULL LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
+    END IF;
+    IF v_status IS NOT NULL AND v_status NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
+    -- (OR and AND stop at the first operand that decides them: the caller checks below run only
+    -- when their answer matters.)
+    -- Each lookup is by the tenant when there is one (a router query on Citus), else by id.
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    ELSE
+        SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
+    END IF;
+    IF FOUND THEN
+        v_role := booking_internal.caller_tenant_role(v_service.tenant_id);
+    END IF;
+    IF NOT FOUND OR NOT (v_service.is_active OR v_role IS NOT NULL) THEN
+        PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
+                               format('service %s does not exist', p_booking ->> 'service_id'));
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+    ELSE
+        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
+                         OR v_role = 'operator') THEN
+        PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
+                               format('staff member %s does not exist', p_booking ->> 'staff_id'));
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    ELSE
+        SELECT * INTO v_customer FROM booking.customers WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'customer_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', p_booking ->> 'customer_id', v_service.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_booking ->> 'customer_id'));
+    END IF;
+    IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
+        RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
+    END IF;
+    v_starts := (p_booking ->> 'starts_at')::timestamptz;
+    v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
+    IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
+        RAISE EXCEPTION 'starts_at and ends_at must be finite' USING ERRCODE = '22008';
+    END IF;
+    IF v_ends <= v_starts THEN
+        RAISE EXCEPTION 'ends_at must be after starts_at' USING ERRCODE = '22023';
+    END IF;
+    v_price := coalesce((p_booking ->> 'price')::numeric, v_service.price);
+    IF v_price < 0 THEN
+        RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- Length and price are the service's for customers, anonymous callers and receptionists:
+    -- only the tenant's other people may book a different end or price. A mismatch is refused,
+    -- never ignored, so a client learns its request was not what it will get.
+    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
+                                      v_service.duration_minutes));
+    END IF;
+    IF v_price <> v_service.price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               format('price must be the service''s price %s; only the tenant''s staff may set another price',
+                                      v_service.price));
+    END IF;
+    -- A booking the tenant's people make is confirmed unless they say otherwise; a customer's
+    -- starts as the tenant says (customer_booking_status), and a customer may not confirm what
+    -- the tenant wants to confirm itself.
+    IF v_role IS NULL AND coalesce(v_status, 'confirmed') = 'confirmed' THEN
+        IF (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = v_service.tenant_id) = 'pending' THEN
+            IF v_status = 'confirmed' THEN
+                PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                       'this tenant confirms bookings itself: a customer''s booking starts as pending');
+            END IF;
+            v_status := 'pending';
+        END IF;
+    END IF;
+    v_status := coalesce(v_status, 'confirmed');
+
+    -- The canonical request: the same booking however its JSON was spelled.
+    v_request := jsonb_build_object(
+        'customer_id', v_customer.id, 'staff_id', v_staff.id, 'service_id', v_service.id,
+        'starts_at', to_char(v_starts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'ends_at', to_char(v_ends AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'price', trim_scale(v_price), 'notes', p_booking ->> 'notes', 'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+
+    -- The engine itself: what the caller may see was checked above.
+    v_check := booking.tenant_slot_violations(v_service.tenant_id, v_staff.id, v_service.id, v_starts, v_ends);
+    IF NOT (v_check ->> 'valid')::boolean THEN
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', v_check -> 'violations', 'operation_id', v_op), NULL);
+    END IF;
+
+    -- Validation cannot see a booking another transaction is making right now; the exclusion
+    -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
+    -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
+    INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
+    VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
+    ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
+    RETURNING * INTO v_appt;
+    IF v_appt.id IS NULL THEN
+        PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
+            'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
+        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', v_op), NULL);
+    END IF;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    -- A slot the waitlist offered this customer, booked: the entry converted
+    -- (booking_admin.waitlist_conversion counts them).
+    UPDATE booking.waitlist w SET status = 'booked'
+    WHERE w.tenant_id = v_appt.tenant_id AND w.customer_id = v_appt.customer_id AND w.service_id = v_appt.service_id
+      AND w.status = 'notified'
+      AND EXISTS (SELECT 1 FROM booking.waitlist_notifications n
+                  WHERE n.tenant_id = w.tenant_id AND n.waitlist_id = w.id AND n.staff_id = v_appt.staff_id
+                    AND n.starts_at = v_appt.starts_at);
+    RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
+-- Citus: the freeze calendar is the coordinator's, like the other booking_admin tables.
+-- Distributes the schema as above; returns {"reference_tables", "distributed_tables",
+-- "distributed_functions", "newly_distributed"}. Idempotent: what is already a Citus table is
+-- left alone (functions are registered again, which Citus accepts). Errors: 0A000 where Citus is
+-- not installed, 55000 on a node that is not the coordinator. Needs a superuser (Citus's own
+-- functions do); not for PUBLIC.
+CREATE OR REPLACE FUNCTION booking_admin.distribute_tables() RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, booking_admin, pg_temp AS $$
+DECLARE
+    r record;
+    v_is_coordinator boolean;
+    v_exists boolean;
+    v_new text[] := '{}';
+    v_reference text[] := '{}';
+    v_distributed text[] := '{}';
+    v_functions text[] := '{}';
+    v_attempt integer;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'citus') THEN
+        RAISE EXCEPTION 'Citus is not installed in this database: there is nothing to distribute'
+            USING ERRCODE = '0A000',
+                  HINT = 'On a Citus coordinator: CREATE EXTENSION citus, add the workers (citus_add_node), CREATE EXTENSION booking_engine, then call this.';
+    END IF;
+    -- Citus's catalog is read through EXECUTE: this function must compile without Citus too.
+    EXECUTE 'SELECT citus_is_coordinator()' INTO v_is_coordinator;
+    IF NOT v_is_coordinator THEN
+        RAISE EXCEPTION 'booking_admin.distribute_tables() must run on the Citus coordinator' USING ERRCODE = '55000';
+    END IF;
+    -- Our triggers read and write only their own row's tenant (schema.sql), which is what Citus
+    -- asks of a trigger on a distributed table before it allows one.
+    PERFORM set_config('citus.enable_unsafe_triggers', 'on', true);
+    -- Tables with foreign keys to a reference table are created in one transaction with it:
+    -- Citus needs sequential shard access for that.
+    PERFORM set_config('citus.multi_shard_modify_mode', 'sequential', true);
+    -- Every table up front, in one order: the coordinator's scheduler may be reading some of
+    -- them, and taking them one by one below could deadlock with it. A try that waits too
+    -- long or deadlocks is rolled back (its locks released) and made again.
+    FOR v_attempt IN 1..30 LOOP
+        BEGIN
+            PERFORM set_config('lock_timeout', '2s', true);
+            EXECUTE 'LOCK TABLE booking_admin.jobs, ' || (
+                SELECT string_agg(l.object, ', ') FROM booking_admin.citus_layout() l WHERE l.kind <> 'function')
+                || ' IN ACCESS EXCLUSIVE MODE';
+            EXIT;
+        EXCEPTION WHEN deadlock_detected OR lock_not_available THEN
+            IF v_attempt = 30 THEN
+                RAISE;
+            END IF;
+        END;
+    END LOOP;
+    PERFORM set_config('lock_timeout', '0', true);
+    -- The coordinator's local tables cannot keep a foreign key to a distributed table.
+    ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
+    ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT IF EXISTS delivery_endpoints_tenant_id_fkey;
+    ALTER TABLE booking_admin.message_templates DROP CONSTRAINT IF EXISTS message_templates_tenant_id_fkey;
+    ALTER TABLE booking_admin.freeze_windows DROP CONSTRAINT IF EXISTS freeze_windows_tenant_id_fkey;
+    -- Citus refuses row-level security policies with subqueries on distributed tables, and a
+    -- policy's caller lookup would be a nested distributed query on the worker anyway. The
+    -- read policies go; row-level security stays enabled, so these tables are readable only
+    -- by their owner and BYPASSRLS roles (Supabase's service_role): applications read through
+    -- the functions, which check their caller. Fails closed, never open.
+    DROP POLICY IF EXISTS customers_read ON booking.customers;
+    DROP POLICY IF EXISTS appointments_read ON booking.appointments;
+    DROP POLICY IF EXISTS booking_operations_read ON booking.booking_operations;
+    DROP POLICY IF EXISTS waitlist_read ON booking.waitlist;
+
+    FOR r IN SELECT * FROM booking_admin.citus_layout() LOOP
+        IF r.kind IN ('reference', 'distributed') THEN
+            EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_dist_partition WHERE logicalrelid = $1::regclass)'
+                INTO v_exists USING r.object;
+            IF NOT v_exists THEN
+                IF r.kind = 'reference' THEN
+                    EXECUTE format('SELECT create_reference_table(%L)', r.object);
+                ELSIF r.object = 'booking.tenants' THEN
+                    EXECUTE format('SELECT create_distributed_table(%L, %L)', r.object, r.distribution_argument);
+                ELSE
+                    EXECUTE format('SELECT create_distributed_table(%L, %L, colocate_with => %L)',
+                                   r.object, r.distribution_argument, 'booking.tenants');
+                END IF;
+                v_new := v_new || r.object;
+            END IF;
+            IF r.kind = 'reference' THEN
+                v_reference := v_reference || r.object;
+            ELSE
+                v_distributed := v_distributed || r.object;
+            END IF;
+        ELSE
+            EXECUTE format('SELECT create_distributed_function(%L, %L, colocate_with => %L)',
+                           r.object, r.distribution_argument, 'booking.tenants');
+            v_functions := v_functions || r.object;
+        END IF;
+    END LOOP;
+    RETURN jsonb_build_object('reference_tables', to_jsonb(v_reference), 'distributed_tables', to_jsonb(v_distributed),
+                              'distributed_functions', to_jsonb(v_functions), 'newly_distributed', to_jsonb(v_new));
+END $$;
+
+-- What operators get (sql/operator.sql).
+GRANT UPDATE (respects_freeze) ON booking_admin.scheduler_job_info TO booking_operator;
+
+-- The freeze calendar, the partitioned history and its maintenance, the health history and the
+-- questions it answers, remediations (operators decide them), the waitlist's conversion, and
+-- what job_stats reads of the job history.
+GRANT EXECUTE ON FUNCTION
+    booking_admin.freeze_state(uuid, timestamptz), booking_admin.freeze_windows_at(timestamptz, uuid),
+    booking_admin.add_freeze_window(text, timestamptz, timestamptz, integer[], time, time, text, date, date, text, uuid),
+    booking_admin.remove_freeze_window(uuid),
+    booking_admin.partitions(text), booking_admin.partition_bounds(text, timestamptz), booking_admin.maintain_partitions(text),
+    booking_admin.configure_partitions(text, interval, integer, text, boolean),
+    booking_admin.top_queries(interval, integer), booking_admin.growing_relations(interval, integer),
+    booking_admin.sequences_near_exhaustion(numeric), booking_admin.sequence_headroom(), booking_admin.unused_indexes(interval),
+    booking_admin.duplicate_indexes(), booking_admin.blocking_tree(), booking_admin.database_history(interval),
+    booking_admin.preview_remediation(uuid), booking_admin.approve_remediation(uuid, text),
+    booking_admin.reject_remediation(uuid, text), booking_admin.revert_remediation(uuid, text),
+    booking_admin.waitlist_conversion(interval, uuid), booking_admin.completed_job_durations()
+TO booking_operator;
+GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.freeze_windows TO booking_operator;
+GRANT SELECT ON booking_admin.partitioned_tables, booking_admin.job_history, booking_admin.history_query_stats,
+    booking_admin.history_query_texts, booking_admin.history_database_stats, booking_admin.history_relation_stats,
+    booking_admin.history_sequence_stats, booking_admin.security_remediations
+TO booking_operator;
+-- configure_partitions; what a table keeps past retention (keep_while) stays the extension's.
+GRANT UPDATE (retention, premake, partition_interval) ON booking_admin.partitioned_tables TO booking_operator;
+
+-- As finalize.sql leaves every function of the schema that is not for applications.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
+
 -- Reminders and the day's messages: job keys and cron schedules in a time zone for the
 -- scheduler, the SMS channel, reminder rules and their reminders, signed confirm/cancel links,
 -- the staff's daily agenda (sql/jobs.sql, sql/delivery.sql, sql/booking.sql, sql/reminders.sql,
@@ -5661,6 +8019,14 @@ ALTER TABLE booking_admin.jobs DROP CONSTRAINT jobs_status_check,
 COMMENT ON COLUMN booking_admin.jobs.status IS
     'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue), cancelled (by its key before it ran).';
 COMMENT ON COLUMN booking_admin.jobs.replaced_by IS
+    'Set when enqueue_job replaced this job by its key while it ran: the new job, which took the key over.';
+-- The job history has the queue's columns and constraints (LIKE booking_admin.jobs).
+ALTER TABLE booking_admin.job_history DROP CONSTRAINT jobs_status_check,
+    ADD CONSTRAINT jobs_status_check CHECK (status IN ('pending', 'running', 'completed', 'failed', 'dead', 'cancelled')),
+    ADD COLUMN replaced_by uuid;
+COMMENT ON COLUMN booking_admin.job_history.status IS
+    'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue), cancelled (by its key before it ran).';
+COMMENT ON COLUMN booking_admin.job_history.replaced_by IS
     'Set when enqueue_job replaced this job by its key while it ran: the new job, which took the key over.';
 
 -- enqueue_job gains p_job_key_mode: the old signature goes.
@@ -5795,13 +8161,13 @@ CREATE OR REPLACE FUNCTION booking_admin.job_stats() RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
     SELECT jsonb_build_object(
-        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s))
+        -- Completed jobs are counted in the queue and in the history they move to.
+        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s)
+                                                 + CASE WHEN s = 'completed' THEN (SELECT count(*) FROM booking_admin.job_history) ELSE 0 END)
                       FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead', 'cancelled']) s),
-        'avg_duration_ms', (SELECT round(avg(extract(epoch FROM completed_at - started_at) * 1000)::numeric, 1)
-                            FROM booking_admin.jobs WHERE status = 'completed'),
-        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (
-                                ORDER BY extract(epoch FROM completed_at - started_at) * 1000))::numeric, 1)
-                            FROM booking_admin.jobs WHERE status = 'completed'),
+        'avg_duration_ms', (SELECT round(avg(d.ms)::numeric, 1) FROM booking_admin.completed_job_durations() d),
+        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (ORDER BY d.ms))::numeric, 1)
+                            FROM booking_admin.completed_job_durations() d),
         'oldest_pending_age_ms', (SELECT round((extract(epoch FROM now() - min(scheduled_at)) * 1000)::numeric)
                                   FROM booking_admin.jobs WHERE status IN ('pending', 'failed') AND scheduled_at <= now()))
 $$;
@@ -5883,6 +8249,7 @@ DECLARE
     v_started timestamptz := clock_timestamp();
     v_count integer := 0;
     v_error text;
+    v_until timestamptz;
 BEGIN
     IF p_triggered_by IS NULL OR p_triggered_by NOT IN ('scheduler', 'manual') THEN
         RAISE EXCEPTION 'triggered_by must be ''scheduler'' or ''manual''' USING ERRCODE = '22023';
@@ -5892,6 +8259,20 @@ BEGIN
         RAISE EXCEPTION 'unknown maintenance operation %', coalesce(quote_literal(p_operation), 'NULL')
             USING ERRCODE = '22023',
                   HINT = 'One of: ' || (SELECT string_agg(job_name, ', ' ORDER BY job_name) FROM booking_admin.scheduler_job_info);
+    END IF;
+    IF j.respects_freeze THEN
+        -- The scheduler has nobody to refuse: it defers. A manual run meets the window's action.
+        v_until := CASE WHEN p_triggered_by = 'scheduler'
+                        THEN (booking_admin.freeze_state(NULL) ->> 'until')::timestamptz
+                        ELSE booking_admin.freeze_gate(format('maintenance operation %s', p_operation)) END;
+        IF v_until IS NOT NULL THEN
+            -- At least 5 seconds ahead, as booking_admin.defer_job (a held clock must not spin it).
+            UPDATE booking_admin.scheduler_job_info SET next_run_at = greatest(v_until, clock_timestamp() + interval '5 seconds')
+            WHERE job_name = p_operation;
+            RETURN jsonb_build_object('success', false, 'deferred_until', v_until,
+                                      'message', format('Operation %s is deferred by a freeze window until %s', p_operation, v_until),
+                                      'data', NULL);
+        END IF;
     END IF;
     IF NOT pg_try_advisory_xact_lock(hashtext('booking_engine.maintenance'), hashtext(p_operation)) THEN
         RETURN jsonb_build_object('success', false, 'message', format('Operation %s is already running', p_operation),
@@ -5989,7 +8370,7 @@ CREATE TABLE booking_admin.delivery_credentials (
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_credentials', '');
 ALTER TABLE booking_admin.deliveries ADD COLUMN recipient text, ADD COLUMN provider_message_id text,
     ADD COLUMN receipt_status text, ADD COLUMN receipt_at timestamptz;
-CREATE INDEX deliveries_provider_message_idx ON booking_admin.deliveries (endpoint_id, provider_message_id)
+CREATE INDEX deliveries_provider_message_idx ON booking_admin.deliveries_default (endpoint_id, provider_message_id)
     WHERE provider_message_id IS NOT NULL;
 ALTER TABLE booking_admin.delivery_attempts DROP CONSTRAINT delivery_attempts_outcome_check,
     ADD CONSTRAINT delivery_attempts_outcome_check

@@ -14,9 +14,12 @@
 --   coordinator, whose background workers alone run jobs, maintenance and delivery; a tenant's
 --   reminder rules, reminders and messaging settings are distributed with its appointments,
 --   whose triggers write them on the worker.
---   Their only link to a distributed table, jobs.tenant_id's foreign key to tenants, is dropped
---   (PostgreSQL cannot check a local table against a distributed one); jobs of a deleted
---   tenant are no longer deleted with it.
+--   Their links to a distributed table, the foreign keys of jobs, delivery endpoints, message
+--   templates and freeze windows to tenants, are dropped (PostgreSQL cannot check a local table
+--   against a distributed one); those rows of a deleted tenant are no longer deleted with it.
+-- * booking.events is partitioned by month (sql/partitions.sql): Citus distributes its
+--   partitions with it, and the coordinator's partition-maintenance creates and drops them
+--   (and maintains each worker's own partitioned tables, its audit log).
 -- * the read policies with caller lookups (customers, appointments, booking_operations,
 --   waitlist) are dropped, see below: on a cluster applications read through the functions.
 -- * the application RPCs that name their tenant become distributed functions with that tenant
@@ -64,18 +67,9 @@ $$;
 -- Whether distribute_tables has distributed this database (Citus installed, booking.events a
 -- Citus table). The delivery worker asks: events written on the workers cannot wake it.
 CREATE FUNCTION booking_admin.is_distributed() RETURNS boolean
-LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
-DECLARE
-    v_distributed boolean;
-BEGIN
-    IF to_regclass('pg_catalog.pg_dist_partition') IS NULL THEN
-        RETURN false;
-    END IF;
-    -- Through EXECUTE: Citus's catalog exists only where Citus is installed.
-    EXECUTE 'SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ''booking.events''::regclass)'
-        INTO v_distributed;
-    RETURN v_distributed;
-END $$;
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT booking_admin.is_citus_table('booking.events')
+$$;
 REVOKE ALL ON FUNCTION booking_admin.is_distributed() FROM PUBLIC;
 
 -- Distributes the schema as above; returns {"reference_tables", "distributed_tables",
@@ -133,6 +127,7 @@ BEGIN
     ALTER TABLE booking_admin.jobs DROP CONSTRAINT IF EXISTS jobs_tenant_id_fkey;
     ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT IF EXISTS delivery_endpoints_tenant_id_fkey;
     ALTER TABLE booking_admin.message_templates DROP CONSTRAINT IF EXISTS message_templates_tenant_id_fkey;
+    ALTER TABLE booking_admin.freeze_windows DROP CONSTRAINT IF EXISTS freeze_windows_tenant_id_fkey;
     -- Citus refuses row-level security policies with subqueries on distributed tables, and a
     -- policy's caller lookup would be a nested distributed query on the worker anyway. The
     -- read policies go; row-level security stays enabled, so these tables are readable only

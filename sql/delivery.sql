@@ -85,8 +85,10 @@ CREATE TABLE booking_admin.delivery_credentials (
 );
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_credentials', '');
 
+-- Partitioned by week of creation (sql/partitions.sql): retention drops whole weeks, once
+-- every delivery of the week is delivered or dead.
 CREATE TABLE booking_admin.deliveries (
-    id               uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    id               uuid NOT NULL DEFAULT gen_random_uuid(),
     endpoint_id      uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
     tenant_id        uuid,
     -- The booking.events row (NULL for a test event).
@@ -113,22 +115,30 @@ CREATE TABLE booking_admin.deliveries (
     provider_message_id text,
     receipt_status      text,
     receipt_at          timestamptz
-);
--- Only the indexes the worker and the API need: the due ones per endpoint, and per endpoint by
--- creation (replays, statistics, the endpoint's cascade). Finding what a stopped worker was
--- sending is a scan, once per worker start.
-CREATE INDEX deliveries_due_idx ON booking_admin.deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending';
-CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries (endpoint_id, created_at);
+) PARTITION BY RANGE (created_at);
+-- The key and the indexes are the partitions' (sql/partitions.sql), each week's copied from the
+-- default partition's. Only the indexes the worker and the API need: the due ones per endpoint,
+-- and per endpoint by creation (replays, statistics, the endpoint's cascade). Finding what a
+-- stopped worker was sending is a scan, once per worker start.
+CREATE TABLE booking_admin.deliveries_default PARTITION OF booking_admin.deliveries (
+    CONSTRAINT deliveries_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX deliveries_due_idx ON booking_admin.deliveries_default (endpoint_id, next_attempt_at) WHERE status = 'pending';
+CREATE INDEX deliveries_endpoint_created_idx ON booking_admin.deliveries_default (endpoint_id, created_at);
 -- A receipt finds its message.
-CREATE INDEX deliveries_provider_message_idx ON booking_admin.deliveries (endpoint_id, provider_message_id)
+CREATE INDEX deliveries_provider_message_idx ON booking_admin.deliveries_default (endpoint_id, provider_message_id)
     WHERE provider_message_id IS NOT NULL;
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.deliveries_default', '');
 
--- The attempts ledger: one row per attempt, whatever its outcome.
+-- The attempts ledger: one row per attempt, whatever its outcome. Partitioned by week of the
+-- attempt; its deliveries are found by delivery_id (no foreign key: a referenced partition
+-- could not be dropped in O(1)), and an endpoint's deletion removes its attempts as it removes
+-- its deliveries.
 CREATE TABLE booking_admin.delivery_attempts (
-    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    delivery_id      uuid NOT NULL REFERENCES booking_admin.deliveries (id) ON DELETE CASCADE,
-    endpoint_id      uuid NOT NULL,
+    id               bigint GENERATED ALWAYS AS IDENTITY,
+    delivery_id      uuid NOT NULL,
+    endpoint_id      uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
     attempt          integer NOT NULL,
     started_at       timestamptz NOT NULL,
     duration_ms      double precision NOT NULL,
@@ -138,10 +148,14 @@ CREATE TABLE booking_admin.delivery_attempts (
     -- delivered, retry, dead, gone (410: endpoint disabled), interrupted (the worker stopped),
     -- suppressed (not sent: the recipient opted out).
     outcome          text NOT NULL CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted', 'suppressed'))
-);
-CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts (delivery_id);
-CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts (endpoint_id, started_at);
+) PARTITION BY RANGE (started_at);
+CREATE TABLE booking_admin.delivery_attempts_default PARTITION OF booking_admin.delivery_attempts (
+    CONSTRAINT delivery_attempts_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX delivery_attempts_delivery_idx ON booking_admin.delivery_attempts_default (delivery_id);
+CREATE INDEX delivery_attempts_endpoint_started_idx ON booking_admin.delivery_attempts_default (endpoint_id, started_at);
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_attempts_default', '');
 
 -- Message templates for email (and the text of Slack messages). tenant_id NULL: the defaults.
 CREATE TABLE booking_admin.message_templates (
@@ -180,7 +194,7 @@ INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, bod
 -- The outbox's fan-out mark: NULL until the delivery worker has expanded the event into its
 -- deliveries.
 ALTER TABLE booking.events ADD COLUMN fanned_out_at timestamptz;
-CREATE INDEX events_fan_out_idx ON booking.events (created_at) WHERE fanned_out_at IS NULL;
+CREATE INDEX events_fan_out_idx ON booking.events_default (created_at) WHERE fanned_out_at IS NULL;
 
 -- Fan-out, by the delivery worker, in its own transaction: the next p_limit events not yet
 -- expanded, oldest first, each into one delivery per enabled endpoint subscribed to its type
@@ -662,24 +676,13 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
 $$;
 REVOKE ALL ON FUNCTION booking_admin.delivery_context(uuid, text, jsonb) FROM PUBLIC;
 
--- Deliveries finished (delivered or dead) longer ago than retention_days (default 30) are
--- deleted with their attempts.
-CREATE FUNCTION booking_admin.op_cleanup_deliveries(p_settings jsonb) RETURNS integer
-LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
-DECLARE
-    n integer;
-BEGIN
-    DELETE FROM booking_admin.deliveries d
-    WHERE d.status IN ('delivered', 'dead')
-      AND d.updated_at < now() - make_interval(days => coalesce((p_settings ->> 'retention_days')::int, 30));
-    GET DIAGNOSTICS n = ROW_COUNT;
-    RETURN n;
-END $$;
-REVOKE ALL ON FUNCTION booking_admin.op_cleanup_deliveries(jsonb) FROM PUBLIC;
-
-INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
-    ('cleanup-deliveries', 'Delete finished deliveries and their attempts past retention', 'booking_admin.op_cleanup_deliveries',
-     '{"retention_days": 30}', 86400000, 3, 60000);
+-- Weekly partitions, dropped 30 days after their week once none of their deliveries is still
+-- to be sent; the ledger's weeks go with them.
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, keep_while,
+                                              description) VALUES
+    ('booking_admin.deliveries', 'created_at', 'week', 4, '30 days', 'status IN (''pending'', ''sending'')',
+     'Webhook, Slack and email deliveries'),
+    ('booking_admin.delivery_attempts', 'started_at', 'week', 4, '30 days', NULL, 'The delivery attempts ledger');
 
 -- SMS ---------------------------------------------------------------------------------------
 

@@ -6,15 +6,22 @@ CREATE TABLE booking.events (
     event_type    text NOT NULL CHECK (event_type ~ '^[a-z_]+\.[a-z_]+$'),
     payload       jsonb NOT NULL DEFAULT '{}',
     created_at    timestamptz NOT NULL DEFAULT now(),
-    dispatched_at timestamptz,
-    PRIMARY KEY (tenant_id, id)
-);
-CREATE INDEX events_undispatched_idx ON booking.events (created_at) WHERE dispatched_at IS NULL;
-CREATE INDEX events_tenant_created_idx ON booking.events (tenant_id, created_at);
-CREATE INDEX events_id_idx ON booking.events (id);
+    dispatched_at timestamptz
+) PARTITION BY RANGE (created_at);
+-- Rows of months without a partition yet (sql/partitions.sql); partition-maintenance moves them.
+-- The key and the indexes are the partitions' (each month's copies the default one's, see
+-- booking_admin.create_partition), not the table's: ids are unique by gen_random_uuid(),
+-- looked up by (tenant_id, id) or by id alone.
+CREATE TABLE booking.events_default PARTITION OF booking.events (
+    CONSTRAINT events_pkey PRIMARY KEY (tenant_id, id)
+) DEFAULT;
+CREATE INDEX events_undispatched_idx ON booking.events_default (created_at) WHERE dispatched_at IS NULL;
+CREATE INDEX events_tenant_created_idx ON booking.events_default (tenant_id, created_at);
+CREATE INDEX events_id_idx ON booking.events_default (id);
 COMMENT ON TABLE booking.events IS
     'Outbox of booking.created, booking.rescheduled, booking.cancelled, waitlist.notified, conflict.detected and the maintenance transitions; NOTIFY booking_events carries {"id", "type"}.';
 SELECT pg_catalog.pg_extension_config_dump('booking.events', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.events_default', '');
 
 CREATE FUNCTION booking.emit_event(p_tenant_id uuid, p_event_type text, p_payload jsonb DEFAULT '{}')
 RETURNS uuid
@@ -62,3 +69,8 @@ END $$;
 
 INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VALUES
     ('outbox_dispatch', 'function', 'booking_admin.handle_outbox_dispatch', 'Notify and mark undispatched booking.events');
+
+-- Monthly partitions, kept a year: the outbox is read while its events are new (dispatch, the
+-- delivery fan-out, the waitlist sweep's 48 hours).
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking.events', 'created_at', 'month', 3, '365 days', 'The outbox of booking changes');

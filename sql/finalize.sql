@@ -2,11 +2,13 @@
 
 -- Every table in the exposed schema has row-level security, including tables added later:
 -- without a policy a table is readable only by its owner and through the extension's functions.
+-- Partitioned tables too (their policies apply to reads through them), and their partitions
+-- (partition-maintenance gives the partitions it creates the same).
 DO $$
 DECLARE
     t regclass;
 BEGIN
-    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind = 'r' LOOP
+    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p') LOOP
         EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
     END LOOP;
 END $$;

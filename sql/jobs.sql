@@ -82,6 +82,27 @@ CREATE UNIQUE INDEX jobs_unique_key_idx ON booking_admin.jobs (unique_key)
     WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.jobs', '');
 
+-- Finished jobs, out of the queue: the queue's table stays the size of its live work (what the
+-- runners' claims and the unique keys' index walk), and the history of what ran is partitioned
+-- by day, dropped after a week. The same columns as booking_admin.jobs; completed jobs move
+-- there archive_after_minutes (60) after they finished (dead ones stay in the queue, the
+-- dead-letter queue, until data_cleanup removes them).
+CREATE TABLE booking_admin.job_history (
+    LIKE booking_admin.jobs INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING COMMENTS
+) PARTITION BY RANGE (completed_at);
+-- The key and the index are the partitions' (sql/partitions.sql), each day's copied from the
+-- default partition's.
+CREATE TABLE booking_admin.job_history_default PARTITION OF booking_admin.job_history (
+    CONSTRAINT job_history_pkey PRIMARY KEY (id)
+) DEFAULT;
+CREATE INDEX job_history_handler_idx ON booking_admin.job_history_default (handler, completed_at);
+COMMENT ON TABLE booking_admin.job_history IS
+    'Completed jobs moved out of booking_admin.jobs by the archive-jobs operation, partitioned by completed_at.';
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_history', '');
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.job_history_default', '');
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking_admin.job_history', 'completed_at', 'day', 7, '7 days', 'Completed jobs, archived out of the queue');
+
 -- The runners execute a job as created_by, so who a job runs as is set by the database from the
 -- inserting session, not by the caller: enqueued_by is always current_user, created_by may name
 -- another role only if current_user can act as it (is a member of it, as SET ROLE requires),
@@ -564,17 +585,25 @@ BEGIN
     RETURN n;
 END $$;
 
+-- How long each completed job ran, in the queue and in the history.
+CREATE FUNCTION booking_admin.completed_job_durations(OUT ms float8) RETURNS SETOF float8
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT extract(epoch FROM completed_at - started_at)::float8 * 1000 FROM booking_admin.jobs WHERE status = 'completed'
+    UNION ALL
+    SELECT extract(epoch FROM completed_at - started_at)::float8 * 1000 FROM booking_admin.job_history
+$$;
+
 CREATE FUNCTION booking_admin.job_stats() RETURNS jsonb
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
     SELECT jsonb_build_object(
-        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s))
+        -- Completed jobs are counted in the queue and in the history they move to.
+        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s)
+                                                 + CASE WHEN s = 'completed' THEN (SELECT count(*) FROM booking_admin.job_history) ELSE 0 END)
                       FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead', 'cancelled']) s),
-        'avg_duration_ms', (SELECT round(avg(extract(epoch FROM completed_at - started_at) * 1000)::numeric, 1)
-                            FROM booking_admin.jobs WHERE status = 'completed'),
-        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (
-                                ORDER BY extract(epoch FROM completed_at - started_at) * 1000))::numeric, 1)
-                            FROM booking_admin.jobs WHERE status = 'completed'),
+        'avg_duration_ms', (SELECT round(avg(d.ms)::numeric, 1) FROM booking_admin.completed_job_durations() d),
+        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (ORDER BY d.ms))::numeric, 1)
+                            FROM booking_admin.completed_job_durations() d),
         'oldest_pending_age_ms', (SELECT round((extract(epoch FROM now() - min(scheduled_at)) * 1000)::numeric)
                                   FROM booking_admin.jobs WHERE status IN ('pending', 'failed') AND scheduled_at <= now()))
 $$;
@@ -684,7 +713,10 @@ CREATE TABLE booking_admin.scheduler_job_info (
     -- the operation runs at each of its times instead of every delay_ms. Its times follow the
     -- extension's clock (booking_admin.scheduler_clock()), so booking_engine.now moves them.
     cron                 text CHECK (cron IS NULL OR cron = booking_admin.check_cron(cron)),
-    timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone))
+    timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone)),
+    -- The operation takes strong locks: inside a freeze window (sql/freeze.sql) the scheduler
+    -- defers it to the window's end, and a manual run is refused or deferred.
+    respects_freeze      boolean NOT NULL DEFAULT false
 );
 COMMENT ON TABLE booking_admin.scheduler_job_info IS
     'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms, or at the times of its cron expression in its time zone. Insert a row to schedule a new operation.';
@@ -770,6 +802,46 @@ END $$;
 INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
     ('cleanup-history', 'Delete old maintenance history', 'booking_admin.op_cleanup_history', '{"retention_days": 30, "max_records": 10000}', 86400000, 3, 30000);
 
+-- Partition maintenance (sql/partitions.sql), for every feature's partitioned tables: every 10
+-- minutes, which also spreads the rows of a large default partition over several short runs.
+CREATE FUNCTION booking_admin.op_maintain_partitions(p_settings jsonb) RETURNS integer
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(sum(jsonb_array_length(t -> 'created') + jsonb_array_length(t -> 'dropped')), 0)::integer
+    FROM jsonb_array_elements(booking_admin.maintain_partitions() -> 'tables') t
+    WHERE t ? 'created'
+$$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('partition-maintenance', 'Create partitions ahead, move rows out of default partitions, drop partitions past retention',
+     'booking_admin.op_maintain_partitions', '{}', 600000, 3, 300000);
+
+-- settings: archive_after_minutes (60), batch_size (10000 jobs per run, oldest first).
+CREATE FUNCTION booking_admin.op_archive_jobs(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_columns text;
+    n integer;
+BEGIN
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum) INTO v_columns
+    FROM pg_attribute a WHERE a.attrelid = 'booking_admin.job_history'::regclass AND a.attnum > 0 AND NOT a.attisdropped;
+    EXECUTE format(
+        'WITH moved AS (
+             DELETE FROM booking_admin.jobs j
+             WHERE j.id IN (SELECT o.id FROM booking_admin.jobs o
+                            WHERE o.status = ''completed'' AND o.completed_at < clock_timestamp() - $1
+                            ORDER BY o.completed_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+             RETURNING %s)
+         INSERT INTO booking_admin.job_history (%s) SELECT %s FROM moved', v_columns, v_columns, v_columns)
+    USING make_interval(mins => coalesce((p_settings ->> 'archive_after_minutes')::int, 60)),
+          coalesce((p_settings ->> 'batch_size')::int, 10000);
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('archive-jobs', 'Move completed jobs from the queue into the partitioned job history', 'booking_admin.op_archive_jobs',
+     '{"archive_after_minutes": 60, "batch_size": 10000}', 60000, 3, 60000);
+
 CREATE FUNCTION booking_admin.maintenance_json(e booking_admin.maintenance_executions, p_description text) RETURNS jsonb
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT jsonb_build_object(
@@ -791,6 +863,7 @@ DECLARE
     v_started timestamptz := clock_timestamp();
     v_count integer := 0;
     v_error text;
+    v_until timestamptz;
 BEGIN
     IF p_triggered_by IS NULL OR p_triggered_by NOT IN ('scheduler', 'manual') THEN
         RAISE EXCEPTION 'triggered_by must be ''scheduler'' or ''manual''' USING ERRCODE = '22023';
@@ -800,6 +873,20 @@ BEGIN
         RAISE EXCEPTION 'unknown maintenance operation %', coalesce(quote_literal(p_operation), 'NULL')
             USING ERRCODE = '22023',
                   HINT = 'One of: ' || (SELECT string_agg(job_name, ', ' ORDER BY job_name) FROM booking_admin.scheduler_job_info);
+    END IF;
+    IF j.respects_freeze THEN
+        -- The scheduler has nobody to refuse: it defers. A manual run meets the window's action.
+        v_until := CASE WHEN p_triggered_by = 'scheduler'
+                        THEN (booking_admin.freeze_state(NULL) ->> 'until')::timestamptz
+                        ELSE booking_admin.freeze_gate(format('maintenance operation %s', p_operation)) END;
+        IF v_until IS NOT NULL THEN
+            -- At least 5 seconds ahead, as booking_admin.defer_job (a held clock must not spin it).
+            UPDATE booking_admin.scheduler_job_info SET next_run_at = greatest(v_until, clock_timestamp() + interval '5 seconds')
+            WHERE job_name = p_operation;
+            RETURN jsonb_build_object('success', false, 'deferred_until', v_until,
+                                      'message', format('Operation %s is deferred by a freeze window until %s', p_operation, v_until),
+                                      'data', NULL);
+        END IF;
     END IF;
     IF NOT pg_try_advisory_xact_lock(hashtext('booking_engine.maintenance'), hashtext(p_operation)) THEN
         RETURN jsonb_build_object('success', false, 'message', format('Operation %s is already running', p_operation),

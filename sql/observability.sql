@@ -383,7 +383,13 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
         ('critical_security_violations', 'critical', NULL, 'booking_security_violations_open', '>', 0, '0',
          '{"summary": "{{ $value }} open {{ $labels.severity }} security violations"}'),
         ('metrics_dropped', 'low', NULL, 'booking_metrics_dropped_total', '>', 0, '0',
-         '{"summary": "{{ $labels.metric }} reached its series cap"}')
+         '{"summary": "{{ $labels.metric }} reached its series cap"}'),
+        ('host_cpu_high', 'high', NULL, 'booking_host_cpu_usage_ratio', '>', 0.8, '5 minutes',
+         '{"summary": "the server''s CPU has been {{ $value }} busy for 5 minutes"}'),
+        ('host_memory_high', 'high', NULL, 'booking_host_memory_used_ratio', '>', 0.9, '5 minutes',
+         '{"summary": "{{ $value }} of the server''s memory is in use"}'),
+        ('host_disk_high', 'critical', NULL, 'booking_host_disk_used_ratio', '>', 0.9, '0',
+         '{"summary": "the file system of the data directory is {{ $value }} full"}')
         ON CONFLICT (name) DO NOTHING
         RETURNING 1
     )
@@ -412,16 +418,22 @@ GRANT EXECUTE ON FUNCTION booking_admin.acknowledge_alert(text, text), booking_a
     booking_admin.init_default_alert_rules(), booking_admin.check_alert_rule(text, text)
 TO booking_operator;
 
--- The SLA report needs history: the scheduler's metrics-snapshot operation keeps the
--- booking operation counters, the slot query latency histogram and the health status every
--- 5 minutes (settings.retention_days of them, default 7).
+-- The extension's own rates over time, for the SLA report and the dashboard's charts: the
+-- scheduler's metrics-snapshot operation keeps, every 5 minutes, the booking operation
+-- counters, the slot query latency histogram, the job and delivery attempt counters, the
+-- delivery backlog and the health status. Partitioned by day, kept a week and a day (the
+-- dashboard's longest chart is a week).
 CREATE TABLE booking_admin.metrics_history (
     at     timestamptz NOT NULL,
     metric text NOT NULL,
     labels jsonb NOT NULL DEFAULT '{}',
     value  float8 NOT NULL
-);
-CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history (metric, at);
+) PARTITION BY RANGE (at);
+CREATE TABLE booking_admin.metrics_history_default PARTITION OF booking_admin.metrics_history DEFAULT;
+CREATE INDEX metrics_history_metric_at_idx ON booking_admin.metrics_history_default (metric, at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.metrics_history_default', '');
+INSERT INTO booking_admin.partitioned_tables (parent_table, partition_key, partition_interval, premake, retention, description)
+VALUES ('booking_admin.metrics_history', 'at', 'day', 7, '8 days', 'The extension''s own rates (metrics-snapshot)');
 
 CREATE FUNCTION booking_admin.op_snapshot_metrics(p_settings jsonb) RETURNS integer
 LANGUAGE plpgsql VOLATILE
@@ -430,11 +442,11 @@ DECLARE
     v_at timestamptz := clock_timestamp();
     n integer;
 BEGIN
-    DELETE FROM booking_admin.metrics_history
-    WHERE at < v_at - make_interval(days => coalesce((p_settings ->> 'retention_days')::int, 7));
     INSERT INTO booking_admin.metrics_history (at, metric, labels, value)
     SELECT v_at, m.metric, m.labels, m.value FROM booking_admin.metrics() m
-    WHERE m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket')
+    WHERE m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket',
+                       'booking_jobs_processed_total', 'booking_delivery_attempts_total', 'booking_deliveries',
+                       'booking_waitlist_conversion_ratio')
     UNION ALL
     SELECT v_at, 'health', jsonb_build_object('status', booking_admin.health() ->> 'status'), 1;
     GET DIAGNOSTICS n = ROW_COUNT;
@@ -442,8 +454,8 @@ BEGIN
 END $$;
 
 INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
-    ('metrics-snapshot', 'Keep booking counters, slot latency and health for the SLA report', 'booking_admin.op_snapshot_metrics',
-     '{"retention_days": 7}', 300000, 3, 60000);
+    ('metrics-snapshot', 'Keep booking, job and delivery counters, slot latency, the delivery backlog and health over time',
+     'booking_admin.op_snapshot_metrics', '{}', 300000, 3, 60000);
 
 -- The SLA over a window, against the operator's targets: availability (the share of the window
 -- covered by snapshots whose health was not critical; a gap longer than twice the snapshot
@@ -563,7 +575,8 @@ BEGIN
 END $$;
 
 -- What the dashboard page shows beside the metrics: today's bookings and refusals (since
--- midnight in the session's time zone, by when they were made), backlogs, open violations, the health report.
+-- midnight in the session's time zone, by when they were made), backlogs, open violations, the
+-- health report, the waitlist's conversion over 30 days.
 CREATE FUNCTION booking_admin.dashboard_data() RETURNS jsonb
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -587,11 +600,106 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
                         'acknowledged', a.acknowledged_at IS NOT NULL) ORDER BY a.started_at), '[]')
                    FROM booking_admin.alert_instances a WHERE a.state = 'firing'),
         'cache_hit_ratio', (SELECT round(coalesce(blks_hit::numeric / nullif(blks_hit + blks_read, 0), 1), 4)
-                            FROM pg_stat_database WHERE datname = current_database()))
+                            FROM pg_stat_database WHERE datname = current_database()),
+        'waitlist_conversion', (booking_admin.waitlist_conversion('30 days') ->> 'conversion_rate')::numeric)
 $$;
 
+-- The dashboard's charts over the last p_window, hour by hour (UTC hours; "hours" are their
+-- starts, in epoch seconds): from the extension's own rates (metrics_history, the increases of
+-- its counters between snapshots, a counter that went down or a series that appeared counting
+-- from zero) bookings and refusals, the slot queries' latency buckets (cumulative counts per
+-- upper bound, for percentiles), job attempts and delivery attempts by outcome, the delivery
+-- backlog (the most pending deliveries seen in the hour); from the health history the
+-- database's size (the hour's last capture); and the top queries of the window with their time
+-- per hour. Each series has one value per hour (NULL: no snapshot that hour).
+CREATE FUNCTION booking_admin.dashboard_series(p_window interval DEFAULT '1 day') RETURNS jsonb
+LANGUAGE plpgsql STABLE
+-- Small data, and estimates of set-returning functions high enough to make JIT compile for
+-- most of a second: the page is served under booking_engine.metrics_sql_timeout_ms.
+SET jit = off
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_to timestamptz := date_trunc('hour', clock_timestamp()) + interval '1 hour';
+    v_from timestamptz;
+    v jsonb;
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' OR p_window > interval '31 days' THEN
+        RAISE EXCEPTION 'the window is positive and at most 31 days' USING ERRCODE = '22023';
+    END IF;
+    v_from := v_to - date_trunc('hour', p_window + interval '59 minutes');
+    WITH hours AS (
+        SELECT h FROM generate_series(v_from, v_to - interval '1 hour', interval '1 hour') h
+    ), s AS (
+        SELECT m.at, m.metric, m.labels, m.value,
+               lag(m.value) OVER (PARTITION BY m.metric, m.labels ORDER BY m.at) AS prev,
+               min(m.at) OVER () AS first_at
+        FROM booking_admin.metrics_history m
+        WHERE m.at >= v_from - interval '1 hour' AND m.at < v_to
+          AND m.metric IN ('booking_operations_total', 'booking_slot_query_duration_seconds_bucket',
+                           'booking_jobs_processed_total', 'booking_delivery_attempts_total', 'booking_deliveries')
+    ), d AS (
+        SELECT date_trunc('hour', s.at) AS h, s.metric, s.labels, s.value,
+               -- A series first seen after the first snapshot read is a counter that began since
+               -- (the worker creates a series at its first count): it counts from zero.
+               CASE WHEN s.prev IS NULL AND s.at = s.first_at THEN NULL WHEN s.prev IS NULL THEN s.value
+                    WHEN s.value >= s.prev THEN s.value - s.prev ELSE s.value END AS delta
+        FROM s WHERE s.at >= v_from
+    ), per_hour AS (
+        SELECT d.h,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_operations_total' AND d.labels ->> 'operation' = 'create'
+                                    AND d.labels ->> 'outcome' = 'succeeded') AS bookings,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_operations_total' AND d.labels ->> 'outcome' = 'refused') AS refusals,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_jobs_processed_total' AND d.labels ->> 'outcome' = 'completed') AS jobs_completed,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_jobs_processed_total' AND d.labels ->> 'outcome' IN ('failed', 'dead')) AS jobs_failed,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_delivery_attempts_total' AND d.labels ->> 'outcome' = 'delivered') AS delivered,
+               sum(d.delta) FILTER (WHERE d.metric = 'booking_delivery_attempts_total' AND d.labels ->> 'outcome' <> 'delivered') AS delivery_failures,
+               max(d.value) FILTER (WHERE d.metric = 'booking_deliveries' AND d.labels ->> 'status' = 'pending') AS backlog,
+               bool_or(true) AS snapshot
+        FROM d GROUP BY d.h
+    ), latency AS (
+        SELECT x.h, jsonb_agg(jsonb_build_array(x.le, x.n) ORDER BY x.le_num) AS buckets
+        FROM (SELECT d.h, d.labels ->> 'le' AS le,
+                     CASE WHEN d.labels ->> 'le' = '+Inf' THEN 'infinity'::float8 ELSE (d.labels ->> 'le')::float8 END AS le_num,
+                     sum(d.delta) AS n
+              FROM d WHERE d.metric = 'booking_slot_query_duration_seconds_bucket' AND d.delta IS NOT NULL
+              GROUP BY 1, 2, 3) x
+        GROUP BY x.h
+    ), size AS (
+        SELECT DISTINCT ON (date_trunc('hour', h.captured_at)) date_trunc('hour', h.captured_at) AS h, h.database_bytes
+        FROM booking_admin.history_database_stats h
+        WHERE h.captured_at >= v_from AND h.captured_at < v_to
+        ORDER BY date_trunc('hour', h.captured_at), h.captured_at DESC
+    )
+    SELECT jsonb_build_object(
+        'window', p_window, 'from', v_from, 'to', v_to,
+        'hours', jsonb_agg(extract(epoch FROM hours.h)::bigint ORDER BY hours.h),
+        'bookings', jsonb_agg(p.bookings ORDER BY hours.h),
+        'refusals', jsonb_agg(p.refusals ORDER BY hours.h),
+        'jobs_completed', jsonb_agg(p.jobs_completed ORDER BY hours.h),
+        'jobs_failed', jsonb_agg(p.jobs_failed ORDER BY hours.h),
+        'delivered', jsonb_agg(p.delivered ORDER BY hours.h),
+        'delivery_failures', jsonb_agg(p.delivery_failures ORDER BY hours.h),
+        'delivery_backlog', jsonb_agg(p.backlog ORDER BY hours.h),
+        'latency_buckets', jsonb_agg(l.buckets ORDER BY hours.h),
+        'database_bytes', jsonb_agg(z.database_bytes ORDER BY hours.h))
+    INTO v
+    FROM hours
+    LEFT JOIN per_hour p ON p.h = hours.h
+    LEFT JOIN latency l ON l.h = hours.h
+    LEFT JOIN size z ON z.h = hours.h;
+    RETURN v || jsonb_build_object('top_queries', coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'queryid', q.queryid, 'query', left(q.query, 200), 'calls', q.calls, 'total_ms', round(q.total_ms::numeric, 1),
+                   'mean_ms', round(q.mean_ms::numeric, 3), 'trend', q.trend,
+                   'hourly', (SELECT jsonb_agg((SELECT (e ->> 1)::float8 FROM jsonb_array_elements(q.hourly) e
+                                                WHERE (e ->> 0)::timestamptz = hh.h) ORDER BY hh.h)
+                              FROM generate_series(v_from, v_to - interval '1 hour', interval '1 hour') hh(h)))
+               ORDER BY q.total_ms DESC)
+        FROM booking_admin.top_queries(p_window, 5) q), '[]'));
+END $$;
+
 GRANT EXECUTE ON FUNCTION booking_admin.metrics(), booking_admin.metrics_text(text), booking_admin.health(),
-    booking_admin.dashboard_data(), booking_admin.performance_summary(),
+    booking_admin.dashboard_data(), booking_admin.dashboard_series(interval), booking_admin.performance_summary(),
     booking_admin.sla_report(interval, float8, float8, float8)
 TO booking_operator;
 GRANT SELECT ON booking_admin.metrics_history TO booking_operator;

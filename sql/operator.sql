@@ -45,3 +45,28 @@ GRANT INSERT, DELETE ON booking_admin.jobs TO booking_operator;
 -- process_dead_letter's requeue; handler, payload and the identity columns stay read-only.
 GRANT UPDATE (status, retry_count, scheduled_at, completed_at, updated_at) ON booking_admin.jobs TO booking_operator;
 GRANT UPDATE (delay_ms, max_retries, timeout_ms, enabled, next_run_at, cron, timezone) ON booking_admin.scheduler_job_info TO booking_operator;
+GRANT UPDATE (respects_freeze) ON booking_admin.scheduler_job_info TO booking_operator;
+
+-- The freeze calendar, the partitioned history and its maintenance, the health history and the
+-- questions it answers, remediations (operators decide them), the waitlist's conversion, and
+-- what job_stats reads of the job history.
+GRANT EXECUTE ON FUNCTION
+    booking_admin.freeze_state(uuid, timestamptz), booking_admin.freeze_windows_at(timestamptz, uuid),
+    booking_admin.add_freeze_window(text, timestamptz, timestamptz, integer[], time, time, text, date, date, text, uuid),
+    booking_admin.remove_freeze_window(uuid),
+    booking_admin.partitions(text), booking_admin.partition_bounds(text, timestamptz), booking_admin.maintain_partitions(text),
+    booking_admin.configure_partitions(text, interval, integer, text, boolean),
+    booking_admin.top_queries(interval, integer), booking_admin.growing_relations(interval, integer),
+    booking_admin.sequences_near_exhaustion(numeric), booking_admin.sequence_headroom(), booking_admin.unused_indexes(interval),
+    booking_admin.duplicate_indexes(), booking_admin.blocking_tree(), booking_admin.database_history(interval),
+    booking_admin.preview_remediation(uuid), booking_admin.approve_remediation(uuid, text),
+    booking_admin.reject_remediation(uuid, text), booking_admin.revert_remediation(uuid, text),
+    booking_admin.waitlist_conversion(interval, uuid), booking_admin.completed_job_durations()
+TO booking_operator;
+GRANT SELECT, INSERT, UPDATE, DELETE ON booking_admin.freeze_windows TO booking_operator;
+GRANT SELECT ON booking_admin.partitioned_tables, booking_admin.job_history, booking_admin.history_query_stats,
+    booking_admin.history_query_texts, booking_admin.history_database_stats, booking_admin.history_relation_stats,
+    booking_admin.history_sequence_stats, booking_admin.security_remediations
+TO booking_operator;
+-- configure_partitions; what a table keeps past retention (keep_while) stays the extension's.
+GRANT UPDATE (retention, premake, partition_interval) ON booking_admin.partitioned_tables TO booking_operator;

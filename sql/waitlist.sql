@@ -267,3 +267,32 @@ INSERT INTO booking_admin.job_handlers (handler, kind, function, description) VA
     ('waitlist_notify', 'function', 'booking_admin.handle_waitlist_notify', 'Offer still-free slots freed in the last lookback_hours (48) to the waitlist');
 INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
     ('waitlist-sweep', 'Offer slots freed recently and still free to the waitlist', 'booking_admin.op_waitlist_sweep', '{"lookback_hours": 48}', 300000, 3, 30000);
+
+-- The waitlist's conversion over the entries created in the last p_window (of one tenant, or
+-- all): how many there were, were offered a slot (notified at least once), and booked a slot
+-- they were offered (the booking sets the entry 'booked'). conversion_rate = booked / entries;
+-- offer_conversion_rate = booked / notified. NULL rates: no entries (no offers).
+CREATE FUNCTION booking_admin.waitlist_conversion(p_window interval DEFAULT '30 days', p_tenant_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    IF p_window IS NULL OR p_window <= interval '0' THEN
+        RAISE EXCEPTION 'the window must be positive' USING ERRCODE = '22023';
+    END IF;
+    SELECT jsonb_build_object(
+               'window', p_window, 'tenant_id', p_tenant_id,
+               'entries', count(*), 'waiting', count(*) FILTER (WHERE w.status = 'waiting'),
+               'notified', count(*) FILTER (WHERE w.notified_at IS NOT NULL),
+               'booked', count(*) FILTER (WHERE w.status = 'booked'),
+               'cancelled', count(*) FILTER (WHERE w.status = 'cancelled'),
+               'expired', count(*) FILTER (WHERE w.status = 'expired'),
+               'conversion_rate', round(count(*) FILTER (WHERE w.status = 'booked')::numeric / nullif(count(*), 0), 4),
+               'offer_conversion_rate', round(count(*) FILTER (WHERE w.status = 'booked')::numeric
+                                              / nullif(count(*) FILTER (WHERE w.notified_at IS NOT NULL), 0), 4))
+    INTO v
+    FROM booking.waitlist w
+    WHERE w.created_at > now() - p_window AND (p_tenant_id IS NULL OR w.tenant_id = p_tenant_id);
+    RETURN v;
+END $$;

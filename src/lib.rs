@@ -39,13 +39,16 @@ extension_sql_file!(
     name = "schema",
     requires = ["bootstrap", availability::api::is_valid_timezone, availability::api::is_valid_opening_hours,]
 );
+// The partitioning of the history tables comes first: the job history is one of them, and every
+// later file declares its own.
+extension_sql_file!("../sql/partitions.sql", name = "partitions", requires = ["schema", clock::clock_now]);
 // Install order: the generic job queue and scheduler come right after the core schema, so that
 // every feature's file can register its own handlers and scheduled operations at its end.
 extension_sql_file!(
     "../sql/jobs.sql",
     name = "jobs",
     requires = [
-        "schema",
+        "partitions",
         clock::clock_now,
         jobs::api::booking_admin::random_uuids,
         jobs::api::booking_admin::retry_delay_ms,
@@ -55,7 +58,9 @@ extension_sql_file!(
         jobs::api::booking_admin::cron_next,
     ]
 );
-extension_sql_file!("../sql/events.sql", name = "events", requires = ["jobs"]);
+// The freeze calendar of the scheduler, the sandbox and the tuner.
+extension_sql_file!("../sql/freeze.sql", name = "freeze", requires = ["jobs"]);
+extension_sql_file!("../sql/events.sql", name = "events", requires = ["freeze"]);
 extension_sql_file!("../sql/access.sql", name = "access", requires = ["schema", "events"]);
 extension_sql_file!(
     "../sql/waitlist.sql",
@@ -91,21 +96,26 @@ extension_sql_file!(
         security::api::request_context,
         security::api::booking_admin::scan_pii,
         security::api::booking_admin::evaluate_security_rules,
+        security::api::booking_admin::block_client,
+        security::api::booking_admin::unblock_client,
+        security::api::booking_admin::client_blocked_until,
         clock::clock_now,
     ]
 );
 extension_sql_file!(
     "../sql/admin.sql",
     name = "admin",
-    requires =
-        ["jobs", admin::tuner_api::is_valid_freeze_windows, admin::tuner_api::booking_admin::perform_tuning_cycle,]
+    requires = ["jobs", "freeze", admin::tuner_api::booking_admin::perform_tuning_cycle,]
 );
+// Database health over time and the DBA's questions about it.
+extension_sql_file!("../sql/history.sql", name = "history", requires = ["admin"]);
 extension_sql_file!("../sql/portal.sql", name = "portal", requires = ["booking", "availability", "security"]);
 extension_sql_file!(
     "../sql/operator.sql",
     name = "operator",
     requires = [
         "admin",
+        "history",
         "security",
         "booking",
         admin::api::booking_admin::execute_admin_sql,

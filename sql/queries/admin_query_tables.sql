@@ -8,6 +8,12 @@ SELECT coalesce(jsonb_agg(jsonb_build_object(
            'index_leads', (SELECT coalesce(jsonb_agg(a.attname), '[]')
                            FROM pg_catalog.pg_index i
                            JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
-                           WHERE i.indrelid = c.oid AND i.indisvalid))), '[]')
+                           WHERE i.indrelid = c.oid AND i.indisvalid),
+           'gin_leads', (SELECT coalesce(jsonb_agg(a.attname), '[]')
+                         FROM pg_catalog.pg_index i
+                         JOIN pg_catalog.pg_class ic ON ic.oid = i.indexrelid
+                         JOIN pg_catalog.pg_am am ON am.oid = ic.relam AND am.amname = 'gin'
+                         JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0]
+                         WHERE i.indrelid = c.oid AND i.indisvalid))), '[]')
 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
 WHERE (n.nspname, c.relname) IN (SELECT * FROM unnest($1::text[], $2::text[]))

@@ -2,7 +2,9 @@
 -- with what it needs to run each, and why a job must not run at all (recorded as its failure):
 -- a handler function that does not resolve, or a role the enqueuer could not act as. Functions
 -- are resolved once per handler and roles checked once per (runs as, enqueued by) pair, not
--- once per job: a batch is typically one handler and one pair.
+-- once per job: a batch is typically one handler and one pair. A job whose payload asks to
+-- respect the freeze calendar ("respect_freeze": true, the sandbox's index changes) comes with
+-- the end of the freeze in force for it, if any: the runner puts it back until then.
 WITH h AS (
     SELECT handler, kind, function,
            -- A name, not an oid, is stored (see job_handlers.function); textcat is strict, so no
@@ -26,6 +28,8 @@ SELECT j.id, h.kind = 'top_level', h.name, j.payload, j.timeout_ms, j.created_by
        CASE WHEN h.kind = 'function' AND h.name IS NULL
             THEN format('42883: handler function %s(jsonb) does not exist', h.function)
             ELSE pairs.refusal
-       END
+       END,
+       CASE WHEN j.payload -> 'respect_freeze' = 'true'
+            THEN (booking_admin.freeze_state(j.tenant_id) ->> 'until')::timestamptz::text END
 FROM j JOIN h USING (handler) JOIN pairs USING (created_by, enqueued_by)
 ORDER BY j.priority, j.scheduled_at

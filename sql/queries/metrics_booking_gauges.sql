@@ -1,5 +1,6 @@
 -- The scrape's booking gauges, where booking_engine is installed: the job queue, the
--- delivery backlog, open violations and firing alerts. Rows of (metric, label values, value).
+-- delivery backlog, open violations, firing alerts and the waitlist's conversion over 30 days.
+-- Rows of (metric, label values, value).
 SELECT 'booking_jobs', ARRAY[s.status], count(j.id)::float8
 FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead', 'cancelled']) s(status)
 LEFT JOIN booking_admin.jobs j ON j.status = s.status GROUP BY s.status
@@ -25,3 +26,7 @@ UNION ALL
 SELECT 'booking_oldest_pending_delivery_age_seconds', ARRAY[]::text[],
        coalesce(extract(epoch FROM clock_timestamp() - min(next_attempt_at)), 0)::float8
 FROM booking_admin.deliveries WHERE status = 'pending' AND next_attempt_at <= clock_timestamp()
+UNION ALL
+SELECT 'booking_waitlist_conversion_ratio', ARRAY[]::text[],
+       coalesce(count(*) FILTER (WHERE status = 'booked')::float8 / nullif(count(*), 0), 0)
+FROM booking.waitlist WHERE created_at > now() - interval '30 days'

@@ -159,11 +159,32 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         Err(refused) => return Err(refuse(id, &who, &audited_text, None, refused)),
     };
     let kind = accepted.statement.kind();
+    let frozen = accepted.statement.frozen_by_calendar();
+    // The freeze calendar: a refusing window raises 57000 (audited as this attempt's refusal);
+    // a deferring one queues the statement for the window's end.
+    let deferred_until = if frozen {
+        // The caller may hold EXECUTE on execute_admin_sql alone: the calendar is read with the
+        // extension owner's rights, as the queue is written.
+        let owner = role::extension_owner()?;
+        let gate = || {
+            role::run_as(owner, || {
+                Spi::get_one_with_args::<String>("SELECT booking_admin.freeze_gate($1)::text", &[sql_what(kind).into()])
+            })
+        };
+        match Subxact::kept().run(gate) {
+            Ok(Ok(until)) => until,
+            Ok(Err(e)) => return Err(DomainError::from(e).into()),
+            Err(caught) => return Err(refuse(id, &who, &audited_text, Some(kind), Refused::Postgres(caught))),
+        }
+    } else {
+        None
+    };
+    let mode = if deferred_until.is_some() { Mode::Queued } else { accepted.mode };
     let mut row = audit_row(id, &who, sql, Some(kind), "accepted");
-    row["mode"] = json!(accepted.mode.as_str());
-    if accepted.mode == Mode::Queued {
-        let payload = policy::queued_payload(&accepted.text, &who.role, &who.search_path);
-        let job_id = match enqueue_top_level(kind, &payload) {
+    row["mode"] = json!(mode.as_str());
+    if mode == Mode::Queued {
+        let payload = policy::queued_payload(&accepted.text, &who.role, &who.search_path, frozen);
+        let job_id = match enqueue_top_level(kind, &payload, deferred_until.as_deref()) {
             Ok(job_id) => job_id,
             Err(e) => {
                 // Every attempt is audited, the ones that could not be queued too.
@@ -180,8 +201,8 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
         // enqueue also raised a WARNING).
         let will_run = crate::launcher::will_run();
         return Ok(json!({
-            "accepted": true, "statement_kind": kind, "mode": accepted.mode.as_str(),
-            "job_id": job_id, "audit_id": id, "statement": accepted.text,
+            "accepted": true, "statement_kind": kind, "mode": mode.as_str(),
+            "job_id": job_id, "audit_id": id, "statement": accepted.text, "deferred_until": deferred_until,
             "will_run": will_run.is_ok(), "will_not_run_because": will_run.err().map(|w| w.as_str()),
         }));
     }
@@ -209,6 +230,11 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
     }
 }
 
+/// How a sandbox statement is named in a freeze refusal and its audit entry.
+fn sql_what(kind: &str) -> String {
+    format!("execute_admin_sql ({kind})")
+}
+
 /// Hands a checked statement that cannot run inside a transaction (VACUUM, the CONCURRENTLY
 /// forms) to the job runner, which runs it at top level as the caller with the caller's
 /// search_path. Once only: a half-done CONCURRENTLY build would not succeed on a retry.
@@ -217,13 +243,13 @@ pub fn run_admin_sql(sql: &str, allow_vacuum_full: bool) -> Result<Value, pgrx::
 /// rights, for exactly this payload, and names the caller (current_user now) as the role the
 /// job runs as, which the owner may do (booking_admin.jobs_identity). The query names every
 /// object with its schema, since it runs with the caller's search_path.
-fn enqueue_top_level(kind: &str, payload: &Value) -> DomainResult<uuid::Uuid> {
+fn enqueue_top_level(kind: &str, payload: &Value, run_at: Option<&str>) -> DomainResult<uuid::Uuid> {
     let caller = role::current_user();
     let id = role::run_as(role::extension_owner()?, || {
         Spi::get_one_with_args::<pgrx::Uuid>(
-            "INSERT INTO booking_admin.jobs (name, handler, payload, max_retries, timeout_ms, created_by)
-             VALUES ($1, 'top_level_sql', $2, 0, 3600000, $3) RETURNING id",
-            &[format!("admin_sql {kind}").into(), JsonB(payload.clone()).into(), caller.into()],
+            "INSERT INTO booking_admin.jobs (name, handler, payload, max_retries, timeout_ms, created_by, scheduled_at)
+             VALUES ($1, 'top_level_sql', $2, 0, 3600000, $3, coalesce($4::timestamptz, now())) RETURNING id",
+            &[format!("admin_sql {kind}").into(), JsonB(payload.clone()).into(), caller.into(), run_at.into()],
         )
     })?
     .ok_or_else(|| DomainError::Internal("the job insert returned no id".into()))?;
@@ -269,11 +295,32 @@ mod booking_admin {
         match judge(sql, allow_vacuum_full) {
             Ok(a) => {
                 let who = caller()?;
-                let payload =
-                    (a.mode == Mode::Queued).then(|| policy::queued_payload(&a.text, &who.role, &who.search_path));
+                let frozen = a.statement.frozen_by_calendar();
+                // What the calendar would do now, without the refusal's audit entry.
+                let freeze = if frozen {
+                    role::run_as(role::extension_owner()?, || {
+                        Spi::get_one::<JsonB>("SELECT booking_admin.freeze_state()")
+                    })
+                    .map_err(DomainError::from)?
+                    .map_or(Value::Null, |j| j.0)
+                } else {
+                    json!({"frozen": false})
+                };
+                if freeze["frozen"] == true && freeze["action"] == "refuse" {
+                    return Ok(JsonB(json!({
+                        "allowed": false, "sqlstate": "57000",
+                        "reason": format!("{} is refused inside a freeze window until {}", sql_what(a.statement.kind()),
+                                          freeze["until"].as_str().unwrap_or("")),
+                        "freeze": freeze,
+                    })));
+                }
+                let deferred_until = freeze.get("until").cloned().unwrap_or(Value::Null);
+                let mode = if deferred_until.is_null() { a.mode } else { Mode::Queued };
+                let payload = (mode == Mode::Queued)
+                    .then(|| policy::queued_payload(&a.text, &who.role, &who.search_path, frozen));
                 Ok(JsonB(json!({
-                    "allowed": true, "statement_kind": a.statement.kind(), "mode": a.mode.as_str(),
-                    "statement": a.text, "job_payload": payload,
+                    "allowed": true, "statement_kind": a.statement.kind(), "mode": mode.as_str(),
+                    "statement": a.text, "job_payload": payload, "deferred_until": deferred_until,
                 })))
             }
             Err(refused) => {

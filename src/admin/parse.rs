@@ -373,12 +373,27 @@ unsafe fn predicates(node: *mut pg_sys::Node, f: &mut QueryFacts) {
             match e.kind {
                 pg_sys::A_Expr_Kind::AEXPR_LIKE | pg_sys::A_Expr_Kind::AEXPR_ILIKE => {
                     let pattern = string_const(r);
-                    if pattern.as_deref().is_some_and(|p| p.starts_with('%') || p.starts_with('_')) {
-                        f.leading_wildcard_likes.push(format!("'{}'", pattern.unwrap_or_default()));
-                    } else if let (Some(col), true, pg_sys::A_Expr_Kind::AEXPR_LIKE) =
-                        (column_ref(l), pattern.is_some(), e.kind)
-                    {
-                        f.filters.push(use_of(col, FilterOp::Range));
+                    let leading = pattern.as_deref().is_some_and(|p| p.starts_with('%') || p.starts_with('_'));
+                    if leading {
+                        f.leading_wildcard_likes.push(format!("'{}'", pattern.clone().unwrap_or_default()));
+                    }
+                    // An anchored LIKE is a b-tree range; a leading wildcard or ILIKE needs trigrams
+                    // (a pattern that is a parameter could be either: no guess).
+                    let op = if leading || e.kind == pg_sys::A_Expr_Kind::AEXPR_ILIKE {
+                        Some(FilterOp::Trigram)
+                    } else {
+                        pattern.is_some().then_some(FilterOp::Range)
+                    };
+                    if let (Some(col), Some(op), true) = (column_ref(l), op, is_value(r)) {
+                        f.filters.push(use_of(col, op));
+                    }
+                }
+                pg_sys::A_Expr_Kind::AEXPR_OP
+                    if ["~", "~*", "@>", "<@", "&&", "?", "?|", "?&"].contains(&op.as_str()) =>
+                {
+                    let kind = if op.starts_with('~') { FilterOp::Trigram } else { FilterOp::Contains };
+                    if let (Some(col), true) = (column_ref(l), is_value(r)) {
+                        f.filters.push(use_of(col, kind));
                     }
                 }
                 pg_sys::A_Expr_Kind::AEXPR_IN if op == "=" => {

@@ -132,19 +132,33 @@ pub struct TableInfo {
     pub qualified: String,
     pub columns: HashMap<String, String>,
     pub index_leads: Vec<String>,
+    /// Columns a GIN index leads with.
+    pub gin_leads: Vec<String>,
 }
 
-/// An index to try: CREATE INDEX ON table (columns).
+/// An index to try: CREATE INDEX ON table [USING method] (columns), each column with its
+/// operator class when it needs one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
     pub table: String,
+    /// None: a b-tree.
+    pub method: Option<&'static str>,
     pub columns: Vec<String>,
     pub reason: String,
 }
 
 impl Candidate {
+    /// The definition without a name: what the tuner remembers it by.
     pub fn sql(&self) -> String {
-        format!("CREATE INDEX ON {} ({})", self.table, self.columns.join(", "))
+        self.statement("", false)
+    }
+
+    /// The statement creating it as `name` (empty: unnamed), concurrently or not.
+    pub fn statement(&self, name: &str, concurrently: bool) -> String {
+        let using = self.method.map(|m| format!(" USING {m}")).unwrap_or_default();
+        let named = if name.is_empty() { String::new() } else { format!("{name} ") };
+        let how = if concurrently { "CONCURRENTLY " } else { "" };
+        format!("CREATE INDEX {how}{named}ON {}{using} ({})", self.table, self.columns.join(", "))
     }
 }
 
@@ -156,16 +170,46 @@ fn belongs(u: &ColumnUse, scan: &SeqScan, info: &TableInfo) -> bool {
     named && info.columns.contains_key(&u.column)
 }
 
+/// The GIN index a filter no b-tree serves asks for: trigrams (pg_trgm's gin_trgm_ops) for
+/// LIKE '%...%', ILIKE and regular expressions, the column's default GIN operator class for
+/// array and jsonb containment and key tests. One per table, for the first such filter, unless
+/// a GIN index already leads with its column.
+fn gin_candidate(facts: &QueryFacts, scan: &SeqScan, info: &TableInfo) -> Option<Candidate> {
+    let u = facts.filters.iter().find(|u| !u.op.btree() && belongs(u, scan, info))?;
+    if info.gin_leads.contains(&u.column) {
+        return None;
+    }
+    let quoted = &info.columns[&u.column];
+    let (column, why) = match u.op {
+        FilterOp::Trigram => (
+            format!("{quoted} gin_trgm_ops"),
+            "a pattern (LIKE with a leading wildcard, ILIKE or a regular expression) no b-tree serves; a trigram index needs the pg_trgm extension",
+        ),
+        _ => (quoted.clone(), "containment or key tests (@>, <@, &&, ?) no b-tree serves"),
+    };
+    Some(Candidate {
+        table: info.qualified.clone(),
+        method: Some("gin"),
+        columns: vec![column],
+        reason: format!("sequential scan of {} which the query filters with {why}: {}", info.qualified, u.column),
+    })
+}
+
 /// For each sequentially scanned table the query filters (or else joins) on: an index on the
 /// equality columns, then one range column, at most three, unless an index already leads with
-/// the first of them.
+/// the first of them; and a GIN index for the filters a b-tree cannot serve.
 pub fn candidates(facts: &QueryFacts, scans: &[SeqScan], tables: &HashMap<String, TableInfo>) -> Vec<Candidate> {
     let mut out: Vec<Candidate> = Vec::new();
     for scan in scans {
         let Some(info) = tables.get(&scan.relation) else { continue };
+        if let Some(gin) = gin_candidate(facts, scan, info) {
+            if !out.contains(&gin) {
+                out.push(gin);
+            }
+        }
         let pick = |uses: &[ColumnUse]| -> Vec<String> {
             let mut cols: Vec<String> = Vec::new();
-            let mut ordered: Vec<&ColumnUse> = uses.iter().filter(|u| belongs(u, scan, info)).collect();
+            let mut ordered: Vec<&ColumnUse> = uses.iter().filter(|u| u.op.btree() && belongs(u, scan, info)).collect();
             ordered.sort_by_key(|u| u.op == FilterOp::Range);
             let mut range_taken = false;
             for u in ordered {
@@ -186,6 +230,7 @@ pub fn candidates(facts: &QueryFacts, scans: &[SeqScan], tables: &HashMap<String
         }
         let candidate = Candidate {
             table: info.qualified.clone(),
+            method: None,
             columns: cols.iter().map(|c| info.columns[c].clone()).collect(),
             reason: format!("sequential scan of {} which the query {why} {}", info.qualified, cols.join(", ")),
         };
@@ -245,11 +290,18 @@ mod tests {
     }
 
     fn orders() -> HashMap<String, TableInfo> {
-        let columns =
-            ["customer_id", "status", "created_at", "id"].iter().map(|c| (c.to_string(), c.to_string())).collect();
+        let columns = ["customer_id", "status", "created_at", "id", "notes", "tags", "extra"]
+            .iter()
+            .map(|c| (c.to_string(), c.to_string()))
+            .collect();
         HashMap::from([(
             "orders".to_string(),
-            TableInfo { qualified: "public.orders".into(), columns, index_leads: vec!["id".into()] },
+            TableInfo {
+                qualified: "public.orders".into(),
+                columns,
+                index_leads: vec!["id".into()],
+                gin_leads: vec!["tags".into()],
+            },
         )])
     }
 
@@ -290,6 +342,39 @@ mod tests {
         let c = candidates(&joins, &seq_scans(&plan()), &orders());
         assert_eq!(c[0].sql(), "CREATE INDEX ON public.orders (customer_id)");
         assert!(c[0].reason.contains("joins on"));
+    }
+
+    #[test]
+    fn patterns_and_containment_get_a_gin_index_beside_the_btree_one() {
+        let facts = QueryFacts {
+            filters: uses(&[
+                ("o", "notes", FilterOp::Trigram),
+                ("o", "customer_id", FilterOp::Eq),
+                ("o", "extra", FilterOp::Contains),
+            ]),
+            ..Default::default()
+        };
+        let c = candidates(&facts, &seq_scans(&plan()), &orders());
+        let sql: Vec<String> = c.iter().map(Candidate::sql).collect();
+        assert_eq!(
+            sql,
+            [
+                "CREATE INDEX ON public.orders USING gin (notes gin_trgm_ops)",
+                "CREATE INDEX ON public.orders (customer_id)"
+            ]
+        );
+        assert!(c[0].reason.contains("pg_trgm"), "{}", c[0].reason);
+        assert_eq!(
+            c[0].statement("tuning_action_7_idx", true),
+            "CREATE INDEX CONCURRENTLY tuning_action_7_idx ON public.orders USING gin (notes gin_trgm_ops)"
+        );
+        // Containment only: the column's default GIN operator class.
+        let contains = QueryFacts { filters: uses(&[("", "extra", FilterOp::Contains)]), ..Default::default() };
+        let c = candidates(&contains, &seq_scans(&plan()), &orders());
+        assert_eq!(c[0].sql(), "CREATE INDEX ON public.orders USING gin (extra)");
+        // A GIN index already leads with tags.
+        let tags = QueryFacts { filters: uses(&[("", "tags", FilterOp::Contains)]), ..Default::default() };
+        assert!(candidates(&tags, &seq_scans(&plan()), &orders()).is_empty());
     }
 
     #[test]

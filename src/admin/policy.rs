@@ -95,6 +95,18 @@ impl Statement {
         }
     }
 
+    /// Whether the freeze calendar holds the statement back: changes to indexes (CREATE, DROP,
+    /// REINDEX, concurrently or not: a risky change is what a freeze is for) and VACUUM FULL
+    /// (an exclusive lock for as long as it rewrites). ANALYZE and plain VACUUM go on: they
+    /// block nobody.
+    pub fn frozen_by_calendar(&self) -> bool {
+        match self {
+            Statement::CreateIndex { .. } | Statement::DropIndex { .. } | Statement::Reindex { .. } => true,
+            Statement::Vacuum { full, .. } => *full,
+            Statement::Analyze { .. } | Statement::Other(_) => false,
+        }
+    }
+
     /// The relations the statement names, in order.
     pub fn relations(&self) -> Vec<&RelName> {
         match self {
@@ -240,9 +252,15 @@ pub fn mode_for(stmt: &Statement, mode: Mode, rels: &[Option<RelFacts>]) -> Mode
 }
 
 /// What a queued statement needs to run later as the caller would have run it now: the
-/// statement, the role to run it as, and the search_path its names were resolved with.
-pub fn queued_payload(statement: &str, role: &str, search_path: &str) -> Value {
-    json!({"sql": statement, "role": role, "search_path": search_path})
+/// statement, the role to run it as, and the search_path its names were resolved with; and
+/// whether the runner must hold it back while a freeze window is in force
+/// (`Statement::frozen_by_calendar`).
+pub fn queued_payload(statement: &str, role: &str, search_path: &str, respect_freeze: bool) -> Value {
+    let mut p = json!({"sql": statement, "role": role, "search_path": search_path});
+    if respect_freeze {
+        p["respect_freeze"] = json!(true);
+    }
+    p
 }
 
 #[cfg(test)]
@@ -384,9 +402,29 @@ mod tests {
 
     #[test]
     fn queued_payload_carries_role_and_search_path() {
-        let p = queued_payload("VACUUM t", "alice", "\"$user\", public");
+        let p = queued_payload("VACUUM t", "alice", "\"$user\", public", false);
         assert_eq!(p["sql"], "VACUUM t");
         assert_eq!(p["role"], "alice");
         assert_eq!(p["search_path"], "\"$user\", public");
+        assert!(p.get("respect_freeze").is_none());
+        assert_eq!(queued_payload("REINDEX INDEX i", "alice", "public", true)["respect_freeze"], true);
+    }
+
+    #[test]
+    fn the_calendar_freezes_index_changes_and_vacuum_full_only() {
+        let frozen = [
+            Statement::CreateIndex { table: rel("t"), concurrent: true },
+            Statement::DropIndex { indexes: vec![rel("i")], concurrent: false, missing_ok: false, cascade: false },
+            Statement::Reindex {
+                target: ReindexTarget::Index,
+                relation: Some(rel("i")),
+                concurrent: true,
+                other_options: vec![],
+            },
+            Statement::Vacuum { tables: vec![rel("t")], full: true },
+        ];
+        assert!(frozen.iter().all(Statement::frozen_by_calendar));
+        assert!(!Statement::Vacuum { tables: vec![rel("t")], full: false }.frozen_by_calendar());
+        assert!(!Statement::Analyze { tables: vec![rel("t")] }.frozen_by_calendar());
     }
 }

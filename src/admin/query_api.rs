@@ -84,6 +84,7 @@ struct TableRow {
     rows: f64,
     columns: HashMap<String, String>,
     index_leads: Vec<String>,
+    gin_leads: Vec<String>,
 }
 
 /// Rows, quoted names, columns and index leading columns of the tables the plan scans, in one read.
@@ -99,7 +100,15 @@ fn tables(scans: &[plan::SeqScan]) -> DomainResult<(HashMap<String, TableInfo>, 
     let counts = rows.iter().map(|r| (r.name.clone(), r.rows)).collect();
     let infos = rows
         .into_iter()
-        .map(|r| (r.name, TableInfo { qualified: r.qualified, columns: r.columns, index_leads: r.index_leads }))
+        .map(|r| {
+            let info = TableInfo {
+                qualified: r.qualified,
+                columns: r.columns,
+                index_leads: r.index_leads,
+                gin_leads: r.gin_leads,
+            };
+            (r.name, info)
+        })
         .collect();
     Ok((infos, counts))
 }

@@ -18,6 +18,17 @@ pub enum FilterOp {
     Eq,
     /// `<`, `>`, `BETWEEN`, `LIKE 'abc%'`: an index can scan a range.
     Range,
+    /// `LIKE '%abc%'`, `ILIKE`, `~`: no b-tree helps; a trigram GIN index (pg_trgm) does.
+    Trigram,
+    /// `@>`, `<@`, `&&` on arrays, `@>`, `?`, `?|`, `?&` on jsonb: a GIN index does.
+    Contains,
+}
+
+impl FilterOp {
+    /// Whether a b-tree index can serve it.
+    pub fn btree(self) -> bool {
+        matches!(self, FilterOp::Eq | FilterOp::Range)
+    }
 }
 
 /// A column a query filters or joins on, with the table alias or name it was written with.

@@ -1,7 +1,6 @@
-//! The auto-tuner's decisions: thresholds by aggressiveness, freeze windows, whether a
-//! recommended index is applied, proposed or skipped, and when an applied one is rolled back.
-
-use serde_json::Value;
+//! The auto-tuner's decisions: thresholds by aggressiveness, whether a recommended index is
+//! applied, proposed or skipped, and when an applied one is rolled back. (Whether a freeze
+//! window is in force is the freeze calendar's answer, sql/freeze.sql.)
 
 use crate::errors::{DomainError, DomainResult};
 
@@ -42,58 +41,6 @@ impl Aggressiveness {
     }
 }
 
-/// Weekdays (0 = Sunday, as `extract(dow)`) and a [start, end) time of day in minutes.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FreezeWindow {
-    pub days: Vec<u32>,
-    pub start: u32,
-    pub end: u32,
-}
-
-fn minutes(v: Option<&Value>, what: &str) -> DomainResult<u32> {
-    let bad = || DomainError::InvalidParameter(format!("freeze window {what} must be \"HH:MM\" (00:00..24:00)"));
-    let s = v.and_then(Value::as_str).ok_or_else(bad)?;
-    let (h, m) = s.split_once(':').ok_or_else(bad)?;
-    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
-    if m >= 60 || h > 24 || (h == 24 && m > 0) || s.len() != 5 {
-        return Err(bad());
-    }
-    Ok(h * 60 + m)
-}
-
-/// `[{"days": [6], "start": "00:00", "end": "24:00"}, ...]`.
-pub fn parse_windows(doc: &Value) -> DomainResult<Vec<FreezeWindow>> {
-    let list =
-        doc.as_array().ok_or_else(|| DomainError::InvalidParameter("freeze_windows must be a JSON array".into()))?;
-    list.iter()
-        .map(|w| {
-            let days: Vec<u32> = w
-                .get("days")
-                .and_then(Value::as_array)
-                .filter(|d| !d.is_empty())
-                .ok_or_else(|| {
-                    DomainError::InvalidParameter("freeze window days must be a non-empty array of 0..6".into())
-                })?
-                .iter()
-                .map(|d| d.as_u64().filter(|d| *d <= 6).map(|d| d as u32))
-                .collect::<Option<_>>()
-                .ok_or_else(|| DomainError::InvalidParameter("freeze window days are 0 (Sunday) .. 6".into()))?;
-            let (start, end) = (minutes(w.get("start"), "start")?, minutes(w.get("end"), "end")?);
-            if start >= end {
-                return Err(DomainError::InvalidParameter(
-                    "a freeze window must end after it starts (split one over midnight in two)".into(),
-                ));
-            }
-            Ok(FreezeWindow { days, start, end })
-        })
-        .collect()
-}
-
-/// Whether local weekday `dow` at `minute` of the day falls in a window.
-pub fn frozen(windows: &[FreezeWindow], dow: u32, minute: u32) -> bool {
-    windows.iter().any(|w| w.days.contains(&dow) && (w.start..w.end).contains(&minute))
-}
-
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
     Apply,
@@ -107,11 +54,14 @@ pub struct Settings {
     pub auto_apply: bool,
     pub aggressiveness: Aggressiveness,
     pub max_indexes_per_table: i64,
-    pub frozen: bool,
+    /// The end of the freeze window in force (the freeze calendar), if any.
+    pub frozen_until: Option<String>,
 }
 
 /// What is known about one recommended index.
 pub struct Proposal {
+    /// The index's access method when it is not a b-tree (gin).
+    pub method: Option<&'static str>,
     pub verified: bool,
     pub gain_pct: Option<f64>,
     /// Indexes the table has now, including any applied earlier in this cycle.
@@ -121,7 +71,12 @@ pub struct Proposal {
 pub fn decide(s: &Settings, p: &Proposal) -> Decision {
     let gain = p.gain_pct.unwrap_or(0.0);
     if !p.verified {
-        return Decision::Propose("not verified (install hypopg to measure it): never applied automatically".into());
+        return Decision::Propose(match p.method {
+            Some(method) => {
+                format!("a {method} index, which hypopg cannot measure: recommended, never applied automatically")
+            }
+            None => "not verified (install hypopg to measure it): never applied automatically".into(),
+        });
     }
     if gain < s.aggressiveness.min_gain_pct() {
         return Decision::Skip(format!("verified gain {gain}% is below {}%", s.aggressiveness.min_gain_pct()));
@@ -132,8 +87,9 @@ pub fn decide(s: &Settings, p: &Proposal) -> Decision {
             p.table_indexes, s.max_indexes_per_table
         ));
     }
-    if s.frozen {
-        return Decision::Skip("inside a freeze window".into());
+    if let Some(until) = &s.frozen_until {
+        // Kept as a proposal: the first cycle after the window applies it.
+        return Decision::Propose(format!("deferred: inside a freeze window until {until}"));
     }
     if !s.enabled || !s.auto_apply {
         return Decision::Propose("auto-apply is off".into());
@@ -162,7 +118,6 @@ pub fn rollback_reason(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn thresholds_follow_the_seed() {
@@ -172,38 +127,18 @@ mod tests {
         assert!(Aggressiveness::parse("reckless").is_err());
     }
 
-    #[test]
-    fn freeze_windows_parse_and_match() {
-        let w = parse_windows(&json!([{"days": [6], "start": "00:00", "end": "24:00"},
-                                      {"days": [1, 2], "start": "08:30", "end": "09:00"}]))
-        .unwrap();
-        assert!(frozen(&w, 6, 0) && frozen(&w, 6, 1439));
-        assert!(frozen(&w, 2, 8 * 60 + 30) && !frozen(&w, 2, 9 * 60) && !frozen(&w, 3, 8 * 60 + 45));
-        assert!(!frozen(&[], 6, 0));
-        for bad in [
-            json!({}),
-            json!([{"days": [7], "start": "00:00", "end": "01:00"}]),
-            json!([{"days": [], "start": "00:00", "end": "01:00"}]),
-            json!([{"days": [1], "start": "10:00", "end": "09:00"}]),
-            json!([{"days": [1], "start": "9:00", "end": "10:00"}]),
-            json!([{"days": [1], "start": "24:30", "end": "10:00"}]),
-        ] {
-            assert!(parse_windows(&bad).is_err(), "{bad}");
-        }
-    }
-
     fn settings() -> Settings {
         Settings {
             enabled: true,
             auto_apply: true,
             aggressiveness: Aggressiveness::Moderate,
             max_indexes_per_table: 10,
-            frozen: false,
+            frozen_until: None,
         }
     }
 
     fn proposal() -> Proposal {
-        Proposal { verified: true, gain_pct: Some(50.0), table_indexes: 3 }
+        Proposal { method: None, verified: true, gain_pct: Some(50.0), table_indexes: 3 }
     }
 
     #[test]
@@ -217,9 +152,12 @@ mod tests {
         assert!(
             matches!(decide(&settings(), &Proposal { table_indexes: 10, ..proposal() }), Decision::Skip(m) if m.contains("limit 10"))
         );
+        let frozen = Settings { frozen_until: Some("2026-03-07 24:00".into()), ..settings() };
         assert!(
-            matches!(decide(&Settings { frozen: true, ..settings() }, &proposal()), Decision::Skip(m) if m.contains("freeze"))
+            matches!(decide(&frozen, &proposal()), Decision::Propose(m) if m.contains("freeze window until 2026-03-07"))
         );
+        let gin = Proposal { method: Some("gin"), verified: false, gain_pct: None, ..proposal() };
+        assert!(matches!(decide(&settings(), &gin), Decision::Propose(m) if m.contains("gin index")));
         assert!(matches!(decide(&Settings { auto_apply: false, ..settings() }, &proposal()), Decision::Propose(_)));
         assert!(matches!(decide(&Settings { enabled: false, ..settings() }, &proposal()), Decision::Propose(_)));
     }

@@ -15,13 +15,6 @@ use crate::errors::{DomainError, DomainResult};
 use crate::pg::guc::with_search_path;
 use crate::pg::subxact::Subxact;
 
-/// Whether a document has the auto_tuner_config.freeze_windows shape; used by its CHECK.
-#[pg_extern(immutable, strict, parallel_safe)]
-#[search_path(pg_catalog, pg_temp)]
-pub fn is_valid_freeze_windows(doc: crate::pg::json_doc::JsonDoc) -> bool {
-    doc.0.is_ok_and(|d| tuner::parse_windows(&d).is_ok())
-}
-
 #[derive(Deserialize)]
 struct Config {
     enabled: bool,
@@ -30,10 +23,8 @@ struct Config {
     performance_threshold_ms: Option<f64>,
     monitoring_interval_minutes: i32,
     max_indexes_per_table: i32,
-    freeze_windows: Value,
-    /// Local weekday (0 = Sunday) and minute of the day of booking.clock_now() in freeze_timezone.
-    dow: u32,
-    minute: u32,
+    /// The end of the freeze window in force, if any (booking_admin.freeze_state).
+    frozen_until: Option<String>,
     stats_statements: bool,
 }
 
@@ -134,7 +125,8 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
     let definition = r.candidate.sql();
     let live = Spi::get_one_with_args::<JsonB>(
         "SELECT (SELECT jsonb_build_object('id', id, 'status', status) FROM booking_admin.tuning_actions
-                 WHERE definition = $1 AND status IN ('proposed', 'applied', 'rolled_back') ORDER BY id DESC LIMIT 1)",
+                 WHERE definition = $1 AND status IN ('proposed', 'applying', 'applied', 'rolled_back')
+                 ORDER BY id DESC LIMIT 1)",
         &[definition.as_str().into()],
     )
     .map_err(DomainError::from)?
@@ -150,8 +142,10 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
     )
     .map_err(DomainError::from)?
     .unwrap_or(0);
-    let decision =
-        tuner::decide(settings, &Proposal { verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes });
+    let decision = tuner::decide(
+        settings,
+        &Proposal { method: r.candidate.method, verified: r.cost_after.is_some(), gain_pct: r.gain_pct, table_indexes },
+    );
     let (status, reason) = match (&decision, &live) {
         (Decision::Skip(why), None) => ("skipped", Some(why.as_str())),
         (Decision::Apply, _) => ("proposed", None),
@@ -188,22 +182,26 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
     if decision != Decision::Apply {
         return Ok(Some(out));
     }
+    // Built without blocking the table's writes: CONCURRENTLY, which cannot run inside a
+    // transaction, goes through the sandbox's queued path (a top-level job, held back by the
+    // freeze calendar); the next cycle settles it (booking_admin.settle_tuning_actions).
     let name = format!("tuning_action_{id}_idx");
-    let sql = format!("CREATE INDEX {name} ON {} ({})", r.candidate.table, r.candidate.columns.join(", "));
+    let sql = r.candidate.statement(&name, true);
     match api::run_admin_sql(&sql, false) {
-        Ok(_) => {
+        Ok(queued) => {
             Spi::run_with_args(
                 "UPDATE booking_admin.tuning_actions a
-                 SET status = 'applied', status_reason = NULL, applied_at = booking.clock_now(), sql = $2,
+                 SET status = 'applying', status_reason = NULL, sql = $2, job_id = $4::uuid,
                      index_name = format('%I.%I', n.nspname, $3::text),
-                     rollback_sql = format('DROP INDEX %I.%I', n.nspname, $3::text)
+                     rollback_sql = format('DROP INDEX CONCURRENTLY IF EXISTS %I.%I', n.nspname, $3::text)
                  FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
                  WHERE a.id = $1 AND c.oid = a.table_name::regclass",
-                &[id.into(), sql.as_str().into(), name.as_str().into()],
+                &[id.into(), sql.as_str().into(), name.as_str().into(), queued["job_id"].as_str().into()],
             )
             .map_err(DomainError::from)?;
-            out["status"] = json!("applied");
+            out["status"] = json!("applying");
             out["index_sql"] = json!(sql);
+            out["job_id"] = queued["job_id"].clone();
         }
         Err(e) => {
             set_status(id, "skipped", Some(&e.to_string()))?;
@@ -217,16 +215,19 @@ fn act(r: &Recommendation, query: &str, settings: &Settings) -> Result<Option<Va
 pub fn cycle() -> Result<Value, ErrorReport> {
     let cfg: Config = json_query(CONFIG_SQL, &[])?;
     let aggressiveness = Aggressiveness::parse(&cfg.aggressiveness)?;
-    let windows = tuner::parse_windows(&cfg.freeze_windows)?;
-    let frozen = tuner::frozen(&windows, cfg.dow, cfg.minute);
+    let frozen = cfg.frozen_until.is_some();
     let threshold = cfg.performance_threshold_ms.unwrap_or(aggressiveness.threshold_ms());
     let settings = Settings {
         enabled: cfg.enabled,
         auto_apply: cfg.auto_apply_indexes,
         aggressiveness,
         max_indexes_per_table: cfg.max_indexes_per_table.into(),
-        frozen,
+        frozen_until: cfg.frozen_until.clone(),
     };
+    // The concurrent builds queued by earlier cycles: built, or failed (and cleaned up).
+    let settled = Spi::get_one::<JsonB>("SELECT booking_admin.settle_tuning_actions()")
+        .map_err(DomainError::from)?
+        .map_or(Value::Null, |j| j.0);
     let mut rolled_back = Vec::new();
     rollback_pass(&cfg, frozen, &mut rolled_back)?;
     let mut notes = Vec::new();
@@ -254,7 +255,8 @@ pub fn cycle() -> Result<Value, ErrorReport> {
         .map_err(DomainError::from)?;
     let slowest = queries.iter().map(|q| q.mean_ms).fold(0.0, f64::max);
     Ok(json!({
-        "frozen": frozen, "enabled": cfg.enabled, "auto_apply_indexes": cfg.auto_apply_indexes,
+        "frozen": frozen, "frozen_until": cfg.frozen_until, "settled": settled,
+        "enabled": cfg.enabled, "auto_apply_indexes": cfg.auto_apply_indexes,
         "threshold_ms": threshold, "slow_queries": queries.len(), "analysed": analysed,
         "slowest_mean_ms": slowest, "actions": actions, "rolled_back": rolled_back, "notes": notes,
     }))

@@ -258,8 +258,10 @@ mod tests {
             serde_json::json!({"activate-due": 30000, "update-completed": 30000, "update-expired": 30000,
                                "cancel-no-shows": 60000, "cleanup-history": 86400000, "waitlist-sweep": 300000,
                                "security-evaluate": 3600000, "pii-scan": 86400000, "auto-tune": 60000,
-                               "expire-booking-operations": 3600000, "cleanup-deliveries": 86400000,
-                               "evaluate-alerts": 15000, "metrics-snapshot": 300000, "extend-slot-horizon": 3600000,
+                               "expire-booking-operations": 3600000, "evaluate-alerts": 15000,
+                               "metrics-snapshot": 300000, "extend-slot-horizon": 3600000,
+                               "capture-history": 300000, "partition-maintenance": 600000,
+                               "archive-jobs": 60000, "client-blocks": 60000,
                                "cleanup-sms-inbound": 3600000, "staff-agenda": 60000, "cleanup-reminders": 86400000})
         );
     }

@@ -154,6 +154,8 @@ struct Claimed {
     /// Why the job must not run at all (an unresolvable handler function, a role the enqueuer
     /// could not act as): recorded as its failure instead.
     refused: Option<String>,
+    /// The end of a freeze window the job must wait for (it respects the freeze calendar).
+    frozen_until: Option<String>,
 }
 
 const CLAIM_SQL: &str = include_str!("../../sql/queries/jobs_claim.sql");
@@ -188,6 +190,7 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
                         name: row.get(7)?.unwrap_or_default(),
                         handler: row.get(8)?.unwrap_or_default(),
                         refused: row.get(9)?,
+                        frozen_until: row.get(10)?,
                     })
                 })
                 .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -204,10 +207,19 @@ fn run_batch(name: &str) -> Option<(usize, Option<i64>)> {
     })?;
     let count = claimed.len();
     let (refused, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.refused.is_some());
-    if !refused.is_empty() {
+    let (frozen, claimed): (Vec<Claimed>, Vec<Claimed>) = claimed.into_iter().partition(|j| j.frozen_until.is_some());
+    if !refused.is_empty() || !frozen.is_empty() {
         in_transaction(|| {
             for job in &refused {
                 fail(job.id, job.refused.as_deref().unwrap_or_default());
+            }
+            // Held back by the freeze calendar: pending again at the window's end, no attempt counted.
+            for job in &frozen {
+                Spi::run_with_args(
+                    "SELECT booking_admin.defer_job($1, $2::timestamptz)",
+                    &[job.id.into(), job.frozen_until.as_deref().into()],
+                )
+                .expect("defer a frozen job");
             }
         });
     }

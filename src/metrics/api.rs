@@ -7,6 +7,7 @@ use pgrx::JsonB;
 
 use super::defs::{WRITER_DROPPED, WRITER_QUEUE};
 use super::expose::{render, samples, Format, Sample, SqlValue};
+use super::http::Range;
 use crate::errors::{DomainError, DomainResult};
 use crate::gucs;
 use crate::pg::catalog::extension_installed;
@@ -99,8 +100,8 @@ pub fn health_json() -> Result<serde_json::Value, String> {
     )
 }
 
-/// The dashboard page of this database.
-pub fn dashboard_html() -> Result<String, String> {
+/// The dashboard page of this database, its charts over `range`.
+pub fn dashboard_html(range: Range) -> Result<String, String> {
     let data = json_if_installed(
         "booking_admin.dashboard_data()",
         "SELECT booking_admin.dashboard_data()",
@@ -109,8 +110,13 @@ pub fn dashboard_html() -> Result<String, String> {
     if data.is_null() {
         return Err("booking_engine is not installed in booking_engine.metrics_database".into());
     }
+    let series = json_if_installed(
+        "booking_admin.dashboard_series(interval)",
+        &format!("SELECT booking_admin.dashboard_series('{}')", range.interval()),
+        serde_json::Value::Null,
+    )?;
     let alerts = data.get("alerts").and_then(|a| a.as_array()).cloned().unwrap_or_default();
-    Ok(super::dashboard::render(&data, &all_samples(false), &alerts))
+    Ok(super::dashboard::render(&data, &all_samples(false), &alerts, &series, range))
 }
 
 fn parse_format(format: &str) -> DomainResult<Format> {

@@ -1,6 +1,7 @@
 //! The metrics observability itself owns: what the counting triggers of sql/observability.sql
 //! count (booking operations, events, job attempts), the alert notifications, the writer's
-//! queue as each scrape reads it, and the gauges the scrape reads with SQL. Other metrics are
+//! queue as each scrape reads it, the machine as the metrics worker reads it, and the gauges the
+//! scrape reads with SQL. Other metrics are
 //! declared where they are counted (see `crate::telemetry`).
 
 use crate::telemetry::{Metric, LATENCY};
@@ -56,6 +57,39 @@ pub static WRITER_DROPPED: Metric = Metric::gauge(
     "Records the writer gave up on since the server started (their writer process failed 3 times; each is logged with its content).",
 );
 
+pub static HOST_CPU: Metric = Metric::gauge(
+    "booking_host_cpu_usage_ratio",
+    &[],
+    1,
+    "Share of the machine's CPU time spent busy over the last 15 s (/proc/stat, read by the metrics worker; Linux only).",
+);
+pub static HOST_MEMORY_USED: Metric = Metric::gauge(
+    "booking_host_memory_used_ratio",
+    &[],
+    1,
+    "Share of the machine's memory not available to new work: 1 - MemAvailable / MemTotal (/proc/meminfo; Linux only).",
+);
+pub static HOST_MEMORY_TOTAL: Metric = Metric::gauge(
+    "booking_host_memory_total_bytes",
+    &[],
+    1,
+    "The machine's memory (/proc/meminfo MemTotal; Linux only).",
+);
+pub static HOST_LOAD: Metric =
+    Metric::gauge("booking_host_load1", &[], 1, "The one-minute load average (/proc/loadavg; Linux only).");
+pub static HOST_DISK_USED: Metric = Metric::gauge(
+    "booking_host_disk_used_ratio",
+    &["path"],
+    2,
+    "Share of the file system holding the data directory (path=data_directory) the server can no longer use: 1 - available / total (statvfs; blocks reserved for root count as used).",
+);
+pub static HOST_DISK_FREE: Metric = Metric::gauge(
+    "booking_host_disk_free_bytes",
+    &["path"],
+    2,
+    "Bytes left to the server on the file system holding the data directory (statvfs).",
+);
+
 pub static JOBS: Metric = Metric::sql_gauge("booking_jobs", &["status"], "Jobs in the queue by status.");
 pub static OLDEST_PENDING_JOB: Metric = Metric::sql_gauge(
     "booking_oldest_pending_job_age_seconds",
@@ -99,6 +133,11 @@ pub static OLDEST_PENDING_DELIVERY: Metric = Metric::sql_gauge(
     &[],
     "Age of the oldest delivery due and not yet sent (0 when none).",
 );
+pub static WAITLIST_CONVERSION: Metric = Metric::sql_gauge(
+    "booking_waitlist_conversion_ratio",
+    &[],
+    "Share of the waitlist entries of the last 30 days whose customer booked the service (booking_admin.waitlist_conversion).",
+);
 pub static SQL_UP: Metric = Metric::sql_gauge(
     "booking_metrics_sql_up",
     &[],
@@ -115,6 +154,12 @@ pub static METRICS: &[&Metric] = &[
     &ALERT_NOTIFICATIONS,
     &WRITER_QUEUE,
     &WRITER_DROPPED,
+    &HOST_CPU,
+    &HOST_MEMORY_USED,
+    &HOST_MEMORY_TOTAL,
+    &HOST_LOAD,
+    &HOST_DISK_USED,
+    &HOST_DISK_FREE,
     &JOBS,
     &OLDEST_PENDING_JOB,
     &VIOLATIONS_OPEN,
@@ -128,5 +173,6 @@ pub static METRICS: &[&Metric] = &[
     &REPLICATION_SLOT_LAG,
     &DELIVERIES,
     &OLDEST_PENDING_DELIVERY,
+    &WAITLIST_CONVERSION,
     &SQL_UP,
 ];

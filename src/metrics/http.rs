@@ -21,7 +21,40 @@ pub enum Route {
     Metrics(Format),
     Health,
     Ready,
-    Dashboard,
+    Dashboard(Range),
+}
+
+/// How far back the dashboard's charts look: `?range=day` (the default) or `?range=week`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Range {
+    Day,
+    Week,
+}
+
+impl Range {
+    fn parse(query: &str) -> Result<Range, Refusal> {
+        let value = query.split('&').find_map(|kv| kv.strip_prefix("range="));
+        match value {
+            None | Some("day") => Ok(Range::Day),
+            Some("week") => Ok(Range::Week),
+            Some(_) => Err(Refusal { status: 400, message: "range is day or week" }),
+        }
+    }
+
+    /// The window as a Postgres interval.
+    pub fn interval(self) -> &'static str {
+        match self {
+            Range::Day => "1 day",
+            Range::Week => "7 days",
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Range::Day => "day",
+            Range::Week => "week",
+        }
+    }
 }
 
 #[derive(Debug, PartialEq)]
@@ -89,10 +122,10 @@ pub fn route(req: &Request, token: Option<&str>, peer_loopback: bool) -> Result<
         "/metrics" => Route::Metrics(Format::from_accept(req.accept.as_deref())),
         "/health" => Route::Health,
         "/ready" => Route::Ready,
-        "/" | "/dashboard" => Route::Dashboard,
+        "/" | "/dashboard" => Route::Dashboard(Range::parse(&req.query)?),
         _ => return Err(Refusal { status: 404, message: "not found: try /metrics, /health, /ready or /dashboard" }),
     };
-    if route == Route::Dashboard && token.is_none_or(str::is_empty) && !peer_loopback {
+    if matches!(route, Route::Dashboard(_)) && token.is_none_or(str::is_empty) && !peer_loopback {
         return Err(Refusal {
             status: 403,
             message: "the dashboard is served to loopback clients only unless booking_engine.metrics_token is set",
@@ -170,10 +203,19 @@ mod tests {
     #[test]
     fn the_dashboard_without_a_token_is_loopback_only() {
         let r = req("GET / HTTP/1.1\r\n\r\n");
-        assert_eq!(route(&r, None, true), Ok(Route::Dashboard));
+        assert_eq!(route(&r, None, true), Ok(Route::Dashboard(Range::Day)));
         assert_eq!(route(&r, None, false).unwrap_err().status, 403);
         let with = req("GET /dashboard HTTP/1.1\r\nAuthorization: Bearer t\r\n\r\n");
-        assert_eq!(route(&with, Some("t"), false), Ok(Route::Dashboard));
+        assert_eq!(route(&with, Some("t"), false), Ok(Route::Dashboard(Range::Day)));
+    }
+
+    #[test]
+    fn the_dashboard_range_is_a_day_or_a_week() {
+        let week = req("GET /dashboard?range=week HTTP/1.1\r\n\r\n");
+        assert_eq!(route(&week, None, true), Ok(Route::Dashboard(Range::Week)));
+        assert_eq!(Range::Week.interval(), "7 days");
+        let bad = req("GET /dashboard?range=year HTTP/1.1\r\n\r\n");
+        assert_eq!(route(&bad, None, true).unwrap_err().status, 400);
     }
 
     #[test]

@@ -9,16 +9,19 @@
 //! # Layout
 //!
 //! `defs` (this feature's declarations), `expose` (the two text formats, pure), `http`
-//! (request parsing and routing, pure), `dashboard` (the HTML page, pure), `alerts` (the alert
-//! lifecycle, pure) are unit-tested without a server; `api` holds the SQL functions,
+//! (request parsing and routing, pure), `dashboard` (the HTML page and its charts, pure),
+//! `alerts` (the alert lifecycle, pure), `host` (/proc's CPU, memory and load, pure) are
+//! unit-tested without a server; `api` holds the SQL functions,
 //! `alert_api` the alert evaluation, `server` the background worker.
 
 pub mod alert_api;
 pub mod alerts;
 pub mod api;
+pub mod charts;
 pub mod dashboard;
 pub mod defs;
 pub mod expose;
+pub mod host;
 pub mod http;
 pub mod server;
 

@@ -96,3 +96,34 @@ pub fn at_end(action: fn()) {
 pub fn at_commit(action: fn()) {
     add(&PENDING, action);
 }
+
+/// One piece of work with its data for the commit, recorded in a subtransaction.
+type Deferred = (pg_sys::SubTransactionId, Box<dyn FnOnce()>);
+
+thread_local! {
+    static DEFERRED: RefCell<Vec<Deferred>> = const { RefCell::new(Vec::new()) };
+}
+
+fn run_deferred() {
+    let work = DEFERRED.with(|d| std::mem::take(&mut *d.borrow_mut()));
+    work.into_iter().for_each(|(_, f)| f());
+}
+
+fn clear_deferred() {
+    DEFERRED.with(|d| d.borrow_mut().clear());
+}
+
+fn forget_deferred_from(subxact: pg_sys::SubTransactionId) {
+    DEFERRED.with(|d| d.borrow_mut().retain(|(s, _)| *s < subxact));
+}
+
+/// Runs `work` when the current transaction commits, in the order recorded; never if the
+/// transaction, or the subtransaction it was recorded in, rolls back. For work that carries
+/// its own data (a decision to apply to shared memory), where `at_commit` takes a plain
+/// function.
+pub fn on_commit(work: impl FnOnce() + 'static) {
+    DEFERRED.with(|d| d.borrow_mut().push((current_subxact_id(), Box::new(work))));
+    at_commit(run_deferred);
+    at_end(clear_deferred);
+    at_subxact_abort(forget_deferred_from);
+}

@@ -228,6 +228,45 @@ pub fn is_single_select(sql: &str) -> bool {
 #[pgrx::pg_schema]
 pub mod booking_admin {
     use super::*;
+    use crate::pg::convert::{from_unix_micros, to_unix_micros};
+
+    /// Refuses `identifier` in every bucket of `booking.check_rate_limit` (in this database)
+    /// until `p_until`, from the commit of the calling transaction on. Shared memory: a restart
+    /// forgets it (the client-blocks operation applies the remediations' blocks again).
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn block_client(p_identifier: Option<String>, p_until: Option<TimestampWithTimeZone>) -> Result<bool, Report> {
+        let identifier = require_label(p_identifier, "p_identifier")?;
+        let until = to_unix_micros(require(p_until, "p_until")?)?;
+        crate::pg::preload::require("booking_admin.block_client")?;
+        crate::pg::xact::on_commit(move || {
+            let _ = shmem::block(&identifier, now_micros(), until);
+        });
+        Ok(until > now_micros())
+    }
+
+    /// Lifts a block at the commit of the calling transaction; whether one is in force now.
+    #[pg_extern(volatile, parallel_unsafe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn unblock_client(p_identifier: Option<String>) -> Result<bool, Report> {
+        let identifier = require_label(p_identifier, "p_identifier")?;
+        let blocked = shmem::blocked_until(&identifier, now_micros())?.is_some();
+        crate::pg::xact::on_commit(move || {
+            let _ = shmem::unblock(&identifier, now_micros());
+        });
+        Ok(blocked)
+    }
+
+    /// Until when `identifier` is blocked in this database, or NULL.
+    #[pg_extern(volatile, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn client_blocked_until(p_identifier: Option<String>) -> Result<Option<TimestampWithTimeZone>, Report> {
+        let identifier = require_label(p_identifier, "p_identifier")?;
+        match shmem::blocked_until(&identifier, now_micros())? {
+            Some(until) => Ok(Some(from_unix_micros(until)?)),
+            None => Ok(None),
+        }
+    }
 
     /// The PII kind of one value (`email`, `phone`, `payment_card`, `iban`) or NULL.
     #[pg_extern(immutable, strict, parallel_safe)]
@@ -380,6 +419,8 @@ fn evaluate() -> DomainResult<Value> {
             Err(message) => errors.push(json!({"rule": rule.rule_name, "error": message})),
         }
     }
+    // What the rules that name an action propose for their new violations (a dry run each).
+    let proposed = Spi::get_one::<i32>("SELECT booking_admin.propose_remediations()")?.unwrap_or(0);
     Ok(json!({"rules_evaluated": rules.len(), "violations_found": found, "new_violations": new,
-              "violations_resolved": resolved, "errors": errors}))
+              "violations_resolved": resolved, "remediations_proposed": proposed, "errors": errors}))
 }

@@ -40,32 +40,47 @@ pub fn key(bucket: &str, identifier: &str) -> u128 {
     ((half(1) << 64) | half(2)).max(1)
 }
 
-/// Counts one request for `key` at `now` against `max` per `window`; admits it only while the
-/// window's count is below `max`. A window starts at a key's first request and lasts `window`.
-pub fn hit(slots: &mut [Slot], key: u128, now: i64, max: u32, window: i64) -> Decision {
+/// The count that marks a slot as a block (see `block`) rather than a counter.
+const BLOCKED: u32 = u32::MAX;
+
+/// The bucket of blocks: no caller's bucket can be it (Postgres text holds no NUL).
+pub const BLOCK_BUCKET: &str = "\0block";
+
+/// The slot of `key` in its neighbourhood, or the one it should take: a free or expired slot
+/// first, then the least recently used live counter, a live block only when nothing else is
+/// left (a block must outlive the counters' churn).
+fn place(slots: &[Slot], key: u128, now: i64) -> (usize, bool) {
     assert!(!slots.is_empty() && key != 0);
     let len = slots.len();
     let home = (key % len as u128) as usize;
-    let mut own = None;
+    let rank = |s: &Slot| match (s.key == 0 || s.window_end <= now, s.count == BLOCKED) {
+        (true, _) => (0, s.last_seen),
+        (false, false) => (1, s.last_seen),
+        (false, true) => (2, s.last_seen),
+    };
     let mut victim = home;
     for i in 0..PROBE.min(len) {
         let idx = (home + i) % len;
-        let s = &slots[idx];
-        if s.key == key {
-            own = Some(idx);
-            break;
+        if slots[idx].key == key {
+            return (idx, true);
         }
-        let v = &slots[victim];
-        let reusable = |s: &Slot| s.key == 0 || s.window_end <= now;
-        // Prefer a free or expired slot; among live ones, the least recently used.
-        if reusable(s) && !reusable(v) || reusable(s) == reusable(v) && s.last_seen < v.last_seen {
+        if rank(&slots[idx]) < rank(&slots[victim]) {
             victim = idx;
         }
     }
-    let idx = own.unwrap_or_else(|| {
-        slots[victim] = Slot { key, window_end: now + window, last_seen: now, count: 0 };
-        victim
-    });
+    (victim, false)
+}
+
+/// Counts one request for `key` at `now` against `max` per `window`; admits it only while the
+/// window's count is below `max`. A window starts at a key's first request and lasts `window`.
+pub fn hit(slots: &mut [Slot], key: u128, now: i64, max: u32, window: i64) -> Decision {
+    let idx = match place(slots, key, now) {
+        (idx, true) => idx,
+        (victim, false) => {
+            slots[victim] = Slot { key, window_end: now + window, last_seen: now, count: 0 };
+            victim
+        }
+    };
     let s = &mut slots[idx];
     if s.window_end <= now {
         s.window_end = now + window;
@@ -79,16 +94,41 @@ pub fn hit(slots: &mut [Slot], key: u128, now: i64, max: u32, window: i64) -> De
     Decision { allowed, remaining: max.saturating_sub(s.count), reset_at: s.window_end }
 }
 
+/// Blocks `key` (a `key(BLOCK_BUCKET, ...)`) until `until`: `blocked_until` answers it until then.
+pub fn block(slots: &mut [Slot], key: u128, now: i64, until: i64) {
+    let (idx, _) = place(slots, key, now);
+    slots[idx] = Slot { key, window_end: until, last_seen: now, count: BLOCKED };
+}
+
+/// Lifts a block; whether there was one in force.
+pub fn unblock(slots: &mut [Slot], key: u128, now: i64) -> bool {
+    match place(slots, key, now) {
+        (idx, true) => {
+            let live = slots[idx].count == BLOCKED && slots[idx].window_end > now;
+            slots[idx] = Slot::default();
+            live
+        }
+        _ => false,
+    }
+}
+
+/// Until when `key` is blocked, if it is at `now`.
+pub fn blocked_until(slots: &[Slot], key: u128, now: i64) -> Option<i64> {
+    match place(slots, key, now) {
+        (idx, true) if slots[idx].count == BLOCKED && slots[idx].window_end > now => Some(slots[idx].window_end),
+        _ => None,
+    }
+}
+
 /// What `hit` would answer for `key` at `now`, without counting a request or taking a slot:
 /// `allowed` says whether the next request would be admitted, `remaining` how many more would
 /// be, and `reset_at` when the current window ends (a key without a live window: all `max`
 /// remain, and a window would start now).
 pub fn peek(slots: &[Slot], key: u128, now: i64, max: u32, window: i64) -> Decision {
-    assert!(!slots.is_empty() && key != 0);
-    let len = slots.len();
-    let home = (key % len as u128) as usize;
-    let live =
-        (0..PROBE.min(len)).map(|i| &slots[(home + i) % len]).find(|s| s.key == key).filter(|s| s.window_end > now);
+    let live = match place(slots, key, now) {
+        (idx, true) => Some(&slots[idx]).filter(|s| s.window_end > now),
+        _ => None,
+    };
     match live {
         Some(s) => Decision { allowed: s.count < max, remaining: max.saturating_sub(s.count), reset_at: s.window_end },
         None => Decision { allowed: max > 0, remaining: max, reset_at: now + window },
@@ -159,5 +199,32 @@ mod tests {
         assert!(!t.iter().any(|s| s.key == 1000));
         assert!(t.iter().filter(|s| s.key != 0).count() == PROBE);
         assert!(!hit(&mut t, 1001, 22, 1, MIN).allowed, "live counters keep their count");
+    }
+
+    #[test]
+    fn a_block_holds_until_it_expires_or_is_lifted() {
+        let mut t = vec![Slot::default(); 64];
+        let b = key(BLOCK_BUCKET, "1:203.0.113.7");
+        assert_ne!(b, key("api", "1:203.0.113.7"));
+        assert_eq!(blocked_until(&t, b, 0), None);
+        block(&mut t, b, 0, 10 * MIN);
+        assert_eq!(blocked_until(&t, b, 5 * MIN), Some(10 * MIN));
+        assert_eq!(blocked_until(&t, b, 10 * MIN), None, "expired at its end");
+        block(&mut t, b, 0, 10 * MIN);
+        assert!(unblock(&mut t, b, MIN));
+        assert_eq!(blocked_until(&t, b, MIN), None);
+        assert!(!unblock(&mut t, b, MIN), "nothing left to lift");
+    }
+
+    #[test]
+    fn counters_churning_through_a_neighbourhood_leave_a_block_in_place() {
+        let mut t = vec![Slot::default(); PROBE];
+        let b = 77;
+        block(&mut t, b, 0, 1000 * MIN);
+        // Many more live counters than slots: the least recently used counter goes each time.
+        for i in 0..(4 * PROBE) as u128 {
+            hit(&mut t, 1000 + i, 1 + i as i64, 1, 100 * MIN);
+        }
+        assert_eq!(blocked_until(&t, b, 500), Some(1000 * MIN));
     }
 }

@@ -451,6 +451,75 @@ fn tenants_run_themselves_through_the_coordinator(cl: &Cluster) {
     println!("citus: 4 salons set up and booked over PostgREST, on workers {workers:?}");
 }
 
+/// The history partitioned by time on a cluster: the coordinator's partition-maintenance
+/// creates the outbox's partitions as distributed tables colocated with it, moves an event of
+/// a month without a partition out of the default partition (the row lives on a worker), drops
+/// a month past retention on every shard, and maintains each worker's own tables (its audit
+/// log) through Citus's connections to them.
+fn history_partitioned_on_the_cluster(cl: &Cluster, c: &mut Client, t: &Tenant) {
+    let report = json(c, "SELECT booking_admin.maintain_partitions()", &[]);
+    let tables = report["tables"].as_array().unwrap();
+    assert!(tables.iter().all(|t| t.get("error").is_none()), "{report}");
+    let workers = report["workers"].as_array().unwrap();
+    assert_eq!(workers.len(), cl.workers.len(), "{report}");
+    assert!(workers.iter().all(|w| w["success"] == true), "{report}");
+    let distributed = |c: &mut Client| -> (i64, i64) {
+        let row = c
+            .query_one(
+                "SELECT count(*), count(*) FILTER (WHERE EXISTS (SELECT 1 FROM pg_dist_partition d WHERE d.logicalrelid = i.inhrelid))
+                 FROM pg_inherits i WHERE i.inhparent = 'booking.events'::regclass",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    let (partitions, of_citus) = distributed(c);
+    assert!(
+        partitions >= 2 && of_citus == partitions,
+        "every partition of the outbox is distributed: {partitions} {of_citus}"
+    );
+    let waiting: i64 = c.query_one("SELECT count(*) FROM booking.events_default", &[]).unwrap().get(0);
+    assert_eq!(waiting, 0, "the workers' events are in their months' partitions");
+    c.execute(
+        "INSERT INTO booking.events (tenant_id, event_type, created_at) VALUES ($1, 'booking.created', '2025-06-15 12:00+00')",
+        &[&t.id],
+    )
+    .unwrap();
+    let moved = json(c, "SELECT booking_admin.maintain_partitions('booking.events') -> 'tables' -> 0", &[]);
+    assert_eq!(moved["moved_rows"], 1, "{moved}");
+    assert!(moved["created"].as_array().unwrap().contains(&Value::from("booking.events_p20250601")), "{moved}");
+    // (tableoid would name the worker's shard: the partitions are asked directly.)
+    let home: (i64, i64) = {
+        let row = c
+            .query_one(
+                "SELECT (SELECT count(*) FROM booking.events_p20250601 WHERE created_at = '2025-06-15 12:00+00'),
+                        (SELECT count(*) FROM booking.events_default WHERE created_at = '2025-06-15 12:00+00')",
+                &[],
+            )
+            .unwrap();
+        (row.get(0), row.get(1))
+    };
+    assert_eq!(home, (1, 0), "the event moved into its month's partition");
+    assert_eq!(distributed(c).0, distributed(c).1, "the new partition is distributed too");
+    c.batch_execute("SELECT booking_admin.configure_partitions('booking.events', p_retention => '30 days')").unwrap();
+    let dropped =
+        json(c, "SELECT booking_admin.maintain_partitions('booking.events') -> 'tables' -> 0 -> 'dropped'", &[]);
+    c.batch_execute("SELECT booking_admin.configure_partitions('booking.events', p_retention => '365 days')").unwrap();
+    assert_eq!(dropped, serde_json::json!(["booking.events_p20250601"]), "a month past retention, dropped whole");
+    for (port, _) in &cl.workers {
+        let mut w = open(&cl.coordinator.replace(&format!("port={}", coordinator_port(cl)), &format!("port={port}")));
+        let own: i64 = w
+            .query_one(
+                "SELECT count(*) FROM booking_admin.partitions('booking_admin.security_audit_log') WHERE NOT is_default",
+                &[],
+            )
+            .unwrap()
+            .get(0);
+        assert!(own >= 1, "worker {port}'s audit log is partitioned by the coordinator's maintenance");
+    }
+    println!("citus: the outbox's partitions are distributed, a default partition's event moved, a month past retention dropped; the workers' audit logs partitioned");
+}
+
 /// The worker port holding each tenant.
 fn placement(c: &mut Client, tenants: &[Tenant]) -> BTreeMap<Uuid, i32> {
     tenants
@@ -849,6 +918,8 @@ fn booking_engine_on_a_citus_cluster() {
         assert_eq!(w["enabled"], false, "workers' job runners and scheduler stay idle: {w}");
     }
     println!("citus: {} scheduled operations and the outbox dispatch ran from the coordinator ({activated} activations); workers idle", ops.len());
+
+    history_partitioned_on_the_cluster(&cl, &mut c, &tenants[0]);
 
     // 9. A worker stops: tenants on the other one still book; its own tenants fail with a clear
     // error, and nothing of those calls is written.

@@ -14,6 +14,25 @@ pub fn dsn() -> String {
     )
 }
 
+/// Calls `f` every 200 ms until it returns a value, for at most `timeout`.
+pub fn poll<T>(what: &str, timeout: std::time::Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// The test cluster's connection string, for another database.
+pub fn with_db(db: &str) -> String {
+    let rest: Vec<String> =
+        dsn().split_whitespace().filter(|kv| !kv.starts_with("dbname=")).map(str::to_string).collect();
+    format!("{} dbname={db}", rest.join(" "))
+}
+
 pub fn connect() -> Client {
     let mut c = Client::connect(&dsn(), NoTls).expect("connect to the test cluster");
     c.batch_execute("SET booking_engine.now = '2026-03-01 00:00+01'; SET timezone = 'Europe/Zurich'").unwrap();

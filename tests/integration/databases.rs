@@ -15,19 +15,13 @@ use postgres::{Client, NoTls};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::common::{connect, dsn};
+use crate::common::{connect, dsn, with_db};
 
 const WORKERS_WITHIN: Duration = Duration::from_secs(5);
 const GONE_WITHIN: Duration = Duration::from_secs(5);
 const DROP_WITHIN: Duration = Duration::from_secs(3);
 /// How long one job, one maintenance round or one queued statement may take in a busy suite.
 const WORK_WITHIN: Duration = Duration::from_secs(30);
-
-fn with_db(db: &str) -> String {
-    let rest: Vec<String> =
-        dsn().split_whitespace().filter(|kv| !kv.starts_with("dbname=")).map(str::to_string).collect();
-    format!("{} dbname={db}", rest.join(" "))
-}
 
 fn open(db: &str) -> Client {
     Client::connect(&with_db(db), NoTls).expect("connect")

@@ -14,6 +14,7 @@ mod docs;
 mod dump;
 mod external_worker;
 mod fuzz;
+mod health;
 mod jobs;
 mod observability;
 mod operator;

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use postgres::Client;
 use uuid::Uuid;
 
-use crate::common::{book, connect, salon, Salon};
+use crate::common::{book, connect, poll, salon, Salon};
 
 /// The metrics worker's port (scripts/test.sh sets booking_engine.metrics_port to it).
 fn metrics_port() -> u16 {
@@ -208,17 +208,6 @@ impl Drop for Reaped {
     }
 }
 
-fn poll<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < timeout, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_real_prometheus_scrapes_the_counts() {
     let port = metrics_port();
@@ -280,22 +269,59 @@ fn bookings_today(c: &mut Client) -> i64 {
     c.query_one("SELECT (booking_admin.dashboard_data() ->> 'bookings_today')::bigint", &[]).unwrap().get(0)
 }
 
+/// Headless Chromium. (With scripts turned off in Blink, headless Chromium dumps and shoots
+/// nothing at all; the page has no script, which the test checks on the server's HTML.)
+fn chromium(args: &[&str], url: &str) -> std::process::Output {
+    Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run"])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("chromium (Debian package chromium)")
+}
+
+/// History for the charts: two snapshots of the extension's rates with bookings, a refusal and
+/// slot queries between them, and two captures of the database's statistics with queries
+/// between them.
+fn history_for_the_charts(c: &mut Client, s: &Salon) {
+    c.batch_execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements").unwrap();
+    let run = |c: &mut Client, op: &str| {
+        let ok: bool =
+            c.query_one("SELECT (booking_admin.run_maintenance($1) ->> 'success')::boolean", &[&op]).unwrap().get(0);
+        assert!(ok, "{op}");
+    };
+    run(c, "metrics-snapshot");
+    c.batch_execute("SELECT booking_admin.capture_history('0 seconds')").unwrap();
+    book_committed(c, s, &[9, 11, 13]);
+    // A refusal: the 09:00 slot is taken.
+    assert_eq!(book(c, s, &format!("obs-{}", Uuid::new_v4()), "2026-03-23 09:00+01")["success"], false);
+    for _ in 0..3 {
+        c.query(&format!("SELECT count(*) FROM booking.appointments WHERE tenant_id = '{}'", s.tenant), &[]).unwrap();
+        c.query("SELECT count(*) FROM booking.get_available_slots($1, '2026-03-24', '2026-03-24')", &[&s.service])
+            .unwrap();
+    }
+    run(c, "metrics-snapshot");
+    c.batch_execute("SELECT booking_admin.capture_history('0 seconds')").unwrap();
+}
+
 #[test]
 fn the_dashboard_renders_in_headless_chromium() {
     let port = metrics_port();
     let mut c = connect();
     let s = salon(&mut c, 1);
-    book_committed(&mut c, &s, &[9]);
+    history_for_the_charts(&mut c, &s);
     let (status, _, html) = get(port, "/dashboard", &[]);
     assert_eq!(status, 200, "{html}");
     assert!(!html.contains("://"), "the page loads nothing from elsewhere: {html}");
+    // Readable without JavaScript: there is none, and the charts come drawn in the server's HTML.
+    assert!(
+        !html.contains("<script") && !regex::Regex::new(r"\son[a-z]+\s*=").unwrap().is_match(&html),
+        "no script: {html}"
+    );
+    assert!(html.contains("<svg id=\"chart-bookings\""), "{html}");
     let before = bookings_today(&mut c);
     let url = format!("http://127.0.0.1:{port}/dashboard");
-    let out = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--dump-dom"])
-        .arg(&url)
-        .output()
-        .expect("chromium (Debian package chromium)");
+    let out = chromium(&["--dump-dom"], &url);
     let after = bookings_today(&mut c);
     let dom = String::from_utf8_lossy(&out.stdout);
     // Other tests book meanwhile: the figure shown lies between the two reads.
@@ -307,15 +333,138 @@ fn the_dashboard_renders_in_headless_chromium() {
         .unwrap();
     assert!(before >= 1 && (before..=after).contains(&shown), "{before} <= {shown} <= {after}");
     assert!(dom.contains("id=\"health\""), "{dom}");
+    // Every chart is drawn by the server from the history above: bars for this hour's
+    // bookings and refusals, latency points, the database's size, the queries just run.
+    for id in [
+        "chart-bookings",
+        "chart-latency",
+        "chart-jobs",
+        "chart-deliveries",
+        "chart-backlog",
+        "chart-database-size",
+        "chart-top-queries",
+    ] {
+        assert!(dom.contains(&format!("<svg id=\"{id}\"")), "{id} missing: {dom}");
+    }
+    let chart = |id: &str| -> String {
+        let start = dom.find(&format!("<svg id=\"{id}\"")).unwrap();
+        dom[start..start + dom[start..].find("</svg>").unwrap()].to_string()
+    };
+    assert!(
+        regex::Regex::new(r"<rect [^>]*><title>[^<]* bookings: [1-9]").unwrap().is_match(&chart("chart-bookings")),
+        "a bar of bookings: {}",
+        chart("chart-bookings")
+    );
+    assert!(chart("chart-bookings").contains(" refusals: "), "a bar of refusals: {}", chart("chart-bookings"));
+    assert!(chart("chart-latency").contains("<circle"), "{}", chart("chart-latency"));
+    assert!(chart("chart-database-size").contains("<circle"), "{}", chart("chart-database-size"));
+    assert!(chart("chart-top-queries").contains("<circle"), "{}", chart("chart-top-queries"));
+    assert!(dom.contains("id=\"top-queries\""), "{dom}");
+    // The week's view is one link away, and draws the same charts.
+    let (status, _, week) = get(port, "/dashboard?range=week", &[]);
+    assert_eq!(status, 200);
+    assert!(week.contains("The last week") && week.contains("<svg id=\"chart-bookings\""), "{week}");
+    assert_eq!(get(port, "/dashboard?range=decade", &[]).0, 400);
+    // The screenshot is kept as an artefact: the whole page, charts included.
     let shot = artefacts().join("dashboard.png");
     let _ = std::fs::remove_file(&shot);
-    let shot_run = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1200,900"])
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg(&url)
-        .output()
-        .unwrap();
+    let shot_run = chromium(&["--window-size=1500,2200", &format!("--screenshot={}", shot.display())], &url);
     assert!(shot_run.status.success() && shot.exists(), "{}", String::from_utf8_lossy(&shot_run.stderr));
+}
+
+/// The metrics worker reads the machine every 15 s: CPU (between two readings), memory and the
+/// data directory's file system, as gauges a metric alert rule reads like any other.
+#[test]
+fn the_worker_reads_the_machine_for_the_cpu_memory_and_disk_alerts() {
+    let port = metrics_port();
+    let value = |body: &str, name: &str| -> Option<f64> {
+        body.lines()
+            .find(|l| l.starts_with(name) && !l.starts_with('#'))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    // The CPU share needs two readings, 15 s apart.
+    let body = poll("booking_host_cpu_usage_ratio", Duration::from_secs(40), || {
+        let (_, _, body) = get(port, "/metrics", &[]);
+        value(&body, "booking_host_cpu_usage_ratio").map(|_| body)
+    });
+    for name in [
+        "booking_host_cpu_usage_ratio",
+        "booking_host_memory_used_ratio",
+        "booking_host_disk_used_ratio{path=\"data_directory\"}",
+    ] {
+        let v = value(&body, name).unwrap_or_else(|| panic!("{name} in {body}"));
+        assert!((0.0..=1.0).contains(&v), "{name} = {v}");
+    }
+    assert!(value(&body, "booking_host_memory_total_bytes").is_some_and(|v| v > 0.0));
+    assert!(value(&body, "booking_host_disk_free_bytes{path=\"data_directory\"}").is_some_and(|v| v > 0.0));
+    // A metric rule on them fires like any other (the defaults watch 80 % CPU, 90 % memory and
+    // disk; this one fires whenever memory is in use at all).
+    let mut c = connect();
+    let rule = format!("it_host_{}", Uuid::new_v4().simple());
+    c.execute(
+        "INSERT INTO booking_admin.alert_rules (name, severity, metric, operator, threshold) VALUES ($1, 'low', 'booking_host_memory_used_ratio', '>', 0)",
+        &[&rule],
+    )
+    .unwrap();
+    c.query_one("SELECT booking_admin.evaluate_alert_rules()", &[]).unwrap();
+    let state: Option<String> = c
+        .query_opt("SELECT state FROM booking_admin.alert_instances WHERE rule_name = $1", &[&rule])
+        .unwrap()
+        .map(|r| r.get(0));
+    c.execute("DELETE FROM booking_admin.alert_rules WHERE name = $1", &[&rule]).unwrap();
+    assert_eq!(state.as_deref(), Some("firing"), "a rule on the memory gauge fires");
+    // The default rules name these gauges; each is a known metric.
+    for metric in ["booking_host_cpu_usage_ratio", "booking_host_memory_used_ratio", "booking_host_disk_used_ratio"] {
+        c.query_one("SELECT booking_admin.check_alert_rule(NULL, $1)", &[&metric])
+            .unwrap_or_else(|e| panic!("{metric}: {e}"));
+    }
+}
+
+/// Whether a socket listens on `addr:port` (IPv4, /proc/net/tcp: state 0A is LISTEN).
+fn listening(ip: [u8; 4], port: u16) -> bool {
+    let want = format!("{:02X}{:02X}{:02X}{:02X}:{port:04X}", ip[3], ip[2], ip[1], ip[0]);
+    std::fs::read_to_string("/proc/net/tcp").unwrap().lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(1) == Some(&want.as_str()) && f.get(3) == Some(&"0A")
+    })
+}
+
+/// Sets booking_engine.metrics_listen_address and reloads; then, for three seconds, the port
+/// answers on loopback at every poll (never two polls in a row refused) and the worker ends up
+/// listening on the new address. Before the fix, binding the wildcard beside the loopback
+/// socket failed with "Address already in use" and nothing listened for 10 s.
+fn move_listener(c: &mut Client, port: u16, address: &str, ip: [u8; 4]) {
+    // One statement each: ALTER SYSTEM refuses to run in the implicit transaction of a batch.
+    c.batch_execute(&format!("ALTER SYSTEM SET booking_engine.metrics_listen_address = '{address}'")).unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    let start = Instant::now();
+    let mut refused_in_a_row = 0;
+    while start.elapsed() < Duration::from_secs(3) {
+        match TcpStream::connect(("127.0.0.1", port)) {
+            Ok(_) => refused_in_a_row = 0,
+            Err(e) => {
+                refused_in_a_row += 1;
+                assert!(refused_in_a_row < 2, "nothing listens on 127.0.0.1:{port} while moving to {address}: {e}");
+            }
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(listening(ip, port), "the worker listens on {address}:{port}");
+}
+
+#[test]
+#[ignore = "changes server settings; run alone by scripts/test.sh"]
+fn a_new_listen_address_is_served_without_a_gap() {
+    let port = metrics_port();
+    let mut c = connect();
+    assert!(listening([127, 0, 0, 1], port));
+    // The wildcard address overlaps the loopback one on the same port, both ways.
+    move_listener(&mut c, port, "0.0.0.0", [0, 0, 0, 0]);
+    assert!(!listening([127, 0, 0, 1], port), "the old socket is released");
+    move_listener(&mut c, port, "127.0.0.1", [127, 0, 0, 1]);
+    c.batch_execute("ALTER SYSTEM RESET booking_engine.metrics_listen_address").unwrap();
+    c.batch_execute("SELECT pg_reload_conf()").unwrap();
+    assert_eq!(get(port, "/health", &[]).0, 200);
 }
 
 /// A probe table the rule's condition reads: the test sets what holds.

@@ -5,7 +5,7 @@
 -- Every table of `booking` except the global ones has a NOT NULL tenant_id (tenants: id).
 SELECT c.oid::regclass AS table_without_tenant
 FROM pg_class c
-WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind = 'r'
+WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p')
   AND c.oid NOT IN ('booking.tenants'::regclass, 'booking.global_policies'::regclass)
   AND NOT EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'tenant_id' AND a.attnotnull)
 ORDER BY 1;
@@ -15,7 +15,7 @@ ORDER BY 1;
 SELECT k.conrelid::regclass AS tbl, k.conname AS key_without_tenant
 FROM pg_constraint k
 WHERE k.contype IN ('p', 'u', 'x')
-  AND k.conrelid IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind = 'r'
+  AND k.conrelid IN (SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p')
                      AND c.oid <> 'booking.global_policies'::regclass)
   AND NOT (SELECT a.attnum FROM pg_attribute a
            WHERE a.attrelid = k.conrelid AND a.attname = CASE WHEN k.conrelid = 'booking.tenants'::regclass THEN 'id' ELSE 'tenant_id' END)
@@ -45,10 +45,10 @@ ORDER BY 1, 2;
 -- What distribute_tables would do, in order; without Citus it refuses with 0A000.
 SELECT kind, object, distribution_argument FROM booking_admin.citus_layout();
 SELECT regress.sqlstate_of($$SELECT booking_admin.distribute_tables()$$);
--- Every table of `booking` has its place in the layout.
+-- Every table of `booking` has its place in the layout (a partition goes where its table goes).
 SELECT c.oid::regclass AS table_not_in_layout
 FROM pg_class c
-WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind = 'r'
+WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind IN ('r', 'p') AND NOT c.relispartition
   AND c.oid::regclass::text NOT IN (SELECT object FROM booking_admin.citus_layout())
 ORDER BY 1;
 

@@ -136,4 +136,21 @@ INSERT INTO booking_admin.metrics_history (at, metric, labels, value) VALUES
 SELECT r -> 'availability' AS availability, r -> 'refusal_rate' AS refusal_rate, r -> 'slot_query_p95_ms' AS p95
 FROM booking_admin.sla_report('2 hours', 0.99, 20, 0.05) r;
 SELECT regress.sqlstate_of($$SELECT booking_admin.sla_report('-1 day')$$);
+-- The dashboard's charts read such a history hour by hour, snapshot to snapshot: 50 bookings,
+-- then 40 after a restart; 10 refusals of a series seen from the first snapshot on and 3 of one
+-- that appeared since (counted from zero).
+DELETE FROM booking_admin.metrics_history;
+INSERT INTO booking_admin.metrics_history (at, metric, labels, value) VALUES
+    (now() - interval '50 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "succeeded", "code": ""}', 1000),
+    (now() - interval '50 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "refused", "code": "conflict"}', 5),
+    (now() - interval '25 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "succeeded", "code": ""}', 1050),
+    (now() - interval '25 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "refused", "code": "conflict"}', 15),
+    (now() - interval '25 minutes', 'booking_operations_total', '{"operation": "create", "outcome": "refused", "code": "policy"}', 3),
+    (now() - interval '1 minute', 'booking_operations_total', '{"operation": "create", "outcome": "succeeded", "code": ""}', 40),
+    (now() - interval '1 minute', 'booking_operations_total', '{"operation": "create", "outcome": "refused", "code": "conflict"}', 15);
+SELECT (SELECT sum(x::numeric) FROM jsonb_array_elements_text(v -> 'bookings') x) AS bookings,
+       (SELECT sum(x::numeric) FROM jsonb_array_elements_text(v -> 'refusals') x) AS refusals,
+       jsonb_array_length(v -> 'hours') AS hours
+FROM booking_admin.dashboard_series('2 hours') v;
+SELECT regress.sqlstate_of($$SELECT booking_admin.dashboard_series('32 days')$$);
 SELECT booking_admin.op_snapshot_metrics('{}') > 0 AS snapshot_taken;

@@ -1,7 +1,9 @@
 -- The write path made visible: every trigger on the extension's tables, with its table,
 -- function, timing, level, events and condition. A new side effect of a booking (or of any
 -- write to the extension's tables) shows here as a diff; docs/architecture.md tells a
--- booking's path. Internal triggers (foreign keys) are left out: the constraints list them.
+-- booking's path. Internal triggers (foreign keys) are left out: the constraints list them; so
+-- are a partition's copies of its table's row triggers (PostgreSQL clones them onto every
+-- partition: the table's line says it all).
 SELECT c.relnamespace::regnamespace AS schema, c.relname AS "table", t.tgname AS trigger,
        t.tgfoid::regproc AS function,
        CASE WHEN t.tgtype & 2 <> 0 THEN 'BEFORE' WHEN t.tgtype & 64 <> 0 THEN 'INSTEAD OF' ELSE 'AFTER' END AS timing,
@@ -17,7 +19,7 @@ SELECT c.relnamespace::regnamespace AS schema, c.relname AS "table", t.tgname AS
        substring(pg_get_triggerdef(t.oid) FROM ' WHEN \((.*)\) EXECUTE ') AS "when"
 FROM pg_trigger t
 JOIN pg_class c ON c.oid = t.tgrelid
-WHERE NOT t.tgisinternal
+WHERE NOT t.tgisinternal AND t.tgparentid = 0
   AND EXISTS (SELECT 1 FROM pg_depend d
               WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e'
                 AND d.refobjid = (SELECT oid FROM pg_extension WHERE extname = 'booking_engine'))

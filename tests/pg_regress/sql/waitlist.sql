@@ -56,6 +56,18 @@ SELECT c.name, w.status FROM booking.waitlist w JOIN booking.customers c ON c.id
 WHERE w.status <> 'cancelled' ORDER BY c.name;
 SELECT booking_admin.op_waitlist_sweep('{}') AS notified_by_second_sweep;
 
+-- Conversion: Dario books the slot he was last offered; his entry converts (another booking,
+-- like Eva's above, converts nothing), and the waitlist's conversion counts it.
+SELECT regress.book('dario-takes-it', '40000000-0000-0000-0000-000000000002', (
+    SELECT n.starts_at::text FROM booking.waitlist_notifications n JOIN booking.waitlist w ON w.id = n.waitlist_id
+    WHERE w.customer_id = '40000000-0000-0000-0000-000000000002' AND w.status = 'notified'
+    ORDER BY n.created_at DESC LIMIT 1)) ->> 'success' AS dario_books_the_offer;
+SELECT c.name, w.status FROM booking.waitlist w JOIN booking.customers c ON c.id = w.customer_id
+WHERE w.status <> 'cancelled' ORDER BY c.name;
+SELECT booking_admin.waitlist_conversion() - 'window' - 'tenant_id' AS conversion;
+SELECT booking_admin.waitlist_conversion(p_tenant_id => '10000000-0000-0000-0000-0000000000ff') ->> 'entries' AS other_tenant;
+SELECT regress.sqlstate_of($$SELECT booking_admin.waitlist_conversion('0 days')$$);
+
 -- Entry management.
 SELECT booking.remove_from_waitlist(id) FROM booking.waitlist WHERE customer_id = '40000000-0000-0000-0000-000000000001';
 SELECT count(*) AS waiting FROM booking.list_waitlist();
