@@ -8541,8 +8541,13 @@ BEGIN
     RETURN booking_internal.endpoint_json(v_endpoint);
 END $$;
 
+-- PL/pgSQL, not SQL: on a Citus coordinator its joins read distributed tables by the tenant
+-- given as an argument, which Citus cannot plan in a SQL function's parameterised statement.
 CREATE OR REPLACE FUNCTION booking_admin.delivery_context(p_tenant_id uuid, p_event_type text, p_payload jsonb) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_context jsonb;
+BEGIN
     WITH x AS (
         SELECT t.name AS tenant_name, c.name AS customer_name, c.email AS customer_email, c.phone AS customer_phone,
                sv.name AS service_name, st.name AS staff_name,
@@ -8583,8 +8588,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               || CASE WHEN v ->> 'status' = 'pending' THEN '  (pending)' ELSE '' END,
                               E'\n' ORDER BY (v ->> 'starts_at')::timestamptz), 'No appointments.')
                    FROM jsonb_array_elements(p_payload -> 'appointments') v) END))
-    FROM x
-$$;
+    INTO v_context
+    FROM x;
+    RETURN v_context;
+END $$;
 
 CREATE FUNCTION booking.customers_phone() RETURNS trigger
 LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$

@@ -630,8 +630,15 @@ END $$;
 -- worker calls it when it sends an email, an SMS or a Slack message). Times are in the
 -- customer's time zone, else the staff member's, else the tenant's (a staff member's agenda: the
 -- staff member's). The recipient is the payload's (a staff member's agenda) or the customer.
+-- PL/pgSQL, not SQL: on a Citus coordinator its joins read distributed tables by the tenant
+-- given as an argument, which Citus cannot plan in a SQL function's parameterised statement
+-- ("could not create distributed plan": every claim of the delivery worker failed once an
+-- email or SMS was due).
 CREATE FUNCTION booking_admin.delivery_context(p_tenant_id uuid, p_event_type text, p_payload jsonb) RETURNS jsonb
-LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_context jsonb;
+BEGIN
     WITH x AS (
         SELECT t.name AS tenant_name, c.name AS customer_name, c.email AS customer_email, c.phone AS customer_phone,
                sv.name AS service_name, st.name AS staff_name,
@@ -672,8 +679,10 @@ LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
                               || CASE WHEN v ->> 'status' = 'pending' THEN '  (pending)' ELSE '' END,
                               E'\n' ORDER BY (v ->> 'starts_at')::timestamptz), 'No appointments.')
                    FROM jsonb_array_elements(p_payload -> 'appointments') v) END))
-    FROM x
-$$;
+    INTO v_context
+    FROM x;
+    RETURN v_context;
+END $$;
 REVOKE ALL ON FUNCTION booking_admin.delivery_context(uuid, text, jsonb) FROM PUBLIC;
 
 -- Weekly partitions, dropped 30 days after their week once none of their deliveries is still
