@@ -709,14 +709,14 @@ CREATE TABLE booking_admin.scheduler_job_info (
     consecutive_failures integer NOT NULL DEFAULT 0,
     run_count            bigint NOT NULL DEFAULT 0,
     server_instance      text,
+    -- The operation takes strong locks: inside a freeze window (sql/freeze.sql) the scheduler
+    -- defers it to the window's end, and a manual run is refused or deferred.
+    respects_freeze      boolean NOT NULL DEFAULT false,
     -- A five-field cron expression read on the wall clock of `timezone` (src/jobs/cron.rs):
     -- the operation runs at each of its times instead of every delay_ms. Its times follow the
     -- extension's clock (booking_admin.scheduler_clock()), so booking_engine.now moves them.
     cron                 text CHECK (cron IS NULL OR cron = booking_admin.check_cron(cron)),
-    timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone)),
-    -- The operation takes strong locks: inside a freeze window (sql/freeze.sql) the scheduler
-    -- defers it to the window's end, and a manual run is refused or deferred.
-    respects_freeze      boolean NOT NULL DEFAULT false
+    timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone))
 );
 COMMENT ON TABLE booking_admin.scheduler_job_info IS
     'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms, or at the times of its cron expression in its time zone. Insert a row to schedule a new operation.';
