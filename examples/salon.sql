@@ -64,3 +64,22 @@ FROM (SELECT date_trunc('week', booking.clock_now() AT TIME ZONE 'Europe/Zurich'
              ('e0000000-0000-0000-0000-000000000002', 'b0000000-0000-0000-0000-000000000002',
               'c0000000-0000-0000-0000-000000000003', 1, time '11:00', 'pending', 30))
          a (id, staff, service, day, at, status, price);
+
+-- Resources (docs/resources.md): two colour chairs, one of which every colour needs, so that at
+-- most two colours run at once whoever does them. Luca's haircut is his own: 30 minutes for 55.
+INSERT INTO booking.resources (id, tenant_id, name, kind, position) VALUES
+    ('f0000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000001', 'Colour chair 1', 'chair', 1),
+    ('f0000000-0000-0000-0000-000000000002', 'a0000000-0000-0000-0000-000000000001', 'Colour chair 2', 'chair', 2);
+INSERT INTO booking.resource_groups (id, tenant_id, name) VALUES
+    ('f1000000-0000-0000-0000-000000000001', 'a0000000-0000-0000-0000-000000000001', 'Colour chairs');
+INSERT INTO booking.resource_group_members (tenant_id, group_id, resource_id)
+SELECT 'a0000000-0000-0000-0000-000000000001', 'f1000000-0000-0000-0000-000000000001', r
+FROM unnest('{f0000000-0000-0000-0000-000000000001,f0000000-0000-0000-0000-000000000002}'::uuid[]) r;
+INSERT INTO booking.service_requirements (tenant_id, service_id, group_id) VALUES
+    ('a0000000-0000-0000-0000-000000000001', 'c0000000-0000-0000-0000-000000000002', 'f1000000-0000-0000-0000-000000000001');
+UPDATE booking.staff_services SET duration_minutes = 30, price = 55
+WHERE staff_id = 'b0000000-0000-0000-0000-000000000002' AND service_id = 'c0000000-0000-0000-0000-000000000001';
+-- Carla's colour, written directly above, takes its chair as a booking through the functions
+-- would have.
+SELECT booking.assign_appointment_resources('a0000000-0000-0000-0000-000000000001', 'e0000000-0000-0000-0000-000000000001')
+       -> 'appointment' -> 'resources' -> 0 ->> 'name' AS carlas_chair;

@@ -64,6 +64,25 @@ RETURNS jsonb
 LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
 AS $$ SELECT booking_internal.get_tenant_available_slots(p_tenant_id, p_date, p_service_id, p_staff_id) $$;
 
+-- "Any staff" slots, holds (sql/resources.sql).
+CREATE FUNCTION booking.get_tenant_any_staff_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_customer_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_tenant_any_staff_slots(p_tenant_id, p_date, p_service_id, p_customer_id) $$;
+
+CREATE FUNCTION booking.get_any_staff_slots(p_service_id uuid, p_from date, p_to date, p_customer_id uuid DEFAULT NULL)
+RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, staff_free integer)
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM booking_internal.get_any_staff_slots(p_service_id, p_from, p_to, p_customer_id) $$;
+
+CREATE FUNCTION booking.create_hold(p_tenant_id uuid, p_hold jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_hold(p_tenant_id, p_hold) $$;
+
+CREATE FUNCTION booking.release_hold(p_token text) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.release_hold(p_token) $$;
+
 -- Bookings: create, reschedule, cancel (the tenant-less ones are the tenant ones with NULL).
 CREATE FUNCTION booking.create_booking_idempotent(p_idempotency_key text, p_booking jsonb) RETURNS jsonb
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
@@ -315,3 +334,53 @@ CREATE FUNCTION booking.sms_inbound(p_endpoint_id uuid, p_webhook_id text, p_tim
 RETURNS jsonb
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT booking_internal.sms_inbound(p_endpoint_id, p_webhook_id, p_timestamp, p_body, p_signature) $$;
+
+-- Resources, "any staff" terms and caps (sql/tenants.sql, docs/resources.md): owners and managers.
+CREATE FUNCTION booking.create_resource(p_tenant_id uuid, p_resource jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_resource(p_tenant_id, p_resource) $$;
+
+CREATE FUNCTION booking.update_resource(p_tenant_id uuid, p_resource_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_resource(p_tenant_id, p_resource_id, p_changes) $$;
+
+CREATE FUNCTION booking.add_resource_closure(p_tenant_id uuid, p_resource_id uuid, p_starts_at timestamptz, p_ends_at timestamptz,
+                                             p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_resource_closure(p_tenant_id, p_resource_id, p_starts_at, p_ends_at, p_reason) $$;
+
+CREATE FUNCTION booking.remove_resource_closure(p_tenant_id uuid, p_closure_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_resource_closure(p_tenant_id, p_closure_id) $$;
+
+CREATE FUNCTION booking.create_resource_group(p_tenant_id uuid, p_group jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_resource_group(p_tenant_id, p_group) $$;
+
+CREATE FUNCTION booking.update_resource_group(p_tenant_id uuid, p_group_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_resource_group(p_tenant_id, p_group_id, p_changes) $$;
+
+CREATE FUNCTION booking.delete_resource_group(p_tenant_id uuid, p_group_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.delete_resource_group(p_tenant_id, p_group_id) $$;
+
+CREATE FUNCTION booking.set_service_requirements(p_tenant_id uuid, p_service_id uuid, p_requirements jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_service_requirements(p_tenant_id, p_service_id, p_requirements) $$;
+
+CREATE FUNCTION booking.set_staff_service(p_tenant_id uuid, p_staff_id uuid, p_service_id uuid, p_terms jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_staff_service(p_tenant_id, p_staff_id, p_service_id, p_terms) $$;
+
+CREATE FUNCTION booking.add_booking_cap(p_tenant_id uuid, p_cap jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_booking_cap(p_tenant_id, p_cap) $$;
+
+CREATE FUNCTION booking.remove_booking_cap(p_tenant_id uuid, p_cap_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_booking_cap(p_tenant_id, p_cap_id) $$;
+
+CREATE FUNCTION booking.assign_appointment_resources(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.assign_appointment_resources(p_tenant_id, p_appointment_id) $$;

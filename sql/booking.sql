@@ -137,10 +137,13 @@ BEGIN
 END $$;
 REVOKE ALL ON FUNCTION booking.finish_operation(text, uuid, uuid, jsonb, uuid) FROM PUBLIC;
 
+-- An appointment as its booking functions return it: every column but the blocked range, and
+-- the resources it holds ([{resource_id, name, requirement_id}]).
 CREATE FUNCTION booking.appointment_json(a booking.appointments) RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
-    SELECT to_jsonb(a) - 'blocked'
-$$;
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN to_jsonb(a) - 'blocked' || jsonb_build_object('resources', booking.claimed_resources(a.tenant_id, a.id, NULL));
+END $$;
 
 CREATE FUNCTION booking.policy_failure(p_code text, p_error text, p_operation_id uuid, p_details jsonb DEFAULT '{}')
 RETURNS jsonb
@@ -149,17 +152,83 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
                               'details', p_details, 'operation_id', p_operation_id)
 $$;
 
+-- The status a new booking starts with: what the tenant's people ask for (default confirmed);
+-- for a customer (p_role NULL) the tenant's customer_booking_status, and a customer asking for
+-- 'confirmed' where the tenant confirms bookings itself is refused (22023, audited).
+CREATE FUNCTION booking.new_booking_status(p_tenant_id uuid, p_role text, p_status text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_status IS NOT NULL AND p_status NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    IF p_role IS NULL AND coalesce(p_status, 'confirmed') = 'confirmed'
+       AND (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = p_tenant_id) = 'pending' THEN
+        IF p_status = 'confirmed' THEN
+            PERFORM booking.refuse('booking.create', 'appointment', NULL, p_tenant_id, '22023',
+                                   'this tenant confirms bookings itself: a customer''s booking starts as pending');
+        END IF;
+        RETURN 'pending';
+    END IF;
+    RETURN coalesce(p_status, 'confirmed');
+END $$;
+REVOKE ALL ON FUNCTION booking.new_booking_status(uuid, text, text) FROM PUBLIC;
+
+-- What a new booking's placement (booking.place) ends in: the appointment, its event and the
+-- operation's result; or a broken rule; or a race lost, with a conflict.detected event.
+-- p_request: the canonical request (its staff, service, customer and times name the conflict).
+CREATE FUNCTION booking.booking_outcome(p_tenant_id uuid, p_operation_id uuid, p_placed jsonb, p_request jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments;
+BEGIN
+    IF p_placed ->> 'outcome' = 'refused' THEN
+        RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', p_placed -> 'violations', 'operation_id', p_operation_id), NULL);
+    ELSIF p_placed ->> 'outcome' = 'conflict' THEN
+        PERFORM booking.emit_event(p_tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', p_request -> 'staff_id', 'service_id', p_request -> 'service_id', 'customer_id', p_request -> 'customer_id',
+            'starts_at', p_request -> 'starts_at', 'ends_at', p_request -> 'ends_at', 'hold_id', p_request -> 'hold_id',
+            'operation_id', p_operation_id));
+        RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', p_operation_id), NULL);
+    END IF;
+    v_appt := jsonb_populate_record(NULL::booking.appointments, p_placed -> 'row');
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    -- A slot the waitlist offered this customer, booked: the entry converted
+    -- (booking_admin.waitlist_conversion counts them).
+    UPDATE booking.waitlist w SET status = 'booked'
+    WHERE w.tenant_id = v_appt.tenant_id AND w.customer_id = v_appt.customer_id AND w.service_id = v_appt.service_id
+      AND w.status = 'notified'
+      AND EXISTS (SELECT 1 FROM booking.waitlist_notifications n
+                  WHERE n.tenant_id = w.tenant_id AND n.waitlist_id = w.id AND n.staff_id = v_appt.staff_id
+                    AND n.starts_at = v_appt.starts_at);
+    RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+        'success', true, 'operation_id', p_operation_id, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+REVOKE ALL ON FUNCTION booking.booking_outcome(uuid, uuid, jsonb, jsonb) FROM PUBLIC;
+
 -- Books an appointment within one tenant (the implementation of booking.create_tenant_booking
 -- and, with p_tenant_id NULL, of booking.create_booking_idempotent; sql/api.sql). p_booking:
--- {customer_id, staff_id, service_id, starts_at, ends_at?, price?, notes?, status? ('pending' |
--- 'confirmed')}. ends_at and price default to the service's; only the tenant's people other than
--- receptionists may set others. status defaults to 'confirmed' when the tenant's people book,
--- and to the tenant's customer_booking_status (confirmed unless the tenant wants to confirm
--- bookings itself) when a customer books; a customer asking for 'confirmed' where the tenant
--- confirms itself is refused. Every row it reads or writes is the tenant's, looked up by the
--- tenant too, so that on Citus the call runs entirely on the worker holding the tenant. A
--- service, staff member or customer of another tenant does not exist here (PT404). p_tenant_id
--- NULL: the service's tenant.
+-- {customer_id, service_id, starts_at, staff_id?, ends_at?, price?, notes?, status? ('pending' |
+-- 'confirmed')}, or {hold_token, customer_id, notes?, status?} to book a hold
+-- (booking.book_hold). Without staff_id, any staff member: the engine chooses by the tenant's
+-- strategy among those free and records how (appointments.staff_choice). ends_at and price
+-- default to the staff member's own for the service, else the service's; only the tenant's
+-- people other than receptionists may set others (and, with any staff member, may set them at
+-- all). status defaults to 'confirmed' when the tenant's people book, and to the tenant's
+-- customer_booking_status (confirmed unless the tenant wants to confirm bookings itself) when a
+-- customer books; a customer asking for 'confirmed' where the tenant confirms itself is
+-- refused. The resources the service needs are assigned in the same transaction
+-- (booking.place). Every row it reads or writes is the tenant's, looked up by the tenant too, so
+-- that on Citus the call runs entirely on the worker holding the tenant. A service, staff
+-- member or customer of another tenant does not exist here (PT404). p_tenant_id NULL: the
+-- service's tenant.
 CREATE FUNCTION booking_internal.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
@@ -170,25 +239,29 @@ DECLARE
     v_starts timestamptz;
     v_ends timestamptz;
     v_price numeric;
-    v_status text := p_booking ->> 'status';
+    -- The staff member's length and price of the service (theirs, else the service's).
+    v_minutes integer;
+    v_list_price numeric;
+    v_status text;
     -- The caller's role in the service's tenant (NULL: a customer or an anonymous caller).
     v_role text;
     v_request jsonb;
     v_op uuid;
     v_replay jsonb;
-    v_check jsonb;
-    v_appt booking.appointments;
     v_missing text;
 BEGIN
     IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
         RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
     END IF;
-    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'staff_id', 'service_id', 'starts_at']) f
+    IF p_booking ? 'hold_token' THEN
+        RETURN booking.book_hold(p_tenant_id, p_idempotency_key, p_booking);
+    END IF;
+    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'service_id', 'starts_at']) f
     WHERE p_booking ->> f IS NULL LIMIT 1;
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
     END IF;
-    IF v_status IS NOT NULL AND v_status NOT IN ('pending', 'confirmed') THEN
+    IF p_booking ->> 'status' IS NOT NULL AND p_booking ->> 'status' NOT IN ('pending', 'confirmed') THEN
         RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
     END IF;
     -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
@@ -207,15 +280,18 @@ BEGIN
         PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
                                format('service %s does not exist', p_booking ->> 'service_id'));
     END IF;
-    IF p_tenant_id IS NULL THEN
-        SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
-    ELSE
-        SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
-    END IF;
-    IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
-                         OR v_role = 'operator') THEN
-        PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
-                               format('staff member %s does not exist', p_booking ->> 'staff_id'));
+    -- Without a staff member: any staff member, whom the engine chooses below.
+    IF p_booking ->> 'staff_id' IS NOT NULL THEN
+        IF p_tenant_id IS NULL THEN
+            SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+        ELSE
+            SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
+        END IF;
+        IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
+                             OR v_role = 'operator') THEN
+            PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
+                                   format('staff member %s does not exist', p_booking ->> 'staff_id'));
+        END IF;
     END IF;
     IF p_tenant_id IS NULL THEN
         SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
@@ -230,45 +306,48 @@ BEGIN
         RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
     END IF;
     v_starts := (p_booking ->> 'starts_at')::timestamptz;
-    v_ends := coalesce((p_booking ->> 'ends_at')::timestamptz, v_starts + make_interval(mins => v_service.duration_minutes));
+    v_ends := (p_booking ->> 'ends_at')::timestamptz;
+    v_price := (p_booking ->> 'price')::numeric;
     IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
         RAISE EXCEPTION 'starts_at and ends_at must be finite' USING ERRCODE = '22008';
     END IF;
     IF v_ends <= v_starts THEN
         RAISE EXCEPTION 'ends_at must be after starts_at' USING ERRCODE = '22023';
     END IF;
-    v_price := coalesce((p_booking ->> 'price')::numeric, v_service.price);
     IF v_price < 0 THEN
         RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
     END IF;
-    -- Length and price are the service's for customers, anonymous callers and receptionists:
-    -- only the tenant's other people may book a different end or price. A mismatch is refused,
-    -- never ignored, so a client learns its request was not what it will get.
-    IF v_ends <> v_starts + make_interval(mins => v_service.duration_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
-        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
-                               format('ends_at must be starts_at + the service''s %s minutes; only the tenant''s staff may set another end',
-                                      v_service.duration_minutes));
-    END IF;
-    IF v_price <> v_service.price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
-        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
-                               format('price must be the service''s price %s; only the tenant''s staff may set another price',
-                                      v_service.price));
-    END IF;
-    -- A booking the tenant's people make is confirmed unless they say otherwise; a customer's
-    -- starts as the tenant says (customer_booking_status), and a customer may not confirm what
-    -- the tenant wants to confirm itself.
-    IF v_role IS NULL AND coalesce(v_status, 'confirmed') = 'confirmed' THEN
-        IF (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = v_service.tenant_id) = 'pending' THEN
-            IF v_status = 'confirmed' THEN
-                PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
-                                       'this tenant confirms bookings itself: a customer''s booking starts as pending');
-            END IF;
-            v_status := 'pending';
+    -- Length and price are the staff member's for customers, anonymous callers and
+    -- receptionists: only the tenant's other people may book a different end or price. A
+    -- mismatch is refused, never ignored, so a client learns its request was not what it will
+    -- get. With any staff member they follow whoever is chosen, so such callers send neither.
+    IF v_staff.id IS NOT NULL THEN
+        SELECT coalesce(ss.duration_minutes, v_service.duration_minutes), coalesce(ss.price, v_service.price)
+        INTO v_minutes, v_list_price
+        FROM booking.staff_services ss
+        WHERE ss.tenant_id = v_service.tenant_id AND ss.staff_id = v_staff.id AND ss.service_id = v_service.id;
+        v_minutes := coalesce(v_minutes, v_service.duration_minutes);
+        v_list_price := coalesce(v_list_price, v_service.price);
+        v_ends := coalesce(v_ends, v_starts + make_interval(mins => v_minutes));
+        v_price := coalesce(v_price, v_list_price);
+        IF v_ends <> v_starts + make_interval(mins => v_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+            PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                   format('ends_at must be starts_at + the staff member''s %s minutes for the service; only the tenant''s staff may set another end',
+                                          v_minutes));
         END IF;
+        IF v_price <> v_list_price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+            PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                   format('price must be the staff member''s price %s for the service; only the tenant''s staff may set another price',
+                                          v_list_price));
+        END IF;
+    ELSIF (v_ends IS NOT NULL OR v_price IS NOT NULL) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               'with any staff member the length and price are the chosen staff member''s: leave ends_at and price out');
     END IF;
-    v_status := coalesce(v_status, 'confirmed');
+    v_status := booking.new_booking_status(v_service.tenant_id, v_role, p_booking ->> 'status');
 
-    -- The canonical request: the same booking however its JSON was spelled.
+    -- The canonical request: the same booking however its JSON was spelled (any staff member:
+    -- staff_id null, and the end and price those of whoever is chosen unless given).
     v_request := jsonb_build_object(
         'customer_id', v_customer.id, 'staff_id', v_staff.id, 'service_id', v_service.id,
         'starts_at', to_char(v_starts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
@@ -280,45 +359,76 @@ BEGIN
         RETURN v_replay;
     END IF;
 
-    -- The engine itself: what the caller may see was checked above.
-    v_check := booking.tenant_slot_violations(v_service.tenant_id, v_staff.id, v_service.id, v_starts, v_ends);
-    IF NOT (v_check ->> 'valid')::boolean THEN
-        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
-            'success', false, 'error', 'Appointment violates booking rules',
-            'details', v_check -> 'violations', 'operation_id', v_op), NULL);
-    END IF;
-
-    -- Validation cannot see a booking another transaction is making right now; the exclusion
-    -- constraint can, and decides who wins: ON CONFLICT waits for the other transaction and, if
-    -- it committed an overlapping booking, inserts nothing (no subtransaction needed).
-    INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status, price, notes)
-    VALUES (v_service.tenant_id, v_staff.id, v_service.id, v_customer.id, v_starts, v_ends, v_status, v_price, p_booking ->> 'notes')
-    ON CONFLICT ON CONSTRAINT appointments_no_double_booking DO NOTHING
-    RETURNING * INTO v_appt;
-    IF v_appt.id IS NULL THEN
-        PERFORM booking.emit_event(v_service.tenant_id, 'conflict.detected', jsonb_build_object(
-            'staff_id', v_staff.id, 'service_id', v_service.id, 'customer_id', v_customer.id,
-            'starts_at', v_starts, 'ends_at', v_ends, 'operation_id', v_op));
-        RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
-            'success', false, 'error', 'Time slot conflicts with another appointment',
-            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
-                'message', 'Time slot conflicts with another appointment')),
-            'operation_id', v_op), NULL);
-    END IF;
-    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
-        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
-        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
-    -- A slot the waitlist offered this customer, booked: the entry converted
-    -- (booking_admin.waitlist_conversion counts them).
-    UPDATE booking.waitlist w SET status = 'booked'
-    WHERE w.tenant_id = v_appt.tenant_id AND w.customer_id = v_appt.customer_id AND w.service_id = v_appt.service_id
-      AND w.status = 'notified'
-      AND EXISTS (SELECT 1 FROM booking.waitlist_notifications n
-                  WHERE n.tenant_id = w.tenant_id AND n.waitlist_id = w.id AND n.staff_id = v_appt.staff_id
-                    AND n.starts_at = v_appt.starts_at);
-    RETURN booking.finish_operation('booking.create', v_service.tenant_id, v_op, jsonb_build_object(
-        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+    -- The engine and the write: what the caller may see was checked above. Validation cannot
+    -- see a booking another transaction is making right now; the exclusion constraints can, and
+    -- decide who wins (booking.place).
+    RETURN booking.booking_outcome(v_service.tenant_id, v_op,
+        booking.place('appointment', v_service.tenant_id, v_service.id, v_staff.id, v_starts, v_ends, v_customer.id, NULL, NULL,
+                      jsonb_build_object('status', v_status, 'price', v_price, 'notes', p_booking ->> 'notes')),
+        v_request);
 END $$;
+
+-- Books a hold (create_tenant_booking with p_booking.hold_token): {hold_token, customer_id,
+-- notes?, status?}. The hold names the service, staff member, times, resources and price; the
+-- customer must be one the caller may act for (and the hold's, when it was made for one:
+-- 22023 otherwise). Idempotent like any booking (the request is the hold's id, customer, notes
+-- and status, so a replay answers after the hold is gone). PT404 (audited) for a token that
+-- names no hold of this tenant, PT410 for an expired one. The hold's claims become the
+-- appointment's in one transaction: nobody can take the slot between the two.
+CREATE FUNCTION booking.book_hold(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    c jsonb;
+    v_parsed record;
+    v_tenant uuid;
+    v_customer booking.customers;
+    v_role text;
+    v_status text;
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_hold booking.holds;
+BEGIN
+    c := booking_internal.check_fields(p_booking, 'p_booking', ARRAY['hold_token', 'customer_id', 'notes', 'status'],
+                                       ARRAY['hold_token', 'customer_id']);
+    SELECT * INTO v_parsed FROM booking_internal.parse_hold_token(c ->> 'hold_token') t;
+    v_tenant := coalesce(p_tenant_id, v_parsed.tenant_id);
+    IF NOT FOUND OR v_parsed.tenant_id <> v_tenant THEN
+        PERFORM booking.refuse('booking.create', 'hold', NULL, p_tenant_id, 'PT404', 'the hold does not exist');
+    END IF;
+    SELECT * INTO v_customer FROM booking.customers k WHERE k.tenant_id = v_tenant AND k.id = (c ->> 'customer_id')::uuid;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_tenant, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', c ->> 'customer_id', v_tenant, 'PT404',
+                               format('customer %s does not exist', c ->> 'customer_id'));
+    END IF;
+    v_role := booking_internal.caller_tenant_role(v_tenant);
+    v_status := booking.new_booking_status(v_tenant, v_role, c ->> 'status');
+    v_request := jsonb_build_object('hold_id', v_parsed.hold_id, 'customer_id', v_customer.id, 'notes', c ->> 'notes',
+                                    'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_tenant, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+    v_hold := booking.hold_for_token(c ->> 'hold_token', v_tenant, 'booking.create');
+    IF v_hold.expires_at <= booking.clock_now() THEN
+        PERFORM booking.refuse('booking.create', 'hold', v_hold.id::text, v_tenant, 'PT410',
+                               format('the hold expired at %s', v_hold.expires_at));
+    END IF;
+    IF v_hold.customer_id IS DISTINCT FROM v_customer.id AND v_hold.customer_id IS NOT NULL THEN
+        PERFORM booking.refuse('booking.create', 'hold', v_hold.id::text, v_tenant, '22023',
+                               'the hold was made for another customer');
+    END IF;
+    v_request := v_request || jsonb_build_object('staff_id', v_hold.staff_id, 'service_id', v_hold.service_id,
+                                                 'starts_at', v_hold.starts_at, 'ends_at', v_hold.ends_at);
+    RETURN booking.booking_outcome(v_tenant, v_op,
+        booking.place('appointment', v_tenant, v_hold.service_id, v_hold.staff_id, v_hold.starts_at, v_hold.ends_at,
+                      v_customer.id, NULL, v_hold.id,
+                      jsonb_build_object('status', v_status, 'price', v_hold.price, 'notes', c ->> 'notes',
+                                         'staff_choice', v_hold.staff_choice)),
+        v_request);
+END $$;
+REVOKE ALL ON FUNCTION booking.book_hold(uuid, text, jsonb) FROM PUBLIC;
 
 -- Loads an appointment for a change by the caller, locked, or raises.
 -- An appointment the caller may not see is PT404, as one that does not exist; with
@@ -400,7 +510,7 @@ DECLARE
     v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules', v_old.service_id, v_old.staff_id))::numeric;
     v_op uuid;
     v_early jsonb;
-    v_check jsonb;
+    v_placed jsonb;
 BEGIN
     IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
         RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
@@ -420,22 +530,20 @@ BEGIN
             v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
     END IF;
     v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
-    v_check := booking.tenant_slot_violations(v_old.tenant_id, v_old.staff_id, v_old.service_id, p_new_starts_at, v_new_ends, v_old.id);
-    IF NOT (v_check ->> 'valid')::boolean THEN
+    -- The engine with the appointment's own old slot and resources left out; the move keeps its
+    -- staff member, and its resources where they are free.
+    v_placed := booking.place('move', v_old.tenant_id, v_old.service_id, v_old.staff_id, p_new_starts_at, v_new_ends,
+                              v_old.customer_id, v_old.id, NULL, '{}');
+    IF v_placed ->> 'outcome' = 'refused' THEN
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
-            'The new time violates booking rules', v_op, v_check -> 'violations'), v_old.id);
-    END IF;
-    BEGIN
-        UPDATE booking.appointments
-        SET starts_at = p_new_starts_at, ends_at = v_new_ends, reschedule_count = reschedule_count + 1
-        WHERE tenant_id = v_old.tenant_id AND id = v_old.id
-        RETURNING * INTO v_new;
-    EXCEPTION WHEN exclusion_violation THEN
+            'The new time violates booking rules', v_op, v_placed -> 'violations'), v_old.id);
+    ELSIF v_placed ->> 'outcome' = 'conflict' THEN
         PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
             'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
         RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('conflict',
             'Time slot conflicts with another appointment', v_op), v_old.id);
-    END;
+    END IF;
+    v_new := jsonb_populate_record(NULL::booking.appointments, v_placed -> 'row');
     PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
         'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
         'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,

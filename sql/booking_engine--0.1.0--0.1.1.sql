@@ -4076,24 +4076,38 @@ BEGIN
             FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR f.id = p_staff_id));
 END $$;
 
+-- The distinct ids of p_ids (a JSON array of ids; 22023 otherwise), each the id of one of the
+-- tenant's services or resources (p_noun: 'service' or 'resource'; PT404 naming the first that is
+-- not): what a staff member's services or a group's members are set to.
+CREATE FUNCTION booking_internal.tenant_ids(p_tenant_id uuid, p_ids jsonb, p_noun text) RETURNS uuid[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+    v_missing uuid;
+BEGIN
+    IF jsonb_typeof(p_ids) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION '%_ids must be a JSON array of % ids', p_noun, p_noun USING ERRCODE = '22023';
+    END IF;
+    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_ids) e);
+    SELECT i INTO v_missing FROM unnest(v_ids) i
+    WHERE NOT CASE p_noun
+        WHEN 'service' THEN EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i)
+        ELSE EXISTS (SELECT 1 FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND r.id = i) END
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('%s %s does not exist', p_noun, v_missing);
+    END IF;
+    RETURN v_ids;
+END $$;
+
 -- Sets which services a staff member performs (p_service_ids: a JSON array of ids of the
 -- tenant's services; PT404 for another).
 CREATE FUNCTION booking_internal.set_staff_services(p_tenant_id uuid, p_staff_id uuid, p_service_ids jsonb, p_action text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_ids uuid[];
-    v_missing uuid;
+    v_ids uuid[] := booking_internal.tenant_ids(p_tenant_id, p_service_ids, 'service');
 BEGIN
-    IF jsonb_typeof(p_service_ids) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'service_ids must be a JSON array of service ids' USING ERRCODE = '22023';
-    END IF;
-    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_service_ids) e);
-    SELECT i INTO v_missing FROM unnest(v_ids) i
-    WHERE NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i) LIMIT 1;
-    IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', v_missing);
-    END IF;
     DELETE FROM booking.staff_services ss
     WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = p_staff_id AND NOT ss.service_id = ANY (v_ids);
     INSERT INTO booking.staff_services (tenant_id, staff_id, service_id)
@@ -7891,6 +7905,2083 @@ GRANT UPDATE (retention, premake, partition_interval) ON booking_admin.partition
 -- As finalize.sql leaves every function of the schema that is not for applications.
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
 
+-- Bookable resources, "any staff", holds, caps, per-staff length and price
+-- (docs/resources.md). The Rust functions first, then the new columns, then
+-- sql/resources.sql as a fresh install runs it, then every function the feature changed in the
+-- other files (as they are there), the backfill of the appointments' staff claims, and what
+-- sql/finalize.sql does for the new objects.
+CREATE FUNCTION booking."tenant_booking_plan"(
+	"p_tenant_id" uuid, /* Option < PgUuid > */
+	"p_service_id" uuid, /* Option < PgUuid > */
+	"p_staff_id" uuid, /* Option < PgUuid > */
+	"p_starts_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"p_ends_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"p_customer_id" uuid, /* Option < PgUuid > */
+	"p_exclude_appointment_id" uuid, /* Option < PgUuid > */
+	"p_exclude_hold_id" uuid, /* Option < PgUuid > */
+	"p_resources_only" bool DEFAULT false /* Option < bool > */
+) RETURNS jsonb /* Result < JsonB, pgrx :: pg_sys :: panic :: ErrorReport > */
+STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, @extschema@, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'tenant_booking_plan_wrapper';
+CREATE FUNCTION booking."any_staff_slot_arrays"(
+	"p_tenant_id" uuid, /* Option < PgUuid > */
+	"p_service_id" uuid, /* Option < PgUuid > */
+	"p_from" date, /* Option < Date > */
+	"p_to" date, /* Option < Date > */
+	"p_customer_id" uuid /* Option < PgUuid > */
+) RETURNS TABLE (
+	"starts" timestamp with time zone[],  /* Vec < TimestampWithTimeZone > */
+	"ends" timestamp with time zone[],  /* Vec < TimestampWithTimeZone > */
+	"staff_free" INT[]  /* Vec < i32 > */
+)
+STABLE PARALLEL RESTRICTED
+SET search_path TO pg_catalog, @extschema@, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'any_staff_slot_arrays_wrapper';
+CREATE FUNCTION booking_internal."new_hold_token"(
+	"p_tenant_id" uuid, /* PgUuid */
+	"p_hold_id" uuid /* PgUuid */
+) RETURNS TABLE (
+	"token" TEXT,  /* String */
+	"token_hash" bytea  /* Vec < u8 > */
+)
+STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'new_hold_token_wrapper';
+CREATE FUNCTION booking_internal."parse_hold_token"(
+	"p_token" TEXT /* & str */
+) RETURNS TABLE (
+	"tenant_id" uuid,  /* PgUuid */
+	"hold_id" uuid,  /* PgUuid */
+	"secret_hash" bytea  /* Vec < u8 > */
+)
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_hold_token_wrapper';
+
+ALTER TABLE booking.staff_services
+    ADD COLUMN duration_minutes integer CHECK (duration_minutes BETWEEN 1 AND 1440),
+    ADD COLUMN price numeric(12, 2) CHECK (price >= 0),
+    ADD COLUMN weight integer NOT NULL DEFAULT 1 CHECK (weight BETWEEN 0 AND 100),
+    ADD COLUMN priority integer NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000);
+ALTER TABLE booking.appointments ADD COLUMN staff_choice jsonb;
+CREATE OR REPLACE FUNCTION booking.appointments_derive() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    svc booking.services;
+    turnover integer;
+BEGIN
+    -- The row's own tenant when it has one (always on Citus, where this runs on the shard and
+    -- may read only its tenant's colocated rows).
+    IF NEW.tenant_id IS NULL THEN
+        SELECT * INTO svc FROM booking.services WHERE id = NEW.service_id;
+    ELSE
+        SELECT * INTO svc FROM booking.services WHERE tenant_id = NEW.tenant_id AND id = NEW.service_id;
+    END IF;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'service % does not exist', NEW.service_id USING ERRCODE = 'P0002';
+    END IF;
+    NEW.tenant_id := coalesce(NEW.tenant_id, svc.tenant_id);
+    -- The default length is the staff member's own for the service, else the service's.
+    IF NEW.ends_at IS NULL THEN
+        NEW.ends_at := NEW.starts_at + make_interval(mins => coalesce(
+            (SELECT ss.duration_minutes FROM booking.staff_services ss
+             WHERE ss.tenant_id = NEW.tenant_id AND ss.staff_id = NEW.staff_id AND ss.service_id = NEW.service_id),
+            svc.duration_minutes));
+    END IF;
+    SELECT t.buffer_time_minutes INTO turnover FROM booking.tenants t WHERE t.id = NEW.tenant_id;
+    NEW.blocked := tstzrange(
+        NEW.starts_at - make_interval(mins => svc.buffer_before_minutes),
+        NEW.ends_at + make_interval(mins => svc.buffer_after_minutes + coalesce(turnover, 0)),
+        '[)');
+    RETURN NEW;
+END $$;
+
+-- Bookable resources, "any staff", holds and caps (docs/resources.md).
+--
+-- Resources (rooms, chairs, equipment) have their own weekly hours and closures and belong to
+-- groups; a service requires resources (rows of service_requirements: "n of group G" or "this
+-- resource"). Every claim on a staff member or a resource is a row of booking.assignments,
+-- owned by an appointment or a hold, with exclusion constraints like the appointments' own:
+-- the database refuses two live claims on one staff member or resource whose blocked ranges
+-- overlap, whatever wrote them. An appointment's staff claim follows the appointment (trigger
+-- below); its resource claims are chosen by the engine in the booking transaction
+-- (booking.place), moved by a reschedule, released (live = false) by a cancellation.
+--
+-- A hold reserves a slot (staff member and resources) during checkout for the tenant's
+-- hold_minutes: its claims are live rows of the same table until it is turned into a booking
+-- with its token, released, or removed after it expired (by the next booking or hold that meets
+-- it, or the expire-holds sweep). Reads ignore an expired hold at once.
+--
+-- Caps limit bookings per staff member, service or customer and day or week; a booking locks a
+-- row of cap_locks per cap it counts against (one per cap, subject and period) before the
+-- engine counts, so that two bookings of one full period are counted one after the other.
+--
+-- On Citus every table here is distributed by tenant_id with the others; the functions that
+-- read them with arguments are PL/pgSQL and filter every statement by the tenant.
+
+CREATE TABLE booking.resources (
+    id            uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id     uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    name          text NOT NULL CHECK (length(btrim(name)) BETWEEN 1 AND 200),
+    kind          text NOT NULL DEFAULT 'other' CHECK (kind IN ('room', 'chair', 'equipment', 'other')),
+    description   text,
+    -- Weekly hours in the tenant's zone, as tenants.opening_hours; NULL: whenever the tenant is open.
+    opening_hours jsonb CHECK (opening_hours IS NULL OR booking.is_valid_opening_hours(opening_hours)),
+    -- The order resources are assigned in (lowest first, then id).
+    position      integer NOT NULL DEFAULT 0,
+    is_active     boolean NOT NULL DEFAULT true,
+    created_at    timestamptz NOT NULL DEFAULT now(),
+    updated_at    timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+COMMENT ON TABLE booking.resources IS
+    'Bookable resources (rooms, chairs, equipment): a service that requires them is bookable only when they are free; an inactive one is never assigned.';
+CREATE TRIGGER resources_touch BEFORE UPDATE ON booking.resources FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+
+CREATE TABLE booking.resource_groups (
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    name        text NOT NULL CHECK (length(btrim(name)) BETWEEN 1 AND 200),
+    description text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    updated_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id)
+);
+CREATE TRIGGER resource_groups_touch BEFORE UPDATE ON booking.resource_groups FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+
+CREATE TABLE booking.resource_group_members (
+    tenant_id   uuid NOT NULL,
+    group_id    uuid NOT NULL,
+    resource_id uuid NOT NULL,
+    PRIMARY KEY (tenant_id, group_id, resource_id),
+    FOREIGN KEY (tenant_id, group_id) REFERENCES booking.resource_groups (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, resource_id) REFERENCES booking.resources (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX resource_group_members_resource_idx ON booking.resource_group_members (resource_id);
+
+CREATE TABLE booking.resource_closures (
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   uuid NOT NULL,
+    resource_id uuid NOT NULL,
+    period      tstzrange NOT NULL CHECK (NOT isempty(period) AND NOT lower_inf(period) AND NOT upper_inf(period)),
+    reason      text,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, resource_id) REFERENCES booking.resources (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX resource_closures_period_idx ON booking.resource_closures USING gist (tenant_id, resource_id, period);
+
+-- What a service needs: each row "quantity of group G" or "resource R" (quantity 1); all of a
+-- service's rows at once, with distinct resources.
+CREATE TABLE booking.service_requirements (
+    id          uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id   uuid NOT NULL,
+    service_id  uuid NOT NULL,
+    group_id    uuid,
+    resource_id uuid,
+    quantity    integer NOT NULL DEFAULT 1 CHECK (quantity BETWEEN 1 AND 20),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT service_requirements_one_kind CHECK (num_nonnulls(group_id, resource_id) = 1),
+    CONSTRAINT service_requirements_one_of_a_resource CHECK (resource_id IS NULL OR quantity = 1),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, group_id) REFERENCES booking.resource_groups (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, resource_id) REFERENCES booking.resources (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX service_requirements_service_idx ON booking.service_requirements (tenant_id, service_id);
+CREATE INDEX service_requirements_group_idx ON booking.service_requirements (group_id) WHERE (group_id IS NOT NULL);
+CREATE INDEX service_requirements_resource_idx ON booking.service_requirements (resource_id) WHERE (resource_id IS NOT NULL);
+
+-- Per tenant (a missing row: the defaults): how "any staff" bookings choose, how long a hold
+-- lasts.
+CREATE TABLE booking.booking_settings (
+    tenant_id      uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    staff_strategy text NOT NULL DEFAULT 'least_busy_day'
+                   CHECK (staff_strategy IN ('least_busy_day', 'least_busy_week', 'round_robin', 'priority')),
+    hold_minutes   integer NOT NULL DEFAULT 10 CHECK (hold_minutes BETWEEN 1 AND 120),
+    updated_at     timestamptz NOT NULL DEFAULT now()
+);
+CREATE TRIGGER booking_settings_touch BEFORE UPDATE ON booking.booking_settings FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+
+-- At most max_bookings bookings per period (the tenant's local day, or Monday-Sunday week):
+-- of each staff member (scope staff, staff_id NULL) or one (staff_id), of one service together
+-- (scope service), or of each customer (scope customer); service_id: only that service's
+-- bookings count and are limited.
+CREATE TABLE booking.booking_caps (
+    id           uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id    uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    scope        text NOT NULL CHECK (scope IN ('staff', 'service', 'customer')),
+    staff_id     uuid,
+    service_id   uuid,
+    period       text NOT NULL CHECK (period IN ('day', 'week')),
+    max_bookings integer NOT NULL CHECK (max_bookings BETWEEN 0 AND 10000),
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT booking_caps_service_scope_names_it CHECK (scope <> 'service' OR service_id IS NOT NULL),
+    CONSTRAINT booking_caps_staff_only_for_staff CHECK (staff_id IS NULL OR scope = 'staff'),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX booking_caps_staff_idx ON booking.booking_caps (staff_id) WHERE (staff_id IS NOT NULL);
+CREATE INDEX booking_caps_service_idx ON booking.booking_caps (service_id) WHERE (service_id IS NOT NULL);
+
+-- One row per cap, subject (the staff member, service or customer) and period a booking counted
+-- against: the booking locks it before the engine counts (a row lock, which holds on Citus too,
+-- where an advisory lock would be per node). Under REPEATABLE READ a second booking of the same
+-- period fails with 40001 instead of counting from a stale snapshot.
+CREATE TABLE booking.cap_locks (
+    tenant_id    uuid NOT NULL,
+    cap_id       uuid NOT NULL,
+    subject_id   uuid NOT NULL,
+    period_start date NOT NULL,
+    version      bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant_id, cap_id, subject_id, period_start),
+    FOREIGN KEY (tenant_id, cap_id) REFERENCES booking.booking_caps (tenant_id, id) ON DELETE CASCADE
+);
+
+-- A slot reserved during checkout: its staff member and resources are claimed (assignments)
+-- until expires_at. Only the SHA-256 of its token's secret is kept.
+CREATE TABLE booking.holds (
+    id           uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id    uuid NOT NULL,
+    service_id   uuid NOT NULL,
+    staff_id     uuid NOT NULL,
+    -- Whom it is for (a signed-in customer's own record, or the tenant's people's choice); NULL:
+    -- anyone who books with the token.
+    customer_id  uuid,
+    starts_at    timestamptz NOT NULL,
+    ends_at      timestamptz NOT NULL,
+    -- The price the booking will have (the staff member's or the service's, when held).
+    price        numeric(12, 2) NOT NULL CHECK (price >= 0),
+    staff_choice jsonb,
+    token_hash   bytea NOT NULL,
+    expires_at   timestamptz NOT NULL,
+    -- Who made it: the signed-in user, and the client the rate limit counted.
+    created_by   uuid,
+    client       text,
+    created_at   timestamptz NOT NULL DEFAULT now(),
+    CHECK (ends_at > starts_at),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, customer_id) REFERENCES booking.customers (tenant_id, id) ON DELETE CASCADE
+);
+CREATE INDEX holds_expires_idx ON booking.holds (expires_at);
+CREATE INDEX holds_service_idx ON booking.holds (service_id);
+CREATE INDEX holds_staff_idx ON booking.holds (staff_id);
+CREATE INDEX holds_customer_idx ON booking.holds (customer_id) WHERE (customer_id IS NOT NULL);
+COMMENT ON TABLE booking.holds IS
+    'Slots reserved during checkout until expires_at (the tenant''s hold_minutes): their claims block the staff member and resources for everyone else; booked with the token (create_tenant_booking, "hold_token").';
+
+-- Every claim on a staff member or a resource: owned by an appointment or a hold (and, later,
+-- anything else that occupies them), live while its owner is (an appointment pending,
+-- confirmed or active; a hold until it is removed). The exclusion constraints refuse two live
+-- claims of one staff member or resource with overlapping blocked ranges.
+CREATE TABLE booking.assignments (
+    id             uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id      uuid NOT NULL,
+    appointment_id uuid,
+    hold_id        uuid,
+    staff_id       uuid,
+    resource_id    uuid,
+    -- The service requirement a resource meets.
+    requirement_id uuid,
+    blocked        tstzrange NOT NULL,
+    live           boolean NOT NULL DEFAULT true,
+    -- A hold's claims: when the hold lapses (reads ignore them from then on); NULL: an
+    -- appointment's.
+    expires_at     timestamptz,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT assignments_one_owner CHECK (num_nonnulls(appointment_id, hold_id) = 1),
+    CONSTRAINT assignments_one_claim CHECK (num_nonnulls(staff_id, resource_id) = 1),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, appointment_id) REFERENCES booking.appointments (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, hold_id) REFERENCES booking.holds (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, resource_id) REFERENCES booking.resources (tenant_id, id) ON DELETE CASCADE,
+    CONSTRAINT assignments_no_double_staff
+        EXCLUDE USING gist (tenant_id WITH =, staff_id WITH =, blocked WITH &&) WHERE (live AND staff_id IS NOT NULL),
+    CONSTRAINT assignments_no_double_resource
+        EXCLUDE USING gist (tenant_id WITH =, resource_id WITH =, blocked WITH &&) WHERE (live AND resource_id IS NOT NULL)
+);
+CREATE INDEX assignments_appointment_idx ON booking.assignments (appointment_id) WHERE (appointment_id IS NOT NULL);
+CREATE INDEX assignments_hold_idx ON booking.assignments (hold_id) WHERE (hold_id IS NOT NULL);
+CREATE INDEX assignments_resource_idx ON booking.assignments (resource_id) WHERE (resource_id IS NOT NULL);
+-- What the engine reads of a resource: its live claims that end after a given instant (its
+-- future, which the booking horizon bounds, while its past grows). The exclusion constraint's
+-- gist index answers the same question reading many more pages.
+CREATE INDEX assignments_live_resource_idx ON booking.assignments (tenant_id, resource_id, upper(blocked))
+    WHERE (live AND resource_id IS NOT NULL);
+COMMENT ON TABLE booking.assignments IS
+    'Claims on staff members and resources by appointments and holds; two live claims of one staff member or resource never overlap (exclusion constraints).';
+
+-- The users' data (pg_dump keeps it). Of the assignments only the resources of appointments:
+-- an appointment's staff claim is made again by its trigger as it is restored, and holds are
+-- transient.
+SELECT pg_catalog.pg_extension_config_dump('booking.resources', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.resource_groups', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.resource_group_members', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.resource_closures', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.service_requirements', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.booking_settings', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.booking_caps', '');
+SELECT pg_catalog.pg_extension_config_dump('booking.assignments', 'WHERE resource_id IS NOT NULL AND appointment_id IS NOT NULL');
+
+-- An appointment's staff claim follows it: made with it, moved and released with it (its
+-- resource claims move and go live or not with it too). Row by row, each statement on the
+-- appointment's own tenant (on Citus, its colocated shard). SECURITY DEFINER: whoever may write
+-- an appointment keeps its claims, which no application may write.
+CREATE FUNCTION booking.assignments_follow_appointment() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        INSERT INTO booking.assignments (tenant_id, appointment_id, staff_id, blocked, live)
+        VALUES (NEW.tenant_id, NEW.id, NEW.staff_id, NEW.blocked, NEW.status IN ('pending', 'confirmed', 'active'));
+    ELSE
+        UPDATE booking.assignments a
+        SET blocked = NEW.blocked, live = NEW.status IN ('pending', 'confirmed', 'active'),
+            staff_id = CASE WHEN a.staff_id IS NOT NULL THEN NEW.staff_id END
+        WHERE a.tenant_id = NEW.tenant_id AND a.appointment_id = NEW.id;
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER assignments_follow_insert AFTER INSERT ON booking.appointments
+    FOR EACH ROW EXECUTE FUNCTION booking.assignments_follow_appointment();
+CREATE TRIGGER assignments_follow_update AFTER UPDATE OF staff_id, starts_at, ends_at, service_id, status ON booking.appointments
+    FOR EACH ROW
+    WHEN ((OLD.staff_id, OLD.blocked, OLD.status IN ('pending', 'confirmed', 'active'))
+          IS DISTINCT FROM (NEW.staff_id, NEW.blocked, NEW.status IN ('pending', 'confirmed', 'active')))
+    EXECUTE FUNCTION booking.assignments_follow_appointment();
+
+-- Locks the caps' count rows a booking counts against (p_keys: [[cap_id, subject_id,
+-- period_start], ...], sorted, so that two bookings lock shared rows in one order), one routed
+-- statement each.
+CREATE FUNCTION booking.lock_caps(p_tenant_id uuid, p_keys jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    k jsonb;
+BEGIN
+    FOR k IN SELECT e FROM jsonb_array_elements(p_keys) e ORDER BY e ->> 0, e ->> 1, e ->> 2 LOOP
+        INSERT INTO booking.cap_locks AS l (tenant_id, cap_id, subject_id, period_start)
+        VALUES (p_tenant_id, (k ->> 0)::uuid, (k ->> 1)::uuid, (k ->> 2)::date)
+        ON CONFLICT (tenant_id, cap_id, subject_id, period_start) DO UPDATE SET version = l.version + 1;
+    END LOOP;
+END $$;
+
+-- Claims resources (p_resources: [{resource_id, requirement_id}]) for an appointment or a hold.
+CREATE FUNCTION booking.claim_resources(p_tenant_id uuid, p_appointment_id uuid, p_hold_id uuid, p_resources jsonb,
+                                        p_blocked tstzrange, p_expires_at timestamptz) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    r jsonb;
+BEGIN
+    FOR r IN SELECT e FROM jsonb_array_elements(p_resources) e LOOP
+        INSERT INTO booking.assignments (tenant_id, appointment_id, hold_id, resource_id, requirement_id, blocked, expires_at)
+        VALUES (p_tenant_id, p_appointment_id, p_hold_id, (r ->> 'resource_id')::uuid, (r ->> 'requirement_id')::uuid,
+                p_blocked, p_expires_at);
+    END LOOP;
+END $$;
+
+-- Removes the expired holds whose claims are in the way of a claim on p_staff_id or
+-- p_resources over p_blocked. Reads ignore them already; the constraints still see them until
+-- they are gone. Returns how many went.
+CREATE FUNCTION booking.clear_expired_holds(p_tenant_id uuid, p_blocked tstzrange, p_staff_id uuid, p_resources uuid[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM booking.holds h
+    WHERE h.tenant_id = p_tenant_id AND h.expires_at <= booking.clock_now()
+      AND h.id IN (SELECT a.hold_id FROM booking.assignments a
+                   WHERE a.tenant_id = p_tenant_id AND a.hold_id IS NOT NULL AND a.live AND a.blocked && p_blocked
+                     AND (a.staff_id = p_staff_id OR a.resource_id = ANY (p_resources)));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Places an appointment ('appointment': a new booking, from p_hold_id's hold when given), a
+-- hold ('hold') or an existing appointment at a new time ('move') or anew on its resources
+-- ('assign'), as the engine plans it (booking.tenant_booking_plan): with p_staff_id, or (NULL)
+-- the first staff member the tenant's strategy chooses, and the resources the engine assigns.
+-- Before it counts, the caps the candidates count against are locked; then the first candidate
+-- is written in a subtransaction. When the database refuses the write (another transaction
+-- claimed the staff member or a resource first), expired holds in the way are removed and the
+-- write tried again, or the engine is asked again with what has committed since (READ
+-- COMMITTED: a fresh snapshot), up to three times. p_values: the row's other values (status,
+-- price, notes, staff_choice for appointments; hold_id, token_hash, expires_at, client,
+-- created_by for holds). Returns {"outcome": "placed", "row": the appointment or hold}, or
+-- {"outcome": "refused" (the rules) | "conflict" (a race lost), "violations"}.
+CREATE FUNCTION booking.place(p_kind text, p_tenant_id uuid, p_service_id uuid, p_staff_id uuid, p_starts_at timestamptz,
+                              p_ends_at timestamptz, p_customer_id uuid, p_appointment_id uuid, p_hold_id uuid, p_values jsonb)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_plan jsonb;
+    v_cand jsonb;
+    v_last jsonb;
+    v_locked jsonb := '[]';
+    v_conflicts integer := 0;
+    v_staff uuid;
+    v_blocked tstzrange;
+    v_choice jsonb;
+    v_appt booking.appointments;
+    v_hold booking.holds;
+BEGIN
+    FOR v_round IN 1..20 LOOP
+        v_plan := booking.tenant_booking_plan(p_tenant_id, p_service_id, p_staff_id, p_starts_at, p_ends_at, p_customer_id,
+                                              p_appointment_id, p_hold_id, p_kind = 'assign');
+        IF NOT (v_plan ->> 'valid')::boolean THEN
+            RETURN jsonb_build_object('outcome', CASE WHEN v_conflicts = 0 THEN 'refused' ELSE 'conflict' END,
+                                      'violations', v_plan -> 'violations');
+        END IF;
+        IF NOT v_locked @> (v_plan -> 'locks') THEN
+            -- The engine counted before the locks: it counts again, after them.
+            PERFORM booking.lock_caps(p_tenant_id, v_plan -> 'locks');
+            v_locked := v_locked || (v_plan -> 'locks');
+            CONTINUE;
+        END IF;
+        v_cand := v_plan -> 'candidates' -> 0;
+        -- The same answer again comes from the same snapshot (REPEATABLE READ): the race is lost.
+        EXIT WHEN v_cand = v_last;
+        v_staff := (v_cand ->> 'staff_id')::uuid;
+        v_blocked := (v_cand ->> 'blocked')::tstzrange;
+        v_choice := coalesce(nullif(p_values -> 'staff_choice', 'null'), CASE WHEN p_staff_id IS NULL THEN
+                        jsonb_build_object('strategy', v_plan -> 'strategy', 'free_staff', v_plan -> 'free_staff') END);
+        BEGIN
+            IF p_kind = 'appointment' THEN
+                IF p_hold_id IS NOT NULL THEN
+                    DELETE FROM booking.holds h WHERE h.tenant_id = p_tenant_id AND h.id = p_hold_id;
+                END IF;
+                INSERT INTO booking.appointments (tenant_id, staff_id, service_id, customer_id, starts_at, ends_at, status,
+                                                  price, notes, staff_choice)
+                VALUES (p_tenant_id, v_staff, p_service_id, p_customer_id, p_starts_at, (v_cand ->> 'ends_at')::timestamptz,
+                        p_values ->> 'status',
+                        coalesce((p_values ->> 'price')::numeric, booking.staff_price(p_tenant_id, v_staff, p_service_id)),
+                        p_values ->> 'notes', v_choice)
+                RETURNING * INTO v_appt;
+                PERFORM booking.claim_resources(p_tenant_id, v_appt.id, NULL, v_cand -> 'resources', v_appt.blocked, NULL);
+                RETURN jsonb_build_object('outcome', 'placed', 'row', to_jsonb(v_appt));
+            ELSIF p_kind = 'hold' THEN
+                INSERT INTO booking.holds (tenant_id, id, service_id, staff_id, customer_id, starts_at, ends_at, price,
+                                           staff_choice, token_hash, expires_at, created_by, client)
+                VALUES (p_tenant_id, (p_values ->> 'hold_id')::uuid, p_service_id, v_staff, p_customer_id, p_starts_at,
+                        (v_cand ->> 'ends_at')::timestamptz, booking.staff_price(p_tenant_id, v_staff, p_service_id),
+                        v_choice, decode(p_values ->> 'token_hash', 'hex'), (p_values ->> 'expires_at')::timestamptz,
+                        (p_values ->> 'created_by')::uuid, p_values ->> 'client')
+                RETURNING * INTO v_hold;
+                INSERT INTO booking.assignments (tenant_id, hold_id, staff_id, blocked, expires_at)
+                VALUES (p_tenant_id, v_hold.id, v_staff, v_blocked, v_hold.expires_at);
+                PERFORM booking.claim_resources(p_tenant_id, NULL, v_hold.id, v_cand -> 'resources', v_blocked, v_hold.expires_at);
+                RETURN jsonb_build_object('outcome', 'placed', 'row', to_jsonb(v_hold));
+            ELSE
+                -- A move or a new assignment: the old resource claims go, the appointment moves
+                -- (its staff claim with it), the new ones are made.
+                DELETE FROM booking.assignments a
+                WHERE a.tenant_id = p_tenant_id AND a.appointment_id = p_appointment_id AND a.resource_id IS NOT NULL;
+                IF p_kind = 'move' THEN
+                    UPDATE booking.appointments a
+                    SET starts_at = p_starts_at, ends_at = (v_cand ->> 'ends_at')::timestamptz, reschedule_count = a.reschedule_count + 1
+                    WHERE a.tenant_id = p_tenant_id AND a.id = p_appointment_id
+                    RETURNING * INTO v_appt;
+                ELSE
+                    SELECT * INTO v_appt FROM booking.appointments a WHERE a.tenant_id = p_tenant_id AND a.id = p_appointment_id;
+                END IF;
+                PERFORM booking.claim_resources(p_tenant_id, v_appt.id, NULL, v_cand -> 'resources', v_appt.blocked, NULL);
+                RETURN jsonb_build_object('outcome', 'placed', 'row', to_jsonb(v_appt));
+            END IF;
+        EXCEPTION WHEN exclusion_violation THEN
+            IF booking.clear_expired_holds(p_tenant_id, v_blocked, v_staff,
+                   ARRAY(SELECT (r ->> 'resource_id')::uuid FROM jsonb_array_elements(v_cand -> 'resources') r)) > 0 THEN
+                CONTINUE;
+            END IF;
+            v_conflicts := v_conflicts + 1;
+            v_last := v_cand;
+            EXIT WHEN v_conflicts >= 3;
+        END;
+    END LOOP;
+    RETURN jsonb_build_object('outcome', 'conflict', 'violations', jsonb_build_array(jsonb_build_object(
+        'code', 'conflict', 'message', 'Time slot conflicts with another appointment')));
+END $$;
+REVOKE ALL ON FUNCTION booking.place(text, uuid, uuid, uuid, timestamptz, timestamptz, uuid, uuid, uuid, jsonb) FROM PUBLIC;
+
+-- A staff member's price of a service: their own, else the service's.
+CREATE FUNCTION booking.staff_price(p_tenant_id uuid, p_staff_id uuid, p_service_id uuid) RETURNS numeric
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN (SELECT coalesce(ss.price, s.price) FROM booking.services s
+            LEFT JOIN booking.staff_services ss ON ss.tenant_id = p_tenant_id AND ss.staff_id = p_staff_id AND ss.service_id = s.id
+            WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id);
+END $$;
+
+-- The resources an appointment or a hold holds: [{resource_id, name, requirement_id}].
+CREATE FUNCTION booking.claimed_resources(p_tenant_id uuid, p_appointment_id uuid, p_hold_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object('resource_id', a.resource_id, 'name', r.name, 'requirement_id', a.requirement_id)
+                         ORDER BY r.position, r.id)
+        FROM booking.assignments a JOIN booking.resources r ON r.tenant_id = p_tenant_id AND r.id = a.resource_id
+        WHERE a.tenant_id = p_tenant_id AND a.resource_id IS NOT NULL
+          AND (a.appointment_id = p_appointment_id OR a.hold_id = p_hold_id)), '[]');
+END $$;
+
+-- A hold as its maker sees it: never its token's hash.
+CREATE FUNCTION booking.hold_json(p_hold booking.holds) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN to_jsonb(p_hold) - 'token_hash' - 'client' - 'created_by'
+        || jsonb_build_object('resources', booking.claimed_resources(p_hold.tenant_id, NULL, p_hold.id));
+END $$;
+
+-- Holds a slot during checkout: p_hold {service_id, starts_at (required), staff_id (NULL: any
+-- staff member, chosen as a booking would be), customer_id (whom it is for: the caller's own
+-- record, or any of the tenant's customers for its people)}. Anyone may hold what they may book
+-- (anon included); callers outside the tenant are rate-limited per client (the signed-in user,
+-- else the address): booking_engine.hold_rate_limit per 10 minutes, PT429 beyond. Returns
+-- {"success": true, "hold": {...}, "token"} (the token shown this once: book with it as
+-- p_booking.hold_token, or release it) or, when the slot cannot be held, {"success": false,
+-- "code": "slot_unavailable" | "conflict", "error", "details"}. PT404 (audited) for a tenant,
+-- service, staff member or customer the caller may not see; 22023 bad input.
+CREATE FUNCTION booking_internal.create_hold(p_tenant_id uuid, p_hold jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    c jsonb;
+    v_role text;
+    v_client text;
+    v_service booking.services;
+    v_staff booking.staff;
+    v_customer booking.customers;
+    v_starts timestamptz;
+    v_id uuid := gen_random_uuid();
+    v_token text;
+    v_hash bytea;
+    v_minutes integer;
+    v_placed jsonb;
+    v_hold booking.holds;
+BEGIN
+    IF p_tenant_id IS NULL THEN
+        RAISE EXCEPTION 'p_tenant_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    c := booking_internal.check_fields(p_hold, 'p_hold', ARRAY['service_id', 'staff_id', 'starts_at', 'customer_id'],
+                                       ARRAY['service_id', 'starts_at']);
+    v_role := booking_internal.caller_tenant_role(p_tenant_id);
+    IF v_role IS NULL THEN
+        -- Every attempt counts, refused ones too: a client cannot probe or hold the calendar
+        -- faster than this.
+        v_client := coalesce('user:' || booking.caller_user_id(), 'ip:' || (booking.request_context() ->> 'ip_address'), 'anonymous');
+        IF NOT booking.check_rate_limit(v_client, 'create_hold', (booking_internal.tenant_limits() ->> 'hold_rate_limit')::int, 600) THEN
+            PERFORM booking.refuse('booking.hold', 'hold', NULL, p_tenant_id, 'PT429',
+                                   'too many holds from this client; try again in a few minutes');
+        END IF;
+    END IF;
+    SELECT * INTO v_service FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = (c ->> 'service_id')::uuid;
+    IF NOT FOUND OR NOT (v_service.is_active OR v_role IS NOT NULL) THEN
+        PERFORM booking.refuse('booking.hold', 'service', c ->> 'service_id', p_tenant_id, 'PT404',
+                               format('service %s does not exist', c ->> 'service_id'));
+    END IF;
+    IF c ->> 'staff_id' IS NOT NULL THEN
+        SELECT * INTO v_staff FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = (c ->> 'staff_id')::uuid;
+        IF NOT FOUND OR NOT (v_staff.is_active OR v_role IS NOT NULL) THEN
+            PERFORM booking.refuse('booking.hold', 'staff', c ->> 'staff_id', p_tenant_id, 'PT404',
+                                   format('staff member %s does not exist', c ->> 'staff_id'));
+        END IF;
+    END IF;
+    IF c ->> 'customer_id' IS NOT NULL THEN
+        SELECT * INTO v_customer FROM booking.customers k WHERE k.tenant_id = p_tenant_id AND k.id = (c ->> 'customer_id')::uuid;
+        IF NOT FOUND OR NOT booking.caller_may_act_for(p_tenant_id, v_customer.id) THEN
+            PERFORM booking.refuse('booking.hold', 'customer', c ->> 'customer_id', p_tenant_id, 'PT404',
+                                   format('customer %s does not exist', c ->> 'customer_id'));
+        END IF;
+    END IF;
+    v_starts := (c ->> 'starts_at')::timestamptz;
+    IF NOT isfinite(v_starts) THEN
+        RAISE EXCEPTION 'starts_at must be finite' USING ERRCODE = '22008';
+    END IF;
+    v_minutes := coalesce((SELECT b.hold_minutes FROM booking.booking_settings b WHERE b.tenant_id = p_tenant_id), 10);
+    SELECT t.token, t.token_hash INTO v_token, v_hash FROM booking_internal.new_hold_token(p_tenant_id, v_id) t;
+    v_placed := booking.place('hold', p_tenant_id, v_service.id, v_staff.id, v_starts, NULL, v_customer.id, NULL, NULL,
+        jsonb_build_object('hold_id', v_id, 'token_hash', encode(v_hash, 'hex'),
+                           'expires_at', booking.clock_now() + make_interval(mins => v_minutes),
+                           'created_by', booking.caller_user_id(), 'client', v_client));
+    IF v_placed ->> 'outcome' <> 'placed' THEN
+        PERFORM booking.audit_event('booking.hold', 'hold', NULL, false, v_placed ->> 'outcome', false, p_tenant_id);
+        RETURN booking.policy_failure(CASE v_placed ->> 'outcome' WHEN 'conflict' THEN 'conflict' ELSE 'slot_unavailable' END,
+            CASE v_placed ->> 'outcome' WHEN 'conflict' THEN 'Time slot conflicts with another appointment'
+                 ELSE 'The slot cannot be held' END, NULL, v_placed -> 'violations') - 'operation_id';
+    END IF;
+    v_hold := jsonb_populate_record(NULL::booking.holds, v_placed -> 'row');
+    PERFORM booking.audit_event('booking.hold', 'hold', v_hold.id::text, true, NULL, false, p_tenant_id);
+    RETURN jsonb_build_object('success', true, 'token', v_token, 'hold', booking.hold_json(v_hold));
+END $$;
+
+-- The hold a token names, locked, or PT404 (audited under p_action) for a token that names
+-- none (malformed, unknown, a wrong secret, another tenant's when p_tenant_id is given).
+CREATE FUNCTION booking.hold_for_token(p_token text, p_tenant_id uuid, p_action text) RETURNS booking.holds
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_parsed record;
+    v_hold booking.holds;
+BEGIN
+    SELECT * INTO v_parsed FROM booking_internal.parse_hold_token(coalesce(p_token, '')) t;
+    IF FOUND AND (p_tenant_id IS NULL OR v_parsed.tenant_id = p_tenant_id) THEN
+        SELECT * INTO v_hold FROM booking.holds h WHERE h.tenant_id = v_parsed.tenant_id AND h.id = v_parsed.hold_id FOR UPDATE;
+    END IF;
+    IF v_hold.id IS NULL OR NOT booking_internal.same_token_hash(v_hold.token_hash, v_parsed.secret_hash) THEN
+        PERFORM booking.refuse(p_action, 'hold', NULL, coalesce(p_tenant_id, v_parsed.tenant_id), 'PT404', 'the hold does not exist');
+    END IF;
+    RETURN v_hold;
+END $$;
+REVOKE ALL ON FUNCTION booking.hold_for_token(text, uuid, text) FROM PUBLIC;
+
+-- Releases a hold by its token (the checkout was abandoned): its slot is free at once. PT404 for
+-- a token that names no hold.
+CREATE FUNCTION booking_internal.release_hold(p_token text) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_hold booking.holds := booking.hold_for_token(p_token, NULL, 'booking.hold_release');
+BEGIN
+    DELETE FROM booking.holds h WHERE h.tenant_id = v_hold.tenant_id AND h.id = v_hold.id;
+    PERFORM booking.audit_event('booking.hold_release', 'hold', v_hold.id::text, true, NULL, false, v_hold.tenant_id);
+    RETURN true;
+END $$;
+
+-- The "any staff" slots of one day of one tenant's service: [{starts_at, ends_at, staff_free}],
+-- by start: one per start time at which a staff member who takes "any staff" bookings is free
+-- (ends_at: with the one the tenant's strategy would choose as of now). p_customer_id: their
+-- own caps apply too (the caller's own record, or any of the tenant's for its people; PT404
+-- otherwise). PT404 for a service the caller may not see. On Citus a distributed function.
+CREATE FUNCTION booking_internal.get_tenant_any_staff_slots(p_tenant_id uuid, p_date date, p_service_id uuid,
+                                                            p_customer_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking.require_any_staff_question(p_tenant_id, p_service_id, p_customer_id);
+    RETURN (SELECT coalesce(jsonb_agg(jsonb_build_object('starts_at', s.starts_at, 'ends_at', s.ends_at, 'staff_free', s.staff_free)
+                                      ORDER BY s.n), '[]'::jsonb)
+            FROM booking.any_staff_slot_arrays(p_tenant_id, p_service_id, p_date, p_date, p_customer_id) a,
+                 unnest(a.starts, a.ends, a.staff_free) WITH ORDINALITY AS s (starts_at, ends_at, staff_free, n));
+END $$;
+
+-- The same over a range of dates, as rows, for a service of any tenant (looked up by id).
+CREATE FUNCTION booking_internal.get_any_staff_slots(p_service_id uuid, p_from date, p_to date, p_customer_id uuid DEFAULT NULL)
+RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, staff_free integer)
+LANGUAGE plpgsql STABLE SECURITY DEFINER PARALLEL RESTRICTED
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+BEGIN
+    SELECT s.tenant_id INTO v_tenant FROM booking.services s WHERE s.id = p_service_id;
+    PERFORM booking.require_any_staff_question(v_tenant, p_service_id, p_customer_id);
+    RETURN QUERY
+        SELECT s.starts_at, s.ends_at, s.staff_free
+        FROM booking.any_staff_slot_arrays(v_tenant, p_service_id, p_from, p_to, p_customer_id) a,
+             unnest(a.starts, a.ends, a.staff_free) WITH ORDINALITY AS s (starts_at, ends_at, staff_free, n)
+        ORDER BY s.n;
+END $$;
+
+-- The checks of an "any staff" slot question: 22023 NULL arguments; PT404 a service the caller
+-- may not see, or a customer they may not act for.
+CREATE FUNCTION booking.require_any_staff_question(p_tenant_id uuid, p_service_id uuid, p_customer_id uuid) RETURNS void
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_service_id IS NULL THEN
+        RAISE EXCEPTION 'p_tenant_id and p_service_id must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF p_tenant_id IS NULL OR NOT EXISTS (
+        SELECT 1 FROM booking.services s
+        WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id AND (s.is_active OR booking.caller_is_insider(p_tenant_id))) THEN
+        RAISE EXCEPTION 'service % does not exist', p_service_id USING ERRCODE = 'PT404';
+    END IF;
+    IF p_customer_id IS NOT NULL AND NOT (
+        EXISTS (SELECT 1 FROM booking.customers k WHERE k.tenant_id = p_tenant_id AND k.id = p_customer_id)
+        AND booking.caller_may_act_for(p_tenant_id, p_customer_id)) THEN
+        RAISE EXCEPTION 'customer % does not exist', p_customer_id USING ERRCODE = 'PT404';
+    END IF;
+END $$;
+
+-- The expire-holds sweep: removes the holds past their expiry (reads ignore them already; the
+-- slot store counts them until they are gone), tenant by tenant, and the caps' lock rows of
+-- periods that ended more than a week ago.
+CREATE FUNCTION booking_admin.op_expire_holds(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_now timestamptz := booking.clock_now();
+    n integer := 0;
+    k integer;
+BEGIN
+    FOR v_tenant IN SELECT DISTINCT h.tenant_id FROM booking.holds h WHERE h.expires_at <= v_now LOOP
+        DELETE FROM booking.holds h WHERE h.tenant_id = v_tenant AND h.expires_at <= v_now;
+        GET DIAGNOSTICS k = ROW_COUNT;
+        n := n + k;
+    END LOOP;
+    DELETE FROM booking.cap_locks l WHERE l.period_start < (v_now - interval '15 days')::date;
+    RETURN n;
+END $$;
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('expire-holds', 'Remove holds past their expiry', 'booking_admin.op_expire_holds', '{}', 60000, 3, 30000);
+
+CREATE OR REPLACE FUNCTION booking.appointment_json(a booking.appointments) RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL SAFE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN to_jsonb(a) - 'blocked' || jsonb_build_object('resources', booking.claimed_resources(a.tenant_id, a.id, NULL));
+END $$;
+CREATE FUNCTION booking.new_booking_status(p_tenant_id uuid, p_role text, p_status text) RETURNS text
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF p_status IS NOT NULL AND p_status NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    IF p_role IS NULL AND coalesce(p_status, 'confirmed') = 'confirmed'
+       AND (SELECT t.customer_booking_status FROM booking.tenants t WHERE t.id = p_tenant_id) = 'pending' THEN
+        IF p_status = 'confirmed' THEN
+            PERFORM booking.refuse('booking.create', 'appointment', NULL, p_tenant_id, '22023',
+                                   'this tenant confirms bookings itself: a customer''s booking starts as pending');
+        END IF;
+        RETURN 'pending';
+    END IF;
+    RETURN coalesce(p_status, 'confirmed');
+END $$;
+CREATE FUNCTION booking.booking_outcome(p_tenant_id uuid, p_operation_id uuid, p_placed jsonb, p_request jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments;
+BEGIN
+    IF p_placed ->> 'outcome' = 'refused' THEN
+        RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', p_placed -> 'violations', 'operation_id', p_operation_id), NULL);
+    ELSIF p_placed ->> 'outcome' = 'conflict' THEN
+        PERFORM booking.emit_event(p_tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', p_request -> 'staff_id', 'service_id', p_request -> 'service_id', 'customer_id', p_request -> 'customer_id',
+            'starts_at', p_request -> 'starts_at', 'ends_at', p_request -> 'ends_at', 'hold_id', p_request -> 'hold_id',
+            'operation_id', p_operation_id));
+        RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', p_operation_id), NULL);
+    END IF;
+    v_appt := jsonb_populate_record(NULL::booking.appointments, p_placed -> 'row');
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+        'success', true, 'operation_id', p_operation_id, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.create_tenant_booking(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_staff booking.staff;
+    v_service booking.services;
+    v_customer booking.customers;
+    v_starts timestamptz;
+    v_ends timestamptz;
+    v_price numeric;
+    -- The staff member's length and price of the service (theirs, else the service's).
+    v_minutes integer;
+    v_list_price numeric;
+    v_status text;
+    -- The caller's role in the service's tenant (NULL: a customer or an anonymous caller).
+    v_role text;
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_missing text;
+BEGIN
+    IF p_booking IS NULL OR jsonb_typeof(p_booking) <> 'object' THEN
+        RAISE EXCEPTION 'p_booking must be a JSON object' USING ERRCODE = '22023';
+    END IF;
+    IF p_booking ? 'hold_token' THEN
+        RETURN booking.book_hold(p_tenant_id, p_idempotency_key, p_booking);
+    END IF;
+    SELECT f INTO v_missing FROM unnest(ARRAY['customer_id', 'service_id', 'starts_at']) f
+    WHERE p_booking ->> f IS NULL LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_booking.% is required', v_missing USING ERRCODE = '22023';
+    END IF;
+    IF p_booking ->> 'status' IS NOT NULL AND p_booking ->> 'status' NOT IN ('pending', 'confirmed') THEN
+        RAISE EXCEPTION 'p_booking.status must be pending or confirmed' USING ERRCODE = '22023';
+    END IF;
+    -- What the caller may not see is PT404 whether it exists or not (refusals are audited).
+    -- (OR and AND stop at the first operand that decides them: the caller checks below run only
+    -- when their answer matters.)
+    -- Each lookup is by the tenant when there is one (a router query on Citus), else by id.
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_service FROM booking.services WHERE id = (p_booking ->> 'service_id')::uuid;
+    ELSE
+        SELECT * INTO v_service FROM booking.services WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'service_id')::uuid;
+    END IF;
+    IF FOUND THEN
+        v_role := booking_internal.caller_tenant_role(v_service.tenant_id);
+    END IF;
+    IF NOT FOUND OR NOT (v_service.is_active OR v_role IS NOT NULL) THEN
+        PERFORM booking.refuse('booking.create', 'service', p_booking ->> 'service_id', v_service.tenant_id, 'PT404',
+                               format('service %s does not exist', p_booking ->> 'service_id'));
+    END IF;
+    -- Without a staff member: any staff member, whom the engine chooses below.
+    IF p_booking ->> 'staff_id' IS NOT NULL THEN
+        IF p_tenant_id IS NULL THEN
+            SELECT * INTO v_staff FROM booking.staff WHERE id = (p_booking ->> 'staff_id')::uuid;
+        ELSE
+            SELECT * INTO v_staff FROM booking.staff WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'staff_id')::uuid;
+        END IF;
+        IF NOT FOUND OR NOT ((v_staff.tenant_id = v_service.tenant_id AND (v_staff.is_active OR v_role IS NOT NULL))
+                             OR v_role = 'operator') THEN
+            PERFORM booking.refuse('booking.create', 'staff', p_booking ->> 'staff_id', v_service.tenant_id, 'PT404',
+                                   format('staff member %s does not exist', p_booking ->> 'staff_id'));
+        END IF;
+    END IF;
+    IF p_tenant_id IS NULL THEN
+        SELECT * INTO v_customer FROM booking.customers WHERE id = (p_booking ->> 'customer_id')::uuid;
+    ELSE
+        SELECT * INTO v_customer FROM booking.customers WHERE tenant_id = p_tenant_id AND id = (p_booking ->> 'customer_id')::uuid;
+    END IF;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_customer.tenant_id, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', p_booking ->> 'customer_id', v_service.tenant_id, 'PT404',
+                               format('customer %s does not exist', p_booking ->> 'customer_id'));
+    END IF;
+    IF v_staff.tenant_id <> v_service.tenant_id OR v_customer.tenant_id <> v_service.tenant_id THEN
+        RAISE EXCEPTION 'customer, staff member and service belong to different tenants' USING ERRCODE = '22023';
+    END IF;
+    v_starts := (p_booking ->> 'starts_at')::timestamptz;
+    v_ends := (p_booking ->> 'ends_at')::timestamptz;
+    v_price := (p_booking ->> 'price')::numeric;
+    IF NOT isfinite(v_starts) OR NOT isfinite(v_ends) THEN
+        RAISE EXCEPTION 'starts_at and ends_at must be finite' USING ERRCODE = '22008';
+    END IF;
+    IF v_ends <= v_starts THEN
+        RAISE EXCEPTION 'ends_at must be after starts_at' USING ERRCODE = '22023';
+    END IF;
+    IF v_price < 0 THEN
+        RAISE EXCEPTION 'price must not be negative' USING ERRCODE = '22023';
+    END IF;
+    -- Length and price are the staff member's for customers, anonymous callers and
+    -- receptionists: only the tenant's other people may book a different end or price. A
+    -- mismatch is refused, never ignored, so a client learns its request was not what it will
+    -- get. With any staff member they follow whoever is chosen, so such callers send neither.
+    IF v_staff.id IS NOT NULL THEN
+        SELECT coalesce(ss.duration_minutes, v_service.duration_minutes), coalesce(ss.price, v_service.price)
+        INTO v_minutes, v_list_price
+        FROM booking.staff_services ss
+        WHERE ss.tenant_id = v_service.tenant_id AND ss.staff_id = v_staff.id AND ss.service_id = v_service.id;
+        v_minutes := coalesce(v_minutes, v_service.duration_minutes);
+        v_list_price := coalesce(v_list_price, v_service.price);
+        v_ends := coalesce(v_ends, v_starts + make_interval(mins => v_minutes));
+        v_price := coalesce(v_price, v_list_price);
+        IF v_ends <> v_starts + make_interval(mins => v_minutes) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+            PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                   format('ends_at must be starts_at + the staff member''s %s minutes for the service; only the tenant''s staff may set another end',
+                                          v_minutes));
+        END IF;
+        IF v_price <> v_list_price AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+            PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                                   format('price must be the staff member''s price %s for the service; only the tenant''s staff may set another price',
+                                          v_list_price));
+        END IF;
+    ELSIF (v_ends IS NOT NULL OR v_price IS NOT NULL) AND coalesce(v_role, 'receptionist') = 'receptionist' THEN
+        PERFORM booking.refuse('booking.create', 'appointment', NULL, v_service.tenant_id, '22023',
+                               'with any staff member the length and price are the chosen staff member''s: leave ends_at and price out');
+    END IF;
+    v_status := booking.new_booking_status(v_service.tenant_id, v_role, p_booking ->> 'status');
+
+    -- The canonical request: the same booking however its JSON was spelled (any staff member:
+    -- staff_id null, and the end and price those of whoever is chosen unless given).
+    v_request := jsonb_build_object(
+        'customer_id', v_customer.id, 'staff_id', v_staff.id, 'service_id', v_service.id,
+        'starts_at', to_char(v_starts AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'ends_at', to_char(v_ends AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+        'price', trim_scale(v_price), 'notes', p_booking ->> 'notes', 'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_service.tenant_id, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+
+    -- The engine and the write: what the caller may see was checked above. Validation cannot
+    -- see a booking another transaction is making right now; the exclusion constraints can, and
+    -- decide who wins (booking.place).
+    RETURN booking.booking_outcome(v_service.tenant_id, v_op,
+        booking.place('appointment', v_service.tenant_id, v_service.id, v_staff.id, v_starts, v_ends, v_customer.id, NULL, NULL,
+                      jsonb_build_object('status', v_status, 'price', v_price, 'notes', p_booking ->> 'notes')),
+        v_request);
+END $$;
+CREATE FUNCTION booking.book_hold(p_tenant_id uuid, p_idempotency_key text, p_booking jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    c jsonb;
+    v_parsed record;
+    v_tenant uuid;
+    v_customer booking.customers;
+    v_role text;
+    v_status text;
+    v_request jsonb;
+    v_op uuid;
+    v_replay jsonb;
+    v_hold booking.holds;
+BEGIN
+    c := booking_internal.check_fields(p_booking, 'p_booking', ARRAY['hold_token', 'customer_id', 'notes', 'status'],
+                                       ARRAY['hold_token', 'customer_id']);
+    SELECT * INTO v_parsed FROM booking_internal.parse_hold_token(c ->> 'hold_token') t;
+    v_tenant := coalesce(p_tenant_id, v_parsed.tenant_id);
+    IF NOT FOUND OR v_parsed.tenant_id <> v_tenant THEN
+        PERFORM booking.refuse('booking.create', 'hold', NULL, p_tenant_id, 'PT404', 'the hold does not exist');
+    END IF;
+    SELECT * INTO v_customer FROM booking.customers k WHERE k.tenant_id = v_tenant AND k.id = (c ->> 'customer_id')::uuid;
+    IF NOT FOUND OR NOT booking.caller_may_act_for(v_tenant, v_customer.id) THEN
+        PERFORM booking.refuse('booking.create', 'customer', c ->> 'customer_id', v_tenant, 'PT404',
+                               format('customer %s does not exist', c ->> 'customer_id'));
+    END IF;
+    v_role := booking_internal.caller_tenant_role(v_tenant);
+    v_status := booking.new_booking_status(v_tenant, v_role, c ->> 'status');
+    v_request := jsonb_build_object('hold_id', v_parsed.hold_id, 'customer_id', v_customer.id, 'notes', c ->> 'notes',
+                                    'status', v_status);
+    SELECT b.operation_id, b.replayed_result INTO v_op, v_replay
+    FROM booking.begin_operation(v_tenant, p_idempotency_key, 'create', v_request, v_customer.id) b;
+    IF v_replay IS NOT NULL THEN
+        RETURN v_replay;
+    END IF;
+    v_hold := booking.hold_for_token(c ->> 'hold_token', v_tenant, 'booking.create');
+    IF v_hold.expires_at <= booking.clock_now() THEN
+        PERFORM booking.refuse('booking.create', 'hold', v_hold.id::text, v_tenant, 'PT410',
+                               format('the hold expired at %s', v_hold.expires_at));
+    END IF;
+    IF v_hold.customer_id IS DISTINCT FROM v_customer.id AND v_hold.customer_id IS NOT NULL THEN
+        PERFORM booking.refuse('booking.create', 'hold', v_hold.id::text, v_tenant, '22023',
+                               'the hold was made for another customer');
+    END IF;
+    v_request := v_request || jsonb_build_object('staff_id', v_hold.staff_id, 'service_id', v_hold.service_id,
+                                                 'starts_at', v_hold.starts_at, 'ends_at', v_hold.ends_at);
+    RETURN booking.booking_outcome(v_tenant, v_op,
+        booking.place('appointment', v_tenant, v_hold.service_id, v_hold.staff_id, v_hold.starts_at, v_hold.ends_at,
+                      v_customer.id, NULL, v_hold.id,
+                      jsonb_build_object('status', v_status, 'price', v_hold.price, 'notes', c ->> 'notes',
+                                         'staff_choice', v_hold.staff_choice)),
+        v_request);
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.reschedule_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_new_starts_at timestamptz,
+                                                      p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_old booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.reschedule', false, p_tenant_id);
+    v_new booking.appointments;
+    v_new_ends timestamptz;
+    v_max numeric := (booking.policy_value(v_old.tenant_id, 'max_reschedules', v_old.service_id, v_old.staff_id))::numeric;
+    v_op uuid;
+    v_early jsonb;
+    v_placed jsonb;
+BEGIN
+    IF p_new_starts_at IS NULL OR NOT isfinite(p_new_starts_at) THEN
+        RAISE EXCEPTION 'p_new_starts_at must be a finite timestamp' USING ERRCODE = '22023';
+    END IF;
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_old, p_idempotency_key, 'reschedule',
+        jsonb_build_object('appointment_id', v_old.id,
+                           'new_starts_at', to_char(p_new_starts_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')),
+        'Rescheduling', 'rescheduled', 'reschedule_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        RETURN v_early;
+    END IF;
+    IF v_old.reschedule_count >= v_max THEN
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('max_reschedules_reached',
+            format('The appointment was already rescheduled %s times, the most the max_reschedules policy allows (%s)',
+                   v_old.reschedule_count, trim_scale(v_max)),
+            v_op, jsonb_build_object('policy', 'max_reschedules', 'limit', v_max)), v_old.id);
+    END IF;
+    v_new_ends := p_new_starts_at + (v_old.ends_at - v_old.starts_at);
+    -- The engine with the appointment's own old slot and resources left out; the move keeps its
+    -- staff member, and its resources where they are free.
+    v_placed := booking.place('move', v_old.tenant_id, v_old.service_id, v_old.staff_id, p_new_starts_at, v_new_ends,
+                              v_old.customer_id, v_old.id, NULL, '{}');
+    IF v_placed ->> 'outcome' = 'refused' THEN
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('slot_unavailable',
+            'The new time violates booking rules', v_op, v_placed -> 'violations'), v_old.id);
+    ELSIF v_placed ->> 'outcome' = 'conflict' THEN
+        PERFORM booking.emit_event(v_old.tenant_id, 'conflict.detected', jsonb_build_object(
+            'appointment_id', v_old.id, 'staff_id', v_old.staff_id, 'starts_at', p_new_starts_at, 'ends_at', v_new_ends));
+        RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, booking.policy_failure('conflict',
+            'Time slot conflicts with another appointment', v_op), v_old.id);
+    END IF;
+    v_new := jsonb_populate_record(NULL::booking.appointments, v_placed -> 'row');
+    PERFORM booking.emit_event(v_new.tenant_id, 'booking.rescheduled', jsonb_build_object(
+        'appointment_id', v_new.id, 'customer_id', v_new.customer_id, 'staff_id', v_new.staff_id,
+        'old_starts_at', v_old.starts_at, 'old_ends_at', v_old.ends_at,
+        'starts_at', v_new.starts_at, 'ends_at', v_new.ends_at, 'reschedule_count', v_new.reschedule_count));
+    PERFORM booking.offer_freed_slot(v_old);
+    RETURN booking.finish_operation('booking.reschedule', v_old.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_new)), v_new.id);
+END $$;
+REVOKE ALL ON FUNCTION booking.new_booking_status(uuid, text, text), booking.booking_outcome(uuid, uuid, jsonb, jsonb),
+    booking.book_hold(uuid, text, jsonb) FROM PUBLIC;
+CREATE OR REPLACE FUNCTION booking.slot_store_reach(p_tenant_id uuid) RETURNS interval
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN make_interval(mins => 2 * coalesce((SELECT max(greatest(s.duration_minutes, (
+                                                          SELECT max(ss.duration_minutes) FROM booking.staff_services ss
+                                                          WHERE ss.tenant_id = p_tenant_id AND ss.service_id = s.id))
+                                                      + s.buffer_before_minutes + s.buffer_after_minutes)
+                                               FROM booking.services s WHERE s.tenant_id = p_tenant_id), 0)
+                                 + 2 * coalesce((SELECT t.buffer_time_minutes FROM booking.tenants t WHERE t.id = p_tenant_id), 0)
+                                 + 60);
+END $$;
+CREATE OR REPLACE FUNCTION booking.slot_store_touch_spans(p_tenant_ids uuid[], p_staff_ids uuid[], p_spans tstzrange[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_reach interval;
+    v_staff uuid[];
+    v_from date[];
+    v_to date[];
+    v_first date;
+    v_last date;
+    v_zone text;
+    v_all record;
+    n integer := 0;
+BEGIN
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        v_reach := booking.slot_store_reach(v_tenant);
+        IF EXISTS (SELECT 1 FROM booking.booking_caps c WHERE c.tenant_id = v_tenant AND c.scope <> 'customer') THEN
+            v_zone := (SELECT t.timezone FROM booking.tenants t WHERE t.id = v_tenant);
+            SELECT date_trunc('week', (min(lower(c.span)) - v_reach) AT TIME ZONE v_zone)::date - 1,
+                   date_trunc('week', (max(upper(c.span)) + v_reach) AT TIME ZONE v_zone)::date + 7
+            INTO v_first, v_last
+            FROM unnest(p_tenant_ids, p_spans) AS c (tenant_id, span)
+            WHERE c.tenant_id = v_tenant;
+            v_all := booking.slot_store_staff_of(ARRAY[v_tenant]);
+            n := n + booking.slot_store_touch_dates(v_all.tenant_ids, v_all.staff_ids,
+                                                    array_fill(v_first, ARRAY[cardinality(v_all.staff_ids)]),
+                                                    array_fill(v_last, ARRAY[cardinality(v_all.staff_ids)]));
+            CONTINUE;
+        END IF;
+        SELECT array_agg(c.staff_id), array_agg(((lower(c.span) - v_reach) AT TIME ZONE f.timezone)::date),
+               array_agg(((upper(c.span) + v_reach) AT TIME ZONE f.timezone)::date)
+        INTO v_staff, v_from, v_to
+        FROM booking.staff f
+        JOIN unnest(p_tenant_ids, p_staff_ids, p_spans) AS c (tenant_id, staff_id, span)
+          ON c.tenant_id = v_tenant AND f.id = c.staff_id
+        WHERE f.tenant_id = v_tenant;
+        n := n + booking.slot_store_touch_dates(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_staff), 0)]), v_staff, v_from, v_to);
+    END LOOP;
+    RETURN n;
+END $$;
+CREATE FUNCTION booking.slot_store_on_assignments() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_resources uuid[];
+    v_spans tstzrange[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.resource_id), array_agg(n.blocked)
+        INTO v_tenants, v_staff, v_resources, v_spans
+        FROM n WHERE n.live AND (n.resource_id IS NOT NULL OR n.hold_id IS NOT NULL);
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.resource_id), array_agg(o.blocked)
+        INTO v_tenants, v_staff, v_resources, v_spans
+        FROM o WHERE o.live AND (o.resource_id IS NOT NULL OR o.hold_id IS NOT NULL);
+    ELSE
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.resource_id), array_agg(c.blocked)
+        INTO v_tenants, v_staff, v_resources, v_spans
+        FROM (SELECT n.tenant_id, n.staff_id, n.resource_id, n.blocked FROM n
+              WHERE n.live AND (n.resource_id IS NOT NULL OR n.hold_id IS NOT NULL)
+              UNION
+              SELECT o.tenant_id, o.staff_id, o.resource_id, o.blocked FROM o
+              WHERE o.live AND (o.resource_id IS NOT NULL OR o.hold_id IS NOT NULL)) c;
+    END IF;
+    PERFORM booking.slot_store_touch_claims(v_tenants, v_staff, v_resources, v_spans);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.assignments REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_assignments();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.assignments REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_assignments();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.assignments REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_assignments();
+CREATE FUNCTION booking.slot_store_touch_claims(p_tenant_ids uuid[], p_staff_ids uuid[], p_resource_ids uuid[], p_spans tstzrange[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_resources uuid[];
+    v_spans tstzrange[];
+    v_staff uuid[];
+    v_touch_staff uuid[];
+    v_touch_spans tstzrange[];
+    n integer := 0;
+BEGIN
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        SELECT array_agg(c.staff_id) FILTER (WHERE c.staff_id IS NOT NULL), array_agg(c.span) FILTER (WHERE c.staff_id IS NOT NULL),
+               array_agg(DISTINCT c.resource_id) FILTER (WHERE c.resource_id IS NOT NULL),
+               array_agg(c.span) FILTER (WHERE c.resource_id IS NOT NULL)
+        INTO v_touch_staff, v_touch_spans, v_resources, v_spans
+        FROM unnest(p_tenant_ids, p_staff_ids, p_resource_ids, p_spans) AS c (tenant_id, staff_id, resource_id, span)
+        WHERE c.tenant_id = v_tenant;
+        IF v_resources IS NOT NULL THEN
+            v_staff := ARRAY(
+                SELECT DISTINCT ss.staff_id FROM booking.staff_services ss
+                WHERE ss.tenant_id = v_tenant AND ss.service_id IN (
+                    SELECT r.service_id FROM booking.service_requirements r
+                    WHERE r.tenant_id = v_tenant
+                      AND (r.resource_id = ANY (v_resources)
+                           OR r.group_id IN (SELECT m.group_id FROM booking.resource_group_members m
+                                             WHERE m.tenant_id = v_tenant AND m.resource_id = ANY (v_resources)))));
+            SELECT coalesce(v_touch_staff, '{}') || array_agg(f.staff_id ORDER BY f.staff_id, s.span),
+                   coalesce(v_touch_spans, '{}') || array_agg(s.span ORDER BY f.staff_id, s.span)
+            INTO v_touch_staff, v_touch_spans
+            FROM unnest(v_staff) f (staff_id), unnest(v_spans) s (span);
+        END IF;
+        n := n + booking.slot_store_touch_spans(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_touch_staff), 0)]),
+                                                v_touch_staff, v_touch_spans);
+    END LOOP;
+    RETURN n;
+END $$;
+CREATE FUNCTION booking.slot_store_on_tenant_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff record;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        v_tenants := ARRAY(SELECT DISTINCT n.tenant_id FROM n);
+    ELSIF TG_OP = 'DELETE' THEN
+        v_tenants := ARRAY(SELECT DISTINCT o.tenant_id FROM o);
+    ELSE
+        v_tenants := ARRAY(SELECT n.tenant_id FROM n UNION SELECT o.tenant_id FROM o);
+    END IF;
+    v_staff := booking.slot_store_staff_of(v_tenants);
+    PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.resources REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.resources REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.resources REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.resource_closures REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.resource_closures REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.resource_closures REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.resource_group_members REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.resource_group_members REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.service_requirements REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.service_requirements REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.service_requirements REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.booking_caps REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.booking_caps REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.booking_caps REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+INSERT INTO booking_admin.delivery_event_types (event_type, description) VALUES
+    ('resource.created', 'A bookable resource (room, chair, equipment) was added'),
+    ('resource.updated', 'A resource changed (name, hours, activity), or a closure was added or removed'),
+    ('resource_group.updated', 'A resource group was created, changed or deleted'),
+    ('booking_cap.updated', 'A booking cap was added or removed');
+CREATE OR REPLACE FUNCTION booking_internal.tenant_json(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT to_jsonb(t) || jsonb_build_object('slot_store', (
+                SELECT jsonb_build_object('enabled', w.enabled, 'horizon_days', w.horizon_days,
+                                          'prime_start', w.prime_start, 'prime_end', w.prime_end)
+                FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id),
+                'staff_strategy', coalesce((SELECT b.staff_strategy FROM booking.booking_settings b WHERE b.tenant_id = p_tenant_id),
+                                           'least_busy_day'),
+                'hold_minutes', coalesce((SELECT b.hold_minutes FROM booking.booking_settings b WHERE b.tenant_id = p_tenant_id), 10))
+            FROM booking.tenants t WHERE t.id = p_tenant_id);
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.staff_json(p_tenant_id uuid, p_staff_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(f) || jsonb_build_object('service_ids', coalesce((
+                        SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id) FROM booking.staff_services ss
+                        WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                        'service_terms', coalesce((
+                        SELECT jsonb_agg(to_jsonb(ss) - 'tenant_id' - 'staff_id' ORDER BY ss.service_id) FROM booking.staff_services ss
+                        WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]')) ORDER BY f.name, f.id)
+            FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR f.id = p_staff_id));
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.update_tenant(p_tenant_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.tenant_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes',
+    ARRAY['name', 'timezone', 'opening_hours', 'slot_interval_minutes', 'buffer_time_minutes',
+          'customer_booking_status', 'staff_manage_own_schedule', 'slot_store_enabled', 'slot_store_horizon_days',
+          'staff_strategy', 'hold_minutes']);
+    PERFORM booking_internal.check_profile(c ->> 'name', c ->> 'timezone', c -> 'opening_hours', c ? 'name');
+    IF c ? 'customer_booking_status' AND (c ->> 'customer_booking_status') IS DISTINCT FROM 'pending'
+       AND (c ->> 'customer_booking_status') IS DISTINCT FROM 'confirmed' THEN
+        RAISE EXCEPTION 'customer_booking_status is confirmed or pending' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking.tenants t SET
+        name = CASE WHEN c ? 'name' THEN trim(c ->> 'name') ELSE t.name END,
+        timezone = CASE WHEN c ? 'timezone' THEN c ->> 'timezone' ELSE t.timezone END,
+        opening_hours = CASE WHEN c ? 'opening_hours' THEN c -> 'opening_hours' ELSE t.opening_hours END,
+        slot_interval_minutes = CASE WHEN c ? 'slot_interval_minutes' THEN (c ->> 'slot_interval_minutes')::int ELSE t.slot_interval_minutes END,
+        buffer_time_minutes = CASE WHEN c ? 'buffer_time_minutes' THEN (c ->> 'buffer_time_minutes')::int ELSE t.buffer_time_minutes END,
+        customer_booking_status = CASE WHEN c ? 'customer_booking_status' THEN c ->> 'customer_booking_status' ELSE t.customer_booking_status END,
+        staff_manage_own_schedule = CASE WHEN c ? 'staff_manage_own_schedule' THEN (c ->> 'staff_manage_own_schedule')::boolean
+                                         ELSE t.staff_manage_own_schedule END
+    WHERE t.id = p_tenant_id;
+    IF c ? 'slot_store_enabled' OR c ? 'slot_store_horizon_days' THEN
+        UPDATE booking.slot_store_settings w SET
+            enabled = CASE WHEN c ? 'slot_store_enabled' THEN (c ->> 'slot_store_enabled')::boolean ELSE w.enabled END,
+            horizon_days = CASE WHEN c ? 'slot_store_horizon_days' THEN (c ->> 'slot_store_horizon_days')::int ELSE w.horizon_days END
+        WHERE w.tenant_id = p_tenant_id;
+    END IF;
+    IF c ? 'staff_strategy' OR c ? 'hold_minutes' THEN
+        INSERT INTO booking.booking_settings AS b (tenant_id, staff_strategy, hold_minutes)
+        VALUES (p_tenant_id, coalesce(c ->> 'staff_strategy', 'least_busy_day'), coalesce((c ->> 'hold_minutes')::int, 10))
+        ON CONFLICT (tenant_id) DO UPDATE SET
+            staff_strategy = CASE WHEN c ? 'staff_strategy' THEN excluded.staff_strategy ELSE b.staff_strategy END,
+            hold_minutes = CASE WHEN c ? 'hold_minutes' THEN excluded.hold_minutes ELSE b.hold_minutes END;
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.tenant_update', 'tenant', p_tenant_id::text,
+        'tenant.updated', jsonb_build_object('tenant_id', p_tenant_id, 'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.tenant_json(p_tenant_id);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.tenant_update', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.get_tenant_admin(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_since timestamptz;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.tenant_read', '{owner,manager}');
+    v_since := booking.clock_now() - interval '1 day';
+    RETURN jsonb_build_object(
+        'role', v_role,
+        'tenant', booking_internal.tenant_json(p_tenant_id),
+        'services', coalesce((SELECT jsonb_agg(to_jsonb(s) ORDER BY s.name, s.id) FROM booking.services s
+                              WHERE s.tenant_id = p_tenant_id), '[]'),
+        'staff', coalesce(booking_internal.staff_json(p_tenant_id, NULL), '[]'),
+        'schedules', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.staff_id, x.day_of_week, x.start_time)
+                               FROM booking.staff_schedules x WHERE x.tenant_id = p_tenant_id), '[]'),
+        'overrides', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.date, x.staff_id)
+                               FROM booking.schedule_overrides x
+                               WHERE x.tenant_id = p_tenant_id AND x.date >= (v_since AT TIME ZONE 'UTC')::date - 1), '[]'),
+        'time_off', coalesce((SELECT jsonb_agg(jsonb_build_object('id', x.id, 'staff_id', x.staff_id, 'starts_at', lower(x.period),
+                                                                  'ends_at', upper(x.period), 'reason', x.reason)
+                                               ORDER BY lower(x.period), x.staff_id)
+                              FROM booking.staff_time_off x WHERE x.tenant_id = p_tenant_id AND upper(x.period) >= v_since), '[]'),
+        'holidays', coalesce((SELECT jsonb_agg(to_jsonb(x) - 'tenant_id' ORDER BY x.is_recurring, x.date, x.recurring_month, x.recurring_day)
+                              FROM booking.holidays x WHERE x.tenant_id = p_tenant_id), '[]'),
+        'policies', coalesce((SELECT jsonb_agg(jsonb_build_object('key', p.policy_key, 'value', p.policy_value,
+                                                                  'service_id', p.service_id, 'staff_id', p.staff_id)
+                                               ORDER BY p.policy_key, p.service_id NULLS FIRST, p.staff_id NULLS FIRST)
+                              FROM booking.booking_policies p WHERE p.tenant_id = p_tenant_id), '[]'),
+        'effective_policies', booking_internal.customer_policies(p_tenant_id),
+        'message_templates', coalesce((SELECT jsonb_agg(to_jsonb(m) ORDER BY m.event_type) FROM booking_admin.message_templates m
+                                       WHERE m.tenant_id = p_tenant_id), '[]'),
+        'endpoints', coalesce((SELECT jsonb_agg(booking_internal.endpoint_json(e) ORDER BY e.created_at)
+                               FROM booking_admin.delivery_endpoints e WHERE e.tenant_id = p_tenant_id), '[]'),
+        'members', coalesce((SELECT jsonb_agg(to_jsonb(m) - 'tenant_id' ORDER BY booking_internal.role_rank(m.role) DESC, m.created_at)
+                             FROM booking.tenant_members m WHERE m.tenant_id = p_tenant_id), '[]'),
+        'invitations', coalesce((SELECT jsonb_agg(to_jsonb(i) - 'token_hash' ORDER BY i.created_at)
+                                 FROM booking.tenant_invitations i
+                                 WHERE i.tenant_id = p_tenant_id AND i.accepted_at IS NULL AND i.revoked_at IS NULL
+                                   AND i.expires_at > v_since + interval '1 day'), '[]'),
+        'resources', coalesce(booking_internal.resource_json(p_tenant_id, NULL), '[]'),
+        'resource_groups', coalesce(booking_internal.resource_group_json(p_tenant_id, NULL), '[]'),
+        'requirements', booking_internal.requirements_json(p_tenant_id, NULL),
+        'caps', coalesce((SELECT jsonb_agg(to_jsonb(c) - 'tenant_id' ORDER BY c.created_at, c.id)
+                          FROM booking.booking_caps c WHERE c.tenant_id = p_tenant_id), '[]'));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.tenant_read', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.get_agenda(p_tenant_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_staff uuid[];
+    v_zone text;
+    v_user uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.agenda', '{owner,manager,receptionist,staff}');
+    IF p_from IS NULL OR p_to IS NULL OR p_from > p_to OR p_to - p_from > 61 OR NOT isfinite(p_from) OR NOT isfinite(p_to) THEN
+        RAISE EXCEPTION 'an agenda covers 1 to 62 days: p_from <= p_to' USING ERRCODE = '22023';
+    END IF;
+    IF v_role = 'staff' THEN
+        v_user := booking.caller_user_id();
+        v_staff := ARRAY(SELECT f.id FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.user_id = v_user);
+        IF p_staff_id IS NOT NULL AND NOT p_staff_id = ANY (v_staff) THEN
+            RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = 'a staff member reads their own agenda only';
+        END IF;
+    END IF;
+    SELECT t.timezone INTO v_zone FROM booking.tenants t WHERE t.id = p_tenant_id;
+    RETURN coalesce((
+        SELECT jsonb_agg(jsonb_build_object(
+                   'id', a.id, 'status', a.status, 'starts_at', a.starts_at, 'ends_at', a.ends_at,
+                   'staff_id', a.staff_id, 'staff_name', f.name, 'service_id', a.service_id, 'service_name', s.name,
+                   'price', a.price, 'notes', a.notes, 'checked_in_at', a.checked_in_at, 'staff_choice', a.staff_choice,
+                   'customer', jsonb_build_object('id', c.id, 'name', c.name, 'email', c.email, 'phone', c.phone),
+                   'resources', coalesce((SELECT jsonb_agg(jsonb_build_object('resource_id', x.resource_id, 'name', r.name)
+                                                           ORDER BY r.position, r.id)
+                                          FROM booking.assignments x
+                                          JOIN booking.resources r ON r.tenant_id = p_tenant_id AND r.id = x.resource_id
+                                          WHERE x.tenant_id = p_tenant_id AND x.appointment_id = a.id), '[]'))
+                 ORDER BY a.starts_at, f.name, a.id)
+        FROM booking.appointments a
+        JOIN booking.staff f ON f.tenant_id = a.tenant_id AND f.id = a.staff_id
+        JOIN booking.services s ON s.tenant_id = a.tenant_id AND s.id = a.service_id
+        JOIN booking.customers c ON c.tenant_id = a.tenant_id AND c.id = a.customer_id
+        WHERE a.tenant_id = p_tenant_id
+          AND a.starts_at >= p_from::timestamp AT TIME ZONE v_zone AND a.starts_at < (p_to + 1)::timestamp AT TIME ZONE v_zone
+          AND (p_staff_id IS NULL OR a.staff_id = p_staff_id)
+          AND (v_role <> 'staff' OR a.staff_id = ANY (v_staff))), '[]');
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.agenda', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+-- Resources, "any staff" and caps (docs/resources.md) ------------------------------------------
+
+-- The tenant's resources (one, or all with p_resource_id NULL) with their groups and their
+-- closures from yesterday on.
+CREATE FUNCTION booking_internal.resource_json(p_tenant_id uuid, p_resource_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(r) - 'tenant_id' || jsonb_build_object(
+                'group_ids', coalesce((SELECT jsonb_agg(m.group_id ORDER BY m.group_id) FROM booking.resource_group_members m
+                                       WHERE m.tenant_id = p_tenant_id AND m.resource_id = r.id), '[]'),
+                'closures', coalesce((SELECT jsonb_agg(jsonb_build_object('id', c.id, 'starts_at', lower(c.period),
+                                                                          'ends_at', upper(c.period), 'reason', c.reason)
+                                                       ORDER BY lower(c.period))
+                                      FROM booking.resource_closures c
+                                      WHERE c.tenant_id = p_tenant_id AND c.resource_id = r.id
+                                        AND upper(c.period) >= booking.clock_now() - interval '1 day'), '[]'))
+                             ORDER BY r.position, r.name, r.id)
+            FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND (p_resource_id IS NULL OR r.id = p_resource_id));
+END $$;
+
+-- p_resource: name (required to create), kind ('room', 'chair', 'equipment', 'other'),
+-- description, opening_hours (the tenant's document shape; null: whenever the tenant is open),
+-- position (the order resources are assigned in), is_active.
+CREATE FUNCTION booking_internal.create_resource(p_tenant_id uuid, p_resource jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_id uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_create', '{owner,manager}');
+    c := booking_internal.check_fields(p_resource, 'p_resource',
+        ARRAY['name', 'kind', 'description', 'opening_hours', 'position', 'is_active'], ARRAY['name']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, nullif(c -> 'opening_hours', 'null'), true);
+    INSERT INTO booking.resources (tenant_id, name, kind, description, opening_hours, position, is_active)
+    VALUES (p_tenant_id, btrim(c ->> 'name'), coalesce(c ->> 'kind', 'other'), c ->> 'description',
+            nullif(c -> 'opening_hours', 'null'), coalesce((c ->> 'position')::int, 0), coalesce((c ->> 'is_active')::boolean, true))
+    RETURNING id INTO v_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_create', 'resource', v_id::text,
+        'resource.created', jsonb_build_object('resource_id', v_id, 'name', btrim(c ->> 'name')));
+    RETURN booking_internal.resource_json(p_tenant_id, v_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_create', 'resource', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The same fields, each optional.
+CREATE FUNCTION booking_internal.update_resource(p_tenant_id uuid, p_resource_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes',
+        ARRAY['name', 'kind', 'description', 'opening_hours', 'position', 'is_active']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, nullif(c -> 'opening_hours', 'null'), c ? 'name');
+    UPDATE booking.resources r SET
+        name = CASE WHEN c ? 'name' THEN btrim(c ->> 'name') ELSE r.name END,
+        kind = CASE WHEN c ? 'kind' THEN c ->> 'kind' ELSE r.kind END,
+        description = CASE WHEN c ? 'description' THEN c ->> 'description' ELSE r.description END,
+        opening_hours = CASE WHEN c ? 'opening_hours' THEN nullif(c -> 'opening_hours', 'null') ELSE r.opening_hours END,
+        position = CASE WHEN c ? 'position' THEN (c ->> 'position')::int ELSE r.position END,
+        is_active = CASE WHEN c ? 'is_active' THEN (c ->> 'is_active')::boolean ELSE r.is_active END
+    WHERE r.tenant_id = p_tenant_id AND r.id = p_resource_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', p_resource_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_update', 'resource', p_resource_id::text,
+        'resource.updated', jsonb_build_object('resource_id', p_resource_id, 'change', 'profile',
+                                               'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.resource_json(p_tenant_id, p_resource_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_update', 'resource', p_resource_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A closure (maintenance, a repair) from p_starts_at to p_ends_at: no booking may use the
+-- resource then. Bookings it already has keep it (the tenant's people move them).
+CREATE FUNCTION booking_internal.add_resource_closure(p_tenant_id uuid, p_resource_id uuid, p_starts_at timestamptz,
+                                                      p_ends_at timestamptz, p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_row booking.resource_closures;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_closure_add', '{owner,manager}');
+    IF p_starts_at IS NULL OR p_ends_at IS NULL OR NOT isfinite(p_starts_at) OR NOT isfinite(p_ends_at) OR p_ends_at <= p_starts_at THEN
+        RAISE EXCEPTION 'a closure needs a finite start before its end' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND r.id = p_resource_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', p_resource_id);
+    END IF;
+    INSERT INTO booking.resource_closures (tenant_id, resource_id, period, reason)
+    VALUES (p_tenant_id, p_resource_id, tstzrange(p_starts_at, p_ends_at, '[)'), p_reason)
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_closure_add', 'resource', p_resource_id::text,
+        'resource.updated', jsonb_build_object('resource_id', p_resource_id, 'change', 'closure_added', 'closure_id', v_row.id,
+                                               'starts_at', p_starts_at, 'ends_at', p_ends_at));
+    RETURN jsonb_build_object('id', v_row.id, 'resource_id', p_resource_id, 'starts_at', lower(v_row.period),
+                              'ends_at', upper(v_row.period), 'reason', v_row.reason);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_closure_add', 'resource', p_resource_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_resource_closure(p_tenant_id uuid, p_closure_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_row booking.resource_closures;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_closure_remove', '{owner,manager}');
+    DELETE FROM booking.resource_closures c WHERE c.tenant_id = p_tenant_id AND c.id = p_closure_id RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('closure %s does not exist', p_closure_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_closure_remove', 'resource', v_row.resource_id::text,
+        'resource.updated', jsonb_build_object('resource_id', v_row.resource_id, 'change', 'closure_removed', 'closure_id', p_closure_id));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_closure_remove', 'resource', p_closure_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A group's members become exactly p_resource_ids (a JSON array of the tenant's resources;
+-- PT404 for another's).
+CREATE FUNCTION booking_internal.set_group_members(p_tenant_id uuid, p_group_id uuid, p_resource_ids jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_ids uuid[] := booking_internal.tenant_ids(p_tenant_id, p_resource_ids, 'resource');
+BEGIN
+    DELETE FROM booking.resource_group_members m
+    WHERE m.tenant_id = p_tenant_id AND m.group_id = p_group_id AND NOT m.resource_id = ANY (v_ids);
+    INSERT INTO booking.resource_group_members (tenant_id, group_id, resource_id)
+    SELECT p_tenant_id, p_group_id, i FROM unnest(v_ids) i
+    ON CONFLICT DO NOTHING;
+END $$;
+
+CREATE FUNCTION booking_internal.resource_group_json(p_tenant_id uuid, p_group_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(g) - 'tenant_id' || jsonb_build_object('resource_ids', coalesce((
+                SELECT jsonb_agg(m.resource_id ORDER BY m.resource_id) FROM booking.resource_group_members m
+                WHERE m.tenant_id = p_tenant_id AND m.group_id = g.id), '[]')) ORDER BY g.name, g.id)
+            FROM booking.resource_groups g WHERE g.tenant_id = p_tenant_id AND (p_group_id IS NULL OR g.id = p_group_id));
+END $$;
+
+-- p_group: name (required to create), description, resource_ids (exactly the members).
+CREATE FUNCTION booking_internal.create_resource_group(p_tenant_id uuid, p_group jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_id uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_group_create', '{owner,manager}');
+    c := booking_internal.check_fields(p_group, 'p_group', ARRAY['name', 'description', 'resource_ids'], ARRAY['name']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, NULL, true);
+    INSERT INTO booking.resource_groups (tenant_id, name, description) VALUES (p_tenant_id, btrim(c ->> 'name'), c ->> 'description')
+    RETURNING id INTO v_id;
+    IF c ? 'resource_ids' THEN
+        PERFORM booking_internal.set_group_members(p_tenant_id, v_id, c -> 'resource_ids');
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_group_create', 'resource_group', v_id::text,
+        'resource_group.updated', jsonb_build_object('group_id', v_id, 'change', 'created', 'name', btrim(c ->> 'name')));
+    RETURN booking_internal.resource_group_json(p_tenant_id, v_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_group_create', 'resource_group', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.update_resource_group(p_tenant_id uuid, p_group_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_group_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes', ARRAY['name', 'description', 'resource_ids']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, NULL, c ? 'name');
+    UPDATE booking.resource_groups g SET
+        name = CASE WHEN c ? 'name' THEN btrim(c ->> 'name') ELSE g.name END,
+        description = CASE WHEN c ? 'description' THEN c ->> 'description' ELSE g.description END
+    WHERE g.tenant_id = p_tenant_id AND g.id = p_group_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource group %s does not exist', p_group_id);
+    END IF;
+    IF c ? 'resource_ids' THEN
+        PERFORM booking_internal.set_group_members(p_tenant_id, p_group_id, c -> 'resource_ids');
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_group_update', 'resource_group', p_group_id::text,
+        'resource_group.updated', jsonb_build_object('group_id', p_group_id, 'change', 'updated',
+                                                     'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.resource_group_json(p_tenant_id, p_group_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_group_update', 'resource_group', p_group_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A group a service still requires is not deleted (PT409): the service would silently stop
+-- needing it.
+CREATE FUNCTION booking_internal.delete_resource_group(p_tenant_id uuid, p_group_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_group_delete', '{owner,manager}');
+    IF EXISTS (SELECT 1 FROM booking.service_requirements r WHERE r.tenant_id = p_tenant_id AND r.group_id = p_group_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'a service requires this group: change its requirements first';
+    END IF;
+    DELETE FROM booking.resource_groups g WHERE g.tenant_id = p_tenant_id AND g.id = p_group_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource group %s does not exist', p_group_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_group_delete', 'resource_group', p_group_id::text,
+        'resource_group.updated', jsonb_build_object('group_id', p_group_id, 'change', 'deleted'));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_group_delete', 'resource_group', p_group_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A service's requirements, as set_service_requirements takes and returns them.
+CREATE FUNCTION booking_internal.requirements_json(p_tenant_id uuid, p_service_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                         'id', r.id, 'service_id', r.service_id, 'group_id', r.group_id, 'resource_id', r.resource_id,
+                         'quantity', r.quantity)) ORDER BY r.service_id, r.created_at, r.id)
+                     FROM booking.service_requirements r
+                     WHERE r.tenant_id = p_tenant_id AND (p_service_id IS NULL OR r.service_id = p_service_id)), '[]');
+END $$;
+
+-- Replaces what a service needs: p_requirements, a JSON array of {"group_id", "quantity"
+-- (default 1)} or {"resource_id"}; [] removes them all. PT404 a service, group or resource of
+-- another tenant. The service's bookings made before keep what they have.
+CREATE FUNCTION booking_internal.set_service_requirements(p_tenant_id uuid, p_service_id uuid, p_requirements jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    e jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.requirements_set', '{owner,manager}');
+    IF NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', p_service_id);
+    END IF;
+    IF jsonb_typeof(p_requirements) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'p_requirements must be a JSON array of {group_id, quantity} or {resource_id}' USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM booking.service_requirements r WHERE r.tenant_id = p_tenant_id AND r.service_id = p_service_id;
+    FOR e IN SELECT x FROM jsonb_array_elements(p_requirements) x LOOP
+        PERFORM booking_internal.check_fields(e, 'p_requirements[]', ARRAY['group_id', 'resource_id', 'quantity']);
+        IF (e ->> 'group_id' IS NULL) = (e ->> 'resource_id' IS NULL) THEN
+            RAISE EXCEPTION 'each requirement names a group_id or a resource_id' USING ERRCODE = '22023';
+        END IF;
+        IF e ->> 'group_id' IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM booking.resource_groups g WHERE g.tenant_id = p_tenant_id AND g.id = (e ->> 'group_id')::uuid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource group %s does not exist', e ->> 'group_id');
+        END IF;
+        IF e ->> 'resource_id' IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM booking.resources x WHERE x.tenant_id = p_tenant_id AND x.id = (e ->> 'resource_id')::uuid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', e ->> 'resource_id');
+        END IF;
+        INSERT INTO booking.service_requirements (tenant_id, service_id, group_id, resource_id, quantity)
+        VALUES (p_tenant_id, p_service_id, (e ->> 'group_id')::uuid, (e ->> 'resource_id')::uuid, coalesce((e ->> 'quantity')::int, 1));
+    END LOOP;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.requirements_set', 'service', p_service_id::text,
+        'service.updated', jsonb_build_object('service_id', p_service_id, 'changes', jsonb_build_array('requirements'),
+                                              'requirements', jsonb_array_length(p_requirements)));
+    RETURN booking_internal.requirements_json(p_tenant_id, p_service_id);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.requirements_set', 'service', p_service_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A staff member's own terms for a service they perform (it is added to their services when it
+-- was not): p_terms {duration_minutes, price (null: the service's), weight (0..100: weighted
+-- round robin; 0: never chosen for "any staff"), priority (the priority strategy's order and
+-- every strategy's tie-break, lowest first)}; a field left out keeps its value.
+CREATE FUNCTION booking_internal.set_staff_service(p_tenant_id uuid, p_staff_id uuid, p_service_id uuid, p_terms jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_row booking.staff_services;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.staff_service_set', '{owner,manager}');
+    c := booking_internal.check_fields(p_terms, 'p_terms', ARRAY['duration_minutes', 'price', 'weight', 'priority']);
+    IF NOT EXISTS (SELECT 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = p_staff_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', p_staff_id);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', p_service_id);
+    END IF;
+    INSERT INTO booking.staff_services AS ss (tenant_id, staff_id, service_id, duration_minutes, price, weight, priority)
+    VALUES (p_tenant_id, p_staff_id, p_service_id, (c ->> 'duration_minutes')::int, (c ->> 'price')::numeric,
+            coalesce((c ->> 'weight')::int, 1), coalesce((c ->> 'priority')::int, 0))
+    ON CONFLICT (tenant_id, staff_id, service_id) DO UPDATE SET
+        duration_minutes = CASE WHEN c ? 'duration_minutes' THEN excluded.duration_minutes ELSE ss.duration_minutes END,
+        price = CASE WHEN c ? 'price' THEN excluded.price ELSE ss.price END,
+        weight = CASE WHEN c ? 'weight' THEN excluded.weight ELSE ss.weight END,
+        priority = CASE WHEN c ? 'priority' THEN excluded.priority ELSE ss.priority END
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.staff_service_set', 'staff', p_staff_id::text,
+        'staff.updated', jsonb_build_object('staff_id', p_staff_id, 'service_id', p_service_id,
+                                            'changes', jsonb_build_array('service_terms'),
+                                            'duration_minutes', v_row.duration_minutes, 'price', v_row.price));
+    RETURN to_jsonb(v_row) - 'tenant_id';
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.staff_service_set', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A cap: p_cap {scope ('staff', 'service', 'customer'), period ('day', 'week'), max_bookings
+-- (required), staff_id (scope staff: that staff member only), service_id (required for scope
+-- service; otherwise only that service's bookings count)}. Returns the cap. PT404 a staff
+-- member or service of another tenant. Bookings made before stay.
+CREATE FUNCTION booking_internal.add_booking_cap(p_tenant_id uuid, p_cap jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_row booking.booking_caps;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.cap_add', '{owner,manager}');
+    c := booking_internal.check_fields(p_cap, 'p_cap', ARRAY['scope', 'period', 'max_bookings', 'staff_id', 'service_id'],
+                                       ARRAY['scope', 'period', 'max_bookings']);
+    IF c ->> 'staff_id' IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = (c ->> 'staff_id')::uuid) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', c ->> 'staff_id');
+    END IF;
+    IF c ->> 'service_id' IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = (c ->> 'service_id')::uuid) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', c ->> 'service_id');
+    END IF;
+    INSERT INTO booking.booking_caps (tenant_id, scope, staff_id, service_id, period, max_bookings)
+    VALUES (p_tenant_id, c ->> 'scope', (c ->> 'staff_id')::uuid, (c ->> 'service_id')::uuid, c ->> 'period',
+            (c ->> 'max_bookings')::int)
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.cap_add', 'booking_cap', v_row.id::text,
+        'booking_cap.updated', to_jsonb(v_row) - 'tenant_id' - 'created_at' || jsonb_build_object('change', 'added'));
+    RETURN to_jsonb(v_row) - 'tenant_id';
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.cap_add', 'booking_cap', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_booking_cap(p_tenant_id uuid, p_cap_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.cap_remove', '{owner,manager}');
+    DELETE FROM booking.booking_caps c WHERE c.tenant_id = p_tenant_id AND c.id = p_cap_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('cap %s does not exist', p_cap_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.cap_remove', 'booking_cap', p_cap_id::text,
+        'booking_cap.updated', jsonb_build_object('id', p_cap_id, 'change', 'removed'));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.cap_remove', 'booking_cap', p_cap_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Assigns an existing appointment's resources anew, as a booking would (an appointment written
+-- directly, which claims its staff member only, or one whose service's requirements changed):
+-- owners, managers and operators. Returns {"success", "appointment"} or, when its resources
+-- cannot all be met at its time, {"success": false, "code", "error", "details"}.
+CREATE FUNCTION booking_internal.assign_appointment_resources(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_appt booking.appointments;
+    v_placed jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resources_assign', '{owner,manager}');
+    SELECT * INTO v_appt FROM booking.appointments a WHERE a.tenant_id = p_tenant_id AND a.id = p_appointment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('appointment %s does not exist', p_appointment_id);
+    END IF;
+    IF v_appt.status NOT IN ('pending', 'confirmed', 'active') THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('a %s appointment holds no resources', v_appt.status);
+    END IF;
+    -- Only the resources are checked (p_kind 'assign'): the appointment stays where it is,
+    -- whatever the other rules say of its time now.
+    v_placed := booking.place('assign', p_tenant_id, v_appt.service_id, v_appt.staff_id, v_appt.starts_at, v_appt.ends_at,
+                              NULL, v_appt.id, NULL, '{}');
+    IF v_placed ->> 'outcome' <> 'placed' THEN
+        RETURN booking.policy_failure('resource_unavailable', 'The appointment''s resources cannot all be assigned at its time',
+                                      NULL, v_placed -> 'violations') - 'operation_id';
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resources_assign', 'appointment', p_appointment_id::text,
+        NULL, NULL);
+    RETURN jsonb_build_object('success', true, 'appointment', booking.appointment_json(v_appt));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resources_assign', 'appointment', p_appointment_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+CREATE OR REPLACE FUNCTION booking_internal.get_booking_page(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant booking.tenants;
+    v_keys text[] := booking_internal.customer_policy_keys();
+    v_policies jsonb;
+BEGIN
+    SELECT * INTO v_tenant FROM booking.tenants WHERE id = p_tenant_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'tenant % does not exist', p_tenant_id USING ERRCODE = 'PT404';
+    END IF;
+    v_policies := booking_internal.customer_policies(p_tenant_id);
+    RETURN jsonb_build_object(
+        'tenant', jsonb_build_object('id', v_tenant.id, 'name', v_tenant.name, 'timezone', v_tenant.timezone,
+                                     'opening_hours', v_tenant.opening_hours,
+                                     'slot_interval_minutes', v_tenant.slot_interval_minutes,
+                                     'customer_booking_status', v_tenant.customer_booking_status),
+        'policies', v_policies,
+        -- A service's own rows over the tenant's; a staff member's own rows only (they win over
+        -- the service's). Read by joining the policies, not through a function: on Citus this
+        -- query runs on the tenant's shard.
+        'services', coalesce((SELECT jsonb_agg(jsonb_build_object('id', s.id, 'name', s.name, 'description', s.description,
+                                                                  'duration_minutes', s.duration_minutes, 'price', s.price,
+                                                                  'policies', v_policies || coalesce((
+                                                                      SELECT jsonb_object_agg(p.policy_key, p.policy_value)
+                                                                      FROM booking.booking_policies p
+                                                                      WHERE p.tenant_id = p_tenant_id AND p.service_id = s.id
+                                                                        AND p.policy_key = ANY (v_keys)), '{}'))
+                                               ORDER BY s.name, s.id)
+                              FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.is_active), '[]'),
+        'staff', coalesce((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'service_ids',
+                                                               coalesce((SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id)
+                                                                         FROM booking.staff_services ss
+                                                                         JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
+                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                                                               -- Their length and price of each (theirs, else the service's).
+                                                               'service_terms',
+                                                               coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                                                                'service_id', ss.service_id,
+                                                                                'duration_minutes', coalesce(ss.duration_minutes, s.duration_minutes),
+                                                                                'price', coalesce(ss.price, s.price)) ORDER BY ss.service_id)
+                                                                         FROM booking.staff_services ss
+                                                                         JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
+                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                                                               'policies', coalesce((SELECT jsonb_object_agg(p.policy_key, p.policy_value)
+                                                                                     FROM booking.booking_policies p
+                                                                                     WHERE p.tenant_id = p_tenant_id AND p.staff_id = f.id
+                                                                                       AND p.policy_key = ANY (v_keys)), '{}'))
+                                            ORDER BY f.name, f.id)
+                           FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.is_active), '[]'));
+END $$;
+-- "Any staff" slots, holds (sql/resources.sql).
+CREATE FUNCTION booking.get_tenant_any_staff_slots(p_tenant_id uuid, p_date date, p_service_id uuid, p_customer_id uuid DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_tenant_any_staff_slots(p_tenant_id, p_date, p_service_id, p_customer_id) $$;
+
+CREATE FUNCTION booking.get_any_staff_slots(p_service_id uuid, p_from date, p_to date, p_customer_id uuid DEFAULT NULL)
+RETURNS TABLE (starts_at timestamptz, ends_at timestamptz, staff_free integer)
+LANGUAGE sql STABLE PARALLEL RESTRICTED SET search_path = pg_catalog, pg_temp
+AS $$ SELECT * FROM booking_internal.get_any_staff_slots(p_service_id, p_from, p_to, p_customer_id) $$;
+
+CREATE FUNCTION booking.create_hold(p_tenant_id uuid, p_hold jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_hold(p_tenant_id, p_hold) $$;
+
+CREATE FUNCTION booking.release_hold(p_token text) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.release_hold(p_token) $$;
+-- Resources, "any staff" terms and caps (sql/tenants.sql, docs/resources.md): owners and managers.
+CREATE FUNCTION booking.create_resource(p_tenant_id uuid, p_resource jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_resource(p_tenant_id, p_resource) $$;
+
+CREATE FUNCTION booking.update_resource(p_tenant_id uuid, p_resource_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_resource(p_tenant_id, p_resource_id, p_changes) $$;
+
+CREATE FUNCTION booking.add_resource_closure(p_tenant_id uuid, p_resource_id uuid, p_starts_at timestamptz, p_ends_at timestamptz,
+                                             p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_resource_closure(p_tenant_id, p_resource_id, p_starts_at, p_ends_at, p_reason) $$;
+
+CREATE FUNCTION booking.remove_resource_closure(p_tenant_id uuid, p_closure_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_resource_closure(p_tenant_id, p_closure_id) $$;
+
+CREATE FUNCTION booking.create_resource_group(p_tenant_id uuid, p_group jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.create_resource_group(p_tenant_id, p_group) $$;
+
+CREATE FUNCTION booking.update_resource_group(p_tenant_id uuid, p_group_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.update_resource_group(p_tenant_id, p_group_id, p_changes) $$;
+
+CREATE FUNCTION booking.delete_resource_group(p_tenant_id uuid, p_group_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.delete_resource_group(p_tenant_id, p_group_id) $$;
+
+CREATE FUNCTION booking.set_service_requirements(p_tenant_id uuid, p_service_id uuid, p_requirements jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_service_requirements(p_tenant_id, p_service_id, p_requirements) $$;
+
+CREATE FUNCTION booking.set_staff_service(p_tenant_id uuid, p_staff_id uuid, p_service_id uuid, p_terms jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_staff_service(p_tenant_id, p_staff_id, p_service_id, p_terms) $$;
+
+CREATE FUNCTION booking.add_booking_cap(p_tenant_id uuid, p_cap jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.add_booking_cap(p_tenant_id, p_cap) $$;
+
+CREATE FUNCTION booking.remove_booking_cap(p_tenant_id uuid, p_cap_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.remove_booking_cap(p_tenant_id, p_cap_id) $$;
+
+CREATE FUNCTION booking.assign_appointment_resources(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.assign_appointment_resources(p_tenant_id, p_appointment_id) $$;
+CREATE OR REPLACE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('reference', 'booking.global_policies', NULL),
+           ('distributed', 'booking.tenants', 'id'),
+           ('distributed', 'booking.staff', 'tenant_id'),
+           ('distributed', 'booking.services', 'tenant_id'),
+           ('distributed', 'booking.customers', 'tenant_id'),
+           ('distributed', 'booking.staff_services', 'tenant_id'),
+           ('distributed', 'booking.staff_schedules', 'tenant_id'),
+           ('distributed', 'booking.schedule_overrides', 'tenant_id'),
+           ('distributed', 'booking.staff_time_off', 'tenant_id'),
+           ('distributed', 'booking.holidays', 'tenant_id'),
+           ('distributed', 'booking.booking_policies', 'tenant_id'),
+           ('distributed', 'booking.appointments', 'tenant_id'),
+           ('distributed', 'booking.booking_operations', 'tenant_id'),
+           ('distributed', 'booking.events', 'tenant_id'),
+           ('distributed', 'booking.waitlist', 'tenant_id'),
+           ('distributed', 'booking.waitlist_notifications', 'tenant_id'),
+           ('distributed', 'booking.slot_store_settings', 'tenant_id'),
+           ('distributed', 'booking.availability_slot_days', 'tenant_id'),
+           ('distributed', 'booking.availability_slots', 'tenant_id'),
+           ('distributed', 'booking.tenant_members', 'tenant_id'),
+           ('distributed', 'booking.tenant_invitations', 'tenant_id'),
+           ('distributed', 'booking.resources', 'tenant_id'),
+           ('distributed', 'booking.resource_groups', 'tenant_id'),
+           ('distributed', 'booking.resource_group_members', 'tenant_id'),
+           ('distributed', 'booking.resource_closures', 'tenant_id'),
+           ('distributed', 'booking.service_requirements', 'tenant_id'),
+           ('distributed', 'booking.booking_settings', 'tenant_id'),
+           ('distributed', 'booking.booking_caps', 'tenant_id'),
+           ('distributed', 'booking.cap_locks', 'tenant_id'),
+           ('distributed', 'booking.holds', 'tenant_id'),
+           ('distributed', 'booking.assignments', 'tenant_id'),
+           ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
+           ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.create_hold(uuid, jsonb)', 'p_tenant_id')
+$$;
+
+-- Every appointment claims its staff member (booking.assignments_follow_appointment does it
+-- for new ones).
+INSERT INTO booking.assignments (tenant_id, appointment_id, staff_id, blocked, live)
+SELECT a.tenant_id, a.id, a.staff_id, a.blocked, a.status IN ('pending', 'confirmed', 'active') FROM booking.appointments a;
+
+-- As finalize.sql leaves the new objects.
+ALTER TABLE booking.resources ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.resource_groups ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.resource_group_members ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.resource_closures ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.service_requirements ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.booking_settings ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.booking_caps ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.cap_locks ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.holds ENABLE ROW LEVEL SECURITY;
+ALTER TABLE booking.assignments ENABLE ROW LEVEL SECURITY;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- Row-level security policies, CHECK constraints and front ends call these as the caller.
+    booking.jwt_claims(), booking.caller_user_id(), booking.caller_is_operator(), booking.caller_customer_ids(),
+    booking.caller_staff_tenant_ids(), booking.caller_may_act_for(uuid, uuid), booking.caller_is_insider(uuid),
+    booking.caller_is_staff_of(uuid), booking.caller_is_customer(uuid, uuid), booking.caller_tenant_role(uuid),
+    booking.clock_now(), booking.is_valid_timezone(text), booking.is_valid_opening_hours(jsonb),
+    booking.is_within_opening_hours(jsonb, timestamp), booking.is_single_select(text), booking.request_context(),
+    -- The booking page: public profile, slots (get_available_slots, its building blocks), slot checks.
+    booking.get_booking_page(uuid), booking.require_bookable(uuid, uuid),
+    booking.available_slot_arrays(uuid, date, date, uuid), booking.get_available_slots(uuid, date, date, uuid),
+    booking.rpc_get_available_slots_enhanced(date, uuid, uuid),
+    booking.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking.validate_appointment_timing(uuid, uuid, timestamptz),
+    -- Customers: sign-up, bookings, waitlist. Each checks its caller.
+    booking.register_customer(uuid, text, text, text),
+    booking.create_booking_idempotent(text, jsonb), booking.reschedule_appointment(uuid, timestamptz, text),
+    booking.create_tenant_booking(uuid, text, jsonb), booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking.get_tenant_available_slots(uuid, date, uuid, uuid),
+    booking.cancel_appointment(uuid, text, text),
+    -- "Any staff" slots and holds (anon included; each checks its caller, holds are rate-limited).
+    booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking.get_any_staff_slots(uuid, date, date, uuid),
+    booking.create_hold(uuid, jsonb), booking.release_hold(text),
+    booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
+    booking.list_waitlist(uuid, text),
+    -- The tenant's staff running the day (customers get 42501, others PT404).
+    booking.confirm_appointment(uuid), booking.check_in_appointment(uuid), booking.complete_appointment(uuid),
+    booking.mark_no_show(uuid),
+    -- The slot store (each checks its caller; generate_availability_slots is for the tenant's people).
+    booking.find_optimal_slots(uuid, date, date, uuid, integer), booking.generate_availability_slots(uuid, date, date),
+    booking.book_slot(uuid, uuid, timestamptz, uuid, text, text), booking.release_slot(uuid, text, text),
+    -- A tenant's own administration (each checks the caller's role in the tenant).
+    booking.create_tenant(text, text, jsonb), booking.update_tenant(uuid, jsonb), booking.get_tenant_admin(uuid),
+    booking.my_tenants(), booking.create_service(uuid, jsonb), booking.update_service(uuid, uuid, jsonb),
+    booking.add_staff(uuid, jsonb), booking.update_staff(uuid, uuid, jsonb),
+    booking.set_staff_schedule(uuid, uuid, jsonb), booking.add_schedule_override(uuid, uuid, jsonb),
+    booking.remove_schedule_override(uuid, uuid), booking.add_holiday(uuid, jsonb),
+    booking.remove_holiday(uuid, uuid), booking.add_time_off(uuid, uuid, timestamptz, timestamptz, text),
+    booking.remove_time_off(uuid, uuid), booking.set_policy(uuid, text, jsonb, uuid, uuid),
+    booking.set_tenant_message_template(uuid, text, text, text, text),
+    booking.create_tenant_endpoint(uuid, text, text[], text, jsonb),
+    booking.update_tenant_endpoint(uuid, uuid, jsonb), booking.delete_tenant_endpoint(uuid, uuid),
+    booking.rotate_tenant_endpoint_secret(uuid, uuid, interval, text),
+    booking.send_tenant_test_event(uuid, uuid, jsonb), booking.invite_member(uuid, text, text, uuid, uuid, interval),
+    booking.accept_invitation(text), booking.revoke_invitation(uuid, uuid),
+    booking.change_member_role(uuid, uuid, text), booking.remove_member(uuid, uuid),
+    booking.create_customer(uuid, jsonb), booking.list_customers(uuid, text, integer),
+    booking.get_agenda(uuid, date, date, uuid),
+    booking.create_resource(uuid, jsonb), booking.update_resource(uuid, uuid, jsonb),
+    booking.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text), booking.remove_resource_closure(uuid, uuid),
+    booking.create_resource_group(uuid, jsonb), booking.update_resource_group(uuid, uuid, jsonb),
+    booking.delete_resource_group(uuid, uuid), booking.set_service_requirements(uuid, uuid, jsonb),
+    booking.set_staff_service(uuid, uuid, uuid, jsonb), booking.add_booking_cap(uuid, jsonb), booking.remove_booking_cap(uuid, uuid),
+    booking.assign_appointment_resources(uuid, uuid)
+TO PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_internal FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    booking_internal.caller_customer_ids(), booking_internal.caller_staff_tenant_ids(),
+    booking_internal.caller_is_staff_of(uuid), booking_internal.caller_is_customer(uuid, uuid),
+    booking_internal.caller_tenant_role(uuid),
+    booking_internal.get_booking_page(uuid), booking_internal.register_customer(uuid, text, text, text),
+    booking_internal.require_bookable(uuid, uuid), booking_internal.available_slot_arrays(uuid, date, date, uuid),
+    booking_internal.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking_internal.get_tenant_available_slots(uuid, date, uuid, uuid),
+    booking_internal.create_tenant_booking(uuid, text, jsonb),
+    booking_internal.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking_internal.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking_internal.confirm_appointment(uuid), booking_internal.check_in_appointment(uuid),
+    booking_internal.complete_appointment(uuid), booking_internal.mark_no_show(uuid),
+    booking_internal.add_to_waitlist(jsonb), booking_internal.update_waitlist_entry(uuid, jsonb),
+    booking_internal.remove_from_waitlist(uuid),
+    booking_internal.find_optimal_slots(uuid, date, date, uuid, integer),
+    booking_internal.generate_availability_slots(uuid, date, date),
+    booking_internal.create_tenant(text, text, jsonb), booking_internal.update_tenant(uuid, jsonb),
+    booking_internal.get_tenant_admin(uuid), booking_internal.my_tenants(),
+    booking_internal.create_service(uuid, jsonb), booking_internal.update_service(uuid, uuid, jsonb),
+    booking_internal.add_staff(uuid, jsonb), booking_internal.update_staff(uuid, uuid, jsonb),
+    booking_internal.set_staff_schedule(uuid, uuid, jsonb),
+    booking_internal.add_schedule_override(uuid, uuid, jsonb), booking_internal.remove_schedule_override(uuid, uuid),
+    booking_internal.add_holiday(uuid, jsonb), booking_internal.remove_holiday(uuid, uuid),
+    booking_internal.add_time_off(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_time_off(uuid, uuid), booking_internal.set_policy(uuid, text, jsonb, uuid, uuid),
+    booking_internal.set_tenant_message_template(uuid, text, text, text, text),
+    booking_internal.create_tenant_endpoint(uuid, text, text[], text, jsonb),
+    booking_internal.update_tenant_endpoint(uuid, uuid, jsonb), booking_internal.delete_tenant_endpoint(uuid, uuid),
+    booking_internal.rotate_tenant_endpoint_secret(uuid, uuid, interval, text),
+    booking_internal.send_tenant_test_event(uuid, uuid, jsonb),
+    booking_internal.invite_member(uuid, text, text, uuid, uuid, interval), booking_internal.accept_invitation(text),
+    booking_internal.revoke_invitation(uuid, uuid), booking_internal.change_member_role(uuid, uuid, text),
+    booking_internal.remove_member(uuid, uuid), booking_internal.create_customer(uuid, jsonb),
+    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid),
+    booking_internal.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking_internal.get_any_staff_slots(uuid, date, date, uuid),
+    booking_internal.create_hold(uuid, jsonb), booking_internal.release_hold(text),
+    booking_internal.create_resource(uuid, jsonb), booking_internal.update_resource(uuid, uuid, jsonb),
+    booking_internal.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_resource_closure(uuid, uuid), booking_internal.create_resource_group(uuid, jsonb),
+    booking_internal.update_resource_group(uuid, uuid, jsonb), booking_internal.delete_resource_group(uuid, uuid),
+    booking_internal.set_service_requirements(uuid, uuid, jsonb), booking_internal.set_staff_service(uuid, uuid, uuid, jsonb),
+    booking_internal.add_booking_cap(uuid, jsonb), booking_internal.remove_booking_cap(uuid, uuid),
+    booking_internal.assign_appointment_resources(uuid, uuid)
+TO PUBLIC;
+SELECT booking_admin.grant_api_roles();
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
+
+-- The booking's outcome after both blocks above: the waitlist's conversion (health) in the
+-- outcome the resources' booking.place path returns through (sql/booking.sql).
+CREATE OR REPLACE FUNCTION booking.booking_outcome(p_tenant_id uuid, p_operation_id uuid, p_placed jsonb, p_request jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments;
+BEGIN
+    IF p_placed ->> 'outcome' = 'refused' THEN
+        RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+            'success', false, 'error', 'Appointment violates booking rules',
+            'details', p_placed -> 'violations', 'operation_id', p_operation_id), NULL);
+    ELSIF p_placed ->> 'outcome' = 'conflict' THEN
+        PERFORM booking.emit_event(p_tenant_id, 'conflict.detected', jsonb_build_object(
+            'staff_id', p_request -> 'staff_id', 'service_id', p_request -> 'service_id', 'customer_id', p_request -> 'customer_id',
+            'starts_at', p_request -> 'starts_at', 'ends_at', p_request -> 'ends_at', 'hold_id', p_request -> 'hold_id',
+            'operation_id', p_operation_id));
+        RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+            'success', false, 'error', 'Time slot conflicts with another appointment',
+            'details', jsonb_build_array(jsonb_build_object('code', 'conflict',
+                'message', 'Time slot conflicts with another appointment')),
+            'operation_id', p_operation_id), NULL);
+    END IF;
+    v_appt := jsonb_populate_record(NULL::booking.appointments, p_placed -> 'row');
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.created', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'service_id', v_appt.service_id, 'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at));
+    -- A slot the waitlist offered this customer, booked: the entry converted
+    -- (booking_admin.waitlist_conversion counts them).
+    UPDATE booking.waitlist w SET status = 'booked'
+    WHERE w.tenant_id = v_appt.tenant_id AND w.customer_id = v_appt.customer_id AND w.service_id = v_appt.service_id
+      AND w.status = 'notified'
+      AND EXISTS (SELECT 1 FROM booking.waitlist_notifications n
+                  WHERE n.tenant_id = w.tenant_id AND n.waitlist_id = w.id AND n.staff_id = v_appt.staff_id
+                    AND n.starts_at = v_appt.starts_at);
+    RETURN booking.finish_operation('booking.create', p_tenant_id, p_operation_id, jsonb_build_object(
+        'success', true, 'operation_id', p_operation_id, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+
 -- Reminders and the day's messages: job keys and cron schedules in a time zone for the
 -- scheduler, the SMS channel, reminder rules and their reminders, signed confirm/cancel links,
 -- the staff's daily agenda (sql/jobs.sql, sql/delivery.sql, sql/booking.sql, sql/reminders.sql,
@@ -9721,12 +11812,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('distributed', 'booking.reminder_rules', 'tenant_id'),
            ('distributed', 'booking.reminders', 'tenant_id'),
            ('distributed', 'booking.messaging_settings', 'tenant_id'),
+           ('distributed', 'booking.resources', 'tenant_id'),
+           ('distributed', 'booking.resource_groups', 'tenant_id'),
+           ('distributed', 'booking.resource_group_members', 'tenant_id'),
+           ('distributed', 'booking.resource_closures', 'tenant_id'),
+           ('distributed', 'booking.service_requirements', 'tenant_id'),
+           ('distributed', 'booking.booking_settings', 'tenant_id'),
+           ('distributed', 'booking.booking_caps', 'tenant_id'),
+           ('distributed', 'booking.cap_locks', 'tenant_id'),
+           ('distributed', 'booking.holds', 'tenant_id'),
+           ('distributed', 'booking.assignments', 'tenant_id'),
            ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
            ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
            ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
            ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
            ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
-           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.create_hold(uuid, jsonb)', 'p_tenant_id')
 $$;
 
 -- The operators' job keys and cron schedules (sql/operator.sql).
@@ -9776,6 +11879,9 @@ GRANT EXECUTE ON FUNCTION
     booking.cancel_tenant_appointment(uuid, uuid, text, text),
     booking.get_tenant_available_slots(uuid, date, uuid, uuid),
     booking.cancel_appointment(uuid, text, text),
+    -- "Any staff" slots and holds (anon included; each checks its caller, holds are rate-limited).
+    booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking.get_any_staff_slots(uuid, date, date, uuid),
+    booking.create_hold(uuid, jsonb), booking.release_hold(text),
     booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
     booking.list_waitlist(uuid, text),
     -- The tenant's staff running the day (customers get 42501, others PT404).
@@ -9808,7 +11914,13 @@ GRANT EXECUTE ON FUNCTION
     booking.get_reminder_settings(uuid), booking.set_messaging_settings(uuid, jsonb),
     booking.get_appointment_reminders(uuid, uuid), booking.confirm_appointment_by_link(text),
     booking.cancel_appointment_by_link(text, text), booking.describe_appointment_link(text),
-    booking.sms_inbound(uuid, text, text, text, text)
+    booking.sms_inbound(uuid, text, text, text, text),
+    booking.create_resource(uuid, jsonb), booking.update_resource(uuid, uuid, jsonb),
+    booking.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text), booking.remove_resource_closure(uuid, uuid),
+    booking.create_resource_group(uuid, jsonb), booking.update_resource_group(uuid, uuid, jsonb),
+    booking.delete_resource_group(uuid, uuid), booking.set_service_requirements(uuid, uuid, jsonb),
+    booking.set_staff_service(uuid, uuid, uuid, jsonb), booking.add_booking_cap(uuid, jsonb), booking.remove_booking_cap(uuid, uuid),
+    booking.assign_appointment_resources(uuid, uuid)
 TO PUBLIC;
 
 -- The entry points above run as their caller, who therefore needs EXECUTE on the
@@ -9854,8 +11966,17 @@ GRANT EXECUTE ON FUNCTION
     booking_internal.get_reminder_settings(uuid), booking_internal.set_messaging_settings(uuid, jsonb),
     booking_internal.get_appointment_reminders(uuid, uuid), booking_internal.confirm_appointment_by_link(text),
     booking_internal.cancel_appointment_by_link(text, text), booking_internal.describe_appointment_link(text),
-    booking_internal.sms_inbound(uuid, text, text, text, text)
+    booking_internal.sms_inbound(uuid, text, text, text, text),
+    booking_internal.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking_internal.get_any_staff_slots(uuid, date, date, uuid),
+    booking_internal.create_hold(uuid, jsonb), booking_internal.release_hold(text),
+    booking_internal.create_resource(uuid, jsonb), booking_internal.update_resource(uuid, uuid, jsonb),
+    booking_internal.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_resource_closure(uuid, uuid), booking_internal.create_resource_group(uuid, jsonb),
+    booking_internal.update_resource_group(uuid, uuid, jsonb), booking_internal.delete_resource_group(uuid, uuid),
+    booking_internal.set_service_requirements(uuid, uuid, jsonb), booking_internal.set_staff_service(uuid, uuid, uuid, jsonb),
+    booking_internal.add_booking_cap(uuid, jsonb), booking_internal.remove_booking_cap(uuid, uuid),
+    booking_internal.assign_appointment_resources(uuid, uuid)
 TO PUBLIC;
+
 SELECT booking_admin.grant_api_roles();
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
-

@@ -26,7 +26,7 @@
 --   as distribution argument: `SELECT booking.create_tenant_booking(tenant, ...)` outside an
 --   explicit transaction runs entirely on the worker holding the tenant (also
 --   get_tenant_available_slots, reschedule_tenant_appointment, cancel_tenant_appointment,
---   get_booking_page, register_customer).
+--   get_booking_page, register_customer, get_tenant_any_staff_slots, create_hold).
 
 -- The tables in the order Citus needs: a table is distributed after those it references.
 CREATE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
@@ -56,12 +56,24 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('distributed', 'booking.reminder_rules', 'tenant_id'),
            ('distributed', 'booking.reminders', 'tenant_id'),
            ('distributed', 'booking.messaging_settings', 'tenant_id'),
+           ('distributed', 'booking.resources', 'tenant_id'),
+           ('distributed', 'booking.resource_groups', 'tenant_id'),
+           ('distributed', 'booking.resource_group_members', 'tenant_id'),
+           ('distributed', 'booking.resource_closures', 'tenant_id'),
+           ('distributed', 'booking.service_requirements', 'tenant_id'),
+           ('distributed', 'booking.booking_settings', 'tenant_id'),
+           ('distributed', 'booking.booking_caps', 'tenant_id'),
+           ('distributed', 'booking.cap_locks', 'tenant_id'),
+           ('distributed', 'booking.holds', 'tenant_id'),
+           ('distributed', 'booking.assignments', 'tenant_id'),
            ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
            ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
            ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
            ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
            ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
-           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id')
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.create_hold(uuid, jsonb)', 'p_tenant_id')
 $$;
 
 -- Whether distribute_tables has distributed this database (Citus installed, booking.events a

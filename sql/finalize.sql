@@ -41,6 +41,9 @@ GRANT EXECUTE ON FUNCTION
     booking.cancel_tenant_appointment(uuid, uuid, text, text),
     booking.get_tenant_available_slots(uuid, date, uuid, uuid),
     booking.cancel_appointment(uuid, text, text),
+    -- "Any staff" slots and holds (anon included; each checks its caller, holds are rate-limited).
+    booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking.get_any_staff_slots(uuid, date, date, uuid),
+    booking.create_hold(uuid, jsonb), booking.release_hold(text),
     booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
     booking.list_waitlist(uuid, text),
     -- The tenant's staff running the day (customers get 42501, others PT404).
@@ -73,7 +76,13 @@ GRANT EXECUTE ON FUNCTION
     booking.get_reminder_settings(uuid), booking.set_messaging_settings(uuid, jsonb),
     booking.get_appointment_reminders(uuid, uuid), booking.confirm_appointment_by_link(text),
     booking.cancel_appointment_by_link(text, text), booking.describe_appointment_link(text),
-    booking.sms_inbound(uuid, text, text, text, text)
+    booking.sms_inbound(uuid, text, text, text, text),
+    booking.create_resource(uuid, jsonb), booking.update_resource(uuid, uuid, jsonb),
+    booking.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text), booking.remove_resource_closure(uuid, uuid),
+    booking.create_resource_group(uuid, jsonb), booking.update_resource_group(uuid, uuid, jsonb),
+    booking.delete_resource_group(uuid, uuid), booking.set_service_requirements(uuid, uuid, jsonb),
+    booking.set_staff_service(uuid, uuid, uuid, jsonb), booking.add_booking_cap(uuid, jsonb), booking.remove_booking_cap(uuid, uuid),
+    booking.assign_appointment_resources(uuid, uuid)
 TO PUBLIC;
 
 -- The entry points above run as their caller, who therefore needs EXECUTE on the
@@ -119,7 +128,16 @@ GRANT EXECUTE ON FUNCTION
     booking_internal.get_reminder_settings(uuid), booking_internal.set_messaging_settings(uuid, jsonb),
     booking_internal.get_appointment_reminders(uuid, uuid), booking_internal.confirm_appointment_by_link(text),
     booking_internal.cancel_appointment_by_link(text, text), booking_internal.describe_appointment_link(text),
-    booking_internal.sms_inbound(uuid, text, text, text, text)
+    booking_internal.sms_inbound(uuid, text, text, text, text),
+    booking_internal.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking_internal.get_any_staff_slots(uuid, date, date, uuid),
+    booking_internal.create_hold(uuid, jsonb), booking_internal.release_hold(text),
+    booking_internal.create_resource(uuid, jsonb), booking_internal.update_resource(uuid, uuid, jsonb),
+    booking_internal.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_resource_closure(uuid, uuid), booking_internal.create_resource_group(uuid, jsonb),
+    booking_internal.update_resource_group(uuid, uuid, jsonb), booking_internal.delete_resource_group(uuid, uuid),
+    booking_internal.set_service_requirements(uuid, uuid, jsonb), booking_internal.set_staff_service(uuid, uuid, uuid, jsonb),
+    booking_internal.add_booking_cap(uuid, jsonb), booking_internal.remove_booking_cap(uuid, uuid),
+    booking_internal.assign_appointment_resources(uuid, uuid)
 TO PUBLIC;
 
 -- What Supabase's trusted roles get, granted to whichever of them exist (the roles are not the

@@ -24,7 +24,8 @@ END $$;
 -- {tenant: {id, name, timezone, opening_hours, slot_interval_minutes, customer_booking_status},
 -- policies: {the customer-facing policies in effect for the tenant}, services: [{id, name,
 -- description, duration_minutes, price, policies: {in effect for the service}}], staff: [{id,
--- name, service_ids, policies: {the staff member's own, which win over the service's}}]},
+-- name, service_ids, service_terms: [{service_id, duration_minutes, price}] (their own length and
+-- price, else the service's), policies: {the staff member's own, which win over the service's}}]},
 -- active services and staff only, ordered by name. PT404 for an unknown tenant. SECURITY
 -- DEFINER: applications cannot read tenants and staff themselves.
 CREATE FUNCTION booking_internal.get_booking_page(p_tenant_id uuid) RETURNS jsonb
@@ -60,6 +61,15 @@ BEGIN
                               FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.is_active), '[]'),
         'staff', coalesce((SELECT jsonb_agg(jsonb_build_object('id', f.id, 'name', f.name, 'service_ids',
                                                                coalesce((SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id)
+                                                                         FROM booking.staff_services ss
+                                                                         JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
+                                                                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                                                               -- Their length and price of each (theirs, else the service's).
+                                                               'service_terms',
+                                                               coalesce((SELECT jsonb_agg(jsonb_build_object(
+                                                                                'service_id', ss.service_id,
+                                                                                'duration_minutes', coalesce(ss.duration_minutes, s.duration_minutes),
+                                                                                'price', coalesce(ss.price, s.price)) ORDER BY ss.service_id)
                                                                          FROM booking.staff_services ss
                                                                          JOIN booking.services s ON s.tenant_id = p_tenant_id AND s.id = ss.service_id AND s.is_active
                                                                          WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),

@@ -122,6 +122,15 @@ CREATE TABLE booking.staff_services (
     tenant_id  uuid NOT NULL,
     staff_id   uuid NOT NULL,
     service_id uuid NOT NULL,
+    -- The staff member's own terms for the service (a senior stylist's cut takes 45 minutes and
+    -- costs 90, a junior's 60 and 60); NULL: the service's.
+    duration_minutes integer CHECK (duration_minutes BETWEEN 1 AND 1440),
+    price      numeric(12, 2) CHECK (price >= 0),
+    -- "Any staff" bookings (docs/resources.md): the weight of weighted round robin (0: never
+    -- chosen for "any staff", only when named) and the order of the priority strategy, which
+    -- also breaks every strategy's ties (lowest first).
+    weight     integer NOT NULL DEFAULT 1 CHECK (weight BETWEEN 0 AND 100),
+    priority   integer NOT NULL DEFAULT 0 CHECK (priority BETWEEN -1000 AND 1000),
     PRIMARY KEY (tenant_id, staff_id, service_id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id) ON DELETE CASCADE,
     FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
@@ -341,6 +350,9 @@ CREATE TABLE booking.appointments (
     checked_in_at    timestamptz,
     cancelled_at     timestamptz,
     cancellation_reason text,
+    -- How the staff member was chosen when the booking named none ("any staff"): the tenant's
+    -- strategy and how many were free ({"strategy", "free_staff"}); NULL: the booking named them.
+    staff_choice     jsonb,
     CHECK (ends_at > starts_at),
     PRIMARY KEY (tenant_id, id),
     FOREIGN KEY (tenant_id, staff_id) REFERENCES booking.staff (tenant_id, id),
@@ -377,7 +389,13 @@ BEGIN
         RAISE EXCEPTION 'service % does not exist', NEW.service_id USING ERRCODE = 'P0002';
     END IF;
     NEW.tenant_id := coalesce(NEW.tenant_id, svc.tenant_id);
-    NEW.ends_at := coalesce(NEW.ends_at, NEW.starts_at + make_interval(mins => svc.duration_minutes));
+    -- The default length is the staff member's own for the service, else the service's.
+    IF NEW.ends_at IS NULL THEN
+        NEW.ends_at := NEW.starts_at + make_interval(mins => coalesce(
+            (SELECT ss.duration_minutes FROM booking.staff_services ss
+             WHERE ss.tenant_id = NEW.tenant_id AND ss.staff_id = NEW.staff_id AND ss.service_id = NEW.service_id),
+            svc.duration_minutes));
+    END IF;
     SELECT t.buffer_time_minutes INTO turnover FROM booking.tenants t WHERE t.id = NEW.tenant_id;
     NEW.blocked := tstzrange(
         NEW.starts_at - make_interval(mins => svc.buffer_before_minutes),

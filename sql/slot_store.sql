@@ -124,12 +124,15 @@ CREATE TRIGGER slot_store_settings_policies BEFORE INSERT OR UPDATE ON booking.s
     FOR EACH ROW EXECUTE FUNCTION booking.slot_store_settings_policies();
 
 -- How far from a booked or blocked range a slot's availability or score can change: a slot
--- conflicts within its length and buffers, its fit looks one more such length away, its
--- density an hour.
+-- conflicts within its length (the longest a staff member has for the service) and buffers,
+-- its fit looks one more such length away, its density an hour.
 CREATE FUNCTION booking.slot_store_reach(p_tenant_id uuid) RETURNS interval
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, booking, pg_temp AS $$
 BEGIN
-    RETURN make_interval(mins => 2 * coalesce((SELECT max(s.duration_minutes + s.buffer_before_minutes + s.buffer_after_minutes)
+    RETURN make_interval(mins => 2 * coalesce((SELECT max(greatest(s.duration_minutes, (
+                                                          SELECT max(ss.duration_minutes) FROM booking.staff_services ss
+                                                          WHERE ss.tenant_id = p_tenant_id AND ss.service_id = s.id))
+                                                      + s.buffer_before_minutes + s.buffer_after_minutes)
                                                FROM booking.services s WHERE s.tenant_id = p_tenant_id), 0)
                                  + 2 * coalesce((SELECT t.buffer_time_minutes FROM booking.tenants t WHERE t.id = p_tenant_id), 0)
                                  + 60);
@@ -159,7 +162,9 @@ END $$;
 
 -- Recomputes the staff-days whose slots a range of time (an appointment's blocked range, a
 -- time off) can affect: the staff member's local dates from the range's start to its end,
--- widened by the tenant's reach.
+-- widened by the tenant's reach. Where the tenant has caps on staff members or services, a
+-- booking counts against its day's or week's cap, which the slots of every staff member on
+-- every day of that period read: then every staff member's days of those whole weeks.
 CREATE FUNCTION booking.slot_store_touch_spans(p_tenant_ids uuid[], p_staff_ids uuid[], p_spans tstzrange[])
 RETURNS integer
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
@@ -169,11 +174,28 @@ DECLARE
     v_staff uuid[];
     v_from date[];
     v_to date[];
+    v_first date;
+    v_last date;
+    v_zone text;
+    v_all record;
     n integer := 0;
 BEGIN
     FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
         CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
         v_reach := booking.slot_store_reach(v_tenant);
+        IF EXISTS (SELECT 1 FROM booking.booking_caps c WHERE c.tenant_id = v_tenant AND c.scope <> 'customer') THEN
+            v_zone := (SELECT t.timezone FROM booking.tenants t WHERE t.id = v_tenant);
+            SELECT date_trunc('week', (min(lower(c.span)) - v_reach) AT TIME ZONE v_zone)::date - 1,
+                   date_trunc('week', (max(upper(c.span)) + v_reach) AT TIME ZONE v_zone)::date + 7
+            INTO v_first, v_last
+            FROM unnest(p_tenant_ids, p_spans) AS c (tenant_id, span)
+            WHERE c.tenant_id = v_tenant;
+            v_all := booking.slot_store_staff_of(ARRAY[v_tenant]);
+            n := n + booking.slot_store_touch_dates(v_all.tenant_ids, v_all.staff_ids,
+                                                    array_fill(v_first, ARRAY[cardinality(v_all.staff_ids)]),
+                                                    array_fill(v_last, ARRAY[cardinality(v_all.staff_ids)]));
+            CONTINUE;
+        END IF;
         SELECT array_agg(c.staff_id), array_agg(((lower(c.span) - v_reach) AT TIME ZONE f.timezone)::date),
                array_agg(((upper(c.span) + v_reach) AT TIME ZONE f.timezone)::date)
         INTO v_staff, v_from, v_to
@@ -375,6 +397,137 @@ CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.staff REFERENCING NEW T
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff();
 CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.staff REFERENCING OLD TABLE AS o NEW TABLE AS n
     FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_staff();
+
+-- Claims on staff members and resources (booking.assignments): a hold's staff claim takes its
+-- staff member's slots like an appointment (whose own claim the appointments' trigger covers);
+-- a resource claim takes the slots of every staff member offering a service that needs that
+-- resource, on the days around it.
+CREATE FUNCTION booking.slot_store_on_assignments() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff uuid[];
+    v_resources uuid[];
+    v_spans tstzrange[];
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        SELECT array_agg(n.tenant_id), array_agg(n.staff_id), array_agg(n.resource_id), array_agg(n.blocked)
+        INTO v_tenants, v_staff, v_resources, v_spans
+        FROM n WHERE n.live AND (n.resource_id IS NOT NULL OR n.hold_id IS NOT NULL);
+    ELSIF TG_OP = 'DELETE' THEN
+        SELECT array_agg(o.tenant_id), array_agg(o.staff_id), array_agg(o.resource_id), array_agg(o.blocked)
+        INTO v_tenants, v_staff, v_resources, v_spans
+        FROM o WHERE o.live AND (o.resource_id IS NOT NULL OR o.hold_id IS NOT NULL);
+    ELSE
+        SELECT array_agg(c.tenant_id), array_agg(c.staff_id), array_agg(c.resource_id), array_agg(c.blocked)
+        INTO v_tenants, v_staff, v_resources, v_spans
+        FROM (SELECT n.tenant_id, n.staff_id, n.resource_id, n.blocked FROM n
+              WHERE n.live AND (n.resource_id IS NOT NULL OR n.hold_id IS NOT NULL)
+              UNION
+              SELECT o.tenant_id, o.staff_id, o.resource_id, o.blocked FROM o
+              WHERE o.live AND (o.resource_id IS NOT NULL OR o.hold_id IS NOT NULL)) c;
+    END IF;
+    PERFORM booking.slot_store_touch_claims(v_tenants, v_staff, v_resources, v_spans);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.assignments REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_assignments();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.assignments REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_assignments();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.assignments REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_assignments();
+
+-- The staff-days claims on staff members or resources can change (parallel arrays: a staff
+-- claim names its staff member, a resource claim its resource): a staff member's own, and for
+-- resources every staff member offering a service that needs one of them (directly or through a
+-- group), over every span (tenant by tenant).
+CREATE FUNCTION booking.slot_store_touch_claims(p_tenant_ids uuid[], p_staff_ids uuid[], p_resource_ids uuid[], p_spans tstzrange[])
+RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenant uuid;
+    v_resources uuid[];
+    v_spans tstzrange[];
+    v_staff uuid[];
+    v_touch_staff uuid[];
+    v_touch_spans tstzrange[];
+    n integer := 0;
+BEGIN
+    FOR v_tenant IN SELECT DISTINCT t FROM unnest(p_tenant_ids) t WHERE t IS NOT NULL LOOP
+        CONTINUE WHEN NOT booking.slot_store_is_on(v_tenant);
+        SELECT array_agg(c.staff_id) FILTER (WHERE c.staff_id IS NOT NULL), array_agg(c.span) FILTER (WHERE c.staff_id IS NOT NULL),
+               array_agg(DISTINCT c.resource_id) FILTER (WHERE c.resource_id IS NOT NULL),
+               array_agg(c.span) FILTER (WHERE c.resource_id IS NOT NULL)
+        INTO v_touch_staff, v_touch_spans, v_resources, v_spans
+        FROM unnest(p_tenant_ids, p_staff_ids, p_resource_ids, p_spans) AS c (tenant_id, staff_id, resource_id, span)
+        WHERE c.tenant_id = v_tenant;
+        IF v_resources IS NOT NULL THEN
+            v_staff := ARRAY(
+                SELECT DISTINCT ss.staff_id FROM booking.staff_services ss
+                WHERE ss.tenant_id = v_tenant AND ss.service_id IN (
+                    SELECT r.service_id FROM booking.service_requirements r
+                    WHERE r.tenant_id = v_tenant
+                      AND (r.resource_id = ANY (v_resources)
+                           OR r.group_id IN (SELECT m.group_id FROM booking.resource_group_members m
+                                             WHERE m.tenant_id = v_tenant AND m.resource_id = ANY (v_resources)))));
+            SELECT coalesce(v_touch_staff, '{}') || array_agg(f.staff_id ORDER BY f.staff_id, s.span),
+                   coalesce(v_touch_spans, '{}') || array_agg(s.span ORDER BY f.staff_id, s.span)
+            INTO v_touch_staff, v_touch_spans
+            FROM unnest(v_staff) f (staff_id), unnest(v_spans) s (span);
+        END IF;
+        n := n + booking.slot_store_touch_spans(array_fill(v_tenant, ARRAY[coalesce(cardinality(v_touch_staff), 0)]),
+                                                v_touch_staff, v_touch_spans);
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- Resources, their closures and groups, services' requirements and the caps: every staff
+-- member's horizon of the tenants concerned (they change rarely; what they change is wide).
+CREATE FUNCTION booking.slot_store_on_tenant_rows() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_tenants uuid[];
+    v_staff record;
+BEGIN
+    IF TG_OP = 'INSERT' THEN
+        v_tenants := ARRAY(SELECT DISTINCT n.tenant_id FROM n);
+    ELSIF TG_OP = 'DELETE' THEN
+        v_tenants := ARRAY(SELECT DISTINCT o.tenant_id FROM o);
+    ELSE
+        v_tenants := ARRAY(SELECT n.tenant_id FROM n UNION SELECT o.tenant_id FROM o);
+    END IF;
+    v_staff := booking.slot_store_staff_of(v_tenants);
+    PERFORM booking.slot_store_touch_dates(v_staff.tenant_ids, v_staff.staff_ids, NULL, NULL);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.resources REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.resources REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.resources REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.resource_closures REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.resource_closures REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.resource_closures REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.resource_group_members REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.resource_group_members REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.service_requirements REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.service_requirements REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.service_requirements REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_insert AFTER INSERT ON booking.booking_caps REFERENCING NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_update AFTER UPDATE ON booking.booking_caps REFERENCING OLD TABLE AS o NEW TABLE AS n
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
+CREATE TRIGGER slot_store_delete AFTER DELETE ON booking.booking_caps REFERENCING OLD TABLE AS o
+    FOR EACH STATEMENT EXECUTE FUNCTION booking.slot_store_on_tenant_rows();
 
 -- The staff members of one tenant among p_tenant_ids (every one, or those offering one of the
 -- services in p_service_ids), as the parallel arrays the touch functions take.

@@ -73,7 +73,11 @@ INSERT INTO booking_admin.delivery_event_types (event_type, description) VALUES
     ('member.invited', 'Someone was invited to the tenant'),
     ('member.joined', 'An invited user accepted and became a member'),
     ('member.role_changed', 'A member''s role changed'),
-    ('member.removed', 'A member left or was removed');
+    ('member.removed', 'A member left or was removed'),
+    ('resource.created', 'A bookable resource (room, chair, equipment) was added'),
+    ('resource.updated', 'A resource changed (name, hours, activity), or a closure was added or removed'),
+    ('resource_group.updated', 'A resource group was created, changed or deleted'),
+    ('booking_cap.updated', 'A booking cap was added or removed');
 
 -- Ranks of the roles (operators above all).
 CREATE FUNCTION booking_internal.role_rank(p_role text) RETURNS integer
@@ -197,25 +201,57 @@ END $$;
 -- called inside a query on a tenant table: Citus cannot plan a SQL function's parameters, and
 -- a function called in a query that runs on a shard may not query distributed tables itself.
 
--- The tenant as its owners see it: every column, and its slot store settings.
+-- The tenant as its owners see it: every column, its slot store settings, and how "any staff"
+-- bookings choose and holds last.
 CREATE FUNCTION booking_internal.tenant_json(p_tenant_id uuid) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN (SELECT to_jsonb(t) || jsonb_build_object('slot_store', (
                 SELECT jsonb_build_object('enabled', w.enabled, 'horizon_days', w.horizon_days,
                                           'prime_start', w.prime_start, 'prime_end', w.prime_end)
-                FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id))
+                FROM booking.slot_store_settings w WHERE w.tenant_id = p_tenant_id),
+                'staff_strategy', coalesce((SELECT b.staff_strategy FROM booking.booking_settings b WHERE b.tenant_id = p_tenant_id),
+                                           'least_busy_day'),
+                'hold_minutes', coalesce((SELECT b.hold_minutes FROM booking.booking_settings b WHERE b.tenant_id = p_tenant_id), 10))
             FROM booking.tenants t WHERE t.id = p_tenant_id);
 END $$;
 
--- The tenant's staff (one, or all with p_staff_id NULL) with the services each performs.
+-- The tenant's staff (one, or all with p_staff_id NULL) with the services each performs and
+-- their own terms for them (length, price, "any staff" weight and priority).
 CREATE FUNCTION booking_internal.staff_json(p_tenant_id uuid, p_staff_id uuid) RETURNS jsonb
 LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
     RETURN (SELECT jsonb_agg(to_jsonb(f) || jsonb_build_object('service_ids', coalesce((
                         SELECT jsonb_agg(ss.service_id ORDER BY ss.service_id) FROM booking.staff_services ss
+                        WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]'),
+                        'service_terms', coalesce((
+                        SELECT jsonb_agg(to_jsonb(ss) - 'tenant_id' - 'staff_id' ORDER BY ss.service_id) FROM booking.staff_services ss
                         WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = f.id), '[]')) ORDER BY f.name, f.id)
             FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND (p_staff_id IS NULL OR f.id = p_staff_id));
+END $$;
+
+-- The distinct ids of p_ids (a JSON array of ids; 22023 otherwise), each the id of one of the
+-- tenant's services or resources (p_noun: 'service' or 'resource'; PT404 naming the first that is
+-- not): what a staff member's services or a group's members are set to.
+CREATE FUNCTION booking_internal.tenant_ids(p_tenant_id uuid, p_ids jsonb, p_noun text) RETURNS uuid[]
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_ids uuid[];
+    v_missing uuid;
+BEGIN
+    IF jsonb_typeof(p_ids) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION '%_ids must be a JSON array of % ids', p_noun, p_noun USING ERRCODE = '22023';
+    END IF;
+    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_ids) e);
+    SELECT i INTO v_missing FROM unnest(v_ids) i
+    WHERE NOT CASE p_noun
+        WHEN 'service' THEN EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i)
+        ELSE EXISTS (SELECT 1 FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND r.id = i) END
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('%s %s does not exist', p_noun, v_missing);
+    END IF;
+    RETURN v_ids;
 END $$;
 
 -- Sets which services a staff member performs (p_service_ids: a JSON array of ids of the
@@ -224,18 +260,8 @@ CREATE FUNCTION booking_internal.set_staff_services(p_tenant_id uuid, p_staff_id
 RETURNS void
 LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_ids uuid[];
-    v_missing uuid;
+    v_ids uuid[] := booking_internal.tenant_ids(p_tenant_id, p_service_ids, 'service');
 BEGIN
-    IF jsonb_typeof(p_service_ids) IS DISTINCT FROM 'array' THEN
-        RAISE EXCEPTION 'service_ids must be a JSON array of service ids' USING ERRCODE = '22023';
-    END IF;
-    v_ids := ARRAY(SELECT DISTINCT e::uuid FROM jsonb_array_elements_text(p_service_ids) e);
-    SELECT i INTO v_missing FROM unnest(v_ids) i
-    WHERE NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = i) LIMIT 1;
-    IF v_missing IS NOT NULL THEN
-        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', v_missing);
-    END IF;
     DELETE FROM booking.staff_services ss
     WHERE ss.tenant_id = p_tenant_id AND ss.staff_id = p_staff_id AND NOT ss.service_id = ANY (v_ids);
     INSERT INTO booking.staff_services (tenant_id, staff_id, service_id)
@@ -285,7 +311,9 @@ END $$;
 
 -- Profile and settings (owners, managers): name, timezone, opening_hours,
 -- slot_interval_minutes, buffer_time_minutes, customer_booking_status ('confirmed' |
--- 'pending'), staff_manage_own_schedule, slot_store_enabled, slot_store_horizon_days.
+-- 'pending'), staff_manage_own_schedule, slot_store_enabled, slot_store_horizon_days,
+-- staff_strategy ('least_busy_day' | 'least_busy_week' | 'round_robin' | 'priority'),
+-- hold_minutes (1..120).
 CREATE FUNCTION booking_internal.update_tenant(p_tenant_id uuid, p_changes jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -295,7 +323,8 @@ BEGIN
     v_role := booking_internal.require_role(p_tenant_id, 'booking.tenant_update', '{owner,manager}');
     c := booking_internal.check_fields(p_changes, 'p_changes',
     ARRAY['name', 'timezone', 'opening_hours', 'slot_interval_minutes', 'buffer_time_minutes',
-          'customer_booking_status', 'staff_manage_own_schedule', 'slot_store_enabled', 'slot_store_horizon_days']);
+          'customer_booking_status', 'staff_manage_own_schedule', 'slot_store_enabled', 'slot_store_horizon_days',
+          'staff_strategy', 'hold_minutes']);
     PERFORM booking_internal.check_profile(c ->> 'name', c ->> 'timezone', c -> 'opening_hours', c ? 'name');
     IF c ? 'customer_booking_status' AND (c ->> 'customer_booking_status') IS DISTINCT FROM 'pending'
        AND (c ->> 'customer_booking_status') IS DISTINCT FROM 'confirmed' THEN
@@ -316,6 +345,13 @@ BEGIN
             enabled = CASE WHEN c ? 'slot_store_enabled' THEN (c ->> 'slot_store_enabled')::boolean ELSE w.enabled END,
             horizon_days = CASE WHEN c ? 'slot_store_horizon_days' THEN (c ->> 'slot_store_horizon_days')::int ELSE w.horizon_days END
         WHERE w.tenant_id = p_tenant_id;
+    END IF;
+    IF c ? 'staff_strategy' OR c ? 'hold_minutes' THEN
+        INSERT INTO booking.booking_settings AS b (tenant_id, staff_strategy, hold_minutes)
+        VALUES (p_tenant_id, coalesce(c ->> 'staff_strategy', 'least_busy_day'), coalesce((c ->> 'hold_minutes')::int, 10))
+        ON CONFLICT (tenant_id) DO UPDATE SET
+            staff_strategy = CASE WHEN c ? 'staff_strategy' THEN excluded.staff_strategy ELSE b.staff_strategy END,
+            hold_minutes = CASE WHEN c ? 'hold_minutes' THEN excluded.hold_minutes ELSE b.hold_minutes END;
     END IF;
     PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.tenant_update', 'tenant', p_tenant_id::text,
         'tenant.updated', jsonb_build_object('tenant_id', p_tenant_id, 'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
@@ -1084,6 +1120,407 @@ EXCEPTION WHEN OTHERS THEN
     RAISE;
 END $$;
 
+-- Resources, "any staff" and caps (docs/resources.md) ------------------------------------------
+
+-- The tenant's resources (one, or all with p_resource_id NULL) with their groups and their
+-- closures from yesterday on.
+CREATE FUNCTION booking_internal.resource_json(p_tenant_id uuid, p_resource_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(r) - 'tenant_id' || jsonb_build_object(
+                'group_ids', coalesce((SELECT jsonb_agg(m.group_id ORDER BY m.group_id) FROM booking.resource_group_members m
+                                       WHERE m.tenant_id = p_tenant_id AND m.resource_id = r.id), '[]'),
+                'closures', coalesce((SELECT jsonb_agg(jsonb_build_object('id', c.id, 'starts_at', lower(c.period),
+                                                                          'ends_at', upper(c.period), 'reason', c.reason)
+                                                       ORDER BY lower(c.period))
+                                      FROM booking.resource_closures c
+                                      WHERE c.tenant_id = p_tenant_id AND c.resource_id = r.id
+                                        AND upper(c.period) >= booking.clock_now() - interval '1 day'), '[]'))
+                             ORDER BY r.position, r.name, r.id)
+            FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND (p_resource_id IS NULL OR r.id = p_resource_id));
+END $$;
+
+-- p_resource: name (required to create), kind ('room', 'chair', 'equipment', 'other'),
+-- description, opening_hours (the tenant's document shape; null: whenever the tenant is open),
+-- position (the order resources are assigned in), is_active.
+CREATE FUNCTION booking_internal.create_resource(p_tenant_id uuid, p_resource jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_id uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_create', '{owner,manager}');
+    c := booking_internal.check_fields(p_resource, 'p_resource',
+        ARRAY['name', 'kind', 'description', 'opening_hours', 'position', 'is_active'], ARRAY['name']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, nullif(c -> 'opening_hours', 'null'), true);
+    INSERT INTO booking.resources (tenant_id, name, kind, description, opening_hours, position, is_active)
+    VALUES (p_tenant_id, btrim(c ->> 'name'), coalesce(c ->> 'kind', 'other'), c ->> 'description',
+            nullif(c -> 'opening_hours', 'null'), coalesce((c ->> 'position')::int, 0), coalesce((c ->> 'is_active')::boolean, true))
+    RETURNING id INTO v_id;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_create', 'resource', v_id::text,
+        'resource.created', jsonb_build_object('resource_id', v_id, 'name', btrim(c ->> 'name')));
+    RETURN booking_internal.resource_json(p_tenant_id, v_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_create', 'resource', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The same fields, each optional.
+CREATE FUNCTION booking_internal.update_resource(p_tenant_id uuid, p_resource_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes',
+        ARRAY['name', 'kind', 'description', 'opening_hours', 'position', 'is_active']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, nullif(c -> 'opening_hours', 'null'), c ? 'name');
+    UPDATE booking.resources r SET
+        name = CASE WHEN c ? 'name' THEN btrim(c ->> 'name') ELSE r.name END,
+        kind = CASE WHEN c ? 'kind' THEN c ->> 'kind' ELSE r.kind END,
+        description = CASE WHEN c ? 'description' THEN c ->> 'description' ELSE r.description END,
+        opening_hours = CASE WHEN c ? 'opening_hours' THEN nullif(c -> 'opening_hours', 'null') ELSE r.opening_hours END,
+        position = CASE WHEN c ? 'position' THEN (c ->> 'position')::int ELSE r.position END,
+        is_active = CASE WHEN c ? 'is_active' THEN (c ->> 'is_active')::boolean ELSE r.is_active END
+    WHERE r.tenant_id = p_tenant_id AND r.id = p_resource_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', p_resource_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_update', 'resource', p_resource_id::text,
+        'resource.updated', jsonb_build_object('resource_id', p_resource_id, 'change', 'profile',
+                                               'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.resource_json(p_tenant_id, p_resource_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_update', 'resource', p_resource_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A closure (maintenance, a repair) from p_starts_at to p_ends_at: no booking may use the
+-- resource then. Bookings it already has keep it (the tenant's people move them).
+CREATE FUNCTION booking_internal.add_resource_closure(p_tenant_id uuid, p_resource_id uuid, p_starts_at timestamptz,
+                                                      p_ends_at timestamptz, p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_row booking.resource_closures;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_closure_add', '{owner,manager}');
+    IF p_starts_at IS NULL OR p_ends_at IS NULL OR NOT isfinite(p_starts_at) OR NOT isfinite(p_ends_at) OR p_ends_at <= p_starts_at THEN
+        RAISE EXCEPTION 'a closure needs a finite start before its end' USING ERRCODE = '22023';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.resources r WHERE r.tenant_id = p_tenant_id AND r.id = p_resource_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', p_resource_id);
+    END IF;
+    INSERT INTO booking.resource_closures (tenant_id, resource_id, period, reason)
+    VALUES (p_tenant_id, p_resource_id, tstzrange(p_starts_at, p_ends_at, '[)'), p_reason)
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_closure_add', 'resource', p_resource_id::text,
+        'resource.updated', jsonb_build_object('resource_id', p_resource_id, 'change', 'closure_added', 'closure_id', v_row.id,
+                                               'starts_at', p_starts_at, 'ends_at', p_ends_at));
+    RETURN jsonb_build_object('id', v_row.id, 'resource_id', p_resource_id, 'starts_at', lower(v_row.period),
+                              'ends_at', upper(v_row.period), 'reason', v_row.reason);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_closure_add', 'resource', p_resource_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_resource_closure(p_tenant_id uuid, p_closure_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_row booking.resource_closures;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_closure_remove', '{owner,manager}');
+    DELETE FROM booking.resource_closures c WHERE c.tenant_id = p_tenant_id AND c.id = p_closure_id RETURNING * INTO v_row;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('closure %s does not exist', p_closure_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_closure_remove', 'resource', v_row.resource_id::text,
+        'resource.updated', jsonb_build_object('resource_id', v_row.resource_id, 'change', 'closure_removed', 'closure_id', p_closure_id));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_closure_remove', 'resource', p_closure_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A group's members become exactly p_resource_ids (a JSON array of the tenant's resources;
+-- PT404 for another's).
+CREATE FUNCTION booking_internal.set_group_members(p_tenant_id uuid, p_group_id uuid, p_resource_ids jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_ids uuid[] := booking_internal.tenant_ids(p_tenant_id, p_resource_ids, 'resource');
+BEGIN
+    DELETE FROM booking.resource_group_members m
+    WHERE m.tenant_id = p_tenant_id AND m.group_id = p_group_id AND NOT m.resource_id = ANY (v_ids);
+    INSERT INTO booking.resource_group_members (tenant_id, group_id, resource_id)
+    SELECT p_tenant_id, p_group_id, i FROM unnest(v_ids) i
+    ON CONFLICT DO NOTHING;
+END $$;
+
+CREATE FUNCTION booking_internal.resource_group_json(p_tenant_id uuid, p_group_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN (SELECT jsonb_agg(to_jsonb(g) - 'tenant_id' || jsonb_build_object('resource_ids', coalesce((
+                SELECT jsonb_agg(m.resource_id ORDER BY m.resource_id) FROM booking.resource_group_members m
+                WHERE m.tenant_id = p_tenant_id AND m.group_id = g.id), '[]')) ORDER BY g.name, g.id)
+            FROM booking.resource_groups g WHERE g.tenant_id = p_tenant_id AND (p_group_id IS NULL OR g.id = p_group_id));
+END $$;
+
+-- p_group: name (required to create), description, resource_ids (exactly the members).
+CREATE FUNCTION booking_internal.create_resource_group(p_tenant_id uuid, p_group jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_id uuid;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_group_create', '{owner,manager}');
+    c := booking_internal.check_fields(p_group, 'p_group', ARRAY['name', 'description', 'resource_ids'], ARRAY['name']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, NULL, true);
+    INSERT INTO booking.resource_groups (tenant_id, name, description) VALUES (p_tenant_id, btrim(c ->> 'name'), c ->> 'description')
+    RETURNING id INTO v_id;
+    IF c ? 'resource_ids' THEN
+        PERFORM booking_internal.set_group_members(p_tenant_id, v_id, c -> 'resource_ids');
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_group_create', 'resource_group', v_id::text,
+        'resource_group.updated', jsonb_build_object('group_id', v_id, 'change', 'created', 'name', btrim(c ->> 'name')));
+    RETURN booking_internal.resource_group_json(p_tenant_id, v_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_group_create', 'resource_group', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.update_resource_group(p_tenant_id uuid, p_group_id uuid, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_group_update', '{owner,manager}');
+    c := booking_internal.check_fields(p_changes, 'p_changes', ARRAY['name', 'description', 'resource_ids']);
+    PERFORM booking_internal.check_profile(c ->> 'name', NULL, NULL, c ? 'name');
+    UPDATE booking.resource_groups g SET
+        name = CASE WHEN c ? 'name' THEN btrim(c ->> 'name') ELSE g.name END,
+        description = CASE WHEN c ? 'description' THEN c ->> 'description' ELSE g.description END
+    WHERE g.tenant_id = p_tenant_id AND g.id = p_group_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource group %s does not exist', p_group_id);
+    END IF;
+    IF c ? 'resource_ids' THEN
+        PERFORM booking_internal.set_group_members(p_tenant_id, p_group_id, c -> 'resource_ids');
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_group_update', 'resource_group', p_group_id::text,
+        'resource_group.updated', jsonb_build_object('group_id', p_group_id, 'change', 'updated',
+                                                     'changes', (SELECT jsonb_agg(k ORDER BY k) FROM jsonb_object_keys(c) k)));
+    RETURN booking_internal.resource_group_json(p_tenant_id, p_group_id) -> 0;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_group_update', 'resource_group', p_group_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A group a service still requires is not deleted (PT409): the service would silently stop
+-- needing it.
+CREATE FUNCTION booking_internal.delete_resource_group(p_tenant_id uuid, p_group_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resource_group_delete', '{owner,manager}');
+    IF EXISTS (SELECT 1 FROM booking.service_requirements r WHERE r.tenant_id = p_tenant_id AND r.group_id = p_group_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT409', MESSAGE = 'a service requires this group: change its requirements first';
+    END IF;
+    DELETE FROM booking.resource_groups g WHERE g.tenant_id = p_tenant_id AND g.id = p_group_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource group %s does not exist', p_group_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resource_group_delete', 'resource_group', p_group_id::text,
+        'resource_group.updated', jsonb_build_object('group_id', p_group_id, 'change', 'deleted'));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resource_group_delete', 'resource_group', p_group_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A service's requirements, as set_service_requirements takes and returns them.
+CREATE FUNCTION booking_internal.requirements_json(p_tenant_id uuid, p_service_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    RETURN coalesce((SELECT jsonb_agg(jsonb_strip_nulls(jsonb_build_object(
+                         'id', r.id, 'service_id', r.service_id, 'group_id', r.group_id, 'resource_id', r.resource_id,
+                         'quantity', r.quantity)) ORDER BY r.service_id, r.created_at, r.id)
+                     FROM booking.service_requirements r
+                     WHERE r.tenant_id = p_tenant_id AND (p_service_id IS NULL OR r.service_id = p_service_id)), '[]');
+END $$;
+
+-- Replaces what a service needs: p_requirements, a JSON array of {"group_id", "quantity"
+-- (default 1)} or {"resource_id"}; [] removes them all. PT404 a service, group or resource of
+-- another tenant. The service's bookings made before keep what they have.
+CREATE FUNCTION booking_internal.set_service_requirements(p_tenant_id uuid, p_service_id uuid, p_requirements jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    e jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.requirements_set', '{owner,manager}');
+    IF NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', p_service_id);
+    END IF;
+    IF jsonb_typeof(p_requirements) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'p_requirements must be a JSON array of {group_id, quantity} or {resource_id}' USING ERRCODE = '22023';
+    END IF;
+    DELETE FROM booking.service_requirements r WHERE r.tenant_id = p_tenant_id AND r.service_id = p_service_id;
+    FOR e IN SELECT x FROM jsonb_array_elements(p_requirements) x LOOP
+        PERFORM booking_internal.check_fields(e, 'p_requirements[]', ARRAY['group_id', 'resource_id', 'quantity']);
+        IF (e ->> 'group_id' IS NULL) = (e ->> 'resource_id' IS NULL) THEN
+            RAISE EXCEPTION 'each requirement names a group_id or a resource_id' USING ERRCODE = '22023';
+        END IF;
+        IF e ->> 'group_id' IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM booking.resource_groups g WHERE g.tenant_id = p_tenant_id AND g.id = (e ->> 'group_id')::uuid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource group %s does not exist', e ->> 'group_id');
+        END IF;
+        IF e ->> 'resource_id' IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM booking.resources x WHERE x.tenant_id = p_tenant_id AND x.id = (e ->> 'resource_id')::uuid) THEN
+            RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('resource %s does not exist', e ->> 'resource_id');
+        END IF;
+        INSERT INTO booking.service_requirements (tenant_id, service_id, group_id, resource_id, quantity)
+        VALUES (p_tenant_id, p_service_id, (e ->> 'group_id')::uuid, (e ->> 'resource_id')::uuid, coalesce((e ->> 'quantity')::int, 1));
+    END LOOP;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.requirements_set', 'service', p_service_id::text,
+        'service.updated', jsonb_build_object('service_id', p_service_id, 'changes', jsonb_build_array('requirements'),
+                                              'requirements', jsonb_array_length(p_requirements)));
+    RETURN booking_internal.requirements_json(p_tenant_id, p_service_id);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.requirements_set', 'service', p_service_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A staff member's own terms for a service they perform (it is added to their services when it
+-- was not): p_terms {duration_minutes, price (null: the service's), weight (0..100: weighted
+-- round robin; 0: never chosen for "any staff"), priority (the priority strategy's order and
+-- every strategy's tie-break, lowest first)}; a field left out keeps its value.
+CREATE FUNCTION booking_internal.set_staff_service(p_tenant_id uuid, p_staff_id uuid, p_service_id uuid, p_terms jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_row booking.staff_services;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.staff_service_set', '{owner,manager}');
+    c := booking_internal.check_fields(p_terms, 'p_terms', ARRAY['duration_minutes', 'price', 'weight', 'priority']);
+    IF NOT EXISTS (SELECT 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = p_staff_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', p_staff_id);
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = p_service_id) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', p_service_id);
+    END IF;
+    INSERT INTO booking.staff_services AS ss (tenant_id, staff_id, service_id, duration_minutes, price, weight, priority)
+    VALUES (p_tenant_id, p_staff_id, p_service_id, (c ->> 'duration_minutes')::int, (c ->> 'price')::numeric,
+            coalesce((c ->> 'weight')::int, 1), coalesce((c ->> 'priority')::int, 0))
+    ON CONFLICT (tenant_id, staff_id, service_id) DO UPDATE SET
+        duration_minutes = CASE WHEN c ? 'duration_minutes' THEN excluded.duration_minutes ELSE ss.duration_minutes END,
+        price = CASE WHEN c ? 'price' THEN excluded.price ELSE ss.price END,
+        weight = CASE WHEN c ? 'weight' THEN excluded.weight ELSE ss.weight END,
+        priority = CASE WHEN c ? 'priority' THEN excluded.priority ELSE ss.priority END
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.staff_service_set', 'staff', p_staff_id::text,
+        'staff.updated', jsonb_build_object('staff_id', p_staff_id, 'service_id', p_service_id,
+                                            'changes', jsonb_build_array('service_terms'),
+                                            'duration_minutes', v_row.duration_minutes, 'price', v_row.price));
+    RETURN to_jsonb(v_row) - 'tenant_id';
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.staff_service_set', 'staff', p_staff_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- A cap: p_cap {scope ('staff', 'service', 'customer'), period ('day', 'week'), max_bookings
+-- (required), staff_id (scope staff: that staff member only), service_id (required for scope
+-- service; otherwise only that service's bookings count)}. Returns the cap. PT404 a staff
+-- member or service of another tenant. Bookings made before stay.
+CREATE FUNCTION booking_internal.add_booking_cap(p_tenant_id uuid, p_cap jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    c jsonb;
+    v_row booking.booking_caps;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.cap_add', '{owner,manager}');
+    c := booking_internal.check_fields(p_cap, 'p_cap', ARRAY['scope', 'period', 'max_bookings', 'staff_id', 'service_id'],
+                                       ARRAY['scope', 'period', 'max_bookings']);
+    IF c ->> 'staff_id' IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM booking.staff f WHERE f.tenant_id = p_tenant_id AND f.id = (c ->> 'staff_id')::uuid) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('staff member %s does not exist', c ->> 'staff_id');
+    END IF;
+    IF c ->> 'service_id' IS NOT NULL AND NOT EXISTS (
+        SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = (c ->> 'service_id')::uuid) THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('service %s does not exist', c ->> 'service_id');
+    END IF;
+    INSERT INTO booking.booking_caps (tenant_id, scope, staff_id, service_id, period, max_bookings)
+    VALUES (p_tenant_id, c ->> 'scope', (c ->> 'staff_id')::uuid, (c ->> 'service_id')::uuid, c ->> 'period',
+            (c ->> 'max_bookings')::int)
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.cap_add', 'booking_cap', v_row.id::text,
+        'booking_cap.updated', to_jsonb(v_row) - 'tenant_id' - 'created_at' || jsonb_build_object('change', 'added'));
+    RETURN to_jsonb(v_row) - 'tenant_id';
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.cap_add', 'booking_cap', NULL, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.remove_booking_cap(p_tenant_id uuid, p_cap_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.cap_remove', '{owner,manager}');
+    DELETE FROM booking.booking_caps c WHERE c.tenant_id = p_tenant_id AND c.id = p_cap_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('cap %s does not exist', p_cap_id);
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.cap_remove', 'booking_cap', p_cap_id::text,
+        'booking_cap.updated', jsonb_build_object('id', p_cap_id, 'change', 'removed'));
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.cap_remove', 'booking_cap', p_cap_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Assigns an existing appointment's resources anew, as a booking would (an appointment written
+-- directly, which claims its staff member only, or one whose service's requirements changed):
+-- owners, managers and operators. Returns {"success", "appointment"} or, when its resources
+-- cannot all be met at its time, {"success": false, "code", "error", "details"}.
+CREATE FUNCTION booking_internal.assign_appointment_resources(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_appt booking.appointments;
+    v_placed jsonb;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.resources_assign', '{owner,manager}');
+    SELECT * INTO v_appt FROM booking.appointments a WHERE a.tenant_id = p_tenant_id AND a.id = p_appointment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'PT404', MESSAGE = format('appointment %s does not exist', p_appointment_id);
+    END IF;
+    IF v_appt.status NOT IN ('pending', 'confirmed', 'active') THEN
+        RAISE EXCEPTION USING ERRCODE = '55000', MESSAGE = format('a %s appointment holds no resources', v_appt.status);
+    END IF;
+    -- Only the resources are checked (p_kind 'assign'): the appointment stays where it is,
+    -- whatever the other rules say of its time now.
+    v_placed := booking.place('assign', p_tenant_id, v_appt.service_id, v_appt.staff_id, v_appt.starts_at, v_appt.ends_at,
+                              NULL, v_appt.id, NULL, '{}');
+    IF v_placed ->> 'outcome' <> 'placed' THEN
+        RETURN booking.policy_failure('resource_unavailable', 'The appointment''s resources cannot all be assigned at its time',
+                                      NULL, v_placed -> 'violations') - 'operation_id';
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.resources_assign', 'appointment', p_appointment_id::text,
+        NULL, NULL);
+    RETURN jsonb_build_object('success', true, 'appointment', booking.appointment_json(v_appt));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.resources_assign', 'appointment', p_appointment_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
 -- Customers and reading --------------------------------------------------------------------------
 
 -- A customer record the tenant's people make (a phone booking): {name (required), email, phone,
@@ -1134,7 +1571,7 @@ END $$;
 
 -- The appointments of local dates p_from..p_to (the tenant's zone; at most 62 days): of every
 -- staff member, or of p_staff_id, for owners, managers and receptionists; a staff member sees
--- their own only.
+-- their own only. Each with its customer, its resources and how its staff member was chosen.
 CREATE FUNCTION booking_internal.get_agenda(p_tenant_id uuid, p_from date, p_to date, p_staff_id uuid DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -1159,8 +1596,13 @@ BEGIN
         SELECT jsonb_agg(jsonb_build_object(
                    'id', a.id, 'status', a.status, 'starts_at', a.starts_at, 'ends_at', a.ends_at,
                    'staff_id', a.staff_id, 'staff_name', f.name, 'service_id', a.service_id, 'service_name', s.name,
-                   'price', a.price, 'notes', a.notes, 'checked_in_at', a.checked_in_at,
-                   'customer', jsonb_build_object('id', c.id, 'name', c.name, 'email', c.email, 'phone', c.phone))
+                   'price', a.price, 'notes', a.notes, 'checked_in_at', a.checked_in_at, 'staff_choice', a.staff_choice,
+                   'customer', jsonb_build_object('id', c.id, 'name', c.name, 'email', c.email, 'phone', c.phone),
+                   'resources', coalesce((SELECT jsonb_agg(jsonb_build_object('resource_id', x.resource_id, 'name', r.name)
+                                                           ORDER BY r.position, r.id)
+                                          FROM booking.assignments x
+                                          JOIN booking.resources r ON r.tenant_id = p_tenant_id AND r.id = x.resource_id
+                                          WHERE x.tenant_id = p_tenant_id AND x.appointment_id = a.id), '[]'))
                  ORDER BY a.starts_at, f.name, a.id)
         FROM booking.appointments a
         JOIN booking.staff f ON f.tenant_id = a.tenant_id AND f.id = a.staff_id
@@ -1178,7 +1620,8 @@ END $$;
 -- Everything the tenant's owners and managers edit, in one read: the tenant and its settings,
 -- services, staff with their services and links, weekly hours, overrides and time off from
 -- yesterday on, holidays, its own policies and the effective customer-facing ones, message
--- templates, delivery endpoints (without secrets), members and open invitations.
+-- templates, delivery endpoints (without secrets), members and open invitations, resources
+-- (with their groups and closures), resource groups, services' requirements and caps.
 CREATE FUNCTION booking_internal.get_tenant_admin(p_tenant_id uuid) RETURNS jsonb
 LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
@@ -1218,7 +1661,12 @@ BEGIN
         'invitations', coalesce((SELECT jsonb_agg(to_jsonb(i) - 'token_hash' ORDER BY i.created_at)
                                  FROM booking.tenant_invitations i
                                  WHERE i.tenant_id = p_tenant_id AND i.accepted_at IS NULL AND i.revoked_at IS NULL
-                                   AND i.expires_at > v_since + interval '1 day'), '[]'));
+                                   AND i.expires_at > v_since + interval '1 day'), '[]'),
+        'resources', coalesce(booking_internal.resource_json(p_tenant_id, NULL), '[]'),
+        'resource_groups', coalesce(booking_internal.resource_group_json(p_tenant_id, NULL), '[]'),
+        'requirements', booking_internal.requirements_json(p_tenant_id, NULL),
+        'caps', coalesce((SELECT jsonb_agg(to_jsonb(c) - 'tenant_id' ORDER BY c.created_at, c.id)
+                          FROM booking.booking_caps c WHERE c.tenant_id = p_tenant_id), '[]'));
 EXCEPTION WHEN OTHERS THEN
     PERFORM booking.audit_event('booking.tenant_read', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
     RAISE;

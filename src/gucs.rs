@@ -34,6 +34,7 @@ static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 static SELF_SERVE_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static TENANT_ENDPOINT_QUOTA: GucSetting<i32> = GucSetting::<i32>::new(5);
 static LINK_RATE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(60);
+static HOLD_RATE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(20);
 
 // Outbound delivery.
 
@@ -143,6 +144,11 @@ pub fn tenant_endpoint_quota() -> i32 {
 /// `booking_engine.link_rate_limit`: signed-link requests per client address in 10 minutes.
 pub fn link_rate_limit() -> i32 {
     LINK_RATE_LIMIT.get()
+}
+
+/// `booking_engine.hold_rate_limit`: holds one client outside the tenant may make in 10 minutes.
+pub fn hold_rate_limit() -> i32 {
+    HOLD_RATE_LIMIT.get()
 }
 
 /// `booking_engine.delivery_concurrency`: the delivery worker's sending threads.
@@ -382,6 +388,16 @@ fn register_tenants() {
         &LINK_RATE_LIMIT,
         0,
         100000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.hold_rate_limit",
+        c"How many holds one client outside the tenant (a signed-in user, else an address) may make in 10 minutes.",
+        c"booking.create_hold answers PT429 beyond it; the tenant's own people are not limited.",
+        &HOLD_RATE_LIMIT,
+        1,
+        10_000,
         GucContext::Suset,
         GucFlags::default(),
     );

@@ -68,6 +68,22 @@ extension_sql_file!(
     requires = ["access", availability::api::tenant_slot_violations, clock::clock_now]
 );
 extension_sql_file!("../sql/booking.sql", name = "booking", requires = ["waitlist"]);
+// Resources, "any staff", holds and caps: their tables, the claims that follow appointments,
+// and the placement of bookings and holds the booking functions call.
+extension_sql_file!(
+    "../sql/resources.sql",
+    name = "resources",
+    requires = [
+        "booking",
+        availability::booking::tenant_booking_plan,
+        availability::booking::any_staff_slot_arrays,
+        tenants::api::booking_internal::new_hold_token,
+        tenants::api::booking_internal::parse_hold_token,
+        tenants::api::booking_internal::same_token_hash,
+        tenants::api::booking_internal::tenant_limits,
+        clock::clock_now,
+    ]
+);
 extension_sql_file!(
     "../sql/availability.sql",
     name = "availability",
@@ -82,7 +98,7 @@ extension_sql_file!(
 extension_sql_file!(
     "../sql/slot_store.sql",
     name = "slot_store",
-    requires = ["availability", "booking", slot_store::api::refresh_availability_slots, clock::clock_now]
+    requires = ["availability", "booking", "resources", slot_store::api::refresh_availability_slots, clock::clock_now]
 );
 extension_sql_file!(
     "../sql/security.sql",
@@ -194,6 +210,7 @@ extension_sql_file!(
     requires = [
         "access",
         "booking",
+        "resources",
         "waitlist",
         "availability",
         "slot_store",

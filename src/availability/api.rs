@@ -29,7 +29,7 @@ pub static SLOT_QUERIES: Metric = Metric::histogram(
 /// Longest span one call may cover; keeps a single call's work and result bounded.
 pub const MAX_RANGE_DAYS: i64 = 366;
 
-fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
+pub(super) fn check_range(from: NaiveDate, to: NaiveDate) -> DomainResult<()> {
     if from > to {
         return Err(DomainError::InvalidParameter(format!("from_date {from} is after to_date {to}")));
     }
@@ -121,17 +121,17 @@ fn slot_arrays(
     let from = to_naive_date(require(from_date, "from_date")?, "from_date")?;
     let to = to_naive_date(require(to_date, "to_date")?, "to_date")?;
     check_range(from, to)?;
-    let model = load_model(&Query {
-        tenant_id,
-        service_id,
-        staff_id: staff_id.map(to_uuid),
+    let model = load_model(&Query::slots(tenant_id, service_id, staff_id.map(to_uuid), from, to))?;
+    let slots = available_slots(
+        &model.tenant,
+        &model.service,
+        &model.staff,
+        &model.holidays,
+        &model.clocks,
+        &model.shared,
         from,
         to,
-        exclude_appointment: None,
-        include_non_offering: false,
-        duration: None,
-    })?;
-    let slots = available_slots(&model.tenant, &model.service, &model.staff, &model.holidays, &model.clocks, from, to);
+    );
     let staff_ids = slots.iter().map(|s| to_pg_uuid(s.staff)).collect();
     let starts = slots.iter().map(|s| from_micros(s.start)).collect::<DomainResult<_>>()?;
     let ends = slots.iter().map(|s| from_micros(s.end)).collect::<DomainResult<_>>()?;
@@ -141,7 +141,7 @@ fn slot_arrays(
 
 /// Whether the caller is one of the tenant's own people (an operator or its active staff), who
 /// may read why a staff member is away.
-fn caller_sees_private(tenant_id: Uuid) -> DomainResult<bool> {
+pub(super) fn caller_sees_private(tenant_id: Uuid) -> DomainResult<bool> {
     Ok(Spi::get_one_with_args::<bool>("SELECT booking.caller_is_insider($1)", &[to_pg_uuid(tenant_id).into()])?
         .unwrap_or(false))
 }
@@ -170,9 +170,13 @@ pub fn explain_timing(
         exclude_appointment,
         include_non_offering: true,
         duration,
+        exclude_hold: None,
+        customer: None,
+        any_staff: false,
     })?;
     let cal =
-        Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clocks[0], first, last);
+        Calendar::new(&model.tenant, &model.service, &model.staff[0], &model.holidays, &model.clocks[0], first, last)
+            .with_shared(&model.shared);
     // Who is asking matters only when a staff member is away: most checks skip the query.
     let mut explained = cal.explain(starts_at, false);
     if explained.iter().any(|v| matches!(v.rule, Rule::Holiday | Rule::TimeOff))

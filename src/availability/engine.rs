@@ -7,7 +7,9 @@
 use chrono::{Datelike, Days, NaiveDate};
 use uuid::Uuid;
 
+use super::caps::Caps;
 use super::intervals::{contains, first_overlap, intersect, normalize, subtract, Interval};
+use super::resources::Pool;
 use super::zone::{seconds_of_day, Micros, Zone, MICROS_PER_SECOND};
 
 /// A wall-clock range within one day, in seconds from midnight; `end` may be 24:00.
@@ -79,8 +81,20 @@ pub struct Staff {
     pub weekly: Vec<WeeklyWindow>,
     pub overrides: Vec<DayOverride>,
     pub time_off: Vec<TimeOff>,
-    /// Blocked ranges (appointment plus its buffers) of the staff member's live appointments.
+    /// Blocked ranges (appointment plus its buffers) of the staff member's live appointments
+    /// and holds.
     pub blocked: Vec<Interval>,
+    /// The staff member's own length of the service (`staff_services.duration_minutes`);
+    /// `None`: the service's.
+    pub duration: Option<Micros>,
+}
+
+/// What a booking needs beyond its staff member, the same for every staff member of one
+/// question: the resources the service requires, and the tenant's booking caps.
+#[derive(Debug, Clone, Default)]
+pub struct Shared {
+    pub pool: Pool,
+    pub caps: Option<Caps>,
 }
 
 /// The rules that depend on the clock.
@@ -101,10 +115,12 @@ pub enum Rule {
     MinNotice,
     MaxAdvance,
     Conflict,
+    ResourceUnavailable,
+    CapReached,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 10] = [
         Rule::ServiceNotOffered,
         Rule::OutsideBusinessHours,
         Rule::OutsideStaffSchedule,
@@ -113,6 +129,8 @@ impl Rule {
         Rule::MinNotice,
         Rule::MaxAdvance,
         Rule::Conflict,
+        Rule::ResourceUnavailable,
+        Rule::CapReached,
     ];
 
     pub fn code(self) -> &'static str {
@@ -125,6 +143,8 @@ impl Rule {
             Rule::MinNotice => "min_notice",
             Rule::MaxAdvance => "max_advance",
             Rule::Conflict => "conflict",
+            Rule::ResourceUnavailable => "resource_unavailable",
+            Rule::CapReached => "cap_reached",
         }
     }
 }
@@ -172,7 +192,7 @@ fn day_range(from: NaiveDate, to: NaiveDate) -> impl Iterator<Item = NaiveDate> 
     from.iter_days().take_while(move |d| *d <= to)
 }
 
-fn dow(date: NaiveDate) -> usize {
+pub(super) fn dow(date: NaiveDate) -> usize {
     date.weekday().num_days_from_sunday() as usize
 }
 
@@ -264,6 +284,9 @@ pub struct Calendar<'a> {
     service: &'a Service,
     staff: &'a Staff,
     clock: &'a Clock,
+    /// The booking's length with this staff member.
+    duration: Micros,
+    shared: Option<&'a Shared>,
     opening: Vec<Interval>,
     schedule: Vec<Interval>,
     holidays: Vec<(Interval, &'a str)>,
@@ -303,22 +326,63 @@ impl<'a> Calendar<'a> {
         holiday_days.sort_by_key(|(i, _)| *i);
         let time_off = normalize(staff.time_off.iter().map(|t| t.period).collect());
         let blocked = normalize(staff.blocked.clone());
-        Calendar { tenant, service, staff, clock, opening, schedule, holidays: holiday_days, time_off, blocked }
+        let duration = staff.duration.unwrap_or(service.duration);
+        Calendar {
+            tenant,
+            service,
+            staff,
+            clock,
+            duration,
+            shared: None,
+            opening,
+            schedule,
+            holidays: holiday_days,
+            time_off,
+            blocked,
+        }
     }
 
-    /// The range the appointment starting at `start` would block, buffers included.
-    fn blocked_range(&self, start: Micros) -> Interval {
+    /// The same calendar, also checking the service's resources and the tenant's caps.
+    pub fn with_shared(mut self, shared: &'a Shared) -> Calendar<'a> {
+        self.shared = Some(shared);
+        self
+    }
+
+    /// The booking's length with this staff member.
+    pub fn duration(&self) -> Micros {
+        self.duration
+    }
+
+    /// The resources a booking starting at `start` would take (empty when the service needs
+    /// none), or the label of a requirement nothing free meets.
+    pub fn resources_at(&self, start: Micros) -> Result<super::resources::Assignment, String> {
+        match self.shared {
+            Some(s) => s.pool.assign(start, start + self.duration, self.blocked_range(start)).map_err(str::to_string),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The caps a booking starting at `start` counts against (their lock keys).
+    pub fn cap_keys(&self, start: Micros) -> Vec<super::caps::Key> {
+        self.shared.and_then(|s| s.caps.as_ref()).map_or_else(Vec::new, |c| c.keys(self.staff.id, start))
+    }
+
+    /// The range the appointment starting at `start` would block, buffers included (as the
+    /// appointments' trigger derives it).
+    pub fn blocked_range(&self, start: Micros) -> Interval {
         Interval::new(
             start - self.service.buffer_before,
-            start + self.service.duration + self.service.buffer_after + self.tenant.turnover,
+            start + self.duration + self.service.buffer_after + self.tenant.turnover,
         )
     }
 
     /// Every rule a booking starting at `start` breaks, as a set of `Rule` bits: the one
     /// predicate behind both the slots offered and the violations explained.
     fn broken(&self, start: Micros) -> u16 {
-        let end = start + self.service.duration;
+        let end = start + self.duration;
         let b = self.blocked_range(start);
+        let pool = self.shared.map(|s| &s.pool).filter(|p| !p.is_empty());
+        let caps = self.shared.and_then(|s| s.caps.as_ref()).filter(|c| !c.is_empty());
         let checks = [
             (Rule::ServiceNotOffered, !self.staff.offers_service),
             (Rule::OutsideBusinessHours, !contains(&self.opening, start, end)),
@@ -328,6 +392,8 @@ impl<'a> Calendar<'a> {
             (Rule::MinNotice, start < self.clock.now + self.clock.min_notice),
             (Rule::MaxAdvance, start > self.clock.now + self.clock.max_advance),
             (Rule::Conflict, first_overlap(&self.blocked, b.start, b.end).is_some()),
+            (Rule::ResourceUnavailable, pool.is_some_and(|p| p.assign(start, end, b).is_err())),
+            (Rule::CapReached, caps.is_some_and(|c| c.reached(self.staff.id, start).is_some())),
         ];
         checks.iter().filter(|(_, broken)| *broken).fold(0, |set, (rule, _)| set | (1 << *rule as u16))
     }
@@ -349,7 +415,7 @@ impl<'a> Calendar<'a> {
     pub fn slots(&self, from: NaiveDate, to: NaiveDate, out: &mut Vec<Slot>) {
         self.candidates(from, to, |start, _, broken| {
             if broken == 0 {
-                out.push(Slot { start, staff: self.staff.id, end: start + self.service.duration });
+                out.push(Slot { start, staff: self.staff.id, end: start + self.duration });
             }
         });
     }
@@ -369,7 +435,7 @@ impl<'a> Calendar<'a> {
                     super::zone::LocalTime::Nonexistent(_) => continue,
                     resolved => resolved.as_postgres(),
                 };
-                if start + self.service.duration > window.end {
+                if start + self.duration > window.end {
                     break;
                 }
                 let date = zone.to_local(start).date();
@@ -382,15 +448,17 @@ impl<'a> Calendar<'a> {
 
     /// What the slot store keeps of the local dates `from..=to`: every start time that breaks
     /// no rule except the clock's (applied when the store is read, so that stored slots never
-    /// go stale) and conflicts with other bookings (kept as taken slots), plus what the store's
-    /// scores look at. `slots` is exactly `plan`'s free slots that pass the clock rules.
+    /// go stale) and those other bookings and holds make (a conflict, its resources taken, a
+    /// full cap: kept as taken slots), plus what the store's scores look at. `slots` is exactly
+    /// `plan`'s free slots that pass the clock rules.
     pub fn plan(&self, from: NaiveDate, to: NaiveDate) -> Plan {
         let clock = (1 << Rule::MinNotice as u16) | (1 << Rule::MaxAdvance as u16);
-        let conflict = 1 << Rule::Conflict as u16;
+        let taken =
+            (1 << Rule::Conflict as u16) | (1 << Rule::ResourceUnavailable as u16) | (1 << Rule::CapReached as u16);
         let mut slots = Vec::new();
         self.candidates(from, to, |start, date, broken| {
-            if broken & !(clock | conflict) == 0 {
-                slots.push(Candidate { date, start, end: start + self.service.duration, free: broken & conflict == 0 });
+            if broken & !(clock | taken) == 0 {
+                slots.push(Candidate { date, start, end: start + self.duration, free: broken & taken == 0 });
             }
         });
         Plan {
@@ -406,7 +474,7 @@ impl<'a> Calendar<'a> {
     /// is away (the time off's reason, the holiday's name) is for the tenant's own people:
     /// without `show_private` those messages say only that the staff member is unavailable.
     pub fn explain(&self, start: Micros, show_private: bool) -> Vec<Violation> {
-        let end = start + self.service.duration;
+        let end = start + self.duration;
         let tenant_date = self.tenant.zone.to_local(start).date();
         let staff_date = self.staff.zone.to_local(start).date();
         self.violations(start)
@@ -452,6 +520,15 @@ impl<'a> Calendar<'a> {
                         self.clock.max_advance / (86_400 * MICROS_PER_SECOND)
                     ),
                     Rule::Conflict => "Time slot conflicts with another appointment".to_string(),
+                    Rule::ResourceUnavailable => match self.resources_at(start) {
+                        Err(label) => format!("The resources this service needs are not free at this time ({label})"),
+                        Ok(_) => "The resources this service needs are not free at this time".to_string(),
+                    },
+                    Rule::CapReached => self
+                        .shared
+                        .and_then(|s| s.caps.as_ref())
+                        .and_then(|c| c.reached(self.staff.id, start))
+                        .map_or_else(|| "A booking limit is reached".to_string(), |c| c.describe()),
                 };
                 Violation { rule, message }
             })
@@ -461,19 +538,22 @@ impl<'a> Calendar<'a> {
 
 /// All bookable slots of the given staff members, ordered by start then staff id. `clocks[i]`
 /// is `staff[i]`'s: the notice and advance rules may differ per staff member (their own
-/// policies win over the service's and the tenant's).
+/// policies win over the service's and the tenant's). `shared`: the service's resources and
+/// the tenant's caps, which every staff member's slots must also meet.
+#[allow(clippy::too_many_arguments)]
 pub fn available_slots(
     tenant: &Tenant,
     service: &Service,
     staff: &[Staff],
     holidays: &[Holiday],
     clocks: &[Clock],
+    shared: &Shared,
     from: NaiveDate,
     to: NaiveDate,
 ) -> Vec<Slot> {
     let mut out = Vec::new();
     for (s, clock) in staff.iter().zip(clocks) {
-        Calendar::new(tenant, service, s, holidays, clock, from, to).slots(from, to, &mut out);
+        Calendar::new(tenant, service, s, holidays, clock, from, to).with_shared(shared).slots(from, to, &mut out);
     }
     out.sort_unstable();
     out
@@ -535,6 +615,7 @@ mod tests {
             overrides: vec![],
             time_off: vec![],
             blocked: vec![],
+            duration: None,
         }
     }
 
@@ -553,7 +634,16 @@ mod tests {
 
     fn run(t: &Tenant, svc: &Service, s: &Staff, hol: &[Holiday], c: &Clock, d: &str) -> Vec<String> {
         starts(
-            &available_slots(t, svc, std::slice::from_ref(s), hol, std::slice::from_ref(c), date(d), date(d)),
+            &available_slots(
+                t,
+                svc,
+                std::slice::from_ref(s),
+                hol,
+                std::slice::from_ref(c),
+                &Shared::default(),
+                date(d),
+                date(d),
+            ),
             &s.zone,
         )
     }
@@ -682,8 +772,19 @@ mod tests {
         let expect = |d: &str| vec![format!("{d} 09:00"), format!("{d} 09:30"), format!("{d} 10:00")];
         // Saturday before, Sunday of, and Monday after each change.
         for d in ["2026-03-28", "2026-03-29", "2026-03-30", "2026-10-24", "2026-10-25", "2026-10-26"] {
-            let got =
-                starts(&available_slots(&t, &service(60), std::slice::from_ref(&s), &[], &[c], date(d), date(d)), &z);
+            let got = starts(
+                &available_slots(
+                    &t,
+                    &service(60),
+                    std::slice::from_ref(&s),
+                    &[],
+                    &[c],
+                    &Shared::default(),
+                    date(d),
+                    date(d),
+                ),
+                &z,
+            );
             assert_eq!(got, expect(&d[5..]), "day {d}");
         }
         // The instants differ by the offset: 09:00 is 08:00 UTC in winter, 07:00 UTC in summer.
@@ -693,6 +794,7 @@ mod tests {
             std::slice::from_ref(&s),
             &[],
             &[c],
+            &Shared::default(),
             date("2026-03-29"),
             date("2026-03-29"),
         );
@@ -703,6 +805,7 @@ mod tests {
             std::slice::from_ref(&s),
             &[],
             &[c],
+            &Shared::default(),
             date("2026-03-28"),
             date("2026-03-28"),
         );
@@ -723,6 +826,7 @@ mod tests {
             std::slice::from_ref(&s),
             &[],
             &[c],
+            &Shared::default(),
             date("2026-03-29"),
             date("2026-03-29"),
         );
@@ -733,6 +837,7 @@ mod tests {
             std::slice::from_ref(&s),
             &[],
             &[c],
+            &Shared::default(),
             date("2026-10-25"),
             date("2026-10-25"),
         );
@@ -818,7 +923,16 @@ mod tests {
         let a = Staff { id: Uuid::from_u128(9), ..monday_staff() };
         let b = Staff { id: Uuid::from_u128(3), ..monday_staff() };
         let c = clock("2026-03-01 00:00");
-        let slots = available_slots(&t, &service(60), &[a, b], &[], &[c, c], date("2026-03-23"), date("2026-03-23"));
+        let slots = available_slots(
+            &t,
+            &service(60),
+            &[a, b],
+            &[],
+            &[c, c],
+            &Shared::default(),
+            date("2026-03-23"),
+            date("2026-03-23"),
+        );
         assert_eq!(slots.len(), 16);
         assert!(slots.windows(2).all(|w| (w[0].start, w[0].staff) < (w[1].start, w[1].staff)));
         assert_eq!(slots[0].staff, Uuid::from_u128(3));
@@ -832,8 +946,16 @@ mod tests {
         // Now is Monday 08:00: a needs the default 2 hours' notice, b a whole day.
         let quick = clock("2026-03-23 08:00");
         let slow = Clock { min_notice: 24 * MICROS_PER_HOUR, ..quick };
-        let slots =
-            available_slots(&t, &service(60), &[a, b], &[], &[quick, slow], date("2026-03-23"), date("2026-03-23"));
+        let slots = available_slots(
+            &t,
+            &service(60),
+            &[a, b],
+            &[],
+            &[quick, slow],
+            &Shared::default(),
+            date("2026-03-23"),
+            date("2026-03-23"),
+        );
         assert!(slots.iter().all(|s| s.staff == Uuid::from_u128(1)), "b has nothing that day");
         assert_eq!(slots.first().map(|s| s.start), Some(utc("2026-03-23 10:00")));
     }
@@ -865,5 +987,107 @@ mod tests {
         assert_eq!(slots.iter().map(|s| s.start).collect::<Vec<_>>(), from_plan);
         assert_eq!(plan.windows.len(), 2);
         assert_eq!(plan.blocked, s.blocked);
+    }
+    /// A staff member's own length of the service: their slots end later, and a later start no
+    /// longer fits before the end of their window.
+    #[test]
+    fn a_staff_members_own_length_shapes_their_slots() {
+        let t = tenant(Zone::fixed(0));
+        let mut s = monday_staff();
+        s.duration = Some(90 * MICROS_PER_MINUTE);
+        let c = clock("2026-03-01 00:00");
+        let slots = available_slots(
+            &t,
+            &service(60),
+            std::slice::from_ref(&s),
+            &[],
+            std::slice::from_ref(&c),
+            &Shared::default(),
+            date("2026-03-23"),
+            date("2026-03-23"),
+        );
+        assert_eq!(
+            starts(&slots, &s.zone),
+            ["03-23 09:00", "03-23 09:30", "03-23 10:00", "03-23 10:30", "03-23 13:00", "03-23 13:30"]
+        );
+        assert_eq!(slots[0].end - slots[0].start, 90 * MICROS_PER_MINUTE);
+    }
+
+    /// The one colour chair taken 10:00-11:00 (by anyone's booking) takes those starts from
+    /// every staff member; the store keeps them as taken, not as outside the schedule.
+    #[test]
+    fn a_taken_resource_takes_the_slot_and_the_plan_keeps_it_as_taken() {
+        use crate::availability::resources::{Pool, Requirement, Resource};
+        let t = tenant(Zone::fixed(0));
+        let s = monday_staff();
+        let chair = Resource {
+            id: Uuid::from_u128(50),
+            name: "Chair".into(),
+            position: 0,
+            hours: None,
+            closures: vec![],
+            blocked: vec![Interval::new(utc("2026-03-23 10:00"), utc("2026-03-23 11:00"))],
+        };
+        let req =
+            Requirement { id: Uuid::from_u128(60), label: "colour chair".into(), members: vec![chair.id], quantity: 1 };
+        let day = date("2026-03-23");
+        let shared = Shared { pool: Pool::new(&t.zone, &[req], &[chair], &[], day, day), caps: None };
+        let c = clock("2026-03-01 00:00");
+        let got = available_slots(
+            &t,
+            &service(60),
+            std::slice::from_ref(&s),
+            &[],
+            std::slice::from_ref(&c),
+            &shared,
+            day,
+            day,
+        );
+        assert_eq!(starts(&got, &s.zone), ["03-23 09:00", "03-23 11:00", "03-23 13:00", "03-23 13:30", "03-23 14:00"]);
+        let svc = service(60);
+        let cal = Calendar::new(&t, &svc, &s, &[], &c, day, day).with_shared(&shared);
+        let v = cal.explain(utc("2026-03-23 10:00"), false);
+        assert_eq!(v.iter().map(|v| v.rule).collect::<Vec<_>>(), [Rule::ResourceUnavailable]);
+        assert_eq!(v[0].message, "The resources this service needs are not free at this time (colour chair)");
+        let plan = cal.plan(day, day);
+        assert_eq!(plan.slots.len(), 8);
+        assert_eq!(plan.slots.iter().filter(|c| !c.free).count(), 3, "09:30, 10:00 and 10:30 are taken");
+        assert_eq!(cal.resources_at(utc("2026-03-23 09:00")), Ok(vec![(Uuid::from_u128(60), Uuid::from_u128(50))]));
+    }
+
+    /// A full cap takes the whole day, with its reason.
+    #[test]
+    fn a_full_cap_takes_the_day() {
+        use crate::availability::caps::{Cap, Caps, Counted, Period, Scope};
+        let t = tenant(Zone::fixed(0));
+        let s = monday_staff();
+        let svc_id = Uuid::from_u128(7);
+        let cap =
+            Cap { id: Uuid::from_u128(90), scope: Scope::Staff(None), service: None, period: Period::Day, max: 1 };
+        let booked = Counted { staff: s.id, service: svc_id, customer: None, start: utc("2026-03-23 16:00") };
+        let shared = Shared {
+            pool: Default::default(),
+            caps: Some(Caps::new(t.zone.clone(), svc_id, None, vec![cap], &[booked])),
+        };
+        let c = clock("2026-03-01 00:00");
+        let day = date("2026-03-23");
+        let got = available_slots(
+            &t,
+            &service(60),
+            std::slice::from_ref(&s),
+            &[],
+            std::slice::from_ref(&c),
+            &shared,
+            day,
+            day,
+        );
+        assert!(got.is_empty());
+        let svc = service(60);
+        let cal = Calendar::new(&t, &svc, &s, &[], &c, day, day).with_shared(&shared);
+        assert_eq!(
+            cal.explain(utc("2026-03-23 09:00"), false)[0].message,
+            "The staff member's limit of 1 booking a day is reached"
+        );
+        assert_eq!(cal.cap_keys(utc("2026-03-23 09:00")), vec![(Uuid::from_u128(90), s.id, day)]);
     }
 }

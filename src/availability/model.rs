@@ -12,11 +12,14 @@ use pgrx::Uuid as PgUuid;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use super::caps::{Cap, Caps, Counted, Period, Scope};
 use super::engine::{
-    Clock, DayHours, DayOverride, Holiday, HolidayDate, Service, Staff, Tenant, TimeOff, WeeklyWindow,
+    Clock, DayHours, DayOverride, Holiday, HolidayDate, Service, Shared, Staff, Tenant, TimeOff, WeeklyWindow,
 };
 use super::intervals::Interval;
 use super::opening_hours;
+use super::resources::{Pool, Requirement, Resource};
+use super::strategy::{Busy, Strategy, Terms};
 use super::zone::{Micros, Zone, MICROS_PER_DAY, MICROS_PER_HOUR, MICROS_PER_MINUTE, MICROS_PER_SECOND};
 use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{self, to_pg_date, to_pg_uuid, to_uuid};
@@ -95,6 +98,7 @@ struct TenantRow {
     opening_hours: serde_json::Value,
     buffer: i64,
     interval: i64,
+    strategy: String,
 }
 
 /// Everything one availability question needs, as read by `INPUTS_SQL`.
@@ -105,25 +109,43 @@ struct Inputs {
     /// The tenant of the staff member asked for, if one was and exists.
     staff_tenant: Option<Uuid>,
     now: Micros,
-    /// (id, time zone, offers the service, minimum notice hours, advance limit days): the two
-    /// policies as they apply to this staff member and service.
-    staff: Vec<(Uuid, String, bool, f64, f64)>,
+    staff: Vec<StaffRow>,
     schedules: Vec<(Uuid, u32, u32, u32, Option<String>)>,
     overrides: Vec<OverrideRow>,
     time_off: Vec<(Uuid, Micros, Micros, Option<String>)>,
     blocked: Vec<(Uuid, Micros, Micros)>,
     holidays: Vec<HolidayRow>,
+    /// (id, label, quantity, the active resources that may meet it).
+    requirements: Vec<(Uuid, Option<String>, u32, Vec<Uuid>)>,
+    resources: Vec<ResourceRow>,
+    /// (requirement, resource) the appointment or hold being changed holds.
+    held: Vec<(Uuid, Uuid)>,
+    caps: Vec<CapRow>,
+    /// (staff, service, customer, start) of what counts against the caps.
+    counted: Vec<(Uuid, Uuid, Option<Uuid>, Micros)>,
+    /// (staff, service, start, end, chosen for "any staff").
+    busy: Vec<(Uuid, Uuid, Micros, Micros, bool)>,
 }
 
+/// (id, time zone, offers the service, minimum notice hours, advance limit days, own length in
+/// minutes, weight, priority): the two policies as they apply to this staff member and service,
+/// and their terms for it.
+type StaffRow = (Uuid, String, bool, f64, f64, Option<i64>, u32, i32);
 /// (staff, date, start second, end second, available), as the inputs query writes it.
 type OverrideRow = (Uuid, NaiveDate, Option<u32>, Option<u32>, bool);
 /// (name, date, recurring, month, day, affects all staff, affected staff), likewise.
 type HolidayRow = (String, Option<NaiveDate>, bool, Option<u32>, Option<u32>, bool, Vec<Uuid>);
+/// (id, name, position, weekly hours or NULL, closures, blocked ranges of its assignments).
+type ResourceRow = (Uuid, String, i32, Option<serde_json::Value>, Vec<(Micros, Micros)>, Vec<(Micros, Micros)>);
+/// (id, scope, staff, service, period, max).
+type CapRow = (Uuid, String, Option<Uuid>, Option<Uuid>, String, u32);
 
 /// One read of every input: $1 service, $2 staff member or NULL for all, $3..$4 the local date
 /// range, $5 an appointment to leave out (its own slot when rescheduling), $6 whether to keep
 /// staff who do not offer the service (validation reports them; slot search skips them), $7 the
-/// booking's length in minutes when it is not the service's (0 otherwise), $8 the tenant.
+/// booking's length in minutes when it is not the service's (0 otherwise), $8 the tenant, $9 a
+/// hold to leave out (the one being turned into a booking), $10 the customer (their caps), $11
+/// whether to read what the "any staff" strategies weigh.
 const INPUTS_SQL: &str = include_str!("../../sql/queries/availability_inputs.sql");
 
 /// The staff lookup that tells "of another tenant" (22023) from "does not exist" (PT404): with
@@ -159,6 +181,9 @@ fn read_inputs(args: &[pgrx::datum::DatumWithOid], tenant_given: bool) -> Domain
                     pg_sys::BOOLOID,
                     pg_sys::INT4OID,
                     pg_sys::UUIDOID,
+                    pg_sys::UUIDOID,
+                    pg_sys::UUIDOID,
+                    pg_sys::BOOLOID,
                 ]
                 .map(pgrx::PgOid::from);
                 let sql = if tenant_given { INPUTS_SQL.to_string() } else { inputs_sql_without_tenant() };
@@ -194,6 +219,13 @@ pub struct Model {
     pub holidays: Vec<Holiday>,
     /// `clocks[i]` is `staff[i]`'s notice and advance rules (staff > service > tenant > global).
     pub clocks: Vec<Clock>,
+    /// The service's resources and the tenant's caps, which every staff member's slots meet too.
+    pub shared: Shared,
+    /// `terms[i]`: `staff[i]`'s priority and weight for "any staff" bookings of the service.
+    pub terms: Vec<Terms>,
+    /// The tenant's "any staff" strategy, and what it weighs (read when the query asks).
+    pub strategy: Strategy,
+    pub busy: Vec<Busy>,
 }
 
 pub struct Query {
@@ -208,10 +240,42 @@ pub struct Query {
     pub include_non_offering: bool,
     /// A booking length other than the service's, for validation of an explicit end.
     pub duration: Option<Micros>,
+    /// A hold to leave out: the one being turned into a booking.
+    pub exclude_hold: Option<Uuid>,
+    /// The customer booking, whose own caps then apply.
+    pub customer: Option<Uuid>,
+    /// Whether to read what the "any staff" strategies weigh.
+    pub any_staff: bool,
+}
+
+impl Query {
+    /// The slots of one service on local dates `from..=to`, of one staff member or all, as anyone
+    /// asks for them: no customer, nothing left out.
+    pub fn slots(
+        tenant_id: Option<Uuid>,
+        service_id: Uuid,
+        staff_id: Option<Uuid>,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Query {
+        Query {
+            tenant_id,
+            service_id,
+            staff_id,
+            from,
+            to,
+            exclude_appointment: None,
+            include_non_offering: false,
+            duration: None,
+            exclude_hold: None,
+            customer: None,
+            any_staff: false,
+        }
+    }
 }
 
 pub fn load_model(q: &Query) -> DomainResult<Model> {
-    let args: [pgrx::datum::DatumWithOid; 8] = [
+    let args: [pgrx::datum::DatumWithOid; 11] = [
         to_pg_uuid(q.service_id).into(),
         q.staff_id.map(to_pg_uuid).into(),
         to_pg_date(q.from)?.into(),
@@ -229,6 +293,9 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
             None => service_tenant(q.service_id)?,
         })
         .into(),
+        q.exclude_hold.map(to_pg_uuid).into(),
+        q.customer.map(to_pg_uuid).into(),
+        q.any_staff.into(),
     ];
     let text = read_inputs(&args, q.tenant_id.is_some())?;
     let inputs: Inputs = serde_json::from_str(&text)?;
@@ -273,14 +340,16 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
 
     let mut staff: Vec<Staff> = Vec::with_capacity(inputs.staff.len());
     let mut clocks: Vec<Clock> = Vec::with_capacity(inputs.staff.len());
+    let mut terms: Vec<Terms> = Vec::with_capacity(inputs.staff.len());
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    for (id, tz, offers, notice_hours, advance_days) in inputs.staff {
+    for (id, tz, offers, notice_hours, advance_days, minutes, weight, priority) in inputs.staff {
         index.insert(id, staff.len());
         clocks.push(Clock {
             now: inputs.now,
             min_notice: (notice_hours * MICROS_PER_HOUR as f64) as Micros,
             max_advance: (advance_days * MICROS_PER_DAY as f64) as Micros,
         });
+        terms.push(Terms { priority, weight });
         staff.push(Staff {
             id,
             zone: zone(&tz)?,
@@ -289,6 +358,8 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
             overrides: Vec::new(),
             time_off: Vec::new(),
             blocked: Vec::new(),
+            // An explicit length (a booking with its own end) is the same for everyone.
+            duration: minutes.filter(|_| q.duration.is_none()).map(|m| m * MICROS_PER_MINUTE),
         });
     }
     for (sid, dow, start, end, tz) in inputs.schedules {
@@ -325,12 +396,74 @@ pub fn load_model(q: &Query) -> DomainResult<Model> {
         })
         .collect();
 
+    let requirements: Vec<Requirement> = inputs
+        .requirements
+        .into_iter()
+        .map(|(id, label, quantity, members)| Requirement {
+            id,
+            label: label.unwrap_or_else(|| "resource".to_string()),
+            members,
+            quantity,
+        })
+        .collect();
+    let resources: Vec<Resource> = inputs
+        .resources
+        .into_iter()
+        .map(|(id, name, position, hours, closures, blocked)| {
+            let hours = hours.map(|h| opening_hours::parse(&h)).transpose().map_err(DomainError::Internal)?;
+            let iv = |list: Vec<(Micros, Micros)>| list.into_iter().map(|(a, b)| Interval::new(a, b)).collect();
+            Ok(Resource { id, name, position, hours, closures: iv(closures), blocked: iv(blocked) })
+        })
+        .collect::<DomainResult<_>>()?;
+    let pool = Pool::new(&tenant.zone, &requirements, &resources, &inputs.held, q.from, q.to);
+    let caps: Vec<Cap> = inputs
+        .caps
+        .into_iter()
+        .map(|(id, scope, staff, service, period, max)| Cap {
+            id,
+            scope: match scope.as_str() {
+                "staff" => Scope::Staff(staff),
+                "service" => Scope::Service,
+                _ => Scope::Customer,
+            },
+            service,
+            period: if period == "week" { Period::Week } else { Period::Day },
+            max,
+        })
+        .collect();
+    let counted: Vec<Counted> = inputs
+        .counted
+        .into_iter()
+        .map(|(staff, service, customer, start)| Counted { staff, service, customer, start })
+        .collect();
+    let caps = (!caps.is_empty())
+        .then(|| Caps::new(tenant.zone.clone(), q.service_id, q.customer, caps, &counted))
+        .filter(|c| !c.is_empty());
+    let busy = inputs
+        .busy
+        .into_iter()
+        .map(|(staff, service, start, end, any_staff)| Busy { staff, service, start, end, any_staff })
+        .collect();
+    let strategy = Strategy::parse(&tenant_row.strategy)
+        .ok_or_else(|| DomainError::Internal(format!("unknown staff strategy {}", tenant_row.strategy)))?;
+
     let service = Service {
         duration: q.duration.unwrap_or(service.duration * MICROS_PER_MINUTE),
         buffer_before: service.buffer_before * MICROS_PER_MINUTE,
         buffer_after: service.buffer_after * MICROS_PER_MINUTE,
     };
-    Ok(Model { tenant_id, tenant, service, staff, holidays, clocks })
+    Ok(Model {
+        tenant_id,
+        tenant,
+        service,
+        staff,
+        holidays,
+        clocks,
+        shared: Shared { pool, caps },
+        terms,
+        strategy,
+        busy,
+    })
 }
 
 #[cfg(test)]

@@ -261,7 +261,7 @@ mod tests {
                                "expire-booking-operations": 3600000, "evaluate-alerts": 15000,
                                "metrics-snapshot": 300000, "extend-slot-horizon": 3600000,
                                "capture-history": 300000, "partition-maintenance": 600000,
-                               "archive-jobs": 60000, "client-blocks": 60000,
+                               "archive-jobs": 60000, "client-blocks": 60000, "expire-holds": 60000,
                                "cleanup-sms-inbound": 3600000, "staff-agenda": 60000, "cleanup-reminders": 86400000})
         );
     }

@@ -101,19 +101,11 @@ fn compute(tenant: Uuid, staff: Uuid, days: &[NaiveDate]) -> DomainResult<Vec<(K
         })?;
     let mut out = Vec::new();
     for service in services.into_iter().map(to_uuid) {
-        let model = load_model(&Query {
-            tenant_id: Some(tenant),
-            service_id: service,
-            staff_id: Some(staff),
-            from: first,
-            to: last,
-            exclude_appointment: None,
-            include_non_offering: false,
-            duration: None,
-        })?;
+        let model = load_model(&Query::slots(Some(tenant), service, Some(staff), first, last))?;
         // Not offered (an inactive staff member or service): no slots.
         let (Some(member), Some(clock)) = (model.staff.first(), model.clocks.first()) else { continue };
-        let cal = Calendar::new(&model.tenant, &model.service, member, &model.holidays, clock, first, last);
+        let cal = Calendar::new(&model.tenant, &model.service, member, &model.holidays, clock, first, last)
+            .with_shared(&model.shared);
         let mut plan = cal.plan(first, last);
         plan.slots.retain(|c| days.binary_search(&c.date).is_ok());
         let prime = |t: Micros| {

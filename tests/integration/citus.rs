@@ -381,6 +381,60 @@ fn waitlist_and_staff_steps(c: &mut Client, pair: &[Tenant]) {
     println!("citus: the waitlist offer of a pushed-down cancel and the staff steps work on both workers");
 }
 
+/// On a tenant of each worker, through the coordinator: a service that needs the tenant's one
+/// chair books it (the engine's read, the claim and its exclusion constraint on the worker), the
+/// other stylist cannot take the chair at the same time; an "any staff" booking records how it
+/// chose; a hold, made and booked with its token, is a pushed-down call as well.
+fn resources_and_any_staff_on_each_worker(c: &mut Client, pair: &[Tenant]) {
+    for (i, t) in pair.iter().enumerate() {
+        let chair = Uuid::new_v4();
+        c.batch_execute(&format!(
+            "INSERT INTO booking.resources (tenant_id, id, name, kind) VALUES ('{t}', '{chair}', 'Chair', 'chair');
+             INSERT INTO booking.service_requirements (tenant_id, service_id, resource_id) VALUES ('{t}', '{svc}', '{chair}');
+             INSERT INTO booking.booking_settings (tenant_id, staff_strategy) VALUES ('{t}', 'priority');",
+            t = t.id,
+            svc = t.service,
+        ))
+        .unwrap();
+        let first = book(c, t, &format!("chair-{i}"), t.staff[0], t.customers[0], "2026-03-05 11:00+01").unwrap();
+        assert_eq!(first["appointment"]["resources"][0]["resource_id"], serde_json::json!(chair), "{first}");
+        let second =
+            book(c, t, &format!("chair-second-{i}"), t.staff[1], t.customers[1], "2026-03-05 11:30+01").unwrap();
+        assert_eq!(second["details"][0]["code"], "resource_unavailable", "{second}");
+        let any = json(
+            c,
+            "SELECT booking.create_tenant_booking($1, $2, jsonb_build_object('customer_id', $3::uuid, 'service_id', $4::uuid,
+                 'starts_at', '2026-03-05 12:30+01'))",
+            &[&t.id, &format!("any-{i}"), &t.customers[1], &t.service],
+        );
+        assert_eq!(any["appointment"]["staff_choice"]["strategy"], "priority", "{any}");
+        // Both are free at 12:30 (the first booking's chair is free again): equal priorities go by id.
+        assert_eq!(any["appointment"]["staff_choice"]["free_staff"], 2, "{any}");
+        assert_eq!(any["appointment"]["staff_id"], serde_json::json!(t.staff[0]), "priority ties go by id: {any}");
+        let hold = json(
+            c,
+            "SELECT booking.create_hold($1, jsonb_build_object('service_id', $2::uuid, 'starts_at', '2026-03-05 15:30+01'))",
+            &[&t.id, &t.service],
+        );
+        assert_eq!(hold["success"], true, "{hold}");
+        let held = json(
+            c,
+            "SELECT booking.create_tenant_booking($1, $2, jsonb_build_object('hold_token', $3::text, 'customer_id', $4::uuid))",
+            &[&t.id, &format!("held-{i}"), &hold["token"].as_str().unwrap(), &t.customers[0]],
+        );
+        assert_eq!(held["success"], true, "{held}");
+        let claims: i64 = c
+            .query_one(
+                "SELECT count(*) FROM booking.assignments WHERE tenant_id = $1 AND resource_id IS NOT NULL AND live",
+                &[&t.id],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(claims, 3, "three bookings hold the chair, one after the other");
+    }
+    println!("citus: a resource booking, an any-staff booking and a booked hold on both workers");
+}
+
 /// A customer's request as PostgREST sends it (one pooled authenticator connection, the role
 /// and claims set per transaction) through the coordinator: the booking page, the slots, a
 /// booking of their own, and a refusal for another tenant.
@@ -856,13 +910,16 @@ fn booking_engine_on_a_citus_cluster() {
     assert!(slot_plan.contains("Task Count: 1"), "{slot_plan}");
     // The engine's own read, as the slot functions run it on the worker: one router query.
     c.batch_execute(&format!(
-        "PREPARE inputs (uuid, uuid, date, date, uuid, boolean, int4, uuid) AS {}",
+        "PREPARE inputs (uuid, uuid, date, date, uuid, boolean, int4, uuid, uuid, uuid, boolean) AS {}",
         include_str!("../../sql/queries/availability_inputs.sql")
     ))
     .unwrap();
     let inputs_plan = explain(
         &mut c,
-        &format!("EXECUTE inputs('{}', NULL, '2026-03-23', '2026-03-23', NULL, false, 0, '{}')", a.service, a.id),
+        &format!(
+            "EXECUTE inputs('{}', NULL, '2026-03-23', '2026-03-23', NULL, false, 0, '{}', NULL, NULL, true)",
+            a.service, a.id
+        ),
     );
     assert!(inputs_plan.contains("Task Count: 1"), "{inputs_plan}");
     println!("citus: router plans (Task Count: 1) for a booking, a slot query and the engine's read");
@@ -881,6 +938,7 @@ fn booking_engine_on_a_citus_cluster() {
     webhooks_from_each_worker(&mut c, &pair);
     reminders_from_each_worker(&mut c, &pair);
     waitlist_and_staff_steps(&mut c, &pair);
+    resources_and_any_staff_on_each_worker(&mut c, &pair);
     postgrest_through_the_coordinator(&cl, &pair[0]);
     tenants_run_themselves_through_the_coordinator(&cl);
 

@@ -21,6 +21,7 @@ mod operator;
 mod postgrest;
 mod receiver;
 mod reminders;
+mod resources;
 mod security;
 mod slot_store;
 mod tenants;

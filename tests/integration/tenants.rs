@@ -12,17 +12,17 @@ use uuid::Uuid;
 
 use crate::common::{connect, Caller, PostgRest, RpcError};
 
-type Args = Vec<(&'static str, &'static str, Value)>;
+pub type Args = Vec<(&'static str, &'static str, Value)>;
 
-fn id(name: &'static str, id: impl ToString) -> (&'static str, &'static str, Value) {
+pub fn id(name: &'static str, id: impl ToString) -> (&'static str, &'static str, Value) {
     (name, "uuid", json!(id.to_string()))
 }
 
-fn text(name: &'static str, value: &str) -> (&'static str, &'static str, Value) {
+pub fn text(name: &'static str, value: &str) -> (&'static str, &'static str, Value) {
     (name, "text", json!(value))
 }
 
-fn doc(name: &'static str, value: Value) -> (&'static str, &'static str, Value) {
+pub fn doc(name: &'static str, value: Value) -> (&'static str, &'static str, Value) {
     (name, "jsonb", value)
 }
 
@@ -79,13 +79,13 @@ impl Front {
         Front { rest: PostgRest::connect() }
     }
 
-    fn call(&mut self, who: &Caller, function: &str, args: Args) -> (Result<Value, RpcError>, String) {
+    pub fn call(&mut self, who: &Caller, function: &str, args: Args) -> (Result<Value, RpcError>, String) {
         let request = format!("it-tenants-{}", Uuid::new_v4());
         self.rest.headers = json!({"x-request-id": request, "user-agent": "it-tenants"});
         (self.rest.rpc(who, function, &args), request)
     }
 
-    fn ok(&mut self, who: &Caller, function: &str, args: Args) -> Value {
+    pub fn ok(&mut self, who: &Caller, function: &str, args: Args) -> Value {
         match self.call(who, function, args).0 {
             Ok(v) => v,
             Err(e) => panic!("{function} as {who:?}: {e:?}"),
@@ -94,7 +94,7 @@ impl Front {
 
     /// The call is refused with `code`, which PostgREST answers with a 4xx, and the refusal is
     /// audited as a failure of the caller's user with that code.
-    fn refused(&mut self, who: &Caller, function: &str, args: Args, code: &str) -> RpcError {
+    pub fn refused(&mut self, who: &Caller, function: &str, args: Args, code: &str) -> RpcError {
         let (result, request) = self.call(who, function, args);
         let err = result.err().unwrap_or_else(|| panic!("{function} as {who:?} was not refused"));
         assert_eq!(err.code, code, "{function} as {who:?}: {err:?}");
@@ -113,14 +113,14 @@ impl Front {
     }
 }
 
-fn user() -> (Uuid, Caller) {
+pub fn user() -> (Uuid, Caller) {
     let u = Uuid::new_v4();
     (u, Caller::User(u))
 }
 
 /// A tenant made by a new signed-in user through booking.create_tenant, with one service and
 /// one staff member working weekdays 09-17: (owner, tenant, service, staff).
-fn salon(front: &mut Front, name: &str) -> (Caller, Uuid, Uuid, Uuid) {
+pub fn salon(front: &mut Front, name: &str) -> (Caller, Uuid, Uuid, Uuid) {
     let (_, owner) = user();
     let t = front.ok(&owner, "create_tenant", vec![text("p_name", name), text("p_timezone", "Europe/Zurich")]);
     assert_eq!(t["role"], "owner", "{t}");
@@ -149,7 +149,7 @@ fn salon(front: &mut Front, name: &str) -> (Caller, Uuid, Uuid, Uuid) {
 
 /// Invites a new user into the tenant with a role (as staff member `staff`, when given) and
 /// has them accept: the new member.
-fn member(front: &mut Front, inviter: &Caller, tenant: Uuid, role: &str, staff: Option<Uuid>) -> (Uuid, Caller) {
+pub fn member(front: &mut Front, inviter: &Caller, tenant: Uuid, role: &str, staff: Option<Uuid>) -> (Uuid, Caller) {
     let (u, who) = user();
     let mut args = vec![id("p_tenant_id", tenant), text("p_role", role), id("p_user_id", u)];
     if let Some(s) = staff {
