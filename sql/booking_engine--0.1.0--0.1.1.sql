@@ -1761,6 +1761,14 @@ BEGIN
     LOOP
         v_days := coalesce((SELECT w.horizon_days FROM booking.slot_store_settings w
                             WHERE w.tenant_id = v_tenant AND w.enabled), 0);
+        -- Locked first in (staff, date) order, the order every writer of days locks in
+        -- (src/slot_store/api.rs): a DELETE alone locks in scan order and could deadlock with a
+        -- booking recomputing the same days.
+        PERFORM FROM booking.availability_slot_days d
+        JOIN booking.staff f ON f.tenant_id = v_tenant AND f.id = d.staff_id
+        WHERE d.tenant_id = v_tenant
+          AND (d.date < (v_now AT TIME ZONE f.timezone)::date OR d.date >= (v_now AT TIME ZONE f.timezone)::date + v_days)
+        ORDER BY d.staff_id, d.date FOR UPDATE OF d;
         DELETE FROM booking.availability_slot_days d
         USING booking.staff f
         WHERE d.tenant_id = v_tenant AND f.tenant_id = v_tenant AND f.id = d.staff_id

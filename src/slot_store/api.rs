@@ -17,16 +17,22 @@ use crate::errors::{DomainError, DomainResult};
 use crate::pg::convert::{to_naive_date, to_pg_date, to_pg_uuid, to_uuid};
 use crate::pg::kept::{self, Kept};
 
-/// Locks one tenant's staff-days that exist in the horizon and bumps their version: under
-/// REPEATABLE READ a concurrent writer of the same day then fails with 40001 instead of writing
-/// slots computed from a stale snapshot. The keys come sorted and are joined in that order, so
-/// two writers lock shared days in the same order. Every statement here names its one tenant
+/// Locks one tenant's staff-days that exist in the horizon, in (staff, date) order: the sort sits
+/// below the row locks, so every writer (a booking's trigger, a schedule change, the horizon
+/// upkeep) takes shared days in the same order and two of them cannot deadlock. (An UPDATE locks
+/// in whatever order its join happens to produce.) Every statement here names its one tenant
 /// ($1): on Citus it runs in a trigger on the tenant's shard, where only a query routed to that
 /// tenant's (local) shards may run.
-const LOCK_SQL: &str = "UPDATE booking.availability_slot_days d SET version = d.version + 1
+const LOCK_SQL: &str = "SELECT d.staff_id, d.date FROM booking.availability_slot_days d
+    JOIN unnest($2::uuid[], $3::date[]) AS k (staff_id, date) ON d.staff_id = k.staff_id AND d.date = k.date
+    WHERE d.tenant_id = $1 ORDER BY d.staff_id, d.date FOR UPDATE OF d";
+
+/// Bumps the locked days' version: under REPEATABLE READ a concurrent writer of the same day then
+/// fails with 40001 instead of writing slots computed from a stale snapshot (a lock alone would
+/// let it through once this transaction commits).
+const BUMP_SQL: &str = "UPDATE booking.availability_slot_days d SET version = d.version + 1
     FROM unnest($2::uuid[], $3::date[]) AS k (staff_id, date)
-    WHERE d.tenant_id = $1 AND d.staff_id = k.staff_id AND d.date = k.date
-    RETURNING d.staff_id, d.date";
+    WHERE d.tenant_id = $1 AND d.staff_id = k.staff_id AND d.date = k.date";
 
 /// The services a staff member offers and the tenant's prime hours (seconds of the day).
 const STAFF_SQL: &str = "SELECT coalesce((SELECT array_agg(ss.service_id ORDER BY ss.service_id)
@@ -47,6 +53,7 @@ thread_local! {
     // Prepared once per backend (src/pg/kept.rs): the booking path runs them on every change of
     // an appointment.
     static LOCK: Kept = const { RefCell::new(None) };
+    static BUMP: Kept = const { RefCell::new(None) };
     static STAFF: Kept = const { RefCell::new(None) };
     static READ: Kept = const { RefCell::new(None) };
     static DELETE: Kept = const { RefCell::new(None) };
@@ -70,8 +77,9 @@ type DaysByStaff = BTreeMap<Uuid, Vec<NaiveDate>>;
 
 fn lock_days(tenant: Uuid, staff: Vec<PgUuid>, dates: Vec<Date>) -> DomainResult<DaysByStaff> {
     let (u, d) = (pg_sys::UUIDARRAYOID, pg_sys::DATEARRAYOID);
+    let types = [pg_sys::UUIDOID, u, d];
     let args = [to_pg_uuid(tenant).into(), staff.into(), dates.into()];
-    run(&LOCK, LOCK_SQL, &[pg_sys::UUIDOID, u, d], &args, |rows| {
+    let locked = run(&LOCK, LOCK_SQL, &types, &args, |rows| {
         let mut out = DaysByStaff::new();
         for row in rows {
             let (s, day) = (row.get::<PgUuid>(1)?, row.get::<Date>(2)?);
@@ -79,7 +87,9 @@ fn lock_days(tenant: Uuid, staff: Vec<PgUuid>, dates: Vec<Date>) -> DomainResult
             out.entry(to_uuid(s)).or_default().push(to_naive_date(day, "date")?);
         }
         Ok(out)
-    })
+    })?;
+    run(&BUMP, BUMP_SQL, &types, &args, |_| Ok(()))?;
+    Ok(locked)
 }
 
 fn values(s: &Scored) -> Values {
