@@ -295,6 +295,46 @@ CREATE FUNCTION booking.get_agenda(p_tenant_id uuid, p_from date, p_to date, p_s
 LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
 AS $$ SELECT booking_internal.get_agenda(p_tenant_id, p_from, p_to, p_staff_id) $$;
 
+-- Reminders and the day's messages (sql/reminders.sql).
+CREATE FUNCTION booking.set_reminder_rule(p_tenant_id uuid, p_rule jsonb, p_rule_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_reminder_rule(p_tenant_id, p_rule, p_rule_id) $$;
+
+CREATE FUNCTION booking.delete_reminder_rule(p_tenant_id uuid, p_rule_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.delete_reminder_rule(p_tenant_id, p_rule_id) $$;
+
+CREATE FUNCTION booking.get_reminder_settings(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_reminder_settings(p_tenant_id) $$;
+
+CREATE FUNCTION booking.set_messaging_settings(p_tenant_id uuid, p_settings jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_messaging_settings(p_tenant_id, p_settings) $$;
+
+CREATE FUNCTION booking.get_appointment_reminders(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_appointment_reminders(p_tenant_id, p_appointment_id) $$;
+
+-- Signed links, for anyone holding one (the token is the check).
+CREATE FUNCTION booking.confirm_appointment_by_link(p_token text) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.confirm_appointment_by_link(p_token) $$;
+
+CREATE FUNCTION booking.cancel_appointment_by_link(p_token text, p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.cancel_appointment_by_link(p_token, p_reason) $$;
+
+CREATE FUNCTION booking.describe_appointment_link(p_token text) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.describe_appointment_link(p_token) $$;
+
+-- An SMS provider's callbacks (sql/delivery.sql), signed with the endpoint's secret.
+CREATE FUNCTION booking.sms_inbound(p_endpoint_id uuid, p_webhook_id text, p_timestamp text, p_body text, p_signature text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.sms_inbound(p_endpoint_id, p_webhook_id, p_timestamp, p_body, p_signature) $$;
+
 -- Resources, "any staff" terms and caps (sql/tenants.sql, docs/resources.md): owners and managers.
 CREATE FUNCTION booking.create_resource(p_tenant_id uuid, p_resource jsonb) RETURNS jsonb
 LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp

@@ -601,8 +601,20 @@ CREATE FUNCTION booking_internal.cancel_tenant_appointment(p_tenant_id uuid, p_a
 RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN booking.cancel_locked_appointment(
+        booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id), p_reason, p_idempotency_key);
+END $$;
+
+-- The cancellation of an appointment the caller may cancel, already locked: the policy checks,
+-- the change, its event and the waitlist offer. Behind cancel_tenant_appointment and a signed
+-- cancel link (sql/reminders.sql).
+CREATE FUNCTION booking.cancel_locked_appointment(p_appt booking.appointments, p_reason text, p_idempotency_key text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id);
+    v_appt booking.appointments := p_appt;
     v_op uuid;
     v_early jsonb;
     v_traced boolean := booking_internal.tracing();
@@ -638,6 +650,7 @@ BEGIN
     RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
 END $$;
+REVOKE ALL ON FUNCTION booking.cancel_locked_appointment(booking.appointments, text, text) FROM PUBLIC;
 
 -- Running the day: the tenant's staff (and operators) confirm pending bookings, check customers
 -- in, complete appointments and mark no-shows. Each is idempotent (doing it again answers
@@ -674,18 +687,29 @@ REVOKE ALL ON FUNCTION booking.staff_step_refused(text, booking.appointments, te
 CREATE FUNCTION booking_internal.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE SECURITY DEFINER
 SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN booking.confirm_locked_appointment(booking.appointment_for_change(p_appointment_id, 'booking.confirm', true),
+                                              'booking.confirm');
+END $$;
+
+-- The confirmation of a locked appointment, audited as p_action: behind confirm_appointment and
+-- a signed confirm link (sql/reminders.sql).
+CREATE FUNCTION booking.confirm_locked_appointment(p_appt booking.appointments, p_action text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
 DECLARE
-    v_appt booking.appointments := booking.appointment_for_change(p_appointment_id, 'booking.confirm', true);
+    v_appt booking.appointments := p_appt;
 BEGIN
     IF v_appt.status IN ('confirmed', 'active', 'completed') THEN
-        RETURN booking.staff_step_result('booking.confirm', v_appt, false, v_appt.status, NULL);
+        RETURN booking.staff_step_result(p_action, v_appt, false, v_appt.status, NULL);
     ELSIF v_appt.status <> 'pending' THEN
-        RETURN booking.staff_step_refused('booking.confirm', v_appt, 'invalid_status',
+        RETURN booking.staff_step_refused(p_action, v_appt, 'invalid_status',
                                           format('A %s appointment cannot be confirmed', v_appt.status));
     END IF;
     UPDATE booking.appointments SET status = 'confirmed' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
-    RETURN booking.staff_step_result('booking.confirm', v_appt, true, 'pending', 'booking.confirmed');
+    RETURN booking.staff_step_result(p_action, v_appt, true, 'pending', 'booking.confirmed');
 END $$;
+REVOKE ALL ON FUNCTION booking.confirm_locked_appointment(booking.appointments, text) FROM PUBLIC;
 
 -- Records the customer's arrival (checked_in_at), which keeps the no-show sweep away. For
 -- confirmed and active appointments; the status itself moves on with the clock (activate-due).

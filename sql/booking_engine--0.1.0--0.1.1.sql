@@ -11225,3 +11225,2151 @@ BEGIN
     END IF;
 END $$;
 
+
+-- Reminders and the day's messages: job keys and cron schedules in a time zone for the
+-- scheduler, the SMS channel, reminder rules and their reminders, signed confirm/cancel links,
+-- the staff's daily agenda (sql/jobs.sql, sql/delivery.sql, sql/booking.sql, sql/reminders.sql,
+-- sql/api.sql, sql/citus.sql, sql/operator.sql, sql/finalize.sql).
+
+-- The Rust functions of this block.
+CREATE  FUNCTION booking_admin."check_cron"(
+	"p_expression" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < String, ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_cron_wrapper';
+
+CREATE  FUNCTION booking_admin."cron_next"(
+	"p_expression" TEXT, /* Option < & str > */
+	"p_timezone" TEXT, /* Option < & str > */
+	"p_after" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS timestamp with time zone /* Result < Option < TimestampWithTimeZone > , ErrorReport > */
+STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cron_next_wrapper';
+
+CREATE  FUNCTION booking_admin."cron_runs"(
+	"p_expression" TEXT, /* Option < & str > */
+	"p_timezone" TEXT, /* Option < & str > */
+	"p_from" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"p_to" timestamp with time zone /* Option < TimestampWithTimeZone > */
+) RETURNS SETOF timestamp with time zone /* TimestampWithTimeZone */
+STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'cron_runs_wrapper';
+
+CREATE  FUNCTION booking_internal."normalize_phone"(
+	"p_phone" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < Option < String > , ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'normalize_phone_wrapper';
+
+CREATE  FUNCTION booking_internal."check_sms_sender"(
+	"p_sender" TEXT /* Option < & str > */
+) RETURNS TEXT /* Result < String, ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'check_sms_sender_wrapper';
+
+CREATE  FUNCTION booking_internal."read_sms_inbound"(
+	"p_body" TEXT /* Option < & str > */
+) RETURNS jsonb /* Result < pgrx :: JsonB, ErrorReport > */
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'read_sms_inbound_wrapper';
+
+CREATE  FUNCTION booking_internal."quiet_hours_end"(
+	"p_at" timestamp with time zone, /* Option < TimestampWithTimeZone > */
+	"p_timezone" TEXT, /* Option < & str > */
+	"p_start" time, /* Option < Time > */
+	"p_end" time /* Option < Time > */
+) RETURNS timestamp with time zone /* Result < Option < TimestampWithTimeZone > , ErrorReport > */
+STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'quiet_hours_end_wrapper';
+
+CREATE  FUNCTION booking_internal."new_link_key"() RETURNS bytea /* Vec < u8 > */
+STRICT VOLATILE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'new_link_key_wrapper';
+
+CREATE  FUNCTION booking_internal."sign_link"(
+	"p_key" bytea, /* & [u8] */
+	"p_key_id" INT, /* i32 */
+	"p_action" TEXT, /* & str */
+	"p_tenant_id" uuid, /* pgrx :: Uuid */
+	"p_appointment_id" uuid, /* pgrx :: Uuid */
+	"p_starts_at" timestamp with time zone, /* TimestampWithTimeZone */
+	"p_expires_at" timestamp with time zone /* TimestampWithTimeZone */
+) RETURNS TEXT /* Result < String, ErrorReport > */
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'sign_link_wrapper';
+
+CREATE  FUNCTION booking_internal."parse_link"(
+	"p_token" TEXT /* Option < & str > */
+) RETURNS TABLE (
+	"key_id" INT,  /* i32 */
+	"action" TEXT,  /* String */
+	"tenant_id" uuid,  /* pgrx :: Uuid */
+	"appointment_id" uuid,  /* pgrx :: Uuid */
+	"starts_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"expires_at" timestamp with time zone,  /* Option < TimestampWithTimeZone > */
+	"digest" bytea  /* Vec < u8 > */
+)
+IMMUTABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'parse_link_wrapper';
+
+CREATE  FUNCTION booking_internal."link_is_authentic"(
+	"p_token" TEXT, /* & str */
+	"p_key" bytea /* & [u8] */
+) RETURNS bool /* bool */
+IMMUTABLE STRICT PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'link_is_authentic_wrapper';
+
+CREATE  FUNCTION booking_internal."link_rate_limit"() RETURNS INT /* i32 */
+STRICT STABLE PARALLEL SAFE
+SET search_path TO pg_catalog, pg_temp
+LANGUAGE c /* Rust */
+AS 'MODULE_PATHNAME', 'link_rate_limit_wrapper';
+
+-- Jobs: a cancelled status, job keys (replace, preserve_run_at, cancel and reschedule by key).
+ALTER TABLE booking_admin.jobs DROP CONSTRAINT jobs_status_check,
+    ADD CONSTRAINT jobs_status_check CHECK (status IN ('pending', 'running', 'completed', 'failed', 'dead', 'cancelled')),
+    ADD COLUMN replaced_by uuid;
+COMMENT ON COLUMN booking_admin.jobs.status IS
+    'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue), cancelled (by its key before it ran).';
+COMMENT ON COLUMN booking_admin.jobs.replaced_by IS
+    'Set when enqueue_job replaced this job by its key while it ran: the new job, which took the key over.';
+-- The job history has the queue's columns and constraints (LIKE booking_admin.jobs).
+ALTER TABLE booking_admin.job_history DROP CONSTRAINT jobs_status_check,
+    ADD CONSTRAINT jobs_status_check CHECK (status IN ('pending', 'running', 'completed', 'failed', 'dead', 'cancelled')),
+    ADD COLUMN replaced_by uuid;
+COMMENT ON COLUMN booking_admin.job_history.status IS
+    'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue), cancelled (by its key before it ran).';
+COMMENT ON COLUMN booking_admin.job_history.replaced_by IS
+    'Set when enqueue_job replaced this job by its key while it ran: the new job, which took the key over.';
+
+-- enqueue_job gains p_job_key_mode: the old signature goes.
+DROP FUNCTION booking_admin.enqueue_job(text, text, jsonb, integer, timestamptz, integer, integer, numeric, integer,
+                                        boolean, integer, uuid, text);
+CREATE FUNCTION booking_admin.enqueue_job(
+    p_name text,
+    p_handler text,
+    p_payload jsonb DEFAULT '{}',
+    p_priority integer DEFAULT 5,
+    p_run_at timestamptz DEFAULT now(),
+    p_max_retries integer DEFAULT 3,
+    p_retry_delay_ms integer DEFAULT 1000,
+    p_retry_backoff_multiplier numeric DEFAULT 2.0,
+    p_max_delay_ms integer DEFAULT 300000,
+    p_jitter boolean DEFAULT true,
+    p_timeout_ms integer DEFAULT 30000,
+    p_tenant_id uuid DEFAULT NULL,
+    p_unique_key text DEFAULT NULL,
+    p_job_key_mode text DEFAULT 'unsafe_dedupe'
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid;
+    v_old booking_admin.jobs;
+BEGIN
+    IF p_name IS NULL OR p_handler IS NULL THEN
+        RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF p_job_key_mode IS NULL OR p_job_key_mode NOT IN ('unsafe_dedupe', 'replace', 'preserve_run_at') THEN
+        RAISE EXCEPTION 'job_key_mode must be unsafe_dedupe, replace or preserve_run_at, not %',
+            coalesce(quote_literal(p_job_key_mode), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    -- Twice at most: a replace that finds no holder of the key inserts, and when a concurrent
+    -- call inserted the key first (the insert then does nothing), it replaces that job instead.
+    FOR attempt IN 1..2 LOOP
+        IF p_unique_key IS NOT NULL AND p_job_key_mode <> 'unsafe_dedupe' THEN
+            SELECT * INTO v_old FROM booking_admin.jobs j
+            WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+            FOR UPDATE;
+            IF FOUND AND v_old.status <> 'running' THEN
+                UPDATE booking_admin.jobs SET
+                    name = p_name, handler = p_handler, payload = coalesce(p_payload, '{}'), tenant_id = p_tenant_id,
+                    priority = coalesce(p_priority, 5),
+                    scheduled_at = CASE WHEN p_job_key_mode = 'preserve_run_at' THEN scheduled_at ELSE coalesce(p_run_at, now()) END,
+                    max_retries = p_max_retries, retry_delay_ms = p_retry_delay_ms,
+                    retry_backoff_multiplier = p_retry_backoff_multiplier, max_delay_ms = p_max_delay_ms, jitter = p_jitter,
+                    timeout_ms = p_timeout_ms, status = 'pending', retry_count = 0, error_message = NULL, updated_at = now()
+                WHERE id = v_old.id;
+                PERFORM booking_admin.wake_workers_at_commit();
+                RETURN v_old.id;
+            ELSIF FOUND THEN
+                -- Running: it cannot be changed under its worker. It hands its key over and will
+                -- not be retried; the new job runs after it as scheduled.
+                v_id := gen_random_uuid();
+                UPDATE booking_admin.jobs SET unique_key = NULL, replaced_by = v_id,
+                    max_retries = least(max_retries, retry_count), updated_at = now()
+                WHERE id = v_old.id;
+            END IF;
+        END IF;
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key)
+        VALUES (coalesce(v_id, gen_random_uuid()), p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id,
+                coalesce(p_priority, 5), coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms,
+                p_retry_backoff_multiplier, p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key)
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+        DO NOTHING
+        RETURNING id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            PERFORM booking_admin.wake_workers_at_commit();
+            RETURN v_id;
+        END IF;
+        IF p_job_key_mode = 'unsafe_dedupe' THEN
+            -- The same logical job is already queued: hand back its id instead of a second copy.
+            SELECT j.id INTO v_id FROM booking_admin.jobs j
+            WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed');
+            RETURN v_id;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'job key % is being changed concurrently; retry', p_unique_key USING ERRCODE = '40001';
+END $$;
+
+CREATE FUNCTION booking_admin.cancel_job_by_key(p_unique_key text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+BEGIN
+    IF p_unique_key IS NULL THEN
+        RAISE EXCEPTION 'the job key must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v FROM booking_admin.jobs j
+    WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('cancelled', false, 'job_id', NULL, 'status', NULL);
+    ELSIF v.status = 'running' THEN
+        RETURN jsonb_build_object('cancelled', false, 'job_id', v.id, 'status', 'running');
+    END IF;
+    UPDATE booking_admin.jobs SET status = 'cancelled', completed_at = clock_timestamp(),
+        error_message = 'cancelled by its job key', updated_at = now()
+    WHERE id = v.id;
+    RETURN jsonb_build_object('cancelled', true, 'job_id', v.id, 'status', 'cancelled');
+END $$;
+
+CREATE FUNCTION booking_admin.reschedule_job_by_key(p_unique_key text, p_run_at timestamptz) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+BEGIN
+    IF p_unique_key IS NULL OR p_run_at IS NULL OR NOT isfinite(p_run_at) THEN
+        RAISE EXCEPTION 'the job key and a finite run_at are required' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v FROM booking_admin.jobs j
+    WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no queued job holds the key %', p_unique_key USING ERRCODE = 'P0002';
+    ELSIF v.status = 'running' THEN
+        RAISE EXCEPTION 'job % (key %) is running', v.id, p_unique_key USING ERRCODE = '55000',
+            HINT = 'enqueue_job with job_key_mode replace queues a new job for the key';
+    END IF;
+    UPDATE booking_admin.jobs SET scheduled_at = p_run_at, updated_at = now() WHERE id = v.id;
+    PERFORM booking_admin.wake_workers_at_commit();
+    RETURN v.id;
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_admin.job_stats() RETURNS jsonb
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+    SELECT jsonb_build_object(
+        -- Completed jobs are counted in the queue and in the history they move to.
+        'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s)
+                                                 + CASE WHEN s = 'completed' THEN (SELECT count(*) FROM booking_admin.job_history) ELSE 0 END)
+                      FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead', 'cancelled']) s),
+        'avg_duration_ms', (SELECT round(avg(d.ms)::numeric, 1) FROM booking_admin.completed_job_durations() d),
+        'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (ORDER BY d.ms))::numeric, 1)
+                            FROM booking_admin.completed_job_durations() d),
+        'oldest_pending_age_ms', (SELECT round((extract(epoch FROM now() - min(scheduled_at)) * 1000)::numeric)
+                                  FROM booking_admin.jobs WHERE status IN ('pending', 'failed') AND scheduled_at <= now()))
+$$;
+
+CREATE OR REPLACE FUNCTION booking_admin.handle_data_cleanup(p_payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_jobs integer;
+    v_cancelled integer;
+    v_dead integer;
+    v_history integer;
+BEGIN
+    DELETE FROM booking_admin.jobs WHERE status = 'completed'
+        AND completed_at < now() - make_interval(days => coalesce((p_payload->>'completed_jobs_days')::int, 7));
+    GET DIAGNOSTICS v_jobs = ROW_COUNT;
+    DELETE FROM booking_admin.jobs WHERE status = 'cancelled'
+        AND completed_at < now() - make_interval(days => coalesce((p_payload->>'completed_jobs_days')::int, 7));
+    GET DIAGNOSTICS v_cancelled = ROW_COUNT;
+    DELETE FROM booking_admin.jobs WHERE status = 'dead'
+        AND updated_at < now() - make_interval(days => coalesce((p_payload->>'dead_jobs_days')::int, 30));
+    GET DIAGNOSTICS v_dead = ROW_COUNT;
+    DELETE FROM booking_admin.maintenance_executions
+    WHERE executed_at < now() - make_interval(days => coalesce((p_payload->>'history_days')::int, 30));
+    GET DIAGNOSTICS v_history = ROW_COUNT;
+    RETURN jsonb_build_object('completed_jobs', v_jobs, 'cancelled_jobs', v_cancelled, 'dead_jobs', v_dead,
+                              'maintenance_history', v_history);
+END $$;
+
+-- Cron schedules in a time zone for the maintenance scheduler.
+ALTER TABLE booking_admin.scheduler_job_info ALTER COLUMN delay_ms SET DEFAULT 60000,
+    ADD COLUMN cron text CHECK (cron IS NULL OR cron = booking_admin.check_cron(cron)),
+    ADD COLUMN timezone text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone));
+COMMENT ON TABLE booking_admin.scheduler_job_info IS
+    'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms, or at the times of its cron expression in its time zone. Insert a row to schedule a new operation.';
+
+CREATE FUNCTION booking_admin.scheduler_clock() RETURNS timestamptz
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('booking_engine.now', true), '')::timestamptz, clock_timestamp())
+$$;
+
+CREATE FUNCTION booking_admin.scheduler_job_cron() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.cron IS NOT NULL THEN
+        NEW.cron := booking_admin.check_cron(NEW.cron);
+        NEW.next_run_at := coalesce(booking_admin.cron_next(NEW.cron, NEW.timezone, booking_admin.scheduler_clock()), 'infinity');
+    ELSIF TG_OP = 'UPDATE' AND OLD.cron IS NOT NULL THEN
+        -- Back to an interval, from the server's clock.
+        NEW.next_run_at := clock_timestamp() + make_interval(secs => NEW.delay_ms / 1000.0);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER scheduler_job_info_cron BEFORE INSERT OR UPDATE OF cron, timezone ON booking_admin.scheduler_job_info
+    FOR EACH ROW EXECUTE FUNCTION booking_admin.scheduler_job_cron();
+
+CREATE FUNCTION booking_admin.due_operations() RETURNS TABLE (job_name text, timeout_ms integer)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT j.job_name, j.timeout_ms FROM booking_admin.scheduler_job_info j
+    WHERE j.enabled
+      AND j.next_run_at <= CASE WHEN j.cron IS NULL THEN clock_timestamp() ELSE booking_admin.scheduler_clock() END
+    ORDER BY j.next_run_at, j.job_name
+$$;
+
+CREATE FUNCTION booking_admin.scheduler_wait_ms() RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (extract(epoch FROM min(j.next_run_at - CASE WHEN j.cron IS NULL THEN clock_timestamp()
+                                                        ELSE booking_admin.scheduler_clock() END)) * 1000)::int8
+    FROM booking_admin.scheduler_job_info j WHERE j.enabled
+$$;
+
+CREATE OR REPLACE FUNCTION booking_admin.run_maintenance(p_operation text, p_triggered_by text DEFAULT 'manual') RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    j booking_admin.scheduler_job_info;
+    e booking_admin.maintenance_executions;
+    v_function regprocedure;
+    v_started timestamptz := clock_timestamp();
+    v_count integer := 0;
+    v_error text;
+    v_until timestamptz;
+BEGIN
+    IF p_triggered_by IS NULL OR p_triggered_by NOT IN ('scheduler', 'manual') THEN
+        RAISE EXCEPTION 'triggered_by must be ''scheduler'' or ''manual''' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO j FROM booking_admin.scheduler_job_info WHERE job_name = p_operation;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown maintenance operation %', coalesce(quote_literal(p_operation), 'NULL')
+            USING ERRCODE = '22023',
+                  HINT = 'One of: ' || (SELECT string_agg(job_name, ', ' ORDER BY job_name) FROM booking_admin.scheduler_job_info);
+    END IF;
+    IF j.respects_freeze THEN
+        -- The scheduler has nobody to refuse: it defers. A manual run meets the window's action.
+        v_until := CASE WHEN p_triggered_by = 'scheduler'
+                        THEN (booking_admin.freeze_state(NULL) ->> 'until')::timestamptz
+                        ELSE booking_admin.freeze_gate(format('maintenance operation %s', p_operation)) END;
+        IF v_until IS NOT NULL THEN
+            -- At least 5 seconds ahead, as booking_admin.defer_job (a held clock must not spin it).
+            UPDATE booking_admin.scheduler_job_info SET next_run_at = greatest(v_until, clock_timestamp() + interval '5 seconds')
+            WHERE job_name = p_operation;
+            RETURN jsonb_build_object('success', false, 'deferred_until', v_until,
+                                      'message', format('Operation %s is deferred by a freeze window until %s', p_operation, v_until),
+                                      'data', NULL);
+        END IF;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtext('booking_engine.maintenance'), hashtext(p_operation)) THEN
+        RETURN jsonb_build_object('success', false, 'message', format('Operation %s is already running', p_operation),
+                                  'data', NULL);
+    END IF;
+    BEGIN
+        v_function := to_regprocedure(j.function || '(jsonb)');
+        IF v_function IS NULL THEN
+            RAISE EXCEPTION 'function %(jsonb) does not exist', j.function USING ERRCODE = '42883';
+        END IF;
+        EXECUTE format('SELECT %s($1)', v_function::oid::regproc) INTO v_count USING j.settings;
+    EXCEPTION WHEN query_canceled OR others THEN
+        v_error := SQLERRM;
+    END;
+    INSERT INTO booking_admin.maintenance_executions (operation, executed_at, status, processed_count, error_message,
+                                                      execution_time_ms, triggered_by)
+    VALUES (p_operation, v_started, CASE WHEN v_error IS NULL THEN 'SUCCESS' ELSE 'FAILED' END,
+            coalesce(v_count, 0), v_error,
+            round(extract(epoch FROM clock_timestamp() - v_started) * 1000)::integer, p_triggered_by)
+    RETURNING * INTO e;
+    UPDATE booking_admin.scheduler_job_info
+    SET status = CASE WHEN v_error IS NULL THEN 'idle' ELSE 'failed' END,
+        last_run_at = v_started, last_duration_ms = e.execution_time_ms, last_error = v_error,
+        consecutive_failures = CASE WHEN v_error IS NULL THEN 0 ELSE consecutive_failures + 1 END,
+        run_count = run_count + 1,
+        server_instance = coalesce(inet_server_addr()::text, 'local') || ':' || current_setting('port'),
+        -- A failure is retried sooner, with backoff, up to max_retries times in a row; then the
+        -- next time of its cron schedule, or its delay.
+        next_run_at = CASE
+            WHEN v_error IS NOT NULL AND consecutive_failures < max_retries
+            THEN CASE WHEN cron IS NULL THEN clock_timestamp() ELSE booking_admin.scheduler_clock() END
+                 + make_interval(secs => booking_admin.retry_delay_ms(1000, 2, consecutive_failures, delay_ms, NULL) / 1000.0)
+            WHEN cron IS NOT NULL
+            THEN coalesce(booking_admin.cron_next(cron, timezone, booking_admin.scheduler_clock()), 'infinity')
+            ELSE clock_timestamp() + make_interval(secs => delay_ms / 1000.0) END
+    WHERE job_name = p_operation;
+    RETURN jsonb_build_object(
+        'success', v_error IS NULL,
+        'message', CASE WHEN v_error IS NULL THEN 'Operation completed successfully' ELSE 'Operation failed' END,
+        'data', booking_admin.maintenance_json(e, j.description));
+END $$;
+
+-- configure_scheduler_job gains p_cron and p_timezone.
+DROP FUNCTION booking_admin.configure_scheduler_job(text, integer, integer, integer, boolean);
+CREATE FUNCTION booking_admin.configure_scheduler_job(p_name text, p_delay_ms integer DEFAULT NULL,
+                                                      p_max_retries integer DEFAULT NULL,
+                                                      p_timeout_ms integer DEFAULT NULL,
+                                                      p_enabled boolean DEFAULT NULL,
+                                                      p_cron text DEFAULT NULL,
+                                                      p_timezone text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+BEGIN
+    IF p_delay_ms < 100 OR p_max_retries < 0 OR p_timeout_ms < 1 THEN
+        RAISE EXCEPTION 'delay_ms must be at least 100, max_retries at least 0, timeout_ms at least 1'
+            USING ERRCODE = '22023';
+    END IF;
+    IF p_timezone IS NOT NULL AND NOT booking.is_valid_timezone(p_timezone) THEN
+        RAISE EXCEPTION 'time zone "%" not recognized', p_timezone USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.scheduler_job_info
+    SET delay_ms = coalesce(p_delay_ms, delay_ms),
+        max_retries = coalesce(p_max_retries, max_retries),
+        timeout_ms = coalesce(p_timeout_ms, timeout_ms),
+        enabled = coalesce(p_enabled, enabled),
+        -- (The cron trigger sets the next run of a cron schedule.)
+        cron = CASE WHEN p_cron IS NULL THEN cron ELSE nullif(btrim(p_cron), '') END,
+        timezone = coalesce(p_timezone, timezone),
+        -- A shorter delay applies from now, not after the old, longer wait.
+        next_run_at = CASE WHEN cron IS NULL AND p_cron IS NULL
+                           THEN least(next_run_at, clock_timestamp() + make_interval(secs => coalesce(p_delay_ms, delay_ms) / 1000.0))
+                           ELSE next_run_at END
+    WHERE job_name = p_name;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'unknown scheduler job %', coalesce(quote_literal(p_name), 'NULL') USING ERRCODE = 'P0002';
+    END IF;
+    PERFORM booking_admin.wake_workers_at_commit();
+    RETURN booking_admin.scheduler_job(p_name);
+END $$;
+
+-- Delivery: the SMS channel, two event types and their default templates.
+INSERT INTO booking_admin.delivery_event_types (event_type, description) VALUES
+    ('booking.reminder', 'A reminder rule fell due for an appointment (sql/reminders.sql)'),
+    ('staff.agenda', 'A staff member''s agenda of the day (sql/reminders.sql)');
+ALTER TABLE booking_admin.delivery_endpoints DROP CONSTRAINT delivery_endpoints_channel_check,
+    ADD CONSTRAINT delivery_endpoints_channel_check CHECK (channel IN ('webhook', 'slack', 'email', 'sms')),
+    ADD COLUMN settings jsonb NOT NULL DEFAULT '{}',
+    ADD CONSTRAINT delivery_endpoints_check2 CHECK ((channel = 'sms') = (settings ? 'provider'));
+CREATE TABLE booking_admin.delivery_credentials (
+    endpoint_id uuid PRIMARY KEY REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
+    password    text,
+    token       text,
+    updated_at  timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.delivery_credentials', '');
+ALTER TABLE booking_admin.deliveries ADD COLUMN recipient text, ADD COLUMN provider_message_id text,
+    ADD COLUMN receipt_status text, ADD COLUMN receipt_at timestamptz;
+CREATE INDEX deliveries_provider_message_idx ON booking_admin.deliveries_default (endpoint_id, provider_message_id)
+    WHERE provider_message_id IS NOT NULL;
+ALTER TABLE booking_admin.delivery_attempts DROP CONSTRAINT delivery_attempts_outcome_check,
+    ADD CONSTRAINT delivery_attempts_outcome_check
+    CHECK (outcome IN ('delivered', 'retry', 'dead', 'gone', 'interrupted', 'suppressed'));
+INSERT INTO booking_admin.message_templates (tenant_id, event_type, subject, body_text, body_html) VALUES
+    (NULL, 'booking.reminder', 'Reminder: {{service_name}} at {{tenant_name}}, {{starts_at_local}}',
+     'Reminder from {{tenant_name}}: your {{service_name}} with {{staff_name}} is on {{starts_at_local}} ({{time_zone}}).',
+     '<p>Hello {{customer_name}},</p><p>a reminder of your <b>{{service_name}}</b> with {{staff_name}} on <b>{{starts_at_local}}</b> ({{time_zone}}).</p><p>{{tenant_name}}</p>'),
+    (NULL, 'staff.agenda', 'Your agenda for {{date_local}}: {{appointment_count}} appointments',
+     E'Good morning {{staff_name}},\n\n{{agenda}}\n\n{{tenant_name}}',
+     '<p>Good morning {{staff_name}},</p><pre>{{agenda}}</pre><p>{{tenant_name}}</p>');
+
+CREATE OR REPLACE FUNCTION booking_admin.fan_out_events(p_limit integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_since timestamptz;
+    v_tenants uuid[];
+    v_ids uuid[];
+    v_types text[];
+    v_payloads jsonb[];
+    v_created timestamptz[];
+BEGIN
+    -- One expansion at a time: the worker and a call by hand never expand an event twice.
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_events'));
+    SELECT min(s.enabled_at) INTO v_since FROM booking_admin.delivery_endpoints s WHERE s.enabled;
+    IF v_since IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at)
+    INTO v_tenants, v_ids, v_types, v_payloads, v_created
+    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at FROM booking.events e
+          WHERE e.fanned_out_at IS NULL AND e.created_at >= v_since
+          ORDER BY e.created_at LIMIT greatest(p_limit, 1)) e;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at)
+    SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at
+    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created) AS e (tenant_id, id, event_type, payload, created_at)
+    JOIN booking_admin.delivery_endpoints s
+      ON s.enabled AND s.enabled_at <= e.created_at
+     AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
+     AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
+          OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types))
+     -- A reminder's email and SMS are the rule's own channels (booking_admin.fan_out_reminders):
+     -- its event is for webhooks and Slack.
+     AND NOT (e.event_type = 'booking.reminder' AND s.channel IN ('email', 'sms'));
+    -- The tenants as constants: on Citus the update then goes to their shards only.
+    EXECUTE format('UPDATE booking.events e SET fanned_out_at = %L WHERE e.tenant_id = ANY (%L::uuid[]) AND e.id = ANY (%L::uuid[])',
+                   clock_timestamp(), v_tenants, v_ids);
+    RETURN cardinality(v_ids);
+END $$;
+
+CREATE FUNCTION booking_internal.sms_settings(p_channel text, p_current jsonb, p_options jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v jsonb := coalesce(p_current, '{}');
+BEGIN
+    IF p_channel IS DISTINCT FROM 'sms' THEN
+        IF coalesce(p_options, '{}') ?| ARRAY['provider', 'from', 'username', 'password', 'token'] THEN
+            RAISE EXCEPTION 'provider, from, username, password and token are options of SMS endpoints' USING ERRCODE = '22023';
+        END IF;
+        RETURN '{}';
+    END IF;
+    IF p_options ? 'provider' THEN
+        IF p_options ->> 'provider' IS NULL OR p_options ->> 'provider' NOT IN ('twilio', 'json') THEN
+            RAISE EXCEPTION 'an SMS provider is twilio or json, not %', coalesce(p_options ->> 'provider', 'NULL') USING ERRCODE = '22023';
+        END IF;
+        v := v || jsonb_build_object('provider', p_options ->> 'provider');
+    END IF;
+    IF p_options ? 'from' THEN
+        v := v || jsonb_build_object('from', booking_internal.check_sms_sender(p_options ->> 'from'));
+    END IF;
+    IF p_options ? 'username' THEN
+        v := v || jsonb_build_object('username', p_options ->> 'username');
+    END IF;
+    IF NOT (v ? 'provider' AND v ? 'from') THEN
+        RAISE EXCEPTION 'an SMS endpoint needs a provider (twilio or json) and a sender (from)' USING ERRCODE = '22023';
+    END IF;
+    RETURN v;
+END $$;
+
+CREATE FUNCTION booking_internal.save_sms_credentials(p_endpoint_id uuid, p_options jsonb) RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_options ?| ARRAY['password', 'token'] THEN
+        INSERT INTO booking_admin.delivery_credentials AS c (endpoint_id, password, token)
+        VALUES (p_endpoint_id, p_options ->> 'password', p_options ->> 'token')
+        ON CONFLICT (endpoint_id) DO UPDATE
+            SET password = CASE WHEN p_options ? 'password' THEN excluded.password ELSE c.password END,
+                token = CASE WHEN p_options ? 'token' THEN excluded.token ELSE c.token END,
+                updated_at = now();
+    END IF;
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_internal.create_endpoint(p_tenant_id uuid, p_url text, p_event_types text[], p_channel text,
+                                                 p_options jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_secret text;
+    v_unknown text[];
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_options, '{}')) k
+                       WHERE k NOT IN ('description', 'max_in_flight', 'timeout_ms', 'secret', 'provider', 'from',
+                                       'username', 'password', 'token'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint option(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023',
+            HINT = 'options are description, max_in_flight, timeout_ms and secret; SMS endpoints also provider, from, username, password, token';
+    END IF;
+    PERFORM booking_internal.check_endpoint_limits(p_options ->> 'max_in_flight', p_options ->> 'timeout_ms');
+    IF p_tenant_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM booking.tenants t WHERE t.id = p_tenant_id) THEN
+        RAISE EXCEPTION 'no tenant %', p_tenant_id USING ERRCODE = 'PT404';
+    END IF;
+    v_secret := coalesce(p_options ->> 'secret', booking_internal.generate_webhook_secret());
+    INSERT INTO booking_admin.delivery_endpoints (tenant_id, channel, url, event_types, description, max_in_flight, timeout_ms,
+                                                  settings)
+    VALUES (p_tenant_id, p_channel, booking_internal.check_endpoint_url(p_channel, p_url),
+            booking_internal.check_event_types(p_event_types), coalesce(p_options ->> 'description', ''),
+            coalesce((p_options ->> 'max_in_flight')::int, 4), coalesce((p_options ->> 'timeout_ms')::int, 10000),
+            booking_internal.sms_settings(p_channel, NULL, p_options))
+    RETURNING * INTO v_endpoint;
+    INSERT INTO booking_admin.delivery_secrets (endpoint_id, secret)
+    VALUES (v_endpoint.id, booking_internal.check_webhook_secret(v_secret));
+    PERFORM booking_internal.save_sms_credentials(v_endpoint.id, p_options);
+    PERFORM booking.delivery_wanted_at_commit();
+    RETURN booking_internal.endpoint_json(v_endpoint) || jsonb_build_object('secret', v_secret);
+END $$;
+
+CREATE OR REPLACE FUNCTION booking_internal.change_endpoint(p_endpoint booking_admin.delivery_endpoints, p_changes jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_unknown text[];
+    v_enable boolean := (p_changes ->> 'enabled')::boolean;
+BEGIN
+    v_unknown := ARRAY(SELECT k FROM jsonb_object_keys(coalesce(p_changes, '{}')) k
+                       WHERE k NOT IN ('url', 'event_types', 'description', 'max_in_flight', 'timeout_ms',
+                                       'enabled', 'disabled_reason', 'provider', 'from', 'username', 'password', 'token'));
+    IF cardinality(v_unknown) > 0 THEN
+        RAISE EXCEPTION 'unknown endpoint field(s): %', array_to_string(v_unknown, ', ') USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_endpoint_limits(p_changes ->> 'max_in_flight', p_changes ->> 'timeout_ms');
+    IF v_enable IS FALSE AND p_changes ->> 'disabled_reason' IS NULL THEN
+        RAISE EXCEPTION 'disabling an endpoint needs a disabled_reason' USING ERRCODE = '22023';
+    END IF;
+    UPDATE booking_admin.delivery_endpoints e SET
+        url = CASE WHEN p_changes ? 'url' THEN booking_internal.check_endpoint_url(e.channel, p_changes ->> 'url') ELSE e.url END,
+        event_types = CASE WHEN p_changes ? 'event_types'
+            THEN booking_internal.check_event_types(ARRAY(SELECT jsonb_array_elements_text(p_changes -> 'event_types')))
+            ELSE e.event_types END,
+        description = coalesce(p_changes ->> 'description', e.description),
+        max_in_flight = coalesce((p_changes ->> 'max_in_flight')::int, e.max_in_flight),
+        timeout_ms = coalesce((p_changes ->> 'timeout_ms')::int, e.timeout_ms),
+        enabled = coalesce(v_enable, e.enabled),
+        enabled_at = CASE WHEN v_enable AND NOT e.enabled THEN now() ELSE e.enabled_at END,
+        disabled_reason = CASE v_enable WHEN true THEN NULL WHEN false THEN p_changes ->> 'disabled_reason' ELSE e.disabled_reason END,
+        disabled_at = CASE v_enable WHEN true THEN NULL WHEN false THEN now() ELSE e.disabled_at END,
+        consecutive_failures = CASE WHEN v_enable THEN 0 ELSE e.consecutive_failures END,
+        failing_since = CASE WHEN v_enable THEN NULL ELSE e.failing_since END,
+        circuit_open_until = CASE WHEN v_enable THEN NULL ELSE e.circuit_open_until END,
+        settings = booking_internal.sms_settings(e.channel, e.settings, p_changes),
+        updated_at = now()
+    WHERE e.id = p_endpoint.id
+    RETURNING * INTO v_endpoint;
+    PERFORM booking_internal.save_sms_credentials(v_endpoint.id, p_changes);
+    PERFORM booking.delivery_wanted_at_commit();
+    RETURN booking_internal.endpoint_json(v_endpoint);
+END $$;
+
+-- PL/pgSQL, not SQL: on a Citus coordinator its joins read distributed tables by the tenant
+-- given as an argument, which Citus cannot plan in a SQL function's parameterised statement.
+CREATE OR REPLACE FUNCTION booking_admin.delivery_context(p_tenant_id uuid, p_event_type text, p_payload jsonb) RETURNS jsonb
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_context jsonb;
+BEGIN
+    WITH x AS (
+        SELECT t.name AS tenant_name, c.name AS customer_name, c.email AS customer_email, c.phone AS customer_phone,
+               sv.name AS service_name, st.name AS staff_name,
+               CASE WHEN p_event_type = 'staff.agenda' THEN coalesce(st.timezone, t.timezone, 'UTC')
+                    ELSE coalesce(c.timezone, st.timezone, t.timezone, 'UTC') END AS tz,
+               coalesce((p_payload ->> 'starts_at')::timestamptz, a.starts_at) AS starts_at,
+               coalesce((p_payload ->> 'ends_at')::timestamptz, a.ends_at) AS ends_at
+        FROM (SELECT 1) one
+        LEFT JOIN booking.tenants t ON t.id = p_tenant_id
+        LEFT JOIN booking.appointments a ON a.tenant_id = p_tenant_id AND a.id = (p_payload ->> 'appointment_id')::uuid
+        LEFT JOIN booking.customers c ON c.tenant_id = p_tenant_id AND c.id = coalesce((p_payload ->> 'customer_id')::uuid, a.customer_id)
+        LEFT JOIN booking.services sv ON sv.tenant_id = p_tenant_id AND sv.id = coalesce((p_payload ->> 'service_id')::uuid, a.service_id)
+        LEFT JOIN booking.staff st ON st.tenant_id = p_tenant_id AND st.id = coalesce((p_payload ->> 'staff_id')::uuid, a.staff_id)
+    )
+    SELECT jsonb_strip_nulls(jsonb_build_object(
+        'event_type', p_event_type, 'tenant_name', x.tenant_name, 'customer_name', x.customer_name,
+        'customer_email', x.customer_email, 'customer_phone', x.customer_phone,
+        'recipient_email', coalesce(p_payload ->> 'recipient_email', x.customer_email),
+        'recipient_phone', coalesce(p_payload ->> 'recipient_phone', x.customer_phone),
+        'service_name', x.service_name, 'staff_name', x.staff_name,
+        'time_zone', x.tz,
+        'starts_at_local', to_char(x.starts_at AT TIME ZONE x.tz, 'FMDay DD FMMonth YYYY, HH24:MI'),
+        'ends_at_local', to_char(x.ends_at AT TIME ZONE x.tz, 'FMDay DD FMMonth YYYY, HH24:MI'),
+        'date_local', coalesce(p_payload ->> 'date', to_char(x.starts_at AT TIME ZONE x.tz, 'YYYY-MM-DD')),
+        'time_local', to_char(x.starts_at AT TIME ZONE x.tz, 'HH24:MI'),
+        'appointment_id', p_payload ->> 'appointment_id', 'reason', p_payload ->> 'reason',
+        'confirm_url', p_payload ->> 'confirm_url', 'cancel_url', p_payload ->> 'cancel_url',
+        'reminder_offset', (SELECT CASE WHEN m % 60 = 0 THEN (m / 60) || CASE WHEN m = 60 THEN ' hour' ELSE ' hours' END
+                                        ELSE m || CASE WHEN m = 1 THEN ' minute' ELSE ' minutes' END END
+                            FROM (SELECT (p_payload ->> 'offset_minutes')::int AS m) o),
+        'appointment_count', CASE WHEN jsonb_typeof(p_payload -> 'appointments') = 'array'
+                                  THEN jsonb_array_length(p_payload -> 'appointments')::text END,
+        -- A staff member's day: one line per appointment, in their zone.
+        'agenda', CASE WHEN jsonb_typeof(p_payload -> 'appointments') = 'array' THEN (SELECT coalesce(string_agg(
+                              to_char((v ->> 'starts_at')::timestamptz AT TIME ZONE x.tz, 'HH24:MI') || '-'
+                              || to_char((v ->> 'ends_at')::timestamptz AT TIME ZONE x.tz, 'HH24:MI') || '  '
+                              || coalesce(v ->> 'service_name', '') || '  ' || coalesce(v ->> 'customer_name', '')
+                              || CASE WHEN v ->> 'status' = 'pending' THEN '  (pending)' ELSE '' END,
+                              E'\n' ORDER BY (v ->> 'starts_at')::timestamptz), 'No appointments.')
+                   FROM jsonb_array_elements(p_payload -> 'appointments') v) END))
+    INTO v_context
+    FROM x;
+    RETURN v_context;
+END $$;
+
+CREATE FUNCTION booking.customers_phone() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    NEW.phone := booking_internal.normalize_phone(nullif(btrim(NEW.phone), ''));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER customers_phone BEFORE INSERT OR UPDATE OF phone ON booking.customers
+    FOR EACH ROW WHEN (NEW.phone IS NOT NULL) EXECUTE FUNCTION booking.customers_phone();
+
+CREATE TABLE booking_admin.sms_opt_outs (
+    tenant_id   uuid,
+    phone       text NOT NULL CHECK (phone = booking_internal.normalize_phone(phone)),
+    keyword     text NOT NULL,
+    endpoint_id uuid,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    UNIQUE NULLS NOT DISTINCT (tenant_id, phone)
+);
+CREATE INDEX sms_opt_outs_phone_idx ON booking_admin.sms_opt_outs (phone);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.sms_opt_outs', '');
+
+CREATE FUNCTION booking_admin.sms_opted_out(p_tenant_id uuid, p_phone text) RETURNS boolean
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT EXISTS (SELECT 1 FROM booking_admin.sms_opt_outs o
+                   WHERE o.phone = p_phone AND (o.tenant_id = p_tenant_id OR o.tenant_id IS NULL))
+$$;
+REVOKE ALL ON FUNCTION booking_admin.sms_opted_out(uuid, text) FROM PUBLIC;
+
+CREATE TABLE booking_admin.sms_inbound_seen (
+    endpoint_id uuid NOT NULL REFERENCES booking_admin.delivery_endpoints (id) ON DELETE CASCADE,
+    webhook_id  text NOT NULL,
+    received_at timestamptz NOT NULL DEFAULT now(),
+    result      jsonb,
+    PRIMARY KEY (endpoint_id, webhook_id)
+);
+CREATE INDEX sms_inbound_seen_received_idx ON booking_admin.sms_inbound_seen (received_at);
+
+CREATE FUNCTION booking_internal.sms_inbound(p_endpoint_id uuid, p_webhook_id text, p_timestamp text, p_body text,
+                                             p_signature text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_endpoint booking_admin.delivery_endpoints;
+    v_in jsonb;
+    v_tenant uuid;
+    v_n integer;
+    v_result jsonb;
+BEGIN
+    IF NOT booking.check_rate_limit(coalesce(booking.request_context() ->> 'ip_address', 'unknown'), 'sms_inbound', 600, 60) THEN
+        RAISE EXCEPTION 'too many SMS callbacks from this client' USING ERRCODE = 'PT429';
+    END IF;
+    SELECT * INTO v_endpoint FROM booking_admin.delivery_endpoints e WHERE e.id = p_endpoint_id AND e.channel = 'sms';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no SMS endpoint %', coalesce(p_endpoint_id::text, 'NULL') USING ERRCODE = 'PT404';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM booking_admin.delivery_secrets s
+                   WHERE s.endpoint_id = v_endpoint.id AND (s.expires_at IS NULL OR s.expires_at > now())
+                     AND booking.verify_webhook_signature(s.secret, coalesce(p_webhook_id, ''), coalesce(p_timestamp, ''),
+                                                          coalesce(p_body, ''), coalesce(p_signature, ''))) THEN
+        RAISE EXCEPTION 'the callback''s signature does not verify with the endpoint''s secret' USING ERRCODE = 'PT401';
+    END IF;
+    INSERT INTO booking_admin.sms_inbound_seen (endpoint_id, webhook_id) VALUES (v_endpoint.id, p_webhook_id)
+    ON CONFLICT DO NOTHING;
+    IF NOT FOUND THEN
+        RETURN coalesce((SELECT x.result FROM booking_admin.sms_inbound_seen x
+                         WHERE x.endpoint_id = v_endpoint.id AND x.webhook_id = p_webhook_id), '{}')
+               || '{"duplicate": true}';
+    END IF;
+    v_in := booking_internal.read_sms_inbound(p_body);
+    IF v_in ->> 'kind' = 'receipt' THEN
+        UPDATE booking_admin.deliveries d SET receipt_status = v_in ->> 'status', receipt_at = now(), updated_at = now()
+        WHERE d.endpoint_id = v_endpoint.id AND d.provider_message_id = v_in ->> 'message_id';
+        GET DIAGNOSTICS v_n = ROW_COUNT;
+        v_result := v_in || jsonb_build_object('matched', v_n > 0);
+    ELSE
+        -- The tenant the number hears from through this endpoint: its own, or for a global
+        -- endpoint the tenant of the last message it sent there.
+        v_tenant := coalesce(v_endpoint.tenant_id,
+            (SELECT d.tenant_id FROM booking_admin.deliveries d
+             WHERE d.endpoint_id = v_endpoint.id AND d.recipient = v_in ->> 'from'
+             ORDER BY d.created_at DESC LIMIT 1));
+        IF v_in ->> 'keyword' = 'stop' THEN
+            INSERT INTO booking_admin.sms_opt_outs (tenant_id, phone, keyword, endpoint_id)
+            VALUES (v_tenant, v_in ->> 'from', 'stop', v_endpoint.id)
+            ON CONFLICT (tenant_id, phone) DO NOTHING;
+        ELSIF v_in ->> 'keyword' = 'start' THEN
+            DELETE FROM booking_admin.sms_opt_outs o
+            WHERE o.phone = v_in ->> 'from' AND (o.tenant_id = v_tenant OR o.tenant_id IS NULL);
+        END IF;
+        v_result := v_in || jsonb_build_object('tenant_id', v_tenant);
+    END IF;
+    UPDATE booking_admin.sms_inbound_seen x SET result = v_result WHERE x.endpoint_id = v_endpoint.id AND x.webhook_id = p_webhook_id;
+    PERFORM booking.audit_event('delivery.sms_inbound', 'endpoint', p_endpoint_id::text, true, NULL, false, v_endpoint.tenant_id);
+    RETURN v_result;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('delivery.sms_inbound', 'endpoint', p_endpoint_id::text, false, SQLSTATE || ': ' || SQLERRM,
+                                false, v_endpoint.tenant_id);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_admin.op_cleanup_sms_inbound(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    n integer;
+BEGIN
+    DELETE FROM booking_admin.sms_inbound_seen x
+    WHERE x.received_at < now() - make_interval(hours => coalesce((p_settings ->> 'retention_hours')::int, 24));
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+REVOKE ALL ON FUNCTION booking_admin.op_cleanup_sms_inbound(jsonb) FROM PUBLIC;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('cleanup-sms-inbound', 'Forget SMS callbacks'' ids past the replay window', 'booking_admin.op_cleanup_sms_inbound',
+     '{"retention_hours": 24}', 3600000, 3, 60000);
+
+GRANT SELECT, INSERT, DELETE ON booking_admin.sms_opt_outs TO booking_operator;
+GRANT EXECUTE ON FUNCTION booking_internal.normalize_phone(text) TO booking_operator;
+
+-- Booking: confirm and cancel of a locked appointment, shared with the signed links.
+CREATE OR REPLACE FUNCTION booking_internal.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN booking.cancel_locked_appointment(
+        booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id), p_reason, p_idempotency_key);
+END $$;
+
+CREATE FUNCTION booking.cancel_locked_appointment(p_appt booking.appointments, p_reason text, p_idempotency_key text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := p_appt;
+    v_op uuid;
+    v_early jsonb;
+BEGIN
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_appt, p_idempotency_key, 'cancel',
+        jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason),
+        'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        RETURN v_early;
+    END IF;
+    UPDATE booking.appointments
+    SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
+    WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
+    RETURNING * INTO v_appt;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));
+    PERFORM booking.offer_freed_slot(v_appt);
+    RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
+REVOKE ALL ON FUNCTION booking.cancel_locked_appointment(booking.appointments, text, text) FROM PUBLIC;
+
+CREATE OR REPLACE FUNCTION booking_internal.confirm_appointment(p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN booking.confirm_locked_appointment(booking.appointment_for_change(p_appointment_id, 'booking.confirm', true),
+                                              'booking.confirm');
+END $$;
+
+CREATE FUNCTION booking.confirm_locked_appointment(p_appt booking.appointments, p_action text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := p_appt;
+BEGIN
+    IF v_appt.status IN ('confirmed', 'active', 'completed') THEN
+        RETURN booking.staff_step_result(p_action, v_appt, false, v_appt.status, NULL);
+    ELSIF v_appt.status <> 'pending' THEN
+        RETURN booking.staff_step_refused(p_action, v_appt, 'invalid_status',
+                                          format('A %s appointment cannot be confirmed', v_appt.status));
+    END IF;
+    UPDATE booking.appointments SET status = 'confirmed' WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id RETURNING * INTO v_appt;
+    RETURN booking.staff_step_result(p_action, v_appt, true, 'pending', 'booking.confirmed');
+END $$;
+REVOKE ALL ON FUNCTION booking.confirm_locked_appointment(booking.appointments, text) FROM PUBLIC;
+
+-- Reminders (sql/reminders.sql, whole: every object in it is new).
+CREATE TABLE booking.reminder_rules (
+    id             uuid NOT NULL DEFAULT gen_random_uuid(),
+    tenant_id      uuid NOT NULL REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    -- NULL: every service of the tenant.
+    service_id     uuid,
+    name           text NOT NULL DEFAULT '' CHECK (length(name) <= 200),
+    -- How long before the start (up to 60 days).
+    offset_minutes integer NOT NULL CHECK (offset_minutes BETWEEN 1 AND 86400),
+    channels       text[] NOT NULL CHECK (cardinality(channels) > 0 AND channels <@ ARRAY['email', 'sms', 'webhook']),
+    -- A daily window on the customer's wall clock (their zone, else the staff member's, else the
+    -- tenant's) in which nothing goes out: a reminder falling due in it waits for its end if
+    -- that is still before the appointment, else it is skipped.
+    quiet_start    time,
+    quiet_end      time,
+    -- A booking (or a reschedule) made after this rule's time has passed: send the reminder at
+    -- once, or skip it.
+    late_booking   text NOT NULL DEFAULT 'skip' CHECK (late_booking IN ('send', 'skip')),
+    enabled        boolean NOT NULL DEFAULT true,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    -- The rule's own message, {"subject", "body_text", "body_html"} (booking_internal.reminder_template);
+    -- NULL: the tenant's booking.reminder template, else the default one.
+    template       jsonb,
+    CHECK (CASE WHEN quiet_start IS NULL THEN quiet_end IS NULL ELSE quiet_start <> quiet_end END),
+    PRIMARY KEY (tenant_id, id),
+    FOREIGN KEY (tenant_id, service_id) REFERENCES booking.services (tenant_id, id) ON DELETE CASCADE
+);
+-- The foreign key's side.
+CREATE INDEX reminder_rules_service_idx ON booking.reminder_rules (service_id) WHERE service_id IS NOT NULL;
+CREATE TRIGGER reminder_rules_touch BEFORE UPDATE ON booking.reminder_rules FOR EACH ROW EXECUTE FUNCTION booking.touch_updated_at();
+SELECT pg_catalog.pg_extension_config_dump('booking.reminder_rules', '');
+COMMENT ON TABLE booking.reminder_rules IS
+    'A tenant''s reminders (optionally for one service): offset_minutes before the start, on channels email, sms, webhook (a booking.reminder event), outside quiet hours, late bookings sent at once or skipped.';
+
+-- One row per (appointment, rule, start time): the primary key is the "exactly once".
+CREATE TABLE booking.reminders (
+    tenant_id      uuid NOT NULL,
+    appointment_id uuid NOT NULL,
+    rule_id        uuid NOT NULL,
+    -- The start this reminder is for: a reschedule gives the new start rows of its own.
+    starts_at      timestamptz NOT NULL,
+    id             uuid NOT NULL DEFAULT gen_random_uuid(),
+    -- starts_at minus the rule's offset.
+    due_at         timestamptz NOT NULL,
+    -- When it goes out: due_at, the booking's time for a late booking sent at once, or the end of
+    -- the customer's quiet hours.
+    send_at        timestamptz NOT NULL,
+    -- pending; sent (handed to its channels); skipped (booked late, or quiet hours until the
+    -- start); dropped (the appointment moved, was cancelled, missed, completed or expired, or
+    -- the rule changed).
+    status         text NOT NULL DEFAULT 'pending' CHECK (status IN ('pending', 'sent', 'skipped', 'dropped')),
+    -- Why it was skipped, dropped or deferred: booked_late, quiet_hours, started, rescheduled,
+    -- cancelled, no_show, completed, expired, active, deleted, rule_changed.
+    reason         text,
+    -- What each channel did with it: {"email": "queued" | "no_endpoint" | "no_address",
+    -- "sms": ... | "opted_out", "webhook": "event"}.
+    channels       jsonb,
+    sent_at        timestamptz,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    updated_at     timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (tenant_id, appointment_id, rule_id, starts_at),
+    FOREIGN KEY (tenant_id, appointment_id) REFERENCES booking.appointments (tenant_id, id) ON DELETE CASCADE,
+    FOREIGN KEY (tenant_id, rule_id) REFERENCES booking.reminder_rules (tenant_id, id) ON DELETE CASCADE
+);
+-- What the delivery worker asks: the due ones.
+CREATE INDEX reminders_due_idx ON booking.reminders (send_at) WHERE status = 'pending';
+-- The rule's side of its foreign key, and a rule's re-arming.
+CREATE INDEX reminders_rule_idx ON booking.reminders (tenant_id, rule_id);
+SELECT pg_catalog.pg_extension_config_dump('booking.reminders', '');
+
+-- A tenant's messaging settings: the page its signed links open (the token and the action are
+-- added to it), and its staff's daily agenda on a cron schedule in the tenant's zone.
+CREATE TABLE booking.messaging_settings (
+    tenant_id       uuid PRIMARY KEY REFERENCES booking.tenants (id) ON DELETE CASCADE,
+    link_base_url   text CHECK (link_base_url ~ '^https?://[^\s]+$' AND length(link_base_url) <= 500),
+    agenda_cron     text CHECK (agenda_cron IS NULL OR agenda_cron = booking_admin.check_cron(agenda_cron)),
+    agenda_next_at  timestamptz,
+    agenda_last_at  timestamptz,
+    updated_at      timestamptz NOT NULL DEFAULT now()
+);
+SELECT pg_catalog.pg_extension_config_dump('booking.messaging_settings', '');
+
+-- The keys that sign links (src/reminders/links.rs). No grants: only the extension's owner reads
+-- them. A rotated key keeps verifying the links it signed until retired_at.
+CREATE TABLE booking_admin.link_keys (
+    id         integer GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    key        bytea NOT NULL CHECK (length(key) = 32),
+    created_at timestamptz NOT NULL DEFAULT now(),
+    retired_at timestamptz
+);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.link_keys', '');
+
+-- Links used: single use. The SHA-256 of the token, never the token.
+CREATE TABLE booking_admin.link_uses (
+    digest         bytea PRIMARY KEY,
+    tenant_id      uuid NOT NULL,
+    appointment_id uuid NOT NULL,
+    action         text NOT NULL CHECK (action IN ('confirm', 'cancel')),
+    used_at        timestamptz NOT NULL DEFAULT now(),
+    expires_at     timestamptz NOT NULL
+);
+CREATE INDEX link_uses_expires_idx ON booking_admin.link_uses (expires_at);
+SELECT pg_catalog.pg_extension_config_dump('booking_admin.link_uses', '');
+
+-- Arming -----------------------------------------------------------------------------------
+
+-- The appointment's reminders follow it, in the booking's own transaction. A new or moved start
+-- gets one row per enabled rule of its tenant (and service); its due time already passed means
+-- booked late: sent at once (at the booking's time, before the start) or skipped, as the rule
+-- says. A moved start drops the old start's pending rows; an appointment that is no longer
+-- pending or confirmed drops them all. Moving back to a start it had: its dropped rows are armed
+-- again, sent or skipped ones are not (once per start). A row trigger with statements filtered
+-- by the appointment's tenant, reading only that tenant's colocated rules and reminders (what
+-- Citus allows a trigger on a worker's shard); a tenant without rules costs one index probe.
+-- SECURITY DEFINER so that whoever may change an appointment (service_role, the booking
+-- functions) keeps its reminders, without rights on them.
+CREATE FUNCTION booking.reminders_follow_appointment() RETURNS trigger
+LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_rules uuid[];
+    v_offsets integer[];
+    v_late text[];
+    v_now timestamptz;
+    v_armed integer;
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        UPDATE booking.reminders r
+        SET status = 'dropped', updated_at = now(),
+            reason = CASE WHEN NEW.status IN ('pending', 'confirmed') THEN 'rescheduled' ELSE NEW.status END
+        WHERE r.tenant_id = NEW.tenant_id AND r.appointment_id = NEW.id AND r.status = 'pending'
+          AND (NEW.status NOT IN ('pending', 'confirmed') OR r.starts_at <> NEW.starts_at);
+        IF NEW.status NOT IN ('pending', 'confirmed') OR NEW.starts_at = OLD.starts_at THEN
+            RETURN NULL;
+        END IF;
+    END IF;
+    SELECT array_agg(u.id), array_agg(u.offset_minutes), array_agg(u.late_booking)
+    INTO v_rules, v_offsets, v_late
+    FROM booking.reminder_rules u
+    WHERE u.tenant_id = NEW.tenant_id AND u.enabled AND (u.service_id IS NULL OR u.service_id = NEW.service_id);
+    IF v_rules IS NULL THEN
+        RETURN NULL;
+    END IF;
+    v_now := booking.clock_now();
+    INSERT INTO booking.reminders AS r (tenant_id, appointment_id, rule_id, starts_at, due_at, send_at, status, reason)
+    SELECT NEW.tenant_id, NEW.id, x.rule, NEW.starts_at, x.due, greatest(x.due, v_now),
+           CASE WHEN x.due >= v_now OR (x.late = 'send' AND NEW.starts_at > v_now) THEN 'pending' ELSE 'skipped' END,
+           CASE WHEN x.due < v_now THEN 'booked_late' END
+    FROM (SELECT u.rule, u.late, NEW.starts_at - make_interval(mins => u.minutes) AS due
+          FROM unnest(v_rules, v_offsets, v_late) AS u (rule, minutes, late)) x
+    ON CONFLICT (tenant_id, appointment_id, rule_id, starts_at) DO UPDATE
+        SET status = excluded.status, reason = excluded.reason, due_at = excluded.due_at, send_at = excluded.send_at,
+            channels = NULL, updated_at = excluded.updated_at
+        WHERE r.status = 'dropped';
+    GET DIAGNOSTICS v_armed = ROW_COUNT;
+    -- One due at once (a late booking sent now) need not wait for the worker's next look.
+    IF v_armed > 0 AND EXISTS (SELECT 1 FROM unnest(v_offsets) m WHERE NEW.starts_at - make_interval(mins => m) <= v_now) THEN
+        PERFORM booking.wake_delivery_at_commit();
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER reminders_arm AFTER INSERT ON booking.appointments
+    FOR EACH ROW WHEN (NEW.status IN ('pending', 'confirmed'))
+    EXECUTE FUNCTION booking.reminders_follow_appointment();
+CREATE TRIGGER reminders_follow AFTER UPDATE OF starts_at, status ON booking.appointments
+    FOR EACH ROW WHEN (OLD.starts_at IS DISTINCT FROM NEW.starts_at
+                       OR (OLD.status IS DISTINCT FROM NEW.status AND NEW.status NOT IN ('pending', 'confirmed')))
+    EXECUTE FUNCTION booking.reminders_follow_appointment();
+
+-- A rule created, changed or removed: its pending rows are dropped, and the tenant's upcoming
+-- appointments (of its service) get rows for it when its time is still ahead (a new rule
+-- reminds existing bookings; it does not send late ones at once). Returns the rows armed.
+CREATE FUNCTION booking_internal.rearm_reminder_rule(p_tenant_id uuid, p_rule_id uuid) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_rule booking.reminder_rules;
+    v_now timestamptz := booking.clock_now();
+    n integer;
+BEGIN
+    UPDATE booking.reminders r SET status = 'dropped', reason = 'rule_changed', updated_at = now()
+    WHERE r.tenant_id = p_tenant_id AND r.rule_id = p_rule_id AND r.status = 'pending';
+    SELECT * INTO v_rule FROM booking.reminder_rules u WHERE u.tenant_id = p_tenant_id AND u.id = p_rule_id;
+    IF NOT FOUND OR NOT v_rule.enabled THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO booking.reminders AS r (tenant_id, appointment_id, rule_id, starts_at, due_at, send_at)
+    SELECT a.tenant_id, a.id, v_rule.id, a.starts_at, a.starts_at - make_interval(mins => v_rule.offset_minutes),
+           a.starts_at - make_interval(mins => v_rule.offset_minutes)
+    FROM booking.appointments a
+    WHERE a.tenant_id = p_tenant_id AND a.status IN ('pending', 'confirmed')
+      AND a.starts_at > v_now + make_interval(mins => v_rule.offset_minutes)
+      AND (v_rule.service_id IS NULL OR a.service_id = v_rule.service_id)
+    -- (No now() in DO UPDATE: Citus takes only immutable functions there; excluded's default is now.)
+    ON CONFLICT (tenant_id, appointment_id, rule_id, starts_at) DO UPDATE
+        SET status = 'pending', reason = NULL, due_at = excluded.due_at, send_at = excluded.send_at, channels = NULL,
+            updated_at = excluded.updated_at
+        WHERE r.status = 'dropped';
+    GET DIAGNOSTICS n = ROW_COUNT;
+    RETURN n;
+END $$;
+
+-- Links ------------------------------------------------------------------------------------
+
+-- The key that signs new links, made on first use.
+CREATE FUNCTION booking_admin.current_link_key() RETURNS booking_admin.link_keys
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v booking_admin.link_keys;
+BEGIN
+    SELECT * INTO v FROM booking_admin.link_keys k WHERE k.retired_at IS NULL ORDER BY k.id DESC LIMIT 1;
+    IF NOT FOUND THEN
+        PERFORM pg_advisory_xact_lock(hashtext('booking_engine.link_keys'));
+        SELECT * INTO v FROM booking_admin.link_keys k WHERE k.retired_at IS NULL ORDER BY k.id DESC LIMIT 1;
+        IF NOT FOUND THEN
+            INSERT INTO booking_admin.link_keys (key) VALUES (booking_internal.new_link_key()) RETURNING * INTO v;
+        END IF;
+    END IF;
+    RETURN v;
+END $$;
+
+-- A new key signs the links sent from now on; the links the old ones signed keep working for
+-- p_grace (0 to 90 days; they expire with their appointments anyway). Returns the new key's id.
+-- For operators (a key suspected to have leaked: p_grace '0').
+CREATE FUNCTION booking_admin.rotate_link_key(p_grace interval DEFAULT '30 days') RETURNS integer
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_id integer;
+BEGIN
+    PERFORM booking_admin.require_operator();
+    IF p_grace IS NULL OR p_grace < interval '0' OR p_grace > interval '90 days' THEN
+        RAISE EXCEPTION 'the grace period is between 0 and 90 days' USING ERRCODE = '22023';
+    END IF;
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.link_keys'));
+    UPDATE booking_admin.link_keys k SET retired_at = now() + p_grace WHERE k.retired_at IS NULL OR k.retired_at > now() + p_grace;
+    INSERT INTO booking_admin.link_keys (key) VALUES (booking_internal.new_link_key()) RETURNING id INTO v_id;
+    PERFORM booking.audit_event('delivery.link_key_rotate', 'link_key', v_id::text, true, NULL, true, NULL);
+    RETURN v_id;
+END $$;
+
+-- The URL of a link: the tenant's page with the action and the token added.
+CREATE FUNCTION booking_internal.link_url(p_base text, p_action text, p_token text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT p_base || CASE WHEN strpos(p_base, '?') > 0 THEN '&' ELSE '?' END || 'action=' || p_action || '&token=' || p_token
+$$;
+
+-- A presented token, checked: what it allows when it is well formed (PT400 otherwise), made by
+-- one of our live keys (PT403: altered, or not ours), for this action (PT403) and not expired
+-- (PT410). Whether it was used is for the caller to check, under the appointment's lock.
+CREATE FUNCTION booking_internal.checked_link(p_token text, p_action text)
+RETURNS TABLE (key_id integer, action text, tenant_id uuid, appointment_id uuid, starts_at timestamptz,
+               expires_at timestamptz, digest bytea)
+LANGUAGE plpgsql STABLE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v record;
+    v_key bytea;
+BEGIN
+    SELECT * INTO v FROM booking_internal.parse_link(p_token);
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'not an appointment link' USING ERRCODE = 'PT400';
+    END IF;
+    SELECT k.key INTO v_key FROM booking_admin.link_keys k
+    WHERE k.id = v.key_id AND (k.retired_at IS NULL OR k.retired_at > now());
+    IF v_key IS NULL OR NOT booking_internal.link_is_authentic(p_token, v_key) THEN
+        RAISE EXCEPTION 'this link is not valid' USING ERRCODE = 'PT403';
+    END IF;
+    IF v.action <> p_action THEN
+        RAISE EXCEPTION 'this link does not %', p_action USING ERRCODE = 'PT403';
+    END IF;
+    IF v.expires_at <= booking.clock_now() THEN
+        RAISE EXCEPTION 'this link expired at %', v.expires_at USING ERRCODE = 'PT410';
+    END IF;
+    RETURN QUERY SELECT v.key_id, v.action, v.tenant_id, v.appointment_id, v.starts_at, v.expires_at, v.digest;
+END $$;
+
+-- Every use of a link (and every try, valid or not) counts against its client: at most
+-- booking_engine.link_rate_limit (60) in 10 minutes per address (PT429 beyond; 0: no limit).
+CREATE FUNCTION booking_internal.count_link_request() RETURNS void
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_limit integer := booking_internal.link_rate_limit();
+BEGIN
+    IF v_limit > 0 AND NOT booking.check_rate_limit(coalesce(booking.request_context() ->> 'ip_address', 'unknown'),
+                                                     'appointment_link', v_limit, 600) THEN
+        RAISE EXCEPTION 'too many appointment links from this client; try again later' USING ERRCODE = 'PT429';
+    END IF;
+END $$;
+
+-- Confirms (p_action confirm) or cancels the one appointment a link names, for whoever holds
+-- it: a customer without an account, from the link in a reminder. Once: a used link is PT409;
+-- a link for a start the appointment no longer has is PT409 too (it moved: the newer message
+-- has newer links); PT404 when the appointment is gone. The change itself is the one staff or
+-- the customer would make (status rules, the cancellation deadline: a refusal answers
+-- "success": false and leaves the link unused). Audited, refusals included.
+CREATE FUNCTION booking_internal.use_appointment_link(p_token text, p_action text, p_reason text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_link record;
+    v_appt booking.appointments;
+    v_result jsonb;
+    v_audit text := 'booking.link_' || p_action;
+    -- For the audit of a refusal: the appointment the token names, and its tenant once the
+    -- token proved to be ours (a forged token's tenant is not believed).
+    v_tenant uuid;
+    v_appointment uuid;
+BEGIN
+    SELECT p.appointment_id INTO v_appointment FROM booking_internal.parse_link(p_token) p;
+    PERFORM booking_internal.count_link_request();
+    SELECT * INTO v_link FROM booking_internal.checked_link(p_token, p_action);
+    v_tenant := v_link.tenant_id;
+    SELECT * INTO v_appt FROM booking.appointments a
+    WHERE a.tenant_id = v_link.tenant_id AND a.id = v_link.appointment_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'appointment % does not exist', v_link.appointment_id USING ERRCODE = 'PT404';
+    END IF;
+    -- Under the appointment's lock: two uses at once are one after the other, and the second
+    -- finds the first's record.
+    IF EXISTS (SELECT 1 FROM booking_admin.link_uses u WHERE u.digest = v_link.digest) THEN
+        RAISE EXCEPTION 'this link was used already' USING ERRCODE = 'PT409';
+    END IF;
+    IF v_appt.starts_at <> v_link.starts_at THEN
+        RAISE EXCEPTION 'the appointment moved since this link was sent' USING ERRCODE = 'PT409',
+            HINT = 'the message about the new time carries links for it';
+    END IF;
+    v_result := CASE p_action
+        WHEN 'confirm' THEN booking.confirm_locked_appointment(v_appt, v_audit)
+        ELSE booking.cancel_locked_appointment(v_appt, coalesce(p_reason, 'cancelled by the customer''s link'), NULL) END;
+    IF (v_result ->> 'success')::boolean THEN
+        INSERT INTO booking_admin.link_uses (digest, tenant_id, appointment_id, action, expires_at)
+        VALUES (v_link.digest, v_link.tenant_id, v_link.appointment_id, p_action, v_link.expires_at);
+        -- The cancellation's own entry is booking.cancel's; this one says it came by a link.
+        IF p_action = 'cancel' THEN
+            PERFORM booking.audit_event(v_audit, 'appointment', v_appt.id::text, true, NULL, false, v_appt.tenant_id);
+        END IF;
+    END IF;
+    RETURN v_result;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event(v_audit, 'appointment', v_appointment::text, false, SQLSTATE || ': ' || SQLERRM, false, v_tenant);
+    RAISE;
+END $$;
+
+CREATE FUNCTION booking_internal.confirm_appointment_by_link(p_token text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN booking_internal.use_appointment_link(p_token, 'confirm', NULL);
+END $$;
+
+CREATE FUNCTION booking_internal.cancel_appointment_by_link(p_token text, p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    IF length(p_reason) > 500 THEN
+        RAISE EXCEPTION 'a reason has at most 500 characters' USING ERRCODE = '22023';
+    END IF;
+    RETURN booking_internal.use_appointment_link(p_token, 'cancel', p_reason);
+END $$;
+
+-- What a link's page shows before the customer acts (counted like a use, changes nothing):
+-- {"action", "expires_at", "used", "appointment": {"status", "starts_at", "ends_at",
+-- "starts_at_local", "time_zone", "service_name", "staff_name", "tenant_name", "moved"}}.
+CREATE FUNCTION booking_internal.describe_appointment_link(p_token text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_link record;
+    v_doc jsonb;
+BEGIN
+    PERFORM booking_internal.count_link_request();
+    SELECT * INTO v_link FROM booking_internal.parse_link(p_token);
+    SELECT * INTO v_link FROM booking_internal.checked_link(p_token, coalesce(v_link.action, 'confirm'));
+    SELECT jsonb_build_object(
+               'status', a.status, 'starts_at', a.starts_at, 'ends_at', a.ends_at, 'moved', a.starts_at <> v_link.starts_at,
+               'time_zone', z.tz, 'starts_at_local', to_char(a.starts_at AT TIME ZONE z.tz, 'FMDay DD FMMonth YYYY, HH24:MI'),
+               'service_name', s.name, 'staff_name', f.name, 'tenant_name', t.name)
+    INTO v_doc
+    FROM booking.appointments a
+    JOIN booking.tenants t ON t.id = a.tenant_id
+    JOIN booking.services s ON s.tenant_id = a.tenant_id AND s.id = a.service_id
+    JOIN booking.staff f ON f.tenant_id = a.tenant_id AND f.id = a.staff_id
+    JOIN booking.customers c ON c.tenant_id = a.tenant_id AND c.id = a.customer_id
+    CROSS JOIN LATERAL (SELECT coalesce(c.timezone, f.timezone, t.timezone) AS tz) z
+    WHERE a.tenant_id = v_link.tenant_id AND a.id = v_link.appointment_id;
+    IF v_doc IS NULL THEN
+        RAISE EXCEPTION 'appointment % does not exist', v_link.appointment_id USING ERRCODE = 'PT404';
+    END IF;
+    RETURN jsonb_build_object('action', v_link.action, 'expires_at', v_link.expires_at,
+                              'used', EXISTS (SELECT 1 FROM booking_admin.link_uses u WHERE u.digest = v_link.digest),
+                              'appointment', v_doc);
+END $$;
+
+-- Hand-off --------------------------------------------------------------------------------
+
+-- The endpoint a tenant's scheduled messages of one channel go through: its own enabled email
+-- (addressed to each customer, not a fixed mailto:) or SMS endpoint, else an operator's global
+-- one; the oldest when there are several. NULL: none.
+CREATE FUNCTION booking_admin.channel_endpoint(p_tenant_id uuid, p_channel text) RETURNS uuid
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT e.id FROM booking_admin.delivery_endpoints e
+    WHERE e.enabled AND e.channel = p_channel AND (e.tenant_id = p_tenant_id OR e.tenant_id IS NULL)
+      AND (e.channel <> 'email' OR e.url IS NULL)
+    ORDER BY e.tenant_id NULLS LAST, e.created_at, e.id
+    LIMIT 1
+$$;
+
+-- The delivery worker's hand-off of due reminders, at most p_limit, oldest first, tenant by
+-- tenant (each tenant's rows locked and written by statements routed to its shard on Citus):
+-- - an appointment that no longer has that start or is no longer pending or confirmed: dropped;
+-- - one that has started (the worker was down past it): skipped (reason started);
+-- - now inside the rule's quiet hours on the customer's clock: deferred to their end when that
+--   is before the start, else skipped (reason quiet_hours);
+-- - else sent: one delivery per email and SMS channel through the tenant's endpoint for it
+--   (booking_admin.channel_endpoint), a booking.reminder event for the webhook channel, with
+--   signed confirm and cancel links when the tenant has a link page. What each channel did is
+--   kept with the row (no endpoint, no address, opted out).
+-- In the worker's transaction with the claim: a reminder is handed off exactly once, and its
+-- deliveries are sent at least once. Returns the rows handled (0: none due).
+CREATE FUNCTION booking_admin.fan_out_reminders(p_limit integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_now timestamptz := booking.clock_now();
+    v_at timestamptz := clock_timestamp();
+    v_tenants uuid[];
+    v_tenant uuid;
+    v_due jsonb;
+    v_done jsonb;
+    v_key booking_admin.link_keys;
+    v_left integer := greatest(coalesce(p_limit, 1000), 1);
+    v_queued integer;
+    v_sent record;
+    n integer := 0;
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_reminders'));
+    -- The tenants of the next due rows (without locks; each is locked below by its tenant).
+    SELECT array_agg(DISTINCT d.tenant_id) INTO v_tenants
+    FROM (SELECT r.tenant_id FROM booking.reminders r WHERE r.status = 'pending' AND r.send_at <= v_now
+          ORDER BY r.send_at LIMIT v_left) d;
+    IF v_tenants IS NULL THEN
+        RETURN 0;
+    END IF;
+    FOREACH v_tenant IN ARRAY v_tenants LOOP
+        EXIT WHEN v_left <= 0;
+        SELECT jsonb_agg(to_jsonb(q)) INTO v_due FROM (
+            SELECT r.appointment_id, r.rule_id, r.starts_at, r.id AS reminder_id,
+                   a.id IS NULL AS gone, a.status AS appointment_status, a.starts_at AS appointment_starts_at,
+                   a.ends_at, a.customer_id, a.staff_id, a.service_id,
+                   u.channels, u.offset_minutes, u.quiet_start, u.quiet_end, u.template,
+                   coalesce(c.timezone, st.timezone, t.timezone, 'UTC') AS tz, c.email, c.phone, m.link_base_url
+            FROM booking.reminders r
+            JOIN booking.reminder_rules u ON u.tenant_id = r.tenant_id AND u.id = r.rule_id
+            LEFT JOIN booking.appointments a ON a.tenant_id = r.tenant_id AND a.id = r.appointment_id
+            LEFT JOIN booking.customers c ON c.tenant_id = r.tenant_id AND c.id = a.customer_id
+            LEFT JOIN booking.staff st ON st.tenant_id = r.tenant_id AND st.id = a.staff_id
+            LEFT JOIN booking.tenants t ON t.id = r.tenant_id
+            LEFT JOIN booking.messaging_settings m ON m.tenant_id = r.tenant_id
+            WHERE r.tenant_id = v_tenant AND r.status = 'pending' AND r.send_at <= v_now
+            ORDER BY r.send_at
+            LIMIT v_left
+            FOR UPDATE OF r) q;
+        CONTINUE WHEN v_due IS NULL;
+        -- What becomes of each, and the payload of those sent.
+        WITH x AS (
+            SELECT d.*,
+                   CASE WHEN d.quiet_start IS NOT NULL AND NOT d.gone
+                        THEN booking_internal.quiet_hours_end(v_now, d.tz, d.quiet_start, d.quiet_end) END AS quiet_until
+            FROM jsonb_to_recordset(v_due) AS d (
+                appointment_id uuid, rule_id uuid, starts_at timestamptz, reminder_id uuid, gone boolean,
+                appointment_status text, appointment_starts_at timestamptz, ends_at timestamptz, customer_id uuid,
+                staff_id uuid, service_id uuid, channels text[], offset_minutes integer, quiet_start time, quiet_end time,
+                template jsonb, tz text, email text, phone text, link_base_url text)
+        ), decided AS (
+            SELECT x.*,
+                   CASE WHEN x.gone OR x.appointment_status NOT IN ('pending', 'confirmed')
+                             OR x.appointment_starts_at <> x.starts_at THEN 'dropped'
+                        -- Handed off after the start (the worker was down): no use any more.
+                        WHEN x.starts_at <= v_now THEN 'skipped'
+                        WHEN x.quiet_until IS NOT NULL AND x.quiet_until >= x.starts_at THEN 'skipped'
+                        WHEN x.quiet_until IS NOT NULL THEN 'deferred'
+                        ELSE 'sent' END AS outcome
+            FROM x
+        )
+        SELECT jsonb_agg(jsonb_build_object(
+                   'appointment_id', d.appointment_id, 'rule_id', d.rule_id, 'starts_at', d.starts_at,
+                   'outcome', d.outcome, 'channels', d.channels, 'email', d.email, 'phone', d.phone, 'template', d.template,
+                   'send_at', CASE WHEN d.outcome = 'deferred' THEN d.quiet_until END,
+                   'reason', CASE d.outcome
+                       WHEN 'dropped' THEN CASE WHEN d.gone THEN 'deleted'
+                                                WHEN d.appointment_status IN ('pending', 'confirmed') THEN 'rescheduled'
+                                                ELSE d.appointment_status END
+                       WHEN 'sent' THEN NULL
+                       ELSE CASE WHEN d.starts_at <= v_now THEN 'started' ELSE 'quiet_hours' END END,
+                   'payload', CASE WHEN d.outcome = 'sent' THEN jsonb_strip_nulls(jsonb_build_object(
+                       'reminder_id', d.reminder_id, 'appointment_id', d.appointment_id, 'customer_id', d.customer_id,
+                       'staff_id', d.staff_id, 'service_id', d.service_id, 'starts_at', d.starts_at, 'ends_at', d.ends_at,
+                       'rule_id', d.rule_id, 'offset_minutes', d.offset_minutes, 'link_base_url', d.link_base_url)) END))
+        INTO v_done
+        FROM decided d;
+        -- Links, signed here on the coordinator (the key never travels to a worker).
+        IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_done) e WHERE e #>> '{payload,link_base_url}' IS NOT NULL) THEN
+            v_key := coalesce(v_key, booking_admin.current_link_key());
+            SELECT jsonb_agg(CASE WHEN e #>> '{payload,link_base_url}' IS NULL THEN e
+                                  ELSE jsonb_set(e, '{payload}', (e -> 'payload') - 'link_base_url' || jsonb_build_object(
+                                      'confirm_url', booking_internal.link_url(e #>> '{payload,link_base_url}', 'confirm',
+                                          booking_internal.sign_link(v_key.key, v_key.id, 'confirm', v_tenant,
+                                              (e ->> 'appointment_id')::uuid, (e ->> 'starts_at')::timestamptz,
+                                              (e ->> 'starts_at')::timestamptz)),
+                                      'cancel_url', booking_internal.link_url(e #>> '{payload,link_base_url}', 'cancel',
+                                          booking_internal.sign_link(v_key.key, v_key.id, 'cancel', v_tenant,
+                                              (e ->> 'appointment_id')::uuid, (e ->> 'starts_at')::timestamptz,
+                                              (e ->> 'starts_at')::timestamptz)))) END)
+            INTO v_done FROM jsonb_array_elements(v_done) e;
+        END IF;
+        -- Each channel of each one sent: what happened.
+        WITH sent AS (
+            SELECT e, ch.channel,
+                   CASE WHEN ch.channel = 'webhook' THEN NULL ELSE booking_admin.channel_endpoint(v_tenant, ch.channel) END AS endpoint_id
+            FROM jsonb_array_elements(v_done) e, jsonb_array_elements_text(e -> 'channels') ch (channel)
+            WHERE e ->> 'outcome' = 'sent'
+        ), results AS (
+            SELECT s.*, CASE WHEN s.channel = 'webhook' THEN 'event'
+                             WHEN s.endpoint_id IS NULL THEN 'no_endpoint'
+                             WHEN s.channel = 'email' AND s.e ->> 'email' IS NULL THEN 'no_address'
+                             WHEN s.channel = 'sms' AND s.e ->> 'phone' IS NULL THEN 'no_address'
+                             WHEN s.channel = 'sms' AND booking_admin.sms_opted_out(v_tenant, s.e ->> 'phone') THEN 'opted_out'
+                             ELSE 'queued' END AS result
+            FROM sent s
+        ), queued AS (
+            INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
+            SELECT q.id, q.endpoint_id, v_tenant, 'msg_' || replace(q.id::text, '-', ''), 'booking.reminder', q.payload, v_at
+            -- The rule's own template travels with its email and SMS messages (not the event).
+            FROM (SELECT gen_random_uuid() AS id, r.endpoint_id,
+                         (r.e -> 'payload') || jsonb_strip_nulls(jsonb_build_object('template', r.e -> 'template')) AS payload
+                  FROM results r WHERE r.result = 'queued') q
+            RETURNING 1
+        )
+        SELECT jsonb_agg(CASE WHEN o.item ->> 'outcome' = 'sent' THEN o.item || jsonb_build_object('results', (
+                                  SELECT jsonb_object_agg(r.channel, r.result) FROM results r
+                                  WHERE r.e ->> 'appointment_id' = o.item ->> 'appointment_id'
+                                    AND r.e ->> 'rule_id' = o.item ->> 'rule_id'))
+                              ELSE o.item END),
+               (SELECT count(*) FROM queued)
+        INTO v_done, v_queued
+        FROM jsonb_array_elements(v_done) o (item);
+        FOR v_sent IN SELECT e -> 'payload' AS payload FROM jsonb_array_elements(v_done) e
+                      WHERE e ->> 'outcome' = 'sent' AND e -> 'channels' ? 'webhook' LOOP
+            PERFORM booking.emit_event(v_tenant, 'booking.reminder', v_sent.payload);
+        END LOOP;
+        IF v_queued > 0 THEN
+            PERFORM booking.wake_delivery_at_commit();
+        END IF;
+        UPDATE booking.reminders r SET
+            -- (A searched CASE: Citus deparses a simple one wrongly on its way to the worker.)
+            status = CASE WHEN d.outcome = 'deferred' THEN 'pending' ELSE d.outcome END,
+            -- A late booking's or quiet hours' reason stays with a reminder sent after all.
+            reason = coalesce(d.reason, r.reason),
+            send_at = coalesce(d.send_at, r.send_at),
+            channels = d.results,
+            sent_at = CASE WHEN d.outcome = 'sent' THEN v_at END,
+            updated_at = v_at
+        FROM jsonb_to_recordset(v_done) AS d (appointment_id uuid, rule_id uuid, starts_at timestamptz, outcome text,
+                                               reason text, send_at timestamptz, results jsonb)
+        WHERE r.tenant_id = v_tenant AND r.appointment_id = d.appointment_id AND r.rule_id = d.rule_id
+          AND r.starts_at = d.starts_at;
+        v_left := v_left - jsonb_array_length(v_due);
+        n := n + jsonb_array_length(v_due);
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- In how many milliseconds the next pending reminder is due (on the extension's clock); NULL:
+-- none is pending. The delivery worker sleeps no longer than that.
+CREATE FUNCTION booking_admin.next_reminder_due_ms() RETURNS bigint
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (extract(epoch FROM min(r.send_at) - booking.clock_now()) * 1000)::int8
+    FROM booking.reminders r WHERE r.status = 'pending'
+$$;
+
+-- The staff's agenda ------------------------------------------------------------------------
+
+-- The scheduled operation behind the tenants' agenda schedules: for each tenant whose
+-- agenda_cron time has come, one staff.agenda message per active staff member with an e-mail
+-- address (their pending and confirmed appointments of the tenant's local day, times on their
+-- own clock) through the tenant's email endpoint, then the next time from its cron expression
+-- in the tenant's zone. A tenant without an email endpoint gets none (its next time still
+-- moves on). Returns the messages queued.
+CREATE FUNCTION booking_admin.op_staff_agenda(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_now timestamptz := booking.clock_now();
+    v_at timestamptz := clock_timestamp();
+    r record;
+    v_endpoint uuid;
+    v_day date;
+    v_staff jsonb;
+    v_next timestamptz;
+    v_queued integer;
+    n integer := 0;
+BEGIN
+    FOR r IN
+        SELECT m.tenant_id, m.agenda_cron, t.timezone
+        FROM booking.messaging_settings m JOIN booking.tenants t ON t.id = m.tenant_id
+        WHERE m.agenda_cron IS NOT NULL AND m.agenda_next_at <= v_now
+    LOOP
+        v_day := (v_now AT TIME ZONE r.timezone)::date;
+        v_endpoint := booking_admin.channel_endpoint(r.tenant_id, 'email');
+        IF v_endpoint IS NOT NULL THEN
+            SELECT jsonb_agg(jsonb_build_object('staff_id', f.id, 'recipient_email', f.email, 'date', v_day,
+                       'appointments', coalesce((
+                           SELECT jsonb_agg(jsonb_build_object('appointment_id', a.id, 'starts_at', a.starts_at,
+                                      'ends_at', a.ends_at, 'status', a.status, 'service_name', s.name,
+                                      'customer_name', c.name) ORDER BY a.starts_at)
+                           FROM booking.appointments a
+                           JOIN booking.services s ON s.tenant_id = a.tenant_id AND s.id = a.service_id
+                           JOIN booking.customers c ON c.tenant_id = a.tenant_id AND c.id = a.customer_id
+                           WHERE a.tenant_id = r.tenant_id AND a.staff_id = f.id AND a.status IN ('pending', 'confirmed')
+                             AND a.starts_at >= v_day::timestamp AT TIME ZONE r.timezone
+                             AND a.starts_at < (v_day + 1)::timestamp AT TIME ZONE r.timezone), '[]')))
+            INTO v_staff
+            FROM booking.staff f
+            WHERE f.tenant_id = r.tenant_id AND f.is_active AND f.email IS NOT NULL;
+            INSERT INTO booking_admin.deliveries (id, endpoint_id, tenant_id, message_id, event_type, payload, event_created_at)
+            SELECT q.id, v_endpoint, r.tenant_id, 'msg_' || replace(q.id::text, '-', ''), 'staff.agenda', q.payload, v_at
+            FROM (SELECT gen_random_uuid() AS id, e AS payload FROM jsonb_array_elements(coalesce(v_staff, '[]')) e) q;
+            GET DIAGNOSTICS v_queued = ROW_COUNT;
+            IF v_queued > 0 THEN
+                PERFORM booking.wake_delivery_at_commit();
+            END IF;
+            n := n + v_queued;
+        END IF;
+        v_next := booking_admin.cron_next(r.agenda_cron, r.timezone, v_now);
+        UPDATE booking.messaging_settings m SET agenda_next_at = v_next, agenda_last_at = v_now
+        WHERE m.tenant_id = r.tenant_id;
+    END LOOP;
+    RETURN n;
+END $$;
+
+-- Finished reminders (sent, skipped, dropped) of appointments that started more than
+-- retention_days (90) ago, and the single-use records of links expired a day ago.
+CREATE FUNCTION booking_admin.op_cleanup_reminders(p_settings jsonb) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+DECLARE
+    v_before timestamptz := booking.clock_now() - make_interval(days => coalesce((p_settings ->> 'retention_days')::int, 90));
+    n integer;
+    m integer;
+BEGIN
+    DELETE FROM booking.reminders r WHERE r.status <> 'pending' AND r.starts_at < v_before;
+    GET DIAGNOSTICS n = ROW_COUNT;
+    DELETE FROM booking_admin.link_uses u WHERE u.expires_at < now() - interval '1 day';
+    GET DIAGNOSTICS m = ROW_COUNT;
+    RETURN n + m;
+END $$;
+
+INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, delay_ms, max_retries, timeout_ms) VALUES
+    ('staff-agenda', 'Send each tenant''s staff their agenda of the day at the tenant''s agenda_cron time',
+     'booking_admin.op_staff_agenda', '{}', 60000, 3, 60000),
+    ('cleanup-reminders', 'Delete finished reminders past retention and expired links'' single-use records',
+     'booking_admin.op_cleanup_reminders', '{"retention_days": 90}', 86400000, 3, 60000);
+
+-- The tenants' RPCs ---------------------------------------------------------------------------
+
+-- A rule's own template, checked like the tenants' templates: {"subject", "body_text"
+-- (required), "body_html"} with known placeholders (22023 otherwise). JSON null: none.
+CREATE FUNCTION booking_internal.reminder_template(p_template jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF p_template IS NULL OR jsonb_typeof(p_template) = 'null' THEN
+        RETURN NULL;
+    END IF;
+    IF jsonb_typeof(p_template) <> 'object' OR jsonb_typeof(p_template -> 'subject') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(p_template -> 'body_text') IS DISTINCT FROM 'string'
+       OR jsonb_typeof(coalesce(p_template -> 'body_html', '""')) NOT IN ('string', 'null')
+       OR p_template - ARRAY['subject', 'body_text', 'body_html'] <> '{}' THEN
+        RAISE EXCEPTION 'p_rule.template is {"subject", "body_text", "body_html"}: two strings and an optional one'
+            USING ERRCODE = '22023';
+    END IF;
+    PERFORM booking_internal.check_template(p_template ->> 'subject'), booking_internal.check_template(p_template ->> 'body_text'),
+            booking_internal.check_template(coalesce(p_template ->> 'body_html', ''));
+    RETURN jsonb_strip_nulls(p_template);
+END $$;
+
+-- A rule as its owners see it.
+CREATE FUNCTION booking_internal.reminder_rule_json(p_rule booking.reminder_rules) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT to_jsonb(p_rule) || jsonb_build_object(
+        'quiet_start', to_char(p_rule.quiet_start, 'HH24:MI'), 'quiet_end', to_char(p_rule.quiet_end, 'HH24:MI'))
+$$;
+
+-- Creates a rule (p_rule_id NULL) or changes one: {"name", "service_id" (NULL: every service),
+-- "offset_minutes" (required to create), "channels" (["email", "sms", "webhook"], default
+-- ["email"]), "quiet_start", "quiet_end" ("22:00", "08:00"; both or neither, null to clear),
+-- "late_booking" ("send" | "skip"), "enabled", "template" ({"subject", "body_text",
+-- "body_html"}: the rule's own message; null: the tenant's)}. Owners and managers. The rule's reminders are
+-- armed again for the tenant's upcoming appointments. Returns the rule with "armed", the
+-- upcoming reminders it has now.
+CREATE FUNCTION booking_internal.set_reminder_rule(p_tenant_id uuid, p_rule jsonb, p_rule_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_rule booking.reminder_rules;
+    v_channels text[];
+    v_armed integer;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.reminder_rule_set', '{owner,manager}');
+    PERFORM booking_internal.check_fields(p_rule, 'p_rule',
+        ARRAY['name', 'service_id', 'offset_minutes', 'channels', 'quiet_start', 'quiet_end', 'late_booking', 'enabled',
+              'template'],
+        CASE WHEN p_rule_id IS NULL THEN ARRAY['offset_minutes'] ELSE '{}' END);
+    IF p_rule ? 'channels' THEN
+        IF jsonb_typeof(p_rule -> 'channels') <> 'array' THEN
+            RAISE EXCEPTION 'p_rule.channels is an array of email, sms, webhook' USING ERRCODE = '22023';
+        END IF;
+        v_channels := ARRAY(SELECT DISTINCT jsonb_array_elements_text(p_rule -> 'channels') ORDER BY 1);
+        IF cardinality(v_channels) = 0 OR NOT v_channels <@ ARRAY['email', 'sms', 'webhook'] THEN
+            RAISE EXCEPTION 'p_rule.channels is a non-empty array of email, sms, webhook' USING ERRCODE = '22023';
+        END IF;
+    END IF;
+    IF p_rule ? 'offset_minutes' AND NOT coalesce((p_rule ->> 'offset_minutes') ~ '^[0-9]{1,5}$'
+                                                  AND (p_rule ->> 'offset_minutes')::int BETWEEN 1 AND 86400, false) THEN
+        RAISE EXCEPTION 'p_rule.offset_minutes is a whole number of minutes from 1 to 86400 (60 days)' USING ERRCODE = '22023';
+    END IF;
+    IF p_rule ->> 'late_booking' NOT IN ('send', 'skip') THEN
+        RAISE EXCEPTION 'p_rule.late_booking is send or skip' USING ERRCODE = '22023';
+    END IF;
+    IF (p_rule ? 'quiet_start') <> (p_rule ? 'quiet_end') THEN
+        RAISE EXCEPTION 'quiet hours need quiet_start and quiet_end together' USING ERRCODE = '22023';
+    END IF;
+    IF p_rule ->> 'service_id' IS NOT NULL AND NOT EXISTS (
+            SELECT 1 FROM booking.services s WHERE s.tenant_id = p_tenant_id AND s.id = (p_rule ->> 'service_id')::uuid) THEN
+        RAISE EXCEPTION 'service % does not exist', p_rule ->> 'service_id' USING ERRCODE = 'PT404';
+    END IF;
+    IF p_rule_id IS NULL THEN
+        INSERT INTO booking.reminder_rules (tenant_id, service_id, name, offset_minutes, channels, quiet_start, quiet_end,
+                                            late_booking, enabled, template)
+        VALUES (p_tenant_id, (p_rule ->> 'service_id')::uuid, coalesce(p_rule ->> 'name', ''), (p_rule ->> 'offset_minutes')::int,
+                coalesce(v_channels, ARRAY['email']), (p_rule ->> 'quiet_start')::time, (p_rule ->> 'quiet_end')::time,
+                coalesce(p_rule ->> 'late_booking', 'skip'), coalesce((p_rule ->> 'enabled')::boolean, true),
+                booking_internal.reminder_template(p_rule -> 'template'))
+        RETURNING * INTO v_rule;
+    ELSE
+        UPDATE booking.reminder_rules u SET
+            service_id = CASE WHEN p_rule ? 'service_id' THEN (p_rule ->> 'service_id')::uuid ELSE u.service_id END,
+            name = coalesce(p_rule ->> 'name', u.name),
+            offset_minutes = coalesce((p_rule ->> 'offset_minutes')::int, u.offset_minutes),
+            channels = coalesce(v_channels, u.channels),
+            quiet_start = CASE WHEN p_rule ? 'quiet_start' THEN (p_rule ->> 'quiet_start')::time ELSE u.quiet_start END,
+            quiet_end = CASE WHEN p_rule ? 'quiet_end' THEN (p_rule ->> 'quiet_end')::time ELSE u.quiet_end END,
+            late_booking = coalesce(p_rule ->> 'late_booking', u.late_booking),
+            enabled = coalesce((p_rule ->> 'enabled')::boolean, u.enabled),
+            template = CASE WHEN p_rule ? 'template' THEN booking_internal.reminder_template(p_rule -> 'template') ELSE u.template END
+        WHERE u.tenant_id = p_tenant_id AND u.id = p_rule_id
+        RETURNING * INTO v_rule;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'reminder rule % does not exist', p_rule_id USING ERRCODE = 'PT404';
+        END IF;
+    END IF;
+    PERFORM booking_internal.rearm_reminder_rule(p_tenant_id, v_rule.id);
+    SELECT count(*) INTO v_armed FROM booking.reminders r
+    WHERE r.tenant_id = p_tenant_id AND r.rule_id = v_rule.id AND r.status = 'pending';
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.reminder_rule_set', 'reminder_rule', v_rule.id::text,
+                                           NULL, NULL);
+    RETURN booking_internal.reminder_rule_json(v_rule) || jsonb_build_object('armed', v_armed);
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.reminder_rule_set', 'reminder_rule', p_rule_id::text, false, SQLSTATE || ': ' || SQLERRM,
+                                false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- Removes a rule and its reminders (sent ones' history with them). Owners and managers.
+CREATE FUNCTION booking_internal.delete_reminder_rule(p_tenant_id uuid, p_rule_id uuid) RETURNS boolean
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.reminder_rule_delete', '{owner,manager}');
+    DELETE FROM booking.reminder_rules u WHERE u.tenant_id = p_tenant_id AND u.id = p_rule_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'reminder rule % does not exist', p_rule_id USING ERRCODE = 'PT404';
+    END IF;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.reminder_rule_delete', 'reminder_rule', p_rule_id::text,
+                                           NULL, NULL);
+    RETURN true;
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.reminder_rule_delete', 'reminder_rule', p_rule_id::text, false,
+                                SQLSTATE || ': ' || SQLERRM, false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The tenant's rules and messaging settings: {"rules": [...], "settings": {...}}. Owners and
+-- managers.
+CREATE FUNCTION booking_internal.get_reminder_settings(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    PERFORM booking_internal.require_role(p_tenant_id, 'booking.reminder_settings', '{owner,manager}');
+    RETURN jsonb_build_object(
+        'rules', coalesce((SELECT jsonb_agg(booking_internal.reminder_rule_json(u) ORDER BY u.offset_minutes DESC, u.created_at)
+                           FROM booking.reminder_rules u WHERE u.tenant_id = p_tenant_id), '[]'),
+        'settings', coalesce((SELECT to_jsonb(m) - 'tenant_id' FROM booking.messaging_settings m WHERE m.tenant_id = p_tenant_id),
+                             '{}'));
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.reminder_settings', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM,
+                                false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- The tenant's messaging settings: {"link_base_url" (https://... or null), "agenda_cron" (a
+-- five-field cron expression in the tenant's zone, null or '' to stop the agenda)}. Owners and
+-- managers. Returns the settings with the agenda's next time.
+CREATE FUNCTION booking_internal.set_messaging_settings(p_tenant_id uuid, p_settings jsonb) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+    v_cron text;
+    v_zone text;
+    v_next timestamptz;
+    v_row booking.messaging_settings;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.messaging_settings', '{owner,manager}');
+    PERFORM booking_internal.check_fields(p_settings, 'p_settings', ARRAY['link_base_url', 'agenda_cron']);
+    IF p_settings ->> 'link_base_url' !~ '^https?://[^\s]+$' THEN
+        RAISE EXCEPTION 'link_base_url is the http(s) URL of the page the links open' USING ERRCODE = '22023';
+    END IF;
+    v_cron := nullif(btrim(p_settings ->> 'agenda_cron'), '');
+    IF v_cron IS NOT NULL THEN
+        v_cron := booking_admin.check_cron(v_cron);
+    END IF;
+    SELECT t.timezone INTO v_zone FROM booking.tenants t WHERE t.id = p_tenant_id;
+    -- Worked out here, not in the INSERT: Citus evaluates a distributed INSERT's functions before
+    -- it routes it, CASE or not.
+    IF v_cron IS NOT NULL THEN
+        v_next := booking_admin.cron_next(v_cron, v_zone, booking.clock_now());
+    END IF;
+    INSERT INTO booking.messaging_settings AS m (tenant_id, link_base_url, agenda_cron, agenda_next_at)
+    VALUES (p_tenant_id, p_settings ->> 'link_base_url', v_cron, v_next)
+    ON CONFLICT (tenant_id) DO UPDATE SET
+        link_base_url = CASE WHEN p_settings ? 'link_base_url' THEN excluded.link_base_url ELSE m.link_base_url END,
+        agenda_cron = CASE WHEN p_settings ? 'agenda_cron' THEN excluded.agenda_cron ELSE m.agenda_cron END,
+        agenda_next_at = CASE WHEN p_settings ? 'agenda_cron' THEN excluded.agenda_next_at ELSE m.agenda_next_at END,
+        updated_at = excluded.updated_at
+    RETURNING * INTO v_row;
+    PERFORM booking_internal.record_change(p_tenant_id, v_role, 'booking.messaging_settings', 'tenant', p_tenant_id::text,
+                                           NULL, NULL);
+    RETURN to_jsonb(v_row) - 'tenant_id';
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.messaging_settings', 'tenant', p_tenant_id::text, false, SQLSTATE || ': ' || SQLERRM,
+                                false, p_tenant_id);
+    RAISE;
+END $$;
+
+-- One appointment's reminders, as the tenant's people follow them: [{"rule_id", "starts_at",
+-- "due_at", "send_at", "status", "reason", "channels", "sent_at"}], by start and due time.
+-- Every member (staff: their own appointments' only).
+CREATE FUNCTION booking_internal.get_appointment_reminders(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE plpgsql STABLE SECURITY DEFINER SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_role text;
+BEGIN
+    v_role := booking_internal.require_role(p_tenant_id, 'booking.reminders', '{owner,manager,receptionist,staff}');
+    IF NOT EXISTS (SELECT 1 FROM booking.appointments a
+                   WHERE a.tenant_id = p_tenant_id AND a.id = p_appointment_id
+                     AND (v_role <> 'staff' OR a.staff_id IN (SELECT f.id FROM booking.staff f
+                                                               WHERE f.tenant_id = p_tenant_id AND f.user_id = booking.caller_user_id()))) THEN
+        RAISE EXCEPTION 'appointment % does not exist', p_appointment_id USING ERRCODE = 'PT404';
+    END IF;
+    RETURN coalesce((SELECT jsonb_agg(to_jsonb(r) - 'tenant_id' - 'appointment_id' - 'created_at' - 'updated_at'
+                                      ORDER BY r.starts_at, r.due_at)
+                     FROM booking.reminders r WHERE r.tenant_id = p_tenant_id AND r.appointment_id = p_appointment_id), '[]');
+EXCEPTION WHEN OTHERS THEN
+    PERFORM booking.audit_event('booking.reminders', 'appointment', p_appointment_id::text, false, SQLSTATE || ': ' || SQLERRM,
+                                false, p_tenant_id);
+    RAISE;
+END $$;
+
+REVOKE ALL ON FUNCTION booking_admin.fan_out_reminders(integer), booking_admin.next_reminder_due_ms(),
+    booking_admin.current_link_key(), booking_admin.channel_endpoint(uuid, text), booking_admin.op_staff_agenda(jsonb),
+    booking_admin.op_cleanup_reminders(jsonb), booking_admin.rotate_link_key(interval)
+FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION booking_admin.rotate_link_key(interval) TO booking_operator;
+-- Operators read the tenants' rules and reminders like the rest of their data (not the keys or
+-- the links' uses).
+GRANT SELECT ON booking.reminder_rules, booking.reminders, booking.messaging_settings TO booking_operator;
+
+-- Their entry points (sql/api.sql).
+-- Reminders and the day's messages (sql/reminders.sql).
+CREATE FUNCTION booking.set_reminder_rule(p_tenant_id uuid, p_rule jsonb, p_rule_id uuid DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_reminder_rule(p_tenant_id, p_rule, p_rule_id) $$;
+
+CREATE FUNCTION booking.delete_reminder_rule(p_tenant_id uuid, p_rule_id uuid) RETURNS boolean
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.delete_reminder_rule(p_tenant_id, p_rule_id) $$;
+
+CREATE FUNCTION booking.get_reminder_settings(p_tenant_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_reminder_settings(p_tenant_id) $$;
+
+CREATE FUNCTION booking.set_messaging_settings(p_tenant_id uuid, p_settings jsonb) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.set_messaging_settings(p_tenant_id, p_settings) $$;
+
+CREATE FUNCTION booking.get_appointment_reminders(p_tenant_id uuid, p_appointment_id uuid) RETURNS jsonb
+LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.get_appointment_reminders(p_tenant_id, p_appointment_id) $$;
+
+-- Signed links, for anyone holding one (the token is the check).
+CREATE FUNCTION booking.confirm_appointment_by_link(p_token text) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.confirm_appointment_by_link(p_token) $$;
+
+CREATE FUNCTION booking.cancel_appointment_by_link(p_token text, p_reason text DEFAULT NULL) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.cancel_appointment_by_link(p_token, p_reason) $$;
+
+CREATE FUNCTION booking.describe_appointment_link(p_token text) RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.describe_appointment_link(p_token) $$;
+
+-- An SMS provider's callbacks (sql/delivery.sql), signed with the endpoint's secret.
+CREATE FUNCTION booking.sms_inbound(p_endpoint_id uuid, p_webhook_id text, p_timestamp text, p_body text, p_signature text)
+RETURNS jsonb
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp
+AS $$ SELECT booking_internal.sms_inbound(p_endpoint_id, p_webhook_id, p_timestamp, p_body, p_signature) $$;
+
+-- Citus: reminder rules, reminders and messaging settings are distributed with the tenant.
+CREATE OR REPLACE FUNCTION booking_admin.citus_layout(OUT kind text, OUT object text, OUT distribution_argument text)
+RETURNS SETOF record
+LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
+    VALUES ('reference', 'booking.global_policies', NULL),
+           ('distributed', 'booking.tenants', 'id'),
+           ('distributed', 'booking.staff', 'tenant_id'),
+           ('distributed', 'booking.services', 'tenant_id'),
+           ('distributed', 'booking.customers', 'tenant_id'),
+           ('distributed', 'booking.staff_services', 'tenant_id'),
+           ('distributed', 'booking.staff_schedules', 'tenant_id'),
+           ('distributed', 'booking.schedule_overrides', 'tenant_id'),
+           ('distributed', 'booking.staff_time_off', 'tenant_id'),
+           ('distributed', 'booking.holidays', 'tenant_id'),
+           ('distributed', 'booking.booking_policies', 'tenant_id'),
+           ('distributed', 'booking.appointments', 'tenant_id'),
+           ('distributed', 'booking.booking_operations', 'tenant_id'),
+           ('distributed', 'booking.events', 'tenant_id'),
+           ('distributed', 'booking.waitlist', 'tenant_id'),
+           ('distributed', 'booking.waitlist_notifications', 'tenant_id'),
+           ('distributed', 'booking.slot_store_settings', 'tenant_id'),
+           ('distributed', 'booking.availability_slot_days', 'tenant_id'),
+           ('distributed', 'booking.availability_slots', 'tenant_id'),
+           ('distributed', 'booking.tenant_members', 'tenant_id'),
+           ('distributed', 'booking.tenant_invitations', 'tenant_id'),
+           ('distributed', 'booking.reminder_rules', 'tenant_id'),
+           ('distributed', 'booking.reminders', 'tenant_id'),
+           ('distributed', 'booking.messaging_settings', 'tenant_id'),
+           ('distributed', 'booking.resources', 'tenant_id'),
+           ('distributed', 'booking.resource_groups', 'tenant_id'),
+           ('distributed', 'booking.resource_group_members', 'tenant_id'),
+           ('distributed', 'booking.resource_closures', 'tenant_id'),
+           ('distributed', 'booking.service_requirements', 'tenant_id'),
+           ('distributed', 'booking.booking_settings', 'tenant_id'),
+           ('distributed', 'booking.booking_caps', 'tenant_id'),
+           ('distributed', 'booking.cap_locks', 'tenant_id'),
+           ('distributed', 'booking.holds', 'tenant_id'),
+           ('distributed', 'booking.assignments', 'tenant_id'),
+           ('function', 'booking.create_tenant_booking(uuid, text, jsonb)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_available_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text)', 'p_tenant_id'),
+           ('function', 'booking.cancel_tenant_appointment(uuid, uuid, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_booking_page(uuid)', 'p_tenant_id'),
+           ('function', 'booking.register_customer(uuid, text, text, text)', 'p_tenant_id'),
+           ('function', 'booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid)', 'p_tenant_id'),
+           ('function', 'booking.create_hold(uuid, jsonb)', 'p_tenant_id')
+$$;
+
+-- The operators' job keys and cron schedules (sql/operator.sql).
+GRANT EXECUTE ON FUNCTION booking_admin.enqueue_job, booking_admin.cancel_job_by_key, booking_admin.reschedule_job_by_key,
+    booking_admin.configure_scheduler_job, booking_admin.check_cron, booking_admin.cron_next, booking_admin.cron_runs,
+    booking_admin.scheduler_clock
+TO booking_operator;
+GRANT UPDATE (cron, timezone) ON booking_admin.scheduler_job_info TO booking_operator;
+
+-- As sql/finalize.sql leaves them: row-level security on the new tables of booking, the
+-- application functions' grants, service_role's copy of booking_operator's, no PUBLIC execute
+-- in booking_admin.
+DO $$
+DECLARE
+    t regclass;
+BEGIN
+    FOR t IN SELECT c.oid FROM pg_class c WHERE c.relnamespace = 'booking'::regnamespace AND c.relkind = 'r' LOOP
+        EXECUTE format('ALTER TABLE %s ENABLE ROW LEVEL SECURITY', t);
+    END LOOP;
+END $$;
+
+
+-- Applications (PostgREST's anon and authenticated, any login role) may call only what an
+-- untrusted caller must: every other function of the schema is for the extension itself, its
+-- SECURITY DEFINER functions (which run as the owner) and the roles granted below. Granted to
+-- PUBLIC rather than to anon/authenticated so that it works on a plain PostgreSQL without
+-- Supabase's roles too. The documented list (docs/supabase.md and
+-- docs/tenants.md) is compared with the catalog by tests/integration/postgrest.rs.
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    -- Row-level security policies, CHECK constraints and front ends call these as the caller.
+    booking.jwt_claims(), booking.caller_user_id(), booking.caller_is_operator(), booking.caller_customer_ids(),
+    booking.caller_staff_tenant_ids(), booking.caller_may_act_for(uuid, uuid), booking.caller_is_insider(uuid),
+    booking.caller_is_staff_of(uuid), booking.caller_is_customer(uuid, uuid), booking.caller_tenant_role(uuid),
+    booking.clock_now(), booking.is_valid_timezone(text), booking.is_valid_opening_hours(jsonb),
+    booking.is_within_opening_hours(jsonb, timestamp), booking.is_single_select(text), booking.request_context(),
+    -- The booking page: public profile, slots (get_available_slots, its building blocks), slot checks.
+    booking.get_booking_page(uuid), booking.require_bookable(uuid, uuid),
+    booking.available_slot_arrays(uuid, date, date, uuid), booking.get_available_slots(uuid, date, date, uuid),
+    booking.rpc_get_available_slots_enhanced(date, uuid, uuid),
+    booking.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking.validate_appointment_timing(uuid, uuid, timestamptz),
+    -- Customers: sign-up, bookings, waitlist. Each checks its caller.
+    booking.register_customer(uuid, text, text, text),
+    booking.create_booking_idempotent(text, jsonb), booking.reschedule_appointment(uuid, timestamptz, text),
+    booking.create_tenant_booking(uuid, text, jsonb), booking.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking.get_tenant_available_slots(uuid, date, uuid, uuid),
+    booking.cancel_appointment(uuid, text, text),
+    -- "Any staff" slots and holds (anon included; each checks its caller, holds are rate-limited).
+    booking.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking.get_any_staff_slots(uuid, date, date, uuid),
+    booking.create_hold(uuid, jsonb), booking.release_hold(text),
+    booking.add_to_waitlist(jsonb), booking.update_waitlist_entry(uuid, jsonb), booking.remove_from_waitlist(uuid),
+    booking.list_waitlist(uuid, text),
+    -- The tenant's staff running the day (customers get 42501, others PT404).
+    booking.confirm_appointment(uuid), booking.check_in_appointment(uuid), booking.complete_appointment(uuid),
+    booking.mark_no_show(uuid),
+    -- The slot store (each checks its caller; generate_availability_slots is for the tenant's people).
+    booking.find_optimal_slots(uuid, date, date, uuid, integer), booking.generate_availability_slots(uuid, date, date),
+    booking.book_slot(uuid, uuid, timestamptz, uuid, text, text), booking.release_slot(uuid, text, text),
+    -- A tenant's own administration (each checks the caller's role in the tenant).
+    booking.create_tenant(text, text, jsonb), booking.update_tenant(uuid, jsonb), booking.get_tenant_admin(uuid),
+    booking.my_tenants(), booking.create_service(uuid, jsonb), booking.update_service(uuid, uuid, jsonb),
+    booking.add_staff(uuid, jsonb), booking.update_staff(uuid, uuid, jsonb),
+    booking.set_staff_schedule(uuid, uuid, jsonb), booking.add_schedule_override(uuid, uuid, jsonb),
+    booking.remove_schedule_override(uuid, uuid), booking.add_holiday(uuid, jsonb),
+    booking.remove_holiday(uuid, uuid), booking.add_time_off(uuid, uuid, timestamptz, timestamptz, text),
+    booking.remove_time_off(uuid, uuid), booking.set_policy(uuid, text, jsonb, uuid, uuid),
+    booking.set_tenant_message_template(uuid, text, text, text, text),
+    booking.create_tenant_endpoint(uuid, text, text[], text, jsonb),
+    booking.update_tenant_endpoint(uuid, uuid, jsonb), booking.delete_tenant_endpoint(uuid, uuid),
+    booking.rotate_tenant_endpoint_secret(uuid, uuid, interval, text),
+    booking.send_tenant_test_event(uuid, uuid, jsonb), booking.invite_member(uuid, text, text, uuid, uuid, interval),
+    booking.accept_invitation(text), booking.revoke_invitation(uuid, uuid),
+    booking.change_member_role(uuid, uuid, text), booking.remove_member(uuid, uuid),
+    booking.create_customer(uuid, jsonb), booking.list_customers(uuid, text, integer),
+    booking.get_agenda(uuid, date, date, uuid),
+    -- Reminders: the tenant's rules and settings (owners, managers), an appointment's reminders
+    -- (members); signed links and an SMS provider's callbacks (anyone: the token or signature
+    -- is the check).
+    booking.set_reminder_rule(uuid, jsonb, uuid), booking.delete_reminder_rule(uuid, uuid),
+    booking.get_reminder_settings(uuid), booking.set_messaging_settings(uuid, jsonb),
+    booking.get_appointment_reminders(uuid, uuid), booking.confirm_appointment_by_link(text),
+    booking.cancel_appointment_by_link(text, text), booking.describe_appointment_link(text),
+    booking.sms_inbound(uuid, text, text, text, text),
+    booking.create_resource(uuid, jsonb), booking.update_resource(uuid, uuid, jsonb),
+    booking.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text), booking.remove_resource_closure(uuid, uuid),
+    booking.create_resource_group(uuid, jsonb), booking.update_resource_group(uuid, uuid, jsonb),
+    booking.delete_resource_group(uuid, uuid), booking.set_service_requirements(uuid, uuid, jsonb),
+    booking.set_staff_service(uuid, uuid, uuid, jsonb), booking.add_booking_cap(uuid, jsonb), booking.remove_booking_cap(uuid, uuid),
+    booking.assign_appointment_resources(uuid, uuid)
+TO PUBLIC;
+
+-- The entry points above run as their caller, who therefore needs EXECUTE on the
+-- implementations they call, and on nothing else in booking_internal (the rest is the
+-- extension's own: the SECURITY DEFINER functions call it as the owner).
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_internal FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION
+    booking_internal.caller_customer_ids(), booking_internal.caller_staff_tenant_ids(),
+    booking_internal.caller_is_staff_of(uuid), booking_internal.caller_is_customer(uuid, uuid),
+    booking_internal.caller_tenant_role(uuid),
+    booking_internal.get_booking_page(uuid), booking_internal.register_customer(uuid, text, text, text),
+    booking_internal.require_bookable(uuid, uuid), booking_internal.available_slot_arrays(uuid, date, date, uuid),
+    booking_internal.rpc_validate_appointment_slot(uuid, uuid, timestamptz, timestamptz, uuid),
+    booking_internal.get_tenant_available_slots(uuid, date, uuid, uuid),
+    booking_internal.create_tenant_booking(uuid, text, jsonb),
+    booking_internal.reschedule_tenant_appointment(uuid, uuid, timestamptz, text),
+    booking_internal.cancel_tenant_appointment(uuid, uuid, text, text),
+    booking_internal.confirm_appointment(uuid), booking_internal.check_in_appointment(uuid),
+    booking_internal.complete_appointment(uuid), booking_internal.mark_no_show(uuid),
+    booking_internal.add_to_waitlist(jsonb), booking_internal.update_waitlist_entry(uuid, jsonb),
+    booking_internal.remove_from_waitlist(uuid),
+    booking_internal.find_optimal_slots(uuid, date, date, uuid, integer),
+    booking_internal.generate_availability_slots(uuid, date, date),
+    booking_internal.create_tenant(text, text, jsonb), booking_internal.update_tenant(uuid, jsonb),
+    booking_internal.get_tenant_admin(uuid), booking_internal.my_tenants(),
+    booking_internal.create_service(uuid, jsonb), booking_internal.update_service(uuid, uuid, jsonb),
+    booking_internal.add_staff(uuid, jsonb), booking_internal.update_staff(uuid, uuid, jsonb),
+    booking_internal.set_staff_schedule(uuid, uuid, jsonb),
+    booking_internal.add_schedule_override(uuid, uuid, jsonb), booking_internal.remove_schedule_override(uuid, uuid),
+    booking_internal.add_holiday(uuid, jsonb), booking_internal.remove_holiday(uuid, uuid),
+    booking_internal.add_time_off(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_time_off(uuid, uuid), booking_internal.set_policy(uuid, text, jsonb, uuid, uuid),
+    booking_internal.set_tenant_message_template(uuid, text, text, text, text),
+    booking_internal.create_tenant_endpoint(uuid, text, text[], text, jsonb),
+    booking_internal.update_tenant_endpoint(uuid, uuid, jsonb), booking_internal.delete_tenant_endpoint(uuid, uuid),
+    booking_internal.rotate_tenant_endpoint_secret(uuid, uuid, interval, text),
+    booking_internal.send_tenant_test_event(uuid, uuid, jsonb),
+    booking_internal.invite_member(uuid, text, text, uuid, uuid, interval), booking_internal.accept_invitation(text),
+    booking_internal.revoke_invitation(uuid, uuid), booking_internal.change_member_role(uuid, uuid, text),
+    booking_internal.remove_member(uuid, uuid), booking_internal.create_customer(uuid, jsonb),
+    booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid),
+    booking_internal.set_reminder_rule(uuid, jsonb, uuid), booking_internal.delete_reminder_rule(uuid, uuid),
+    booking_internal.get_reminder_settings(uuid), booking_internal.set_messaging_settings(uuid, jsonb),
+    booking_internal.get_appointment_reminders(uuid, uuid), booking_internal.confirm_appointment_by_link(text),
+    booking_internal.cancel_appointment_by_link(text, text), booking_internal.describe_appointment_link(text),
+    booking_internal.sms_inbound(uuid, text, text, text, text),
+    booking_internal.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking_internal.get_any_staff_slots(uuid, date, date, uuid),
+    booking_internal.create_hold(uuid, jsonb), booking_internal.release_hold(text),
+    booking_internal.create_resource(uuid, jsonb), booking_internal.update_resource(uuid, uuid, jsonb),
+    booking_internal.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text),
+    booking_internal.remove_resource_closure(uuid, uuid), booking_internal.create_resource_group(uuid, jsonb),
+    booking_internal.update_resource_group(uuid, uuid, jsonb), booking_internal.delete_resource_group(uuid, uuid),
+    booking_internal.set_service_requirements(uuid, uuid, jsonb), booking_internal.set_staff_service(uuid, uuid, uuid, jsonb),
+    booking_internal.add_booking_cap(uuid, jsonb), booking_internal.remove_booking_cap(uuid, uuid),
+    booking_internal.assign_appointment_resources(uuid, uuid)
+TO PUBLIC;
+
+SELECT booking_admin.grant_api_roles();
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
+
+-- Tracing and reminders together (0.1.1): the functions both changed, as the feature files define them
+-- (the job keys' enqueue_job with the enqueuer's trace context, fan_out_events, cancel_tenant_appointment).
+-- booking_admin.enqueue_job as sql/jobs.sql defines it
+CREATE OR REPLACE FUNCTION booking_admin.enqueue_job(
+    p_name text,
+    p_handler text,
+    p_payload jsonb DEFAULT '{}',
+    p_priority integer DEFAULT 5,
+    p_run_at timestamptz DEFAULT now(),
+    p_max_retries integer DEFAULT 3,
+    p_retry_delay_ms integer DEFAULT 1000,
+    p_retry_backoff_multiplier numeric DEFAULT 2.0,
+    p_max_delay_ms integer DEFAULT 300000,
+    p_jitter boolean DEFAULT true,
+    p_timeout_ms integer DEFAULT 30000,
+    p_tenant_id uuid DEFAULT NULL,
+    p_unique_key text DEFAULT NULL,
+    p_job_key_mode text DEFAULT 'unsafe_dedupe'
+) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_id uuid;
+    v_traceparent text;
+    v_tracestate text;
+    v_old booking_admin.jobs;
+BEGIN
+    IF p_name IS NULL OR p_handler IS NULL THEN
+        RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
+    END IF;
+    IF p_job_key_mode IS NULL OR p_job_key_mode NOT IN ('unsafe_dedupe', 'replace', 'preserve_run_at') THEN
+        RAISE EXCEPTION 'job_key_mode must be unsafe_dedupe, replace or preserve_run_at, not %',
+            coalesce(quote_literal(p_job_key_mode), 'NULL') USING ERRCODE = '22023';
+    END IF;
+    IF booking_internal.tracing() THEN
+        SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
+    END IF;
+    -- Twice at most: a replace that finds no holder of the key inserts, and when a concurrent
+    -- call inserted the key first (the insert then does nothing), it replaces that job instead.
+    FOR attempt IN 1..2 LOOP
+        IF p_unique_key IS NOT NULL AND p_job_key_mode <> 'unsafe_dedupe' THEN
+            SELECT * INTO v_old FROM booking_admin.jobs j
+            WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+            FOR UPDATE;
+            IF FOUND AND v_old.status <> 'running' THEN
+                UPDATE booking_admin.jobs SET
+                    name = p_name, handler = p_handler, payload = coalesce(p_payload, '{}'), tenant_id = p_tenant_id,
+                    priority = coalesce(p_priority, 5),
+                    scheduled_at = CASE WHEN p_job_key_mode = 'preserve_run_at' THEN scheduled_at ELSE coalesce(p_run_at, now()) END,
+                    max_retries = p_max_retries, retry_delay_ms = p_retry_delay_ms,
+                    retry_backoff_multiplier = p_retry_backoff_multiplier, max_delay_ms = p_max_delay_ms, jitter = p_jitter,
+                    timeout_ms = p_timeout_ms, status = 'pending', retry_count = 0, error_message = NULL,
+                    traceparent = v_traceparent, tracestate = v_tracestate, updated_at = now()
+                WHERE id = v_old.id;
+                PERFORM booking_admin.wake_workers_at_commit();
+                RETURN v_old.id;
+            ELSIF FOUND THEN
+                -- Running: it cannot be changed under its worker. It hands its key over and will
+                -- not be retried; the new job runs after it as scheduled.
+                v_id := gen_random_uuid();
+                UPDATE booking_admin.jobs SET unique_key = NULL, replaced_by = v_id,
+                    max_retries = least(max_retries, retry_count), updated_at = now()
+                WHERE id = v_old.id;
+            END IF;
+        END IF;
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key, traceparent, tracestate)
+        VALUES (coalesce(v_id, gen_random_uuid()), p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id,
+                coalesce(p_priority, 5), coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms,
+                p_retry_backoff_multiplier, p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key,
+                v_traceparent, v_tracestate)
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+        DO NOTHING
+        RETURNING id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            PERFORM booking_admin.wake_workers_at_commit();
+            RETURN v_id;
+        END IF;
+        IF p_job_key_mode = 'unsafe_dedupe' THEN
+            -- The same logical job is already queued: hand back its id instead of a second copy.
+            SELECT j.id INTO v_id FROM booking_admin.jobs j
+            WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed');
+            RETURN v_id;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'job key % is being changed concurrently; retry', p_unique_key USING ERRCODE = '40001';
+END $$;
+
+-- booking_admin.fan_out_events as sql/delivery.sql defines it
+CREATE OR REPLACE FUNCTION booking_admin.fan_out_events(p_limit integer DEFAULT 1000) RETURNS integer
+LANGUAGE plpgsql VOLATILE SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v_since timestamptz;
+    v_tenants uuid[];
+    v_ids uuid[];
+    v_types text[];
+    v_payloads jsonb[];
+    v_created timestamptz[];
+    v_traceparents text[];
+    v_tracestates text[];
+BEGIN
+    -- One expansion at a time: the worker and a call by hand never expand an event twice.
+    PERFORM pg_advisory_xact_lock(hashtext('booking_engine.fan_out_events'));
+    SELECT min(s.enabled_at) INTO v_since FROM booking_admin.delivery_endpoints s WHERE s.enabled;
+    IF v_since IS NULL THEN
+        RETURN 0;
+    END IF;
+    SELECT array_agg(e.tenant_id), array_agg(e.id), array_agg(e.event_type), array_agg(e.payload), array_agg(e.created_at),
+           array_agg(e.traceparent), array_agg(e.tracestate)
+    INTO v_tenants, v_ids, v_types, v_payloads, v_created, v_traceparents, v_tracestates
+    FROM (SELECT e.tenant_id, e.id, e.event_type, e.payload, e.created_at, e.traceparent, e.tracestate FROM booking.events e
+          WHERE e.fanned_out_at IS NULL AND e.created_at >= v_since
+          ORDER BY e.created_at LIMIT greatest(p_limit, 1)) e;
+    IF v_ids IS NULL THEN
+        RETURN 0;
+    END IF;
+    INSERT INTO booking_admin.deliveries (endpoint_id, tenant_id, event_id, message_id, event_type, payload, event_created_at,
+                                          traceparent, tracestate)
+    SELECT s.id, e.tenant_id, e.id, 'msg_' || replace(e.id::text, '-', ''), e.event_type, e.payload, e.created_at,
+           e.traceparent, e.tracestate
+    FROM unnest(v_tenants, v_ids, v_types, v_payloads, v_created, v_traceparents, v_tracestates)
+         AS e (tenant_id, id, event_type, payload, created_at, traceparent, tracestate)
+    JOIN booking_admin.delivery_endpoints s
+      ON s.enabled AND s.enabled_at <= e.created_at
+     AND (s.tenant_id IS NULL OR s.tenant_id = e.tenant_id)
+     AND (e.event_type = ANY (s.event_types) OR '*' = ANY (s.event_types)
+          OR split_part(e.event_type, '.', 1) || '.*' = ANY (s.event_types))
+     -- A reminder's email and SMS are the rule's own channels (booking_admin.fan_out_reminders):
+     -- its event is for webhooks and Slack.
+     AND NOT (e.event_type = 'booking.reminder' AND s.channel IN ('email', 'sms'));
+    -- The tenants as constants: on Citus the update then goes to their shards only.
+    EXECUTE format('UPDATE booking.events e SET fanned_out_at = %L WHERE e.tenant_id = ANY (%L::uuid[]) AND e.id = ANY (%L::uuid[])',
+                   clock_timestamp(), v_tenants, v_ids);
+    RETURN cardinality(v_ids);
+END $$;
+
+-- booking_internal.cancel_tenant_appointment as sql/booking.sql defines it
+CREATE OR REPLACE FUNCTION booking_internal.cancel_tenant_appointment(p_tenant_id uuid, p_appointment_id uuid, p_reason text DEFAULT NULL,
+                                                  p_idempotency_key text DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE SECURITY DEFINER
+SET search_path = pg_catalog, booking, pg_temp AS $$
+BEGIN
+    RETURN booking.cancel_locked_appointment(
+        booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id), p_reason, p_idempotency_key);
+END $$;
+

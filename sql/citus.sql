@@ -9,8 +9,11 @@
 --   policies, events, idempotency records and waitlist share one shard group on one worker, so
 --   the composite foreign keys, the exclusion constraint and the triggers stay local to it;
 -- * booking.global_policies (rows of no tenant) becomes a reference table, copied to every node;
--- * the booking_admin tables (job queue, scheduler, audit logs, tuner, security rules) stay
---   local tables of the coordinator, whose background workers alone run jobs and maintenance.
+-- * the booking_admin tables (job queue, scheduler, audit logs, tuner, security rules, the
+--   delivery ledger, SMS opt-outs, the link keys and their uses) stay local tables of the
+--   coordinator, whose background workers alone run jobs, maintenance and delivery; a tenant's
+--   reminder rules, reminders and messaging settings are distributed with its appointments,
+--   whose triggers write them on the worker.
 --   Their links to a distributed table, the foreign keys of jobs, delivery endpoints, message
 --   templates and freeze windows to tenants, are dropped (PostgreSQL cannot check a local table
 --   against a distributed one); those rows of a deleted tenant are no longer deleted with it.
@@ -50,6 +53,9 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE SET search_path = pg_catalog, pg_temp AS $$
            ('distributed', 'booking.availability_slots', 'tenant_id'),
            ('distributed', 'booking.tenant_members', 'tenant_id'),
            ('distributed', 'booking.tenant_invitations', 'tenant_id'),
+           ('distributed', 'booking.reminder_rules', 'tenant_id'),
+           ('distributed', 'booking.reminders', 'tenant_id'),
+           ('distributed', 'booking.messaging_settings', 'tenant_id'),
            ('distributed', 'booking.resources', 'tenant_id'),
            ('distributed', 'booking.resource_groups', 'tenant_id'),
            ('distributed', 'booking.resource_group_members', 'tenant_id'),

@@ -69,6 +69,14 @@ GRANT EXECUTE ON FUNCTION
     booking.change_member_role(uuid, uuid, text), booking.remove_member(uuid, uuid),
     booking.create_customer(uuid, jsonb), booking.list_customers(uuid, text, integer),
     booking.get_agenda(uuid, date, date, uuid),
+    -- Reminders: the tenant's rules and settings (owners, managers), an appointment's reminders
+    -- (members); signed links and an SMS provider's callbacks (anyone: the token or signature
+    -- is the check).
+    booking.set_reminder_rule(uuid, jsonb, uuid), booking.delete_reminder_rule(uuid, uuid),
+    booking.get_reminder_settings(uuid), booking.set_messaging_settings(uuid, jsonb),
+    booking.get_appointment_reminders(uuid, uuid), booking.confirm_appointment_by_link(text),
+    booking.cancel_appointment_by_link(text, text), booking.describe_appointment_link(text),
+    booking.sms_inbound(uuid, text, text, text, text),
     booking.create_resource(uuid, jsonb), booking.update_resource(uuid, uuid, jsonb),
     booking.add_resource_closure(uuid, uuid, timestamptz, timestamptz, text), booking.remove_resource_closure(uuid, uuid),
     booking.create_resource_group(uuid, jsonb), booking.update_resource_group(uuid, uuid, jsonb),
@@ -116,6 +124,11 @@ GRANT EXECUTE ON FUNCTION
     booking_internal.revoke_invitation(uuid, uuid), booking_internal.change_member_role(uuid, uuid, text),
     booking_internal.remove_member(uuid, uuid), booking_internal.create_customer(uuid, jsonb),
     booking_internal.list_customers(uuid, text, integer), booking_internal.get_agenda(uuid, date, date, uuid),
+    booking_internal.set_reminder_rule(uuid, jsonb, uuid), booking_internal.delete_reminder_rule(uuid, uuid),
+    booking_internal.get_reminder_settings(uuid), booking_internal.set_messaging_settings(uuid, jsonb),
+    booking_internal.get_appointment_reminders(uuid, uuid), booking_internal.confirm_appointment_by_link(text),
+    booking_internal.cancel_appointment_by_link(text, text), booking_internal.describe_appointment_link(text),
+    booking_internal.sms_inbound(uuid, text, text, text, text),
     booking_internal.get_tenant_any_staff_slots(uuid, date, uuid, uuid), booking_internal.get_any_staff_slots(uuid, date, date, uuid),
     booking_internal.create_hold(uuid, jsonb), booking_internal.release_hold(text),
     booking_internal.create_resource(uuid, jsonb), booking_internal.update_resource(uuid, uuid, jsonb),

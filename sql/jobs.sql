@@ -38,7 +38,7 @@ CREATE TABLE booking_admin.jobs (
     timeout_ms               integer NOT NULL DEFAULT 30000 CHECK (timeout_ms > 0),
     unique_key               text,
     status                   text NOT NULL DEFAULT 'pending'
-                             CHECK (status IN ('pending', 'running', 'completed', 'failed', 'dead')),
+                             CHECK (status IN ('pending', 'running', 'completed', 'failed', 'dead', 'cancelled')),
     scheduled_at             timestamptz NOT NULL DEFAULT now(),
     started_at               timestamptz,
     completed_at             timestamptz,
@@ -60,10 +60,15 @@ CREATE TABLE booking_admin.jobs (
     -- The W3C trace context of the enqueuer (enqueue_job, enqueue_jobs; NULL when tracing is
     -- off): every attempt of the job is a span of that trace.
     traceparent              text,
-    tracestate               text
+    tracestate               text,
+    -- A running job whose key a replace took over: the job that holds the key now. The running
+    -- job finishes, but is not retried.
+    replaced_by              uuid
 );
 COMMENT ON COLUMN booking_admin.jobs.status IS
-    'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue).';
+    'pending, running, completed, failed (a retry is scheduled at scheduled_at), dead (dead-letter queue), cancelled (by its key before it ran).';
+COMMENT ON COLUMN booking_admin.jobs.replaced_by IS
+    'Set when enqueue_job replaced this job by its key while it ran: the new job, which took the key over.';
 COMMENT ON COLUMN booking_admin.jobs.last_errors IS 'Every failure so far: [{"attempt", "at", "error", "retry_at" (NULL: dead)}].';
 -- What claim_jobs scans: runnable jobs in the order they run.
 CREATE INDEX jobs_runnable_idx ON booking_admin.jobs (priority, scheduled_at) WHERE status IN ('pending', 'failed');
@@ -139,6 +144,14 @@ CREATE TRIGGER jobs_identity_insert BEFORE INSERT ON booking_admin.jobs
 CREATE TRIGGER jobs_identity_update BEFORE UPDATE OF created_by, enqueued_by, handler, payload ON booking_admin.jobs
     FOR EACH ROW EXECUTE FUNCTION booking_admin.jobs_identity();
 
+-- One job. With a p_unique_key (a job key), p_job_key_mode says what happens when a job with
+-- that key is already pending, failed (awaiting a retry) or running, as graphile-worker's
+-- job_key_mode does:
+--   unsafe_dedupe    nothing: that job's id is returned, the new arguments are dropped;
+--   replace          a pending or failed job takes the new arguments (run_at included) and
+--                    starts over (retry count, errors); a running one keeps running but gives
+--                    its key to a new job, and is not retried;
+--   preserve_run_at  like replace, but a pending or failed job keeps its scheduled time.
 CREATE FUNCTION booking_admin.enqueue_job(
     p_name text,
     p_handler text,
@@ -152,7 +165,8 @@ CREATE FUNCTION booking_admin.enqueue_job(
     p_jitter boolean DEFAULT true,
     p_timeout_ms integer DEFAULT 30000,
     p_tenant_id uuid DEFAULT NULL,
-    p_unique_key text DEFAULT NULL
+    p_unique_key text DEFAULT NULL,
+    p_job_key_mode text DEFAULT 'unsafe_dedupe'
 ) RETURNS uuid
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
@@ -160,30 +174,119 @@ DECLARE
     v_id uuid;
     v_traceparent text;
     v_tracestate text;
+    v_old booking_admin.jobs;
 BEGIN
     IF p_name IS NULL OR p_handler IS NULL THEN
         RAISE EXCEPTION 'job name and handler must not be NULL' USING ERRCODE = '22023';
     END IF;
+    IF p_job_key_mode IS NULL OR p_job_key_mode NOT IN ('unsafe_dedupe', 'replace', 'preserve_run_at') THEN
+        RAISE EXCEPTION 'job_key_mode must be unsafe_dedupe, replace or preserve_run_at, not %',
+            coalesce(quote_literal(p_job_key_mode), 'NULL') USING ERRCODE = '22023';
+    END IF;
     IF booking_internal.tracing() THEN
         SELECT t.traceparent, t.tracestate INTO v_traceparent, v_tracestate FROM booking_internal.trace_context() t;
     END IF;
-    INSERT INTO booking_admin.jobs (name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
-                                    retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
-                                    unique_key, traceparent, tracestate)
-    VALUES (p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id, coalesce(p_priority, 5),
-            coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms, p_retry_backoff_multiplier,
-            p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key, v_traceparent, v_tracestate)
-    ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
-    DO NOTHING
-    RETURNING id INTO v_id;
-    IF v_id IS NULL THEN
-        -- The same logical job is already queued: hand back its id instead of a second copy.
-        SELECT j.id INTO v_id FROM booking_admin.jobs j
-        WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed');
-        RETURN v_id;
+    -- Twice at most: a replace that finds no holder of the key inserts, and when a concurrent
+    -- call inserted the key first (the insert then does nothing), it replaces that job instead.
+    FOR attempt IN 1..2 LOOP
+        IF p_unique_key IS NOT NULL AND p_job_key_mode <> 'unsafe_dedupe' THEN
+            SELECT * INTO v_old FROM booking_admin.jobs j
+            WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+            FOR UPDATE;
+            IF FOUND AND v_old.status <> 'running' THEN
+                UPDATE booking_admin.jobs SET
+                    name = p_name, handler = p_handler, payload = coalesce(p_payload, '{}'), tenant_id = p_tenant_id,
+                    priority = coalesce(p_priority, 5),
+                    scheduled_at = CASE WHEN p_job_key_mode = 'preserve_run_at' THEN scheduled_at ELSE coalesce(p_run_at, now()) END,
+                    max_retries = p_max_retries, retry_delay_ms = p_retry_delay_ms,
+                    retry_backoff_multiplier = p_retry_backoff_multiplier, max_delay_ms = p_max_delay_ms, jitter = p_jitter,
+                    timeout_ms = p_timeout_ms, status = 'pending', retry_count = 0, error_message = NULL,
+                    traceparent = v_traceparent, tracestate = v_tracestate, updated_at = now()
+                WHERE id = v_old.id;
+                PERFORM booking_admin.wake_workers_at_commit();
+                RETURN v_old.id;
+            ELSIF FOUND THEN
+                -- Running: it cannot be changed under its worker. It hands its key over and will
+                -- not be retried; the new job runs after it as scheduled.
+                v_id := gen_random_uuid();
+                UPDATE booking_admin.jobs SET unique_key = NULL, replaced_by = v_id,
+                    max_retries = least(max_retries, retry_count), updated_at = now()
+                WHERE id = v_old.id;
+            END IF;
+        END IF;
+        INSERT INTO booking_admin.jobs (id, name, handler, payload, tenant_id, priority, scheduled_at, max_retries,
+                                        retry_delay_ms, retry_backoff_multiplier, max_delay_ms, jitter, timeout_ms,
+                                        unique_key, traceparent, tracestate)
+        VALUES (coalesce(v_id, gen_random_uuid()), p_name, p_handler, coalesce(p_payload, '{}'), p_tenant_id,
+                coalesce(p_priority, 5), coalesce(p_run_at, now()), p_max_retries, p_retry_delay_ms,
+                p_retry_backoff_multiplier, p_max_delay_ms, p_jitter, p_timeout_ms, p_unique_key,
+                v_traceparent, v_tracestate)
+        ON CONFLICT (unique_key) WHERE unique_key IS NOT NULL AND status IN ('pending', 'running', 'failed')
+        DO NOTHING
+        RETURNING id INTO v_id;
+        IF v_id IS NOT NULL THEN
+            PERFORM booking_admin.wake_workers_at_commit();
+            RETURN v_id;
+        END IF;
+        IF p_job_key_mode = 'unsafe_dedupe' THEN
+            -- The same logical job is already queued: hand back its id instead of a second copy.
+            SELECT j.id INTO v_id FROM booking_admin.jobs j
+            WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed');
+            RETURN v_id;
+        END IF;
+    END LOOP;
+    RAISE EXCEPTION 'job key % is being changed concurrently; retry', p_unique_key USING ERRCODE = '40001';
+END $$;
+
+-- Cancels the queued job (pending, or failed and awaiting a retry) that holds a job key: it
+-- becomes cancelled, never runs, and frees the key. A running job is not interrupted: the
+-- answer says so. {"cancelled": true|false, "job_id" (NULL: no job holds the key), "status"}.
+CREATE FUNCTION booking_admin.cancel_job_by_key(p_unique_key text) RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+BEGIN
+    IF p_unique_key IS NULL THEN
+        RAISE EXCEPTION 'the job key must not be NULL' USING ERRCODE = '22023';
     END IF;
+    SELECT * INTO v FROM booking_admin.jobs j
+    WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RETURN jsonb_build_object('cancelled', false, 'job_id', NULL, 'status', NULL);
+    ELSIF v.status = 'running' THEN
+        RETURN jsonb_build_object('cancelled', false, 'job_id', v.id, 'status', 'running');
+    END IF;
+    UPDATE booking_admin.jobs SET status = 'cancelled', completed_at = clock_timestamp(),
+        error_message = 'cancelled by its job key', updated_at = now()
+    WHERE id = v.id;
+    RETURN jsonb_build_object('cancelled', true, 'job_id', v.id, 'status', 'cancelled');
+END $$;
+
+-- Moves the queued job that holds a job key to another time (a retry's wait included) without
+-- restating it; returns its id. P0002 when no job holds the key, 55000 when it is running.
+CREATE FUNCTION booking_admin.reschedule_job_by_key(p_unique_key text, p_run_at timestamptz) RETURNS uuid
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+BEGIN
+    IF p_unique_key IS NULL OR p_run_at IS NULL OR NOT isfinite(p_run_at) THEN
+        RAISE EXCEPTION 'the job key and a finite run_at are required' USING ERRCODE = '22023';
+    END IF;
+    SELECT * INTO v FROM booking_admin.jobs j
+    WHERE j.unique_key = p_unique_key AND j.status IN ('pending', 'running', 'failed')
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'no queued job holds the key %', p_unique_key USING ERRCODE = 'P0002';
+    ELSIF v.status = 'running' THEN
+        RAISE EXCEPTION 'job % (key %) is running', v.id, p_unique_key USING ERRCODE = '55000',
+            HINT = 'enqueue_job with job_key_mode replace queues a new job for the key';
+    END IF;
+    UPDATE booking_admin.jobs SET scheduled_at = p_run_at, updated_at = now() WHERE id = v.id;
     PERFORM booking_admin.wake_workers_at_commit();
-    RETURN v_id;
+    RETURN v.id;
 END $$;
 
 -- Many jobs in one statement: a JSON array of objects whose keys are enqueue_job's arguments
@@ -516,7 +619,7 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
         -- Completed jobs are counted in the queue and in the history they move to.
         'by_status', (SELECT jsonb_object_agg(s, (SELECT count(*) FROM booking_admin.jobs j WHERE j.status = s)
                                                  + CASE WHEN s = 'completed' THEN (SELECT count(*) FROM booking_admin.job_history) ELSE 0 END)
-                      FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead']) s),
+                      FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead', 'cancelled']) s),
         'avg_duration_ms', (SELECT round(avg(d.ms)::numeric, 1) FROM booking_admin.completed_job_durations() d),
         'p95_duration_ms', (SELECT round((percentile_cont(0.95) WITHIN GROUP (ORDER BY d.ms))::numeric, 1)
                             FROM booking_admin.completed_job_durations() d),
@@ -567,27 +670,32 @@ END $$;
 
 -- Built-in handlers ---------------------------------------------------------------------------
 
--- Retention: completed jobs older than completed_jobs_days (default 7), dead ones older than
--- dead_jobs_days (30), and maintenance history older than history_days (30). (Each feature
--- keeps its own data: expired idempotency records are booking's, see sql/booking.sql.)
+-- Retention: completed and cancelled jobs older than completed_jobs_days (default 7), dead ones
+-- older than dead_jobs_days (30), and maintenance history older than history_days (30). (Each
+-- feature keeps its own data: expired idempotency records are booking's, see sql/booking.sql.)
 CREATE FUNCTION booking_admin.handle_data_cleanup(p_payload jsonb) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 DECLARE
     v_jobs integer;
+    v_cancelled integer;
     v_dead integer;
     v_history integer;
 BEGIN
     DELETE FROM booking_admin.jobs WHERE status = 'completed'
         AND completed_at < now() - make_interval(days => coalesce((p_payload->>'completed_jobs_days')::int, 7));
     GET DIAGNOSTICS v_jobs = ROW_COUNT;
+    DELETE FROM booking_admin.jobs WHERE status = 'cancelled'
+        AND completed_at < now() - make_interval(days => coalesce((p_payload->>'completed_jobs_days')::int, 7));
+    GET DIAGNOSTICS v_cancelled = ROW_COUNT;
     DELETE FROM booking_admin.jobs WHERE status = 'dead'
         AND updated_at < now() - make_interval(days => coalesce((p_payload->>'dead_jobs_days')::int, 30));
     GET DIAGNOSTICS v_dead = ROW_COUNT;
     DELETE FROM booking_admin.maintenance_executions
     WHERE executed_at < now() - make_interval(days => coalesce((p_payload->>'history_days')::int, 30));
     GET DIAGNOSTICS v_history = ROW_COUNT;
-    RETURN jsonb_build_object('completed_jobs', v_jobs, 'dead_jobs', v_dead, 'maintenance_history', v_history);
+    RETURN jsonb_build_object('completed_jobs', v_jobs, 'cancelled_jobs', v_cancelled, 'dead_jobs', v_dead,
+                              'maintenance_history', v_history);
 END $$;
 
 -- Every feature registers its handlers and scheduled operations the same way, with a plain
@@ -606,7 +714,9 @@ CREATE TABLE booking_admin.scheduler_job_info (
     -- pg_upgrade refuses reg* columns in user tables).
     function             text NOT NULL CHECK (function ~ '^([a-z_][a-z0-9_$]*|"[^"]+")\.([a-z_][a-z0-9_$]*|"[^"]+")$'),
     settings             jsonb NOT NULL DEFAULT '{}',
-    delay_ms             integer NOT NULL CHECK (delay_ms >= 100),
+    -- Every delay_ms after the last run, unless cron is set; also the longest wait before a
+    -- failed run is retried.
+    delay_ms             integer NOT NULL DEFAULT 60000 CHECK (delay_ms >= 100),
     max_retries          integer NOT NULL DEFAULT 3 CHECK (max_retries >= 0),
     timeout_ms           integer NOT NULL DEFAULT 30000 CHECK (timeout_ms > 0),
     enabled              boolean NOT NULL DEFAULT true,
@@ -620,16 +730,63 @@ CREATE TABLE booking_admin.scheduler_job_info (
     server_instance      text,
     -- The operation takes strong locks: inside a freeze window (sql/freeze.sql) the scheduler
     -- defers it to the window's end, and a manual run is refused or deferred.
-    respects_freeze      boolean NOT NULL DEFAULT false
+    respects_freeze      boolean NOT NULL DEFAULT false,
+    -- A five-field cron expression read on the wall clock of `timezone` (src/jobs/cron.rs):
+    -- the operation runs at each of its times instead of every delay_ms. Its times follow the
+    -- extension's clock (booking_admin.scheduler_clock()), so booking_engine.now moves them.
+    cron                 text CHECK (cron IS NULL OR cron = booking_admin.check_cron(cron)),
+    timezone             text NOT NULL DEFAULT 'UTC' CHECK (booking.is_valid_timezone(timezone))
 );
 COMMENT ON TABLE booking_admin.scheduler_job_info IS
-    'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms. Insert a row to schedule a new operation.';
+    'One row per scheduled operation: function(settings jsonb) RETURNS integer (rows processed) is called every delay_ms, or at the times of its cron expression in its time zone. Insert a row to schedule a new operation.';
 -- The extension seeds the builtin operations itself. pg_dump keeps every row, and a restore
 -- that meets a seeded row updates it instead of failing on the duplicate name, so an operator's
 -- changes to builtin operations survive a dump and restore.
 CREATE TRIGGER scheduler_job_info_restore BEFORE INSERT ON booking_admin.scheduler_job_info
     FOR EACH ROW EXECUTE FUNCTION booking.update_seed_instead('job_name');
 SELECT pg_catalog.pg_extension_config_dump('booking_admin.scheduler_job_info', '');
+
+-- The clock cron schedules follow: booking_engine.now when it is set (tests and demos move it),
+-- else the real time. Interval schedules keep the server's clock: a fixed booking_engine.now
+-- must not stop the maintenance every database needs.
+CREATE FUNCTION booking_admin.scheduler_clock() RETURNS timestamptz
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT coalesce(nullif(current_setting('booking_engine.now', true), '')::timestamptz, clock_timestamp())
+$$;
+
+-- A cron schedule set or changed takes effect at once: the next run is its next time from now.
+CREATE FUNCTION booking_admin.scheduler_job_cron() RETURNS trigger
+LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF NEW.cron IS NOT NULL THEN
+        NEW.cron := booking_admin.check_cron(NEW.cron);
+        NEW.next_run_at := coalesce(booking_admin.cron_next(NEW.cron, NEW.timezone, booking_admin.scheduler_clock()), 'infinity');
+    ELSIF TG_OP = 'UPDATE' AND OLD.cron IS NOT NULL THEN
+        -- Back to an interval, from the server's clock.
+        NEW.next_run_at := clock_timestamp() + make_interval(secs => NEW.delay_ms / 1000.0);
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER scheduler_job_info_cron BEFORE INSERT OR UPDATE OF cron, timezone ON booking_admin.scheduler_job_info
+    FOR EACH ROW EXECUTE FUNCTION booking_admin.scheduler_job_cron();
+
+-- The operations due now, in the order they fell due: the scheduler worker's question each
+-- round (interval schedules on the server's clock, cron schedules on scheduler_clock()).
+CREATE FUNCTION booking_admin.due_operations() RETURNS TABLE (job_name text, timeout_ms integer)
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT j.job_name, j.timeout_ms FROM booking_admin.scheduler_job_info j
+    WHERE j.enabled
+      AND j.next_run_at <= CASE WHEN j.cron IS NULL THEN clock_timestamp() ELSE booking_admin.scheduler_clock() END
+    ORDER BY j.next_run_at, j.job_name
+$$;
+
+-- Milliseconds until the next operation falls due (NULL: none is enabled).
+CREATE FUNCTION booking_admin.scheduler_wait_ms() RETURNS bigint
+LANGUAGE sql VOLATILE SET search_path = pg_catalog, pg_temp AS $$
+    SELECT (extract(epoch FROM min(j.next_run_at - CASE WHEN j.cron IS NULL THEN clock_timestamp()
+                                                        ELSE booking_admin.scheduler_clock() END)) * 1000)::int8
+    FROM booking_admin.scheduler_job_info j WHERE j.enabled
+$$;
 
 CREATE TABLE booking_admin.maintenance_executions (
     id                bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -775,11 +932,15 @@ BEGIN
         consecutive_failures = CASE WHEN v_error IS NULL THEN 0 ELSE consecutive_failures + 1 END,
         run_count = run_count + 1,
         server_instance = coalesce(inet_server_addr()::text, 'local') || ':' || current_setting('port'),
-        -- A failure is retried sooner, with backoff, up to max_retries times in a row.
-        next_run_at = clock_timestamp() + make_interval(secs => (CASE
+        -- A failure is retried sooner, with backoff, up to max_retries times in a row; then the
+        -- next time of its cron schedule, or its delay.
+        next_run_at = CASE
             WHEN v_error IS NOT NULL AND consecutive_failures < max_retries
-            THEN booking_admin.retry_delay_ms(1000, 2, consecutive_failures, delay_ms, NULL)
-            ELSE delay_ms END) / 1000.0)
+            THEN CASE WHEN cron IS NULL THEN clock_timestamp() ELSE booking_admin.scheduler_clock() END
+                 + make_interval(secs => booking_admin.retry_delay_ms(1000, 2, consecutive_failures, delay_ms, NULL) / 1000.0)
+            WHEN cron IS NOT NULL
+            THEN coalesce(booking_admin.cron_next(cron, timezone, booking_admin.scheduler_clock()), 'infinity')
+            ELSE clock_timestamp() + make_interval(secs => delay_ms / 1000.0) END
     WHERE job_name = p_operation;
     RETURN jsonb_build_object(
         'success', v_error IS NULL,
@@ -820,11 +981,14 @@ SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 $$;
 
 -- NULL leaves a setting as it is. The scheduler reads the table every loop, so a change takes
--- effect at its next wake-up; the worker is woken at commit.
+-- effect at its next wake-up; the worker is woken at commit. p_cron sets a cron schedule (in
+-- p_timezone, or the operation's zone), '' returns the operation to its delay.
 CREATE FUNCTION booking_admin.configure_scheduler_job(p_name text, p_delay_ms integer DEFAULT NULL,
                                                       p_max_retries integer DEFAULT NULL,
                                                       p_timeout_ms integer DEFAULT NULL,
-                                                      p_enabled boolean DEFAULT NULL) RETURNS jsonb
+                                                      p_enabled boolean DEFAULT NULL,
+                                                      p_cron text DEFAULT NULL,
+                                                      p_timezone text DEFAULT NULL) RETURNS jsonb
 LANGUAGE plpgsql VOLATILE
 SET search_path = pg_catalog, booking_admin, pg_temp AS $$
 BEGIN
@@ -832,13 +996,21 @@ BEGIN
         RAISE EXCEPTION 'delay_ms must be at least 100, max_retries at least 0, timeout_ms at least 1'
             USING ERRCODE = '22023';
     END IF;
+    IF p_timezone IS NOT NULL AND NOT booking.is_valid_timezone(p_timezone) THEN
+        RAISE EXCEPTION 'time zone "%" not recognized', p_timezone USING ERRCODE = '22023';
+    END IF;
     UPDATE booking_admin.scheduler_job_info
     SET delay_ms = coalesce(p_delay_ms, delay_ms),
         max_retries = coalesce(p_max_retries, max_retries),
         timeout_ms = coalesce(p_timeout_ms, timeout_ms),
         enabled = coalesce(p_enabled, enabled),
+        -- (The cron trigger sets the next run of a cron schedule.)
+        cron = CASE WHEN p_cron IS NULL THEN cron ELSE nullif(btrim(p_cron), '') END,
+        timezone = coalesce(p_timezone, timezone),
         -- A shorter delay applies from now, not after the old, longer wait.
-        next_run_at = least(next_run_at, clock_timestamp() + make_interval(secs => coalesce(p_delay_ms, delay_ms) / 1000.0))
+        next_run_at = CASE WHEN cron IS NULL AND p_cron IS NULL
+                           THEN least(next_run_at, clock_timestamp() + make_interval(secs => coalesce(p_delay_ms, delay_ms) / 1000.0))
+                           ELSE next_run_at END
     WHERE job_name = p_name;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'unknown scheduler job %', coalesce(quote_literal(p_name), 'NULL') USING ERRCODE = 'P0002';

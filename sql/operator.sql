@@ -29,13 +29,16 @@ GRANT EXECUTE ON FUNCTION
     booking_admin.execute_explain_query, booking_admin.analyze_query,
     -- The job queue as a producer and its dead-letter queue.
     booking_admin.enqueue_job, booking_admin.enqueue_jobs, booking_admin.random_uuids,
+    booking_admin.cancel_job_by_key, booking_admin.reschedule_job_by_key,
     booking_admin.wake_workers_at_commit, booking_admin.job_stats,
     -- The exporter's state.
     booking_admin.tracing_status,
     booking_admin.dead_letter_jobs, booking_admin.process_dead_letter, booking_admin.worker_status,
     -- The scheduler's state and settings (not the function it calls).
     booking_admin.scheduler_status, booking_admin.scheduler_job, booking_admin.maintenance_history,
-    booking_admin.configure_scheduler_job
+    booking_admin.configure_scheduler_job,
+    -- Cron schedules: their check, their next time, their runs in a window, their clock.
+    booking_admin.check_cron, booking_admin.cron_next, booking_admin.cron_runs, booking_admin.scheduler_clock
 TO booking_operator;
 GRANT SELECT ON booking_admin.jobs, booking_admin.admin_audit, booking_admin.scheduler_job_info,
     booking_admin.maintenance_executions, booking_admin.tuning_actions, booking_admin.auto_tuner_config
@@ -43,7 +46,7 @@ TO booking_operator;
 GRANT INSERT, DELETE ON booking_admin.jobs TO booking_operator;
 -- process_dead_letter's requeue; handler, payload and the identity columns stay read-only.
 GRANT UPDATE (status, retry_count, scheduled_at, completed_at, updated_at) ON booking_admin.jobs TO booking_operator;
-GRANT UPDATE (delay_ms, max_retries, timeout_ms, enabled, next_run_at) ON booking_admin.scheduler_job_info TO booking_operator;
+GRANT UPDATE (delay_ms, max_retries, timeout_ms, enabled, next_run_at, cron, timezone) ON booking_admin.scheduler_job_info TO booking_operator;
 GRANT UPDATE (respects_freeze) ON booking_admin.scheduler_job_info TO booking_operator;
 
 -- The freeze calendar, the partitioned history and its maintenance, the health history and the

@@ -33,6 +33,7 @@ static EXPLAIN_TIMEOUT_MS: GucSetting<i32> = GucSetting::<i32>::new(10_000);
 
 static SELF_SERVE_TENANTS: GucSetting<bool> = GucSetting::<bool>::new(true);
 static TENANT_ENDPOINT_QUOTA: GucSetting<i32> = GucSetting::<i32>::new(5);
+static LINK_RATE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(60);
 static HOLD_RATE_LIMIT: GucSetting<i32> = GucSetting::<i32>::new(20);
 
 // Outbound delivery.
@@ -149,6 +150,11 @@ pub fn self_serve_tenants() -> bool {
 /// `booking_engine.tenant_endpoint_quota`: delivery endpoints a tenant's own people may create.
 pub fn tenant_endpoint_quota() -> i32 {
     TENANT_ENDPOINT_QUOTA.get()
+}
+
+/// `booking_engine.link_rate_limit`: signed-link requests per client address in 10 minutes.
+pub fn link_rate_limit() -> i32 {
+    LINK_RATE_LIMIT.get()
 }
 
 /// `booking_engine.hold_rate_limit`: holds one client outside the tenant may make in 10 minutes.
@@ -415,6 +421,16 @@ fn register_tenants() {
         &TENANT_ENDPOINT_QUOTA,
         0,
         1000,
+        GucContext::Suset,
+        GucFlags::default(),
+    );
+    GucRegistry::define_int_guc(
+        c"booking_engine.link_rate_limit",
+        c"How many times one client address may present signed appointment links in 10 minutes (0: no limit).",
+        c"booking.confirm_appointment_by_link, cancel_appointment_by_link and describe_appointment_link answer PT429 beyond it; every try counts, valid or not.",
+        &LINK_RATE_LIMIT,
+        0,
+        100000,
         GucContext::Suset,
         GucFlags::default(),
     );

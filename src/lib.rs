@@ -27,6 +27,7 @@ pub mod availability;
 pub mod delivery;
 pub mod jobs;
 pub mod metrics;
+pub mod reminders;
 pub mod security;
 pub mod slot_store;
 pub mod tenants;
@@ -54,6 +55,8 @@ extension_sql_file!(
         jobs::api::booking_admin::retry_delay_ms,
         jobs::api::booking_admin::wake_workers_at_commit,
         jobs::api::booking_admin::worker_status,
+        jobs::api::booking_admin::check_cron,
+        jobs::api::booking_admin::cron_next,
     ]
 );
 // The freeze calendar of the scheduler, the sandbox and the tuner.
@@ -152,6 +155,9 @@ extension_sql_file!(
         delivery::api::booking_internal::check_template,
         delivery::api::wake_delivery_at_commit,
         delivery::api::delivery_wanted_at_commit,
+        delivery::api::booking_internal::normalize_phone,
+        delivery::api::booking_internal::check_sms_sender,
+        delivery::api::booking_internal::read_sms_inbound,
     ]
 );
 extension_sql_file!(
@@ -184,6 +190,23 @@ extension_sql_file!(
         tenants::api::booking_internal::tenant_limits,
     ]
 );
+// Reminders, the signed links they carry, and the staff's agenda: after the tenants'
+// administration whose role checks they use, and the delivery they hand their messages to.
+extension_sql_file!(
+    "../sql/reminders.sql",
+    name = "reminders",
+    requires = [
+        "tenants",
+        "delivery",
+        "booking",
+        reminders::api::booking_internal::quiet_hours_end,
+        reminders::api::booking_internal::new_link_key,
+        reminders::api::booking_internal::sign_link,
+        reminders::api::booking_internal::parse_link,
+        reminders::api::booking_internal::link_is_authentic,
+        reminders::api::booking_internal::link_rate_limit,
+    ]
+);
 // The exposed API's SECURITY INVOKER entry points, once every implementation exists.
 extension_sql_file!(
     "../sql/api.sql",
@@ -197,7 +220,8 @@ extension_sql_file!(
         "slot_store",
         "portal",
         "observability",
-        "tenants"
+        "tenants",
+        "reminders"
     ]
 );
 // Citus support: the distribute function (Citus itself is optional and never required).

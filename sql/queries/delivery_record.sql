@@ -1,7 +1,8 @@
 -- The delivery worker records a batch of finished attempts ($1: a JSON array, one object per
 -- attempt, with the decision already taken by src/delivery/policy.rs): the ledger rows, each
--- delivery's new state, and each endpoint's circuit breaker. $2 is the breaker threshold
--- (failures in a row; 0: never open), $3 booking_engine.delivery_disable_after in seconds.
+-- delivery's new state (with whom it went to and an SMS provider's message id), and each
+-- endpoint's circuit breaker. $2 is the breaker threshold (failures in a row; 0: never open),
+-- $3 booking_engine.delivery_disable_after in seconds.
 -- The breaker: a success closes it; each failure counted ("breaker": "fail") adds one, and at
 -- the threshold the endpoint gets no attempts for 30 s, doubling with each further failure up
 -- to 10 min, after which one probe is let through (half-open). An endpoint failing without a
@@ -9,7 +10,8 @@
 WITH r AS (
     SELECT * FROM jsonb_to_recordset($1) AS r(
         id uuid, endpoint_id uuid, attempt int, started_ms float8, finished_ms float8, duration_ms float8,
-        status_code int, error text, excerpt text, outcome text, next_attempt_ms float8, breaker text)
+        status_code int, error text, excerpt text, outcome text, next_attempt_ms float8, breaker text,
+        recipient text, provider_message_id text)
 ), ledger AS (
     INSERT INTO booking_admin.delivery_attempts
         (delivery_id, endpoint_id, attempt, started_at, duration_ms, status_code, error, response_excerpt, outcome)
@@ -21,7 +23,9 @@ WITH r AS (
         status = CASE r.outcome WHEN 'delivered' THEN 'delivered' WHEN 'retry' THEN 'pending' ELSE 'dead' END,
         next_attempt_at = CASE WHEN r.outcome = 'retry' THEN to_timestamp(r.next_attempt_ms / 1000) ELSE d.next_attempt_at END,
         delivered_at = CASE WHEN r.outcome = 'delivered' THEN now() ELSE d.delivered_at END,
-        last_status_code = r.status_code, last_error = r.error, updated_at = now()
+        last_status_code = r.status_code, last_error = r.error, updated_at = now(),
+        recipient = coalesce(r.recipient, d.recipient),
+        provider_message_id = coalesce(r.provider_message_id, d.provider_message_id)
     FROM r WHERE d.id = r.id AND d.status = 'sending'
 ), per_endpoint AS (
     SELECT r.endpoint_id, bool_or(r.outcome = 'gone') AS gone,

@@ -2,7 +2,7 @@
 -- delivery backlog, open violations, firing alerts and the waitlist's conversion over 30 days.
 -- Rows of (metric, label values, value).
 SELECT 'booking_jobs', ARRAY[s.status], count(j.id)::float8
-FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead']) s(status)
+FROM unnest(ARRAY['pending', 'running', 'completed', 'failed', 'dead', 'cancelled']) s(status)
 LEFT JOIN booking_admin.jobs j ON j.status = s.status GROUP BY s.status
 UNION ALL
 SELECT 'booking_oldest_pending_job_age_seconds', ARRAY[]::text[],

@@ -109,6 +109,26 @@ impl Zone {
         }
     }
 
+    /// The first instant at or after wall-clock time `local` (µs on the local axis): the time
+    /// itself when it happens once, its first occurrence when clocks fall back over it, and
+    /// the end of the gap when clocks spring forward over it (02:30 skipped from 02:00 to
+    /// 03:00 gives 03:00 new time). What a schedule or a quiet period set in local time means.
+    pub fn earliest_at_or_after(&self, local: Micros) -> Micros {
+        match self.resolve_micros(local) {
+            LocalTime::Unique(t) | LocalTime::Ambiguous(t, _) => t,
+            LocalTime::Nonexistent(t) => self
+                .transitions
+                .iter()
+                .map(|&(at, after)| (at, after, self.offset_at(at - 1)))
+                .find(|&(at, after, before)| {
+                    after > before
+                        && local - after as Micros * MICROS_PER_SECOND < at
+                        && at <= local - before as Micros * MICROS_PER_SECOND
+                })
+                .map_or(t, |(at, _, _)| at),
+        }
+    }
+
     pub fn resolve(&self, local: NaiveDateTime) -> LocalTime {
         self.resolve_micros(local_micros(local))
     }
@@ -170,6 +190,18 @@ mod tests {
         assert_eq!(r, LocalTime::Ambiguous(utc("2026-10-25 00:30"), utc("2026-10-25 01:30")));
         assert_eq!(r.as_postgres(), utc("2026-10-25 01:30"));
         assert_eq!(z.resolve(local("2026-10-25 03:00")), LocalTime::Unique(utc("2026-10-25 02:00")));
+    }
+
+    #[test]
+    fn the_earliest_instant_at_or_after_a_wall_clock_time() {
+        let z = zurich();
+        let at = |s: &str| z.earliest_at_or_after(local_micros(local(s)));
+        assert_eq!(at("2026-03-28 08:00"), utc("2026-03-28 07:00"));
+        // In the spring gap: the change itself, 03:00 CEST.
+        assert_eq!(at("2026-03-29 02:30"), utc("2026-03-29 01:00"));
+        assert_eq!(at("2026-03-29 02:00"), utc("2026-03-29 01:00"));
+        // Repeated in autumn: the first time, still CEST.
+        assert_eq!(at("2026-10-25 02:30"), utc("2026-10-25 00:30"));
     }
 
     #[test]

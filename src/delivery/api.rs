@@ -10,7 +10,7 @@ pub mod booking_internal {
     use pgrx::pg_sys::panic::ErrorReport;
     use pgrx::prelude::*;
 
-    use crate::delivery::{hosts, settings, signature, template};
+    use crate::delivery::{hosts, settings, signature, sms, template};
     use crate::errors::DomainError;
 
     /// A new random `whsec_` secret.
@@ -37,8 +37,8 @@ pub mod booking_internal {
     pub fn check_endpoint_url(channel: Option<&str>, url: Option<&str>) -> Result<Option<String>, ErrorReport> {
         let bad = |m: String| -> ErrorReport { DomainError::InvalidParameter(m).into() };
         match channel {
-            Some("webhook" | "slack") => {
-                let url = url.ok_or_else(|| bad("a webhook or slack endpoint needs a URL".into()))?;
+            Some("webhook" | "slack" | "sms") => {
+                let url = url.ok_or_else(|| bad("a webhook, slack or sms endpoint needs a URL".into()))?;
                 let rules = settings::host_rules().map_err(|e| ErrorReport::from(DomainError::NotReady(e)))?;
                 hosts::check_url(url, &rules).map_err(bad)?;
                 Ok(Some(url.trim().to_string()))
@@ -54,9 +54,45 @@ pub mod booking_internal {
                     Ok(Some(u.to_string()))
                 }
             },
-            Some(other) => Err(bad(format!("unknown channel \"{other}\": webhook, slack or email"))),
-            None => Err(bad("the channel must not be NULL: webhook, slack or email".into())),
+            Some(other) => Err(bad(format!("unknown channel \"{other}\": webhook, slack, email or sms"))),
+            None => Err(bad("the channel must not be NULL: webhook, slack, email or sms".into())),
         }
+    }
+
+    /// A phone number in E.164 (spaces, dots, dashes and parentheses dropped); NULL stays NULL,
+    /// anything else is 22023. Every phone number the extension stores passes here.
+    #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn normalize_phone(p_phone: Option<&str>) -> Result<Option<String>, ErrorReport> {
+        p_phone.map(|p| sms::normalize_phone(p).map_err(|e| DomainError::InvalidParameter(e).into())).transpose()
+    }
+
+    /// An SMS endpoint's sender: an E.164 number or an alphanumeric sender id; 22023 otherwise.
+    #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn check_sms_sender(p_sender: Option<&str>) -> Result<String, ErrorReport> {
+        let s =
+            p_sender.ok_or_else(|| DomainError::InvalidParameter("an SMS endpoint needs a sender (from)".into()))?;
+        Ok(sms::normalize_sender(s).map_err(DomainError::InvalidParameter)?)
+    }
+
+    /// What an SMS provider's callback says: `{"kind": "receipt", "message_id", "status"}` or
+    /// `{"kind": "message", "from", "keyword": "stop" | "start" | "other"}`; 22023 for a body
+    /// that is neither (or not JSON).
+    #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn read_sms_inbound(p_body: Option<&str>) -> Result<pgrx::JsonB, ErrorReport> {
+        let bad = |m: String| -> ErrorReport { DomainError::InvalidParameter(m).into() };
+        let doc: serde_json::Value = serde_json::from_str(p_body.unwrap_or(""))
+            .map_err(|e| bad(format!("the callback's body is not JSON: {e}")))?;
+        Ok(pgrx::JsonB(match sms::inbound(&doc).map_err(bad)? {
+            sms::Inbound::Receipt { message_id, status } => {
+                serde_json::json!({"kind": "receipt", "message_id": message_id, "status": status})
+            }
+            sms::Inbound::Message { from, keyword } => {
+                serde_json::json!({"kind": "message", "from": from, "keyword": keyword.as_str()})
+            }
+        }))
     }
 
     /// Checks a message template's placeholders (22023 for an unknown or unclosed one).

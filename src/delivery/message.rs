@@ -1,5 +1,5 @@
-//! What is sent for one delivery, by channel: the Standard Webhooks body, a Slack message, or
-//! an email rendered from the tenant's template. Pure: no Postgres.
+//! What is sent for one delivery, by channel: the Standard Webhooks body, a Slack message, an
+//! email or an SMS text rendered from the tenant's template. Pure: no Postgres.
 
 use std::collections::BTreeMap;
 
@@ -67,6 +67,11 @@ pub fn email_parts(t: &Template, ctx: &BTreeMap<String, String>) -> (String, Str
     )
 }
 
+/// The text of an SMS: the template's plain-text body.
+pub fn sms_text(t: &Template, ctx: &BTreeMap<String, String>) -> String {
+    render(&t.body_text, ctx, false)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -91,6 +96,7 @@ mod tests {
             body_html: Some("<b>{{customer_name}}</b>".into()),
         };
         assert_eq!(email_parts(&t, &ctx), ("Hi Ann".into(), "at 10:00".into(), Some("<b>Ann</b>".into())));
+        assert_eq!(sms_text(&t, &ctx), "at 10:00");
         let slack: Value = serde_json::from_slice(&slack_body(Some(&t), &ctx, "x.y", &json!({}))).unwrap();
         assert_eq!(slack["text"], "*Hi\nAnn*\nat 10:00");
         let bare: Value =

@@ -1,11 +1,12 @@
 //! Outbound delivery: booking.events fanned out to webhooks (Standard Webhooks signatures),
-//! Slack and email, sent by a per-database background worker with retries, an attempts ledger
-//! and a circuit breaker per endpoint. The SQL side is sql/delivery.sql.
+//! Slack, email and SMS, sent by a per-database background worker with retries, an attempts
+//! ledger and a circuit breaker per endpoint. The SQL side is sql/delivery.sql.
 //!
-//! Pure core: `signature`, `policy` (what follows an attempt), `hosts` (which URLs may be
-//! called), `template`, `message`, `dispatch` (the worker's queue per endpoint); `send` is the
-//! network side (threads, no Postgres); `worker` and `api` are the Postgres adapters;
-//! `settings` what the worker makes of its settings (declared in `crate::gucs`).
+//! Pure core: `signature`, `sms` (phone numbers, the providers' requests and callbacks),
+//! `policy` (what follows an attempt), `hosts` (which URLs may be called), `template`,
+//! `message`, `dispatch` (the worker's queue per endpoint); `send` is the network side
+//! (threads, no Postgres); `worker` and `api` are the Postgres adapters; `settings` what the
+//! worker makes of its settings (declared in `crate::gucs`).
 
 pub mod api;
 pub mod dispatch;
@@ -15,6 +16,7 @@ pub mod policy;
 pub mod send;
 pub mod settings;
 pub mod signature;
+pub mod sms;
 pub mod template;
 pub mod worker;
 

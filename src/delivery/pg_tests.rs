@@ -29,7 +29,7 @@ mod tests {
         let denied = refusal("SELECT booking_internal.check_endpoint_url('webhook', 'http://127.0.0.1/hook')");
         assert_eq!(denied.0, "22023", "loopback is on the default deny list: {denied:?}");
         let channel = refusal("SELECT booking_internal.check_endpoint_url('pigeon', 'https://x.example.com')");
-        assert_eq!(channel, ("22023".into(), "unknown channel \"pigeon\": webhook, slack or email".into()));
+        assert_eq!(channel, ("22023".into(), "unknown channel \"pigeon\": webhook, slack, email or sms".into()));
         assert_eq!(refusal("SELECT booking_internal.check_endpoint_url(NULL, 'https://x.example.com')").0, "22023");
         assert_eq!(refusal("SELECT booking_internal.check_endpoint_url('email', 'someone@example.com')").0, "22023");
         assert_eq!(refusal("SELECT booking_internal.check_endpoint_url('email', 'mailto:not an address')").0, "22023");

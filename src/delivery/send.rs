@@ -37,7 +37,15 @@ pub struct Email {
 }
 
 pub enum Payload {
-    Http { url: String, body: Vec<u8>, signing: Option<Signing> },
+    /// A POST: a webhook (signed), a Slack message, or an SMS provider's API call (its own
+    /// content type and `Authorization`).
+    Http {
+        url: String,
+        body: Vec<u8>,
+        content_type: &'static str,
+        auth: Option<String>,
+        signing: Option<Signing>,
+    },
     Email(Email),
 }
 
@@ -109,16 +117,24 @@ fn excerpt(r: ureq::Response) -> String {
     String::from_utf8_lossy(&buf).into_owned()
 }
 
-fn send_http(
-    agent: &ureq::Agent,
-    url: &str,
-    body: &[u8],
-    signing: Option<&Signing>,
-    timeout: Duration,
-    trace: Option<&(String, Option<String>)>,
-) -> (Sent, Option<String>) {
-    let mut req = agent.post(url).timeout(timeout).set("content-type", "application/json");
+/// One POST of a request as `Payload::Http` describes it, with the trace context it continues
+/// (traceparent, tracestate).
+struct Post<'a> {
+    url: &'a str,
+    body: &'a [u8],
+    content_type: &'a str,
+    auth: Option<&'a str>,
+    signing: Option<&'a Signing>,
+    trace: Option<&'a (String, Option<String>)>,
+}
+
+fn send_http(agent: &ureq::Agent, post: &Post, timeout: Duration) -> (Sent, Option<String>) {
+    let Post { url, body, content_type, auth, signing, trace } = *post;
+    let mut req = agent.post(url).timeout(timeout).set("content-type", content_type);
     req = req.set("user-agent", concat!("booking_engine/", env!("CARGO_PKG_VERSION")));
+    if let Some(a) = auth {
+        req = req.set("authorization", a);
+    }
     if let Some((traceparent, tracestate)) = trace {
         req = req.set("traceparent", traceparent);
         if let Some(state) = tracestate {
@@ -205,8 +221,16 @@ pub fn send(agent: &ureq::Agent, smtp: &Smtp, o: &Outgoing) -> Finished {
     let started_ms = epoch_ms();
     let clock = Instant::now();
     let (sent, excerpt) = match &o.payload {
-        Payload::Http { url, body, signing } => {
-            send_http(agent, url, body, signing.as_ref(), o.timeout, o.trace.as_ref())
+        Payload::Http { url, body, content_type, auth, signing } => {
+            let post = Post {
+                url,
+                body,
+                content_type,
+                auth: auth.as_deref(),
+                signing: signing.as_ref(),
+                trace: o.trace.as_ref(),
+            };
+            send_http(agent, &post, o.timeout)
         }
         Payload::Email(e) => (send_email(smtp, e, o.timeout), None),
     };
@@ -346,8 +370,18 @@ mod tests {
             let (mut s, _) = l.accept().unwrap();
             let mut buf = vec![0u8; 65536];
             let mut got = Vec::new();
-            // Headers and the small body arrive before the answer is written.
-            while !String::from_utf8_lossy(&got).contains("\r\n\r\n{") {
+            // The headers and the whole (small) body arrive before the answer is written.
+            let complete = |got: &[u8]| {
+                let text = String::from_utf8_lossy(got).to_ascii_lowercase();
+                text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                    let len = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse().unwrap());
+                    body.len() >= len
+                })
+            };
+            while !complete(&got) {
                 let n = s.read(&mut buf).unwrap();
                 got.extend_from_slice(&buf[..n]);
             }
@@ -361,14 +395,44 @@ mod tests {
         agent(Arc::new(RwLock::new(HostRules::default())), 4)
     }
 
+    fn json_post(url: &str) -> Post<'_> {
+        Post { url, body: b"{}", content_type: "application/json", auth: None, signing: None, trace: None }
+    }
+
+    #[test]
+    fn an_sms_provider_call_carries_its_content_type_and_authorization() {
+        let (url, h) = serve_once("HTTP/1.1 201 Created\r\ncontent-length: 14\r\n\r\n{\"sid\":\"SM1\"}");
+        let post = Post {
+            url: &url,
+            body: b"To=%2B41791234567&From=Salon&Body=Hi",
+            content_type: "application/x-www-form-urlencoded",
+            auth: Some("Basic QUMxOnRvaw=="),
+            signing: None,
+            trace: None,
+        };
+        let (sent, body) = send_http(&loopback_agent(), &post, Duration::from_secs(5));
+        assert_eq!(sent, Sent::Status { code: 201, retry_after: None });
+        assert_eq!(body.as_deref(), Some("{\"sid\":\"SM1\"}"));
+        let request = h.join().unwrap().to_ascii_lowercase();
+        assert!(request.contains("content-type: application/x-www-form-urlencoded"), "{request}");
+        assert!(request.contains("authorization: basic qumxonrvaw=="), "{request}");
+    }
+
     #[test]
     fn a_signed_post_carries_the_standard_webhooks_headers() {
         let (url, h) = serve_once("HTTP/1.1 204 No Content\r\ncontent-length: 0\r\n\r\n");
         let key = vec![7u8; 24];
-        let signing = Some(Signing { msg_id: "msg_1".into(), keys: vec![key] });
+        let signing = Signing { msg_id: "msg_1".into(), keys: vec![key] };
         let trace = ("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".to_string(), Some("a=1".to_string()));
-        let (sent, _) =
-            send_http(&loopback_agent(), &url, b"{\"a\":1}", signing.as_ref(), Duration::from_secs(5), Some(&trace));
+        let post = Post {
+            url: &url,
+            body: b"{\"a\":1}",
+            content_type: "application/json",
+            auth: None,
+            signing: Some(&signing),
+            trace: Some(&trace),
+        };
+        let (sent, _) = send_http(&loopback_agent(), &post, Duration::from_secs(5));
         assert_eq!(sent, Sent::Status { code: 204, retry_after: None });
         let request = h.join().unwrap().to_ascii_lowercase();
         for header in [
@@ -386,7 +450,7 @@ mod tests {
     #[test]
     fn throttling_keeps_retry_after_and_the_body_excerpt() {
         let (url, h) = serve_once("HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 4\r\n\r\nslow");
-        let (sent, body) = send_http(&loopback_agent(), &url, b"{}", None, Duration::from_secs(5), None);
+        let (sent, body) = send_http(&loopback_agent(), &json_post(&url), Duration::from_secs(5));
         h.join().unwrap();
         assert_eq!(sent, Sent::Status { code: 429, retry_after: Some("7".into()) });
         assert_eq!(body.as_deref(), Some("slow"));
@@ -395,7 +459,7 @@ mod tests {
     #[test]
     fn denied_addresses_are_never_connected_to() {
         let rules = Arc::new(RwLock::new(HostRules::parse("", "127.0.0.0/8").unwrap()));
-        let (sent, _) = send_http(&agent(rules, 1), "http://localhost:9/x", b"{}", None, Duration::from_secs(2), None);
+        let (sent, _) = send_http(&agent(rules, 1), &json_post("http://localhost:9/x"), Duration::from_secs(2));
         assert!(matches!(&sent, Sent::Failed { error, .. } if error.contains("deny list")), "{sent:?}");
     }
 }

@@ -18,6 +18,14 @@ pub const PLACEHOLDERS: &[&str] = &[
     "time_zone",
     "appointment_id",
     "reason",
+    "customer_phone",
+    "recipient_email",
+    "recipient_phone",
+    "confirm_url",
+    "cancel_url",
+    "reminder_offset",
+    "agenda",
+    "appointment_count",
 ];
 
 /// The placeholders of a template, in order; an error for an unknown or unclosed one.

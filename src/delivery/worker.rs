@@ -1,8 +1,8 @@
-//! The delivery worker: one per database that has an enabled endpoint, started by the launcher
-//! (src/launcher) as the kind `DELIVERY`. Its main thread claims due deliveries in short
-//! transactions, hands them to the sending threads (src/delivery/send.rs), and records what
-//! happened. It expands new events into deliveries first (fan_out_events), in the transaction
-//! that claims them. It sleeps on its latch (set at the commit of a transaction that wrote
+//! The delivery worker: one per database that has an enabled endpoint or reminder rule, started
+//! by the launcher (src/launcher) as the kind `DELIVERY`. Its main thread claims due deliveries
+//! in short transactions, hands them to the sending threads (src/delivery/send.rs), and records
+//! what happened. It expands new events and due reminders into deliveries first
+//! (fan_out_events, fan_out_reminders), in the transaction that claims them. It sleeps on its latch (set at the commit of a transaction that wrote
 //! events or queued a delivery) and on the threads' socket, with a timeout at the next due
 //! retry: no polling, except on a Citus coordinator, whose events are written on the workers.
 //!
@@ -15,11 +15,12 @@ use pgrx::JsonB;
 use serde_json::{json, Value};
 
 use super::hosts::traced_url;
-use super::message::{context, email_parts, slack_body, webhook_body, Template};
+use super::message::{context, email_parts, slack_body, sms_text, webhook_body, Template};
 use super::policy::{next, Next, Rules, Sent};
 use super::send::{Email, Finished, Outgoing, Payload, Pool, Signing};
 use super::settings;
 use super::signature::parse_secret;
+use super::sms::{self, Auth, Provider};
 use crate::clock::epoch_ms;
 use crate::gucs;
 use crate::launcher::kinds::{Need, WorkerKind};
@@ -35,7 +36,10 @@ pub static DELIVERY: WorkerKind = WorkerKind::new(
     "booking_engine delivery",
     "delivery",
     "booking_engine_delivery_main",
-    Need::WhereSql("SELECT EXISTS (SELECT 1 FROM booking_admin.delivery_endpoints WHERE enabled)"),
+    Need::WhereSql(
+        "SELECT EXISTS (SELECT 1 FROM booking_admin.delivery_endpoints WHERE enabled)
+             OR EXISTS (SELECT 1 FROM booking.reminder_rules WHERE enabled)",
+    ),
     false,
 );
 
@@ -98,6 +102,10 @@ struct Claimed {
     template: Option<Value>,
     /// The trace the delivery continues (its event's).
     trace: Option<TraceContext>,
+    /// An SMS endpoint's provider, sender and credentials.
+    sms: Option<Value>,
+    /// An SMS whose recipient opted out of the tenant's SMS.
+    opted_out: bool,
 }
 
 /// The spans of one attempt, opened when it is claimed and finished when it is recorded: the
@@ -110,14 +118,6 @@ struct Traced {
 
 /// A claimed delivery with the spans of its attempt.
 type TracedClaim = (Option<Traced>, Claimed);
-
-/// What the worker keeps of a claimed delivery until its attempt is recorded.
-#[derive(Default)]
-struct InFlight {
-    horizon_from_ms: i64,
-    channel: String,
-    traced: Option<Traced>,
-}
 
 /// Opens the spans of a claimed attempt (None when tracing is off).
 fn traced(c: &Claimed) -> Option<Traced> {
@@ -188,8 +188,71 @@ fn finish_traced(t: Traced, f: &Finished, row: &Value) {
     attempt.finish(end);
 }
 
-/// What to send for a claimed delivery, or why it cannot be sent at all (recorded as dead).
-fn outgoing(c: &Claimed) -> Result<Outgoing, String> {
+/// Why a claimed delivery is not sent: never sendable (recorded as dead), or suppressed (the
+/// recipient opted out; recorded as such, not a failure of the endpoint).
+struct Unsent {
+    why: String,
+    suppressed: bool,
+}
+
+impl From<String> for Unsent {
+    fn from(why: String) -> Unsent {
+        Unsent { why, suppressed: false }
+    }
+}
+
+impl From<&str> for Unsent {
+    fn from(why: &str) -> Unsent {
+        Unsent::from(why.to_string())
+    }
+}
+
+/// A claimed delivery until its attempt is recorded: when its retries started, its channel (for
+/// the metrics), whom it went to, whether it was suppressed, and the spans of its attempt.
+#[derive(Default)]
+struct InFlight {
+    horizon_from_ms: i64,
+    channel: String,
+    recipient: Option<String>,
+    suppressed: bool,
+    traced: Option<Traced>,
+}
+
+fn template_of(c: &Claimed) -> Option<Template> {
+    c.template.clone().and_then(|t| serde_json::from_value(t).ok())
+}
+
+/// An SMS provider call: the text from the template's plain-text body, to the recipient's
+/// number, from the endpoint's sender, with its credentials.
+fn sms_payload(c: &Claimed) -> Result<(Payload, String), Unsent> {
+    if c.opted_out {
+        return Err(Unsent {
+            why: "not sent: the recipient replied STOP to this tenant's SMS".into(),
+            suppressed: true,
+        });
+    }
+    let settings = c.sms.clone().unwrap_or(Value::Null);
+    let field = |k: &str| settings.get(k).and_then(Value::as_str).map(str::to_string);
+    let provider =
+        field("provider").as_deref().and_then(Provider::parse).ok_or("the SMS endpoint names no provider")?;
+    let from = field("from").ok_or("the SMS endpoint has no sender")?;
+    let template = template_of(c)
+        .ok_or_else(|| format!("no message template for {} (booking_admin.set_message_template)", c.event_type))?;
+    let ctx = context(c.context.as_ref().unwrap_or(&Value::Null));
+    let to = ctx.get("recipient_phone").cloned().ok_or("the event's customer has no phone number")?;
+    let (body, content_type) = sms::request(provider, &to, &from, &sms_text(&template, &ctx), &c.message_id);
+    let auth = match (field("username"), field("password"), field("token")) {
+        (user, Some(password), _) => Auth::Basic { user: user.unwrap_or_default(), password },
+        (_, None, Some(token)) => Auth::Bearer(token),
+        _ => Auth::None,
+    };
+    let url = c.url.clone().unwrap_or_default();
+    Ok((Payload::Http { url, body, content_type, auth: auth.header(), signing: None }, to))
+}
+
+/// What to send for a claimed delivery and to whom (email and SMS), or why it is not sent.
+fn outgoing(c: &Claimed) -> Result<(Outgoing, Option<String>), Unsent> {
+    let mut recipient = None;
     let payload = match c.channel.as_str() {
         "webhook" => {
             let keys = c.secrets.iter().filter_map(|s| parse_secret(s).ok()).collect();
@@ -202,46 +265,56 @@ fn outgoing(c: &Claimed) -> Result<Outgoing, String> {
                     c.event_id.as_deref(),
                     &c.payload,
                 ),
+                content_type: "application/json",
+                auth: None,
                 signing: Some(Signing { msg_id: c.message_id.clone(), keys }),
             }
         }
         "slack" => {
-            let template: Option<Template> = c.template.clone().and_then(|t| serde_json::from_value(t).ok());
             let ctx = context(c.context.as_ref().unwrap_or(&Value::Null));
             Payload::Http {
                 url: c.url.clone().unwrap_or_default(),
-                body: slack_body(template.as_ref(), &ctx, &c.event_type, &c.payload),
+                body: slack_body(template_of(c).as_ref(), &ctx, &c.event_type, &c.payload),
+                content_type: "application/json",
+                auth: None,
                 signing: None,
             }
         }
+        "sms" => {
+            let (payload, to) = sms_payload(c)?;
+            recipient = Some(to);
+            payload
+        }
         _ => {
-            let template: Template =
-                c.template.clone().and_then(|t| serde_json::from_value(t).ok()).ok_or_else(|| {
-                    format!("no message template for {} (booking_admin.set_message_template)", c.event_type)
-                })?;
+            let template = template_of(c).ok_or_else(|| {
+                format!("no message template for {} (booking_admin.set_message_template)", c.event_type)
+            })?;
             let ctx = context(c.context.as_ref().unwrap_or(&Value::Null));
             let to = match c.url.as_deref().and_then(|u| u.strip_prefix("mailto:")) {
                 Some(fixed) => fixed.to_string(),
-                None => ctx.get("customer_email").cloned().ok_or("the event's customer has no email address")?,
+                None => ctx.get("recipient_email").cloned().ok_or("the event's customer has no email address")?,
             };
+            recipient = Some(to.clone());
             let (subject, text, html) = email_parts(&template, &ctx);
             Payload::Email(Email { to, subject, text, html })
         }
     };
-    Ok(Outgoing {
+    let o = Outgoing {
         delivery_id: c.id,
         endpoint_id: c.endpoint_id,
         attempt: c.attempt.max(1) as u32,
         timeout: std::time::Duration::from_millis(c.timeout_ms.max(100) as u64),
         payload,
         trace: None,
-    })
+    };
+    Ok((o, recipient))
 }
 
 /// The ledger row and decision for one finished attempt.
-fn decided(f: &Finished, horizon_from_ms: i64, schedule: &[u64], horizon_s: i32) -> Value {
+fn decided(f: &Finished, flight: &InFlight, schedule: &[u64], horizon_s: i32) -> Value {
     let finished_ms = f.started_ms + f.duration_ms as u64;
-    let rules = Rules { schedule, give_up_at_ms: horizon_from_ms.max(0) as u64 + horizon_s.max(1) as u64 * 1000 };
+    let rules =
+        Rules { schedule, give_up_at_ms: flight.horizon_from_ms.max(0) as u64 + horizon_s.max(1) as u64 * 1000 };
     let decision = next(&rules, f.attempt, &f.sent, finished_ms, jitter(&f.delivery_id));
     let (status_code, error) = match &f.sent {
         Sent::Status { code, .. } => (Some(*code), None),
@@ -255,16 +328,22 @@ fn decided(f: &Finished, horizon_from_ms: i64, schedule: &[u64], horizon_s: i32)
         _ => "fail",
     };
     let (outcome, next_ms, error) = match decision {
+        _ if flight.suppressed => ("suppressed", None, error),
         Next::Delivered => ("delivered", None, error),
         Next::RetryAt(at) => ("retry", Some(at), error),
         Next::Dead(why) => ("dead", None, Some(why)),
         Next::EndpointGone => ("gone", None, error),
     };
+    // An SMS provider's id for the message it accepted, which its delivery receipts name.
+    let provider_message_id = (flight.channel == "sms" && outcome == "delivered")
+        .then(|| f.excerpt.as_deref().and_then(sms::provider_message_id))
+        .flatten();
     json!({
         "id": f.delivery_id, "endpoint_id": f.endpoint_id, "attempt": f.attempt,
         "started_ms": f.started_ms, "finished_ms": finished_ms, "duration_ms": f.duration_ms,
         "status_code": status_code, "error": error, "excerpt": f.excerpt, "outcome": outcome,
-        "next_attempt_ms": next_ms, "breaker": breaker,
+        "next_attempt_ms": next_ms, "breaker": breaker, "recipient": flight.recipient,
+        "provider_message_id": provider_message_id,
     })
 }
 
@@ -281,7 +360,8 @@ fn log_given_up(f: &Finished, row: &Value, trace_id: Option<&str>) {
     );
 }
 
-/// A delivery that could not even be attempted, as a finished permanent failure.
+/// A delivery that could not even be attempted (or was suppressed), as a finished permanent
+/// failure.
 fn unsendable(c: &Claimed, why: String) -> Finished {
     Finished {
         delivery_id: c.id,
@@ -326,6 +406,8 @@ fn claim(limit: usize, threshold: i32, skip: &[uuid::Uuid]) -> Result<Vec<Claime
                     trace: r.get_by_name::<String, _>("traceparent")?.and_then(|p| {
                         trace::context::parse(&p, r.get_by_name::<String, _>("tracestate").ok().flatten().as_deref())
                     }),
+                    sms: json("sms")?,
+                    opted_out: r.get_by_name("opted_out")?.unwrap_or(false),
                 })
             })
             .collect::<Result<Vec<_>, pgrx::spi::Error>>()
@@ -336,9 +418,20 @@ fn next_due_ms(skip: &[uuid::Uuid]) -> Option<i64> {
     Spi::get_one_with_args::<i64>(NEXT_DUE_SQL, &[uuid_array(skip).into()]).ok().flatten()
 }
 
-/// Expands the next batch of new events into deliveries; the number of events expanded.
+/// Expands the next batch of new events, then of due reminders, into deliveries (and a
+/// reminder's event); the number of events and reminders handled.
 fn fan_out() -> Result<i32, pgrx::spi::Error> {
-    Ok(Spi::get_one_with_args::<i32>("SELECT booking_admin.fan_out_events($1)", &[FAN_OUT_BATCH.into()])?.unwrap_or(0))
+    let events =
+        Spi::get_one_with_args::<i32>("SELECT booking_admin.fan_out_events($1)", &[FAN_OUT_BATCH.into()])?.unwrap_or(0);
+    let reminders =
+        Spi::get_one_with_args::<i32>("SELECT booking_admin.fan_out_reminders($1)", &[FAN_OUT_BATCH.into()])?
+            .unwrap_or(0);
+    Ok(events + reminders)
+}
+
+/// In how many ms the next reminder falls due.
+fn next_reminder_ms() -> Option<i64> {
+    Spi::get_one::<i64>("SELECT booking_admin.next_reminder_due_ms()").ok().flatten()
 }
 
 /// How long the worker may sleep before it looks for new events itself: on a Citus coordinator
@@ -394,7 +487,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                 .iter()
                 .map(|f| {
                     let flight = claimed_at.remove(&f.delivery_id).unwrap_or_default();
-                    let row = decided(f, flight.horizon_from_ms, schedule, horizon);
+                    let row = decided(f, &flight, schedule, horizon);
                     let outcome = row["outcome"].as_str().unwrap_or("retry").to_string();
                     let trace_id = flight.traced.as_ref().map(|t| t.attempt.ctx.trace_id_hex());
                     if let Some(t) = flight.traced {
@@ -445,12 +538,23 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             // The receiver continues the trace from the request's span.
             let header =
                 traced.as_ref().and_then(|t| t.http.as_ref()).map(|h| (h.ctx.traceparent(), h.ctx.tracestate.clone()));
-            claimed_at
-                .insert(c.id, InFlight { horizon_from_ms: c.horizon_from_ms, channel: c.channel.clone(), traced });
+            let mut flight = InFlight {
+                horizon_from_ms: c.horizon_from_ms,
+                channel: c.channel.clone(),
+                traced,
+                ..InFlight::default()
+            };
             match outgoing(&c) {
-                Ok(o) => pool.push(c.endpoint_id, c.limit.max(1) as usize, Outgoing { trace: header, ..o }),
-                Err(why) => unsent.push(unsendable(&c, why)),
+                Ok((o, recipient)) => {
+                    flight.recipient = recipient;
+                    pool.push(c.endpoint_id, c.limit.max(1) as usize, Outgoing { trace: header, ..o });
+                }
+                Err(Unsent { why, suppressed }) => {
+                    flight.suppressed = suppressed;
+                    unsent.push(unsendable(&c, why));
+                }
             }
+            claimed_at.insert(c.id, flight);
         }
         if busy || !unsent.is_empty() {
             if interrupts_and_reload() {
@@ -461,8 +565,10 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         }
         report_activity(None);
         let full = pool.saturated(PER_ENDPOINT as usize);
-        let (due, poll) = try_in_transaction(|| (next_due_ms(&full), poll_ms())).unwrap_or((None, None));
-        let sleep = due.into_iter().chain(poll).min().map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS));
+        let (due, reminder, poll) =
+            try_in_transaction(|| (next_due_ms(&full), next_reminder_ms(), poll_ms())).unwrap_or((None, None, None));
+        let sleep =
+            due.into_iter().chain(reminder).chain(poll).min().map_or(MAX_SLEEP_MS, |d| d.clamp(1, MAX_SLEEP_MS));
         if wait_latch_or_socket(Some(pool.wake_fd()), sleep) {
             live.reload();
             pool.renew_client();

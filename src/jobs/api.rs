@@ -7,8 +7,10 @@ pub mod booking_admin {
     use pgrx::JsonB;
     use serde_json::json;
 
-    use crate::errors::DomainError;
+    use crate::availability::facade::{from_micros, load_zone, to_micros, Micros, Zone, MICROS_PER_DAY};
+    use crate::errors::{DomainError, DomainResult};
     use crate::gucs;
+    use crate::jobs::cron::{self, Cron, SEARCH_DAYS};
     use crate::jobs::{backoff, ids};
 
     /// Milliseconds before the next attempt of a job that failed `retry_count` times so far; a
@@ -55,6 +57,83 @@ pub mod booking_admin {
             return Err(DomainError::Internal("could not generate random values".into()).into());
         }
         Ok(ids::v4_from_random(&random).into_iter().map(|id| pgrx::Uuid::from_bytes(id.into_bytes())).collect())
+    }
+
+    /// A cron expression and its zone, read; 22023 for either being wrong or NULL.
+    fn schedule(expression: Option<&str>, timezone: Option<&str>) -> DomainResult<(Cron, String)> {
+        let expression =
+            expression.ok_or_else(|| DomainError::InvalidParameter("the cron expression must not be NULL".into()))?;
+        let cron = cron::parse(expression).map_err(DomainError::InvalidParameter)?;
+        let zone = timezone.ok_or_else(|| DomainError::InvalidParameter("the time zone must not be NULL".into()))?;
+        Ok((cron, zone.to_string()))
+    }
+
+    /// The zone's offsets from two days before `from` to as far as a schedule is searched after
+    /// `to`.
+    fn zone_for(name: &str, from: Micros, to: Micros) -> DomainResult<Zone> {
+        load_zone(name, from - 2 * MICROS_PER_DAY, to + (SEARCH_DAYS as Micros + 2) * MICROS_PER_DAY)
+    }
+
+    /// The first instant after `p_after` at which `p_expression` fires on the wall clock of
+    /// `p_timezone` (src/jobs/cron.rs: five fields, daylight saving time handled as people
+    /// expect); NULL when it does not fire within eight years. 22023 for a malformed
+    /// expression or an unknown zone.
+    #[pg_extern(stable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn cron_next(
+        p_expression: Option<&str>,
+        p_timezone: Option<&str>,
+        p_after: Option<TimestampWithTimeZone>,
+    ) -> Result<Option<TimestampWithTimeZone>, ErrorReport> {
+        let (cron, zone) = schedule(p_expression, p_timezone)?;
+        let after = to_micros(
+            p_after
+                .ok_or_else(|| DomainError::InvalidParameter("the instant to start after must not be NULL".into()))?,
+        )?;
+        let zone = zone_for(&zone, after, after)?;
+        Ok(cron.next_after(&zone, after).map(from_micros).transpose()?)
+    }
+
+    /// Runs of a schedule in [`p_from`, `p_to`), at most 10,000 (22023 beyond): what an
+    /// operator checks before relying on one.
+    #[pg_extern(stable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn cron_runs(
+        p_expression: Option<&str>,
+        p_timezone: Option<&str>,
+        p_from: Option<TimestampWithTimeZone>,
+        p_to: Option<TimestampWithTimeZone>,
+    ) -> Result<SetOfIterator<'static, TimestampWithTimeZone>, ErrorReport> {
+        const MAX_RUNS: usize = 10_000;
+        let (cron, zone) = schedule(p_expression, p_timezone)?;
+        let (Some(from), Some(to)) = (p_from, p_to) else {
+            return Err(DomainError::InvalidParameter("the window's ends must not be NULL".into()).into());
+        };
+        let (from, to) = (to_micros(from)?, to_micros(to)?);
+        let zone = zone_for(&zone, from, to)?;
+        let mut runs = Vec::new();
+        // The window is inclusive of its start: look from just before it.
+        let mut at = from - 1;
+        while let Some(next) = cron.next_after(&zone, at).filter(|n| *n < to) {
+            if runs.len() == MAX_RUNS {
+                return Err(DomainError::InvalidParameter(format!(
+                    "more than {MAX_RUNS} runs in the window: ask for a shorter one"
+                ))
+                .into());
+            }
+            runs.push(from_micros(next)?);
+            at = next;
+        }
+        Ok(SetOfIterator::new(runs))
+    }
+
+    /// The expression when it is a valid cron expression (22023 otherwise): the check of
+    /// scheduler_job_info.cron and of the tenants' agenda schedules.
+    #[pg_extern(immutable, parallel_safe)]
+    #[search_path(pg_catalog, pg_temp)]
+    pub fn check_cron(p_expression: Option<&str>) -> Result<String, ErrorReport> {
+        schedule(p_expression, Some("UTC"))?;
+        Ok(p_expression.unwrap_or_default().trim().to_string())
     }
 
     /// Wake the database's background workers when the current transaction commits (every

@@ -1,12 +1,13 @@
 //! Jobs: a durable queue (sql/jobs.sql), background workers that run its in-database handlers,
 //! and the maintenance scheduler.
 //!
-//! `backoff`, `ids` and `naming` are the pure core; `exec` runs
+//! `backoff`, `cron`, `ids` and `naming` are the pure core; `exec` runs
 //! one job (subtransaction or top-level statement), `worker` the worker processes, `api` the
 //! Rust-side SQL functions.
 
 pub mod api;
 pub mod backoff;
+pub mod cron;
 pub mod exec;
 pub mod ids;
 pub mod naming;

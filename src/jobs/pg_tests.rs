@@ -47,6 +47,118 @@ mod tests {
     }
 
     #[pg_test]
+    fn replace_by_key_rewrites_a_queued_job_and_preserve_run_at_keeps_its_time() {
+        let a = enqueue("a", ", p_unique_key => 'sms:7', p_run_at => '2030-01-01 10:00+00'");
+        let b = one::<String>(
+            "SELECT booking_admin.enqueue_job('b', 'it_external', '{\"v\": 2}', p_unique_key => 'sms:7',
+                 p_run_at => '2030-01-02 10:00+00', p_job_key_mode => 'replace')::text",
+        );
+        assert_eq!(a, b, "the queued job is the one replaced");
+        let (name, at) = (
+            one::<String>(&format!("SELECT name || payload::text FROM booking_admin.jobs WHERE id = '{a}'")),
+            one::<String>(&format!("SELECT scheduled_at::text FROM booking_admin.jobs WHERE id = '{a}'")),
+        );
+        assert_eq!((name.as_str(), at.as_str()), ("b{\"v\": 2}", "2030-01-02 10:00:00+00"));
+        enqueue(
+            "c",
+            ", p_unique_key => 'sms:7', p_run_at => '2031-01-01 00:00+00', p_job_key_mode => 'preserve_run_at'",
+        );
+        let at = one::<String>(&format!(
+            "SELECT name || ' ' || scheduled_at::text FROM booking_admin.jobs WHERE id = '{a}'"
+        ));
+        assert_eq!(at, "c 2030-01-02 10:00:00+00");
+    }
+
+    #[pg_test]
+    fn replacing_a_running_job_hands_its_key_to_a_new_one_that_will_not_be_retried_twice() {
+        let a = enqueue("a", ", p_unique_key => 'agenda:1', p_max_retries => 5");
+        Spi::run("SELECT booking_admin.claim_jobs('w', 10, ARRAY['it_external'])").unwrap();
+        let b = enqueue("b", ", p_unique_key => 'agenda:1', p_job_key_mode => 'replace'");
+        assert_ne!(a, b);
+        let old = one::<String>(&format!(
+            "SELECT concat_ws(' ', status, unique_key, replaced_by = '{b}', max_retries) FROM booking_admin.jobs WHERE id = '{a}'"
+        ));
+        assert_eq!(old, "running t 0", "the running one keeps running, without its key or retries");
+        let failed = one::<String>(&format!("SELECT booking_admin.fail_job('{a}', 'x')"));
+        assert_eq!(failed, "dead");
+    }
+
+    #[pg_test]
+    fn a_queued_job_is_cancelled_by_key_and_a_running_one_is_not() {
+        let a = enqueue("a", ", p_unique_key => 'k:1'");
+        let r = one::<JsonB>("SELECT booking_admin.cancel_job_by_key('k:1')").0;
+        assert_eq!((r["cancelled"].as_bool(), r["job_id"].as_str()), (Some(true), Some(a.as_str())));
+        let status = one::<String>(&format!("SELECT status FROM booking_admin.jobs WHERE id = '{a}'"));
+        assert_eq!(status, "cancelled");
+        let claimed = one::<i64>("SELECT count(*) FROM booking_admin.claim_jobs('w', 10, ARRAY['it_external'])");
+        assert_eq!(claimed, 0, "a cancelled job never runs");
+        let none = one::<JsonB>("SELECT booking_admin.cancel_job_by_key('k:1')").0;
+        assert_eq!(none["cancelled"].as_bool(), Some(false));
+        let b = enqueue("b", ", p_unique_key => 'k:1'");
+        assert_ne!(a, b, "the key is free again");
+        Spi::run("SELECT booking_admin.claim_jobs('w', 10, ARRAY['it_external'])").unwrap();
+        let running = one::<JsonB>("SELECT booking_admin.cancel_job_by_key('k:1')").0;
+        assert_eq!((running["cancelled"].as_bool(), running["status"].as_str()), (Some(false), Some("running")));
+    }
+
+    #[pg_test]
+    fn a_queued_job_is_rescheduled_by_key() {
+        let a = enqueue("a", ", p_unique_key => 'k:2'");
+        let moved = one::<String>("SELECT booking_admin.reschedule_job_by_key('k:2', '2030-05-05 05:05+00')::text");
+        assert_eq!(moved, a);
+        let at = one::<String>(&format!("SELECT scheduled_at::text FROM booking_admin.jobs WHERE id = '{a}'"));
+        assert_eq!(at, "2030-05-05 05:05:00+00");
+    }
+
+    /// Cron schedules in a zone, through the SQL function, against Postgres's own `AT TIME ZONE`
+    /// (the same tz data the availability engine reads): every day's 07:00 in Zurich across
+    /// both 2027 changes is one instant that Postgres prints as 07:00 local.
+    #[pg_test]
+    fn cron_times_agree_with_at_time_zone_across_both_2027_changes() {
+        let local: Vec<String> = Spi::get_one::<Vec<String>>(
+            "SELECT array_agg(to_char(t AT TIME ZONE 'Europe/Zurich', 'YYYY-MM-DD HH24:MI') ORDER BY t)
+             FROM booking_admin.cron_runs('0 7 * * *', 'Europe/Zurich', '2027-03-26 00:00+00', '2027-03-31 00:00+00') t",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            local,
+            ["2027-03-26 07:00", "2027-03-27 07:00", "2027-03-28 07:00", "2027-03-29 07:00", "2027-03-30 07:00"]
+        );
+        let autumn = one::<i64>(
+            "SELECT count(*) FROM booking_admin.cron_runs('0 7 * * *', 'Europe/Zurich', '2027-10-29 00:00+00', '2027-11-03 00:00+00') t
+             WHERE to_char(t AT TIME ZONE 'Europe/Zurich', 'HH24:MI') = '07:00'",
+        );
+        assert_eq!(autumn, 5);
+        let skipped =
+            one::<String>("SELECT booking_admin.cron_next('30 2 * * *', 'Europe/Zurich', '2027-03-28 00:00+01')::text");
+        assert_eq!(skipped, "2027-03-28 01:00:00+00", "02:30 does not exist that day: 03:00 CEST");
+    }
+
+    #[pg_test]
+    fn a_cron_operation_gets_its_next_time_in_its_zone() {
+        Spi::run(
+            "CREATE FUNCTION public.noop_op(jsonb) RETURNS integer LANGUAGE sql AS 'SELECT 0';
+             SET booking_engine.now = '2027-03-27 08:00+01';
+             INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, cron, timezone)
+             VALUES ('morning', 'Every morning', 'public.noop_op', '0 7 * * *', 'Europe/Zurich')",
+        )
+        .unwrap();
+        let next =
+            one::<String>("SELECT next_run_at::text FROM booking_admin.scheduler_job_info WHERE job_name = 'morning'");
+        assert_eq!(next, "2027-03-28 05:00:00+00", "the next morning, in summer time");
+        let due = one::<i64>("SELECT count(*) FROM booking_admin.due_operations() WHERE job_name = 'morning'");
+        assert_eq!(due, 0);
+        Spi::run("SET booking_engine.now = '2027-03-28 07:00+02'").unwrap();
+        let due = one::<i64>("SELECT count(*) FROM booking_admin.due_operations() WHERE job_name = 'morning'");
+        assert_eq!(due, 1);
+        Spi::run("SELECT booking_admin.run_maintenance('morning', 'scheduler')").unwrap();
+        let next =
+            one::<String>("SELECT next_run_at::text FROM booking_admin.scheduler_job_info WHERE job_name = 'morning'");
+        assert_eq!(next, "2027-03-29 05:00:00+00");
+    }
+
+    #[pg_test]
     fn fail_job_schedules_the_backoff_then_dead_letters() {
         let id = enqueue("f", ", p_max_retries => 1, p_retry_delay_ms => 60000, p_jitter => false");
         Spi::run("SELECT booking_admin.claim_jobs('w', 10, ARRAY['it_external'])").unwrap();
@@ -149,7 +261,8 @@ mod tests {
                                "expire-booking-operations": 3600000, "evaluate-alerts": 15000,
                                "metrics-snapshot": 300000, "extend-slot-horizon": 3600000,
                                "capture-history": 300000, "partition-maintenance": 600000,
-                               "archive-jobs": 60000, "client-blocks": 60000, "expire-holds": 60000})
+                               "archive-jobs": 60000, "client-blocks": 60000, "expire-holds": 60000,
+                               "cleanup-sms-inbound": 3600000, "staff-agenda": 60000, "cleanup-reminders": 86400000})
         );
     }
 
@@ -202,6 +315,8 @@ mod tests {
             "INSERT INTO booking_admin.jobs (name, handler, status, completed_at) VALUES
                  ('old', 'x', 'completed', now() - interval '10 days'),
                  ('recent', 'x', 'completed', now() - interval '1 day'),
+                 ('old cancelled', 'x', 'cancelled', now() - interval '10 days'),
+                 ('recent cancelled', 'x', 'cancelled', now() - interval '1 day'),
                  ('waiting', 'x', 'pending', NULL)",
         )
         .unwrap();
@@ -211,10 +326,13 @@ mod tests {
         )
         .unwrap();
         let r = one::<JsonB>("SELECT booking_admin.handle_data_cleanup('{\"completed_jobs_days\": 7}')");
-        assert_eq!(r.0, serde_json::json!({"completed_jobs": 1, "dead_jobs": 0, "maintenance_history": 1}));
+        assert_eq!(
+            r.0,
+            serde_json::json!({"completed_jobs": 1, "cancelled_jobs": 1, "dead_jobs": 0, "maintenance_history": 1})
+        );
         let left =
             one::<Vec<String>>("SELECT array_agg(name ORDER BY name) FROM booking_admin.jobs WHERE handler = 'x'");
-        assert_eq!(left, vec!["recent", "waiting"]);
+        assert_eq!(left, vec!["recent", "recent cancelled", "waiting"]);
     }
 
     /// The test cluster preloads the library, so runner 1 is a live process here.

@@ -112,14 +112,9 @@ fn scheduler_round(db: u32) -> Option<i64> {
         Spi::run("SELECT booking_admin.recover_stale_jobs()").expect("recover_stale_jobs");
         Some(
             Spi::connect(|c| {
-                c.select(
-                    "SELECT job_name, timeout_ms FROM booking_admin.scheduler_job_info
-                     WHERE enabled AND next_run_at <= clock_timestamp() ORDER BY next_run_at",
-                    None,
-                    &[],
-                )?
-                .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<i32>(2)?.unwrap_or(30_000))))
-                .collect::<Result<Vec<_>, pgrx::spi::Error>>()
+                c.select("SELECT job_name, timeout_ms FROM booking_admin.due_operations()", None, &[])?
+                    .map(|row| Ok((row.get::<String>(1)?.unwrap_or_default(), row.get::<i32>(2)?.unwrap_or(30_000))))
+                    .collect::<Result<Vec<_>, pgrx::spi::Error>>()
             })
             .expect("due maintenance operations"),
         )
@@ -163,14 +158,7 @@ fn scheduler_round(db: u32) -> Option<i64> {
         });
     }
     report_activity(None);
-    let next = in_transaction(|| {
-        Spi::get_one::<i64>(
-            "SELECT (extract(epoch FROM min(next_run_at) - clock_timestamp()) * 1000)::int8
-             FROM booking_admin.scheduler_job_info WHERE enabled",
-        )
-        .ok()
-        .flatten()
-    });
+    let next = in_transaction(|| Spi::get_one::<i64>("SELECT booking_admin.scheduler_wait_ms()").ok().flatten());
     Some(idle_wait_ms(gucs::poll_interval_ms(), next))
 }
 

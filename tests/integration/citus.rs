@@ -239,6 +239,101 @@ fn webhooks_from_each_worker(c: &mut Client, pair: &[Tenant]) {
     println!("citus: bookings on both workers reached a webhook receiver through the coordinator's delivery worker");
 }
 
+/// Reminders of tenants on both workers: the booking (pushed down to the tenant's worker) arms
+/// them there, a reschedule re-arms them there, and the coordinator hands them off (its
+/// delivery worker's call, here at their due time on the extension's clock) to an SMS endpoint
+/// and the webhooks' event; a signed cancel link works through the coordinator, once.
+fn reminders_from_each_worker(c: &mut Client, pair: &[Tenant]) {
+    let provider = crate::receiver::Receiver::start(vec![], crate::receiver::Answer::Accepted);
+    let mut booked = Vec::new();
+    for (i, t) in pair.iter().enumerate() {
+        let phone = format!("+4179000{i:04}");
+        c.execute(
+            "UPDATE booking.customers SET phone = $3 WHERE tenant_id = $1 AND id = $2",
+            &[&t.id, &t.customers[0], &phone],
+        )
+        .unwrap();
+        c.execute(
+            "SELECT booking.set_reminder_rule($1, '{\"offset_minutes\": 1440, \"channels\": [\"sms\", \"webhook\"]}')",
+            &[&t.id],
+        )
+        .unwrap();
+        c.execute(
+            "SELECT booking_admin.create_endpoint($1, '{booking.reminder}', $2, 'sms', '{\"provider\": \"json\", \"from\": \"Salon\"}')",
+            &[&provider.url, &t.id],
+        )
+        .unwrap();
+        c.execute(
+            "SELECT booking.set_messaging_settings($1, '{\"link_base_url\": \"https://salon.example/a\"}')",
+            &[&t.id],
+        )
+        .unwrap();
+        let r = book(c, t, &format!("remind-{i}"), t.staff[1], t.customers[0], "2026-03-13 11:00+01").unwrap();
+        assert_eq!(r["success"], true, "{r}");
+        let id = Uuid::parse_str(r["appointment"]["id"].as_str().unwrap()).unwrap();
+        let moved = json(
+            c,
+            "SELECT booking.reschedule_tenant_appointment($1, $2, '2026-03-13 13:00+01', $3)",
+            &[&t.id, &id, &format!("remind-move-{i}")],
+        );
+        assert_eq!(moved["success"], true, "{moved}");
+        booked.push((t.id, phone, id.to_string()));
+    }
+    // The rule also reminds the tenants' other upcoming appointments (of the earlier steps): the
+    // ones booked here are followed.
+    let ids: Vec<String> = booked.iter().map(|(_, _, id)| id.clone()).collect();
+    let states: Vec<String> = c
+        .query(
+            "SELECT status || ' ' || to_char(starts_at AT TIME ZONE 'Europe/Zurich', 'HH24:MI') FROM booking.reminders
+             WHERE tenant_id = ANY ($1) AND appointment_id::text = ANY ($2) ORDER BY tenant_id, starts_at",
+            &[&pair.iter().map(|t| t.id).collect::<Vec<_>>(), &ids],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(
+        states,
+        ["dropped 11:00", "pending 13:00", "dropped 11:00", "pending 13:00"],
+        "armed and re-armed on the workers"
+    );
+    c.batch_execute("SET booking_engine.now = '2026-03-12 13:00+01'; SELECT booking_admin.fan_out_reminders();")
+        .unwrap();
+    let mut to: Vec<String> = provider
+        .await_requests(pair.len())
+        .iter()
+        .map(|r| serde_json::from_str::<Value>(&r.body).unwrap()["to"].as_str().unwrap().to_string())
+        .collect();
+    to.sort();
+    to.dedup();
+    let mut want: Vec<String> = booked.iter().map(|(_, p, _)| p.clone()).collect();
+    want.sort();
+    assert_eq!(to, want, "SMS to each tenant's customer, from both workers' bookings");
+    let events: i64 = c
+        .query_one(
+            "SELECT count(*) FROM booking.events WHERE event_type = 'booking.reminder' AND tenant_id = ANY ($1)
+             AND payload ->> 'appointment_id' = ANY ($2)",
+            &[&pair.iter().map(|t| t.id).collect::<Vec<_>>(), &ids],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(events, pair.len() as i64, "the webhook channel's events, written on the workers");
+    let token: String = c
+        .query_one(
+            "SELECT substring(d.payload ->> 'cancel_url' FROM 'token=(.*)$') FROM booking_admin.deliveries d
+             WHERE d.tenant_id = $1 AND d.event_type = 'booking.reminder' AND d.payload ->> 'appointment_id' = $2",
+            &[&pair[0].id, &ids[0]],
+        )
+        .unwrap()
+        .get(0);
+    let cancelled = json(c, "SELECT booking.cancel_appointment_by_link($1)", &[&token]);
+    assert_eq!(cancelled["appointment"]["status"], "cancelled", "{cancelled}");
+    let replay = c.query_one("SELECT booking.cancel_appointment_by_link($1)", &[&token]).unwrap_err();
+    assert_eq!(replay.code().map(|c| c.code()), Some("PT409"), "{replay}");
+    c.batch_execute("SET booking_engine.now = '2026-03-01 00:00+01'").unwrap();
+    println!("citus: reminders armed by bookings on both workers, re-armed by a reschedule, handed off by the coordinator; a signed link cancels once");
+}
+
 /// A cancellation pushed down to a worker offers the freed slot to the waitlist there; the
 /// staff's confirm and check-in work on tenants of both workers.
 fn waitlist_and_staff_steps(c: &mut Client, pair: &[Tenant]) {
@@ -841,6 +936,7 @@ fn booking_engine_on_a_citus_cluster() {
         .collect();
     slot_store_on_each_worker(&mut c, &pair);
     webhooks_from_each_worker(&mut c, &pair);
+    reminders_from_each_worker(&mut c, &pair);
     waitlist_and_staff_steps(&mut c, &pair);
     resources_and_any_staff_on_each_worker(&mut c, &pair);
     postgrest_through_the_coordinator(&cl, &pair[0]);

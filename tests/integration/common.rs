@@ -352,6 +352,50 @@ pub fn reconnect_after_crash(mut c: Client) -> Client {
     reconnect()
 }
 
+/// The delivery worker's crash test, shared by the webhook and reminder tests: waits until the
+/// worker is mid-way through `total` deliveries (`delivered` counts the delivered ones, and
+/// fewer than `total - margin` are), kills it with SIGKILL, waits until its successor is
+/// mid-way again, stops the server immediately, starts it, and waits until all are delivered.
+/// Returns a connection to the restarted server.
+pub fn crash_delivery_mid_way(c: Client, total: i64, margin: i64, delivered: &dyn Fn(&mut Client) -> i64) -> Client {
+    let mid_way = |c: &mut Client, n: i64| {
+        let start = Instant::now();
+        loop {
+            let done = delivered(c);
+            if done > n {
+                assert!(done < total - margin, "stopped too late to be mid-way ({done})");
+                return;
+            }
+            assert!(start.elapsed() < Duration::from_secs(60), "no progress past {n}");
+            sleep(Duration::from_millis(5));
+        }
+    };
+    let mut c = c;
+    mid_way(&mut c, 0);
+    let pid: i32 = c
+        .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine delivery' AND datname = current_database()", &[])
+        .unwrap()
+        .get(0);
+    assert!(Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap().success());
+    let mut c = reconnect_after_crash(c);
+    let after_kill = delivered(&mut c);
+    mid_way(&mut c, after_kill);
+    drop(c);
+    pg_ctl(&["stop", "-m", "immediate"]);
+    pg_ctl(&["start"]);
+    let mut c = reconnect();
+    let start = Instant::now();
+    while delivered(&mut c) < total {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {} of {total} delivered after the restart",
+            delivered(&mut c)
+        );
+        sleep(Duration::from_millis(50));
+    }
+    c
+}
+
 /// Runs pg_ctl on the test cluster as its owner.
 pub fn pg_ctl(args: &[&str]) {
     let bin = std::env::var("BOOKING_ENGINE_TEST_PG_BIN").expect("BOOKING_ENGINE_TEST_PG_BIN (set by scripts/test.sh)");

@@ -10,7 +10,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{book, connect, durable_connection, pg_ctl, reconnect, reconnect_after_crash, salon, Salon};
+use crate::common::{book, connect, crash_delivery_mid_way, durable_connection, salon, Salon};
 use crate::receiver::{smtp_sink, Answer, Receiver, Request};
 
 /// An endpoint of the salon's tenant; returns its id and secret.
@@ -343,42 +343,7 @@ fn a_killed_worker_and_an_immediate_shutdown_lose_no_delivery() {
         .unwrap()
         .get(0)
     };
-    // Waits until more than `n` are delivered, and no more than `N` - 50: still mid-way.
-    let mid_way = |c: &mut Client, n: i64| {
-        let start = Instant::now();
-        loop {
-            let done = delivered(c);
-            if done > n {
-                assert!(done < N - 50, "stopped too late to be mid-way ({done})");
-                return;
-            }
-            assert!(start.elapsed() < Duration::from_secs(60), "no progress past {n}");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    };
-    mid_way(&mut c, 0);
-    let pid: i32 = c
-        .query_one("SELECT pid FROM pg_stat_activity WHERE backend_type = 'booking_engine delivery' AND datname = current_database()", &[])
-        .unwrap()
-        .get(0);
-    let killed = std::process::Command::new("kill").args(["-9", &pid.to_string()]).status().unwrap();
-    assert!(killed.success());
-    let mut c = reconnect_after_crash(c);
-    let after_kill = delivered(&mut c);
-    mid_way(&mut c, after_kill);
-    drop(c);
-    pg_ctl(&["stop", "-m", "immediate"]);
-    pg_ctl(&["start"]);
-    let mut c = reconnect();
-    let start = Instant::now();
-    while delivered(&mut c) < N {
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "only {} of {N} delivered after the restart",
-            delivered(&mut c)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let mut c = crash_delivery_mid_way(c, N, 50, &delivered);
     let got = rx.requests();
     let received: std::collections::HashSet<&str> = got.iter().map(|r| r.headers["webhook-id"].as_str()).collect();
     let expected: std::collections::HashSet<&str> = ids.iter().map(String::as_str).collect();

@@ -501,3 +501,92 @@ fn sighup_reloads_the_enabled_switch() {
     c.batch_execute("SELECT pg_reload_conf()").unwrap();
     wait_for(&mut c, id, "completed", Duration::from_secs(10));
 }
+
+/// A maintenance operation on a cron schedule, `0 7 * * *` in Europe/Zurich, run the way the
+/// scheduler worker runs operations (`due_operations()`, then `run_maintenance(.., 'scheduler')`)
+/// at every five minutes of the extension's clock through the days around both 2027 changes:
+/// once a day, at 07:00 on the clock; a `30 2 * * *` one runs once on both change days too (at
+/// 03:00 new time when 02:30 does not exist, at the first 02:30 when it happens twice). Between
+/// the two periods the clock jumps seven months: a schedule missed while nothing ran runs once
+/// when the scheduler looks again, then keeps its times.
+#[test]
+fn a_seven_oclock_zurich_job_runs_once_a_day_across_both_2027_changes() {
+    let mut c = connect();
+    let (seven, half_past_two, runs) = (
+        format!("it-seven-{}", Uuid::new_v4().simple()),
+        format!("it-0230-{}", Uuid::new_v4().simple()),
+        format!("it_runs_{}", Uuid::new_v4().simple()),
+    );
+    c.batch_execute(&format!(
+        "CREATE TABLE public.{runs} (job text, at timestamptz);
+         CREATE FUNCTION public.{runs}(p jsonb) RETURNS integer LANGUAGE sql AS
+             $f$ INSERT INTO public.{runs} VALUES (p ->> 'job', booking_admin.scheduler_clock()) RETURNING 1 $f$;
+         SET booking_engine.now = '2027-03-26 00:00+01';
+         INSERT INTO booking_admin.scheduler_job_info (job_name, description, function, settings, cron, timezone) VALUES
+             ('{seven}', 'it', 'public.{runs}', '{{\"job\": \"seven\"}}', '0 7 * * *', 'Europe/Zurich'),
+             ('{half_past_two}', 'it', 'public.{runs}', '{{\"job\": \"0230\"}}', '30 2 * * *', 'Europe/Zurich');"
+    ))
+    .unwrap();
+    for (from, to) in [("2027-03-26 00:00+01", "2027-03-31 00:00+02"), ("2027-10-29 00:00+02", "2027-11-03 00:00+01")] {
+        c.batch_execute(&format!(
+            "DO $d$ DECLARE t timestamptz; BEGIN
+                 FOR t IN SELECT generate_series('{from}'::timestamptz, '{to}', interval '5 minutes') LOOP
+                     PERFORM set_config('booking_engine.now', t::text, false);
+                     PERFORM booking_admin.run_maintenance(d.job_name, 'scheduler') FROM booking_admin.due_operations() d
+                     WHERE d.job_name IN ('{seven}', '{half_past_two}');
+                 END LOOP;
+             END $d$;"
+        ))
+        .unwrap();
+    }
+    let local = |c: &mut Client, job: &str| -> Vec<String> {
+        c.query(
+            &format!(
+                "SELECT to_char(at AT TIME ZONE 'Europe/Zurich', 'MM-DD HH24:MI') || to_char(at AT TIME ZONE 'UTC', ' (HH24:MI UTC)')
+                 FROM public.{runs} WHERE job = $1 ORDER BY at"
+            ),
+            &[&job],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect()
+    };
+    assert_eq!(
+        local(&mut c, "seven"),
+        [
+            "03-26 07:00 (06:00 UTC)",
+            "03-27 07:00 (06:00 UTC)",
+            "03-28 07:00 (05:00 UTC)",
+            "03-29 07:00 (05:00 UTC)",
+            "03-30 07:00 (05:00 UTC)",
+            "10-29 00:00 (22:00 UTC)",
+            "10-29 07:00 (05:00 UTC)",
+            "10-30 07:00 (05:00 UTC)",
+            "10-31 07:00 (06:00 UTC)",
+            "11-01 07:00 (06:00 UTC)",
+            "11-02 07:00 (06:00 UTC)",
+        ]
+    );
+    assert_eq!(
+        local(&mut c, "0230"),
+        [
+            "03-26 02:30 (01:30 UTC)",
+            "03-27 02:30 (01:30 UTC)",
+            "03-28 03:00 (01:00 UTC)",
+            "03-29 02:30 (00:30 UTC)",
+            "03-30 02:30 (00:30 UTC)",
+            "10-29 00:00 (22:00 UTC)",
+            "10-29 02:30 (00:30 UTC)",
+            "10-30 02:30 (00:30 UTC)",
+            "10-31 02:30 (00:30 UTC)",
+            "11-01 02:30 (01:30 UTC)",
+            "11-02 02:30 (01:30 UTC)",
+        ]
+    );
+    c.batch_execute(&format!(
+        "DELETE FROM booking_admin.scheduler_job_info WHERE job_name IN ('{seven}', '{half_past_two}');
+         DROP FUNCTION public.{runs}(jsonb); DROP TABLE public.{runs};"
+    ))
+    .unwrap();
+}

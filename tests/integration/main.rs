@@ -20,6 +20,7 @@ mod observability;
 mod operator;
 mod postgrest;
 mod receiver;
+mod reminders;
 mod resources;
 mod security;
 mod slot_store;

@@ -1,5 +1,6 @@
 //! Real receivers on 127.0.0.1 for the delivery tests: an HTTP server whose answers a test
-//! scripts (status, Retry-After, hang, close), and an SMTP sink. Both record what arrives.
+//! scripts (status, Retry-After, hang, close, an SMS provider's acceptance), and an SMTP sink.
+//! Both record what arrives.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,6 +20,9 @@ pub enum Answer {
     Hang,
     /// Closes the connection without an answer.
     Close,
+    /// 201 with `{"sid": "SM<n>"}`, n the request's number (1-based): an SMS provider that
+    /// accepted the message.
+    Accepted,
 }
 
 #[derive(Clone, Debug)]
@@ -91,15 +95,20 @@ impl Receiver {
         let mut out = conn;
         while let Some(req) = read_request(&mut reader) {
             let (lock, cv) = &*self.state;
-            let answer = {
+            let (answer, n) = {
                 let mut s = lock.lock().unwrap();
                 s.requests.push(req);
                 let a = s.script.pop_front().or(s.otherwise.clone()).unwrap();
                 cv.notify_all();
-                a
+                (a, s.requests.len())
             };
+            let mut body = "ok".to_string();
             let (code, extra) = match answer {
                 Answer::Status(code) => (code, String::new()),
+                Answer::Accepted => {
+                    body = format!("{{\"sid\": \"SM{n}\"}}");
+                    (201, "content-type: application/json\r\n".to_string())
+                }
                 Answer::Delay(ms) => {
                     std::thread::sleep(Duration::from_millis(ms));
                     (200, String::new())
@@ -115,7 +124,7 @@ impl Receiver {
                     return;
                 }
             };
-            let head = format!("HTTP/1.1 {code} X\r\ncontent-length: 2\r\n{extra}\r\nok");
+            let head = format!("HTTP/1.1 {code} X\r\ncontent-length: {}\r\n{extra}\r\n{body}", body.len());
             if out.write_all(head.as_bytes()).is_err() {
                 return;
             }
@@ -233,5 +242,10 @@ impl SmtpSink {
             .wait_timeout_while(m, Duration::from_secs(60), |m| !m.iter().any(|x| x.to.iter().any(|t| t == to)))
             .unwrap();
         m.iter().find(|x| x.to.iter().any(|t| t == to)).cloned().unwrap_or_else(|| panic!("no mail to {to}"))
+    }
+
+    /// Every message to `to` so far.
+    pub fn mails_to(&self, to: &str) -> Vec<Mail> {
+        self.mails.lock().unwrap().iter().filter(|x| x.to.iter().any(|t| t == to)).cloned().collect()
     }
 }

@@ -54,7 +54,26 @@ fn a_record_is_given_up_after_exactly_three_writer_deaths() {
     let mut holder = connect();
     let marker = Uuid::new_v4().simple().to_string();
     let poison = format!("poison-{marker}");
+    // Reading the metric is a call of a booking_admin function, audited through the writer
+    // too: its entry must be written before the log is locked, or it is the oldest record in
+    // the hands of every writer killed below and is given up in the poison's place (which then
+    // dies one time fewer and is written).
+    let session = format!("writer-test-{marker}");
+    c.batch_execute(&format!("SET application_name = '{session}'")).unwrap();
     let given_up_before = given_up(&mut c);
+    let start = Instant::now();
+    while c
+        .query_one(
+            "SELECT count(*) FROM booking_admin.security_audit_log WHERE user_agent = $1 AND resource_id = 'booking_admin.metrics'",
+            &[&session],
+        )
+        .unwrap()
+        .get::<_, i64>(0)
+        == 0
+    {
+        assert!(start.elapsed() < Duration::from_secs(20), "the metric's reading is audited");
+        sleep(Duration::from_millis(20));
+    }
 
     // While the test holds the audit log, every writer that takes records blocks on it, and
     // the test can kill it with the records in hand.
