@@ -13226,7 +13226,8 @@ SELECT booking_admin.grant_api_roles();
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA booking_admin FROM PUBLIC;
 
 -- Tracing and reminders together (0.1.1): the functions both changed, as the feature files define them
--- (the job keys' enqueue_job with the enqueuer's trace context, fan_out_events, cancel_tenant_appointment).
+-- (the job keys' enqueue_job with the enqueuer's trace context, fan_out_events, cancel_tenant_appointment,
+-- and the cancellation's spans in cancel_locked_appointment, which reminders split out of cancel_appointment).
 -- booking_admin.enqueue_job as sql/jobs.sql defines it
 CREATE OR REPLACE FUNCTION booking_admin.enqueue_job(
     p_name text,
@@ -13373,3 +13374,45 @@ BEGIN
         booking.appointment_for_change(p_appointment_id, 'booking.cancel', false, p_tenant_id), p_reason, p_idempotency_key);
 END $$;
 
+-- booking.cancel_locked_appointment as sql/booking.sql defines it
+CREATE OR REPLACE FUNCTION booking.cancel_locked_appointment(p_appt booking.appointments, p_reason text, p_idempotency_key text)
+RETURNS jsonb
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking, pg_temp AS $$
+DECLARE
+    v_appt booking.appointments := p_appt;
+    v_op uuid;
+    v_early jsonb;
+    v_traced boolean := booking_internal.tracing();
+BEGIN
+    IF v_traced THEN
+        PERFORM booking_internal.trace_begin('booking.cancel', jsonb_build_object('booking.tenant_id', v_appt.tenant_id,
+                                          'booking.appointment_id', v_appt.id));
+    END IF;
+    SELECT c.operation_id, c.early_result INTO v_op, v_early
+    FROM booking.start_change(v_appt, p_idempotency_key, 'cancel',
+        jsonb_build_object('appointment_id', v_appt.id, 'reason', p_reason),
+        'Cancelling', 'cancelled', 'cancellation_deadline_hours') c;
+    IF v_early IS NOT NULL THEN
+        IF v_traced THEN
+            PERFORM booking_internal.trace_end('booking.cancel', '{"booking.outcome": "replayed"}');
+        END IF;
+        RETURN v_early;
+    END IF;
+    IF v_traced THEN
+        PERFORM booking_internal.trace_begin('booking.write');
+    END IF;
+    UPDATE booking.appointments
+    SET status = 'cancelled', cancelled_at = now(), cancellation_reason = p_reason
+    WHERE tenant_id = v_appt.tenant_id AND id = v_appt.id
+    RETURNING * INTO v_appt;
+    IF v_traced THEN
+        PERFORM booking_internal.trace_end('booking.write');
+    END IF;
+    PERFORM booking.emit_event(v_appt.tenant_id, 'booking.cancelled', jsonb_build_object(
+        'appointment_id', v_appt.id, 'customer_id', v_appt.customer_id, 'staff_id', v_appt.staff_id,
+        'starts_at', v_appt.starts_at, 'ends_at', v_appt.ends_at, 'reason', p_reason));
+    PERFORM booking.offer_freed_slot(v_appt);
+    RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
+        'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
+END $$;
