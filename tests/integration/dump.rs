@@ -83,6 +83,13 @@ fn a_dump_restores_every_users_row_once() {
     // (The scheduler's own runs are turned off so that nothing moves between the two reads.)
     // A pass that meets the scheduler's first one, still running in this new database, gives up
     // on a table after its lock timeout (and reports it); the next pass does that table's work.
+    // A pass already running would go on after the switch: the operation's advisory lock (the
+    // one run_maintenance tries), taken first and on its own (the pass ends by updating the row
+    // the switch locks), waits for it, and held by this session keeps any other from starting.
+    c.batch_execute(
+        "SELECT pg_advisory_lock(hashtext('booking_engine.maintenance'), hashtext('partition-maintenance'))",
+    )
+    .unwrap();
     c.batch_execute("SELECT booking_admin.configure_scheduler_job('partition-maintenance', p_enabled => false)")
         .unwrap();
     let clean = |pass: &serde_json::Value| pass["tables"].as_array().unwrap().iter().all(|t| t.get("error").is_none());
@@ -123,7 +130,11 @@ fn a_dump_restores_every_users_row_once() {
 
     let mut r = open(&dst);
     assert_eq!(counts(&mut r), before, "every table has the same rows after the restore");
-    assert_eq!(partitions(&mut r), partitions_before, "the same partitions, the same rows in the default one");
+    // The restored database's own scheduler may already have made the next partitions ahead.
+    let (names, in_default) = partitions(&mut r);
+    let missing: Vec<&String> = partitions_before.0.iter().filter(|p| !names.contains(p)).collect();
+    assert!(missing.is_empty(), "partitions lost by the dump: {missing:?}");
+    assert_eq!(in_default, partitions_before.1, "the same rows in the default partition");
     assert_eq!(month(&mut r, s.service), slots_before, "the restored database offers the same slots");
     let replay = book(&mut r, &s, "dump-1", "2026-03-23 10:00+01");
     assert_eq!(replay["replayed"], true, "idempotency keys survive the restore");
