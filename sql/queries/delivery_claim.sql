@@ -1,22 +1,27 @@
 -- The delivery worker's claim: due deliveries, up to $1 in all and $3 per endpoint, of enabled
 -- endpoints whose circuit is closed (or whose cool-down ended: failures >= $2, the breaker
--- threshold, makes the endpoint half-open), skipping the endpoints in $4 (those whose claimed
--- deliveries the worker is still working through). Claimed deliveries are `sending` until the
--- worker records them; it sends each endpoint's at most `max_in_flight` at a time (1 while
--- half-open), returned here with what the worker needs to send each: the endpoint, its live
--- secrets (newest first), for email, SMS and Slack the template and its placeholders' values,
--- and for SMS the provider's settings and credentials and whether the number opted out.
+-- threshold, makes the endpoint half-open, and then only one is claimed), skipping the
+-- endpoints in $4 (those whose claimed deliveries the worker is still working through, or whose
+-- circuit it has just seen open). Claimed deliveries are `sending` until the worker records them
+-- (or hands them back unsent: delivery_unclaim.sql); it sends each endpoint's at most
+-- `max_in_flight` at a time, returned here with what the worker needs to send each: the
+-- endpoint and its failures in a row, its live secrets (newest first), for email, SMS and Slack
+-- the template and its placeholders' values, for SMS the provider's settings and credentials
+-- and whether the number opted out, and the trace context the attempt continues.
 WITH ep AS (
-    SELECT e.id
+    SELECT e.id, $2 > 0 AND e.consecutive_failures >= $2 AS half_open
     FROM booking_admin.delivery_endpoints e
     WHERE e.enabled AND (e.circuit_open_until IS NULL OR e.circuit_open_until <= now()) AND e.id <> ALL ($4)
 ), picked AS (
+    -- A half-open endpoint gets one delivery, its probe: a retry when one is due (a receiver
+    -- that fails only first attempts recovers; a stream of new messages would otherwise always
+    -- be the oldest due and the probe always a first attempt), else the oldest due.
     SELECT d.id
     FROM ep CROSS JOIN LATERAL (
         SELECT d.id FROM booking_admin.deliveries d
         WHERE d.endpoint_id = ep.id AND d.status = 'pending' AND d.next_attempt_at <= now()
-        ORDER BY d.next_attempt_at
-        LIMIT $3
+        ORDER BY ep.half_open AND d.attempts = 0, d.next_attempt_at
+        LIMIT CASE WHEN ep.half_open THEN 1 ELSE $3 END
         FOR UPDATE SKIP LOCKED
     ) d
     LIMIT $1
@@ -37,6 +42,7 @@ WITH ep AS (
         (extract(epoch FROM d.horizon_from) * 1000)::int8 AS horizon_from_ms,
         e.channel, e.url, e.timeout_ms,
         CASE WHEN $2 > 0 AND e.consecutive_failures >= $2 THEN 1 ELSE e.max_in_flight END AS in_flight_limit,
+        e.consecutive_failures AS failures,
         coalesce(k.secrets, '{}') AS secrets,
         CASE WHEN e.channel <> 'webhook' THEN booking_admin.delivery_context(d.tenant_id, d.event_type, d.payload) END
             AS context,

@@ -61,6 +61,35 @@ pub enum Next {
     EndpointGone,
 }
 
+/// What an attempt tells its endpoint's circuit breaker: a 2xx closes it, a message that can
+/// never be sent (no recipient, a refused address) says nothing about the receiver, anything
+/// else (an error status, throttling, no answer) is a failure of the receiver.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Breaker {
+    Ok,
+    Fail,
+    Neutral,
+}
+
+pub fn breaker(sent: &Sent) -> Breaker {
+    match sent {
+        Sent::Status { code: 200..=299, .. } => Breaker::Ok,
+        Sent::Failed { permanent: true, .. } => Breaker::Neutral,
+        _ => Breaker::Fail,
+    }
+}
+
+impl Breaker {
+    /// As the record query reads it (sql/queries/delivery_record.sql).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Breaker::Ok => "ok",
+            Breaker::Fail => "fail",
+            Breaker::Neutral => "none",
+        }
+    }
+}
+
 /// Settings that shape the decision.
 pub struct Rules<'a> {
     pub schedule: &'a [u64],

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use super::dispatch::Dispatcher;
 use super::hosts::HostRules;
-use super::policy::Sent;
+use super::policy::{breaker, Sent};
 use super::signature::signature_header;
 use crate::clock::epoch_ms;
 
@@ -260,7 +260,8 @@ fn agent(rules: Arc<RwLock<HostRules>>, per_host: usize) -> ureq::Agent {
 /// worker's main thread is in a transaction.
 pub struct Pool {
     work: Arc<(Mutex<Dispatcher<Outgoing>>, Condvar)>,
-    results: mpsc::Receiver<Finished>,
+    /// Finished attempts with their sequence numbers, in that order.
+    results: mpsc::Receiver<(u64, Finished)>,
     wake: UnixStream,
     /// The HTTP client the threads use, replaced by `renew_client` after a reload.
     client: Arc<RwLock<ureq::Agent>>,
@@ -269,12 +270,17 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Starts `threads` senders. They block every signal, so Postgres's handlers keep running
-    /// on the main thread.
-    pub fn start(threads: usize, rules: Arc<RwLock<HostRules>>, smtp: Arc<RwLock<Smtp>>) -> std::io::Result<Pool> {
+    /// Starts `threads` senders, with the circuit breaker's `threshold` (src/delivery/dispatch.rs).
+    /// They block every signal, so Postgres's handlers keep running on the main thread.
+    pub fn start(
+        threads: usize,
+        threshold: u32,
+        rules: Arc<RwLock<HostRules>>,
+        smtp: Arc<RwLock<Smtp>>,
+    ) -> std::io::Result<Pool> {
         let client = Arc::new(RwLock::new(agent(rules.clone(), threads)));
-        let work = Arc::new((Mutex::new(Dispatcher::new(threads)), Condvar::new()));
-        let (done, results) = mpsc::channel::<Finished>();
+        let work = Arc::new((Mutex::new(Dispatcher::new(threads, threshold)), Condvar::new()));
+        let (done, results) = mpsc::channel::<(u64, Finished)>();
         let (wake, notify) = UnixStream::pair()?;
         wake.set_nonblocking(true)?;
         for i in 0..threads.max(1) {
@@ -292,13 +298,15 @@ impl Pool {
                     let agent = client.read().unwrap_or_else(|e| e.into_inner()).clone();
                     let finished = send(&agent, &relay, &job);
                     let endpoint = job.endpoint_id;
-                    match lock.lock() {
-                        Ok(mut q) => q.done(endpoint),
-                        Err(_) => return,
-                    }
+                    let Ok(mut q) = lock.lock() else { return };
+                    let seq = q.done(endpoint, breaker(&finished.sent));
+                    // Sent under the lock: the results arrive in their sequence's order, so the
+                    // worker knows which trips its records cover (Dispatcher::recorded).
+                    let sent = done.send((seq, finished));
+                    drop(q);
                     // A finished send may let another of the endpoint's go.
                     ready.notify_all();
-                    if done.send(finished).is_err() {
+                    if sent.is_err() {
                         return;
                     }
                     // A full socket buffer means a wake-up is pending already.
@@ -316,13 +324,35 @@ impl Pool {
         *self.client.write().unwrap_or_else(|e| e.into_inner()) = agent(self.rules.clone(), self.per_host);
     }
 
-    /// Queues a send for `endpoint`, whose in-flight limit is now `limit`.
-    pub fn push(&self, endpoint: Uuid, limit: usize, o: Outgoing) {
+    /// Queues a send for `endpoint`, whose in-flight limit is now `limit` and whose failures in
+    /// a row were `fails` when it was claimed (held at once if the endpoint's lane is tripped).
+    pub fn push(&self, endpoint: Uuid, limit: usize, fails: u32, o: Outgoing) {
         let (lock, ready) = &*self.work;
         // The threads never panic while holding the lock; a poisoned one means they are gone.
         if let Ok(mut q) = lock.lock() {
-            q.push(endpoint, limit, o);
+            q.push(endpoint, limit, fails, o);
             ready.notify_all();
+        }
+    }
+
+    /// Sends handed back unsent by the breaker since the last call.
+    pub fn take_held(&self) -> Vec<Outgoing> {
+        self.work.0.lock().map_or_else(|_| Vec::new(), |mut q| q.take_held())
+    }
+
+    /// The attempts up to sequence number `upto` are recorded.
+    pub fn recorded(&self, upto: u64) {
+        let (lock, ready) = &*self.work;
+        if let Ok(mut q) = lock.lock() {
+            q.recorded(upto);
+            ready.notify_all();
+        }
+    }
+
+    /// A reloaded breaker threshold.
+    pub fn set_threshold(&self, threshold: u32) {
+        if let Ok(mut q) = self.work.0.lock() {
+            q.set_threshold(threshold);
         }
     }
 
@@ -336,11 +366,21 @@ impl Pool {
         self.work.0.lock().map_or_else(|_| Vec::new(), |q| q.saturated(n))
     }
 
-    /// The attempts finished since the last call.
-    pub fn finished(&self) -> Vec<Finished> {
+    /// The attempts finished since the last call, and the sequence number of the last one (0:
+    /// none).
+    pub fn finished(&self) -> (Vec<Finished>, u64) {
         let mut sink = [0u8; 256];
         while matches!((&self.wake).read(&mut sink), Ok(n) if n > 0) {}
-        self.results.try_iter().collect()
+        let mut upto = 0;
+        let finished = self
+            .results
+            .try_iter()
+            .map(|(seq, f)| {
+                upto = seq;
+                f
+            })
+            .collect();
+        (finished, upto)
     }
 
     /// The descriptor that becomes readable when an attempt finishes.

@@ -16,7 +16,7 @@ use serde_json::{json, Value};
 
 use super::hosts::traced_url;
 use super::message::{context, email_parts, slack_body, sms_text, webhook_body, Template};
-use super::policy::{next, Next, Rules, Sent};
+use super::policy::{breaker, next, Next, Rules, Sent};
 use super::send::{Email, Finished, Outgoing, Payload, Pool, Signing};
 use super::settings;
 use super::signature::parse_secret;
@@ -61,6 +61,7 @@ const CLAIM_SQL: &str = include_str!("../../sql/queries/delivery_claim.sql");
 const NEXT_DUE_SQL: &str = include_str!("../../sql/queries/delivery_next_due.sql");
 const RECORD_SQL: &str = include_str!("../../sql/queries/delivery_record.sql");
 const RELEASE_SQL: &str = include_str!("../../sql/queries/delivery_release.sql");
+const UNCLAIM_SQL: &str = include_str!("../../sql/queries/delivery_unclaim.sql");
 
 /// Events expanded into deliveries per fan-out call (sql/delivery.sql, fan_out_events).
 const FAN_OUT_BATCH: i32 = 1000;
@@ -97,6 +98,8 @@ struct Claimed {
     timeout_ms: i32,
     /// The endpoint's in-flight limit now (1 while its circuit is half-open).
     limit: i32,
+    /// The endpoint's failures in a row when it was claimed.
+    failures: i32,
     secrets: Vec<String>,
     context: Option<Value>,
     template: Option<Value>,
@@ -320,13 +323,7 @@ fn decided(f: &Finished, flight: &InFlight, schedule: &[u64], horizon_s: i32) ->
         Sent::Status { code, .. } => (Some(*code), None),
         Sent::Failed { error, .. } => (None, Some(error.clone())),
     };
-    // Failures of the receiver count toward its breaker; a message that can never be sent
-    // (no recipient, a refused address) says nothing about the endpoint.
-    let breaker = match (&decision, &f.sent) {
-        (Next::Delivered, _) => "ok",
-        (_, Sent::Failed { permanent: true, .. }) => "none",
-        _ => "fail",
-    };
+    let breaker = breaker(&f.sent).as_str();
     let (outcome, next_ms, error) = match decision {
         _ if flight.suppressed => ("suppressed", None, error),
         Next::Delivered => ("delivered", None, error),
@@ -400,6 +397,7 @@ fn claim(limit: usize, threshold: i32, skip: &[uuid::Uuid]) -> Result<Vec<Claime
                     url: r.get_by_name("url")?,
                     timeout_ms: r.get_by_name("timeout_ms")?.unwrap_or(10_000),
                     limit: r.get_by_name("in_flight_limit")?.unwrap_or(1),
+                    failures: r.get_by_name("failures")?.unwrap_or(0),
                     secrets: r.get_by_name::<Vec<String>, _>("secrets")?.unwrap_or_default(),
                     context: json("context")?,
                     template: json("template")?,
@@ -456,7 +454,14 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         }
     };
     let concurrency = gucs::delivery_concurrency();
-    let pool = match Pool::start(concurrency, live.rules.clone(), live.smtp.clone()) {
+    // The breaker's threshold as the sending threads count (0: never open).
+    let as_threshold = |t: i32| u32::try_from(t).unwrap_or(0);
+    let pool = match Pool::start(
+        concurrency,
+        as_threshold(gucs::delivery_breaker_threshold()),
+        live.rules.clone(),
+        live.smtp.clone(),
+    ) {
         Ok(p) => p,
         Err(e) => {
             pgrx::warning!("booking_engine delivery: the sending threads could not start: {e}");
@@ -473,7 +478,17 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     loop {
         let threshold = gucs::delivery_breaker_threshold();
         let mut finished = std::mem::take(&mut unsent);
-        finished.extend(pool.finished());
+        let (sent, upto) = pool.finished();
+        finished.extend(sent);
+        // Handed back unsent by the breaker: pending again, their spans never started.
+        let held: Vec<pgrx::Uuid> = pool
+            .take_held()
+            .iter()
+            .map(|o| {
+                claimed_at.remove(&o.delivery_id);
+                to_pg_uuid(o.delivery_id)
+            })
+            .collect();
         let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(pool.backlog());
         let full = pool.saturated(PER_ENDPOINT as usize);
         // Each attempt's channel, outcome and seconds, counted when its record commits.
@@ -504,7 +519,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         };
         let mut claimed = Vec::new();
         let mut fanned = 0;
-        if rows.is_some() || room > 0 {
+        if rows.is_some() || !held.is_empty() || room > 0 {
             report_activity(Some("recording and claiming deliveries"));
             // One transaction records what finished and claims what is due.
             let outcome = try_in_transaction(|| -> Result<Option<(i32, Vec<TracedClaim>)>, pgrx::spi::Error> {
@@ -519,13 +534,21 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                         telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
                     }
                 }
+                if !held.is_empty() {
+                    Spi::run_with_args(UNCLAIM_SQL, &[held.clone().into()])?;
+                }
                 // New events first: their deliveries are claimed in the same transaction.
                 let fanned = if room > 0 { fan_out()? } else { 0 };
                 let claimed = if room > 0 { claim(room, threshold, &full)? } else { Vec::new() };
                 Ok(Some((fanned, claimed.into_iter().map(|c| (traced(&c), c)).collect::<Vec<_>>())))
             });
             match outcome {
-                Ok(Ok(Some((n, c)))) => (fanned, claimed) = (n, c),
+                Ok(Ok(Some((n, c)))) => {
+                    // The endpoints' rows now say what the recorded attempts did to their
+                    // breakers: the lanes those attempts tripped may be claimed for again.
+                    pool.recorded(upto);
+                    (fanned, claimed) = (n, c);
+                }
                 // The extension is gone from this database.
                 Ok(Ok(None)) => return,
                 // What finished stays `sending`: the next worker start sends it again.
@@ -533,7 +556,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                 Err(e) => pgrx::warning!("booking_engine delivery: recording or claiming failed: {}", e.message),
             }
         }
-        let busy = !claimed.is_empty() || !finished.is_empty() || fanned > 0;
+        let busy = !claimed.is_empty() || !finished.is_empty() || !held.is_empty() || fanned > 0;
         for (traced, c) in claimed {
             // The receiver continues the trace from the request's span.
             let header =
@@ -547,7 +570,8 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             match outgoing(&c) {
                 Ok((o, recipient)) => {
                     flight.recipient = recipient;
-                    pool.push(c.endpoint_id, c.limit.max(1) as usize, Outgoing { trace: header, ..o });
+                    let fails = u32::try_from(c.failures).unwrap_or(0);
+                    pool.push(c.endpoint_id, c.limit.max(1) as usize, fails, Outgoing { trace: header, ..o });
                 }
                 Err(Unsent { why, suppressed }) => {
                     flight.suppressed = suppressed;
@@ -560,6 +584,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
             if interrupts_and_reload() {
                 live.reload();
                 pool.renew_client();
+                pool.set_threshold(as_threshold(gucs::delivery_breaker_threshold()));
             }
             continue;
         }
@@ -572,6 +597,7 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
         if wait_latch_or_socket(Some(pool.wake_fd()), sleep) {
             live.reload();
             pool.renew_client();
+            pool.set_threshold(as_threshold(gucs::delivery_breaker_threshold()));
         }
     }
 }

@@ -10,7 +10,7 @@ use postgres::Client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::common::{book, connect, crash_delivery_mid_way, durable_connection, salon, Salon};
+use crate::common::{book, connect, crash_delivery_mid_way, durable_connection, poll, salon, Salon};
 use crate::receiver::{smtp_sink, Answer, Receiver, Request};
 
 /// An endpoint of the salon's tenant; returns its id and secret.
@@ -417,6 +417,69 @@ fn a_reloaded_deny_list_applies_to_the_running_worker() {
         assert!(start.elapsed() < Duration::from_secs(30), "loopback never allowed again: {rows:#?}");
     }
     assert_eq!(pid(&mut c), worker);
+}
+
+/// The breaker holds per send, not only per claim: 30 events reach a failing endpoint at once
+/// (one claim takes them all), one send at a time; the 5th failure opens the circuit and the 25
+/// still queued go back unsent (pending, no attempt counted, nothing in the ledger). Half-open
+/// is one probe: when the cool-down ends, exactly one request goes out, and it is a retry (a
+/// receiver that fails only first attempts would otherwise never be probed with anything else).
+#[test]
+fn an_open_circuit_holds_what_was_claimed_and_half_open_is_one_probe() {
+    const THRESHOLD: usize = 5;
+    let mut c = connect();
+    let s = salon(&mut c, 1);
+    let rx = Receiver::start(vec![], Answer::Status(500));
+    let (id, _) = endpoint(&mut c, &s, Some(&rx.url), &["booking.created"], json!({"max_in_flight": 1}));
+    c.execute(
+        "SELECT booking.emit_event($1, 'booking.created', jsonb_build_object('n', g)) FROM generate_series(1, 30) g",
+        &[&s.tenant],
+    )
+    .unwrap();
+    // Settled: the circuit open, and nothing of the endpoint's still claimed (None before the
+    // events are fanned out).
+    let settled = |c: &mut Client| -> Option<(i32, i64, i64)> {
+        let r = c
+            .query_opt(
+                "SELECT e.consecutive_failures, e.circuit_open_until > now(),
+                        count(*) FILTER (WHERE d.status = 'sending'),
+                        count(*) FILTER (WHERE d.status = 'pending' AND d.attempts = 0),
+                        (SELECT count(*) FROM booking_admin.delivery_attempts a WHERE a.endpoint_id = e.id)
+                 FROM booking_admin.delivery_endpoints e JOIN booking_admin.deliveries d ON d.endpoint_id = e.id
+                 WHERE e.id = $1 GROUP BY e.id",
+                &[&id],
+            )
+            .unwrap()?;
+        let (open, sending): (Option<bool>, i64) = (r.get(1), r.get(2));
+        (open == Some(true) && sending == 0).then(|| (r.get(0), r.get(3), r.get(4)))
+    };
+    let (failures, unsent, ledger) = poll("the circuit to open", Duration::from_secs(60), || settled(&mut c));
+    assert_eq!(failures, THRESHOLD as i32);
+    assert_eq!(rx.requests().len(), THRESHOLD, "no send after the failure that opened the circuit");
+    assert_eq!((unsent, ledger), (30 - THRESHOLD as i64, THRESHOLD as i64), "the rest went back unsent");
+    let first: Vec<String> = rx.requests().iter().map(|r| r.headers["webhook-id"].clone()).collect();
+    // A retry falls due (1 s on the test cluster), the cool-down ends, and a new event wakes
+    // the worker: the endpoint is half-open.
+    poll("a retry to fall due", Duration::from_secs(30), || {
+        let due: bool = c
+            .query_one(
+                "SELECT EXISTS (SELECT FROM booking_admin.deliveries
+                                WHERE endpoint_id = $1 AND attempts > 0 AND next_attempt_at <= now())",
+                &[&id],
+            )
+            .unwrap()
+            .get(0);
+        due.then_some(())
+    });
+    c.execute("UPDATE booking_admin.delivery_endpoints SET circuit_open_until = now() WHERE id = $1", &[&id]).unwrap();
+    c.execute("SELECT booking.emit_event($1, 'booking.created', '{}')", &[&s.tenant]).unwrap();
+    let (failures, _, ledger) = poll("the probe to fail", Duration::from_secs(60), || {
+        settled(&mut c).filter(|(f, _, _)| *f > THRESHOLD as i32)
+    });
+    assert_eq!((failures, ledger), (THRESHOLD as i32 + 1, THRESHOLD as i64 + 1), "one probe, failed, open again");
+    let probes = rx.requests();
+    assert_eq!(probes.len(), THRESHOLD + 1, "half-open lets exactly one request through");
+    assert!(first.contains(&probes[THRESHOLD].headers["webhook-id"]), "the probe is a retry: {first:?}");
 }
 
 /// The circuit breaker opens after exactly 5 failures in a row, as docs/delivery.md and
