@@ -13416,3 +13416,34 @@ BEGIN
     RETURN booking.finish_operation('booking.cancel', v_appt.tenant_id, v_op, jsonb_build_object(
         'success', true, 'operation_id', v_op, 'appointment', booking.appointment_json(v_appt)), v_appt.id);
 END $$;
+
+-- A runner that started after the scheduler's transaction first read pg_stat_activity is no longer
+-- taken for dead (recover_stale_jobs reads the activity afresh).
+CREATE OR REPLACE FUNCTION booking_admin.recover_stale_jobs() RETURNS integer
+LANGUAGE plpgsql VOLATILE
+SET search_path = pg_catalog, booking_admin, pg_temp AS $$
+DECLARE
+    v booking_admin.jobs;
+    n integer := 0;
+BEGIN
+    -- pg_stat_activity is read once per transaction and kept: read earlier in the caller's
+    -- transaction (the scheduler asks whether a restore is running), it would not show a runner
+    -- that started since and has claimed a job this statement sees, and that job would be
+    -- declared dead. A fresh read shows every runner that claimed what this statement sees.
+    PERFORM pg_stat_clear_snapshot();
+    FOR v IN
+        SELECT j.* FROM booking_admin.jobs j
+        WHERE j.status = 'running'
+          AND (j.locked_at < pg_postmaster_start_time()
+               OR CASE WHEN j.locked_by LIKE 'booking_engine runner %'
+                       THEN NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.pid = j.locked_pid
+                                        AND a.backend_type = j.locked_by AND a.datname = current_database())
+                       ELSE j.heartbeat_at < clock_timestamp() - make_interval(secs => j.timeout_ms / 1000.0 + 5) END)
+        FOR UPDATE SKIP LOCKED
+    LOOP
+        PERFORM booking_admin.record_failure(v, format('worker %s (pid %s) died or stopped answering', v.locked_by, v.locked_pid));
+        n := n + 1;
+    END LOOP;
+    RETURN n;
+END $$;
+

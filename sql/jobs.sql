@@ -588,6 +588,11 @@ DECLARE
     v booking_admin.jobs;
     n integer := 0;
 BEGIN
+    -- pg_stat_activity is read once per transaction and kept: read earlier in the caller's
+    -- transaction (the scheduler asks whether a restore is running), it would not show a runner
+    -- that started since and has claimed a job this statement sees, and that job would be
+    -- declared dead. A fresh read shows every runner that claimed what this statement sees.
+    PERFORM pg_stat_clear_snapshot();
     FOR v IN
         SELECT j.* FROM booking_admin.jobs j
         WHERE j.status = 'running'

@@ -203,12 +203,15 @@ fn a_postgrest_requests_trace_reaches_the_webhook_receiver_through_booking_event
     assert_eq!(create["attributes"]["booking.tenant_id"], s.tenant.to_string());
     let appointment = create["attributes"]["booking.appointment_id"].as_str().expect("the appointment").to_string();
     assert_eq!(answer["appointment"]["id"], appointment.as_str());
-    // Validation, the write, the event and the audit entry are its children.
-    for child in ["booking.check_slot", "booking.write", "send booking.events", "booking.audit"] {
+    // The write, the event and the audit entry are its children; the write (booking.place)
+    // plans before it writes, so the engine's check is the write's child.
+    for child in ["booking.write", "send booking.events", "booking.audit"] {
         let span = one(&spans, child);
         assert_eq!(span["parent_span_id"], create["span_id"], "{child} is a child of booking.create");
         assert_eq!(span["flags"].as_i64().unwrap() & 0x300, 0x100, "{child}: a local parent");
     }
+    let check = one(&spans, "booking.check_slot");
+    assert_eq!(check["parent_span_id"], one(&spans, "booking.write")["span_id"], "the check is the write's child");
     assert_eq!(one(&spans, "booking.check_slot")["attributes"]["booking.valid"], true);
     assert_eq!(one(&spans, "booking.write")["attributes"]["booking.appointment_id"], appointment.as_str());
     let send = one(&spans, "send booking.events");
