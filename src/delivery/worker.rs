@@ -68,6 +68,8 @@ const FAN_OUT_BATCH: i32 = 1000;
 /// The longest sleep without a wake-up: a safety net for a wake-up lost in a crash, not the
 /// way work is found.
 const MAX_SLEEP_MS: i64 = 60_000;
+/// How long after a failed record-and-claim transaction the worker tries again.
+const RETRY_RECORD_MS: i64 = 1_000;
 /// Claimed deliveries the worker holds at most per sending thread (queued or in flight): claims
 /// run ahead of the network in large batches, one transaction for many sends.
 const AHEAD_PER_THREAD: usize = 16;
@@ -475,51 +477,52 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
     // decision, the metrics and the trace.
     let mut claimed_at: std::collections::HashMap<uuid::Uuid, InFlight> = std::collections::HashMap::new();
     let mut unsent: Vec<Finished> = Vec::new();
+    // What the next committed transaction records: decided attempts with their metrics, and
+    // deliveries the breaker handed back. A transaction that fails (a deadlock, a lock timeout)
+    // leaves them here for the next one, instead of `sending` until the worker restarts.
+    let mut unrecorded: Vec<Value> = Vec::new();
+    let mut uncounted: Vec<(String, String, f64)> = Vec::new();
+    let mut unreleased: Vec<pgrx::Uuid> = Vec::new();
+    let mut seen_upto = 0;
     loop {
         let threshold = gucs::delivery_breaker_threshold();
         let mut finished = std::mem::take(&mut unsent);
         let (sent, upto) = pool.finished();
         finished.extend(sent);
+        seen_upto = seen_upto.max(upto);
         // Handed back unsent by the breaker: pending again, their spans never started.
-        let held: Vec<pgrx::Uuid> = pool
-            .take_held()
-            .iter()
-            .map(|o| {
-                claimed_at.remove(&o.delivery_id);
-                to_pg_uuid(o.delivery_id)
-            })
-            .collect();
+        let held = pool.take_held();
+        unreleased.extend(held.iter().map(|o| {
+            claimed_at.remove(&o.delivery_id);
+            to_pg_uuid(o.delivery_id)
+        }));
         let room = (concurrency * AHEAD_PER_THREAD).saturating_sub(pool.backlog());
         let full = pool.saturated(PER_ENDPOINT as usize);
         // Each attempt's channel, outcome and seconds, counted when its record commits.
-        let mut counted: Vec<(String, String, f64)> = Vec::new();
-        let rows = if finished.is_empty() {
-            None
-        } else {
+        if !finished.is_empty() {
             let schedule = &live.schedule;
             let horizon = gucs::delivery_retry_horizon_s();
-            let rows: Vec<Value> = finished
-                .iter()
-                .map(|f| {
-                    let flight = claimed_at.remove(&f.delivery_id).unwrap_or_default();
-                    let row = decided(f, &flight, schedule, horizon);
-                    let outcome = row["outcome"].as_str().unwrap_or("retry").to_string();
-                    let trace_id = flight.traced.as_ref().map(|t| t.attempt.ctx.trace_id_hex());
-                    if let Some(t) = flight.traced {
-                        finish_traced(t, f, &row);
-                    }
-                    if outcome == "dead" || outcome == "gone" {
-                        log_given_up(f, &row, trace_id.as_deref());
-                    }
-                    counted.push((flight.channel, outcome, f.duration_ms / 1000.0));
-                    row
-                })
-                .collect();
-            Some(JsonB(Value::Array(rows)))
-        };
+            let rows = finished.iter().map(|f| {
+                let flight = claimed_at.remove(&f.delivery_id).unwrap_or_default();
+                let row = decided(f, &flight, schedule, horizon);
+                let outcome = row["outcome"].as_str().unwrap_or("retry").to_string();
+                let trace_id = flight.traced.as_ref().map(|t| t.attempt.ctx.trace_id_hex());
+                if let Some(t) = flight.traced {
+                    finish_traced(t, f, &row);
+                }
+                if outcome == "dead" || outcome == "gone" {
+                    log_given_up(f, &row, trace_id.as_deref());
+                }
+                uncounted.push((flight.channel, outcome, f.duration_ms / 1000.0));
+                row
+            });
+            unrecorded.extend(rows);
+        }
+        let rows = (!unrecorded.is_empty()).then(|| JsonB(Value::Array(unrecorded.clone())));
         let mut claimed = Vec::new();
         let mut fanned = 0;
-        if rows.is_some() || !held.is_empty() || room > 0 {
+        let mut failed = false;
+        if rows.is_some() || !unreleased.is_empty() || room > 0 {
             report_activity(Some("recording and claiming deliveries"));
             // One transaction records what finished and claims what is due.
             let outcome = try_in_transaction(|| -> Result<Option<(i32, Vec<TracedClaim>)>, pgrx::spi::Error> {
@@ -529,13 +532,13 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                 if let Some(rows) = rows {
                     let disable_after = gucs::delivery_disable_after_s();
                     Spi::run_with_args(RECORD_SQL, &[rows.into(), threshold.into(), disable_after.into()])?;
-                    for (channel, outcome, seconds) in &counted {
+                    for (channel, outcome, seconds) in &uncounted {
                         telemetry::at_commit(&DELIVERY_ATTEMPTS, &[channel, outcome], Change::Add(1));
                         telemetry::at_commit(&DELIVERY_DURATION, &[channel], Change::Observe(*seconds));
                     }
                 }
-                if !held.is_empty() {
-                    Spi::run_with_args(UNCLAIM_SQL, &[held.clone().into()])?;
+                if !unreleased.is_empty() {
+                    Spi::run_with_args(UNCLAIM_SQL, &[unreleased.clone().into()])?;
                 }
                 // New events first: their deliveries are claimed in the same transaction.
                 let fanned = if room > 0 { fan_out()? } else { 0 };
@@ -546,15 +549,33 @@ pub extern "C-unwind" fn booking_engine_delivery_main(arg: pg_sys::Datum) {
                 Ok(Ok(Some((n, c)))) => {
                     // The endpoints' rows now say what the recorded attempts did to their
                     // breakers: the lanes those attempts tripped may be claimed for again.
-                    pool.recorded(upto);
+                    pool.recorded(seen_upto);
                     (fanned, claimed) = (n, c);
+                    unrecorded.clear();
+                    uncounted.clear();
+                    unreleased.clear();
                 }
                 // The extension is gone from this database.
                 Ok(Ok(None)) => return,
-                // What finished stays `sending`: the next worker start sends it again.
-                Ok(Err(e)) => pgrx::warning!("booking_engine delivery: recording or claiming failed: {e}"),
-                Err(e) => pgrx::warning!("booking_engine delivery: recording or claiming failed: {}", e.message),
+                // Kept for the next transaction (see `unrecorded`).
+                Ok(Err(e)) => {
+                    pgrx::warning!("booking_engine delivery: recording or claiming failed, tried again: {e}");
+                    failed = true;
+                }
+                Err(e) => {
+                    pgrx::warning!("booking_engine delivery: recording or claiming failed, tried again: {}", e.message);
+                    failed = true;
+                }
             }
+        }
+        if failed {
+            // Not at once: a failure that persists would otherwise spin.
+            if wait_latch_or_socket(Some(pool.wake_fd()), RETRY_RECORD_MS) {
+                live.reload();
+                pool.renew_client();
+                pool.set_threshold(as_threshold(gucs::delivery_breaker_threshold()));
+            }
+            continue;
         }
         let busy = !claimed.is_empty() || !finished.is_empty() || !held.is_empty() || fanned > 0;
         for (traced, c) in claimed {

@@ -419,6 +419,51 @@ fn a_reloaded_deny_list_applies_to_the_running_worker() {
     assert_eq!(pid(&mut c), worker);
 }
 
+/// A record-and-claim transaction that fails (here: the ledger insert of this endpoint's first
+/// attempt raises once, as a deadlock would) loses nothing: the worker keeps the decided attempt
+/// and records it in its next transaction, without sending again. Before, the delivery stayed
+/// `sending` until the worker restarted.
+#[test]
+fn a_failed_record_is_tried_again_without_sending_again() {
+    let mut c = connect();
+    let s = salon(&mut c, 1);
+    let rx = Receiver::start(vec![], Answer::Status(200));
+    let (id, _) = endpoint(&mut c, &s, Some(&rx.url), &["booking.created"], json!({}));
+    let tag = id.simple().to_string();
+    // A sequence, not a counter in a table: the failing insert's rollback does not undo nextval.
+    c.batch_execute(&format!(
+        "CREATE SEQUENCE public.record_fail_{tag};
+         CREATE FUNCTION public.record_fail_{tag}() RETURNS trigger LANGUAGE plpgsql AS $$
+         BEGIN
+             IF NEW.endpoint_id = '{id}' AND nextval('public.record_fail_{tag}') = 1 THEN
+                 RAISE EXCEPTION 'injected failure of the record';
+             END IF;
+             RETURN NEW;
+         END $$;
+         CREATE TRIGGER record_fail_{tag} BEFORE INSERT ON booking_admin.delivery_attempts
+             FOR EACH ROW EXECUTE FUNCTION public.record_fail_{tag}();"
+    ))
+    .unwrap();
+    struct Cleanup(String);
+    impl Drop for Cleanup {
+        fn drop(&mut self) {
+            let mut c = connect();
+            let t = &self.0;
+            let _ = c.batch_execute(&format!(
+                "DROP TRIGGER IF EXISTS record_fail_{t} ON booking_admin.delivery_attempts;
+                 DROP FUNCTION IF EXISTS public.record_fail_{t}(); DROP SEQUENCE IF EXISTS public.record_fail_{t};"
+            ));
+        }
+    }
+    let _cleanup = Cleanup(tag.clone());
+    c.execute("SELECT booking.emit_event($1, 'booking.created', '{}')", &[&s.tenant]).unwrap();
+    let attempts = await_attempts(&mut c, id, "the attempt recorded", |a| a.iter().any(|r| r["status"] == "delivered"));
+    let failed: i64 = c.query_one(&format!("SELECT last_value FROM public.record_fail_{tag}"), &[]).unwrap().get(0);
+    assert!(failed >= 2, "the first record failed and a later one went through ({failed} tries)");
+    assert_eq!(attempts.len(), 1, "one attempt in the ledger: {attempts:?}");
+    assert_eq!(rx.requests().len(), 1, "sent once: the record was tried again, not the send");
+}
+
 /// The breaker holds per send, not only per claim: 30 events reach a failing endpoint at once
 /// (one claim takes them all), one send at a time; the 5th failure opens the circuit and the 25
 /// still queued go back unsent (pending, no attempt counted, nothing in the ledger). Half-open
